@@ -1,0 +1,1 @@
+//! vds-iscsi (skeleton).

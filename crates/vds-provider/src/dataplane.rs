@@ -1,0 +1,90 @@
+//! The seam between the management engine (this crate) and the iSCSI data path (`vds-target`).
+//!
+//! The provider owns configuration; the data path serves it. After every committed change the
+//! provider publishes a complete, immutable [`DataView`]; the data path swaps it in atomically
+//! (new logins and new commands see the new view; nothing is half-applied). Listener lifecycle is
+//! explicit ([`DataPlane::bind_portal`], [`DataPlane::unbind_portal`]) because its failures are
+//! VDS answers (FAILED portal, converted OS error).
+//!
+//! Logical units are shared objects (`Arc<vds_scsi::LogicalUnit>`): the provider creates them,
+//! changes their state (`SetStatus` quiesces and flushes through them) and hands them to the data
+//! path inside the view.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+/// CHAP configuration of one target (SEMANTICS §10).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChapConfig {
+    /// Secret set without an initiator name: any CHAP_N is accepted with it.
+    pub default_secret: Option<Vec<u8>>,
+    /// Per-initiator secrets: apply when CHAP_N equals the initiator name.
+    pub initiator_secrets: Vec<(String, Vec<u8>)>,
+    /// Secrets the target remembers for initiators (mutual CHAP: the target answers the
+    /// initiator's challenge with this secret). Keyed by initiator name; `""` for any.
+    pub mutual_secrets: Vec<(String, Vec<u8>)>,
+}
+
+impl ChapConfig {
+    /// CHAP is required when any target secret is set.
+    pub fn required(&self) -> bool {
+        self.default_secret.is_some() || !self.initiator_secrets.is_empty()
+    }
+}
+
+/// One portal group of a target as the data path needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortalGroupView {
+    pub id: Uuid,
+    /// Target portal group tag (TargetPortalGroupTag, relative target port).
+    pub tag: u16,
+    pub portals: Vec<Uuid>,
+}
+
+/// One iSCSI target as the data path serves it.
+#[derive(Clone)]
+pub struct TargetView {
+    pub id: Uuid,
+    pub iqn: String,
+    pub alias: String,
+    pub chap: ChapConfig,
+    pub portal_groups: Vec<PortalGroupView>,
+    pub luns: Arc<vds_scsi::LunMap>,
+}
+
+/// One portal (listener address) and whether it is to be listed by SendTargets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortalView {
+    pub id: Uuid,
+    pub addr: SocketAddr,
+    /// Only ONLINE portals are listed in SendTargets.
+    pub online: bool,
+}
+
+/// The whole configuration the data path serves.
+#[derive(Clone, Default)]
+pub struct DataView {
+    pub targets: Vec<TargetView>,
+    pub portals: Vec<PortalView>,
+}
+
+/// Implemented by the data path (`vds-target`); called by the provider. Methods may block
+/// (the provider calls them from its own worker threads, never from an async executor).
+pub trait DataPlane: Send + Sync {
+    /// Swap in a new configuration.
+    fn publish(&self, view: Arc<DataView>);
+    /// Start listening for portal `id` on `addr`. The error is the OS error of bind/listen
+    /// (EADDRINUSE, EADDRNOTAVAIL, EACCES, ...), which the provider converts to an HRESULT.
+    fn bind_portal(&self, id: Uuid, addr: SocketAddr) -> std::io::Result<()>;
+    /// Stop portal `id`: close the listener at once, send AsyncEvent 1 (logout requested,
+    /// Parameter3 = `logout_timeout` in seconds) on every connection that came through it,
+    /// wait up to `logout_timeout` for them to log out, then drop the rest. Commands already
+    /// accepted complete before a connection is dropped (no acknowledged write is lost).
+    /// Returns when nothing of the portal is left.
+    fn unbind_portal(&self, id: Uuid, logout_timeout: Duration);
+    /// Connected initiator names of a target (for `GET /v1/targets/{id}/initiators`).
+    fn initiators(&self, target: Uuid) -> Vec<String>;
+}

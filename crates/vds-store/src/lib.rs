@@ -1,0 +1,1 @@
+//! vds-store (skeleton).
