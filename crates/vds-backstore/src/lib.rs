@@ -42,6 +42,11 @@ pub trait BackingStore: Send + Sync {
         let _ = offset;
         Ok((true, len))
     }
+    /// Change the capacity (extend/shrink). Stores of fixed size answer `Unsupported`.
+    fn resize(&self, new_size: u64) -> io::Result<()> {
+        let _ = new_size;
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
     /// Re-check the store against what it was opened as (size, and for files the device and
     /// inode at its path). `Ok(())` if it is still the same and answering I/O.
     fn probe(&self) -> io::Result<()> {
