@@ -9,8 +9,27 @@
 //! write-back cache of the LUN. `flush` (SYNCHRONIZE CACHE, SetStatus OFFLINE, shutdown) makes
 //! every completed write durable (`fdatasync`); a write with `fua = true` is durable before it
 //! returns.
+//!
+//! Entry points: [`open`] turns a [`BackingKind`] into a store, [`create_file`] prepares a
+//! sparse file for a new LUN, and [`Filtered`] wraps any store with runtime-replaceable
+//! [`FaultFilter`]s.
 
 use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+mod block;
+mod file;
+mod filter;
+mod memory;
+mod null;
+mod sys;
+
+pub use block::BlockStore;
+pub use file::FileStore;
+pub use filter::{FaultFilter, FaultOp, Filtered};
+pub use memory::MemoryStore;
+pub use null::NullStore;
 
 /// Where a LUN's blocks live. All offsets and lengths are in bytes; callers (the SCSI engine)
 /// have already checked `offset + len <= size()`.
@@ -51,5 +70,97 @@ pub trait BackingStore: Send + Sync {
     /// inode at its path). `Ok(())` if it is still the same and answering I/O.
     fn probe(&self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// What a backing store is made of (the `B` object of INTERFACE.md, minus the filters).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackingKind {
+    /// A regular (normally sparse) file; thin provisioned.
+    File { path: PathBuf },
+    /// A block device.
+    Block { path: PathBuf },
+    /// Process memory, allocated on first write; contents are lost at exit.
+    Memory,
+    /// Reads zeroes, discards writes.
+    Null,
+}
+
+/// Open a backing store. `size` is the capacity of memory and null stores; file and block
+/// stores take the real size of what is at `path` (create files first with [`create_file`]).
+pub fn open(kind: &BackingKind, size: u64) -> io::Result<Arc<dyn BackingStore>> {
+    Ok(match kind {
+        BackingKind::File { path } => Arc::new(FileStore::open(path)?),
+        BackingKind::Block { path } => Arc::new(BlockStore::open(path)?),
+        BackingKind::Memory => Arc::new(MemoryStore::new(size)),
+        BackingKind::Null => Arc::new(NullStore::new(size)),
+    })
+}
+
+/// Bytes zeroed at each end of a reused file (SEMANTICS §8: old partition tables and
+/// filesystem signatures must not leak into a new LUN).
+pub const REUSE_ZERO_LEN: u64 = 1 << 20;
+
+/// Create (or reuse) the file of a file-backed LUN: afterwards it is exactly `size` bytes, sparse
+/// where nothing was written, mode 0600 when created. When the file already existed and
+/// `zero_reused` is set, its first and last MiB read as zeroes.
+pub fn create_file(path: &Path, size: u64, zero_reused: bool) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let existed = path.exists();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    if f.metadata()?.len() != size {
+        f.set_len(size)?;
+    }
+    if existed && zero_reused {
+        let head = REUSE_ZERO_LEN.min(size);
+        file::zero_range(&f, 0, head)?;
+        let tail_start = size.saturating_sub(REUSE_ZERO_LEN).max(head);
+        file::zero_range(&f, tail_start, size - tail_start)?;
+        f.sync_data()?;
+    }
+    Ok(())
+}
+
+/// An `InvalidInput` error for a range outside the store, so a caller's bug never turns into
+/// a silent short I/O.
+fn out_of_range(offset: u64, len: u64, size: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("range {offset}+{len} beyond the store's {size} bytes"),
+    )
+}
+
+/// Check `offset + len <= size` without overflow.
+fn check_range(offset: u64, len: u64, size: u64) -> io::Result<()> {
+    match offset.checked_add(len) {
+        Some(end) if end <= size => Ok(()),
+        _ => Err(out_of_range(offset, len, size)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_each_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("lun");
+        create_file(&p, 3 << 20, false).unwrap();
+        let f = open(&BackingKind::File { path: p.clone() }, 1).unwrap();
+        assert_eq!((f.kind(), f.size(), f.thin()), ("file", 3 << 20, true));
+        let m = open(&BackingKind::Memory, 1 << 30).unwrap();
+        assert_eq!((m.kind(), m.size(), m.thin()), ("memory", 1 << 30, true));
+        let n = open(&BackingKind::Null, 4096).unwrap();
+        assert_eq!((n.kind(), n.size(), n.thin()), ("null", 4096, false));
+        assert!(open(&BackingKind::Block { path: p }, 0).is_err());
+        let missing = dir.path().join("missing");
+        assert!(open(&BackingKind::File { path: missing }, 0).is_err());
     }
 }

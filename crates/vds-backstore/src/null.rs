@@ -1,0 +1,68 @@
+//! The null store: reads zeroes, discards writes. For benchmarks of everything above storage.
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::{check_range, BackingStore};
+
+/// A LUN with no storage behind it.
+#[derive(Debug)]
+pub struct NullStore {
+    size: AtomicU64,
+}
+
+impl NullStore {
+    pub fn new(size: u64) -> NullStore {
+        NullStore {
+            size: AtomicU64::new(size),
+        }
+    }
+}
+
+impl BackingStore for NullStore {
+    fn kind(&self) -> &'static str {
+        "null"
+    }
+
+    fn size(&self) -> u64 {
+        self.size.load(Ordering::Relaxed)
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        check_range(offset, buf.len() as u64, self.size())?;
+        buf.fill(0);
+        Ok(())
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64, _fua: bool) -> io::Result<()> {
+        check_range(offset, buf.len() as u64, self.size())
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn unmap(&self, offset: u64, len: u64) -> io::Result<()> {
+        check_range(offset, len, self.size())
+    }
+
+    fn resize(&self, new_size: u64) -> io::Result<()> {
+        self.size.store(new_size, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_zeroes_after_writes() {
+        let s = NullStore::new(1 << 20);
+        s.write_at(&[3u8; 512], 0, true).unwrap();
+        let mut b = [1u8; 512];
+        s.read_at(&mut b, 0).unwrap();
+        assert_eq!(b, [0u8; 512]);
+        assert!(s.read_at(&mut b, (1 << 20) - 1).is_err());
+    }
+}

@@ -1,0 +1,76 @@
+//! Thin wrappers over the Linux calls `std` does not expose: `fallocate`, `lseek` with
+//! SEEK_DATA/SEEK_HOLE, `fdatasync` and the block-device ioctls.
+
+use std::io;
+use std::os::fd::AsRawFd;
+
+/// `_IOR(0x12, 114, size_t)`: the device size in bytes.
+const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
+/// `_IO(0x12, 127)`: write zeroes over a byte range (the device may deallocate it).
+const BLKZEROOUT: libc::c_ulong = 0x127f;
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+fn to_off(v: u64) -> io::Result<libc::off_t> {
+    libc::off_t::try_from(v).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// Deallocate `[offset, offset+len)` keeping the file size.
+pub fn punch_hole(f: &impl AsRawFd, offset: u64, len: u64) -> io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    // SAFETY: fallocate on a valid fd with integer arguments; no memory is passed.
+    let r = unsafe {
+        libc::fallocate(
+            f.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            to_off(offset)?,
+            to_off(len)?,
+        )
+    };
+    cvt(r).map(|_| ())
+}
+
+/// `lseek(fd, offset, whence)`; `Ok(None)` for ENXIO (no data / hole at or after `offset`).
+pub fn seek(f: &impl AsRawFd, offset: u64, whence: libc::c_int) -> io::Result<Option<u64>> {
+    // SAFETY: lseek on a valid fd; no memory is passed.
+    let r = unsafe { libc::lseek(f.as_raw_fd(), to_off(offset)?, whence) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ENXIO) {
+            return Ok(None);
+        }
+        return Err(e);
+    }
+    Ok(Some(r as u64))
+}
+
+/// `fdatasync(fd)`.
+pub fn fdatasync(f: &impl AsRawFd) -> io::Result<()> {
+    // SAFETY: fdatasync on a valid fd.
+    cvt(unsafe { libc::fdatasync(f.as_raw_fd()) }).map(|_| ())
+}
+
+/// The size of a block device.
+pub fn block_size_bytes(f: &impl AsRawFd) -> io::Result<u64> {
+    let mut size: u64 = 0;
+    // SAFETY: BLKGETSIZE64 writes one u64 through the pointer, which points at `size`.
+    let r = unsafe { libc::ioctl(f.as_raw_fd(), BLKGETSIZE64 as _, &mut size as *mut u64) };
+    cvt(r)?;
+    Ok(size)
+}
+
+/// Zero a byte range of a block device.
+pub fn block_zeroout(f: &impl AsRawFd, offset: u64, len: u64) -> io::Result<()> {
+    let range: [u64; 2] = [offset, len];
+    // SAFETY: BLKZEROOUT reads two u64 (start, length) from the pointer, which points at `range`.
+    let r = unsafe { libc::ioctl(f.as_raw_fd(), BLKZEROOUT as _, range.as_ptr()) };
+    cvt(r).map(|_| ())
+}
