@@ -1,0 +1,581 @@
+//! The hardware-provider objects (INTERFACE.md "Resources"): provider, subsystem, controller,
+//! drive, LUN with its plexes, target, portal group, portal, and the asynchronous job. Plain
+//! values: the provider owns and mutates them, the API serialises them.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use uuid::Uuid;
+
+use crate::enums::*;
+use crate::hresult::Hresult;
+
+/// The kinds of object the provider manages (and that events name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ObjectKind {
+    /// The provider itself.
+    Provider,
+    /// A subsystem (the array).
+    Subsystem,
+    /// A controller of a subsystem.
+    Controller,
+    /// A drive of a subsystem.
+    Drive,
+    /// A LUN.
+    Lun,
+    /// An iSCSI target.
+    Target,
+    /// A portal group of a target.
+    PortalGroup,
+    /// An iSCSI portal.
+    Portal,
+    /// An asynchronous job.
+    Job,
+}
+
+impl ObjectKind {
+    /// Every kind.
+    pub const ALL: &'static [ObjectKind] = &[
+        ObjectKind::Provider,
+        ObjectKind::Subsystem,
+        ObjectKind::Controller,
+        ObjectKind::Drive,
+        ObjectKind::Lun,
+        ObjectKind::Target,
+        ObjectKind::PortalGroup,
+        ObjectKind::Portal,
+        ObjectKind::Job,
+    ];
+
+    /// JSON / event name: `"lun"`, `"portal_group"`, ...
+    pub fn short_name(self) -> &'static str {
+        match self {
+            ObjectKind::Provider => "provider",
+            ObjectKind::Subsystem => "subsystem",
+            ObjectKind::Controller => "controller",
+            ObjectKind::Drive => "drive",
+            ObjectKind::Lun => "lun",
+            ObjectKind::Target => "target",
+            ObjectKind::PortalGroup => "portal_group",
+            ObjectKind::Portal => "portal",
+            ObjectKind::Job => "job",
+        }
+    }
+
+    /// The label used in messages: `"LUN"`, `"portal group"`, ...
+    pub fn label(self) -> &'static str {
+        match self {
+            ObjectKind::Provider => "provider",
+            ObjectKind::Subsystem => "subsystem",
+            ObjectKind::Controller => "controller",
+            ObjectKind::Drive => "drive",
+            ObjectKind::Lun => "LUN",
+            ObjectKind::Target => "target",
+            ObjectKind::PortalGroup => "portal group",
+            ObjectKind::Portal => "portal",
+            ObjectKind::Job => "job",
+        }
+    }
+
+    /// Parses a short name.
+    pub fn parse(s: &str) -> Option<ObjectKind> {
+        ObjectKind::ALL
+            .iter()
+            .copied()
+            .find(|k| k.short_name() == s)
+    }
+
+    /// The VDS object type.
+    pub fn object_type(self) -> ObjectType {
+        match self {
+            ObjectKind::Provider => ObjectType::Provider,
+            ObjectKind::Subsystem => ObjectType::SubSystem,
+            ObjectKind::Controller => ObjectType::Controller,
+            ObjectKind::Drive => ObjectType::Drive,
+            ObjectKind::Lun => ObjectType::Lun,
+            ObjectKind::Target => ObjectType::Target,
+            ObjectKind::PortalGroup => ObjectType::PortalGroup,
+            ObjectKind::Portal => ObjectType::Portal,
+            ObjectKind::Job => ObjectType::Async,
+        }
+    }
+
+    /// The VDS notification target type, for kinds that raise notifications.
+    pub fn notification_type(self) -> Option<NotificationTargetType> {
+        Some(match self {
+            ObjectKind::Subsystem => NotificationTargetType::SubSystem,
+            ObjectKind::Controller => NotificationTargetType::Controller,
+            ObjectKind::Drive => NotificationTargetType::Drive,
+            ObjectKind::Lun => NotificationTargetType::Lun,
+            ObjectKind::Target => NotificationTargetType::Target,
+            ObjectKind::PortalGroup => NotificationTargetType::PortalGroup,
+            ObjectKind::Portal => NotificationTargetType::Portal,
+            ObjectKind::Provider | ObjectKind::Job => return None,
+        })
+    }
+
+    /// The VDS event code for `event` on this kind (SEMANTICS.md §9).
+    pub fn event_code(self, event: EventKind) -> Option<NotificationEvent> {
+        use EventKind::*;
+        use NotificationEvent as N;
+        Some(match (self, event) {
+            (ObjectKind::Subsystem, Arrive) => N::SubSystemArrive,
+            (ObjectKind::Subsystem, Depart) => N::SubSystemDepart,
+            (ObjectKind::Subsystem, Modify) => N::SubSystemModify,
+            (ObjectKind::Controller, Arrive) => N::ControllerArrive,
+            (ObjectKind::Controller, Depart) => N::ControllerDepart,
+            (ObjectKind::Controller, Modify) => N::ControllerModify,
+            (ObjectKind::Controller, Removed) => N::ControllerRemoved,
+            (ObjectKind::Drive, Arrive) => N::DriveArrive,
+            (ObjectKind::Drive, Depart) => N::DriveDepart,
+            (ObjectKind::Drive, Modify) => N::DriveModify,
+            (ObjectKind::Drive, Removed) => N::DriveRemoved,
+            (ObjectKind::Lun, Arrive) => N::LunArrive,
+            (ObjectKind::Lun, Depart) => N::LunDepart,
+            (ObjectKind::Lun, Modify) => N::LunModify,
+            (ObjectKind::Portal, Arrive) => N::PortalArrive,
+            (ObjectKind::Portal, Depart) => N::PortalDepart,
+            (ObjectKind::Portal, Modify) => N::PortalModify,
+            (ObjectKind::Target, Arrive) => N::TargetArrive,
+            (ObjectKind::Target, Depart) => N::TargetDepart,
+            (ObjectKind::Target, Modify) => N::TargetModify,
+            (ObjectKind::PortalGroup, Arrive) => N::PortalGroupArrive,
+            (ObjectKind::PortalGroup, Depart) => N::PortalGroupDepart,
+            (ObjectKind::PortalGroup, Modify) => N::PortalGroupModify,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.short_name())
+    }
+}
+
+/// What happened to an object (the part of a `VDS_NF_*` name after the object).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// Created / appeared.
+    Arrive,
+    /// Deleted / vanished.
+    Depart,
+    /// A property changed.
+    Modify,
+    /// Present but out of use (controllers, drives).
+    Removed,
+}
+
+impl EventKind {
+    /// `"arrive"`, `"depart"`, `"modify"`, `"removed"`.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            EventKind::Arrive => "arrive",
+            EventKind::Depart => "depart",
+            EventKind::Modify => "modify",
+            EventKind::Removed => "removed",
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.short_name())
+    }
+}
+
+/// Whether the provider's cache matches the array (SEMANTICS.md §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheState {
+    /// The cache matches.
+    Valid,
+    /// Something changed behind the provider's back; Reenumerate then Refresh.
+    Corrupt,
+}
+
+impl CacheState {
+    /// `"valid"` / `"corrupt"`.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            CacheState::Valid => "valid",
+            CacheState::Corrupt => "corrupt",
+        }
+    }
+}
+
+/// `VDS_PROVIDER_PROP` plus the cache state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderInfo {
+    /// Persistent provider id.
+    pub id: Uuid,
+    /// Provider name.
+    pub name: String,
+    /// Version string.
+    pub version: String,
+    /// Always [`HwProviderType::Iscsi`].
+    pub provider_type: HwProviderType,
+    /// `VDS_PROVIDER_FLAG` bits.
+    pub flags: u32,
+    /// Cache state.
+    pub cache: CacheState,
+}
+
+/// `VDS_SUB_SYSTEM_PROP2` (the fields that apply to vds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subsystem {
+    /// Object id.
+    pub id: Uuid,
+    /// Friendly name.
+    pub friendly_name: String,
+    /// Identification string.
+    pub identification: String,
+    /// `VDS_SUB_SYSTEM_FLAG` bits.
+    pub flags: u32,
+    /// Status.
+    pub status: SubsystemStatus,
+    /// Health.
+    pub health: Health,
+    /// `VDS_SUB_SYSTEM_SUPPORTED_RAID_TYPE_FLAG` bits.
+    pub supported_raid_types: u32,
+    /// 0 (lowest) to 15 (highest).
+    pub rebuild_priority: i16,
+    /// Whether `IVdsIscsiPortal::SetStatus` is implemented (SEMANTICS.md §4).
+    pub portal_status_settable: bool,
+}
+
+/// `VDS_CONTROLLER_PROP`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Controller {
+    /// Object id.
+    pub id: Uuid,
+    /// Owning subsystem.
+    pub subsystem: Uuid,
+    /// Friendly name.
+    pub friendly_name: String,
+    /// Identification string.
+    pub identification: String,
+    /// Status.
+    pub status: ControllerStatus,
+    /// Health.
+    pub health: Health,
+    /// Number of ports.
+    pub number_of_ports: i16,
+}
+
+/// `VDS_DRIVE_PROP` plus the filesystem path it stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drive {
+    /// Object id.
+    pub id: Uuid,
+    /// Owning subsystem.
+    pub subsystem: Uuid,
+    /// Friendly name.
+    pub friendly_name: String,
+    /// Identification string.
+    pub identification: String,
+    /// Capacity of the filesystem in bytes.
+    pub size_bytes: u64,
+    /// `VDS_DRIVE_FLAG` bits.
+    pub flags: u32,
+    /// Status.
+    pub status: DriveStatus,
+    /// Health.
+    pub health: Health,
+    /// Internal bus number.
+    pub bus_number: i16,
+    /// Slot number.
+    pub slot_number: i16,
+    /// The directory (filesystem) this drive is.
+    pub path: String,
+}
+
+/// Where a LUN's blocks live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BackingKind {
+    /// A (sparse) file.
+    File,
+    /// A block device.
+    Block,
+    /// Memory (lost at exit).
+    Memory,
+    /// Discards writes, reads zeroes.
+    Null,
+}
+
+impl BackingKind {
+    /// Every kind.
+    pub const ALL: &'static [BackingKind] = &[
+        BackingKind::File,
+        BackingKind::Block,
+        BackingKind::Memory,
+        BackingKind::Null,
+    ];
+
+    /// `"file"`, `"block"`, `"memory"`, `"null"`.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            BackingKind::File => "file",
+            BackingKind::Block => "block",
+            BackingKind::Memory => "memory",
+            BackingKind::Null => "null",
+        }
+    }
+
+    /// Parses a short name.
+    pub fn parse(s: &str) -> Option<BackingKind> {
+        BackingKind::ALL
+            .iter()
+            .copied()
+            .find(|k| k.short_name() == s)
+    }
+}
+
+/// A LUN's backing store as reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backing {
+    /// Kind.
+    pub kind: BackingKind,
+    /// File or device path (file and block only).
+    pub path: Option<String>,
+}
+
+/// Operations a fault filter can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FaultOpKind {
+    /// Reads.
+    Read,
+    /// Writes.
+    Write,
+    /// Flushes.
+    Flush,
+}
+
+impl FaultOpKind {
+    /// `"read"`, `"write"`, `"flush"`.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            FaultOpKind::Read => "read",
+            FaultOpKind::Write => "write",
+            FaultOpKind::Flush => "flush",
+        }
+    }
+
+    /// Parses a short name.
+    pub fn parse(s: &str) -> Option<FaultOpKind> {
+        [FaultOpKind::Read, FaultOpKind::Write, FaultOpKind::Flush]
+            .into_iter()
+            .find(|k| k.short_name() == s)
+    }
+}
+
+/// A fault filter on a LUN's backing store (INTERFACE.md `F`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FaultFilterSpec {
+    /// Adds latency to each operation of that kind.
+    Delay {
+        /// Milliseconds added to each read.
+        read_ms: u64,
+        /// Milliseconds added to each write.
+        write_ms: u64,
+        /// Milliseconds added to each flush.
+        flush_ms: u64,
+    },
+    /// Makes the listed operations fail with EIO once `after` of them have succeeded.
+    Error {
+        /// Which operations fail.
+        ops: Vec<FaultOpKind>,
+        /// How many succeed first.
+        after: u64,
+    },
+}
+
+/// `VDS_LUN_PLEX_PROP`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LunPlex {
+    /// Plex id.
+    pub id: Uuid,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// Plex type.
+    pub plex_type: LunPlexType,
+    /// Status.
+    pub status: LunPlexStatus,
+    /// Health.
+    pub health: Health,
+    /// Transition state.
+    pub transition_state: TransitionState,
+    /// `VDS_LUN_PLEX_FLAG` bits.
+    pub flags: u32,
+    /// Stripe size (0: not striped).
+    pub stripe_size: u32,
+    /// Rebuild priority.
+    pub rebuild_priority: i16,
+}
+
+/// `VDS_LUN_PROP` plus associations and backing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lun {
+    /// Object id.
+    pub id: Uuid,
+    /// Owning subsystem.
+    pub subsystem: Uuid,
+    /// Drive that holds it.
+    pub drive: Uuid,
+    /// Friendly name.
+    pub friendly_name: String,
+    /// Identification string (NAA-style designator from the id).
+    pub identification: String,
+    /// Capacity in bytes.
+    pub size_bytes: u64,
+    /// Canonical unmasking list (`"*"`, `""`, or `;`-separated names).
+    pub unmasking_list: String,
+    /// `VDS_LUN_FLAG` bits.
+    pub flags: u32,
+    /// LUN type.
+    pub lun_type: LunType,
+    /// Status.
+    pub status: LunStatus,
+    /// Health.
+    pub health: Health,
+    /// Transition state.
+    pub transition_state: TransitionState,
+    /// Rebuild priority.
+    pub rebuild_priority: i16,
+    /// Thin provisioned (sparse; UNMAP deallocates).
+    pub thin: bool,
+    /// Associated targets.
+    pub targets: Vec<Uuid>,
+    /// LUN number in each associated target.
+    pub lun_numbers: Vec<(Uuid, u64)>,
+    /// Plexes (at least one).
+    pub plexes: Vec<LunPlex>,
+    /// Backing store.
+    pub backing: Backing,
+    /// Fault filters on the backing store.
+    pub filters: Vec<FaultFilterSpec>,
+    /// Logical block size in bytes.
+    pub block_size: u32,
+}
+
+/// `VDS_ISCSI_TARGET_PROP` plus associations. Secrets are never part of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Object id.
+    pub id: Uuid,
+    /// Owning subsystem.
+    pub subsystem: Uuid,
+    /// Target IQN.
+    pub iscsi_name: String,
+    /// iSCSI alias.
+    pub friendly_name: String,
+    /// Whether a target secret is set (CHAP required).
+    pub chap_enabled: bool,
+    /// Portal groups.
+    pub portal_groups: Vec<Uuid>,
+    /// Associated LUNs.
+    pub luns: Vec<Uuid>,
+}
+
+/// `VDS_ISCSI_PORTALGROUP_PROP` plus associations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortalGroup {
+    /// Object id.
+    pub id: Uuid,
+    /// Owning target.
+    pub target: Uuid,
+    /// Target portal group tag.
+    pub tag: u16,
+    /// Member portals.
+    pub portals: Vec<Uuid>,
+}
+
+/// `VDS_ISCSI_PORTAL_PROP` plus associations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Portal {
+    /// Object id.
+    pub id: Uuid,
+    /// Owning subsystem.
+    pub subsystem: Uuid,
+    /// Listen address.
+    pub address: IpAddr,
+    /// TCP port.
+    pub port: u16,
+    /// Status.
+    pub status: PortalStatus,
+    /// Portal groups that hold it.
+    pub portal_groups: Vec<Uuid>,
+}
+
+impl Portal {
+    /// `ipv4` / `ipv6`.
+    pub fn address_type(&self) -> IpAddressType {
+        match self.address {
+            IpAddr::V4(_) => IpAddressType::Ipv4,
+            IpAddr::V6(_) => IpAddressType::Ipv6,
+        }
+    }
+
+    /// `ADDR:PORT` (IPv6 in brackets).
+    pub fn socket_addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(self.address, self.port)
+    }
+}
+
+/// Job lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    /// Still running (`VDS_E_OPERATION_PENDING`).
+    Running,
+    /// Ended with a success HRESULT.
+    Succeeded,
+    /// Ended with a failure HRESULT.
+    Failed,
+    /// Ended by a cancel (`VDS_E_OPERATION_CANCELED`).
+    Canceled,
+}
+
+impl JobState {
+    /// `"running"`, `"succeeded"`, `"failed"`, `"canceled"`.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Canceled => "canceled",
+        }
+    }
+}
+
+/// What a finished job produced (`VDS_ASYNC_OUTPUT`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutput {
+    /// CREATELUN, EXTENDLUN, SHRINKLUN, RECOVERLUN: the LUN as it is now.
+    Lun(Box<Lun>),
+    /// CREATETARGET: the target.
+    Target(Target),
+    /// CREATEPORTALGROUP, ADDPORTAL, REMOVEPORTAL: the portal group as it is now.
+    PortalGroup(PortalGroup),
+    /// DELETETARGET, DELETEPORTALGROUP: the id of what is gone.
+    Deleted(Uuid),
+}
+
+/// An asynchronous operation (`IVdsAsync`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// Job id.
+    pub id: Uuid,
+    /// Which operation.
+    pub operation: AsyncOutputType,
+    /// The object the operation acts on (for creations: the parent).
+    pub object: Uuid,
+    /// Lifecycle state.
+    pub state: JobState,
+    /// 0-99 while running (0 if unknown), 100 at the end.
+    pub percent: u32,
+    /// `VDS_E_OPERATION_PENDING` while running, then the final result.
+    pub hresult: Hresult,
+    /// A sentence for a person when the job failed.
+    pub message: Option<String>,
+    /// The output, on success.
+    pub output: Option<JobOutput>,
+}
