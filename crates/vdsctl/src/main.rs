@@ -1,1 +1,33 @@
-fn main() {}
+//! `vdsctl`: the command-line client of the vds management API (INTERFACE.md, "CLI").
+
+mod cli;
+mod client;
+mod commands;
+mod error;
+mod events;
+mod render;
+mod resolve;
+mod size;
+
+use clap::Parser;
+
+fn main() {
+    // clap prints its own usage errors and exits with 2 (0 for --help/--version).
+    let cli = match cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    let token = std::env::var("VDS_TOKEN").ok();
+    let ctx = commands::Ctx {
+        client: client::Client::new(&cli.api, token),
+        json: cli.json,
+        no_wait: cli.no_wait,
+    };
+    match ctx.run(cli.noun) {
+        Ok(()) => {}
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(e.exit_code());
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! The command line grammar (clap derive): `vdsctl [--api URL] [--json] <noun> <verb> [args]`.
+//!
+//! Every noun and verb of INTERFACE.md. Sizes are parsed here (a bad size is a usage error, exit
+//! 2, like every clap error); statuses are passed through unchanged for the provider to judge.
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::size::parse_size;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vdsctl",
+    version,
+    about = "Manage a vds iSCSI storage array through its HTTP API",
+    after_help = "Objects are named by UUID or unique name: a LUN's friendly name, a target's IQN \
+                  or friendly name, a portal's ADDR:PORT. Exit status: 0 success, 1 provider \
+                  error, 2 usage error, 3 API unreachable."
+)]
+pub struct Cli {
+    /// Base URL of the vds API.
+    #[arg(
+        long,
+        env = "VDS_API",
+        default_value = "http://127.0.0.1:3280",
+        global = true
+    )]
+    pub api: String,
+    /// Print the API's JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Do not wait for jobs: print the job as soon as it is started.
+    #[arg(long, global = true)]
+    pub no_wait: bool,
+    #[command(subcommand)]
+    pub noun: Noun,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Noun {
+    /// The provider (this array's management engine).
+    Provider {
+        #[command(subcommand)]
+        verb: ProviderVerb,
+    },
+    /// Subsystems (arrays).
+    Subsystem {
+        #[command(subcommand)]
+        verb: SimpleVerb,
+    },
+    /// LUNs.
+    Lun {
+        #[command(subcommand)]
+        verb: LunVerb,
+    },
+    /// iSCSI targets.
+    Target {
+        #[command(subcommand)]
+        verb: TargetVerb,
+    },
+    /// Portal groups of targets.
+    PortalGroup {
+        #[command(subcommand)]
+        verb: PortalGroupVerb,
+    },
+    /// Portals (listening addresses).
+    Portal {
+        #[command(subcommand)]
+        verb: PortalVerb,
+    },
+    /// Controllers.
+    Controller {
+        #[command(subcommand)]
+        verb: SimpleVerb,
+    },
+    /// Drives.
+    Drive {
+        #[command(subcommand)]
+        verb: SimpleVerb,
+    },
+    /// Jobs (asynchronous operations).
+    Job {
+        #[command(subcommand)]
+        verb: JobVerb,
+    },
+    /// Follow the event stream, one line per event.
+    Events,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProviderVerb {
+    /// Show the provider.
+    Show,
+    /// Rediscover subsystems, drives and portals.
+    Reenumerate,
+    /// Re-read the state of every known object.
+    Refresh,
+}
+
+/// `list|show` for the read-only objects (subsystem, controller, drive).
+#[derive(Debug, Subcommand)]
+pub enum SimpleVerb {
+    /// List them.
+    List(SubsystemOpt),
+    /// Show one (UUID or friendly name).
+    Show { object: String },
+}
+
+#[derive(Debug, Args)]
+pub struct SubsystemOpt {
+    /// Only this subsystem (UUID or friendly name); default all.
+    #[arg(long)]
+    pub subsystem: Option<String>,
+}
+
+fn size_arg(s: &str) -> Result<u64, String> {
+    parse_size(s)
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LunVerb {
+    /// List LUNs.
+    List(SubsystemOpt),
+    /// Show a LUN.
+    Show { lun: String },
+    /// Create a LUN (a job).
+    Create(LunCreate),
+    /// Delete a LUN.
+    Delete { lun: String },
+    /// Set the status: online, offline, not_ready, failed, unknown, a VDS constant or an integer.
+    SetStatus { lun: String, status: String },
+    /// Grow a LUN by SIZE (a job).
+    Extend {
+        lun: String,
+        #[arg(value_parser = size_arg)]
+        size: u64,
+    },
+    /// Shrink a LUN by SIZE (a job).
+    Shrink {
+        lun: String,
+        #[arg(value_parser = size_arg)]
+        size: u64,
+    },
+    /// Resynchronise a fault-tolerant LUN (a job).
+    Recover { lun: String },
+    /// Set the unmasking list: "*" everyone, "" nobody, or IQNs separated by ';'.
+    SetMask { lun: String, mask: String },
+    /// Set the complete set of targets the LUN is exposed through (none: no targets).
+    SetTargets { lun: String, targets: Vec<String> },
+    /// Change the friendly name.
+    Rename { lun: String, name: String },
+    /// Replace the fault filters (no options: remove them all). Needs --enable-fault-injection.
+    SetFaults(SetFaults),
+}
+
+#[derive(Debug, Args)]
+pub struct LunCreate {
+    /// Size, e.g. 1GiB, 512MiB, 10G or bytes.
+    #[arg(long, value_parser = size_arg)]
+    pub size: u64,
+    /// Friendly name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Subsystem (needed when there are several).
+    #[arg(long)]
+    pub subsystem: Option<String>,
+    /// LUN type (simple, mirror, ..., a VDS constant or an integer).
+    #[arg(long = "type")]
+    pub lun_type: Option<String>,
+    /// Thin provisioning (sparse).
+    #[arg(long, conflicts_with = "thick")]
+    pub thin: bool,
+    /// Fully allocated.
+    #[arg(long)]
+    pub thick: bool,
+    /// Drive to allocate from (UUID or friendly name).
+    #[arg(long)]
+    pub drive: Option<String>,
+    /// Unmasking list ("*", "", or IQNs separated by ';').
+    #[arg(long)]
+    pub mask: Option<String>,
+    /// Target to expose the LUN through (repeatable).
+    #[arg(long = "target")]
+    pub targets: Vec<String>,
+    /// Backing store kind: file, block, memory, null.
+    #[arg(long)]
+    pub backing: Option<String>,
+    /// Path of the backing file or block device.
+    #[arg(long)]
+    pub path: Option<String>,
+    /// A fault filter as JSON, e.g. '{"delay":{"flush_ms":3000}}' (repeatable).
+    #[arg(long = "fault")]
+    pub faults: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SetFaults {
+    pub lun: String,
+    /// Added latency of each read, in ms.
+    #[arg(long)]
+    pub delay_read_ms: Option<u64>,
+    /// Added latency of each write, in ms.
+    #[arg(long)]
+    pub delay_write_ms: Option<u64>,
+    /// Added latency of each flush, in ms.
+    #[arg(long)]
+    pub delay_flush_ms: Option<u64>,
+    /// Operations that fail with EIO: comma-separated read, write, flush.
+    #[arg(long)]
+    pub error_ops: Option<String>,
+    /// Successful operations before the errors start (with --error-ops; default 0).
+    #[arg(long, requires = "error_ops")]
+    pub error_after: Option<u64>,
+    /// A filter as JSON (repeatable), appended after the ones above.
+    #[arg(long = "filter")]
+    pub filters: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TargetVerb {
+    /// List targets.
+    List(SubsystemOpt),
+    /// Show a target.
+    Show { target: String },
+    /// Create a target (a job).
+    Create {
+        /// Friendly name.
+        name: String,
+        /// iSCSI name (default: generated by the provider).
+        #[arg(long)]
+        iqn: Option<String>,
+        /// Subsystem (needed when there are several).
+        #[arg(long)]
+        subsystem: Option<String>,
+    },
+    /// Delete a target and its portal groups (a job).
+    Delete { target: String },
+    /// Set the target's CHAP secret (no --secret: clear it). '-' reads it from stdin.
+    SetSecret {
+        target: String,
+        #[arg(long)]
+        secret: Option<String>,
+        /// The initiator the secret applies to (default: any).
+        #[arg(long)]
+        initiator: Option<String>,
+    },
+    /// Remember an initiator's secret for mutual CHAP. '-' reads it from stdin.
+    RememberSecret {
+        target: String,
+        initiator: String,
+        #[arg(long)]
+        secret: String,
+    },
+    /// List connected initiators.
+    Initiators { target: String },
+    /// Change the friendly name.
+    Rename { target: String, name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PortalGroupVerb {
+    /// List portal groups.
+    List {
+        /// Only this target's.
+        #[arg(long)]
+        target: Option<String>,
+    },
+    /// Show a portal group (by id).
+    Show { group: String },
+    /// Create a portal group on a target (a job).
+    Create { target: String },
+    /// Delete a portal group (a job).
+    Delete { group: String },
+    /// Add a portal to a portal group (a job).
+    AddPortal { group: String, portal: String },
+    /// Remove a portal from a portal group (a job).
+    RemovePortal { group: String, portal: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PortalVerb {
+    /// List portals.
+    List(SubsystemOpt),
+    /// Show a portal (UUID or ADDR:PORT).
+    Show { portal: String },
+    /// Declare a portal ADDR[:PORT] (port 3260 by default); it starts offline.
+    Add {
+        endpoint: String,
+        #[arg(long)]
+        subsystem: Option<String>,
+    },
+    /// Delete a portal.
+    Delete { portal: String },
+    /// Set the status: online, offline, a VDS constant or an integer.
+    SetStatus { portal: String, status: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobVerb {
+    /// Show a job.
+    Show { job: String },
+    /// Wait for a job to end.
+    Wait { job: String },
+    /// Cancel a job.
+    Cancel { job: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn grammar_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bad_size_is_a_usage_error() {
+        let e = Cli::try_parse_from(["vdsctl", "lun", "create", "--size", "lots"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let ok = Cli::try_parse_from(["vdsctl", "lun", "extend", "db", "1GiB"]).unwrap();
+        match ok.noun {
+            Noun::Lun {
+                verb: LunVerb::Extend { size, .. },
+            } => assert_eq!(size, 1 << 30),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn global_flags_anywhere() {
+        let c = Cli::try_parse_from([
+            "vdsctl",
+            "lun",
+            "create",
+            "--size",
+            "1G",
+            "--json",
+            "--no-wait",
+        ])
+        .unwrap();
+        assert!(c.json && c.no_wait);
+    }
+}

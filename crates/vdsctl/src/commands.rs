@@ -1,0 +1,878 @@
+//! Executes one parsed command: resolves references, calls the API, prints the answer.
+//!
+//! Every noun/verb maps onto the endpoints of INTERFACE.md. Calls that start a job are waited
+//! for (progress bar on a terminal, `POST /v1/jobs/{id}/wait` otherwise) unless `--no-wait`.
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Map, Value};
+
+use crate::cli::*;
+use crate::client::{Client, Reply};
+use crate::error::{parse_hresult, CliError, VDS_E_OPERATION_CANCELED};
+use crate::render::{self, Kind};
+use crate::resolve::{parse_endpoint, require_uuid, resolve_id, Naming};
+
+/// Writes to stdout; a closed pipe (`vdsctl ... | head`) ends the program quietly.
+pub fn emit(text: &str) {
+    let mut o = std::io::stdout().lock();
+    if let Err(e) = o.write_all(text.as_bytes()).and_then(|_| o.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+    }
+}
+
+fn emit_line(text: &str) {
+    if text.ends_with('\n') {
+        emit(text);
+    } else {
+        emit(&format!("{text}\n"));
+    }
+}
+
+/// An enumerated value from the command line: integers go as JSON numbers, everything else as
+/// the string given. The provider judges it (INTERFACE.md: "passes it through unchanged").
+pub fn enum_value(s: &str) -> Value {
+    match s.trim().parse::<i64>() {
+        Ok(n) => json!(n),
+        Err(_) => json!(s),
+    }
+}
+
+fn as_array(v: Value, what: &str) -> Result<Vec<Value>, CliError> {
+    match v {
+        Value::Array(a) => Ok(a),
+        other => Err(CliError::Protocol(format!(
+            "expected a list of {what}, got {}",
+            truncate(&other.to_string())
+        ))),
+    }
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(120).collect()
+}
+
+fn id_of(v: &Value) -> Result<String, CliError> {
+    v.get("id")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| {
+            CliError::Protocol(format!(
+                "an object without id: {}",
+                truncate(&v.to_string())
+            ))
+        })
+}
+
+/// Reads a secret: the argument itself, or one line of stdin for `-`.
+fn read_secret(s: &str) -> Result<String, CliError> {
+    if s != "-" {
+        return Ok(s.to_string());
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| CliError::Usage(format!("reading the secret from stdin: {e}")))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+/// Builds the `filters` array of `PUT /v1/luns/{id}/faults` from the command line.
+pub fn fault_filters(f: &SetFaults) -> Result<Vec<Value>, CliError> {
+    let mut filters = Vec::new();
+    if f.delay_read_ms.is_some() || f.delay_write_ms.is_some() || f.delay_flush_ms.is_some() {
+        filters.push(json!({"delay": {
+            "read_ms": f.delay_read_ms.unwrap_or(0),
+            "write_ms": f.delay_write_ms.unwrap_or(0),
+            "flush_ms": f.delay_flush_ms.unwrap_or(0),
+        }}));
+    }
+    if let Some(ops) = &f.error_ops {
+        let ops: Vec<&str> = ops
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        if ops.is_empty() {
+            return Err(CliError::Usage(
+                "--error-ops needs read, write or flush".into(),
+            ));
+        }
+        filters.push(json!({"error": {"ops": ops, "after": f.error_after.unwrap_or(0)}}));
+    }
+    for raw in &f.filters {
+        filters.push(parse_json_arg("--filter", raw)?);
+    }
+    Ok(filters)
+}
+
+fn parse_json_arg(flag: &str, raw: &str) -> Result<Value, CliError> {
+    serde_json::from_str(raw)
+        .map_err(|e| CliError::Usage(format!("{flag} {raw:?} is not JSON: {e}")))
+}
+
+/// Builds the body of `POST /v1/subsystems/{id}/luns` (references already resolved).
+pub fn lun_create_body(
+    c: &LunCreate,
+    drive: Option<String>,
+    targets: Vec<String>,
+) -> Result<Value, CliError> {
+    let mut body = Map::new();
+    body.insert("size_bytes".into(), json!(c.size));
+    if let Some(n) = &c.name {
+        body.insert("friendly_name".into(), json!(n));
+    }
+    if let Some(t) = &c.lun_type {
+        body.insert("type".into(), enum_value(t));
+    }
+    if c.thin || c.thick {
+        body.insert("thin".into(), json!(c.thin));
+    }
+    if let Some(d) = drive {
+        body.insert("drive".into(), json!(d));
+    }
+    if let Some(m) = &c.mask {
+        body.insert("unmasking_list".into(), json!(m));
+    }
+    if !targets.is_empty() {
+        body.insert("targets".into(), json!(targets));
+    }
+    if c.backing.is_some() || c.path.is_some() || !c.faults.is_empty() {
+        let mut b = Map::new();
+        b.insert("kind".into(), json!(c.backing.as_deref().unwrap_or("file")));
+        if let Some(p) = &c.path {
+            b.insert("path".into(), json!(p));
+        }
+        if !c.faults.is_empty() {
+            let f: Result<Vec<Value>, CliError> = c
+                .faults
+                .iter()
+                .map(|r| parse_json_arg("--fault", r))
+                .collect();
+            b.insert("filters".into(), Value::Array(f?));
+        }
+        body.insert("backing".into(), Value::Object(b));
+    }
+    Ok(Value::Object(body))
+}
+
+/// The error a finished job reports, or `None` if it succeeded.
+pub fn job_error(job: &Value) -> Option<CliError> {
+    let state = job.get("state").and_then(Value::as_str).unwrap_or("");
+    if state != "failed" && state != "canceled" {
+        return None;
+    }
+    let hresult = job
+        .get("hresult")
+        .and_then(parse_hresult)
+        .unwrap_or(VDS_E_OPERATION_CANCELED);
+    let name = job
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("VDS_E_OPERATION_CANCELED")
+        .to_string();
+    let message = job
+        .get("message")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("job {state}"));
+    Some(CliError::Provider {
+        hresult,
+        name,
+        message,
+    })
+}
+
+/// The state of one invocation.
+pub struct Ctx {
+    pub client: Client,
+    pub json: bool,
+    pub no_wait: bool,
+}
+
+impl Ctx {
+    fn show_reply(&self, r: &Reply) -> Result<(), CliError> {
+        if self.json {
+            if !r.body.trim().is_empty() {
+                emit_line(&r.body);
+            }
+            return Ok(());
+        }
+        let v = r.json()?;
+        if !v.is_null() {
+            emit(&render::block(&v));
+        }
+        Ok(())
+    }
+
+    fn show_value(&self, v: &Value) {
+        if self.json {
+            emit_line(&v.to_string());
+        } else if !v.is_null() {
+            emit(&render::block(v));
+        }
+    }
+
+    fn show_list(&self, kind: Kind, items: &[Value], raw: Option<&str>) {
+        if self.json {
+            match raw {
+                Some(r) => emit_line(r),
+                None => emit_line(&Value::Array(items.to_vec()).to_string()),
+            }
+        } else {
+            emit(&render::list(kind, items));
+        }
+    }
+
+    fn get(&self, path: &str) -> Result<Reply, CliError> {
+        self.client.get(path)
+    }
+
+    fn send(&self, method: &str, path: &str, body: Option<Value>) -> Result<Reply, CliError> {
+        self.client.call(method, path, body.as_ref())
+    }
+
+    // ---- references ------------------------------------------------------------------------
+
+    fn subsystems(&self) -> Result<(Vec<Value>, String), CliError> {
+        let r = self.get("/v1/subsystems")?;
+        Ok((as_array(r.json()?, "subsystems")?, r.body))
+    }
+
+    fn subsystem_id(&self, s: &str) -> Result<String, CliError> {
+        resolve_id("subsystem", Naming::FriendlyName, s, || {
+            Ok(self.subsystems()?.0)
+        })
+    }
+
+    /// The subsystem to create in: the one named, or the only one there is.
+    fn one_subsystem(&self, s: Option<&str>) -> Result<String, CliError> {
+        if let Some(s) = s {
+            return self.subsystem_id(s);
+        }
+        let (subs, _) = self.subsystems()?;
+        match subs.as_slice() {
+            [one] => id_of(one),
+            [] => Err(CliError::not_found("the provider has no subsystem".into())),
+            _ => Err(CliError::Usage(
+                "there are several subsystems; choose one with --subsystem".into(),
+            )),
+        }
+    }
+
+    fn subsystem_ids(&self, s: Option<&str>) -> Result<Vec<String>, CliError> {
+        match s {
+            Some(s) => Ok(vec![self.subsystem_id(s)?]),
+            None => self.subsystems()?.0.iter().map(id_of).collect(),
+        }
+    }
+
+    /// The objects of one kind (`luns`, `targets`, ...) in the given subsystems (all if none);
+    /// with the raw body when a single call answered (what `--json` prints).
+    fn children(
+        &self,
+        subsystem: Option<&str>,
+        what: &str,
+    ) -> Result<(Vec<Value>, Option<String>), CliError> {
+        let ids = self.subsystem_ids(subsystem)?;
+        let mut all = Vec::new();
+        let mut raw = None;
+        for id in &ids {
+            let r = self.get(&format!("/v1/subsystems/{id}/{what}"))?;
+            all.extend(as_array(r.json()?, what)?);
+            if ids.len() == 1 {
+                raw = Some(r.body);
+            }
+        }
+        Ok((all, raw))
+    }
+
+    fn lun_id(&self, s: &str) -> Result<String, CliError> {
+        resolve_id("LUN", Naming::FriendlyName, s, || {
+            Ok(self.children(None, "luns")?.0)
+        })
+    }
+
+    fn target_id(&self, s: &str) -> Result<String, CliError> {
+        resolve_id("target", Naming::Target, s, || {
+            Ok(self.children(None, "targets")?.0)
+        })
+    }
+
+    fn portal_id(&self, s: &str) -> Result<String, CliError> {
+        resolve_id("portal", Naming::Portal, s, || {
+            Ok(self.children(None, "portals")?.0)
+        })
+    }
+
+    fn drive_id(&self, s: &str) -> Result<String, CliError> {
+        resolve_id("drive", Naming::FriendlyName, s, || {
+            Ok(self.children(None, "drives")?.0)
+        })
+    }
+
+    // ---- jobs ------------------------------------------------------------------------------
+
+    /// Handles the answer of a call that starts a job: `202` + job, waited for unless
+    /// `--no-wait`. Any other 2xx answer (e.g. an existing object) is printed as it is.
+    fn job_started(&self, r: Reply) -> Result<(), CliError> {
+        if r.status != 202 {
+            return self.show_reply(&r);
+        }
+        if self.no_wait {
+            return self.show_reply(&r);
+        }
+        let job = r.json()?;
+        let done = self.wait_for(&job)?;
+        if let Some(e) = job_error(&done) {
+            return Err(e);
+        }
+        match done.get("output") {
+            Some(out) if !out.is_null() => self.show_value(out),
+            _ if self.json => self.show_value(&done),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Waits until the job has ended and returns its final JSON.
+    fn wait_for(&self, job: &Value) -> Result<Value, CliError> {
+        if job.get("state").and_then(Value::as_str) != Some("running") {
+            return Ok(job.clone());
+        }
+        let id = id_of(job)?;
+        if !std::io::stderr().is_terminal() {
+            return self
+                .send("POST", &format!("/v1/jobs/{id}/wait"), None)?
+                .json();
+        }
+        let bar = ProgressBar::new(100);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} [{bar:40}] {pos:>3}%")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_message(
+            job.get("operation")
+                .map(render::scalar)
+                .unwrap_or_else(|| "job".into()),
+        );
+        loop {
+            let j = self.get(&format!("/v1/jobs/{id}"))?.json()?;
+            bar.set_position(j.get("percent").and_then(Value::as_u64).unwrap_or(0));
+            if j.get("state").and_then(Value::as_str) != Some("running") {
+                bar.finish_and_clear();
+                return Ok(j);
+            }
+            bar.tick();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    // ---- nouns -----------------------------------------------------------------------------
+
+    pub fn run(&self, noun: Noun) -> Result<(), CliError> {
+        match noun {
+            Noun::Provider { verb } => self.provider(verb),
+            Noun::Subsystem { verb } => match verb {
+                SimpleVerb::List(o) => {
+                    let (mut subs, raw) = self.subsystems()?;
+                    if let Some(s) = o.subsystem {
+                        let id = self.subsystem_id(&s)?;
+                        subs.retain(|x| x.get("id").and_then(Value::as_str) == Some(&id));
+                        self.show_list(Kind::Subsystem, &subs, None);
+                    } else {
+                        self.show_list(Kind::Subsystem, &subs, Some(&raw));
+                    }
+                    Ok(())
+                }
+                SimpleVerb::Show { object } => {
+                    let id = self.subsystem_id(&object)?;
+                    self.show_reply(&self.get(&format!("/v1/subsystems/{id}"))?)
+                }
+            },
+            Noun::Controller { verb } => {
+                self.listed(verb, "controllers", "controller", Kind::Controller)
+            }
+            Noun::Drive { verb } => self.listed(verb, "drives", "drive", Kind::Drive),
+            Noun::Lun { verb } => self.lun(verb),
+            Noun::Target { verb } => self.target(verb),
+            Noun::PortalGroup { verb } => self.portal_group(verb),
+            Noun::Portal { verb } => self.portal(verb),
+            Noun::Job { verb } => self.job(verb),
+            Noun::Events => {
+                let json = self.json;
+                crate::events::follow(&self.client, json, &mut |l| emit_line(l))
+            }
+        }
+    }
+
+    fn provider(&self, verb: ProviderVerb) -> Result<(), CliError> {
+        let r = match verb {
+            ProviderVerb::Show => self.get("/v1/provider")?,
+            ProviderVerb::Reenumerate => self.send("POST", "/v1/provider/reenumerate", None)?,
+            ProviderVerb::Refresh => self.send("POST", "/v1/provider/refresh", None)?,
+        };
+        self.show_reply(&r)
+    }
+
+    /// Controllers and drives have no endpoint of their own: list and show come from the
+    /// subsystem's lists.
+    fn listed(&self, verb: SimpleVerb, what: &str, one: &str, kind: Kind) -> Result<(), CliError> {
+        match verb {
+            SimpleVerb::List(o) => {
+                let (items, raw) = self.children(o.subsystem.as_deref(), what)?;
+                self.show_list(kind, &items, raw.as_deref());
+            }
+            SimpleVerb::Show { object } => {
+                let (items, _) = self.children(None, what)?;
+                let item = if crate::resolve::is_uuid(&object) {
+                    items
+                        .iter()
+                        .find(|i| {
+                            i.get("id")
+                                .and_then(Value::as_str)
+                                .is_some_and(|id| id.eq_ignore_ascii_case(&object))
+                        })
+                        .ok_or_else(|| CliError::not_found(format!("no {one} has id {object}")))?
+                } else {
+                    crate::resolve::pick(one, Naming::FriendlyName, &object, &items)?
+                };
+                self.show_value(item);
+            }
+        }
+        Ok(())
+    }
+
+    fn lun(&self, verb: LunVerb) -> Result<(), CliError> {
+        match verb {
+            LunVerb::List(o) => {
+                let (items, raw) = self.children(o.subsystem.as_deref(), "luns")?;
+                self.show_list(Kind::Lun, &items, raw.as_deref());
+                Ok(())
+            }
+            LunVerb::Show { lun } => {
+                let id = self.lun_id(&lun)?;
+                self.show_reply(&self.get(&format!("/v1/luns/{id}"))?)
+            }
+            LunVerb::Create(c) => {
+                let sub = self.one_subsystem(c.subsystem.as_deref())?;
+                let drive = c.drive.as_deref().map(|d| self.drive_id(d)).transpose()?;
+                let targets = c
+                    .targets
+                    .iter()
+                    .map(|t| self.target_id(t))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let body = lun_create_body(&c, drive, targets)?;
+                self.job_started(self.send(
+                    "POST",
+                    &format!("/v1/subsystems/{sub}/luns"),
+                    Some(body),
+                )?)
+            }
+            LunVerb::Delete { lun } => {
+                let id = self.lun_id(&lun)?;
+                self.show_reply(&self.send("DELETE", &format!("/v1/luns/{id}"), None)?)
+            }
+            LunVerb::SetStatus { lun, status } => {
+                let id = self.lun_id(&lun)?;
+                let body = json!({"status": enum_value(&status)});
+                self.show_reply(&self.send("POST", &format!("/v1/luns/{id}/status"), Some(body))?)
+            }
+            LunVerb::Extend { lun, size } => {
+                let id = self.lun_id(&lun)?;
+                let body = json!({"bytes": size});
+                self.job_started(self.send("POST", &format!("/v1/luns/{id}/extend"), Some(body))?)
+            }
+            LunVerb::Shrink { lun, size } => {
+                let id = self.lun_id(&lun)?;
+                let body = json!({"bytes": size});
+                self.job_started(self.send("POST", &format!("/v1/luns/{id}/shrink"), Some(body))?)
+            }
+            LunVerb::Recover { lun } => {
+                let id = self.lun_id(&lun)?;
+                self.job_started(self.send("POST", &format!("/v1/luns/{id}/recover"), None)?)
+            }
+            LunVerb::SetMask { lun, mask } => {
+                let id = self.lun_id(&lun)?;
+                let body = json!({"unmasking_list": mask});
+                self.show_reply(&self.send("PATCH", &format!("/v1/luns/{id}"), Some(body))?)
+            }
+            LunVerb::Rename { lun, name } => {
+                let id = self.lun_id(&lun)?;
+                let body = json!({"friendly_name": name});
+                self.show_reply(&self.send("PATCH", &format!("/v1/luns/{id}"), Some(body))?)
+            }
+            LunVerb::SetTargets { lun, targets } => {
+                let id = self.lun_id(&lun)?;
+                let ids = targets
+                    .iter()
+                    .map(|t| self.target_id(t))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let body = json!({"targets": ids});
+                self.show_reply(&self.send("PUT", &format!("/v1/luns/{id}/targets"), Some(body))?)
+            }
+            LunVerb::SetFaults(f) => {
+                let filters = fault_filters(&f)?;
+                let id = self.lun_id(&f.lun)?;
+                let body = json!({"filters": filters});
+                self.show_reply(&self.send("PUT", &format!("/v1/luns/{id}/faults"), Some(body))?)
+            }
+        }
+    }
+
+    fn target(&self, verb: TargetVerb) -> Result<(), CliError> {
+        match verb {
+            TargetVerb::List(o) => {
+                let (items, raw) = self.children(o.subsystem.as_deref(), "targets")?;
+                self.show_list(Kind::Target, &items, raw.as_deref());
+                Ok(())
+            }
+            TargetVerb::Show { target } => {
+                let id = self.target_id(&target)?;
+                self.show_reply(&self.get(&format!("/v1/targets/{id}"))?)
+            }
+            TargetVerb::Create {
+                name,
+                iqn,
+                subsystem,
+            } => {
+                let sub = self.one_subsystem(subsystem.as_deref())?;
+                let mut body = json!({"friendly_name": name});
+                if let Some(iqn) = iqn {
+                    body["iscsi_name"] = json!(iqn);
+                }
+                self.job_started(self.send(
+                    "POST",
+                    &format!("/v1/subsystems/{sub}/targets"),
+                    Some(body),
+                )?)
+            }
+            TargetVerb::Delete { target } => {
+                let id = self.target_id(&target)?;
+                self.job_started(self.send("DELETE", &format!("/v1/targets/{id}"), None)?)
+            }
+            TargetVerb::SetSecret {
+                target,
+                secret,
+                initiator,
+            } => {
+                let id = self.target_id(&target)?;
+                let mut body = Map::new();
+                if let Some(s) = secret {
+                    body.insert("secret".into(), json!(read_secret(&s)?));
+                }
+                if let Some(i) = initiator {
+                    body.insert("initiator_name".into(), json!(i));
+                }
+                let path = format!("/v1/targets/{id}/shared-secret");
+                self.show_reply(&self.send("PUT", &path, Some(Value::Object(body)))?)
+            }
+            TargetVerb::RememberSecret {
+                target,
+                initiator,
+                secret,
+            } => {
+                let id = self.target_id(&target)?;
+                let body = json!({"secret": read_secret(&secret)?});
+                let path = format!(
+                    "/v1/targets/{id}/initiator-secrets/{}",
+                    encode_segment(&initiator)
+                );
+                self.show_reply(&self.send("PUT", &path, Some(body))?)
+            }
+            TargetVerb::Initiators { target } => {
+                let id = self.target_id(&target)?;
+                let r = self.get(&format!("/v1/targets/{id}/initiators"))?;
+                if self.json {
+                    emit_line(&r.body);
+                } else {
+                    emit(&render::lines(&as_array(r.json()?, "initiators")?));
+                }
+                Ok(())
+            }
+            TargetVerb::Rename { target, name } => {
+                let id = self.target_id(&target)?;
+                let body = json!({"friendly_name": name});
+                self.show_reply(&self.send("PATCH", &format!("/v1/targets/{id}"), Some(body))?)
+            }
+        }
+    }
+
+    fn portal_group(&self, verb: PortalGroupVerb) -> Result<(), CliError> {
+        match verb {
+            PortalGroupVerb::List { target } => {
+                let targets = match target {
+                    Some(t) => vec![self.target_id(&t)?],
+                    None => self
+                        .children(None, "targets")?
+                        .0
+                        .iter()
+                        .map(id_of)
+                        .collect::<Result<_, _>>()?,
+                };
+                let mut groups = Vec::new();
+                for t in targets {
+                    let target = self.get(&format!("/v1/targets/{t}"))?.json()?;
+                    let ids = target
+                        .get("portal_groups")
+                        .cloned()
+                        .map(|v| as_array(v, "portal groups"))
+                        .transpose()?
+                        .unwrap_or_default();
+                    for pg in ids {
+                        let pg = pg.as_str().unwrap_or_default().to_string();
+                        groups.push(self.get(&format!("/v1/portal-groups/{pg}"))?.json()?);
+                    }
+                }
+                self.show_list(Kind::PortalGroup, &groups, None);
+                Ok(())
+            }
+            PortalGroupVerb::Show { group } => {
+                let id = require_uuid("portal group", &group)?;
+                self.show_reply(&self.get(&format!("/v1/portal-groups/{id}"))?)
+            }
+            PortalGroupVerb::Create { target } => {
+                let id = self.target_id(&target)?;
+                self.job_started(self.send(
+                    "POST",
+                    &format!("/v1/targets/{id}/portal-groups"),
+                    None,
+                )?)
+            }
+            PortalGroupVerb::Delete { group } => {
+                let id = require_uuid("portal group", &group)?;
+                self.job_started(self.send("DELETE", &format!("/v1/portal-groups/{id}"), None)?)
+            }
+            PortalGroupVerb::AddPortal { group, portal } => {
+                let id = require_uuid("portal group", &group)?;
+                let p = self.portal_id(&portal)?;
+                let body = json!({"portal": p});
+                self.job_started(self.send(
+                    "POST",
+                    &format!("/v1/portal-groups/{id}/portals"),
+                    Some(body),
+                )?)
+            }
+            PortalGroupVerb::RemovePortal { group, portal } => {
+                let id = require_uuid("portal group", &group)?;
+                let p = self.portal_id(&portal)?;
+                self.job_started(self.send(
+                    "DELETE",
+                    &format!("/v1/portal-groups/{id}/portals/{p}"),
+                    None,
+                )?)
+            }
+        }
+    }
+
+    fn portal(&self, verb: PortalVerb) -> Result<(), CliError> {
+        match verb {
+            PortalVerb::List(o) => {
+                let (items, raw) = self.children(o.subsystem.as_deref(), "portals")?;
+                self.show_list(Kind::Portal, &items, raw.as_deref());
+                Ok(())
+            }
+            PortalVerb::Show { portal } => {
+                let id = self.portal_id(&portal)?;
+                self.show_reply(&self.get(&format!("/v1/portals/{id}"))?)
+            }
+            PortalVerb::Add {
+                endpoint,
+                subsystem,
+            } => {
+                let sa = parse_endpoint(&endpoint).ok_or_else(|| {
+                    CliError::Usage(format!(
+                        "{endpoint:?} is not ADDR[:PORT] (e.g. 127.0.0.2:3260)"
+                    ))
+                })?;
+                let sub = self.one_subsystem(subsystem.as_deref())?;
+                let body = json!({"address": sa.ip().to_string(), "port": sa.port()});
+                self.show_reply(&self.send(
+                    "POST",
+                    &format!("/v1/subsystems/{sub}/portals"),
+                    Some(body),
+                )?)
+            }
+            PortalVerb::Delete { portal } => {
+                let id = self.portal_id(&portal)?;
+                self.show_reply(&self.send("DELETE", &format!("/v1/portals/{id}"), None)?)
+            }
+            PortalVerb::SetStatus { portal, status } => {
+                let id = self.portal_id(&portal)?;
+                let body = json!({"status": enum_value(&status)});
+                self.show_reply(&self.send(
+                    "POST",
+                    &format!("/v1/portals/{id}/status"),
+                    Some(body),
+                )?)
+            }
+        }
+    }
+
+    fn job(&self, verb: JobVerb) -> Result<(), CliError> {
+        match verb {
+            JobVerb::Show { job } => {
+                let id = require_uuid("job", &job)?;
+                self.show_reply(&self.get(&format!("/v1/jobs/{id}"))?)
+            }
+            JobVerb::Wait { job } => {
+                let id = require_uuid("job", &job)?;
+                let current = self.get(&format!("/v1/jobs/{id}"))?.json()?;
+                let done = self.wait_for(&current)?;
+                self.show_value(&done);
+                match job_error(&done) {
+                    Some(e) => Err(e),
+                    None => Ok(()),
+                }
+            }
+            JobVerb::Cancel { job } => {
+                let id = require_uuid("job", &job)?;
+                self.show_reply(&self.send("POST", &format!("/v1/jobs/{id}/cancel"), None)?)
+            }
+        }
+    }
+}
+
+/// Percent-encodes one path segment (initiator names contain ':' which is fine, but a name may
+/// hold anything the provider will judge; only unreserved characters go through as they are).
+pub fn encode_segment(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn statuses_pass_through_unchanged() {
+        assert_eq!(enum_value("offline"), json!("offline"));
+        assert_eq!(enum_value("VDS_LS_OFFLINE"), json!("VDS_LS_OFFLINE"));
+        assert_eq!(enum_value("4"), json!(4));
+        assert_eq!(enum_value("-1"), json!(-1));
+        assert_eq!(enum_value("99999999999"), json!(99_999_999_999i64));
+        assert_eq!(enum_value("Bogus"), json!("Bogus"));
+    }
+
+    fn create(args: &[&str]) -> LunCreate {
+        let mut v = vec!["vdsctl", "lun", "create"];
+        v.extend_from_slice(args);
+        match Cli::try_parse_from(v).unwrap().noun {
+            Noun::Lun {
+                verb: LunVerb::Create(c),
+            } => c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn lun_create_body_sends_only_what_was_given() {
+        let c = create(&["--size", "1GiB"]);
+        assert_eq!(
+            lun_create_body(&c, None, vec![]).unwrap(),
+            json!({"size_bytes": 1u64 << 30})
+        );
+        let c = create(&[
+            "--size",
+            "10M",
+            "--name",
+            "db",
+            "--type",
+            "simple",
+            "--thick",
+            "--mask",
+            "*",
+            "--path",
+            "/tmp/x",
+            "--fault",
+            r#"{"delay":{"flush_ms":5}}"#,
+        ]);
+        assert_eq!(
+            lun_create_body(&c, Some("d".into()), vec!["t".into()]).unwrap(),
+            json!({"size_bytes": 10u64 << 20, "friendly_name": "db", "type": "simple",
+                   "thin": false, "drive": "d", "unmasking_list": "*", "targets": ["t"],
+                   "backing": {"kind": "file", "path": "/tmp/x",
+                               "filters": [{"delay": {"flush_ms": 5}}]}})
+        );
+        let c = create(&["--size", "1", "--fault", "{nope"]);
+        assert_eq!(
+            lun_create_body(&c, None, vec![]).unwrap_err().exit_code(),
+            2
+        );
+    }
+
+    fn faults(args: &[&str]) -> SetFaults {
+        let mut v = vec!["vdsctl", "lun", "set-faults", "db"];
+        v.extend_from_slice(args);
+        match Cli::try_parse_from(v).unwrap().noun {
+            Noun::Lun {
+                verb: LunVerb::SetFaults(f),
+            } => f,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn fault_filters_from_flags() {
+        assert_eq!(fault_filters(&faults(&[])).unwrap(), Vec::<Value>::new());
+        assert_eq!(
+            fault_filters(&faults(&[
+                "--delay-flush-ms",
+                "3000",
+                "--error-ops",
+                "read, write",
+                "--error-after",
+                "2"
+            ]))
+            .unwrap(),
+            vec![
+                json!({"delay": {"read_ms": 0, "write_ms": 0, "flush_ms": 3000}}),
+                json!({"error": {"ops": ["read", "write"], "after": 2}}),
+            ]
+        );
+        assert_eq!(
+            fault_filters(&faults(&["--error-ops", ","]))
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+    }
+
+    #[test]
+    fn failed_and_canceled_jobs_are_provider_errors() {
+        assert_eq!(job_error(&json!({"state": "succeeded"})), None);
+        assert_eq!(job_error(&json!({"state": "running"})), None);
+        let e = job_error(&json!({"state": "failed", "hresult": "0x8004240F",
+                                   "name": "VDS_E_NOT_ENOUGH_SPACE", "message": "full"}))
+        .unwrap();
+        assert_eq!(
+            e.to_string(),
+            "error: VDS_E_NOT_ENOUGH_SPACE (0x8004240F): full"
+        );
+        let e = job_error(&json!({"state": "canceled"})).unwrap();
+        assert_eq!(
+            e.to_string(),
+            "error: VDS_E_OPERATION_CANCELED (0x8004240D): job canceled"
+        );
+    }
+
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(
+            encode_segment("iqn.1991-05.com.microsoft:host"),
+            "iqn.1991-05.com.microsoft:host"
+        );
+        assert_eq!(encode_segment("a b/c"), "a%20b%2Fc");
+    }
+}

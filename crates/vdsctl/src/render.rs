@@ -1,0 +1,322 @@
+//! Human output: aligned tables for lists and `key: value` blocks for single objects.
+//!
+//! Pure functions from the API's JSON to text, so they are tested without a server. `--json`
+//! bypasses this module entirely (the API's body is printed as received).
+
+use serde_json::Value;
+
+use crate::size::format_size;
+
+/// The kinds of object the CLI lists; each has its own table columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Subsystem,
+    Controller,
+    Drive,
+    Lun,
+    Target,
+    PortalGroup,
+    Portal,
+}
+
+type Column = (&'static str, fn(&Value) -> String);
+
+fn field(v: &Value, key: &str) -> String {
+    v.get(key).map(scalar).unwrap_or_else(|| "-".into())
+}
+
+fn count(v: &Value, key: &str) -> String {
+    match v.get(key) {
+        Some(Value::Array(a)) => a.len().to_string(),
+        Some(Value::Object(o)) => o.len().to_string(),
+        _ => "-".into(),
+    }
+}
+
+fn size(v: &Value, key: &str) -> String {
+    v.get(key)
+        .and_then(Value::as_u64)
+        .map(format_size)
+        .unwrap_or_else(|| "-".into())
+}
+
+fn columns(kind: Kind) -> Vec<Column> {
+    match kind {
+        Kind::Subsystem => vec![
+            ("ID", |v| field(v, "id")),
+            ("NAME", |v| field(v, "friendly_name")),
+            ("STATUS", |v| field(v, "status")),
+            ("HEALTH", |v| field(v, "health")),
+        ],
+        Kind::Controller => vec![
+            ("ID", |v| field(v, "id")),
+            ("NAME", |v| field(v, "friendly_name")),
+            ("STATUS", |v| field(v, "status")),
+            ("HEALTH", |v| field(v, "health")),
+            ("PORTS", |v| field(v, "number_of_ports")),
+        ],
+        Kind::Drive => vec![
+            ("ID", |v| field(v, "id")),
+            ("NAME", |v| field(v, "friendly_name")),
+            ("SIZE", |v| size(v, "size_bytes")),
+            ("STATUS", |v| field(v, "status")),
+            ("HEALTH", |v| field(v, "health")),
+            ("PATH", |v| field(v, "path")),
+        ],
+        Kind::Lun => vec![
+            ("ID", |v| field(v, "id")),
+            ("NAME", |v| field(v, "friendly_name")),
+            ("SIZE", |v| size(v, "size_bytes")),
+            ("TYPE", |v| field(v, "type")),
+            ("STATUS", |v| field(v, "status")),
+            ("HEALTH", |v| field(v, "health")),
+            ("MASK", |v| field(v, "unmasking_list")),
+            ("TARGETS", |v| count(v, "targets")),
+        ],
+        Kind::Target => vec![
+            ("ID", |v| field(v, "id")),
+            ("NAME", |v| field(v, "friendly_name")),
+            ("IQN", |v| field(v, "iscsi_name")),
+            ("CHAP", |v| field(v, "chap_enabled")),
+            ("PORTAL GROUPS", |v| count(v, "portal_groups")),
+            ("LUNS", |v| count(v, "luns")),
+        ],
+        Kind::PortalGroup => vec![
+            ("ID", |v| field(v, "id")),
+            ("TARGET", |v| field(v, "target")),
+            ("TAG", |v| field(v, "tag")),
+            ("PORTALS", |v| field(v, "portals")),
+        ],
+        Kind::Portal => vec![
+            ("ID", |v| field(v, "id")),
+            ("ADDRESS", portal_endpoint),
+            ("TYPE", |v| field(v, "address_type")),
+            ("STATUS", |v| field(v, "status")),
+        ],
+    }
+}
+
+/// `ADDR:PORT`, with brackets around an IPv6 address.
+pub fn portal_endpoint(v: &Value) -> String {
+    let addr = v.get("address").and_then(Value::as_str).unwrap_or("?");
+    let port = v.get("port").map(scalar).unwrap_or_else(|| "?".into());
+    if addr.contains(':') {
+        format!("[{addr}]:{port}")
+    } else {
+        format!("{addr}:{port}")
+    }
+}
+
+/// A table of objects of one kind.
+pub fn list(kind: Kind, items: &[Value]) -> String {
+    let cols = columns(kind);
+    let headers: Vec<&str> = cols.iter().map(|c| c.0).collect();
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|item| cols.iter().map(|c| (c.1)(item)).collect())
+        .collect();
+    table(&headers, &rows)
+}
+
+/// Columns separated by two spaces, each as wide as its widest cell; the last column is not
+/// padded (no trailing blanks).
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(cell.chars().count());
+            }
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut l = String::new();
+        for (i, cell) in cells.enumerate() {
+            if i > 0 {
+                l.push_str("  ");
+            }
+            l.push_str(cell);
+            if i + 1 < widths.len() {
+                let pad = widths[i].saturating_sub(cell.chars().count());
+                l.push_str(&" ".repeat(pad));
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&mut headers.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+/// Fields shown first in a block, in this order; the others follow alphabetically.
+const FIRST: &[&str] = &[
+    "id",
+    "name",
+    "friendly_name",
+    "iscsi_name",
+    "operation",
+    "state",
+    "percent",
+    "hresult",
+    "message",
+    "version",
+    "type",
+    "subsystem",
+    "target",
+    "tag",
+    "address",
+    "port",
+    "address_type",
+    "size_bytes",
+    "status",
+    "health",
+    "transition_state",
+];
+
+/// A `key: value` block for one object (values aligned). Non-objects print as a scalar.
+pub fn block(obj: &Value) -> String {
+    let Value::Object(map) = obj else {
+        return format!("{}\n", scalar(obj));
+    };
+    let mut keys: Vec<&String> = map.keys().collect();
+    keys.sort_by_key(|k| {
+        (
+            FIRST.iter().position(|f| f == k).unwrap_or(FIRST.len()),
+            k.as_str(),
+        )
+    });
+    let width = keys.iter().map(|k| k.chars().count()).max().unwrap_or(0);
+    let mut out = String::new();
+    for k in keys {
+        let v = &map[k];
+        let text = if k == "size_bytes" {
+            match v.as_u64() {
+                Some(n) => format!("{n} ({})", format_size(n)),
+                None => scalar(v),
+            }
+        } else {
+            scalar(v)
+        };
+        let pad = width - k.chars().count();
+        out.push_str(&format!("{k}:{} {text}\n", " ".repeat(pad)));
+    }
+    out
+}
+
+/// One value as a single line: strings bare, arrays comma-separated, maps as `k=v`.
+pub fn scalar(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        Value::Array(a) if a.is_empty() => "-".into(),
+        Value::Array(a) => a
+            .iter()
+            .map(|x| match x {
+                Value::Object(_) | Value::Array(_) => x.to_string(),
+                _ => scalar(x),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        Value::Object(o) if o.is_empty() => "-".into(),
+        Value::Object(o) => o
+            .iter()
+            .map(|(k, x)| match x {
+                Value::Object(_) | Value::Array(_) => format!("{k}={x}"),
+                _ => format!("{k}={}", scalar(x)),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// A list of plain strings (connected initiators), one per line.
+pub fn lines(items: &[Value]) -> String {
+    items.iter().map(|v| format!("{}\n", scalar(v))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn table_columns_are_aligned_without_trailing_blanks() {
+        let t = table(
+            &["ID", "NAME", "STATUS"],
+            &[
+                vec!["1".into(), "a-long-name".into(), "online".into()],
+                vec!["22".into(), "b".into(), "offline".into()],
+            ],
+        );
+        assert_eq!(
+            t,
+            "ID  NAME         STATUS\n\
+             1   a-long-name  online\n\
+             22  b            offline\n"
+        );
+    }
+
+    #[test]
+    fn empty_table_is_the_header() {
+        assert_eq!(table(&["ID", "NAME"], &[]), "ID  NAME\n");
+    }
+
+    #[test]
+    fn lun_table_shows_sizes_in_units() {
+        let luns = [
+            json!({"id": "u1", "friendly_name": "lun0", "size_bytes": 1u64 << 30,
+                           "type": "simple", "status": "online", "health": "healthy",
+                           "unmasking_list": "*", "targets": ["t1"]}),
+        ];
+        assert_eq!(
+            list(Kind::Lun, &luns),
+            "ID  NAME  SIZE   TYPE    STATUS  HEALTH   MASK  TARGETS\n\
+             u1  lun0  1 GiB  simple  online  healthy  *     1\n"
+        );
+    }
+
+    #[test]
+    fn portal_endpoint_brackets_ipv6() {
+        assert_eq!(
+            portal_endpoint(&json!({"address": "127.0.0.1", "port": 3260})),
+            "127.0.0.1:3260"
+        );
+        assert_eq!(
+            portal_endpoint(&json!({"address": "::1", "port": 3260})),
+            "[::1]:3260"
+        );
+    }
+
+    #[test]
+    fn block_puts_identity_first_and_aligns_values() {
+        let b = block(
+            &json!({"status": "online", "id": "u1", "friendly_name": "x",
+                              "size_bytes": 1048576, "backing": {"kind": "file", "path": "/d/f"},
+                              "targets": ["a", "b"], "plexes": []}),
+        );
+        assert_eq!(
+            b,
+            "id:            u1\n\
+             friendly_name: x\n\
+             size_bytes:    1048576 (1 MiB)\n\
+             status:        online\n\
+             backing:       kind=file, path=/d/f\n\
+             plexes:        -\n\
+             targets:       a, b\n"
+        );
+    }
+
+    #[test]
+    fn scalars() {
+        assert_eq!(scalar(&json!(null)), "-");
+        assert_eq!(scalar(&json!(true)), "true");
+        assert_eq!(scalar(&json!([1, "a"])), "1, a");
+        assert_eq!(scalar(&json!([{"a": 1}])), "{\"a\":1}");
+    }
+}
