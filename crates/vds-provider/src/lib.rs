@@ -1,4 +1,120 @@
-//! The provider engine: one entry point that applies a management command to the array and
-//! returns an outcome (skeleton; see ARCHITECTURE.md).
+//! The provider engine: one entry point, [`Provider::apply`], that applies a management
+//! [`Command`] to the array and returns an [`Outcome`] or a [`VdsError`].
+//!
+//! - `command`: the command/outcome/error API (the seam with `vds-api`);
+//! - `engine`: state, the check order of SEMANTICS.md §2, operation slots, SetStatus rules;
+//! - `jobs`: asynchronous operations (`IVdsAsync`);
+//! - `events`: notifications and the clock;
+//! - `dataplane`: the seam with the iSCSI data path.
 
+pub mod command;
 pub mod dataplane;
+pub mod events;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use command::{BackingSpec, Command, CreateLunArgs, Outcome, VdsError};
+pub use events::{Clock, Event, SystemClock};
+
+/// How the provider starts.
+#[derive(Clone)]
+pub struct ProviderConfig {
+    /// The store and the LUN files live here (created 0700 if missing).
+    pub data_dir: PathBuf,
+    /// Portals of the embedded default, created on first start only.
+    pub first_start_portals: Vec<SocketAddr>,
+    /// Accept fault filters (`--enable-fault-injection`).
+    pub fault_injection: bool,
+    /// How long a portal going OFFLINE waits for initiators to log out.
+    pub logout_timeout: Duration,
+    /// `false` reproduces the documented "not supported" `IVdsIscsiPortal::SetStatus`.
+    pub portal_status_settable: bool,
+    /// Size of the embedded default LUN.
+    pub default_lun_size: u64,
+    /// IQN of the embedded default target.
+    pub default_target_iqn: String,
+    /// Time source for events.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl ProviderConfig {
+    /// Defaults: one portal `127.0.0.1:3260`, no fault injection, 2 s logout timeout,
+    /// settable portal status, a 1 GiB default LUN.
+    pub fn new(data_dir: impl Into<PathBuf>) -> ProviderConfig {
+        ProviderConfig {
+            data_dir: data_dir.into(),
+            first_start_portals: vec![SocketAddr::from(([127, 0, 0, 1], 3260))],
+            fault_injection: false,
+            logout_timeout: Duration::from_secs(2),
+            portal_status_settable: true,
+            default_lun_size: 1 << 30,
+            default_target_iqn: "iqn.2026-11.local.vds:default".to_string(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl std::fmt::Debug for ProviderConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderConfig")
+            .field("data_dir", &self.data_dir)
+            .field("first_start_portals", &self.first_start_portals)
+            .field("fault_injection", &self.fault_injection)
+            .field("logout_timeout", &self.logout_timeout)
+            .field("portal_status_settable", &self.portal_status_settable)
+            .field("default_lun_size", &self.default_lun_size)
+            .field("default_target_iqn", &self.default_target_iqn)
+            .finish()
+    }
+}
+
+/// The provider: owns the configuration of the array. Cheap to share (`Arc` inside); every
+/// method may be called from any thread. `apply` may block (flushes, binds, job waits): call
+/// it from a blocking context (`tokio::task::spawn_blocking` in async code).
+#[derive(Clone)]
+pub struct Provider {
+    config: Arc<ProviderConfig>,
+    events: tokio::sync::broadcast::Sender<Event>,
+    _dataplane: Arc<dyn dataplane::DataPlane>,
+}
+
+impl Provider {
+    /// Opens (or on an empty data dir, creates the embedded default in) the store.
+    pub fn open(
+        config: ProviderConfig,
+        dataplane: Arc<dyn dataplane::DataPlane>,
+    ) -> Result<Provider, VdsError> {
+        let (events, _) = tokio::sync::broadcast::channel(4096);
+        Ok(Provider {
+            config: Arc::new(config),
+            events,
+            _dataplane: dataplane,
+        })
+    }
+
+    /// The configuration it was opened with.
+    pub fn config(&self) -> &ProviderConfig {
+        &self.config
+    }
+
+    /// Applies one command.
+    pub fn apply(&self, cmd: Command) -> Result<Outcome, VdsError> {
+        Err(VdsError::new(
+            vds_model::Hresult::E_NOTIMPL,
+            format!("{cmd:?} is not implemented in this build"),
+        ))
+    }
+
+    /// A new receiver of every event from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Flushes every LUN (daemon shutdown).
+    pub fn shutdown(&self) -> Result<(), VdsError> {
+        Ok(())
+    }
+}

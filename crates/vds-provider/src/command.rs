@@ -1,0 +1,501 @@
+//! The provider's one entry point, as data: every management operation is a [`Command`], every
+//! success an [`Outcome`], every failure a [`VdsError`] (an HRESULT plus a sentence naming the
+//! offending field or object). `vds-api` turns HTTP into commands and outcomes back into HTTP;
+//! nothing else crosses that seam.
+//!
+//! Arguments arrive typed, except requested statuses, which arrive as the raw integer the
+//! caller sent: judging `E_INVALIDARG` (not a member, or `*_UNKNOWN`) against
+//! `VDS_E_NOT_SUPPORTED` (a report-only member) is the provider's job (SEMANTICS.md §2–§4).
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use uuid::Uuid;
+use vds_model::{
+    BackingKind, Controller, Drive, FaultFilterSpec, Hresult, Job, Lun, LunType, ObjectKind,
+    Portal, PortalGroup, ProviderInfo, Subsystem, Target,
+};
+
+/// The backing store requested for a new LUN (INTERFACE.md `B`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackingSpec {
+    /// `file` (default), `block`, `memory` or `null`.
+    pub kind: BackingKind,
+    /// For `file`: an existing file or one to create (absent: a sparse file in the data dir).
+    /// For `block`: the device (required). Must be absolute.
+    pub path: Option<String>,
+    /// Fault filters (only with fault injection enabled).
+    pub filters: Vec<FaultFilterSpec>,
+}
+
+impl Default for BackingSpec {
+    fn default() -> Self {
+        BackingSpec {
+            kind: BackingKind::File,
+            path: None,
+            filters: Vec::new(),
+        }
+    }
+}
+
+/// Arguments of `IVdsSubSystem::CreateLun` (`POST /v1/subsystems/{id}/luns`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateLunArgs {
+    /// The subsystem to create it in.
+    pub subsystem: Uuid,
+    /// Requested capacity in bytes; rounded up to the block size. Must be > 0.
+    pub size_bytes: u64,
+    /// Friendly name (default: `lun-<first 8 hex of the id>`). Unique among LUNs.
+    pub friendly_name: Option<String>,
+    /// LUN type (default `simple`). `unknown` → `E_INVALIDARG`; types vds does not build →
+    /// `VDS_E_NOT_SUPPORTED`.
+    pub lun_type: Option<LunType>,
+    /// Thin provisioning (default true; a non-thin file is fully allocated).
+    pub thin: Option<bool>,
+    /// The drive that holds it (default: the subsystem's first drive).
+    pub drive: Option<Uuid>,
+    /// Unmasking list (default `"*"`); see SEMANTICS.md §10.
+    pub unmasking_list: Option<String>,
+    /// Targets to associate at once (LUN numbers: lowest free in each).
+    pub targets: Option<Vec<Uuid>>,
+    /// Backing store (default: a sparse file in the data dir).
+    pub backing: Option<BackingSpec>,
+}
+
+/// Every management operation (INTERFACE.md "Endpoints").
+///
+/// Calls marked *job* return [`Outcome::Job`] at once (the job runs on a provider worker
+/// thread); the others complete before they return.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `GET /v1/provider`: the provider's properties and cache state. Works while the cache is
+    /// corrupt.
+    GetProvider,
+    /// `POST /v1/provider/reenumerate`: rediscover subsystems, drives and portals (first half
+    /// of the cache cure). Holds the provider's slot.
+    Reenumerate,
+    /// `POST /v1/provider/refresh`: re-read state and properties of every known object; after a
+    /// Reenumerate this cures a corrupt cache. Re-probes FAILED LUNs (→ OFFLINE, HEALTHY).
+    Refresh,
+
+    /// `GET /v1/subsystems`.
+    ListSubsystems,
+    /// `GET /v1/subsystems/{id}`.
+    GetSubsystem {
+        /// Subsystem id.
+        id: Uuid,
+    },
+    /// `IVdsSubSystem::SetStatus`: ONLINE or OFFLINE (OFFLINE flushes every LUN and takes
+    /// them off the wire until ONLINE). Other members are report-only.
+    SetSubsystemStatus {
+        /// Subsystem id.
+        id: Uuid,
+        /// Raw requested `VDS_SUB_SYSTEM_STATUS`.
+        status: i64,
+    },
+
+    /// `GET /v1/subsystems/{id}/controllers`, or every controller when `subsystem` is `None`.
+    ListControllers {
+        /// Filter by subsystem.
+        subsystem: Option<Uuid>,
+    },
+    /// `GET /v1/controllers/{id}`.
+    GetController {
+        /// Controller id.
+        id: Uuid,
+    },
+    /// `IVdsController::SetStatus`: ONLINE or OFFLINE (OFFLINE flushes and takes the LUNs
+    /// behind it off the wire).
+    SetControllerStatus {
+        /// Controller id.
+        id: Uuid,
+        /// Raw requested `VDS_CONTROLLER_STATUS`.
+        status: i64,
+    },
+
+    /// `GET /v1/subsystems/{id}/drives`, or every drive when `subsystem` is `None`.
+    ListDrives {
+        /// Filter by subsystem.
+        subsystem: Option<Uuid>,
+    },
+    /// `GET /v1/drives/{id}`.
+    GetDrive {
+        /// Drive id.
+        id: Uuid,
+    },
+    /// `IVdsDrive::SetStatus`: ONLINE or OFFLINE (OFFLINE flushes and takes the LUNs on the
+    /// drive off the wire).
+    SetDriveStatus {
+        /// Drive id.
+        id: Uuid,
+        /// Raw requested `VDS_DRIVE_STATUS`.
+        status: i64,
+    },
+
+    /// `GET /v1/subsystems/{id}/luns`, or every LUN when `subsystem` is `None`.
+    ListLuns {
+        /// Filter by subsystem.
+        subsystem: Option<Uuid>,
+    },
+    /// `GET /v1/luns/{id}`.
+    GetLun {
+        /// LUN id.
+        id: Uuid,
+    },
+    /// `POST /v1/subsystems/{id}/luns` (*job*, output: the LUN).
+    CreateLun(CreateLunArgs),
+    /// `DELETE /v1/luns/{id}`: removes it from its targets, frees its storage (zeroing the
+    /// first and last MiB of block devices), remembers the id.
+    DeleteLun {
+        /// LUN id.
+        id: Uuid,
+    },
+    /// `PATCH /v1/luns/{id}`: friendly name and/or unmasking list (`IVdsLun::SetMask`).
+    PatchLun {
+        /// LUN id.
+        id: Uuid,
+        /// New friendly name.
+        friendly_name: Option<String>,
+        /// New unmasking list (replaces the old one).
+        unmasking_list: Option<String>,
+    },
+    /// `POST /v1/luns/{id}/status` (`IVdsLun::SetStatus`, SEMANTICS.md §3).
+    SetLunStatus {
+        /// LUN id.
+        id: Uuid,
+        /// Raw requested `VDS_LUN_STATUS`.
+        status: i64,
+    },
+    /// `POST /v1/luns/{id}/extend` (*job*, output: the LUN).
+    ExtendLun {
+        /// LUN id.
+        id: Uuid,
+        /// Bytes to add (> 0; rounded up to the block size).
+        bytes: u64,
+    },
+    /// `POST /v1/luns/{id}/shrink` (*job*, output: the LUN). Removes bytes from the end.
+    ShrinkLun {
+        /// LUN id.
+        id: Uuid,
+        /// Bytes to remove (> 0, less than the size; rounded up to the block size).
+        bytes: u64,
+    },
+    /// `POST /v1/luns/{id}/recover` (*job*). `VDS_E_INVALID_OPERATION` on a LUN that is not
+    /// fault tolerant.
+    RecoverLun {
+        /// LUN id.
+        id: Uuid,
+    },
+    /// `PUT /v1/luns/{id}/faults`: replaces the fault filters (fault injection only).
+    SetLunFaults {
+        /// LUN id.
+        id: Uuid,
+        /// The complete new list.
+        filters: Vec<FaultFilterSpec>,
+    },
+    /// `PUT /v1/luns/{id}/targets` (`IVdsLunIscsi::AssociateTargets`): the complete new set.
+    SetLunTargets {
+        /// LUN id.
+        id: Uuid,
+        /// Target ids.
+        targets: Vec<Uuid>,
+    },
+
+    /// `GET /v1/subsystems/{id}/targets`, or every target when `subsystem` is `None`.
+    ListTargets {
+        /// Filter by subsystem.
+        subsystem: Option<Uuid>,
+    },
+    /// `GET /v1/targets/{id}`.
+    GetTarget {
+        /// Target id.
+        id: Uuid,
+    },
+    /// `POST /v1/subsystems/{id}/targets` (*job*, output: the target).
+    CreateTarget {
+        /// The subsystem.
+        subsystem: Uuid,
+        /// IQN; `None` or empty: generated.
+        iscsi_name: Option<String>,
+        /// iSCSI alias.
+        friendly_name: String,
+    },
+    /// `DELETE /v1/targets/{id}` (*job*): deletes its portal groups too;
+    /// `VDS_E_ASSOCIATED_LUNS_EXIST` while it has LUNs.
+    DeleteTarget {
+        /// Target id.
+        id: Uuid,
+    },
+    /// `PATCH /v1/targets/{id}` (`SetFriendlyName`).
+    RenameTarget {
+        /// Target id.
+        id: Uuid,
+        /// New alias.
+        friendly_name: String,
+    },
+    /// `PUT /v1/targets/{id}/shared-secret` (`SetSharedSecret`): `secret` `None` clears;
+    /// `initiator_name` `None` sets the default secret.
+    SetSharedSecret {
+        /// Target id.
+        id: Uuid,
+        /// 12 to 16 bytes, or `None` to clear.
+        secret: Option<Vec<u8>>,
+        /// Per-initiator secret when given.
+        initiator_name: Option<String>,
+    },
+    /// `PUT /v1/targets/{id}/initiator-secrets/{name}` (`RememberInitiatorSharedSecret`):
+    /// the secret the target answers an initiator's challenge with (mutual CHAP).
+    RememberInitiatorSecret {
+        /// Target id.
+        id: Uuid,
+        /// Initiator name (required).
+        initiator_name: String,
+        /// 12 to 16 bytes, or `None` to forget.
+        secret: Option<Vec<u8>>,
+    },
+    /// `GET /v1/targets/{id}/initiators` (`GetConnectedInitiators`).
+    GetConnectedInitiators {
+        /// Target id.
+        id: Uuid,
+    },
+
+    /// Portal groups of a target, or every portal group when `target` is `None`.
+    ListPortalGroups {
+        /// Filter by target.
+        target: Option<Uuid>,
+    },
+    /// `GET /v1/portal-groups/{id}`.
+    GetPortalGroup {
+        /// Portal group id.
+        id: Uuid,
+    },
+    /// `POST /v1/targets/{id}/portal-groups` (*job*, output: the portal group).
+    CreatePortalGroup {
+        /// Target id.
+        target: Uuid,
+    },
+    /// `DELETE /v1/portal-groups/{id}` (*job*); `VDS_E_ASSOCIATED_PORTALS_EXIST` while it
+    /// has portals.
+    DeletePortalGroup {
+        /// Portal group id.
+        id: Uuid,
+    },
+    /// `POST /v1/portal-groups/{id}/portals` (*job*, output: the portal group).
+    AddPortalToGroup {
+        /// Portal group id.
+        portal_group: Uuid,
+        /// Portal id.
+        portal: Uuid,
+    },
+    /// `DELETE /v1/portal-groups/{id}/portals/{portal_id}` (*job*, output: the portal group).
+    RemovePortalFromGroup {
+        /// Portal group id.
+        portal_group: Uuid,
+        /// Portal id.
+        portal: Uuid,
+    },
+
+    /// `GET /v1/subsystems/{id}/portals`, or every portal when `subsystem` is `None`.
+    ListPortals {
+        /// Filter by subsystem.
+        subsystem: Option<Uuid>,
+    },
+    /// `GET /v1/portals/{id}`.
+    GetPortal {
+        /// Portal id.
+        id: Uuid,
+    },
+    /// `POST /v1/subsystems/{id}/portals`: declare a portal; it starts OFFLINE. The same
+    /// address and port again answers `VDS_S_ALREADY_EXISTS` with the existing portal.
+    CreatePortal {
+        /// The subsystem.
+        subsystem: Uuid,
+        /// Listen address.
+        address: IpAddr,
+        /// TCP port (> 0).
+        port: u16,
+    },
+    /// `DELETE /v1/portals/{id}`: unbinds it and removes it from its portal groups.
+    DeletePortal {
+        /// Portal id.
+        id: Uuid,
+    },
+    /// `POST /v1/portals/{id}/status` (`IVdsIscsiPortal::SetStatus`, SEMANTICS.md §4).
+    SetPortalStatus {
+        /// Portal id.
+        id: Uuid,
+        /// Raw requested `VDS_ISCSI_PORTAL_STATUS`.
+        status: i64,
+    },
+
+    /// Every job the provider remembers.
+    ListJobs,
+    /// `GET /v1/jobs/{id}` (`IVdsAsync::QueryStatus`); never blocks.
+    GetJob {
+        /// Job id.
+        id: Uuid,
+    },
+    /// `POST /v1/jobs/{id}/wait` (`IVdsAsync::Wait`): blocks until the job ends, or until
+    /// `timeout` (then the running job is returned).
+    WaitJob {
+        /// Job id.
+        id: Uuid,
+        /// Longest wait; `None` waits for the end.
+        timeout: Option<Duration>,
+    },
+    /// `POST /v1/jobs/{id}/cancel` (`IVdsAsync::Cancel`): `S_OK`, `VDS_E_CANCEL_TOO_LATE` or
+    /// `VDS_E_OPERATION_CANCELED`.
+    CancelJob {
+        /// Job id.
+        id: Uuid,
+    },
+}
+
+impl Command {
+    /// Whether the command changes nothing (pure reads never answer BUSY or FAILED).
+    pub fn is_read(&self) -> bool {
+        matches!(
+            self,
+            Command::GetProvider
+                | Command::ListSubsystems
+                | Command::GetSubsystem { .. }
+                | Command::ListControllers { .. }
+                | Command::GetController { .. }
+                | Command::ListDrives { .. }
+                | Command::GetDrive { .. }
+                | Command::ListLuns { .. }
+                | Command::GetLun { .. }
+                | Command::ListTargets { .. }
+                | Command::GetTarget { .. }
+                | Command::GetConnectedInitiators { .. }
+                | Command::ListPortalGroups { .. }
+                | Command::GetPortalGroup { .. }
+                | Command::ListPortals { .. }
+                | Command::GetPortal { .. }
+                | Command::ListJobs
+                | Command::GetJob { .. }
+                | Command::WaitJob { .. }
+        )
+    }
+
+    /// Whether the command starts a job.
+    pub fn is_async(&self) -> bool {
+        matches!(
+            self,
+            Command::CreateLun(_)
+                | Command::ExtendLun { .. }
+                | Command::ShrinkLun { .. }
+                | Command::RecoverLun { .. }
+                | Command::CreateTarget { .. }
+                | Command::DeleteTarget { .. }
+                | Command::CreatePortalGroup { .. }
+                | Command::DeletePortalGroup { .. }
+                | Command::AddPortalToGroup { .. }
+                | Command::RemovePortalFromGroup { .. }
+        )
+    }
+}
+
+/// What a successful command produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The provider's properties.
+    Provider(ProviderInfo),
+    /// Subsystems.
+    Subsystems(Vec<Subsystem>),
+    /// One subsystem.
+    Subsystem(Subsystem),
+    /// Controllers.
+    Controllers(Vec<Controller>),
+    /// One controller.
+    Controller(Controller),
+    /// Drives.
+    Drives(Vec<Drive>),
+    /// One drive.
+    Drive(Drive),
+    /// LUNs.
+    Luns(Vec<Lun>),
+    /// One LUN (as it is after the command).
+    Lun(Box<Lun>),
+    /// Targets.
+    Targets(Vec<Target>),
+    /// One target.
+    Target(Target),
+    /// Portal groups.
+    PortalGroups(Vec<PortalGroup>),
+    /// One portal group.
+    PortalGroup(PortalGroup),
+    /// Portals.
+    Portals(Vec<Portal>),
+    /// One portal.
+    Portal(Portal),
+    /// Jobs.
+    Jobs(Vec<Job>),
+    /// A job: just started (async commands), or as queried / waited for / canceled.
+    Job(Job),
+    /// Connected initiator names.
+    Initiators(Vec<String>),
+    /// A synchronous delete finished.
+    Deleted {
+        /// What was deleted.
+        kind: ObjectKind,
+        /// Its id (now answering `VDS_E_OBJECT_DELETED`).
+        id: Uuid,
+    },
+    /// Nothing new was created (`VDS_S_ALREADY_EXISTS`); the existing object is inside.
+    AlreadyExists(Box<Outcome>),
+}
+
+impl Outcome {
+    /// The success HRESULT of the call: `S_OK` or `VDS_S_ALREADY_EXISTS`.
+    pub fn hresult(&self) -> Hresult {
+        match self {
+            Outcome::AlreadyExists(_) => Hresult::VDS_S_ALREADY_EXISTS,
+            _ => Hresult::S_OK,
+        }
+    }
+}
+
+/// A failed command: the HRESULT and a sentence that names the offending field or object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VdsError {
+    /// The code (always a failure code).
+    pub hresult: Hresult,
+    /// For a person; names the field or object.
+    pub message: String,
+}
+
+impl VdsError {
+    /// An error with this code and message.
+    pub fn new(hresult: Hresult, message: impl Into<String>) -> VdsError {
+        VdsError {
+            hresult,
+            message: message.into(),
+        }
+    }
+
+    /// `E_INVALIDARG` naming `field`.
+    pub fn invalid_arg(field: &str, why: impl fmt::Display) -> VdsError {
+        VdsError::new(Hresult::E_INVALIDARG, format!("{field}: {why}"))
+    }
+
+    /// `VDS_E_NOT_SUPPORTED`.
+    pub fn not_supported(message: impl Into<String>) -> VdsError {
+        VdsError::new(Hresult::VDS_E_NOT_SUPPORTED, message)
+    }
+
+    /// An OS error converted with `HRESULT_FROM_WIN32`, with context.
+    pub fn io(context: impl fmt::Display, err: &std::io::Error) -> VdsError {
+        VdsError::new(Hresult::from_io_error(err), format!("{context}: {err}"))
+    }
+}
+
+impl fmt::Display for VdsError {
+    /// `NAME (0xHHHHHHHH): message`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.hresult, self.message)
+    }
+}
+
+impl std::error::Error for VdsError {}
