@@ -1,1 +1,1044 @@
-//! vds-store (skeleton).
+//! vds-store: the provider's persistent configuration in SQLite (bundled), WAL mode,
+//! `synchronous=FULL`: a change is on stable storage when [`Store::write`] returns, so the
+//! provider acknowledges only durable changes.
+//!
+//! Layout (schema version [`SCHEMA_VERSION`], see `MIGRATIONS`): one table per object kind
+//! (subsystems, controllers, drives, luns with plexes and fault filters, targets with their
+//! secrets, portal groups with members, portals), LUN ↔ target mappings with LUN numbers,
+//! persistent-reservation blobs, a key/value `meta` table and `tombstones` (deleted ids with
+//! their kind) so that a deleted id answers DELETED rather than NOT_FOUND across restarts.
+//!
+//! The store is a plain table mapper: it checks nothing about the VDS rules (the provider
+//! does) and mirrors whole objects (`put_*` replaces an object's rows).
+
+use std::net::IpAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use uuid::Uuid;
+use vds_model::{
+    Backing, BackingKind, Controller, ControllerStatus, Drive, DriveStatus, FaultFilterSpec,
+    FaultOpKind, Health, Hresult, Lun, LunPlex, LunPlexStatus, LunPlexType, LunStatus, LunType,
+    ObjectKind, Portal, PortalGroup, PortalStatus, Subsystem, SubsystemStatus, Target,
+    TransitionState,
+};
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// The store's file name inside the data dir.
+pub const STORE_FILE: &str = "vds.sqlite";
+
+/// Migration `i` takes the schema from version `i` to `i + 1` (version 0 = empty file).
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE subsystems (
+    id TEXT PRIMARY KEY, friendly_name TEXT NOT NULL, identification TEXT NOT NULL,
+    flags INTEGER NOT NULL, status INTEGER NOT NULL, health INTEGER NOT NULL,
+    supported_raid_types INTEGER NOT NULL, rebuild_priority INTEGER NOT NULL,
+    portal_status_settable INTEGER NOT NULL);
+CREATE TABLE controllers (
+    id TEXT PRIMARY KEY, subsystem TEXT NOT NULL, friendly_name TEXT NOT NULL,
+    identification TEXT NOT NULL, status INTEGER NOT NULL, health INTEGER NOT NULL,
+    number_of_ports INTEGER NOT NULL);
+CREATE TABLE drives (
+    id TEXT PRIMARY KEY, subsystem TEXT NOT NULL, friendly_name TEXT NOT NULL,
+    identification TEXT NOT NULL, size_bytes INTEGER NOT NULL, flags INTEGER NOT NULL,
+    status INTEGER NOT NULL, health INTEGER NOT NULL, bus_number INTEGER NOT NULL,
+    slot_number INTEGER NOT NULL, path TEXT NOT NULL);
+CREATE TABLE luns (
+    id TEXT PRIMARY KEY, seq INTEGER NOT NULL, subsystem TEXT NOT NULL, drive TEXT NOT NULL,
+    friendly_name TEXT NOT NULL UNIQUE, identification TEXT NOT NULL, size_bytes INTEGER NOT NULL,
+    unmasking_list TEXT NOT NULL, flags INTEGER NOT NULL, type INTEGER NOT NULL,
+    status INTEGER NOT NULL, health INTEGER NOT NULL, transition_state INTEGER NOT NULL,
+    rebuild_priority INTEGER NOT NULL, thin INTEGER NOT NULL, backing_kind TEXT NOT NULL,
+    backing_path TEXT, block_size INTEGER NOT NULL, backing_dev INTEGER, backing_ino INTEGER,
+    owns_file INTEGER NOT NULL);
+CREATE TABLE lun_plexes (
+    id TEXT PRIMARY KEY, lun TEXT NOT NULL, size_bytes INTEGER NOT NULL, type INTEGER NOT NULL,
+    status INTEGER NOT NULL, health INTEGER NOT NULL, transition_state INTEGER NOT NULL,
+    flags INTEGER NOT NULL, stripe_size INTEGER NOT NULL, rebuild_priority INTEGER NOT NULL);
+CREATE INDEX lun_plexes_lun ON lun_plexes (lun);
+CREATE TABLE fault_filters (lun TEXT NOT NULL, seq INTEGER NOT NULL, spec TEXT NOT NULL,
+    PRIMARY KEY (lun, seq));
+CREATE TABLE pr_state (lun TEXT PRIMARY KEY, state BLOB NOT NULL);
+CREATE TABLE targets (
+    id TEXT PRIMARY KEY, seq INTEGER NOT NULL, subsystem TEXT NOT NULL,
+    iscsi_name TEXT NOT NULL UNIQUE, friendly_name TEXT NOT NULL);
+CREATE TABLE target_secrets (
+    target TEXT NOT NULL, kind TEXT NOT NULL, initiator TEXT NOT NULL, secret BLOB NOT NULL,
+    PRIMARY KEY (target, kind, initiator));
+CREATE TABLE lun_targets (
+    lun TEXT NOT NULL, target TEXT NOT NULL, lun_number INTEGER NOT NULL,
+    PRIMARY KEY (lun, target), UNIQUE (target, lun_number));
+CREATE INDEX lun_targets_target ON lun_targets (target);
+CREATE TABLE portal_groups (
+    id TEXT PRIMARY KEY, seq INTEGER NOT NULL, target TEXT NOT NULL, tag INTEGER NOT NULL,
+    UNIQUE (target, tag));
+CREATE TABLE portal_group_members (
+    portal_group TEXT NOT NULL, portal TEXT NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (portal_group, portal));
+CREATE INDEX portal_group_members_portal ON portal_group_members (portal);
+CREATE TABLE portals (
+    id TEXT PRIMARY KEY, seq INTEGER NOT NULL, subsystem TEXT NOT NULL, address TEXT NOT NULL,
+    port INTEGER NOT NULL, status INTEGER NOT NULL, UNIQUE (address, port));
+CREATE TABLE tombstones (id TEXT PRIMARY KEY, kind TEXT NOT NULL);
+"#];
+
+/// Why the store could not do something.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The file was written by a newer vds.
+    #[error("the store {path} has schema version {found}, newer than the {supported} this vdsd understands; use a newer vdsd")]
+    NewerSchema {
+        /// The store file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+        /// What this build writes.
+        supported: i64,
+    },
+    /// The data dir (or its parent) is missing or unusable.
+    #[error("data_dir {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A row that this build cannot read (hand-edited or damaged store).
+    #[error("the store holds an invalid row: {0}")]
+    BadRow(String),
+    /// SQLite failed.
+    #[error("store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+impl StoreError {
+    /// The HRESULT that reports it (one place for every store failure).
+    pub fn hresult(&self) -> Hresult {
+        match self {
+            StoreError::NewerSchema { .. } => Hresult::VDS_E_BAD_REVISION_NUMBER,
+            StoreError::DataDir { source, .. } => Hresult::from_io_error(source),
+            StoreError::BadRow(_) => Hresult::VDS_E_BAD_PROVIDER_DATA,
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => match e.code {
+                rusqlite::ErrorCode::DiskFull => Hresult::VDS_E_NOT_ENOUGH_SPACE,
+                rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::PermissionDenied => {
+                    Hresult::E_ACCESSDENIED
+                }
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => {
+                    Hresult::VDS_E_ANOTHER_CALL_IN_PROGRESS
+                }
+                rusqlite::ErrorCode::SystemIoFailure => Hresult::VDS_E_IO_ERROR,
+                rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt => {
+                    Hresult::VDS_E_BAD_PROVIDER_DATA
+                }
+                _ => Hresult::VDS_E_PROVIDER_FAILURE,
+            },
+            StoreError::Sqlite(_) => Hresult::VDS_E_PROVIDER_FAILURE,
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// Which secret of a target a row holds (SEMANTICS.md §10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SecretKind {
+    /// Target secret for every initiator (`SetSharedSecret` without a name).
+    Default,
+    /// Target secret for one initiator (`SetSharedSecret` with a name).
+    Initiator,
+    /// The initiator's secret the target answers with (`RememberInitiatorSharedSecret`).
+    Mutual,
+}
+
+impl SecretKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            SecretKind::Default => "default",
+            SecretKind::Initiator => "initiator",
+            SecretKind::Mutual => "mutual",
+        }
+    }
+
+    fn parse(s: &str) -> Result<SecretKind> {
+        Ok(match s {
+            "default" => SecretKind::Default,
+            "initiator" => SecretKind::Initiator,
+            "mutual" => SecretKind::Mutual,
+            other => return Err(StoreError::BadRow(format!("secret kind {other:?}"))),
+        })
+    }
+}
+
+/// One stored secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRow {
+    /// Target.
+    pub target: Uuid,
+    /// Kind.
+    pub kind: SecretKind,
+    /// Initiator name (`""` for the default secret).
+    pub initiator: String,
+    /// The bytes.
+    pub secret: Vec<u8>,
+}
+
+/// What the store keeps about a LUN beyond its properties.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LunRecord {
+    /// The LUN (targets and LUN numbers included).
+    pub lun: Lun,
+    /// Device and inode of the backing file/device when it was last (re)opened.
+    pub identity: Option<(u64, u64)>,
+    /// Whether vds created the file (and deletes it with the LUN).
+    pub owns_file: bool,
+}
+
+/// Everything in the store.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Subsystems.
+    pub subsystems: Vec<Subsystem>,
+    /// Controllers.
+    pub controllers: Vec<Controller>,
+    /// Drives.
+    pub drives: Vec<Drive>,
+    /// LUNs in creation order.
+    pub luns: Vec<LunRecord>,
+    /// Targets in creation order (`chap_enabled`, `portal_groups`, `luns` filled in).
+    pub targets: Vec<Target>,
+    /// Secrets.
+    pub secrets: Vec<SecretRow>,
+    /// Portal groups in creation order.
+    pub portal_groups: Vec<PortalGroup>,
+    /// Portals in creation order (`portal_groups` filled in).
+    pub portals: Vec<Portal>,
+    /// Persistent-reservation blobs by LUN.
+    pub pr_states: Vec<(Uuid, Vec<u8>)>,
+    /// Deleted ids.
+    pub tombstones: Vec<(Uuid, ObjectKind)>,
+    /// Key/value settings.
+    pub meta: Vec<(String, String)>,
+}
+
+/// The open store.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    data_version: i64,
+    seq: i64,
+}
+
+fn bad(what: impl Into<String>) -> StoreError {
+    StoreError::BadRow(what.into())
+}
+
+fn uuid_of(s: &str) -> Result<Uuid> {
+    Uuid::parse_str(s).map_err(|_| bad(format!("id {s:?}")))
+}
+
+fn enum_of<T>(v: i64, f: impl Fn(i64) -> Option<T>, what: &str) -> Result<T> {
+    f(v).ok_or_else(|| bad(format!("{what} value {v}")))
+}
+
+/// Encodes a fault filter as one line of text (the store has no serde).
+pub fn encode_filter(f: &FaultFilterSpec) -> String {
+    match f {
+        FaultFilterSpec::Delay {
+            read_ms,
+            write_ms,
+            flush_ms,
+        } => format!("delay {read_ms} {write_ms} {flush_ms}"),
+        FaultFilterSpec::Error { ops, after } => {
+            let ops: Vec<&str> = ops.iter().map(|o| o.short_name()).collect();
+            format!("error {after} {}", ops.join(","))
+        }
+    }
+}
+
+/// Decodes [`encode_filter`]'s text.
+pub fn decode_filter(s: &str) -> Option<FaultFilterSpec> {
+    let mut it = s.split(' ');
+    match it.next()? {
+        "delay" => {
+            let read_ms = it.next()?.parse().ok()?;
+            let write_ms = it.next()?.parse().ok()?;
+            let flush_ms = it.next()?.parse().ok()?;
+            Some(FaultFilterSpec::Delay {
+                read_ms,
+                write_ms,
+                flush_ms,
+            })
+        }
+        "error" => {
+            let after = it.next()?.parse().ok()?;
+            let ops = match it.next() {
+                Some("") | None => Vec::new(),
+                Some(list) => list
+                    .split(',')
+                    .map(FaultOpKind::parse)
+                    .collect::<Option<Vec<_>>>()?,
+            };
+            Some(FaultFilterSpec::Error { ops, after })
+        }
+        _ => None,
+    }
+}
+
+impl Store {
+    /// Opens `<data_dir>/vds.sqlite`, creating the data dir (mode 0700, its parent must exist)
+    /// and the file (mode 0600) when missing, and migrating an older schema. A store from a
+    /// newer schema is refused with [`StoreError::NewerSchema`].
+    pub fn open(data_dir: &Path) -> Result<Store> {
+        if !data_dir.exists() {
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(data_dir)
+                .map_err(|source| StoreError::DataDir {
+                    path: data_dir.to_path_buf(),
+                    source,
+                })?;
+        } else if !data_dir.is_dir() {
+            return Err(StoreError::DataDir {
+                path: data_dir.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a directory"),
+            });
+        }
+        let path = data_dir.join(STORE_FILE);
+        // Create the file ourselves so that it (and SQLite's -wal/-shm, which copy its mode)
+        // is private: secrets live in it.
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|source| StoreError::DataDir {
+                path: path.clone(),
+                source,
+            })?;
+        let conn = Connection::open(&path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        let mut store = Store {
+            conn,
+            path,
+            data_version: 0,
+            seq: 0,
+        };
+        store.migrate()?;
+        store.seq = store.max_seq()?;
+        store.data_version = store.read_data_version()?;
+        Ok(store)
+    }
+
+    /// The store file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        self.conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
+        )?;
+        let found: Option<i64> = self
+            .conn
+            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+            .optional()?;
+        let found = found.unwrap_or(0);
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                path: self.path.clone(),
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if found == SCHEMA_VERSION {
+            return Ok(());
+        }
+        let tx = self.conn.transaction()?;
+        for step in &MIGRATIONS[found as usize..] {
+            tx.execute_batch(step)?;
+        }
+        tx.execute("DELETE FROM schema_version", [])?;
+        tx.execute(
+            "INSERT INTO schema_version (version) VALUES (?1)",
+            [SCHEMA_VERSION],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The schema version of the open file.
+    pub fn schema_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))?)
+    }
+
+    fn max_seq(&self) -> Result<i64> {
+        let mut max = 0i64;
+        for table in ["luns", "targets", "portal_groups", "portals"] {
+            let v: Option<i64> =
+                self.conn
+                    .query_row(&format!("SELECT MAX(seq) FROM {table}"), [], |r| r.get(0))?;
+            max = max.max(v.unwrap_or(0));
+        }
+        let v: Option<i64> =
+            self.conn
+                .query_row("SELECT MAX(seq) FROM portal_group_members", [], |r| {
+                    r.get(0)
+                })?;
+        Ok(max.max(v.unwrap_or(0)))
+    }
+
+    fn read_data_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .pragma_query_value(None, "data_version", |r| r.get(0))?)
+    }
+
+    /// Whether another process (another connection) committed a change since the last call
+    /// (SQLite `PRAGMA data_version`). Our own commits do not count.
+    pub fn changed_externally(&mut self) -> Result<bool> {
+        let v = self.read_data_version()?;
+        let changed = v != self.data_version;
+        self.data_version = v;
+        Ok(changed)
+    }
+
+    /// True when nothing was ever configured (first start).
+    pub fn is_empty(&self) -> Result<bool> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM subsystems", [], |r| r.get(0))?;
+        Ok(n == 0)
+    }
+
+    /// Runs `f` in one transaction and commits it (durably) before returning. On error
+    /// nothing is written.
+    pub fn write<T>(&mut self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
+        let tx = self.conn.transaction()?;
+        let mut t = Tx {
+            tx,
+            seq: &mut self.seq,
+        };
+        let out = f(&mut t)?;
+        t.tx.commit()?;
+        // Our own commit does not change data_version for this connection; nothing to do.
+        Ok(out)
+    }
+
+    /// Reads everything.
+    pub fn load(&self) -> Result<Snapshot> {
+        let c = &self.conn;
+        let mut snap = Snapshot::default();
+
+        let mut st = c.prepare("SELECT key, value FROM meta")?;
+        snap.meta = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+
+        let mut st = c.prepare(
+            "SELECT id, friendly_name, identification, flags, status, health, supported_raid_types,
+                    rebuild_priority, portal_status_settable FROM subsystems ORDER BY rowid",
+        )?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            snap.subsystems.push(Subsystem {
+                id: uuid_of(&r.get::<_, String>(0)?)?,
+                friendly_name: r.get(1)?,
+                identification: r.get(2)?,
+                flags: r.get::<_, i64>(3)? as u32,
+                status: enum_of(r.get(4)?, SubsystemStatus::from_i64, "subsystem status")?,
+                health: enum_of(r.get(5)?, Health::from_i64, "health")?,
+                supported_raid_types: r.get::<_, i64>(6)? as u32,
+                rebuild_priority: r.get(7)?,
+                portal_status_settable: r.get(8)?,
+            });
+        }
+
+        let mut st = c.prepare(
+            "SELECT id, subsystem, friendly_name, identification, status, health, number_of_ports
+             FROM controllers ORDER BY rowid",
+        )?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            snap.controllers.push(Controller {
+                id: uuid_of(&r.get::<_, String>(0)?)?,
+                subsystem: uuid_of(&r.get::<_, String>(1)?)?,
+                friendly_name: r.get(2)?,
+                identification: r.get(3)?,
+                status: enum_of(r.get(4)?, ControllerStatus::from_i64, "controller status")?,
+                health: enum_of(r.get(5)?, Health::from_i64, "health")?,
+                number_of_ports: r.get(6)?,
+            });
+        }
+
+        let mut st = c.prepare(
+            "SELECT id, subsystem, friendly_name, identification, size_bytes, flags, status, health,
+                    bus_number, slot_number, path FROM drives ORDER BY rowid",
+        )?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            snap.drives.push(Drive {
+                id: uuid_of(&r.get::<_, String>(0)?)?,
+                subsystem: uuid_of(&r.get::<_, String>(1)?)?,
+                friendly_name: r.get(2)?,
+                identification: r.get(3)?,
+                size_bytes: r.get::<_, i64>(4)? as u64,
+                flags: r.get::<_, i64>(5)? as u32,
+                status: enum_of(r.get(6)?, DriveStatus::from_i64, "drive status")?,
+                health: enum_of(r.get(7)?, Health::from_i64, "health")?,
+                bus_number: r.get(8)?,
+                slot_number: r.get(9)?,
+                path: r.get(10)?,
+            });
+        }
+
+        // LUN associations first, then LUNs.
+        let mut lun_targets: std::collections::HashMap<Uuid, Vec<(Uuid, u64)>> = Default::default();
+        let mut target_luns: std::collections::HashMap<Uuid, Vec<Uuid>> = Default::default();
+        let mut st = c.prepare(
+            "SELECT lt.lun, lt.target, lt.lun_number FROM lun_targets lt
+             JOIN luns l ON l.id = lt.lun ORDER BY l.seq, lt.rowid",
+        )?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let lun = uuid_of(&r.get::<_, String>(0)?)?;
+            let target = uuid_of(&r.get::<_, String>(1)?)?;
+            let n = r.get::<_, i64>(2)? as u64;
+            lun_targets.entry(lun).or_default().push((target, n));
+            target_luns.entry(target).or_default().push(lun);
+        }
+        let mut plexes: std::collections::HashMap<Uuid, Vec<LunPlex>> = Default::default();
+        let mut st = c.prepare(
+            "SELECT id, lun, size_bytes, type, status, health, transition_state, flags, stripe_size,
+                    rebuild_priority FROM lun_plexes ORDER BY rowid",
+        )?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let lun = uuid_of(&r.get::<_, String>(1)?)?;
+            plexes.entry(lun).or_default().push(LunPlex {
+                id: uuid_of(&r.get::<_, String>(0)?)?,
+                size_bytes: r.get::<_, i64>(2)? as u64,
+                plex_type: enum_of(r.get(3)?, LunPlexType::from_i64, "plex type")?,
+                status: enum_of(r.get(4)?, LunPlexStatus::from_i64, "plex status")?,
+                health: enum_of(r.get(5)?, Health::from_i64, "health")?,
+                transition_state: enum_of(
+                    r.get(6)?,
+                    TransitionState::from_i64,
+                    "transition state",
+                )?,
+                flags: r.get::<_, i64>(7)? as u32,
+                stripe_size: r.get::<_, i64>(8)? as u32,
+                rebuild_priority: r.get(9)?,
+            });
+        }
+        let mut filters: std::collections::HashMap<Uuid, Vec<FaultFilterSpec>> = Default::default();
+        let mut st = c.prepare("SELECT lun, spec FROM fault_filters ORDER BY lun, seq")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let lun = uuid_of(&r.get::<_, String>(0)?)?;
+            let spec: String = r.get(1)?;
+            let f = decode_filter(&spec).ok_or_else(|| bad(format!("fault filter {spec:?}")))?;
+            filters.entry(lun).or_default().push(f);
+        }
+        let mut st = c.prepare(
+            "SELECT id, subsystem, drive, friendly_name, identification, size_bytes, unmasking_list,
+                    flags, type, status, health, transition_state, rebuild_priority, thin,
+                    backing_kind, backing_path, block_size, backing_dev, backing_ino, owns_file
+             FROM luns ORDER BY seq",
+        )?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let id = uuid_of(&r.get::<_, String>(0)?)?;
+            let kind: String = r.get(14)?;
+            let lun_numbers = lun_targets.remove(&id).unwrap_or_default();
+            let dev: Option<i64> = r.get(17)?;
+            let ino: Option<i64> = r.get(18)?;
+            snap.luns.push(LunRecord {
+                lun: Lun {
+                    id,
+                    subsystem: uuid_of(&r.get::<_, String>(1)?)?,
+                    drive: uuid_of(&r.get::<_, String>(2)?)?,
+                    friendly_name: r.get(3)?,
+                    identification: r.get(4)?,
+                    size_bytes: r.get::<_, i64>(5)? as u64,
+                    unmasking_list: r.get(6)?,
+                    flags: r.get::<_, i64>(7)? as u32,
+                    lun_type: enum_of(r.get(8)?, LunType::from_i64, "LUN type")?,
+                    status: enum_of(r.get(9)?, LunStatus::from_i64, "LUN status")?,
+                    health: enum_of(r.get(10)?, Health::from_i64, "health")?,
+                    transition_state: enum_of(
+                        r.get(11)?,
+                        TransitionState::from_i64,
+                        "transition state",
+                    )?,
+                    rebuild_priority: r.get(12)?,
+                    thin: r.get(13)?,
+                    targets: lun_numbers.iter().map(|(t, _)| *t).collect(),
+                    lun_numbers,
+                    plexes: plexes.remove(&id).unwrap_or_default(),
+                    backing: Backing {
+                        kind: BackingKind::parse(&kind)
+                            .ok_or_else(|| bad(format!("backing kind {kind:?}")))?,
+                        path: r.get(15)?,
+                    },
+                    filters: filters.remove(&id).unwrap_or_default(),
+                    block_size: r.get::<_, i64>(16)? as u32,
+                },
+                identity: dev.zip(ino).map(|(d, i)| (d as u64, i as u64)),
+                owns_file: r.get(19)?,
+            });
+        }
+
+        let mut st = c.prepare("SELECT target, kind, initiator, secret FROM target_secrets")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            snap.secrets.push(SecretRow {
+                target: uuid_of(&r.get::<_, String>(0)?)?,
+                kind: SecretKind::parse(&r.get::<_, String>(1)?)?,
+                initiator: r.get(2)?,
+                secret: r.get(3)?,
+            });
+        }
+
+        let mut members: std::collections::HashMap<Uuid, Vec<Uuid>> = Default::default();
+        let mut portal_pgs: std::collections::HashMap<Uuid, Vec<Uuid>> = Default::default();
+        let mut st =
+            c.prepare("SELECT portal_group, portal FROM portal_group_members ORDER BY seq")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let pg = uuid_of(&r.get::<_, String>(0)?)?;
+            let portal = uuid_of(&r.get::<_, String>(1)?)?;
+            members.entry(pg).or_default().push(portal);
+            portal_pgs.entry(portal).or_default().push(pg);
+        }
+        let mut target_pgs: std::collections::HashMap<Uuid, Vec<Uuid>> = Default::default();
+        let mut st = c.prepare("SELECT id, target, tag FROM portal_groups ORDER BY seq")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let id = uuid_of(&r.get::<_, String>(0)?)?;
+            let target = uuid_of(&r.get::<_, String>(1)?)?;
+            target_pgs.entry(target).or_default().push(id);
+            snap.portal_groups.push(PortalGroup {
+                id,
+                target,
+                tag: r.get::<_, i64>(2)? as u16,
+                portals: members.remove(&id).unwrap_or_default(),
+            });
+        }
+
+        let mut st =
+            c.prepare("SELECT id, subsystem, iscsi_name, friendly_name FROM targets ORDER BY seq")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let id = uuid_of(&r.get::<_, String>(0)?)?;
+            let chap_enabled = snap.secrets.iter().any(|s| {
+                s.target == id && matches!(s.kind, SecretKind::Default | SecretKind::Initiator)
+            });
+            snap.targets.push(Target {
+                id,
+                subsystem: uuid_of(&r.get::<_, String>(1)?)?,
+                iscsi_name: r.get(2)?,
+                friendly_name: r.get(3)?,
+                chap_enabled,
+                portal_groups: target_pgs.remove(&id).unwrap_or_default(),
+                luns: target_luns.remove(&id).unwrap_or_default(),
+            });
+        }
+
+        let mut st =
+            c.prepare("SELECT id, subsystem, address, port, status FROM portals ORDER BY seq")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let id = uuid_of(&r.get::<_, String>(0)?)?;
+            let addr: String = r.get(2)?;
+            snap.portals.push(Portal {
+                id,
+                subsystem: uuid_of(&r.get::<_, String>(1)?)?,
+                address: addr
+                    .parse::<IpAddr>()
+                    .map_err(|_| bad(format!("portal address {addr:?}")))?,
+                port: r.get::<_, i64>(3)? as u16,
+                status: enum_of(r.get(4)?, PortalStatus::from_i64, "portal status")?,
+                portal_groups: portal_pgs.remove(&id).unwrap_or_default(),
+            });
+        }
+
+        let mut st = c.prepare("SELECT lun, state FROM pr_state")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            snap.pr_states
+                .push((uuid_of(&r.get::<_, String>(0)?)?, r.get(1)?));
+        }
+
+        let mut st = c.prepare("SELECT id, kind FROM tombstones")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let kind: String = r.get(1)?;
+            snap.tombstones.push((
+                uuid_of(&r.get::<_, String>(0)?)?,
+                ObjectKind::parse(&kind).ok_or_else(|| bad(format!("tombstone kind {kind:?}")))?,
+            ));
+        }
+        Ok(snap)
+    }
+
+    /// Whether `id` is remembered as deleted, and as what.
+    pub fn tombstone(&self, id: Uuid) -> Result<Option<ObjectKind>> {
+        let kind: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT kind FROM tombstones WHERE id = ?1",
+                [id.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        kind.map(|k| ObjectKind::parse(&k).ok_or_else(|| bad(format!("tombstone kind {k:?}"))))
+            .transpose()
+    }
+}
+
+/// One open write transaction.
+pub struct Tx<'a> {
+    tx: rusqlite::Transaction<'a>,
+    seq: &'a mut i64,
+}
+
+impl Tx<'_> {
+    fn next_seq(&mut self) -> i64 {
+        *self.seq += 1;
+        *self.seq
+    }
+
+    /// Sets a key/value setting.
+    pub fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
+        self.tx.prepare_cached(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        )?
+        .execute(params![key, value])?;
+        Ok(())
+    }
+
+    /// Inserts or replaces a subsystem.
+    pub fn put_subsystem(&mut self, s: &Subsystem) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO subsystems VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                s.id.to_string(),
+                s.friendly_name,
+                s.identification,
+                s.flags as i64,
+                s.status.value(),
+                s.health.value(),
+                s.supported_raid_types as i64,
+                s.rebuild_priority,
+                s.portal_status_settable
+            ])?;
+        Ok(())
+    }
+
+    /// Inserts or replaces a controller.
+    pub fn put_controller(&mut self, c: &Controller) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO controllers VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                c.id.to_string(),
+                c.subsystem.to_string(),
+                c.friendly_name,
+                c.identification,
+                c.status.value(),
+                c.health.value(),
+                c.number_of_ports
+            ])?;
+        Ok(())
+    }
+
+    /// Inserts or replaces a drive.
+    pub fn put_drive(&mut self, d: &Drive) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO drives VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?
+            .execute(params![
+                d.id.to_string(),
+                d.subsystem.to_string(),
+                d.friendly_name,
+                d.identification,
+                d.size_bytes as i64,
+                d.flags as i64,
+                d.status.value(),
+                d.health.value(),
+                d.bus_number,
+                d.slot_number,
+                d.path
+            ])?;
+        Ok(())
+    }
+
+    /// Inserts or replaces a LUN with its plexes, fault filters and target mappings.
+    pub fn put_lun(&mut self, rec: &LunRecord) -> Result<()> {
+        let l = &rec.lun;
+        let id = l.id.to_string();
+        let seq: Option<i64> = self
+            .tx
+            .prepare_cached("SELECT seq FROM luns WHERE id = ?1")?
+            .query_row([&id], |r| r.get(0))
+            .optional()?;
+        let seq = match seq {
+            Some(s) => s,
+            None => self.next_seq(),
+        };
+        self.tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO luns VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,
+                 ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+            )?
+            .execute(params![
+                id,
+                seq,
+                l.subsystem.to_string(),
+                l.drive.to_string(),
+                l.friendly_name,
+                l.identification,
+                l.size_bytes as i64,
+                l.unmasking_list,
+                l.flags as i64,
+                l.lun_type.value(),
+                l.status.value(),
+                l.health.value(),
+                l.transition_state.value(),
+                l.rebuild_priority,
+                l.thin,
+                l.backing.kind.short_name(),
+                l.backing.path,
+                l.block_size as i64,
+                rec.identity.map(|(d, _)| d as i64),
+                rec.identity.map(|(_, i)| i as i64),
+                rec.owns_file
+            ])?;
+        self.tx
+            .prepare_cached("DELETE FROM lun_plexes WHERE lun = ?1")?
+            .execute([&id])?;
+        for p in &l.plexes {
+            self.tx
+                .prepare_cached(
+                    "INSERT INTO lun_plexes VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )?
+                .execute(params![
+                    p.id.to_string(),
+                    id,
+                    p.size_bytes as i64,
+                    p.plex_type.value(),
+                    p.status.value(),
+                    p.health.value(),
+                    p.transition_state.value(),
+                    p.flags as i64,
+                    p.stripe_size as i64,
+                    p.rebuild_priority
+                ])?;
+        }
+        self.tx
+            .prepare_cached("DELETE FROM fault_filters WHERE lun = ?1")?
+            .execute([&id])?;
+        for (i, f) in l.filters.iter().enumerate() {
+            self.tx
+                .prepare_cached("INSERT INTO fault_filters VALUES (?1, ?2, ?3)")?
+                .execute(params![id, i as i64, encode_filter(f)])?;
+        }
+        self.tx
+            .prepare_cached("DELETE FROM lun_targets WHERE lun = ?1")?
+            .execute([&id])?;
+        for (t, n) in &l.lun_numbers {
+            self.tx
+                .prepare_cached("INSERT INTO lun_targets VALUES (?1, ?2, ?3)")?
+                .execute(params![id, t.to_string(), *n as i64])?;
+        }
+        Ok(())
+    }
+
+    /// Removes a LUN and everything that hangs off it.
+    pub fn delete_lun(&mut self, id: Uuid) -> Result<()> {
+        let id = id.to_string();
+        for sql in [
+            "DELETE FROM luns WHERE id = ?1",
+            "DELETE FROM lun_plexes WHERE lun = ?1",
+            "DELETE FROM fault_filters WHERE lun = ?1",
+            "DELETE FROM lun_targets WHERE lun = ?1",
+            "DELETE FROM pr_state WHERE lun = ?1",
+        ] {
+            self.tx.prepare_cached(sql)?.execute([&id])?;
+        }
+        Ok(())
+    }
+
+    /// Stores the persistent-reservation blob of a LUN.
+    pub fn set_pr_state(&mut self, lun: Uuid, state: &[u8]) -> Result<()> {
+        self.tx
+            .prepare_cached("INSERT OR REPLACE INTO pr_state VALUES (?1, ?2)")?
+            .execute(params![lun.to_string(), state])?;
+        Ok(())
+    }
+
+    /// Inserts or replaces a target's row (secrets and associations are separate).
+    pub fn put_target(&mut self, t: &Target) -> Result<()> {
+        let id = t.id.to_string();
+        let seq: Option<i64> = self
+            .tx
+            .prepare_cached("SELECT seq FROM targets WHERE id = ?1")?
+            .query_row([&id], |r| r.get(0))
+            .optional()?;
+        let seq = match seq {
+            Some(s) => s,
+            None => self.next_seq(),
+        };
+        self.tx
+            .prepare_cached("INSERT OR REPLACE INTO targets VALUES (?1, ?2, ?3, ?4, ?5)")?
+            .execute(params![
+                id,
+                seq,
+                t.subsystem.to_string(),
+                t.iscsi_name,
+                t.friendly_name
+            ])?;
+        Ok(())
+    }
+
+    /// Removes a target, its secrets and its LUN mappings.
+    pub fn delete_target(&mut self, id: Uuid) -> Result<()> {
+        let id = id.to_string();
+        for sql in [
+            "DELETE FROM targets WHERE id = ?1",
+            "DELETE FROM target_secrets WHERE target = ?1",
+            "DELETE FROM lun_targets WHERE target = ?1",
+        ] {
+            self.tx.prepare_cached(sql)?.execute([&id])?;
+        }
+        Ok(())
+    }
+
+    /// Sets (`Some`) or clears (`None`) one secret.
+    pub fn set_secret(
+        &mut self,
+        target: Uuid,
+        kind: SecretKind,
+        initiator: &str,
+        secret: Option<&[u8]>,
+    ) -> Result<()> {
+        match secret {
+            Some(s) => {
+                self.tx
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO target_secrets VALUES (?1, ?2, ?3, ?4)",
+                    )?
+                    .execute(params![target.to_string(), kind.as_str(), initiator, s])?;
+            }
+            None => {
+                self.tx
+                    .prepare_cached(
+                        "DELETE FROM target_secrets WHERE target = ?1 AND kind = ?2 AND initiator = ?3",
+                    )?
+                    .execute(params![target.to_string(), kind.as_str(), initiator])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Inserts or replaces a portal group with its member list.
+    pub fn put_portal_group(&mut self, pg: &PortalGroup) -> Result<()> {
+        let id = pg.id.to_string();
+        let seq: Option<i64> = self
+            .tx
+            .prepare_cached("SELECT seq FROM portal_groups WHERE id = ?1")?
+            .query_row([&id], |r| r.get(0))
+            .optional()?;
+        let seq = match seq {
+            Some(s) => s,
+            None => self.next_seq(),
+        };
+        self.tx
+            .prepare_cached("INSERT OR REPLACE INTO portal_groups VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![id, seq, pg.target.to_string(), pg.tag as i64])?;
+        self.tx
+            .prepare_cached("DELETE FROM portal_group_members WHERE portal_group = ?1")?
+            .execute([&id])?;
+        for p in &pg.portals {
+            let s = self.next_seq();
+            self.tx
+                .prepare_cached("INSERT INTO portal_group_members VALUES (?1, ?2, ?3)")?
+                .execute(params![id, p.to_string(), s])?;
+        }
+        Ok(())
+    }
+
+    /// Removes a portal group and its memberships.
+    pub fn delete_portal_group(&mut self, id: Uuid) -> Result<()> {
+        let id = id.to_string();
+        self.tx
+            .prepare_cached("DELETE FROM portal_groups WHERE id = ?1")?
+            .execute([&id])?;
+        self.tx
+            .prepare_cached("DELETE FROM portal_group_members WHERE portal_group = ?1")?
+            .execute([&id])?;
+        Ok(())
+    }
+
+    /// Inserts or replaces a portal's row.
+    pub fn put_portal(&mut self, p: &Portal) -> Result<()> {
+        let id = p.id.to_string();
+        let seq: Option<i64> = self
+            .tx
+            .prepare_cached("SELECT seq FROM portals WHERE id = ?1")?
+            .query_row([&id], |r| r.get(0))
+            .optional()?;
+        let seq = match seq {
+            Some(s) => s,
+            None => self.next_seq(),
+        };
+        self.tx
+            .prepare_cached("INSERT OR REPLACE INTO portals VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
+            .execute(params![
+                id,
+                seq,
+                p.subsystem.to_string(),
+                p.address.to_string(),
+                p.port as i64,
+                p.status.value()
+            ])?;
+        Ok(())
+    }
+
+    /// Removes a portal and its memberships.
+    pub fn delete_portal(&mut self, id: Uuid) -> Result<()> {
+        let id = id.to_string();
+        self.tx
+            .prepare_cached("DELETE FROM portals WHERE id = ?1")?
+            .execute([&id])?;
+        self.tx
+            .prepare_cached("DELETE FROM portal_group_members WHERE portal = ?1")?
+            .execute([&id])?;
+        Ok(())
+    }
+
+    /// Remembers a deleted id.
+    pub fn add_tombstone(&mut self, id: Uuid, kind: ObjectKind) -> Result<()> {
+        self.tx
+            .prepare_cached("INSERT OR REPLACE INTO tombstones VALUES (?1, ?2)")?
+            .execute(params![id.to_string(), kind.short_name()])?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,283 @@
+//! Store tests: round trips of every object kind, tombstones across reopen, the schema
+//! version guard, durability-relevant pragmas, permissions and external-change detection.
+
+use super::*;
+use std::os::unix::fs::PermissionsExt;
+
+fn sample_lun(sub: Uuid, drive: Uuid, target: Uuid) -> LunRecord {
+    let id = Uuid::new_v4();
+    LunRecord {
+        lun: Lun {
+            id,
+            subsystem: sub,
+            drive,
+            friendly_name: "lun-a".into(),
+            identification: "naa.6001".into(),
+            size_bytes: 1 << 30,
+            unmasking_list: "*".into(),
+            flags: 0,
+            lun_type: LunType::Simple,
+            status: LunStatus::Offline,
+            health: Health::Healthy,
+            transition_state: TransitionState::Stable,
+            rebuild_priority: 0,
+            thin: true,
+            targets: vec![target],
+            lun_numbers: vec![(target, 3)],
+            plexes: vec![LunPlex {
+                id: Uuid::new_v4(),
+                size_bytes: 1 << 30,
+                plex_type: LunPlexType::Simple,
+                status: LunPlexStatus::Online,
+                health: Health::Healthy,
+                transition_state: TransitionState::Stable,
+                flags: 0,
+                stripe_size: 0,
+                rebuild_priority: 0,
+            }],
+            backing: Backing {
+                kind: BackingKind::File,
+                path: Some("/tmp/x.img".into()),
+            },
+            filters: vec![
+                FaultFilterSpec::Delay {
+                    read_ms: 1,
+                    write_ms: 2,
+                    flush_ms: 3000,
+                },
+                FaultFilterSpec::Error {
+                    ops: vec![FaultOpKind::Read, FaultOpKind::Flush],
+                    after: 7,
+                },
+            ],
+            block_size: 512,
+        },
+        identity: Some((12, 34)),
+        owns_file: true,
+    }
+}
+
+#[test]
+fn round_trip_every_object_and_tombstones_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Uuid::new_v4();
+    let drive = Uuid::new_v4();
+    let target = Uuid::new_v4();
+    let portal = Uuid::new_v4();
+    let pg = Uuid::new_v4();
+    let gone = Uuid::new_v4();
+    let lun = sample_lun(sub, drive, target);
+    {
+        let mut s = Store::open(dir.path()).unwrap();
+        assert!(s.is_empty().unwrap());
+        s.write(|tx| {
+            tx.put_subsystem(&Subsystem {
+                id: sub,
+                friendly_name: "vds".into(),
+                identification: "ident".into(),
+                flags: 1,
+                status: SubsystemStatus::Online,
+                health: Health::Healthy,
+                supported_raid_types: 0,
+                rebuild_priority: 0,
+                portal_status_settable: true,
+            })?;
+            tx.put_controller(&Controller {
+                id: Uuid::new_v4(),
+                subsystem: sub,
+                friendly_name: "c".into(),
+                identification: "c0".into(),
+                status: ControllerStatus::Online,
+                health: Health::Healthy,
+                number_of_ports: 1,
+            })?;
+            tx.put_drive(&Drive {
+                id: drive,
+                subsystem: sub,
+                friendly_name: "d".into(),
+                identification: "d0".into(),
+                size_bytes: 10,
+                flags: 2,
+                status: DriveStatus::Online,
+                health: Health::Healthy,
+                bus_number: 0,
+                slot_number: 0,
+                path: "/data".into(),
+            })?;
+            tx.put_target(&Target {
+                id: target,
+                subsystem: sub,
+                iscsi_name: "iqn.2026-11.local.vds:t".into(),
+                friendly_name: "t".into(),
+                chap_enabled: false,
+                portal_groups: vec![],
+                luns: vec![],
+            })?;
+            tx.set_secret(target, SecretKind::Default, "", Some(b"0123456789ab"))?;
+            tx.set_secret(
+                target,
+                SecretKind::Mutual,
+                "iqn.2001-04.com.a",
+                Some(b"abcdefghijkl"),
+            )?;
+            tx.put_lun(&lun)?;
+            tx.put_portal(&Portal {
+                id: portal,
+                subsystem: sub,
+                address: "127.0.0.1".parse().unwrap(),
+                port: 3260,
+                status: PortalStatus::Online,
+                portal_groups: vec![],
+            })?;
+            tx.put_portal_group(&PortalGroup {
+                id: pg,
+                target,
+                tag: 1,
+                portals: vec![portal],
+            })?;
+            tx.set_pr_state(lun.lun.id, b"pr")?;
+            tx.add_tombstone(gone, ObjectKind::Lun)?;
+            tx.set_meta("provider_id", "x")?;
+            Ok(())
+        })
+        .unwrap();
+    }
+    let s = Store::open(dir.path()).unwrap();
+    assert!(!s.is_empty().unwrap());
+    let snap = s.load().unwrap();
+    assert_eq!(snap.luns, vec![lun.clone()]);
+    assert_eq!(snap.targets.len(), 1);
+    let t = &snap.targets[0];
+    assert!(t.chap_enabled);
+    assert_eq!(t.portal_groups, vec![pg]);
+    assert_eq!(t.luns, vec![lun.lun.id]);
+    assert_eq!(snap.portals[0].portal_groups, vec![pg]);
+    assert_eq!(snap.portal_groups[0].portals, vec![portal]);
+    assert_eq!(snap.secrets.len(), 2);
+    assert_eq!(snap.pr_states, vec![(lun.lun.id, b"pr".to_vec())]);
+    assert_eq!(snap.tombstones, vec![(gone, ObjectKind::Lun)]);
+    assert_eq!(s.tombstone(gone).unwrap(), Some(ObjectKind::Lun));
+    assert_eq!(s.tombstone(Uuid::new_v4()).unwrap(), None);
+    assert_eq!(
+        snap.meta,
+        vec![("provider_id".to_string(), "x".to_string())]
+    );
+}
+
+#[test]
+fn failed_transaction_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open(dir.path()).unwrap();
+    let r: Result<()> = s.write(|tx| {
+        tx.add_tombstone(Uuid::new_v4(), ObjectKind::Lun)?;
+        Err(StoreError::BadRow("boom".into()))
+    });
+    assert!(r.is_err());
+    assert!(s.load().unwrap().tombstones.is_empty());
+}
+
+#[test]
+fn delete_removes_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open(dir.path()).unwrap();
+    let lun = sample_lun(Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    s.write(|tx| tx.put_lun(&lun)).unwrap();
+    s.write(|tx| tx.delete_lun(lun.lun.id)).unwrap();
+    assert!(s.load().unwrap().luns.is_empty());
+}
+
+#[test]
+fn newer_schema_is_refused_precisely() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path()).unwrap());
+    {
+        let c = Connection::open(dir.path().join(STORE_FILE)).unwrap();
+        c.execute("UPDATE schema_version SET version = 99", [])
+            .unwrap();
+    }
+    let e = Store::open(dir.path()).err().unwrap();
+    assert!(matches!(
+        e,
+        StoreError::NewerSchema {
+            found: 99,
+            supported: SCHEMA_VERSION,
+            ..
+        }
+    ));
+    assert_eq!(e.hresult(), Hresult::VDS_E_BAD_REVISION_NUMBER);
+    assert!(e.to_string().contains("99"));
+}
+
+#[test]
+fn pragmas_and_permissions() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("data");
+    let s = Store::open(&dir).unwrap();
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    let mode = std::fs::metadata(dir.join(STORE_FILE))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let jm: String = s
+        .conn
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .unwrap();
+    assert_eq!(jm, "wal");
+    let sync: i64 = s
+        .conn
+        .pragma_query_value(None, "synchronous", |r| r.get(0))
+        .unwrap();
+    assert_eq!(sync, 2, "synchronous=FULL");
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+}
+
+#[test]
+fn missing_parent_is_a_data_dir_error() {
+    let e = Store::open(Path::new("/nonexistent/vds/data"))
+        .err()
+        .unwrap();
+    assert!(matches!(e, StoreError::DataDir { .. }));
+    // ENOENT → ERROR_FILE_NOT_FOUND.
+    assert_eq!(e.hresult(), Hresult::from_win32(2));
+    assert!(e.to_string().contains("/nonexistent/vds/data"));
+}
+
+#[test]
+fn another_process_changing_the_store_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open(dir.path()).unwrap();
+    assert!(!s.changed_externally().unwrap());
+    s.write(|tx| tx.set_meta("a", "1")).unwrap();
+    assert!(!s.changed_externally().unwrap(), "own commits do not count");
+    {
+        let mut other = Store::open(dir.path()).unwrap();
+        other.write(|tx| tx.set_meta("b", "2")).unwrap();
+    }
+    assert!(s.changed_externally().unwrap());
+    assert!(!s.changed_externally().unwrap());
+}
+
+#[test]
+fn filter_encoding_round_trips() {
+    for f in [
+        FaultFilterSpec::Delay {
+            read_ms: 0,
+            write_ms: 5,
+            flush_ms: 3000,
+        },
+        FaultFilterSpec::Error {
+            ops: vec![],
+            after: 0,
+        },
+        FaultFilterSpec::Error {
+            ops: vec![FaultOpKind::Write],
+            after: 9,
+        },
+    ] {
+        assert_eq!(decode_filter(&encode_filter(&f)), Some(f));
+    }
+    assert_eq!(decode_filter("bogus"), None);
+}
