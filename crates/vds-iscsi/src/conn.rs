@@ -1,0 +1,1126 @@
+//! Full-feature phase of one connection (RFC 7143 §3–§4, §11), target side, sans-IO.
+//!
+//! The caller feeds each received PDU to [`Connection::handle_pdu`] and the result of every
+//! command it executed to [`Connection::complete`], and drains [`Event`]s with
+//! [`Connection::poll_event`]: PDUs to send (in order: StatSN order is send order), commands to
+//! execute (CDB with all of its Data-Out gathered), task management to carry out on the logical
+//! units, and when to close. Time is an argument ([`Connection::poll_timers`]).
+//!
+//! The target negotiates MaxConnections=1 and ErrorRecoveryLevel=0, so a session has exactly one
+//! connection and this state machine holds the session's CmdSN window as well.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::codes::{
+    async_event, logout, opcode, reject, scsi_response, tmf, tmf_response, RESERVED_TAG,
+};
+use crate::params::{SessionParams, SessionType, TargetLimits};
+use crate::pdu::{
+    AsyncMessage, DataIn, DataOut, Header, LogoutResponse, NopIn, NopOut, Pdu, PduError, R2t,
+    Reject, ScsiCommand, ScsiResponse, Sns, TaskAttr, TaskMgmtRequest, TaskMgmtResponse,
+    TextRequest, TextResponse,
+};
+use crate::text;
+
+/// Serial-number arithmetic (RFC 1982, 32 bits): `a < b`.
+pub fn sn_lt(a: u32, b: u32) -> bool {
+    a != b && b.wrapping_sub(a) < 0x8000_0000
+}
+/// `a <= b` in serial arithmetic.
+pub fn sn_le(a: u32, b: u32) -> bool {
+    a == b || sn_lt(a, b)
+}
+
+/// Connection-level settings that are not negotiated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnConfig {
+    /// Send a NOP-In ping after this much silence from the initiator (`None`: never).
+    pub nop_interval: Option<Duration>,
+    /// Close the connection when a ping stays unanswered this long.
+    pub nop_timeout: Duration,
+    /// Largest EDTL accepted for a write (the whole buffer is held in memory).
+    pub max_write_len: u32,
+}
+
+impl Default for ConnConfig {
+    fn default() -> Self {
+        ConnConfig {
+            nop_interval: Some(Duration::from_secs(30)),
+            nop_timeout: Duration::from_secs(30),
+            max_write_len: 64 << 20,
+        }
+    }
+}
+
+/// A command ready for the SCSI layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    pub itt: u32,
+    pub lun: u64,
+    pub cdb: Vec<u8>,
+    pub data_out: Vec<u8>,
+    /// EDTL of a read (or the bidirectional read length).
+    pub expected_in_len: u32,
+    pub attr: TaskAttr,
+}
+
+/// Task management the caller carries out on logical units before the response goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TmfRequest {
+    pub itt: u32,
+    pub function: u8,
+    pub lun: u64,
+}
+
+/// Why the connection ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The initiator logged out; close after the queued PDUs are written.
+    LoggedOut,
+    /// A keep-alive ping went unanswered.
+    NopTimeout,
+    /// TARGET COLD RESET: drop every session of the target after the response.
+    ColdReset,
+    /// An unrecoverable protocol error (ERL 0).
+    ProtocolError(&'static str),
+}
+
+/// Something the caller must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Send(Pdu),
+    Execute(Command),
+    /// Carry this out on the logical units, then call [`Connection::tmf_done`].
+    TaskMgmt(TmfRequest),
+    Close(CloseReason),
+}
+
+/// Lookups a connection needs from the data path.
+pub trait ConnEnv {
+    /// SendTargets: targets (name, `addr:port,tag` addresses) for `query` (`All`, a name, or
+    /// empty = the session's own target) as seen by this session.
+    fn send_targets(&mut self, query: &str, session: &SessionParams) -> Vec<(String, Vec<String>)>;
+}
+
+#[derive(Debug)]
+struct R2tState {
+    ttt: u32,
+    offset: u32,
+    len: u32,
+    received: u32,
+    next_data_sn: u32,
+}
+
+#[derive(Debug)]
+enum TaskState {
+    /// Gathering Data-Out.
+    Receiving,
+    /// Handed to the SCSI layer.
+    Executing,
+    /// Aborted while executing: its result is dropped.
+    Aborted,
+}
+
+#[derive(Debug)]
+struct Task {
+    lun: u64,
+    cdb: Vec<u8>,
+    attr: TaskAttr,
+    read: bool,
+    edtl: u32,
+    expected_in_len: u32,
+    buf: Vec<u8>,
+    received: u32,
+    /// Unsolicited burst: [unsol_next, unsol_end) still expected with TTT 0xffffffff.
+    unsol_open: bool,
+    unsol_next: u32,
+    unsol_end: u32,
+    unsol_data_sn: u32,
+    r2ts: Vec<R2tState>,
+    next_r2t_offset: u32,
+    r2t_sn: u32,
+    state: TaskState,
+}
+
+#[derive(Debug)]
+struct PendingTmf {
+    itt: u32,
+    response: u8,
+    waiting_for: Vec<u32>,
+    lu_done: bool,
+    cold: bool,
+}
+
+#[derive(Debug)]
+struct TextOut {
+    ttt: u32,
+    itt: u32,
+    rest: Vec<u8>,
+}
+
+/// The full-feature phase of one connection (and its session).
+pub struct Connection {
+    params: SessionParams,
+    limits: TargetLimits,
+    config: ConnConfig,
+    exp_cmd_sn: u32,
+    stat_sn: u32,
+    tasks: HashMap<u32, Task>,
+    /// Non-immediate PDUs that arrived ahead of ExpCmdSN, by CmdSN.
+    held: BTreeMap<u32, Pdu>,
+    events: VecDeque<Event>,
+    next_ttt: u32,
+    text_in: Vec<u8>,
+    text_out: Option<TextOut>,
+    last_rx: Option<Instant>,
+    ping: Option<(u32, Instant)>,
+    tmfs: Vec<PendingTmf>,
+    /// Logout in progress: (ITT, response, tasks it waits for).
+    logout: Option<(u32, u8, Vec<u32>)>,
+    closed: bool,
+}
+
+impl Connection {
+    pub fn new(params: SessionParams, limits: TargetLimits, config: ConnConfig) -> Self {
+        Connection {
+            exp_cmd_sn: params.exp_cmd_sn,
+            stat_sn: params.stat_sn,
+            params,
+            limits,
+            config,
+            tasks: HashMap::new(),
+            held: BTreeMap::new(),
+            events: VecDeque::new(),
+            next_ttt: 1,
+            text_in: Vec::new(),
+            text_out: None,
+            last_rx: None,
+            ping: None,
+            tmfs: Vec::new(),
+            logout: None,
+            closed: false,
+        }
+    }
+
+    pub fn params(&self) -> &SessionParams {
+        &self.params
+    }
+
+    /// Tasks the connection holds (gathering data or executing).
+    pub fn active_tasks(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Next event to act on.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    fn max_cmd_sn(&self) -> u32 {
+        let depth = self.limits.queue_depth.max(1);
+        let used = (self.tasks.len() + self.held.len()) as u32;
+        let free = depth.saturating_sub(used);
+        self.exp_cmd_sn.wrapping_add(free).wrapping_sub(1)
+    }
+
+    /// Sequence numbers for a PDU that does not consume a StatSN.
+    fn sns_peek(&self) -> Sns {
+        Sns {
+            stat_sn: self.stat_sn,
+            exp_cmd_sn: self.exp_cmd_sn,
+            max_cmd_sn: self.max_cmd_sn(),
+        }
+    }
+
+    /// Sequence numbers for a status-bearing PDU (consumes a StatSN).
+    fn sns_next(&mut self) -> Sns {
+        let s = self.sns_peek();
+        self.stat_sn = self.stat_sn.wrapping_add(1);
+        s
+    }
+
+    fn send(&mut self, header: Header, data: Vec<u8>) {
+        self.events.push_back(Event::Send(Pdu::new(header, data)));
+    }
+
+    fn new_ttt(&mut self) -> u32 {
+        let t = self.next_ttt;
+        self.next_ttt = self.next_ttt.wrapping_add(1);
+        if self.next_ttt == RESERVED_TAG {
+            self.next_ttt = 1;
+        }
+        t
+    }
+
+    /// Reject `rejected` (its header is echoed back) with `reason`.
+    pub fn reject(&mut self, reason: u8, rejected: &Header) {
+        let bhs = rejected.encode(0).map(|mut b| {
+            b.truncate(48);
+            b
+        });
+        self.reject_bytes(reason, bhs.unwrap_or_default());
+    }
+
+    fn reject_bytes(&mut self, reason: u8, bhs: Vec<u8>) {
+        let sns = self.sns_next();
+        self.send(
+            Header::Reject(Reject {
+                reason,
+                sns,
+                data_sn: 0,
+            }),
+            bhs,
+        );
+    }
+
+    /// A PDU that could not be decoded: Reject it (ERL 0 drops the connection on header
+    /// digest errors instead; that is the caller's business since the header is not trusted).
+    pub fn handle_malformed(&mut self, bhs: &[u8; 48], err: &PduError) {
+        let reason = match err {
+            PduError::UnknownOpcode(_) => reject::COMMAND_NOT_SUPPORTED,
+            PduError::DataDigest => reject::DATA_DIGEST_ERROR,
+            _ => reject::INVALID_PDU_FIELD,
+        };
+        // A data digest error on Data-Out leaves its task without the data: end the task.
+        if matches!(err, PduError::DataDigest) && bhs[0] & 0x3f == opcode::DATA_OUT {
+            let itt = u32::from_be_bytes([bhs[16], bhs[17], bhs[18], bhs[19]]);
+            self.drop_task(itt);
+        }
+        self.reject_bytes(reason, bhs.to_vec());
+    }
+
+    /// The initiator's side is silent since `now`; drives NOP-In keep-alive.
+    pub fn poll_timers(&mut self, now: Instant) {
+        let last = *self.last_rx.get_or_insert(now);
+        if let Some((_, sent)) = self.ping {
+            if now.duration_since(sent) >= self.config.nop_timeout && !self.closed {
+                self.closed = true;
+                self.events.push_back(Event::Close(CloseReason::NopTimeout));
+            }
+            return;
+        }
+        if let Some(iv) = self.config.nop_interval {
+            if now.duration_since(last) >= iv && !self.closed {
+                let ttt = self.new_ttt();
+                self.ping = Some((ttt, now));
+                let sns = self.sns_peek();
+                self.send(
+                    Header::NopIn(NopIn {
+                        lun: 0,
+                        itt: RESERVED_TAG,
+                        ttt,
+                        sns,
+                    }),
+                    Vec::new(),
+                );
+            }
+        }
+    }
+
+    /// When [`poll_timers`](Self::poll_timers) next needs to run.
+    pub fn next_timer(&self) -> Option<Instant> {
+        let last = self.last_rx?;
+        match self.ping {
+            Some((_, sent)) => Some(sent + self.config.nop_timeout),
+            None => self.config.nop_interval.map(|iv| last + iv),
+        }
+    }
+
+    /// Ask the initiator to log out within `seconds` (AsyncEvent 1).
+    pub fn request_logout(&mut self, seconds: u16) {
+        let sns = self.sns_next();
+        self.send(
+            Header::AsyncMessage(AsyncMessage {
+                lun: 0,
+                sns,
+                event: async_event::LOGOUT_REQUEST,
+                vcode: 0,
+                param1: 0,
+                param2: 0,
+                param3: seconds,
+            }),
+            Vec::new(),
+        );
+    }
+
+    /// Whether the command with `cmd_sn` is in the window; advances ExpCmdSN when it is next.
+    /// `Ok(true)`: process now; `Ok(false)`: held for later; `Err(())`: ignore silently.
+    fn admit(&mut self, pdu: &Pdu, immediate: bool, cmd_sn: u32) -> Result<bool, ()> {
+        if immediate {
+            return Ok(true);
+        }
+        let max = self.max_cmd_sn();
+        if !(sn_le(self.exp_cmd_sn, cmd_sn) && sn_le(cmd_sn, max)) {
+            return Err(());
+        }
+        if cmd_sn == self.exp_cmd_sn {
+            self.exp_cmd_sn = self.exp_cmd_sn.wrapping_add(1);
+            Ok(true)
+        } else {
+            self.held.entry(cmd_sn).or_insert_with(|| pdu.clone());
+            Ok(false)
+        }
+    }
+
+    /// Handle one PDU from the initiator.
+    pub fn handle_pdu(&mut self, pdu: Pdu, now: Instant, env: &mut dyn ConnEnv) {
+        self.last_rx = Some(now);
+        if self.closed {
+            return;
+        }
+        self.dispatch(pdu, env);
+        // Commands that were waiting for a gap in CmdSN.
+        while let Some(p) = self.held.remove(&self.exp_cmd_sn) {
+            self.exp_cmd_sn = self.exp_cmd_sn.wrapping_add(1);
+            self.process(p, env);
+        }
+    }
+
+    fn dispatch(&mut self, pdu: Pdu, env: &mut dyn ConnEnv) {
+        let (immediate, cmd_sn) = match &pdu.header {
+            Header::ScsiCommand(h) => (h.immediate, h.cmd_sn),
+            Header::NopOut(h) => (h.immediate || h.ttt != RESERVED_TAG, h.cmd_sn),
+            Header::TaskMgmtRequest(h) => (h.immediate, h.cmd_sn),
+            Header::TextRequest(h) => (h.immediate, h.cmd_sn),
+            Header::LogoutRequest(h) => (h.immediate, h.cmd_sn),
+            _ => {
+                self.process(pdu, env);
+                return;
+            }
+        };
+        if self.logout.is_some() {
+            // Nothing new is accepted once a logout is under way.
+            let h = pdu.header.clone();
+            self.reject(reject::WAITING_FOR_LOGOUT, &h);
+            return;
+        }
+        match self.admit(&pdu, immediate, cmd_sn) {
+            Ok(true) => self.process(pdu, env),
+            Ok(false) => {}
+            Err(()) => {
+                tracing::debug!(
+                    cmd_sn,
+                    exp = self.exp_cmd_sn,
+                    "CmdSN outside window: ignored"
+                );
+            }
+        }
+    }
+
+    fn process(&mut self, pdu: Pdu, env: &mut dyn ConnEnv) {
+        let Pdu { header, data } = pdu;
+        match header {
+            Header::ScsiCommand(h) => self.scsi_command(h, data),
+            Header::DataOut(h) => self.data_out(h, data),
+            Header::NopOut(h) => self.nop_out(h, data),
+            Header::TaskMgmtRequest(h) => self.task_mgmt(h),
+            Header::TextRequest(h) => self.text_request(h, data, env),
+            Header::LogoutRequest(h) => {
+                let itt = h.itt;
+                let response = match h.reason {
+                    logout::CLOSE_SESSION => logout::SUCCESS,
+                    logout::CLOSE_CONNECTION if h.cid == self.params.cid => logout::SUCCESS,
+                    logout::CLOSE_CONNECTION => logout::CID_NOT_FOUND,
+                    _ => logout::RECOVERY_NOT_SUPPORTED,
+                };
+                if response != logout::SUCCESS {
+                    let sns = self.sns_next();
+                    self.send(
+                        Header::LogoutResponse(LogoutResponse {
+                            response,
+                            itt,
+                            sns,
+                            time2wait: 0,
+                            time2retain: 0,
+                        }),
+                        Vec::new(),
+                    );
+                    return;
+                }
+                // Tasks still gathering data end now; executing ones finish first (no
+                // acknowledged write is lost), then the response goes out.
+                let waiting = self.end_receiving_tasks();
+                self.logout = Some((itt, response, waiting));
+                self.try_finish_logout();
+            }
+            Header::Snack(_) => {
+                // ERL 0: no SNACK support.
+                self.reject(reject::PROTOCOL_ERROR, &header);
+            }
+            Header::LoginRequest(_) => self.reject(reject::PROTOCOL_ERROR, &header),
+            other => {
+                // Target-to-initiator opcodes sent to us.
+                self.reject(reject::COMMAND_NOT_SUPPORTED, &other);
+            }
+        }
+    }
+
+    fn scsi_command(&mut self, h: ScsiCommand, data: Vec<u8>) {
+        if self.params.session_type == SessionType::Discovery {
+            let hh = Header::ScsiCommand(h);
+            self.reject(reject::PROTOCOL_ERROR, &hh);
+            return;
+        }
+        if self.tasks.contains_key(&h.itt) || h.itt == RESERVED_TAG {
+            let hh = Header::ScsiCommand(h);
+            self.reject(reject::INVALID_PDU_FIELD, &hh);
+            return;
+        }
+        let imm_len = data.len() as u32;
+        let bad = (!h.write && !data.is_empty())
+            || (!data.is_empty() && !self.params.immediate_data)
+            || imm_len > h.edtl
+            || imm_len > self.params.first_burst_length
+            || (!h.final_ && (self.params.initial_r2t || !h.write))
+            || (h.write && h.edtl > self.config.max_write_len);
+        if bad {
+            let hh = Header::ScsiCommand(h);
+            self.reject(reject::PROTOCOL_ERROR, &hh);
+            return;
+        }
+        let expected_in_len = if h.read {
+            if h.write {
+                h.bidi_read_len.unwrap_or(0)
+            } else {
+                h.edtl
+            }
+        } else {
+            0
+        };
+        let write_len = if h.write { h.edtl } else { 0 };
+        let mut buf = Vec::new();
+        if write_len > 0 {
+            buf = vec![0u8; write_len as usize];
+            buf[..data.len()].copy_from_slice(&data);
+        }
+        let unsol_end = if h.final_ {
+            imm_len
+        } else {
+            self.params.first_burst_length.min(write_len)
+        };
+        let mut task = Task {
+            lun: h.lun,
+            cdb: h.cdb,
+            attr: h.attr,
+            read: h.read,
+            edtl: h.edtl,
+            expected_in_len,
+            buf,
+            received: imm_len,
+            unsol_open: !h.final_ && unsol_end > imm_len,
+            unsol_next: imm_len,
+            unsol_end,
+            unsol_data_sn: 0,
+            r2ts: Vec::new(),
+            next_r2t_offset: unsol_end.max(imm_len),
+            r2t_sn: 0,
+            state: TaskState::Receiving,
+        };
+        if task.received >= write_len {
+            task.state = TaskState::Executing;
+            let cmd = Command {
+                itt: h.itt,
+                lun: task.lun,
+                cdb: task.cdb.clone(),
+                data_out: std::mem::take(&mut task.buf),
+                expected_in_len: task.expected_in_len,
+                attr: task.attr,
+            };
+            self.tasks.insert(h.itt, task);
+            self.events.push_back(Event::Execute(cmd));
+            return;
+        }
+        self.tasks.insert(h.itt, task);
+        self.issue_r2ts(h.itt);
+    }
+
+    /// Send R2Ts for the task while MaxOutstandingR2T allows.
+    fn issue_r2ts(&mut self, itt: u32) {
+        let max_out = usize::from(self.params.max_outstanding_r2t.max(1));
+        let burst = self.params.max_burst_length.max(512);
+        loop {
+            let Some(t) = self.tasks.get(&itt) else {
+                return;
+            };
+            let write_len = t.buf.len() as u32;
+            if t.r2ts.len() >= max_out || t.next_r2t_offset >= write_len {
+                return;
+            }
+            let offset = t.next_r2t_offset;
+            let len = burst.min(write_len - offset);
+            let ttt = self.new_ttt();
+            let sns = self.sns_peek();
+            let Some(t) = self.tasks.get_mut(&itt) else {
+                return;
+            };
+            let r2t_sn = t.r2t_sn;
+            t.r2t_sn = t.r2t_sn.wrapping_add(1);
+            t.next_r2t_offset = offset + len;
+            t.r2ts.push(R2tState {
+                ttt,
+                offset,
+                len,
+                received: 0,
+                next_data_sn: 0,
+            });
+            let lun = t.lun;
+            self.send(
+                Header::R2t(R2t {
+                    lun,
+                    itt,
+                    ttt,
+                    sns,
+                    r2t_sn,
+                    buffer_offset: offset,
+                    desired_len: len,
+                }),
+                Vec::new(),
+            );
+        }
+    }
+
+    fn data_out(&mut self, h: DataOut, data: Vec<u8>) {
+        let itt = h.itt;
+        let Some(t) = self.tasks.get_mut(&itt) else {
+            // Data for a task that ended (aborted, ignored for CmdSN, rejected): discard.
+            return;
+        };
+        if !matches!(t.state, TaskState::Receiving) {
+            return;
+        }
+        let len = data.len() as u32;
+        let off = h.buffer_offset;
+        let ok = if h.ttt == RESERVED_TAG {
+            if t.unsol_open
+                && h.data_sn == t.unsol_data_sn
+                && off == t.unsol_next
+                && off.checked_add(len).is_some_and(|e| e <= t.unsol_end)
+            {
+                t.unsol_next += len;
+                t.unsol_data_sn = t.unsol_data_sn.wrapping_add(1);
+                if h.final_ {
+                    t.unsol_open = false;
+                }
+                true
+            } else {
+                false
+            }
+        } else if let Some(r) = t.r2ts.iter_mut().find(|r| r.ttt == h.ttt) {
+            if h.data_sn == r.next_data_sn
+                && off == r.offset + r.received
+                && off.checked_add(len).is_some_and(|e| e <= r.offset + r.len)
+            {
+                r.received += len;
+                r.next_data_sn = r.next_data_sn.wrapping_add(1);
+                true
+            } else {
+                false
+            }
+        } else {
+            false
+        };
+        if !ok {
+            // ERL 0: a sequence error ends the task; the Reject tells the initiator which.
+            self.tasks.remove(&itt);
+            self.reject(reject::PROTOCOL_ERROR, &Header::DataOut(h));
+            self.check_waiters(itt);
+            return;
+        }
+        let start = off as usize;
+        t.buf[start..start + data.len()].copy_from_slice(&data);
+        t.received += len;
+        t.r2ts.retain(|r| r.received < r.len);
+        if t.received as usize >= t.buf.len() {
+            t.state = TaskState::Executing;
+            let cmd = Command {
+                itt,
+                lun: t.lun,
+                cdb: t.cdb.clone(),
+                data_out: std::mem::take(&mut t.buf),
+                expected_in_len: t.expected_in_len,
+                attr: t.attr,
+            };
+            self.events.push_back(Event::Execute(cmd));
+        } else {
+            self.issue_r2ts(itt);
+        }
+    }
+
+    /// Result of an executed command: build Data-In and the status.
+    /// `data_in` may be longer than the initiator expects (overflow residual);
+    /// `write_residual` is how much Data-Out the command did not use (underflow) or wanted
+    /// beyond what came (negative: overflow), as the SCSI layer reports it.
+    pub fn complete(
+        &mut self,
+        itt: u32,
+        status: u8,
+        sense: Option<&[u8]>,
+        data_in: &[u8],
+        write_residual: i64,
+    ) {
+        let Some(task) = self.tasks.remove(&itt) else {
+            return;
+        };
+        if matches!(task.state, TaskState::Aborted) {
+            self.check_waiters(itt);
+            return;
+        }
+        let exp_in = task.expected_in_len as usize;
+        let send_len = data_in.len().min(exp_in);
+        let mut data_sn = 0u32;
+        let (mut over, mut under, mut residual) = (false, false, 0u32);
+        if task.read {
+            if data_in.len() > exp_in {
+                over = true;
+                residual = (data_in.len() - exp_in).min(u32::MAX as usize) as u32;
+            } else if data_in.len() < exp_in {
+                under = true;
+                residual = (exp_in - data_in.len()) as u32;
+            }
+        } else if write_residual > 0 {
+            under = true;
+            residual = write_residual.min(u32::MAX as i64) as u32;
+        } else if write_residual < 0 {
+            over = true;
+            residual = write_residual.unsigned_abs().min(u32::MAX as u64) as u32;
+        } else if task.edtl == 0 && !data_in.is_empty() {
+            // Data-In the initiator did not ask for at all.
+            over = true;
+            residual = data_in.len().min(u32::MAX as usize) as u32;
+        }
+        let collapse = task.read && send_len > 0 && sense.is_none();
+        if send_len > 0 {
+            let seg = (self.params.max_xmit_data_segment_length as usize).max(512);
+            let burst = (self.params.max_burst_length as usize).max(seg);
+            let mut off = 0usize;
+            while off < send_len {
+                let n = seg.min(send_len - off).min(burst - off % burst);
+                let last = off + n == send_len;
+                let end_of_burst = (off + n).is_multiple_of(burst);
+                let sns = if last && collapse {
+                    self.sns_next()
+                } else {
+                    self.sns_peek()
+                };
+                self.send(
+                    Header::DataIn(DataIn {
+                        final_: last || end_of_burst,
+                        ack: false,
+                        overflow: last && collapse && over,
+                        underflow: last && collapse && under,
+                        status: if last && collapse { Some(status) } else { None },
+                        lun: if last && collapse { 0 } else { task.lun },
+                        itt,
+                        ttt: RESERVED_TAG,
+                        sns,
+                        data_sn,
+                        buffer_offset: off as u32,
+                        residual: if last && collapse { residual } else { 0 },
+                    }),
+                    data_in[off..off + n].to_vec(),
+                );
+                data_sn = data_sn.wrapping_add(1);
+                off += n;
+            }
+        }
+        if !collapse {
+            let mut data = Vec::new();
+            if let Some(s) = sense {
+                let n = s.len().min(0xffff);
+                data.extend_from_slice(&(n as u16).to_be_bytes());
+                data.extend_from_slice(&s[..n]);
+            }
+            let sns = self.sns_next();
+            self.send(
+                Header::ScsiResponse(ScsiResponse {
+                    bidi_overflow: false,
+                    bidi_underflow: false,
+                    overflow: over,
+                    underflow: under,
+                    response: scsi_response::COMMAND_COMPLETED,
+                    status,
+                    itt,
+                    snack_tag: 0,
+                    sns,
+                    exp_data_sn: if task.read { data_sn } else { task.r2t_sn },
+                    bidi_residual: 0,
+                    residual,
+                }),
+                data,
+            );
+        }
+        self.check_waiters(itt);
+    }
+
+    /// The SCSI layer could not run the command at all: answer Response=Target Failure.
+    pub fn fail(&mut self, itt: u32) {
+        if let Some(task) = self.tasks.remove(&itt) {
+            if !matches!(task.state, TaskState::Aborted) {
+                let sns = self.sns_next();
+                self.send(
+                    Header::ScsiResponse(ScsiResponse {
+                        response: scsi_response::TARGET_FAILURE,
+                        itt,
+                        sns,
+                        ..Default::default()
+                    }),
+                    Vec::new(),
+                );
+            }
+        }
+        self.check_waiters(itt);
+    }
+
+    fn nop_out(&mut self, h: NopOut, data: Vec<u8>) {
+        if h.ttt != RESERVED_TAG {
+            // Answer to our ping.
+            if self.ping.map(|(t, _)| t) == Some(h.ttt) {
+                self.ping = None;
+            }
+            return;
+        }
+        if h.itt == RESERVED_TAG {
+            // No answer wanted.
+            return;
+        }
+        let mut data = data;
+        data.truncate(self.params.max_xmit_data_segment_length as usize);
+        let sns = self.sns_next();
+        self.send(
+            Header::NopIn(NopIn {
+                lun: h.lun,
+                itt: h.itt,
+                ttt: RESERVED_TAG,
+                sns,
+            }),
+            data,
+        );
+    }
+
+    /// Abort tasks (all, or those on `lun`): tasks gathering data end now; executing tasks are
+    /// marked and returned (their results will be dropped).
+    fn abort_all(&mut self, lun: Option<u64>) -> Vec<u32> {
+        let mut waiting = Vec::new();
+        let mut gone = Vec::new();
+        for (itt, t) in self.tasks.iter_mut() {
+            if lun.is_some_and(|l| l != t.lun) {
+                continue;
+            }
+            match t.state {
+                TaskState::Receiving => gone.push(*itt),
+                TaskState::Executing | TaskState::Aborted => {
+                    t.state = TaskState::Aborted;
+                    waiting.push(*itt);
+                }
+            }
+        }
+        for itt in gone {
+            self.tasks.remove(&itt);
+        }
+        self.held.retain(|_, p| match &p.header {
+            Header::ScsiCommand(h) => lun.is_some_and(|l| l != h.lun),
+            _ => true,
+        });
+        waiting
+    }
+
+    /// For logout: tasks still gathering data end now; executing ones are returned and will
+    /// complete normally.
+    fn end_receiving_tasks(&mut self) -> Vec<u32> {
+        self.tasks
+            .retain(|_, t| !matches!(t.state, TaskState::Receiving));
+        self.held.clear();
+        self.tasks.keys().copied().collect()
+    }
+
+    /// Executing tasks whose end the logout is waiting for.
+    fn abort_for_logout(&mut self) -> Vec<u32> {
+        self.tasks
+            .iter()
+            .filter(|(_, t)| matches!(t.state, TaskState::Executing | TaskState::Aborted))
+            .map(|(i, _)| *i)
+            .collect()
+    }
+
+    fn drop_task(&mut self, itt: u32) {
+        if let Some(t) = self.tasks.get(&itt) {
+            if matches!(t.state, TaskState::Receiving) {
+                self.tasks.remove(&itt);
+            }
+        }
+    }
+
+    fn task_mgmt(&mut self, h: TaskMgmtRequest) {
+        let mut needs_lu = false;
+        let mut response = tmf_response::FUNCTION_COMPLETE;
+        let mut waiting = Vec::new();
+        match h.function {
+            tmf::ABORT_TASK => match self.tasks.get_mut(&h.rtt) {
+                Some(t) => match t.state {
+                    TaskState::Receiving => {
+                        self.tasks.remove(&h.rtt);
+                    }
+                    _ => {
+                        t.state = TaskState::Aborted;
+                        waiting.push(h.rtt);
+                    }
+                },
+                None => {
+                    let held = self
+                        .held
+                        .values()
+                        .any(|p| matches!(&p.header, Header::ScsiCommand(c) if c.itt == h.rtt));
+                    if held {
+                        self.held.retain(
+                            |_, p| !matches!(&p.header, Header::ScsiCommand(c) if c.itt == h.rtt),
+                        );
+                    } else if !sn_lt(h.ref_cmd_sn, h.cmd_sn.wrapping_add(1))
+                        || sn_lt(h.ref_cmd_sn, self.exp_cmd_sn.wrapping_sub(0x1000_0000))
+                    {
+                        response = tmf_response::TASK_DOES_NOT_EXIST;
+                    }
+                }
+            },
+            tmf::ABORT_TASK_SET | tmf::CLEAR_TASK_SET | tmf::LOGICAL_UNIT_RESET => {
+                waiting = self.abort_all(Some(h.lun));
+                needs_lu = true;
+            }
+            tmf::TARGET_WARM_RESET | tmf::TARGET_COLD_RESET => {
+                waiting = self.abort_all(None);
+                needs_lu = true;
+            }
+            tmf::TASK_REASSIGN => response = tmf_response::TASK_REASSIGNMENT_NOT_SUPPORTED,
+            _ => response = tmf_response::FUNCTION_NOT_SUPPORTED,
+        }
+        self.tmfs.push(PendingTmf {
+            itt: h.itt,
+            response,
+            waiting_for: waiting,
+            lu_done: !needs_lu,
+            cold: h.function == tmf::TARGET_COLD_RESET,
+        });
+        if needs_lu {
+            self.events.push_back(Event::TaskMgmt(TmfRequest {
+                itt: h.itt,
+                function: h.function,
+                lun: h.lun,
+            }));
+        }
+        self.try_finish_tmfs();
+    }
+
+    /// The logical-unit side of a TMF is done; `response` overrides the function result
+    /// (e.g. LUN does not exist).
+    pub fn tmf_done(&mut self, itt: u32, response: Option<u8>) {
+        for t in self.tmfs.iter_mut().filter(|t| t.itt == itt) {
+            t.lu_done = true;
+            if let Some(r) = response {
+                t.response = r;
+            }
+        }
+        self.try_finish_tmfs();
+    }
+
+    fn check_waiters(&mut self, itt: u32) {
+        for t in self.tmfs.iter_mut() {
+            t.waiting_for.retain(|w| *w != itt);
+        }
+        if let Some((_, _, w)) = self.logout.as_mut() {
+            w.retain(|x| *x != itt);
+        }
+        self.try_finish_tmfs();
+        self.try_finish_logout();
+    }
+
+    fn try_finish_tmfs(&mut self) {
+        while let Some(pos) = self
+            .tmfs
+            .iter()
+            .position(|t| t.lu_done && t.waiting_for.is_empty())
+        {
+            let t = self.tmfs.remove(pos);
+            let sns = self.sns_next();
+            self.send(
+                Header::TaskMgmtResponse(TaskMgmtResponse {
+                    response: t.response,
+                    itt: t.itt,
+                    sns,
+                }),
+                Vec::new(),
+            );
+            if t.cold && !self.closed {
+                self.closed = true;
+                self.events.push_back(Event::Close(CloseReason::ColdReset));
+            }
+        }
+    }
+
+    fn try_finish_logout(&mut self) {
+        let done = matches!(&self.logout, Some((_, _, w)) if w.is_empty());
+        if !done || self.closed {
+            return;
+        }
+        // Anything still executing was accepted before the logout; wait for it too.
+        if !self.abort_for_logout().is_empty() {
+            return;
+        }
+        let Some((itt, response, _)) = self.logout.take() else {
+            return;
+        };
+        let sns = self.sns_next();
+        self.send(
+            Header::LogoutResponse(LogoutResponse {
+                response,
+                itt,
+                sns,
+                time2wait: self.params.default_time2wait,
+                time2retain: self.params.default_time2retain,
+            }),
+            Vec::new(),
+        );
+        self.closed = true;
+        self.events.push_back(Event::Close(CloseReason::LoggedOut));
+    }
+
+    fn text_request(&mut self, h: TextRequest, data: Vec<u8>, env: &mut dyn ConnEnv) {
+        let max = self.params.max_xmit_data_segment_length.max(512) as usize;
+        // Continuation of a long response we split.
+        if h.ttt != RESERVED_TAG {
+            match self.text_out.take() {
+                Some(mut o) if o.ttt == h.ttt && o.itt == h.itt => {
+                    let rest = if o.rest.len() > max {
+                        o.rest.split_off(max)
+                    } else {
+                        Vec::new()
+                    };
+                    let chunk = std::mem::replace(&mut o.rest, rest);
+                    let more = !o.rest.is_empty();
+                    let ttt = if more { o.ttt } else { RESERVED_TAG };
+                    if more {
+                        self.text_out = Some(o);
+                    }
+                    self.text_response(h.itt, h.lun, ttt, !more, more, chunk);
+                }
+                _ => self.reject(reject::INVALID_PDU_FIELD, &Header::TextRequest(h)),
+            }
+            return;
+        }
+        self.text_out = None;
+        if self.text_in.len() + data.len() > 64 * 1024 {
+            self.text_in.clear();
+            self.reject(reject::PROTOCOL_ERROR, &Header::TextRequest(h));
+            return;
+        }
+        self.text_in.extend_from_slice(&data);
+        if h.cont {
+            // More keys follow: an empty response with a TTT to continue.
+            let ttt = self.new_ttt();
+            self.text_response(h.itt, h.lun, ttt, false, false, Vec::new());
+            return;
+        }
+        let raw = std::mem::take(&mut self.text_in);
+        let keys = match text::parse(&raw) {
+            Ok(k) => k,
+            Err(_) => {
+                self.reject(reject::PROTOCOL_ERROR, &Header::TextRequest(h));
+                return;
+            }
+        };
+        let mut out: Vec<(String, String)> = Vec::new();
+        for (k, v) in &keys {
+            match k.as_str() {
+                "SendTargets" => {
+                    let valid = v == "All" || v.is_empty() || is_iscsi_name(v);
+                    if !valid {
+                        out.push((k.clone(), "Reject".into()));
+                        continue;
+                    }
+                    for (name, addrs) in env.send_targets(v, &self.params) {
+                        out.push(("TargetName".into(), name));
+                        for a in addrs {
+                            out.push(("TargetAddress".into(), a));
+                        }
+                    }
+                }
+                _ if k.starts_with("X-") || k.starts_with("X#") => {
+                    out.push((k.clone(), "NotUnderstood".into()));
+                }
+                "HeaderDigest"
+                | "DataDigest"
+                | "MaxConnections"
+                | "InitialR2T"
+                | "ImmediateData"
+                | "MaxBurstLength"
+                | "FirstBurstLength"
+                | "DefaultTime2Wait"
+                | "DefaultTime2Retain"
+                | "MaxOutstandingR2T"
+                | "DataPDUInOrder"
+                | "DataSequenceInOrder"
+                | "ErrorRecoveryLevel"
+                | "SessionType"
+                | "InitiatorName"
+                | "TargetName"
+                | "AuthMethod" => {
+                    // Leading-only and login-only keys cannot change in full-feature phase.
+                    out.push((k.clone(), "Reject".into()));
+                }
+                "MaxRecvDataSegmentLength" => match text::parse_number(v) {
+                    Some(n) if (512..(1 << 24)).contains(&n) => {
+                        self.params.max_xmit_data_segment_length = n as u32;
+                    }
+                    _ => out.push((k.clone(), "Reject".into())),
+                },
+                _ => out.push((k.clone(), "NotUnderstood".into())),
+            }
+        }
+        let mut body = text::encode(&out);
+        if body.len() > max {
+            let rest = body.split_off(max);
+            let ttt = self.new_ttt();
+            self.text_out = Some(TextOut {
+                ttt,
+                itt: h.itt,
+                rest,
+            });
+            self.text_response(h.itt, h.lun, ttt, false, true, body);
+        } else {
+            self.text_response(h.itt, h.lun, RESERVED_TAG, true, false, body);
+        }
+    }
+
+    fn text_response(
+        &mut self,
+        itt: u32,
+        lun: u64,
+        ttt: u32,
+        final_: bool,
+        cont: bool,
+        d: Vec<u8>,
+    ) {
+        let sns = self.sns_next();
+        self.send(
+            Header::TextResponse(TextResponse {
+                final_,
+                cont,
+                lun,
+                itt,
+                ttt,
+                sns,
+            }),
+            d,
+        );
+    }
+}
+
+/// Whether `s` looks like an iSCSI name (iqn., eui., naa.).
+pub fn is_iscsi_name(s: &str) -> bool {
+    let l = s.to_ascii_lowercase();
+    (l.starts_with("iqn.") && l.len() > 4)
+        || (l.starts_with("eui.") && l.len() == 20)
+        || (l.starts_with("naa.") && (l.len() == 20 || l.len() == 36))
+}
+
+#[cfg(test)]
+mod tests;

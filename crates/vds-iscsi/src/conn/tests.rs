@@ -1,0 +1,495 @@
+//! Scenario tests of the full-feature phase: an in-memory initiator feeds PDUs and checks what
+//! the connection answers.
+
+use super::*;
+use crate::pdu::ScsiCommand;
+
+struct Env;
+impl ConnEnv for Env {
+    fn send_targets(&mut self, q: &str, _s: &SessionParams) -> Vec<(String, Vec<String>)> {
+        if q == "All" {
+            (0..200)
+                .map(|i| {
+                    (
+                        format!("iqn.2026-11.local.vds:target-number-{i:04}"),
+                        vec![format!("127.0.0.1:3260,{i}"), "[::1]:3260,1".to_string()],
+                    )
+                })
+                .collect()
+        } else {
+            vec![]
+        }
+    }
+}
+
+fn params() -> SessionParams {
+    let mut p = SessionParams::defaults(&TargetLimits::default());
+    p.initiator_name = "iqn.i".into();
+    p.target_name = Some("iqn.t".into());
+    p.exp_cmd_sn = 100;
+    p.stat_sn = 50;
+    p.max_xmit_data_segment_length = 8192;
+    p.max_burst_length = 16384;
+    p.first_burst_length = 8192;
+    p.initial_r2t = false;
+    p.max_outstanding_r2t = 2;
+    p
+}
+
+fn conn_with(p: SessionParams) -> Connection {
+    let limits = TargetLimits {
+        queue_depth: 4,
+        ..TargetLimits::default()
+    };
+    Connection::new(p, limits, ConnConfig::default())
+}
+
+fn drain(c: &mut Connection) -> Vec<Event> {
+    std::iter::from_fn(|| c.poll_event()).collect()
+}
+
+fn cmd(itt: u32, cmd_sn: u32, read: bool, write: bool, edtl: u32, final_: bool) -> ScsiCommand {
+    ScsiCommand {
+        immediate: false,
+        final_,
+        read,
+        write,
+        attr: TaskAttr::Simple,
+        lun: 0,
+        itt,
+        edtl,
+        cmd_sn,
+        exp_stat_sn: 50,
+        cdb: vec![0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0],
+        bidi_read_len: None,
+    }
+}
+
+fn feed(c: &mut Connection, h: Header, data: Vec<u8>) -> Vec<Event> {
+    c.handle_pdu(Pdu::new(h, data), Instant::now(), &mut Env);
+    drain(c)
+}
+
+fn sent(evs: &[Event]) -> Vec<&Pdu> {
+    evs.iter()
+        .filter_map(|e| match e {
+            Event::Send(p) => Some(p),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn read_sends_data_in_with_status_in_the_last_pdu() {
+    let mut c = conn_with(params());
+    let evs = feed(
+        &mut c,
+        Header::ScsiCommand(cmd(1, 100, true, false, 20000, true)),
+        vec![],
+    );
+    let Event::Execute(x) = &evs[0] else {
+        panic!("{evs:?}")
+    };
+    assert_eq!(x.expected_in_len, 20000);
+    c.complete(1, 0, None, &vec![7u8; 20000], 0);
+    let evs = drain(&mut c);
+    let pdus = sent(&evs);
+    // 8192 + 8192 (end of the 16384 burst) + 3616.
+    assert_eq!(pdus.len(), 3);
+    let mut off = 0;
+    for (i, p) in pdus.iter().enumerate() {
+        let Header::DataIn(d) = &p.header else {
+            panic!()
+        };
+        assert_eq!(d.data_sn, i as u32);
+        assert_eq!(d.buffer_offset, off);
+        off += p.data.len() as u32;
+        if i == 1 {
+            assert!(d.final_, "F at the MaxBurstLength boundary");
+            assert!(d.status.is_none());
+        }
+        if i == 2 {
+            assert_eq!(d.status, Some(0));
+            assert_eq!(d.sns.stat_sn, 50);
+            assert_eq!(d.sns.exp_cmd_sn, 101);
+        }
+    }
+}
+
+#[test]
+fn read_residuals_under_and_over() {
+    let mut c = conn_with(params());
+    feed(
+        &mut c,
+        Header::ScsiCommand(cmd(1, 100, true, false, 1024, true)),
+        vec![],
+    );
+    c.complete(1, 0, None, &[1u8; 512], 0);
+    let evs = drain(&mut c);
+    let Header::DataIn(d) = &sent(&evs)[0].header else {
+        panic!()
+    };
+    assert!(d.underflow && !d.overflow);
+    assert_eq!(d.residual, 512);
+
+    feed(
+        &mut c,
+        Header::ScsiCommand(cmd(2, 101, true, false, 200, true)),
+        vec![],
+    );
+    c.complete(2, 0, None, &[1u8; 512], 0);
+    let evs = drain(&mut c);
+    let p = sent(&evs)[0];
+    assert_eq!(p.data.len(), 200);
+    let Header::DataIn(d) = &p.header else {
+        panic!()
+    };
+    assert!(d.overflow);
+    assert_eq!(d.residual, 312);
+}
+
+#[test]
+fn sense_goes_in_a_scsi_response() {
+    let mut c = conn_with(params());
+    feed(
+        &mut c,
+        Header::ScsiCommand(cmd(1, 100, true, false, 512, true)),
+        vec![],
+    );
+    let sense = [0x70, 0, 5, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x24, 0, 0, 0, 0, 0];
+    c.complete(1, 2, Some(&sense), &[], 0);
+    let evs = drain(&mut c);
+    let p = sent(&evs)[0];
+    let Header::ScsiResponse(r) = &p.header else {
+        panic!()
+    };
+    assert_eq!(r.status, 2);
+    assert!(r.underflow);
+    assert_eq!(r.residual, 512);
+    assert_eq!(&p.data[..2], &[0, 18]);
+    assert_eq!(&p.data[2..], &sense);
+}
+
+#[test]
+fn write_with_immediate_unsolicited_and_r2t_data() {
+    let mut c = conn_with(params());
+    // 40000 bytes: 1000 immediate, unsolicited up to FirstBurstLength 8192, rest by R2T.
+    let evs = feed(
+        &mut c,
+        Header::ScsiCommand(cmd(9, 100, false, true, 40000, false)),
+        vec![1u8; 1000],
+    );
+    let r2ts: Vec<R2t> = sent(&evs)
+        .iter()
+        .filter_map(|p| match &p.header {
+            Header::R2t(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect();
+    // MaxOutstandingR2T = 2, MaxBurstLength = 16384.
+    assert_eq!(r2ts.len(), 2);
+    assert_eq!((r2ts[0].buffer_offset, r2ts[0].desired_len), (8192, 16384));
+    assert_eq!((r2ts[1].buffer_offset, r2ts[1].desired_len), (24576, 15424));
+    assert_eq!((r2ts[0].r2t_sn, r2ts[1].r2t_sn), (0, 1));
+    let dout = |ttt, sn, off, len: usize, f| {
+        Header::DataOut(DataOut {
+            final_: f,
+            lun: 0,
+            itt: 9,
+            ttt,
+            exp_stat_sn: 0,
+            data_sn: sn,
+            buffer_offset: off,
+        })
+        .clone()
+        .into_pdu(vec![(off % 251) as u8; len])
+    };
+    for p in [
+        dout(RESERVED_TAG, 0, 1000, 7192, true),
+        dout(r2ts[1].ttt, 0, 24576, 8192, false),
+        dout(r2ts[1].ttt, 1, 32768, 7232, true),
+        dout(r2ts[0].ttt, 0, 8192, 8192, false),
+    ] {
+        let evs = {
+            c.handle_pdu(p, Instant::now(), &mut Env);
+            drain(&mut c)
+        };
+        assert!(evs.is_empty(), "{evs:?}");
+    }
+    let evs = feed_pdu(&mut c, dout(r2ts[0].ttt, 1, 16384, 8192, true));
+    let Event::Execute(x) = &evs[0] else {
+        panic!("{evs:?}")
+    };
+    assert_eq!(x.data_out.len(), 40000);
+    assert_eq!(x.data_out[0], 1);
+    assert_eq!(x.data_out[1000], (1000 % 251) as u8);
+    assert_eq!(x.data_out[32768], (32768 % 251) as u8);
+    c.complete(9, 0, None, &[], 0);
+    let evs = drain(&mut c);
+    let Header::ScsiResponse(r) = &sent(&evs)[0].header else {
+        panic!()
+    };
+    assert_eq!((r.status, r.residual, r.exp_data_sn), (0, 0, 2));
+}
+
+trait IntoPdu {
+    fn into_pdu(self, data: Vec<u8>) -> Pdu;
+}
+impl IntoPdu for Header {
+    fn into_pdu(self, data: Vec<u8>) -> Pdu {
+        Pdu::new(self, data)
+    }
+}
+fn feed_pdu(c: &mut Connection, p: Pdu) -> Vec<Event> {
+    c.handle_pdu(p, Instant::now(), &mut Env);
+    drain(c)
+}
+
+#[test]
+fn bad_data_sn_is_rejected_and_ends_the_task() {
+    let mut p = params();
+    p.initial_r2t = true;
+    p.immediate_data = false;
+    let mut c = conn_with(p);
+    let evs = feed(
+        &mut c,
+        Header::ScsiCommand(cmd(3, 100, false, true, 1024, true)),
+        vec![],
+    );
+    let Header::R2t(r) = &sent(&evs)[0].header else {
+        panic!()
+    };
+    let evs = feed(
+        &mut c,
+        Header::DataOut(DataOut {
+            final_: false,
+            lun: 0,
+            itt: 3,
+            ttt: r.ttt,
+            exp_stat_sn: 0,
+            data_sn: 27,
+            buffer_offset: 0,
+        }),
+        vec![0; 512],
+    );
+    let Header::Reject(rj) = &sent(&evs)[0].header else {
+        panic!("{evs:?}")
+    };
+    assert_eq!(rj.reason, reject::PROTOCOL_ERROR);
+    assert_eq!(sent(&evs)[0].data[0], opcode::DATA_OUT);
+    assert_eq!(c.active_tasks(), 0);
+}
+
+#[test]
+fn cmd_sn_outside_the_window_is_ignored_and_gaps_are_held() {
+    let mut c = conn_with(params());
+    // Window is [100, 103] (queue depth 4).
+    assert!(feed(
+        &mut c,
+        Header::ScsiCommand(cmd(1, 104, true, false, 0, true)),
+        vec![]
+    )
+    .is_empty());
+    assert!(feed(
+        &mut c,
+        Header::ScsiCommand(cmd(1, 99, true, false, 0, true)),
+        vec![]
+    )
+    .is_empty());
+    // 101 arrives before 100: held, then both run in order.
+    assert!(feed(
+        &mut c,
+        Header::ScsiCommand(cmd(2, 101, true, false, 0, true)),
+        vec![]
+    )
+    .is_empty());
+    let evs = feed(
+        &mut c,
+        Header::ScsiCommand(cmd(1, 100, true, false, 0, true)),
+        vec![],
+    );
+    let itts: Vec<u32> = evs
+        .iter()
+        .filter_map(|e| match e {
+            Event::Execute(x) => Some(x.itt),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(itts, vec![1, 2]);
+    // Two executing: MaxCmdSN = 102 + (4 - 2) - 1 = 103.
+    c.complete(1, 0, None, &[], 0);
+    let evs = drain(&mut c);
+    let Header::ScsiResponse(r) = &sent(&evs)[0].header else {
+        panic!()
+    };
+    assert_eq!((r.sns.exp_cmd_sn, r.sns.max_cmd_sn), (102, 104));
+}
+
+#[test]
+fn nop_out_ping_and_target_keepalive() {
+    let mut c = conn_with(params());
+    let evs = feed(
+        &mut c,
+        Header::NopOut(NopOut {
+            immediate: true,
+            lun: 0,
+            itt: 77,
+            ttt: RESERVED_TAG,
+            cmd_sn: 100,
+            exp_stat_sn: 50,
+        }),
+        b"hello".to_vec(),
+    );
+    let p = sent(&evs)[0];
+    let Header::NopIn(n) = &p.header else {
+        panic!()
+    };
+    assert_eq!((n.itt, n.ttt, n.sns.stat_sn), (77, RESERVED_TAG, 50));
+    assert_eq!(p.data, b"hello");
+
+    let t0 = Instant::now();
+    c.poll_timers(t0);
+    assert!(drain(&mut c).is_empty());
+    c.poll_timers(t0 + Duration::from_secs(31));
+    let evs = drain(&mut c);
+    let Header::NopIn(ping) = &sent(&evs)[0].header else {
+        panic!()
+    };
+    assert_eq!(ping.itt, RESERVED_TAG);
+    assert_ne!(ping.ttt, RESERVED_TAG);
+    c.poll_timers(t0 + Duration::from_secs(62));
+    assert_eq!(drain(&mut c), vec![Event::Close(CloseReason::NopTimeout)]);
+}
+
+#[test]
+fn abort_task_waits_for_the_executing_task() {
+    let mut c = conn_with(params());
+    feed(
+        &mut c,
+        Header::ScsiCommand(cmd(5, 100, true, false, 512, true)),
+        vec![],
+    );
+    let tmf_req = |f, rtt| {
+        Header::TaskMgmtRequest(TaskMgmtRequest {
+            immediate: true,
+            function: f,
+            lun: 0,
+            itt: 6,
+            rtt,
+            cmd_sn: 101,
+            exp_stat_sn: 50,
+            ref_cmd_sn: 100,
+            exp_data_sn: 0,
+        })
+    };
+    assert!(feed(&mut c, tmf_req(tmf::ABORT_TASK, 5), vec![]).is_empty());
+    c.complete(5, 0, None, &[0; 512], 0);
+    let evs = drain(&mut c);
+    assert_eq!(
+        evs.len(),
+        1,
+        "only the TMF response, no data for the aborted task"
+    );
+    let Header::TaskMgmtResponse(r) = &sent(&evs)[0].header else {
+        panic!()
+    };
+    assert_eq!((r.itt, r.response), (6, tmf_response::FUNCTION_COMPLETE));
+    // LU reset goes to the caller first.
+    let evs = feed(&mut c, tmf_req(tmf::LOGICAL_UNIT_RESET, 0), vec![]);
+    assert!(matches!(
+        evs[0],
+        Event::TaskMgmt(TmfRequest { function: 5, .. })
+    ));
+    c.tmf_done(6, None);
+    assert_eq!(sent(&drain(&mut c)).len(), 1);
+    let evs = feed(&mut c, tmf_req(9, 0), vec![]);
+    let Header::TaskMgmtResponse(r) = &sent(&evs)[0].header else {
+        panic!()
+    };
+    assert_eq!(r.response, tmf_response::FUNCTION_NOT_SUPPORTED);
+}
+
+#[test]
+fn logout_waits_for_executing_commands() {
+    let mut c = conn_with(params());
+    feed(
+        &mut c,
+        Header::ScsiCommand(cmd(5, 100, true, false, 512, true)),
+        vec![],
+    );
+    let evs = feed(
+        &mut c,
+        Header::LogoutRequest(crate::pdu::LogoutRequest {
+            immediate: true,
+            reason: logout::CLOSE_SESSION,
+            itt: 8,
+            cid: 0,
+            cmd_sn: 101,
+            exp_stat_sn: 50,
+        }),
+        vec![],
+    );
+    assert!(evs.is_empty());
+    c.complete(5, 0, None, &[0; 512], 0);
+    let evs = drain(&mut c);
+    assert!(matches!(&sent(&evs)[0].header, Header::DataIn(_)));
+    assert!(matches!(&sent(&evs)[1].header, Header::LogoutResponse(_)));
+    assert_eq!(evs.last(), Some(&Event::Close(CloseReason::LoggedOut)));
+}
+
+#[test]
+fn long_send_targets_is_split_with_continue() {
+    let mut p = params();
+    p.session_type = SessionType::Discovery;
+    let mut c = conn_with(p);
+    let tr = |ttt, sn| {
+        Header::TextRequest(TextRequest {
+            immediate: true,
+            final_: true,
+            cont: false,
+            lun: 0,
+            itt: 4,
+            ttt,
+            cmd_sn: sn,
+            exp_stat_sn: 0,
+        })
+    };
+    let mut all = Vec::new();
+    let mut evs = feed(&mut c, tr(RESERVED_TAG, 100), b"SendTargets=All\0".to_vec());
+    loop {
+        let p = sent(&evs)[0].clone();
+        let Header::TextResponse(r) = &p.header else {
+            panic!()
+        };
+        assert!(p.data.len() <= 8192);
+        all.extend_from_slice(&p.data);
+        if r.final_ {
+            break;
+        }
+        assert!(r.cont);
+        evs = feed(&mut c, tr(r.ttt, 100), vec![]);
+    }
+    let keys: Vec<_> = all.split(|b| *b == 0).filter(|s| !s.is_empty()).collect();
+    assert_eq!(keys.len(), 600);
+    assert_eq!(keys[2], b"TargetAddress=[::1]:3260,1");
+    let evs = feed(
+        &mut c,
+        tr(RESERVED_TAG, 100),
+        b"SendTargets=Alle\0".to_vec(),
+    );
+    assert_eq!(sent(&evs)[0].data, b"SendTargets=Reject\0");
+}
+
+#[test]
+fn unknown_opcode_and_snack_are_rejected() {
+    let mut c = conn_with(params());
+    let mut bhs = [0u8; 48];
+    bhs[0] = 0x1c;
+    c.handle_malformed(&bhs, &PduError::UnknownOpcode(0x1c));
+    let evs = drain(&mut c);
+    let Header::Reject(r) = &sent(&evs)[0].header else {
+        panic!()
+    };
+    assert_eq!(r.reason, reject::COMMAND_NOT_SUPPORTED);
+    assert_eq!(sent(&evs)[0].data, bhs.to_vec());
+}
