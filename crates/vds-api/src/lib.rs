@@ -1,1 +1,215 @@
-//! vds-api (skeleton).
+//! vds-api: the management HTTP API (INTERFACE.md "HTTP API") over [`vds_provider::Provider`].
+//! The only crate with wire serde.
+//!
+//! - [`router`] builds the axum router for a provider; [`serve`] / [`serve_with_shutdown`] run it;
+//! - `handlers`: one handler per endpoint (HTTP → `Command` → `Outcome` → HTTP);
+//! - `wire`: the JSON objects and request bodies; `extract`: body/path/query extraction with
+//!   `E_INVALIDARG` answers that name the field; `error`: the error body and HTTP status;
+//! - `metrics`: Prometheus `/metrics`; `openapi`: `/v1/openapi.json`.
+//!
+//! Access (SEMANTICS.md §10): bound to a loopback address the API needs no credentials;
+//! otherwise every request needs `Authorization: Bearer <token>`. A missing or wrong token is
+//! answered `403` with `E_ACCESSDENIED` (the status §1 gives that code) and
+//! `WWW-Authenticate: Bearer`. Bodies are limited to 1 MiB (`413`, `E_INVALIDARG`).
+
+pub mod error;
+pub mod extract;
+pub mod handlers;
+pub mod metrics;
+pub mod openapi;
+pub mod wire;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Router;
+use subtle::ConstantTimeEq;
+use vds_model::Hresult;
+use vds_provider::Provider;
+
+pub use error::ApiError;
+pub use handlers::AppState;
+pub use metrics::Metrics;
+
+/// Who may call the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// No credentials (the API listens on loopback only).
+    None,
+    /// Every request needs `Authorization: Bearer <token>`.
+    Bearer(String),
+}
+
+/// How the router is set up by the daemon.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub auth: Auth,
+    /// Event streams end when this turns `true`, so a graceful shutdown is not held open by
+    /// `GET /v1/events` clients.
+    pub shutdown: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            auth: Auth::None,
+            shutdown: None,
+        }
+    }
+}
+
+impl ApiConfig {
+    /// The access rule for an API bound to `addr`: loopback needs no credentials, any other
+    /// address requires the bearer `token` (an error if there is none).
+    pub fn for_listen_addr(addr: SocketAddr, token: Option<String>) -> Result<ApiConfig, String> {
+        if addr.ip().is_loopback() {
+            return Ok(ApiConfig::default());
+        }
+        match token.filter(|t| !t.is_empty()) {
+            Some(t) => Ok(ApiConfig {
+                auth: Auth::Bearer(t),
+                shutdown: None,
+            }),
+            None => Err(format!(
+                "the API is bound to {addr}, which is not loopback: a bearer token is required"
+            )),
+        }
+    }
+}
+
+/// Checks the bearer token (constant time).
+async fn require_token(State(token): State<Arc<String>>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let ok = given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(token.as_bytes())));
+    if !ok {
+        let why = if given.is_some() {
+            "the bearer token is not valid"
+        } else {
+            "this API requires Authorization: Bearer <token>"
+        };
+        return ApiError::new(Hresult::E_ACCESSDENIED, why).into_response();
+    }
+    next.run(req).await
+}
+
+/// The API for `provider`.
+pub fn router(provider: Arc<Provider>, cfg: ApiConfig) -> Router {
+    router_with_metrics(provider, cfg, Arc::new(Metrics::default()))
+}
+
+/// Like [`router`], with a metrics registry the caller keeps (tests read it).
+pub fn router_with_metrics(
+    provider: Arc<Provider>,
+    cfg: ApiConfig,
+    metrics: Arc<Metrics>,
+) -> Router {
+    use handlers::*;
+    let state = AppState {
+        provider,
+        metrics: metrics.clone(),
+        shutdown: cfg.shutdown.clone(),
+    };
+    let mut r = Router::new()
+        .route("/v1/provider", get(get_provider))
+        .route("/v1/provider/reenumerate", post(reenumerate))
+        .route("/v1/provider/refresh", post(refresh))
+        .route("/v1/subsystems", get(list_subsystems))
+        .route("/v1/subsystems/{id}", get(get_subsystem))
+        .route("/v1/subsystems/{id}/status", post(set_subsystem_status))
+        .route("/v1/subsystems/{id}/controllers", get(list_controllers))
+        .route("/v1/subsystems/{id}/drives", get(list_drives))
+        .route("/v1/subsystems/{id}/luns", get(list_luns).post(create_lun))
+        .route(
+            "/v1/subsystems/{id}/targets",
+            get(list_targets).post(create_target),
+        )
+        .route(
+            "/v1/subsystems/{id}/portals",
+            get(list_portals).post(create_portal),
+        )
+        .route("/v1/controllers/{id}", get(get_controller))
+        .route("/v1/controllers/{id}/status", post(set_controller_status))
+        .route("/v1/drives/{id}", get(get_drive))
+        .route("/v1/drives/{id}/status", post(set_drive_status))
+        .route("/v1/luns", get(list_all_luns))
+        .route(
+            "/v1/luns/{id}",
+            get(get_lun).delete(delete_lun).patch(patch_lun),
+        )
+        .route("/v1/luns/{id}/status", post(set_lun_status))
+        .route("/v1/luns/{id}/extend", post(extend_lun))
+        .route("/v1/luns/{id}/shrink", post(shrink_lun))
+        .route("/v1/luns/{id}/recover", post(recover_lun))
+        .route("/v1/luns/{id}/faults", put(set_lun_faults))
+        .route("/v1/luns/{id}/targets", put(set_lun_targets))
+        .route(
+            "/v1/targets/{id}",
+            get(get_target).delete(delete_target).patch(patch_target),
+        )
+        .route("/v1/targets/{id}/shared-secret", put(set_shared_secret))
+        .route(
+            "/v1/targets/{id}/initiator-secrets/{initiator_name}",
+            put(remember_initiator_secret),
+        )
+        .route("/v1/targets/{id}/initiators", get(get_initiators))
+        .route(
+            "/v1/targets/{id}/portal-groups",
+            get(list_portal_groups).post(create_portal_group),
+        )
+        .route(
+            "/v1/portal-groups/{id}",
+            get(get_portal_group).delete(delete_portal_group),
+        )
+        .route("/v1/portal-groups/{id}/portals", post(add_portal_to_group))
+        .route(
+            "/v1/portal-groups/{id}/portals/{portal_id}",
+            axum::routing::delete(remove_portal_from_group),
+        )
+        .route("/v1/portals/{id}", get(get_portal).delete(delete_portal))
+        .route("/v1/portals/{id}/status", post(set_portal_status))
+        .route("/v1/jobs", get(list_jobs))
+        .route("/v1/jobs/{id}", get(get_job))
+        .route("/v1/jobs/{id}/wait", post(wait_job))
+        .route("/v1/jobs/{id}/cancel", post(cancel_job))
+        .route("/v1/events", get(events))
+        .route("/v1/openapi.json", get(openapi_json))
+        .route("/metrics", get(metrics_text))
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
+        .with_state(state);
+    if let Auth::Bearer(token) = cfg.auth {
+        r = r.layer(middleware::from_fn_with_state(
+            Arc::new(token),
+            require_token,
+        ));
+    }
+    r.layer(middleware::from_fn_with_state(metrics, metrics::track))
+}
+
+/// Serves `router` on `listener` until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
+    axum::serve(listener, router).await
+}
+
+/// Serves until `signal` completes, then stops accepting and lets open requests finish (set
+/// [`ApiConfig::shutdown`] too, so event streams end).
+pub async fn serve_with_shutdown(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(signal)
+        .await
+}

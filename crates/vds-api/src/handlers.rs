@@ -1,0 +1,934 @@
+//! One handler per endpoint of INTERFACE.md: each turns HTTP into one provider [`Command`],
+//! runs it on a blocking thread, and turns the [`Outcome`] back into HTTP.
+//!
+//! Shapes of the answers:
+//! - a read or synchronous change: `200` and the object (`201` + `Location` for a created
+//!   portal; `200` and the existing object for `VDS_S_ALREADY_EXISTS`); a synchronous delete:
+//!   `204`;
+//! - a call that starts a job: `202`, `Location: /v1/jobs/{id}` and the job; with `?wait=true`
+//!   the answer of the finished job: `201` + the created object, `200` + the changed object,
+//!   `204` for a delete, or the job's error body;
+//! - a failure: the error body (see `error.rs`). A malformed body or query is reported only
+//!   after the object of the path has been checked (SEMANTICS.md §2).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::{Stream, StreamExt};
+use serde::Serialize;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+use vds_model::{
+    ControllerStatus, DriveStatus, Hresult, Job, JobOutput, JobState, LunStatus, PortalStatus,
+    SubsystemStatus,
+};
+use vds_provider::{BackingSpec, Command, CreateLunArgs, Outcome, Provider};
+
+use crate::error::ApiError;
+use crate::extract::{JsonArg, PathParams, Query};
+use crate::metrics::{self, Metrics};
+use crate::wire::*;
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub provider: Arc<Provider>,
+    pub metrics: Arc<Metrics>,
+    /// Event streams end when this turns `true` (daemon shutdown).
+    pub shutdown: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn json_response(status: StatusCode, bytes: Vec<u8>) -> Response {
+    let mut r = (status, bytes).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn to_bytes<T: Serialize>(v: &T) -> Vec<u8> {
+    // The DTOs hold only strings, numbers, bools and string-keyed maps: this cannot fail.
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+fn list<'a, M: 'a, J: Serialize + From<&'a M>>(items: &'a [M]) -> Vec<u8> {
+    to_bytes(&items.iter().map(J::from).collect::<Vec<J>>())
+}
+
+/// The JSON of an outcome; `None` for a delete (answered `204`).
+fn outcome_bytes(o: &Outcome) -> Option<Vec<u8>> {
+    Some(match o {
+        Outcome::Provider(p) => to_bytes(&ProviderJson::from(p)),
+        Outcome::Subsystems(v) => list::<_, SubsystemJson>(v),
+        Outcome::Subsystem(s) => to_bytes(&SubsystemJson::from(s)),
+        Outcome::Controllers(v) => list::<_, ControllerJson>(v),
+        Outcome::Controller(c) => to_bytes(&ControllerJson::from(c)),
+        Outcome::Drives(v) => list::<_, DriveJson>(v),
+        Outcome::Drive(d) => to_bytes(&DriveJson::from(d)),
+        Outcome::Luns(v) => list::<_, LunJson>(v),
+        Outcome::Lun(l) => to_bytes(&LunJson::from(l.as_ref())),
+        Outcome::Targets(v) => list::<_, TargetJson>(v),
+        Outcome::Target(t) => to_bytes(&TargetJson::from(t)),
+        Outcome::PortalGroups(v) => list::<_, PortalGroupJson>(v),
+        Outcome::PortalGroup(p) => to_bytes(&PortalGroupJson::from(p)),
+        Outcome::Portals(v) => list::<_, PortalJson>(v),
+        Outcome::Portal(p) => to_bytes(&PortalJson::from(p)),
+        Outcome::Jobs(v) => list::<_, JobJson>(v),
+        Outcome::Job(j) => to_bytes(&JobJson::from(j)),
+        Outcome::Initiators(v) => to_bytes(v),
+        Outcome::Deleted { .. } => return None,
+        Outcome::AlreadyExists(inner) => return outcome_bytes(inner),
+    })
+}
+
+/// Where a created object lives.
+fn location_of(o: &Outcome) -> Option<String> {
+    match o {
+        Outcome::Lun(l) => Some(format!("/v1/luns/{}", l.id)),
+        Outcome::Target(t) => Some(format!("/v1/targets/{}", t.id)),
+        Outcome::PortalGroup(p) => Some(format!("/v1/portal-groups/{}", p.id)),
+        Outcome::Portal(p) => Some(format!("/v1/portals/{}", p.id)),
+        _ => None,
+    }
+}
+
+fn with_location(mut r: Response, loc: Option<String>) -> Response {
+    if let Some(v) = loc.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+/// The answer to a command that did not start a job.
+pub fn respond(o: Outcome, created: bool) -> Response {
+    match &o {
+        Outcome::Deleted { .. } => StatusCode::NO_CONTENT.into_response(),
+        Outcome::AlreadyExists(_) => {
+            json_response(StatusCode::OK, outcome_bytes(&o).unwrap_or_default())
+        }
+        _ if created => with_location(
+            json_response(StatusCode::CREATED, outcome_bytes(&o).unwrap_or_default()),
+            location_of(&o),
+        ),
+        _ => json_response(StatusCode::OK, outcome_bytes(&o).unwrap_or_default()),
+    }
+}
+
+/// `202 Accepted`, `Location: /v1/jobs/{id}` and the job.
+fn job_accepted(job: &Job) -> Response {
+    with_location(
+        json_response(StatusCode::ACCEPTED, to_bytes(&JobJson::from(job))),
+        Some(format!("/v1/jobs/{}", job.id)),
+    )
+}
+
+/// The answer of a finished job to `?wait=true`.
+pub fn job_finished(job: &Job, created: bool) -> ApiResult {
+    match job.state {
+        JobState::Succeeded => Ok(match &job.output {
+            None | Some(JobOutput::Deleted(_)) => StatusCode::NO_CONTENT.into_response(),
+            Some(JobOutput::Lun(l)) => respond(Outcome::Lun(l.clone()), created),
+            Some(JobOutput::Target(t)) => respond(Outcome::Target(t.clone()), created),
+            Some(JobOutput::PortalGroup(p)) => respond(Outcome::PortalGroup(p.clone()), created),
+        }),
+        JobState::Failed | JobState::Canceled => Err(ApiError::new(
+            job.hresult,
+            job.message
+                .clone()
+                .unwrap_or_else(|| job.hresult.description().to_string()),
+        )),
+        // A wait without timeout returns an ended job; if not, report it as still pending.
+        JobState::Running => Ok(json_response(StatusCode::OK, to_bytes(&JobJson::from(job)))),
+    }
+}
+
+impl AppState {
+    /// Runs one command on a blocking thread (the provider may flush, bind or wait).
+    pub async fn apply(&self, cmd: Command) -> Result<Outcome, ApiError> {
+        let p = self.provider.clone();
+        tokio::task::spawn_blocking(move || p.apply(cmd))
+            .await
+            .map_err(|e| {
+                ApiError::new(Hresult::E_UNEXPECTED, format!("provider call failed: {e}"))
+            })?
+            .map_err(ApiError::from)
+    }
+
+    /// A malformed argument is reported only if the object itself is fine: the probe (a read
+    /// of the path's object) answers NOT_FOUND, DELETED or CACHE_CORRUPT first.
+    async fn precheck(&self, probe: Command, err: ApiError) -> ApiError {
+        match self.apply(probe).await {
+            Err(e) => e,
+            Ok(_) => err,
+        }
+    }
+
+    async fn arg<T>(&self, arg: JsonArg<T>, probe: Command) -> Result<T, ApiError> {
+        match arg.0 {
+            Ok(v) => Ok(v),
+            Err(e) => Err(self.precheck(probe, e).await),
+        }
+    }
+
+    async fn call(&self, cmd: Command) -> ApiResult {
+        Ok(respond(self.apply(cmd).await?, false))
+    }
+
+    /// A command that starts a job; `?wait=true` answers with the job's end.
+    async fn job(&self, cmd: Command, mut q: Query, probe: Command, created: bool) -> ApiResult {
+        let wait = match q.take_bool("wait").and_then(|w| q.finish().map(|_| w)) {
+            Ok(w) => w,
+            Err(e) => return Err(self.precheck(probe, e).await),
+        };
+        let job = match self.apply(cmd).await? {
+            Outcome::Job(j) => j,
+            other => return Ok(respond(other, created)),
+        };
+        if !wait {
+            return Ok(job_accepted(&job));
+        }
+        match self
+            .apply(Command::WaitJob {
+                id: job.id,
+                timeout: None,
+            })
+            .await?
+        {
+            Outcome::Job(done) => job_finished(&done, created),
+            other => Ok(respond(other, false)),
+        }
+    }
+}
+
+// ---- provider ------------------------------------------------------------------------------
+
+#[utoipa::path(get, path = "/v1/provider", tag = "provider",
+    responses((status = 200, body = ProviderJson), (status = "5XX", body = ErrorBody)))]
+pub async fn get_provider(State(s): State<AppState>) -> ApiResult {
+    s.call(Command::GetProvider).await
+}
+
+#[utoipa::path(post, path = "/v1/provider/reenumerate", tag = "provider",
+    description = "Rediscover subsystems, drives and portals (first half of the cache cure).",
+    responses((status = 200, body = ProviderJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn reenumerate(State(s): State<AppState>) -> ApiResult {
+    s.call(Command::Reenumerate).await
+}
+
+#[utoipa::path(post, path = "/v1/provider/refresh", tag = "provider",
+    description = "Re-read the state of every known object; after a reenumerate this cures a corrupt cache.",
+    responses((status = 200, body = ProviderJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn refresh(State(s): State<AppState>) -> ApiResult {
+    s.call(Command::Refresh).await
+}
+
+// ---- subsystems, controllers, drives -------------------------------------------------------
+
+#[utoipa::path(get, path = "/v1/subsystems", tag = "subsystem",
+    responses((status = 200, body = Vec<SubsystemJson>), (status = "5XX", body = ErrorBody)))]
+pub async fn list_subsystems(State(s): State<AppState>) -> ApiResult {
+    s.call(Command::ListSubsystems).await
+}
+
+#[utoipa::path(get, path = "/v1/subsystems/{id}", tag = "subsystem",
+    params(("id" = Uuid, Path, description = "subsystem id")),
+    responses((status = 200, body = SubsystemJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn get_subsystem(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.call(Command::GetSubsystem { id: p.uuid("id")? }).await
+}
+
+#[utoipa::path(post, path = "/v1/subsystems/{id}/status", tag = "subsystem",
+    params(("id" = Uuid, Path, description = "subsystem id")), request_body = StatusRequest,
+    responses((status = 200, body = SubsystemJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn set_subsystem_status(
+    State(s): State<AppState>,
+    p: PathParams,
+    body: JsonArg<StatusBody<SubsystemStatus>>,
+) -> ApiResult {
+    let id = p.uuid("id")?;
+    let b = s.arg(body, Command::GetSubsystem { id }).await?;
+    s.call(Command::SetSubsystemStatus {
+        id,
+        status: b.status.value,
+    })
+    .await
+}
+
+#[utoipa::path(get, path = "/v1/subsystems/{id}/controllers", tag = "controller",
+    params(("id" = Uuid, Path, description = "subsystem id")),
+    responses((status = 200, body = Vec<ControllerJson>), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn list_controllers(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.call(Command::ListControllers {
+        subsystem: Some(p.uuid("id")?),
+    })
+    .await
+}
+
+#[utoipa::path(get, path = "/v1/controllers/{id}", tag = "controller",
+    params(("id" = Uuid, Path, description = "controller id")),
+    responses((status = 200, body = ControllerJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn get_controller(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.call(Command::GetController { id: p.uuid("id")? }).await
+}
+
+#[utoipa::path(post, path = "/v1/controllers/{id}/status", tag = "controller",
+    params(("id" = Uuid, Path, description = "controller id")), request_body = StatusRequest,
+    responses((status = 200, body = ControllerJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn set_controller_status(
+    State(s): State<AppState>,
+    p: PathParams,
+    body: JsonArg<StatusBody<ControllerStatus>>,
+) -> ApiResult {
+    let id = p.uuid("id")?;
+    let b = s.arg(body, Command::GetController { id }).await?;
+    s.call(Command::SetControllerStatus {
+        id,
+        status: b.status.value,
+    })
+    .await
+}
+
+#[utoipa::path(get, path = "/v1/subsystems/{id}/drives", tag = "drive",
+    params(("id" = Uuid, Path, description = "subsystem id")),
+    responses((status = 200, body = Vec<DriveJson>), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn list_drives(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.call(Command::ListDrives {
+        subsystem: Some(p.uuid("id")?),
+    })
+    .await
+}
+
+#[utoipa::path(get, path = "/v1/drives/{id}", tag = "drive",
+    params(("id" = Uuid, Path, description = "drive id")),
+    responses((status = 200, body = DriveJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn get_drive(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.call(Command::GetDrive { id: p.uuid("id")? }).await
+}
+
+#[utoipa::path(post, path = "/v1/drives/{id}/status", tag = "drive",
+    params(("id" = Uuid, Path, description = "drive id")), request_body = StatusRequest,
+    responses((status = 200, body = DriveJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn set_drive_status(
+    State(s): State<AppState>,
+    p: PathParams,
+    body: JsonArg<StatusBody<DriveStatus>>,
+) -> ApiResult {
+    let id = p.uuid("id")?;
+    let b = s.arg(body, Command::GetDrive { id }).await?;
+    s.call(Command::SetDriveStatus {
+        id,
+        status: b.status.value,
+    })
+    .await
+}
+
+// ---- LUNs ------------------------------------------------------------------------------------
+
+#[utoipa::path(get, path = "/v1/subsystems/{id}/luns", tag = "lun",
+    params(("id" = Uuid, Path, description = "subsystem id")),
+    responses((status = 200, body = Vec<LunJson>), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn list_luns(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.call(Command::ListLuns {
+        subsystem: Some(p.uuid("id")?),
+    })
+    .await
+}
+
+#[utoipa::path(get, path = "/v1/luns", tag = "lun",
+    description = "Every LUN of every subsystem.",
+    responses((status = 200, body = Vec<LunJson>), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn list_all_luns(State(s): State<AppState>) -> ApiResult {
+    s.call(Command::ListLuns { subsystem: None }).await
+}
+
+#[utoipa::path(post, path = "/v1/subsystems/{id}/luns", tag = "lun",
+    description = "Create a LUN (a job; output: the LUN).",
+    params(("id" = Uuid, Path, description = "subsystem id"),
+           ("wait" = Option<bool>, Query, description = "answer when the job ends")),
+    request_body = CreateLunBody,
+    responses((status = 202, body = JobJson, description = "job started; Location: /v1/jobs/{id}"),
+              (status = 201, body = LunJson, description = "with ?wait=true"),
+              (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn create_lun(
+    State(s): State<AppState>,
+    p: PathParams,
+    q: Query,
+    body: JsonArg<CreateLunBody>,
+) -> ApiResult {
+    let subsystem = p.uuid("id")?;
+    let probe = Command::GetSubsystem { id: subsystem };
+    let b = s.arg(body, probe.clone()).await?;
+    let cmd = Command::CreateLun(CreateLunArgs {
+        subsystem,
+        size_bytes: b.size_bytes,
+        friendly_name: b.friendly_name,
+        lun_type: b.lun_type.map(|t| t.0),
+        thin: b.thin,
+        drive: b.drive,
+        unmasking_list: b.unmasking_list,
+        targets: b.targets,
+        backing: b.backing.map(|k| BackingSpec {
+            kind: k.kind.map(|k| k.0).unwrap_or(BackingSpec::default().kind),
+            path: k.path,
+            filters: k.filters.iter().map(Into::into).collect(),
+        }),
+    });
+    s.job(cmd, q, probe, true).await
+}
+
+#[utoipa::path(get, path = "/v1/luns/{id}", tag = "lun",
+    params(("id" = Uuid, Path, description = "LUN id")),
+    responses((status = 200, body = LunJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn get_lun(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.call(Command::GetLun { id: p.uuid("id")? }).await
+}
+
+#[utoipa::path(delete, path = "/v1/luns/{id}", tag = "lun",
+    params(("id" = Uuid, Path, description = "LUN id")),
+    responses((status = 204, description = "deleted"), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn delete_lun(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.call(Command::DeleteLun { id: p.uuid("id")? }).await
+}
+
+#[utoipa::path(patch, path = "/v1/luns/{id}", tag = "lun",
+    params(("id" = Uuid, Path, description = "LUN id")), request_body = PatchLunBody,
+    responses((status = 200, body = LunJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn patch_lun(
+    State(s): State<AppState>,
+    p: PathParams,
+    body: JsonArg<PatchLunBody>,
+) -> ApiResult {
+    let id = p.uuid("id")?;
+    let b = s.arg(body, Command::GetLun { id }).await?;
+    s.call(Command::PatchLun {
+        id,
+        friendly_name: b.friendly_name,
+        unmasking_list: b.unmasking_list,
+    })
+    .await
+}
+
+#[utoipa::path(post, path = "/v1/luns/{id}/status", tag = "lun",
+    params(("id" = Uuid, Path, description = "LUN id")), request_body = StatusRequest,
+    responses((status = 200, body = LunJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn set_lun_status(
+    State(s): State<AppState>,
+    p: PathParams,
+    body: JsonArg<StatusBody<LunStatus>>,
+) -> ApiResult {
+    let id = p.uuid("id")?;
+    let b = s.arg(body, Command::GetLun { id }).await?;
+    s.call(Command::SetLunStatus {
+        id,
+        status: b.status.value,
+    })
+    .await
+}
+
+#[utoipa::path(post, path = "/v1/luns/{id}/extend", tag = "lun",
+    description = "Grow by `bytes` (a job; output: the LUN).",
+    params(("id" = Uuid, Path, description = "LUN id"),
+           ("wait" = Option<bool>, Query, description = "answer when the job ends")),
+    request_body = BytesBody,
+    responses((status = 202, body = JobJson), (status = 200, body = LunJson, description = "with ?wait=true"),
+              (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn extend_lun(
+    State(s): State<AppState>,
+    p: PathParams,
+    q: Query,
+    body: JsonArg<BytesBody>,
+) -> ApiResult {
+    let id = p.uuid("id")?;
+    let probe = Command::GetLun { id };
+    let b = s.arg(body, probe.clone()).await?;
+    s.job(Command::ExtendLun { id, bytes: b.bytes }, q, probe, false)
+        .await
+}
+
+#[utoipa::path(post, path = "/v1/luns/{id}/shrink", tag = "lun",
+    description = "Remove `bytes` from the end (a job; output: the LUN).",
+    params(("id" = Uuid, Path, description = "LUN id"),
+           ("wait" = Option<bool>, Query, description = "answer when the job ends")),
+    request_body = BytesBody,
+    responses((status = 202, body = JobJson), (status = 200, body = LunJson, description = "with ?wait=true"),
+              (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn shrink_lun(
+    State(s): State<AppState>,
+    p: PathParams,
+    q: Query,
+    body: JsonArg<BytesBody>,
+) -> ApiResult {
+    let id = p.uuid("id")?;
+    let probe = Command::GetLun { id };
+    let b = s.arg(body, probe.clone()).await?;
+    s.job(Command::ShrinkLun { id, bytes: b.bytes }, q, probe, false)
+        .await
+}
+
+#[utoipa::path(post, path = "/v1/luns/{id}/recover", tag = "lun",
+    description = "Resynchronise a fault-tolerant LUN (a job).",
+    params(("id" = Uuid, Path, description = "LUN id"),
+           ("wait" = Option<bool>, Query, description = "answer when the job ends")),
+    responses((status = 202, body = JobJson), (status = 200, body = LunJson, description = "with ?wait=true"),
+              (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn recover_lun(State(s): State<AppState>, p: PathParams, q: Query) -> ApiResult {
+    let id = p.uuid("id")?;
+    s.job(Command::RecoverLun { id }, q, Command::GetLun { id }, false)
+        .await
+}
+
+#[utoipa::path(put, path = "/v1/luns/{id}/faults", tag = "lun",
+    description = "Replace the fault filters (only with --enable-fault-injection).",
+    params(("id" = Uuid, Path, description = "LUN id")), request_body = FaultsBody,
+    responses((status = 200, body = LunJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn set_lun_faults(
+    State(s): State<AppState>,
+    p: PathParams,
+    body: JsonArg<FaultsBody>,
+) -> ApiResult {
+    let id = p.uuid("id")?;
+    let b = s.arg(body, Command::GetLun { id }).await?;
+    s.call(Command::SetLunFaults {
+        id,
+        filters: b.filters.iter().map(Into::into).collect(),
+    })
+    .await
+}
+
+#[utoipa::path(put, path = "/v1/luns/{id}/targets", tag = "lun",
+    description = "Set the complete set of targets the LUN is exposed through.",
+    params(("id" = Uuid, Path, description = "LUN id")), request_body = TargetsBody,
+    responses((status = 200, body = LunJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn set_lun_targets(
+    State(s): State<AppState>,
+    p: PathParams,
+    body: JsonArg<TargetsBody>,
+) -> ApiResult {
+    let id = p.uuid("id")?;
+    let b = s.arg(body, Command::GetLun { id }).await?;
+    s.call(Command::SetLunTargets {
+        id,
+        targets: b.targets,
+    })
+    .await
+}
+
+// ---- targets ---------------------------------------------------------------------------------
+
+#[utoipa::path(get, path = "/v1/subsystems/{id}/targets", tag = "target",
+    params(("id" = Uuid, Path, description = "subsystem id")),
+    responses((status = 200, body = Vec<TargetJson>), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn list_targets(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.call(Command::ListTargets {
+        subsystem: Some(p.uuid("id")?),
+    })
+    .await
+}
+
+#[utoipa::path(post, path = "/v1/subsystems/{id}/targets", tag = "target",
+    description = "Create a target (a job; output: the target).",
+    params(("id" = Uuid, Path, description = "subsystem id"),
+           ("wait" = Option<bool>, Query, description = "answer when the job ends")),
+    request_body = CreateTargetBody,
+    responses((status = 202, body = JobJson), (status = 201, body = TargetJson, description = "with ?wait=true"),
+              (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn create_target(
+    State(s): State<AppState>,
+    p: PathParams,
+    q: Query,
+    body: JsonArg<CreateTargetBody>,
+) -> ApiResult {
+    let subsystem = p.uuid("id")?;
+    let probe = Command::GetSubsystem { id: subsystem };
+    let b = s.arg(body, probe.clone()).await?;
+    let cmd = Command::CreateTarget {
+        subsystem,
+        iscsi_name: b.iscsi_name,
+        friendly_name: b.friendly_name,
+    };
+    s.job(cmd, q, probe, true).await
+}
+
+#[utoipa::path(get, path = "/v1/targets/{id}", tag = "target",
+    params(("id" = Uuid, Path, description = "target id")),
+    responses((status = 200, body = TargetJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn get_target(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.call(Command::GetTarget { id: p.uuid("id")? }).await
+}
+
+#[utoipa::path(delete, path = "/v1/targets/{id}", tag = "target",
+    description = "Delete a target and its portal groups (a job).",
+    params(("id" = Uuid, Path, description = "target id"),
+           ("wait" = Option<bool>, Query, description = "answer when the job ends")),
+    responses((status = 202, body = JobJson), (status = 204, description = "with ?wait=true"),
+              (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn delete_target(State(s): State<AppState>, p: PathParams, q: Query) -> ApiResult {
+    let id = p.uuid("id")?;
+    s.job(
+        Command::DeleteTarget { id },
+        q,
+        Command::GetTarget { id },
+        false,
+    )
+    .await
+}
+
+#[utoipa::path(patch, path = "/v1/targets/{id}", tag = "target",
+    params(("id" = Uuid, Path, description = "target id")), request_body = PatchTargetBody,
+    responses((status = 200, body = TargetJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn patch_target(
+    State(s): State<AppState>,
+    p: PathParams,
+    body: JsonArg<PatchTargetBody>,
+) -> ApiResult {
+    let id = p.uuid("id")?;
+    let b = s.arg(body, Command::GetTarget { id }).await?;
+    s.call(Command::RenameTarget {
+        id,
+        friendly_name: b.friendly_name,
+    })
+    .await
+}
+
+#[utoipa::path(put, path = "/v1/targets/{id}/shared-secret", tag = "target",
+    description = "Set the target's CHAP secret (absent secret clears; 12 to 16 bytes; never returned).",
+    params(("id" = Uuid, Path, description = "target id")), request_body = SharedSecretBody,
+    responses((status = 200, body = TargetJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn set_shared_secret(
+    State(s): State<AppState>,
+    p: PathParams,
+    body: JsonArg<SharedSecretBody>,
+) -> ApiResult {
+    let id = p.uuid("id")?;
+    let b = s.arg(body, Command::GetTarget { id }).await?;
+    s.call(Command::SetSharedSecret {
+        id,
+        secret: b.secret.map(String::into_bytes),
+        initiator_name: b.initiator_name,
+    })
+    .await
+}
+
+#[utoipa::path(put, path = "/v1/targets/{id}/initiator-secrets/{initiator_name}", tag = "target",
+    description = "Remember an initiator's secret for mutual CHAP (absent secret forgets it).",
+    params(("id" = Uuid, Path, description = "target id"),
+           ("initiator_name" = String, Path, description = "initiator IQN")),
+    request_body = InitiatorSecretBody,
+    responses((status = 200, body = TargetJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn remember_initiator_secret(
+    State(s): State<AppState>,
+    p: PathParams,
+    body: JsonArg<InitiatorSecretBody>,
+) -> ApiResult {
+    let id = p.uuid("id")?;
+    let initiator_name = p.text("initiator_name")?.to_string();
+    let b = s.arg(body, Command::GetTarget { id }).await?;
+    s.call(Command::RememberInitiatorSecret {
+        id,
+        initiator_name,
+        secret: b.secret.map(String::into_bytes),
+    })
+    .await
+}
+
+#[utoipa::path(get, path = "/v1/targets/{id}/initiators", tag = "target",
+    description = "Names of the connected initiators.",
+    params(("id" = Uuid, Path, description = "target id")),
+    responses((status = 200, body = Vec<String>), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn get_initiators(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.call(Command::GetConnectedInitiators { id: p.uuid("id")? })
+        .await
+}
+
+// ---- portal groups -------------------------------------------------------------------------
+
+#[utoipa::path(get, path = "/v1/targets/{id}/portal-groups", tag = "portal_group",
+    params(("id" = Uuid, Path, description = "target id")),
+    responses((status = 200, body = Vec<PortalGroupJson>), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn list_portal_groups(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.call(Command::ListPortalGroups {
+        target: Some(p.uuid("id")?),
+    })
+    .await
+}
+
+#[utoipa::path(post, path = "/v1/targets/{id}/portal-groups", tag = "portal_group",
+    description = "Create a portal group (a job; output: the portal group).",
+    params(("id" = Uuid, Path, description = "target id"),
+           ("wait" = Option<bool>, Query, description = "answer when the job ends")),
+    responses((status = 202, body = JobJson), (status = 201, body = PortalGroupJson, description = "with ?wait=true"),
+              (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn create_portal_group(State(s): State<AppState>, p: PathParams, q: Query) -> ApiResult {
+    let target = p.uuid("id")?;
+    s.job(
+        Command::CreatePortalGroup { target },
+        q,
+        Command::GetTarget { id: target },
+        true,
+    )
+    .await
+}
+
+#[utoipa::path(get, path = "/v1/portal-groups/{id}", tag = "portal_group",
+    params(("id" = Uuid, Path, description = "portal group id")),
+    responses((status = 200, body = PortalGroupJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn get_portal_group(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.call(Command::GetPortalGroup { id: p.uuid("id")? }).await
+}
+
+#[utoipa::path(delete, path = "/v1/portal-groups/{id}", tag = "portal_group",
+    description = "Delete a portal group (a job).",
+    params(("id" = Uuid, Path, description = "portal group id"),
+           ("wait" = Option<bool>, Query, description = "answer when the job ends")),
+    responses((status = 202, body = JobJson), (status = 204, description = "with ?wait=true"),
+              (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn delete_portal_group(State(s): State<AppState>, p: PathParams, q: Query) -> ApiResult {
+    let id = p.uuid("id")?;
+    s.job(
+        Command::DeletePortalGroup { id },
+        q,
+        Command::GetPortalGroup { id },
+        false,
+    )
+    .await
+}
+
+#[utoipa::path(post, path = "/v1/portal-groups/{id}/portals", tag = "portal_group",
+    description = "Add a portal (a job; output: the portal group).",
+    params(("id" = Uuid, Path, description = "portal group id"),
+           ("wait" = Option<bool>, Query, description = "answer when the job ends")),
+    request_body = AddPortalBody,
+    responses((status = 202, body = JobJson), (status = 200, body = PortalGroupJson, description = "with ?wait=true"),
+              (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn add_portal_to_group(
+    State(s): State<AppState>,
+    p: PathParams,
+    q: Query,
+    body: JsonArg<AddPortalBody>,
+) -> ApiResult {
+    let id = p.uuid("id")?;
+    let probe = Command::GetPortalGroup { id };
+    let b = s.arg(body, probe.clone()).await?;
+    let cmd = Command::AddPortalToGroup {
+        portal_group: id,
+        portal: b.portal,
+    };
+    s.job(cmd, q, probe, false).await
+}
+
+#[utoipa::path(delete, path = "/v1/portal-groups/{id}/portals/{portal_id}", tag = "portal_group",
+    description = "Remove a portal (a job; output: the portal group).",
+    params(("id" = Uuid, Path, description = "portal group id"),
+           ("portal_id" = Uuid, Path, description = "portal id"),
+           ("wait" = Option<bool>, Query, description = "answer when the job ends")),
+    responses((status = 202, body = JobJson), (status = 200, body = PortalGroupJson, description = "with ?wait=true"),
+              (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn remove_portal_from_group(
+    State(s): State<AppState>,
+    p: PathParams,
+    q: Query,
+) -> ApiResult {
+    let id = p.uuid("id")?;
+    let portal = p.uuid("portal_id")?;
+    let cmd = Command::RemovePortalFromGroup {
+        portal_group: id,
+        portal,
+    };
+    s.job(cmd, q, Command::GetPortalGroup { id }, false).await
+}
+
+// ---- portals ---------------------------------------------------------------------------------
+
+#[utoipa::path(get, path = "/v1/subsystems/{id}/portals", tag = "portal",
+    params(("id" = Uuid, Path, description = "subsystem id")),
+    responses((status = 200, body = Vec<PortalJson>), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn list_portals(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.call(Command::ListPortals {
+        subsystem: Some(p.uuid("id")?),
+    })
+    .await
+}
+
+#[utoipa::path(post, path = "/v1/subsystems/{id}/portals", tag = "portal",
+    description = "Declare a portal; it starts offline. The same address and port again answers 200 with the existing portal.",
+    params(("id" = Uuid, Path, description = "subsystem id")), request_body = CreatePortalBody,
+    responses((status = 201, body = PortalJson), (status = 200, body = PortalJson, description = "VDS_S_ALREADY_EXISTS"),
+              (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn create_portal(
+    State(s): State<AppState>,
+    p: PathParams,
+    body: JsonArg<CreatePortalBody>,
+) -> ApiResult {
+    let subsystem = p.uuid("id")?;
+    let b = s.arg(body, Command::GetSubsystem { id: subsystem }).await?;
+    let o = s
+        .apply(Command::CreatePortal {
+            subsystem,
+            address: b.address,
+            port: b.port,
+        })
+        .await?;
+    Ok(respond(o, true))
+}
+
+#[utoipa::path(get, path = "/v1/portals/{id}", tag = "portal",
+    params(("id" = Uuid, Path, description = "portal id")),
+    responses((status = 200, body = PortalJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn get_portal(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.call(Command::GetPortal { id: p.uuid("id")? }).await
+}
+
+#[utoipa::path(delete, path = "/v1/portals/{id}", tag = "portal",
+    params(("id" = Uuid, Path, description = "portal id")),
+    responses((status = 204, description = "deleted"), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn delete_portal(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.call(Command::DeletePortal { id: p.uuid("id")? }).await
+}
+
+#[utoipa::path(post, path = "/v1/portals/{id}/status", tag = "portal",
+    params(("id" = Uuid, Path, description = "portal id")), request_body = StatusRequest,
+    responses((status = 200, body = PortalJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn set_portal_status(
+    State(s): State<AppState>,
+    p: PathParams,
+    body: JsonArg<StatusBody<PortalStatus>>,
+) -> ApiResult {
+    let id = p.uuid("id")?;
+    let b = s.arg(body, Command::GetPortal { id }).await?;
+    s.call(Command::SetPortalStatus {
+        id,
+        status: b.status.value,
+    })
+    .await
+}
+
+// ---- jobs ------------------------------------------------------------------------------------
+
+#[utoipa::path(get, path = "/v1/jobs", tag = "job",
+    responses((status = 200, body = Vec<JobJson>), (status = "5XX", body = ErrorBody)))]
+pub async fn list_jobs(State(s): State<AppState>) -> ApiResult {
+    s.call(Command::ListJobs).await
+}
+
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "job",
+    params(("id" = Uuid, Path, description = "job id")),
+    responses((status = 200, body = JobJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn get_job(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.call(Command::GetJob { id: p.uuid("id")? }).await
+}
+
+#[utoipa::path(post, path = "/v1/jobs/{id}/wait", tag = "job",
+    description = "Block until the job ends (or `timeout_ms` passes) and return it.",
+    params(("id" = Uuid, Path, description = "job id"),
+           ("timeout_ms" = Option<u64>, Query, description = "longest wait in milliseconds")),
+    responses((status = 200, body = JobJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn wait_job(State(s): State<AppState>, p: PathParams, mut q: Query) -> ApiResult {
+    let id = p.uuid("id")?;
+    let timeout = match q.take_u64("timeout_ms").and_then(|t| q.finish().map(|_| t)) {
+        Ok(t) => t.map(Duration::from_millis),
+        Err(e) => return Err(s.precheck(Command::GetJob { id }, e).await),
+    };
+    s.call(Command::WaitJob { id, timeout }).await
+}
+
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "job",
+    params(("id" = Uuid, Path, description = "job id")),
+    responses((status = 200, body = JobJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn cancel_job(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.call(Command::CancelJob { id: p.uuid("id")? }).await
+}
+
+// ---- events, metrics, documentation --------------------------------------------------------
+
+/// Ends when the shutdown flag turns true (never when there is none, or its sender is gone).
+async fn shutdown_signal(rx: Option<tokio::sync::watch::Receiver<bool>>) {
+    let Some(mut rx) = rx else {
+        return futures::future::pending().await;
+    };
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return futures::future::pending().await;
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/v1/events", tag = "events",
+    description = "Server-sent events: one JSON object per change. A subscriber too slow to keep up gets an event named `lagged` with the number of events it missed.",
+    responses((status = 200, content_type = "text/event-stream", body = EventJson)))]
+pub async fn events(
+    State(s): State<AppState>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let rx = s.provider.subscribe();
+    let guard = s.metrics.stream_opened();
+    let metrics = s.metrics.clone();
+    let stream = BroadcastStream::new(rx)
+        .map(move |item| {
+            let _open = &guard;
+            let ev = match item {
+                Ok(e) => {
+                    metrics.event_sent();
+                    SseEvent::default()
+                        .data(serde_json::to_string(&EventJson::from(&e)).unwrap_or_default())
+                }
+                Err(BroadcastStreamRecvError::Lagged(n)) => SseEvent::default()
+                    .event("lagged")
+                    .data(format!("{{\"lagged\":{n}}}")),
+            };
+            Ok(ev)
+        })
+        .take_until(shutdown_signal(s.shutdown.clone()));
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "metrics",
+    description = "Prometheus text format.",
+    responses((status = 200, content_type = "text/plain", body = String)))]
+pub async fn metrics_text(State(s): State<AppState>) -> Response {
+    let mut out = String::new();
+    s.metrics.render_api(&mut out);
+    let p = s.provider.clone();
+    let provider_part = tokio::task::spawn_blocking(move || {
+        let mut o = String::new();
+        metrics::render_provider(&p, &mut o);
+        o
+    })
+    .await
+    .unwrap_or_default();
+    out.push_str(&provider_part);
+    let mut r = out.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}
+
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "documentation",
+    responses((status = 200, content_type = "application/json", description = "this document")))]
+pub async fn openapi_json() -> Response {
+    json_response(StatusCode::OK, crate::openapi::document().into_bytes())
+}
+
+/// Unknown route: `404` with an `E_INVALIDARG` body (not VDS_E_OBJECT_NOT_FOUND: no object
+/// was named).
+pub async fn no_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::invalid_arg(format!("no such endpoint: {method} {}", uri.path()))
+        .with_status(StatusCode::NOT_FOUND)
+}
+
+/// Known route, wrong method: `405` with an `E_INVALIDARG` body.
+pub async fn wrong_method(method: Method, uri: Uri) -> ApiError {
+    ApiError::invalid_arg(format!("method {method} is not allowed on {}", uri.path()))
+        .with_status(StatusCode::METHOD_NOT_ALLOWED)
+}

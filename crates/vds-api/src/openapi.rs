@@ -1,0 +1,61 @@
+//! `GET /v1/openapi.json`: the OpenAPI 3.1 document generated from the handlers' annotations
+//! and the wire types (utoipa). Every endpoint of the router is listed here; a test checks
+//! the list against INTERFACE.md.
+
+use std::sync::OnceLock;
+
+use utoipa::OpenApi;
+
+use crate::handlers::*;
+use crate::wire::*;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "vds management API",
+        description = "A software iSCSI storage array managed through the VDS hardware-provider \
+                       model. Errors: `{\"error\": {\"hresult\", \"name\", \"message\"}}` with the \
+                       HTTP status of the HRESULT. Enumerations are written as short names and \
+                       accepted as short name, VDS constant or integer."
+    ),
+    paths(
+        get_provider, reenumerate, refresh,
+        list_subsystems, get_subsystem, set_subsystem_status,
+        list_controllers, get_controller, set_controller_status,
+        list_drives, get_drive, set_drive_status,
+        list_luns, list_all_luns, create_lun, get_lun, delete_lun, patch_lun, set_lun_status,
+        extend_lun, shrink_lun, recover_lun, set_lun_faults, set_lun_targets,
+        list_targets, create_target, get_target, delete_target, patch_target,
+        set_shared_secret, remember_initiator_secret, get_initiators,
+        list_portal_groups, create_portal_group, get_portal_group, delete_portal_group,
+        add_portal_to_group, remove_portal_from_group,
+        list_portals, create_portal, get_portal, delete_portal, set_portal_status,
+        list_jobs, get_job, wait_job, cancel_job,
+        events, metrics_text, openapi_json,
+    ),
+    components(schemas(
+        ErrorBody, ErrorDetail, EnumValue, StatusRequest,
+        ProviderJson, SubsystemJson, ControllerJson, DriveJson, LunJson, PlexJson, BackingJson,
+        TargetJson, PortalGroupJson, PortalJson, JobJson, JobOutputJson, DeletedJson, EventJson,
+        CreateLunBody, BackingBody, FaultFilterBody, DelayBody, ErrorFaultBody, PatchLunBody,
+        BytesBody, FaultsBody, TargetsBody, CreateTargetBody, PatchTargetBody, SharedSecretBody,
+        InitiatorSecretBody, AddPortalBody, CreatePortalBody,
+    )),
+    tags(
+        (name = "provider"), (name = "subsystem"), (name = "controller"), (name = "drive"),
+        (name = "lun"), (name = "target"), (name = "portal_group"), (name = "portal"),
+        (name = "job"), (name = "events"), (name = "metrics"), (name = "documentation"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document as JSON (built once).
+pub fn document() -> String {
+    static DOC: OnceLock<String> = OnceLock::new();
+    DOC.get_or_init(|| {
+        ApiDoc::openapi()
+            .to_pretty_json()
+            .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    })
+    .clone()
+}

@@ -1,0 +1,877 @@
+//! The JSON of the API (INTERFACE.md "Resources"): response objects built from `vds-model`
+//! values, request bodies, and the enumeration arguments that accept a short name, a VDS
+//! constant or an integer. This crate is the only one with wire serde.
+//!
+//! Enumerated fields are written as lower-case short names; flag sets as the list of the short
+//! names of their set bits; ids as UUID strings; `lun_numbers` as an object from target id to
+//! LUN number. Request bodies reject unknown fields, so a misspelt field is named in an
+//! `E_INVALIDARG` answer instead of being silently ignored.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{PartialSchema, ToSchema};
+use uuid::Uuid;
+use vds_model::enums::EnumParseError;
+use vds_model::{
+    BackingKind, Controller, ControllerStatus, DriveFlag, DriveStatus, FaultFilterSpec,
+    FaultOpKind, Job, JobOutput, Lun, LunFlag, LunPlexFlag, LunStatus, LunType, Portal,
+    PortalGroup, PortalStatus, ProviderFlag, ProviderInfo, Subsystem, SubsystemFlag,
+    SubsystemRaidTypeFlag, SubsystemStatus, Target,
+};
+use vds_provider::Event;
+
+// ---- enumeration arguments -------------------------------------------------------------------
+
+/// A VDS enumeration that requests may name (short name, VDS constant or integer).
+pub trait VdsEnum: Sized + Copy {
+    /// SDK type name, for messages.
+    const TYPE_NAME: &'static str;
+    /// Parses any of the three spellings.
+    fn parse_any(s: &str) -> Result<Self, EnumParseError>;
+    /// The VDS integer value.
+    fn int_value(self) -> i64;
+}
+
+macro_rules! vds_enum_arg {
+    ($($t:ty),* $(,)?) => {$(
+        impl VdsEnum for $t {
+            const TYPE_NAME: &'static str = <$t>::TYPE_NAME;
+            fn parse_any(s: &str) -> Result<Self, EnumParseError> {
+                <$t>::parse(s)
+            }
+            fn int_value(self) -> i64 {
+                i64::from(self.value())
+            }
+        }
+    )*};
+}
+
+vds_enum_arg!(
+    LunStatus,
+    PortalStatus,
+    SubsystemStatus,
+    ControllerStatus,
+    DriveStatus,
+    LunType
+);
+
+/// An enumerated request field, parsed to its member: unknown names and numbers outside the
+/// enumeration are rejected while deserializing (E_INVALIDARG naming the field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnumArg<T>(pub T);
+
+/// A requested status: the raw integer the caller meant. Names (short or VDS constant) are
+/// mapped to their value; integers pass through unjudged, because judging a status (not a
+/// member → E_INVALIDARG, report-only → VDS_E_NOT_SUPPORTED) is the provider's job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusArg<T> {
+    pub value: i64,
+    _t: PhantomData<T>,
+}
+
+impl<T> StatusArg<T> {
+    pub fn new(value: i64) -> Self {
+        StatusArg {
+            value,
+            _t: PhantomData,
+        }
+    }
+}
+
+/// Either a string or an integer, as read from JSON.
+enum Spelling {
+    Text(String),
+    Int(i64),
+}
+
+struct SpellingVisitor(&'static str);
+
+impl Visitor<'_> for SpellingVisitor {
+    type Value = Spelling;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "a {} value: a short name, a VDS constant or an integer",
+            self.0
+        )
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Spelling, E> {
+        Ok(Spelling::Text(v.to_string()))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Spelling, E> {
+        Ok(Spelling::Int(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Spelling, E> {
+        i64::try_from(v)
+            .map(Spelling::Int)
+            .map_err(|_| E::custom(format!("{v} is not a {} value", self.0)))
+    }
+}
+
+impl<'de, T: VdsEnum> Deserialize<'de> for EnumArg<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = match d.deserialize_any(SpellingVisitor(T::TYPE_NAME))? {
+            Spelling::Text(s) => s,
+            Spelling::Int(i) => i.to_string(),
+        };
+        T::parse_any(&text).map(EnumArg).map_err(de::Error::custom)
+    }
+}
+
+impl<'de, T: VdsEnum> Deserialize<'de> for StatusArg<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match d.deserialize_any(SpellingVisitor(T::TYPE_NAME))? {
+            Spelling::Int(i) => Ok(StatusArg::new(i)),
+            Spelling::Text(s) => match s.trim().parse::<i64>() {
+                Ok(i) => Ok(StatusArg::new(i)),
+                Err(_) => T::parse_any(&s)
+                    .map(|v| StatusArg::new(v.int_value()))
+                    .map_err(de::Error::custom),
+            },
+        }
+    }
+}
+
+/// Schema of every enumeration argument: a short name / VDS constant, or an integer.
+pub struct EnumValue;
+
+impl PartialSchema for EnumValue {
+    fn schema() -> RefOr<Schema> {
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some(
+                        "short name (\"offline\") or VDS constant (\"VDS_LS_OFFLINE\")",
+                    )),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .description(Some("the VDS integer value")),
+            )
+            .into()
+    }
+}
+
+impl ToSchema for EnumValue {}
+
+/// A string-only short-name enumeration of `vds-model` whose parser returns `Option`.
+macro_rules! short_name_arg {
+    ($name:ident, $model:ty, $what:literal) => {
+        #[doc = concat!("A ", $what, " named by its short name.")]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct $name(pub $model);
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                <$model>::parse(&s).map($name).ok_or_else(|| {
+                    let names: Vec<&str> = <$model>::ALL.iter().map(|k| k.short_name()).collect();
+                    de::Error::custom(format!(
+                        "{s:?} is not a {} (expected one of {})",
+                        $what,
+                        names.join(", ")
+                    ))
+                })
+            }
+        }
+    };
+}
+
+short_name_arg!(BackingKindArg, BackingKind, "backing store kind");
+
+/// A fault-filter operation kind (`read`, `write`, `flush`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FaultOpArg(pub FaultOpKind);
+
+impl<'de> Deserialize<'de> for FaultOpArg {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        FaultOpKind::parse(&s).map(FaultOpArg).ok_or_else(|| {
+            de::Error::custom(format!(
+                "{s:?} is not a fault operation (expected read, write or flush)"
+            ))
+        })
+    }
+}
+
+// ---- request bodies --------------------------------------------------------------------------
+
+/// `F`: a fault filter.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum FaultFilterBody {
+    /// Adds latency to each operation of that kind.
+    Delay(DelayBody),
+    /// Makes the listed operations fail with EIO once `after` of them have succeeded.
+    Error(ErrorFaultBody),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DelayBody {
+    #[serde(default)]
+    pub read_ms: u64,
+    #[serde(default)]
+    pub write_ms: u64,
+    #[serde(default)]
+    pub flush_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorFaultBody {
+    /// `read`, `write`, `flush`.
+    #[schema(value_type = Vec<String>, example = json!(["write"]))]
+    #[serde(serialize_with = "ser_ops")]
+    pub ops: Vec<FaultOpArg>,
+    #[serde(default)]
+    pub after: u64,
+}
+
+fn ser_ops<S: serde::Serializer>(ops: &[FaultOpArg], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(ops.iter().map(|o| o.0.short_name()))
+}
+
+impl From<&FaultFilterBody> for FaultFilterSpec {
+    fn from(b: &FaultFilterBody) -> Self {
+        match b {
+            FaultFilterBody::Delay(d) => FaultFilterSpec::Delay {
+                read_ms: d.read_ms,
+                write_ms: d.write_ms,
+                flush_ms: d.flush_ms,
+            },
+            FaultFilterBody::Error(e) => FaultFilterSpec::Error {
+                ops: e.ops.iter().map(|o| o.0).collect(),
+                after: e.after,
+            },
+        }
+    }
+}
+
+impl From<&FaultFilterSpec> for FaultFilterBody {
+    fn from(f: &FaultFilterSpec) -> Self {
+        match f {
+            FaultFilterSpec::Delay {
+                read_ms,
+                write_ms,
+                flush_ms,
+            } => FaultFilterBody::Delay(DelayBody {
+                read_ms: *read_ms,
+                write_ms: *write_ms,
+                flush_ms: *flush_ms,
+            }),
+            FaultFilterSpec::Error { ops, after } => FaultFilterBody::Error(ErrorFaultBody {
+                ops: ops.iter().copied().map(FaultOpArg).collect(),
+                after: *after,
+            }),
+        }
+    }
+}
+
+/// `B`: the backing store of a new LUN.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackingBody {
+    /// `file` (default), `block`, `memory`, `null`.
+    #[schema(value_type = Option<String>, example = "file")]
+    pub kind: Option<BackingKindArg>,
+    /// File or device path (absolute).
+    pub path: Option<String>,
+    /// Fault filters (only with `--enable-fault-injection`).
+    #[serde(default)]
+    pub filters: Vec<FaultFilterBody>,
+}
+
+/// `POST /v1/subsystems/{id}/luns`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateLunBody {
+    pub size_bytes: u64,
+    pub friendly_name: Option<String>,
+    #[serde(rename = "type")]
+    #[schema(value_type = Option<EnumValue>)]
+    pub lun_type: Option<EnumArg<LunType>>,
+    pub thin: Option<bool>,
+    pub drive: Option<Uuid>,
+    pub unmasking_list: Option<String>,
+    pub targets: Option<Vec<Uuid>>,
+    pub backing: Option<BackingBody>,
+}
+
+/// `PATCH /v1/luns/{id}`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchLunBody {
+    pub friendly_name: Option<String>,
+    pub unmasking_list: Option<String>,
+}
+
+/// `POST /v1/{luns,portals,...}/{id}/status`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, bound = "T: VdsEnum")]
+pub struct StatusBody<T: VdsEnum> {
+    pub status: StatusArg<T>,
+}
+
+/// The body of every `.../status` call (documentation of [`StatusBody`]).
+#[derive(Debug, Clone, ToSchema)]
+pub struct StatusRequest {
+    /// Short name (`"offline"`), VDS constant (`"VDS_LS_OFFLINE"`) or integer (`4`).
+    #[schema(value_type = EnumValue)]
+    pub status: i64,
+}
+
+/// `POST /v1/luns/{id}/extend` and `/shrink`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BytesBody {
+    pub bytes: u64,
+}
+
+/// `PUT /v1/luns/{id}/faults`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FaultsBody {
+    pub filters: Vec<FaultFilterBody>,
+}
+
+/// `PUT /v1/luns/{id}/targets`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TargetsBody {
+    pub targets: Vec<Uuid>,
+}
+
+/// `POST /v1/subsystems/{id}/targets`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTargetBody {
+    pub iscsi_name: Option<String>,
+    pub friendly_name: String,
+}
+
+/// `PATCH /v1/targets/{id}`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchTargetBody {
+    pub friendly_name: String,
+}
+
+/// `PUT /v1/targets/{id}/shared-secret` (absent secret clears).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SharedSecretBody {
+    pub secret: Option<String>,
+    pub initiator_name: Option<String>,
+}
+
+/// `PUT /v1/targets/{id}/initiator-secrets/{initiator_name}` (absent secret forgets).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InitiatorSecretBody {
+    pub secret: Option<String>,
+}
+
+/// `POST /v1/portal-groups/{id}/portals`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddPortalBody {
+    pub portal: Uuid,
+}
+
+/// `POST /v1/subsystems/{id}/portals`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePortalBody {
+    #[schema(value_type = String, example = "127.0.0.2")]
+    pub address: std::net::IpAddr,
+    pub port: u16,
+}
+
+// ---- response objects ------------------------------------------------------------------------
+
+/// The provider.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProviderJson {
+    pub id: Uuid,
+    pub name: String,
+    pub version: String,
+    #[serde(rename = "type")]
+    #[schema(example = "iscsi")]
+    pub provider_type: String,
+    pub flags: Vec<&'static str>,
+    /// `valid` or `corrupt`.
+    pub cache: String,
+}
+
+impl From<&ProviderInfo> for ProviderJson {
+    fn from(p: &ProviderInfo) -> Self {
+        ProviderJson {
+            id: p.id,
+            name: p.name.clone(),
+            version: p.version.clone(),
+            provider_type: p.provider_type.short_name().into(),
+            flags: ProviderFlag::names(p.flags),
+            cache: p.cache.short_name().into(),
+        }
+    }
+}
+
+/// A subsystem.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SubsystemJson {
+    pub id: Uuid,
+    pub friendly_name: String,
+    pub identification: String,
+    pub flags: Vec<&'static str>,
+    pub status: String,
+    pub health: String,
+    pub supported_raid_types: Vec<&'static str>,
+    pub rebuild_priority: i16,
+    pub portal_status_settable: bool,
+}
+
+impl From<&Subsystem> for SubsystemJson {
+    fn from(s: &Subsystem) -> Self {
+        SubsystemJson {
+            id: s.id,
+            friendly_name: s.friendly_name.clone(),
+            identification: s.identification.clone(),
+            flags: SubsystemFlag::names(s.flags),
+            status: s.status.short_name().into(),
+            health: s.health.short_name().into(),
+            supported_raid_types: SubsystemRaidTypeFlag::names(s.supported_raid_types),
+            rebuild_priority: s.rebuild_priority,
+            portal_status_settable: s.portal_status_settable,
+        }
+    }
+}
+
+/// A controller.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ControllerJson {
+    pub id: Uuid,
+    pub subsystem: Uuid,
+    pub friendly_name: String,
+    pub identification: String,
+    pub status: String,
+    pub health: String,
+    pub number_of_ports: i16,
+}
+
+impl From<&Controller> for ControllerJson {
+    fn from(c: &Controller) -> Self {
+        ControllerJson {
+            id: c.id,
+            subsystem: c.subsystem,
+            friendly_name: c.friendly_name.clone(),
+            identification: c.identification.clone(),
+            status: c.status.short_name().into(),
+            health: c.health.short_name().into(),
+            number_of_ports: c.number_of_ports,
+        }
+    }
+}
+
+/// A drive.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DriveJson {
+    pub id: Uuid,
+    pub subsystem: Uuid,
+    pub friendly_name: String,
+    pub identification: String,
+    pub size_bytes: u64,
+    pub flags: Vec<&'static str>,
+    pub status: String,
+    pub health: String,
+    pub bus_number: i16,
+    pub slot_number: i16,
+    pub path: String,
+}
+
+impl From<&vds_model::Drive> for DriveJson {
+    fn from(d: &vds_model::Drive) -> Self {
+        DriveJson {
+            id: d.id,
+            subsystem: d.subsystem,
+            friendly_name: d.friendly_name.clone(),
+            identification: d.identification.clone(),
+            size_bytes: d.size_bytes,
+            flags: DriveFlag::names(d.flags),
+            status: d.status.short_name().into(),
+            health: d.health.short_name().into(),
+            bus_number: d.bus_number,
+            slot_number: d.slot_number,
+            path: d.path.clone(),
+        }
+    }
+}
+
+/// A plex of a LUN.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PlexJson {
+    pub id: Uuid,
+    pub size_bytes: u64,
+    #[serde(rename = "type")]
+    pub plex_type: String,
+    pub status: String,
+    pub health: String,
+    pub transition_state: String,
+    pub flags: Vec<&'static str>,
+    pub stripe_size: u32,
+    pub rebuild_priority: i16,
+}
+
+/// Where a LUN's blocks live.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BackingJson {
+    /// `file`, `block`, `memory`, `null`.
+    pub kind: String,
+    pub path: Option<String>,
+    pub filters: Vec<FaultFilterBody>,
+}
+
+/// A LUN.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LunJson {
+    pub id: Uuid,
+    pub subsystem: Uuid,
+    pub drive: Uuid,
+    pub friendly_name: String,
+    pub identification: String,
+    pub size_bytes: u64,
+    pub block_size: u32,
+    pub unmasking_list: String,
+    pub flags: Vec<&'static str>,
+    #[serde(rename = "type")]
+    pub lun_type: String,
+    pub status: String,
+    pub health: String,
+    pub transition_state: String,
+    pub rebuild_priority: i16,
+    pub thin: bool,
+    pub targets: Vec<Uuid>,
+    /// Target id → LUN number in that target.
+    pub lun_numbers: BTreeMap<Uuid, u64>,
+    pub plexes: Vec<PlexJson>,
+    pub backing: BackingJson,
+}
+
+impl From<&Lun> for LunJson {
+    fn from(l: &Lun) -> Self {
+        LunJson {
+            id: l.id,
+            subsystem: l.subsystem,
+            drive: l.drive,
+            friendly_name: l.friendly_name.clone(),
+            identification: l.identification.clone(),
+            size_bytes: l.size_bytes,
+            block_size: l.block_size,
+            unmasking_list: l.unmasking_list.clone(),
+            flags: LunFlag::names(l.flags),
+            lun_type: l.lun_type.short_name().into(),
+            status: l.status.short_name().into(),
+            health: l.health.short_name().into(),
+            transition_state: l.transition_state.short_name().into(),
+            rebuild_priority: l.rebuild_priority,
+            thin: l.thin,
+            targets: l.targets.clone(),
+            lun_numbers: l.lun_numbers.iter().copied().collect(),
+            plexes: l
+                .plexes
+                .iter()
+                .map(|p| PlexJson {
+                    id: p.id,
+                    size_bytes: p.size_bytes,
+                    plex_type: p.plex_type.short_name().into(),
+                    status: p.status.short_name().into(),
+                    health: p.health.short_name().into(),
+                    transition_state: p.transition_state.short_name().into(),
+                    flags: LunPlexFlag::names(p.flags),
+                    stripe_size: p.stripe_size,
+                    rebuild_priority: p.rebuild_priority,
+                })
+                .collect(),
+            backing: BackingJson {
+                kind: l.backing.kind.short_name().into(),
+                path: l.backing.path.clone(),
+                filters: l.filters.iter().map(FaultFilterBody::from).collect(),
+            },
+        }
+    }
+}
+
+/// An iSCSI target. Secrets are never part of it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TargetJson {
+    pub id: Uuid,
+    pub subsystem: Uuid,
+    pub iscsi_name: String,
+    pub friendly_name: String,
+    pub chap_enabled: bool,
+    pub portal_groups: Vec<Uuid>,
+    pub luns: Vec<Uuid>,
+}
+
+impl From<&Target> for TargetJson {
+    fn from(t: &Target) -> Self {
+        TargetJson {
+            id: t.id,
+            subsystem: t.subsystem,
+            iscsi_name: t.iscsi_name.clone(),
+            friendly_name: t.friendly_name.clone(),
+            chap_enabled: t.chap_enabled,
+            portal_groups: t.portal_groups.clone(),
+            luns: t.luns.clone(),
+        }
+    }
+}
+
+/// A portal group.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PortalGroupJson {
+    pub id: Uuid,
+    pub target: Uuid,
+    pub tag: u16,
+    pub portals: Vec<Uuid>,
+}
+
+impl From<&PortalGroup> for PortalGroupJson {
+    fn from(p: &PortalGroup) -> Self {
+        PortalGroupJson {
+            id: p.id,
+            target: p.target,
+            tag: p.tag,
+            portals: p.portals.clone(),
+        }
+    }
+}
+
+/// A portal.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PortalJson {
+    pub id: Uuid,
+    pub subsystem: Uuid,
+    #[schema(example = "127.0.0.1")]
+    pub address: String,
+    pub port: u16,
+    /// `ipv4` / `ipv6`.
+    pub address_type: String,
+    pub status: String,
+    pub portal_groups: Vec<Uuid>,
+}
+
+impl From<&Portal> for PortalJson {
+    fn from(p: &Portal) -> Self {
+        PortalJson {
+            id: p.id,
+            subsystem: p.subsystem,
+            address: p.address.to_string(),
+            port: p.port,
+            address_type: p.address_type().short_name().into(),
+            status: p.status.short_name().into(),
+            portal_groups: p.portal_groups.clone(),
+        }
+    }
+}
+
+/// What a job produced: the created or changed object, or the id of what it deleted.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum JobOutputJson {
+    Lun(Box<LunJson>),
+    Target(TargetJson),
+    PortalGroup(PortalGroupJson),
+    Deleted(DeletedJson),
+}
+
+/// The id of a deleted object.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DeletedJson {
+    pub id: Uuid,
+    pub deleted: bool,
+}
+
+impl From<&JobOutput> for JobOutputJson {
+    fn from(o: &JobOutput) -> Self {
+        match o {
+            JobOutput::Lun(l) => JobOutputJson::Lun(Box::new(LunJson::from(l.as_ref()))),
+            JobOutput::Target(t) => JobOutputJson::Target(t.into()),
+            JobOutput::PortalGroup(p) => JobOutputJson::PortalGroup(p.into()),
+            JobOutput::Deleted(id) => JobOutputJson::Deleted(DeletedJson {
+                id: *id,
+                deleted: true,
+            }),
+        }
+    }
+}
+
+/// An asynchronous operation.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobJson {
+    pub id: Uuid,
+    /// `create_lun`, `extend_lun`, ... (`VDS_ASYNC_OUTPUT_TYPE`).
+    pub operation: String,
+    /// The object it acts on (for creations: the parent).
+    pub object: Uuid,
+    /// `running`, `succeeded`, `failed`, `canceled`.
+    pub state: String,
+    pub percent: u32,
+    /// `0x` + 8 hex digits; `VDS_E_OPERATION_PENDING` while running.
+    #[schema(example = "0x80042409")]
+    pub hresult: String,
+    #[schema(example = "VDS_E_OPERATION_PENDING")]
+    pub name: String,
+    pub message: Option<String>,
+    pub output: Option<JobOutputJson>,
+}
+
+impl From<&Job> for JobJson {
+    fn from(j: &Job) -> Self {
+        JobJson {
+            id: j.id,
+            operation: j.operation.short_name().into(),
+            object: j.object,
+            state: j.state.short_name().into(),
+            percent: j.percent,
+            hresult: j.hresult.hex(),
+            name: j.hresult.name().into_owned(),
+            message: j.message.clone(),
+            output: j.output.as_ref().map(JobOutputJson::from),
+        }
+    }
+}
+
+/// One notification on `GET /v1/events`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EventJson {
+    /// `lun`, `portal`, `target`, `portal_group`, `subsystem`, `controller`, `drive`.
+    pub object_type: String,
+    /// `arrive`, `depart`, `modify`, `removed`.
+    pub event: String,
+    /// The `VDS_NF_*` code.
+    pub code: u32,
+    pub id: Uuid,
+    /// RFC 3339.
+    pub time: String,
+}
+
+impl From<&Event> for EventJson {
+    fn from(e: &Event) -> Self {
+        EventJson {
+            object_type: e.object_type.short_name().into(),
+            event: e.event.short_name().into(),
+            code: e.code,
+            id: e.id,
+            time: e.time_rfc3339(),
+        }
+    }
+}
+
+/// The error body: `{"error": {"hresult": "0x8004240B", "name": "...", "message": "..."}}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// `0x` + 8 upper-case hex digits.
+    #[schema(example = "0x8004240B")]
+    pub hresult: String,
+    #[schema(example = "VDS_E_OBJECT_DELETED")]
+    pub name: String,
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn status(v: serde_json::Value) -> Result<i64, String> {
+        serde_json::from_value::<StatusBody<LunStatus>>(json!({ "status": v }))
+            .map(|b| b.status.value)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn status_accepts_the_three_spellings_and_passes_integers_through() {
+        assert_eq!(status(json!("offline")), Ok(4));
+        assert_eq!(status(json!("VDS_LS_OFFLINE")), Ok(4));
+        assert_eq!(status(json!(4)), Ok(4));
+        assert_eq!(status(json!("4")), Ok(4));
+        assert_eq!(
+            status(json!(3)),
+            Ok(3),
+            "integers are judged by the provider"
+        );
+        assert_eq!(status(json!(0)), Ok(0));
+        let e = status(json!("bogus")).unwrap_err();
+        assert!(e.contains("VDS_LUN_STATUS"), "{e}");
+        assert!(status(json!(1.5)).is_err());
+        assert!(status(json!(null)).is_err());
+        assert!(status(json!(u64::MAX)).is_err());
+    }
+
+    #[test]
+    fn enum_args_reject_non_members() {
+        let t = |v| serde_json::from_value::<EnumArg<LunType>>(v).map(|a| a.0);
+        assert_eq!(t(json!("simple")).unwrap(), LunType::Simple);
+        assert_eq!(t(json!("VDS_LT_MIRROR")).unwrap(), LunType::Mirror);
+        assert_eq!(t(json!(10)).unwrap(), LunType::Simple);
+        assert!(t(json!(99)).is_err());
+        assert!(t(json!("raid99")).is_err());
+    }
+
+    #[test]
+    fn fault_filters_round_trip() {
+        let f: Vec<FaultFilterBody> = serde_json::from_value(json!([
+            {"delay": {"flush_ms": 3000}},
+            {"error": {"ops": ["read", "flush"], "after": 2}}
+        ]))
+        .unwrap();
+        let spec: Vec<FaultFilterSpec> = f.iter().map(FaultFilterSpec::from).collect();
+        assert_eq!(
+            spec,
+            vec![
+                FaultFilterSpec::Delay {
+                    read_ms: 0,
+                    write_ms: 0,
+                    flush_ms: 3000
+                },
+                FaultFilterSpec::Error {
+                    ops: vec![FaultOpKind::Read, FaultOpKind::Flush],
+                    after: 2
+                }
+            ]
+        );
+        let back: Vec<FaultFilterBody> = spec.iter().map(FaultFilterBody::from).collect();
+        assert_eq!(
+            serde_json::to_value(&back).unwrap(),
+            json!([{"delay": {"read_ms": 0, "write_ms": 0, "flush_ms": 3000}},
+                   {"error": {"ops": ["read", "flush"], "after": 2}}])
+        );
+        assert!(
+            serde_json::from_value::<FaultFilterBody>(json!({"error": {"ops": ["erase"]}}))
+                .is_err()
+        );
+        assert!(serde_json::from_value::<FaultFilterBody>(json!({"explode": {}})).is_err());
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let e =
+            serde_json::from_value::<CreateLunBody>(json!({"size_bytes": 1, "frendly_name": "x"}))
+                .unwrap_err();
+        assert!(e.to_string().contains("frendly_name"));
+    }
+}
