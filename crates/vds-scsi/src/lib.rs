@@ -11,8 +11,32 @@
 //!   the backing store. Created by the provider, shared by every target that maps it.
 //! - [`LunMap`]: one target's LUN numbers → logical units with masks; REPORT LUNS and unknown
 //!   LUNs are answered here.
+//!
+//! Layout: `ops` is the command table (opcodes, CDB usage masks, gating);
+//! `spc/` holds the SPC-4 commands (INQUIRY, MODE, reservations, EXTENDED COPY, ...), `sbc/`
+//! the SBC-3 ones (READ/WRITE family, capacity, provisioning); [`sense`] is the one place sense
+//! bytes are built; [`registry`] resolves EXTENDED COPY targets.
+//!
+//! For the transport:
+//! - execute through [`LunMap::execute`] (masking, REPORT LUNS, unknown LUNs);
+//! - on session end / reinstatement call [`LunMap::nexus_lost`]; on LOGICAL UNIT RESET
+//!   [`LunMap::reset_lun`]; on TARGET WARM/COLD RESET [`LunMap::target_reset`];
+//! - residuals: the engine returns Data-In up to the CDB's allocation length (the transport
+//!   truncates to EDTL); for Data-Out, [`cdb_transfer_len`] gives the length the CDB states.
+//!   A write whose Data-Out is shorter than the CDB states writes what was sent (GOOD; the
+//!   transport reports the overflow residual); a longer one writes what the CDB states.
 
+mod cdb;
+mod ops;
+pub mod registry;
+mod sbc;
 pub mod sense;
+mod spc;
+#[cfg(test)]
+mod tests;
+
+pub use ops::cdb_transfer_len;
+pub use registry::{lookup_lu, register_lu, unregister_lu};
 
 use std::sync::Arc;
 
@@ -144,3 +168,161 @@ pub struct LunMap {
 
 mod lu;
 pub use lu::{LogicalUnit, LuConfig};
+
+/// Encode a LUN number as the 8-byte LUN field: peripheral device addressing below 256, flat
+/// space addressing below 16384, extended flat space (0xD2) below 2^24. Larger numbers are
+/// not addressable and are returned as their raw big-endian bytes.
+pub fn encode_lun(n: u64) -> [u8; 8] {
+    let mut b = [0u8; 8];
+    if n < 256 {
+        b[1] = n as u8;
+    } else if n < 0x4000 {
+        b[0] = 0x40 | (n >> 8) as u8;
+        b[1] = n as u8;
+    } else if n < 1 << 24 {
+        b[0] = 0xD2;
+        b[1] = (n >> 16) as u8;
+        b[2] = (n >> 8) as u8;
+        b[3] = n as u8;
+    } else {
+        b = n.to_be_bytes();
+    }
+    b
+}
+
+/// Decode an 8-byte LUN field into a LUN number (the inverse of [`encode_lun`]). Forms that
+/// are not single-level peripheral/flat/extended-flat addressing decode to their raw 64-bit
+/// value, which names no configured LUN (so the command gets 05/25/00).
+pub fn decode_lun(b: [u8; 8]) -> u64 {
+    let raw = u64::from_be_bytes(b);
+    match b[0] >> 6 {
+        0 if b[0] == 0 && b[2..].iter().all(|&x| x == 0) => u64::from(b[1]),
+        1 if b[2..].iter().all(|&x| x == 0) => (u64::from(b[0] & 0x3F) << 8) | u64::from(b[1]),
+        3 if b[0] == 0xD2 && b[4..].iter().all(|&x| x == 0) => {
+            (u64::from(b[1]) << 16) | (u64::from(b[2]) << 8) | u64::from(b[3])
+        }
+        _ => raw,
+    }
+}
+
+impl LunMap {
+    /// The logical unit at `lun`, if `initiator` may see it.
+    pub fn lookup(&self, initiator: &str, lun: u64) -> Option<&Arc<LogicalUnit>> {
+        self.entries
+            .iter()
+            .find(|e| e.number == lun && e.mask.allows(initiator))
+            .map(|e| &e.lu)
+    }
+
+    /// LUN numbers `initiator` may see, ascending.
+    pub fn visible(&self, initiator: &str) -> Vec<u64> {
+        let mut v: Vec<u64> = self
+            .entries
+            .iter()
+            .filter(|e| e.mask.allows(initiator))
+            .map(|e| e.number)
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Execute a command addressed to `lun` by `nexus`: LUN masking, REPORT LUNS (at any LUN
+    /// number, listing only visible LUNs), and the answers for LUNs that are not there
+    /// (INQUIRY: peripheral qualifier 011b; REQUEST SENSE: 05/25/00 as data; anything else:
+    /// CHECK CONDITION 05/25/00). Data-In replaces the contents of `data_in`.
+    pub fn execute(
+        &self,
+        nexus: &ItNexus,
+        lun: u64,
+        cmd: &ScsiCommand<'_>,
+        data_in: &mut Vec<u8>,
+    ) -> ScsiOutcome {
+        data_in.clear();
+        let lu = self.lookup(&nexus.initiator_name, lun);
+        let opcode = cmd.cdb.first().copied();
+        if opcode == Some(0xA0) {
+            let outcome = self.report_luns(nexus, cmd, data_in);
+            let descriptor = lu.is_some_and(|l| l.descriptor_sense());
+            return match outcome {
+                Ok(()) => ScsiOutcome::GOOD,
+                Err(s) => {
+                    data_in.clear();
+                    ScsiOutcome {
+                        status: ScsiStatus::CheckCondition,
+                        sense: Some(s.encode(descriptor)),
+                    }
+                }
+            };
+        }
+        if let Some(lu) = lu {
+            return lu.execute(nexus, cmd, data_in);
+        }
+        let not_supported = sense::Sense::illegal(sense::LOGICAL_UNIT_NOT_SUPPORTED);
+        match opcode {
+            Some(0x12) if cmd.cdb.len() >= 6 && cmd.cdb[1] & 0x01 == 0 && cmd.cdb[2] == 0 => {
+                spc::inquiry::no_lun(data_in);
+                let alloc = u16::from_be_bytes([cmd.cdb[3], cmd.cdb[4]]) as usize;
+                data_in.truncate(alloc);
+                ScsiOutcome::GOOD
+            }
+            Some(0x03) if cmd.cdb.len() >= 6 => {
+                data_in.extend_from_slice(&not_supported.encode(cmd.cdb[1] & 0x01 != 0));
+                data_in.truncate(cmd.cdb[4] as usize);
+                ScsiOutcome::GOOD
+            }
+            _ => ScsiOutcome {
+                status: ScsiStatus::CheckCondition,
+                sense: Some(not_supported.encode(false)),
+            },
+        }
+    }
+
+    fn report_luns(
+        &self,
+        nexus: &ItNexus,
+        cmd: &ScsiCommand<'_>,
+        data_in: &mut Vec<u8>,
+    ) -> Result<(), sense::Sense> {
+        let Some(op) = ops::find(0xA0, None) else {
+            return Err(sense::Sense::illegal(sense::INVALID_COMMAND_OPERATION_CODE));
+        };
+        if cmd.cdb.len() < op.usage.len() {
+            return Err(sense::Sense::invalid_cdb(cmd.cdb.len() as u16, None));
+        }
+        let cdb = &cmd.cdb[..op.usage.len()];
+        if let Err((byte, bit)) = ops::check_usage(op, cdb) {
+            return Err(sense::Sense::invalid_cdb(byte, Some(bit)));
+        }
+        let luns = self.visible(&nexus.initiator_name);
+        match spc::misc::report_luns(cdb::Cdb(cdb), luns.into_iter(), data_in) {
+            Ok(()) => Ok(()),
+            Err(cdb::Fail::Check(s)) => Err(s),
+            Err(_) => Err(sense::Sense::illegal(sense::INVALID_FIELD_IN_CDB)),
+        }
+    }
+
+    /// I_T nexus loss on every LU of the map.
+    pub fn nexus_lost(&self, nexus_id: u64) {
+        for e in &self.entries {
+            e.lu.nexus_lost(nexus_id);
+        }
+    }
+
+    /// LOGICAL UNIT RESET of `lun` requested by nexus `by`; `false` if there is no such LUN.
+    pub fn reset_lun(&self, lun: u64, by: Option<u64>) -> bool {
+        let mut found = false;
+        for e in self.entries.iter().filter(|e| e.number == lun) {
+            e.lu.reset(by);
+            found = true;
+        }
+        found
+    }
+
+    /// TARGET WARM/COLD RESET: every LU of the map is reset.
+    pub fn target_reset(&self, by: Option<u64>) {
+        for e in &self.entries {
+            e.lu.reset(by);
+        }
+    }
+}

@@ -1,10 +1,25 @@
 //! One logical unit: the command engine for a LUN.
+//!
+//! Per command: look the opcode up in the table ([`crate::ops`]), check the CDB against its
+//! usage mask, report a pending unit attention, gate on the LU status, check reservations, then
+//! run the handler. Status and unit attentions are atomics so the read/write path takes no lock
+//! that all commands share exclusively.
 
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
+use parking_lot::{Mutex, RwLock};
 use vds_backstore::BackingStore;
 
-use crate::{ItNexus, LuEvents, LuState, ScsiCommand, ScsiOutcome};
+use crate::cdb::{Cdb, Fail, Res};
+use crate::ops::{self, Access, Gate, Lookup};
+use crate::sense::{self, key, Asc, Sense};
+use crate::spc::pr::PrState;
+use crate::spc::xcopy::CopyResults;
+use crate::{ItNexus, LuEvents, LuState, ScsiCommand, ScsiOutcome, ScsiStatus};
 
 /// What a logical unit is made from.
 pub struct LuConfig {
@@ -20,32 +35,547 @@ pub struct LuConfig {
     pub events: Arc<dyn LuEvents>,
 }
 
-/// The engine for one LUN (skeleton: the full engine lands with the SCSI work).
+/// Most unit attentions kept per nexus; older ones are dropped (SPC-4 allows coalescing).
+const MAX_UA: usize = 8;
+
+/// What the LU remembers about one I_T nexus.
+pub(crate) struct NexusState {
+    pub initiator_port: String,
+    pub target_port: String,
+    pub relative_target_port: u16,
+    ua_pending: AtomicBool,
+    ua: Mutex<Vec<Asc>>,
+}
+
+impl NexusState {
+    pub(crate) fn push_ua(&self, asc: Asc) {
+        let mut q = self.ua.lock();
+        if !q.contains(&asc) {
+            if q.len() == MAX_UA {
+                q.remove(0);
+            }
+            q.push(asc);
+        }
+        self.ua_pending.store(true, Ordering::Release);
+    }
+
+    fn pop_ua(&self) -> Option<Asc> {
+        if !self.ua_pending.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut q = self.ua.lock();
+        let first = if q.is_empty() {
+            None
+        } else {
+            Some(q.remove(0))
+        };
+        if q.is_empty() {
+            self.ua_pending.store(false, Ordering::Release);
+        }
+        first
+    }
+
+    pub(crate) fn same_port(&self, initiator_port: &str, target_port: &str) -> bool {
+        self.initiator_port.eq_ignore_ascii_case(initiator_port)
+            && self.target_port.eq_ignore_ascii_case(target_port)
+    }
+}
+
+/// Reservation state: SPC-2 RESERVE/RELEASE and SPC-4 persistent reservations.
+pub(crate) struct Reservations {
+    /// Nexus id holding a RESERVE(6)/(10) reservation.
+    pub spc2: Option<u64>,
+    pub pr: PrState,
+}
+
+/// Mode page values that can be changed (MODE SELECT), shared by every nexus.
+pub(crate) struct ModeState {
+    /// Caching page WCE: write-back cache enabled (otherwise every write is FUA).
+    pub wce: AtomicBool,
+    /// Control page D_SENSE: descriptor-format sense.
+    pub d_sense: AtomicBool,
+    /// Control page SWP: software write protect.
+    pub swp: AtomicBool,
+}
+
+/// A command being executed, as handlers see it.
+pub(crate) struct Cmd<'a> {
+    pub nexus: &'a ItNexus,
+    pub ns: &'a Arc<NexusState>,
+    pub cdb: Cdb<'a>,
+    pub data_out: &'a [u8],
+    pub data_in: &'a mut Vec<u8>,
+}
+
+/// The engine for one LUN. Shared (`Arc`) by every target that maps it.
 pub struct LogicalUnit {
-    config: LuConfig,
+    id: uuid::Uuid,
+    backing: Arc<dyn BackingStore>,
+    block_size: u32,
+    block_shift: u32,
+    events: Arc<dyn LuEvents>,
+    state: AtomicU8,
+    /// Commands past the status gate and not finished; `set_state` waits for zero.
+    inflight: AtomicU64,
+    /// Serialises `set_state` calls.
+    transition: Mutex<()>,
+    nexuses: RwLock<HashMap<u64, Arc<NexusState>>>,
+    /// Fast path: `true` while any reservation (SPC-2 or persistent) restricts access.
+    pub(crate) res_active: AtomicBool,
+    pub(crate) res: Mutex<Reservations>,
+    pub(crate) mode: ModeState,
+    /// COMPARE AND WRITE and ORWRITE are atomic with respect to each other.
+    pub(crate) atomic_lock: Mutex<()>,
+    pub(crate) copy_results: Mutex<CopyResults>,
+    naa: [u8; 16],
+}
+
+fn state_code(s: LuState) -> u8 {
+    match s {
+        LuState::Online => 0,
+        LuState::NotReady => 1,
+        LuState::Offline => 2,
+        LuState::Failed => 3,
+    }
+}
+
+fn state_from(c: u8) -> LuState {
+    match c {
+        0 => LuState::Online,
+        1 => LuState::NotReady,
+        2 => LuState::Offline,
+        _ => LuState::Failed,
+    }
+}
+
+/// Decrements the in-flight count when a gated command finishes, however it finishes.
+struct InflightGuard<'a>(&'a AtomicU64);
+
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl LogicalUnit {
     pub fn new(config: LuConfig) -> Self {
-        LogicalUnit { config }
+        let block_size = if config.block_size.is_power_of_two() && config.block_size >= 512 {
+            config.block_size
+        } else {
+            tracing::warn!(
+                block_size = config.block_size,
+                "unsupported block size, using 512"
+            );
+            512
+        };
+        let pr = match config.pr_state.as_deref() {
+            Some(blob) => PrState::decode(blob).unwrap_or_else(|e| {
+                tracing::warn!(lu = %config.id, error = %e, "ignoring unreadable reservation state");
+                PrState::default()
+            }),
+            None => PrState::default(),
+        };
+        let res_active = pr.reservation.is_some();
+        LogicalUnit {
+            id: config.id,
+            naa: crate::spc::inquiry::naa_designator(&config.id),
+            backing: config.backing,
+            block_size,
+            block_shift: block_size.trailing_zeros(),
+            events: config.events,
+            state: AtomicU8::new(state_code(config.state)),
+            inflight: AtomicU64::new(0),
+            transition: Mutex::new(()),
+            nexuses: RwLock::new(HashMap::new()),
+            res_active: AtomicBool::new(res_active),
+            res: Mutex::new(Reservations { spc2: None, pr }),
+            mode: ModeState {
+                wce: AtomicBool::new(true),
+                d_sense: AtomicBool::new(false),
+                swp: AtomicBool::new(false),
+            },
+            atomic_lock: Mutex::new(()),
+            copy_results: Mutex::new(CopyResults::default()),
+        }
     }
 
     pub fn id(&self) -> uuid::Uuid {
-        self.config.id
+        self.id
     }
 
-    /// Execute one command from `nexus`; Data-In is appended to `data_in` (cleared first).
+    pub fn block_size(&self) -> u32 {
+        self.block_size
+    }
+
+    pub(crate) fn block_shift(&self) -> u32 {
+        self.block_shift
+    }
+
+    pub fn backing(&self) -> &Arc<dyn BackingStore> {
+        &self.backing
+    }
+
+    pub(crate) fn events(&self) -> &Arc<dyn LuEvents> {
+        &self.events
+    }
+
+    /// The 16-byte NAA-6 designator of VPD page 83 (also the key of the XCOPY registry).
+    pub fn naa(&self) -> [u8; 16] {
+        self.naa
+    }
+
+    /// Capacity in logical blocks.
+    pub fn num_blocks(&self) -> u64 {
+        self.backing.size() >> self.block_shift
+    }
+
+    pub fn state(&self) -> LuState {
+        state_from(self.state.load(Ordering::SeqCst))
+    }
+
+    fn store_state(&self, s: LuState) {
+        self.state.store(state_code(s), Ordering::SeqCst);
+    }
+
+    /// Change the status the data path enforces (SEMANTICS §3):
+    /// - ONLINE → OFFLINE/NOT_READY: new commands get the new sense at once; commands in
+    ///   flight finish; then the backing store is flushed.
+    /// - OFFLINE/NOT_READY/FAILED → ONLINE: the backing store is probed; then every nexus known
+    ///   to the LU gets UNIT ATTENTION 06/28/00.
+    /// - FAILED → OFFLINE/NOT_READY: the backing store is probed (Refresh of a FAILED LUN).
+    /// - OFFLINE ↔ NOT_READY, or anything → FAILED: just switch.
+    ///
+    /// A flush or probe error leaves the LU FAILED and is returned (no `LuEvents::failed` call:
+    /// the caller has the error).
+    pub fn set_state(&self, new: LuState) -> io::Result<()> {
+        let _t = self.transition.lock();
+        let cur = self.state();
+        if cur == new {
+            return Ok(());
+        }
+        match (cur, new) {
+            (LuState::Online, LuState::Offline | LuState::NotReady) => {
+                self.store_state(new);
+                self.drain();
+                if let Err(e) = self.backing.flush() {
+                    self.store_state(LuState::Failed);
+                    return Err(e);
+                }
+            }
+            (_, LuState::Online) => {
+                if let Err(e) = self.backing.probe() {
+                    self.store_state(LuState::Failed);
+                    return Err(e);
+                }
+                self.store_state(LuState::Online);
+                self.ua_all(sense::NOT_READY_TO_READY_CHANGE, None);
+            }
+            (LuState::Failed, _) => {
+                self.backing.probe()?;
+                self.store_state(new);
+            }
+            _ => self.store_state(new),
+        }
+        Ok(())
+    }
+
+    /// Wait until no gated command is in flight.
+    fn drain(&self) {
+        while self.inflight.load(Ordering::SeqCst) != 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Flush the write-back cache (shutdown, provider request). A failure makes the LU FAILED.
+    pub fn flush(&self) -> io::Result<()> {
+        self.backing.flush().inspect_err(|e| self.mark_failed(e))
+    }
+
+    /// The capacity changed (after `backing().resize`): UNIT ATTENTION 06/2A/09 once per nexus.
+    pub fn capacity_changed(&self) {
+        self.ua_all(sense::CAPACITY_DATA_HAS_CHANGED, None);
+    }
+
+    /// The LUN inventory of a target mapping this LU changed: UNIT ATTENTION 06/3F/0E.
+    pub fn luns_changed(&self) {
+        self.ua_all(sense::REPORTED_LUNS_DATA_HAS_CHANGED, None);
+    }
+
+    /// I_T nexus loss (session ended, reinstated, connection dropped): forget the nexus, its
+    /// unit attentions and its RESERVE(6) reservation. Persistent reservations are kept (SPC-4).
+    pub fn nexus_lost(&self, nexus_id: u64) {
+        self.nexuses.write().remove(&nexus_id);
+        let mut res = self.res.lock();
+        if res.spc2 == Some(nexus_id) {
+            res.spc2 = None;
+            self.update_res_active(&res);
+        }
+    }
+
+    /// LOGICAL UNIT RESET (also used per LU by TARGET RESET): RESERVE(6) reservations are
+    /// released and every nexus but `by` (the one that asked) gets UNIT ATTENTION 06/29/03.
+    /// Persistent reservations survive (SPC-4).
+    pub fn reset(&self, by: Option<u64>) {
+        {
+            let mut res = self.res.lock();
+            res.spc2 = None;
+            self.update_res_active(&res);
+        }
+        self.ua_all(sense::BUS_DEVICE_RESET_FUNCTION_OCCURRED, by);
+    }
+
+    pub(crate) fn update_res_active(&self, res: &Reservations) {
+        self.res_active.store(
+            res.spc2.is_some() || res.pr.reservation.is_some(),
+            Ordering::Release,
+        );
+    }
+
+    /// Queue a unit attention on every known nexus except `except`.
+    pub(crate) fn ua_all(&self, asc: Asc, except: Option<u64>) {
+        for (id, ns) in self.nexuses.read().iter() {
+            if Some(*id) != except {
+                ns.push_ua(asc);
+            }
+        }
+    }
+
+    /// Queue a unit attention on every nexus with these port names.
+    pub(crate) fn ua_port(&self, initiator_port: &str, target_port: &str, asc: Asc) {
+        for ns in self.nexuses.read().values() {
+            if ns.same_port(initiator_port, target_port) {
+                ns.push_ua(asc);
+            }
+        }
+    }
+
+    /// Known nexuses whose relative target port is `rel`: its target port name, if any.
+    pub(crate) fn target_port_by_rel(&self, rel: u16) -> Option<String> {
+        self.nexuses
+            .read()
+            .values()
+            .find(|n| n.relative_target_port == rel)
+            .map(|n| n.target_port.clone())
+    }
+
+    fn nexus_state(&self, nexus: &ItNexus) -> Arc<NexusState> {
+        if let Some(ns) = self.nexuses.read().get(&nexus.id) {
+            return ns.clone();
+        }
+        self.nexuses
+            .write()
+            .entry(nexus.id)
+            .or_insert_with(|| {
+                Arc::new(NexusState {
+                    initiator_port: nexus.initiator_port.clone(),
+                    target_port: nexus.target_port.clone(),
+                    relative_target_port: nexus.relative_target_port,
+                    ua_pending: AtomicBool::new(false),
+                    ua: Mutex::new(Vec::new()),
+                })
+            })
+            .clone()
+    }
+
+    /// The LU switched itself to FAILED because the backing store failed.
+    pub(crate) fn mark_failed(&self, err: &io::Error) {
+        let prev = self
+            .state
+            .swap(state_code(LuState::Failed), Ordering::SeqCst);
+        if prev != state_code(LuState::Failed) {
+            tracing::error!(lu = %self.id, error = %err, "backing store I/O failed; LU is FAILED");
+            self.events.failed(self.id, err);
+        }
+    }
+
+    /// The sense for a LU that is not ONLINE.
+    pub(crate) fn not_ready_sense(state: LuState) -> Option<Sense> {
+        let asc = match state {
+            LuState::Online => return None,
+            LuState::NotReady => sense::LUN_BECOMING_READY,
+            LuState::Offline => sense::LUN_OFFLINE,
+            LuState::Failed => sense::LUN_MANUAL_INTERVENTION_REQUIRED,
+        };
+        Some(Sense::new(key::NOT_READY, asc))
+    }
+
+    pub(crate) fn descriptor_sense(&self) -> bool {
+        self.mode.d_sense.load(Ordering::Relaxed)
+    }
+
+    /// Turn a failure into the wire outcome (the one place this happens).
+    fn outcome(&self, fail: Fail) -> ScsiOutcome {
+        match fail {
+            Fail::Conflict => ScsiOutcome {
+                status: ScsiStatus::ReservationConflict,
+                sense: None,
+            },
+            Fail::Check(s) => self.check(s),
+            Fail::Io { write, err } => {
+                self.mark_failed(&err);
+                let asc = if write {
+                    sense::WRITE_ERROR
+                } else {
+                    sense::UNRECOVERED_READ_ERROR
+                };
+                self.check(Sense::new(key::MEDIUM_ERROR, asc))
+            }
+        }
+    }
+
+    fn check(&self, s: Sense) -> ScsiOutcome {
+        ScsiOutcome {
+            status: ScsiStatus::CheckCondition,
+            sense: Some(s.encode(self.descriptor_sense())),
+        }
+    }
+
+    /// Execute one command from `nexus`; Data-In is placed in `data_in` (its previous contents
+    /// are replaced; its capacity is reused).
     pub fn execute(
         &self,
         nexus: &ItNexus,
         cmd: &ScsiCommand<'_>,
         data_in: &mut Vec<u8>,
     ) -> ScsiOutcome {
-        let _ = (nexus, cmd, &self.config);
         data_in.clear();
-        crate::sense::check_condition(
-            crate::sense::key::ILLEGAL_REQUEST,
-            crate::sense::INVALID_COMMAND_OPERATION_CODE,
-        )
+        match self.run(nexus, cmd, data_in) {
+            Ok(()) => ScsiOutcome::GOOD,
+            Err(f) => {
+                data_in.clear();
+                self.outcome(f)
+            }
+        }
+    }
+
+    fn run(&self, nexus: &ItNexus, cmd: &ScsiCommand<'_>, data_in: &mut Vec<u8>) -> Res {
+        let Some(&opcode) = cmd.cdb.first() else {
+            return Err(crate::cdb::illegal(sense::INVALID_COMMAND_OPERATION_CODE));
+        };
+        let ns = self.nexus_state(nexus);
+        let found = ops::lookup(cmd.cdb);
+        let gate = match &found {
+            Lookup::Found(op) => op.gate,
+            _ => Gate::Media,
+        };
+        if gate == Gate::Media {
+            if let Some(asc) = ns.pop_ua() {
+                return Err(Fail::Check(Sense::new(key::UNIT_ATTENTION, asc)));
+            }
+        }
+        let op = match found {
+            Lookup::Found(op) => op,
+            Lookup::UnknownOpcode => {
+                return Err(crate::cdb::illegal(sense::INVALID_COMMAND_OPERATION_CODE))
+            }
+            Lookup::UnknownServiceAction => {
+                return Err(crate::cdb::invalid_cdb(1, Some(4)));
+            }
+        };
+        let _ = opcode;
+        if cmd.cdb.len() < op.usage.len() {
+            // The CDB is shorter than this command's: the missing bytes are the invalid field.
+            return Err(crate::cdb::invalid_cdb(cmd.cdb.len() as u16, None));
+        }
+        let cdb = &cmd.cdb[..op.usage.len()];
+        if let Err((byte, bit)) = ops::check_usage(op, cdb) {
+            return Err(crate::cdb::invalid_cdb(byte, Some(bit)));
+        }
+        let _guard = if gate == Gate::Media {
+            self.inflight.fetch_add(1, Ordering::SeqCst);
+            let guard = InflightGuard(&self.inflight);
+            if let Some(s) = Self::not_ready_sense(self.state()) {
+                return Err(Fail::Check(s));
+            }
+            Some(guard)
+        } else {
+            None
+        };
+        if self.res_active.load(Ordering::Acquire) {
+            self.check_reservation(nexus, op)?;
+        }
+        let mut c = Cmd {
+            nexus,
+            ns: &ns,
+            cdb: Cdb(cdb),
+            data_out: cmd.data_out,
+            data_in,
+        };
+        (op.handler)(self, &mut c)
+    }
+
+    /// RESERVATION CONFLICT if a reservation denies `nexus` this kind of access.
+    fn check_reservation(&self, nexus: &ItNexus, op: &ops::OpDesc) -> Res {
+        let res = self.res.lock();
+        if let Some(holder) = res.spc2 {
+            // SPC-2: only the holder may use the LU, except INQUIRY, REPORT LUNS, REQUEST
+            // SENSE, PERSISTENT RESERVE IN and RESERVE/RELEASE (which answer for themselves).
+            let exempt = op.gate != Gate::Media
+                || op.access == Access::Reserve
+                || op.access == Access::Prout
+                || op.opcode == 0x5E;
+            if holder != nexus.id && !exempt {
+                return Err(Fail::Conflict);
+            }
+            return Ok(());
+        }
+        match op.access {
+            Access::Read | Access::Write => {
+                if !res.pr.allows(nexus, op.access == Access::Write) {
+                    return Err(Fail::Conflict);
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The unit attention or not-ready condition REQUEST SENSE reports (consumes a UA).
+    pub(crate) fn pending_condition(&self, ns: &NexusState) -> Option<Sense> {
+        if let Some(asc) = ns.pop_ua() {
+            return Some(Sense::new(key::UNIT_ATTENTION, asc));
+        }
+        Self::not_ready_sense(self.state())
+    }
+
+    /// Check `lba + blocks` against the capacity (LBA OUT OF RANGE).
+    pub(crate) fn check_range(&self, lba: u64, blocks: u64) -> Res {
+        let n = self.num_blocks();
+        match lba.checked_add(blocks) {
+            Some(end) if end <= n && lba <= n => Ok(()),
+            _ => Err(crate::cdb::lba_out_of_range()),
+        }
+    }
+
+    /// Byte offset of `lba` (callers have range-checked it).
+    pub(crate) fn offset(&self, lba: u64) -> u64 {
+        lba << self.block_shift
+    }
+
+    /// DATA PROTECT, WRITE PROTECTED (software) when SWP is set.
+    pub(crate) fn check_writable(&self) -> Res {
+        if self.mode.swp.load(Ordering::Relaxed) {
+            return Err(Fail::Check(Sense::new(
+                key::DATA_PROTECT,
+                sense::LOGICAL_UNIT_SOFTWARE_WRITE_PROTECTED,
+            )));
+        }
+        Ok(())
+    }
+
+    /// Write-back cache disabled: every write is forced to stable storage.
+    pub(crate) fn write_through(&self) -> bool {
+        !self.mode.wce.load(Ordering::Relaxed)
+    }
+}
+
+impl std::fmt::Debug for LogicalUnit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogicalUnit")
+            .field("id", &self.id)
+            .field("kind", &self.backing.kind())
+            .field("block_size", &self.block_size)
+            .field("state", &self.state())
+            .finish()
     }
 }

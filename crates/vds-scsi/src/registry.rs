@@ -1,0 +1,37 @@
+//! The process-wide registry of logical units by NAA designator, which EXTENDED COPY uses to
+//! resolve identification target descriptors (0xE4).
+//!
+//! Whoever creates a [`LogicalUnit`] (the provider) calls [`register_lu`] once it is in an
+//! `Arc`; entries are weak, so a dropped LU disappears by itself ([`unregister_lu`] removes it
+//! at once, e.g. on LUN deletion while commands still hold a reference).
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, Weak};
+
+use parking_lot::RwLock;
+
+use crate::LogicalUnit;
+
+type Map = RwLock<HashMap<[u8; 16], Weak<LogicalUnit>>>;
+
+fn map() -> &'static Map {
+    static REGISTRY: OnceLock<Map> = OnceLock::new();
+    REGISTRY.get_or_init(|| RwLock::new(HashMap::new()))
+}
+
+/// Make `lu` reachable as an EXTENDED COPY source or destination.
+pub fn register_lu(lu: &Arc<LogicalUnit>) {
+    let mut m = map().write();
+    m.retain(|_, w| w.strong_count() > 0);
+    m.insert(lu.naa(), Arc::downgrade(lu));
+}
+
+/// Remove `lu` from the registry.
+pub fn unregister_lu(lu: &LogicalUnit) {
+    map().write().remove(&lu.naa());
+}
+
+/// The registered LU with this NAA designator.
+pub fn lookup_lu(naa: &[u8; 16]) -> Option<Arc<LogicalUnit>> {
+    map().read().get(naa).and_then(Weak::upgrade)
+}

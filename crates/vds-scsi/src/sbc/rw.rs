@@ -1,0 +1,209 @@
+//! READ, WRITE, VERIFY, WRITE AND VERIFY, ORWRITE, COMPARE AND WRITE, PRE-FETCH and
+//! SYNCHRONIZE CACHE. The READ and WRITE paths allocate nothing beyond the caller's Data-In
+//! buffer.
+
+use crate::cdb::{invalid_cdb, read_err, write_err, Cdb, Fail, Res};
+use crate::lu::{Cmd, LogicalUnit};
+use crate::sense::{self, key, Sense};
+use crate::spc::inquiry::{MAX_CAW_BLOCKS, MAX_TRANSFER_BYTES};
+
+/// LBA, block count and where the count lives in the CDB (for the field pointer).
+struct Range {
+    lba: u64,
+    blocks: u64,
+    len_byte: u16,
+}
+
+fn range(cdb: Cdb<'_>) -> Range {
+    match cdb.u8(0) {
+        0x08 | 0x0A => {
+            let n = u64::from(cdb.u8(4));
+            Range {
+                lba: u64::from(cdb.be24(1) & 0x1F_FFFF),
+                blocks: if n == 0 { 256 } else { n },
+                len_byte: 4,
+            }
+        }
+        0x28 | 0x2A | 0x2E | 0x2F | 0x34 | 0x35 => Range {
+            lba: u64::from(cdb.be32(2)),
+            blocks: u64::from(cdb.be16(7)),
+            len_byte: 7,
+        },
+        0xA8 | 0xAA | 0xAE | 0xAF => Range {
+            lba: u64::from(cdb.be32(2)),
+            blocks: u64::from(cdb.be32(6)),
+            len_byte: 6,
+        },
+        _ => Range {
+            lba: cdb.be64(2),
+            blocks: u64::from(cdb.be32(10)),
+            len_byte: 10,
+        },
+    }
+}
+
+/// Range, capacity and transfer-size checks common to every data command; returns
+/// (byte offset, byte length).
+fn checked(lu: &LogicalUnit, c: &Cmd<'_>) -> Res<(u64, u64, Range)> {
+    let r = range(c.cdb);
+    lu.check_range(r.lba, r.blocks)?;
+    let bytes = r.blocks << lu.block_shift();
+    if bytes > MAX_TRANSFER_BYTES {
+        return Err(invalid_cdb(r.len_byte, None));
+    }
+    Ok((lu.offset(r.lba), bytes, r))
+}
+
+fn fua(lu: &LogicalUnit, c: &Cmd<'_>) -> bool {
+    // READ(6)/WRITE(6) have no FUA bit; byte 1 bit 3 is FUA in every other form.
+    let has_bit = !matches!(c.cdb.u8(0), 0x08 | 0x0A);
+    (has_bit && c.cdb.bit(1, 3)) || lu.write_through()
+}
+
+pub(crate) fn read(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
+    let (off, len, _) = checked(lu, c)?;
+    if len == 0 {
+        return Ok(());
+    }
+    c.data_in.resize(len as usize, 0);
+    lu.backing().read_at(c.data_in, off).map_err(read_err)
+}
+
+pub(crate) fn write(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
+    let (off, len, _) = checked(lu, c)?;
+    lu.check_writable()?;
+    if len == 0 {
+        return Ok(());
+    }
+    // Data-Out shorter than the CDB asks (iSCSI EDTL < transfer length): write what was sent;
+    // the transport reports the overflow residual. Longer: the extra is ignored (underflow).
+    let n = (len as usize).min(c.data_out.len());
+    if n == 0 {
+        return Ok(());
+    }
+    let f = fua(lu, c);
+    lu.backing()
+        .write_at(&c.data_out[..n], off, f)
+        .map_err(write_err)
+}
+
+pub(crate) fn write_and_verify(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
+    let (off, len, _) = checked(lu, c)?;
+    lu.check_writable()?;
+    let n = (len as usize).min(c.data_out.len());
+    if n == 0 {
+        return Ok(());
+    }
+    // The verify step compares what was just written: it is on the medium once the write
+    // is forced to it, so write with FUA.
+    lu.backing()
+        .write_at(&c.data_out[..n], off, true)
+        .map_err(write_err)
+}
+
+fn miscompare(offset: usize) -> Fail {
+    Fail::Check(
+        Sense::new(key::MISCOMPARE, sense::MISCOMPARE_DURING_VERIFY_OPERATION)
+            .with_info(offset as u64),
+    )
+}
+
+pub(crate) fn verify(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
+    let (off, len, _) = checked(lu, c)?;
+    let bytchk = (c.cdb.u8(1) >> 1) & 0x03;
+    if bytchk == 0x02 {
+        return Err(invalid_cdb(1, Some(2)));
+    }
+    if len == 0 {
+        return Ok(());
+    }
+    let bs = lu.block_size() as usize;
+    let mut medium = vec![0u8; len as usize];
+    lu.backing().read_at(&mut medium, off).map_err(read_err)?;
+    match bytchk {
+        0 => Ok(()),
+        1 => {
+            if c.data_out.len() < len as usize {
+                return Err(Fail::Check(Sense::illegal(
+                    sense::INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT,
+                )));
+            }
+            match medium.iter().zip(c.data_out).position(|(a, b)| a != b) {
+                Some(i) => Err(miscompare(i)),
+                None => Ok(()),
+            }
+        }
+        _ => {
+            // 11b: one block of Data-Out compared against every block.
+            if c.data_out.len() < bs {
+                return Err(Fail::Check(Sense::illegal(
+                    sense::INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT,
+                )));
+            }
+            for (k, blk) in medium.chunks(bs).enumerate() {
+                if let Some(i) = blk.iter().zip(&c.data_out[..bs]).position(|(a, b)| a != b) {
+                    return Err(miscompare(k * bs + i));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+pub(crate) fn orwrite(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
+    let (off, len, _) = checked(lu, c)?;
+    lu.check_writable()?;
+    let n = (len as usize).min(c.data_out.len());
+    if n == 0 {
+        return Ok(());
+    }
+    let f = fua(lu, c);
+    let _atomic = lu.atomic_lock.lock();
+    let mut buf = vec![0u8; n];
+    lu.backing().read_at(&mut buf, off).map_err(read_err)?;
+    for (b, d) in buf.iter_mut().zip(c.data_out) {
+        *b |= d;
+    }
+    lu.backing().write_at(&buf, off, f).map_err(write_err)
+}
+
+pub(crate) fn compare_and_write(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
+    let lba = c.cdb.be64(2);
+    let blocks = c.cdb.u8(13);
+    lu.check_range(lba, u64::from(blocks))?;
+    // NUMBER OF LOGICAL BLOCKS is one byte: it cannot exceed MAX_CAW_BLOCKS (255).
+    const _: () = assert!(MAX_CAW_BLOCKS == u8::MAX);
+    lu.check_writable()?;
+    if blocks == 0 {
+        return Ok(());
+    }
+    let len = (u64::from(blocks) << lu.block_shift()) as usize;
+    if c.data_out.len() != 2 * len {
+        // Data-Out must hold exactly the verify data and the write data.
+        return Err(invalid_cdb(13, None));
+    }
+    let (verify, data) = c.data_out.split_at(len);
+    let off = lu.offset(lba);
+    let f = fua(lu, c);
+    let _atomic = lu.atomic_lock.lock();
+    let mut cur = vec![0u8; len];
+    lu.backing().read_at(&mut cur, off).map_err(read_err)?;
+    if let Some(i) = cur.iter().zip(verify).position(|(a, b)| a != b) {
+        return Err(miscompare(i));
+    }
+    lu.backing().write_at(data, off, f).map_err(write_err)
+}
+
+pub(crate) fn prefetch(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
+    let r = range(c.cdb);
+    lu.check_range(r.lba, r.blocks)?;
+    // The page cache is the cache; there is nothing to load ahead of time that the next read
+    // would not load just as fast.
+    Ok(())
+}
+
+pub(crate) fn synchronize_cache(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
+    let r = range(c.cdb);
+    lu.check_range(r.lba, r.blocks)?;
+    lu.backing().flush().map_err(write_err)
+}

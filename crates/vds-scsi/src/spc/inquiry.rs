@@ -1,0 +1,190 @@
+//! INQUIRY: standard data and the VPD pages 00, 80, 83, B0, B1, B2.
+//!
+//! Identity is stable across restarts because it derives only from the LUN UUID: the unit
+//! serial number is the UUID in hex, the NAA-6 designator carries 100 bits of it.
+
+use crate::cdb::{invalid_cdb, truncate_to, Res};
+use crate::lu::{Cmd, LogicalUnit};
+
+pub const VENDOR: &str = "VDS";
+pub const PRODUCT: &str = "VDS LUN";
+pub const REVISION: &str = "0001";
+
+/// IEEE company id in the NAA-6 designators. vds has no registered OUI; this value is a fixed
+/// placeholder and uniqueness comes from the 100 bits of LUN UUID that follow it.
+pub const COMPANY_ID: u32 = 0x00_56_44; // "VD"
+
+/// Largest transfer accepted by one command, in bytes (the transport buffers whole commands).
+pub const MAX_TRANSFER_BYTES: u64 = 32 << 20;
+/// Largest COMPARE AND WRITE, in blocks.
+pub const MAX_CAW_BLOCKS: u8 = 255;
+/// UNMAP limits (libiscsi insists on at most 2^20 for both).
+pub const MAX_UNMAP_LBA_COUNT: u32 = 1 << 20;
+pub const MAX_UNMAP_DESCRIPTORS: u32 = 256;
+/// Largest WRITE SAME, in blocks.
+pub const MAX_WRITE_SAME_BLOCKS: u64 = 1 << 22;
+/// Physical block size we advertise: the granularity at which files and the memory store
+/// deallocate.
+pub const PHYSICAL_BLOCK: u32 = 4096;
+
+/// The NAA-6 designator (16 bytes) of a LUN.
+pub fn naa_designator(id: &uuid::Uuid) -> [u8; 16] {
+    let u = id.as_bytes();
+    let mut d = [0u8; 16];
+    d[0] = 0x60 | ((COMPANY_ID >> 20) & 0x0F) as u8;
+    d[1] = (COMPANY_ID >> 12) as u8;
+    d[2] = (COMPANY_ID >> 4) as u8;
+    d[3] = ((COMPANY_ID & 0x0F) as u8) << 4 | (u[0] >> 4);
+    for k in 0..12 {
+        d[4 + k] = (u[k] << 4) | (u[k + 1] >> 4);
+    }
+    d
+}
+
+/// Unit serial number (VPD 80): the UUID as 32 hex digits.
+pub fn serial_number(id: &uuid::Uuid) -> String {
+    id.simple().to_string()
+}
+
+/// Logical blocks per physical block exponent (READ CAPACITY 16 byte 13).
+pub(crate) fn lbppbe(lu: &LogicalUnit) -> u8 {
+    let bs = lu.block_size();
+    if bs >= PHYSICAL_BLOCK {
+        0
+    } else {
+        (PHYSICAL_BLOCK / bs).trailing_zeros() as u8
+    }
+}
+
+const SUPPORTED_VPD: [u8; 6] = [0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2];
+
+pub(crate) fn inquiry(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
+    let evpd = c.cdb.bit(1, 0);
+    let page = c.cdb.u8(2);
+    let alloc = c.cdb.be16(3) as usize;
+    if !evpd {
+        if page != 0 {
+            return Err(invalid_cdb(2, Some(7)));
+        }
+        standard(c.data_in);
+    } else {
+        vpd(lu, c, page)?;
+    }
+    truncate_to(c.data_in, alloc);
+    Ok(())
+}
+
+/// Standard INQUIRY data for a connected direct-access device (PQ 000b, PDT 00h).
+pub(crate) fn standard(d: &mut Vec<u8>) {
+    d.resize(96, 0);
+    d[0] = 0x00;
+    d[1] = 0x00; // not removable
+    d[2] = 0x06; // SPC-4
+    d[3] = 0x12; // HISUP, response data format 2
+    d[4] = 96 - 5;
+    d[5] = 0x08; // 3PC: EXTENDED COPY
+    d[6] = 0x00;
+    d[7] = 0x02; // CMDQUE
+    d[8..16].copy_from_slice(&crate::cdb::ascii_field(VENDOR, 8));
+    d[16..32].copy_from_slice(&crate::cdb::ascii_field(PRODUCT, 16));
+    d[32..36].copy_from_slice(&crate::cdb::ascii_field(REVISION, 4));
+    // Version descriptors: SAM-5, SPC-4, SBC-3, iSCSI (no version claimed).
+    for (i, v) in [0x00A0u16, 0x0460, 0x04C0, 0x0960].iter().enumerate() {
+        d[58 + 2 * i..60 + 2 * i].copy_from_slice(&v.to_be_bytes());
+    }
+}
+
+/// INQUIRY data for a LUN number that is not there (PQ 011b, PDT 1Fh).
+pub(crate) fn no_lun(d: &mut Vec<u8>) {
+    standard(d);
+    d[0] = 0x7F;
+    d[5] = 0;
+    d[7] = 0;
+}
+
+fn vpd(lu: &LogicalUnit, c: &mut Cmd<'_>, page: u8) -> Res {
+    let d = &mut *c.data_in;
+    d.extend_from_slice(&[0x00, page, 0, 0]);
+    match page {
+        0x00 => d.extend_from_slice(&SUPPORTED_VPD),
+        0x80 => d.extend_from_slice(serial_number(&lu.id()).as_bytes()),
+        0x83 => device_identification(lu, c.nexus, d),
+        0xB0 => block_limits(lu, d),
+        0xB1 => {
+            d.resize(64, 0);
+            d[5] = 0x01; // non-rotating medium
+        }
+        0xB2 => {
+            d.resize(8, 0);
+            if lu.backing().thin() {
+                // LBPU, LBPWS, LBPWS10, LBPRZ=001b; provisioning type 010b (thin).
+                d[5] = 0xE4;
+                d[6] = 0x02;
+            }
+        }
+        _ => return Err(invalid_cdb(2, Some(7))),
+    }
+    let len = (d.len() - 4) as u16;
+    d[2..4].copy_from_slice(&len.to_be_bytes());
+    Ok(())
+}
+
+fn device_identification(lu: &LogicalUnit, nexus: &crate::ItNexus, d: &mut Vec<u8>) {
+    // NAA-6, associated with the logical unit, binary.
+    d.extend_from_slice(&[0x01, 0x03, 0x00, 16]);
+    d.extend_from_slice(&lu.naa());
+    // T10 vendor id, associated with the logical unit, ASCII: vendor + UUID.
+    let t10 = format!("{:<8}{}", VENDOR, lu.id().hyphenated());
+    d.extend_from_slice(&[0x02, 0x01, 0x00, t10.len() as u8]);
+    d.extend_from_slice(t10.as_bytes());
+    // Relative target port, associated with the target port, iSCSI, PIV.
+    d.extend_from_slice(&[0x51, 0x94, 0x00, 4, 0, 0]);
+    d.extend_from_slice(&nexus.relative_target_port.to_be_bytes());
+    // SCSI name string of the target port, UTF-8, NUL-terminated and padded to 4 bytes.
+    if !nexus.target_port.is_empty() {
+        let mut name = nexus.target_port.as_bytes().to_vec();
+        name.truncate(251);
+        name.push(0);
+        while name.len() & 3 != 0 {
+            name.push(0);
+        }
+        d.extend_from_slice(&[0x53, 0x98, 0x00, name.len() as u8]);
+        d.extend_from_slice(&name);
+    }
+}
+
+fn block_limits(lu: &LogicalUnit, d: &mut Vec<u8>) {
+    d.resize(64, 0);
+    let bs = u64::from(lu.block_size());
+    let lbppb = 1u32 << lbppbe(lu);
+    d[4] = 0x01; // WSNZ: WRITE SAME with 0 blocks is rejected
+    d[5] = MAX_CAW_BLOCKS;
+    d[6..8].copy_from_slice(&(lbppb as u16).to_be_bytes());
+    let max_xfer = (MAX_TRANSFER_BYTES / bs) as u32;
+    d[8..12].copy_from_slice(&max_xfer.to_be_bytes());
+    let optimal = ((1u64 << 20) / bs) as u32;
+    d[12..16].copy_from_slice(&optimal.to_be_bytes());
+    d[16..20].copy_from_slice(&max_xfer.to_be_bytes());
+    if lu.backing().thin() {
+        d[20..24].copy_from_slice(&MAX_UNMAP_LBA_COUNT.to_be_bytes());
+        d[24..28].copy_from_slice(&MAX_UNMAP_DESCRIPTORS.to_be_bytes());
+        d[28..32].copy_from_slice(&lbppb.to_be_bytes());
+        d[32..36].copy_from_slice(&0x8000_0000u32.to_be_bytes()); // UGAVALID, alignment 0
+    }
+    d[36..44].copy_from_slice(&MAX_WRITE_SAME_BLOCKS.to_be_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn naa_is_type_6_and_stable() {
+        let id = uuid::Uuid::parse_str("0123456789abcdef0123456789abcdef").unwrap();
+        let d = naa_designator(&id);
+        assert_eq!(d[0] >> 4, 6);
+        assert_eq!(d, naa_designator(&id));
+        assert_eq!(&d[3..6], &[0x40, 0x12, 0x34]);
+        assert_eq!(serial_number(&id), "0123456789abcdef0123456789abcdef");
+    }
+}
