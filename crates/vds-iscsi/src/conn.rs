@@ -9,7 +9,7 @@
 //! The target negotiates MaxConnections=1 and ErrorRecoveryLevel=0, so a session has exactly one
 //! connection and this state machine holds the session's CmdSN window as well.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::codes::{
@@ -169,6 +169,8 @@ pub struct Connection {
     tasks: HashMap<u32, Task>,
     /// Non-immediate PDUs that arrived ahead of ExpCmdSN, by CmdSN.
     held: BTreeMap<u32, Pdu>,
+    /// CmdSNs an ABORT TASK declared received before they arrived.
+    skipped: BTreeSet<u32>,
     events: VecDeque<Event>,
     next_ttt: u32,
     text_in: Vec<u8>,
@@ -191,6 +193,7 @@ impl Connection {
             config,
             tasks: HashMap::new(),
             held: BTreeMap::new(),
+            skipped: BTreeSet::new(),
             events: VecDeque::new(),
             next_ttt: 1,
             text_in: Vec::new(),
@@ -370,8 +373,16 @@ impl Connection {
             return;
         }
         self.dispatch(pdu, env);
-        // Commands that were waiting for a gap in CmdSN.
-        while let Some(p) = self.held.remove(&self.exp_cmd_sn) {
+        // Commands that were waiting for a gap in CmdSN, and CmdSNs already accounted for.
+        loop {
+            if self.skipped.remove(&self.exp_cmd_sn) {
+                self.held.remove(&self.exp_cmd_sn);
+                self.exp_cmd_sn = self.exp_cmd_sn.wrapping_add(1);
+                continue;
+            }
+            let Some(p) = self.held.remove(&self.exp_cmd_sn) else {
+                break;
+            };
             self.exp_cmd_sn = self.exp_cmd_sn.wrapping_add(1);
             self.process(p, env);
         }
@@ -875,9 +886,14 @@ impl Connection {
                         self.held.retain(
                             |_, p| !matches!(&p.header, Header::ScsiCommand(c) if c.itt == h.rtt),
                         );
-                    } else if !sn_lt(h.ref_cmd_sn, h.cmd_sn.wrapping_add(1))
-                        || sn_lt(h.ref_cmd_sn, self.exp_cmd_sn.wrapping_sub(0x1000_0000))
+                    } else if sn_le(self.exp_cmd_sn, h.ref_cmd_sn)
+                        && sn_le(h.ref_cmd_sn, self.max_cmd_sn())
+                        && sn_lt(h.ref_cmd_sn, h.cmd_sn)
                     {
+                        // Not received yet but inside the window: consider it received
+                        // (RFC 7143 §11.5.1 a), so it is ignored when it arrives.
+                        self.skipped.insert(h.ref_cmd_sn);
+                    } else {
                         response = tmf_response::TASK_DOES_NOT_EXIST;
                     }
                 }
