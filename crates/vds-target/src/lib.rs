@@ -1,1 +1,257 @@
-//! vds-target (skeleton).
+//! vds-target: the iSCSI data path, the only crate with sockets.
+//!
+//! [`DataPath`] implements [`vds_provider::dataplane::DataPlane`]: it holds the current
+//! [`DataView`] (swapped atomically on every publish), one tokio listener per bound portal, and
+//! the connections that came in through each portal. Each connection runs the sans-IO engines of
+//! `vds-iscsi` (login, then full-feature phase) and executes SCSI commands on the target's
+//! [`vds_scsi::LunMap`] off the reactor.
+//!
+//! Invariants: a login through a portal reaches only targets whose portal groups hold that
+//! portal; a connection's end (logout, drop, reinstatement) aborts only its own tasks and tells
+//! every logical unit of its target that the I_T nexus is gone; commands already handed to a
+//! logical unit always complete before their connection is released.
+
+mod conn;
+mod exec;
+mod session;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use parking_lot::{Condvar, Mutex};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+use vds_iscsi::conn::ConnConfig;
+use vds_iscsi::TargetLimits;
+use vds_provider::dataplane::{DataPlane, DataView};
+
+pub use session::SessionInfo;
+
+/// Limits of the data path; exceeding one is refused cleanly (a login status, a closed CmdSN
+/// window), never with a crash.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Normal sessions per target; more logins get 0x0302 (out of resources).
+    pub sessions_per_target: usize,
+    /// Connections per portal; more get 0x0301 (service unavailable) at login.
+    pub connections_per_portal: usize,
+    /// A login not finished within this is dropped (no slow-loris).
+    pub login_timeout: Duration,
+    /// Negotiation values: data segment sizes, bursts, R2Ts, queue depth per session.
+    pub negotiation: TargetLimits,
+    /// NOP-In keep-alive and the largest write buffered per command.
+    pub connection: ConnConfig,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            sessions_per_target: 256,
+            connections_per_portal: 1024,
+            login_timeout: Duration::from_secs(15),
+            negotiation: TargetLimits::default(),
+            connection: ConnConfig::default(),
+        }
+    }
+}
+
+/// A message to one connection's task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConnCtl {
+    /// AsyncEvent 1 with this many seconds.
+    RequestLogout(u16),
+    /// Stop taking commands, let accepted ones complete, then close.
+    Drop,
+    /// Reinstated or reset away: abort what can be, close.
+    Kill,
+}
+
+pub(crate) struct ConnEntry {
+    pub ctl: mpsc::UnboundedSender<ConnCtl>,
+}
+
+pub(crate) struct PortalState {
+    pub addr: SocketAddr,
+    pub listener: Option<tokio::task::JoinHandle<()>>,
+    pub conns: HashMap<u64, ConnEntry>,
+}
+
+pub(crate) struct Inner {
+    pub rt: tokio::runtime::Handle,
+    pub view: ArcSwap<DataView>,
+    pub limits: Limits,
+    pub portals: Mutex<HashMap<Uuid, PortalState>>,
+    /// Signalled whenever a connection ends (unbind waits on it).
+    pub conn_gone: Condvar,
+    pub sessions: Mutex<session::SessionTable>,
+    pub next_id: AtomicU64,
+}
+
+impl Inner {
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Remove a finished connection from its portal and wake `unbind_portal`.
+    pub fn conn_finished(&self, portal: Uuid, conn_id: u64) {
+        let mut p = self.portals.lock();
+        if let Some(ps) = p.get_mut(&portal) {
+            ps.conns.remove(&conn_id);
+        }
+        self.conn_gone.notify_all();
+    }
+}
+
+/// The iSCSI data path.
+#[derive(Clone)]
+pub struct DataPath {
+    inner: Arc<Inner>,
+}
+
+impl DataPath {
+    /// A data path serving nothing yet; its tasks run on `rt`. Usable from any thread.
+    pub fn new(rt: tokio::runtime::Handle, limits: Limits) -> Self {
+        DataPath {
+            inner: Arc::new(Inner {
+                rt,
+                view: ArcSwap::from_pointee(DataView::default()),
+                limits,
+                portals: Mutex::new(HashMap::new()),
+                conn_gone: Condvar::new(),
+                sessions: Mutex::new(session::SessionTable::default()),
+                next_id: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// The view currently served.
+    pub fn view(&self) -> Arc<DataView> {
+        self.inner.view.load_full()
+    }
+
+    /// The sessions currently logged in.
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        self.inner.sessions.lock().list()
+    }
+
+    /// Connections currently open through portal `id`.
+    pub fn connections(&self, id: Uuid) -> usize {
+        self.inner
+            .portals
+            .lock()
+            .get(&id)
+            .map(|p| p.conns.len())
+            .unwrap_or(0)
+    }
+
+    /// The address portal `id` is bound to.
+    pub fn bound_addr(&self, id: Uuid) -> Option<SocketAddr> {
+        self.inner.portals.lock().get(&id).map(|p| p.addr)
+    }
+
+    fn wait_conns_gone(&self, id: Uuid, deadline: Instant) -> bool {
+        let mut p = self.inner.portals.lock();
+        loop {
+            let n = p.get(&id).map(|ps| ps.conns.len()).unwrap_or(0);
+            if n == 0 {
+                return true;
+            }
+            if self
+                .inner
+                .conn_gone
+                .wait_until(&mut p, deadline)
+                .timed_out()
+            {
+                return p.get(&id).map(|ps| ps.conns.is_empty()).unwrap_or(true);
+            }
+        }
+    }
+}
+
+impl DataPlane for DataPath {
+    fn publish(&self, view: Arc<DataView>) {
+        self.inner.view.store(view);
+    }
+
+    fn bind_portal(&self, id: Uuid, addr: SocketAddr) -> std::io::Result<()> {
+        // A portal bound again moves to the new address.
+        if self.inner.portals.lock().contains_key(&id) {
+            self.unbind_portal(id, Duration::ZERO);
+        }
+        let _guard = self.inner.rt.enter();
+        let sock = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        sock.set_reuseaddr(true)?;
+        sock.bind(addr)?;
+        let listener = sock.listen(1024)?;
+        let local = listener.local_addr()?;
+        let inner = self.inner.clone();
+        let task = self.inner.rt.spawn(conn::accept_loop(inner, id, listener));
+        self.inner.portals.lock().insert(
+            id,
+            PortalState {
+                addr: local,
+                listener: Some(task),
+                conns: HashMap::new(),
+            },
+        );
+        tracing::info!(%local, portal = %id, "portal listening");
+        Ok(())
+    }
+
+    fn unbind_portal(&self, id: Uuid, logout_timeout: Duration) {
+        let ctls: Vec<mpsc::UnboundedSender<ConnCtl>> = {
+            let mut p = self.inner.portals.lock();
+            let Some(ps) = p.get_mut(&id) else {
+                return;
+            };
+            if let Some(l) = ps.listener.take() {
+                l.abort();
+            }
+            ps.conns.values().map(|c| c.ctl.clone()).collect()
+        };
+        let secs = logout_timeout.as_secs().min(u64::from(u16::MAX)) as u16;
+        for c in &ctls {
+            let _ = c.send(ConnCtl::RequestLogout(secs.max(1)));
+        }
+        let deadline = Instant::now() + logout_timeout;
+        if !self.wait_conns_gone(id, deadline) {
+            let rest: Vec<_> = self
+                .inner
+                .portals
+                .lock()
+                .get(&id)
+                .map(|ps| ps.conns.values().map(|c| c.ctl.clone()).collect())
+                .unwrap_or_default();
+            for c in rest {
+                let _ = c.send(ConnCtl::Drop);
+            }
+            // Accepted commands complete before their connection goes; bound the wait so a
+            // stuck backing store cannot hang the provider forever.
+            self.wait_conns_gone(id, Instant::now() + Duration::from_secs(120));
+        }
+        self.inner.portals.lock().remove(&id);
+        tracing::info!(portal = %id, "portal closed");
+    }
+
+    fn initiators(&self, target: Uuid) -> Vec<String> {
+        self.inner.sessions.lock().initiators(target)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for ps in self.portals.get_mut().values_mut() {
+            if let Some(l) = ps.listener.take() {
+                l.abort();
+            }
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! The one place the data path calls into the SCSI engine: command execution, write residuals,
+//! the logical-unit side of task management, and I_T nexus loss.
+
+use vds_iscsi::codes::{tmf, tmf_response};
+use vds_iscsi::conn::Command;
+use vds_iscsi::pdu::TaskAttr as WireAttr;
+use vds_scsi::{ItNexus, LunMap, ScsiCommand, ScsiOutcome, TaskAttr};
+
+/// The LUN number from the 8-byte iSCSI LUN field.
+pub(crate) fn lun_number(lun: u64) -> u64 {
+    vds_scsi::decode_lun(lun.to_be_bytes())
+}
+
+/// Execute one command on its LUN of `map`; Data-In goes to `buf`.
+pub(crate) fn execute(
+    map: &LunMap,
+    nexus: &ItNexus,
+    c: &Command,
+    buf: &mut Vec<u8>,
+) -> ScsiOutcome {
+    let cmd = ScsiCommand {
+        cdb: &c.cdb,
+        data_out: &c.data_out,
+        expected_in_len: c.expected_in_len,
+        attr: match c.attr {
+            WireAttr::Untagged | WireAttr::Simple => TaskAttr::Simple,
+            WireAttr::Ordered => TaskAttr::Ordered,
+            WireAttr::HeadOfQueue => TaskAttr::HeadOfQueue,
+            WireAttr::Aca => TaskAttr::Aca,
+        },
+    };
+    map.execute(nexus, lun_number(c.lun), &cmd, buf)
+}
+
+/// Data-Out the command did not use (positive: underflow) or wanted beyond what came
+/// (negative: overflow), from the CDB's own transfer length; 0 when the engine does not know
+/// the opcode's transfer length.
+pub(crate) fn write_residual(map: &LunMap, nexus: &ItNexus, c: &Command) -> i64 {
+    let Some(lu) = map.lookup(&nexus.initiator_name, lun_number(c.lun)) else {
+        return 0;
+    };
+    match vds_scsi::cdb_transfer_len(&c.cdb, lu.block_size()) {
+        Some(want) => c.data_out.len() as i64 - want.min(i64::MAX as u64) as i64,
+        None => 0,
+    }
+}
+
+/// The logical-unit side of a task management function; `Some(response)` overrides the
+/// result (LUN does not exist).
+pub(crate) fn task_mgmt(map: &LunMap, nexus: &ItNexus, function: u8, lun: u64) -> Option<u8> {
+    let n = lun_number(lun);
+    match function {
+        tmf::ABORT_TASK_SET | tmf::CLEAR_TASK_SET => match map.lookup(&nexus.initiator_name, n) {
+            Some(_) => None,
+            None => Some(tmf_response::LUN_DOES_NOT_EXIST),
+        },
+        tmf::LOGICAL_UNIT_RESET => {
+            if map.lookup(&nexus.initiator_name, n).is_none() || !map.reset_lun(n, Some(nexus.id)) {
+                return Some(tmf_response::LUN_DOES_NOT_EXIST);
+            }
+            None
+        }
+        tmf::TARGET_WARM_RESET | tmf::TARGET_COLD_RESET => {
+            map.target_reset(Some(nexus.id));
+            None
+        }
+        _ => None,
+    }
+}
+
+/// Tell every logical unit of the target that `nexus` is gone.
+pub(crate) fn nexus_lost(map: &LunMap, nexus: &ItNexus) {
+    map.nexus_lost(nexus.id);
+}
