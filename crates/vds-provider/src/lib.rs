@@ -9,7 +9,12 @@
 
 pub mod command;
 pub mod dataplane;
+mod engine;
 pub mod events;
+mod hooks;
+mod jobs;
+mod ops;
+mod state;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -76,45 +81,77 @@ impl std::fmt::Debug for ProviderConfig {
 /// it from a blocking context (`tokio::task::spawn_blocking` in async code).
 #[derive(Clone)]
 pub struct Provider {
-    config: Arc<ProviderConfig>,
-    events: tokio::sync::broadcast::Sender<Event>,
-    _dataplane: Arc<dyn dataplane::DataPlane>,
+    inner: Arc<engine::Inner>,
 }
 
 impl Provider {
-    /// Opens (or on an empty data dir, creates the embedded default in) the store.
+    /// Opens the store in `config.data_dir` (creating the embedded default of INTERFACE.md
+    /// "Daemon" when it is empty), opens every LUN (a missing backing store makes that LUN
+    /// FAILED), binds every portal stored ONLINE (one that cannot bind is FAILED) and publishes
+    /// the configuration to `dataplane`.
     pub fn open(
         config: ProviderConfig,
         dataplane: Arc<dyn dataplane::DataPlane>,
     ) -> Result<Provider, VdsError> {
-        let (events, _) = tokio::sync::broadcast::channel(4096);
         Ok(Provider {
-            config: Arc::new(config),
-            events,
-            _dataplane: dataplane,
+            inner: engine::open(config, dataplane)?,
         })
     }
 
     /// The configuration it was opened with.
     pub fn config(&self) -> &ProviderConfig {
-        &self.config
+        &self.inner.config
     }
 
-    /// Applies one command.
+    /// Applies one command (see [`Command`] for what each does).
     pub fn apply(&self, cmd: Command) -> Result<Outcome, VdsError> {
-        Err(VdsError::new(
-            vds_model::Hresult::E_NOTIMPL,
-            format!("{cmd:?} is not implemented in this build"),
-        ))
+        self.dispatch(cmd)
     }
 
     /// A new receiver of every event from now on.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
-        self.events.subscribe()
+        self.inner.events.subscribe()
     }
 
-    /// Flushes every LUN (daemon shutdown).
+    /// The logical unit of a LUN (for the daemon's diagnostics and for tests).
+    pub fn logical_unit(&self, lun: uuid::Uuid) -> Option<Arc<vds_scsi::LogicalUnit>> {
+        self.inner.state.lock().luns.get(&lun).map(|e| e.lu.clone())
+    }
+
+    /// Daemon shutdown: closes every listener (initiators are asked to log out, within the
+    /// logout timeout, all portals at once), then flushes every LUN. Configuration is already
+    /// durable. Returns the first flush error, after trying every LUN.
     pub fn shutdown(&self) -> Result<(), VdsError> {
-        Ok(())
+        let (portals, lus) = {
+            let mut st = self.inner.state.lock();
+            let portals: Vec<uuid::Uuid> = st
+                .portals
+                .values_mut()
+                .filter(|p| p.bound)
+                .map(|p| {
+                    p.bound = false;
+                    p.p.id
+                })
+                .collect();
+            let lus: Vec<_> = st.luns.values().map(|e| e.lu.clone()).collect();
+            (portals, lus)
+        };
+        let timeout = self.inner.config.logout_timeout;
+        std::thread::scope(|s| {
+            for id in portals {
+                let dp = &self.inner.dataplane;
+                s.spawn(move || dp.unbind_portal(id, timeout));
+            }
+        });
+        let mut first = None;
+        for lu in lus {
+            if lu.state() == vds_scsi::LuState::Failed {
+                continue;
+            }
+            if let Err(e) = lu.flush() {
+                first.get_or_insert(VdsError::io(format!("flushing LUN {}", lu.id()), &e));
+            }
+        }
+        first.map_or(Ok(()), Err)
     }
 }

@@ -1,0 +1,869 @@
+//! The engine behind [`Provider::apply`](crate::Provider::apply): startup (embedded default,
+//! restore), the check order of SEMANTICS.md §2, operation slots (§7), events (§9), cache
+//! corruption detection and cure (§6), and the helpers every operation shares. The operations
+//! themselves live in `ops`.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+use vds_backstore::{BackingStore, FaultFilter, FaultOp, Filtered};
+use vds_model::{
+    Backing, BackingKind, CacheState, Controller, ControllerStatus, Drive, DriveStatus, EventKind,
+    FaultFilterSpec, FaultOpKind, Health, Hresult, HwProviderType, Lun, LunPlex, LunPlexStatus,
+    LunPlexType, LunStatus, LunType, ObjectKind, Portal, PortalGroup, PortalStatus, ProviderInfo,
+    Subsystem, SubsystemFlag, SubsystemStatus, Target, TransitionState,
+};
+use vds_scsi::{LogicalUnit, LuConfig, LuState};
+use vds_store::{LunRecord, Snapshot, Store, StoreError};
+
+use crate::dataplane::DataPlane;
+use crate::events::Event;
+use crate::hooks::{HookMsg, Hooks, MissingStore};
+use crate::jobs::Jobs;
+use crate::state::{LunEntry, PortalEntry, State, TargetEntry};
+use crate::{ProviderConfig, VdsError};
+
+/// Logical block size of every LUN vds creates.
+pub(crate) const BLOCK_SIZE: u64 = 512;
+/// Largest LUN vds creates (1 PiB): anything larger is an "absurd size" (E_INVALIDARG).
+pub(crate) const MAX_LUN_SIZE: u64 = 1 << 50;
+/// Bytes zeroed at each end of reused storage.
+pub(crate) const ZERO_LEN: u64 = 1 << 20;
+
+pub(crate) fn store_err(e: StoreError) -> VdsError {
+    VdsError::new(e.hresult(), e.to_string())
+}
+
+/// Everything the provider shares between callers and worker threads.
+pub(crate) struct Inner {
+    pub config: ProviderConfig,
+    pub dataplane: Arc<dyn DataPlane>,
+    pub events: broadcast::Sender<Event>,
+    pub state: Mutex<State>,
+    pub jobs: Jobs,
+    pub hooks: Arc<Hooks>,
+}
+
+/// Slots held by one operation; released under the state lock by [`Slots::release`], or on
+/// drop (which takes the lock: never drop unreleased slots while holding it).
+pub(crate) struct Slots {
+    inner: Arc<Inner>,
+    ids: Vec<Uuid>,
+    released: bool,
+}
+
+impl Slots {
+    pub fn release(mut self, st: &mut State) {
+        for id in &self.ids {
+            st.busy.remove(id);
+        }
+        self.released = true;
+    }
+}
+
+impl Drop for Slots {
+    fn drop(&mut self) {
+        if !self.released {
+            let mut st = self.inner.state.lock();
+            for id in &self.ids {
+                st.busy.remove(id);
+            }
+        }
+    }
+}
+
+/// Converts the model's fault filters to the backstore's.
+pub(crate) fn to_filters(specs: &[FaultFilterSpec]) -> Vec<FaultFilter> {
+    specs
+        .iter()
+        .map(|f| match f {
+            FaultFilterSpec::Delay {
+                read_ms,
+                write_ms,
+                flush_ms,
+            } => FaultFilter::Delay {
+                read_ms: *read_ms,
+                write_ms: *write_ms,
+                flush_ms: *flush_ms,
+            },
+            FaultFilterSpec::Error { ops, after } => FaultFilter::Error {
+                ops: ops
+                    .iter()
+                    .map(|o| match o {
+                        FaultOpKind::Read => FaultOp::Read,
+                        FaultOpKind::Write => FaultOp::Write,
+                        FaultOpKind::Flush => FaultOp::Flush,
+                    })
+                    .collect(),
+                after: *after,
+            },
+        })
+        .collect()
+}
+
+/// Opens a LUN's backing store behind a fault-filter layer.
+pub(crate) fn open_backing(lun: &Lun) -> io::Result<Arc<Filtered>> {
+    let kind = match (lun.backing.kind, &lun.backing.path) {
+        (BackingKind::File, Some(p)) => vds_backstore::BackingKind::File { path: p.into() },
+        (BackingKind::Block, Some(p)) => vds_backstore::BackingKind::Block { path: p.into() },
+        (BackingKind::Memory, _) => vds_backstore::BackingKind::Memory,
+        (BackingKind::Null, _) => vds_backstore::BackingKind::Null,
+        (k, None) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a {} LUN needs a path", k.short_name()),
+            ))
+        }
+    };
+    let store = vds_backstore::open(&kind, lun.size_bytes)?;
+    Ok(Arc::new(Filtered::new(store, to_filters(&lun.filters))))
+}
+
+/// Device and inode of what is at a LUN's path (`rdev` for block devices).
+pub(crate) fn identity_of(backing: &Backing) -> io::Result<Option<(u64, u64)>> {
+    let Some(path) = &backing.path else {
+        return Ok(None);
+    };
+    let md = std::fs::metadata(path)?;
+    Ok(Some(match backing.kind {
+        BackingKind::Block => (md.rdev(), md.ino()),
+        _ => (md.dev(), md.ino()),
+    }))
+}
+
+/// Total and available bytes of the filesystem holding `path`.
+pub(crate) fn fs_space(path: &Path) -> io::Result<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `s` a writable statvfs struct.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut s) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let frsize = s.f_frsize as u64;
+    Ok((s.f_blocks as u64 * frsize, s.f_bavail as u64 * frsize))
+}
+
+/// What changed behind the provider's back for an open LUN, if anything (SEMANTICS.md §6).
+pub(crate) fn backing_changed(e: &LunEntry) -> Option<String> {
+    e.filtered.as_ref()?;
+    let lun = &e.rec.lun;
+    let path = lun.backing.path.as_ref()?;
+    let md = match std::fs::metadata(path) {
+        Ok(md) => md,
+        Err(err) => return Some(format!("LUN {}: backing {path} is gone ({err})", lun.id)),
+    };
+    let ident = match lun.backing.kind {
+        BackingKind::Block => (md.rdev(), md.ino()),
+        _ => (md.dev(), md.ino()),
+    };
+    if e.rec.identity.is_some_and(|i| i != ident) {
+        return Some(format!(
+            "LUN {}: {path} is no longer the file or device that was opened",
+            lun.id
+        ));
+    }
+    if lun.backing.kind == BackingKind::File && md.len() != lun.size_bytes {
+        return Some(format!(
+            "LUN {}: {path} is {} bytes, the provider knows it as {}",
+            lun.id,
+            md.len(),
+            lun.size_bytes
+        ));
+    }
+    None
+}
+
+impl Inner {
+    /// Sends one event.
+    pub fn emit(&self, kind: ObjectKind, event: EventKind, id: Uuid) {
+        let Some(code) = kind.event_code(event) else {
+            return;
+        };
+        // No subscriber is not an error.
+        let _ = self.events.send(Event {
+            object_type: kind,
+            event,
+            code: code.value() as u32,
+            id,
+            time: self.config.clock.now(),
+        });
+    }
+
+    /// Hands the data path the current configuration.
+    pub fn publish(&self, st: &mut State) {
+        let view = st.view();
+        self.dataplane.publish(Arc::new(view));
+    }
+
+    /// Claims the slots of `ids` (step 6 must have been checked).
+    pub fn claim(self: &Arc<Self>, st: &mut State, ids: &[Uuid]) -> Slots {
+        for id in ids {
+            st.busy.insert(*id);
+        }
+        Slots {
+            inner: self.clone(),
+            ids: ids.to_vec(),
+            released: false,
+        }
+    }
+
+    fn mark_corrupt(st: &mut State, why: String) {
+        tracing::warn!(reason = %why, "provider cache is corrupt");
+        st.corrupt = Some(why);
+        st.reenumerated = false;
+    }
+
+    /// Looks for changes behind the provider's back: the store (another process) and, for
+    /// `luns`, their backing files (a `stat` each). LUNs whose slot is held are skipped (their
+    /// own operation is changing them).
+    pub fn detect(&self, st: &mut State, luns: &[Uuid]) {
+        if st.corrupt.is_some() {
+            return;
+        }
+        match st.store.changed_externally() {
+            Ok(true) => {
+                Self::mark_corrupt(st, "the store was changed by another process".into());
+                return;
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read the store's data_version"),
+        }
+        for id in luns {
+            if st.busy.contains(id) {
+                continue;
+            }
+            if let Some(why) = st.luns.get(id).and_then(backing_changed) {
+                Self::mark_corrupt(st, why);
+                return;
+            }
+        }
+    }
+
+    /// Steps 1-3 of SEMANTICS.md §2 for the object a call is made on.
+    pub fn object_call(&self, st: &mut State, kind: ObjectKind, id: Uuid) -> Result<(), VdsError> {
+        st.lookup(kind, id, None)?;
+        let luns = if kind == ObjectKind::Lun {
+            vec![id]
+        } else {
+            Vec::new()
+        };
+        self.detect(st, &luns);
+        Self::cache_ok(st)
+    }
+
+    /// Step 3 alone (list calls).
+    pub fn cache_ok(st: &State) -> Result<(), VdsError> {
+        match &st.corrupt {
+            Some(why) => Err(VdsError::new(
+                Hresult::VDS_E_PROVIDER_CACHE_CORRUPT,
+                format!("the provider cache is corrupt ({why}); call Reenumerate, then Refresh"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    pub fn provider_info(&self, st: &State) -> ProviderInfo {
+        ProviderInfo {
+            id: st.provider_id,
+            name: "vds".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            provider_type: HwProviderType::Iscsi,
+            flags: 0,
+            cache: if st.corrupt.is_some() {
+                CacheState::Corrupt
+            } else {
+                CacheState::Valid
+            },
+        }
+    }
+
+    /// Creates the LU of a LUN over `store` in the state the data path must enforce.
+    pub fn make_lu(
+        &self,
+        lun: &Lun,
+        store: Arc<dyn BackingStore>,
+        state: LuState,
+        pr_state: Option<Vec<u8>>,
+    ) -> Arc<LogicalUnit> {
+        Arc::new(LogicalUnit::new(LuConfig {
+            id: lun.id,
+            backing: store,
+            block_size: lun.block_size,
+            state,
+            pr_state,
+            events: self.hooks.clone(),
+        }))
+    }
+
+    /// An LU for a LUN whose storage cannot be opened: FAILED, every I/O fails.
+    pub fn missing_lu(&self, lun: &Lun) -> Arc<LogicalUnit> {
+        let what = lun
+            .backing
+            .path
+            .clone()
+            .unwrap_or_else(|| format!("the {} store", lun.backing.kind.short_name()));
+        self.make_lu(
+            lun,
+            Arc::new(MissingStore {
+                size: lun.size_bytes,
+                what,
+            }),
+            LuState::Failed,
+            None,
+        )
+    }
+
+    /// Persists a portal (FAILED is stored as the ONLINE it was asked to be: a restart
+    /// retries the bind).
+    pub fn portal_row(p: &Portal) -> Portal {
+        let mut row = p.clone();
+        if row.status == PortalStatus::Failed || row.status == PortalStatus::NotReady {
+            row.status = PortalStatus::Online;
+        }
+        row
+    }
+
+    /// The embedded default of INTERFACE.md "Daemon", written in one transaction.
+    fn create_default(&self, st: &mut State) -> Result<(), VdsError> {
+        let cfg = &self.config;
+        vds_model::validate_iscsi_name(&cfg.default_target_iqn)
+            .map_err(|e| VdsError::invalid_arg("default_target_iqn", e))?;
+        let data_dir = std::fs::canonicalize(&cfg.data_dir)
+            .map_err(|e| VdsError::io(format!("data_dir {}", cfg.data_dir.display()), &e))?;
+        let provider_id = Uuid::new_v4();
+        let sub_id = Uuid::new_v4();
+        let flags = SubsystemFlag::bits(&[
+            SubsystemFlag::LunMaskingCapable,
+            SubsystemFlag::SupportsSimpleLuns,
+            SubsystemFlag::SupportsNonFaultTolerantLuns,
+            SubsystemFlag::SupportsAuthChap,
+            SubsystemFlag::SupportsAuthMutualChap,
+            SubsystemFlag::SupportsLunNumber,
+            SubsystemFlag::WriteCachingCapable,
+        ]);
+        let sub = Subsystem {
+            id: sub_id,
+            friendly_name: "vds".into(),
+            identification: format!("vds:{provider_id}"),
+            flags,
+            status: SubsystemStatus::Online,
+            health: Health::Healthy,
+            supported_raid_types: 0,
+            rebuild_priority: 0,
+            portal_status_settable: cfg.portal_status_settable,
+        };
+        let ctl = Controller {
+            id: Uuid::new_v4(),
+            subsystem: sub_id,
+            friendly_name: "vds controller 0".into(),
+            identification: format!("vds:{provider_id}:controller0"),
+            status: ControllerStatus::Online,
+            health: Health::Healthy,
+            number_of_ports: cfg.first_start_portals.len().min(i16::MAX as usize) as i16,
+        };
+        let (total, _) = fs_space(&data_dir)
+            .map_err(|e| VdsError::io(format!("data_dir {}", data_dir.display()), &e))?;
+        let drive = Drive {
+            id: Uuid::new_v4(),
+            subsystem: sub_id,
+            friendly_name: "data dir".into(),
+            identification: data_dir.display().to_string(),
+            size_bytes: total,
+            flags: 0,
+            status: DriveStatus::Online,
+            health: Health::Healthy,
+            bus_number: 0,
+            slot_number: 0,
+            path: data_dir.display().to_string(),
+        };
+        let mut portals = Vec::new();
+        for addr in &cfg.first_start_portals {
+            if portals.iter().any(|p: &Portal| p.socket_addr() == *addr) {
+                continue;
+            }
+            portals.push(Portal {
+                id: Uuid::new_v4(),
+                subsystem: sub_id,
+                address: addr.ip(),
+                port: addr.port(),
+                status: PortalStatus::Online,
+                portal_groups: Vec::new(),
+            });
+        }
+        let target = Target {
+            id: Uuid::new_v4(),
+            subsystem: sub_id,
+            iscsi_name: cfg.default_target_iqn.clone(),
+            friendly_name: "default".into(),
+            chap_enabled: false,
+            portal_groups: Vec::new(),
+            luns: Vec::new(),
+        };
+        let pg = PortalGroup {
+            id: Uuid::new_v4(),
+            target: target.id,
+            tag: 1,
+            portals: portals.iter().map(|p| p.id).collect(),
+        };
+        let lun_id = Uuid::new_v4();
+        let size = round_up(cfg.default_lun_size.max(BLOCK_SIZE));
+        let luns_dir = data_dir.join("luns");
+        make_private_dir(&luns_dir)
+            .map_err(|e| VdsError::io(format!("creating {}", luns_dir.display()), &e))?;
+        let path = luns_dir.join(format!("{lun_id}.img"));
+        vds_backstore::create_file(&path, size, true)
+            .map_err(|e| VdsError::io(format!("creating {}", path.display()), &e))?;
+        let backing = Backing {
+            kind: BackingKind::File,
+            path: Some(path.display().to_string()),
+        };
+        let identity = identity_of(&backing)
+            .map_err(|e| VdsError::io(format!("stat {}", path.display()), &e))?;
+        let lun = new_lun_model(
+            lun_id,
+            sub_id,
+            drive.id,
+            "default".into(),
+            size,
+            "*".into(),
+            LunType::Simple,
+            true,
+            vec![(target.id, 0)],
+            backing,
+            Vec::new(),
+        );
+        let rec = LunRecord {
+            lun,
+            identity,
+            owns_file: true,
+        };
+        let r = st.store.write(|tx| {
+            tx.set_meta("provider_id", &provider_id.to_string())?;
+            tx.put_subsystem(&sub)?;
+            tx.put_controller(&ctl)?;
+            tx.put_drive(&drive)?;
+            for p in &portals {
+                tx.put_portal(p)?;
+            }
+            tx.put_target(&target)?;
+            tx.put_portal_group(&pg)?;
+            tx.put_lun(&rec)?;
+            Ok(())
+        });
+        if let Err(e) = r {
+            let _ = std::fs::remove_file(&path);
+            return Err(store_err(e));
+        }
+        Ok(())
+    }
+
+    /// Replaces the in-memory view with `snap` (startup, or Refresh after another process
+    /// changed the store). LUs whose backing is unchanged are kept; portals are bound or
+    /// unbound to match their stored status; with `emit`, one event per object that arrived,
+    /// departed or changed.
+    fn install(&self, st: &mut State, snap: Snapshot, emit: bool) -> Result<(), VdsError> {
+        let old_models = emit.then(|| Models::of(st));
+        if let Some((_, v)) = snap.meta.iter().find(|(k, _)| k == "provider_id") {
+            st.provider_id = Uuid::parse_str(v).map_err(|_| {
+                VdsError::new(
+                    Hresult::VDS_E_BAD_PROVIDER_DATA,
+                    format!("the store's provider_id {v:?} is not a UUID"),
+                )
+            })?;
+        }
+        st.subsystems = snap
+            .subsystems
+            .into_iter()
+            .map(|mut s| {
+                s.portal_status_settable = self.config.portal_status_settable;
+                (s.id, s)
+            })
+            .collect();
+        st.controllers = snap.controllers.into_iter().map(|c| (c.id, c)).collect();
+        st.drives = snap.drives.into_iter().map(|d| (d.id, d)).collect();
+        st.tombstones = snap.tombstones.into_iter().collect();
+
+        let mut old_luns = std::mem::take(&mut st.luns);
+        let mut pr: HashMap<Uuid, Vec<u8>> = snap.pr_states.into_iter().collect();
+        let mut changed: Vec<LunRecord> = Vec::new();
+        for mut rec in snap.luns {
+            let seq = st.next_seq();
+            let id = rec.lun.id;
+            let reuse = old_luns.remove(&id).filter(|e| {
+                e.filtered.is_some()
+                    && e.rec.lun.backing == rec.lun.backing
+                    && e.rec.identity == rec.identity
+                    && e.rec.lun.size_bytes == rec.lun.size_bytes
+            });
+            let entry = match reuse {
+                Some(mut e) => {
+                    if e.rec.lun.filters != rec.lun.filters {
+                        if let Some(f) = &e.filtered {
+                            f.set_filters(to_filters(&rec.lun.filters));
+                        }
+                    }
+                    e.rec = rec;
+                    e.seq = seq;
+                    e
+                }
+                None => match open_backing(&rec.lun) {
+                    Ok(f) => {
+                        let ident = identity_of(&rec.lun.backing).ok().flatten();
+                        let size = f.size();
+                        if ident != rec.identity || size != rec.lun.size_bytes {
+                            // The store is the cache; the file is the truth when (re)opening.
+                            rec.identity = ident;
+                            rec.lun.size_bytes = size;
+                            for p in &mut rec.lun.plexes {
+                                p.size_bytes = size;
+                            }
+                            changed.push(rec.clone());
+                        }
+                        let lu =
+                            self.make_lu(&rec.lun, f.clone(), LuState::Offline, pr.remove(&id));
+                        let ident = naa_hex(&lu);
+                        if rec.lun.identification != ident {
+                            rec.lun.identification = ident;
+                            changed.push(rec.clone());
+                        }
+                        LunEntry {
+                            rec,
+                            seq,
+                            lu,
+                            filtered: Some(f),
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(lun = %id, error = %err, "backing store missing; LUN FAILED");
+                        if rec.lun.status != LunStatus::Failed || rec.lun.health != Health::Failed {
+                            rec.lun.status = LunStatus::Failed;
+                            rec.lun.health = Health::Failed;
+                            changed.push(rec.clone());
+                        }
+                        let lu = self.missing_lu(&rec.lun);
+                        LunEntry {
+                            rec,
+                            seq,
+                            lu,
+                            filtered: None,
+                        }
+                    }
+                },
+            };
+            st.luns.insert(id, entry);
+        }
+        // LUNs that vanished from the store leave the data path with the new view.
+        drop(old_luns);
+
+        let secrets = snap.secrets;
+        st.targets = HashMap::new();
+        for t in snap.targets {
+            let seq = st.next_seq();
+            let numbers = st
+                .luns
+                .values()
+                .filter_map(|e| {
+                    e.rec
+                        .lun
+                        .lun_numbers
+                        .iter()
+                        .find(|(tid, _)| *tid == t.id)
+                        .map(|(_, n)| *n)
+                })
+                .collect();
+            let te = TargetEntry {
+                secrets: secrets
+                    .iter()
+                    .filter(|s| s.target == t.id)
+                    .cloned()
+                    .collect(),
+                seq,
+                numbers,
+                next_free: 0,
+                t,
+            };
+            st.targets.insert(te.t.id, te);
+        }
+        st.pgs = HashMap::new();
+        for pg in snap.portal_groups {
+            let s = st.next_seq();
+            st.pgs.insert(pg.id, (pg, s));
+        }
+        let old_bound: HashMap<Uuid, bool> =
+            st.portals.iter().map(|(id, p)| (*id, p.bound)).collect();
+        st.portals = HashMap::new();
+        for p in snap.portals {
+            let s = st.next_seq();
+            let bound = old_bound.get(&p.id).copied().unwrap_or(false);
+            st.portals.insert(p.id, PortalEntry { p, seq: s, bound });
+        }
+        // Unbind listeners of portals that are gone.
+        for (id, bound) in old_bound {
+            if bound && !st.portals.contains_key(&id) {
+                self.dataplane.unbind_portal(id, self.config.logout_timeout);
+            }
+        }
+        st.reindex();
+
+        // Bring every LU to the state its LUN and path call for.
+        let ids: Vec<Uuid> = st.luns.keys().copied().collect();
+        for id in ids {
+            let want = st.lu_state(&st.luns[&id].rec.lun);
+            let e = &st.luns[&id];
+            if e.lu.state() != want {
+                if let Err(err) = e.lu.set_state(want) {
+                    tracing::warn!(lun = %id, error = %err, "LUN could not be brought up; FAILED");
+                    let e = st.luns.get_mut(&id).expect("present");
+                    e.rec.lun.status = LunStatus::Failed;
+                    e.rec.lun.health = Health::Failed;
+                    changed.push(e.rec.clone());
+                }
+            }
+        }
+        // Portals: stored ONLINE → bound; otherwise not listening.
+        let ids: Vec<Uuid> = st.portals.keys().copied().collect();
+        for id in ids {
+            let pe = st.portals.get_mut(&id).expect("present");
+            let want_online = pe.p.status == PortalStatus::Online;
+            if want_online && !pe.bound {
+                match self.dataplane.bind_portal(id, pe.p.socket_addr()) {
+                    Ok(()) => pe.bound = true,
+                    Err(err) => {
+                        tracing::warn!(portal = %id, addr = %pe.p.socket_addr(), error = %err, "portal cannot bind; FAILED");
+                        pe.p.status = PortalStatus::Failed;
+                    }
+                }
+            } else if !want_online && pe.bound {
+                self.dataplane.unbind_portal(id, self.config.logout_timeout);
+                pe.bound = false;
+            }
+        }
+        if !changed.is_empty() {
+            st.store
+                .write(|tx| {
+                    for rec in &changed {
+                        tx.put_lun(rec)?;
+                    }
+                    Ok(())
+                })
+                .map_err(store_err)?;
+        }
+        self.publish(st);
+        if let Some(old) = old_models {
+            let new = Models::of(st);
+            old.diff(&new, |k, e, id| self.emit(k, e, id));
+        }
+        Ok(())
+    }
+}
+
+/// Comparable copies of every object (for the events of a reload).
+struct Models {
+    all: HashMap<(ObjectKind, Uuid), String>,
+}
+
+impl Models {
+    fn of(st: &State) -> Models {
+        let mut all = HashMap::new();
+        for s in st.subsystems.values() {
+            all.insert((ObjectKind::Subsystem, s.id), format!("{s:?}"));
+        }
+        for c in st.controllers.values() {
+            all.insert((ObjectKind::Controller, c.id), format!("{c:?}"));
+        }
+        for d in st.drives.values() {
+            all.insert((ObjectKind::Drive, d.id), format!("{d:?}"));
+        }
+        for e in st.luns.values() {
+            all.insert((ObjectKind::Lun, e.rec.lun.id), format!("{:?}", e.rec.lun));
+        }
+        for t in st.targets.values() {
+            all.insert((ObjectKind::Target, t.t.id), format!("{:?}", t.t));
+        }
+        for (pg, _) in st.pgs.values() {
+            all.insert((ObjectKind::PortalGroup, pg.id), format!("{pg:?}"));
+        }
+        for p in st.portals.values() {
+            all.insert((ObjectKind::Portal, p.p.id), format!("{:?}", p.p));
+        }
+        Models { all }
+    }
+
+    fn diff(&self, new: &Models, mut emit: impl FnMut(ObjectKind, EventKind, Uuid)) {
+        for ((k, id), v) in &new.all {
+            match self.all.get(&(*k, *id)) {
+                None => emit(*k, EventKind::Arrive, *id),
+                Some(old) if old != v => emit(*k, EventKind::Modify, *id),
+                Some(_) => {}
+            }
+        }
+        for (k, id) in self.all.keys() {
+            if !new.all.contains_key(&(*k, *id)) {
+                emit(*k, EventKind::Depart, *id);
+            }
+        }
+    }
+}
+
+/// Rounds a byte count up to the block size.
+pub(crate) fn round_up(bytes: u64) -> u64 {
+    bytes.div_ceil(BLOCK_SIZE) * BLOCK_SIZE
+}
+
+/// Creates a directory with mode 0700 when missing.
+pub(crate) fn make_private_dir(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A new LUN's model (one simple plex, ONLINE, HEALTHY, STABLE).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn new_lun_model(
+    id: Uuid,
+    subsystem: Uuid,
+    drive: Uuid,
+    friendly_name: String,
+    size: u64,
+    unmasking_list: String,
+    lun_type: LunType,
+    thin: bool,
+    lun_numbers: Vec<(Uuid, u64)>,
+    backing: Backing,
+    filters: Vec<FaultFilterSpec>,
+) -> Lun {
+    Lun {
+        id,
+        subsystem,
+        drive,
+        friendly_name,
+        identification: String::new(),
+        size_bytes: size,
+        unmasking_list,
+        flags: vds_model::LunFlag::bits(&[vds_model::LunFlag::WriteCacheEnabled]),
+        lun_type,
+        status: LunStatus::Online,
+        health: Health::Healthy,
+        transition_state: TransitionState::Stable,
+        rebuild_priority: 0,
+        thin,
+        targets: lun_numbers.iter().map(|(t, _)| *t).collect(),
+        lun_numbers,
+        plexes: vec![LunPlex {
+            id: Uuid::new_v4(),
+            size_bytes: size,
+            plex_type: LunPlexType::Simple,
+            status: LunPlexStatus::Online,
+            health: Health::Healthy,
+            transition_state: TransitionState::Stable,
+            flags: 0,
+            stripe_size: 0,
+            rebuild_priority: 0,
+        }],
+        backing,
+        filters,
+        block_size: BLOCK_SIZE as u32,
+    }
+}
+
+/// The identification string of a LUN: its NAA-6 designator (VPD page 83) in hex.
+pub(crate) fn naa_hex(lu: &LogicalUnit) -> String {
+    let mut s = String::from("naa.");
+    for byte in lu.naa() {
+        s.push_str(&format!("{byte:02X}"));
+    }
+    s
+}
+
+/// Opens the store and the array (see [`crate::Provider::open`]).
+pub(crate) fn open(
+    config: ProviderConfig,
+    dataplane: Arc<dyn DataPlane>,
+) -> Result<Arc<Inner>, VdsError> {
+    let store = Store::open(&config.data_dir).map_err(store_err)?;
+    let (tx, rx) = std::sync::mpsc::channel::<HookMsg>();
+    let (events, _) = broadcast::channel(4096);
+    let inner = Arc::new(Inner {
+        config,
+        dataplane,
+        events,
+        state: Mutex::new(State::new(store)),
+        jobs: Jobs::default(),
+        hooks: Arc::new(Hooks::new(tx)),
+    });
+    {
+        let mut g = inner.state.lock();
+        let st = &mut *g;
+        if st.store.is_empty().map_err(store_err)? {
+            inner.create_default(st)?;
+        }
+        let snap = st.store.load().map_err(store_err)?;
+        inner.install(st, snap, false)?;
+    }
+    let weak = Arc::downgrade(&inner);
+    std::thread::Builder::new()
+        .name("vds-lu-events".into())
+        .spawn(move || hook_loop(weak, rx))
+        .map_err(|e| VdsError::io("starting the LU event thread", &e))?;
+    Ok(inner)
+}
+
+/// Applies what logical units report (runs until the provider is dropped).
+fn hook_loop(inner: Weak<Inner>, rx: std::sync::mpsc::Receiver<HookMsg>) {
+    while let Ok(msg) = rx.recv() {
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let mut g = inner.state.lock();
+        let st = &mut *g;
+        match msg {
+            HookMsg::Failed(id, why) => {
+                let Some(e) = st.luns.get(&id) else { continue };
+                if e.rec.lun.status == LunStatus::Failed && e.rec.lun.health == Health::Failed {
+                    continue;
+                }
+                tracing::warn!(lun = %id, error = %why, "backing store failed an I/O; LUN FAILED");
+                let mut rec = e.rec.clone();
+                rec.lun.status = LunStatus::Failed;
+                rec.lun.health = Health::Failed;
+                if let Err(err) = st.store.write(|tx| tx.put_lun(&rec)) {
+                    tracing::error!(lun = %id, error = %err, "cannot persist FAILED status");
+                }
+                if let Some(e) = st.luns.get_mut(&id) {
+                    e.rec = rec;
+                }
+                inner.emit(ObjectKind::Lun, EventKind::Modify, id);
+            }
+            HookMsg::Reservations(id, blob) => {
+                if st.luns.contains_key(&id) {
+                    if let Err(err) = st.store.write(|tx| tx.set_pr_state(id, &blob)) {
+                        tracing::error!(lun = %id, error = %err, "cannot persist reservations");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reload entry used by Refresh after another process changed the store.
+pub(crate) fn reload(inner: &Inner, st: &mut State) -> Result<(), VdsError> {
+    let snap = st.store.load().map_err(store_err)?;
+    inner.install(st, snap, true)
+}
+
+/// Path of a new file LUN in the data dir.
+pub(crate) fn default_lun_path(data_dir: &Path, id: Uuid) -> PathBuf {
+    data_dir.join("luns").join(format!("{id}.img"))
+}

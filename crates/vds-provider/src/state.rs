@@ -1,0 +1,360 @@
+//! The provider's in-memory view of the array (the "cache" of SEMANTICS.md §6): every object,
+//! the operation slots (§7), the tombstones (§8), the indexes that keep names unique, and the
+//! builder of the [`DataView`](crate::dataplane::DataView) the data path serves.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use uuid::Uuid;
+use vds_backstore::Filtered;
+use vds_model::{
+    ControllerStatus, DriveStatus, Hresult, Lun, LunStatus, ObjectKind, Portal, PortalGroup,
+    PortalStatus, Subsystem, SubsystemStatus, Target, UnmaskingList,
+};
+use vds_scsi::{LogicalUnit, LuState, LunMap, Mask};
+use vds_store::{LunRecord, SecretKind, SecretRow, Store};
+
+use crate::dataplane::{ChapConfig, DataView, PortalGroupView, PortalView, TargetView};
+use crate::VdsError;
+
+/// One LUN: its record and its engine.
+pub(crate) struct LunEntry {
+    pub rec: LunRecord,
+    pub seq: u64,
+    pub lu: Arc<LogicalUnit>,
+    /// The opened store behind the LU; `None` when the backing is missing.
+    pub filtered: Option<Arc<Filtered>>,
+}
+
+/// One target: its properties, secrets and LUN-number bookkeeping.
+pub(crate) struct TargetEntry {
+    pub t: Target,
+    pub seq: u64,
+    pub secrets: Vec<SecretRow>,
+    /// LUN numbers in use.
+    pub numbers: BTreeSet<u64>,
+    /// Every number below this is in use (allocation hint).
+    pub next_free: u64,
+}
+
+impl TargetEntry {
+    /// The lowest free LUN number.
+    pub fn allocate(&mut self) -> Option<u64> {
+        let mut n = self.next_free;
+        while self.numbers.contains(&n) {
+            n += 1;
+        }
+        if n > MAX_LUN_NUMBER {
+            return None;
+        }
+        self.numbers.insert(n);
+        self.next_free = n + 1;
+        Some(n)
+    }
+
+    /// Returns a number to the pool.
+    pub fn release(&mut self, n: u64) {
+        self.numbers.remove(&n);
+        self.next_free = self.next_free.min(n);
+    }
+
+    /// The data path's CHAP configuration.
+    pub fn chap(&self) -> ChapConfig {
+        let mut c = ChapConfig::default();
+        for s in &self.secrets {
+            match s.kind {
+                SecretKind::Default => c.default_secret = Some(s.secret.clone()),
+                SecretKind::Initiator => c
+                    .initiator_secrets
+                    .push((s.initiator.clone(), s.secret.clone())),
+                SecretKind::Mutual => c
+                    .mutual_secrets
+                    .push((s.initiator.clone(), s.secret.clone())),
+            }
+        }
+        c
+    }
+}
+
+/// Highest LUN number (flat space addressing, SAM-5).
+pub(crate) const MAX_LUN_NUMBER: u64 = 16383;
+
+/// One portal and whether a listener is up for it.
+pub(crate) struct PortalEntry {
+    pub p: Portal,
+    pub seq: u64,
+    pub bound: bool,
+}
+
+/// Everything the provider knows; guarded by one mutex in the provider.
+pub(crate) struct State {
+    pub store: Store,
+    pub provider_id: Uuid,
+    pub seq: u64,
+    pub subsystems: HashMap<Uuid, Subsystem>,
+    pub controllers: HashMap<Uuid, vds_model::Controller>,
+    pub drives: HashMap<Uuid, vds_model::Drive>,
+    pub luns: HashMap<Uuid, LunEntry>,
+    pub targets: HashMap<Uuid, TargetEntry>,
+    pub pgs: HashMap<Uuid, (PortalGroup, u64)>,
+    pub portals: HashMap<Uuid, PortalEntry>,
+    pub tombstones: HashMap<Uuid, ObjectKind>,
+    /// Operation slots held (object ids; the provider's id for Reenumerate/Refresh).
+    pub busy: HashSet<Uuid>,
+    /// Why the cache is corrupt, if it is.
+    pub corrupt: Option<String>,
+    /// A Reenumerate ran since the corruption was detected.
+    pub reenumerated: bool,
+    /// Friendly name → LUN.
+    pub lun_names: HashMap<String, Uuid>,
+    /// Lower-case IQN → target.
+    pub iqns: HashMap<String, Uuid>,
+    /// Address → portal.
+    pub portal_addrs: HashMap<SocketAddr, Uuid>,
+    /// Backing path → LUN (a path serves one LUN).
+    pub backing_paths: HashMap<String, Uuid>,
+    /// Per-target LUN maps, rebuilt only for targets marked dirty.
+    pub lunmaps: HashMap<Uuid, Arc<LunMap>>,
+    pub dirty: HashSet<Uuid>,
+}
+
+impl State {
+    pub fn new(store: Store) -> State {
+        State {
+            store,
+            provider_id: Uuid::nil(),
+            seq: 0,
+            subsystems: HashMap::new(),
+            controllers: HashMap::new(),
+            drives: HashMap::new(),
+            luns: HashMap::new(),
+            targets: HashMap::new(),
+            pgs: HashMap::new(),
+            portals: HashMap::new(),
+            tombstones: HashMap::new(),
+            busy: HashSet::new(),
+            corrupt: None,
+            reenumerated: false,
+            lun_names: HashMap::new(),
+            iqns: HashMap::new(),
+            portal_addrs: HashMap::new(),
+            backing_paths: HashMap::new(),
+            lunmaps: HashMap::new(),
+            dirty: HashSet::new(),
+        }
+    }
+
+    pub fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// Whether `id` names a live object of `kind`.
+    pub fn exists(&self, kind: ObjectKind, id: Uuid) -> bool {
+        match kind {
+            ObjectKind::Provider => id == self.provider_id,
+            ObjectKind::Subsystem => self.subsystems.contains_key(&id),
+            ObjectKind::Controller => self.controllers.contains_key(&id),
+            ObjectKind::Drive => self.drives.contains_key(&id),
+            ObjectKind::Lun => self.luns.contains_key(&id),
+            ObjectKind::Target => self.targets.contains_key(&id),
+            ObjectKind::PortalGroup => self.pgs.contains_key(&id),
+            ObjectKind::Portal => self.portals.contains_key(&id),
+            ObjectKind::Job => false,
+        }
+    }
+
+    /// Steps 1 and 2 of SEMANTICS.md §2 for an id given as `field` (`None`: the object the
+    /// call is made on).
+    pub fn lookup(&self, kind: ObjectKind, id: Uuid, field: Option<&str>) -> Result<(), VdsError> {
+        if self.exists(kind, id) {
+            return Ok(());
+        }
+        let prefix = field.map(|f| format!("{f}: ")).unwrap_or_default();
+        if let Some(k) = self.tombstones.get(&id) {
+            return Err(VdsError::new(
+                Hresult::VDS_E_OBJECT_DELETED,
+                format!("{prefix}{} {id} is no longer present", k.label()),
+            ));
+        }
+        Err(VdsError::new(
+            Hresult::VDS_E_OBJECT_NOT_FOUND,
+            format!("{prefix}no {} has id {id}", kind.label()),
+        ))
+    }
+
+    /// Step 6: fails with BUSY if any of `ids` holds its slot.
+    pub fn check_free(&self, ids: &[(ObjectKind, Uuid)]) -> Result<(), VdsError> {
+        for (kind, id) in ids {
+            if self.busy.contains(id) {
+                return Err(VdsError::new(
+                    Hresult::VDS_E_ANOTHER_CALL_IN_PROGRESS,
+                    format!(
+                        "another operation on {} {id} has not finished",
+                        kind.label()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the storage path of a LUN is up (subsystem, a controller and its drive ONLINE).
+    pub fn path_online(&self, lun: &Lun) -> bool {
+        let sub_ok = self
+            .subsystems
+            .get(&lun.subsystem)
+            .is_some_and(|s| s.status == SubsystemStatus::Online);
+        let ctl_ok = self
+            .controllers
+            .values()
+            .any(|c| c.subsystem == lun.subsystem && c.status == ControllerStatus::Online);
+        // A LUN whose drive record is gone is judged by its subsystem and controllers only.
+        let drive_ok = self
+            .drives
+            .get(&lun.drive)
+            .is_none_or(|d| d.status == DriveStatus::Online);
+        sub_ok && ctl_ok && drive_ok
+    }
+
+    /// What the data path enforces for `lun`: its status, or OFFLINE while its path is down.
+    pub fn lu_state(&self, lun: &Lun) -> LuState {
+        match lun.status {
+            LunStatus::Failed => LuState::Failed,
+            LunStatus::NotReady => LuState::NotReady,
+            LunStatus::Online if self.path_online(lun) => LuState::Online,
+            LunStatus::Online | LunStatus::Offline | LunStatus::Unknown => LuState::Offline,
+        }
+    }
+
+    /// Marks the targets of a LUN for a LUN-map rebuild.
+    pub fn dirty_lun(&mut self, lun: &Lun) {
+        for t in &lun.targets {
+            self.dirty.insert(*t);
+        }
+    }
+
+    /// Every LU mapped by `target` (for REPORTED LUNS DATA HAS CHANGED).
+    pub fn lus_of_target(&self, target: Uuid) -> Vec<Arc<LogicalUnit>> {
+        self.targets
+            .get(&target)
+            .map(|t| {
+                t.t.luns
+                    .iter()
+                    .filter_map(|l| self.luns.get(l).map(|e| e.lu.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn lunmap(&self, target: &TargetEntry) -> LunMap {
+        let mut entries: Vec<vds_scsi::LunEntry> = target
+            .t
+            .luns
+            .iter()
+            .filter_map(|id| self.luns.get(id))
+            .filter_map(|e| {
+                let number = e
+                    .rec
+                    .lun
+                    .lun_numbers
+                    .iter()
+                    .find(|(t, _)| *t == target.t.id)?
+                    .1;
+                Some(vds_scsi::LunEntry {
+                    number,
+                    lu: e.lu.clone(),
+                    mask: mask_of(&e.rec.lun.unmasking_list),
+                })
+            })
+            .collect();
+        entries.sort_by_key(|e| e.number);
+        LunMap { entries }
+    }
+
+    /// The complete configuration for the data path.
+    pub fn view(&mut self) -> DataView {
+        let dirty: Vec<Uuid> = self.dirty.drain().collect();
+        for t in dirty {
+            match self.targets.get(&t) {
+                Some(te) => {
+                    let map = Arc::new(self.lunmap(te));
+                    self.lunmaps.insert(t, map);
+                }
+                None => {
+                    self.lunmaps.remove(&t);
+                }
+            }
+        }
+        let mut targets: Vec<&TargetEntry> = self.targets.values().collect();
+        targets.sort_by_key(|t| t.seq);
+        let targets = targets
+            .into_iter()
+            .map(|te| TargetView {
+                id: te.t.id,
+                iqn: te.t.iscsi_name.clone(),
+                alias: te.t.friendly_name.clone(),
+                chap: te.chap(),
+                portal_groups: te
+                    .t
+                    .portal_groups
+                    .iter()
+                    .filter_map(|pg| self.pgs.get(pg))
+                    .map(|(pg, _)| PortalGroupView {
+                        id: pg.id,
+                        tag: pg.tag,
+                        portals: pg.portals.clone(),
+                    })
+                    .collect(),
+                luns: self.lunmaps.get(&te.t.id).cloned().unwrap_or_default(),
+            })
+            .collect();
+        let mut portals: Vec<&PortalEntry> = self.portals.values().collect();
+        portals.sort_by_key(|p| p.seq);
+        let portals = portals
+            .into_iter()
+            .map(|pe| PortalView {
+                id: pe.p.id,
+                addr: pe.p.socket_addr(),
+                online: pe.p.status == PortalStatus::Online,
+            })
+            .collect();
+        DataView { targets, portals }
+    }
+
+    /// Rebuilds the name indexes from the objects.
+    pub fn reindex(&mut self) {
+        self.lun_names = self
+            .luns
+            .values()
+            .map(|e| (e.rec.lun.friendly_name.clone(), e.rec.lun.id))
+            .collect();
+        self.backing_paths = self
+            .luns
+            .values()
+            .filter_map(|e| e.rec.lun.backing.path.clone().map(|p| (p, e.rec.lun.id)))
+            .collect();
+        self.iqns = self
+            .targets
+            .values()
+            .map(|t| (t.t.iscsi_name.to_ascii_lowercase(), t.t.id))
+            .collect();
+        self.portal_addrs = self
+            .portals
+            .values()
+            .map(|p| (p.p.socket_addr(), p.p.id))
+            .collect();
+        self.dirty.extend(self.targets.keys().copied());
+    }
+}
+
+/// The data path's mask for a stored (already canonical) unmasking list.
+pub(crate) fn mask_of(list: &str) -> Mask {
+    match UnmaskingList::parse(list) {
+        Ok(UnmaskingList::Everyone) => Mask::Everyone,
+        Ok(UnmaskingList::Only(names)) => Mask::Only(names),
+        // A stored list is canonical; anything unreadable hides the LUN (fail closed).
+        Ok(UnmaskingList::Nobody) | Err(_) => Mask::Nobody,
+    }
+}
