@@ -62,6 +62,11 @@ pub struct Command {
     pub data_out: Vec<u8>,
     /// EDTL of a read (or the bidirectional read length).
     pub expected_in_len: u32,
+    /// Expected Data Transfer Length as the initiator gave it (for residuals of commands
+    /// without Data-In).
+    pub edtl: u32,
+    /// Whether the initiator expects Data-In (R bit).
+    pub read: bool,
     pub attr: TaskAttr,
 }
 
@@ -536,6 +541,8 @@ impl Connection {
                 cdb: task.cdb.clone(),
                 data_out: std::mem::take(&mut task.buf),
                 expected_in_len: task.expected_in_len,
+                edtl: task.edtl,
+                read: task.read,
                 attr: task.attr,
             };
             self.tasks.insert(h.itt, task);
@@ -650,6 +657,8 @@ impl Connection {
                 cdb: t.cdb.clone(),
                 data_out: std::mem::take(&mut t.buf),
                 expected_in_len: t.expected_in_len,
+                edtl: t.edtl,
+                read: t.read,
                 attr: t.attr,
             };
             self.events.push_back(Event::Execute(cmd));

@@ -561,11 +561,7 @@ async fn full_feature(
                     tokio::task::spawn_blocking(move || {
                         let mut buf = Vec::new();
                         let o = exec::execute(&map, &nexus, &cmd, &mut buf);
-                        let wres = if cmd.data_out.is_empty() {
-                            0
-                        } else {
-                            exec::write_residual(&map, &nexus, &cmd)
-                        };
+                        let wres = exec::write_residual(&map, &nexus, &cmd);
                         let _ = tx.send(Completion {
                             itt: cmd.itt,
                             outcome: Some((o, buf, wres)),

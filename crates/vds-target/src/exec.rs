@@ -32,15 +32,18 @@ pub(crate) fn execute(
     map.execute(nexus, lun_number(c.lun), &cmd, buf)
 }
 
-/// Data-Out the command did not use (positive: underflow) or wanted beyond what came
-/// (negative: overflow), from the CDB's own transfer length; 0 when the engine does not know
-/// the opcode's transfer length.
+/// For a command without Data-In: how much of the EDTL the CDB does not use (positive:
+/// underflow) or wants beyond it (negative: overflow), from the CDB's own transfer length;
+/// 0 when the engine does not know the opcode's transfer length.
 pub(crate) fn write_residual(map: &LunMap, nexus: &ItNexus, c: &Command) -> i64 {
+    if c.read {
+        return 0;
+    }
     let Some(lu) = map.lookup(&nexus.initiator_name, lun_number(c.lun)) else {
         return 0;
     };
     match vds_scsi::cdb_transfer_len(&c.cdb, lu.block_size()) {
-        Some(want) => c.data_out.len() as i64 - want.min(i64::MAX as u64) as i64,
+        Some(want) => i64::from(c.edtl) - want.min(i64::MAX as u64) as i64,
         None => 0,
     }
 }
