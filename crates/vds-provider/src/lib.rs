@@ -15,6 +15,8 @@ mod hooks;
 mod jobs;
 mod ops;
 mod state;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
