@@ -1,0 +1,781 @@
+//! HTTP tests of the API against a real `Provider` on a temporary data dir, with a small
+//! data plane that binds real listeners (ports 42000-42049 on loopback). Requests go through
+//! the router in-process (tower `oneshot`), except the serve test, which uses a real socket.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
+use futures::StreamExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+use uuid::Uuid;
+use vds_api::{router, router_with_metrics, ApiConfig, Auth, Metrics};
+use vds_provider::dataplane::{DataPlane, DataView};
+use vds_provider::{Provider, ProviderConfig};
+
+/// Binds real listeners for portals; serves nothing.
+#[derive(Default)]
+struct TestPlane {
+    listeners: Mutex<HashMap<Uuid, TcpListener>>,
+}
+
+impl DataPlane for TestPlane {
+    fn publish(&self, _view: Arc<DataView>) {}
+    fn bind_portal(&self, id: Uuid, addr: SocketAddr) -> std::io::Result<()> {
+        let l = TcpListener::bind(addr)?;
+        self.listeners.lock().unwrap().insert(id, l);
+        Ok(())
+    }
+    fn unbind_portal(&self, id: Uuid, _logout_timeout: Duration) {
+        self.listeners.lock().unwrap().remove(&id);
+    }
+    fn initiators(&self, _target: Uuid) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Ports 42000..42040 for portals, one per provider; 42040.. for real API listeners.
+fn next_port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(42000);
+    let p = NEXT.fetch_add(1, Ordering::Relaxed);
+    assert!(p < 42040, "test port range exhausted");
+    p
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    provider: Arc<Provider>,
+    app: Router,
+    metrics: Arc<Metrics>,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = ProviderConfig::new(dir.path().join("data"));
+    cfg.first_start_portals = vec![SocketAddr::from(([127, 0, 0, 1], next_port()))];
+    cfg.default_lun_size = 16 << 20;
+    cfg.fault_injection = true;
+    let provider = Arc::new(Provider::open(cfg, Arc::new(TestPlane::default())).unwrap());
+    let metrics = Arc::new(Metrics::default());
+    let app = router_with_metrics(provider.clone(), ApiConfig::default(), metrics.clone());
+    Fixture {
+        _dir: dir,
+        provider,
+        app,
+        metrics,
+    }
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Value,
+}
+
+async fn send_raw(app: &Router, req: Request<Body>) -> Answer {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+    };
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn call(app: &Router, method: Method, uri: &str, body: Option<Value>) -> Answer {
+    let mut b = Request::builder().method(method).uri(uri);
+    let body = match body {
+        Some(v) => {
+            b = b.header(header::CONTENT_TYPE, "application/json");
+            Body::from(v.to_string())
+        }
+        None => Body::empty(),
+    };
+    send_raw(app, b.body(body).unwrap()).await
+}
+
+async fn raw_body(app: &Router, method: Method, uri: &str, body: &str) -> Answer {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    send_raw(app, req).await
+}
+
+/// Asserts the error body shape and returns `(name, message)`.
+fn error_of(a: &Answer) -> (String, String) {
+    let e = a
+        .body
+        .get("error")
+        .unwrap_or_else(|| panic!("no error body: {:?}", a.body));
+    let hresult = e["hresult"].as_str().unwrap();
+    assert!(
+        hresult.len() == 10
+            && hresult.starts_with("0x")
+            && hresult[2..]
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('A'..='F').contains(&c)),
+        "{hresult}"
+    );
+    (
+        e["name"].as_str().unwrap().to_string(),
+        e["message"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn subsystem_id(app: &Router) -> String {
+    let a = call(app, Method::GET, "/v1/subsystems", None).await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    a.body[0]["id"].as_str().unwrap().to_string()
+}
+
+async fn create_lun(app: &Router, name: &str) -> Value {
+    let sub = subsystem_id(app).await;
+    let a = call(
+        app,
+        Method::POST,
+        &format!("/v1/subsystems/{sub}/luns?wait=true"),
+        Some(json!({"size_bytes": 4 << 20, "friendly_name": name})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    a.body
+}
+
+#[tokio::test]
+async fn embedded_default_is_served_with_short_names() {
+    let f = fixture();
+    let a = call(&f.app, Method::GET, "/v1/provider", None).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.body["type"], "iscsi");
+    assert_eq!(a.body["cache"], "valid");
+    let sub = subsystem_id(&f.app).await;
+    let luns = call(
+        &f.app,
+        Method::GET,
+        &format!("/v1/subsystems/{sub}/luns"),
+        None,
+    )
+    .await;
+    assert_eq!(luns.status, StatusCode::OK);
+    let lun = &luns.body[0];
+    assert_eq!(lun["status"], "online");
+    assert_eq!(lun["health"], "healthy");
+    assert_eq!(lun["transition_state"], "stable");
+    assert_eq!(lun["unmasking_list"], "*");
+    let target = lun["targets"][0].as_str().unwrap();
+    assert_eq!(lun["lun_numbers"][target], 0);
+    for what in ["controllers", "drives", "targets", "portals"] {
+        let a = call(
+            &f.app,
+            Method::GET,
+            &format!("/v1/subsystems/{sub}/{what}"),
+            None,
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::OK, "{what}: {:?}", a.body);
+        assert!(!a.body.as_array().unwrap().is_empty(), "{what}");
+    }
+    let portals = call(
+        &f.app,
+        Method::GET,
+        &format!("/v1/subsystems/{sub}/portals"),
+        None,
+    )
+    .await;
+    assert_eq!(portals.body[0]["address_type"], "ipv4");
+}
+
+#[tokio::test]
+async fn malformed_bodies_name_the_field() {
+    let f = fixture();
+    let sub = subsystem_id(&f.app).await;
+    let lun = create_lun(&f.app, "m1").await;
+    let id = lun["id"].as_str().unwrap();
+
+    let a = raw_body(
+        &f.app,
+        Method::POST,
+        &format!("/v1/luns/{id}/status"),
+        "{\"status\": ",
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    let (name, msg) = error_of(&a);
+    assert_eq!(name, "E_INVALIDARG");
+    assert!(msg.contains("malformed JSON"), "{msg}");
+
+    let a = call(
+        &f.app,
+        Method::POST,
+        &format!("/v1/luns/{id}/status"),
+        Some(json!({"status": "sideways"})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    let (_, msg) = error_of(&a);
+    assert!(msg.starts_with("status: "), "{msg}");
+    assert!(msg.contains("VDS_LUN_STATUS"), "{msg}");
+
+    let a = call(
+        &f.app,
+        Method::POST,
+        &format!("/v1/subsystems/{sub}/luns"),
+        Some(json!({"size_bytes": "big"})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(error_of(&a).1.starts_with("size_bytes: "), "{:?}", a.body);
+
+    let a = call(
+        &f.app,
+        Method::POST,
+        &format!("/v1/subsystems/{sub}/luns"),
+        Some(json!({"friendly_name": "x"})),
+    )
+    .await;
+    assert!(error_of(&a).1.contains("size_bytes"), "{:?}", a.body);
+
+    let a = call(
+        &f.app,
+        Method::POST,
+        &format!("/v1/subsystems/{sub}/luns"),
+        Some(json!({"size_bytes": 1048576, "type": "raid99"})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(error_of(&a).1.starts_with("type: "), "{:?}", a.body);
+
+    let a = call(
+        &f.app,
+        Method::POST,
+        &format!("/v1/subsystems/{sub}/luns"),
+        Some(json!({"size_bytes": 1048576, "backing": {"kind": "tape"}})),
+    )
+    .await;
+    assert!(error_of(&a).1.starts_with("backing.kind: "), "{:?}", a.body);
+
+    let a = call(
+        &f.app,
+        Method::PATCH,
+        &format!("/v1/luns/{id}"),
+        Some(json!({"frendly_name": "y"})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(error_of(&a).1.contains("frendly_name"), "{:?}", a.body);
+
+    let a = call(
+        &f.app,
+        Method::PUT,
+        &format!("/v1/luns/{id}/targets"),
+        Some(json!({"targets": ["nope"]})),
+    )
+    .await;
+    assert!(error_of(&a).1.starts_with("targets[0]: "), "{:?}", a.body);
+}
+
+#[tokio::test]
+async fn invalid_ids_not_found_and_deleted_are_distinct() {
+    let f = fixture();
+    let a = call(&f.app, Method::GET, "/v1/luns/not-a-uuid", None).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    let (name, msg) = error_of(&a);
+    assert_eq!(name, "E_INVALIDARG");
+    assert!(msg.starts_with("id: "), "{msg}");
+
+    let a = call(
+        &f.app,
+        Method::GET,
+        &format!("/v1/luns/{}", Uuid::new_v4()),
+        None,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert_eq!(error_of(&a).0, "VDS_E_OBJECT_NOT_FOUND");
+
+    let lun = create_lun(&f.app, "gone").await;
+    let id = lun["id"].as_str().unwrap();
+    let a = call(&f.app, Method::DELETE, &format!("/v1/luns/{id}"), None).await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT, "{:?}", a.body);
+    let a = call(&f.app, Method::GET, &format!("/v1/luns/{id}"), None).await;
+    assert_eq!(a.status, StatusCode::GONE);
+    let e = a.body["error"].clone();
+    assert_eq!(e["hresult"], "0x8004240B");
+    assert_eq!(e["name"], "VDS_E_OBJECT_DELETED");
+
+    // SEMANTICS §2: a deleted object answers DELETED even to a malformed argument.
+    let a = call(
+        &f.app,
+        Method::POST,
+        &format!("/v1/luns/{id}/status"),
+        Some(json!({"status": "sideways"})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::GONE, "{:?}", a.body);
+    let a = raw_body(
+        &f.app,
+        Method::POST,
+        &format!("/v1/luns/{id}/extend"),
+        "{oops",
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::GONE, "{:?}", a.body);
+    let a = call(
+        &f.app,
+        Method::POST,
+        &format!("/v1/luns/{}/status", Uuid::new_v4()),
+        Some(json!({"status": 99})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND, "{:?}", a.body);
+}
+
+#[tokio::test]
+async fn status_is_passed_through_for_the_provider_to_judge() {
+    let f = fixture();
+    let lun = create_lun(&f.app, "s1").await;
+    let uri = format!("/v1/luns/{}/status", lun["id"].as_str().unwrap());
+    for (status, http, name) in [
+        (json!(3), 400, Some("E_INVALIDARG")),
+        (json!(0), 400, Some("E_INVALIDARG")),
+        (json!("unknown"), 400, Some("E_INVALIDARG")),
+        (json!("failed"), 422, Some("VDS_E_NOT_SUPPORTED")),
+        (json!("VDS_LS_OFFLINE"), 200, None),
+        (json!(2), 200, None),
+        (json!("online"), 200, None),
+    ] {
+        let a = call(
+            &f.app,
+            Method::POST,
+            &uri,
+            Some(json!({ "status": status })),
+        )
+        .await;
+        assert_eq!(a.status.as_u16(), http, "{status}: {:?}", a.body);
+        match name {
+            Some(n) => assert_eq!(error_of(&a).0, n, "{status}"),
+            None => assert!(a.body["status"].is_string(), "{:?}", a.body),
+        }
+    }
+    let a = call(
+        &f.app,
+        Method::POST,
+        &uri,
+        Some(json!({"status": "offline"})),
+    )
+    .await;
+    assert_eq!(a.body["status"], "offline");
+}
+
+#[tokio::test]
+async fn jobs_answer_202_with_location_and_wait_answers_the_result() {
+    let f = fixture();
+    let sub = subsystem_id(&f.app).await;
+    let a = call(
+        &f.app,
+        Method::POST,
+        &format!("/v1/subsystems/{sub}/luns"),
+        Some(json!({"size_bytes": 2 << 20, "friendly_name": "j1"})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{:?}", a.body);
+    let job_id = a.body["id"].as_str().unwrap().to_string();
+    let loc = a.headers[header::LOCATION].to_str().unwrap().to_string();
+    assert_eq!(loc, format!("/v1/jobs/{job_id}"));
+    assert_eq!(a.body["operation"], "create_lun");
+    let a = call(&f.app, Method::POST, &format!("{loc}/wait"), None).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.body["state"], "succeeded", "{:?}", a.body);
+    assert_eq!(a.body["percent"], 100);
+    assert_eq!(a.body["hresult"], "0x00000000");
+    assert_eq!(a.body["output"]["friendly_name"], "j1");
+    let a = call(&f.app, Method::GET, &loc, None).await;
+    assert_eq!(a.body["state"], "succeeded");
+
+    // ?wait=true: the final status and the output object.
+    let lun = create_lun(&f.app, "j2").await;
+    let id = lun["id"].as_str().unwrap();
+    let a = call(
+        &f.app,
+        Method::POST,
+        &format!("/v1/luns/{id}/extend?wait=true"),
+        Some(json!({"bytes": 1 << 20})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert_eq!(
+        a.body["size_bytes"],
+        lun["size_bytes"].as_u64().unwrap() + (1 << 20)
+    );
+
+    // A job that fails answers its error body with the wait.
+    let a = call(
+        &f.app,
+        Method::POST,
+        &format!("/v1/luns/{id}/recover?wait=true"),
+        None,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{:?}", a.body);
+    assert_eq!(error_of(&a).0, "VDS_E_INVALID_OPERATION");
+
+    let a = call(
+        &f.app,
+        Method::POST,
+        &format!("/v1/luns/{id}/extend?wait=maybe"),
+        Some(json!({"bytes": 1 << 20})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(error_of(&a).1.starts_with("wait: "), "{:?}", a.body);
+
+    // Target and portal group: created (201 + Location) and deleted (204) through jobs.
+    let a = call(
+        &f.app,
+        Method::POST,
+        &format!("/v1/subsystems/{sub}/targets?wait=true"),
+        Some(json!({"friendly_name": "t-jobs"})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    let tid = a.body["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        a.headers[header::LOCATION].to_str().unwrap(),
+        format!("/v1/targets/{tid}")
+    );
+    let a = call(
+        &f.app,
+        Method::POST,
+        &format!("/v1/targets/{tid}/portal-groups?wait=true"),
+        None,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    let a = call(
+        &f.app,
+        Method::DELETE,
+        &format!("/v1/targets/{tid}?wait=true"),
+        None,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT, "{:?}", a.body);
+    let a = call(&f.app, Method::GET, &format!("/v1/targets/{tid}"), None).await;
+    assert_eq!(a.status, StatusCode::GONE);
+}
+
+#[tokio::test]
+async fn events_stream_one_json_object_per_change() {
+    let f = fixture();
+    let lun = create_lun(&f.app, "e1").await;
+    let id = lun["id"].as_str().unwrap().to_string();
+    let resp = f
+        .app
+        .clone()
+        .oneshot(Request::get("/v1/events").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let mut stream = resp.into_body().into_data_stream();
+    let a = call(
+        &f.app,
+        Method::POST,
+        &format!("/v1/luns/{id}/status"),
+        Some(json!({"status": "offline"})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    let mut text = String::new();
+    let event = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let chunk = stream.next().await.expect("stream open").unwrap();
+            text.push_str(std::str::from_utf8(&chunk).unwrap());
+            if let Some(line) = text
+                .lines()
+                .find(|l| l.starts_with("data:") && l.contains(&id))
+            {
+                return serde_json::from_str::<Value>(line.trim_start_matches("data:").trim())
+                    .unwrap();
+            }
+        }
+    })
+    .await
+    .expect("an event within 10 s");
+    assert_eq!(event["object_type"], "lun");
+    assert_eq!(event["event"], "modify");
+    assert_eq!(event["code"], 110);
+    let t = event["time"].as_str().unwrap();
+    // RFC 3339: 2024-01-02T03:04:05.123Z or with a numeric offset.
+    let b = t.as_bytes();
+    assert!(
+        t.len() >= 20
+            && b[4] == b'-'
+            && b[7] == b'-'
+            && b[10] == b'T'
+            && b[13] == b':'
+            && (t.ends_with('Z') || t[19..].contains('+') || t[19..].contains('-')),
+        "{t}"
+    );
+    let mut m = String::new();
+    f.metrics.render_api(&mut m);
+    assert!(m.contains("vds_api_event_streams 1\n"), "{m}");
+    drop(stream);
+}
+
+#[tokio::test]
+async fn openapi_describes_every_interface_endpoint() {
+    let f = fixture();
+    let a = call(&f.app, Method::GET, "/v1/openapi.json", None).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.body["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = a.body["paths"].as_object().unwrap();
+    let expected: &[(&str, &str)] = &[
+        ("get", "/v1/provider"),
+        ("post", "/v1/provider/reenumerate"),
+        ("post", "/v1/provider/refresh"),
+        ("get", "/v1/subsystems"),
+        ("get", "/v1/subsystems/{id}"),
+        ("get", "/v1/subsystems/{id}/controllers"),
+        ("get", "/v1/subsystems/{id}/drives"),
+        ("get", "/v1/subsystems/{id}/luns"),
+        ("get", "/v1/subsystems/{id}/targets"),
+        ("get", "/v1/subsystems/{id}/portals"),
+        ("post", "/v1/subsystems/{id}/luns"),
+        ("get", "/v1/luns/{id}"),
+        ("delete", "/v1/luns/{id}"),
+        ("patch", "/v1/luns/{id}"),
+        ("post", "/v1/luns/{id}/status"),
+        ("post", "/v1/luns/{id}/extend"),
+        ("post", "/v1/luns/{id}/shrink"),
+        ("post", "/v1/luns/{id}/recover"),
+        ("put", "/v1/luns/{id}/faults"),
+        ("put", "/v1/luns/{id}/targets"),
+        ("post", "/v1/subsystems/{id}/targets"),
+        ("get", "/v1/targets/{id}"),
+        ("delete", "/v1/targets/{id}"),
+        ("patch", "/v1/targets/{id}"),
+        ("put", "/v1/targets/{id}/shared-secret"),
+        ("put", "/v1/targets/{id}/initiator-secrets/{initiator_name}"),
+        ("get", "/v1/targets/{id}/initiators"),
+        ("post", "/v1/targets/{id}/portal-groups"),
+        ("get", "/v1/portal-groups/{id}"),
+        ("delete", "/v1/portal-groups/{id}"),
+        ("post", "/v1/portal-groups/{id}/portals"),
+        ("delete", "/v1/portal-groups/{id}/portals/{portal_id}"),
+        ("post", "/v1/subsystems/{id}/portals"),
+        ("get", "/v1/portals/{id}"),
+        ("delete", "/v1/portals/{id}"),
+        ("post", "/v1/portals/{id}/status"),
+        ("get", "/v1/jobs/{id}"),
+        ("post", "/v1/jobs/{id}/wait"),
+        ("post", "/v1/jobs/{id}/cancel"),
+        ("get", "/v1/events"),
+        ("get", "/metrics"),
+        ("get", "/v1/openapi.json"),
+    ];
+    for (method, path) in expected {
+        let item = paths.get(*path).unwrap_or_else(|| panic!("{path} missing"));
+        assert!(item.get(*method).is_some(), "{method} {path} missing");
+    }
+    // Every $ref points at a component that exists.
+    let schemas = a.body["components"]["schemas"].as_object().unwrap();
+    let text = a.body.to_string();
+    for r in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+        let name = &r[..r.find('"').unwrap()];
+        assert!(schemas.contains_key(name), "dangling $ref {name}");
+    }
+    // And every documented route answers something other than "no such endpoint".
+    for (method, path) in expected {
+        let uri = path
+            .replace("{id}", &Uuid::new_v4().to_string())
+            .replace("{portal_id}", &Uuid::new_v4().to_string())
+            .replace("{initiator_name}", "iqn.2024-01.org.example:x");
+        if *path == "/v1/events" {
+            continue;
+        }
+        let a = call(&f.app, method.to_uppercase().parse().unwrap(), &uri, None).await;
+        assert!(
+            a.status != StatusCode::NOT_FOUND || error_of(&a).0 != "E_INVALIDARG",
+            "{method} {path} not routed"
+        );
+        assert_ne!(a.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+    }
+}
+
+#[tokio::test]
+async fn metrics_count_requests_objects_and_jobs() {
+    let f = fixture();
+    create_lun(&f.app, "m1").await;
+    call(
+        &f.app,
+        Method::GET,
+        &format!("/v1/luns/{}", Uuid::new_v4()),
+        None,
+    )
+    .await;
+    let a = f
+        .app
+        .clone()
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(a.status(), StatusCode::OK);
+    assert!(a.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = String::from_utf8(
+        axum::body::to_bytes(a.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(
+        text.contains(
+            "vds_api_requests_total{route=\"/v1/luns/{id}\",method=\"GET\",status=\"404\"} 1\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("vds_api_requests_total{route=\"/v1/subsystems/{id}/luns\",method=\"POST\",status=\"201\"} 1\n"), "{text}");
+    assert!(text.contains("vds_objects{kind=\"lun\"} 2\n"), "{text}");
+    assert!(
+        text.contains("vds_objects{kind=\"subsystem\"} 1\n"),
+        "{text}"
+    );
+    assert!(text.contains("vds_luns{status=\"online\"} 2\n"), "{text}");
+    assert!(text.contains("vds_jobs{state=\"succeeded\"} 1\n"), "{text}");
+    assert!(text.contains("vds_provider_cache_corrupt 0\n"), "{text}");
+    assert_eq!(f.metrics.request_count("/v1/luns/{id}", "GET", 404), 1);
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let value = line.rsplit(' ').next().unwrap();
+        assert!(value.parse::<f64>().is_ok(), "bad sample line {line:?}");
+    }
+}
+
+#[tokio::test]
+async fn routing_limits_and_auth_answer_error_bodies() {
+    let f = fixture();
+    let a = call(&f.app, Method::GET, "/v1/nothing-here", None).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert_eq!(error_of(&a).0, "E_INVALIDARG");
+    let a = call(&f.app, Method::PUT, "/v1/provider", None).await;
+    assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(error_of(&a).0, "E_INVALIDARG");
+
+    let lun = create_lun(&f.app, "big").await;
+    let big = format!("{{\"friendly_name\": \"{}\"}}", "x".repeat(2 << 20));
+    let a = raw_body(
+        &f.app,
+        Method::PATCH,
+        &format!("/v1/luns/{}", lun["id"].as_str().unwrap()),
+        &big,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let (name, msg) = error_of(&a);
+    assert_eq!(name, "E_INVALIDARG");
+    assert!(msg.contains("1 MiB"), "{msg}");
+
+    let secured = router(
+        f.provider.clone(),
+        ApiConfig {
+            auth: Auth::Bearer("correct-horse".into()),
+            shutdown: None,
+        },
+    );
+    let a = call(&secured, Method::GET, "/v1/provider", None).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert_eq!(error_of(&a).0, "E_ACCESSDENIED");
+    assert!(a.headers.contains_key(header::WWW_AUTHENTICATE));
+    let req = |token: &str| {
+        Request::get("/v1/provider")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let a = send_raw(&secured, req("wrong-horse")).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    let a = send_raw(&secured, req("correct-horse")).await;
+    assert_eq!(a.status, StatusCode::OK);
+
+    let loopback = ApiConfig::for_listen_addr("127.0.0.1:3280".parse().unwrap(), None).unwrap();
+    assert_eq!(loopback.auth, Auth::None);
+    assert!(ApiConfig::for_listen_addr("0.0.0.0:3280".parse().unwrap(), None).is_err());
+    let open =
+        ApiConfig::for_listen_addr("10.0.0.1:3280".parse().unwrap(), Some("t".into())).unwrap();
+    assert_eq!(open.auth, Auth::Bearer("t".into()));
+}
+
+#[tokio::test]
+async fn serve_answers_on_a_real_socket_and_stops_on_shutdown() {
+    let f = fixture();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let app = router(
+        f.provider.clone(),
+        ApiConfig {
+            auth: Auth::None,
+            shutdown: Some(rx.clone()),
+        },
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 42040))
+        .await
+        .unwrap();
+    let mut stop = rx.clone();
+    let server = tokio::spawn(vds_api::serve_with_shutdown(listener, app, async move {
+        let _ = stop.wait_for(|v| *v).await;
+    }));
+    let body = tokio::task::spawn_blocking(|| {
+        ureq::get("http://127.0.0.1:42040/v1/provider")
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["type"], "iscsi");
+    // An open event stream must not hold the shutdown.
+    let events = tokio::task::spawn_blocking(|| {
+        let r = ureq::get("http://127.0.0.1:42040/v1/events")
+            .call()
+            .unwrap();
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut r.into_reader(), &mut s);
+        s
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("server stopped")
+        .unwrap()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), events)
+        .await
+        .expect("stream ended")
+        .unwrap();
+}

@@ -1,0 +1,360 @@
+//! Runs the built `vdsctl` binary against a real API (an in-process `vds-api` server over a
+//! real `Provider` on a temporary data dir, listening on 127.0.0.1:42050-42069) and checks
+//! output, exit codes 0/1/2/3 and the `error: NAME (0xHHHHHHHH): message` line.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use uuid::Uuid;
+use vds_provider::dataplane::{DataPlane, DataView};
+use vds_provider::{Provider, ProviderConfig};
+
+#[derive(Default)]
+struct TestPlane {
+    listeners: Mutex<HashMap<Uuid, TcpListener>>,
+}
+
+impl DataPlane for TestPlane {
+    fn publish(&self, _view: Arc<DataView>) {}
+    fn bind_portal(&self, id: Uuid, addr: SocketAddr) -> std::io::Result<()> {
+        let l = TcpListener::bind(addr)?;
+        self.listeners.lock().unwrap().insert(id, l);
+        Ok(())
+    }
+    fn unbind_portal(&self, id: Uuid, _logout_timeout: Duration) {
+        self.listeners.lock().unwrap().remove(&id);
+    }
+    fn initiators(&self, _target: Uuid) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Nothing listens here: the "API unreachable" case.
+const DEAD_PORT: u16 = 42099;
+
+struct Server {
+    url: String,
+    stop: Option<tokio::sync::watch::Sender<bool>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(true);
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn server() -> Server {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let i = NEXT.fetch_add(1, Ordering::Relaxed);
+    assert!(i < 20, "test port range exhausted");
+    let (api_port, portal_port) = (42050 + i, 42070 + i);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = ProviderConfig::new(dir.path().join("data"));
+    cfg.first_start_portals = vec![SocketAddr::from(([127, 0, 0, 1], portal_port))];
+    cfg.default_lun_size = 16 << 20;
+    cfg.fault_injection = true;
+    let provider = Arc::new(Provider::open(cfg, Arc::new(TestPlane::default())).unwrap());
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", api_port))
+                .await
+                .unwrap();
+            let app = vds_api::router(
+                provider,
+                vds_api::ApiConfig {
+                    auth: vds_api::Auth::None,
+                    shutdown: Some(rx.clone()),
+                },
+            );
+            ready_tx.send(()).unwrap();
+            let mut stop = rx;
+            vds_api::serve_with_shutdown(listener, app, async move {
+                let _ = stop.wait_for(|v| *v).await;
+            })
+            .await
+            .unwrap();
+        });
+    });
+    ready_rx.recv().unwrap();
+    Server {
+        url: format!("http://127.0.0.1:{api_port}"),
+        stop: Some(tx),
+        thread: Some(thread),
+        _dir: dir,
+    }
+}
+
+fn vdsctl(api: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vdsctl"))
+        .arg("--api")
+        .arg(api)
+        .args(args)
+        .env_remove("VDS_TOKEN")
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn ok(api: &str, args: &[&str]) -> String {
+    let o = vdsctl(api, args);
+    assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+    stdout(&o)
+}
+
+/// Asserts exit 1 and the error line; returns the HRESULT name.
+fn provider_error(api: &str, args: &[&str]) -> String {
+    let o = vdsctl(api, args);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+    let line = err.lines().next().unwrap_or("");
+    // error: NAME (0xHHHHHHHH): message
+    let rest = line
+        .strip_prefix("error: ")
+        .unwrap_or_else(|| panic!("{line}"));
+    let (name, rest) = rest.split_once(" (0x").unwrap_or_else(|| panic!("{line}"));
+    let (hex, message) = rest.split_once("): ").unwrap_or_else(|| panic!("{line}"));
+    assert_eq!(hex.len(), 8, "{line}");
+    assert!(
+        hex.chars()
+            .all(|c| c.is_ascii_digit() || ('A'..='F').contains(&c)),
+        "{line}"
+    );
+    assert!(!message.is_empty(), "{line}");
+    name.to_string()
+}
+
+#[test]
+fn lun_lifecycle_by_name_with_tables_and_json() {
+    let s = server();
+    let api = s.url.as_str();
+
+    let show = ok(api, &["provider", "show"]);
+    assert!(show.contains("type:") && show.contains("iscsi"), "{show}");
+
+    let table = ok(api, &["lun", "list"]);
+    let header = table.lines().next().unwrap();
+    assert!(
+        header.starts_with("ID") && header.contains("STATUS"),
+        "{table}"
+    );
+    assert_eq!(
+        table.lines().count(),
+        2,
+        "the embedded default LUN: {table}"
+    );
+
+    let created = ok(api, &["lun", "create", "--size", "8MiB", "--name", "db1"]);
+    assert!(
+        created.contains("friendly_name:") && created.contains("db1"),
+        "{created}"
+    );
+    assert!(created.contains("8388608 (8 MiB)"), "{created}");
+
+    let json: Value = serde_json::from_str(&ok(api, &["--json", "lun", "show", "db1"])).unwrap();
+    assert_eq!(json["friendly_name"], "db1");
+    let id = json["id"].as_str().unwrap().to_string();
+
+    let list: Value = serde_json::from_str(&ok(api, &["--json", "lun", "list"])).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2);
+
+    let off = ok(api, &["lun", "set-status", "db1", "offline"]);
+    assert!(
+        off.lines()
+            .any(|l| l.starts_with("status:") && l.ends_with("offline")),
+        "{off}"
+    );
+    ok(api, &["lun", "set-status", &id, "VDS_LS_ONLINE"]);
+    ok(api, &["lun", "set-status", "db1", "2"]);
+
+    let grown: Value =
+        serde_json::from_str(&ok(api, &["--json", "lun", "extend", "db1", "1MiB"])).unwrap();
+    assert_eq!(grown["size_bytes"], 9 << 20);
+
+    ok(api, &["lun", "rename", "db1", "db2"]);
+    ok(
+        api,
+        &["lun", "set-mask", "db2", "iqn.1991-05.com.microsoft:host1"],
+    );
+    let shown: Value = serde_json::from_str(&ok(api, &["--json", "lun", "show", "db2"])).unwrap();
+    assert_eq!(shown["unmasking_list"], "iqn.1991-05.com.microsoft:host1");
+
+    let job: Value = serde_json::from_str(&ok(
+        api,
+        &["--json", "--no-wait", "lun", "extend", "db2", "1MiB"],
+    ))
+    .unwrap();
+    let job_id = job["id"].as_str().unwrap();
+    let waited: Value = serde_json::from_str(&ok(api, &["--json", "job", "wait", job_id])).unwrap();
+    assert_eq!(waited["state"], "succeeded");
+
+    ok(api, &["lun", "delete", "db2"]);
+    assert_eq!(
+        provider_error(api, &["lun", "show", &id]),
+        "VDS_E_OBJECT_DELETED"
+    );
+}
+
+#[test]
+fn provider_errors_exit_1_with_the_error_line() {
+    let s = server();
+    let api = s.url.as_str();
+    assert_eq!(
+        provider_error(api, &["lun", "show", "no-such-lun"]),
+        "VDS_E_OBJECT_NOT_FOUND"
+    );
+    assert_eq!(
+        provider_error(api, &["lun", "show", &Uuid::new_v4().to_string()]),
+        "VDS_E_OBJECT_NOT_FOUND"
+    );
+    let lun: Value = serde_json::from_str(&ok(api, &["--json", "lun", "list"])).unwrap();
+    let id = lun[0]["id"].as_str().unwrap();
+    assert_eq!(
+        provider_error(api, &["lun", "set-status", id, "failed"]),
+        "VDS_E_NOT_SUPPORTED"
+    );
+    assert_eq!(
+        provider_error(api, &["lun", "set-status", id, "3"]),
+        "E_INVALIDARG"
+    );
+    assert_eq!(
+        provider_error(api, &["lun", "set-status", id, "sideways"]),
+        "E_INVALIDARG"
+    );
+    assert_eq!(
+        provider_error(api, &["lun", "recover", id]),
+        "VDS_E_INVALID_OPERATION"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let s = server();
+    let api = s.url.as_str();
+    for args in [
+        &["lun", "create", "--size", "lots"][..],
+        &["lun", "create", "--size", "1.5B"],
+        &["lun", "extend", "x"],
+        &["lun", "frobnicate"],
+        &["portal-group", "show", "not-a-uuid"],
+        &["job", "show", "12"],
+        &["portal", "show", "not-an-address"],
+    ] {
+        let o = vdsctl(api, args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(!stderr(&o).is_empty());
+    }
+}
+
+#[test]
+fn unreachable_api_exits_3() {
+    let o = vdsctl(
+        &format!("http://127.0.0.1:{DEAD_PORT}"),
+        &["provider", "show"],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("error: cannot reach the vds API"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn targets_portals_and_portal_groups_by_name() {
+    let s = server();
+    let api = s.url.as_str();
+    let t: Value = serde_json::from_str(&ok(
+        api,
+        &[
+            "--json",
+            "target",
+            "create",
+            "web",
+            "--iqn",
+            "iqn.2024-01.org.example:web",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(t["iscsi_name"], "iqn.2024-01.org.example:web");
+    ok(api, &["target", "show", "web"]);
+    ok(api, &["target", "show", "iqn.2024-01.org.example:web"]);
+    let targets = ok(api, &["target", "list"]);
+    assert!(targets.contains("iqn.2024-01.org.example:web"), "{targets}");
+
+    let pg: Value =
+        serde_json::from_str(&ok(api, &["--json", "portal-group", "create", "web"])).unwrap();
+    let pg_id = pg["id"].as_str().unwrap();
+    let p: Value =
+        serde_json::from_str(&ok(api, &["--json", "portal", "add", "127.0.0.1:42089"])).unwrap();
+    assert_eq!(p["status"], "offline");
+    ok(api, &["portal", "show", "127.0.0.1:42089"]);
+    let with: Value = serde_json::from_str(&ok(
+        api,
+        &[
+            "--json",
+            "portal-group",
+            "add-portal",
+            pg_id,
+            "127.0.0.1:42089",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(with["portals"].as_array().unwrap().len(), 1);
+    let groups = ok(api, &["portal-group", "list", "--target", "web"]);
+    assert!(groups.contains(pg_id), "{groups}");
+    assert_eq!(
+        provider_error(api, &["portal-group", "delete", pg_id]),
+        "VDS_E_ASSOCIATED_PORTALS_EXIST"
+    );
+    ok(
+        api,
+        &["portal-group", "remove-portal", pg_id, "127.0.0.1:42089"],
+    );
+    ok(
+        api,
+        &["target", "set-secret", "web", "--secret", "0123456789abcd"],
+    );
+    let shown: Value =
+        serde_json::from_str(&ok(api, &["--json", "target", "show", "web"])).unwrap();
+    assert_eq!(shown["chap_enabled"], true);
+    let short = provider_error(api, &["target", "set-secret", "web", "--secret", "short"]);
+    assert!(
+        short == "E_INVALIDARG" || short == "VDS_E_ISCSI_CHAP_SECRET",
+        "{short}"
+    );
+    ok(api, &["target", "delete", "web"]);
+    assert_eq!(
+        provider_error(api, &["target", "show", "web"]),
+        "VDS_E_OBJECT_NOT_FOUND"
+    );
+    ok(api, &["portal", "delete", "127.0.0.1:42089"]);
+    ok(api, &["subsystem", "list"]);
+    ok(api, &["controller", "list"]);
+    ok(api, &["drive", "list"]);
+}
