@@ -1,1 +1,142 @@
-fn main() {}
+//! `vdsd`: the vds daemon. Wires the provider (management engine and store), the iSCSI data
+//! path and the HTTP API together, prints what it serves, and shuts down cleanly on
+//! SIGTERM/SIGINT (initiators asked to log out, every LUN flushed, exit 0).
+
+mod cli;
+mod config;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+use vds_provider::{Command, Outcome, Provider, ProviderConfig};
+
+fn main() -> ExitCode {
+    let args = cli::Args::parse();
+    let filter = EnvFilter::try_new(&args.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vdsd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: cli::Args) -> anyhow::Result<()> {
+    let daemon_cfg = match &args.config {
+        Some(p) => config::DaemonConfig::load(p).map_err(anyhow::Error::msg)?,
+        None => config::DaemonConfig::default(),
+    };
+    let api_cfg = vds_api::ApiConfig::for_listen_addr(args.api, daemon_cfg.api_token.clone())
+        .map_err(anyhow::Error::msg)?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("vdsd")
+        .build()?;
+
+    // The API address is bound before anything else so a second daemon on the same data dir
+    // or address fails fast instead of half-starting.
+    let std_listener = std::net::TcpListener::bind(args.api)
+        .map_err(|e| anyhow::anyhow!("cannot bind the API to {}: {e}", args.api))?;
+    std_listener.set_nonblocking(true)?;
+
+    let datapath = vds_target::DataPath::new(rt.handle().clone(), vds_target::Limits::default());
+    let mut pcfg = ProviderConfig::new(&args.data_dir);
+    pcfg.first_start_portals = args.first_start_portals();
+    pcfg.fault_injection = args.enable_fault_injection;
+    pcfg.logout_timeout = daemon_cfg.logout_timeout;
+    pcfg.portal_status_settable = daemon_cfg.portal_status_settable;
+    let provider = Arc::new(
+        Provider::open(pcfg, Arc::new(datapath.clone()))
+            .map_err(|e| anyhow::anyhow!("cannot open the provider: {e}"))?,
+    );
+
+    print_banner(&provider, &args);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut api_cfg = api_cfg;
+    api_cfg.shutdown = Some(stop_rx);
+    let router = vds_api::router(provider.clone(), api_cfg);
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(std_listener)?;
+        let signal = async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            let _ = stop_tx.send(true);
+        };
+        vds_api::serve_with_shutdown(listener, router, signal).await
+    })?;
+
+    // Ask initiators to log out, flush every LUN; configuration is already durable.
+    let p = provider.clone();
+    let res = std::thread::spawn(move || p.shutdown())
+        .join()
+        .map_err(|_| anyhow::anyhow!("shutdown panicked"))?;
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    res.map_err(|e| anyhow::anyhow!("flush at shutdown failed: {e}"))?;
+    println!("vdsd: stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot install the SIGTERM handler: {e}");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Prints what the array serves; readiness is signalled by this output (INTERFACE.md).
+fn print_banner(provider: &Provider, args: &cli::Args) {
+    let targets = match provider.apply(Command::ListTargets { subsystem: None }) {
+        Ok(Outcome::Targets(t)) => t,
+        _ => Vec::new(),
+    };
+    let portals = match provider.apply(Command::ListPortals { subsystem: None }) {
+        Ok(Outcome::Portals(p)) => p,
+        _ => Vec::new(),
+    };
+    let luns = match provider.apply(Command::ListLuns { subsystem: None }) {
+        Ok(Outcome::Luns(l)) => l,
+        _ => Vec::new(),
+    };
+    println!("vdsd: data dir {}", args.data_dir.display());
+    for t in &targets {
+        println!("vdsd: target {}", t.iscsi_name);
+    }
+    for p in &portals {
+        let addr = std::net::SocketAddr::new(p.address, p.port);
+        println!("vdsd: portal {addr} {}", p.status.short_name());
+    }
+    for l in &luns {
+        for (t, n) in &l.lun_numbers {
+            let iqn = targets
+                .iter()
+                .find(|x| x.id == *t)
+                .map(|x| x.iscsi_name.as_str())
+                .unwrap_or("?");
+            println!(
+                "vdsd: lun {} ({} bytes, {}) at {iqn} LUN {n}",
+                l.friendly_name,
+                l.size_bytes,
+                l.status.short_name()
+            );
+        }
+    }
+    println!("vdsd: api http://{}/v1", args.api);
+    println!("vdsd: ready");
+}
