@@ -179,6 +179,8 @@ pub struct Connection {
     events: VecDeque<Event>,
     next_ttt: u32,
     text_in: Vec<u8>,
+    /// TTT of an exchange whose request keys continue (C=1).
+    text_in_ttt: Option<u32>,
     text_out: Option<TextOut>,
     last_rx: Option<Instant>,
     ping: Option<(u32, Instant)>,
@@ -202,6 +204,7 @@ impl Connection {
             events: VecDeque::new(),
             next_ttt: 1,
             text_in: Vec::new(),
+            text_in_ttt: None,
             text_out: None,
             last_rx: None,
             ping: None,
@@ -284,18 +287,35 @@ impl Connection {
 
     /// A PDU that could not be decoded: Reject it (ERL 0 drops the connection on header
     /// digest errors instead; that is the caller's business since the header is not trusted).
-    pub fn handle_malformed(&mut self, bhs: &[u8; 48], err: &PduError) {
+    pub fn handle_malformed(&mut self, bhs: &[u8; 48], err: &PduError, env: &mut dyn ConnEnv) {
         let reason = match err {
             PduError::UnknownOpcode(_) => reject::COMMAND_NOT_SUPPORTED,
             PduError::DataDigest => reject::DATA_DIGEST_ERROR,
             _ => reject::INVALID_PDU_FIELD,
         };
+        let op = bhs[0] & 0x3f;
         // A data digest error on Data-Out leaves its task without the data: end the task.
-        if matches!(err, PduError::DataDigest) && bhs[0] & 0x3f == opcode::DATA_OUT {
+        if matches!(err, PduError::DataDigest) && op == opcode::DATA_OUT {
             let itt = u32::from_be_bytes([bhs[16], bhs[17], bhs[18], bhs[19]]);
             self.drop_task(itt);
         }
         self.reject_bytes(reason, bhs.to_vec());
+        // A rejected command still used its CmdSN (the initiator has moved on), or later
+        // commands would wait for it forever.
+        let carries_cmd_sn = matches!(
+            op,
+            opcode::NOP_OUT
+                | opcode::SCSI_COMMAND
+                | opcode::TASK_MGMT_REQUEST
+                | opcode::TEXT_REQUEST
+                | opcode::LOGOUT_REQUEST
+        );
+        let immediate = bhs[0] & 0x40 != 0;
+        let cmd_sn = u32::from_be_bytes([bhs[24], bhs[25], bhs[26], bhs[27]]);
+        if carries_cmd_sn && !immediate && cmd_sn == self.exp_cmd_sn {
+            self.exp_cmd_sn = self.exp_cmd_sn.wrapping_add(1);
+            self.run_held(env);
+        }
     }
 
     /// The initiator's side is silent since `now`; drives NOP-In keep-alive.
@@ -378,7 +398,11 @@ impl Connection {
             return;
         }
         self.dispatch(pdu, env);
-        // Commands that were waiting for a gap in CmdSN, and CmdSNs already accounted for.
+        self.run_held(env);
+    }
+
+    /// Commands that were waiting for a gap in CmdSN, and CmdSNs already accounted for.
+    fn run_held(&mut self, env: &mut dyn ConnEnv) {
         loop {
             if self.skipped.remove(&self.exp_cmd_sn) {
                 self.held.remove(&self.exp_cmd_sn);
@@ -1011,7 +1035,7 @@ impl Connection {
     fn text_request(&mut self, h: TextRequest, data: Vec<u8>, env: &mut dyn ConnEnv) {
         let max = self.params.max_xmit_data_segment_length.max(512) as usize;
         // Continuation of a long response we split.
-        if h.ttt != RESERVED_TAG {
+        if h.ttt != RESERVED_TAG && self.text_in_ttt != Some(h.ttt) {
             match self.text_out.take() {
                 Some(mut o) if o.ttt == h.ttt && o.itt == h.itt => {
                     let rest = if o.rest.len() > max {
@@ -1032,6 +1056,11 @@ impl Connection {
             return;
         }
         self.text_out = None;
+        if h.ttt == RESERVED_TAG && self.text_in_ttt.is_some() {
+            // A new exchange replaces one whose keys were still arriving.
+            self.text_in.clear();
+        }
+        self.text_in_ttt = None;
         if self.text_in.len() + data.len() > 64 * 1024 {
             self.text_in.clear();
             self.reject(reject::PROTOCOL_ERROR, &Header::TextRequest(h));
@@ -1041,6 +1070,7 @@ impl Connection {
         if h.cont {
             // More keys follow: an empty response with a TTT to continue.
             let ttt = self.new_ttt();
+            self.text_in_ttt = Some(ttt);
             self.text_response(h.itt, h.lun, ttt, false, false, Vec::new());
             return;
         }

@@ -511,7 +511,7 @@ async fn full_feature(
                     reader_done = true;
                     draining = true;
                 }
-                Err(e) => conn.handle_malformed(&bhs.0, &e),
+                Err(e) => conn.handle_malformed(&bhs.0, &e, &mut env),
             },
             Input::Frame(Ok(None)) | Input::Frame(Err(_)) => {
                 reader_done = true;

@@ -58,7 +58,9 @@ pub(crate) fn task_mgmt(map: &LunMap, nexus: &ItNexus, function: u8, lun: u64) -
             None => Some(tmf_response::LUN_DOES_NOT_EXIST),
         },
         tmf::LOGICAL_UNIT_RESET => {
-            if map.lookup(&nexus.initiator_name, n).is_none() || !map.reset_lun(n, Some(nexus.id)) {
+            // SAM-5: the unit attention goes to every I_T nexus, the requester's included
+            // (libiscsi MultipathIO.Reset checks it on the resetting path too).
+            if map.lookup(&nexus.initiator_name, n).is_none() || !map.reset_lun(n, None) {
                 return Some(tmf_response::LUN_DOES_NOT_EXIST);
             }
             None

@@ -100,3 +100,44 @@ fn write_then_read_back_through_r2t_and_immediate_data() {
     assert_eq!((r.status, r.underflow, r.residual), (0, true, 3584));
     s.logout().unwrap();
 }
+
+#[test]
+fn logical_unit_reset_raises_a_unit_attention_on_every_nexus() {
+    let h = Harness::start(
+        &["127.0.0.1:43034"],
+        ChapConfig::default(),
+        Limits::default(),
+    );
+    let mut a = Initiator::connect(
+        h.addr(0),
+        &LoginOptions::normal("iqn.2026-11.test:a", TARGET),
+    )
+    .unwrap();
+    let mut b = Initiator::connect(
+        h.addr(0),
+        &LoginOptions::normal("iqn.2026-11.test:b", TARGET),
+    )
+    .unwrap();
+    let tur = [0u8; 6];
+    // Clear the power-on unit attentions.
+    for s in [&mut a, &mut b] {
+        for _ in 0..4 {
+            if s.command(0, &tur, &[], 0).unwrap().status == 0 {
+                break;
+            }
+        }
+    }
+    let resp = a
+        .task_mgmt(vds_iscsi::codes::tmf::LOGICAL_UNIT_RESET, 0, 0, 0)
+        .unwrap();
+    assert_eq!(resp, 0);
+    let r = b.command(0, &tur, &[], 0).unwrap();
+    assert_eq!(r.status, 2, "{r:?}");
+    assert_eq!(
+        (r.sense[2] & 0xf, r.sense[12], r.sense[13]),
+        (6, 0x29, 0x03)
+    );
+    let r = a.command(0, &tur, &[], 0).unwrap();
+    assert_eq!((r.status, r.sense[12]), (2, 0x29));
+    assert_eq!(a.command(0, &tur, &[], 0).unwrap().status, 0);
+}

@@ -596,7 +596,6 @@ impl Initiator {
     /// (repeated keys such as TargetAddress kept).
     pub fn text(&mut self, keys: &[(String, String)]) -> Result<Vec<(String, String)>> {
         let itt = self.next_itt();
-        let cmd_sn = self.take_cmd_sn();
         let mut ttt = RESERVED_TAG;
         let mut body = text::encode(keys);
         let mut all = Vec::new();
@@ -609,7 +608,7 @@ impl Initiator {
                     lun: 0,
                     itt,
                     ttt,
-                    cmd_sn,
+                    cmd_sn: self.take_cmd_sn(),
                     exp_stat_sn: self.exp_stat_sn,
                 }),
                 std::mem::take(&mut body),

@@ -485,11 +485,64 @@ fn unknown_opcode_and_snack_are_rejected() {
     let mut c = conn_with(params());
     let mut bhs = [0u8; 48];
     bhs[0] = 0x1c;
-    c.handle_malformed(&bhs, &PduError::UnknownOpcode(0x1c));
+    c.handle_malformed(&bhs, &PduError::UnknownOpcode(0x1c), &mut Env);
     let evs = drain(&mut c);
     let Header::Reject(r) = &sent(&evs)[0].header else {
         panic!()
     };
     assert_eq!(r.reason, reject::COMMAND_NOT_SUPPORTED);
     assert_eq!(sent(&evs)[0].data, bhs.to_vec());
+}
+
+#[test]
+fn text_request_keys_may_span_pdus() {
+    let mut p = params();
+    p.session_type = SessionType::Discovery;
+    let mut c = conn_with(p);
+    let tr = |ttt: u32, sn: u32, cont: bool| {
+        Header::TextRequest(TextRequest {
+            immediate: false,
+            final_: !cont,
+            cont,
+            lun: 0,
+            itt: 4,
+            ttt,
+            cmd_sn: sn,
+            exp_stat_sn: 0,
+        })
+    };
+    let evs = feed(&mut c, tr(RESERVED_TAG, 100, true), b"SendTarg".to_vec());
+    let Header::TextResponse(r) = &sent(&evs)[0].header else {
+        panic!()
+    };
+    assert!(!r.final_ && r.ttt != RESERVED_TAG);
+    assert!(sent(&evs)[0].data.is_empty());
+    let evs = feed(&mut c, tr(r.ttt, 101, false), b"ets=All\0".to_vec());
+    let p = sent(&evs)[0];
+    assert!(p
+        .data
+        .starts_with(b"TargetName=iqn.2026-11.local.vds:target-number-0000\0"));
+}
+
+#[test]
+fn a_rejected_command_still_uses_its_cmd_sn() {
+    let mut c = conn_with(params());
+    let bad = Header::ScsiCommand(cmd(1, 100, true, false, 512, true))
+        .encode(0)
+        .unwrap();
+    let mut bhs = [0u8; 48];
+    bhs.copy_from_slice(&bad[..48]);
+    c.handle_malformed(&bhs, &PduError::DataDigest, &mut Env);
+    let evs = drain(&mut c);
+    let Header::Reject(r) = &sent(&evs)[0].header else {
+        panic!()
+    };
+    assert_eq!(r.reason, reject::DATA_DIGEST_ERROR);
+    // The next command (CmdSN 101) runs at once.
+    let evs = feed(
+        &mut c,
+        Header::ScsiCommand(cmd(2, 101, true, false, 512, true)),
+        vec![],
+    );
+    assert!(matches!(evs[0], Event::Execute(_)));
 }
