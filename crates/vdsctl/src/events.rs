@@ -45,6 +45,10 @@ impl SseParser {
 /// One event as a human line: `TIME  OBJECT_TYPE  EVENT  CODE  ID`.
 pub fn human_line(data: &str) -> String {
     match serde_json::from_str::<Value>(data) {
+        Ok(v) if v.get("lagged").is_some() => format!(
+            "warning: this stream fell behind and missed {} events",
+            v["lagged"]
+        ),
         Ok(v) => {
             let f = |k: &str| v.get(k).map(scalar).unwrap_or_else(|| "-".into());
             format!(
@@ -101,5 +105,9 @@ mod tests {
             r#"{"object_type":"lun","event":"modify","code":110,"id":"u1","time":"2024-01-01T00:00:00Z"}"#,
         );
         assert_eq!(l, "2024-01-01T00:00:00Z  lun           modify   110  u1");
+        assert_eq!(
+            human_line(r#"{"lagged":3}"#),
+            "warning: this stream fell behind and missed 3 events"
+        );
     }
 }

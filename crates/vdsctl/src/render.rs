@@ -178,10 +178,31 @@ const FIRST: &[&str] = &[
 ];
 
 /// A `key: value` block for one object (values aligned). Non-objects print as a scalar.
+/// Nested objects (a LUN's `backing`) and lists of objects (its `plexes`) follow their key
+/// as indented blocks, list items marked with `- `.
 pub fn block(obj: &Value) -> String {
-    let Value::Object(map) = obj else {
-        return format!("{}\n", scalar(obj));
-    };
+    let mut out = String::new();
+    match obj {
+        Value::Object(map) => write_block(map, "", "", &mut out),
+        other => {
+            out.push_str(&scalar(other));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn is_nested(v: &Value) -> bool {
+    match v {
+        Value::Object(o) => !o.is_empty(),
+        Value::Array(a) => !a.is_empty() && a.iter().all(Value::is_object),
+        _ => false,
+    }
+}
+
+/// Writes `map` with `first` before its first line and `rest` before the others (so a list
+/// item can start with `- ` and continue aligned).
+fn write_block(map: &serde_json::Map<String, Value>, first: &str, rest: &str, out: &mut String) {
     let mut keys: Vec<&String> = map.keys().collect();
     keys.sort_by_key(|k| {
         (
@@ -189,10 +210,37 @@ pub fn block(obj: &Value) -> String {
             k.as_str(),
         )
     });
-    let width = keys.iter().map(|k| k.chars().count()).max().unwrap_or(0);
-    let mut out = String::new();
-    for k in keys {
+    // Nested values start on their own lines: only scalar keys set the alignment.
+    let width = keys
+        .iter()
+        .filter(|k| !is_nested(&map[k.as_str()]))
+        .map(|k| k.chars().count())
+        .max()
+        .unwrap_or(0);
+    let nested_indent = format!("{rest}  ");
+    for (i, k) in keys.into_iter().enumerate() {
+        let prefix = if i == 0 { first } else { rest };
         let v = &map[k];
+        if is_nested(v) {
+            out.push_str(&format!("{prefix}{k}:\n"));
+            match v {
+                Value::Object(o) => write_block(o, &nested_indent, &nested_indent, out),
+                Value::Array(items) => {
+                    for item in items {
+                        if let Value::Object(o) = item {
+                            write_block(
+                                o,
+                                &format!("{nested_indent}- "),
+                                &format!("{nested_indent}  "),
+                                out,
+                            );
+                        }
+                    }
+                }
+                _ => {}
+            }
+            continue;
+        }
         let text = if k == "size_bytes" {
             match v.as_u64() {
                 Some(n) => format!("{n} ({})", format_size(n)),
@@ -202,9 +250,8 @@ pub fn block(obj: &Value) -> String {
             scalar(v)
         };
         let pad = width - k.chars().count();
-        out.push_str(&format!("{k}:{} {text}\n", " ".repeat(pad)));
+        out.push_str(&format!("{prefix}{k}:{} {text}\n", " ".repeat(pad)));
     }
-    out
 }
 
 /// One value as a single line: strings bare, arrays comma-separated, maps as `k=v`.
@@ -297,8 +344,8 @@ mod tests {
     fn block_puts_identity_first_and_aligns_values() {
         let b = block(
             &json!({"status": "online", "id": "u1", "friendly_name": "x",
-                              "size_bytes": 1048576, "backing": {"kind": "file", "path": "/d/f"},
-                              "targets": ["a", "b"], "plexes": []}),
+                              "size_bytes": 1048576, "lun_numbers": {"t1": 0},
+                              "targets": ["a", "b"], "filters": []}),
         );
         assert_eq!(
             b,
@@ -306,9 +353,30 @@ mod tests {
              friendly_name: x\n\
              size_bytes:    1048576 (1 MiB)\n\
              status:        online\n\
-             backing:       kind=file, path=/d/f\n\
-             plexes:        -\n\
+             filters:       -\n\
+             lun_numbers:\n\
+             \x20 t1: 0\n\
              targets:       a, b\n"
+        );
+    }
+
+    #[test]
+    fn nested_objects_and_lists_are_indented_blocks() {
+        let b = block(&json!({"id": "u1",
+                              "backing": {"kind": "file", "path": "/d/f"},
+                              "plexes": [{"id": "p1", "status": "online"},
+                                         {"id": "p2", "status": "failed"}]}));
+        assert_eq!(
+            b,
+            "id: u1\n\
+             backing:\n\
+             \x20 kind: file\n\
+             \x20 path: /d/f\n\
+             plexes:\n\
+             \x20 - id:     p1\n\
+             \x20   status: online\n\
+             \x20 - id:     p2\n\
+             \x20   status: failed\n"
         );
     }
 

@@ -56,6 +56,10 @@ impl Drop for Server {
 }
 
 fn server() -> Server {
+    server_with(vds_api::Auth::None)
+}
+
+fn server_with(auth: vds_api::Auth) -> Server {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     let i = NEXT.fetch_add(1, Ordering::Relaxed);
     assert!(i < 20, "test port range exhausted");
@@ -81,7 +85,7 @@ fn server() -> Server {
             let app = vds_api::router(
                 provider,
                 vds_api::ApiConfig {
-                    auth: vds_api::Auth::None,
+                    auth,
                     shutdown: Some(rx.clone()),
                 },
             );
@@ -104,13 +108,16 @@ fn server() -> Server {
 }
 
 fn vdsctl(api: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vdsctl"))
-        .arg("--api")
-        .arg(api)
-        .args(args)
-        .env_remove("VDS_TOKEN")
-        .output()
-        .unwrap()
+    vdsctl_token(api, None, args)
+}
+
+fn vdsctl_token(api: &str, token: Option<&str>, args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vdsctl"));
+    c.arg("--api").arg(api).args(args).env_remove("VDS_TOKEN");
+    if let Some(t) = token {
+        c.env("VDS_TOKEN", t);
+    }
+    c.output().unwrap()
 }
 
 fn stdout(o: &Output) -> String {
@@ -357,4 +364,62 @@ fn targets_portals_and_portal_groups_by_name() {
     ok(api, &["subsystem", "list"]);
     ok(api, &["controller", "list"]);
     ok(api, &["drive", "list"]);
+}
+
+#[test]
+fn bearer_token_comes_from_vds_token() {
+    let s = server_with(vds_api::Auth::Bearer("open-sesame-1".into()));
+    let api = s.url.as_str();
+    assert_eq!(provider_error(api, &["provider", "show"]), "E_ACCESSDENIED");
+    let o = vdsctl_token(api, Some("wrong"), &["provider", "show"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let o = vdsctl_token(api, Some("open-sesame-1"), &["provider", "show"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+#[test]
+fn events_prints_one_line_per_event() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let s = server();
+    let api = s.url.clone();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vdsctl"))
+        .args(["--api", &api, "--json", "events"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let lun: Value = serde_json::from_str(&ok(&api, &["--json", "lun", "list"])).unwrap();
+    let id = lun[0]["id"].as_str().unwrap().to_string();
+    // The stream may not be subscribed yet when the first change happens: toggle until a
+    // line arrives (bounded).
+    let mut got = None;
+    for i in 0..20 {
+        let status = if i % 2 == 0 { "offline" } else { "online" };
+        ok(&api, &["lun", "set-status", &id, status]);
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
+            got = Some(line);
+            break;
+        }
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    let _ = reader.join();
+    let line = got.expect("an event line from vdsctl events");
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["object_type"], "lun");
+    assert_eq!(v["event"], "modify");
+    assert_eq!(v["code"], 110);
+    assert_eq!(v["id"], id.as_str());
 }
