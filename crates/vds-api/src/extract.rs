@@ -5,6 +5,10 @@
 //! A malformed body is not answered at once: [`JsonArg`] hands the handler a `Result`, so the
 //! handler can first check the object the path names (SEMANTICS.md §2: not found, deleted and
 //! cache corrupt come before a malformed argument).
+//!
+//! The `Content-Type` is not checked (`curl -d` sends a form type): the body is JSON or it is
+//! rejected for what it is. Unknown query parameters are rejected by the handlers that take
+//! parameters (`?wait`, `?timeout_ms`).
 
 use std::collections::BTreeMap;
 

@@ -779,3 +779,143 @@ async fn serve_answers_on_a_real_socket_and_stops_on_shutdown() {
         .expect("stream ended")
         .unwrap();
 }
+
+#[tokio::test]
+async fn portal_declared_twice_answers_the_existing_one() {
+    let f = fixture();
+    let sub = subsystem_id(&f.app).await;
+    let uri = format!("/v1/subsystems/{sub}/portals");
+    let body = json!({"address": "127.0.0.1", "port": 42041});
+    let a = call(&f.app, Method::POST, &uri, Some(body.clone())).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    assert_eq!(a.body["status"], "offline");
+    let id = a.body["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        a.headers[header::LOCATION].to_str().unwrap(),
+        format!("/v1/portals/{id}")
+    );
+    let a = call(&f.app, Method::POST, &uri, Some(body)).await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert_eq!(a.body["id"], id.as_str());
+    let a = call(
+        &f.app,
+        Method::POST,
+        &uri,
+        Some(json!({"address": "localhost", "port": 1})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(error_of(&a).1.starts_with("address: "), "{:?}", a.body);
+
+    let st = format!("/v1/portals/{id}/status");
+    let a = call(&f.app, Method::POST, &st, Some(json!({"status": "online"}))).await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert_eq!(a.body["status"], "online");
+    let a = call(
+        &f.app,
+        Method::POST,
+        &st,
+        Some(json!({"status": "VDS_IPS_NOT_READY"})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", a.body);
+    let a = call(&f.app, Method::POST, &st, Some(json!({"status": 4}))).await;
+    assert_eq!(a.body["status"], "offline", "{:?}", a.body);
+}
+
+#[tokio::test]
+async fn cache_corruption_until_reenumerate_then_refresh() {
+    let f = fixture();
+    let lun = create_lun(&f.app, "c1").await;
+    let id = lun["id"].as_str().unwrap();
+    let path = lun["backing"]["path"].as_str().unwrap().to_string();
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(8 << 20).unwrap();
+    drop(file);
+
+    let a = call(&f.app, Method::GET, &format!("/v1/luns/{id}"), None).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", a.body);
+    assert_eq!(error_of(&a).0, "VDS_E_PROVIDER_CACHE_CORRUPT");
+    // §2: corruption is answered before a malformed argument.
+    let a = call(
+        &f.app,
+        Method::POST,
+        &format!("/v1/luns/{id}/status"),
+        Some(json!({"status": "x"})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", a.body);
+    let a = call(&f.app, Method::GET, "/v1/provider", None).await;
+    assert_eq!(a.body["cache"], "corrupt");
+    let m = f
+        .app
+        .clone()
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let text = String::from_utf8(
+        axum::body::to_bytes(m.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(text.contains("vds_provider_cache_corrupt 1\n"), "{text}");
+
+    let a = call(&f.app, Method::POST, "/v1/provider/refresh", None).await;
+    assert!(a.status.is_success(), "{:?}", a.body);
+    let a = call(&f.app, Method::GET, &format!("/v1/luns/{id}"), None).await;
+    assert_eq!(
+        a.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "refresh alone does not cure"
+    );
+
+    let a = call(&f.app, Method::POST, "/v1/provider/reenumerate", None).await;
+    assert!(a.status.is_success(), "{:?}", a.body);
+    let a = call(&f.app, Method::POST, "/v1/provider/refresh", None).await;
+    assert!(a.status.is_success(), "{:?}", a.body);
+    let a = call(&f.app, Method::GET, &format!("/v1/luns/{id}"), None).await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert_eq!(a.body["size_bytes"], 8 << 20);
+}
+
+#[tokio::test]
+async fn a_second_call_during_a_slow_flush_is_busy() {
+    let f = fixture();
+    let lun = create_lun(&f.app, "slow").await;
+    let id = lun["id"].as_str().unwrap().to_string();
+    let a = call(
+        &f.app,
+        Method::PUT,
+        &format!("/v1/luns/{id}/faults"),
+        Some(json!({"filters": [{"delay": {"flush_ms": 1500}}]})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert_eq!(a.body["backing"]["filters"][0]["delay"]["flush_ms"], 1500);
+    let app = f.app.clone();
+    let uri = format!("/v1/luns/{id}/status");
+    let slow = tokio::spawn({
+        let uri = uri.clone();
+        async move {
+            call(&app, Method::POST, &uri, Some(json!({"status": "offline"})))
+                .await
+                .status
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let a = call(
+        &f.app,
+        Method::PATCH,
+        &format!("/v1/luns/{id}"),
+        Some(json!({"friendly_name": "other"})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{:?}", a.body);
+    assert_eq!(error_of(&a).0, "VDS_E_ANOTHER_CALL_IN_PROGRESS");
+    // Reads are never BUSY.
+    let a = call(&f.app, Method::GET, &format!("/v1/luns/{id}"), None).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(slow.await.unwrap(), StatusCode::OK);
+}
