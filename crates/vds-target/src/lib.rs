@@ -174,7 +174,17 @@ impl DataPath {
 
 impl DataPlane for DataPath {
     fn publish(&self, view: Arc<DataView>) {
-        self.inner.view.store(view);
+        self.inner.view.store(view.clone());
+        // Sessions whose target is gone, or no longer reachable through the portal they came
+        // in by, end: accepted commands complete, then the connection closes.
+        for (target, portal, ctl) in self.inner.sessions.lock().routes() {
+            let reachable = view.targets.iter().any(|t| {
+                t.id == target && t.portal_groups.iter().any(|g| g.portals.contains(&portal))
+            });
+            if !reachable {
+                let _ = ctl.send(ConnCtl::Drop);
+            }
+        }
     }
 
     fn bind_portal(&self, id: Uuid, addr: SocketAddr) -> std::io::Result<()> {

@@ -106,6 +106,14 @@ impl SessionTable {
         v
     }
 
+    /// Every session's target, portal and control channel.
+    pub fn routes(&self) -> Vec<(Uuid, Uuid, mpsc::UnboundedSender<ConnCtl>)> {
+        self.by_tsih
+            .values()
+            .map(|e| (e.target, e.portal, e.ctl.clone()))
+            .collect()
+    }
+
     /// Sessions of a target (for TARGET COLD RESET).
     pub fn of_target(&self, target: Uuid) -> Vec<(u16, mpsc::UnboundedSender<ConnCtl>, u64)> {
         self.by_tsih

@@ -281,3 +281,23 @@ fn nop_tmf_and_malformed_pdus() {
     s.set_timeout(Duration::from_secs(5)).unwrap();
     assert!(s.closed_by_target());
 }
+
+#[test]
+fn publishing_a_view_without_the_target_ends_its_sessions() {
+    let h = Harness::start(
+        &["127.0.0.1:43020"],
+        ChapConfig::default(),
+        Limits::default(),
+    );
+    let mut s = Initiator::connect(h.addr(0), &LoginOptions::normal(INI, TARGET)).unwrap();
+    assert_eq!(s.nop(b"a").unwrap(), b"a");
+    let mut v = (*h.dp.view()).clone();
+    v.targets.clear();
+    h.dp.publish(std::sync::Arc::new(v));
+    s.set_timeout(Duration::from_secs(5)).unwrap();
+    assert!(s.closed_by_target());
+    assert_eq!(
+        login_err(h.addr(0), &LoginOptions::normal(INI, TARGET)),
+        LoginStatus::TARGET_NOT_FOUND
+    );
+}

@@ -58,6 +58,11 @@ impl Harness {
     /// Target `TARGET` on every portal in `addrs` (group tag 1); a second target `OTHER` only on
     /// the last portal when there are two or more (group tag 2).
     pub fn start(addrs: &[&str], chap: ChapConfig, limits: Limits) -> Harness {
+        Harness::start_sized(addrs, chap, limits, 64 << 20)
+    }
+
+    /// As [`Harness::start`] with LUNs of `size` bytes.
+    pub fn start_sized(addrs: &[&str], chap: ChapConfig, limits: Limits, size: u64) -> Harness {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -83,7 +88,7 @@ impl Harness {
                 tag: 1,
                 portals: portals.iter().map(|p| p.id).collect(),
             }],
-            luns: lun_map(2, 64 << 20),
+            luns: lun_map(2, size),
         }];
         if portals.len() >= 2 {
             targets.push(TargetView {
