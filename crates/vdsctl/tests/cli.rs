@@ -423,3 +423,105 @@ fn events_prints_one_line_per_event() {
     assert_eq!(v["code"], 110);
     assert_eq!(v["id"], id.as_str());
 }
+
+#[test]
+fn every_remaining_verb_runs() {
+    let s = server();
+    let api = s.url.as_str();
+    ok(api, &["provider", "reenumerate"]);
+    ok(api, &["provider", "refresh"]);
+
+    let subs: Value = serde_json::from_str(&ok(api, &["--json", "subsystem", "list"])).unwrap();
+    let sub_id = subs[0]["id"].as_str().unwrap();
+    let sub_name = subs[0]["friendly_name"].as_str().unwrap();
+    ok(api, &["subsystem", "show", sub_id]);
+    ok(api, &["subsystem", "show", sub_name]);
+    ok(api, &["lun", "list", "--subsystem", sub_name]);
+    for noun in ["controller", "drive"] {
+        let items: Value = serde_json::from_str(&ok(api, &["--json", noun, "list"])).unwrap();
+        let id = items[0]["id"].as_str().unwrap();
+        let name = items[0]["friendly_name"].as_str().unwrap();
+        let by_id: Value = serde_json::from_str(&ok(api, &["--json", noun, "show", id])).unwrap();
+        let by_name: Value =
+            serde_json::from_str(&ok(api, &["--json", noun, "show", name])).unwrap();
+        assert_eq!(by_id, by_name);
+        assert_eq!(
+            provider_error(api, &[noun, "show", &Uuid::new_v4().to_string()]),
+            "VDS_E_OBJECT_NOT_FOUND"
+        );
+    }
+
+    ok(api, &["target", "create", "t2"]);
+    ok(api, &["target", "rename", "t2", "t3"]);
+    ok(
+        api,
+        &[
+            "target",
+            "remember-secret",
+            "t3",
+            "iqn.1991-05.com.microsoft:h",
+            "--secret",
+            "abcdefghijklmn",
+        ],
+    );
+    ok(api, &["target", "initiators", "t3"]);
+    ok(
+        api,
+        &[
+            "lun", "create", "--size", "4M", "--name", "l2", "--target", "t3", "--mask", "*",
+        ],
+    );
+    let l: Value = serde_json::from_str(&ok(api, &["--json", "lun", "show", "l2"])).unwrap();
+    assert_eq!(l["targets"].as_array().unwrap().len(), 1);
+    ok(api, &["lun", "set-targets", "l2"]);
+    let l: Value = serde_json::from_str(&ok(api, &["--json", "lun", "show", "l2"])).unwrap();
+    assert!(l["targets"].as_array().unwrap().is_empty());
+    ok(api, &["lun", "set-faults", "l2", "--delay-flush-ms", "5"]);
+    let l: Value = serde_json::from_str(&ok(api, &["--json", "lun", "show", "l2"])).unwrap();
+    assert_eq!(l["backing"]["filters"][0]["delay"]["flush_ms"], 5);
+    ok(api, &["lun", "set-faults", "l2"]);
+    let shrunk: Value =
+        serde_json::from_str(&ok(api, &["--json", "lun", "shrink", "l2", "1MiB"])).unwrap();
+    assert_eq!(shrunk["size_bytes"], 3 << 20);
+
+    let job: Value = serde_json::from_str(&ok(
+        api,
+        &["--json", "--no-wait", "lun", "extend", "l2", "1M"],
+    ))
+    .unwrap();
+    let job_id = job["id"].as_str().unwrap();
+    ok(api, &["job", "wait", job_id]);
+    let shown: Value = serde_json::from_str(&ok(api, &["--json", "job", "show", job_id])).unwrap();
+    assert_eq!(shown["state"], "succeeded");
+    let o = vdsctl(api, &["job", "cancel", job_id]);
+    assert!(
+        matches!(o.status.code(), Some(0) | Some(1)),
+        "{}",
+        stderr(&o)
+    );
+
+    ok(api, &["portal", "add", "127.0.0.1:42088"]);
+    let p: Value = serde_json::from_str(&ok(
+        api,
+        &[
+            "--json",
+            "portal",
+            "set-status",
+            "127.0.0.1:42088",
+            "online",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(p["status"], "online");
+    ok(api, &["portal", "set-status", "127.0.0.1:42088", "offline"]);
+    let pgs: Value = serde_json::from_str(&ok(api, &["--json", "target", "show", "t3"])).unwrap();
+    assert!(pgs["portal_groups"].is_array());
+    let pg: Value =
+        serde_json::from_str(&ok(api, &["--json", "portal-group", "create", "t3"])).unwrap();
+    let pg_id = pg["id"].as_str().unwrap();
+    ok(api, &["portal-group", "show", pg_id]);
+    ok(api, &["portal-group", "delete", pg_id]);
+    ok(api, &["lun", "delete", "l2"]);
+    ok(api, &["target", "delete", "t3"]);
+    ok(api, &["portal", "delete", "127.0.0.1:42088"]);
+}
