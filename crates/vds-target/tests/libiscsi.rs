@@ -141,3 +141,26 @@ fn logical_unit_reset_raises_a_unit_attention_on_every_nexus() {
     assert_eq!((r.status, r.sense[12]), (2, 0x29));
     assert_eq!(a.command(0, &tur, &[], 0).unwrap().status, 0);
 }
+
+#[test]
+fn digests_ipv6_and_iscsi_perf() {
+    let h = Harness::start(
+        &["127.0.0.1:43035"],
+        ChapConfig::default(),
+        Limits::default(),
+    );
+    let url = format!("{}?header_digest=crc32c&data_digest=crc32c", h.url(0, 0));
+    let o = run_tool(&["iscsi-inq", &url], LIMIT);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run_tool(&["iscsi-perf", "-t", "2", "-m", "16", &h.url(0, 0)], LIMIT);
+    let out = text(&o);
+    assert!(o.status.success() && out.contains("iops average"), "{out}");
+    // IPv6 loopback, when the machine has it: SendTargets brackets the address.
+    if std::net::TcpListener::bind("[::1]:0").is_ok() {
+        let h6 = Harness::start(&["[::1]:43036"], ChapConfig::default(), Limits::default());
+        let o = run_tool(&["iscsi-ls", "iscsi://[::1]:43036/"], LIMIT);
+        let out = text(&o);
+        assert!(out.contains("Portal:[::1]:43036,1"), "{out}");
+        drop(h6);
+    }
+}
