@@ -38,13 +38,14 @@ pub struct Client {
 }
 
 impl Client {
-    /// `base` is the API root (`http://127.0.0.1:3280`), with or without a trailing slash.
+    /// `base` is the API root (`http://127.0.0.1:3280`), with or without a trailing slash or
+    /// `/v1` (the daemon prints the address with `/v1`; both spellings work).
     pub fn new(base: &str, token: Option<String>) -> Self {
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(10))
             .build();
         Client {
-            base: base.trim_end_matches('/').to_string(),
+            base: api_root(base),
             token: token.filter(|t| !t.is_empty()),
             agent,
         }
@@ -110,6 +111,12 @@ impl Client {
     }
 }
 
+/// The server root of an API URL: without trailing slashes and without a final `/v1`.
+pub fn api_root(base: &str) -> String {
+    let b = base.trim_end_matches('/');
+    b.strip_suffix("/v1").unwrap_or(b).to_string()
+}
+
 /// Reads a whole body (no size cap: a list of 10,000 LUNs is several MiB).
 fn read_body(resp: ureq::Response) -> Result<String, CliError> {
     let mut s = String::new();
@@ -161,6 +168,20 @@ mod tests {
             body: String::new(),
         };
         assert_eq!(r.json(), Ok(Value::Null));
+    }
+
+    #[test]
+    fn api_root_accepts_the_banner_spelling() {
+        assert_eq!(api_root("http://127.0.0.1:3280"), "http://127.0.0.1:3280");
+        assert_eq!(api_root("http://127.0.0.1:3280/"), "http://127.0.0.1:3280");
+        assert_eq!(
+            api_root("http://127.0.0.1:3280/v1"),
+            "http://127.0.0.1:3280"
+        );
+        assert_eq!(
+            api_root("http://127.0.0.1:3280/v1/"),
+            "http://127.0.0.1:3280"
+        );
     }
 
     #[test]
