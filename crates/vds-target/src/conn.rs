@@ -483,12 +483,11 @@ async fn full_feature(
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Completion>();
     let mut executing = 0usize;
     let mut draining = false; // Drop: no new PDUs, finish accepted commands.
-    let closing = false;
     let mut killed = false;
     let mut reader_done = false;
     conn.poll_timers(Instant::now());
     loop {
-        if closing || ((draining || reader_done) && executing == 0) {
+        if (draining || reader_done) && executing == 0 {
             break;
         }
         let sleep_until = conn
