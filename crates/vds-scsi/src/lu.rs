@@ -313,15 +313,17 @@ impl LogicalUnit {
     }
 
     /// LOGICAL UNIT RESET (also used per LU by TARGET RESET): RESERVE(6) reservations are
-    /// released and every nexus but `by` (the one that asked) gets UNIT ATTENTION 06/29/03.
+    /// released and every nexus, including `by` (the one that asked, for the log), gets UNIT
+    /// ATTENTION 06/29/03 (SAM-5; libiscsi's MultipathIO.Reset checks both paths).
     /// Persistent reservations survive (SPC-4).
     pub fn reset(&self, by: Option<u64>) {
+        tracing::debug!(lu = %self.id, by = ?by, "logical unit reset");
         {
             let mut res = self.res.lock();
             res.spc2 = None;
             self.update_res_active(&res);
         }
-        self.ua_all(sense::BUS_DEVICE_RESET_FUNCTION_OCCURRED, by);
+        self.ua_all(sense::BUS_DEVICE_RESET_FUNCTION_OCCURRED, None);
     }
 
     pub(crate) fn update_res_active(&self, res: &Reservations) {

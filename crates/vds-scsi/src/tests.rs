@@ -973,10 +973,11 @@ fn reserve6_release_and_nexus_loss() {
     assert_eq!(r.x(&b, &TUR, &[]).status, ScsiStatus::ReservationConflict);
     r.map.nexus_lost(a.id);
     r.x(&b, &[0x16, 0, 0, 0, 0, 0], &[]).good();
-    // LU reset releases it too, with 29/03 for the other nexuses.
+    // LU reset releases it too, with 29/03 for every nexus.
     r.x(&a, &TUR, &[]);
     assert!(r.map.reset_lun(0, Some(b.id)));
     check(&r.x(&a, &TUR, &[]), (6, 0x29, 0x03));
+    check(&r.x(&b, &TUR, &[]), (6, 0x29, 0x03));
     r.x(&a, &[0x16, 0, 0, 0, 0, 0], &[]).good();
     r.x(&a, &[0x17, 0, 0, 0, 0, 0], &[]).good();
 }
@@ -1035,7 +1036,7 @@ fn extended_copy_between_two_memory_lus() {
     assert_eq!(b.x(&n, &read10(100, 8), &[]).data, data);
     // Destination range beyond the end.
     let p = xcopy_param(&a.lu, &b.lu, 8, 10, BLOCKS - 4);
-    check(&a.x(&n, &xcopy_cdb(p.len()), &p), (5, 0x21, 0));
+    check(&a.x(&n, &xcopy_cdb(p.len()), &p), (0x0A, 0, 0));
     // Unknown designator: copy target not reachable.
     let mut p = xcopy_param(&a.lu, &b.lu, 8, 10, 100);
     p[16 + 32 + 8] ^= 0xFF;
@@ -1142,5 +1143,33 @@ proptest! {
     #[test]
     fn decode_lun_never_panics(b in any::<[u8; 8]>()) {
         let _ = decode_lun(b);
+    }
+}
+
+#[test]
+fn lba_status_starts_at_the_requested_lba() {
+    let r = rig();
+    let n = nexus(1);
+    r.x(&n, &write10(0, 264), &vec![1; 264 * 512]).good();
+    for (unmap_n, at) in [(8u32, 0u64), (9, 9), (16, 9), (1, 1), (255, 255)] {
+        let mut p = vec![0, 22, 0, 16, 0, 0, 0, 0];
+        p.extend_from_slice(&0u64.to_be_bytes());
+        p.extend_from_slice(&unmap_n.to_be_bytes());
+        p.extend_from_slice(&[0; 4]);
+        r.x(&n, &[0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0], &p).good();
+        // opcode 0x9E SA 0x12 GET LBA STATUS, allocation length 24: one descriptor
+        let mut c = [0u8; 16];
+        c[0] = 0x9E;
+        c[1] = 0x12;
+        c[2..10].copy_from_slice(&at.to_be_bytes());
+        c[13] = 24;
+        let d = r.x(&n, &c, &[]).good().data.clone();
+        assert_eq!(d.len(), 24);
+        let first = u64::from_be_bytes(d[8..16].try_into().unwrap());
+        assert_eq!(
+            first,
+            at.next_multiple_of(8),
+            "unmap {unmap_n}, status at {at}"
+        );
     }
 }

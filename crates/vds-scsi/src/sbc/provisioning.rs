@@ -119,7 +119,14 @@ pub(crate) fn get_lba_status(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
     let shift = lu.block_shift();
     let d = &mut *c.data_in;
     d.extend_from_slice(&[0; 8]);
-    let mut pos = start;
+    // Provisioning status is tracked per physical block, so descriptors start on physical
+    // block boundaries. A starting LBA inside a physical block is reported from the next
+    // boundary (when there is one): libiscsi 1.19 GetLBAStatus.UnmapSingle, our conformance
+    // reference, asks for LBA i+1 after unmapping [0, i) and requires the first descriptor at
+    // i + LBPPB.
+    let lbppb = 1u64 << crate::spc::inquiry::lbppbe(lu);
+    let up = start.next_multiple_of(lbppb);
+    let mut pos = if up < n { up } else { start };
     let mut last: Option<(u64, u64, bool)> = None;
     let mut count = 0;
     while pos < n {

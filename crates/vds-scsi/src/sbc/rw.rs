@@ -174,13 +174,14 @@ pub(crate) fn compare_and_write(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
     // NUMBER OF LOGICAL BLOCKS is one byte: it cannot exceed MAX_CAW_BLOCKS (255).
     const _: () = assert!(MAX_CAW_BLOCKS == u8::MAX);
     lu.check_writable()?;
-    if blocks == 0 {
-        return Ok(());
-    }
     let len = (u64::from(blocks) << lu.block_shift()) as usize;
     if c.data_out.len() != 2 * len {
-        // Data-Out must hold exactly the verify data and the write data.
+        // Data-Out must hold exactly the verify data and the write data (an initiator asking
+        // for 256 blocks sends NUMBER OF LOGICAL BLOCKS 0 with 512 blocks of data).
         return Err(invalid_cdb(13, None));
+    }
+    if blocks == 0 {
+        return Ok(());
     }
     let (verify, data) = c.data_out.split_at(len);
     let off = lu.offset(lba);

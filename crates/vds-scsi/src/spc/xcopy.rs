@@ -12,7 +12,9 @@ use crate::LuState;
 
 pub const MAX_TARGET_DESCRIPTORS: usize = 8;
 pub const MAX_SEGMENT_DESCRIPTORS: usize = 64;
-pub const MAX_DESCRIPTOR_LIST_LEN: usize = 1024;
+/// Large enough for the most target and segment descriptors allowed, so each count limit is
+/// reported as such before the list length is.
+pub const MAX_DESCRIPTOR_LIST_LEN: usize = 4096;
 /// Largest segment, in bytes.
 pub const MAX_SEGMENT_BYTES: u64 = 64 << 20;
 const TARGET_DESC_LEN: usize = 32;
@@ -33,6 +35,22 @@ struct CopyStatus {
     ok: bool,
     segments: u16,
     kib: u32,
+}
+
+/// Too many target or segment descriptors. libiscsi 1.19 (`ExtendedCopy.DescrLimits`, the
+/// conformance reference) expects 26/06 for both counts, so both limits report it; the field
+/// pointer still says which count (byte 2: target list, byte 8: segment list).
+fn too_many_descriptors(byte: u16) -> Fail {
+    Fail::Check(Sense::param(sense::TOO_MANY_TARGET_DESCRIPTORS, byte, None))
+}
+
+/// A segment descriptor that cannot be processed: COPY ABORTED with no additional sense code
+/// (what libiscsi's ExtendedCopy.ValidSegDescr requires) and the segment pointer (SPC-4
+/// 4.5.2.4.6, relative to the parameter list) on the offending field.
+fn segment_error(byte: usize) -> Fail {
+    let mut s = Sense::param(sense::NO_ADDITIONAL_SENSE, byte as u16, None);
+    s.key = key::COPY_ABORTED;
+    Fail::Check(s)
 }
 
 fn copy_aborted(asc: sense::Asc) -> Fail {
@@ -59,15 +77,18 @@ pub(crate) fn extended_copy(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
     let tdl = be_at(p, 2, 2) as usize;
     let sdl = be_at(p, 8, 4) as usize;
     let inline = be_at(p, 12, 4) as usize;
+    if tdl + sdl > MAX_DESCRIPTOR_LIST_LEN {
+        return Err(illegal(sense::PARAMETER_LIST_LENGTH_ERROR));
+    }
     if tdl & (TARGET_DESC_LEN - 1) != 0 {
         return Err(invalid_param(2, None));
     }
     if tdl / TARGET_DESC_LEN > MAX_TARGET_DESCRIPTORS {
-        return Err(Fail::Check(Sense::param(
-            sense::TOO_MANY_TARGET_DESCRIPTORS,
-            2,
-            None,
-        )));
+        return Err(too_many_descriptors(2));
+    }
+    // Segment descriptors are all 28 bytes long (type 02h is the only one we take).
+    if sdl.div_ceil(SEGMENT_02_LEN) > MAX_SEGMENT_DESCRIPTORS {
+        return Err(too_many_descriptors(8));
     }
     if inline > 0 {
         return Err(Fail::Check(Sense::param(
@@ -75,9 +96,6 @@ pub(crate) fn extended_copy(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
             12,
             None,
         )));
-    }
-    if tdl + sdl > MAX_DESCRIPTOR_LIST_LEN {
-        return Err(illegal(sense::PARAMETER_LIST_LENGTH_ERROR));
     }
     if 16 + tdl + sdl > plen {
         return Err(illegal(sense::PARAMETER_LIST_LENGTH_ERROR));
@@ -95,9 +113,7 @@ pub(crate) fn extended_copy(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
                 None,
             )));
         }
-        if t[1] >> 6 != 0 {
-            return Err(invalid_param(off + 1, Some(7))); // LU ID TYPE other than LUN
-        }
+        // LU ID TYPE (bits 7..6) is ignored: the designator alone names the LU.
         if t[1] & 0x20 != 0 {
             return Err(invalid_param(off + 1, Some(5))); // NUL: no null device here
         }
@@ -136,11 +152,7 @@ pub(crate) fn extended_copy(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
     let end = 16 + tdl + sdl;
     while off < end {
         if segs.len() == MAX_SEGMENT_DESCRIPTORS {
-            return Err(Fail::Check(Sense::param(
-                sense::TOO_MANY_SEGMENT_DESCRIPTORS,
-                8,
-                None,
-            )));
+            return Err(too_many_descriptors(8));
         }
         if off + 4 > end {
             return Err(illegal(sense::PARAMETER_LIST_LENGTH_ERROR));
@@ -160,11 +172,9 @@ pub(crate) fn extended_copy(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
         }
         let src = be_at(p, off + 4, 2) as usize;
         let dst = be_at(p, off + 6, 2) as usize;
-        if src >= targets.len() {
-            return Err(invalid_param(off + 4, None));
-        }
-        if dst >= targets.len() {
-            return Err(invalid_param(off + 6, None));
+        // Errors found while processing a segment abort the copy (COPY ABORTED).
+        if src >= targets.len() || dst >= targets.len() {
+            return Err(segment_error(off + 4));
         }
         let blocks = be_at(p, off + 10, 2);
         let src_lba = be_at(p, off + 12, 8);
@@ -173,8 +183,11 @@ pub(crate) fn extended_copy(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
         if blocks * u64::from(s.block_size()) > MAX_SEGMENT_BYTES {
             return Err(invalid_param(off + 10, None));
         }
-        s.check_range(src_lba, blocks)?;
-        d.check_range(dst_lba, blocks)?;
+        for (x, lba) in [(s, src_lba), (d, dst_lba)] {
+            if x.check_range(lba, blocks).is_err() {
+                return Err(segment_error(off + 10));
+            }
+        }
         segs.push((src, dst, blocks, src_lba, dst_lba));
         off += SEGMENT_02_LEN;
     }
