@@ -57,7 +57,7 @@ fn run_suite(test: &str, h: &Harness, limit: Duration) -> (u32, u32, Vec<String>
 #[test]
 fn iscsi_family_passes() {
     let h = Harness::start_sized(
-        &["127.0.0.1:43040", "127.0.0.2:43040"],
+        &["127.0.33.1:43040", "127.0.33.2:43040"],
         ChapConfig::default(),
         Limits::default(),
         128 << 20,
@@ -70,7 +70,7 @@ fn iscsi_family_passes() {
 #[test]
 fn all_tests_pass_with_two_paths() {
     let h = Harness::start_sized(
-        &["127.0.0.1:43041", "127.0.0.2:43041"],
+        &["127.0.33.1:43041", "127.0.33.2:43041"],
         ChapConfig::default(),
         Limits::default(),
         128 << 20,

@@ -15,7 +15,7 @@ const LIMIT: Duration = Duration::from_secs(30);
 #[test]
 fn iscsi_ls_discovers_the_target() {
     let h = Harness::start(
-        &["127.0.0.1:43030"],
+        &["127.0.33.1:43030"],
         ChapConfig::default(),
         Limits::default(),
     );
@@ -24,7 +24,7 @@ fn iscsi_ls_discovers_the_target() {
     let out = text(&o);
     assert!(o.status.success(), "{out}");
     assert!(
-        out.contains(&format!("Target:{TARGET} Portal:127.0.0.1:43030,1")),
+        out.contains(&format!("Target:{TARGET} Portal:127.0.33.1:43030,1")),
         "{out}"
     );
 }
@@ -32,7 +32,7 @@ fn iscsi_ls_discovers_the_target() {
 #[test]
 fn iscsi_inq_and_readcapacity16() {
     let h = Harness::start(
-        &["127.0.0.1:43031"],
+        &["127.0.33.1:43031"],
         ChapConfig::default(),
         Limits::default(),
     );
@@ -56,7 +56,7 @@ fn chap_through_url_credentials() {
         default_secret: Some(b"url-secret-123".to_vec()),
         ..ChapConfig::default()
     };
-    let h = Harness::start(&["127.0.0.1:43032"], chap, Limits::default());
+    let h = Harness::start(&["127.0.33.1:43032"], chap, Limits::default());
     let good = format!("iscsi://anyone%url-secret-123@{}/{}/0", h.addr(0), TARGET);
     let o = run_tool(&["iscsi-inq", &good], LIMIT);
     assert!(o.status.success(), "{}", text(&o));
@@ -72,7 +72,7 @@ fn chap_through_url_credentials() {
 #[test]
 fn write_then_read_back_through_r2t_and_immediate_data() {
     let h = Harness::start(
-        &["127.0.0.1:43033"],
+        &["127.0.33.1:43033"],
         ChapConfig::default(),
         Limits::default(),
     );
@@ -104,7 +104,7 @@ fn write_then_read_back_through_r2t_and_immediate_data() {
 #[test]
 fn logical_unit_reset_raises_a_unit_attention_on_every_nexus() {
     let h = Harness::start(
-        &["127.0.0.1:43034"],
+        &["127.0.33.1:43034"],
         ChapConfig::default(),
         Limits::default(),
     );
@@ -145,7 +145,7 @@ fn logical_unit_reset_raises_a_unit_attention_on_every_nexus() {
 #[test]
 fn digests_ipv6_and_iscsi_perf() {
     let h = Harness::start(
-        &["127.0.0.1:43035"],
+        &["127.0.33.1:43035"],
         ChapConfig::default(),
         Limits::default(),
     );

@@ -27,7 +27,7 @@ fn login_err(addr: std::net::SocketAddr, o: &LoginOptions) -> LoginStatus {
 #[test]
 fn discovery_lists_only_targets_reachable_through_the_portal() {
     let h = Harness::start(
-        &["127.0.0.1:43010", "127.0.0.1:43011"],
+        &["127.0.33.1:43010", "127.0.33.1:43011"],
         ChapConfig::default(),
         Limits::default(),
     );
@@ -38,8 +38,8 @@ fn discovery_lists_only_targets_reachable_through_the_portal() {
     assert_eq!(
         list[0].1,
         vec![
-            "127.0.0.1:43010,1".to_string(),
-            "127.0.0.1:43011,1".to_string()
+            "127.0.33.1:43010,1".to_string(),
+            "127.0.33.1:43011,1".to_string()
         ]
     );
     d.logout().unwrap();
@@ -60,7 +60,7 @@ fn discovery_lists_only_targets_reachable_through_the_portal() {
 #[test]
 fn login_reaches_only_targets_of_the_portal() {
     let h = Harness::start(
-        &["127.0.0.1:43012", "127.0.0.1:43013"],
+        &["127.0.33.1:43012", "127.0.33.1:43013"],
         ChapConfig::default(),
         Limits::default(),
     );
@@ -97,7 +97,7 @@ fn chap() -> ChapConfig {
 
 #[test]
 fn chap_one_way_mutual_and_wrong_secret() {
-    let h = Harness::start(&["127.0.0.1:43014"], chap(), Limits::default());
+    let h = Harness::start(&["127.0.33.1:43014"], chap(), Limits::default());
     let mut o = LoginOptions::normal(INI, TARGET);
     assert_eq!(
         login_err(h.addr(0), &o),
@@ -129,7 +129,7 @@ fn half_done_login_is_dropped_after_the_timeout() {
         login_timeout: Duration::from_millis(500),
         ..Limits::default()
     };
-    let h = Harness::start(&["127.0.0.1:43015"], ChapConfig::default(), limits);
+    let h = Harness::start(&["127.0.33.1:43015"], ChapConfig::default(), limits);
     let mut s = std::net::TcpStream::connect(h.addr(0)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let t0 = Instant::now();
@@ -146,7 +146,7 @@ fn session_and_connection_limits_refuse_cleanly() {
         connections_per_portal: 2,
         ..Limits::default()
     };
-    let h = Harness::start(&["127.0.0.1:43016"], ChapConfig::default(), limits);
+    let h = Harness::start(&["127.0.33.1:43016"], ChapConfig::default(), limits);
     let mut o = LoginOptions::normal(INI, TARGET);
     let a = Initiator::connect(h.addr(0), &o).unwrap();
     o.isid[5] = 2;
@@ -167,7 +167,7 @@ fn session_and_connection_limits_refuse_cleanly() {
 #[test]
 fn reinstatement_replaces_the_old_session_and_unknown_tsih_is_refused() {
     let h = Harness::start(
-        &["127.0.0.1:43017"],
+        &["127.0.33.1:43017"],
         ChapConfig::default(),
         Limits::default(),
     );
@@ -191,7 +191,7 @@ fn reinstatement_replaces_the_old_session_and_unknown_tsih_is_refused() {
 #[test]
 fn unbind_requests_logout_then_drops_what_stays() {
     let h = Harness::start(
-        &["127.0.0.1:43018"],
+        &["127.0.33.1:43018"],
         ChapConfig::default(),
         Limits::default(),
     );
@@ -234,7 +234,7 @@ fn unbind_requests_logout_then_drops_what_stays() {
 #[test]
 fn nop_tmf_and_malformed_pdus() {
     let h = Harness::start(
-        &["127.0.0.1:43019"],
+        &["127.0.33.1:43019"],
         ChapConfig::default(),
         Limits::default(),
     );
@@ -285,7 +285,7 @@ fn nop_tmf_and_malformed_pdus() {
 #[test]
 fn publishing_a_view_without_the_target_ends_its_sessions() {
     let h = Harness::start(
-        &["127.0.0.1:43020"],
+        &["127.0.33.1:43020"],
         ChapConfig::default(),
         Limits::default(),
     );

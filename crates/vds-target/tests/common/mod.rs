@@ -1,5 +1,6 @@
-//! Test harness: a `DataPath` in-process on a loopback port, with memory LUNs, and helpers to
-//! run the libiscsi command-line tools against it with a time limit.
+//! Test harness: a `DataPath` in-process with memory LUNs, and helpers to run the libiscsi
+//! command-line tools against it with a time limit. Tests listen on 127.0.33.x rather than
+//! 127.0.0.1, where other processes' outgoing connections may hold the same port numbers.
 
 #![allow(dead_code)]
 
