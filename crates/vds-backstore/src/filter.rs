@@ -161,6 +161,16 @@ impl BackingStore for Filtered {
         self.inner.resize(new_size)
     }
 
+    fn atomic_write_max(&self) -> u64 {
+        self.inner.atomic_write_max()
+    }
+
+    fn write_atomic(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()> {
+        self.run(FaultOp::Write, true, || {
+            self.inner.write_atomic(buf, offset, fua)
+        })
+    }
+
     fn probe(&self) -> io::Result<()> {
         // A store whose reads still fail is not back: Refresh must keep the LUN FAILED.
         self.run(FaultOp::Read, false, || self.inner.probe())

@@ -66,6 +66,18 @@ pub trait BackingStore: Send + Sync {
         let _ = new_size;
         Err(io::Error::from(io::ErrorKind::Unsupported))
     }
+    /// Largest write, in bytes, that [`BackingStore::write_atomic`] performs atomically (all or
+    /// nothing, and never seen half-done by a concurrent read or write); 0 when the store makes
+    /// no such promise. Drives WRITE ATOMIC(16) and VPD B0.
+    fn atomic_write_max(&self) -> u64 {
+        0
+    }
+    /// Write `buf` (at most `atomic_write_max()` bytes) atomically. Stores without atomic
+    /// writes answer `Unsupported`.
+    fn write_atomic(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()> {
+        let _ = (buf, offset, fua);
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
     /// Re-check the store against what it was opened as (size, and for files the device and
     /// inode at its path). `Ok(())` if it is still the same and answering I/O.
     fn probe(&self) -> io::Result<()> {

@@ -13,6 +13,9 @@ use crate::{check_range, BackingStore};
 /// entries per GiB, about 6 MiB of table).
 pub const CHUNK: u64 = 4096;
 
+/// Largest atomic write: bounded because it stops all other I/O of the store while it copies.
+pub const ATOMIC_MAX: u64 = 1 << 20;
+
 type Chunk = Mutex<Option<Box<[u8]>>>;
 
 /// A LUN in process memory.
@@ -122,6 +125,30 @@ impl BackingStore for MemoryStore {
         true
     }
 
+    fn atomic_write_max(&self) -> u64 {
+        ATOMIC_MAX
+    }
+
+    fn write_atomic(&self, buf: &[u8], offset: u64, _fua: bool) -> io::Result<()> {
+        if buf.len() as u64 > ATOMIC_MAX {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "atomic write larger than the atomic maximum",
+            ));
+        }
+        // Every other I/O holds the table lock shared: holding it exclusively, no read or
+        // write can see or interleave with a half-done copy.
+        let chunks = self.chunks.write();
+        check_range(offset, buf.len() as u64, self.size())?;
+        for (idx, within, r) in Self::pieces(offset, buf.len() as u64) {
+            let src = &buf[r];
+            let mut c = chunks[idx].lock();
+            let data = c.get_or_insert_with(|| vec![0u8; CHUNK as usize].into_boxed_slice());
+            data[within..within + src.len()].copy_from_slice(src);
+        }
+        Ok(())
+    }
+
     fn mapped_extent(&self, offset: u64, len: u64) -> io::Result<(bool, u64)> {
         let chunks = self.chunks.read();
         check_range(offset, len, self.size())?;
@@ -202,6 +229,20 @@ mod tests {
         s.read_at(&mut b, CHUNK).unwrap();
         assert!(b[..10].iter().all(|&x| x == 5));
         assert!(b[10..].iter().all(|&x| x == 0));
+    }
+
+    #[test]
+    fn atomic_write_is_bounded_and_lands() {
+        let s = MemoryStore::new(4 << 20);
+        assert_eq!(s.atomic_write_max(), ATOMIC_MAX);
+        s.write_atomic(&vec![3u8; 8192], 4096 + 512, false).unwrap();
+        let mut b = vec![0u8; 8192];
+        s.read_at(&mut b, 4096 + 512).unwrap();
+        assert!(b.iter().all(|&x| x == 3));
+        assert!(s
+            .write_atomic(&vec![0u8; (ATOMIC_MAX + 1) as usize], 0, false)
+            .is_err());
+        assert!(s.write_atomic(&[0u8; 512], 4 << 20, false).is_err());
     }
 
     proptest! {

@@ -475,6 +475,9 @@ impl LogicalUnit {
             }
         };
         let _ = opcode;
+        if !ops::available(op, self) {
+            return Err(crate::cdb::illegal(sense::INVALID_COMMAND_OPERATION_CODE));
+        }
         if cmd.cdb.len() < op.usage.len() {
             // The CDB is shorter than this command's: the missing bytes are the invalid field.
             return Err(crate::cdb::invalid_cdb(cmd.cdb.len() as u16, None));

@@ -207,9 +207,9 @@ fn vpd_pages() {
     assert!(d
         .windows(n.target_port.len())
         .any(|w| w == n.target_port.as_bytes()));
-    // page 0xB0 block limits: 0x3C page length, WSNZ, max unmap count for a thin LU
+    // page 0xB0 block limits: 0x3C page length, WSNZ clear, max unmap count for a thin LU
     let d = r.x(&n, &[0x12, 1, 0xB0, 0, 0xFF, 0], &[]).data;
-    assert_eq!((d[3], d[4] & 1), (0x3C, 1));
+    assert_eq!((d[3], d[4] & 1), (0x3C, 0));
     assert!(u32::from_be_bytes([d[20], d[21], d[22], d[23]]) > 0);
     // page 0xB2: LBPU, LBPWS, LBPWS10, LBPRZ; thin
     let d = r.x(&n, &[0x12, 1, 0xB2, 0, 0xFF, 0], &[]).data;
@@ -603,11 +603,19 @@ fn unmap_write_same_and_lba_status() {
     r.x(&n, &[0x41, 0, 0, 0, 0, 100, 0, 0, 3, 0], &[9; 512])
         .good();
     assert_eq!(r.x(&n, &read10(100, 3), &[]).data, vec![9; 1536]);
-    // zero blocks (WSNZ) and a wrong Data-Out size
-    check(
-        &r.x(&n, &[0x41, 0, 0, 0, 0, 100, 0, 0, 0, 0], &[9; 512]),
-        (5, 0x24, 0),
+    // zero blocks: to the end of the LU (WSNZ 0)
+    let last = (BLOCKS as u32 - 4).to_be_bytes();
+    r.x(
+        &n,
+        &[0x41, 0, last[0], last[1], last[2], last[3], 0, 0, 0, 0],
+        &[7; 512],
+    )
+    .good();
+    assert_eq!(
+        r.x(&n, &read10(BLOCKS as u32 - 4, 4), &[]).data,
+        vec![7; 2048]
     );
+    // a wrong Data-Out size
     check(
         &r.x(&n, &[0x41, 0, 0, 0, 0, 100, 0, 0, 1, 0], &[9; 1024]),
         (5, 0x24, 0),
@@ -1172,4 +1180,66 @@ fn lba_status_starts_at_the_requested_lba() {
             "unmap {unmap_n}, status at {at}"
         );
     }
+}
+
+#[test]
+fn write_atomic_on_a_memory_store_only() {
+    let r = rig();
+    let n = nexus(1);
+    // VPD B0: maximum atomic transfer length 1 MiB = 2048 blocks, no alignment/granularity
+    let d = r.x(&n, &[0x12, 1, 0xB0, 0, 0xFF, 0], &[]).data;
+    assert_eq!(&d[44..56], &[0, 0, 0x08, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    // opcode 0x9C WRITE ATOMIC(16), LBA 1, 3 blocks
+    let wa = |lba: u8, blocks: u16| {
+        let mut c = [0u8; 16];
+        c[0] = 0x9C;
+        c[9] = lba;
+        c[12..14].copy_from_slice(&blocks.to_be_bytes());
+        c
+    };
+    r.x(&n, &wa(1, 3), &[5; 1536]).good();
+    assert_eq!(r.x(&n, &read10(1, 3), &[]).data, vec![5; 1536]);
+    // longer than the atomic maximum (on a 4 MiB LU, so the range is fine)
+    let (big, _) = lu_with(Arc::new(MemoryStore::new(4 << 20)), None);
+    let big = LunMap {
+        entries: vec![LunEntry {
+            number: 0,
+            lu: big,
+            mask: Mask::Everyone,
+        }],
+    };
+    check(
+        &run(&big, &n, 0, &wa(0, 2049), &vec![5; 2049 * 512]),
+        (5, 0x24, 0),
+    );
+    run(&big, &n, 0, &wa(0, 2048), &vec![5; 2048 * 512]).good();
+    check(&r.x(&n, &wa(0, 2), &[5; 512]), (5, 0x0E, 0x03)); // short Data-Out
+    let mut c = wa(0, 1);
+    c[11] = 1; // ATOMIC BOUNDARY
+    check(&r.x(&n, &c, &[5; 512]), (5, 0x24, 0));
+    // A file store promises no atomicity: 05/20/00, and it is not reported.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lun");
+    vds_backstore::create_file(&path, 1 << 20, false).unwrap();
+    let file = vds_backstore::open(&vds_backstore::BackingKind::File { path }, 0).unwrap();
+    let (lu, _) = lu_with(file, None);
+    let map = LunMap {
+        entries: vec![LunEntry {
+            number: 0,
+            lu,
+            mask: Mask::Everyone,
+        }],
+    };
+    check(&run(&map, &n, 0, &wa(8, 8), &[5; 4096]), (5, 0x20, 0));
+    let d = run(
+        &map,
+        &n,
+        0,
+        &[0xA3, 0x0C, 0x01, 0x9C, 0, 0, 0, 0, 1, 0, 0, 0],
+        &[],
+    )
+    .data;
+    assert_eq!(d[1] & 7, 1, "not supported");
+    let d = run(&map, &n, 0, &[0x12, 1, 0xB0, 0, 0xFF, 0], &[]).data;
+    assert_eq!(&d[44..56], &[0; 12]);
 }

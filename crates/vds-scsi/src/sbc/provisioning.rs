@@ -63,11 +63,13 @@ pub(crate) fn write_same(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
     } else {
         (u64::from(c.cdb.be32(2)), u64::from(c.cdb.be16(7)), 7)
     };
-    if blocks == 0 {
-        // WSNZ is set in the Block Limits page.
-        return Err(invalid_cdb(len_byte, None));
-    }
     lu.check_range(lba, blocks)?;
+    // 0 blocks: from LBA to the end of the LU (WSNZ is 0 in the Block Limits page).
+    let blocks = if blocks == 0 {
+        lu.num_blocks() - lba
+    } else {
+        blocks
+    };
     if blocks > MAX_WRITE_SAME_BLOCKS {
         return Err(invalid_cdb(len_byte, None));
     }
@@ -81,10 +83,14 @@ pub(crate) fn write_same(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
         }
         c.data_out.iter().all(|&b| b == 0)
     };
+    if blocks == 0 {
+        return Ok(());
+    }
     let off = lu.offset(lba);
     let total = blocks << lu.block_shift();
-    if zero && (unmap_bit || ndob) {
-        // Deallocated blocks read as zeroes (LBPRZ), which is what was asked for.
+    // UNMAP on a thin LU deallocates whatever the data block holds (as LIO does; libiscsi's
+    // UnmapUntilEnd reads zeroes back); on a thick LU only zeroes may be "unmapped".
+    if (unmap_bit && lu.backing().thin()) || (zero && (unmap_bit || ndob)) {
         return lu.backing().unmap(off, total).map_err(write_err);
     }
     let chunk_blocks = ((1usize << 20) / bs).min(blocks as usize).max(1);

@@ -195,6 +195,36 @@ pub(crate) fn compare_and_write(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
     lu.backing().write_at(data, off, f).map_err(write_err)
 }
 
+/// WRITE ATOMIC(16): up to the store's atomic maximum, any block alignment, in one atomic call.
+pub(crate) fn write_atomic(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
+    let lba = c.cdb.be64(2);
+    let blocks = u64::from(c.cdb.be16(12));
+    lu.check_range(lba, blocks)?;
+    if c.cdb.be16(10) != 0 {
+        // ATOMIC BOUNDARY: the maximum boundary size is 0, so none may be requested.
+        return Err(invalid_cdb(10, None));
+    }
+    let max = u64::from(crate::spc::inquiry::atomic_blocks(lu));
+    if blocks == 0 {
+        return Ok(());
+    }
+    if blocks > max {
+        return Err(invalid_cdb(12, None));
+    }
+    lu.check_writable()?;
+    let len = (blocks << lu.block_shift()) as usize;
+    if c.data_out.len() < len {
+        // A partial atomic write would not be atomic: refuse rather than write a prefix.
+        return Err(Fail::Check(Sense::illegal(
+            sense::INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT,
+        )));
+    }
+    let f = fua(lu, c);
+    lu.backing()
+        .write_atomic(&c.data_out[..len], lu.offset(lba), f)
+        .map_err(write_err)
+}
+
 pub(crate) fn prefetch(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
     let r = range(c.cdb);
     lu.check_range(r.lba, r.blocks)?;

@@ -21,8 +21,8 @@ pub const MAX_CAW_BLOCKS: u8 = 255;
 /// UNMAP limits (libiscsi insists on at most 2^20 for both).
 pub const MAX_UNMAP_LBA_COUNT: u32 = 1 << 20;
 pub const MAX_UNMAP_DESCRIPTORS: u32 = 256;
-/// Largest WRITE SAME, in blocks.
-pub const MAX_WRITE_SAME_BLOCKS: u64 = 1 << 22;
+/// Largest WRITE SAME, in blocks (also the limit for "to the end of the LU", 0 blocks).
+pub const MAX_WRITE_SAME_BLOCKS: u64 = 1 << 16;
 /// Physical block size we advertise: the granularity at which files and the memory store
 /// deallocate.
 pub const PHYSICAL_BLOCK: u32 = 4096;
@@ -157,7 +157,7 @@ fn block_limits(lu: &LogicalUnit, d: &mut Vec<u8>) {
     d.resize(64, 0);
     let bs = u64::from(lu.block_size());
     let lbppb = 1u32 << lbppbe(lu);
-    d[4] = 0x01; // WSNZ: WRITE SAME with 0 blocks is rejected
+    // WSNZ 0: WRITE SAME with 0 blocks writes to the end of the LU.
     d[5] = MAX_CAW_BLOCKS;
     d[6..8].copy_from_slice(&(lbppb as u16).to_be_bytes());
     let max_xfer = (MAX_TRANSFER_BYTES / bs) as u32;
@@ -172,6 +172,15 @@ fn block_limits(lu: &LogicalUnit, d: &mut Vec<u8>) {
         d[32..36].copy_from_slice(&0x8000_0000u32.to_be_bytes()); // UGAVALID, alignment 0
     }
     d[36..44].copy_from_slice(&MAX_WRITE_SAME_BLOCKS.to_be_bytes());
+    // Maximum atomic transfer length; alignment and granularity 0: no restriction.
+    d[44..48].copy_from_slice(&atomic_blocks(lu).to_be_bytes());
+}
+
+/// Most blocks one WRITE ATOMIC(16) may write; 0 when the backing store cannot write
+/// atomically.
+pub(crate) fn atomic_blocks(lu: &LogicalUnit) -> u32 {
+    let max = lu.backing().atomic_write_max();
+    u32::try_from(max >> lu.block_shift()).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]

@@ -42,7 +42,8 @@ fn one_command(d: &mut Vec<u8>, op: Option<&OpDesc>, rctd: bool) {
     }
 }
 
-pub(crate) fn report_supported_opcodes(_lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
+pub(crate) fn report_supported_opcodes(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
+    let find = |opcode: u8, sa: Option<u8>| ops::find(opcode, sa).filter(|o| ops::available(o, lu));
     let rctd = c.cdb.bit(2, 7);
     let options = c.cdb.u8(2) & 0x07;
     let opcode = c.cdb.u8(3);
@@ -53,7 +54,7 @@ pub(crate) fn report_supported_opcodes(_lu: &LogicalUnit, c: &mut Cmd<'_>) -> Re
     match options {
         0 => {
             d.extend_from_slice(&[0; 4]);
-            for op in OPS {
+            for op in OPS.iter().filter(|o| ops::available(o, lu)) {
                 descriptor(d, op, rctd);
             }
             let len = (d.len() - 4) as u32;
@@ -63,19 +64,19 @@ pub(crate) fn report_supported_opcodes(_lu: &LogicalUnit, c: &mut Cmd<'_>) -> Re
             if ops::has_service_action(opcode) {
                 return Err(invalid_cdb(3, None));
             }
-            one_command(d, ops::find(opcode, None), rctd);
+            one_command(d, find(opcode, None), rctd);
         }
         2 => {
             if !ops::has_service_action(opcode) {
                 return Err(invalid_cdb(3, None));
             }
-            one_command(d, sa8().and_then(|s| ops::find(opcode, Some(s))), rctd);
+            one_command(d, sa8().and_then(|s| find(opcode, Some(s))), rctd);
         }
         3 => {
             let op = if ops::has_service_action(opcode) {
-                sa8().and_then(|s| ops::find(opcode, Some(s)))
+                sa8().and_then(|s| find(opcode, Some(s)))
             } else {
-                ops::find(opcode, None)
+                find(opcode, None)
             };
             one_command(d, op, rctd);
         }
