@@ -451,9 +451,9 @@ impl LogicalUnit {
     }
 
     fn run(&self, nexus: &ItNexus, cmd: &ScsiCommand<'_>, data_in: &mut Vec<u8>) -> Res {
-        let Some(&opcode) = cmd.cdb.first() else {
+        if cmd.cdb.is_empty() {
             return Err(crate::cdb::illegal(sense::INVALID_COMMAND_OPERATION_CODE));
-        };
+        }
         let ns = self.nexus_state(nexus);
         let found = ops::lookup(cmd.cdb);
         let gate = match &found {
@@ -474,7 +474,6 @@ impl LogicalUnit {
                 return Err(crate::cdb::invalid_cdb(1, Some(4)));
             }
         };
-        let _ = opcode;
         if !ops::available(op, self) {
             return Err(crate::cdb::illegal(sense::INVALID_COMMAND_OPERATION_CODE));
         }
