@@ -294,14 +294,17 @@ impl Inner {
         state: LuState,
         pr_state: Option<Vec<u8>>,
     ) -> Arc<LogicalUnit> {
-        Arc::new(LogicalUnit::new(LuConfig {
+        let lu = Arc::new(LogicalUnit::new(LuConfig {
             id: lun.id,
             backing: store,
             block_size: lun.block_size,
             state,
             pr_state,
             events: self.hooks.clone(),
-        }))
+        }));
+        // EXTENDED COPY finds its source and destination LUs by NAA designator.
+        vds_scsi::register_lu(&lu);
+        lu
     }
 
     /// An LU for a LUN whose storage cannot be opened: FAILED, every I/O fails.

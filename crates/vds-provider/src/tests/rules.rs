@@ -1374,3 +1374,79 @@ fn shutdown_flushes_and_unbinds() {
     assert!(f.plane.listeners.lock().is_empty());
     assert!(TcpStream::connect(("127.0.0.1", 41029)).is_err());
 }
+
+/// EXTENDED COPY between two LUNs the provider created: the provider registers every LU by its
+/// NAA designator, so an identification target descriptor (0xE4) naming another LUN resolves.
+#[test]
+fn extended_copy_reaches_another_lun_the_provider_created() {
+    let f = Fixture::new(41040, false);
+    let memory = || BackingSpec {
+        kind: BackingKind::Memory,
+        path: None,
+        filters: vec![],
+    };
+    let a = f.create_lun(|x| x.backing = Some(memory()));
+    let b = f.create_lun(|x| x.backing = Some(memory()));
+    let (la, lb) = (
+        f.p.logical_unit(a.id).expect("LU of a"),
+        f.p.logical_unit(b.id).expect("LU of b"),
+    );
+    for lu in [&la, &lb] {
+        lu.set_state(vds_scsi::LuState::Online).unwrap();
+    }
+    let nexus = vds_scsi::ItNexus {
+        id: 1,
+        initiator_name: "iqn.2001-04.com.example:h".into(),
+        initiator_port: "iqn.2001-04.com.example:h,i,0x000000000001".into(),
+        target_port: "iqn.2026-11.local.vds:default,t,0x0001".into(),
+        relative_target_port: 1,
+    };
+    let run = |lu: &vds_scsi::LogicalUnit, cdb: &[u8], data: &[u8]| {
+        let mut out = Vec::new();
+        let cmd = vds_scsi::ScsiCommand {
+            cdb,
+            data_out: data,
+            expected_in_len: 65536,
+            attr: vds_scsi::TaskAttr::Simple,
+        };
+        let r = lu.execute(&nexus, &cmd, &mut out);
+        (r, out)
+    };
+    // WRITE(10) 8 blocks at LBA 10 of a.
+    let data: Vec<u8> = (0..8 * 512).map(|i| (i % 251) as u8).collect();
+    let (r, _) = run(&la, &[0x2A, 0, 0, 0, 0, 10, 0, 0, 8, 0], &data);
+    assert_eq!(r, vds_scsi::ScsiOutcome::GOOD);
+    // EXTENDED COPY (LID1): two 0xE4 target descriptors (a, b), one block→block segment
+    // copying 8 blocks from a:10 to b:100.
+    let mut p = vec![0u8; 16];
+    p[1] = 0x18;
+    p[2..4].copy_from_slice(&64u16.to_be_bytes());
+    p[8..12].copy_from_slice(&28u32.to_be_bytes());
+    for lu in [&la, &lb] {
+        let mut t = [0u8; 32];
+        t[0] = 0xE4;
+        t[4] = 0x01; // binary code set
+        t[5] = 0x03; // NAA designator
+        t[7] = 16;
+        t[8..24].copy_from_slice(&lu.naa());
+        t[29..32].copy_from_slice(&lu.block_size().to_be_bytes()[1..]);
+        p.extend_from_slice(&t);
+    }
+    let mut s = [0u8; 28];
+    s[0] = 0x02;
+    s[2..4].copy_from_slice(&24u16.to_be_bytes());
+    s[6..8].copy_from_slice(&1u16.to_be_bytes()); // destination: descriptor 1
+    s[10..12].copy_from_slice(&8u16.to_be_bytes());
+    s[12..20].copy_from_slice(&10u64.to_be_bytes());
+    s[20..28].copy_from_slice(&100u64.to_be_bytes());
+    p.extend_from_slice(&s);
+    let mut cdb = [0u8; 16];
+    cdb[0] = 0x83;
+    cdb[10..14].copy_from_slice(&(p.len() as u32).to_be_bytes());
+    let (r, _) = run(&la, &cdb, &p);
+    assert_eq!(r, vds_scsi::ScsiOutcome::GOOD, "EXTENDED COPY across LUNs");
+    // READ(10) 8 blocks at LBA 100 of b: the copied data.
+    let (r, out) = run(&lb, &[0x28, 0, 0, 0, 0, 100, 0, 0, 8, 0], &[]);
+    assert_eq!(r, vds_scsi::ScsiOutcome::GOOD);
+    assert_eq!(out, data);
+}
