@@ -301,6 +301,35 @@ impl LogicalUnit {
         self.ua_all(sense::REPORTED_LUNS_DATA_HAS_CHANGED, None);
     }
 
+    /// Take over what initiators were told by `old`, the LU this one replaces for the same LUN
+    /// (the provider rebuilds an LU when Refresh reopens a replaced or reappearing backing
+    /// store): every known I_T nexus with its pending unit attentions, the reservations and
+    /// the changeable mode page values. Without this a host that last saw the LUN OFFLINE or
+    /// FAILED would never get 06/28/00 when it comes back ONLINE (SEMANTICS §3).
+    pub fn inherit(&self, old: &LogicalUnit) {
+        let known: Vec<(u64, Arc<NexusState>)> = old
+            .nexuses
+            .read()
+            .iter()
+            .map(|(id, ns)| (*id, ns.clone()))
+            .collect();
+        self.nexuses.write().extend(known);
+        {
+            let from = old.res.lock();
+            let mut res = self.res.lock();
+            res.spc2 = from.spc2;
+            res.pr = from.pr.clone();
+            self.update_res_active(&res);
+        }
+        for (mine, theirs) in [
+            (&self.mode.wce, &old.mode.wce),
+            (&self.mode.d_sense, &old.mode.d_sense),
+            (&self.mode.swp, &old.mode.swp),
+        ] {
+            mine.store(theirs.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+
     /// I_T nexus loss (session ended, reinstated, connection dropped): forget the nexus, its
     /// unit attentions and its RESERVE(6) reservation. Persistent reservations are kept (SPC-4).
     pub fn nexus_lost(&self, nexus_id: u64) {
@@ -381,6 +410,11 @@ impl LogicalUnit {
 
     /// The LU switched itself to FAILED because the backing store failed.
     pub(crate) fn mark_failed(&self, err: &io::Error) {
+        if vds_backstore::nowait::active() && err.kind() == io::ErrorKind::WouldBlock {
+            // A non-blocking attempt the store refused: nothing failed, the caller runs the
+            // command again on a thread that may block and discards this outcome.
+            return;
+        }
         let prev = self
             .state
             .swap(state_code(LuState::Failed), Ordering::SeqCst);
