@@ -501,12 +501,25 @@ impl Inner {
         for mut rec in snap.luns {
             let seq = st.next_seq();
             let id = rec.lun.id;
-            let reuse = old_luns.remove(&id).filter(|e| {
+            let old = old_luns.remove(&id);
+            let reusable = old.as_ref().is_some_and(|e| {
                 e.filtered.is_some()
                     && e.rec.lun.backing == rec.lun.backing
                     && e.rec.identity == rec.identity
                     && e.rec.lun.size_bytes == rec.lun.size_bytes
             });
+            // An LU rebuilt for a LUN the data path already served takes over what its hosts
+            // were told (nexuses, unit attentions, reservations).
+            let (reuse, previous) = if reusable {
+                (old, None)
+            } else {
+                (None, old.map(|e| e.lu))
+            };
+            let inherit = |lu: &Arc<vds_scsi::LogicalUnit>| {
+                if let Some(p) = &previous {
+                    lu.inherit(p);
+                }
+            };
             let entry = match reuse {
                 Some(mut e) => {
                     if e.rec.lun.filters != rec.lun.filters {
@@ -533,6 +546,7 @@ impl Inner {
                         }
                         let lu =
                             self.make_lu(&rec.lun, f.clone(), LuState::Offline, pr.remove(&id));
+                        inherit(&lu);
                         let ident = naa_hex(&lu);
                         if rec.lun.identification != ident {
                             rec.lun.identification = ident;
@@ -553,6 +567,7 @@ impl Inner {
                             changed.push(rec.clone());
                         }
                         let lu = self.missing_lu(&rec.lun);
+                        inherit(&lu);
                         LunEntry {
                             rec,
                             seq,

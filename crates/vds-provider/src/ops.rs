@@ -489,11 +489,18 @@ impl Provider {
         } else {
             match open_backing(&rec.lun) {
                 Ok(f) => {
+                    let old_size = rec.lun.size_bytes;
                     set_size(&mut rec.lun, f.size());
                     rec.identity = identity_of(&rec.lun.backing).ok().flatten();
                     let lu = self
                         .inner
                         .make_lu(&rec.lun, f.clone(), st.lu_state(&rec.lun), None);
+                    // Same LUN for the hosts: their nexuses, unit attentions and
+                    // reservations carry over to the LU over the new file.
+                    lu.inherit(&e.lu);
+                    if f.size() != old_size {
+                        lu.capacity_changed();
+                    }
                     new_lu = Some((lu, Some(f)));
                 }
                 Err(err) => {
@@ -501,7 +508,9 @@ impl Provider {
                     rec.lun.status = LunStatus::Failed;
                     rec.lun.health = Health::Failed;
                     let _ = e.lu.set_state(LuState::Failed);
-                    new_lu = Some((self.inner.missing_lu(&rec.lun), None));
+                    let lu = self.inner.missing_lu(&rec.lun);
+                    lu.inherit(&e.lu);
+                    new_lu = Some((lu, None));
                 }
             }
         }
@@ -527,11 +536,18 @@ impl Provider {
             Some(_) => e.lu.set_state(LuState::Offline).is_ok(),
             None => match open_backing(&rec.lun) {
                 Ok(f) => {
+                    let old_size = rec.lun.size_bytes;
                     set_size(&mut rec.lun, f.size());
                     rec.identity = identity_of(&rec.lun.backing).ok().flatten();
                     let lu = self
                         .inner
                         .make_lu(&rec.lun, f.clone(), LuState::Offline, None);
+                    // The hosts that saw the LUN FAILED must be told when it comes back
+                    // ONLINE (06/28/00): keep their nexuses, unit attentions, reservations.
+                    lu.inherit(&e.lu);
+                    if f.size() != old_size {
+                        lu.capacity_changed();
+                    }
                     replace = Some((lu, f));
                     true
                 }

@@ -520,3 +520,74 @@ fn lun_extend_and_shrink_raise_capacity_changed_once_per_nexus() {
         }
     }
 }
+
+/// Row "OFFLINE or NOT_READY → ONLINE: the backing store is reopened and checked (size,
+/// identity)": a backing file resized or replaced while the LUN was OFFLINE is caught
+/// (VDS_E_PROVIDER_CACHE_CORRUPT, the LUN stays OFFLINE on the wire); after Reenumerate and
+/// Refresh the LUN comes ONLINE with the re-read size, and every nexus is told: 06/2A/09 for
+/// the capacity, 06/28/00 for the status.
+#[test]
+fn lun_online_checks_the_backing_store_size_and_identity() {
+    let d = Daemon::start(9, Opts::default());
+    let lun = d.create_lun("checked", 16 << 20);
+    let id = lun["id"].as_str().expect("id").to_string();
+    let n = lun["lun_numbers"][&d.target()].as_u64().expect("number");
+    let path = lun["backing"]["path"].as_str().expect("path").to_string();
+    let mut a = d.login(0, 1);
+    let _ = tur(&mut a, n);
+    let data = pattern(0x77, 4 * 512);
+    assert_good(&write_fua(&mut a, n, 8, &data), "write");
+    assert_eq!(d.set_lun_status(&id, json!("offline")).0, 200);
+
+    // Resized behind the daemon's back.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open the backing file");
+    f.set_len(32 << 20).expect("grow it");
+    drop(f);
+    let r = d.set_lun_status(&id, json!("online"));
+    assert_error(&r, 503, "0x8004241F", "VDS_E_PROVIDER_CACHE_CORRUPT");
+    assert_sense(&tur(&mut a, n), (2, 4, 0x12), "still OFFLINE");
+    assert_good(&tur(&mut a, 0), "the other LUN keeps serving");
+    d.ok("POST", "/v1/provider/reenumerate", json!({}), 200);
+    d.ok("POST", "/v1/provider/refresh", json!({}), 200);
+    assert_eq!(d.lun(&id)["size_bytes"], 32u64 << 20);
+    assert_eq!(d.set_lun_status(&id, json!("online")).0, 200);
+    let mut seen = vec![
+        sense_of(&tur(&mut a, n)).expect("a unit attention"),
+        sense_of(&tur(&mut a, n)).expect("a unit attention"),
+    ];
+    seen.sort();
+    assert_eq!(seen, vec![(6, 0x28, 0), (6, 0x2a, 9)]);
+    assert_good(&tur(&mut a, n), "then normal");
+    assert_eq!(capacity_bytes(&capacity(&mut a, n)), 32 << 20);
+
+    // Replaced by another file (same size, other inode) while OFFLINE.
+    assert_eq!(d.set_lun_status(&id, json!("offline")).0, 200);
+    let tmp = format!("{path}.new");
+    std::fs::copy(&path, &tmp).expect("copy");
+    std::fs::rename(&tmp, &path).expect("replace");
+    let r = d.set_lun_status(&id, json!("online"));
+    assert_error(&r, 503, "0x8004241F", "VDS_E_PROVIDER_CACHE_CORRUPT");
+    d.ok("POST", "/v1/provider/reenumerate", json!({}), 200);
+    d.ok("POST", "/v1/provider/refresh", json!({}), 200);
+    // No command between Refresh and ONLINE: the host last saw the LUN OFFLINE.
+    assert_eq!(d.lun(&id)["status"], "offline");
+    assert_eq!(d.set_lun_status(&id, json!("online")).0, 200);
+    assert_sense(
+        &tur(&mut a, n),
+        (6, 0x28, 0),
+        "back ONLINE over the new file",
+    );
+    assert_good(&tur(&mut a, n), "then normal");
+    assert_eq!(read(&mut a, n, 8, 4).data, data, "the copied data");
+    let more = pattern(0x78, 512);
+    assert_good(&write_fua(&mut a, n, 0, &more), "write to the new file");
+    let on_disk = std::fs::read(&path).expect("read the file");
+    assert_eq!(
+        &on_disk[..512],
+        &more[..],
+        "writes go to the file now at the path"
+    );
+}

@@ -260,9 +260,11 @@ fn missing_backing_file_at_start_fails_only_that_lun() {
         (&json!("offline"), &json!("healthy")),
         "after Refresh: {v}"
     );
-    assert_sense(&tur(&mut a, number), (2, 4, 0x12), "OFFLINE after Refresh");
+    // No command between Refresh and ONLINE: the host last saw the LUN FAILED.
     assert_eq!(d.set_lun_status(&id, json!("online")).0, 200);
-    let _ = tur(&mut a, number);
+    // The nexus that saw the LUN FAILED is told it is back (the LU behind it was rebuilt over
+    // the found file; what the host was told must carry over).
+    assert_sense(&tur(&mut a, number), (6, 0x28, 0), "back ONLINE");
     assert_good(&tur(&mut a, number), "ONLINE");
 }
 
