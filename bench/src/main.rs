@@ -1,0 +1,56 @@
+//! `vds-bench`: benchmarks of vds.
+//!
+//! - `vds-bench iscsi`: vds and tgt side by side on loopback (issue 5), see [`iscsi`].
+//! - `vds-bench api-scale`: management API latency as the LUN count grows to 10,000 (issue 2),
+//!   see [`api_scale`].
+//! - `vds-bench load`: one workload against one running target (profiling aid).
+
+mod api_scale;
+mod chart;
+mod daemons;
+mod initiator;
+mod iscsi;
+mod procstat;
+mod stats;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vds-bench",
+    about = "Benchmarks of vds (iSCSI vs tgt, API scale)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// vds and tgt side by side: reads with iscsi-perf, writes and mixes with the built-in
+    /// initiator; medians, vds/tgt ratios, CPU per I/O, peak RSS, a table, JSON and a PNG chart.
+    Iscsi(iscsi::IscsiOpts),
+    /// Create up to 10,000 LUNs through the API and report create/show/set-status latency.
+    ApiScale(api_scale::ApiScaleOpts),
+    /// Drive one already-running target with the built-in initiator and print IOPS and
+    /// latency (for profiling one side alone).
+    Load(iscsi::LoadOpts),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Iscsi(o) => iscsi::run(o),
+        Cmd::ApiScale(o) => api_scale::run(o),
+        Cmd::Load(o) => iscsi::run_load(o),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vds-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
