@@ -407,3 +407,60 @@ fn portal_offline_loses_no_acknowledged_write() {
         Err(_) => {}
     }
 }
+
+/// §7 on a portal: while a transition to OFFLINE drains, other mutating calls on the portal
+/// answer VDS_E_ANOTHER_CALL_IN_PROGRESS at once; the first call completes with success.
+#[test]
+fn portal_calls_during_a_drain_are_busy() {
+    let d = Daemon::start(
+        27,
+        Opts {
+            two_portals: true,
+            ..Opts::default()
+        },
+    );
+    let id = d.portal_id(d.portals[0]);
+    let mut a = d.login(0, 1);
+    assert_good(&tur(&mut a, 0), "a");
+    let ev = d.events();
+    let call = set_status_async(&d, &id, "offline");
+    a.set_timeout(Duration::from_secs(5)).expect("timeout");
+    wait_async(&mut a).expect("Async Message");
+    let t = Instant::now();
+    for s in ["online", "offline"] {
+        let r = d.set_portal_status(&id, json!(s));
+        assert_error(&r, 409, "0x80042404", "VDS_E_ANOTHER_CALL_IN_PROGRESS");
+    }
+    let r = d.call("DELETE", &format!("/v1/portals/{id}"), None);
+    assert_error(&r, 409, "0x80042404", "VDS_E_ANOTHER_CALL_IN_PROGRESS");
+    assert!(t.elapsed() < Duration::from_secs(1), "answered at once");
+    let (s, v, _) = call.join().expect("call");
+    assert_eq!((s, &v["status"]), (200, &json!("offline")), "{v}");
+    assert_eq!(count(&ev.drain(), &id, MODIFY), 1);
+}
+
+/// §4 "at start every portal stored ONLINE is bound, and one that cannot be is FAILED while the
+/// daemon keeps running and serving the others"; ONLINE later rebinds it.
+#[test]
+fn portal_that_cannot_bind_at_start_is_failed_and_the_rest_is_served() {
+    let mut d = Daemon::start(
+        28,
+        Opts {
+            two_portals: true,
+            ..Opts::default()
+        },
+    );
+    let id = d.portal_id(d.portals[1]);
+    d.kill9();
+    let holder = std::net::TcpListener::bind(d.portals[1]).expect("hold the address");
+    d.restart();
+    assert_eq!(d.get(&format!("/v1/portals/{id}"))["status"], "failed");
+    let mut a = d.login(0, 1);
+    assert_good(&read(&mut a, 0, 0, 1), "the other portal serves");
+    assert_eq!(listed(&d, 0), vec![entry(d.portals[0])]);
+    drop(holder);
+    let (s, v) = d.set_portal_status(&id, json!("online"));
+    assert_eq!((s, &v["status"]), (200, &json!("online")), "{v}");
+    let mut b = d.login(1, 2);
+    assert_good(&tur(&mut b, 0), "rebound");
+}
