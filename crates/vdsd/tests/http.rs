@@ -109,14 +109,14 @@ fn http_bad_input_names_the_field_and_changes_nothing() {
         resp.starts_with("HTTP/1.1 400") && resp.contains("\"0x80070057\""),
         "malformed JSON: {resp}"
     );
-    let big = "x".repeat(2 << 20);
-    let body = format!("{{\"size_bytes\": 1, \"friendly_name\": \"{big}\"}}");
+    // Only the headers of a 2 MiB body: the limit is judged on Content-Length, before the body
+    // is read (sending the body would race the server closing the connection).
     let resp = raw_http(
         d.api,
         &format!(
             "POST /v1/subsystems/{sub}/luns HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
+             Content-Length: {}\r\nConnection: close\r\n\r\n{{\"size_bytes\": 1",
+            2 << 20
         ),
     );
     let status_line = resp.lines().next().unwrap_or_default().to_string();

@@ -720,7 +720,9 @@ pub fn text(o: &Output) -> String {
 pub fn raw_http(api: SocketAddr, request: &str) -> String {
     let mut s = TcpStream::connect_timeout(&api, Duration::from_secs(5)).expect("connect API");
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    s.write_all(request.as_bytes()).expect("send");
+    // The server may answer and close before it has read everything (an oversized body):
+    // a failed write is not the test's failure, the answer is.
+    let _ = s.write_all(request.as_bytes());
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     out
