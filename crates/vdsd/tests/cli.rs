@@ -82,7 +82,7 @@ fn vdsctl_exit_codes_for_usage_unreachable_and_missing_objects() {
         assert_eq!(code(&o), 2, "{args:?}: {}", text(&o));
     }
     // Nothing listens on slot 84's API port.
-    let dead = format!("http://127.0.0.1:{}", 45100 + 84);
+    let dead = format!("http://127.0.0.2:{}", 45100 + 84);
     let o = run_limited(
         &vdsctl_path(),
         &[

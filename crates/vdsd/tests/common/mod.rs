@@ -3,8 +3,11 @@
 //! `vdsctl` and the libiscsi tools with time limits, and logs in with the in-repo initiator
 //! (`vds-testkit`) to observe what a host sees. Every wait here is bounded.
 //!
-//! Ports: test slot `s` (0..=99, unique per test across all files) uses API port `45100 + s` on
-//! 127.0.0.1 and portals `127.0.0.1:45000 + s` and `127.0.0.2:45000 + s`.
+//! Ports: test slot `s` (0..=99, unique per test across all files) uses the API on
+//! `127.0.0.2:45100 + s` and portals `127.0.0.3:45000 + s` (first) and `127.0.0.2:45000 + s`
+//! (second). Nothing listens on 127.0.0.1: every outgoing loopback connection takes its
+//! ephemeral source port there (32768-60999 holds these numbers), and a listener must never
+//! collide with one.
 
 #![allow(dead_code)]
 
@@ -67,8 +70,8 @@ impl Daemon {
     pub fn start(slot: u16, opts: Opts) -> Daemon {
         assert!(slot < 100, "slot {slot} is outside 0..100");
         let dir = tempfile::tempdir().expect("temp dir");
-        let api = SocketAddr::from(([127, 0, 0, 1], 45100 + slot));
-        let mut portals = vec![SocketAddr::from(([127, 0, 0, 1], 45000 + slot))];
+        let api = SocketAddr::from(([127, 0, 0, 2], 45100 + slot));
+        let mut portals = vec![SocketAddr::from(([127, 0, 0, 3], 45000 + slot))];
         if opts.two_portals {
             portals.push(SocketAddr::from(([127, 0, 0, 2], 45000 + slot)));
         }
