@@ -217,16 +217,26 @@ impl DataPlane for DataPath {
     }
 
     fn unbind_portal(&self, id: Uuid, logout_timeout: Duration) {
-        let ctls: Vec<mpsc::UnboundedSender<ConnCtl>> = {
+        let (ctls, listener): (Vec<mpsc::UnboundedSender<ConnCtl>>, _) = {
             let mut p = self.inner.portals.lock();
             let Some(ps) = p.get_mut(&id) else {
                 return;
             };
-            if let Some(l) = ps.listener.take() {
+            let listener = ps.listener.take();
+            if let Some(l) = &listener {
                 l.abort();
             }
-            ps.conns.values().map(|c| c.ctl.clone()).collect()
+            (ps.conns.values().map(|c| c.ctl.clone()).collect(), listener)
         };
+        if let Some(l) = listener {
+            // `abort` only asks: the listening socket closes when a worker drops the task.
+            // Wait for that (bounded), so that once this returns new connections are refused
+            // (SEMANTICS §4 "the listener closes at once") and the address can be bound again.
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while !l.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
         let secs = logout_timeout.as_secs().min(u64::from(u16::MAX)) as u16;
         for c in &ctls {
             let _ = c.send(ConnCtl::RequestLogout(secs.max(1)));
