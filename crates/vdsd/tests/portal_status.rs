@@ -471,3 +471,29 @@ fn portal_that_cannot_bind_at_start_is_failed_and_the_rest_is_served() {
     let mut b = d.login(1, 2);
     assert_good(&tur(&mut b, 0), "rebound");
 }
+
+/// §4 "the listener closes at once": as soon as OFFLINE is answered a new TCP connect is
+/// refused, and ONLINE right after binds again (the address is free), time after time. (The
+/// listener used to close asynchronously, a moment after the answer.)
+#[test]
+fn portal_offline_refuses_connections_as_soon_as_it_answers() {
+    let d = Daemon::start(
+        29,
+        Opts {
+            two_portals: true,
+            ..Opts::default()
+        },
+    );
+    let p1 = d.portals[1];
+    let id = d.portal_id(p1);
+    for i in 0..40 {
+        assert_eq!(d.set_portal_status(&id, json!("offline")).0, 200);
+        assert!(
+            refused(p1),
+            "round {i}: a connect succeeded after OFFLINE was answered"
+        );
+        let (s, v) = d.set_portal_status(&id, json!("online"));
+        assert_eq!(s, 200, "round {i}: ONLINE right after OFFLINE: {v}");
+        assert!(!refused(p1), "round {i}: not listening after ONLINE");
+    }
+}
