@@ -168,7 +168,13 @@ fn lun_offline_fences_media_access_on_every_nexus() {
 /// Row "OFFLINE ↔ NOT_READY": the sense changes (02/04/12 ↔ 02/04/01), one event each way.
 #[test]
 fn lun_offline_and_not_ready_switch_sense() {
-    let d = Daemon::start(3, Opts::default());
+    let d = Daemon::start(
+        3,
+        Opts {
+            fault_injection: true,
+            ..Opts::default()
+        },
+    );
     let lun = d.default_lun();
     let mut ini = d.login(0, 1);
     let ev = d.events();
@@ -193,6 +199,21 @@ fn lun_offline_and_not_ready_switch_sense() {
     assert_sense(&tur(&mut ini, 0), (2, 4, 1), "TUR NOT_READY again");
     assert_eq!(count(&ev.drain(), &lun, MODIFY), 3, "one event per change");
     assert_eq!(d.lun(&lun)["status"], "not_ready");
+    // "nothing to flush": with a 2 s flush delay installed, switching takes no flush.
+    d.ok(
+        "PUT",
+        &format!("/v1/luns/{lun}/faults"),
+        json!({"filters": [{"delay": {"flush_ms": 2000}}]}),
+        200,
+    );
+    let t = Instant::now();
+    assert_eq!(d.set_lun_status(&lun, json!("offline")).0, 200);
+    assert_eq!(d.set_lun_status(&lun, json!("not_ready")).0, 200);
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "OFFLINE <-> NOT_READY flushed: {:?}",
+        t.elapsed()
+    );
 }
 
 /// Row "OFFLINE or NOT_READY → ONLINE": every nexus gets 06/28/00 on its first command, then
