@@ -155,6 +155,23 @@ fn portal_offline_requests_logout_drops_at_deadline_and_online_rebinds() {
         &tur(&mut b, 0),
         "the other portal's connection is untouched",
     );
+    // libiscsi's discovery sees the same: only the ONLINE portal, and nothing at the other.
+    if let Some(o) = iscsi_tool("iscsi-ls", &["-s".into(), format!("iscsi://{p1}/")]) {
+        let t = text(&o);
+        assert!(
+            o.status.success()
+                && t.contains(&format!("Portal:{p1},1"))
+                && !t.contains(&format!("Portal:{p0},1")),
+            "iscsi-ls through the ONLINE portal: {t}"
+        );
+    }
+    if let Some(o) = iscsi_tool("iscsi-ls", &["-s".into(), format!("iscsi://{p0}/")]) {
+        assert!(
+            !o.status.success(),
+            "iscsi-ls through the OFFLINE portal: {}",
+            text(&o)
+        );
+    }
     assert_eq!(
         d.get(&format!("/v1/targets/{}/initiators", d.target())),
         json!([initiator_name(d.slot)]),
