@@ -501,6 +501,14 @@ impl Inner {
         for mut rec in snap.luns {
             let seq = st.next_seq();
             let id = rec.lun.id;
+            if !self.config.fault_injection && !rec.lun.filters.is_empty() {
+                // Fault filters exist only in a daemon run with --enable-fault-injection: one
+                // started without it must neither inject faults left in the store by an earlier
+                // test run nor show them (and could not remove them: PUT faults is refused).
+                tracing::warn!(lun = %id, "fault filters dropped: vdsd runs without --enable-fault-injection");
+                rec.lun.filters.clear();
+                changed.push(rec.clone());
+            }
             let old = old_luns.remove(&id);
             let reusable = old.as_ref().is_some_and(|e| {
                 e.filtered.is_some()

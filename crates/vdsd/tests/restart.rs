@@ -295,3 +295,43 @@ fn sigterm_requests_logout_and_exits_zero() {
     let mut a = d.login(0, 1);
     assert_eq!(read(&mut a, 0, 0, 1).data, pattern(4, 512));
 }
+
+/// Fault filters exist only in a daemon run with --enable-fault-injection: filters left in the
+/// store by such a run are dropped when vdsd starts without the flag (they would otherwise keep
+/// failing I/O, and PUT faults, refused without the flag, could not remove them).
+#[test]
+fn fault_filters_do_not_survive_a_start_without_fault_injection() {
+    let mut d = Daemon::start(
+        59,
+        Opts {
+            fault_injection: true,
+            ..Opts::default()
+        },
+    );
+    let lun = d.default_lun();
+    d.ok(
+        "PUT",
+        &format!("/v1/luns/{lun}/faults"),
+        json!({"filters": [{"error": {"ops": ["write"], "after": 0}}]}),
+        200,
+    );
+    d.kill9();
+    d.opts.fault_injection = false;
+    d.restart();
+    assert_eq!(d.lun(&lun)["backing"]["filters"], json!([]));
+    let mut a = d.login(0, 1);
+    assert_good(
+        &write_fua(&mut a, 0, 0, &pattern(6, 512)),
+        "no fault injected",
+    );
+    assert_eq!(d.lun(&lun)["status"], "online");
+    drop(a);
+    d.kill9();
+    d.opts.fault_injection = true;
+    d.restart();
+    assert_eq!(
+        d.lun(&lun)["backing"]["filters"],
+        json!([]),
+        "dropped for good"
+    );
+}
