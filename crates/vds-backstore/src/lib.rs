@@ -21,6 +21,7 @@ use std::sync::Arc;
 mod block;
 mod file;
 mod filter;
+pub mod journal;
 mod memory;
 mod null;
 mod sys;
@@ -100,9 +101,10 @@ pub enum BackingKind {
 
 /// Open a backing store. `size` is the capacity of memory and null stores; file and block
 /// stores take the real size of what is at `path` (create files first with [`create_file`]).
+/// A file store comes with atomic writes through its journal ([`journal`]).
 pub fn open(kind: &BackingKind, size: u64) -> io::Result<Arc<dyn BackingStore>> {
     Ok(match kind {
-        BackingKind::File { path } => Arc::new(FileStore::open(path)?),
+        BackingKind::File { path } => journal::open_file(path)?,
         BackingKind::Block { path } => Arc::new(BlockStore::open(path)?),
         BackingKind::Memory => Arc::new(MemoryStore::new(size)),
         BackingKind::Null => Arc::new(NullStore::new(size)),
@@ -118,6 +120,7 @@ pub const REUSE_ZERO_LEN: u64 = 1 << 20;
 /// `zero_reused` is set, its first and last MiB read as zeroes.
 pub fn create_file(path: &Path, size: u64, zero_reused: bool) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
+    journal::remove_journal(path)?;
     let existed = path.exists();
     let f = std::fs::OpenOptions::new()
         .read(true)

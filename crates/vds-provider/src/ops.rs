@@ -2305,7 +2305,8 @@ fn zero_ends(path: &str) -> std::io::Result<()> {
 }
 
 /// Frees a deleted LUN's storage: vds's own file is removed; a device or a file the operator
-/// gave gets its first and last MiB zeroed so the space is reusable.
+/// gave gets its first and last MiB zeroed so the space is reusable. A file's atomic-write
+/// journal is removed either way.
 fn free_storage(e: &LunEntry) {
     let lun = &e.rec.lun;
     let Some(path) = &lun.backing.path else {
@@ -2320,6 +2321,12 @@ fn free_storage(e: &LunEntry) {
     };
     if let Err(err) = r {
         tracing::warn!(lun = %lun.id, path, error = %err, "could not free the LUN's storage");
+    }
+    // The atomic-write journal beside a file (`<file>.atomic`) is vds's own in every case.
+    if lun.backing.kind == BackingKind::File {
+        if let Err(err) = vds_backstore::journal::remove_journal(std::path::Path::new(path)) {
+            tracing::warn!(lun = %lun.id, path, error = %err, "could not remove the atomic-write journal");
+        }
     }
 }
 

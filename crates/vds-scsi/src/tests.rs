@@ -1182,55 +1182,68 @@ fn lba_status_starts_at_the_requested_lba() {
     }
 }
 
-#[test]
-fn write_atomic_on_a_memory_store_only() {
-    let r = rig();
-    let n = nexus(1);
-    // VPD B0: maximum atomic transfer length 1 MiB = 2048 blocks, no alignment/granularity
-    let d = r.x(&n, &[0x12, 1, 0xB0, 0, 0xFF, 0], &[]).data;
-    assert_eq!(&d[44..56], &[0, 0, 0x08, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    // opcode 0x9C WRITE ATOMIC(16), LBA 1, 3 blocks
-    let wa = |lba: u8, blocks: u16| {
-        let mut c = [0u8; 16];
-        c[0] = 0x9C;
-        c[9] = lba;
-        c[12..14].copy_from_slice(&blocks.to_be_bytes());
-        c
-    };
-    r.x(&n, &wa(1, 3), &[5; 1536]).good();
-    assert_eq!(r.x(&n, &read10(1, 3), &[]).data, vec![5; 1536]);
-    // longer than the atomic maximum (on a 4 MiB LU, so the range is fine)
-    let (big, _) = lu_with(Arc::new(MemoryStore::new(4 << 20)), None);
-    let big = LunMap {
-        entries: vec![LunEntry {
-            number: 0,
-            lu: big,
-            mask: Mask::Everyone,
-        }],
-    };
-    check(
-        &run(&big, &n, 0, &wa(0, 2049), &vec![5; 2049 * 512]),
-        (5, 0x24, 0),
-    );
-    run(&big, &n, 0, &wa(0, 2048), &vec![5; 2048 * 512]).good();
-    check(&r.x(&n, &wa(0, 2), &[5; 512]), (5, 0x0E, 0x03)); // short Data-Out
-    let mut c = wa(0, 1);
-    c[11] = 1; // ATOMIC BOUNDARY
-    check(&r.x(&n, &c, &[5; 512]), (5, 0x24, 0));
-    // A file store promises no atomicity: 05/20/00, and it is not reported.
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("lun");
-    vds_backstore::create_file(&path, 1 << 20, false).unwrap();
-    let file = vds_backstore::open(&vds_backstore::BackingKind::File { path }, 0).unwrap();
-    let (lu, _) = lu_with(file, None);
-    let map = LunMap {
+/// WRITE ATOMIC(16) CDB: opcode 0x9C, LBA in bytes 2..10, NUMBER OF LOGICAL BLOCKS in 12..14.
+fn write_atomic16(lba: u64, blocks: u16) -> [u8; 16] {
+    let mut c = [0u8; 16];
+    c[0] = 0x9C;
+    c[2..10].copy_from_slice(&lba.to_be_bytes());
+    c[12..14].copy_from_slice(&blocks.to_be_bytes());
+    c
+}
+
+/// Fixed-format sense: SKSV and C/D set, FIELD POINTER = `byte` (bytes 15..18).
+fn field_pointer(r: &Reply) -> (u8, u16) {
+    let s = r.sense.as_ref().expect("sense");
+    assert_eq!(s[0] & 0x7F, 0x70, "fixed format");
+    (s[15], u16::from_be_bytes([s[16], s[17]]))
+}
+
+fn map_of(lu: Arc<LogicalUnit>) -> LunMap {
+    LunMap {
         entries: vec![LunEntry {
             number: 0,
             lu,
             mask: Mask::Everyone,
         }],
-    };
-    check(&run(&map, &n, 0, &wa(8, 8), &[5; 4096]), (5, 0x20, 0));
+    }
+}
+
+#[test]
+fn write_atomic_on_a_memory_store() {
+    let r = rig();
+    let n = nexus(1);
+    // VPD B0: maximum atomic transfer length 1 MiB = 2048 blocks, alignment 1, granularity 1
+    let d = r.x(&n, &[0x12, 1, 0xB0, 0, 0xFF, 0], &[]).data;
+    assert_eq!(&d[44..56], &[0, 0, 0x08, 0, 0, 0, 0, 1, 0, 0, 0, 1]);
+    // LBA 1, 3 blocks
+    r.x(&n, &write_atomic16(1, 3), &[5; 1536]).good();
+    assert_eq!(r.x(&n, &read10(1, 3), &[]).data, vec![5; 1536]);
+    // longer than the atomic maximum (on a 4 MiB LU, so the range is fine)
+    let (big, _) = lu_with(Arc::new(MemoryStore::new(4 << 20)), None);
+    let big = map_of(big);
+    check(
+        &run(&big, &n, 0, &write_atomic16(0, 2049), &vec![5; 2049 * 512]),
+        (5, 0x24, 0),
+    );
+    run(&big, &n, 0, &write_atomic16(0, 2048), &vec![5; 2048 * 512]).good();
+    check(&r.x(&n, &write_atomic16(0, 2), &[5; 512]), (5, 0x0E, 0x03)); // short Data-Out
+    let mut c = write_atomic16(0, 1);
+    c[11] = 1; // ATOMIC BOUNDARY
+    check(&r.x(&n, &c, &[5; 512]), (5, 0x24, 0));
+}
+
+#[test]
+fn write_atomic_is_not_offered_by_a_store_without_atomic_writes() {
+    let (lu, _) = lu_with(Arc::new(vds_backstore::NullStore::new(1 << 20)), None);
+    let map = map_of(lu);
+    let n = nexus(1);
+    // WRITE ATOMIC(16) LBA 8, 8 blocks: 05/20/00 INVALID COMMAND OPERATION CODE
+    check(
+        &run(&map, &n, 0, &write_atomic16(8, 8), &[5; 4096]),
+        (5, 0x20, 0),
+    );
+    // opcode 0xA3/0x0C REPORT SUPPORTED OPERATION CODES, options 001b, opcode 0x9C,
+    // allocation length 256
     let d = run(
         &map,
         &n,
@@ -1240,6 +1253,97 @@ fn write_atomic_on_a_memory_store_only() {
     )
     .data;
     assert_eq!(d[1] & 7, 1, "not supported");
+    // VPD B0: maximum atomic transfer length, alignment, granularity all 0
     let d = run(&map, &n, 0, &[0x12, 1, 0xB0, 0, 0xFF, 0], &[]).data;
-    assert_eq!(&d[44..56], &[0; 12]);
+    assert_eq!(&d[44..64], &[0; 20]);
+}
+
+#[test]
+fn write_atomic_on_a_file_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lun.img");
+    // 4 MiB = 8192 blocks of 512 bytes
+    vds_backstore::create_file(&path, 4 << 20, false).unwrap();
+    let file =
+        vds_backstore::open(&vds_backstore::BackingKind::File { path: path.clone() }, 0).unwrap();
+    let (lu, events) = lu_with(file, None);
+    let map = map_of(lu);
+    let n = nexus(1);
+    let x = |cdb: &[u8], out: &[u8]| run(&map, &n, 0, cdb, out);
+
+    // INQUIRY VPD B0 (0x12, EVPD 1, page 0xB0, allocation length 255)
+    let d = x(&[0x12, 1, 0xB0, 0, 0xFF, 0], &[]).good().data.clone();
+    assert_eq!(u16::from_be_bytes([d[2], d[3]]), 0x3C, "page length");
+    assert_eq!(
+        &d[44..48],
+        &[0, 0, 0x08, 0],
+        "MAXIMUM ATOMIC TRANSFER LENGTH 2048 blocks"
+    );
+    assert_eq!(&d[48..52], &[0, 0, 0, 1], "ATOMIC ALIGNMENT 1");
+    assert_eq!(
+        &d[52..56],
+        &[0, 0, 0, 1],
+        "ATOMIC TRANSFER LENGTH GRANULARITY 1"
+    );
+    assert_eq!(&d[56..64], &[0; 8], "no atomic boundaries");
+    let max_xfer = u32::from_be_bytes(d[8..12].try_into().unwrap());
+    assert!(
+        2048 <= max_xfer,
+        "atomic maximum within MAXIMUM TRANSFER LENGTH"
+    );
+
+    // REPORT SUPPORTED OPERATION CODES (0xA3/0x0C), options 001b, opcode 0x9C, alloc 256
+    let d = x(&[0xA3, 0x0C, 0x01, 0x9C, 0, 0, 0, 0, 1, 0, 0, 0], &[])
+        .good()
+        .data
+        .clone();
+    assert_eq!(d[1] & 7, 3, "supported as the standard says");
+    assert_eq!(u16::from_be_bytes([d[2], d[3]]), 16, "CDB size");
+    assert_eq!(d[4], 0x9C);
+
+    // WRITE ATOMIC(16) LBA 1 (odd: no alignment restriction), 3 blocks, then READ(10) it
+    x(&write_atomic16(1, 3), &[0xA5; 1536]).good();
+    assert_eq!(x(&read10(0, 5), &[]).good().data, {
+        let mut v = vec![0u8; 2560];
+        v[512..2048].fill(0xA5);
+        v
+    });
+    // The data is in the file and the journal's record is spent (magic zeroed).
+    let raw = std::fs::read(&path).unwrap();
+    assert_eq!(&raw[512..2048], &[0xA5; 1536]);
+    let journal = std::fs::read(vds_backstore::journal::journal_path(&path)).unwrap();
+    assert_eq!(&journal[..8], &[0; 8]);
+
+    // WRITE ATOMIC(16) with DPO (bit 4) and FUA (bit 3), LBA 8188, the last 4 blocks
+    let mut c = write_atomic16(8188, 4);
+    c[1] = 0x18;
+    x(&c, &[0x5C; 2048]).good();
+    assert_eq!(x(&read10(8188, 4), &[]).data, vec![0x5C; 2048]);
+    // 0 blocks: nothing to do
+    x(&write_atomic16(0, 0), &[]).good();
+    // The whole atomic maximum: 2048 blocks at LBA 4000
+    x(&write_atomic16(4000, 2048), &vec![0x3E; 2048 * 512]).good();
+    assert_eq!(x(&read10(4000, 2048), &[]).data, vec![0x3E; 2048 * 512]);
+
+    // Beyond the end: LBA 8190 + 4 blocks > 8192 → 05/21/00 LBA OUT OF RANGE
+    check(&x(&write_atomic16(8190, 4), &[1; 2048]), (5, 0x21, 0));
+    // LBA 2^64-1: the end overflows, still 05/21/00
+    check(&x(&write_atomic16(u64::MAX, 1), &[1; 512]), (5, 0x21, 0));
+    // Over the atomic maximum: 2049 blocks → 05/24/00, field pointer byte 12 (C/D set)
+    let r = x(&write_atomic16(0, 2049), &vec![1; 2049 * 512]);
+    check(&r, (5, 0x24, 0));
+    assert_eq!(field_pointer(&r), (0xC0, 12));
+    // ATOMIC BOUNDARY (bytes 10..12) non-zero while the maximum boundary size is 0:
+    // 05/24/00 pointing at byte 10
+    let mut c = write_atomic16(0, 1);
+    c[11] = 1;
+    let r = x(&c, &[1; 512]);
+    check(&r, (5, 0x24, 0));
+    assert_eq!(field_pointer(&r), (0xC0, 10));
+    // Less Data-Out than the 2 blocks asked: no partial atomic write, 05/0E/03
+    check(&x(&write_atomic16(0, 2), &[1; 512]), (5, 0x0E, 0x03));
+    // None of the refused commands wrote anything.
+    assert_eq!(x(&read10(0, 1), &[]).data, vec![0; 512]);
+    assert_eq!(x(&read10(8190, 2), &[]).data, vec![0x5C; 1024]);
+    assert_eq!(events.failed.load(Ordering::SeqCst), 0);
 }

@@ -321,7 +321,14 @@ fn deleted_versus_not_found_for_every_kind_and_across_restart() {
         Outcome::Portal(p) => p,
         o => panic!("{o:?}"),
     };
+    let lun_path = std::path::PathBuf::from(lun.backing.path.clone().unwrap());
+    let journal = vds_backstore::journal::journal_path(&lun_path);
+    std::fs::write(&journal, b"").unwrap();
     f.ok(Command::DeleteLun { id: lun.id });
+    assert!(
+        !journal.exists(),
+        "the atomic-write journal goes with the file"
+    );
     f.ok(Command::DeletePortal { id: portal.id });
     assert_eq!(
         f.job(Command::DeletePortalGroup { id: pg.id }).state,
@@ -902,9 +909,13 @@ fn lun_create_on_memory_and_existing_file_zeroes_reused_storage() {
         }),
     }));
     assert_eq!(e.hresult, Hresult::VDS_E_DEVICE_IN_USE);
-    // Deleting a LUN on a file vds did not create keeps the file, zeroing its ends.
+    // Deleting a LUN on a file vds did not create keeps the file, zeroing its ends; the
+    // atomic-write journal beside it (vds's own) goes.
+    let journal = vds_backstore::journal::journal_path(&path);
+    std::fs::write(&journal, b"").unwrap();
     f.ok(Command::DeleteLun { id: l.id });
     assert!(path.exists());
+    assert!(!journal.exists());
 }
 
 #[test]

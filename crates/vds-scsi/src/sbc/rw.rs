@@ -195,7 +195,8 @@ pub(crate) fn compare_and_write(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
     lu.backing().write_at(data, off, f).map_err(write_err)
 }
 
-/// WRITE ATOMIC(16): up to the store's atomic maximum, any block alignment, in one atomic call.
+/// WRITE ATOMIC(16): up to the store's atomic maximum, any block alignment and any number of
+/// blocks (alignment and granularity 1), in one atomic call.
 pub(crate) fn write_atomic(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
     let lba = c.cdb.be64(2);
     let blocks = u64::from(c.cdb.be16(12));
@@ -220,6 +221,9 @@ pub(crate) fn write_atomic(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
         )));
     }
     let f = fua(lu, c);
+    // The store keeps reads and writes from seeing a half-done atomic write; this keeps an
+    // atomic write from landing between COMPARE AND WRITE's (or ORWRITE's) read and write.
+    let _atomic = lu.atomic_lock.lock();
     lu.backing()
         .write_atomic(&c.data_out[..len], lu.offset(lba), f)
         .map_err(write_err)

@@ -172,8 +172,16 @@ fn block_limits(lu: &LogicalUnit, d: &mut Vec<u8>) {
         d[32..36].copy_from_slice(&0x8000_0000u32.to_be_bytes()); // UGAVALID, alignment 0
     }
     d[36..44].copy_from_slice(&MAX_WRITE_SAME_BLOCKS.to_be_bytes());
-    // Maximum atomic transfer length; alignment and granularity 0: no restriction.
-    d[44..48].copy_from_slice(&atomic_blocks(lu).to_be_bytes());
+    // Maximum atomic transfer length; where atomic writes are offered, ATOMIC ALIGNMENT and
+    // ATOMIC TRANSFER LENGTH GRANULARITY 1 (any LBA, any number of blocks). The two
+    // with-boundary fields (56..64) stay 0: no atomic boundaries, so WRITE ATOMIC(16) needs
+    // ATOMIC BOUNDARY 0.
+    let atomic = atomic_blocks(lu);
+    d[44..48].copy_from_slice(&atomic.to_be_bytes());
+    if atomic > 0 {
+        d[48..52].copy_from_slice(&1u32.to_be_bytes());
+        d[52..56].copy_from_slice(&1u32.to_be_bytes());
+    }
 }
 
 /// Most blocks one WRITE ATOMIC(16) may write; 0 when the backing store cannot write
