@@ -123,7 +123,10 @@ impl StoreError {
             StoreError::DataDir { source, .. } => Hresult::from_io_error(source),
             StoreError::BadRow(_) => Hresult::VDS_E_BAD_PROVIDER_DATA,
             StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => match e.code {
-                rusqlite::ErrorCode::DiskFull => Hresult::VDS_E_NOT_ENOUGH_SPACE,
+                // The disk holding the store is full: an OS condition, converted as SEMANTICS
+                // §1 converts errno values (ENOSPC -> ERROR_DISK_FULL 112 -> 0x80070070), not
+                // the pool-capacity answer VDS_E_NOT_ENOUGH_SPACE.
+                rusqlite::ErrorCode::DiskFull => Hresult::from_win32(112),
                 rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::PermissionDenied => {
                     Hresult::E_ACCESSDENIED
                 }

@@ -281,3 +281,13 @@ fn filter_encoding_round_trips() {
     }
     assert_eq!(decode_filter("bogus"), None);
 }
+
+#[test]
+fn a_full_disk_is_the_converted_os_error() {
+    // SQLITE_FULL (13), as a write to the store on a full filesystem reports it.
+    let e = StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(13),
+        Some("database or disk is full".into()),
+    ));
+    assert_eq!(e.hresult().0, 0x8007_0070);
+}
