@@ -2202,16 +2202,17 @@ fn create_lun_work(
     );
     for t in &targets {
         st.targets.get_mut(t).expect("held").t.luns.push(id);
-        st.dirty.insert(*t);
+        // The new LUN is inserted into each target's map, not rebuilt with every other LUN.
+        st.lun_added(*t, id);
     }
     if !targets.is_empty() {
         inner.publish(st);
         for t in &targets {
-            for lu in st.lus_of_target(*t) {
+            st.for_each_lu_of_target(*t, |lu| {
                 if lu.id() != id {
                     lu.luns_changed();
                 }
-            }
+            });
         }
     }
     inner.emit(ObjectKind::Lun, EventKind::Arrive, id);

@@ -117,6 +117,10 @@ pub(crate) struct State {
     /// Per-target LUN maps, rebuilt only for targets marked dirty.
     pub lunmaps: HashMap<Uuid, Arc<LunMap>>,
     pub dirty: HashSet<Uuid>,
+    /// LUNs newly mapped to a target since the last view: inserted into the previous map
+    /// instead of rebuilding it, so creating a LUN does not cost a walk over every LUN of the
+    /// target (a rebuild parses every unmasking list and looks up every LUN).
+    pub added: HashMap<Uuid, Vec<Uuid>>,
 }
 
 impl State {
@@ -142,6 +146,7 @@ impl State {
             backing_paths: HashMap::new(),
             lunmaps: HashMap::new(),
             dirty: HashSet::new(),
+            added: HashMap::new(),
         }
     }
 
@@ -228,6 +233,22 @@ impl State {
         }
     }
 
+    /// Records that `lun`, which no LUN map holds yet, is now mapped to `target` (the next view
+    /// inserts it into the target's map in place of a full rebuild).
+    pub fn lun_added(&mut self, target: Uuid, lun: Uuid) {
+        self.added.entry(target).or_default().push(lun);
+    }
+
+    /// Calls `f` on every LU of `target` in its current LUN map (after a view was built), or
+    /// of its LUN list when no map is current. No allocation per LU.
+    pub fn for_each_lu_of_target(&self, target: Uuid, mut f: impl FnMut(&Arc<LogicalUnit>)) {
+        let current = !self.dirty.contains(&target) && !self.added.contains_key(&target);
+        match self.lunmaps.get(&target) {
+            Some(map) if current => map.entries.iter().for_each(|e| f(&e.lu)),
+            _ => self.lus_of_target(target).iter().for_each(f),
+        }
+    }
+
     /// Marks the targets of a LUN for a LUN-map rebuild.
     pub fn dirty_lun(&mut self, lun: &Lun) {
         for t in &lun.targets {
@@ -273,8 +294,51 @@ impl State {
         LunMap { entries }
     }
 
+    /// `old` plus the entries of `added` (LUNs it does not hold yet), kept sorted by number.
+    fn lunmap_with(&self, target: &TargetEntry, old: &LunMap, added: &[Uuid]) -> LunMap {
+        let mut entries = Vec::with_capacity(old.entries.len() + added.len());
+        entries.extend(old.entries.iter().cloned());
+        for id in added {
+            let Some(e) = self.luns.get(id) else { continue };
+            let Some(&(_, number)) = e
+                .rec
+                .lun
+                .lun_numbers
+                .iter()
+                .find(|(t, _)| *t == target.t.id)
+            else {
+                continue;
+            };
+            let at = entries.partition_point(|x: &vds_scsi::LunEntry| x.number < number);
+            entries.insert(
+                at,
+                vds_scsi::LunEntry {
+                    number,
+                    lu: e.lu.clone(),
+                    mask: mask_of(&e.rec.lun.unmasking_list),
+                },
+            );
+        }
+        LunMap { entries }
+    }
+
     /// The complete configuration for the data path.
     pub fn view(&mut self) -> DataView {
+        let added: Vec<(Uuid, Vec<Uuid>)> = self.added.drain().collect();
+        for (t, luns) in added {
+            if self.dirty.contains(&t) {
+                continue; // rebuilt below anyway
+            }
+            match (self.targets.get(&t), self.lunmaps.get(&t)) {
+                (Some(te), Some(old)) => {
+                    let map = Arc::new(self.lunmap_with(te, old, &luns));
+                    self.lunmaps.insert(t, map);
+                }
+                _ => {
+                    self.dirty.insert(t);
+                }
+            }
+        }
         let dirty: Vec<Uuid> = self.dirty.drain().collect();
         for t in dirty {
             match self.targets.get(&t) {
@@ -356,5 +420,78 @@ pub(crate) fn mask_of(list: &str) -> Mask {
         Ok(UnmaskingList::Only(names)) => Mask::Only(names),
         // A stored list is canonical; anything unreadable hides the LUN (fail closed).
         Ok(UnmaskingList::Nobody) | Err(_) => Mask::Nobody,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::Fixture;
+    use crate::Command;
+
+    fn published(f: &Fixture, target: Uuid) -> Arc<LunMap> {
+        let view = f.plane.last();
+        let tv = view
+            .targets
+            .iter()
+            .find(|t| t.id == target)
+            .expect("target published");
+        tv.luns.clone()
+    }
+
+    fn summary(map: &LunMap) -> Vec<(u64, Uuid, bool, bool)> {
+        map.entries
+            .iter()
+            .map(|e| {
+                (
+                    e.number,
+                    e.lu.id(),
+                    e.mask.allows("iqn.2001-04.com.a"),
+                    e.mask.allows("iqn.2001-04.com.z"),
+                )
+            })
+            .collect()
+    }
+
+    /// LUN maps patched by creates (the fast path) are what a full rebuild makes: every LUN,
+    /// sorted by number, with its mask; a number freed by a delete is filled in the middle.
+    #[test]
+    fn lun_maps_patched_on_create_equal_a_full_rebuild() {
+        let f = Fixture::new(41095, false);
+        let t = f.default_target().id;
+        let a = f.create_lun(|a| a.targets = Some(vec![t]));
+        let b = f.create_lun(|a| {
+            a.targets = Some(vec![t]);
+            a.unmasking_list = Some("iqn.2001-04.com.a".into());
+        });
+        f.ok(Command::DeleteLun { id: a.id });
+        let c = f.create_lun(|a| a.targets = Some(vec![t]));
+        let d = f.create_lun(|a| a.targets = Some(vec![t]));
+        assert_eq!(c.lun_numbers, a.lun_numbers, "the freed number is reused");
+
+        let patched = summary(&published(&f, t));
+        let rebuilt = {
+            let st = f.p.inner.state.lock();
+            assert!(
+                st.added.is_empty() && st.dirty.is_empty(),
+                "a view was published"
+            );
+            summary(&st.lunmap(&st.targets[&t]))
+        };
+        assert_eq!(patched, rebuilt);
+        let numbers: Vec<u64> = patched.iter().map(|e| e.0).collect();
+        let mut sorted = numbers.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(numbers, sorted, "sorted and unique");
+        for lun in [&b, &c, &d] {
+            assert!(patched.iter().any(|e| e.1 == lun.id), "{} missing", lun.id);
+        }
+        assert!(
+            !patched.iter().any(|e| e.1 == a.id),
+            "deleted LUN still mapped"
+        );
+        let masked = patched.iter().find(|e| e.1 == b.id).unwrap();
+        assert_eq!((masked.2, masked.3), (true, false), "the mask came along");
     }
 }

@@ -328,6 +328,9 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // Keep the whole store in memory once read (the default 2 MB cache makes every commit
+        // re-read B-tree pages once there are thousands of LUNs); pages are allocated lazily.
+        conn.pragma_update(None, "cache_size", -65536)?;
         let mut store = Store {
             conn,
             path,
