@@ -447,6 +447,13 @@ impl LogicalUnit {
                 sense: None,
             },
             Fail::Check(s) => self.check(s),
+            // Out of space under a thin LU is not a failed medium: the write gets DATA
+            // PROTECT / SPACE ALLOCATION FAILED WRITE PROTECT (SBC-3 4.7.3.6) and the LU stays
+            // as it is, so writes succeed again once space is freed.
+            Fail::Io { write: true, err } if is_out_of_space(&err) => self.check(Sense::new(
+                key::DATA_PROTECT,
+                sense::SPACE_ALLOCATION_FAILED_WRITE_PROTECT,
+            )),
             Fail::Io { write, err } => {
                 self.mark_failed(&err);
                 let asc = if write {
@@ -615,5 +622,118 @@ impl std::fmt::Debug for LogicalUnit {
             .field("block_size", &self.block_size)
             .field("state", &self.state())
             .finish()
+    }
+}
+
+/// ENOSPC or EDQUOT (Linux errno values; this crate does not depend on libc).
+fn is_out_of_space(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(28) | Some(122))
+}
+
+#[cfg(test)]
+mod out_of_space_tests {
+    //! A full filesystem under a thin LU (found by the ENOSPC reliability test).
+    use super::*;
+    use crate::{LunEntry, LunMap, Mask};
+
+    /// 64 blocks; writes fail with ENOSPC while `full` is set.
+    struct FullStore {
+        full: AtomicBool,
+        mem: vds_backstore::MemoryStore,
+    }
+
+    impl BackingStore for FullStore {
+        fn kind(&self) -> &'static str {
+            "full"
+        }
+        fn size(&self) -> u64 {
+            self.mem.size()
+        }
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+            self.mem.read_at(buf, offset)
+        }
+        fn write_at(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()> {
+            if self.full.load(Ordering::SeqCst) {
+                return Err(io::Error::from_raw_os_error(28));
+            }
+            self.mem.write_at(buf, offset, fua)
+        }
+        fn flush(&self) -> io::Result<()> {
+            Ok(())
+        }
+        fn unmap(&self, offset: u64, len: u64) -> io::Result<()> {
+            self.mem.unmap(offset, len)
+        }
+    }
+
+    struct NoEvents;
+    impl crate::LuEvents for NoEvents {
+        fn failed(&self, _lu: uuid::Uuid, _error: &io::Error) {
+            panic!("an out-of-space write must not fail the LU");
+        }
+        fn persist_reservations(&self, _lu: uuid::Uuid, _state: &[u8]) {}
+    }
+
+    #[test]
+    fn enospc_on_write_is_space_allocation_failed_and_the_lu_stays_online() {
+        let store = Arc::new(FullStore {
+            full: AtomicBool::new(true),
+            mem: vds_backstore::MemoryStore::new(64 * 512),
+        });
+        let lu = Arc::new(LogicalUnit::new(LuConfig {
+            id: uuid::Uuid::from_u128(7),
+            backing: store.clone(),
+            block_size: 512,
+            state: LuState::Online,
+            pr_state: None,
+            events: Arc::new(NoEvents),
+        }));
+        let map = LunMap {
+            entries: vec![LunEntry {
+                number: 0,
+                lu: lu.clone(),
+                mask: Mask::Everyone,
+            }],
+        };
+        let nexus = ItNexus {
+            id: 1,
+            initiator_name: "iqn.2026-01.test:i".into(),
+            initiator_port: "iqn.2026-01.test:i,i,0x230000000001".into(),
+            target_port: "iqn.2026-01.test:t,t,0x0001".into(),
+            relative_target_port: 1,
+        };
+        // WRITE (10) of one block at LBA 0: 2A 00 | LBA 00000000 | 00 | length 0001 | 00.
+        let write = [0x2A, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+        let block = [0x5Au8; 512];
+        let run = |data: &mut Vec<u8>| {
+            map.execute(
+                &nexus,
+                0,
+                &ScsiCommand {
+                    cdb: &write,
+                    data_out: &block,
+                    expected_in_len: 0,
+                    attr: crate::TaskAttr::Simple,
+                },
+                data,
+            )
+        };
+        let mut data = Vec::new();
+        // The first command on the nexus may meet a power-on unit attention.
+        let mut out = run(&mut data);
+        if out
+            .sense
+            .as_ref()
+            .is_some_and(|s| s[2] & 0x0F == key::UNIT_ATTENTION)
+        {
+            out = run(&mut data);
+        }
+        assert_eq!(out.status, ScsiStatus::CheckCondition);
+        let s = out.sense.expect("sense");
+        // Fixed format: key DATA PROTECT, ASC/ASCQ 27/07.
+        assert_eq!((s[2] & 0x0F, s[12], s[13]), (0x07, 0x27, 0x07));
+        assert_eq!(lu.state(), LuState::Online);
+        store.full.store(false, Ordering::SeqCst);
+        assert_eq!(run(&mut data).status, ScsiStatus::Good);
     }
 }
