@@ -3,7 +3,7 @@
 //! corruption detection and cure (§6), and the helpers every operation shares. The operations
 //! themselves live in `ops`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -837,6 +837,7 @@ pub(crate) fn open(
         }
         let snap = st.store.load().map_err(store_err)?;
         inner.install(st, snap, false)?;
+        remove_leftover_lun_files(&inner.config.data_dir, st);
     }
     let weak = Arc::downgrade(&inner);
     std::thread::Builder::new()
@@ -844,6 +845,41 @@ pub(crate) fn open(
         .spawn(move || hook_loop(weak, rx))
         .map_err(|e| VdsError::io("starting the LU event thread", &e))?;
     Ok(inner)
+}
+
+/// Removes the files in `<data dir>/luns` that no LUN of the store uses: a daemon killed while
+/// it created a LUN (the file is made before the record is committed) or deleted one (the
+/// record goes before the file) leaves one behind; nothing may stay half-made. Only files
+/// vds names itself (`<uuid>.img`) are considered.
+fn remove_leftover_lun_files(data_dir: &Path, st: &State) {
+    let dir = data_dir.join("luns");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    // Compared by canonical path (the data dir may be spelled differently from one start to
+    // the next) and by LUN id (vds names its files after the LUN).
+    let used: HashSet<PathBuf> = st
+        .luns
+        .values()
+        .filter_map(|e| e.rec.lun.backing.path.as_ref())
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .collect();
+    for e in entries.flatten() {
+        let path = e.path();
+        let id = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| Uuid::parse_str(s).ok());
+        let ours = path.extension().is_some_and(|x| x == "img") && id.is_some();
+        let in_use = id.is_some_and(|id| st.luns.contains_key(&id))
+            || std::fs::canonicalize(&path).is_ok_and(|c| used.contains(&c));
+        if ours && !in_use {
+            tracing::warn!(path = %path.display(), "removing a LUN file no LUN uses (interrupted create or delete)");
+            if let Err(err) = std::fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), error = %err, "cannot remove the leftover LUN file");
+            }
+        }
+    }
 }
 
 /// Applies what logical units report (runs until the provider is dropped).
