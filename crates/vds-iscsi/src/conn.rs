@@ -70,6 +70,22 @@ pub struct Command {
     pub attr: TaskAttr,
 }
 
+/// Data-In handed to [`Connection::complete`]: borrowed (copied into PDUs) or owned (moved
+/// into the PDU when one carries all of it).
+enum DataSrc<'a> {
+    Borrowed(&'a [u8]),
+    Owned(Vec<u8>),
+}
+
+impl DataSrc<'_> {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            DataSrc::Borrowed(b) => b,
+            DataSrc::Owned(v) => v,
+        }
+    }
+}
+
 /// Task management the caller carries out on logical units before the response goes out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TmfRequest {
@@ -529,11 +545,16 @@ impl Connection {
             0
         };
         let write_len = if h.write { h.edtl } else { 0 };
-        let mut buf = Vec::new();
-        if write_len > 0 {
-            buf = vec![0u8; write_len as usize];
-            buf[..data.len()].copy_from_slice(&data);
-        }
+        // Immediate data that is the whole write becomes the command's buffer as it is.
+        let buf = if write_len == 0 {
+            Vec::new()
+        } else if data.len() == write_len as usize {
+            data
+        } else {
+            let mut b = vec![0u8; write_len as usize];
+            b[..data.len()].copy_from_slice(&data);
+            b
+        };
         let unsol_end = if h.final_ {
             imm_len
         } else {
@@ -703,24 +724,60 @@ impl Connection {
         data_in: &[u8],
         write_residual: i64,
     ) {
+        self.complete_inner(
+            itt,
+            status,
+            sense,
+            DataSrc::Borrowed(data_in),
+            write_residual,
+        );
+    }
+
+    /// [`Connection::complete`] taking the Data-In buffer: when the Data-In fits one PDU the
+    /// buffer becomes that PDU's data segment without a copy; otherwise the buffer is handed
+    /// back for the caller to reuse.
+    pub fn complete_owned(
+        &mut self,
+        itt: u32,
+        status: u8,
+        sense: Option<&[u8]>,
+        data_in: Vec<u8>,
+        write_residual: i64,
+    ) -> Option<Vec<u8>> {
+        match self.complete_inner(itt, status, sense, DataSrc::Owned(data_in), write_residual) {
+            DataSrc::Owned(v) => Some(v),
+            DataSrc::Borrowed(_) => None,
+        }
+    }
+
+    /// Returns `data` unless it was moved into a PDU.
+    fn complete_inner<'a>(
+        &mut self,
+        itt: u32,
+        status: u8,
+        sense: Option<&[u8]>,
+        mut data: DataSrc<'a>,
+        write_residual: i64,
+    ) -> DataSrc<'a> {
         let Some(task) = self.tasks.remove(&itt) else {
-            return;
+            return data;
         };
         if matches!(task.state, TaskState::Aborted) {
             self.check_waiters(itt);
-            return;
+            return data;
         }
+        let in_len = data.as_slice().len();
         let exp_in = task.expected_in_len as usize;
-        let send_len = data_in.len().min(exp_in);
+        let send_len = in_len.min(exp_in);
         let mut data_sn = 0u32;
         let (mut over, mut under, mut residual) = (false, false, 0u32);
         if task.read {
-            if data_in.len() > exp_in {
+            if in_len > exp_in {
                 over = true;
-                residual = (data_in.len() - exp_in).min(u32::MAX as usize) as u32;
-            } else if data_in.len() < exp_in {
+                residual = (in_len - exp_in).min(u32::MAX as usize) as u32;
+            } else if in_len < exp_in {
                 under = true;
-                residual = (exp_in - data_in.len()) as u32;
+                residual = (exp_in - in_len) as u32;
             }
         } else if write_residual > 0 {
             under = true;
@@ -728,10 +785,10 @@ impl Connection {
         } else if write_residual < 0 {
             over = true;
             residual = write_residual.unsigned_abs().min(u32::MAX as u64) as u32;
-        } else if task.edtl == 0 && !data_in.is_empty() {
+        } else if task.edtl == 0 && in_len > 0 {
             // Data-In the initiator did not ask for at all.
             over = true;
-            residual = data_in.len().min(u32::MAX as usize) as u32;
+            residual = in_len.min(u32::MAX as usize) as u32;
         }
         let collapse = task.read && send_len > 0 && sense.is_none();
         if send_len > 0 {
@@ -746,6 +803,16 @@ impl Connection {
                     self.sns_next()
                 } else {
                     self.sns_peek()
+                };
+                // One PDU carries all of an owned buffer: move it instead of copying.
+                let chunk = match data {
+                    DataSrc::Owned(ref mut v) if off == 0 && last => {
+                        let mut v = std::mem::take(v);
+                        v.truncate(n);
+                        data = DataSrc::Borrowed(&[]);
+                        v
+                    }
+                    _ => data.as_slice()[off..off + n].to_vec(),
                 };
                 self.send(
                     Header::DataIn(DataIn {
@@ -762,18 +829,18 @@ impl Connection {
                         buffer_offset: off as u32,
                         residual: if last && collapse { residual } else { 0 },
                     }),
-                    data_in[off..off + n].to_vec(),
+                    chunk,
                 );
                 data_sn = data_sn.wrapping_add(1);
                 off += n;
             }
         }
         if !collapse {
-            let mut data = Vec::new();
+            let mut body = Vec::new();
             if let Some(s) = sense {
                 let n = s.len().min(0xffff);
-                data.extend_from_slice(&(n as u16).to_be_bytes());
-                data.extend_from_slice(&s[..n]);
+                body.extend_from_slice(&(n as u16).to_be_bytes());
+                body.extend_from_slice(&s[..n]);
             }
             let sns = self.sns_next();
             self.send(
@@ -791,10 +858,11 @@ impl Connection {
                     bidi_residual: 0,
                     residual,
                 }),
-                data,
+                body,
             );
         }
         self.check_waiters(itt);
+        data
     }
 
     /// The SCSI layer could not run the command at all: answer Response=Target Failure.

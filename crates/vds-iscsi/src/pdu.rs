@@ -41,6 +41,23 @@ pub fn pad_len(len: usize) -> usize {
     (4 - len % 4) % 4
 }
 
+/// What follows a data segment on the wire: its padding and, with data digests, the CRC32C
+/// of data and padding. Returns the bytes and how many of them are used (0 for no data).
+pub fn wire_tail(data: &[u8], data_digest: bool) -> ([u8; 8], usize) {
+    let mut t = [0u8; 8];
+    if data.is_empty() {
+        return (t, 0);
+    }
+    let pad = pad_len(data.len());
+    let mut n = pad;
+    if data_digest {
+        let c = crc32c::crc32c_append(crc32c::crc32c(data), &[0u8; 3][..pad]);
+        t[pad..pad + 4].copy_from_slice(&c.to_le_bytes());
+        n += 4;
+    }
+    (t, n)
+}
+
 /// A checked view of a 48-byte BHS.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Bhs(pub [u8; BHS_LEN]);
@@ -447,10 +464,20 @@ impl Header {
     /// The BHS and AHS bytes for this header with `data_len` bytes of data segment.
     /// Fails only if the data segment or the CDB cannot be described on the wire.
     pub fn encode(&self, data_len: usize) -> Result<Vec<u8>, PduError> {
+        let mut out = Vec::with_capacity(BHS_LEN);
+        self.encode_into(data_len, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Header::encode`] appending to `out` (the data path encodes every header into one
+    /// reused buffer, so nothing is allocated per PDU). On error `out` is left as it was.
+    pub fn encode_into(&self, data_len: usize, out: &mut Vec<u8>) -> Result<(), PduError> {
         if data_len > MAX_DATA_SEGMENT as usize {
             return Err(PduError::DataTooLong(data_len as u32));
         }
-        let mut b = vec![0u8; BHS_LEN];
+        let start = out.len();
+        out.resize(start + BHS_LEN, 0);
+        let b = &mut out[start..];
         b[0] = self.opcode();
         let dl = (data_len as u32).to_be_bytes();
         b[5..8].copy_from_slice(&dl[1..]);
@@ -461,11 +488,11 @@ impl Header {
                     b[0] |= 0x40;
                 }
                 b[1] = 0x80;
-                put64(&mut b, 8, h.lun);
-                put32(&mut b, 16, h.itt);
-                put32(&mut b, 20, h.ttt);
-                put32(&mut b, 24, h.cmd_sn);
-                put32(&mut b, 28, h.exp_stat_sn);
+                put64(b, 8, h.lun);
+                put32(b, 16, h.itt);
+                put32(b, 20, h.ttt);
+                put32(b, 24, h.cmd_sn);
+                put32(b, 28, h.exp_stat_sn);
             }
             Header::ScsiCommand(h) => {
                 if h.immediate {
@@ -475,16 +502,17 @@ impl Header {
                     | if h.final_ { 0x80 } else { 0 }
                     | if h.read { 0x40 } else { 0 }
                     | if h.write { 0x20 } else { 0 };
-                put64(&mut b, 8, h.lun);
-                put32(&mut b, 16, h.itt);
-                put32(&mut b, 20, h.edtl);
-                put32(&mut b, 24, h.cmd_sn);
-                put32(&mut b, 28, h.exp_stat_sn);
+                put64(b, 8, h.lun);
+                put32(b, 16, h.itt);
+                put32(b, 20, h.edtl);
+                put32(b, 24, h.cmd_sn);
+                put32(b, 28, h.exp_stat_sn);
                 let n = h.cdb.len().min(16);
                 b[32..32 + n].copy_from_slice(&h.cdb[..n]);
                 if h.cdb.len() > 16 {
                     let ext = &h.cdb[16..];
                     if ext.len() + 1 > usize::from(u16::MAX) {
+                        out.truncate(start);
                         return Err(PduError::InvalidField("CDB too long"));
                     }
                     ahs.extend_from_slice(&((ext.len() + 1) as u16).to_be_bytes());
@@ -505,13 +533,13 @@ impl Header {
                     b[0] |= 0x40;
                 }
                 b[1] = 0x80 | (h.function & 0x7f);
-                put64(&mut b, 8, h.lun);
-                put32(&mut b, 16, h.itt);
-                put32(&mut b, 20, h.rtt);
-                put32(&mut b, 24, h.cmd_sn);
-                put32(&mut b, 28, h.exp_stat_sn);
-                put32(&mut b, 32, h.ref_cmd_sn);
-                put32(&mut b, 36, h.exp_data_sn);
+                put64(b, 8, h.lun);
+                put32(b, 16, h.itt);
+                put32(b, 20, h.rtt);
+                put32(b, 24, h.cmd_sn);
+                put32(b, 28, h.exp_stat_sn);
+                put32(b, 32, h.ref_cmd_sn);
+                put32(b, 36, h.exp_data_sn);
             }
             Header::LoginRequest(h) => {
                 b[0] |= 0x40;
@@ -519,57 +547,57 @@ impl Header {
                 b[2] = h.version_max;
                 b[3] = h.version_min;
                 b[8..14].copy_from_slice(&h.isid);
-                put16(&mut b, 14, h.tsih);
-                put32(&mut b, 16, h.itt);
-                put16(&mut b, 20, h.cid);
-                put32(&mut b, 24, h.cmd_sn);
-                put32(&mut b, 28, h.exp_stat_sn);
+                put16(b, 14, h.tsih);
+                put32(b, 16, h.itt);
+                put16(b, 20, h.cid);
+                put32(b, 24, h.cmd_sn);
+                put32(b, 28, h.exp_stat_sn);
             }
             Header::TextRequest(h) => {
                 if h.immediate {
                     b[0] |= 0x40;
                 }
                 b[1] = if h.final_ { 0x80 } else { 0 } | if h.cont { 0x40 } else { 0 };
-                put64(&mut b, 8, h.lun);
-                put32(&mut b, 16, h.itt);
-                put32(&mut b, 20, h.ttt);
-                put32(&mut b, 24, h.cmd_sn);
-                put32(&mut b, 28, h.exp_stat_sn);
+                put64(b, 8, h.lun);
+                put32(b, 16, h.itt);
+                put32(b, 20, h.ttt);
+                put32(b, 24, h.cmd_sn);
+                put32(b, 28, h.exp_stat_sn);
             }
             Header::DataOut(h) => {
                 b[1] = if h.final_ { 0x80 } else { 0 };
-                put64(&mut b, 8, h.lun);
-                put32(&mut b, 16, h.itt);
-                put32(&mut b, 20, h.ttt);
-                put32(&mut b, 28, h.exp_stat_sn);
-                put32(&mut b, 36, h.data_sn);
-                put32(&mut b, 40, h.buffer_offset);
+                put64(b, 8, h.lun);
+                put32(b, 16, h.itt);
+                put32(b, 20, h.ttt);
+                put32(b, 28, h.exp_stat_sn);
+                put32(b, 36, h.data_sn);
+                put32(b, 40, h.buffer_offset);
             }
             Header::LogoutRequest(h) => {
                 if h.immediate {
                     b[0] |= 0x40;
                 }
                 b[1] = 0x80 | (h.reason & 0x7f);
-                put32(&mut b, 16, h.itt);
-                put16(&mut b, 20, h.cid);
-                put32(&mut b, 24, h.cmd_sn);
-                put32(&mut b, 28, h.exp_stat_sn);
+                put32(b, 16, h.itt);
+                put16(b, 20, h.cid);
+                put32(b, 24, h.cmd_sn);
+                put32(b, 28, h.exp_stat_sn);
             }
             Header::Snack(h) => {
                 b[1] = 0x80 | (h.kind & 0x0f);
-                put64(&mut b, 8, h.lun);
-                put32(&mut b, 16, h.itt);
-                put32(&mut b, 20, h.ttt);
-                put32(&mut b, 28, h.exp_stat_sn);
-                put32(&mut b, 40, h.beg_run);
-                put32(&mut b, 44, h.run_length);
+                put64(b, 8, h.lun);
+                put32(b, 16, h.itt);
+                put32(b, 20, h.ttt);
+                put32(b, 28, h.exp_stat_sn);
+                put32(b, 40, h.beg_run);
+                put32(b, 44, h.run_length);
             }
             Header::NopIn(h) => {
                 b[1] = 0x80;
-                put64(&mut b, 8, h.lun);
-                put32(&mut b, 16, h.itt);
-                put32(&mut b, 20, h.ttt);
-                put_sns(&mut b, &h.sns);
+                put64(b, 8, h.lun);
+                put32(b, 16, h.itt);
+                put32(b, 20, h.ttt);
+                put_sns(b, &h.sns);
             }
             Header::ScsiResponse(h) => {
                 b[1] = 0x80
@@ -579,36 +607,36 @@ impl Header {
                     | if h.underflow { 0x02 } else { 0 };
                 b[2] = h.response;
                 b[3] = h.status;
-                put32(&mut b, 16, h.itt);
-                put32(&mut b, 20, h.snack_tag);
-                put_sns(&mut b, &h.sns);
-                put32(&mut b, 36, h.exp_data_sn);
-                put32(&mut b, 40, h.bidi_residual);
-                put32(&mut b, 44, h.residual);
+                put32(b, 16, h.itt);
+                put32(b, 20, h.snack_tag);
+                put_sns(b, &h.sns);
+                put32(b, 36, h.exp_data_sn);
+                put32(b, 40, h.bidi_residual);
+                put32(b, 44, h.residual);
             }
             Header::TaskMgmtResponse(h) => {
                 b[1] = 0x80;
                 b[2] = h.response;
-                put32(&mut b, 16, h.itt);
-                put_sns(&mut b, &h.sns);
+                put32(b, 16, h.itt);
+                put_sns(b, &h.sns);
             }
             Header::LoginResponse(h) => {
                 b[1] = login_flags(h.transit, h.cont, h.csg, h.nsg);
                 b[2] = h.version_max;
                 b[3] = h.version_active;
                 b[8..14].copy_from_slice(&h.isid);
-                put16(&mut b, 14, h.tsih);
-                put32(&mut b, 16, h.itt);
-                put_sns(&mut b, &h.sns);
+                put16(b, 14, h.tsih);
+                put32(b, 16, h.itt);
+                put_sns(b, &h.sns);
                 b[36] = h.status_class;
                 b[37] = h.status_detail;
             }
             Header::TextResponse(h) => {
                 b[1] = if h.final_ { 0x80 } else { 0 } | if h.cont { 0x40 } else { 0 };
-                put64(&mut b, 8, h.lun);
-                put32(&mut b, 16, h.itt);
-                put32(&mut b, 20, h.ttt);
-                put_sns(&mut b, &h.sns);
+                put64(b, 8, h.lun);
+                put32(b, 16, h.itt);
+                put32(b, 20, h.ttt);
+                put_sns(b, &h.sns);
             }
             Header::DataIn(h) => {
                 b[1] = if h.final_ { 0x80 } else { 0 }
@@ -617,57 +645,58 @@ impl Header {
                     | if h.underflow { 0x02 } else { 0 }
                     | if h.status.is_some() { 0x01 } else { 0 };
                 b[3] = h.status.unwrap_or(0);
-                put64(&mut b, 8, h.lun);
-                put32(&mut b, 16, h.itt);
-                put32(&mut b, 20, h.ttt);
-                put_sns(&mut b, &h.sns);
-                put32(&mut b, 36, h.data_sn);
-                put32(&mut b, 40, h.buffer_offset);
-                put32(&mut b, 44, h.residual);
+                put64(b, 8, h.lun);
+                put32(b, 16, h.itt);
+                put32(b, 20, h.ttt);
+                put_sns(b, &h.sns);
+                put32(b, 36, h.data_sn);
+                put32(b, 40, h.buffer_offset);
+                put32(b, 44, h.residual);
             }
             Header::LogoutResponse(h) => {
                 b[1] = 0x80;
                 b[2] = h.response;
-                put32(&mut b, 16, h.itt);
-                put_sns(&mut b, &h.sns);
-                put16(&mut b, 40, h.time2wait);
-                put16(&mut b, 42, h.time2retain);
+                put32(b, 16, h.itt);
+                put_sns(b, &h.sns);
+                put16(b, 40, h.time2wait);
+                put16(b, 42, h.time2retain);
             }
             Header::R2t(h) => {
                 b[1] = 0x80;
-                put64(&mut b, 8, h.lun);
-                put32(&mut b, 16, h.itt);
-                put32(&mut b, 20, h.ttt);
-                put_sns(&mut b, &h.sns);
-                put32(&mut b, 36, h.r2t_sn);
-                put32(&mut b, 40, h.buffer_offset);
-                put32(&mut b, 44, h.desired_len);
+                put64(b, 8, h.lun);
+                put32(b, 16, h.itt);
+                put32(b, 20, h.ttt);
+                put_sns(b, &h.sns);
+                put32(b, 36, h.r2t_sn);
+                put32(b, 40, h.buffer_offset);
+                put32(b, 44, h.desired_len);
             }
             Header::AsyncMessage(h) => {
                 b[1] = 0x80;
-                put64(&mut b, 8, h.lun);
-                put32(&mut b, 16, RESERVED_TAG);
-                put_sns(&mut b, &h.sns);
+                put64(b, 8, h.lun);
+                put32(b, 16, RESERVED_TAG);
+                put_sns(b, &h.sns);
                 b[36] = h.event;
                 b[37] = h.vcode;
-                put16(&mut b, 38, h.param1);
-                put16(&mut b, 40, h.param2);
-                put16(&mut b, 42, h.param3);
+                put16(b, 38, h.param1);
+                put16(b, 40, h.param2);
+                put16(b, 42, h.param3);
             }
             Header::Reject(h) => {
                 b[1] = 0x80;
                 b[2] = h.reason;
-                put32(&mut b, 16, RESERVED_TAG);
-                put_sns(&mut b, &h.sns);
-                put32(&mut b, 36, h.data_sn);
+                put32(b, 16, RESERVED_TAG);
+                put_sns(b, &h.sns);
+                put32(b, 36, h.data_sn);
             }
         }
         if ahs.len() / 4 > 255 {
+            out.truncate(start);
             return Err(PduError::BadAhs);
         }
         b[4] = (ahs.len() / 4) as u8;
-        b.extend_from_slice(&ahs);
-        Ok(b)
+        out.extend_from_slice(&ahs);
+        Ok(())
     }
 
     /// Decode a BHS plus its AHS bytes.
@@ -918,6 +947,18 @@ impl Pdu {
         Ok((head, data))
     }
 
+    /// Append the header part of the wire form (BHS, AHS, header digest) to `out`; the data
+    /// segment goes on the wire straight from `self.data`, followed by [`wire_tail`].
+    pub fn wire_head_into(&self, digests: Digests, out: &mut Vec<u8>) -> Result<(), PduError> {
+        let start = out.len();
+        self.header.encode_into(self.data.len(), out)?;
+        if digests.header {
+            let c = crc32c(&out[start..]);
+            out.extend_from_slice(&c.to_le_bytes());
+        }
+        Ok(())
+    }
+
     /// Serialize into one buffer.
     pub fn to_bytes(&self, digests: Digests) -> Result<Vec<u8>, PduError> {
         let (mut h, d) = self.to_wire(digests)?;
@@ -1117,5 +1158,34 @@ mod tests {
             Pdu::from_bytes(&b, Digests::default(), 8192),
             Err(PduError::DataTooLong(0x10_0000))
         );
+    }
+
+    #[test]
+    fn head_and_tail_match_to_wire() {
+        for len in [0usize, 1, 3, 4, 5, 4096, 4099] {
+            let pdu = Pdu::new(
+                Header::DataIn(DataIn {
+                    final_: true,
+                    status: Some(0),
+                    itt: 9,
+                    ttt: RESERVED_TAG,
+                    data_sn: 2,
+                    ..Default::default()
+                }),
+                (0..len).map(|i| i as u8).collect(),
+            );
+            for (header, data) in [(false, false), (true, true), (true, false)] {
+                let d = Digests { header, data };
+                let (h, w) = pdu.to_wire(d).unwrap();
+                let mut out = vec![7u8; 3];
+                pdu.wire_head_into(d, &mut out).unwrap();
+                assert_eq!(&out[..3], &[7, 7, 7]);
+                assert_eq!(&out[3..], &h[..]);
+                let (t, n) = wire_tail(&pdu.data, data);
+                let mut joined = pdu.data.clone();
+                joined.extend_from_slice(&t[..n]);
+                assert_eq!(joined, w, "len {len} digests {d:?}");
+            }
+        }
     }
 }
