@@ -84,6 +84,10 @@ impl Filtered {
         if !self.enabled.load(Ordering::Acquire) {
             return f();
         }
+        if crate::nowait::active() {
+            // Filters sleep and count; they run only on threads that may block.
+            return Err(crate::nowait::refuse());
+        }
         let active = self.active.read().clone();
         for (filter, n) in active.filters.iter().zip(&active.succeeded) {
             match filter {

@@ -24,6 +24,7 @@ mod filter;
 pub mod journal;
 mod memory;
 mod null;
+pub mod nowait;
 mod sys;
 
 pub use block::BlockStore;
