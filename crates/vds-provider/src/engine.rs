@@ -908,12 +908,14 @@ fn hook_loop(inner: Weak<Inner>, rx: std::sync::mpsc::Receiver<HookMsg>) {
                 }
                 inner.emit(ObjectKind::Lun, EventKind::Modify, id);
             }
-            HookMsg::Reservations(id, blob) => {
+            HookMsg::Reservations(id, blob, done) => {
                 if st.luns.contains_key(&id) {
                     if let Err(err) = st.store.write(|tx| tx.set_pr_state(id, &blob)) {
                         tracing::error!(lun = %id, error = %err, "cannot persist reservations");
                     }
                 }
+                // Stored (or nothing to store): the PERSISTENT RESERVE OUT may complete.
+                let _ = done.send(());
             }
         }
     }

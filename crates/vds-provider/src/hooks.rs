@@ -1,12 +1,15 @@
 //! What logical units tell the provider (`vds_scsi::LuEvents`), and the stand-in store of a
 //! LUN whose backing file or device is missing.
 //!
-//! LU callbacks come from I/O threads and must not block, so they only queue a message; a
+//! LU callbacks come from I/O threads and must not block for long, so they queue a message; a
 //! provider thread applies it (FAILED status persisted, MODIFY event; reservation blobs
-//! persisted).
+//! persisted). A reservation change with APTPL waits (boundedly) until its blob is stored:
+//! the PERSISTENT RESERVE OUT is acknowledged to the initiator only after that, so a crash
+//! never loses an acknowledged APTPL registration or reservation.
 
 use std::io;
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{Sender, SyncSender};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use uuid::Uuid;
@@ -16,9 +19,12 @@ use vds_backstore::BackingStore;
 pub(crate) enum HookMsg {
     /// The LU failed an I/O and switched itself to FAILED.
     Failed(Uuid, String),
-    /// Persistent reservations changed (APTPL).
-    Reservations(Uuid, Vec<u8>),
+    /// Persistent reservations changed (APTPL); the sender is told once the blob is stored.
+    Reservations(Uuid, Vec<u8>, SyncSender<()>),
 }
+
+/// Longest a PERSISTENT RESERVE OUT waits for its APTPL state to be stored.
+const PERSIST_WAIT: Duration = Duration::from_secs(5);
 
 /// The provider's `LuEvents` implementation.
 pub(crate) struct Hooks {
@@ -38,10 +44,20 @@ impl vds_scsi::LuEvents for Hooks {
     }
 
     fn persist_reservations(&self, lu: Uuid, state: &[u8]) {
-        let _ = self
+        let (done, stored) = std::sync::mpsc::sync_channel(1);
+        if self
             .tx
             .lock()
-            .send(HookMsg::Reservations(lu, state.to_vec()));
+            .send(HookMsg::Reservations(lu, state.to_vec(), done))
+            .is_err()
+        {
+            return;
+        }
+        // Bounded: a provider holding its state lock for long (a slow flush it waits on) must
+        // not hang the command forever; the write still happens, only later.
+        if stored.recv_timeout(PERSIST_WAIT).is_err() {
+            tracing::warn!(lu = %lu, "reservation state not yet stored when the command completed");
+        }
     }
 }
 
