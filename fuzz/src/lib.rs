@@ -29,6 +29,7 @@ pub fn memory_map(pr_state: Option<Vec<u8>>) -> LunMap {
             state: LuState::Online,
             pr_state: pr,
             events: Arc::new(NoEvents),
+            write_protected: false,
         }))
     };
     let faulty: Arc<dyn BackingStore> = Arc::new(Filtered::new(

@@ -301,6 +301,7 @@ impl Inner {
             state,
             pr_state,
             events: self.hooks.clone(),
+            write_protected: false,
         }));
         // EXTENDED COPY finds its source and destination LUs by NAA designator.
         vds_scsi::register_lu(&lu);

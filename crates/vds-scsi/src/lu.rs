@@ -33,6 +33,10 @@ pub struct LuConfig {
     /// Opaque persistent-reservation state saved through [`LuEvents::persist_reservations`].
     pub pr_state: Option<Vec<u8>>,
     pub events: Arc<dyn LuEvents>,
+    /// The LUN is read-only (the provider's `read_only` property): MODE SENSE reports WP and
+    /// every command that would change the medium ends with DATA PROTECT / WRITE PROTECTED
+    /// (07/27/00). Changed later with [`LogicalUnit::set_write_protected`].
+    pub write_protected: bool,
 }
 
 /// Most unit attentions kept per nexus; older ones are dropped (SPC-4 allows coalescing).
@@ -124,6 +128,8 @@ pub struct LogicalUnit {
     pub(crate) res_active: AtomicBool,
     pub(crate) res: Mutex<Reservations>,
     pub(crate) mode: ModeState,
+    /// Write protection set by the provider (not by MODE SELECT: that is `mode.swp`).
+    write_protected: AtomicBool,
     /// COMPARE AND WRITE and ORWRITE are atomic with respect to each other.
     pub(crate) atomic_lock: Mutex<()>,
     pub(crate) copy_results: Mutex<CopyResults>,
@@ -194,6 +200,7 @@ impl LogicalUnit {
                 d_sense: AtomicBool::new(false),
                 swp: AtomicBool::new(false),
             },
+            write_protected: AtomicBool::new(config.write_protected),
             atomic_lock: Mutex::new(()),
             copy_results: Mutex::new(CopyResults::default()),
         }
@@ -277,6 +284,28 @@ impl LogicalUnit {
             _ => self.store_state(new),
         }
         Ok(())
+    }
+
+    /// Whether the provider made this LU read-only (see [`LuConfig::write_protected`]).
+    pub fn write_protected(&self) -> bool {
+        self.write_protected.load(Ordering::SeqCst)
+    }
+
+    /// Make the LU read-only or writable; commands that start afterwards see the new value.
+    /// Turning protection on waits for the commands in flight, so no write lands once this
+    /// returns. A change queues UNIT ATTENTION 06/2A/01 MODE PARAMETERS CHANGED on every
+    /// nexus (SPC-4: a mode parameter, here the WP bit of the mode parameter header, changed
+    /// by other means than MODE SELECT); no change, no unit attention.
+    pub fn set_write_protected(&self, on: bool) {
+        let _t = self.transition.lock();
+        if self.write_protected.swap(on, Ordering::SeqCst) == on {
+            return;
+        }
+        if on {
+            self.drain();
+        }
+        tracing::info!(lu = %self.id, write_protected = on, "write protection changed");
+        self.ua_all(sense::MODE_PARAMETERS_CHANGED, None);
     }
 
     /// Wait until no gated command is in flight.
@@ -597,8 +626,23 @@ impl LogicalUnit {
         lba << self.block_shift
     }
 
-    /// DATA PROTECT, WRITE PROTECTED (software) when SWP is set.
+    /// Whether the mode parameter header reports WP: the provider's write protection or SWP.
+    pub(crate) fn wp(&self) -> bool {
+        self.write_protected() || self.mode.swp.load(Ordering::Relaxed)
+    }
+
+    /// Called by every command that changes the medium, after its CDB and range checks, so
+    /// after the unit attention, the status gate and the reservation check (a host is told of
+    /// a not-ready LU or a conflict before it is told the medium is protected): DATA PROTECT,
+    /// WRITE PROTECTED (07/27/00) on a read-only LUN; LOGICAL UNIT SOFTWARE WRITE PROTECTED
+    /// (07/27/02) when an initiator set SWP.
     pub(crate) fn check_writable(&self) -> Res {
+        if self.write_protected() {
+            return Err(Fail::Check(Sense::new(
+                key::DATA_PROTECT,
+                sense::WRITE_PROTECTED,
+            )));
+        }
         if self.mode.swp.load(Ordering::Relaxed) {
             return Err(Fail::Check(Sense::new(
                 key::DATA_PROTECT,
@@ -687,6 +731,7 @@ mod out_of_space_tests {
             state: LuState::Online,
             pr_state: None,
             events: Arc::new(NoEvents),
+            write_protected: false,
         }));
         let map = LunMap {
             entries: vec![LunEntry {

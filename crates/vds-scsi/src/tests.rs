@@ -48,6 +48,7 @@ fn lu_with(
         state: LuState::Online,
         pr_state,
         events: events.clone(),
+        write_protected: false,
     }));
     (lu, events)
 }
@@ -1346,4 +1347,303 @@ fn write_atomic_on_a_file_store() {
     assert_eq!(x(&read10(0, 1), &[]).data, vec![0; 512]);
     assert_eq!(x(&read10(8190, 2), &[]).data, vec![0x5C; 1024]);
     assert_eq!(events.failed.load(Ordering::SeqCst), 0);
+}
+
+/// A read-only (provider write-protected) memory LU of `BLOCKS` blocks whose every block holds
+/// 0xA5, mapped as LUN 0.
+fn read_only_rig() -> (LunMap, Arc<LogicalUnit>) {
+    let mem = Arc::new(MemoryStore::new(BLOCKS * u64::from(BS)));
+    mem.write_at(&vec![0xA5; (BLOCKS * u64::from(BS)) as usize], 0, false)
+        .unwrap();
+    let lu = Arc::new(LogicalUnit::new(LuConfig {
+        id: uuid::Uuid::new_v4(),
+        backing: mem,
+        block_size: BS,
+        state: LuState::Online,
+        pr_state: None,
+        events: Arc::new(Events::default()),
+        write_protected: true,
+    }));
+    (map_of(lu.clone()), lu)
+}
+
+/// 16-byte CDB with an 8-byte LBA at 2..10 and a 4-byte length at 10..14 (WRITE(16) family).
+fn cdb16(opcode: u8, byte1: u8, lba: u64, blocks: u32) -> [u8; 16] {
+    let mut c = [0u8; 16];
+    c[0] = opcode;
+    c[1] = byte1;
+    c[2..10].copy_from_slice(&lba.to_be_bytes());
+    c[10..14].copy_from_slice(&blocks.to_be_bytes());
+    c
+}
+
+#[test]
+fn read_only_lu_refuses_every_write_type_command_with_write_protected() {
+    let (map, lu) = read_only_rig();
+    let n = nexus(1);
+    let x = |cdb: &[u8], out: &[u8]| run(&map, &n, 0, cdb, out);
+    assert!(lu.write_protected());
+
+    // MODE SENSE(6) (0x1A), all pages (0x3F), allocation length 255: header byte 2 is the
+    // device-specific parameter, WP (bit 7) and DPOFUA (bit 4).
+    let d = x(&[0x1A, 0, 0x3F, 0, 0xFF, 0], &[]).good().data.clone();
+    assert_eq!(d[2], 0x90, "WP and DPOFUA");
+    // MODE SENSE(10) (0x5A), DBD, control page (0x0A), allocation length 255: header byte 3.
+    let d = x(&[0x5A, 0x08, 0x0A, 0, 0, 0, 0, 0, 0xFF, 0], &[])
+        .good()
+        .data
+        .clone();
+    assert_eq!(d[3], 0x90, "WP and DPOFUA");
+    // The control page's SWP (page byte 4 bit 3) is the initiator's software write protect,
+    // which nobody set: the LUN's own protection shows in the header only.
+    assert_eq!((d[8], d[12] & 0x08), (0x0A, 0), "SWP clear");
+
+    let one = [0x5Au8; 512];
+    let unmap_list = {
+        // UNMAP parameter list: data length 22, block descriptor data length 16, then one
+        // descriptor: LBA 0, 1 block.
+        let mut p = vec![0, 22, 0, 16, 0, 0, 0, 0];
+        p.extend_from_slice(&0u64.to_be_bytes());
+        p.extend_from_slice(&1u32.to_be_bytes());
+        p.extend_from_slice(&[0; 4]);
+        p
+    };
+    let caw_data = {
+        // COMPARE AND WRITE Data-Out: the verify block (matches the medium) then the write block.
+        let mut v = vec![0xA5u8; 512];
+        v.extend_from_slice(&one);
+        v
+    };
+    let refused: Vec<(&str, Vec<u8>, Vec<u8>)> = vec![
+        // opcode 0x0A WRITE(6): LBA 0 (bytes 1..4), 1 block (byte 4)
+        ("WRITE(6)", vec![0x0A, 0, 0, 0, 1, 0], one.to_vec()),
+        // opcode 0x2A WRITE(10): LBA 0, 1 block
+        ("WRITE(10)", write10(0, 1).to_vec(), one.to_vec()),
+        // opcode 0x2A WRITE(10) with FUA (byte 1 bit 3)
+        (
+            "WRITE(10) FUA",
+            vec![0x2A, 0x08, 0, 0, 0, 0, 0, 0, 1, 0],
+            one.to_vec(),
+        ),
+        // opcode 0xAA WRITE(12): LBA 0 (bytes 2..6), 1 block (bytes 6..10)
+        (
+            "WRITE(12)",
+            vec![0xAA, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0],
+            one.to_vec(),
+        ),
+        // opcode 0x8A WRITE(16): LBA 0, 1 block
+        ("WRITE(16)", cdb16(0x8A, 0, 0, 1).to_vec(), one.to_vec()),
+        // opcode 0x2E WRITE AND VERIFY(10), BYTCHK 0: LBA 0, 1 block
+        (
+            "WRITE AND VERIFY(10)",
+            vec![0x2E, 0, 0, 0, 0, 0, 0, 0, 1, 0],
+            one.to_vec(),
+        ),
+        // opcode 0xAE WRITE AND VERIFY(12): LBA 0, 1 block
+        (
+            "WRITE AND VERIFY(12)",
+            vec![0xAE, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0],
+            one.to_vec(),
+        ),
+        // opcode 0x8E WRITE AND VERIFY(16): LBA 0, 1 block
+        (
+            "WRITE AND VERIFY(16)",
+            cdb16(0x8E, 0, 0, 1).to_vec(),
+            one.to_vec(),
+        ),
+        // opcode 0x41 WRITE SAME(10): LBA 0, 8 blocks, one block of data
+        (
+            "WRITE SAME(10)",
+            vec![0x41, 0, 0, 0, 0, 0, 0, 0, 8, 0],
+            one.to_vec(),
+        ),
+        // opcode 0x41 WRITE SAME(10) with UNMAP (byte 1 bit 3), zero data
+        (
+            "WRITE SAME(10) UNMAP",
+            vec![0x41, 0x08, 0, 0, 0, 0, 0, 0, 8, 0],
+            vec![0; 512],
+        ),
+        // opcode 0x93 WRITE SAME(16): LBA 0, 8 blocks
+        (
+            "WRITE SAME(16)",
+            cdb16(0x93, 0, 0, 8).to_vec(),
+            one.to_vec(),
+        ),
+        // opcode 0x93 WRITE SAME(16) with UNMAP
+        (
+            "WRITE SAME(16) UNMAP",
+            cdb16(0x93, 0x08, 0, 8).to_vec(),
+            vec![0; 512],
+        ),
+        // opcode 0x93 WRITE SAME(16) with NDOB (byte 1 bit 0): no Data-Out
+        (
+            "WRITE SAME(16) NDOB",
+            cdb16(0x93, 0x01, 0, 8).to_vec(),
+            vec![],
+        ),
+        // opcode 0x42 UNMAP, parameter list length 24 (bytes 7..9)
+        (
+            "UNMAP",
+            vec![0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0],
+            unmap_list.clone(),
+        ),
+        // opcode 0x89 COMPARE AND WRITE: LBA 0, 1 block (byte 13); the compare would match
+        (
+            "COMPARE AND WRITE",
+            vec![0x89, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0],
+            caw_data.clone(),
+        ),
+        // opcode 0x8B ORWRITE(16): LBA 0, 1 block
+        ("ORWRITE(16)", cdb16(0x8B, 0, 0, 1).to_vec(), one.to_vec()),
+        // opcode 0x9C WRITE ATOMIC(16): LBA 0, 1 block (bytes 12..14)
+        (
+            "WRITE ATOMIC(16)",
+            write_atomic16(0, 1).to_vec(),
+            one.to_vec(),
+        ),
+    ];
+    for (name, cdb, out) in &refused {
+        let r = x(cdb, out);
+        assert_eq!(r.status, ScsiStatus::CheckCondition, "{name}");
+        assert_eq!(
+            r.kcq(),
+            (7, 0x27, 0x00),
+            "{name}: DATA PROTECT / WRITE PROTECTED"
+        );
+    }
+    // Nothing reached the medium.
+    assert_eq!(
+        x(&read10(0, 16), &[]).good().data,
+        vec![0xA5; 16 * 512],
+        "medium unchanged"
+    );
+
+    // What does not change the medium works as on any LU.
+    x(&TUR, &[]).good();
+    // opcode 0x2F VERIFY(10), BYTCHK 01b (byte 1 = 0x02): LBA 0, 1 block, data matches
+    x(&[0x2F, 0x02, 0, 0, 0, 0, 0, 0, 1, 0], &[0xA5; 512]).good();
+    // opcode 0x35 SYNCHRONIZE CACHE(10), whole LU
+    x(&[0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[]).good();
+    // opcode 0x25 READ CAPACITY(10): last LBA and block length
+    let d = x(&[0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[])
+        .good()
+        .data
+        .clone();
+    assert_eq!(d[..4], ((BLOCKS - 1) as u32).to_be_bytes());
+    assert_eq!(d[4..8], BS.to_be_bytes());
+    // READ CAPACITY(16) (0x9E/0x10, allocation 32) and VPD B0/B2 as on a writable LU.
+    let w = rig();
+    let w1 = nexus(1);
+    for cdb in [
+        &[0x9E, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0][..],
+        &[0x12, 1, 0xB0, 0, 0xFF, 0][..],
+        &[0x12, 1, 0xB2, 0, 0xFF, 0][..],
+    ] {
+        assert_eq!(
+            x(cdb, &[]).good().data,
+            w.x(&w1, cdb, &[]).good().data,
+            "{cdb:02x?}"
+        );
+    }
+    // MODE SELECT(6) of the control page with D_SENSE (page byte 2 bit 2) is a mode change,
+    // not a medium change: accepted.
+    let p = [
+        0, 0, 0, 0, 0x0A, 0x0A, 0x04, 0x10, 0, 0x40, 0, 0, 0xFF, 0xFF, 0, 0,
+    ];
+    x(&[0x15, 0x10, 0, 0, 16, 0], &p).good();
+    assert!(lu.descriptor_sense());
+}
+
+#[test]
+fn read_only_check_comes_after_cdb_range_status_and_reservation_checks() {
+    let (map, lu) = read_only_rig();
+    let a = nexus(1);
+    let b = nexus(2);
+    // WRITE(10) with WRPROTECT 001b (byte 1 bit 5): the CDB is invalid first, 05/24/00.
+    check(
+        &run(
+            &map,
+            &a,
+            0,
+            &[0x2A, 0x20, 0, 0, 0, 0, 0, 0, 1, 0],
+            &[0; 512],
+        ),
+        (5, 0x24, 0),
+    );
+    // WRITE(10) at LBA BLOCKS (one past the end): 05/21/00 LBA OUT OF RANGE.
+    check(
+        &run(&map, &a, 0, &write10(BLOCKS as u32, 1), &[0; 512]),
+        (5, 0x21, 0),
+    );
+    // RESERVE(6) (0x16) from nexus 2: nexus 1's WRITE(10) is a RESERVATION CONFLICT.
+    run(&map, &b, 0, &[0x16, 0, 0, 0, 0, 0], &[]).good();
+    assert_eq!(
+        run(&map, &a, 0, &write10(0, 1), &[0; 512]).status,
+        ScsiStatus::ReservationConflict
+    );
+    // The holder itself meets the protection.
+    check(&run(&map, &b, 0, &write10(0, 1), &[0; 512]), (7, 0x27, 0));
+    // RELEASE(6) (0x17)
+    run(&map, &b, 0, &[0x17, 0, 0, 0, 0, 0], &[]).good();
+    // OFFLINE: NOT READY / LOGICAL UNIT OFFLINE (02/04/12) before any data protection.
+    lu.set_state(LuState::Offline).unwrap();
+    check(
+        &run(&map, &a, 0, &write10(0, 1), &[0; 512]),
+        (2, 0x04, 0x12),
+    );
+    lu.set_state(LuState::Online).unwrap();
+    // Back ONLINE: the unit attention 06/28/00 comes first, then the protection.
+    check(&run(&map, &a, 0, &write10(0, 1), &[0; 512]), (6, 0x28, 0));
+    check(&run(&map, &a, 0, &write10(0, 1), &[0; 512]), (7, 0x27, 0));
+    // Software write protect on top: the LUN's own protection is what is reported.
+    // MODE SELECT(6) control page with SWP (page byte 4 bit 3).
+    let p = [
+        0, 0, 0, 0, 0x0A, 0x0A, 0x00, 0x10, 0x08, 0x40, 0, 0, 0xFF, 0xFF, 0, 0,
+    ];
+    run(&map, &a, 0, &[0x15, 0x10, 0, 0, 16, 0], &p).good();
+    check(&run(&map, &a, 0, &write10(0, 1), &[0; 512]), (7, 0x27, 0));
+}
+
+#[test]
+fn write_protection_changes_at_runtime_with_a_mode_parameters_changed_attention() {
+    let (map, lu) = read_only_rig();
+    let a = nexus(1);
+    let b = nexus(2);
+    // MODE SENSE(6) of the control page (0x0A), allocation 255: byte 2 bit 7 is WP.
+    let ms6 = [0x1A, 0, 0x0A, 0, 0xFF, 0];
+    let wp = |n: &ItNexus| run(&map, n, 0, &ms6, &[]).good().data[2] & 0x80 != 0;
+    assert!(wp(&a) && wp(&b));
+
+    lu.set_write_protected(false);
+    assert!(!lu.write_protected());
+    // Each nexus hears of it once: 06/2A/01 MODE PARAMETERS CHANGED.
+    for n in [&a, &b] {
+        check(&run(&map, n, 0, &TUR, &[]), (6, 0x2A, 0x01));
+        run(&map, n, 0, &TUR, &[]).good();
+    }
+    assert!(!wp(&a));
+    run(&map, &a, 0, &write10(0, 1), &[0x11; 512]).good();
+    assert_eq!(run(&map, &b, 0, &read10(0, 1), &[]).data, vec![0x11; 512]);
+
+    // Setting the same value again changes nothing and queues nothing.
+    lu.set_write_protected(false);
+    run(&map, &a, 0, &TUR, &[]).good();
+
+    lu.set_write_protected(true);
+    check(&run(&map, &b, 0, &TUR, &[]), (6, 0x2A, 0x01));
+    assert!(wp(&b));
+    check(
+        &run(&map, &b, 0, &write10(0, 1), &[0x22; 512]),
+        (7, 0x27, 0),
+    );
+    // Nexus 1's pending attention is reported before the protection.
+    check(
+        &run(&map, &a, 0, &write10(0, 1), &[0x22; 512]),
+        (6, 0x2A, 0x01),
+    );
+    check(
+        &run(&map, &a, 0, &write10(0, 1), &[0x22; 512]),
+        (7, 0x27, 0),
+    );
+    assert_eq!(run(&map, &a, 0, &read10(0, 1), &[]).data, vec![0x11; 512]);
 }

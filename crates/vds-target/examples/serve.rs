@@ -114,6 +114,7 @@ fn main() {
             state: LuState::Online,
             pr_state: None,
             events: events.clone(),
+            write_protected: false,
         });
         entries.push(LunEntry {
             number: n,

@@ -97,13 +97,9 @@ pub(crate) fn mode_sense(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
     let d = &mut *c.data_in;
     let hdr = if ten { 8 } else { 4 };
     d.resize(hdr, 0);
-    // Device-specific parameter: WP when software write protected; DPOFUA (we honour both).
-    let dsp = 0x10
-        | if lu.mode.swp.load(Ordering::Relaxed) {
-            0x80
-        } else {
-            0
-        };
+    // Device-specific parameter (SBC-3 6.5.2): WP when the LUN is read-only or software write
+    // protected; DPOFUA (we honour both).
+    let dsp = 0x10 | if lu.wp() { 0x80 } else { 0 };
     if !dbd {
         let blocks = lu.num_blocks();
         let bs = lu.block_size();

@@ -47,6 +47,7 @@ pub fn lun_map(n: u64, size: u64) -> Arc<LunMap> {
                     state: LuState::Online,
                     pr_state: None,
                     events: events.clone(),
+                    write_protected: false,
                 })),
                 mask: Mask::Everyone,
             }
