@@ -1,6 +1,11 @@
 //! Listener and connection tasks: accept, login phase (with its timeout and limits), then the
-//! full-feature loop that drives `vds_iscsi::conn::Connection`, runs commands on blocking
-//! threads and writes PDUs in order with vectored writes.
+//! full-feature loop that drives `vds_iscsi::conn::Connection`.
+//!
+//! The full-feature loop is one task per connection, with no handoff per command: one read
+//! brings in every PDU the socket holds, READ and WRITE run right there when the backing store
+//! can answer without blocking (a page-cached file, memory, null; see
+//! `vds_backstore::nowait`), other commands and refused I/O go to tokio's blocking pool, and
+//! the responses of the whole batch leave in one vectored write.
 
 use std::io::IoSlice;
 use std::net::SocketAddr;
@@ -21,6 +26,7 @@ use vds_provider::dataplane::{DataView, TargetView};
 use vds_scsi::ItNexus;
 
 use crate::session::SessionEntry;
+use crate::wire::{BufPool, RxBuf, TxQueue};
 use crate::{exec, ConnCtl, ConnEntry, Inner};
 
 pub(crate) async fn accept_loop(inner: Arc<Inner>, portal: Uuid, listener: TcpListener) {
@@ -422,15 +428,163 @@ impl LoginEnv for NoEnv {
 }
 
 enum Input {
-    Frame(Result<Option<(Bhs, Vec<u8>)>, std::io::Error>),
+    Readable,
+    Writable,
     Done(Completion),
     Ctl(Option<ConnCtl>),
     Tick,
 }
 
+/// A command that ran on a blocking thread.
 struct Completion {
     itt: u32,
-    outcome: Option<(vds_scsi::ScsiOutcome, Vec<u8>, i64)>,
+    outcome: vds_scsi::ScsiOutcome,
+    data: Vec<u8>,
+    write_residual: i64,
+}
+
+/// READ and WRITE (6, 10, 12, 16): one positioned read or write of the backing store, safe to
+/// attempt without blocking and to run again when the store refuses.
+fn single_io(cdb: &[u8]) -> bool {
+    matches!(
+        cdb.first(),
+        Some(0x08 | 0x28 | 0xA8 | 0x88 | 0x0A | 0x2A | 0xAA | 0x8A)
+    )
+}
+
+/// The LUN map this connection's commands run on, re-resolved only when a new view is
+/// published (a pointer comparison per batch, no lock).
+struct MapCache {
+    view: Arc<DataView>,
+    map: Option<Arc<vds_scsi::LunMap>>,
+}
+
+impl MapCache {
+    fn get(&mut self, inner: &Inner, target: Option<Uuid>) -> Option<Arc<vds_scsi::LunMap>> {
+        let cur = inner.view.load();
+        if !Arc::ptr_eq(&cur, &self.view) {
+            self.view = arc_swap::Guard::into_inner(cur);
+            self.map = target
+                .and_then(|id| self.view.targets.iter().find(|t| t.id == id))
+                .map(|t| t.luns.clone());
+        }
+        self.map.clone()
+    }
+}
+
+/// Per-connection state the event handler works on.
+struct Ffp<'a> {
+    inner: &'a Arc<Inner>,
+    conn_id: u64,
+    target: Option<Uuid>,
+    nexus: Option<Arc<ItNexus>>,
+    digests: Digests,
+    tx: TxQueue,
+    pool: BufPool,
+    maps: MapCache,
+    done_tx: mpsc::UnboundedSender<Completion>,
+    executing: usize,
+    draining: bool,
+    killed: bool,
+}
+
+impl Ffp<'_> {
+    /// Act on everything the engine asked for.
+    fn drain_events(&mut self, conn: &mut Connection) {
+        while let Some(ev) = conn.poll_event() {
+            match ev {
+                Event::Send(pdu) => {
+                    if self.killed {
+                        continue;
+                    }
+                    if let Err(e) = self.tx.push(pdu, self.digests) {
+                        tracing::warn!(error = %e, "PDU not encodable");
+                    }
+                }
+                Event::Execute(cmd) => self.execute(conn, cmd),
+                Event::TaskMgmt(req) => {
+                    let map = self.maps.get(self.inner, self.target);
+                    let resp = match (&map, &self.nexus) {
+                        (Some(m), Some(n)) => exec::task_mgmt(m, n, req.function, req.lun),
+                        _ => None,
+                    };
+                    if req.function == tmf::TARGET_COLD_RESET {
+                        if let Some(t) = self.target {
+                            cold_reset_others(self.inner, t, self.conn_id);
+                        }
+                    }
+                    conn.tmf_done(req.itt, resp);
+                }
+                Event::Close(reason) => {
+                    tracing::debug!(?reason, "connection closing");
+                    if matches!(
+                        reason,
+                        CloseReason::NopTimeout | CloseReason::ProtocolError(_)
+                    ) {
+                        // The peer is gone or broken: nothing more is worth sending.
+                        self.killed = true;
+                    }
+                    self.draining = true;
+                }
+            }
+        }
+    }
+
+    /// Run a command: READ/WRITE first on this thread without blocking (page-cached files,
+    /// memory and null stores answer at once), everything else, and whatever the store
+    /// refused, on a blocking thread.
+    fn execute(&mut self, conn: &mut Connection, cmd: vds_iscsi::conn::Command) {
+        let map = self.maps.get(self.inner, self.target);
+        let (Some(map), Some(nexus)) = (map, self.nexus.clone()) else {
+            conn.fail(cmd.itt);
+            return;
+        };
+        let mut buf = self.pool.take();
+        if single_io(&cmd.cdb) {
+            let ((outcome, wres), refused) = vds_backstore::nowait::attempt(|| {
+                let o = exec::execute(&map, &nexus, &cmd, &mut buf);
+                (o, exec::write_residual(&map, &nexus, &cmd))
+            });
+            if !refused {
+                let back = conn.complete_owned(
+                    cmd.itt,
+                    outcome.status as u8,
+                    outcome.sense.as_deref(),
+                    buf,
+                    wres,
+                );
+                if let Some(b) = back {
+                    self.pool.give(b);
+                }
+                return;
+            }
+        }
+        self.executing += 1;
+        let tx = self.done_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let outcome = exec::execute(&map, &nexus, &cmd, &mut buf);
+            let write_residual = exec::write_residual(&map, &nexus, &cmd);
+            let _ = tx.send(Completion {
+                itt: cmd.itt,
+                outcome,
+                data: buf,
+                write_residual,
+            });
+        });
+    }
+
+    /// Write what the socket takes now; a broken socket ends the connection.
+    fn flush(&mut self, stream: &TcpStream) {
+        if self.tx.is_empty() {
+            return;
+        }
+        if let Err(e) = self.tx.flush(stream, &mut self.pool) {
+            tracing::debug!(error = %e, "write failed; connection dropped");
+            self.tx = TxQueue::new();
+            self.killed = true;
+            self.draining = true;
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -438,13 +592,16 @@ async fn full_feature(
     inner: Arc<Inner>,
     portal: Uuid,
     conn_id: u64,
-    mut rd: OwnedReadHalf,
-    mut wr: OwnedWriteHalf,
+    rd: OwnedReadHalf,
+    wr: OwnedWriteHalf,
     params: SessionParams,
     target: Option<Uuid>,
     nexus: Option<ItNexus>,
     ctl_rx: &mut mpsc::UnboundedReceiver<ConnCtl>,
 ) {
+    let Ok(mut stream) = rd.reunite(wr) else {
+        return;
+    };
     let digests = Digests {
         header: params.header_digest,
         data: params.data_digest,
@@ -459,161 +616,154 @@ async fn full_feature(
         inner: inner.clone(),
         portal,
     };
-    // Reader: whole frames into a bounded queue (backpressure on a fast initiator).
-    let (frame_tx, mut frame_rx) = mpsc::channel(64);
-    let reader = tokio::spawn(async move {
-        loop {
-            let r = read_frame(&mut rd, digests, max_data).await;
-            let stop = !matches!(r, Ok(Some(_)));
-            if frame_tx.send(r).await.is_err() || stop {
-                return;
-            }
-        }
-    });
-    // Writer: PDUs in the order the engine produced them.
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<(Vec<u8>, Vec<u8>)>();
-    let writer = tokio::spawn(async move {
-        while let Some((h, d)) = out_rx.recv().await {
-            if write_all_vectored(&mut wr, &h, &d).await.is_err() {
-                return;
-            }
-        }
-        let _ = wr.shutdown().await;
-    });
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Completion>();
-    let mut executing = 0usize;
-    let mut draining = false; // Drop: no new PDUs, finish accepted commands.
-    let mut killed = false;
+    let view = inner.view.load_full();
+    let mut st = Ffp {
+        inner: &inner,
+        conn_id,
+        target,
+        nexus: nexus.map(Arc::new),
+        digests,
+        tx: TxQueue::new(),
+        pool: BufPool::new(),
+        maps: MapCache {
+            map: target
+                .and_then(|id| view.targets.iter().find(|t| t.id == id))
+                .map(|t| t.luns.clone()),
+            view,
+        },
+        done_tx,
+        executing: 0,
+        draining: false,
+        killed: false,
+    };
+    let mut rx = RxBuf::new();
     let mut reader_done = false;
     conn.poll_timers(Instant::now());
+    // One timer, re-armed only when it fires: `poll_timers` knows whether the keep-alive is
+    // really due, so the deadline need not follow every PDU.
+    let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
+    let timer = tokio::time::sleep_until(
+        conn.next_timer()
+            .map(tokio::time::Instant::from_std)
+            .unwrap_or_else(far),
+    );
+    tokio::pin!(timer);
     loop {
-        if (draining || reader_done) && executing == 0 {
+        st.flush(&stream);
+        if (st.draining || reader_done) && st.executing == 0 {
             break;
         }
-        let sleep_until = conn
-            .next_timer()
-            .map(tokio::time::Instant::from_std)
-            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        let want_read = !st.draining && !reader_done;
+        let want_write = !st.tx.is_empty();
         let input = tokio::select! {
             biased;
             c = done_rx.recv() => match c { Some(c) => Input::Done(c), None => continue },
             c = ctl_rx.recv() => Input::Ctl(c),
-            f = frame_rx.recv(), if !draining && !reader_done => Input::Frame(f.unwrap_or(Ok(None))),
-            _ = tokio::time::sleep_until(sleep_until), if !draining => Input::Tick,
+            r = stream.readable(), if want_read => match r {
+                Ok(()) => Input::Readable,
+                Err(_) => { reader_done = true; continue }
+            },
+            w = stream.writable(), if want_write => match w {
+                Ok(()) => Input::Writable,
+                Err(_) => { st.tx = TxQueue::new(); st.killed = true; st.draining = true; continue }
+            },
+            _ = &mut timer, if !st.draining => Input::Tick,
         };
         match input {
-            Input::Frame(Ok(Some((bhs, rest)))) => match Pdu::from_parts(&bhs, &rest, digests) {
-                Ok(pdu) => conn.handle_pdu(pdu, Instant::now(), &mut env),
-                Err(PduError::HeaderDigest) => {
-                    // ERL 0: a header we cannot trust ends the connection.
-                    tracing::info!("header digest error; dropping connection");
-                    reader_done = true;
-                    draining = true;
+            Input::Readable => {
+                match stream.try_read(rx.spare()) {
+                    Ok(0) => reader_done = true,
+                    Ok(n) => rx.filled(n),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => reader_done = true,
                 }
-                Err(e) => conn.handle_malformed(&bhs.0, &e, &mut env),
-            },
-            Input::Frame(Ok(None)) | Input::Frame(Err(_)) => {
-                reader_done = true;
-            }
-            Input::Done(c) => {
-                executing -= 1;
-                match c.outcome {
-                    Some((o, data, wres)) => {
-                        conn.complete(c.itt, o.status as u8, o.sense.as_deref(), &data, wres)
+                let now = Instant::now();
+                // Every whole PDU the read brought in.
+                while !st.draining {
+                    let (bhs, rest) = match rx.next_frame(digests, max_data) {
+                        Ok(Some(f)) => f,
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::info!(error = %e, "framing error; dropping connection");
+                            reader_done = true;
+                            break;
+                        }
+                    };
+                    match Pdu::from_parts(&bhs, rx.bytes(rest), digests) {
+                        Ok(pdu) => conn.handle_pdu(pdu, now, &mut env),
+                        Err(PduError::HeaderDigest) => {
+                            // ERL 0: a header we cannot trust ends the connection.
+                            tracing::info!("header digest error; dropping connection");
+                            reader_done = true;
+                            st.draining = true;
+                        }
+                        Err(e) => conn.handle_malformed(&bhs.0, &e, &mut env),
                     }
-                    None => conn.fail(c.itt),
+                    st.drain_events(&mut conn);
+                }
+            }
+            Input::Writable => {}
+            Input::Done(c) => {
+                st.executing -= 1;
+                let back = conn.complete_owned(
+                    c.itt,
+                    c.outcome.status as u8,
+                    c.outcome.sense.as_deref(),
+                    c.data,
+                    c.write_residual,
+                );
+                if let Some(b) = back {
+                    st.pool.give(b);
                 }
             }
             Input::Ctl(Some(ConnCtl::RequestLogout(secs))) => conn.request_logout(secs),
-            Input::Ctl(Some(ConnCtl::Drop)) => draining = true,
+            Input::Ctl(Some(ConnCtl::Drop)) => st.draining = true,
             Input::Ctl(Some(ConnCtl::Kill)) => {
-                killed = true;
-                draining = true;
+                st.killed = true;
+                st.draining = true;
             }
             Input::Ctl(None) => {}
-            Input::Tick => conn.poll_timers(Instant::now()),
-        }
-        while let Some(ev) = conn.poll_event() {
-            match ev {
-                Event::Send(pdu) => {
-                    if killed {
-                        continue;
-                    }
-                    match pdu.to_wire(digests) {
-                        Ok(w) => {
-                            let _ = out_tx.send(w);
-                        }
-                        Err(e) => tracing::warn!(error = %e, "PDU not encodable"),
-                    }
-                }
-                Event::Execute(cmd) => {
-                    let view = inner.view.load_full();
-                    let map = target
-                        .and_then(|id| view.targets.iter().find(|t| t.id == id))
-                        .map(|t| t.luns.clone());
-                    let Some((map, nexus)) = map.zip(nexus.clone()) else {
-                        conn.fail(cmd.itt);
-                        continue;
-                    };
-                    executing += 1;
-                    let tx = done_tx.clone();
-                    tokio::task::spawn_blocking(move || {
-                        let mut buf = Vec::new();
-                        let o = exec::execute(&map, &nexus, &cmd, &mut buf);
-                        let wres = exec::write_residual(&map, &nexus, &cmd);
-                        let _ = tx.send(Completion {
-                            itt: cmd.itt,
-                            outcome: Some((o, buf, wres)),
-                        });
-                    });
-                }
-                Event::TaskMgmt(req) => {
-                    let view = inner.view.load_full();
-                    let map = target
-                        .and_then(|id| view.targets.iter().find(|t| t.id == id))
-                        .map(|t| t.luns.clone());
-                    let resp = match (&map, &nexus) {
-                        (Some(m), Some(n)) => exec::task_mgmt(m, n, req.function, req.lun),
-                        _ => None,
-                    };
-                    if req.function == tmf::TARGET_COLD_RESET {
-                        if let Some(t) = target {
-                            cold_reset_others(&inner, t, conn_id);
-                        }
-                    }
-                    conn.tmf_done(req.itt, resp);
-                }
-                Event::Close(reason) => {
-                    tracing::debug!(?reason, "connection closing");
-                    if matches!(
-                        reason,
-                        CloseReason::NopTimeout | CloseReason::ProtocolError(_)
-                    ) {
-                        // The peer is gone or broken: nothing more is worth sending.
-                        killed = true;
-                    }
-                    draining = true;
-                }
+            Input::Tick => {
+                rx.shrink_if_idle();
+                conn.poll_timers(Instant::now());
+                timer.as_mut().reset(
+                    conn.next_timer()
+                        .map(tokio::time::Instant::from_std)
+                        .unwrap_or_else(far),
+                );
             }
         }
+        st.drain_events(&mut conn);
     }
     // Accepted commands complete before the connection goes (no acknowledged write is lost).
-    while executing > 0 {
+    while st.executing > 0 {
         match done_rx.recv().await {
-            Some(_) => executing -= 1,
+            Some(_) => st.executing -= 1,
             None => break,
         }
     }
-    reader.abort();
-    drop(out_tx);
-    // Let the writer flush what is queued (logout response, last statuses), bounded.
-    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
-    if let (Some(t), Some(n)) = (target, nexus) {
+    // Let what is queued (logout response, last statuses) go out, bounded.
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match st.tx.flush(&stream, &mut st.pool) {
+                Ok(false) => {
+                    if stream.writable().await.is_err() {
+                        return;
+                    }
+                }
+                Ok(true) | Err(_) => return,
+            }
+        }
+    })
+    .await;
+    let _ = stream.shutdown().await;
+    if let (Some(t), Some(n)) = (target, st.nexus.take()) {
         let view = inner.view.load_full();
         if let Some(tv) = view.targets.iter().find(|x| x.id == t) {
             let map = tv.luns.clone();
-            let n2 = n.clone();
-            let _ = tokio::task::spawn_blocking(move || exec::nexus_lost(&map, &n2)).await;
+            let _ = tokio::task::spawn_blocking(move || exec::nexus_lost(&map, &n)).await;
         }
     }
 }

@@ -14,6 +14,7 @@
 mod conn;
 mod exec;
 mod session;
+mod wire;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
