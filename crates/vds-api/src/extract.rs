@@ -29,9 +29,16 @@ pub const BODY_LIMIT: usize = 1 << 20;
 #[derive(Debug)]
 pub struct JsonArg<T>(pub Result<T, ApiError>);
 
-fn too_large() -> ApiError {
+fn too_large(limit: usize) -> ApiError {
+    let human = if limit & ((1 << 20) - 1) == 0 {
+        format!(" ({} MiB)", limit >> 20)
+    } else if limit & 1023 == 0 {
+        format!(" ({} KiB)", limit >> 10)
+    } else {
+        String::new()
+    };
     ApiError::invalid_arg(format!(
-        "request body: larger than the limit of {BODY_LIMIT} bytes (1 MiB)"
+        "request body: larger than the limit of {limit} bytes{human}"
     ))
     .with_status(StatusCode::PAYLOAD_TOO_LARGE)
 }
@@ -41,14 +48,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonArg<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
+        // `with_limits` may set another limit for the whole router.
+        let limit = req
+            .extensions()
+            .get::<crate::limits::BodyLimit>()
+            .map_or(BODY_LIMIT, |l| l.0);
         if let Some(len) = req
             .headers()
             .get(axum::http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
         {
-            if len > BODY_LIMIT as u64 {
-                return Err(too_large());
+            if len > limit as u64 {
+                return Err(too_large(limit));
             }
         }
         let mut stream = req.into_body().into_data_stream();
@@ -57,8 +69,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonArg<T> {
             let chunk = chunk.map_err(|e| {
                 ApiError::invalid_arg(format!("request body: could not be read ({e})"))
             })?;
-            if buf.len() + chunk.len() > BODY_LIMIT {
-                return Err(too_large());
+            if buf.len() + chunk.len() > limit {
+                return Err(too_large(limit));
             }
             buf.extend_from_slice(&chunk);
         }

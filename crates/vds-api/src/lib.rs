@@ -10,11 +10,13 @@
 //! Access (SEMANTICS.md §10): bound to a loopback address the API needs no credentials;
 //! otherwise every request needs `Authorization: Bearer <token>`. A missing or wrong token is
 //! answered `403` with `E_ACCESSDENIED` (the status §1 gives that code) and
-//! `WWW-Authenticate: Bearer`. Bodies are limited to 1 MiB (`413`, `E_INVALIDARG`).
+//! `WWW-Authenticate: Bearer`. Bodies are limited to 1 MiB (`413`, `E_INVALIDARG`);
+//! [`with_limits`] sets another body limit and a request rate limit (`limits`).
 
 pub mod error;
 pub mod extract;
 pub mod handlers;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod wire;
@@ -35,6 +37,7 @@ use vds_provider::Provider;
 
 pub use error::ApiError;
 pub use handlers::AppState;
+pub use limits::ApiLimits;
 pub use metrics::Metrics;
 
 /// Who may call the API.
@@ -195,6 +198,22 @@ pub fn router_with_metrics(
         ));
     }
     r.layer(middleware::from_fn_with_state(metrics, metrics::track))
+}
+
+/// `router` with `limits` applied to every request: the body limit, and the request rate
+/// (checked first, so a flood is refused before any body is read or any work is done).
+pub fn with_limits(router: Router, limits: ApiLimits) -> Router {
+    let r = router.layer(middleware::from_fn_with_state(
+        limits.body_limit,
+        limits::body_limit,
+    ));
+    if limits.rate_per_sec == 0 {
+        return r;
+    }
+    r.layer(middleware::from_fn_with_state(
+        Arc::new(limits::RateLimiter::new(limits.rate_per_sec, limits.burst)),
+        limits::rate_limit,
+    ))
 }
 
 /// Serves `router` on `listener` until the process ends.
