@@ -13,6 +13,21 @@ pub struct DaemonConfig {
     pub portal_status_settable: bool,
     /// Bearer token the API requires when bound to a non-loopback address.
     pub api_token: Option<String>,
+    /// Data-path limits (`None`: the `vds_target::Limits` default).
+    pub max_sessions_per_target: Option<usize>,
+    pub max_connections_per_portal: Option<usize>,
+    pub login_timeout: Option<Duration>,
+    /// Commands outstanding per session (the CmdSN window).
+    pub queue_depth: Option<u32>,
+    pub max_recv_data_segment_length: Option<u32>,
+    pub max_burst_length: Option<u32>,
+    pub first_burst_length: Option<u32>,
+    /// Largest write (EDTL) buffered per command.
+    pub max_write_bytes: Option<u32>,
+    /// API limits.
+    pub api_body_limit: usize,
+    pub api_rate_limit: u32,
+    pub api_rate_burst: u32,
 }
 
 impl Default for DaemonConfig {
@@ -21,8 +36,36 @@ impl Default for DaemonConfig {
             logout_timeout: Duration::from_secs(2),
             portal_status_settable: true,
             api_token: None,
+            max_sessions_per_target: None,
+            max_connections_per_portal: None,
+            login_timeout: None,
+            queue_depth: None,
+            max_recv_data_segment_length: None,
+            max_burst_length: None,
+            first_burst_length: None,
+            max_write_bytes: None,
+            api_body_limit: vds_api::ApiLimits::default().body_limit,
+            api_rate_limit: vds_api::ApiLimits::default().rate_per_sec,
+            api_rate_burst: vds_api::ApiLimits::default().burst,
         }
     }
+}
+
+/// An integer within `range`, or the error naming the line, the key and the range.
+fn parse_in<T>(n: usize, k: &str, v: &str, range: std::ops::RangeInclusive<T>) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    v.parse::<T>()
+        .ok()
+        .filter(|x| range.contains(x))
+        .ok_or_else(|| {
+            format!(
+                "line {n}: {k} must be {}..={}, found {v:?}",
+                range.start(),
+                range.end()
+            )
+        })
 }
 
 fn parse_bool(v: &str) -> Option<bool> {
@@ -72,10 +115,88 @@ impl DaemonConfig {
                     }
                     c.api_token = Some(v.to_string());
                 }
+                "max_sessions_per_target" => {
+                    c.max_sessions_per_target = Some(parse_in(n, k, v, 1..=65_535)?);
+                }
+                "max_connections_per_portal" => {
+                    c.max_connections_per_portal = Some(parse_in(n, k, v, 1..=1_000_000)?);
+                }
+                "login_timeout_secs" => {
+                    c.login_timeout = Some(Duration::from_secs(parse_in(n, k, v, 1..=3600)?));
+                }
+                "queue_depth" => c.queue_depth = Some(parse_in(n, k, v, 1..=65_536)?),
+                // RFC 7143 bounds: 512 to 2^24 - 1.
+                "max_recv_data_segment_length" => {
+                    c.max_recv_data_segment_length = Some(parse_in(n, k, v, 512..=16_777_215)?);
+                }
+                "max_burst_length" => {
+                    c.max_burst_length = Some(parse_in(n, k, v, 512..=16_777_215)?);
+                }
+                "first_burst_length" => {
+                    c.first_burst_length = Some(parse_in(n, k, v, 512..=16_777_215)?);
+                }
+                "max_write_bytes" => {
+                    c.max_write_bytes = Some(parse_in(n, k, v, 4096..=1 << 30)?);
+                }
+                "api_body_limit_bytes" => c.api_body_limit = parse_in(n, k, v, 1024..=1 << 30)?,
+                "api_rate_limit_per_sec" => c.api_rate_limit = parse_in(n, k, v, 0..=1_000_000)?,
+                "api_rate_burst" => c.api_rate_burst = parse_in(n, k, v, 1..=1_000_000)?,
                 other => return Err(format!("line {n}: unknown key {other:?}")),
             }
         }
+        if let (Some(f), Some(m)) = (c.first_burst_length, c.max_burst_length) {
+            if f > m {
+                return Err(format!(
+                    "first_burst_length ({f}) must not exceed max_burst_length ({m})"
+                ));
+            }
+        }
         Ok(c)
+    }
+
+    /// The data-path limits: `vds_target::Limits::default()` with this file's keys applied.
+    pub fn target_limits(&self) -> vds_target::Limits {
+        let mut l = vds_target::Limits::default();
+        if let Some(x) = self.max_sessions_per_target {
+            l.sessions_per_target = x;
+        }
+        if let Some(x) = self.max_connections_per_portal {
+            l.connections_per_portal = x;
+        }
+        if let Some(x) = self.login_timeout {
+            l.login_timeout = x;
+        }
+        if let Some(x) = self.queue_depth {
+            l.negotiation.queue_depth = x;
+        }
+        if let Some(x) = self.max_recv_data_segment_length {
+            l.negotiation.max_recv_data_segment_length = x;
+        }
+        if let Some(x) = self.max_burst_length {
+            l.negotiation.max_burst_length = x;
+        }
+        if let Some(x) = self.first_burst_length {
+            l.negotiation.first_burst_length = x;
+        }
+        // A default first burst larger than a configured max burst would be refused by no
+        // one: keep FirstBurstLength <= MaxBurstLength whatever was set.
+        l.negotiation.first_burst_length = l
+            .negotiation
+            .first_burst_length
+            .min(l.negotiation.max_burst_length);
+        if let Some(x) = self.max_write_bytes {
+            l.connection.max_write_len = x;
+        }
+        l
+    }
+
+    /// The API limits.
+    pub fn api_limits(&self) -> vds_api::ApiLimits {
+        vds_api::ApiLimits {
+            body_limit: self.api_body_limit,
+            rate_per_sec: self.api_rate_limit,
+            burst: self.api_rate_burst,
+        }
     }
 
     pub fn load(path: &Path) -> Result<DaemonConfig, String> {
@@ -110,5 +231,51 @@ mod tests {
         assert!(DaemonConfig::parse("portal_status_settable = maybe").is_err());
         assert!(DaemonConfig::parse("just words").is_err());
         assert!(DaemonConfig::parse("api_token = short").is_err());
+    }
+
+    #[test]
+    fn limits_keys_apply_and_refuse_out_of_range_values() {
+        let c = DaemonConfig::parse(
+            "max_sessions_per_target = 2\nmax_connections_per_portal = 3\nlogin_timeout_secs = 4\n\
+             queue_depth = 5\nmax_recv_data_segment_length = 4096\nmax_burst_length = 8192\n\
+             first_burst_length = 4096\nmax_write_bytes = 65536\napi_body_limit_bytes = 2048\n\
+             api_rate_limit_per_sec = 7\napi_rate_burst = 8\n",
+        )
+        .unwrap();
+        let l = c.target_limits();
+        assert_eq!(l.sessions_per_target, 2);
+        assert_eq!(l.connections_per_portal, 3);
+        assert_eq!(l.login_timeout, Duration::from_secs(4));
+        assert_eq!(l.negotiation.queue_depth, 5);
+        assert_eq!(l.negotiation.max_recv_data_segment_length, 4096);
+        assert_eq!(l.negotiation.max_burst_length, 8192);
+        assert_eq!(l.negotiation.first_burst_length, 4096);
+        assert_eq!(l.connection.max_write_len, 65536);
+        let a = c.api_limits();
+        assert_eq!((a.body_limit, a.rate_per_sec, a.burst), (2048, 7, 8));
+        // Only a max burst: the default first burst is clamped under it.
+        let l = DaemonConfig::parse("max_burst_length = 1024")
+            .unwrap()
+            .target_limits();
+        assert_eq!(l.negotiation.first_burst_length, 1024);
+
+        for bad in [
+            "max_sessions_per_target = 0",
+            "queue_depth = -1",
+            "max_recv_data_segment_length = 511",
+            "max_burst_length = 16777216",
+            "login_timeout_secs = forever",
+            "api_body_limit_bytes = 10",
+            "api_rate_burst = 0",
+        ] {
+            let e = DaemonConfig::parse(bad).unwrap_err();
+            assert!(
+                e.contains("line 1") && e.contains(bad.split(' ').next().unwrap()),
+                "{e}"
+            );
+        }
+        let e =
+            DaemonConfig::parse("max_burst_length = 1024\nfirst_burst_length = 2048").unwrap_err();
+        assert!(e.contains("first_burst_length"), "{e}");
     }
 }

@@ -47,7 +47,7 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot bind the API to {}: {e}", args.api))?;
     std_listener.set_nonblocking(true)?;
 
-    let datapath = vds_target::DataPath::new(rt.handle().clone(), vds_target::Limits::default());
+    let datapath = vds_target::DataPath::new(rt.handle().clone(), daemon_cfg.target_limits());
     let mut pcfg = ProviderConfig::new(&args.data_dir);
     pcfg.first_start_portals = args.first_start_portals();
     pcfg.fault_injection = args.enable_fault_injection;
@@ -63,7 +63,10 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut api_cfg = api_cfg;
     api_cfg.shutdown = Some(stop_rx);
-    let router = vds_api::router(provider.clone(), api_cfg);
+    let router = vds_api::with_limits(
+        vds_api::router(provider.clone(), api_cfg),
+        daemon_cfg.api_limits(),
+    );
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(std_listener)?;
         let signal = async move {
