@@ -380,6 +380,7 @@ pub async fn create_lun(
             path: k.path,
             filters: k.filters.iter().map(Into::into).collect(),
         }),
+        read_only: b.read_only,
     });
     s.job(cmd, q, probe, true).await
 }
@@ -412,6 +413,7 @@ pub async fn patch_lun(
         id,
         friendly_name: b.friendly_name,
         unmasking_list: b.unmasking_list,
+        read_only: b.read_only,
     })
     .await
 }

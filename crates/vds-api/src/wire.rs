@@ -304,6 +304,9 @@ pub struct CreateLunBody {
     pub unmasking_list: Option<String>,
     pub targets: Option<Vec<Uuid>>,
     pub backing: Option<BackingBody>,
+    /// Extension: create the LUN read-only (default false). Hosts see it write-protected and
+    /// every write fails with DATA PROTECT / WRITE PROTECTED (07/27/00).
+    pub read_only: Option<bool>,
 }
 
 /// `PATCH /v1/luns/{id}`.
@@ -312,6 +315,9 @@ pub struct CreateLunBody {
 pub struct PatchLunBody {
     pub friendly_name: Option<String>,
     pub unmasking_list: Option<String>,
+    /// Extension: make the LUN read-only (`true`) or writable (`false`); hosts see the change
+    /// on their next command (UNIT ATTENTION 06/2A/01 MODE PARAMETERS CHANGED).
+    pub read_only: Option<bool>,
 }
 
 /// `POST /v1/{luns,portals,...}/{id}/status`.
@@ -558,6 +564,8 @@ pub struct LunJson {
     pub transition_state: String,
     pub rebuild_priority: i16,
     pub thin: bool,
+    /// Extension: hosts may read but not write the LUN.
+    pub read_only: bool,
     pub targets: Vec<Uuid>,
     /// Target id → LUN number in that target.
     pub lun_numbers: BTreeMap<Uuid, u64>,
@@ -583,6 +591,7 @@ impl From<&Lun> for LunJson {
             transition_state: l.transition_state.short_name().into(),
             rebuild_priority: l.rebuild_priority,
             thin: l.thin,
+            read_only: l.read_only,
             targets: l.targets.clone(),
             lun_numbers: l.lun_numbers.iter().copied().collect(),
             plexes: l

@@ -919,3 +919,71 @@ async fn a_second_call_during_a_slow_flush_is_busy() {
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(slow.await.unwrap(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn read_only_extension_is_accepted_returned_and_documented() {
+    let f = fixture();
+    let sub = subsystem_id(&f.app).await;
+    // The default LUN is writable.
+    let a = call(&f.app, Method::GET, "/v1/luns", None).await;
+    assert_eq!(a.body[0]["read_only"], json!(false), "{:?}", a.body);
+
+    let a = call(
+        &f.app,
+        Method::POST,
+        &format!("/v1/subsystems/{sub}/luns?wait=true"),
+        Some(
+            json!({"size_bytes": 1 << 20, "friendly_name": "ro", "read_only": true,
+                    "backing": {"kind": "memory"}}),
+        ),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    assert_eq!(a.body["read_only"], json!(true));
+    let id = a.body["id"].as_str().unwrap().to_string();
+    let a = call(&f.app, Method::GET, &format!("/v1/luns/{id}"), None).await;
+    assert_eq!(a.body["read_only"], json!(true));
+
+    let a = call(
+        &f.app,
+        Method::PATCH,
+        &format!("/v1/luns/{id}"),
+        Some(json!({"read_only": false})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert_eq!(a.body["read_only"], json!(false));
+    let a = call(&f.app, Method::GET, &format!("/v1/luns/{id}"), None).await;
+    assert_eq!(a.body["read_only"], json!(false));
+
+    // Not a bool: E_INVALIDARG naming the field, nothing changed.
+    let a = call(
+        &f.app,
+        Method::PATCH,
+        &format!("/v1/luns/{id}"),
+        Some(json!({"read_only": "yes"})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    let (name, msg) = error_of(&a);
+    assert_eq!(name, "E_INVALIDARG");
+    assert!(msg.starts_with("read_only: "), "{msg}");
+
+    // The OpenAPI document has the field in the LUN and in both request bodies.
+    let a = call(&f.app, Method::GET, "/v1/openapi.json", None).await;
+    let schemas = &a.body["components"]["schemas"];
+    assert_eq!(
+        schemas["LunJson"]["properties"]["read_only"]["type"],
+        json!("boolean")
+    );
+    for s in ["CreateLunBody", "PatchLunBody"] {
+        assert_eq!(
+            schemas[s]["properties"]["read_only"]["type"],
+            json!(["boolean", "null"]),
+            "{s}: {}",
+            schemas[s]
+        );
+    }
+    let required = schemas["LunJson"]["required"].as_array().unwrap();
+    assert!(required.contains(&json!("read_only")));
+}

@@ -443,6 +443,9 @@ pub struct Lun {
     pub rebuild_priority: i16,
     /// Thin provisioned (sparse; UNMAP deallocates).
     pub thin: bool,
+    /// Read-only (a vds extension of `VDS_LUN_PROP`): hosts see the LUN write-protected (MODE
+    /// SENSE WP) and every write-type command fails with DATA PROTECT / WRITE PROTECTED.
+    pub read_only: bool,
     /// Associated targets.
     pub targets: Vec<Uuid>,
     /// LUN number in each associated target.

@@ -61,6 +61,10 @@ pub struct CreateLunArgs {
     pub targets: Option<Vec<Uuid>>,
     /// Backing store (default: a sparse file in the data dir).
     pub backing: Option<BackingSpec>,
+    /// Read-only from the start (default false; a vds extension, see [`Lun::read_only`]).
+    ///
+    /// [`Lun::read_only`]: vds_model::Lun::read_only
+    pub read_only: Option<bool>,
 }
 
 /// Every management operation (INTERFACE.md "Endpoints").
@@ -151,7 +155,8 @@ pub enum Command {
         /// LUN id.
         id: Uuid,
     },
-    /// `PATCH /v1/luns/{id}`: friendly name and/or unmasking list (`IVdsLun::SetMask`).
+    /// `PATCH /v1/luns/{id}`: friendly name, unmasking list (`IVdsLun::SetMask`) and/or the
+    /// read-only extension (published to the data path before the call returns).
     PatchLun {
         /// LUN id.
         id: Uuid,
@@ -159,6 +164,8 @@ pub enum Command {
         friendly_name: Option<String>,
         /// New unmasking list (replaces the old one).
         unmasking_list: Option<String>,
+        /// Make the LUN read-only (`true`) or writable again (`false`).
+        read_only: Option<bool>,
     },
     /// `POST /v1/luns/{id}/status` (`IVdsLun::SetStatus`, SEMANTICS.md §3).
     SetLunStatus {

@@ -301,7 +301,7 @@ impl Inner {
             state,
             pr_state,
             events: self.hooks.clone(),
-            write_protected: false,
+            write_protected: lun.read_only,
         }));
         // EXTENDED COPY finds its source and destination LUs by NAA designator.
         vds_scsi::register_lu(&lu);
@@ -786,6 +786,7 @@ pub(crate) fn new_lun_model(
         transition_state: TransitionState::Stable,
         rebuild_priority: 0,
         thin,
+        read_only: false,
         targets: lun_numbers.iter().map(|(t, _)| *t).collect(),
         lun_numbers,
         plexes: vec![LunPlex {

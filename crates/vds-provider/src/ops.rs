@@ -217,7 +217,8 @@ impl Provider {
                 id,
                 friendly_name,
                 unmasking_list,
-            } => self.patch_lun(id, friendly_name, unmasking_list),
+                read_only,
+            } => self.patch_lun(id, friendly_name, unmasking_list, read_only),
             Command::SetLunStatus { id, status } => self.set_lun_status(id, status),
             Command::ExtendLun { id, bytes } => self.resize_lun(id, bytes, true),
             Command::ShrinkLun { id, bytes } => self.resize_lun(id, bytes, false),
@@ -904,7 +905,7 @@ impl Provider {
         let mut slot_ids = vec![id];
         slot_ids.extend(&targets);
         let slots = inner.claim(st, &slot_ids);
-        let model = new_lun_model(
+        let mut model = new_lun_model(
             id,
             a.subsystem,
             drive,
@@ -924,6 +925,7 @@ impl Provider {
             },
             backing.filters.clone(),
         );
+        model.read_only = a.read_only.unwrap_or(false);
         drop(g);
         self.spawn_job(
             AsyncOutputType::CreateLun,
@@ -1020,6 +1022,7 @@ impl Provider {
         id: Uuid,
         friendly_name: Option<String>,
         unmasking_list: Option<String>,
+        read_only: Option<bool>,
     ) -> Result<Outcome, VdsError> {
         let inner = &self.inner;
         let mut g = inner.state.lock();
@@ -1051,11 +1054,59 @@ impl Provider {
         if let Some(m) = &mask {
             rec.lun.unmasking_list = m.clone();
         }
+        if let Some(ro) = read_only {
+            rec.lun.read_only = ro;
+        }
         let old = st.luns[&id].rec.lun.clone();
         if rec.lun == old {
             return Ok(Outcome::Lun(Box::new(old)));
         }
-        st.store.write(|tx| tx.put_lun(&rec)).map_err(store_err)?;
+        let lu = st.luns[&id].lu.clone();
+        // Keep the store and the data path from ever disagreeing in the unsafe direction: a
+        // LUN becoming read-only is protected on the wire before the change is stored (waiting
+        // for the writes in flight, without the provider lock; the slot keeps other calls off
+        // this LUN meanwhile), one becoming writable is stored first.
+        let mut slots = None;
+        if rec.lun.read_only && !old.read_only {
+            slots = Some(inner.claim(st, &[id]));
+            drop(g);
+            lu.set_write_protected(true);
+            g = inner.state.lock();
+        }
+        let st = &mut *g;
+        // While the lock was let go another LUN may have taken the new name.
+        let taken = st
+            .lun_names
+            .get(&rec.lun.friendly_name)
+            .filter(|o| **o != id)
+            .map(|other| {
+                VdsError::new(
+                    Hresult::VDS_E_OBJECT_EXISTS,
+                    format!(
+                        "friendly_name: LUN {other} is already called {:?}",
+                        rec.lun.friendly_name
+                    ),
+                )
+            });
+        let stored = match taken {
+            Some(e) => Err(e),
+            None => st.store.write(|tx| tx.put_lun(&rec)).map_err(store_err),
+        };
+        if let Err(e) = stored {
+            if rec.lun.read_only && !old.read_only {
+                lu.set_write_protected(false);
+            }
+            if let Some(s) = slots {
+                s.release(st);
+            }
+            return Err(e);
+        }
+        if !rec.lun.read_only && old.read_only {
+            lu.set_write_protected(false);
+        }
+        if let Some(s) = slots {
+            s.release(st);
+        }
         st.lun_names.remove(&old.friendly_name);
         st.lun_names.insert(rec.lun.friendly_name.clone(), id);
         let lun = rec.lun.clone();

@@ -25,13 +25,17 @@ use vds_model::{
 };
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The store's file name inside the data dir.
 pub const STORE_FILE: &str = "vds.sqlite";
 
 /// Migration `i` takes the schema from version `i` to `i + 1` (version 0 = empty file).
-const MIGRATIONS: &[&str] = &[r#"
+/// Every step runs in the one transaction that also records the new version, so a store is
+/// either upgraded completely or left as it was.
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1: the original layout.
+    r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE subsystems (
     id TEXT PRIMARY KEY, friendly_name TEXT NOT NULL, identification TEXT NOT NULL,
@@ -84,7 +88,13 @@ CREATE TABLE portals (
     id TEXT PRIMARY KEY, seq INTEGER NOT NULL, subsystem TEXT NOT NULL, address TEXT NOT NULL,
     port INTEGER NOT NULL, status INTEGER NOT NULL, UNIQUE (address, port));
 CREATE TABLE tombstones (id TEXT PRIMARY KEY, kind TEXT NOT NULL);
-"#];
+"#,
+    // 1 -> 2: read-only LUNs. The column is last (`put_lun` inserts by position) and existing
+    // LUNs stay writable.
+    r#"
+ALTER TABLE luns ADD COLUMN read_only INTEGER NOT NULL DEFAULT 0;
+"#,
+];
 
 /// Why the store could not do something.
 #[derive(Debug, thiserror::Error)]
@@ -558,7 +568,8 @@ impl Store {
         let mut st = c.prepare(
             "SELECT id, subsystem, drive, friendly_name, identification, size_bytes, unmasking_list,
                     flags, type, status, health, transition_state, rebuild_priority, thin,
-                    backing_kind, backing_path, block_size, backing_dev, backing_ino, owns_file
+                    backing_kind, backing_path, block_size, backing_dev, backing_ino, owns_file,
+                    read_only
              FROM luns ORDER BY seq",
         )?;
         let mut rows = st.query([])?;
@@ -588,6 +599,7 @@ impl Store {
                     )?,
                     rebuild_priority: r.get(12)?,
                     thin: r.get(13)?,
+                    read_only: r.get(20)?,
                     targets: lun_numbers.iter().map(|(t, _)| *t).collect(),
                     lun_numbers,
                     plexes: plexes.remove(&id).unwrap_or_default(),
@@ -809,7 +821,7 @@ impl Tx<'_> {
         self.tx
             .prepare_cached(
                 "INSERT OR REPLACE INTO luns VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,
-                 ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+                 ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
             )?
             .execute(params![
                 id,
@@ -832,7 +844,8 @@ impl Tx<'_> {
                 l.block_size as i64,
                 rec.identity.map(|(d, _)| d as i64),
                 rec.identity.map(|(_, i)| i as i64),
-                rec.owns_file
+                rec.owns_file,
+                l.read_only
             ])?;
         self.tx
             .prepare_cached("DELETE FROM lun_plexes WHERE lun = ?1")?

@@ -22,6 +22,7 @@ fn sample_lun(sub: Uuid, drive: Uuid, target: Uuid) -> LunRecord {
             transition_state: TransitionState::Stable,
             rebuild_priority: 0,
             thin: true,
+            read_only: true,
             targets: vec![target],
             lun_numbers: vec![(target, 3)],
             plexes: vec![LunPlex {
@@ -206,6 +207,51 @@ fn newer_schema_is_refused_precisely() {
     ));
     assert_eq!(e.hresult(), Hresult::VDS_E_BAD_REVISION_NUMBER);
     assert!(e.to_string().contains("99"));
+}
+
+#[test]
+fn a_version_1_store_upgrades_and_its_luns_stay_writable() {
+    let dir = tempfile::tempdir().unwrap();
+    let lun_id = Uuid::new_v4();
+    {
+        // A store as a version-1 vdsd left it: the first migration only, one LUN row in the
+        // 21-column layout of version 1.
+        let c = Connection::open(dir.path().join(STORE_FILE)).unwrap();
+        c.execute_batch(MIGRATIONS[0]).unwrap();
+        c.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER NOT NULL);
+             INSERT INTO schema_version (version) VALUES (1);",
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO luns VALUES (?1, 1, ?2, ?3, 'old', 'naa.6001', 1048576, '*', 0, 1, 1, 1,
+             1, 0, 1, 'memory', NULL, 512, NULL, NULL, 0)",
+            params![
+                lun_id.to_string(),
+                Uuid::new_v4().to_string(),
+                Uuid::new_v4().to_string()
+            ],
+        )
+        .unwrap();
+    }
+    let mut s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.schema_version().unwrap(), 2);
+    let snap = s.load().unwrap();
+    assert_eq!(snap.luns.len(), 1);
+    let mut rec = snap.luns[0].clone();
+    assert_eq!(rec.lun.id, lun_id);
+    assert_eq!(rec.lun.friendly_name, "old");
+    assert!(
+        !rec.lun.read_only,
+        "a LUN from before read-only LUNs is writable"
+    );
+    // The new column is written and read back, and survives a reopen.
+    rec.lun.read_only = true;
+    s.write(|tx| tx.put_lun(&rec)).unwrap();
+    drop(s);
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.schema_version().unwrap(), 2);
+    assert!(s.load().unwrap().luns[0].lun.read_only);
 }
 
 #[test]

@@ -5,6 +5,7 @@
 mod aptpl;
 mod leftovers;
 mod model;
+mod read_only;
 mod rules;
 
 use std::collections::HashMap;
@@ -190,6 +191,7 @@ impl Fixture {
             drive: None,
             unmasking_list: None,
             targets: None,
+            read_only: None,
             backing: None,
         };
         f(&mut a);

@@ -145,6 +145,7 @@ impl World {
                     drive: None,
                     unmasking_list: None,
                     targets: None,
+                    read_only: None,
                     backing: None,
                 }));
                 assert_eq!(code(&r), expect, "{op:?}: {r:?}");
@@ -211,6 +212,7 @@ impl World {
                     id,
                     friendly_name: None,
                     unmasking_list: Some(given.into()),
+                    read_only: None,
                 });
                 assert_eq!(code(&r), expect, "{op:?}: {r:?}");
                 if r.is_ok() {
@@ -231,6 +233,7 @@ impl World {
                     id,
                     friendly_name: Some(name.clone()),
                     unmasking_list: None,
+                    read_only: None,
                 });
                 assert_eq!(code(&r), expect, "{op:?}: {r:?}");
                 if r.is_ok() {

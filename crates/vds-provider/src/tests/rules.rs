@@ -183,6 +183,7 @@ fn busy_while_a_slow_flush_holds_the_lun_and_reads_still_work() {
             id,
             friendly_name: Some("x".into()),
             unmasking_list: None,
+            read_only: None,
         },
         Command::SetLunFaults {
             id,
@@ -533,6 +534,7 @@ fn store_changed_by_another_process_corrupts_the_cache() {
         id,
         friendly_name: Some("mine".into()),
         unmasking_list: None,
+        read_only: None,
     });
     f.lun(id);
 }
@@ -717,6 +719,7 @@ fn bad_lun_create_arguments_name_the_field_and_change_nothing() {
         drive: None,
         unmasking_list: None,
         targets: None,
+        read_only: None,
         backing: None,
     };
     type Edit = Box<dyn Fn(&mut crate::CreateLunArgs)>;
@@ -902,6 +905,7 @@ fn lun_create_on_memory_and_existing_file_zeroes_reused_storage() {
         drive: None,
         unmasking_list: None,
         targets: None,
+        read_only: None,
         backing: Some(BackingSpec {
             kind: BackingKind::File,
             path: Some(path.display().to_string()),
@@ -1208,12 +1212,14 @@ fn patch_lun_mask_and_name() {
         id,
         friendly_name: None,
         unmasking_list: None,
+        read_only: None,
     });
     assert!(drain(&mut rx).is_empty());
     f.ok(Command::PatchLun {
         id,
         friendly_name: None,
         unmasking_list: Some("iqn.2001-04.com.a;iqn.2001-04.com.b".into()),
+        read_only: None,
     });
     assert_eq!(
         drain(&mut rx),
@@ -1227,6 +1233,7 @@ fn patch_lun_mask_and_name() {
         id,
         friendly_name: None,
         unmasking_list: Some(String::new()),
+        read_only: None,
     });
     assert_eq!(
         f.plane.last().targets[0].luns.entries[0].mask,
@@ -1236,7 +1243,8 @@ fn patch_lun_mask_and_name() {
         f.code(Command::PatchLun {
             id,
             friendly_name: None,
-            unmasking_list: Some(";".into())
+            unmasking_list: Some(";".into()),
+            read_only: None,
         }),
         Hresult::E_INVALIDARG
     );
@@ -1244,6 +1252,7 @@ fn patch_lun_mask_and_name() {
         id,
         friendly_name: Some("renamed".into()),
         unmasking_list: None,
+        read_only: None,
     });
     assert_eq!(f.lun(id).friendly_name, "renamed");
 }
