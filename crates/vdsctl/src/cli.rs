@@ -148,6 +148,13 @@ pub enum LunVerb {
     SetTargets { lun: String, targets: Vec<String> },
     /// Change the friendly name.
     Rename { lun: String, name: String },
+    /// Make the LUN read-only (true) or writable (false); hosts see the change on their next
+    /// command. A vds extension.
+    SetReadOnly {
+        lun: String,
+        #[arg(action = clap::ArgAction::Set, value_parser = clap::value_parser!(bool))]
+        read_only: bool,
+    },
     /// Replace the fault filters (no options: remove them all). Needs --enable-fault-injection.
     SetFaults(SetFaults),
 }
@@ -190,6 +197,9 @@ pub struct LunCreate {
     /// A fault filter as JSON, e.g. '{"delay":{"flush_ms":3000}}' (repeatable).
     #[arg(long = "fault")]
     pub faults: Vec<String>,
+    /// Create it read-only: hosts may read it, every write fails (a vds extension).
+    #[arg(long)]
+    pub read_only: bool,
 }
 
 #[derive(Debug, Args)]

@@ -156,6 +156,9 @@ pub fn lun_create_body(
         }
         body.insert("backing".into(), Value::Object(b));
     }
+    if c.read_only {
+        body.insert("read_only".into(), json!(true));
+    }
     Ok(Value::Object(body))
 }
 
@@ -505,6 +508,11 @@ impl Ctx {
                 let body = json!({"friendly_name": name});
                 self.show_reply(&self.send("PATCH", &format!("/v1/luns/{id}"), Some(body))?)
             }
+            LunVerb::SetReadOnly { lun, read_only } => {
+                let id = self.lun_id(&lun)?;
+                let body = json!({"read_only": read_only});
+                self.show_reply(&self.send("PATCH", &format!("/v1/luns/{id}"), Some(body))?)
+            }
             LunVerb::SetTargets { lun, targets } => {
                 let id = self.lun_id(&lun)?;
                 let ids = targets
@@ -797,13 +805,15 @@ mod tests {
             "/tmp/x",
             "--fault",
             r#"{"delay":{"flush_ms":5}}"#,
+            "--read-only",
         ]);
         assert_eq!(
             lun_create_body(&c, Some("d".into()), vec!["t".into()]).unwrap(),
             json!({"size_bytes": 10u64 << 20, "friendly_name": "db", "type": "simple",
                    "thin": false, "drive": "d", "unmasking_list": "*", "targets": ["t"],
                    "backing": {"kind": "file", "path": "/tmp/x",
-                               "filters": [{"delay": {"flush_ms": 5}}]}})
+                               "filters": [{"delay": {"flush_ms": 5}}]},
+                   "read_only": true})
         );
         let c = create(&["--size", "1", "--fault", "{nope"]);
         assert_eq!(

@@ -525,3 +525,63 @@ fn every_remaining_verb_runs() {
     ok(api, &["target", "delete", "t3"]);
     ok(api, &["portal", "delete", "127.0.0.1:42088"]);
 }
+
+#[test]
+fn read_only_luns_are_created_and_switched() {
+    let s = server();
+    let api = s.url.as_str();
+    let l: Value = serde_json::from_str(&ok(
+        api,
+        &[
+            "--json",
+            "lun",
+            "create",
+            "--size",
+            "1M",
+            "--name",
+            "ro",
+            "--backing",
+            "memory",
+            "--read-only",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(l["read_only"], true);
+    // The human block shows it.
+    assert!(
+        ok(api, &["lun", "show", "ro"])
+            .lines()
+            .any(|l| l.starts_with("read_only:") && l.ends_with("true")),
+        "read_only line"
+    );
+    let l: Value =
+        serde_json::from_str(&ok(api, &["--json", "lun", "set-read-only", "ro", "false"])).unwrap();
+    assert_eq!(l["read_only"], false);
+    let l: Value = serde_json::from_str(&ok(api, &["--json", "lun", "show", "ro"])).unwrap();
+    assert_eq!(l["read_only"], false);
+    ok(api, &["lun", "set-read-only", "ro", "true"]);
+    let l: Value = serde_json::from_str(&ok(api, &["--json", "lun", "show", "ro"])).unwrap();
+    assert_eq!(l["read_only"], true);
+    // Without --read-only a LUN is writable.
+    let l: Value = serde_json::from_str(&ok(
+        api,
+        &["--json", "lun", "create", "--size", "1M", "--name", "rw"],
+    ))
+    .unwrap();
+    assert_eq!(l["read_only"], false);
+    // Only true or false; an unknown LUN is the provider's answer.
+    for bad in [
+        &["lun", "set-read-only", "ro", "maybe"][..],
+        &["lun", "set-read-only", "ro"],
+    ] {
+        let o = vdsctl(api, bad);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", stderr(&o));
+    }
+    assert_eq!(
+        provider_error(
+            api,
+            &["lun", "set-read-only", &Uuid::new_v4().to_string(), "true"]
+        ),
+        "VDS_E_OBJECT_NOT_FOUND"
+    );
+}
