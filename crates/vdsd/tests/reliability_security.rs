@@ -483,3 +483,57 @@ fn api_off_loopback_needs_a_token_and_files_are_private_under_umask_0() {
     }
     assert!(files >= 3, "store and LUN files expected, found {files}");
 }
+
+/// A tripwire over the sources: no log or print statement mentions a secret (the secrets
+/// themselves are `vds_model` types whose `Debug` and `Display` redact them; this keeps
+/// anyone from logging the raw bytes next to them). Multi-line statements are joined first.
+#[test]
+fn no_log_statement_in_the_sources_mentions_a_secret() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let macros = [
+        "tracing::",
+        "info!(",
+        "debug!(",
+        "warn!(",
+        "error!(",
+        "trace!(",
+        "println!(",
+        "eprintln!(",
+    ];
+    let mut dirs: Vec<std::path::PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("src"))
+        .filter(|p| p.is_dir())
+        .collect();
+    let mut found = Vec::new();
+    let mut files = 0;
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+                continue;
+            }
+            if p.extension().is_none_or(|x| x != "rs") {
+                continue;
+            }
+            files += 1;
+            let text = std::fs::read_to_string(&p).unwrap();
+            // Statements: split at ';' so a macro call spread over lines is seen whole.
+            for stmt in text.split(';') {
+                let flat = stmt.split_whitespace().collect::<Vec<_>>().join(" ");
+                if macros.iter().any(|m| flat.contains(m)) && flat.to_lowercase().contains("secret")
+                {
+                    found.push(format!("{}: {}", p.display(), &flat[..flat.len().min(160)]));
+                }
+            }
+        }
+    }
+    assert!(files > 50, "sources not found under {}", root.display());
+    assert!(
+        found.is_empty(),
+        "log statements mentioning secrets:\n{}",
+        found.join("\n")
+    );
+}
