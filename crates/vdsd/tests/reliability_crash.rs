@@ -12,7 +12,7 @@
 //!   either the one with every acknowledged change, or that plus the change in flight at the
 //!   kill, and nothing is half-made (no LUN without its storage, no storage without its LUN).
 //!
-//! Rounds are bounded (VDS_CRASH_ROUNDS, default 8 per test) and seeded (VDS_RELIABILITY_SEED).
+//! Rounds are bounded (VDS_CRASH_ROUNDS, default 10 per test) and seeded (VDS_RELIABILITY_SEED).
 //! Ports: API 47100-47101, portals 47000-47001.
 
 mod reliability_common;
@@ -30,7 +30,7 @@ fn rounds() -> usize {
     std::env::var("VDS_CRASH_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(8)
+        .unwrap_or(10)
 }
 
 const BS: usize = 512;
