@@ -191,6 +191,7 @@ pub fn router_with_metrics(
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .with_state(state);
+    r = r.layer(middleware::from_fn(read_whole_body));
     if let Auth::Bearer(token) = cfg.auth {
         r = r.layer(middleware::from_fn_with_state(
             Arc::new(token),
@@ -198,6 +199,38 @@ pub fn router_with_metrics(
         ));
     }
     r.layer(middleware::from_fn_with_state(metrics, metrics::track))
+}
+
+/// Reads a body of known, acceptable length off the connection before the handler runs.
+/// Handlers that take no body (refresh, reenumerate, recover, job wait, ...) would otherwise
+/// leave one unread when the client sends it after the headers; hyper then closes the
+/// keep-alive connection right after the answer, and a client that has already sent its next
+/// request on it gets EOF instead of an answer. Oversized and chunked bodies go through as they
+/// are (the extractors judge them).
+async fn read_whole_body(req: Request, next: Next) -> Response {
+    let limit = req
+        .extensions()
+        .get::<limits::BodyLimit>()
+        .map_or(extract::BODY_LIMIT, |l| l.0);
+    let len = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match len {
+        Some(n) if n > 0 && n <= limit as u64 => {
+            let (parts, body) = req.into_parts();
+            match axum::body::to_bytes(body, limit).await {
+                Ok(bytes) => {
+                    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                        .await
+                }
+                Err(e) => ApiError::invalid_arg(format!("request body: could not be read ({e})"))
+                    .into_response(),
+            }
+        }
+        _ => next.run(req).await,
+    }
 }
 
 /// `router` with `limits` applied to every request: the body limit, and the request rate
