@@ -226,6 +226,19 @@ impl Inner {
     /// `luns`, their backing files (a `stat` each). LUNs whose slot is held are skipped (their
     /// own operation is changing them).
     pub fn detect(&self, st: &mut State, luns: &[Uuid]) {
+        // A LU that switched itself to FAILED (an I/O error) is recorded before anything is
+        // answered about it: the hook thread may not have run yet, and no answer may lag what
+        // an initiator has already been told (MEDIUM ERROR, then 02/04/03), nor may SetStatus
+        // treat such a LUN as working (§2 step 7).
+        for id in luns {
+            let Some(e) = st.luns.get(id) else { continue };
+            if !st.busy.contains(id)
+                && e.rec.lun.status != LunStatus::Failed
+                && e.lu.state() == LuState::Failed
+            {
+                self.record_failed(st, *id, "the logical unit reported a backing-store failure");
+            }
+        }
         if st.corrupt.is_some() {
             return;
         }
@@ -246,6 +259,31 @@ impl Inner {
                 return;
             }
         }
+    }
+
+    /// Records that a LUN's LU switched itself to FAILED after a backing-store I/O error
+    /// (SEMANTICS.md §5): status and health FAILED, persisted, one MODIFY event. Called by the
+    /// hook thread and by [`Inner::detect`], whichever sees it first; a report the LU has since
+    /// left FAILED behind (Refresh brought it back) is stale and ignored.
+    pub fn record_failed(&self, st: &mut State, id: Uuid, why: &str) {
+        let Some(e) = st.luns.get(&id) else { return };
+        if e.rec.lun.status == LunStatus::Failed && e.rec.lun.health == Health::Failed {
+            return;
+        }
+        if e.lu.state() != LuState::Failed {
+            return;
+        }
+        tracing::warn!(lun = %id, error = %why, "backing store failed an I/O; LUN FAILED");
+        let mut rec = e.rec.clone();
+        rec.lun.status = LunStatus::Failed;
+        rec.lun.health = Health::Failed;
+        if let Err(err) = st.store.write(|tx| tx.put_lun(&rec)) {
+            tracing::error!(lun = %id, error = %err, "cannot persist FAILED status");
+        }
+        if let Some(e) = st.luns.get_mut(&id) {
+            e.rec = rec;
+        }
+        self.emit(ObjectKind::Lun, EventKind::Modify, id);
     }
 
     /// Steps 1-3 of SEMANTICS.md §2 for the object a call is made on.
@@ -893,23 +931,7 @@ fn hook_loop(inner: Weak<Inner>, rx: std::sync::mpsc::Receiver<HookMsg>) {
         let mut g = inner.state.lock();
         let st = &mut *g;
         match msg {
-            HookMsg::Failed(id, why) => {
-                let Some(e) = st.luns.get(&id) else { continue };
-                if e.rec.lun.status == LunStatus::Failed && e.rec.lun.health == Health::Failed {
-                    continue;
-                }
-                tracing::warn!(lun = %id, error = %why, "backing store failed an I/O; LUN FAILED");
-                let mut rec = e.rec.clone();
-                rec.lun.status = LunStatus::Failed;
-                rec.lun.health = Health::Failed;
-                if let Err(err) = st.store.write(|tx| tx.put_lun(&rec)) {
-                    tracing::error!(lun = %id, error = %err, "cannot persist FAILED status");
-                }
-                if let Some(e) = st.luns.get_mut(&id) {
-                    e.rec = rec;
-                }
-                inner.emit(ObjectKind::Lun, EventKind::Modify, id);
-            }
+            HookMsg::Failed(id, why) => inner.record_failed(st, id, &why),
             HookMsg::Reservations(id, blob, done) => {
                 if st.luns.contains_key(&id) {
                     if let Err(err) = st.store.write(|tx| tx.set_pr_state(id, &blob)) {

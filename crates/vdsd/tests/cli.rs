@@ -180,9 +180,7 @@ fn vdsctl_create_extend_and_faults_reach_the_initiator() {
     assert_eq!(code(&o), 0, "{}", text(&o));
     assert_sense(&read(&mut a, number, 0, 1), (3, 0x11, 0), "read error");
     let id = lun["id"].as_str().expect("id");
-    d.wait_until(&format!("/v1/luns/{id}"), "FAILED", |v| {
-        v["status"] == "failed"
-    });
+    assert_eq!(d.lun(id)["status"], "failed");
     let o = d.vdsctl(&["lun", "set-status", "scratch", "online"]);
     assert_cli_error(&o, "VDS_E_OBJECT_STATUS_FAILED", "0x80042431");
     let o = d.vdsctl(&["lun", "set-faults", "scratch"]);

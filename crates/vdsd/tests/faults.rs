@@ -22,10 +22,15 @@ fn set_faults(d: &Daemon, lun: &str, filters: serde_json::Value) {
     );
 }
 
-fn wait_failed(d: &Daemon, lun: &str) -> serde_json::Value {
-    d.wait_until(&format!("/v1/luns/{lun}"), "LUN FAILED", |v| {
-        v["status"] == "failed"
-    })
+/// The LUN is FAILED the moment an initiator has been told MEDIUM ERROR: no answer of the API
+/// lags the wire (the provider records the LU's own report before answering).
+fn assert_failed_now(d: &Daemon, lun: &str) {
+    let v = d.lun(lun);
+    assert_eq!(
+        (&v["status"], &v["health"]),
+        (&json!("failed"), &json!("failed")),
+        "right after the MEDIUM ERROR: {v}"
+    );
 }
 
 /// §5 row 1 (read) and row 2: READ gets 03/11/00, the LUN becomes FAILED (health FAILED, one
@@ -55,8 +60,7 @@ fn read_error_fails_the_lun_and_refresh_brings_it_back_offline() {
         (3, 0x11, 0),
         "READ with a failing store",
     );
-    let v = wait_failed(&d, &lun);
-    assert_eq!(v["health"], "failed", "{v}");
+    assert_failed_now(&d, &lun);
     for (ini, who) in [(&mut a, "a"), (&mut b, "b")] {
         assert_sense(&tur(ini, 0), (2, 4, 3), &format!("TUR {who}"));
         assert_sense(&read(ini, 0, 0, 1), (2, 4, 3), &format!("READ {who}"));
@@ -135,8 +139,14 @@ fn write_error_is_medium_error_and_fails_the_lun() {
     assert_good(&write_fua(&mut a, 0, 1, &blk), "write 1");
     assert_good(&write_fua(&mut a, 0, 2, &blk), "write 2");
     assert_sense(&write_fua(&mut a, 0, 3, &blk), (3, 0x0c, 0), "write 3");
-    let v = wait_failed(&d, &lun);
-    assert_eq!(v["health"], "failed");
+    // SetStatus right after the MEDIUM ERROR already refuses (§2 step 7).
+    assert_error(
+        &d.set_lun_status(&lun, json!("not_ready")),
+        409,
+        "0x80042431",
+        "VDS_E_OBJECT_STATUS_FAILED",
+    );
+    assert_failed_now(&d, &lun);
     assert_sense(&read(&mut a, 0, 1, 1), (2, 4, 3), "READ after the failure");
     assert_error(
         &d.set_lun_status(&lun, json!("offline")),

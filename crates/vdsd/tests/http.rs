@@ -266,3 +266,61 @@ fn http_provider_openapi_and_metrics() {
         "{m}"
     );
 }
+
+/// Reads one HTTP/1.1 response (headers, then a Content-Length body) from `s`.
+fn read_response(s: &mut std::net::TcpStream) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).to_string();
+    let len = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body)?;
+    Ok(head + &String::from_utf8_lossy(&body))
+}
+
+/// A keep-alive client that sends a body after the headers to an endpoint that takes none
+/// (refresh, reenumerate) gets its answer and can send the next request on the same connection.
+/// (The body used to be left unread: the server closed the connection after answering, and the
+/// next request met EOF; ureq, vdsctl-like clients and proxies hit it at random.)
+#[test]
+fn http_keep_alive_survives_a_late_body_on_a_bodyless_endpoint() {
+    use std::io::Write;
+    let d = Daemon::start(89, Opts::default());
+    let mut s = std::net::TcpStream::connect(d.api).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    for (i, path) in [
+        "/v1/provider/refresh",
+        "/v1/provider/reenumerate",
+        "/v1/provider/refresh",
+    ]
+    .iter()
+    .enumerate()
+    {
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n"
+        )
+        .expect("headers");
+        s.flush().expect("flush");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        s.write_all(b"{}").expect("body");
+        let r = read_response(&mut s)
+            .unwrap_or_else(|e| panic!("request {i} ({path}) on the kept-alive connection: {e}"));
+        assert!(r.starts_with("HTTP/1.1 200"), "request {i}: {r}");
+    }
+}

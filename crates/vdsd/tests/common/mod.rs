@@ -100,6 +100,21 @@ impl Daemon {
         self.dir.path().join("vdsd.log")
     }
 
+    /// Whether the daemon process still runs (for failure messages): its /proc state line.
+    pub fn process_state(&self) -> String {
+        let Some(pid) = self.child.as_ref().map(Child::id) else {
+            return "not started".into();
+        };
+        match std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            Ok(s) => s
+                .lines()
+                .find(|l| l.starts_with("State:"))
+                .map(|l| format!("pid {pid} {l}"))
+                .unwrap_or_default(),
+            Err(_) => format!("pid {pid} is gone"),
+        }
+    }
+
     /// The daemon's log so far (stderr), for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
@@ -231,7 +246,11 @@ impl Daemon {
         let resp = match res {
             Ok(r) => r,
             Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => panic!("{method} {path}: {e}\nlog:\n{}", self.log()),
+            Err(e) => panic!(
+                "{method} {path}: {e} (vdsd {})\nlog:\n{}",
+                self.process_state(),
+                self.log()
+            ),
         };
         let status = resp.status();
         let location = resp.header("location").map(str::to_string);
