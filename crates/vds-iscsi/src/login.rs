@@ -737,7 +737,7 @@ mod tests {
         let step = l.handle(
             &req(1, 3, true),
             b"HeaderDigest=CRC32C,None\0DataDigest=None\0InitialR2T=No\0ImmediateData=Yes\0\
-MaxBurstLength=16776192\0FirstBurstLength=262144\0MaxRecvDataSegmentLength=65536\0\
+MaxBurstLength=16776192\0FirstBurstLength=16776192\0MaxRecvDataSegmentLength=65536\0\
 MaxOutstandingR2T=4\0ErrorRecoveryLevel=2\0X-com.example=1\0DefaultTime2Wait=0\0",
             &mut e,
         );
@@ -748,7 +748,7 @@ MaxOutstandingR2T=4\0ErrorRecoveryLevel=2\0X-com.example=1\0DefaultTime2Wait=0\0
         assert_eq!(val(&k, "HeaderDigest"), Some("CRC32C"));
         assert_eq!(val(&k, "InitialR2T"), Some("No"));
         assert_eq!(val(&k, "MaxBurstLength"), Some("1048576"));
-        assert_eq!(val(&k, "FirstBurstLength"), Some("65536"));
+        assert_eq!(val(&k, "FirstBurstLength"), Some("262144"));
         assert_eq!(val(&k, "ErrorRecoveryLevel"), Some("0"));
         assert_eq!(val(&k, "X-com.example"), Some("NotUnderstood"));
         assert_eq!(val(&k, "DefaultTime2Wait"), Some("2"));

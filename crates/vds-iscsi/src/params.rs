@@ -29,7 +29,8 @@ impl Default for TargetLimits {
         TargetLimits {
             max_recv_data_segment_length: 262_144,
             max_burst_length: 1 << 20,
-            first_burst_length: 65_536,
+            // A 128 or 256 KiB write goes as immediate data in one PDU (no R2T round trip).
+            first_burst_length: 262_144,
             max_outstanding_r2t: 16,
             initial_r2t: false,
             immediate_data: true,
