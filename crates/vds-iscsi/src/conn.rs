@@ -204,6 +204,23 @@ pub struct Connection {
     /// Logout in progress: (ITT, response, tasks it waits for).
     logout: Option<(u32, u8, Vec<u32>)>,
     closed: bool,
+    /// Data-Out buffers of executed commands, reused by later writes (see `recycle`).
+    spare_bufs: Vec<Vec<u8>>,
+    spare_bytes: usize,
+}
+
+/// Data-Out buffer memory a connection keeps for reuse (8 writes of 256 KiB, 512 of 4 KiB).
+const SPARE_MAX_BYTES: usize = 2 << 20;
+const SPARE_MAX: usize = 64;
+
+/// What the CmdSN window says about a command.
+enum Admit {
+    /// Process it now.
+    Now,
+    /// It is ahead of ExpCmdSN: hold it until the gap fills.
+    Hold,
+    /// Outside the window: ignore it silently.
+    Ignore,
 }
 
 impl Connection {
@@ -227,6 +244,8 @@ impl Connection {
             tmfs: Vec::new(),
             logout: None,
             closed: false,
+            spare_bufs: Vec::new(),
+            spare_bytes: 0,
         }
     }
 
@@ -389,21 +408,24 @@ impl Connection {
     }
 
     /// Whether the command with `cmd_sn` is in the window; advances ExpCmdSN when it is next.
-    /// `Ok(true)`: process now; `Ok(false)`: held for later; `Err(())`: ignore silently.
-    fn admit(&mut self, pdu: &Pdu, immediate: bool, cmd_sn: u32) -> Result<bool, ()> {
+    fn admit(&mut self, immediate: bool, cmd_sn: u32) -> Admit {
         if immediate {
-            return Ok(true);
+            return Admit::Now;
         }
         let max = self.max_cmd_sn();
         if !(sn_le(self.exp_cmd_sn, cmd_sn) && sn_le(cmd_sn, max)) {
-            return Err(());
+            tracing::debug!(
+                cmd_sn,
+                exp = self.exp_cmd_sn,
+                "CmdSN outside window: ignored"
+            );
+            return Admit::Ignore;
         }
         if cmd_sn == self.exp_cmd_sn {
             self.exp_cmd_sn = self.exp_cmd_sn.wrapping_add(1);
-            Ok(true)
+            Admit::Now
         } else {
-            self.held.entry(cmd_sn).or_insert_with(|| pdu.clone());
-            Ok(false)
+            Admit::Hold
         }
     }
 
@@ -415,6 +437,71 @@ impl Connection {
         }
         self.dispatch(pdu, env);
         self.run_held(env);
+    }
+
+    /// [`Connection::handle_pdu`] for a PDU whose data segment the caller still holds (in its
+    /// receive buffer): Data-Out and in-order commands copy their data straight into the
+    /// command's buffer, so nothing is allocated per PDU on the write path.
+    pub fn handle_parts(
+        &mut self,
+        header: Header,
+        data: &[u8],
+        now: Instant,
+        env: &mut dyn ConnEnv,
+    ) {
+        self.last_rx = Some(now);
+        if self.closed {
+            return;
+        }
+        match header {
+            Header::DataOut(h) => self.data_out(h, data),
+            Header::ScsiCommand(h) if self.logout.is_none() => {
+                match self.admit(h.immediate, h.cmd_sn) {
+                    Admit::Now => self.scsi_command(h, data),
+                    Admit::Hold => {
+                        let sn = h.cmd_sn;
+                        self.held
+                            .entry(sn)
+                            .or_insert_with(|| Pdu::new(Header::ScsiCommand(h), data.to_vec()));
+                    }
+                    Admit::Ignore => {}
+                }
+            }
+            other => self.dispatch(Pdu::new(other, data.to_vec()), env),
+        }
+        self.run_held(env);
+    }
+
+    /// Give back the Data-Out buffer of an executed command; later writes reuse it.
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        let cap = buf.capacity();
+        if cap == 0
+            || self.spare_bytes + cap > SPARE_MAX_BYTES
+            || self.spare_bufs.len() >= SPARE_MAX
+        {
+            return;
+        }
+        self.spare_bytes += cap;
+        self.spare_bufs.push(buf);
+    }
+
+    /// A buffer of `len` bytes for a write's Data-Out. Its contents are whatever it held
+    /// before: every byte is overwritten by the Data-Out before the command runs (offsets are
+    /// checked to be contiguous and the command runs only once all `len` bytes came).
+    fn write_buf(&mut self, len: usize) -> Vec<u8> {
+        let mut b = match self.spare_bufs.pop() {
+            Some(b) => {
+                self.spare_bytes -= b.capacity();
+                b
+            }
+            None => Vec::new(),
+        };
+        if b.len() >= len {
+            b.truncate(len);
+        } else {
+            b.resize(len, 0);
+        }
+        b
     }
 
     /// Commands that were waiting for a gap in CmdSN, and CmdSNs already accounted for.
@@ -451,24 +538,20 @@ impl Connection {
             self.reject(reject::WAITING_FOR_LOGOUT, &h);
             return;
         }
-        match self.admit(&pdu, immediate, cmd_sn) {
-            Ok(true) => self.process(pdu, env),
-            Ok(false) => {}
-            Err(()) => {
-                tracing::debug!(
-                    cmd_sn,
-                    exp = self.exp_cmd_sn,
-                    "CmdSN outside window: ignored"
-                );
+        match self.admit(immediate, cmd_sn) {
+            Admit::Now => self.process(pdu, env),
+            Admit::Hold => {
+                self.held.entry(cmd_sn).or_insert(pdu);
             }
+            Admit::Ignore => {}
         }
     }
 
     fn process(&mut self, pdu: Pdu, env: &mut dyn ConnEnv) {
         let Pdu { header, data } = pdu;
         match header {
-            Header::ScsiCommand(h) => self.scsi_command(h, data),
-            Header::DataOut(h) => self.data_out(h, data),
+            Header::ScsiCommand(h) => self.scsi_command(h, &data),
+            Header::DataOut(h) => self.data_out(h, &data),
             Header::NopOut(h) => self.nop_out(h, data),
             Header::TaskMgmtRequest(h) => self.task_mgmt(h),
             Header::TextRequest(h) => self.text_request(h, data, env),
@@ -512,7 +595,7 @@ impl Connection {
         }
     }
 
-    fn scsi_command(&mut self, h: ScsiCommand, data: Vec<u8>) {
+    fn scsi_command(&mut self, h: ScsiCommand, data: &[u8]) {
         if self.params.session_type == SessionType::Discovery {
             let hh = Header::ScsiCommand(h);
             self.reject(reject::PROTOCOL_ERROR, &hh);
@@ -545,14 +628,11 @@ impl Connection {
             0
         };
         let write_len = if h.write { h.edtl } else { 0 };
-        // Immediate data that is the whole write becomes the command's buffer as it is.
         let buf = if write_len == 0 {
             Vec::new()
-        } else if data.len() == write_len as usize {
-            data
         } else {
-            let mut b = vec![0u8; write_len as usize];
-            b[..data.len()].copy_from_slice(&data);
+            let mut b = self.write_buf(write_len as usize);
+            b[..data.len()].copy_from_slice(data);
             b
         };
         let unsol_end = if h.final_ {
@@ -643,7 +723,7 @@ impl Connection {
         }
     }
 
-    fn data_out(&mut self, h: DataOut, data: Vec<u8>) {
+    fn data_out(&mut self, h: DataOut, data: &[u8]) {
         let itt = h.itt;
         let Some(t) = self.tasks.get_mut(&itt) else {
             // Data for a task that ended (aborted, ignored for CmdSN, rejected): discard.
@@ -691,7 +771,7 @@ impl Connection {
             return;
         }
         let start = off as usize;
-        t.buf[start..start + data.len()].copy_from_slice(&data);
+        t.buf[start..start + data.len()].copy_from_slice(data);
         t.received += len;
         t.r2ts.retain(|r| r.received < r.len);
         if t.received as usize >= t.buf.len() {

@@ -990,6 +990,20 @@ impl Pdu {
 
     /// Decode from a BHS and exactly the `bhs.wire_rest_len()` bytes that follow it.
     pub fn from_parts(bhs: &Bhs, rest: &[u8], digests: Digests) -> Result<Pdu, PduError> {
+        let (header, data) = Pdu::decode_parts(bhs, rest, digests)?;
+        Ok(Pdu {
+            header,
+            data: data.to_vec(),
+        })
+    }
+
+    /// [`Pdu::from_parts`] without copying the data segment: the header and the data as a
+    /// slice of `rest` (digests checked, padding stripped).
+    pub fn decode_parts<'a>(
+        bhs: &Bhs,
+        rest: &'a [u8],
+        digests: Digests,
+    ) -> Result<(Header, &'a [u8]), PduError> {
         let ahs_len = bhs.ahs_len();
         let hd = if digests.header { 4 } else { 0 };
         if rest.len() < ahs_len + hd {
@@ -1007,7 +1021,7 @@ impl Pdu {
         let header = Header::decode(bhs, ahs)?;
         let dlen = bhs.data_len() as usize;
         let data_part = &rest[ahs_len + hd..];
-        let mut data = Vec::new();
+        let mut data: &[u8] = &[];
         if dlen > 0 {
             let padded = dlen + pad_len(dlen);
             let dd = if digests.data { 4 } else { 0 };
@@ -1020,9 +1034,9 @@ impl Pdu {
                     return Err(PduError::DataDigest);
                 }
             }
-            data.extend_from_slice(&data_part[..dlen]);
+            data = &data_part[..dlen];
         }
-        Ok(Pdu { header, data })
+        Ok((header, data))
     }
 }
 
