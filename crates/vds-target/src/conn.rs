@@ -440,6 +440,8 @@ struct Completion {
     itt: u32,
     outcome: vds_scsi::ScsiOutcome,
     data: Vec<u8>,
+    /// The command's Data-Out buffer, for reuse.
+    data_out: Vec<u8>,
     write_residual: i64,
 }
 
@@ -546,6 +548,7 @@ impl Ffp<'_> {
                 (o, exec::write_residual(&map, &nexus, &cmd))
             });
             if !refused {
+                conn.recycle(cmd.data_out);
                 let back = conn.complete_owned(
                     cmd.itt,
                     outcome.status as u8,
@@ -568,6 +571,7 @@ impl Ffp<'_> {
                 itt: cmd.itt,
                 outcome,
                 data: buf,
+                data_out: cmd.data_out,
                 write_residual,
             });
         });
@@ -691,8 +695,10 @@ async fn full_feature(
                             break;
                         }
                     };
-                    match Pdu::from_parts(&bhs, rx.bytes(rest), digests) {
-                        Ok(pdu) => conn.handle_pdu(pdu, now, &mut env),
+                    // The data segment stays in the receive buffer until the engine copies it
+                    // where it belongs.
+                    match Pdu::decode_parts(&bhs, rx.bytes(rest), digests) {
+                        Ok((header, data)) => conn.handle_parts(header, data, now, &mut env),
                         Err(PduError::HeaderDigest) => {
                             // ERL 0: a header we cannot trust ends the connection.
                             tracing::info!("header digest error; dropping connection");
@@ -707,6 +713,7 @@ async fn full_feature(
             Input::Writable => {}
             Input::Done(c) => {
                 st.executing -= 1;
+                conn.recycle(c.data_out);
                 let back = conn.complete_owned(
                     c.itt,
                     c.outcome.status as u8,

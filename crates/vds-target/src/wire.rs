@@ -127,9 +127,9 @@ pub(crate) struct BufPool {
     bytes: usize,
 }
 
-/// Memory a connection keeps for reuse: a queue depth of 64 at 4 KiB, 8 at 128 KiB. Larger
+/// Memory a connection keeps for reuse: a queue depth of 64 at 4 KiB, 16 at 128 KiB. Larger
 /// or further buffers go back to the allocator, so idle sessions stay small.
-const POOL_MAX_BYTES: usize = 1 << 20;
+const POOL_MAX_BYTES: usize = 2 << 20;
 const POOL_MAX: usize = 64;
 
 impl BufPool {
