@@ -309,12 +309,20 @@ struct Effects {
     persist: bool,
 }
 
+/// Serialises PERSISTENT RESERVE OUT from the state change through its persisting: the APTPL
+/// blob is handed over after the reservation lock is dropped (the hand-over may wait for the
+/// store), so without this two commands could hand their blobs over in the opposite order of
+/// their changes and the older state would be the one kept. PR OUT is rare; one lock for all
+/// logical units is enough.
+static PERSIST_ORDER: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
 pub(crate) fn pr_out(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
     let sa = c.cdb.u8(1) & 0x1F;
     let scope = c.cdb.u8(2) >> 4;
     let rtype = c.cdb.u8(2) & 0x0F;
     let plen = c.cdb.be32(5) as usize;
     let p = &c.data_out[..plen.min(c.data_out.len())];
+    let _order = PERSIST_ORDER.lock();
     let mut res = lu.res.lock();
     if res.spc2.is_some_and(|h| h != c.nexus.id) {
         return Err(Fail::Conflict);
