@@ -23,8 +23,8 @@ mod file;
 mod filter;
 pub mod journal;
 mod memory;
-mod null;
 pub mod nowait;
+mod null;
 mod sys;
 
 pub use block::BlockStore;
