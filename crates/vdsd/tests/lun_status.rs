@@ -121,7 +121,21 @@ fn lun_offline_fences_media_access_on_every_nexus() {
     let ev = d.events();
     let (s, v) = d.set_lun_status(&lun, json!("offline"));
     assert_eq!((s, &v["status"]), (200, &json!("offline")), "{v}");
-    assert_eq!(count(&ev.drain(), &lun, MODIFY), 1, "exactly one MODIFY");
+    let evs = ev.drain();
+    assert_eq!(count(&evs, &lun, MODIFY), 1, "exactly one MODIFY: {evs:?}");
+    assert_eq!(evs.len(), 1, "and nothing else: {evs:?}");
+    // INTERFACE.md's event object.
+    let e = &evs[0];
+    assert_eq!(
+        (&e["object_type"], &e["event"]),
+        (&json!("lun"), &json!("modify")),
+        "{e}"
+    );
+    let time = e["time"].as_str().expect("time");
+    assert!(
+        time.len() >= 20 && time.as_bytes()[10] == b'T' && time.ends_with('Z'),
+        "RFC 3339 time: {time}"
+    );
     assert_eq!(d.lun(&lun)["status"], "offline");
     for (ini, who) in [(&mut a, "a"), (&mut b, "b")] {
         assert_sense(&tur(ini, 0), (2, 4, 0x12), &format!("TUR {who}"));
