@@ -133,8 +133,8 @@ impl Canvas {
     }
 }
 
-/// The chart of `rows` as PNG bytes.
-pub fn render(rows: &[Row]) -> Result<Vec<u8>> {
+/// The chart of `rows` as PNG bytes; `note` (machine, load) is printed under the title.
+pub fn render(rows: &[Row], note: &str) -> Result<Vec<u8>> {
     let w = LABEL_W + BAR_W + RIGHT_W + 20;
     let h = TOP + rows.len() * ROW_H + 20;
     let mut c = Canvas::new(w, h);
@@ -148,6 +148,7 @@ pub fn render(rows: &[Row]) -> Result<Vec<u8>> {
     c.text(36, 38, "tgt", INK);
     c.rect(100, 38, 20, 12, VDS);
     c.text(126, 38, "vds", INK);
+    c.text(200, 38, note, [90, 90, 90]);
     c.text(LABEL_W + BAR_W + 10, 38, "vds/tgt", INK);
     for (i, r) in rows.iter().enumerate() {
         let y = TOP + i * ROW_H;

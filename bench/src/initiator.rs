@@ -410,6 +410,8 @@ struct Slot {
     start: Instant,
     write: bool,
     len: u32,
+    /// Data-In bytes received so far (a read that completes with fewer counts as an error).
+    got: u32,
 }
 
 /// Write everything queued: gathers up to 64 PDUs into one vectored write.
@@ -516,6 +518,7 @@ pub async fn run(
             start: Instant::now(),
             write: false,
             len: 0,
+            got: 0,
         };
         qd
     ];
@@ -565,6 +568,7 @@ pub async fn run(
                 start: now,
                 write,
                 len: load.io_size,
+                got: 0,
             };
             outstanding += 1;
             if write {
@@ -624,6 +628,12 @@ pub async fn run(
             s.max_cmd_sn = max_cmd;
         }
         let itt = be32(&h, 16);
+        if op == OP_DATA_IN {
+            let slot = (itt & 0xffff) as usize;
+            if slot < qd && slots[slot].busy {
+                slots[slot].got = slots[slot].got.saturating_add(dsl as u32);
+            }
+        }
         let done_status: Option<(u8, u8)> = match op {
             OP_DATA_IN => {
                 if h[1] & 0x01 != 0 {
@@ -680,11 +690,14 @@ pub async fn run(
             let sl = slots[slot];
             slots[slot].busy = false;
             outstanding -= 1;
-            if response != 0 || status != 0 {
+            let short_read = !sl.write && sl.got != sl.len;
+            if response != 0 || status != 0 || short_read {
                 stats.errors += 1;
                 if stats.errors == 1 {
                     eprintln!(
-                        "vds-bench: command failed (response {response:#04x}, status {status:#04x}, sense {:02x?})",
+                        "vds-bench: command failed (response {response:#04x}, status {status:#04x}, {} of {} bytes read, sense {:02x?})",
+                        sl.got,
+                        if sl.write { 0 } else { sl.len },
                         &keep[..keep.len().min(20)]
                     );
                 }

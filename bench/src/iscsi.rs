@@ -483,7 +483,15 @@ pub fn run(opts: IscsiOpts) -> Result<()> {
     });
     let json_path = out_dir.join("results.json");
     std::fs::write(&json_path, serde_json::to_string_pretty(&results)?)?;
-    let png = crate::chart::render(&rows)?;
+    let note = format!(
+        "{} cpus, load avg {load}/{load_after}, {} rounds of {} s",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        opts.rounds,
+        opts.seconds
+    );
+    let png = crate::chart::render(&rows, &note)?;
     let png_path = out_dir.join("iscsi.png");
     std::fs::write(&png_path, &png)?;
     if let Some(c) = &opts.chart {

@@ -4,6 +4,7 @@
 //! - `vds-bench api-scale`: management API latency as the LUN count grows to 10,000 (issue 2),
 //!   see [`api_scale`].
 //! - `vds-bench load`: one workload against one running target (profiling aid).
+//! - `vds-bench rss`: peak RSS of vdsd with 64 sessions over 1,000 LUNs.
 
 mod api_scale;
 mod chart;
@@ -11,6 +12,7 @@ mod daemons;
 mod initiator;
 mod iscsi;
 mod procstat;
+mod rss;
 mod stats;
 
 use std::process::ExitCode;
@@ -37,6 +39,8 @@ enum Cmd {
     /// Drive one already-running target with the built-in initiator and print IOPS and
     /// latency (for profiling one side alone).
     Load(iscsi::LoadOpts),
+    /// Peak RSS of vdsd serving 64 sessions over 1,000 LUNs (must stay under 256 MiB).
+    Rss(rss::RssOpts),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +49,7 @@ fn main() -> ExitCode {
         Cmd::Iscsi(o) => iscsi::run(o),
         Cmd::ApiScale(o) => api_scale::run(o),
         Cmd::Load(o) => iscsi::run_load(o),
+        Cmd::Rss(o) => rss::run(o),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
