@@ -181,10 +181,35 @@ const ROUTES: &[&str] = &[
 ];
 
 const FIELDS: &[&str] = &[
-    "status", "size_bytes", "friendly_name", "name", "unmasking_list", "type", "thin",
-    "backing", "kind", "filters", "error", "delay", "ops", "after", "targets", "target",
-    "lun_number", "iscsi_name", "secret", "initiator_name", "portal", "address", "port",
-    "portal_group", "read_ms", "write_ms", "flush_ms", "rebuild_priority", "wait",
+    "status",
+    "size_bytes",
+    "friendly_name",
+    "name",
+    "unmasking_list",
+    "type",
+    "thin",
+    "backing",
+    "kind",
+    "filters",
+    "error",
+    "delay",
+    "ops",
+    "after",
+    "targets",
+    "target",
+    "lun_number",
+    "iscsi_name",
+    "secret",
+    "initiator_name",
+    "portal",
+    "address",
+    "port",
+    "portal_group",
+    "read_ms",
+    "write_ms",
+    "flush_ms",
+    "rebuild_priority",
+    "wait",
 ];
 
 fn json(u: &mut Unstructured<'_>, ids: &[String], depth: u8) -> Result<Value> {
@@ -195,14 +220,35 @@ fn json(u: &mut Unstructured<'_>, ids: &[String], depth: u8) -> Result<Value> {
         3 => Value::from(u.int_in_range(0..=6u64)?),
         4 => Value::from(u.arbitrary::<f64>()?),
         5 => Value::from(*u.choose(&[
-            "online", "offline", "not_ready", "failed", "unknown", "VDS_LS_OFFLINE", "*", "",
-            "file", "memory", "null", "block", "iqn.2026-01.fuzz:x", "127.0.0.1", "read",
-            "write", "flush", "simple", "1MiB", "secret-secret-1",
+            "online",
+            "offline",
+            "not_ready",
+            "failed",
+            "unknown",
+            "VDS_LS_OFFLINE",
+            "*",
+            "",
+            "file",
+            "memory",
+            "null",
+            "block",
+            "iqn.2026-01.fuzz:x",
+            "127.0.0.1",
+            "read",
+            "write",
+            "flush",
+            "simple",
+            "1MiB",
+            "secret-secret-1",
         ])?),
         6 if !ids.is_empty() => Value::from(u.choose(ids)?.clone()),
         7 if depth < 3 => {
             let n = u.int_in_range(0..=3)?;
-            Value::Array((0..n).map(|_| json(u, ids, depth + 1)).collect::<Result<_>>()?)
+            Value::Array(
+                (0..n)
+                    .map(|_| json(u, ids, depth + 1))
+                    .collect::<Result<_>>()?,
+            )
         }
         8 | 9 if depth < 3 => {
             let mut m = serde_json::Map::new();
@@ -238,16 +284,17 @@ fn segment(u: &mut Unstructured<'_>, ids: &[String]) -> Result<String> {
 
 fn run(u: &mut Unstructured<'_>, w: &mut World) -> Result<()> {
     for _ in 0..u.int_in_range(1..=6u8)? {
-        let method = u.choose(&[
-            Method::GET,
-            Method::POST,
-            Method::PUT,
-            Method::PATCH,
-            Method::DELETE,
-            Method::HEAD,
-            Method::OPTIONS,
-        ])?
-        .clone();
+        let method = u
+            .choose(&[
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+                Method::HEAD,
+                Method::OPTIONS,
+            ])?
+            .clone();
         let route = *u.choose(ROUTES)?;
         let mut uri = String::new();
         for (i, part) in route.split("{}").enumerate() {
@@ -288,7 +335,9 @@ fn run(u: &mut Unstructured<'_>, w: &mut World) -> Result<()> {
             assert!(
                 h.len() == 10
                     && h.starts_with("0x")
-                    && h[2..].bytes().all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(&c)),
+                    && h[2..]
+                        .bytes()
+                        .all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(&c)),
                 "bad hresult {h:?}"
             );
             assert!(e["name"].is_string() && e["message"].is_string(), "{v}");

@@ -29,7 +29,10 @@ impl ConnEnv for Env {
                 "iqn.2026-01.fuzz:t0".to_string(),
                 vec!["127.0.0.1:3260,1".to_string(), "[::1]:3260,2".to_string()],
             ),
-            ("iqn.2026-01.fuzz:t1".to_string(), vec!["127.0.0.1:3261,1".to_string()]),
+            (
+                "iqn.2026-01.fuzz:t1".to_string(),
+                vec!["127.0.0.1:3261,1".to_string()],
+            ),
         ];
         match query {
             "All" => all,
@@ -85,14 +88,22 @@ fn pdu(u: &mut Unstructured<'_>, cmd_sn: &mut u32, itt: &mut u32, exp: u32) -> R
                 cmd_sn: sn,
                 exp_stat_sn: exp,
                 cdb,
-                bidi_read_len: if u.ratio(1, 10)? { Some(u.arbitrary()?) } else { None },
+                bidi_read_len: if u.ratio(1, 10)? {
+                    Some(u.arbitrary()?)
+                } else {
+                    None
+                },
             })
         }
         2 => Header::DataOut(DataOut {
             final_: u.arbitrary()?,
             lun,
             itt: itt.wrapping_sub(u.int_in_range(0..=2)?),
-            ttt: if u.arbitrary()? { u32::MAX } else { u.int_in_range(0..=4)? },
+            ttt: if u.arbitrary()? {
+                u32::MAX
+            } else {
+                u.int_in_range(0..=4)?
+            },
             exp_stat_sn: exp,
             data_sn: u.int_in_range(0..=3)?,
             buffer_offset: u.int_in_range(0..=70_000)?,
@@ -103,7 +114,11 @@ fn pdu(u: &mut Unstructured<'_>, cmd_sn: &mut u32, itt: &mut u32, exp: u32) -> R
             cont: u.ratio(1, 4)?,
             lun: 0,
             itt: *itt,
-            ttt: if u.arbitrary()? { u32::MAX } else { u.int_in_range(0..=4)? },
+            ttt: if u.arbitrary()? {
+                u32::MAX
+            } else {
+                u.int_in_range(0..=4)?
+            },
             cmd_sn: sn,
             exp_stat_sn: exp,
         }),
@@ -111,7 +126,11 @@ fn pdu(u: &mut Unstructured<'_>, cmd_sn: &mut u32, itt: &mut u32, exp: u32) -> R
             immediate: u.arbitrary()?,
             lun,
             itt: if u.ratio(1, 4)? { u32::MAX } else { *itt },
-            ttt: if u.ratio(3, 4)? { u32::MAX } else { u.arbitrary()? },
+            ttt: if u.ratio(3, 4)? {
+                u32::MAX
+            } else {
+                u.arbitrary()?
+            },
             cmd_sn: sn,
             exp_stat_sn: exp,
         }),
@@ -255,8 +274,18 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
                     let lun = vds_scsi::decode_lun(c.lun.to_be_bytes());
                     let out = map.execute(&ne, lun, &cmd, &mut data_in);
                     let want = vds_scsi::cdb_transfer_len(&c.cdb, 512).unwrap_or(0) as i64;
-                    let resid = if c.data_out.is_empty() { 0 } else { want - c.data_out.len() as i64 };
-                    conn.complete(c.itt, out.status as u8, out.sense.as_deref(), &data_in, resid);
+                    let resid = if c.data_out.is_empty() {
+                        0
+                    } else {
+                        want - c.data_out.len() as i64
+                    };
+                    conn.complete(
+                        c.itt,
+                        out.status as u8,
+                        out.sense.as_deref(),
+                        &data_in,
+                        resid,
+                    );
                 }
                 Event::TaskMgmt(t) => tmfs.push(t.itt),
                 Event::Close(_) => closed = true,

@@ -135,7 +135,11 @@ fn key_text(u: &mut Unstructured<'_>, env: &Env) -> Result<Vec<u8>> {
                 return Ok(b"CHAP_A=5\0".to_vec());
             };
             let id = env.challenges.iter().rev().nth(1).map_or(0, |v| v[0]);
-            let secret: &[u8] = if u.arbitrary()? { SECRET } else { b"wrong-secret-12" };
+            let secret: &[u8] = if u.arbitrary()? {
+                SECRET
+            } else {
+                b"wrong-secret-12"
+            };
             let r = ChapAlg::Md5.response(id, secret, c);
             let mut s = format!(
                 "CHAP_N=iqn.2026-01.fuzz:init\0CHAP_R={}\0",
@@ -228,7 +232,10 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
                 if let Some(t) = target {
                     if t.chap.required() {
                         assert_eq!(t.name, CHAP);
-                        assert!(correct_chap, "CHAP target entered without a correct response");
+                        assert!(
+                            correct_chap,
+                            "CHAP target entered without a correct response"
+                        );
                     }
                 } else if target_named.as_deref() == Some(CHAP) {
                     // A normal login to the CHAP target must name it on completion.
