@@ -193,10 +193,15 @@ pub fn encode_lun(n: u64) -> [u8; 8] {
 /// Decode an 8-byte LUN field into a LUN number (the inverse of [`encode_lun`]). Forms that
 /// are not single-level peripheral/flat/extended-flat addressing decode to their raw 64-bit
 /// value, which names no configured LUN (so the command gets 05/25/00).
+///
+/// Peripheral device addressing with a non-zero bus identifier (`01 00` ...) decodes to
+/// `bus << 8 | lun`: that is how Linux's `int_to_scsilun` and libiscsi write LUN numbers of
+/// 256 and more (an `iscsi://.../256` URL sends `01 00`), and in SAM's strict reading it names a
+/// device behind another bus, which a vds target never has, so the reading is unambiguous.
 pub fn decode_lun(b: [u8; 8]) -> u64 {
     let raw = u64::from_be_bytes(b);
     match b[0] >> 6 {
-        0 if b[0] == 0 && b[2..].iter().all(|&x| x == 0) => u64::from(b[1]),
+        0 if b[2..].iter().all(|&x| x == 0) => (u64::from(b[0]) << 8) | u64::from(b[1]),
         1 if b[2..].iter().all(|&x| x == 0) => (u64::from(b[0] & 0x3F) << 8) | u64::from(b[1]),
         3 if b[0] == 0xD2 && b[4..].iter().all(|&x| x == 0) => {
             (u64::from(b[1]) << 16) | (u64::from(b[2]) << 8) | u64::from(b[3])

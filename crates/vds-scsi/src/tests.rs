@@ -492,6 +492,12 @@ fn lun_encoding_round_trips() {
     assert_eq!(encode_lun(5), [0, 5, 0, 0, 0, 0, 0, 0]);
     // A second-level LUN is not one of ours.
     assert_ne!(decode_lun([0, 5, 0, 1, 0, 0, 0, 0]), 5);
+    // LUN 256 and above as Linux and libiscsi write them: peripheral addressing, bus = high byte.
+    assert_eq!(decode_lun([0x01, 0x00, 0, 0, 0, 0, 0, 0]), 256);
+    assert_eq!(decode_lun([0x03, 0xE7, 0, 0, 0, 0, 0, 0]), 999);
+    // ... and the same numbers in flat addressing, as REPORT LUNS lists them.
+    assert_eq!(decode_lun([0x41, 0x00, 0, 0, 0, 0, 0, 0]), 256);
+    assert_eq!(decode_lun([0x43, 0xE7, 0, 0, 0, 0, 0, 0]), 999);
 }
 
 #[test]
