@@ -346,11 +346,49 @@ pub fn run(opts: IscsiOpts) -> Result<()> {
         daemons::prefill(&vds_img, size)?;
     }
 
+    // Write and mixed workloads on files get their own sparse files that are never read through
+    // the page cache: once ext4 has built large folios for a file (reading it does that), every
+    // 4 KiB pwrite into it spends most of its time in ext4_block_write_begin, on both targets
+    // alike, and the run measures that instead of the targets (docs/PERFORMANCE.md, pitfall).
+    let tgt_w_img = work.path().join("tgt-w.img");
+    let vds_w_img = work.path().join("vds-w.img");
+    if opts.backing.iter().any(|b| b == "file") {
+        for p in [&tgt_w_img, &vds_w_img] {
+            std::fs::File::create(p)
+                .and_then(|f| f.set_len(size))
+                .with_context(|| format!("creating {}", p.display()))?;
+        }
+    }
+
     let tgt = Tgtd::start(opts.tgt_control, tgt_portal, &work.path().join("tgtd.log"))?;
     let vds = Vdsd::start(&vdsd_bin, &work.path().join("vds-data"), api, vds_portal)?;
     let (sid, tid, vds_iqn) = vds.default_target()?;
 
     let mut sides: Vec<(String, Side, Side)> = Vec::new();
+    let mut write_sides: Vec<(String, Side, Side)> = Vec::new();
+    if opts.backing.iter().any(|b| b == "file") {
+        let tgt_iqn = "iqn.2001-04.com.example:vds-bench-file-w".to_string();
+        tgt.add_target(100, &tgt_iqn, Some(tgt_w_img.as_path()))?;
+        let (_, number) =
+            vds.create_lun(&sid, &tid, size, json!({"kind": "file", "path": vds_w_img}))?;
+        write_sides.push((
+            "file".to_string(),
+            Side {
+                name: "tgt",
+                pid: tgt.daemon.pid(),
+                addr: tgt_portal,
+                iqn: tgt_iqn,
+                lun: 1,
+            },
+            Side {
+                name: "vds",
+                pid: vds.daemon.pid(),
+                addr: vds_portal,
+                iqn: vds_iqn.clone(),
+                lun: number,
+            },
+        ));
+    }
     for (i, b) in opts.backing.iter().enumerate() {
         let tgt_iqn = format!("iqn.2001-04.com.example:vds-bench-{b}");
         let (lun_path, backing) = if b == "file" {
@@ -419,8 +457,11 @@ pub fn run(opts: IscsiOpts) -> Result<()> {
     let mut done = 0usize;
     for round in 0..opts.rounds {
         for row in rows.iter_mut() {
-            let (_, t, v) = sides
+            let writes = row.workload.read_pct < 100;
+            let (_, t, v) = write_sides
                 .iter()
+                .filter(|_| writes)
+                .chain(sides.iter())
                 .find(|(b, _, _)| *b == row.backing)
                 .ok_or_else(|| anyhow!("no side for {}", row.backing))?;
             // Alternate who goes first so neither always runs on a warmer machine.
