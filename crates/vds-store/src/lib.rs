@@ -736,6 +736,21 @@ impl Tx<'_> {
         *self.seq
     }
 
+    /// The listing position of row `id` of `table`: kept when the row exists (a rewrite must
+    /// not move it in listings), the next one otherwise. `table` is one of this module's own
+    /// table names, never input.
+    fn seq_of(&mut self, table: &'static str, id: &str) -> Result<i64> {
+        let seq: Option<i64> = self
+            .tx
+            .prepare_cached(&format!("SELECT seq FROM {table} WHERE id = ?1"))?
+            .query_row([id], |r| r.get(0))
+            .optional()?;
+        Ok(match seq {
+            Some(s) => s,
+            None => self.next_seq(),
+        })
+    }
+
     /// Sets a key/value setting.
     pub fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
         self.tx.prepare_cached(
@@ -809,15 +824,7 @@ impl Tx<'_> {
     pub fn put_lun(&mut self, rec: &LunRecord) -> Result<()> {
         let l = &rec.lun;
         let id = l.id.to_string();
-        let seq: Option<i64> = self
-            .tx
-            .prepare_cached("SELECT seq FROM luns WHERE id = ?1")?
-            .query_row([&id], |r| r.get(0))
-            .optional()?;
-        let seq = match seq {
-            Some(s) => s,
-            None => self.next_seq(),
-        };
+        let seq = self.seq_of("luns", &id)?;
         self.tx
             .prepare_cached(
                 "INSERT OR REPLACE INTO luns VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,
@@ -913,15 +920,7 @@ impl Tx<'_> {
     /// Inserts or replaces a target's row (secrets and associations are separate).
     pub fn put_target(&mut self, t: &Target) -> Result<()> {
         let id = t.id.to_string();
-        let seq: Option<i64> = self
-            .tx
-            .prepare_cached("SELECT seq FROM targets WHERE id = ?1")?
-            .query_row([&id], |r| r.get(0))
-            .optional()?;
-        let seq = match seq {
-            Some(s) => s,
-            None => self.next_seq(),
-        };
+        let seq = self.seq_of("targets", &id)?;
         self.tx
             .prepare_cached("INSERT OR REPLACE INTO targets VALUES (?1, ?2, ?3, ?4, ?5)")?
             .execute(params![
@@ -977,15 +976,7 @@ impl Tx<'_> {
     /// Inserts or replaces a portal group with its member list.
     pub fn put_portal_group(&mut self, pg: &PortalGroup) -> Result<()> {
         let id = pg.id.to_string();
-        let seq: Option<i64> = self
-            .tx
-            .prepare_cached("SELECT seq FROM portal_groups WHERE id = ?1")?
-            .query_row([&id], |r| r.get(0))
-            .optional()?;
-        let seq = match seq {
-            Some(s) => s,
-            None => self.next_seq(),
-        };
+        let seq = self.seq_of("portal_groups", &id)?;
         self.tx
             .prepare_cached("INSERT OR REPLACE INTO portal_groups VALUES (?1, ?2, ?3, ?4)")?
             .execute(params![id, seq, pg.target.to_string(), pg.tag as i64])?;
@@ -1016,15 +1007,7 @@ impl Tx<'_> {
     /// Inserts or replaces a portal's row.
     pub fn put_portal(&mut self, p: &Portal) -> Result<()> {
         let id = p.id.to_string();
-        let seq: Option<i64> = self
-            .tx
-            .prepare_cached("SELECT seq FROM portals WHERE id = ?1")?
-            .query_row([&id], |r| r.get(0))
-            .optional()?;
-        let seq = match seq {
-            Some(s) => s,
-            None => self.next_seq(),
-        };
+        let seq = self.seq_of("portals", &id)?;
         self.tx
             .prepare_cached("INSERT OR REPLACE INTO portals VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
             .execute(params![
