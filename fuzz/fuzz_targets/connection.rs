@@ -252,7 +252,12 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
         let mut tmfs = Vec::new();
         while let Some(ev) = conn.poll_event() {
             match ev {
-                Event::Send(p) => {
+                Event::Send(_) | Event::SendShared(_) => {
+                    let p = match ev {
+                        Event::Send(p) => p,
+                        Event::SendShared(s) => s.to_pdu(),
+                        _ => unreachable!(),
+                    };
                     let wire = p.to_bytes(digests).expect("engine output encodes");
                     assert!(wire.len() >= BHS_LEN);
                     assert!(

@@ -45,6 +45,14 @@ pub trait BackingStore: Send + Sync {
     fn size(&self) -> u64;
     /// Fill `buf` from `offset`. Holes read as zeroes.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// Make `buf` the `len` bytes at `offset` (its old contents and length do not matter;
+    /// its capacity is reused). Stores that can fill a buffer more cheaply than zeroing it
+    /// and then reading over it say so here.
+    fn read_into(&self, buf: &mut Vec<u8>, len: usize, offset: u64) -> io::Result<()> {
+        buf.clear();
+        buf.resize(len, 0);
+        self.read_at(buf, offset)
+    }
     /// Write `buf` at `offset`; with `fua`, the data is on stable storage when this returns.
     fn write_at(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()>;
     /// Make every completed write durable (the write-back cache flush).

@@ -107,10 +107,33 @@ pub enum CloseReason {
     ProtocolError(&'static str),
 }
 
+/// A PDU whose data segment is a slice of a buffer shared with the other PDUs of one
+/// Data-In sequence (a read larger than one PDU is sent without copying).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedPdu {
+    pub header: Header,
+    pub buf: std::sync::Arc<Vec<u8>>,
+    pub range: std::ops::Range<usize>,
+}
+
+impl SharedPdu {
+    /// The data segment.
+    pub fn data(&self) -> &[u8] {
+        &self.buf[self.range.clone()]
+    }
+
+    /// The same PDU with its data copied out.
+    pub fn to_pdu(&self) -> Pdu {
+        Pdu::new(self.header.clone(), self.data().to_vec())
+    }
+}
+
 /// Something the caller must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Send(Pdu),
+    /// Send this PDU; its data is `buf[range]`.
+    SendShared(SharedPdu),
     Execute(Command),
     /// Carry this out on the logical units, then call [`Connection::tmf_done`].
     TaskMgmt(TmfRequest),
@@ -871,9 +894,17 @@ impl Connection {
             residual = in_len.min(u32::MAX as usize) as u32;
         }
         let collapse = task.read && send_len > 0 && sense.is_none();
+        let seg = (self.params.max_xmit_data_segment_length as usize).max(512);
+        let burst = (self.params.max_burst_length as usize).max(seg);
+        // An owned buffer that needs several PDUs is shared by them, not copied into each.
+        let mut shared: Option<std::sync::Arc<Vec<u8>>> = None;
+        if send_len > seg.min(burst) {
+            if let DataSrc::Owned(ref mut v) = data {
+                shared = Some(std::sync::Arc::new(std::mem::take(v)));
+                data = DataSrc::Borrowed(&[]);
+            }
+        }
         if send_len > 0 {
-            let seg = (self.params.max_xmit_data_segment_length as usize).max(512);
-            let burst = (self.params.max_burst_length as usize).max(seg);
             let mut off = 0usize;
             while off < send_len {
                 let n = seg.min(send_len - off).min(burst - off % burst);
@@ -886,6 +917,7 @@ impl Connection {
                 };
                 // One PDU carries all of an owned buffer: move it instead of copying.
                 let chunk = match data {
+                    _ if shared.is_some() => Vec::new(),
                     DataSrc::Owned(ref mut v) if off == 0 && last => {
                         let mut v = std::mem::take(v);
                         v.truncate(n);
@@ -894,8 +926,7 @@ impl Connection {
                     }
                     _ => data.as_slice()[off..off + n].to_vec(),
                 };
-                self.send(
-                    Header::DataIn(DataIn {
+                let header = Header::DataIn(DataIn {
                         final_: last || end_of_burst,
                         ack: false,
                         overflow: last && collapse && over,
@@ -908,9 +939,15 @@ impl Connection {
                         data_sn,
                         buffer_offset: off as u32,
                         residual: if last && collapse { residual } else { 0 },
-                    }),
-                    chunk,
-                );
+                    });
+                match &shared {
+                    Some(buf) => self.events.push_back(Event::SendShared(SharedPdu {
+                        header,
+                        buf: buf.clone(),
+                        range: off..off + n,
+                    })),
+                    None => self.send(header, chunk),
+                }
                 data_sn = data_sn.wrapping_add(1);
                 off += n;
             }

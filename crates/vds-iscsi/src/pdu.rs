@@ -43,6 +43,23 @@ pub fn pad_len(len: usize) -> usize {
 
 /// What follows a data segment on the wire: its padding and, with data digests, the CRC32C
 /// of data and padding. Returns the bytes and how many of them are used (0 for no data).
+/// Append the header part of the wire form of a PDU with `header` and a data segment of
+/// `data_len` bytes (BHS, AHS, header digest) to `out`.
+pub fn wire_head_into(
+    header: &Header,
+    data_len: usize,
+    digests: Digests,
+    out: &mut Vec<u8>,
+) -> Result<(), PduError> {
+    let start = out.len();
+    header.encode_into(data_len, out)?;
+    if digests.header {
+        let c = crc32c(&out[start..]);
+        out.extend_from_slice(&c.to_le_bytes());
+    }
+    Ok(())
+}
+
 pub fn wire_tail(data: &[u8], data_digest: bool) -> ([u8; 8], usize) {
     let mut t = [0u8; 8];
     if data.is_empty() {
@@ -950,13 +967,7 @@ impl Pdu {
     /// Append the header part of the wire form (BHS, AHS, header digest) to `out`; the data
     /// segment goes on the wire straight from `self.data`, followed by [`wire_tail`].
     pub fn wire_head_into(&self, digests: Digests, out: &mut Vec<u8>) -> Result<(), PduError> {
-        let start = out.len();
-        self.header.encode_into(self.data.len(), out)?;
-        if digests.header {
-            let c = crc32c(&out[start..]);
-            out.extend_from_slice(&c.to_le_bytes());
-        }
-        Ok(())
+        wire_head_into(&self.header, self.data.len(), digests, out)
     }
 
     /// Serialize into one buffer.

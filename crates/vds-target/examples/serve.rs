@@ -99,7 +99,7 @@ fn main() {
         .expect("tokio runtime");
     let mut limits = Limits::default();
     limits.negotiation.queue_depth = args.queue_depth;
-    let dp = DataPath::new(rt.handle().clone(), limits);
+    let dp = DataPath::new(rt.handle().clone(), limits).expect("I/O threads");
 
     let events: Arc<dyn LuEvents> = Arc::new(Quiet);
     let mut entries = Vec::new();

@@ -13,6 +13,7 @@
 
 mod conn;
 mod exec;
+mod io;
 mod session;
 mod wire;
 
@@ -30,6 +31,7 @@ use vds_iscsi::conn::ConnConfig;
 use vds_iscsi::TargetLimits;
 use vds_provider::dataplane::{DataPlane, DataView};
 
+pub use io::default_io_threads;
 pub use session::SessionInfo;
 
 /// Limits of the data path; exceeding one is refused cleanly (a login status, a closed CmdSN
@@ -46,6 +48,9 @@ pub struct Limits {
     pub negotiation: TargetLimits,
     /// NOP-In keep-alive and the largest write buffered per command.
     pub connection: ConnConfig,
+    /// Threads that run connections (each its own reactor; see `io.rs`). Default: one per
+    /// core.
+    pub io_threads: usize,
 }
 
 impl Default for Limits {
@@ -56,6 +61,7 @@ impl Default for Limits {
             login_timeout: Duration::from_secs(15),
             negotiation: TargetLimits::default(),
             connection: ConnConfig::default(),
+            io_threads: io::default_io_threads(),
         }
     }
 }
@@ -82,7 +88,10 @@ pub(crate) struct PortalState {
 }
 
 pub(crate) struct Inner {
+    /// Runs the listeners.
     pub rt: tokio::runtime::Handle,
+    /// Runs the connections.
+    pub io: io::IoPool,
     pub view: ArcSwap<DataView>,
     pub limits: Limits,
     pub portals: Mutex<HashMap<Uuid, PortalState>>,
@@ -111,14 +120,21 @@ impl Inner {
 #[derive(Clone)]
 pub struct DataPath {
     inner: Arc<Inner>,
+    /// The I/O threads stop when the last clone goes.
+    _io: Arc<io::IoGuard>,
 }
 
 impl DataPath {
-    /// A data path serving nothing yet; its tasks run on `rt`. Usable from any thread.
-    pub fn new(rt: tokio::runtime::Handle, limits: Limits) -> Self {
-        DataPath {
+    /// A data path serving nothing yet: listeners run on `rt`, connections on
+    /// `limits.io_threads` threads of its own. Usable from any thread. Fails only when the
+    /// threads cannot be started.
+    pub fn new(rt: tokio::runtime::Handle, limits: Limits) -> std::io::Result<Self> {
+        let (io, guard) = io::IoPool::start(limits.io_threads)?;
+        Ok(DataPath {
+            _io: Arc::new(guard),
             inner: Arc::new(Inner {
                 rt,
+                io,
                 view: ArcSwap::from_pointee(DataView::default()),
                 limits,
                 portals: Mutex::new(HashMap::new()),
@@ -126,7 +142,7 @@ impl DataPath {
                 sessions: Mutex::new(session::SessionTable::default()),
                 next_id: AtomicU64::new(1),
             }),
-        }
+        })
     }
 
     /// The view currently served.

@@ -9,9 +9,11 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::ops::Range;
+use std::sync::Arc;
 
 use tokio::net::TcpStream;
-use vds_iscsi::pdu::{wire_tail, Bhs, Digests, Pdu, BHS_LEN};
+use vds_iscsi::conn::SharedPdu;
+use vds_iscsi::pdu::{wire_head_into, wire_tail, Bhs, Digests, Header, Pdu, BHS_LEN};
 
 /// Initial (and idle) size of the receive buffer: a burst of 4 KiB writes with immediate data
 /// at queue depth 16, or a few hundred command PDUs.
@@ -160,17 +162,40 @@ impl BufPool {
 /// Target PDUs carry no AHS: BHS plus header digest.
 const HEAD_MAX: usize = BHS_LEN + 4;
 
+/// A data segment: its own buffer, or a slice of one shared by a Data-In sequence.
+enum Payload {
+    Owned(Vec<u8>),
+    Shared(Arc<Vec<u8>>, Range<usize>),
+}
+
+impl Payload {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Payload::Owned(v) => v,
+            Payload::Shared(b, r) => &b[r.clone()],
+        }
+    }
+
+    /// The buffer back for reuse, once nothing else holds it.
+    fn into_buffer(self) -> Option<Vec<u8>> {
+        match self {
+            Payload::Owned(v) => Some(v),
+            Payload::Shared(b, _) => Arc::try_unwrap(b).ok(),
+        }
+    }
+}
+
 struct OutPdu {
     head: [u8; HEAD_MAX],
     head_len: u8,
-    data: Vec<u8>,
+    data: Payload,
     tail: [u8; 8],
     tail_len: u8,
 }
 
 impl OutPdu {
     fn len(&self) -> usize {
-        usize::from(self.head_len) + self.data.len() + usize::from(self.tail_len)
+        usize::from(self.head_len) + self.data.bytes().len() + usize::from(self.tail_len)
     }
 }
 
@@ -200,18 +225,39 @@ impl TxQueue {
 
     /// Queue `pdu`; its data segment is moved, not copied.
     pub fn push(&mut self, pdu: Pdu, digests: Digests) -> Result<(), vds_iscsi::PduError> {
+        self.push_payload(&pdu.header, Payload::Owned(pdu.data), digests)
+    }
+
+    /// Queue a PDU whose data is a slice of a shared buffer (not copied either).
+    pub fn push_shared(
+        &mut self,
+        pdu: SharedPdu,
+        digests: Digests,
+    ) -> Result<(), vds_iscsi::PduError> {
+        if pdu.range.end > pdu.buf.len() || pdu.range.start > pdu.range.end {
+            return Err(vds_iscsi::PduError::InvalidField("shared data range"));
+        }
+        self.push_payload(&pdu.header, Payload::Shared(pdu.buf, pdu.range), digests)
+    }
+
+    fn push_payload(
+        &mut self,
+        header: &Header,
+        data: Payload,
+        digests: Digests,
+    ) -> Result<(), vds_iscsi::PduError> {
         self.scratch.clear();
-        pdu.wire_head_into(digests, &mut self.scratch)?;
+        wire_head_into(header, data.bytes().len(), digests, &mut self.scratch)?;
         if self.scratch.len() > HEAD_MAX {
             return Err(vds_iscsi::PduError::BadAhs);
         }
         let mut head = [0u8; HEAD_MAX];
         head[..self.scratch.len()].copy_from_slice(&self.scratch);
-        let (tail, tail_len) = wire_tail(&pdu.data, digests.data);
+        let (tail, tail_len) = wire_tail(data.bytes(), digests.data);
         self.q.push_back(OutPdu {
             head,
             head_len: self.scratch.len() as u8,
-            data: pdu.data,
+            data,
             tail,
             tail_len: tail_len as u8,
         });
@@ -230,7 +276,7 @@ impl TxQueue {
                 'fill: for p in &self.q {
                     for part in [
                         &p.head[..usize::from(p.head_len)],
-                        &p.data[..],
+                        p.data.bytes(),
                         &p.tail[..usize::from(p.tail_len)],
                     ] {
                         if skip >= part.len() {
@@ -270,8 +316,8 @@ impl TxQueue {
             }
             n -= left;
             self.sent = 0;
-            if let Some(p) = self.q.pop_front() {
-                pool.give(p.data);
+            if let Some(b) = self.q.pop_front().and_then(|p| p.data.into_buffer()) {
+                pool.give(b);
             }
         }
     }

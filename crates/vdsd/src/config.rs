@@ -24,6 +24,8 @@ pub struct DaemonConfig {
     pub first_burst_length: Option<u32>,
     /// Largest write (EDTL) buffered per command.
     pub max_write_bytes: Option<u32>,
+    /// Threads running iSCSI connections (default: one per core).
+    pub io_threads: Option<usize>,
     /// API limits.
     pub api_body_limit: usize,
     pub api_rate_limit: u32,
@@ -44,6 +46,7 @@ impl Default for DaemonConfig {
             max_burst_length: None,
             first_burst_length: None,
             max_write_bytes: None,
+            io_threads: None,
             api_body_limit: vds_api::ApiLimits::default().body_limit,
             api_rate_limit: vds_api::ApiLimits::default().rate_per_sec,
             api_rate_burst: vds_api::ApiLimits::default().burst,
@@ -138,6 +141,7 @@ impl DaemonConfig {
                 "max_write_bytes" => {
                     c.max_write_bytes = Some(parse_in(n, k, v, 4096..=1 << 30)?);
                 }
+                "io_threads" => c.io_threads = Some(parse_in(n, k, v, 1..=256)?),
                 "api_body_limit_bytes" => c.api_body_limit = parse_in(n, k, v, 1024..=1 << 30)?,
                 "api_rate_limit_per_sec" => c.api_rate_limit = parse_in(n, k, v, 0..=1_000_000)?,
                 "api_rate_burst" => c.api_rate_burst = parse_in(n, k, v, 1..=1_000_000)?,
@@ -186,6 +190,9 @@ impl DaemonConfig {
             .min(l.negotiation.max_burst_length);
         if let Some(x) = self.max_write_bytes {
             l.connection.max_write_len = x;
+        }
+        if let Some(x) = self.io_threads {
+            l.io_threads = x;
         }
         l
     }
@@ -239,7 +246,7 @@ mod tests {
             "max_sessions_per_target = 2\nmax_connections_per_portal = 3\nlogin_timeout_secs = 4\n\
              queue_depth = 5\nmax_recv_data_segment_length = 4096\nmax_burst_length = 8192\n\
              first_burst_length = 4096\nmax_write_bytes = 65536\napi_body_limit_bytes = 2048\n\
-             api_rate_limit_per_sec = 7\napi_rate_burst = 8\n",
+             api_rate_limit_per_sec = 7\napi_rate_burst = 8\nio_threads = 3\n",
         )
         .unwrap();
         let l = c.target_limits();
@@ -251,6 +258,7 @@ mod tests {
         assert_eq!(l.negotiation.max_burst_length, 8192);
         assert_eq!(l.negotiation.first_burst_length, 4096);
         assert_eq!(l.connection.max_write_len, 65536);
+        assert_eq!(l.io_threads, 3);
         let a = c.api_limits();
         assert_eq!((a.body_limit, a.rate_per_sec, a.burst), (2048, 7, 8));
         // Only a max burst: the default first burst is clamped under it.
@@ -265,6 +273,8 @@ mod tests {
             "max_recv_data_segment_length = 511",
             "max_burst_length = 16777216",
             "login_timeout_secs = forever",
+            "io_threads = 0",
+            "io_threads = 257",
             "api_body_limit_bytes = 10",
             "api_rate_burst = 0",
         ] {

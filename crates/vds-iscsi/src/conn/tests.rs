@@ -70,10 +70,11 @@ fn feed(c: &mut Connection, h: Header, data: Vec<u8>) -> Vec<Event> {
     drain(c)
 }
 
-fn sent(evs: &[Event]) -> Vec<&Pdu> {
+fn sent(evs: &[Event]) -> Vec<Pdu> {
     evs.iter()
         .filter_map(|e| match e {
-            Event::Send(p) => Some(p),
+            Event::Send(p) => Some(p.clone()),
+            Event::SendShared(p) => Some(p.to_pdu()),
             _ => None,
         })
         .collect()
@@ -117,6 +118,48 @@ fn read_sends_data_in_with_status_in_the_last_pdu() {
 }
 
 #[test]
+fn an_owned_read_over_several_pdus_shares_one_buffer_and_sends_the_same_bytes() {
+    let mut c = conn_with(params());
+    feed(
+        &mut c,
+        Header::ScsiCommand(cmd(1, 100, true, false, 20000, true)),
+        vec![],
+    );
+    let data: Vec<u8> = (0..20000u32).map(|i| (i % 251) as u8).collect();
+    assert_eq!(c.complete_owned(1, 0, None, data.clone(), 0), None);
+    let evs = drain(&mut c);
+    let shared: Vec<&SharedPdu> = evs
+        .iter()
+        .filter_map(|e| match e {
+            Event::SendShared(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(shared.len(), 3, "{evs:?}");
+    assert!(shared
+        .iter()
+        .all(|p| std::sync::Arc::ptr_eq(&p.buf, &shared[0].buf)));
+    let mut joined = Vec::new();
+    for (i, p) in sent(&evs).iter().enumerate() {
+        let Header::DataIn(d) = &p.header else {
+            panic!()
+        };
+        assert_eq!(d.buffer_offset as usize, joined.len());
+        assert_eq!(d.status.is_some(), i == 2);
+        joined.extend_from_slice(&p.data);
+    }
+    assert_eq!(joined, data);
+    // A read that fits one PDU moves its buffer instead.
+    feed(
+        &mut c,
+        Header::ScsiCommand(cmd(2, 101, true, false, 4096, true)),
+        vec![],
+    );
+    assert_eq!(c.complete_owned(2, 0, None, vec![1u8; 4096], 0), None);
+    assert!(matches!(drain(&mut c)[..], [Event::Send(_)]));
+}
+
+#[test]
 fn read_residuals_under_and_over() {
     let mut c = conn_with(params());
     feed(
@@ -139,7 +182,7 @@ fn read_residuals_under_and_over() {
     );
     c.complete(2, 0, None, &[1u8; 512], 0);
     let evs = drain(&mut c);
-    let p = sent(&evs)[0];
+    let p = sent(&evs)[0].clone();
     assert_eq!(p.data.len(), 200);
     let Header::DataIn(d) = &p.header else {
         panic!()
@@ -159,7 +202,7 @@ fn sense_goes_in_a_scsi_response() {
     let sense = [0x70, 0, 5, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x24, 0, 0, 0, 0, 0];
     c.complete(1, 2, Some(&sense), &[], 0);
     let evs = drain(&mut c);
-    let p = sent(&evs)[0];
+    let p = sent(&evs)[0].clone();
     let Header::ScsiResponse(r) = &p.header else {
         panic!()
     };
@@ -340,7 +383,7 @@ fn nop_out_ping_and_target_keepalive() {
         }),
         b"hello".to_vec(),
     );
-    let p = sent(&evs)[0];
+    let p = sent(&evs)[0].clone();
     let Header::NopIn(n) = &p.header else {
         panic!()
     };
@@ -518,7 +561,7 @@ fn text_request_keys_may_span_pdus() {
     assert!(!r.final_ && r.ttt != RESERVED_TAG);
     assert!(sent(&evs)[0].data.is_empty());
     let evs = feed(&mut c, tr(r.ttt, 101, false), b"ets=All\0".to_vec());
-    let p = sent(&evs)[0];
+    let p = sent(&evs)[0].clone();
     assert!(p
         .data
         .starts_with(b"TargetName=iqn.2026-11.local.vds:target-number-0000\0"));

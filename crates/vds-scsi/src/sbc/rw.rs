@@ -65,8 +65,9 @@ pub(crate) fn read(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
     if len == 0 {
         return Ok(());
     }
-    c.data_in.resize(len as usize, 0);
-    lu.backing().read_at(c.data_in, off).map_err(read_err)
+    lu.backing()
+        .read_into(c.data_in, len as usize, off)
+        .map_err(read_err)
 }
 
 pub(crate) fn write(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {

@@ -70,7 +70,7 @@ impl Harness {
             .enable_all()
             .build()
             .expect("runtime");
-        let dp = DataPath::new(rt.handle().clone(), limits);
+        let dp = DataPath::new(rt.handle().clone(), limits).expect("I/O threads");
         let portals: Vec<PortalView> = addrs
             .iter()
             .map(|a| PortalView {
