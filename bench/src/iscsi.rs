@@ -110,10 +110,7 @@ pub fn run_load(o: LoadOpts) -> Result<()> {
         !o.seq,
         o.sessions.max(1),
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let mut s = rt.block_on(run_generator(&side, &w, o.seconds))?;
+    let mut s = run_generator(&side, &w, o.seconds)?;
     let secs = s.elapsed.as_secs_f64().max(1e-9);
     let (p50, p99) = p50_p99_us(&mut s.lat_ns);
     println!(
@@ -451,9 +448,6 @@ pub fn run(opts: IscsiOpts) -> Result<()> {
         }
     }
     let started = Instant::now();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let mut done = 0usize;
     for round in 0..opts.rounds {
         for row in rows.iter_mut() {
@@ -467,7 +461,7 @@ pub fn run(opts: IscsiOpts) -> Result<()> {
             // Alternate who goes first so neither always runs on a warmer machine.
             let order: [&Side; 2] = if round % 2 == 0 { [t, v] } else { [v, t] };
             for side in order {
-                let r = run_one(&rt, side, &row.workload, opts.seconds).with_context(|| {
+                let r = run_one(side, &row.workload, opts.seconds).with_context(|| {
                     format!("{} on {} ({})", row.workload.name, side.name, row.backing)
                 })?;
                 done += 1;
@@ -601,12 +595,7 @@ fn median_of(runs: &[RunResult]) -> RunResult {
     }
 }
 
-fn run_one(
-    rt: &tokio::runtime::Runtime,
-    side: &Side,
-    w: &Workload,
-    seconds: u64,
-) -> Result<RunResult> {
+fn run_one(side: &Side, w: &Workload, seconds: u64) -> Result<RunResult> {
     let cpu0 = procstat::cpu_time(side.pid);
     let (ios, bytes, mut lat, errors, secs) = match w.driver {
         Driver::IscsiPerf => {
@@ -615,7 +604,7 @@ fn run_one(
             (ios, ios * u64::from(w.io_size), Vec::new(), 0, secs)
         }
         Driver::Generator => {
-            let s = rt.block_on(run_generator(side, w, seconds))?;
+            let s = run_generator(side, w, seconds)?;
             (s.ios, s.bytes, s.lat_ns, s.errors, s.elapsed.as_secs_f64())
         }
     };
@@ -642,24 +631,15 @@ fn run_one(
     })
 }
 
-async fn run_generator(side: &Side, w: &Workload, seconds: u64) -> Result<Stats> {
+/// Drive `w` with the built-in initiator: each session on a thread of its own (as separate
+/// initiators, or iscsi-perf's one process per session, would be), so several sessions are
+/// not capped by one core of the generator.
+fn run_generator(side: &Side, w: &Workload, seconds: u64) -> Result<Stats> {
     let ep = Endpoint {
         addr: side.addr,
         iqn: side.iqn.clone(),
         lun: side.lun,
     };
-    let mut sessions = Vec::new();
-    for i in 0..w.sessions {
-        let name = format!("iqn.2026-11.local.vds:bench-{i}");
-        sessions.push(Session::login(&ep, &name, i as u16 + 1).await?);
-    }
-    // Every new I_T nexus starts with a unit attention (power on / reset); READ CAPACITY on each
-    // session consumes it before the measured commands.
-    let mut cap = (0, 0);
-    for s in sessions.iter_mut() {
-        cap = s.capacity().await?;
-    }
-    let (blocks, block) = cap;
     let load = Load {
         io_size: w.io_size,
         qd: w.qd,
@@ -668,20 +648,28 @@ async fn run_generator(side: &Side, w: &Workload, seconds: u64) -> Result<Stats>
         warmup: Duration::from_millis(300),
         duration: Duration::from_secs(seconds),
     };
-    let mut tasks = Vec::new();
-    for (i, s) in sessions.into_iter().enumerate() {
-        let l = load.clone();
-        tasks.push(tokio::spawn(initiator::run(
-            s,
-            l,
-            blocks,
-            block,
-            0x5eed + i as u64,
-        )));
-    }
+    let threads: Vec<_> = (0..w.sessions)
+        .map(|i| {
+            let ep = ep.clone();
+            let load = load.clone();
+            std::thread::spawn(move || -> Result<Stats> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(async move {
+                    let name = format!("iqn.2026-11.local.vds:bench-{i}");
+                    let mut s = Session::login(&ep, &name, i as u16 + 1).await?;
+                    // Every new I_T nexus starts with a unit attention (power on / reset);
+                    // READ CAPACITY consumes it before the measured commands.
+                    let (blocks, block) = s.capacity().await?;
+                    initiator::run(s, load, blocks, block, 0x5eed + i as u64).await
+                })
+            })
+        })
+        .collect();
     let mut total = Stats::default();
-    for t in tasks {
-        total.merge(t.await.map_err(|e| anyhow!("session task: {e}"))??);
+    for t in threads {
+        total.merge(t.join().map_err(|_| anyhow!("session thread panicked"))??);
     }
     Ok(total)
 }

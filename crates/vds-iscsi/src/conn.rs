@@ -927,19 +927,19 @@ impl Connection {
                     _ => data.as_slice()[off..off + n].to_vec(),
                 };
                 let header = Header::DataIn(DataIn {
-                        final_: last || end_of_burst,
-                        ack: false,
-                        overflow: last && collapse && over,
-                        underflow: last && collapse && under,
-                        status: if last && collapse { Some(status) } else { None },
-                        lun: if last && collapse { 0 } else { task.lun },
-                        itt,
-                        ttt: RESERVED_TAG,
-                        sns,
-                        data_sn,
-                        buffer_offset: off as u32,
-                        residual: if last && collapse { residual } else { 0 },
-                    });
+                    final_: last || end_of_burst,
+                    ack: false,
+                    overflow: last && collapse && over,
+                    underflow: last && collapse && under,
+                    status: if last && collapse { Some(status) } else { None },
+                    lun: if last && collapse { 0 } else { task.lun },
+                    itt,
+                    ttt: RESERVED_TAG,
+                    sns,
+                    data_sn,
+                    buffer_offset: off as u32,
+                    residual: if last && collapse { residual } else { 0 },
+                });
                 match &shared {
                     Some(buf) => self.events.push_back(Event::SendShared(SharedPdu {
                         header,

@@ -494,7 +494,9 @@ impl Spin {
     /// Record the gap before the peer's next bytes.
     fn observe(&mut self, gap: Duration) {
         use std::sync::atomic::Ordering;
-        let g = u64::try_from(gap.as_nanos()).unwrap_or(u64::MAX / 8).min(u64::MAX / 8);
+        let g = u64::try_from(gap.as_nanos())
+            .unwrap_or(u64::MAX / 8)
+            .min(u64::MAX / 8);
         self.avg_ns = if self.avg_ns == u64::MAX {
             g
         } else {
