@@ -461,6 +461,12 @@ pub fn run(opts: IscsiOpts) -> Result<()> {
             // Alternate who goes first so neither always runs on a warmer machine.
             let order: [&Side; 2] = if round % 2 == 0 { [t, v] } else { [v, t] };
             for side in order {
+                if writes && row.backing == "file" {
+                    // The dirty pages of the previous run are written back now, not during
+                    // this one: otherwise whichever side runs second pays for the first's
+                    // writeback (flusher threads on the same two cores, dirty throttling).
+                    settle_writeback();
+                }
                 let r = run_one(side, &row.workload, opts.seconds).with_context(|| {
                     format!("{} on {} ({})", row.workload.name, side.name, row.backing)
                 })?;
@@ -592,6 +598,14 @@ fn median_of(runs: &[RunResult]) -> RunResult {
         p99_us: m(&|r| r.p99_us),
         cpu_us_per_io: m(&|r| r.cpu_us_per_io),
         errors: runs.iter().map(|r| r.errors).sum(),
+    }
+}
+
+/// `sync`: write back every dirty page before a measured file-write run.
+fn settle_writeback() {
+    match Command::new("sync").status() {
+        Ok(st) if st.success() => {}
+        other => eprintln!("vds-bench: sync before a write run failed: {other:?}"),
     }
 }
 
