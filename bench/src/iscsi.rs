@@ -462,10 +462,15 @@ pub fn run(opts: IscsiOpts) -> Result<()> {
             let order: [&Side; 2] = if round % 2 == 0 { [t, v] } else { [v, t] };
             for side in order {
                 if writes && row.backing == "file" {
-                    // The dirty pages of the previous run are written back now, not during
-                    // this one: otherwise whichever side runs second pays for the first's
-                    // writeback (flusher threads on the same two cores, dirty throttling).
+                    // Every file-write run starts from the same state on both sides: the
+                    // previous run's dirty pages written back now, not during this one (else
+                    // whichever side runs second pays for the first's writeback), and both
+                    // write files sparse again, so no run inherits the page-cache folios the
+                    // workloads before it left (docs/PERFORMANCE.md, the folio pitfalls).
                     settle_writeback();
+                    for p in [&tgt_w_img, &vds_w_img] {
+                        punch_all(p, size)?;
+                    }
                 }
                 let r = run_one(side, &row.workload, opts.seconds).with_context(|| {
                     format!("{} on {} ({})", row.workload.name, side.name, row.backing)
@@ -599,6 +604,21 @@ fn median_of(runs: &[RunResult]) -> RunResult {
         cpu_us_per_io: m(&|r| r.cpu_us_per_io),
         errors: runs.iter().map(|r| r.errors).sum(),
     }
+}
+
+/// Deallocate the whole of `path` (it stays `size` bytes long and open in its target):
+/// `fallocate --punch-hole`.
+fn punch_all(path: &std::path::Path, size: u64) -> Result<()> {
+    let st = Command::new("fallocate")
+        .args(["--punch-hole", "--offset", "0", "--length"])
+        .arg(size.to_string())
+        .arg(path)
+        .status()
+        .context("running fallocate")?;
+    if !st.success() {
+        bail!("fallocate --punch-hole {} failed: {st}", path.display());
+    }
+    Ok(())
 }
 
 /// `sync`: write back every dirty page before a measured file-write run.

@@ -213,10 +213,18 @@ pub fn decode_lun(b: [u8; 8]) -> u64 {
 impl LunMap {
     /// The logical unit at `lun`, if `initiator` may see it.
     pub fn lookup(&self, initiator: &str, lun: u64) -> Option<&Arc<LogicalUnit>> {
-        self.entries
-            .iter()
-            .find(|e| e.number == lun && e.mask.allows(initiator))
-            .map(|e| &e.lu)
+        // The provider publishes entries sorted by number: a binary search per command. A map
+        // built in another order (or a number listed twice with different masks) is still
+        // answered right by the linear search behind it, which only misses pay for.
+        let i = self.entries.partition_point(|e| e.number < lun);
+        match self.entries.get(i) {
+            Some(e) if e.number == lun && e.mask.allows(initiator) => Some(&e.lu),
+            _ => self
+                .entries
+                .iter()
+                .find(|e| e.number == lun && e.mask.allows(initiator))
+                .map(|e| &e.lu),
+        }
     }
 
     /// LUN numbers `initiator` may see, ascending.

@@ -1653,3 +1653,36 @@ fn write_protection_changes_at_runtime_with_a_mode_parameters_changed_attention(
     );
     assert_eq!(run(&map, &a, 0, &read10(0, 1), &[]).data, vec![0x11; 512]);
 }
+
+#[test]
+fn lun_lookup_finds_entries_sorted_or_not_and_honours_masks() {
+    let (a, b, c) = (rig(), rig(), rig());
+    let entry = |n: u64, lu: &Arc<LogicalUnit>, mask: Mask| LunEntry {
+        number: n,
+        lu: lu.clone(),
+        mask,
+    };
+    let only = |n: &str| Mask::Only(vec![n.into()]);
+    let sorted = LunMap {
+        entries: vec![
+            entry(0, &a.lu, Mask::Everyone),
+            entry(7, &b.lu, only("iqn.x:one")),
+            entry(7, &c.lu, only("iqn.x:two")),
+            entry(300, &c.lu, Mask::Everyone),
+        ],
+    };
+    let unsorted = LunMap {
+        entries: sorted.entries.iter().rev().cloned().collect(),
+    };
+    for map in [&sorted, &unsorted] {
+        let hit = |who: &str, n: u64| map.lookup(who, n).map(Arc::as_ptr);
+        assert_eq!(hit("iqn.x:one", 0), Some(Arc::as_ptr(&a.lu)));
+        assert_eq!(hit("iqn.x:one", 7), Some(Arc::as_ptr(&b.lu)));
+        // The second of two entries with one number, reached through its mask.
+        assert_eq!(hit("iqn.x:two", 7), Some(Arc::as_ptr(&c.lu)));
+        assert_eq!(hit("iqn.x:three", 7), None);
+        assert_eq!(hit("iqn.x:three", 300), Some(Arc::as_ptr(&c.lu)));
+        assert_eq!(hit("iqn.x:one", 5), None);
+        assert_eq!(hit("iqn.x:one", 301), None);
+    }
+}
