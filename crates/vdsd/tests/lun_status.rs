@@ -169,7 +169,8 @@ fn lun_offline_fences_media_access_on_every_nexus() {
     // LUN is offline (02/04/12) and gives up on the path at once.
     let url = format!("iscsi://{}/{TARGET}/0", d.portals[0]);
     for tool in ["iscsi-inq", "iscsi-readcapacity16"] {
-        if let Some(o) = iscsi_tool(tool, std::slice::from_ref(&url)) {
+        {
+            let o = iscsi_tool(tool, std::slice::from_ref(&url));
             let t = text(&o);
             assert!(
                 !o.status.success() && t.contains("NOT READY") && t.contains("0x0412"),
@@ -198,7 +199,8 @@ fn lun_offline_and_not_ready_switch_sense() {
     assert_sense(&read(&mut ini, 0, 0, 1), (2, 4, 1), "READ NOT_READY");
     assert_good(&inquiry(&mut ini, 0), "INQUIRY NOT_READY");
     let url = format!("iscsi://{}/{TARGET}/0", d.portals[0]);
-    if let Some(o) = iscsi_tool("iscsi-inq", &[url]) {
+    {
+        let o = iscsi_tool("iscsi-inq", &[url]);
         let t = text(&o);
         assert!(
             !o.status.success() && t.contains("NOT READY") && t.contains("0x0401"),
@@ -546,7 +548,8 @@ fn lun_extend_and_shrink_raise_capacity_changed_once_per_nexus() {
         let evs = ev.drain();
         assert_eq!(count(&evs, &id, MODIFY), 1, "{verb}: one MODIFY: {evs:?}");
         let url = format!("iscsi://{}/{TARGET}/{number}", d.portals[0]);
-        if let Some(o) = iscsi_tool("iscsi-readcapacity16", &[url]) {
+        {
+            let o = iscsi_tool("iscsi-readcapacity16", &[url]);
             let t = text(&o);
             assert!(
                 o.status.success() && t.contains(&format!("Total size:{want}\n")),

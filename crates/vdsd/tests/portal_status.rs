@@ -156,7 +156,8 @@ fn portal_offline_requests_logout_drops_at_deadline_and_online_rebinds() {
         "the other portal's connection is untouched",
     );
     // libiscsi's discovery sees the same: only the ONLINE portal, and nothing at the other.
-    if let Some(o) = iscsi_tool("iscsi-ls", &["-s".into(), format!("iscsi://{p1}/")]) {
+    {
+        let o = iscsi_tool("iscsi-ls", &["-s".into(), format!("iscsi://{p1}/")]);
         let t = text(&o);
         assert!(
             o.status.success()
@@ -165,7 +166,8 @@ fn portal_offline_requests_logout_drops_at_deadline_and_online_rebinds() {
             "iscsi-ls through the ONLINE portal: {t}"
         );
     }
-    if let Some(o) = iscsi_tool("iscsi-ls", &["-s".into(), format!("iscsi://{p0}/")]) {
+    {
+        let o = iscsi_tool("iscsi-ls", &["-s".into(), format!("iscsi://{p0}/")]);
         assert!(
             !o.status.success(),
             "iscsi-ls through the OFFLINE portal: {}",

@@ -3,8 +3,8 @@
 //! and a store on a full disk. Each time: the precise sense code or HRESULT, LUN FAILED where
 //! §5 says so (and only there), the other LUNs unaffected, the daemon up, and the state
 //! consistent afterwards (also across a restart).
-//! Ports: API 47130-47139, portals 47030-47039. The tmpfs tests need root (to mount); they
-//! say so and return without checking when mounting is not possible.
+//! Ports: API 47130-47139, portals 47030-47039. The tmpfs tests need root (to mount); without it
+//! they fail, saying so (a check that cannot run must not count as a pass).
 
 mod reliability_common;
 
@@ -22,10 +22,12 @@ struct SmallFs {
 }
 
 impl SmallFs {
-    fn mount(size: &str) -> Option<SmallFs> {
-        let dir = tempfile::tempdir().ok()?;
+    /// Mounts a tmpfs of `size`. It needs root (as `scripts/test` runs); without it the test
+    /// fails loudly rather than passing without having checked anything.
+    fn mount(size: &str) -> SmallFs {
+        let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("small");
-        std::fs::create_dir(&path).ok()?;
+        std::fs::create_dir(&path).expect("mount point");
         let ok = Command::new("mount")
             .args([
                 "-t",
@@ -38,11 +40,11 @@ impl SmallFs {
             .status()
             .map(|s| s.success())
             .unwrap_or(false);
-        if !ok {
-            eprintln!("cannot mount a tmpfs (not root?): this check is skipped");
-            return None;
-        }
-        Some(SmallFs { _dir: dir, path })
+        assert!(
+            ok,
+            "cannot mount a {size} tmpfs (this test needs root, as scripts/test runs it)"
+        );
+        SmallFs { _dir: dir, path }
     }
 }
 
@@ -151,9 +153,7 @@ fn failing_backing_store_fails_only_its_lun_with_precise_sense() {
 
 #[test]
 fn enospc_on_a_small_filesystem_is_precise_and_recoverable() {
-    let Some(fs) = SmallFs::mount("8m") else {
-        return;
-    };
+    let fs = SmallFs::mount("8m");
     let dir = tempfile::tempdir().unwrap();
     let o = Opts::new(&dir.path().join("data"), 47131, 47031);
     let mut d = Daemon::start(&o);
@@ -273,9 +273,7 @@ fn vanished_or_truncated_backing_file_keeps_others_served_and_the_daemon_up() {
 
 #[test]
 fn store_on_a_full_disk_answers_an_error_and_stays_consistent() {
-    let Some(fs) = SmallFs::mount("8m") else {
-        return;
-    };
+    let fs = SmallFs::mount("8m");
     let data = fs.path.join("data");
     let o = Opts::new(&data, 47133, 47033);
     let mut d = Daemon::start(&o);

@@ -721,13 +721,17 @@ pub fn run_limited(program: &Path, args: &[String], limit: Duration) -> Output {
     }
 }
 
-/// Runs a libiscsi tool (by name) with a time limit; `None` when it is not installed.
-pub fn iscsi_tool(name: &str, args: &[String]) -> Option<Output> {
-    let path = std::env::var_os("PATH")?;
+/// Runs a libiscsi tool (by name) with a time limit. A missing tool fails the test loudly:
+/// `scripts/test` installs libiscsi-bin, and a check that cannot run must not pass.
+pub fn iscsi_tool(name: &str, args: &[String]) -> Output {
+    let path = std::env::var_os("PATH").unwrap_or_default();
     let prog = std::env::split_paths(&path)
         .map(|d| d.join(name))
-        .find(|p| p.exists())?;
-    Some(run_limited(&prog, args, Duration::from_secs(30)))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!("{name} is not installed: install libiscsi-bin (scripts/test does)")
+        });
+    run_limited(&prog, args, Duration::from_secs(30))
 }
 
 pub fn text(o: &Output) -> String {
