@@ -21,17 +21,21 @@ use std::sync::Arc;
 mod block;
 mod file;
 mod filter;
+mod fsync;
 pub mod journal;
 mod memory;
 pub mod nowait;
 mod null;
+pub mod powercut;
 mod sys;
 
 pub use block::BlockStore;
 pub use file::FileStore;
 pub use filter::{FaultFilter, FaultOp, Filtered};
+pub use fsync::sync_parent_dir;
 pub use memory::MemoryStore;
 pub use null::NullStore;
+pub use powercut::{Loss, PowerCut};
 
 /// Where a LUN's blocks live. All offsets and lengths are in bytes; callers (the SCSI engine)
 /// have already checked `offset + len <= size()`.
@@ -146,7 +150,12 @@ pub fn create_file(path: &Path, size: u64, zero_reused: bool) -> io::Result<()> 
         file::zero_range(&f, 0, head)?;
         let tail_start = size.saturating_sub(REUSE_ZERO_LEN).max(head);
         file::zero_range(&f, tail_start, size - tail_start)?;
-        f.sync_data()?;
+    }
+    // The LUN that relies on this file is committed next: its size (and zeroed ends) and,
+    // for a new file, its name must survive a power cut first.
+    sys::fdatasync(&f)?;
+    if !existed {
+        sync_parent_dir(path)?;
     }
     Ok(())
 }
