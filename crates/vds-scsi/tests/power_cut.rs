@@ -253,6 +253,18 @@ fn set_wce(lu: &LogicalUnit, on: bool) {
 #[test]
 fn with_the_write_cache_off_every_write_is_durable_at_good() {
     for loss in LOSSES {
+        // Turning the cache off makes what it held durable.
+        let pc = Arc::new(PowerCut::new(SIZE, loss));
+        let lu = lu_over(pc.clone());
+        good(&lu, &write10(0, 8, false), &pattern(1, 8));
+        set_wce(&lu, false);
+        expect(
+            &pc.restart(),
+            0,
+            8,
+            1,
+            format!("{loss:?}: not flushed by WCE=0"),
+        );
         let pc = Arc::new(PowerCut::new(SIZE, loss));
         let lu = lu_over(pc.clone());
         good(&lu, &write10(0, 8, false), &pattern(1, 8));
