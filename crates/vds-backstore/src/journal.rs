@@ -1122,7 +1122,7 @@ mod tests {
             x ^= x << 17;
             x % m
         };
-        (0..24)
+        (0..20)
             .map(|_| {
                 let sector = rnd(SECTORS - 16);
                 let n = 1 + rnd(16);
@@ -1292,7 +1292,7 @@ mod tests {
 
     #[test]
     fn the_journal_survives_a_power_cut_at_any_point() {
-        for seed in [0, 0x9E37_79B9_u64, 0x1234_5678] {
+        for seed in [0, 0x9E37_79B9_u64] {
             let steps = if seed == 0 {
                 pairings()
             } else {
@@ -1304,6 +1304,13 @@ mod tests {
                 crate::Loss::Subset { seed: seed + 1 },
                 crate::Loss::Sectors { seed: seed + 1 },
             ] {
+                // The power fails between two operations (after the journal's own writes of
+                // the last one)...
+                for k in 0..=steps.len() {
+                    assert!(cut_run(&steps[..k], loss, u64::MAX, false));
+                    assert!(cut_run(&steps[..k], loss, u64::MAX, true));
+                }
+                // ... or at any operation of the store, inside an atomic write too.
                 let mut cut = 0;
                 loop {
                     let a = cut_run(&steps, loss, cut, false);
