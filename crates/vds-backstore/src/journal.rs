@@ -1248,7 +1248,11 @@ mod tests {
             Err(_) => panic!("a temporary directory is writable"),
         };
         let got = values(&j);
-        let what = format!("{loss:?}, cut after {cut}, lost invalidation {lost_invalidation}");
+        let when = match cut {
+            u64::MAX => format!("cut after {} steps", steps.len()),
+            n => format!("cut at store operation {n}"),
+        };
+        let what = format!("{loss:?}, {when}, lost invalidation {lost_invalidation}");
         for (s, v) in got.iter().enumerate() {
             assert!(
                 allowed[s].contains(v),
