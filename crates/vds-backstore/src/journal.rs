@@ -1146,8 +1146,7 @@ mod tests {
 
     /// `n` sectors, each the operation number `id` repeated.
     fn sectors_of(id: u64, n: u64) -> Vec<u8> {
-        id.to_le_bytes()
-            .repeat((n * SECTOR / 8) as usize)
+        id.to_le_bytes().repeat((n * SECTOR / 8) as usize)
     }
 
     /// The value (operation number) of each sector; panics on a sector torn inside.

@@ -2,13 +2,15 @@
 //!
 //! The one seam is [`BackingStore`], a small capability trait over positioned byte I/O.
 //! Implementations: sparse file (thin; UNMAP punches holes), block device, memory, null, and
-//! the fault filters (`delay`, `error`) that wrap any of them. This crate is one of the few that
-//! may touch the filesystem (see ARCHITECTURE.md).
+//! the fault filters (`delay`, `error`) that wrap any of them; for durability tests,
+//! [`PowerCut`] (memory that loses unflushed writes at a simulated power cut). This crate is
+//! one of the few that may touch the filesystem (see ARCHITECTURE.md).
 //!
 //! Cache model: a file or block store writes through the kernel page cache, which is the
 //! write-back cache of the LUN. `flush` (SYNCHRONIZE CACHE, SetStatus OFFLINE, shutdown) makes
 //! every completed write durable (`fdatasync`); a write with `fua = true` is durable before it
-//! returns.
+//! returns. A file the array creates and relies on after a crash (a LUN's file, a journal) has
+//! its directory synced too ([`sync_parent_dir`]).
 //!
 //! Entry points: [`open`] turns a [`BackingKind`] into a store, [`create_file`] prepares a
 //! sparse file for a new LUN, and [`Filtered`] wraps any store with runtime-replaceable

@@ -154,10 +154,7 @@ impl PowerCut {
         let mut buf = vec![0u8; CHUNK as usize];
         let mut at = 0;
         while at < size {
-            let (mapped, n) = self
-                .durable
-                .mapped_extent(at, size - at)
-                .expect("in range");
+            let (mapped, n) = self.durable.mapped_extent(at, size - at).expect("in range");
             if mapped {
                 let mut done = 0;
                 while done < n {
@@ -259,7 +256,8 @@ fn apply(m: &MemoryStore, op: &Op) {
         }
         Op::Unmap { offset, len } => {
             if *offset < size {
-                m.unmap(*offset, (size - offset).min(*len)).expect("clipped");
+                m.unmap(*offset, (size - offset).min(*len))
+                    .expect("clipped");
             }
         }
         Op::Resize(n) => m.resize(*n).expect("memory resizes"),
@@ -490,7 +488,10 @@ mod tests {
         s.cut_after(2);
         s.write_at(&[1; 512], 0, false).unwrap();
         s.flush().unwrap();
-        assert!(s.write_at(&[2; 512], 0, true).is_err(), "the third operation");
+        assert!(
+            s.write_at(&[2; 512], 0, true).is_err(),
+            "the third operation"
+        );
         assert!(s.is_off());
         assert_eq!(s.flushes(), 1);
         let back = s.restart();

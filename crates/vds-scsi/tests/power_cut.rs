@@ -85,7 +85,20 @@ fn write10(lba: u32, blocks: u16, fua: bool) -> Vec<u8> {
 }
 
 fn write12(lba: u32, blocks: u32, fua: bool) -> Vec<u8> {
-    let mut c = vec![0xAA, if fua { 0x08 } else { 0 }, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let mut c = vec![
+        0xAA,
+        if fua { 0x08 } else { 0 },
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ];
     c[2..6].copy_from_slice(&lba.to_be_bytes());
     c[6..10].copy_from_slice(&blocks.to_be_bytes());
     c
@@ -170,7 +183,13 @@ fn a_fua_write_is_durable_at_good() {
         good(&lu, &write10(48, 8, false), &pattern(9, 8));
         let back = pc.restart();
         for (k, byte) in (1..=6u8).enumerate() {
-            expect(&back, k as u64 * 8, 8, byte, format!("{loss:?}: forced write {byte} lost"));
+            expect(
+                &back,
+                k as u64 * 8,
+                8,
+                byte,
+                format!("{loss:?}: forced write {byte} lost"),
+            );
         }
     }
 }
@@ -202,7 +221,13 @@ fn writes_before_synchronize_cache_are_durable_at_good() {
             expect(&back, 0, 4, 0, format!("{loss:?} {flush:02x?}"));
             expect(&back, 4, 4, 1, format!("{loss:?} {flush:02x?}"));
             for k in 1..8u64 {
-                expect(&back, k * 8, 8, k as u8 + 1, format!("{loss:?} {flush:02x?}: write {k} lost"));
+                expect(
+                    &back,
+                    k * 8,
+                    8,
+                    k as u8 + 1,
+                    format!("{loss:?} {flush:02x?}: write {k} lost"),
+                );
             }
             expect(&back, 64, 8, 0x77, format!("{loss:?}"));
         }
@@ -226,7 +251,13 @@ fn offline_not_ready_and_shutdown_flush_before_they_return() {
             }
             let back = pc.restart();
             for k in 0..8u64 {
-                expect(&back, k * 8, 8, k as u8 + 1, format!("{loss:?} to {to:?}: write {k} lost"));
+                expect(
+                    &back,
+                    k * 8,
+                    8,
+                    k as u8 + 1,
+                    format!("{loss:?} to {to:?}: write {k} lost"),
+                );
             }
         }
     }
@@ -273,8 +304,8 @@ fn with_the_write_cache_off_every_write_is_durable_at_good() {
         good(&lu, &write10(16, 8, false), &pattern(2, 8));
         good(&lu, &[0x0A, 0, 0, 24, 8, 0], &pattern(3, 8)); // WRITE(6): no FUA bit at all
         good(&lu, &cdb16(0x93, 0, 32, 8), &pattern(4, 1)); // WRITE SAME(16)
-        // UNMAP of blocks 8..16 and WRITE SAME(16) with UNMAP over 40..48, which a thin store
-        // deallocates rather than writes.
+                                                           // UNMAP of blocks 8..16 and WRITE SAME(16) with UNMAP over 40..48, which a thin store
+                                                           // deallocates rather than writes.
         good(&lu, &write10(40, 8, true), &pattern(0x66, 8));
         let mut unmap = vec![0u8; 24];
         unmap[1] = 22;
@@ -335,7 +366,10 @@ fn write_atomic_through_the_journal_is_durable_and_whole_at_any_cut() {
             let mut new = old.clone();
             new[4 * BS as usize..12 * BS as usize].fill(0x22);
             if acked {
-                assert!(got == new, "{loss:?} cut {cut}: acknowledged atomic write lost");
+                assert!(
+                    got == new,
+                    "{loss:?} cut {cut}: acknowledged atomic write lost"
+                );
             } else {
                 assert!(
                     got == old || got == new,

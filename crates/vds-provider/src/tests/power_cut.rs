@@ -86,7 +86,10 @@ fn offline_and_not_ready_flush_before_they_are_acknowledged() {
     let f = Fixture::new(41050, false);
     let bs = f.luns()[0].block_size as usize;
     for loss in [Loss::Unflushed, Loss::Sectors { seed: 5 }] {
-        for (status, name) in [(LunStatus::Offline, "OFFLINE"), (LunStatus::NotReady, "NOT_READY")] {
+        for (status, name) in [
+            (LunStatus::Offline, "OFFLINE"),
+            (LunStatus::NotReady, "NOT_READY"),
+        ] {
             let (id, pc) = on_power_cut_store(&f, loss);
             f.ok(Command::SetLunStatus {
                 id,
