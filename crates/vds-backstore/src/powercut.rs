@@ -88,7 +88,7 @@ pub struct PowerCut {
 }
 
 fn power_off() -> io::Error {
-    io::Error::new(io::ErrorKind::Other, "power cut: the device is gone")
+    io::Error::other("power cut: the device is gone")
 }
 
 impl PowerCut {
