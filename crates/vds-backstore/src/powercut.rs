@@ -232,7 +232,12 @@ impl PowerCut {
         let mut log = self.log.lock();
         self.admit(&mut log)?;
         check_range(offset, buf.len() as u64, self.size())?;
-        self.cache.write_at(buf, offset, false)?;
+        if whole {
+            // Readers never see it half-copied either.
+            self.cache.write_atomic(buf, offset, false)?;
+        } else {
+            self.cache.write_at(buf, offset, false)?;
+        }
         log.pending.push(Op::Write {
             offset,
             data: buf.to_vec(),
@@ -382,8 +387,7 @@ impl BackingStore for PowerCut {
                 "atomic write larger than the atomic maximum",
             ));
         }
-        // The log lock orders it against every other mutation; reads of the cache could see
-        // it half-copied, which the durability tests this store serves do not look at.
+        // All or nothing in the cache, and never torn by a cut.
         self.write(buf, offset, fua, true)
     }
 
