@@ -147,7 +147,9 @@ impl BackingStore for FileStore {
     fn resize(&self, new_size: u64) -> io::Result<()> {
         self.file.set_len(new_size)?;
         self.size.store(new_size, Ordering::Relaxed);
-        Ok(())
+        // The provider commits the new size next; a power cut must not leave the file at the
+        // old one (the LUN would come back FAILED, its size not the one acknowledged).
+        sys::fdatasync(&self.file)
     }
 
     fn probe(&self) -> io::Result<()> {

@@ -2,13 +2,15 @@
 //!
 //! The one seam is [`BackingStore`], a small capability trait over positioned byte I/O.
 //! Implementations: sparse file (thin; UNMAP punches holes), block device, memory, null, and
-//! the fault filters (`delay`, `error`) that wrap any of them. This crate is one of the few that
-//! may touch the filesystem (see ARCHITECTURE.md).
+//! the fault filters (`delay`, `error`) that wrap any of them; for durability tests,
+//! [`PowerCut`] (memory that loses unflushed writes at a simulated power cut). This crate is
+//! one of the few that may touch the filesystem (see ARCHITECTURE.md).
 //!
 //! Cache model: a file or block store writes through the kernel page cache, which is the
 //! write-back cache of the LUN. `flush` (SYNCHRONIZE CACHE, SetStatus OFFLINE, shutdown) makes
 //! every completed write durable (`fdatasync`); a write with `fua = true` is durable before it
-//! returns.
+//! returns. A file the array creates and relies on after a crash (a LUN's file, a journal) has
+//! its directory synced too ([`sync_parent_dir`]).
 //!
 //! Entry points: [`open`] turns a [`BackingKind`] into a store, [`create_file`] prepares a
 //! sparse file for a new LUN, and [`Filtered`] wraps any store with runtime-replaceable
@@ -21,17 +23,21 @@ use std::sync::Arc;
 mod block;
 mod file;
 mod filter;
+mod fsync;
 pub mod journal;
 mod memory;
 pub mod nowait;
 mod null;
+pub mod powercut;
 mod sys;
 
 pub use block::BlockStore;
 pub use file::FileStore;
 pub use filter::{FaultFilter, FaultOp, Filtered};
+pub use fsync::sync_parent_dir;
 pub use memory::MemoryStore;
 pub use null::NullStore;
+pub use powercut::{Loss, PowerCut};
 
 /// Where a LUN's blocks live. All offsets and lengths are in bytes; callers (the SCSI engine)
 /// have already checked `offset + len <= size()`.
@@ -146,7 +152,12 @@ pub fn create_file(path: &Path, size: u64, zero_reused: bool) -> io::Result<()> 
         file::zero_range(&f, 0, head)?;
         let tail_start = size.saturating_sub(REUSE_ZERO_LEN).max(head);
         file::zero_range(&f, tail_start, size - tail_start)?;
-        f.sync_data()?;
+    }
+    // The LUN that relies on this file is committed next: its size (and zeroed ends) and,
+    // for a new file, its name must survive a power cut first.
+    sys::fdatasync(&f)?;
+    if !existed {
+        sync_parent_dir(path)?;
     }
     Ok(())
 }

@@ -55,7 +55,20 @@ pub fn seek(f: &impl AsRawFd, offset: u64, whence: libc::c_int) -> io::Result<Op
 /// `fdatasync(fd)`.
 pub fn fdatasync(f: &impl AsRawFd) -> io::Result<()> {
     // SAFETY: fdatasync on a valid fd.
-    cvt(unsafe { libc::fdatasync(f.as_raw_fd()) }).map(|_| ())
+    cvt(unsafe { libc::fdatasync(f.as_raw_fd()) })?;
+    #[cfg(test)]
+    record_fdatasync(f);
+    Ok(())
+}
+
+/// Log a sync for the tests (see `fsync::log`), by inode.
+#[cfg(test)]
+fn record_fdatasync(f: &impl AsRawFd) {
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat on a valid fd writes one stat struct, which `st` is.
+    if unsafe { libc::fstat(f.as_raw_fd(), &mut st) } == 0 {
+        crate::fsync::log::push(crate::fsync::log::Synced::Data(st.st_ino));
+    }
 }
 
 /// The size of a block device.

@@ -788,7 +788,9 @@ pub(crate) fn round_up(bytes: u64) -> u64 {
 pub(crate) fn make_private_dir(path: &Path) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     match std::fs::DirBuilder::new().mode(0o700).create(path) {
-        Ok(()) => Ok(()),
+        // The LUN files created in it are committed next: the directory must survive a
+        // power cut with them (vds-backstore syncs their own entries).
+        Ok(()) => vds_backstore::sync_parent_dir(path),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),
     }

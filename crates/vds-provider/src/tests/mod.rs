@@ -5,6 +5,7 @@
 mod aptpl;
 mod leftovers;
 mod model;
+mod power_cut;
 mod read_only;
 mod rules;
 

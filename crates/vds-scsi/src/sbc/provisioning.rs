@@ -51,6 +51,15 @@ pub(crate) fn unmap(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
                 .map_err(write_err)?;
         }
     }
+    forced(lu)
+}
+
+/// With the write-back cache off every write is durable at GOOD, and a deallocation is a
+/// write: the store's `unmap` has no FUA form, so flush after it.
+fn forced(lu: &LogicalUnit) -> Res {
+    if lu.write_through() {
+        lu.backing().flush().map_err(write_err)?;
+    }
     Ok(())
 }
 
@@ -91,7 +100,8 @@ pub(crate) fn write_same(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
     // UNMAP on a thin LU deallocates whatever the data block holds (as LIO does; libiscsi's
     // UnmapUntilEnd reads zeroes back); on a thick LU only zeroes may be "unmapped".
     if (unmap_bit && lu.backing().thin()) || (zero && (unmap_bit || ndob)) {
-        return lu.backing().unmap(off, total).map_err(write_err);
+        lu.backing().unmap(off, total).map_err(write_err)?;
+        return forced(lu);
     }
     let chunk_blocks = ((1usize << 20) / bs).min(blocks as usize).max(1);
     let pattern: Vec<u8> = if ndob {
