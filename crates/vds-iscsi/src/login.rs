@@ -1019,6 +1019,7 @@ MaxOutstandingR2T=4\0ErrorRecoveryLevel=2\0X-com.example=1\0DefaultTime2Wait=0\0
         for good in [
             "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test",
             "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test-2",
+            "iqn.2010-11.libiscsi:iscsi-perf",
             "iqn.2004-10.com.ubuntu:01:5f3a6b2c1d",
             "iqn.1994-05.com.redhat:4b1e8f2a9c3d",
             "iqn.1991-05.com.microsoft:HOST-01.example.com",
