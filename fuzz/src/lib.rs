@@ -12,7 +12,9 @@ pub struct NoEvents;
 
 impl LuEvents for NoEvents {
     fn failed(&self, _lu: uuid::Uuid, _error: &std::io::Error) {}
-    fn persist_reservations(&self, _lu: uuid::Uuid, _state: &[u8]) {}
+    fn persist_reservations(&self, _lu: uuid::Uuid, _state: &[u8]) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Blocks per memory LU: small, so that fuzzed LBAs hit both ends often.

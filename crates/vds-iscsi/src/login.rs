@@ -16,27 +16,74 @@ pub const LOGIN_MAX_DATA: usize = 8192;
 const LOGIN_MAX_TEXT: usize = 64 * 1024;
 
 /// CHAP secrets of one target (the data path's copy of the provider's configuration).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// `Debug` shows names and lengths, never the secrets.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ChapSecrets {
-    /// Accepts any CHAP_N.
+    /// The target-wide secret: authenticates any initiator without a secret of its own, under
+    /// any CHAP_N.
     pub default_secret: Option<Vec<u8>>,
-    /// Applies when CHAP_N equals the initiator name.
+    /// Per-initiator secrets, keyed by InitiatorName: each authenticates only that initiator,
+    /// and only with CHAP_N equal to its name (SEMANTICS §13).
     pub initiator_secrets: Vec<(String, Vec<u8>)>,
     /// For mutual CHAP, keyed by initiator name (`""` for any).
     pub mutual_secrets: Vec<(String, Vec<u8>)>,
+}
+
+/// A secret in `Debug` output: its length only.
+struct Redacted(usize);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{} bytes>", self.0)
+    }
+}
+
+fn redacted(list: &[(String, Vec<u8>)]) -> Vec<(&str, Redacted)> {
+    list.iter()
+        .map(|(n, s)| (n.as_str(), Redacted(s.len())))
+        .collect()
+}
+
+impl std::fmt::Debug for ChapSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChapSecrets")
+            .field(
+                "default_secret",
+                &self.default_secret.as_ref().map(|s| Redacted(s.len())),
+            )
+            .field("initiator_secrets", &redacted(&self.initiator_secrets))
+            .field("mutual_secrets", &redacted(&self.mutual_secrets))
+            .finish()
+    }
 }
 
 impl ChapSecrets {
     pub fn required(&self) -> bool {
         self.default_secret.is_some() || !self.initiator_secrets.is_empty()
     }
-    fn secret_for(&self, chap_n: &str) -> Option<&[u8]> {
-        self.initiator_secrets
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(chap_n))
-            .map(|(_, s)| s.as_slice())
-            .or(self.default_secret.as_deref())
+
+    /// The secret a login by `initiator` calling itself `chap_n` must prove, or `None` when
+    /// no secret may authenticate it. An initiator with a secret of its own is authenticated
+    /// by that secret only, and only under its own name: holding A's secret must not let
+    /// anyone log in as B (SEMANTICS §13). Any other initiator proves the target-wide secret
+    /// under any CHAP_N (RFC 7143 §12.1.3 leaves CHAP_N to the initiator's configuration;
+    /// open-iscsi's `username` is often not the InitiatorName), except a CHAP_N that is the
+    /// name of an initiator with its own secret: that is A's identity, which only A's secret
+    /// proves.
+    fn secret_for(&self, initiator: &str, chap_n: &str) -> Option<&[u8]> {
+        let own = |name: &str| {
+            self.initiator_secrets
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, s)| s.as_slice())
+        };
+        match own(initiator) {
+            Some(secret) => chap_n.eq_ignore_ascii_case(initiator).then_some(secret),
+            None if own(chap_n).is_some() => None,
+            None => self.default_secret.as_deref(),
+        }
     }
+
     fn mutual_for(&self, initiator: &str) -> Option<&[u8]> {
         self.mutual_secrets
             .iter()
@@ -378,6 +425,7 @@ impl Login {
         if initiator.is_empty() {
             return Err(LoginStatus::MISSING_PARAMETER);
         }
+        valid_name(initiator)?;
         self.params.initiator_name = initiator.to_string();
         self.params.initiator_alias = get("InitiatorAlias").map(str::to_string);
         self.params.session_type = match get("SessionType").unwrap_or("Normal") {
@@ -388,6 +436,7 @@ impl Login {
         match self.params.session_type {
             SessionType::Normal => {
                 let name = get("TargetName").ok_or(LoginStatus::MISSING_PARAMETER)?;
+                valid_name(name)?;
                 let t = env.find_target(name).ok_or(LoginStatus::TARGET_NOT_FOUND)?;
                 self.params.target_name = Some(t.name.clone());
                 self.target = Some(t);
@@ -470,12 +519,13 @@ impl Login {
                     .target
                     .clone()
                     .ok_or(LoginStatus::AUTHENTICATION_FAILURE)?;
-                let secret = target
-                    .chap
-                    .secret_for(n)
-                    .ok_or(LoginStatus::AUTHENTICATION_FAILURE)?;
                 let resp = text::decode_binary(r).ok_or(LoginStatus::AUTHENTICATION_FAILURE)?;
-                if !alg.verify(id, secret, &challenge, &resp) {
+                // A name no secret may authenticate is checked like a wrong secret (against a
+                // throwaway one): same status, same work, so the answer does not tell which
+                // of the two was wrong.
+                let secret = target.chap.secret_for(&self.params.initiator_name, n);
+                let verified = alg.verify(id, secret.unwrap_or(&[0; 16]), &challenge, &resp);
+                if secret.is_none() || !verified {
                     return Err(LoginStatus::AUTHENTICATION_FAILURE);
                 }
                 self.params.chap_name = Some(n.to_string());
@@ -641,6 +691,16 @@ impl Login {
     }
 }
 
+/// An InitiatorName or TargetName must be an iSCSI name (RFC 7143 §4.2.7: `iqn.`, `eui.` or
+/// `naa.` format, at most 223 bytes, after stringprep only a-z, 0-9, '-', '.' and ':'). Names
+/// are case-folded first, as stringprep would; names outside ASCII are refused (vds compares
+/// names byte for byte). A malformed one is the initiator's error (0x0200): it is not missing
+/// (0x0207), and a TargetName that cannot be a name is not merely unknown (0x0203).
+fn valid_name(name: &str) -> Result<(), LoginStatus> {
+    vds_model::validate_iscsi_name(&name.to_ascii_lowercase())
+        .map_err(|_| LoginStatus::INITIATOR_ERROR)
+}
+
 fn num(v: &str, lo: u64, hi: u64) -> Option<u64> {
     text::parse_number(v).filter(|n| (lo..=hi).contains(n))
 }
@@ -677,7 +737,7 @@ mod tests {
     fn env(chap: ChapSecrets) -> Env {
         Env {
             target: Some(LoginTarget {
-                name: "iqn.t".into(),
+                name: "iqn.2026-01.test:t".into(),
                 alias: "".into(),
                 tpgt: 1,
                 chap,
@@ -723,7 +783,7 @@ mod tests {
         let mut l = Login::new(TargetLimits::default());
         let step = l.handle(
             &req(0, 1, true),
-            b"InitiatorName=iqn.i\0TargetName=iqn.t\0AuthMethod=None\0",
+            b"InitiatorName=iqn.2026-01.test:i\0TargetName=iqn.2026-01.test:t\0AuthMethod=None\0",
             &mut e,
         );
         let LoginStep::Continue(p) = step else {
@@ -762,19 +822,19 @@ MaxOutstandingR2T=4\0ErrorRecoveryLevel=2\0X-com.example=1\0DefaultTime2Wait=0\0
     #[test]
     fn failures_carry_the_right_status() {
         let cases: &[(&[u8], LoginStatus)] = &[
-            (b"TargetName=iqn.t\0", LoginStatus::MISSING_PARAMETER),
-            (b"InitiatorName=iqn.i\0", LoginStatus::MISSING_PARAMETER),
+            (b"TargetName=iqn.2026-01.test:t\0", LoginStatus::MISSING_PARAMETER),
+            (b"InitiatorName=iqn.2026-01.test:i\0", LoginStatus::MISSING_PARAMETER),
             (
-                b"InitiatorName=iqn.i\0TargetName=iqn.nope\0",
+                b"InitiatorName=iqn.2026-01.test:i\0TargetName=iqn.2026-01.test:nope\0",
                 LoginStatus::TARGET_NOT_FOUND,
             ),
             (
-                b"InitiatorName=iqn.i\0SessionType=Weird\0",
+                b"InitiatorName=iqn.2026-01.test:i\0SessionType=Weird\0",
                 LoginStatus::SESSION_TYPE_NOT_SUPPORTED,
             ),
             (b"garbage", LoginStatus::INITIATOR_ERROR),
             (
-                b"InitiatorName=iqn.i\0InitiatorName=iqn.i\0",
+                b"InitiatorName=iqn.2026-01.test:i\0InitiatorName=iqn.2026-01.test:i\0",
                 LoginStatus::INITIATOR_ERROR,
             ),
         ];
@@ -806,13 +866,24 @@ MaxOutstandingR2T=4\0ErrorRecoveryLevel=2\0X-com.example=1\0DefaultTime2Wait=0\0
             initiator_secrets: vec![],
             mutual_secrets: vec![("".into(), b"initiator-sec1".to_vec())],
         };
+        chap_login_as(chap, "iqn.2026-01.test:i", "user", secret_used, mutual)
+    }
+
+    /// A CHAP login by InitiatorName `initiator` answering the challenge as `chap_n` with
+    /// `secret_used`; returns the step after CHAP_N/CHAP_R.
+    fn chap_login_as(
+        chap: ChapSecrets,
+        initiator: &str,
+        chap_n: &str,
+        secret_used: &[u8],
+        mutual: bool,
+    ) -> LoginStep {
         let mut e = env(chap);
         let mut l = Login::new(TargetLimits::default());
-        let LoginStep::Continue(p) = l.handle(
-            &req(0, 1, false),
-            b"InitiatorName=iqn.i\0TargetName=iqn.t\0AuthMethod=CHAP,None\0",
-            &mut e,
-        ) else {
+        let first = format!(
+            "InitiatorName={initiator}\0TargetName=iqn.2026-01.test:t\0AuthMethod=CHAP,None\0"
+        );
+        let LoginStep::Continue(p) = l.handle(&req(0, 1, false), first.as_bytes(), &mut e) else {
             panic!()
         };
         assert_eq!(val(&keys(&p), "AuthMethod"), Some("CHAP"));
@@ -824,7 +895,7 @@ MaxOutstandingR2T=4\0ErrorRecoveryLevel=2\0X-com.example=1\0DefaultTime2Wait=0\0
         let id: u8 = val(&k, "CHAP_I").unwrap().parse().unwrap();
         let c = text::decode_binary(val(&k, "CHAP_C").unwrap()).unwrap();
         let r = ChapAlg::Sha256.response(id, secret_used, &c);
-        let mut data = format!("CHAP_N=user\0CHAP_R={}\0", text::encode_base64(&r));
+        let mut data = format!("CHAP_N={chap_n}\0CHAP_R={}\0", text::encode_base64(&r));
         if mutual {
             data.push_str("CHAP_I=77\0CHAP_C=0x0102030405060708\0");
         }
@@ -840,7 +911,7 @@ MaxOutstandingR2T=4\0ErrorRecoveryLevel=2\0X-com.example=1\0DefaultTime2Wait=0\0
         match chap_login(b"target-secret1", true) {
             LoginStep::Continue(p) => {
                 let k = keys(&p);
-                assert_eq!(val(&k, "CHAP_N"), Some("iqn.t"));
+                assert_eq!(val(&k, "CHAP_N"), Some("iqn.2026-01.test:t"));
                 let want =
                     ChapAlg::Sha256.response(77, b"initiator-sec1", &[1, 2, 3, 4, 5, 6, 7, 8]);
                 assert_eq!(
@@ -856,6 +927,162 @@ MaxOutstandingR2T=4\0ErrorRecoveryLevel=2\0X-com.example=1\0DefaultTime2Wait=0\0
         ));
     }
 
+    /// Issue 10 item 5: a per-initiator secret authenticates only the InitiatorName it was set
+    /// for, and only with CHAP_N equal to that name; the target-wide secret does not stand in
+    /// for an initiator that has its own. Every refusal is the same 0x0201.
+    #[test]
+    fn chap_secret_is_bound_to_its_initiator_name() {
+        const A: &str = "iqn.2026-01.test:a";
+        const B: &str = "iqn.2026-01.test:b";
+        const C: &str = "iqn.2026-01.test:c";
+        let own = ChapSecrets {
+            default_secret: None,
+            initiator_secrets: vec![
+                (A.into(), b"secret-of-a-1".to_vec()),
+                (B.into(), b"secret-of-b-1".to_vec()),
+            ],
+            mutual_secrets: vec![],
+        };
+        let with_default = ChapSecrets {
+            default_secret: Some(b"target-wide-1".to_vec()),
+            ..own.clone()
+        };
+        let ok = |step: LoginStep| matches!(step, LoginStep::Continue(p) if resp(&p).transit);
+        let refused =
+            |step: LoginStep| matches!(step, LoginStep::Fail(_, LoginStatus::AUTHENTICATION_FAILURE));
+        for chap in [&own, &with_default] {
+            // Each initiator with its own secret, under its own name (case-folded).
+            assert!(ok(chap_login_as(chap.clone(), A, A, b"secret-of-a-1", false)));
+            assert!(ok(chap_login_as(chap.clone(), B, B, b"secret-of-b-1", false)));
+            assert!(ok(chap_login_as(
+                chap.clone(),
+                B,
+                "IQN.2026-01.TEST:B",
+                b"secret-of-b-1",
+                false
+            )));
+            // A's secret cannot log in as B: not with CHAP_N = A, not with CHAP_N = B.
+            assert!(refused(chap_login_as(chap.clone(), B, A, b"secret-of-a-1", false)));
+            assert!(refused(chap_login_as(chap.clone(), B, B, b"secret-of-a-1", false)));
+            // B's own secret under another CHAP_N is refused too.
+            assert!(refused(chap_login_as(chap.clone(), B, "user", b"secret-of-b-1", false)));
+            // The target-wide secret does not authenticate an initiator with its own.
+            assert!(refused(chap_login_as(chap.clone(), B, B, b"target-wide-1", false)));
+            // An initiator without a secret of its own cannot borrow A's.
+            assert!(refused(chap_login_as(chap.clone(), C, A, b"secret-of-a-1", false)));
+            assert!(refused(chap_login_as(chap.clone(), C, C, b"secret-of-a-1", false)));
+        }
+        // Without a target-wide secret, C has nothing to prove: refused.
+        assert!(refused(chap_login_as(own.clone(), C, C, b"target-wide-1", false)));
+        // With it, C logs in under any CHAP_N except another initiator's name.
+        assert!(ok(chap_login_as(with_default.clone(), C, "user", b"target-wide-1", false)));
+        assert!(ok(chap_login_as(with_default.clone(), C, C, b"target-wide-1", false)));
+        assert!(refused(chap_login_as(with_default.clone(), C, A, b"target-wide-1", false)));
+        // Mutual CHAP answers with the secret remembered for the InitiatorName, and only once
+        // that initiator has proved its own secret.
+        let mutual = ChapSecrets {
+            mutual_secrets: vec![
+                (A.into(), b"target-to-a-1".to_vec()),
+                (B.into(), b"target-to-b-1".to_vec()),
+            ],
+            ..own.clone()
+        };
+        match chap_login_as(mutual.clone(), B, B, b"secret-of-b-1", true) {
+            LoginStep::Continue(p) => {
+                let k = keys(&p);
+                let want =
+                    ChapAlg::Sha256.response(77, b"target-to-b-1", &[1, 2, 3, 4, 5, 6, 7, 8]);
+                assert_eq!(text::decode_binary(val(&k, "CHAP_R").unwrap()).unwrap(), want);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(refused(chap_login_as(mutual, B, A, b"secret-of-a-1", true)));
+    }
+
+    /// Issue 10 item 9: InitiatorName and TargetName are iSCSI names (RFC 7143 §4.2.7); a
+    /// malformed one is refused with 0x0200 before anything else is looked at. The names real
+    /// initiators send by default pass.
+    #[test]
+    fn login_names_are_validated() {
+        let login = |initiator: &str, target: &str| {
+            let mut e = env(ChapSecrets::default());
+            e.target.as_mut().unwrap().name = target.to_string();
+            let mut l = Login::new(TargetLimits::default());
+            let data = format!("InitiatorName={initiator}\0TargetName={target}\0AuthMethod=None\0");
+            match l.handle(&req(0, 1, true), data.as_bytes(), &mut e) {
+                LoginStep::Continue(_) => Ok(()),
+                LoginStep::Fail(_, st) => Err(st),
+                other => panic!("{other:?}"),
+            }
+        };
+        let t = "iqn.2026-11.local.vds:default";
+        for good in [
+            "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test",
+            "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test-2",
+            "iqn.2010-11.libiscsi:iscsi-perf",
+            "iqn.2004-10.com.ubuntu:01:5f3a6b2c1d",
+            "iqn.1994-05.com.redhat:4b1e8f2a9c3d",
+            "iqn.1991-05.com.microsoft:HOST-01.example.com",
+            "iqn.1998-01.com.vmware:esx01-1a2b3c4d",
+            "iqn.2026-11.test:initiator",
+            "eui.02004567A425678D",
+            "naa.52004567BA64678D",
+            "naa.62004567BA64678D0123456789ABCDEF",
+        ] {
+            assert_eq!(login(good, t), Ok(()), "{good}");
+        }
+        let long = format!("iqn.2026-01.test:{}", "x".repeat(223 - 17));
+        assert_eq!(long.len(), 223);
+        assert_eq!(login(&long, t), Ok(()));
+        let too_long = format!("{long}x");
+        for bad in [
+            too_long.as_str(),
+            "i",
+            "iqn.i",
+            "iqn.2026-13.test:x",
+            "iqn.2026-01.test:a b",
+            "iqn.2026-01.test:a_b",
+            "iqn.2026-01.test:a/b",
+            "iqn.2026-01.tëst:x",
+            "eui.0200",
+            "eui.02004567A425678G",
+            "naa.6001",
+            "foo.2026-01.test:x",
+        ] {
+            assert_eq!(login(bad, t), Err(LoginStatus::INITIATOR_ERROR), "{bad}");
+        }
+        // The same rule for the TargetName (checked before the lookup).
+        assert_eq!(
+            login("iqn.2026-01.test:i", "iqn.2026-01.test:t_1"),
+            Err(LoginStatus::INITIATOR_ERROR)
+        );
+        assert_eq!(
+            login("iqn.2026-01.test:i", "IQN.2026-11.LOCAL.VDS:DEFAULT"),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn chap_secrets_debug_hides_the_secrets() {
+        let chap = ChapSecrets {
+            default_secret: Some(b"default-sekrit".to_vec()),
+            initiator_secrets: vec![("iqn.2026-01.test:a".into(), b"initiator-sekrit".to_vec())],
+            mutual_secrets: vec![("".into(), b"mutual-sekrit".to_vec())],
+        };
+        let target = LoginTarget {
+            name: "iqn.2026-01.test:t".into(),
+            alias: String::new(),
+            tpgt: 1,
+            chap,
+        };
+        let shown = format!("{target:?} {target:#?}");
+        assert!(!shown.contains("sekrit"), "{shown}");
+        for bytes in [&b"default-sekrit"[..], b"initiator-sekrit", b"mutual-sekrit"] {
+            assert!(!shown.contains(&format!("{bytes:?}")), "{shown}");
+        }
+        assert!(shown.contains("iqn.2026-01.test:a"), "{shown}");
+    }
+
     #[test]
     fn chap_required_refuses_auth_none_and_skipping_security() {
         let chap = ChapSecrets {
@@ -867,7 +1094,7 @@ MaxOutstandingR2T=4\0ErrorRecoveryLevel=2\0X-com.example=1\0DefaultTime2Wait=0\0
         assert!(matches!(
             l.handle(
                 &req(0, 1, true),
-                b"InitiatorName=iqn.i\0TargetName=iqn.t\0AuthMethod=None\0",
+                b"InitiatorName=iqn.2026-01.test:i\0TargetName=iqn.2026-01.test:t\0AuthMethod=None\0",
                 &mut e
             ),
             LoginStep::Fail(_, LoginStatus::AUTHENTICATION_FAILURE)
@@ -877,7 +1104,7 @@ MaxOutstandingR2T=4\0ErrorRecoveryLevel=2\0X-com.example=1\0DefaultTime2Wait=0\0
         assert!(matches!(
             l.handle(
                 &req(1, 3, true),
-                b"InitiatorName=iqn.i\0TargetName=iqn.t\0",
+                b"InitiatorName=iqn.2026-01.test:i\0TargetName=iqn.2026-01.test:t\0",
                 &mut e
             ),
             LoginStep::Fail(_, LoginStatus::AUTHENTICATION_FAILURE)
@@ -890,13 +1117,13 @@ MaxOutstandingR2T=4\0ErrorRecoveryLevel=2\0X-com.example=1\0DefaultTime2Wait=0\0
         let mut l = Login::new(TargetLimits::default());
         let mut r = req(1, 3, false);
         r.cont = true;
-        let LoginStep::Continue(p) = l.handle(&r, b"InitiatorName=iqn.i\0TargetNa", &mut e) else {
+        let LoginStep::Continue(p) = l.handle(&r, b"InitiatorName=iqn.2026-01.test:i\0TargetNa", &mut e) else {
             panic!()
         };
         assert!(p.data.is_empty());
         let r = req(1, 3, true);
         assert!(matches!(
-            l.handle(&r, b"me=iqn.t\0", &mut e),
+            l.handle(&r, b"me=iqn.2026-01.test:t\0", &mut e),
             LoginStep::Done(..)
         ));
     }
@@ -907,7 +1134,7 @@ MaxOutstandingR2T=4\0ErrorRecoveryLevel=2\0X-com.example=1\0DefaultTime2Wait=0\0
         let mut l = Login::new(TargetLimits::default());
         let step = l.handle(
             &req(1, 3, true),
-            b"InitiatorName=iqn.i\0SessionType=Discovery\0MaxBurstLength=512\0",
+            b"InitiatorName=iqn.2026-01.test:i\0SessionType=Discovery\0MaxBurstLength=512\0",
             &mut e,
         );
         let LoginStep::Done(p, params, t) = step else {

@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-/// CHAP configuration of one target (SEMANTICS §10).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// CHAP configuration of one target (SEMANTICS §10). `Debug` shows names and lengths, never
+/// the secrets.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ChapConfig {
     /// Secret set without an initiator name: any CHAP_N is accepted with it.
     pub default_secret: Option<Vec<u8>>,
@@ -26,6 +27,31 @@ pub struct ChapConfig {
     /// Secrets the target remembers for initiators (mutual CHAP: the target answers the
     /// initiator's challenge with this secret). Keyed by initiator name; `""` for any.
     pub mutual_secrets: Vec<(String, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for ChapConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        /// A secret by its length only.
+        struct Redacted(usize);
+        impl std::fmt::Debug for Redacted {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "<{} bytes>", self.0)
+            }
+        }
+        let named = |list: &[(String, Vec<u8>)]| -> Vec<(String, Redacted)> {
+            list.iter()
+                .map(|(n, s)| (n.clone(), Redacted(s.len())))
+                .collect()
+        };
+        f.debug_struct("ChapConfig")
+            .field(
+                "default_secret",
+                &self.default_secret.as_ref().map(|s| Redacted(s.len())),
+            )
+            .field("initiator_secrets", &named(&self.initiator_secrets))
+            .field("mutual_secrets", &named(&self.mutual_secrets))
+            .finish()
+    }
 }
 
 impl ChapConfig {
@@ -87,4 +113,25 @@ pub trait DataPlane: Send + Sync {
     fn unbind_portal(&self, id: Uuid, logout_timeout: Duration);
     /// Connected initiator names of a target (for `GET /v1/targets/{id}/initiators`).
     fn initiators(&self, target: Uuid) -> Vec<String>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ChapConfig;
+
+    /// Issue 10 item 9: the data path's CHAP configuration never prints a secret.
+    #[test]
+    fn chap_config_debug_hides_the_secrets() {
+        let c = ChapConfig {
+            default_secret: Some(b"default-sekrit".to_vec()),
+            initiator_secrets: vec![("iqn.2026-01.test:a".into(), b"initiator-sekrit".to_vec())],
+            mutual_secrets: vec![("".into(), b"mutual-sekrit".to_vec())],
+        };
+        let shown = format!("{c:?} {c:#?}");
+        assert!(!shown.contains("sekrit"), "{shown}");
+        for bytes in [&b"default-sekrit"[..], b"initiator-sekrit", b"mutual-sekrit"] {
+            assert!(!shown.contains(&format!("{bytes:?}")), "{shown}");
+        }
+        assert!(shown.contains("iqn.2026-01.test:a"), "{shown}");
+    }
 }

@@ -934,14 +934,23 @@ fn hook_loop(inner: Weak<Inner>, rx: std::sync::mpsc::Receiver<HookMsg>) {
         let st = &mut *g;
         match msg {
             HookMsg::Failed(id, why) => inner.record_failed(st, id, &why),
-            HookMsg::Reservations(id, blob, done) => {
-                if st.luns.contains_key(&id) {
-                    if let Err(err) = st.store.write(|tx| tx.set_pr_state(id, &blob)) {
-                        tracing::error!(lun = %id, error = %err, "cannot persist reservations");
-                    }
+            HookMsg::Reservations(id, blob, claim, done) => {
+                // A command that stopped waiting has already answered CHECK CONDITION with its
+                // state unchanged: writing its blob now would bring the refused change back
+                // after a restart.
+                if !claim.claim() {
+                    continue;
                 }
-                // Stored (or nothing to store): the PERSISTENT RESERVE OUT may complete.
-                let _ = done.send(());
+                let outcome = if st.luns.contains_key(&id) {
+                    st.store
+                        .write(|tx| tx.set_pr_state(id, &blob))
+                        .map_err(|err| format!("cannot store the reservation state: {err}"))
+                } else {
+                    // The LUN is gone: nothing to keep.
+                    Ok(())
+                };
+                // The PERSISTENT RESERVE OUT completes with this: GOOD only once stored.
+                let _ = done.send(outcome);
             }
         }
     }

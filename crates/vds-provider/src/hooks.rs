@@ -5,10 +5,14 @@
 //! provider thread applies it (FAILED status persisted, MODIFY event; reservation blobs
 //! persisted). A reservation change with APTPL waits (boundedly) until its blob is stored:
 //! the PERSISTENT RESERVE OUT is acknowledged to the initiator only after that, so a crash
-//! never loses an acknowledged APTPL registration or reservation.
+//! never loses an acknowledged APTPL registration or reservation. When the store fails, or the
+//! wait runs out before the provider thread took the blob up, the command fails and the blob is
+//! never written: the reservation state stays what it was, in memory and in the store.
 
 use std::io;
-use std::sync::mpsc::{Sender, SyncSender};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::mpsc::{RecvTimeoutError, Sender, SyncSender};
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -19,12 +23,46 @@ use vds_backstore::BackingStore;
 pub(crate) enum HookMsg {
     /// The LU failed an I/O and switched itself to FAILED.
     Failed(Uuid, String),
-    /// Persistent reservations changed (APTPL); the sender is told once the blob is stored.
-    Reservations(Uuid, Vec<u8>, SyncSender<()>),
+    /// Persistent reservations changed (APTPL): store the blob unless the waiting command gave
+    /// up ([`Claim`]), then send the outcome.
+    Reservations(Uuid, Vec<u8>, Arc<Claim>, SyncSender<Result<(), String>>),
 }
 
-/// Longest a PERSISTENT RESERVE OUT waits for its APTPL state to be stored.
-const PERSIST_WAIT: Duration = Duration::from_secs(5);
+/// Longest a PERSISTENT RESERVE OUT waits for the provider thread to take its APTPL state up.
+/// Once taken up, the write's own outcome decides (it is bounded by the store's busy timeout).
+pub(crate) const PERSIST_WAIT: Duration = Duration::from_secs(5);
+
+const PENDING: u8 = 0;
+const CLAIMED: u8 = 1;
+const CANCELLED: u8 = 2;
+
+/// Who decides the fate of one reservation blob: the provider thread claims it before writing,
+/// a PERSISTENT RESERVE OUT that stopped waiting cancels it; the first one wins. Without this a
+/// command answered CHECK CONDITION after a timeout could still have its state written later,
+/// and the refused change would reappear after a restart.
+pub(crate) struct Claim(AtomicU8);
+
+impl Claim {
+    fn new() -> Claim {
+        Claim(AtomicU8::new(PENDING))
+    }
+
+    /// The provider thread is about to write the blob; false if the command gave up.
+    pub(crate) fn claim(&self) -> bool {
+        self.swap_from_pending(CLAIMED)
+    }
+
+    /// The command gives up; false if the write has already started.
+    fn cancel(&self) -> bool {
+        self.swap_from_pending(CANCELLED)
+    }
+
+    fn swap_from_pending(&self, to: u8) -> bool {
+        self.0
+            .compare_exchange(PENDING, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+}
 
 /// The provider's `LuEvents` implementation.
 pub(crate) struct Hooks {
@@ -37,27 +75,42 @@ impl Hooks {
     }
 }
 
+fn not_stored(why: impl Into<String>) -> io::Error {
+    io::Error::other(why.into())
+}
+
 impl vds_scsi::LuEvents for Hooks {
     fn failed(&self, lu: Uuid, error: &io::Error) {
         // A closed channel means the provider is gone; nothing is left to record it.
         let _ = self.tx.lock().send(HookMsg::Failed(lu, error.to_string()));
     }
 
-    fn persist_reservations(&self, lu: Uuid, state: &[u8]) {
+    fn persist_reservations(&self, lu: Uuid, state: &[u8]) -> io::Result<()> {
+        let claim = Arc::new(Claim::new());
         let (done, stored) = std::sync::mpsc::sync_channel(1);
-        if self
-            .tx
-            .lock()
-            .send(HookMsg::Reservations(lu, state.to_vec(), done))
-            .is_err()
-        {
-            return;
+        let msg = HookMsg::Reservations(lu, state.to_vec(), claim.clone(), done);
+        if self.tx.lock().send(msg).is_err() {
+            return Err(not_stored("the provider is shut down"));
         }
-        // Bounded: a provider holding its state lock for long (a slow flush it waits on) must
-        // not hang the command forever; the write still happens, only later.
-        if stored.recv_timeout(PERSIST_WAIT).is_err() {
-            tracing::warn!(lu = %lu, "reservation state not yet stored when the command completed");
-        }
+        let outcome = match stored.recv_timeout(PERSIST_WAIT) {
+            Ok(outcome) => outcome,
+            // Bounded: a provider holding its state lock for long (a slow flush it waits on)
+            // must not hang the command; the blob is cancelled so it is never written late.
+            Err(RecvTimeoutError::Timeout) if claim.cancel() => Err(format!(
+                "not taken up by the provider within {PERSIST_WAIT:?}"
+            )),
+            // The write started just as the wait ran out: its outcome decides.
+            Err(RecvTimeoutError::Timeout) => stored
+                .recv()
+                .unwrap_or_else(|_| Err("the provider stopped during the write".into())),
+            Err(RecvTimeoutError::Disconnected) => {
+                Err("the provider stopped before storing it".into())
+            }
+        };
+        outcome.map_err(|why| {
+            tracing::error!(lu = %lu, error = %why, "reservation state not stored; the command fails");
+            not_stored(why)
+        })
     }
 }
 

@@ -147,9 +147,12 @@ pub trait LuEvents: Send + Sync {
     /// The backing store failed an I/O; the LU has already switched itself to
     /// [`LuState::Failed`]. Called once per transition to FAILED.
     fn failed(&self, lu: uuid::Uuid, error: &std::io::Error);
-    /// Persistent reservation state with APTPL changed; `state` is an opaque blob to keep
-    /// durably and hand back through `LuConfig::pr_state` on the next start.
-    fn persist_reservations(&self, lu: uuid::Uuid, state: &[u8]);
+    /// Persistent reservation state with APTPL is about to change; `state` is an opaque blob
+    /// to keep durably and hand back through `LuConfig::pr_state` on the next start. `Ok`
+    /// means it is durable; an `Err` means it is not stored and never will be (a late write is
+    /// cancelled), so the PERSISTENT RESERVE OUT fails and the LU keeps its old state. May
+    /// block (boundedly): PERSISTENT RESERVE OUT runs on the blocking pool.
+    fn persist_reservations(&self, lu: uuid::Uuid, state: &[u8]) -> std::io::Result<()>;
 }
 
 /// One entry of a target's LUN map.

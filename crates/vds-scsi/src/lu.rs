@@ -715,7 +715,9 @@ mod out_of_space_tests {
         fn failed(&self, _lu: uuid::Uuid, _error: &io::Error) {
             panic!("an out-of-space write must not fail the LU");
         }
-        fn persist_reservations(&self, _lu: uuid::Uuid, _state: &[u8]) {}
+        fn persist_reservations(&self, _lu: uuid::Uuid, _state: &[u8]) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 
     #[test]

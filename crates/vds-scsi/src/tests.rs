@@ -2,7 +2,7 @@
 //! statuses, unit attentions, masking, reservations, EXTENDED COPY and COMPARE AND WRITE, and
 //! property tests that no CDB makes the engine panic.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -15,14 +15,20 @@ use crate::*;
 struct Events {
     failed: AtomicUsize,
     persisted: Mutex<Vec<Vec<u8>>>,
+    /// Answer every persist with an error, as a full or locked store would.
+    refuse: AtomicBool,
 }
 
 impl LuEvents for Events {
     fn failed(&self, _lu: uuid::Uuid, _error: &std::io::Error) {
         self.failed.fetch_add(1, Ordering::SeqCst);
     }
-    fn persist_reservations(&self, _lu: uuid::Uuid, state: &[u8]) {
+    fn persist_reservations(&self, _lu: uuid::Uuid, state: &[u8]) -> std::io::Result<()> {
+        if self.refuse.load(Ordering::SeqCst) {
+            return Err(std::io::Error::other("store refused"));
+        }
         self.persisted.lock().push(state.to_vec());
+        Ok(())
     }
 }
 
@@ -938,6 +944,47 @@ fn aptpl_state_is_persisted_and_restored() {
     // Garbage state is ignored, not a panic.
     let (lu3, _) = lu_with(Arc::new(MemoryStore::new(1 << 20)), Some(vec![1, 2, 3]));
     assert_eq!(lu3.state(), LuState::Online);
+}
+
+/// An APTPL change the store refuses answers HARDWARE ERROR / INTERNAL TARGET FAILURE and
+/// changes nothing: keys, holder, generation, the data path's conflict check, and no unit
+/// attention reaches the nexus that would have been preempted. Issue 10 item 4.
+#[test]
+fn aptpl_change_that_cannot_be_stored_fails_and_changes_nothing() {
+    let r = rig();
+    let (a, b) = (nexus(1), nexus(2));
+    for (n, key) in [(&a, 0xABu64), (&b, 0xCD)] {
+        let (c, p) = prout(0, 0, 0, key, true);
+        r.x(n, &c, &p).good();
+    }
+    pr(&r, &b, 1, 1, 0xCD, 0).good();
+    let keys = read_keys(&r, &a);
+    let stored = r.events.persisted.lock().len();
+    r.events.refuse.store(true, Ordering::SeqCst);
+    // A preempts B's WRITE EXCLUSIVE reservation: refused by the store.
+    check(&pr(&r, &a, 4, 1, 0xAB, 0xCD), (4, 0x44, 0x00));
+    // A new registration is refused the same way.
+    let (c, p) = prout(0, 0, 0, 0xEF, true);
+    check(&r.x(&nexus(3), &c, &p), (4, 0x44, 0x00));
+    assert_eq!(read_keys(&r, &a), keys);
+    let d = r
+        .x(&a, &[0x5E, 1, 0, 0, 0, 0, 0, 0x10, 0, 0], &[])
+        .good()
+        .data
+        .clone();
+    assert_eq!((&d[8..16], d[21]), (&0xCDu64.to_be_bytes()[..], 1));
+    r.x(&b, &TUR, &[]).good();
+    r.x(&b, &write10(0, 1), &[0; 512]).good();
+    assert_eq!(
+        r.x(&a, &write10(0, 1), &[0; 512]).status,
+        ScsiStatus::ReservationConflict
+    );
+    assert_eq!(r.events.persisted.lock().len(), stored);
+    // Once the store works again the same command succeeds and B is told.
+    r.events.refuse.store(false, Ordering::SeqCst);
+    pr(&r, &a, 4, 1, 0xAB, 0xCD).good();
+    check(&r.x(&b, &TUR, &[]), (6, 0x2A, 0x05));
+    assert_eq!(read_keys(&r, &a).1, vec![0xAB]);
 }
 
 #[test]

@@ -186,8 +186,8 @@ impl SecretKind {
     }
 }
 
-/// One stored secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One stored secret. `Debug` shows its length, never its bytes.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SecretRow {
     /// Target.
     pub target: Uuid,
@@ -197,6 +197,17 @@ pub struct SecretRow {
     pub initiator: String,
     /// The bytes.
     pub secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for SecretRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretRow")
+            .field("target", &self.target)
+            .field("kind", &self.kind)
+            .field("initiator", &self.initiator)
+            .field("secret", &format_args!("<{} bytes>", self.secret.len()))
+            .finish()
+    }
 }
 
 /// What the store keeps about a LUN beyond its properties.

@@ -337,3 +337,18 @@ fn a_full_disk_is_the_converted_os_error() {
     ));
     assert_eq!(e.hresult().0, 0x8007_0070);
 }
+
+/// Issue 10 item 9: a secret row (and a snapshot holding one) never prints its bytes.
+#[test]
+fn secret_row_debug_hides_the_secret() {
+    let row = SecretRow {
+        target: Uuid::nil(),
+        kind: SecretKind::Initiator,
+        initiator: "iqn.2026-01.test:a".into(),
+        secret: b"sekrit-bytes-1".to_vec(),
+    };
+    let shown = format!("{row:?} {row:#?}");
+    assert!(!shown.contains("sekrit"), "{shown}");
+    assert!(!shown.contains(&format!("{:?}", row.secret)), "{shown}");
+    assert!(shown.contains("iqn.2026-01.test:a") && shown.contains("14 bytes"), "{shown}");
+}

@@ -26,7 +26,9 @@ impl LuEvents for Quiet {
     fn failed(&self, lu: Uuid, error: &std::io::Error) {
         eprintln!("LU {lu} failed: {error}");
     }
-    fn persist_reservations(&self, _lu: Uuid, _state: &[u8]) {}
+    fn persist_reservations(&self, _lu: Uuid, _state: &[u8]) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 struct Args {

@@ -90,7 +90,7 @@ fn login_reaches_only_targets_of_the_portal() {
 fn chap() -> ChapConfig {
     ChapConfig {
         default_secret: None,
-        initiator_secrets: vec![("user1".into(), b"secret-one-12".to_vec())],
+        initiator_secrets: vec![(INI.into(), b"secret-one-12".to_vec())],
         mutual_secrets: vec![(INI.into(), b"target-proof-1".to_vec())],
     }
 }
@@ -103,7 +103,7 @@ fn chap_one_way_mutual_and_wrong_secret() {
         login_err(h.addr(0), &o),
         LoginStatus::AUTHENTICATION_FAILURE
     );
-    o.chap = Some(("user1".into(), b"secret-one-12".to_vec()));
+    o.chap = Some((INI.into(), b"secret-one-12".to_vec()));
     for alg in ["5", "6", "7", "8"] {
         o.chap_algorithms = alg.into();
         Initiator::connect(h.addr(0), &o).unwrap().logout().unwrap();
@@ -111,11 +111,12 @@ fn chap_one_way_mutual_and_wrong_secret() {
     o.mutual_secret = Some(b"target-proof-1".to_vec());
     Initiator::connect(h.addr(0), &o).unwrap().logout().unwrap();
     o.mutual_secret = None;
-    o.chap = Some(("user1".into(), b"secret-one-13".to_vec()));
+    o.chap = Some((INI.into(), b"secret-one-13".to_vec()));
     assert_eq!(
         login_err(h.addr(0), &o),
         LoginStatus::AUTHENTICATION_FAILURE
     );
+    // The per-initiator secret authenticates only under the initiator's own name.
     o.chap = Some(("user2".into(), b"secret-one-12".to_vec()));
     assert_eq!(
         login_err(h.addr(0), &o),

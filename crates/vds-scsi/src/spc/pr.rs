@@ -10,7 +10,7 @@
 
 use crate::cdb::{be_at, illegal, invalid_cdb, invalid_param, truncate_to, Fail, Res};
 use crate::lu::{Cmd, LogicalUnit, Reservations};
-use crate::sense;
+use crate::sense::{self, Sense};
 use crate::ItNexus;
 
 pub(crate) const WR_EX: u8 = 1;
@@ -311,10 +311,19 @@ struct Effects {
 
 /// Serialises PERSISTENT RESERVE OUT from the state change through its persisting: the APTPL
 /// blob is handed over after the reservation lock is dropped (the hand-over may wait for the
-/// store), so without this two commands could hand their blobs over in the opposite order of
-/// their changes and the older state would be the one kept. PR OUT is rare; one lock for all
-/// logical units is enough.
-static PERSIST_ORDER: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+/// store), so without this two commands could compute their changes from the same old state and
+/// the second would silently undo the first. SPC-2 RESERVE takes it too, so it cannot slip in
+/// between a PR OUT's check and the install of its stored state. PR OUT is rare; one lock for
+/// all logical units is enough.
+pub(crate) static PERSIST_ORDER: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
+/// The answer when an APTPL change could not be stored: HARDWARE ERROR, INTERNAL TARGET
+/// FAILURE. The command was valid (so not ILLEGAL REQUEST, which would tell the host its
+/// parameter list was wrong or APTPL unsupported); the target failed to keep it, and nothing
+/// changed, so the host may retry.
+fn not_stored() -> Fail {
+    Fail::Check(Sense::new(sense::key::HARDWARE_ERROR, sense::INTERNAL_TARGET_FAILURE))
+}
 
 pub(crate) fn pr_out(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
     let sa = c.cdb.u8(1) & 0x1F;
@@ -327,32 +336,43 @@ pub(crate) fn pr_out(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
     if res.spc2.is_some_and(|h| h != c.nexus.id) {
         return Err(Fail::Conflict);
     }
+    // The change is made on a copy and installed only once it is stored (with APTPL), so no
+    // command (PR IN, a WRITE checked against the reservation) sees a state that may yet be
+    // refused, and a refused change leaves nothing to roll back.
     let was_aptpl = res.pr.aptpl;
+    let mut next = Reservations {
+        spc2: res.spc2,
+        pr: res.pr.clone(),
+    };
     let mut fx = Effects {
         uas: Vec::new(),
         persist: false,
     };
     let r = if sa == 0x07 {
-        register_and_move(lu, &mut res, c, p, plen, &mut fx)
+        register_and_move(lu, &mut next, c, p, plen, &mut fx)
     } else {
-        basic(&mut res, c.nexus, sa, scope, rtype, p, plen, &mut fx)
+        basic(&mut next, c.nexus, sa, scope, rtype, p, plen, &mut fx)
     };
-    lu.update_res_active(&res);
-    let blob = if fx.persist && (res.pr.aptpl || was_aptpl) {
-        Some(if res.pr.aptpl {
-            res.pr.encode()
+    if fx.persist && (next.pr.aptpl || was_aptpl) {
+        let blob = if next.pr.aptpl {
+            next.pr.encode()
         } else {
             Vec::new()
-        })
-    } else {
-        None
-    };
+        };
+        drop(res);
+        if let Err(err) = lu.events().persist_reservations(lu.id(), &blob) {
+            tracing::error!(lu = %lu.id(), error = %err, "PERSISTENT RESERVE OUT failed: its APTPL state was not stored");
+            return Err(not_stored());
+        }
+        // Only PR OUT (serialised above) changes `pr`, so the state the change was computed
+        // from is still the one in place.
+        res = lu.res.lock();
+    }
+    res.pr = next.pr;
+    lu.update_res_active(&res);
     drop(res);
     for (ip, tp, asc) in fx.uas {
         lu.ua_port(&ip, &tp, asc);
-    }
-    if let Some(b) = blob {
-        lu.events().persist_reservations(lu.id(), &b);
     }
     r
 }

@@ -22,7 +22,9 @@ pub const OTHER: &str = "iqn.2026-11.local.vds:other";
 struct NoEvents;
 impl LuEvents for NoEvents {
     fn failed(&self, _lu: Uuid, _error: &std::io::Error) {}
-    fn persist_reservations(&self, _lu: Uuid, _state: &[u8]) {}
+    fn persist_reservations(&self, _lu: Uuid, _state: &[u8]) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 pub struct Harness {
