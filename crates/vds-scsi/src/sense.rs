@@ -54,6 +54,7 @@ pub const REGISTRATIONS_PREEMPTED: Asc = Asc(0x2A, 0x05);
 pub const CAPACITY_DATA_HAS_CHANGED: Asc = Asc(0x2A, 0x09);
 pub const SAVING_PARAMETERS_NOT_SUPPORTED: Asc = Asc(0x39, 0x00);
 pub const REPORTED_LUNS_DATA_HAS_CHANGED: Asc = Asc(0x3F, 0x0E);
+pub const INTERNAL_TARGET_FAILURE: Asc = Asc(0x44, 0x00);
 
 /// Where in the CDB or parameter list an ILLEGAL REQUEST points (SPC-4 4.5.2.4.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
