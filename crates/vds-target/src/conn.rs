@@ -124,7 +124,10 @@ struct SessionSlot {
 
 impl Drop for SessionSlot {
     fn drop(&mut self) {
-        self.inner.sessions.lock().remove_conn(self.tsih, self.conn_id);
+        self.inner
+            .sessions
+            .lock()
+            .remove_conn(self.tsih, self.conn_id);
     }
 }
 
@@ -411,19 +414,19 @@ async fn serve(
     let tsih = params.tsih;
     let nexus = target.as_ref().map(|(t, tag)| {
         Arc::new(ItNexus {
-        id: inner.next_id(),
-        initiator_name: params.initiator_name.clone(),
-        initiator_port: format!(
-            "{},i,0x{}",
-            params.initiator_name,
-            params
-                .isid
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        ),
-        target_port: format!("{},t,0x{:04x}", t.iqn, tag),
-        relative_target_port: *tag,
+            id: inner.next_id(),
+            initiator_name: params.initiator_name.clone(),
+            initiator_port: format!(
+                "{},i,0x{}",
+                params.initiator_name,
+                params
+                    .isid
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+            ),
+            target_port: format!("{},t,0x{:04x}", t.iqn, tag),
+            relative_target_port: *tag,
         })
     });
     // Dropped before `_session` (declared later): the nexus is lost before the session goes.
