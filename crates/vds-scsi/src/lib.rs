@@ -15,7 +15,8 @@
 //! Layout: `ops` is the command table (opcodes, CDB usage masks, gating);
 //! `spc/` holds the SPC-4 commands (INQUIRY, MODE, reservations, EXTENDED COPY, ...), `sbc/`
 //! the SBC-3 ones (READ/WRITE family, capacity, provisioning); [`sense`] is the one place sense
-//! bytes are built; [`registry`] resolves EXTENDED COPY targets.
+//! bytes are built; [`registry`] lists every LU by NAA designator (not an access path:
+//! EXTENDED COPY resolves only through the requesting nexus's [`LunMap`]).
 //!
 //! For the transport:
 //! - execute through [`LunMap::execute`] (masking, REPORT LUNS, unknown LUNs);
@@ -272,7 +273,7 @@ impl LunMap {
             };
         }
         if let Some(lu) = lu {
-            return lu.execute(nexus, cmd, data_in);
+            return lu.execute_in(Some(self), nexus, cmd, data_in);
         }
         let not_supported = sense::Sense::illegal(sense::LOGICAL_UNIT_NOT_SUPPORTED);
         match opcode {
@@ -316,6 +317,19 @@ impl LunMap {
             Err(cdb::Fail::Check(s)) => Err(s),
             Err(_) => Err(sense::Sense::illegal(sense::INVALID_FIELD_IN_CDB)),
         }
+    }
+
+    /// The LU with this NAA designator among those `initiator` may see through this map (the
+    /// one way EXTENDED COPY resolves a copy target: never across targets or masks).
+    pub(crate) fn visible_by_naa(
+        &self,
+        initiator: &str,
+        naa: &[u8; 16],
+    ) -> Option<&Arc<LogicalUnit>> {
+        self.entries
+            .iter()
+            .find(|e| e.lu.naa() == *naa && e.mask.allows(initiator))
+            .map(|e| &e.lu)
     }
 
     /// I_T nexus loss on every LU of the map.

@@ -105,6 +105,9 @@ pub(crate) struct ModeState {
 /// A command being executed, as handlers see it.
 pub(crate) struct Cmd<'a> {
     pub nexus: &'a ItNexus,
+    /// The LUN map the command came through, when it came through one: the only LUs that
+    /// EXTENDED COPY may name besides this one (those of the map that `nexus` may see).
+    pub scope: Option<&'a crate::LunMap>,
     pub ns: &'a Arc<NexusState>,
     pub cdb: Cdb<'a>,
     pub data_out: &'a [u8],
@@ -155,7 +158,7 @@ fn state_from(c: u8) -> LuState {
 }
 
 /// Decrements the in-flight count when a gated command finishes, however it finishes.
-struct InflightGuard<'a>(&'a AtomicU64);
+pub(crate) struct InflightGuard<'a>(&'a AtomicU64);
 
 impl Drop for InflightGuard<'_> {
     fn drop(&mut self) {
@@ -361,12 +364,24 @@ impl LogicalUnit {
 
     /// I_T nexus loss (session ended, reinstated, connection dropped): forget the nexus, its
     /// unit attentions and its RESERVE(6) reservation. Persistent reservations are kept (SPC-4).
+    ///
+    /// When the lost nexus held the RESERVE(6) reservation, every other nexus of the LU gets
+    /// UNIT ATTENTION 06/29/07 I_T NEXUS LOSS OCCURRED once: the reservation that kept them out
+    /// is gone without a RELEASE (LIO raises the same condition on nexus loss). Nexuses that
+    /// no reservation affected are not told, so a host logging out disturbs no one else.
     pub fn nexus_lost(&self, nexus_id: u64) {
         self.nexuses.write().remove(&nexus_id);
-        let mut res = self.res.lock();
-        if res.spc2 == Some(nexus_id) {
-            res.spc2 = None;
-            self.update_res_active(&res);
+        let released = {
+            let mut res = self.res.lock();
+            let held = res.spc2 == Some(nexus_id);
+            if held {
+                res.spc2 = None;
+                self.update_res_active(&res);
+            }
+            held
+        };
+        if released {
+            self.ua_all(sense::I_T_NEXUS_LOSS_OCCURRED, Some(nexus_id));
         }
     }
 
@@ -503,15 +518,28 @@ impl LogicalUnit {
     }
 
     /// Execute one command from `nexus`; Data-In is placed in `data_in` (its previous contents
-    /// are replaced; its capacity is reused).
+    /// are replaced; its capacity is reused). Not through a LUN map, EXTENDED COPY can name
+    /// no other LU than this one (see [`crate::LunMap::execute`]).
     pub fn execute(
         &self,
         nexus: &ItNexus,
         cmd: &ScsiCommand<'_>,
         data_in: &mut Vec<u8>,
     ) -> ScsiOutcome {
+        self.execute_in(None, nexus, cmd, data_in)
+    }
+
+    /// [`Self::execute`] for a command that came through `scope`, the LUN map of the target
+    /// the nexus logged in to.
+    pub(crate) fn execute_in(
+        &self,
+        scope: Option<&crate::LunMap>,
+        nexus: &ItNexus,
+        cmd: &ScsiCommand<'_>,
+        data_in: &mut Vec<u8>,
+    ) -> ScsiOutcome {
         data_in.clear();
-        match self.run(nexus, cmd, data_in) {
+        match self.run(scope, nexus, cmd, data_in) {
             Ok(()) => ScsiOutcome::GOOD,
             Err(f) => {
                 data_in.clear();
@@ -520,7 +548,13 @@ impl LogicalUnit {
         }
     }
 
-    fn run(&self, nexus: &ItNexus, cmd: &ScsiCommand<'_>, data_in: &mut Vec<u8>) -> Res {
+    fn run(
+        &self,
+        scope: Option<&crate::LunMap>,
+        nexus: &ItNexus,
+        cmd: &ScsiCommand<'_>,
+        data_in: &mut Vec<u8>,
+    ) -> Res {
         if cmd.cdb.is_empty() {
             return Err(crate::cdb::illegal(sense::INVALID_COMMAND_OPERATION_CODE));
         }
@@ -570,6 +604,7 @@ impl LogicalUnit {
         }
         let mut c = Cmd {
             nexus,
+            scope,
             ns: &ns,
             cdb: Cdb(cdb),
             data_out: cmd.data_out,
@@ -602,6 +637,36 @@ impl LogicalUnit {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Admit `nexus` to this LU as the other end of a copy that another LU runs (EXTENDED
+    /// COPY): the status gate, counted in flight for as long as the guard lives (so OFFLINE
+    /// and flush wait for the copy), and the reservation check of a READ (source) or a WRITE
+    /// (`write`: destination) from that nexus. A LU that is not ONLINE is not reachable.
+    pub(crate) fn admit_copy(
+        &self,
+        nexus: &ItNexus,
+        write: bool,
+    ) -> Result<InflightGuard<'_>, Fail> {
+        self.inflight.fetch_add(1, Ordering::SeqCst);
+        let guard = InflightGuard(&self.inflight);
+        if self.state() != LuState::Online {
+            return Err(Fail::Check(Sense::new(
+                key::ILLEGAL_REQUEST,
+                sense::COPY_TARGET_DEVICE_NOT_REACHABLE,
+            )));
+        }
+        if self.res_active.load(Ordering::Acquire) {
+            let res = self.res.lock();
+            let denied = match res.spc2 {
+                Some(holder) => holder != nexus.id,
+                None => !res.pr.allows(nexus, write),
+            };
+            if denied {
+                return Err(Fail::Conflict);
+            }
+        }
+        Ok(guard)
     }
 
     /// The unit attention or not-ready condition REQUEST SENSE reports (consumes a UA).

@@ -1,5 +1,9 @@
-//! The process-wide registry of logical units by NAA designator, which EXTENDED COPY uses to
-//! resolve identification target descriptors (0xE4).
+//! The process-wide registry of logical units by NAA designator.
+//!
+//! It is not an access path: EXTENDED COPY resolves its identification target descriptors
+//! (0xE4) only among the LUs the requesting nexus may see through its target's LUN map
+//! ([`crate::LunMap`]), never here, since this registry holds every LU of every target
+//! whatever its unmasking list (SEMANTICS §13).
 //!
 //! Whoever creates a [`LogicalUnit`] (the provider) calls [`register_lu`] once it is in an
 //! `Arc`; entries are weak, so a dropped LU disappears by itself ([`unregister_lu`] removes it
@@ -19,7 +23,7 @@ fn map() -> &'static Map {
     REGISTRY.get_or_init(|| RwLock::new(HashMap::new()))
 }
 
-/// Make `lu` reachable as an EXTENDED COPY source or destination.
+/// Record `lu` under its NAA designator.
 pub fn register_lu(lu: &Arc<LogicalUnit>) {
     let mut m = map().write();
     m.retain(|_, w| w.strong_count() > 0);

@@ -1034,6 +1034,8 @@ fn reserve6_release_and_nexus_loss() {
     r.x(&b, &[0x17, 0, 0, 0, 0, 0], &[]).good();
     assert_eq!(r.x(&b, &TUR, &[]).status, ScsiStatus::ReservationConflict);
     r.map.nexus_lost(a.id);
+    // The reservation went with its nexus: the other nexus is told once (06/29/07).
+    check(&r.x(&b, &[0x16, 0, 0, 0, 0, 0], &[]), (6, 0x29, 0x07));
     r.x(&b, &[0x16, 0, 0, 0, 0, 0], &[]).good();
     // LU reset releases it too, with 29/03 for every nexus.
     r.x(&a, &TUR, &[]);
@@ -1084,35 +1086,52 @@ fn xcopy_cdb(len: usize) -> [u8; 16] {
     c
 }
 
+/// One target's map: `a` at LUN 0 and `b` at LUN 1, both visible to everyone.
+fn map_of_two(a: &Rig, b: &Rig) -> LunMap {
+    LunMap {
+        entries: vec![
+            LunEntry {
+                number: 0,
+                lu: a.lu.clone(),
+                mask: Mask::Everyone,
+            },
+            LunEntry {
+                number: 1,
+                lu: b.lu.clone(),
+                mask: Mask::Everyone,
+            },
+        ],
+    }
+}
+
 #[test]
 fn extended_copy_between_two_memory_lus() {
     let a = rig();
     let b = rig();
-    register_lu(&a.lu);
-    register_lu(&b.lu);
+    let map = map_of_two(&a, &b);
     let n = nexus(1);
     let data: Vec<u8> = (0..8 * 512).map(|i| (i % 251) as u8).collect();
     a.x(&n, &write10(10, 8), &data).good();
     let p = xcopy_param(&a.lu, &b.lu, 8, 10, 100);
-    a.x(&n, &xcopy_cdb(p.len()), &p).good();
+    run(&map, &n, 0, &xcopy_cdb(p.len()), &p).good();
     assert_eq!(b.x(&n, &read10(100, 8), &[]).data, data);
     // Destination range beyond the end.
     let p = xcopy_param(&a.lu, &b.lu, 8, 10, BLOCKS - 4);
-    check(&a.x(&n, &xcopy_cdb(p.len()), &p), (0x0A, 0, 0));
+    check(&run(&map, &n, 0, &xcopy_cdb(p.len()), &p), (0x0A, 0, 0));
     // Unknown designator: copy target not reachable.
     let mut p = xcopy_param(&a.lu, &b.lu, 8, 10, 100);
     p[16 + 32 + 8] ^= 0xFF;
-    check(&a.x(&n, &xcopy_cdb(p.len()), &p), (0x0A, 0x0D, 0x02));
+    check(&run(&map, &n, 0, &xcopy_cdb(p.len()), &p), (5, 0x0D, 0x02));
     // Unsupported descriptor type codes.
     let mut p = xcopy_param(&a.lu, &b.lu, 8, 10, 100);
     p[16] = 0xE0;
-    check(&a.x(&n, &xcopy_cdb(p.len()), &p), (5, 0x26, 0x07));
+    check(&run(&map, &n, 0, &xcopy_cdb(p.len()), &p), (5, 0x26, 0x07));
     let mut p = xcopy_param(&a.lu, &b.lu, 8, 10, 100);
     p[80] = 0x0A;
-    check(&a.x(&n, &xcopy_cdb(p.len()), &p), (5, 0x26, 0x09));
+    check(&run(&map, &n, 0, &xcopy_cdb(p.len()), &p), (5, 0x26, 0x09));
     // Truncated by the parameter list length.
     let p = xcopy_param(&a.lu, &b.lu, 8, 10, 100);
-    check(&a.x(&n, &xcopy_cdb(60), &p), (5, 0x1A, 0));
+    check(&run(&map, &n, 0, &xcopy_cdb(60), &p), (5, 0x1A, 0));
     // RECEIVE COPY RESULTS, operating parameters
     let mut c = [0u8; 16];
     c[0] = 0x84;
@@ -1124,10 +1143,14 @@ fn extended_copy_between_two_memory_lus() {
         crate::spc::xcopy::MAX_TARGET_DESCRIPTORS
     );
     assert_eq!(&d[44..], &[0x02, 0xE4]);
-    unregister_lu(&b.lu);
+    // Through a map without `b` (a's own), `b` is not reachable, registered or not.
+    register_lu(&b.lu);
     let p = xcopy_param(&a.lu, &b.lu, 8, 10, 100);
-    check(&a.x(&n, &xcopy_cdb(p.len()), &p), (0x0A, 0x0D, 0x02));
+    check(&a.x(&n, &xcopy_cdb(p.len()), &p), (5, 0x0D, 0x02));
+    unregister_lu(&b.lu);
 }
+
+mod isolation;
 
 #[test]
 fn copy_status_by_list_identifier() {

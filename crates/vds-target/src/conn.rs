@@ -55,22 +55,26 @@ pub(crate) async fn accept_loop(inner: Arc<Inner>, portal: Uuid, listener: TcpLi
                 None
             }
         };
+        let registered = refuse.is_none().then(|| PortalSlot {
+            inner: inner.clone(),
+            portal,
+            conn_id,
+        });
         // The connection moves to an I/O thread's reactor for its whole life.
         let std_stream = match stream.into_std() {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "accepted socket unusable");
-                if refuse.is_none() {
-                    inner.conn_finished(portal, conn_id);
-                }
                 continue;
             }
         };
         let inner2 = inner.clone();
         let (io, slot) = inner.io.pick();
         io.spawn(async move {
+            // Declared first, dropped last: the portal's count falls once everything else of
+            // the connection (session, nexus) is released, however the task ends.
+            let _registered = registered;
             let _slot = slot;
-            let registered = refuse.is_none();
             match TcpStream::from_std(std_stream) {
                 Ok(stream) => {
                     serve(
@@ -87,10 +91,87 @@ pub(crate) async fn accept_loop(inner: Arc<Inner>, portal: Uuid, listener: TcpLi
                 }
                 Err(e) => tracing::warn!(error = %e, "accepted socket not registrable"),
             }
-            if registered {
-                inner2.conn_finished(portal, conn_id);
-            }
         });
+    }
+}
+
+// Per-connection and per-session resources are released by drop guards, not by code at the end
+// of a function: a panic on a connection's task unwinds through them (tokio drops the task's
+// future), so the connection counts, the session table and the LUs' view of the nexus are
+// right whatever ended the connection (SEMANTICS §13).
+
+/// A connection's place in its portal's table (the per-portal connection count and what
+/// `unbind_portal` waits for); dropping it removes the connection.
+struct PortalSlot {
+    inner: Arc<Inner>,
+    portal: Uuid,
+    conn_id: u64,
+}
+
+impl Drop for PortalSlot {
+    fn drop(&mut self) {
+        self.inner.conn_finished(self.portal, self.conn_id);
+    }
+}
+
+/// A session this connection put in the session table; dropping it removes the session if it
+/// is still this connection's (a reinstatement may have given the TSIH to another).
+struct SessionSlot {
+    inner: Arc<Inner>,
+    tsih: u16,
+    conn_id: u64,
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        self.inner
+            .sessions
+            .lock()
+            .remove_conn(self.tsih, self.conn_id);
+    }
+}
+
+/// The I_T nexus of a normal session as the target's logical units know it. When the last
+/// holder goes (the connection's task, and every command of it still running on the blocking
+/// pool), every LU of the target is told the nexus is lost: its RESERVE(6) reservation is
+/// released and the other nexuses hear of it (06/29/07), its unit attentions are forgotten.
+struct NexusLoss {
+    inner: Arc<Inner>,
+    target: Uuid,
+    nexus: Option<Arc<ItNexus>>,
+}
+
+impl NexusLoss {
+    /// The orderly end, once the connection's commands have completed: on a blocking thread,
+    /// since a LU's reservation lock may be held by a command that waits on its store.
+    async fn release(self: Arc<Self>) {
+        let Ok(mut me) = Arc::try_unwrap(self) else {
+            // A command job still holds it: the loss happens when that job ends.
+            return;
+        };
+        let Some(n) = me.nexus.take() else {
+            return;
+        };
+        let (inner, target) = (me.inner.clone(), me.target);
+        let _ = tokio::task::spawn_blocking(move || nexus_lost(&inner, target, &n)).await;
+    }
+}
+
+impl Drop for NexusLoss {
+    fn drop(&mut self) {
+        // Reached without `release` only when the connection's task unwound (or a job held the
+        // last reference): right here, so the loss is done before the connection's slot goes.
+        if let Some(n) = self.nexus.take() {
+            nexus_lost(&self.inner, self.target, &n);
+        }
+    }
+}
+
+/// Tell every logical unit of `target` (as the current view has it) that `nexus` is gone.
+fn nexus_lost(inner: &Inner, target: Uuid, nexus: &ItNexus) {
+    let view = inner.view.load_full();
+    if let Some(tv) = view.targets.iter().find(|x| x.id == target) {
+        exec::nexus_lost(&tv.luns, nexus);
     }
 }
 
@@ -147,7 +228,7 @@ async fn write_all_vectored(wr: &mut OwnedWriteHalf, a: &[u8], b: &[u8]) -> std:
 }
 
 struct PortalLogin<'a> {
-    inner: &'a Inner,
+    inner: &'a Arc<Inner>,
     view: Arc<DataView>,
     portal: Uuid,
     conn_id: u64,
@@ -156,7 +237,9 @@ struct PortalLogin<'a> {
     target: Option<(TargetView, u16)>,
     /// A session to reinstate (closed before the new one starts).
     reinstated: Option<mpsc::UnboundedSender<ConnCtl>>,
-    registered_tsih: Option<u16>,
+    /// The session this login put in the table: removed again if the login does not
+    /// complete (refused, timed out, socket gone, panic).
+    registered: Option<SessionSlot>,
 }
 
 fn tpgt_for(t: &TargetView, portal: Uuid) -> Option<u16> {
@@ -188,6 +271,27 @@ impl LoginEnv for PortalLogin<'_> {
     }
 
     fn instate(&mut self, p: &SessionParams) -> Result<u16, LoginStatus> {
+        let tsih = self.instate_locked(p)?;
+        if p.session_type == SessionType::Normal {
+            // Outside the table's lock: a slot replaced here locks it to remove its session.
+            self.registered = Some(SessionSlot {
+                inner: self.inner.clone(),
+                tsih,
+                conn_id: self.conn_id,
+            });
+        }
+        Ok(tsih)
+    }
+
+    fn random(&mut self, buf: &mut [u8]) {
+        use rand::RngCore;
+        rand::rngs::OsRng.fill_bytes(buf);
+    }
+}
+
+impl PortalLogin<'_> {
+    /// Allocate or take over the TSIH and put the session in the table.
+    fn instate_locked(&mut self, p: &SessionParams) -> Result<u16, LoginStatus> {
         let mut table = self.inner.sessions.lock();
         if p.session_type == SessionType::Discovery {
             return Ok(table.alloc_tsih());
@@ -210,7 +314,6 @@ impl LoginEnv for PortalLogin<'_> {
             }
             let tsih = p.tsih;
             table.insert(tsih, self.entry(p, t.id));
-            self.registered_tsih = Some(tsih);
             return Ok(tsih);
         }
         if let Some(old) = table.find(&p.initiator_name, p.isid, t.id) {
@@ -224,17 +327,9 @@ impl LoginEnv for PortalLogin<'_> {
         }
         let tsih = table.alloc_tsih();
         table.insert(tsih, self.entry(p, t.id));
-        self.registered_tsih = Some(tsih);
         Ok(tsih)
     }
 
-    fn random(&mut self, buf: &mut [u8]) {
-        use rand::RngCore;
-        rand::rngs::OsRng.fill_bytes(buf);
-    }
-}
-
-impl PortalLogin<'_> {
     fn entry(&self, p: &SessionParams, target: Uuid) -> SessionEntry {
         SessionEntry {
             initiator: p.initiator_name.clone(),
@@ -304,7 +399,7 @@ async fn serve(
         login_phase(&inner, portal, conn_id, &mut rd, &mut wr, ctl_tx, refuse),
     )
     .await;
-    let (params, target, reinstated) = match login {
+    let (params, target, reinstated, _session) = match login {
         Ok(Some(x)) => x,
         Ok(None) => return,
         Err(_) => {
@@ -317,20 +412,30 @@ async fn serve(
         let _ = old.send(ConnCtl::Kill);
     }
     let tsih = params.tsih;
-    let nexus = target.as_ref().map(|(t, tag)| ItNexus {
-        id: inner.next_id(),
-        initiator_name: params.initiator_name.clone(),
-        initiator_port: format!(
-            "{},i,0x{}",
-            params.initiator_name,
-            params
-                .isid
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        ),
-        target_port: format!("{},t,0x{:04x}", t.iqn, tag),
-        relative_target_port: *tag,
+    let nexus = target.as_ref().map(|(t, tag)| {
+        Arc::new(ItNexus {
+            id: inner.next_id(),
+            initiator_name: params.initiator_name.clone(),
+            initiator_port: format!(
+                "{},i,0x{}",
+                params.initiator_name,
+                params
+                    .isid
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+            ),
+            target_port: format!("{},t,0x{:04x}", t.iqn, tag),
+            relative_target_port: *tag,
+        })
+    });
+    // Dropped before `_session` (declared later): the nexus is lost before the session goes.
+    let loss = target.as_ref().zip(nexus.as_ref()).map(|((t, _), n)| {
+        Arc::new(NexusLoss {
+            inner: inner.clone(),
+            target: t.id,
+            nexus: Some(n.clone()),
+        })
     });
     tracing::info!(%peer, initiator = %params.initiator_name, tsih, "login complete");
     full_feature(
@@ -341,12 +446,13 @@ async fn serve(
         wr,
         *params,
         target.as_ref().map(|(t, _)| t.id),
-        nexus.clone(),
+        nexus,
+        loss.clone(),
         &mut ctl_rx,
     )
     .await;
-    if target.is_some() {
-        inner.sessions.lock().remove_conn(tsih, conn_id);
+    if let Some(l) = loss {
+        l.release().await;
     }
 }
 
@@ -354,6 +460,7 @@ type LoginResult = (
     Box<SessionParams>,
     Option<(TargetView, u16)>,
     Option<mpsc::UnboundedSender<ConnCtl>>,
+    Option<SessionSlot>,
 );
 
 async fn login_phase(
@@ -374,7 +481,7 @@ async fn login_phase(
         ctl,
         target: None,
         reinstated: None,
-        registered_tsih: None,
+        registered: None,
     };
     loop {
         let (bhs, rest) = match read_frame(rd, Digests::default(), LOGIN_MAX_DATA as u32).await {
@@ -421,13 +528,16 @@ async fn login_phase(
                 return None;
             }
             LoginStep::Done(p, params, _) => {
+                // A failed write drops `env`, and with it the session it registered.
                 if write_pdu(wr, &p, Digests::default()).await.is_err() {
-                    if let Some(t) = env.registered_tsih {
-                        inner.sessions.lock().remove_conn(t, conn_id);
-                    }
                     return None;
                 }
-                return Some((params, env.target.take(), env.reinstated.take()));
+                return Some((
+                    params,
+                    env.target.take(),
+                    env.reinstated.take(),
+                    env.registered.take(),
+                ));
             }
         }
     }
@@ -561,6 +671,14 @@ struct Completion {
     /// The command's Data-Out buffer, for reuse.
     data_out: Vec<u8>,
     write_residual: i64,
+    /// The execution panicked: the command is answered 04/44/00 and the connection ends.
+    panicked: bool,
+}
+
+/// Run `f`, containing a panic (`None`); the panic message has gone to the log through the
+/// panic hook.
+fn run_contained<T>(f: impl FnOnce() -> T) -> Option<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok()
 }
 
 /// READ and WRITE (6, 10, 12, 16): one positioned read or write of the backing store, safe to
@@ -598,6 +716,8 @@ struct Ffp<'a> {
     conn_id: u64,
     target: Option<Uuid>,
     nexus: Option<Arc<ItNexus>>,
+    /// Held by every command job too, so the nexus is lost only after the last one ends.
+    loss: Option<Arc<NexusLoss>>,
     digests: Digests,
     max_data: u32,
     tx: TxQueue,
@@ -668,13 +788,33 @@ impl Ffp<'_> {
             conn.fail(cmd.itt);
             return;
         };
+        let injected = if self.inner.limits.panic_injection {
+            exec::injected_panic(&cmd.cdb)
+        } else {
+            None
+        };
+        if injected == Some(exec::PanicSite::Task) {
+            panic!("injected panic on a connection task (fault injection)");
+        }
         let mut buf = self.pool.take();
         if single_io(&cmd.cdb) {
-            let ((outcome, wres), refused) = vds_backstore::nowait::attempt(|| {
-                let o = exec::execute(&map, &nexus, &cmd, &mut buf);
-                (o, exec::write_residual(&map, &nexus, &cmd))
+            let (ran, refused) = vds_backstore::nowait::attempt(|| {
+                run_contained(|| {
+                    let o = exec::execute(&map, &nexus, &cmd, &mut buf);
+                    (o, exec::write_residual(&map, &nexus, &cmd))
+                })
             });
-            if !refused {
+            let panicked = ran.is_none();
+            let (outcome, wres) = match ran {
+                Some(x) => x,
+                None => {
+                    // Answered now, not run again on the blocking pool.
+                    self.contained_panic(&cmd);
+                    buf.clear();
+                    (exec::internal_failure(), 0)
+                }
+            };
+            if !refused || panicked {
                 conn.recycle(cmd.data_out);
                 let back = conn.complete_owned(
                     cmd.itt,
@@ -691,17 +831,45 @@ impl Ffp<'_> {
         }
         self.executing += 1;
         let tx = self.done_tx.clone();
+        let hold = self.loss.clone();
         tokio::task::spawn_blocking(move || {
-            let outcome = exec::execute(&map, &nexus, &cmd, &mut buf);
-            let write_residual = exec::write_residual(&map, &nexus, &cmd);
+            let ran = run_contained(|| {
+                if injected == Some(exec::PanicSite::Job) {
+                    panic!("injected panic in a command job (fault injection)");
+                }
+                let outcome = exec::execute(&map, &nexus, &cmd, &mut buf);
+                (outcome, exec::write_residual(&map, &nexus, &cmd))
+            });
+            let panicked = ran.is_none();
+            if panicked {
+                buf.clear();
+            }
+            let (outcome, write_residual) = ran.unwrap_or_else(|| (exec::internal_failure(), 0));
+            // Before the completion is sent: once the connection has every completion, it
+            // holds the last reference and releases the nexus itself, in order.
+            drop(hold);
             let _ = tx.send(Completion {
                 itt: cmd.itt,
                 outcome,
                 data: buf,
                 data_out: cmd.data_out,
                 write_residual,
+                panicked,
             });
         });
+    }
+
+    /// A command's execution panicked: it was answered 04/44/00, and the connection ends (its
+    /// accepted commands complete first). The state the panic unwound through belongs to this
+    /// connection's nexus; ending it releases that nexus everywhere (its reservations, its
+    /// unit attentions) and the initiator recovers by logging in again, as after any
+    /// connection loss. Other connections are not touched.
+    fn contained_panic(&mut self, cmd: &vds_iscsi::conn::Command) {
+        tracing::error!(
+            opcode = format!("0x{:02x}", cmd.cdb.first().copied().unwrap_or(0)),
+            "command execution panicked; answered 04/44/00, ending this connection"
+        );
+        self.draining = true;
     }
 
     /// Hand every whole PDU in `rx` to the engine and act on what it asks for.
@@ -762,7 +930,8 @@ async fn full_feature(
     wr: OwnedWriteHalf,
     params: SessionParams,
     target: Option<Uuid>,
-    nexus: Option<ItNexus>,
+    nexus: Option<Arc<ItNexus>>,
+    loss: Option<Arc<NexusLoss>>,
     ctl_rx: &mut mpsc::UnboundedReceiver<ConnCtl>,
 ) {
     let Ok(mut stream) = rd.reunite(wr) else {
@@ -788,7 +957,8 @@ async fn full_feature(
         inner: &inner,
         conn_id,
         target,
-        nexus: nexus.map(Arc::new),
+        nexus,
+        loss,
         digests,
         max_data,
         tx: TxQueue::new(),
@@ -885,6 +1055,9 @@ async fn full_feature(
             Input::Writable => {}
             Input::Done(c) => {
                 st.executing -= 1;
+                if c.panicked {
+                    st.draining = true;
+                }
                 conn.recycle(c.data_out);
                 let back = conn.complete_owned(
                     c.itt,
@@ -938,13 +1111,6 @@ async fn full_feature(
     })
     .await;
     let _ = stream.shutdown().await;
-    if let (Some(t), Some(n)) = (target, st.nexus.take()) {
-        let view = inner.view.load_full();
-        if let Some(tv) = view.targets.iter().find(|x| x.id == t) {
-            let map = tv.luns.clone();
-            let _ = tokio::task::spawn_blocking(move || exec::nexus_lost(&map, &n)).await;
-        }
-    }
 }
 
 /// TARGET COLD RESET ends every other session of the target too.

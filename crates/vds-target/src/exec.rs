@@ -4,7 +4,8 @@
 use vds_iscsi::codes::{tmf, tmf_response};
 use vds_iscsi::conn::Command;
 use vds_iscsi::pdu::TaskAttr as WireAttr;
-use vds_scsi::{ItNexus, LunMap, ScsiCommand, ScsiOutcome, TaskAttr};
+use vds_scsi::sense::{self, key, Sense};
+use vds_scsi::{ItNexus, LunMap, ScsiCommand, ScsiOutcome, ScsiStatus, TaskAttr};
 
 /// The LUN number from the 8-byte iSCSI LUN field.
 pub(crate) fn lun_number(lun: u64) -> u64 {
@@ -76,4 +77,40 @@ pub(crate) fn task_mgmt(map: &LunMap, nexus: &ItNexus, function: u8, lun: u64) -
 /// Tell every logical unit of the target that `nexus` is gone.
 pub(crate) fn nexus_lost(map: &LunMap, nexus: &ItNexus) {
     map.nexus_lost(nexus.id);
+}
+
+/// The answer to a command whose execution panicked: HARDWARE ERROR / INTERNAL TARGET FAILURE
+/// (04/44/00). The initiator learns the command failed instead of waiting for it forever.
+pub(crate) fn internal_failure() -> ScsiOutcome {
+    ScsiOutcome {
+        status: ScsiStatus::CheckCondition,
+        sense: Some(Sense::new(key::HARDWARE_ERROR, sense::INTERNAL_TARGET_FAILURE).encode(false)),
+    }
+}
+
+/// Where an injected panic goes off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PanicSite {
+    /// On the connection's own task (what a bug in the iSCSI engine would do).
+    Task,
+    /// Inside the command's execution on the blocking pool (a bug in the SCSI engine or a
+    /// store).
+    Job,
+}
+
+/// The magic CDB of panic injection, a vendor-specific opcode (FFh) no initiator sends:
+/// `FF "vds-panic" SITE` and zeros to 16 bytes, SITE 1 = [`PanicSite::Task`], 2 =
+/// [`PanicSite::Job`]. Honoured only when [`crate::Limits::panic_injection`] is set (vdsd
+/// `--enable-fault-injection`, a test-only flag); otherwise it is an unknown opcode (05/20/00)
+/// like any other.
+pub(crate) fn injected_panic(cdb: &[u8]) -> Option<PanicSite> {
+    const MAGIC: &[u8] = b"\xFFvds-panic";
+    if cdb.len() != 16 || !cdb.starts_with(MAGIC) || cdb[11..].iter().any(|&b| b != 0) {
+        return None;
+    }
+    match cdb[10] {
+        1 => Some(PanicSite::Task),
+        2 => Some(PanicSite::Job),
+        _ => None,
+    }
 }

@@ -51,6 +51,10 @@ pub struct Limits {
     /// Threads that run connections (each its own reactor; see `io.rs`). Default: one per
     /// core.
     pub io_threads: usize,
+    /// Test-only: a command with the magic CDB of `exec::injected_panic` panics on the data
+    /// path, to prove that a panic ends one connection only and releases everything it held.
+    /// Set by vdsd `--enable-fault-injection` alone; off, that CDB is an unknown opcode.
+    pub panic_injection: bool,
 }
 
 impl Default for Limits {
@@ -62,6 +66,7 @@ impl Default for Limits {
             negotiation: TargetLimits::default(),
             connection: ConnConfig::default(),
             io_threads: io::default_io_threads(),
+            panic_injection: false,
         }
     }
 }

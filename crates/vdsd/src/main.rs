@@ -47,7 +47,9 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot bind the API to {}: {e}", args.api))?;
     std_listener.set_nonblocking(true)?;
 
-    let datapath = vds_target::DataPath::new(rt.handle().clone(), daemon_cfg.target_limits())
+    let mut limits = daemon_cfg.target_limits();
+    limits.panic_injection = args.enable_fault_injection;
+    let datapath = vds_target::DataPath::new(rt.handle().clone(), limits)
         .map_err(|e| anyhow::anyhow!("cannot start the I/O threads: {e}"))?;
     let mut pcfg = ProviderConfig::new(&args.data_dir);
     pcfg.first_start_portals = args.first_start_portals();

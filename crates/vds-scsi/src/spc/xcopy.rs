@@ -1,6 +1,15 @@
 //! EXTENDED COPY (LID1) and RECEIVE COPY RESULTS: block-to-block copies (segment descriptor
 //! 02h) between logical units named by identification target descriptors (E4h, NAA
-//! designator), resolved through [`crate::registry`].
+//! designator).
+//!
+//! A designator is resolved only among the LUs the requesting I_T nexus may see: the LUN map of
+//! the target it logged in to, filtered by each LUN's unmasking list (SEMANTICS §13; the bug
+//! class of LIO's CVE-2020-28374, where any LU of the host was reachable). Every other LU,
+//! masked, on another target or not there at all, is answered alike: ILLEGAL REQUEST / COPY
+//! TARGET DEVICE NOT REACHABLE (05/0D/02), so the answer tells nothing about LUs the nexus
+//! may not see. A reachable other LU is admitted like a command of its own from that nexus
+//! (status gate, in-flight count, reservations as a READ on the source and a WRITE on the
+//! destination) before any data moves.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -8,7 +17,6 @@ use std::sync::Arc;
 use crate::cdb::{be_at, illegal, invalid_cdb, invalid_param, truncate_to, Fail, Res};
 use crate::lu::{Cmd, LogicalUnit};
 use crate::sense::{self, key, Sense};
-use crate::LuState;
 
 pub const MAX_TARGET_DESCRIPTORS: usize = 8;
 pub const MAX_SEGMENT_DESCRIPTORS: usize = 64;
@@ -55,6 +63,14 @@ fn segment_error(byte: usize) -> Fail {
 
 fn copy_aborted(asc: sense::Asc) -> Fail {
     Fail::Check(Sense::new(key::COPY_ABORTED, asc))
+}
+
+/// A copy target the nexus cannot reach (not visible to it, or not ONLINE).
+fn not_reachable() -> Fail {
+    Fail::Check(Sense::new(
+        key::ILLEGAL_REQUEST,
+        sense::COPY_TARGET_DEVICE_NOT_REACHABLE,
+    ))
 }
 
 pub(crate) fn extended_copy(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
@@ -132,10 +148,11 @@ pub(crate) fn extended_copy(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
         let target = if naa == lu.naa() {
             None
         } else {
-            Some(
-                crate::registry::lookup_lu(&naa)
-                    .ok_or_else(|| copy_aborted(sense::COPY_TARGET_DEVICE_NOT_REACHABLE))?,
-            )
+            let other = c
+                .scope
+                .and_then(|m| m.visible_by_naa(&c.nexus.initiator_name, &naa))
+                .ok_or_else(not_reachable)?;
+            Some(other.clone())
         };
         let block_len = be_at(t, 29, 3) as u32;
         let bs = target.as_deref().unwrap_or(lu).block_size();
@@ -192,6 +209,20 @@ pub(crate) fn extended_copy(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
         off += SEGMENT_02_LEN;
     }
 
+    // Every other LU a segment uses is admitted before any data moves, and stays counted in
+    // flight until the copy ends.
+    let mut admitted = Vec::new();
+    for (i, t) in targets.iter().enumerate() {
+        let Some(other) = t.as_deref() else {
+            continue;
+        };
+        let read = segs.iter().any(|s| s.0 == i);
+        let write = segs.iter().any(|s| s.1 == i);
+        if read || write {
+            admitted.push(other.admit_copy(c.nexus, write)?);
+        }
+    }
+
     let mut status = CopyStatus {
         nexus: c.nexus.id,
         list_id,
@@ -221,6 +252,7 @@ pub(crate) fn extended_copy(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
         }
         r.done.push_back(status);
     }
+    drop(admitted);
     result
 }
 
@@ -233,11 +265,6 @@ fn copy_segment(
     dst_lba: u64,
     buf: &mut Vec<u8>,
 ) -> Res {
-    for x in [s, d] {
-        if !std::ptr::eq(x, this) && x.state() != LuState::Online {
-            return Err(copy_aborted(sense::COPY_TARGET_DEVICE_NOT_REACHABLE));
-        }
-    }
     d.check_writable()?;
     let bs = u64::from(s.block_size());
     let total = blocks * bs;
