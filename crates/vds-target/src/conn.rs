@@ -188,6 +188,11 @@ impl LoginEnv for PortalLogin<'_> {
     }
 
     fn instate(&mut self, p: &SessionParams) -> Result<u16, LoginStatus> {
+        // Every connection in full-feature phase holds a chunk of the buffer budget: past
+        // the budget, logins are refused (SEMANTICS §13), before anything is allocated.
+        if !self.inner.budget.has_room(vds_iscsi::conn::BUDGET_CHUNK) {
+            return Err(LoginStatus::OUT_OF_RESOURCES);
+        }
         let mut table = self.inner.sessions.lock();
         if p.session_type == SessionType::Discovery {
             return Ok(table.alloc_tsih());
@@ -607,6 +612,11 @@ struct Ffp<'a> {
     executing: usize,
     draining: bool,
     killed: bool,
+    /// `max_connection_buffer_bytes`: no PDU is taken from the socket while the send queue
+    /// holds this much (a peer that stops reading stops being read).
+    tx_limit: usize,
+    /// Whole PDUs left in the receive buffer because the send queue was full.
+    backlog: bool,
 }
 
 impl Ffp<'_> {
@@ -714,6 +724,11 @@ impl Ffp<'_> {
     ) {
         let now = Instant::now();
         while !self.draining {
+            if self.tx.queued() >= self.tx_limit {
+                // The peer is not reading what it asked for: leave the rest where it is.
+                self.backlog = true;
+                break;
+            }
             let (bhs, rest) = match rx.next_frame(self.digests, self.max_data) {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
@@ -737,6 +752,13 @@ impl Ffp<'_> {
             }
             self.drain_events(conn);
         }
+        conn.set_outbound(self.tx.queued());
+    }
+
+    /// Whether the socket may be read: not while the send queue is full or PDUs already read
+    /// wait for it to drain.
+    fn may_read(&self) -> bool {
+        !self.backlog && self.tx.queued() < self.tx_limit
     }
 
     /// Write what the socket takes now; a broken socket ends the connection.
@@ -749,6 +771,23 @@ impl Ffp<'_> {
             self.tx = TxQueue::new();
             self.killed = true;
             self.draining = true;
+        }
+    }
+
+    /// After a flush: account what is still queued, and take the PDUs left in the receive
+    /// buffer once the send queue has room again.
+    fn after_flush(
+        &mut self,
+        rx: &mut RxBuf,
+        conn: &mut Connection,
+        env: &mut Discovery,
+        reader_done: &mut bool,
+    ) {
+        conn.set_outbound(self.tx.queued());
+        if self.backlog && self.tx.queued() < self.tx_limit {
+            self.backlog = false;
+            self.take_frames(rx, conn, env, reader_done);
+            self.drain_events(conn);
         }
     }
 }
@@ -773,11 +812,10 @@ async fn full_feature(
         data: params.data_digest,
     };
     let max_data = params.max_recv_data_segment_length;
-    let mut conn = Connection::new(
-        params,
-        inner.limits.negotiation.clone(),
-        inner.limits.connection.clone(),
-    );
+    let mut config = inner.limits.connection.clone();
+    config.budget = Some(inner.budget.clone());
+    let tx_limit = config.max_buffer_bytes;
+    let mut conn = Connection::new(params, inner.limits.negotiation.clone(), config);
     let mut env = Discovery {
         inner: inner.clone(),
         portal,
@@ -803,6 +841,8 @@ async fn full_feature(
         executing: 0,
         draining: false,
         killed: false,
+        tx_limit,
+        backlog: false,
     };
     let mut rx = RxBuf::new();
     let mut reader_done = false;
@@ -819,10 +859,15 @@ async fn full_feature(
     let mut spin = Spin::new();
     loop {
         st.flush(&stream);
+        st.after_flush(&mut rx, &mut conn, &mut env, &mut reader_done);
+        if st.backlog && !st.tx.is_empty() {
+            // Still full: what was taken may have queued more; write it first.
+            st.flush(&stream);
+        }
         if (st.draining || reader_done) && st.executing == 0 {
             break;
         }
-        let want_read = !st.draining && !reader_done;
+        let want_read = !st.draining && !reader_done && st.may_read();
         let want_write = !st.tx.is_empty();
         // Waiting for the peer's next command with nothing else to do: the moment it arrives
         // is measured, and when the peer has lately answered within the spin budget (one
