@@ -269,10 +269,12 @@ const SPARE_MAX: usize = 64;
 /// retries it later.
 pub const TASK_SET_FULL: u8 = 0x28;
 
-/// Largest Data-In a READ CDB can make the SCSI layer produce: its block count at the largest
-/// block size, capped at the largest transfer the engine runs (32 MiB, Block Limits VPD).
+/// Data-In a READ CDB makes the SCSI layer produce at the smallest block size (512), capped at
+/// the largest transfer the engine runs (32 MiB, Block Limits VPD). The block size is the
+/// logical unit's: the caller raises the reservation when it is larger
+/// ([`Connection::reserve_at_least`]).
 fn read_cdb_bytes(cdb: &[u8]) -> usize {
-    const MAX_BLOCK: usize = 4096;
+    const MAX_BLOCK: usize = 512;
     const MAX_XFER: usize = 32 << 20;
     let be = |r: std::ops::Range<usize>| {
         cdb.get(r)
@@ -441,6 +443,43 @@ impl Connection {
         }
         self.reserved += need;
         true
+    }
+
+    /// Raise what task `itt` reserves to `bytes` (a READ on a logical unit whose blocks are
+    /// larger than the 512 bytes assumed at arrival); `false` when the limits refuse it (then
+    /// [`Connection::refuse`] it).
+    pub fn reserve_at_least(&mut self, itt: u32, bytes: usize) -> bool {
+        let Some(t) = self.tasks.get(&itt) else {
+            return true;
+        };
+        let extra = bytes.saturating_sub(t.reserved);
+        if extra == 0 {
+            return true;
+        }
+        let used = self.buffered_bytes();
+        let others = used - t.reserved;
+        if others != 0 && used.saturating_add(extra) > self.config.max_buffer_bytes {
+            return false;
+        }
+        if !self.grant.cover(used.saturating_add(extra)) {
+            return false;
+        }
+        self.reserved += extra;
+        if let Some(t) = self.tasks.get_mut(&itt) {
+            t.reserved += extra;
+        }
+        true
+    }
+
+    /// A command handed out for execution is not run after all, for lack of memory: answer
+    /// TASK SET FULL.
+    pub fn refuse(&mut self, itt: u32) {
+        if let Some(t) = self.take_task(itt) {
+            if !matches!(t.state, TaskState::Aborted) {
+                self.task_set_full(itt, t.edtl);
+            }
+        }
+        self.check_waiters(itt);
     }
 
     /// Remove a task and give back what it reserved.

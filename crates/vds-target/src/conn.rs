@@ -582,12 +582,15 @@ fn single_io(cdb: &[u8]) -> bool {
 struct MapCache {
     view: Arc<DataView>,
     map: Option<Arc<vds_scsi::LunMap>>,
+    /// Block size of the last logical unit looked up, by LUN field (for READ reservations).
+    block: Option<(u64, u32)>,
 }
 
 impl MapCache {
     fn get(&mut self, inner: &Inner, target: Option<Uuid>) -> Option<Arc<vds_scsi::LunMap>> {
         let cur = inner.view.load();
         if !Arc::ptr_eq(&cur, &self.view) {
+            self.block = None;
             self.view = arc_swap::Guard::into_inner(cur);
             self.map = target
                 .and_then(|id| self.view.targets.iter().find(|t| t.id == id))
@@ -669,6 +672,36 @@ impl Ffp<'_> {
         }
     }
 
+    /// The Data-In a READ will produce when its logical unit's blocks make it larger than the
+    /// connection reserved at arrival (EDTL, or the CDB at 512-byte blocks); `None` otherwise.
+    /// A READ whose EDTL covers the CDB at 4 KiB blocks needs no look-up.
+    fn read_beyond_reservation(
+        &mut self,
+        map: &vds_scsi::LunMap,
+        nexus: &ItNexus,
+        cmd: &vds_iscsi::conn::Command,
+    ) -> Option<usize> {
+        if !cmd.read || !matches!(cmd.cdb.first(), Some(0x08 | 0x28 | 0xA8 | 0x88)) {
+            return None;
+        }
+        let at_4k = vds_scsi::cdb_transfer_len(&cmd.cdb, 4096)?;
+        if u64::from(cmd.expected_in_len) >= at_4k {
+            return None;
+        }
+        let bs = match self.maps.block {
+            Some((lun, bs)) if lun == cmd.lun => bs,
+            _ => {
+                let bs = map
+                    .lookup(&nexus.initiator_name, exec::lun_number(cmd.lun))?
+                    .block_size();
+                self.maps.block = Some((cmd.lun, bs));
+                bs
+            }
+        };
+        let real = vds_scsi::cdb_transfer_len(&cmd.cdb, bs)?.min(32 << 20);
+        (real > u64::from(cmd.expected_in_len)).then_some(real as usize)
+    }
+
     /// Run a command: READ/WRITE first on this thread without blocking (page-cached files,
     /// memory and null stores answer at once), everything else, and whatever the store
     /// refused, on a blocking thread.
@@ -678,6 +711,12 @@ impl Ffp<'_> {
             conn.fail(cmd.itt);
             return;
         };
+        if let Some(need) = self.read_beyond_reservation(&map, &nexus, &cmd) {
+            if !conn.reserve_at_least(cmd.itt, need) {
+                conn.refuse(cmd.itt);
+                return;
+            }
+        }
         let mut buf = self.pool.take();
         if single_io(&cmd.cdb) {
             let ((outcome, wres), refused) = vds_backstore::nowait::attempt(|| {
@@ -836,6 +875,7 @@ async fn full_feature(
                 .and_then(|id| view.targets.iter().find(|t| t.id == id))
                 .map(|t| t.luns.clone()),
             view,
+            block: None,
         },
         done_tx,
         executing: 0,

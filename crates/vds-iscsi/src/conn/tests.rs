@@ -900,7 +900,9 @@ fn held_commands_are_counted() {
         vec![],
     );
     assert_eq!(executed(&evs), vec![1, 2]);
-    // Now reserved by the tasks: the read's 512 (its CDB asks for one block: 4096) and the
-    // write's 4096.
+    // Now reserved by the tasks: the read's 512 (one block, at 512 bytes until the caller
+    // knows better) and the write's 4096.
+    assert_eq!(c.buffered_bytes(), 512 + 4096);
+    assert!(c.reserve_at_least(1, 4096));
     assert_eq!(c.buffered_bytes(), 4096 + 4096);
 }
