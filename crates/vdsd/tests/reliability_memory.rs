@@ -348,7 +348,7 @@ fn hostile_peers_cannot_grow_memory_past_the_budgets() {
             }
             let mut unlogged = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                if let Ok(mut s) = TcpStream::connect_timeout(&portal, Duration::from_secs(2)) {
+                if let Ok(s) = TcpStream::connect_timeout(&portal, Duration::from_secs(2)) {
                     let _ = s.set_write_timeout(Some(Duration::from_millis(200)));
                     let mut r = Raw {
                         s,
