@@ -24,8 +24,8 @@ use crate::pdu::{
 use crate::text;
 
 mod budget;
-pub use budget::{MemBudget, CHUNK as BUDGET_CHUNK};
 use budget::Grant;
+pub use budget::{MemBudget, CHUNK as BUDGET_CHUNK};
 
 /// Serial-number arithmetic (RFC 1982, 32 bits): `a < b`.
 pub fn sn_lt(a: u32, b: u32) -> bool {
@@ -171,6 +171,8 @@ struct R2tState {
 
 #[derive(Debug)]
 enum TaskState {
+    /// Waiting for this many bytes of memory (it brought no data; see `retry_waiting`).
+    Waiting(usize),
     /// Gathering Data-Out.
     Receiving,
     /// Handed to the SCSI layer.
@@ -259,6 +261,8 @@ pub struct Connection {
     /// Bytes queued for the socket and not yet written (reported by the caller).
     outbound: usize,
     grant: Grant,
+    /// Tasks in [`TaskState::Waiting`], oldest first.
+    waiting: VecDeque<u32>,
 }
 
 /// Data-Out buffer memory a connection keeps for reuse (8 writes of 256 KiB, 512 of 4 KiB).
@@ -281,7 +285,9 @@ fn read_cdb_bytes(cdb: &[u8]) -> usize {
             .map(|b| b.iter().fold(0usize, |a, x| (a << 8) | usize::from(*x)))
     };
     let blocks = match cdb.first() {
-        Some(0x08) => cdb.get(4).map(|b| if *b == 0 { 256 } else { usize::from(*b) }),
+        Some(0x08) => cdb
+            .get(4)
+            .map(|b| if *b == 0 { 256 } else { usize::from(*b) }),
         Some(0x28) => be(7..9),
         Some(0xA8) => be(6..10),
         Some(0x88) => be(10..14),
@@ -340,6 +346,7 @@ impl Connection {
             held_bytes: 0,
             outbound: 0,
             grant,
+            waiting: VecDeque::new(),
             exp_cmd_sn: params.exp_cmd_sn,
             stat_sn: params.stat_sn,
             params,
@@ -385,7 +392,11 @@ impl Connection {
     /// The caller's send queue holds `bytes` not yet written. They count against the limits;
     /// once the queue is empty the grant shrinks back (the connection is idle).
     pub fn set_outbound(&mut self, bytes: usize) {
+        let freed = bytes < self.outbound;
         self.outbound = bytes;
+        if freed && !self.waiting.is_empty() {
+            self.retry_waiting();
+        }
         if bytes == 0 && self.tasks.is_empty() {
             self.grant.trim(self.buffered_bytes());
         }
@@ -782,9 +793,7 @@ impl Connection {
             self.reject(reject::WAITING_FOR_LOGOUT, &h);
             return;
         }
-        if immediate
-            && matches!(pdu.header, Header::ScsiCommand(_))
-            && self.immediate_queue_full()
+        if immediate && matches!(pdu.header, Header::ScsiCommand(_)) && self.immediate_queue_full()
         {
             let h = pdu.header.clone();
             self.reject(reject::IMMEDIATE_COMMAND_REJECT, &h);
@@ -888,7 +897,13 @@ impl Connection {
         } else {
             0
         } + write_len as usize;
-        if !self.reserve(need) {
+        // Commands already waiting for memory go first.
+        let reserved = self.waiting.is_empty() && self.reserve(need);
+        // A command that brought no data and expects none unsolicited costs only its record:
+        // it waits for memory (SEMANTICS §13: new commands wait). One whose data is here
+        // cannot wait without buffering it: TASK SET FULL, and the initiator retries.
+        let can_wait = data.is_empty() && h.final_;
+        if !reserved && !can_wait {
             tracing::debug!(itt = h.itt, need, "connection memory full: TASK SET FULL");
             self.task_set_full(h.itt, h.edtl);
             return;
@@ -916,7 +931,7 @@ impl Connection {
             expected_in_len,
             buf,
             write_len,
-            reserved: need,
+            reserved: if reserved { need } else { 0 },
             received: imm_len,
             unsol_open: !h.final_ && unsol_end > imm_len,
             unsol_next: imm_len,
@@ -927,24 +942,68 @@ impl Connection {
             r2t_sn: 0,
             state: TaskState::Receiving,
         };
-        if task.received >= write_len {
-            task.state = TaskState::Executing;
-            let cmd = Command {
-                itt: h.itt,
-                lun: task.lun,
-                cdb: task.cdb.clone(),
-                data_out: std::mem::take(&mut task.buf),
-                expected_in_len: task.expected_in_len,
-                edtl: task.edtl,
-                read: task.read,
-                attr: task.attr,
-            };
+        if !reserved {
+            tracing::debug!(itt = h.itt, need, "connection memory full: command waits");
+            task.state = TaskState::Waiting(need);
             self.tasks.insert(h.itt, task);
-            self.events.push_back(Event::Execute(cmd));
+            self.waiting.push_back(h.itt);
             return;
         }
         self.tasks.insert(h.itt, task);
-        self.issue_r2ts(h.itt);
+        self.begin(h.itt);
+    }
+
+    /// A task whose memory is reserved: execute it when all of its Data-Out is here, or ask
+    /// for the rest.
+    fn begin(&mut self, itt: u32) {
+        let Some(task) = self.tasks.get_mut(&itt) else {
+            return;
+        };
+        if task.received < task.write_len {
+            self.issue_r2ts(itt);
+            return;
+        }
+        task.state = TaskState::Executing;
+        let cmd = Command {
+            itt,
+            lun: task.lun,
+            cdb: task.cdb.clone(),
+            data_out: std::mem::take(&mut task.buf),
+            expected_in_len: task.expected_in_len,
+            edtl: task.edtl,
+            read: task.read,
+            attr: task.attr,
+        };
+        self.events.push_back(Event::Execute(cmd));
+    }
+
+    /// Whether commands wait for memory (the caller retries them now and then with
+    /// [`Connection::retry_waiting`]: the daemon-wide budget frees without telling anyone).
+    pub fn waiting_for_memory(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
+    /// Start the commands waiting for memory, in arrival order, while the limits allow.
+    pub fn retry_waiting(&mut self) {
+        while let Some(&itt) = self.waiting.front() {
+            let need = match self.tasks.get(&itt).map(|t| &t.state) {
+                Some(TaskState::Waiting(n)) => *n,
+                // Aborted or ended meanwhile.
+                _ => {
+                    self.waiting.pop_front();
+                    continue;
+                }
+            };
+            if !self.reserve(need) {
+                return;
+            }
+            self.waiting.pop_front();
+            if let Some(t) = self.tasks.get_mut(&itt) {
+                t.reserved = need;
+                t.state = TaskState::Receiving;
+            }
+            self.begin(itt);
+        }
     }
 
     /// Send R2Ts for the task while MaxOutstandingR2T allows.
@@ -1308,7 +1367,7 @@ impl Connection {
                 continue;
             }
             match t.state {
-                TaskState::Receiving => gone.push(*itt),
+                TaskState::Receiving | TaskState::Waiting(_) => gone.push(*itt),
                 TaskState::Executing | TaskState::Aborted => {
                     t.state = TaskState::Aborted;
                     waiting.push(*itt);
@@ -1329,7 +1388,7 @@ impl Connection {
     /// For logout: tasks still gathering data end now; executing ones are returned and will
     /// complete normally.
     fn end_receiving_tasks(&mut self) -> Vec<u32> {
-        self.retain_tasks(|t| !matches!(t.state, TaskState::Receiving));
+        self.retain_tasks(|t| !matches!(t.state, TaskState::Receiving | TaskState::Waiting(_)));
         self.held.clear();
         self.held_bytes = 0;
         self.tasks.keys().copied().collect()
@@ -1346,7 +1405,7 @@ impl Connection {
 
     fn drop_task(&mut self, itt: u32) {
         if let Some(t) = self.tasks.get(&itt) {
-            if matches!(t.state, TaskState::Receiving) {
+            if matches!(t.state, TaskState::Receiving | TaskState::Waiting(_)) {
                 self.take_task(itt);
             }
         }
@@ -1359,7 +1418,7 @@ impl Connection {
         match h.function {
             tmf::ABORT_TASK => match self.tasks.get_mut(&h.rtt) {
                 Some(t) => match t.state {
-                    TaskState::Receiving => {
+                    TaskState::Receiving | TaskState::Waiting(_) => {
                         self.take_task(h.rtt);
                     }
                     _ => {
@@ -1430,6 +1489,9 @@ impl Connection {
     }
 
     fn check_waiters(&mut self, itt: u32) {
+        if !self.waiting.is_empty() {
+            self.retry_waiting();
+        }
         for t in self.tmfs.iter_mut() {
             t.waiting_for.retain(|w| *w != itt);
         }

@@ -556,7 +556,13 @@ enum Input {
     Done(Completion),
     Ctl(Option<ConnCtl>),
     Tick,
+    /// Commands wait for memory: try them again.
+    Retry,
 }
+
+/// How often commands waiting for the daemon-wide budget try again (other connections give
+/// memory back without telling this one).
+const MEMORY_RETRY: Duration = Duration::from_millis(5);
 
 /// A command that ran on a blocking thread.
 struct Completion {
@@ -952,6 +958,7 @@ async fn full_feature(
                 Err(_) => { st.tx = TxQueue::new(); st.killed = true; st.draining = true; continue }
             },
             _ = &mut timer, if !st.draining => Input::Tick,
+            _ = tokio::time::sleep(MEMORY_RETRY), if conn.waiting_for_memory() => Input::Retry,
         };
         match input {
             Input::Readable => {
@@ -989,6 +996,7 @@ async fn full_feature(
                 st.draining = true;
             }
             Input::Ctl(None) => {}
+            Input::Retry => conn.retry_waiting(),
             Input::Tick => {
                 rx.shrink_if_idle();
                 conn.poll_timers(Instant::now());

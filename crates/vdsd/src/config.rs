@@ -271,10 +271,12 @@ mod tests {
 
     #[test]
     fn buffer_budget_keys_apply_and_are_range_checked() {
-        let l = DaemonConfig::parse("max_connection_buffer_bytes = 2097152
-max_buffer_bytes = 8388608")
-            .unwrap()
-            .target_limits();
+        let l = DaemonConfig::parse(
+            "max_connection_buffer_bytes = 2097152
+max_buffer_bytes = 8388608",
+        )
+        .unwrap()
+        .target_limits();
         assert_eq!(l.connection.max_buffer_bytes, 2 << 20);
         assert_eq!(l.max_buffer_bytes, 8 << 20);
         let d = DaemonConfig::parse("").unwrap().target_limits();

@@ -243,7 +243,11 @@ fn hostile_peers_cannot_grow_memory_past_the_budgets() {
     }
     let rss0 = d.rss_kib() * 1024;
     let bound = rss0 + BUDGET + SLACK;
-    eprintln!("memory: RSS {} MiB with every session logged in; bound {} MiB", rss0 / MIB, bound / MIB);
+    eprintln!(
+        "memory: RSS {} MiB with every session logged in; bound {} MiB",
+        rss0 / MIB,
+        bound / MIB
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     let real_cmds = Arc::new(AtomicU64::new(0));

@@ -769,7 +769,11 @@ fn write_buffers_grow_per_burst_not_at_command_arrival() {
     );
     assert!(executed(&evs).is_empty());
     // Immediate data plus the first burst (8192), not the 1 MiB.
-    assert!(c.tasks[&9].buf.capacity() <= 8192, "{}", c.tasks[&9].buf.capacity());
+    assert!(
+        c.tasks[&9].buf.capacity() <= 8192,
+        "{}",
+        c.tasks[&9].buf.capacity()
+    );
     let r2t = sent(&evs)
         .iter()
         .find_map(|p| match &p.header {
@@ -829,12 +833,19 @@ fn commands_past_the_connection_limit_answer_task_set_full_and_hold_nothing() {
     assert_eq!(c.active_tasks(), 2);
     assert_eq!(full, 18);
     assert!(c.buffered_bytes() <= 100_000);
-    // A READ whose CDB asks for more than the EDTL is reserved at the CDB's length.
+    // A READ whose CDB asks for more than the EDTL is reserved at the CDB's length; it
+    // brought no data, so it waits for memory instead (costing its record only).
     let mut r = cmd(30, sn, true, false, 512, true);
     r.cdb = vec![0x28, 0, 0, 0, 0, 0, 0, 0x01, 0, 0, 0, 0, 0, 0, 0, 0];
     let evs = feed(&mut c, Header::ScsiCommand(r), vec![]);
-    assert_eq!(statuses(&evs), vec![(30, TASK_SET_FULL)]);
-    // Output the caller has not written counts too.
+    assert!(
+        statuses(&evs).is_empty() && executed(&evs).is_empty(),
+        "{evs:?}"
+    );
+    assert!(c.waiting_for_memory());
+    assert!(c.buffered_bytes() <= 100_000);
+    // Output the caller has not written counts too; the waiting command starts once it is
+    // written.
     let mut c = small_limit(100_000, None);
     c.set_outbound(90_000);
     let evs = feed(
@@ -842,14 +853,17 @@ fn commands_past_the_connection_limit_answer_task_set_full_and_hold_nothing() {
         Header::ScsiCommand(cmd(1, 100, true, false, 16384, true)),
         vec![],
     );
-    assert_eq!(statuses(&evs), vec![(1, TASK_SET_FULL)]);
-    c.set_outbound(0);
+    assert!(executed(&evs).is_empty(), "{evs:?}");
+    // A later command with data does not overtake it: TASK SET FULL.
     let evs = feed(
         &mut c,
-        Header::ScsiCommand(cmd(2, 101, true, false, 16384, true)),
-        vec![],
+        Header::ScsiCommand(cmd(2, 101, false, true, 512, true)),
+        vec![1u8; 512],
     );
-    assert_eq!(executed(&evs), vec![2]);
+    assert_eq!(statuses(&evs), vec![(2, TASK_SET_FULL)]);
+    c.set_outbound(0);
+    assert_eq!(executed(&drain(&mut c)), vec![1]);
+    assert!(!c.waiting_for_memory());
     // One command larger than the limit still runs on an otherwise empty connection.
     let mut c = small_limit(100_000, None);
     let evs = feed(
@@ -870,16 +884,31 @@ fn the_daemon_budget_is_granted_in_chunks_and_given_back_when_idle() {
     let read = |itt, sn| Header::ScsiCommand(cmd(itt, sn, true, false, 600 << 10, true));
     assert_eq!(executed(&feed(&mut a, read(1, 100), vec![])), vec![1]);
     assert_eq!(budget.granted(), 4 * BUDGET_CHUNK);
-    // Nothing left for b: its command is answered at once, not buffered or waited on.
+    // Nothing left for b: its read waits (a write with data would get TASK SET FULL).
     let evs = feed(&mut b, read(1, 100), vec![]);
-    assert_eq!(statuses(&evs), vec![(1, TASK_SET_FULL)]);
-    assert!(!budget.has_room(BUDGET_CHUNK), "a login now would be refused");
+    assert!(executed(&evs).is_empty(), "{evs:?}");
+    assert!(b.waiting_for_memory());
+    let mut w = cmd(2, 101, false, true, 4096, true);
+    w.cdb = vec![0x2A, 0, 0, 0, 0, 0, 0, 0, 8, 0];
+    let evs = feed(&mut b, Header::ScsiCommand(w), vec![2u8; 4096]);
+    assert_eq!(statuses(&evs), vec![(2, TASK_SET_FULL)]);
+    b.retry_waiting();
+    assert!(b.waiting_for_memory(), "still no budget");
+    assert!(
+        !budget.has_room(BUDGET_CHUNK),
+        "a login now would be refused"
+    );
     // a completes; once its output is written it is idle and gives back all but a chunk.
     a.complete(1, 0, None, &vec![0u8; 600 << 10], 0);
     drain(&mut a);
     a.set_outbound(0);
     assert_eq!(budget.granted(), 2 * BUDGET_CHUNK);
-    assert_eq!(executed(&feed(&mut b, read(2, 101), vec![])), vec![2]);
+    b.retry_waiting();
+    assert_eq!(executed(&drain(&mut b)), vec![1]);
+    b.complete(1, 0, None, &vec![0u8; 600 << 10], 0);
+    drain(&mut b);
+    b.set_outbound(0);
+    assert_eq!(budget.granted(), 2 * BUDGET_CHUNK);
     drop(a);
     drop(b);
     assert_eq!(budget.granted(), 0);
@@ -891,7 +920,12 @@ fn held_commands_are_counted() {
     // CmdSN 101 arrives before 100: held, with its data.
     let mut h = cmd(2, 101, false, true, 4096, true);
     h.immediate = false;
-    c.handle_parts(Header::ScsiCommand(h), &[3u8; 4096], Instant::now(), &mut Env);
+    c.handle_parts(
+        Header::ScsiCommand(h),
+        &[3u8; 4096],
+        Instant::now(),
+        &mut Env,
+    );
     drain(&mut c);
     assert_eq!(c.buffered_bytes(), 4096 + 48);
     let evs = feed(
