@@ -902,7 +902,7 @@ impl Connection {
         // A command that brought no data and expects none unsolicited costs only its record:
         // it waits for memory (SEMANTICS §13: new commands wait). One whose data is here
         // cannot wait without buffering it: TASK SET FULL, and the initiator retries.
-        let can_wait = data.is_empty() && h.final_;
+        let can_wait = data.is_empty() && h.final_ && self.grant.could_ever(need);
         if !reserved && !can_wait {
             tracing::debug!(itt = h.itt, need, "connection memory full: TASK SET FULL");
             self.task_set_full(h.itt, h.edtl);

@@ -129,6 +129,14 @@ impl Grant {
         }
     }
 
+    /// Whether `n` more bytes could ever be granted to this connection (the budget less its
+    /// own base chunk); a command needing more must not wait for them.
+    pub fn could_ever(&self, n: usize) -> bool {
+        self.budget
+            .as_ref()
+            .map_or(true, |b| n.saturating_add(CHUNK) <= b.limit())
+    }
+
     /// Give back what `used` bytes do not need, keeping one chunk.
     pub fn trim(&mut self, used: usize) {
         let Some(b) = &self.budget else {

@@ -894,6 +894,10 @@ fn the_daemon_budget_is_granted_in_chunks_and_given_back_when_idle() {
     assert_eq!(statuses(&evs), vec![(2, TASK_SET_FULL)]);
     b.retry_waiting();
     assert!(b.waiting_for_memory(), "still no budget");
+    // A command larger than the whole budget could wait forever: TASK SET FULL at once.
+    let big = cmd(3, 102, true, false, 1 << 20, true);
+    let evs = feed(&mut b, Header::ScsiCommand(big), vec![]);
+    assert_eq!(statuses(&evs), vec![(3, TASK_SET_FULL)]);
     assert!(
         !budget.has_room(BUDGET_CHUNK),
         "a login now would be refused"
