@@ -263,6 +263,8 @@ pub struct Connection {
     grant: Grant,
     /// Tasks in [`TaskState::Waiting`], oldest first.
     waiting: VecDeque<u32>,
+    /// CmdSNs of held PDUs whose data was not kept (see `hold`).
+    held_dropped: BTreeSet<u32>,
 }
 
 /// Data-Out buffer memory a connection keeps for reuse (8 writes of 256 KiB, 512 of 4 KiB).
@@ -347,6 +349,7 @@ impl Connection {
             outbound: 0,
             grant,
             waiting: VecDeque::new(),
+            held_dropped: BTreeSet::new(),
             exp_cmd_sn: params.exp_cmd_sn,
             stat_sn: params.stat_sn,
             params,
@@ -513,11 +516,22 @@ impl Connection {
         self.reserved -= freed;
     }
 
-    fn hold(&mut self, sn: u32, pdu: Pdu) {
-        if let std::collections::btree_map::Entry::Vacant(e) = self.held.entry(sn) {
-            self.held_bytes += held_cost(&pdu);
-            e.insert(pdu);
+    /// Hold a PDU that came ahead of ExpCmdSN. Its data is kept while the limits allow; past
+    /// them only its header is (an initiator on one connection never sends ahead, so this is
+    /// a hostile or broken peer): a SCSI command held so answers TASK SET FULL in its turn.
+    fn hold(&mut self, sn: u32, mut pdu: Pdu) {
+        if self.held.contains_key(&sn) {
+            return;
         }
+        let used = self.buffered_bytes();
+        let fits = used + held_cost(&pdu) <= self.config.max_buffer_bytes
+            && self.grant.cover(used + held_cost(&pdu));
+        if !fits && !pdu.data.is_empty() {
+            pdu.data = Vec::new();
+            self.held_dropped.insert(sn);
+        }
+        self.held_bytes += held_cost(&pdu);
+        self.held.insert(sn, pdu);
     }
 
     fn unhold(&mut self, sn: u32) -> Option<Pdu> {
@@ -528,6 +542,8 @@ impl Connection {
 
     fn recount_held(&mut self) {
         self.held_bytes = self.held.values().map(held_cost).sum();
+        let held = &self.held;
+        self.held_dropped.retain(|sn| held.contains_key(sn));
     }
 
     /// Sequence numbers for a status-bearing PDU (consumes a StatSN).
@@ -764,14 +780,19 @@ impl Connection {
         loop {
             if self.skipped.remove(&self.exp_cmd_sn) {
                 self.unhold(self.exp_cmd_sn);
+                self.held_dropped.remove(&self.exp_cmd_sn);
                 self.exp_cmd_sn = self.exp_cmd_sn.wrapping_add(1);
                 continue;
             }
             let Some(p) = self.unhold(self.exp_cmd_sn) else {
                 break;
             };
+            let dropped = self.held_dropped.remove(&self.exp_cmd_sn);
             self.exp_cmd_sn = self.exp_cmd_sn.wrapping_add(1);
-            self.process(p, env);
+            match p.header {
+                Header::ScsiCommand(h) if dropped => self.task_set_full(h.itt, h.edtl),
+                _ => self.process(p, env),
+            }
         }
     }
 
@@ -1391,6 +1412,7 @@ impl Connection {
         self.retain_tasks(|t| !matches!(t.state, TaskState::Receiving | TaskState::Waiting(_)));
         self.held.clear();
         self.held_bytes = 0;
+        self.held_dropped.clear();
         self.tasks.keys().copied().collect()
     }
 

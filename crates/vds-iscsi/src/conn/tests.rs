@@ -944,3 +944,40 @@ fn held_commands_are_counted() {
     assert!(c.reserve_at_least(1, 4096));
     assert_eq!(c.buffered_bytes(), 4096 + 4096);
 }
+
+#[test]
+fn commands_held_past_the_limit_keep_no_data_and_answer_task_set_full() {
+    let mut c = small_limit(64 << 10, None);
+    // CmdSNs 101..=110 arrive before 100, each with 8 KiB of immediate data: the first ones
+    // are kept whole, the rest only as headers.
+    for k in 1..=10u32 {
+        let h = cmd(k, 100 + k, false, true, 8192, true);
+        c.handle_parts(
+            Header::ScsiCommand(h),
+            &[k as u8; 8192],
+            Instant::now(),
+            &mut Env,
+        );
+    }
+    assert!(c.buffered_bytes() <= 64 << 10, "{}", c.buffered_bytes());
+    drain(&mut c);
+    let evs = feed(
+        &mut c,
+        Header::ScsiCommand(cmd(100, 100, true, false, 512, true)),
+        vec![],
+    );
+    let ran = executed(&evs);
+    let full: Vec<u32> = statuses(&evs).iter().map(|(i, _)| *i).collect();
+    assert_eq!(ran.len() + full.len(), 11, "{evs:?}");
+    assert!(ran.contains(&100) && ran.contains(&1));
+    assert!(statuses(&evs).iter().all(|(_, st)| *st == TASK_SET_FULL));
+    assert!(!full.is_empty());
+    // Every command kept its data or none of it.
+    for e in &evs {
+        if let Event::Execute(x) = e {
+            if x.itt != 100 {
+                assert_eq!(x.data_out, vec![x.itt as u8; 8192]);
+            }
+        }
+    }
+}
