@@ -134,7 +134,7 @@ impl Grant {
     pub fn could_ever(&self, n: usize) -> bool {
         self.budget
             .as_ref()
-            .map_or(true, |b| n.saturating_add(CHUNK) <= b.limit())
+            .is_none_or(|b| n.saturating_add(CHUNK) <= b.limit())
     }
 
     /// Give back what `used` bytes do not need, keeping one chunk.
