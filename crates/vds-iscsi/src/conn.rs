@@ -23,6 +23,10 @@ use crate::pdu::{
 };
 use crate::text;
 
+mod budget;
+use budget::Grant;
+pub use budget::{MemBudget, CHUNK as BUDGET_CHUNK};
+
 /// Serial-number arithmetic (RFC 1982, 32 bits): `a < b`.
 pub fn sn_lt(a: u32, b: u32) -> bool {
     a != b && b.wrapping_sub(a) < 0x8000_0000
@@ -41,6 +45,13 @@ pub struct ConnConfig {
     pub nop_timeout: Duration,
     /// Largest EDTL accepted for a write (the whole buffer is held in memory).
     pub max_write_len: u32,
+    /// Bytes one connection may hold for its peer (`max_connection_buffer_bytes`): Data-Out
+    /// and Data-In of its commands, PDUs waiting for a CmdSN gap, output not yet written. A
+    /// command that would pass it is answered TASK SET FULL (unless the connection holds
+    /// nothing else, so one large command always gets through).
+    pub max_buffer_bytes: usize,
+    /// The daemon-wide budget the connection's bytes are granted from (`None`: unlimited).
+    pub budget: Option<MemBudget>,
 }
 
 impl Default for ConnConfig {
@@ -49,6 +60,8 @@ impl Default for ConnConfig {
             nop_interval: Some(Duration::from_secs(30)),
             nop_timeout: Duration::from_secs(30),
             max_write_len: 64 << 20,
+            max_buffer_bytes: 16 << 20,
+            budget: None,
         }
     }
 }
@@ -158,6 +171,8 @@ struct R2tState {
 
 #[derive(Debug)]
 enum TaskState {
+    /// Waiting for this many bytes of memory (it brought no data; see `retry_waiting`).
+    Waiting(usize),
     /// Gathering Data-Out.
     Receiving,
     /// Handed to the SCSI layer.
@@ -174,7 +189,13 @@ struct Task {
     read: bool,
     edtl: u32,
     expected_in_len: u32,
+    /// Data-Out gathered so far: sized for the immediate data and the first burst at arrival,
+    /// grown as solicited data arrives (never past `write_len`).
     buf: Vec<u8>,
+    /// Bytes of Data-Out the command carries (its EDTL for a write).
+    write_len: u32,
+    /// Bytes this task counts against the connection's limit (see `Connection::reserved`).
+    reserved: usize,
     received: u32,
     /// Unsolicited burst: [unsol_next, unsol_end) still expected with TTT 0xffffffff.
     unsol_open: bool,
@@ -230,11 +251,79 @@ pub struct Connection {
     /// Data-Out buffers of executed commands, reused by later writes (see `recycle`).
     spare_bufs: Vec<Vec<u8>>,
     spare_bytes: usize,
+    /// Highest MaxCmdSN sent: the initiator never lowers its own (RFC 7143 §4.2.2.1), so
+    /// commands up to it stay admissible even when the window would now be smaller.
+    max_sent: u32,
+    /// Bytes reserved by tasks (Data-Out length plus Data-In they may produce).
+    reserved: usize,
+    /// Bytes of PDUs held for a CmdSN gap.
+    held_bytes: usize,
+    /// Bytes queued for the socket and not yet written (reported by the caller).
+    outbound: usize,
+    grant: Grant,
+    /// Tasks in [`TaskState::Waiting`], oldest first.
+    waiting: VecDeque<u32>,
+    /// CmdSNs of held PDUs whose data was not kept (see `hold`).
+    held_dropped: BTreeSet<u32>,
 }
 
 /// Data-Out buffer memory a connection keeps for reuse (8 writes of 256 KiB, 512 of 4 KiB).
 const SPARE_MAX_BYTES: usize = 2 << 20;
 const SPARE_MAX: usize = 64;
+
+/// SAM-5 status TASK SET FULL: the command was not run for lack of resources; the initiator
+/// retries it later.
+pub const TASK_SET_FULL: u8 = 0x28;
+
+/// Data-In a READ CDB makes the SCSI layer produce at the smallest block size (512), capped at
+/// the largest transfer the engine runs (32 MiB, Block Limits VPD). The block size is the
+/// logical unit's: the caller raises the reservation when it is larger
+/// ([`Connection::reserve_at_least`]).
+fn read_cdb_bytes(cdb: &[u8]) -> usize {
+    const MAX_BLOCK: usize = 512;
+    const MAX_XFER: usize = 32 << 20;
+    let be = |r: std::ops::Range<usize>| {
+        cdb.get(r)
+            .map(|b| b.iter().fold(0usize, |a, x| (a << 8) | usize::from(*x)))
+    };
+    let blocks = match cdb.first() {
+        Some(0x08) => cdb
+            .get(4)
+            .map(|b| if *b == 0 { 256 } else { usize::from(*b) }),
+        Some(0x28) => be(7..9),
+        Some(0xA8) => be(6..10),
+        Some(0x88) => be(10..14),
+        _ => None,
+    };
+    blocks.map_or(0, |b| b.saturating_mul(MAX_BLOCK).min(MAX_XFER))
+}
+
+/// Put Data-Out `data` at `off` of a task's buffer, growing it as solicited data arrives
+/// (`write_len` is the final size: growth is geometric but never past it, so a large write
+/// is neither copied over and over nor allocated beyond its length).
+fn put_data(buf: &mut Vec<u8>, off: usize, data: &[u8], write_len: usize) {
+    let end = off + data.len();
+    if end > buf.len() {
+        if end > buf.capacity() {
+            let want = end.max(buf.capacity().saturating_mul(2)).min(write_len);
+            buf.reserve_exact(want - buf.len());
+        }
+        if off > buf.len() {
+            // A later burst ahead of an earlier one: the gap is filled when that one comes.
+            buf.resize(off, 0);
+        }
+        let have = buf.len() - off;
+        buf[off..].copy_from_slice(&data[..have]);
+        buf.extend_from_slice(&data[have..]);
+    } else {
+        buf[off..end].copy_from_slice(data);
+    }
+}
+
+/// What a PDU held for a CmdSN gap costs: its data and its header.
+fn held_cost(p: &Pdu) -> usize {
+    p.data.len() + 48
+}
 
 /// What the CmdSN window says about a command.
 enum Admit {
@@ -248,7 +337,19 @@ enum Admit {
 
 impl Connection {
     pub fn new(params: SessionParams, limits: TargetLimits, config: ConnConfig) -> Self {
+        let max_sent = params
+            .exp_cmd_sn
+            .wrapping_add(limits.queue_depth.max(1))
+            .wrapping_sub(1);
+        let grant = Grant::new(config.budget.clone());
         Connection {
+            max_sent,
+            reserved: 0,
+            held_bytes: 0,
+            outbound: 0,
+            grant,
+            waiting: VecDeque::new(),
+            held_dropped: BTreeSet::new(),
             exp_cmd_sn: params.exp_cmd_sn,
             stat_sn: params.stat_sn,
             params,
@@ -286,20 +387,163 @@ impl Connection {
         self.events.pop_front()
     }
 
+    /// Bytes held for the peer now (what the grant covers).
+    pub fn buffered_bytes(&self) -> usize {
+        self.reserved + self.held_bytes + self.outbound
+    }
+
+    /// The caller's send queue holds `bytes` not yet written. They count against the limits;
+    /// once the queue is empty the grant shrinks back (the connection is idle).
+    pub fn set_outbound(&mut self, bytes: usize) {
+        let freed = bytes < self.outbound;
+        self.outbound = bytes;
+        if freed && !self.waiting.is_empty() {
+            self.retry_waiting();
+        }
+        if bytes == 0 && self.tasks.is_empty() {
+            self.grant.trim(self.buffered_bytes());
+        }
+    }
+
     fn max_cmd_sn(&self) -> u32 {
         let depth = self.limits.queue_depth.max(1);
         let used = (self.tasks.len() + self.held.len()) as u32;
-        let free = depth.saturating_sub(used);
-        self.exp_cmd_sn.wrapping_add(free).wrapping_sub(1)
+        let mut free = depth.saturating_sub(used);
+        // While the commands in hand already hold the connection's share of memory, the
+        // window does not grow: new commands wait at the initiator. (Output waiting for the
+        // socket does not close it: its draining sends no PDU that would reopen it.)
+        let unsol = if self.params.immediate_data || !self.params.initial_r2t {
+            self.params.first_burst_length as usize
+        } else {
+            0
+        };
+        if self.reserved + self.held_bytes + unsol > self.config.max_buffer_bytes {
+            free = 0;
+        }
+        let m = self.exp_cmd_sn.wrapping_add(free).wrapping_sub(1);
+        if sn_lt(m, self.max_sent) {
+            self.max_sent
+        } else {
+            m
+        }
     }
 
     /// Sequence numbers for a PDU that does not consume a StatSN.
-    fn sns_peek(&self) -> Sns {
+    fn sns_peek(&mut self) -> Sns {
+        let max_cmd_sn = self.max_cmd_sn();
+        self.max_sent = max_cmd_sn;
         Sns {
             stat_sn: self.stat_sn,
             exp_cmd_sn: self.exp_cmd_sn,
-            max_cmd_sn: self.max_cmd_sn(),
+            max_cmd_sn,
         }
+    }
+
+    /// Whether an immediate SCSI command finds the session's queue full: immediate commands
+    /// count against `queue_depth` like the rest (SEMANTICS §13).
+    fn immediate_queue_full(&self) -> bool {
+        self.tasks.len() + self.held.len() >= self.limits.queue_depth.max(1) as usize
+    }
+
+    /// Reserve `need` bytes for a new command: within the connection's limit (or the
+    /// connection holds nothing else) and granted by the daemon-wide budget.
+    fn reserve(&mut self, need: usize) -> bool {
+        let used = self.buffered_bytes();
+        if used != 0 && used.saturating_add(need) > self.config.max_buffer_bytes {
+            return false;
+        }
+        if !self.grant.cover(used.saturating_add(need)) {
+            return false;
+        }
+        self.reserved += need;
+        true
+    }
+
+    /// Raise what task `itt` reserves to `bytes` (a READ on a logical unit whose blocks are
+    /// larger than the 512 bytes assumed at arrival); `false` when the limits refuse it (then
+    /// [`Connection::refuse`] it).
+    pub fn reserve_at_least(&mut self, itt: u32, bytes: usize) -> bool {
+        let Some(t) = self.tasks.get(&itt) else {
+            return true;
+        };
+        let extra = bytes.saturating_sub(t.reserved);
+        if extra == 0 {
+            return true;
+        }
+        let used = self.buffered_bytes();
+        let others = used - t.reserved;
+        if others != 0 && used.saturating_add(extra) > self.config.max_buffer_bytes {
+            return false;
+        }
+        if !self.grant.cover(used.saturating_add(extra)) {
+            return false;
+        }
+        self.reserved += extra;
+        if let Some(t) = self.tasks.get_mut(&itt) {
+            t.reserved += extra;
+        }
+        true
+    }
+
+    /// A command handed out for execution is not run after all, for lack of memory: answer
+    /// TASK SET FULL.
+    pub fn refuse(&mut self, itt: u32) {
+        if let Some(t) = self.take_task(itt) {
+            if !matches!(t.state, TaskState::Aborted) {
+                self.task_set_full(itt, t.edtl);
+            }
+        }
+        self.check_waiters(itt);
+    }
+
+    /// Remove a task and give back what it reserved.
+    fn take_task(&mut self, itt: u32) -> Option<Task> {
+        let t = self.tasks.remove(&itt)?;
+        self.reserved -= t.reserved;
+        Some(t)
+    }
+
+    /// Drop tasks `keep` refuses, giving back what they reserved.
+    fn retain_tasks(&mut self, mut keep: impl FnMut(&Task) -> bool) {
+        let mut freed = 0;
+        self.tasks.retain(|_, t| {
+            let k = keep(t);
+            if !k {
+                freed += t.reserved;
+            }
+            k
+        });
+        self.reserved -= freed;
+    }
+
+    /// Hold a PDU that came ahead of ExpCmdSN. Its data is kept while the limits allow; past
+    /// them only its header is (an initiator on one connection never sends ahead, so this is
+    /// a hostile or broken peer): a SCSI command held so answers TASK SET FULL in its turn.
+    fn hold(&mut self, sn: u32, mut pdu: Pdu) {
+        if self.held.contains_key(&sn) {
+            return;
+        }
+        let used = self.buffered_bytes();
+        let fits = used + held_cost(&pdu) <= self.config.max_buffer_bytes
+            && self.grant.cover(used + held_cost(&pdu));
+        if !fits && !pdu.data.is_empty() {
+            pdu.data = Vec::new();
+            self.held_dropped.insert(sn);
+        }
+        self.held_bytes += held_cost(&pdu);
+        self.held.insert(sn, pdu);
+    }
+
+    fn unhold(&mut self, sn: u32) -> Option<Pdu> {
+        let p = self.held.remove(&sn)?;
+        self.held_bytes -= held_cost(&p);
+        Some(p)
+    }
+
+    fn recount_held(&mut self) {
+        self.held_bytes = self.held.values().map(held_cost).sum();
+        let held = &self.held;
+        self.held_dropped.retain(|sn| held.contains_key(sn));
     }
 
     /// Sequence numbers for a status-bearing PDU (consumes a StatSN).
@@ -478,14 +722,18 @@ impl Connection {
         }
         match header {
             Header::DataOut(h) => self.data_out(h, data),
+            Header::ScsiCommand(h) if h.immediate && self.immediate_queue_full() => {
+                // Nothing of it is buffered: its data stays in the caller's receive buffer.
+                self.reject(reject::IMMEDIATE_COMMAND_REJECT, &Header::ScsiCommand(h));
+            }
             Header::ScsiCommand(h) if self.logout.is_none() => {
                 match self.admit(h.immediate, h.cmd_sn) {
                     Admit::Now => self.scsi_command(h, data),
                     Admit::Hold => {
                         let sn = h.cmd_sn;
-                        self.held
-                            .entry(sn)
-                            .or_insert_with(|| Pdu::new(Header::ScsiCommand(h), data.to_vec()));
+                        if !self.held.contains_key(&sn) {
+                            self.hold(sn, Pdu::new(Header::ScsiCommand(h), data.to_vec()));
+                        }
                     }
                     Admit::Ignore => {}
                 }
@@ -531,15 +779,20 @@ impl Connection {
     fn run_held(&mut self, env: &mut dyn ConnEnv) {
         loop {
             if self.skipped.remove(&self.exp_cmd_sn) {
-                self.held.remove(&self.exp_cmd_sn);
+                self.unhold(self.exp_cmd_sn);
+                self.held_dropped.remove(&self.exp_cmd_sn);
                 self.exp_cmd_sn = self.exp_cmd_sn.wrapping_add(1);
                 continue;
             }
-            let Some(p) = self.held.remove(&self.exp_cmd_sn) else {
+            let Some(p) = self.unhold(self.exp_cmd_sn) else {
                 break;
             };
+            let dropped = self.held_dropped.remove(&self.exp_cmd_sn);
             self.exp_cmd_sn = self.exp_cmd_sn.wrapping_add(1);
-            self.process(p, env);
+            match p.header {
+                Header::ScsiCommand(h) if dropped => self.task_set_full(h.itt, h.edtl),
+                _ => self.process(p, env),
+            }
         }
     }
 
@@ -561,11 +814,15 @@ impl Connection {
             self.reject(reject::WAITING_FOR_LOGOUT, &h);
             return;
         }
+        if immediate && matches!(pdu.header, Header::ScsiCommand(_)) && self.immediate_queue_full()
+        {
+            let h = pdu.header.clone();
+            self.reject(reject::IMMEDIATE_COMMAND_REJECT, &h);
+            return;
+        }
         match self.admit(immediate, cmd_sn) {
             Admit::Now => self.process(pdu, env),
-            Admit::Hold => {
-                self.held.entry(cmd_sn).or_insert(pdu);
-            }
+            Admit::Hold => self.hold(cmd_sn, pdu),
             Admit::Ignore => {}
         }
     }
@@ -651,17 +908,40 @@ impl Connection {
             0
         };
         let write_len = if h.write { h.edtl } else { 0 };
-        let buf = if write_len == 0 {
-            Vec::new()
+        // What the command may make the connection hold: all of its Data-Out, and the Data-In
+        // the SCSI layer may produce for it (the CDB's own length for a READ, which can exceed
+        // the EDTL). Reserved now, allocated as data arrives.
+        let need = if h.read {
+            (expected_in_len as usize)
+                .max(read_cdb_bytes(&h.cdb))
+                .min(self.config.max_write_len as usize)
         } else {
-            let mut b = self.write_buf(write_len as usize);
-            b[..data.len()].copy_from_slice(data);
-            b
-        };
+            0
+        } + write_len as usize;
+        // Commands already waiting for memory go first.
+        let reserved = self.waiting.is_empty() && self.reserve(need);
+        // A command that brought no data and expects none unsolicited costs only its record:
+        // it waits for memory (SEMANTICS §13: new commands wait). One whose data is here
+        // cannot wait without buffering it: TASK SET FULL, and the initiator retries.
+        let can_wait = data.is_empty() && h.final_ && self.grant.could_ever(need);
+        if !reserved && !can_wait {
+            tracing::debug!(itt = h.itt, need, "connection memory full: TASK SET FULL");
+            self.task_set_full(h.itt, h.edtl);
+            return;
+        }
         let unsol_end = if h.final_ {
             imm_len
         } else {
             self.params.first_burst_length.min(write_len)
+        };
+        // The buffer holds the immediate data and the first burst now; solicited data grows
+        // it as it arrives (a write whose data never comes costs no more).
+        let buf = if write_len == 0 {
+            Vec::new()
+        } else {
+            let mut b = self.write_buf(unsol_end.max(imm_len) as usize);
+            b[..data.len()].copy_from_slice(data);
+            b
         };
         let mut task = Task {
             lun: h.lun,
@@ -671,6 +951,8 @@ impl Connection {
             edtl: h.edtl,
             expected_in_len,
             buf,
+            write_len,
+            reserved: if reserved { need } else { 0 },
             received: imm_len,
             unsol_open: !h.final_ && unsol_end > imm_len,
             unsol_next: imm_len,
@@ -681,24 +963,68 @@ impl Connection {
             r2t_sn: 0,
             state: TaskState::Receiving,
         };
-        if task.received >= write_len {
-            task.state = TaskState::Executing;
-            let cmd = Command {
-                itt: h.itt,
-                lun: task.lun,
-                cdb: task.cdb.clone(),
-                data_out: std::mem::take(&mut task.buf),
-                expected_in_len: task.expected_in_len,
-                edtl: task.edtl,
-                read: task.read,
-                attr: task.attr,
-            };
+        if !reserved {
+            tracing::debug!(itt = h.itt, need, "connection memory full: command waits");
+            task.state = TaskState::Waiting(need);
             self.tasks.insert(h.itt, task);
-            self.events.push_back(Event::Execute(cmd));
+            self.waiting.push_back(h.itt);
             return;
         }
         self.tasks.insert(h.itt, task);
-        self.issue_r2ts(h.itt);
+        self.begin(h.itt);
+    }
+
+    /// A task whose memory is reserved: execute it when all of its Data-Out is here, or ask
+    /// for the rest.
+    fn begin(&mut self, itt: u32) {
+        let Some(task) = self.tasks.get_mut(&itt) else {
+            return;
+        };
+        if task.received < task.write_len {
+            self.issue_r2ts(itt);
+            return;
+        }
+        task.state = TaskState::Executing;
+        let cmd = Command {
+            itt,
+            lun: task.lun,
+            cdb: task.cdb.clone(),
+            data_out: std::mem::take(&mut task.buf),
+            expected_in_len: task.expected_in_len,
+            edtl: task.edtl,
+            read: task.read,
+            attr: task.attr,
+        };
+        self.events.push_back(Event::Execute(cmd));
+    }
+
+    /// Whether commands wait for memory (the caller retries them now and then with
+    /// [`Connection::retry_waiting`]: the daemon-wide budget frees without telling anyone).
+    pub fn waiting_for_memory(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
+    /// Start the commands waiting for memory, in arrival order, while the limits allow.
+    pub fn retry_waiting(&mut self) {
+        while let Some(&itt) = self.waiting.front() {
+            let need = match self.tasks.get(&itt).map(|t| &t.state) {
+                Some(TaskState::Waiting(n)) => *n,
+                // Aborted or ended meanwhile.
+                _ => {
+                    self.waiting.pop_front();
+                    continue;
+                }
+            };
+            if !self.reserve(need) {
+                return;
+            }
+            self.waiting.pop_front();
+            if let Some(t) = self.tasks.get_mut(&itt) {
+                t.reserved = need;
+                t.state = TaskState::Receiving;
+            }
+            self.begin(itt);
+        }
     }
 
     /// Send R2Ts for the task while MaxOutstandingR2T allows.
@@ -709,7 +1035,7 @@ impl Connection {
             let Some(t) = self.tasks.get(&itt) else {
                 return;
             };
-            let write_len = t.buf.len() as u32;
+            let write_len = t.write_len;
             if t.r2ts.len() >= max_out || t.next_r2t_offset >= write_len {
                 return;
             }
@@ -788,16 +1114,15 @@ impl Connection {
         };
         if !ok {
             // ERL 0: a sequence error ends the task; the Reject tells the initiator which.
-            self.tasks.remove(&itt);
+            self.take_task(itt);
             self.reject(reject::PROTOCOL_ERROR, &Header::DataOut(h));
             self.check_waiters(itt);
             return;
         }
-        let start = off as usize;
-        t.buf[start..start + data.len()].copy_from_slice(data);
+        put_data(&mut t.buf, off as usize, data, t.write_len as usize);
         t.received += len;
         t.r2ts.retain(|r| r.received < r.len);
-        if t.received as usize >= t.buf.len() {
+        if t.received >= t.write_len {
             t.state = TaskState::Executing;
             let cmd = Command {
                 itt,
@@ -862,7 +1187,7 @@ impl Connection {
         mut data: DataSrc<'a>,
         write_residual: i64,
     ) -> DataSrc<'a> {
-        let Some(task) = self.tasks.remove(&itt) else {
+        let Some(task) = self.take_task(itt) else {
             return data;
         };
         if matches!(task.state, TaskState::Aborted) {
@@ -898,10 +1223,17 @@ impl Connection {
         let burst = (self.params.max_burst_length as usize).max(seg);
         // An owned buffer that needs several PDUs is shared by them, not copied into each.
         let mut shared: Option<std::sync::Arc<Vec<u8>>> = None;
+        // A buffer much larger than what is sent (the CDB asked for more than the EDTL) is
+        // copied from, not shared by the PDUs: queued output is counted by what it sends.
+        let lean = |v: &Vec<u8>| v.capacity() <= send_len.saturating_mul(2).max(64 << 10);
         if send_len > seg.min(burst) {
             if let DataSrc::Owned(ref mut v) = data {
-                shared = Some(std::sync::Arc::new(std::mem::take(v)));
-                data = DataSrc::Borrowed(&[]);
+                if !lean(v) {
+                    // Fall through to copying.
+                } else {
+                    shared = Some(std::sync::Arc::new(std::mem::take(v)));
+                    data = DataSrc::Borrowed(&[]);
+                }
             }
         }
         if send_len > 0 {
@@ -982,9 +1314,28 @@ impl Connection {
         data
     }
 
+    /// Answer a command that was not started for lack of memory: TASK SET FULL, nothing
+    /// transferred (its unsolicited Data-Out, if any follows, is discarded as for any ended
+    /// task).
+    fn task_set_full(&mut self, itt: u32, edtl: u32) {
+        let sns = self.sns_next();
+        self.send(
+            Header::ScsiResponse(ScsiResponse {
+                response: scsi_response::COMMAND_COMPLETED,
+                status: TASK_SET_FULL,
+                underflow: edtl > 0,
+                residual: edtl,
+                itt,
+                sns,
+                ..Default::default()
+            }),
+            Vec::new(),
+        );
+    }
+
     /// The SCSI layer could not run the command at all: answer Response=Target Failure.
     pub fn fail(&mut self, itt: u32) {
-        if let Some(task) = self.tasks.remove(&itt) {
+        if let Some(task) = self.take_task(itt) {
             if !matches!(task.state, TaskState::Aborted) {
                 let sns = self.sns_next();
                 self.send(
@@ -1037,7 +1388,7 @@ impl Connection {
                 continue;
             }
             match t.state {
-                TaskState::Receiving => gone.push(*itt),
+                TaskState::Receiving | TaskState::Waiting(_) => gone.push(*itt),
                 TaskState::Executing | TaskState::Aborted => {
                     t.state = TaskState::Aborted;
                     waiting.push(*itt);
@@ -1045,21 +1396,23 @@ impl Connection {
             }
         }
         for itt in gone {
-            self.tasks.remove(&itt);
+            self.take_task(itt);
         }
         self.held.retain(|_, p| match &p.header {
             Header::ScsiCommand(h) => lun.is_some_and(|l| l != h.lun),
             _ => true,
         });
+        self.recount_held();
         waiting
     }
 
     /// For logout: tasks still gathering data end now; executing ones are returned and will
     /// complete normally.
     fn end_receiving_tasks(&mut self) -> Vec<u32> {
-        self.tasks
-            .retain(|_, t| !matches!(t.state, TaskState::Receiving));
+        self.retain_tasks(|t| !matches!(t.state, TaskState::Receiving | TaskState::Waiting(_)));
         self.held.clear();
+        self.held_bytes = 0;
+        self.held_dropped.clear();
         self.tasks.keys().copied().collect()
     }
 
@@ -1074,8 +1427,8 @@ impl Connection {
 
     fn drop_task(&mut self, itt: u32) {
         if let Some(t) = self.tasks.get(&itt) {
-            if matches!(t.state, TaskState::Receiving) {
-                self.tasks.remove(&itt);
+            if matches!(t.state, TaskState::Receiving | TaskState::Waiting(_)) {
+                self.take_task(itt);
             }
         }
     }
@@ -1087,8 +1440,8 @@ impl Connection {
         match h.function {
             tmf::ABORT_TASK => match self.tasks.get_mut(&h.rtt) {
                 Some(t) => match t.state {
-                    TaskState::Receiving => {
-                        self.tasks.remove(&h.rtt);
+                    TaskState::Receiving | TaskState::Waiting(_) => {
+                        self.take_task(h.rtt);
                     }
                     _ => {
                         t.state = TaskState::Aborted;
@@ -1104,6 +1457,7 @@ impl Connection {
                         self.held.retain(
                             |_, p| !matches!(&p.header, Header::ScsiCommand(c) if c.itt == h.rtt),
                         );
+                        self.recount_held();
                     } else if sn_le(self.exp_cmd_sn, h.ref_cmd_sn)
                         && sn_le(h.ref_cmd_sn, self.max_cmd_sn())
                         && sn_lt(h.ref_cmd_sn, h.cmd_sn)
@@ -1157,6 +1511,9 @@ impl Connection {
     }
 
     fn check_waiters(&mut self, itt: u32) {
+        if !self.waiting.is_empty() {
+            self.retry_waiting();
+        }
         for t in self.tmfs.iter_mut() {
             t.waiting_for.retain(|w| *w != itt);
         }

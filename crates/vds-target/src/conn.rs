@@ -292,6 +292,11 @@ impl LoginEnv for PortalLogin<'_> {
 impl PortalLogin<'_> {
     /// Allocate or take over the TSIH and put the session in the table.
     fn instate_locked(&mut self, p: &SessionParams) -> Result<u16, LoginStatus> {
+        // Every connection in full-feature phase holds a chunk of the buffer budget: past
+        // the budget, logins are refused (SEMANTICS §13), before anything is allocated.
+        if !self.inner.budget.has_room(vds_iscsi::conn::BUDGET_CHUNK) {
+            return Err(LoginStatus::OUT_OF_RESOURCES);
+        }
         let mut table = self.inner.sessions.lock();
         if p.session_type == SessionType::Discovery {
             return Ok(table.alloc_tsih());
@@ -661,7 +666,13 @@ enum Input {
     Done(Completion),
     Ctl(Option<ConnCtl>),
     Tick,
+    /// Commands wait for memory: try them again.
+    Retry,
 }
+
+/// How often commands waiting for the daemon-wide budget try again (other connections give
+/// memory back without telling this one).
+const MEMORY_RETRY: Duration = Duration::from_millis(5);
 
 /// A command that ran on a blocking thread.
 struct Completion {
@@ -695,12 +706,15 @@ fn single_io(cdb: &[u8]) -> bool {
 struct MapCache {
     view: Arc<DataView>,
     map: Option<Arc<vds_scsi::LunMap>>,
+    /// Block size of the last logical unit looked up, by LUN field (for READ reservations).
+    block: Option<(u64, u32)>,
 }
 
 impl MapCache {
     fn get(&mut self, inner: &Inner, target: Option<Uuid>) -> Option<Arc<vds_scsi::LunMap>> {
         let cur = inner.view.load();
         if !Arc::ptr_eq(&cur, &self.view) {
+            self.block = None;
             self.view = arc_swap::Guard::into_inner(cur);
             self.map = target
                 .and_then(|id| self.view.targets.iter().find(|t| t.id == id))
@@ -727,6 +741,11 @@ struct Ffp<'a> {
     executing: usize,
     draining: bool,
     killed: bool,
+    /// `max_connection_buffer_bytes`: no PDU is taken from the socket while the send queue
+    /// holds this much (a peer that stops reading stops being read).
+    tx_limit: usize,
+    /// Whole PDUs left in the receive buffer because the send queue was full.
+    backlog: bool,
 }
 
 impl Ffp<'_> {
@@ -779,6 +798,36 @@ impl Ffp<'_> {
         }
     }
 
+    /// The Data-In a READ will produce when its logical unit's blocks make it larger than the
+    /// connection reserved at arrival (EDTL, or the CDB at 512-byte blocks); `None` otherwise.
+    /// A READ whose EDTL covers the CDB at 4 KiB blocks needs no look-up.
+    fn read_beyond_reservation(
+        &mut self,
+        map: &vds_scsi::LunMap,
+        nexus: &ItNexus,
+        cmd: &vds_iscsi::conn::Command,
+    ) -> Option<usize> {
+        if !cmd.read || !matches!(cmd.cdb.first(), Some(0x08 | 0x28 | 0xA8 | 0x88)) {
+            return None;
+        }
+        let at_4k = vds_scsi::cdb_transfer_len(&cmd.cdb, 4096)?;
+        if u64::from(cmd.expected_in_len) >= at_4k {
+            return None;
+        }
+        let bs = match self.maps.block {
+            Some((lun, bs)) if lun == cmd.lun => bs,
+            _ => {
+                let bs = map
+                    .lookup(&nexus.initiator_name, exec::lun_number(cmd.lun))?
+                    .block_size();
+                self.maps.block = Some((cmd.lun, bs));
+                bs
+            }
+        };
+        let real = vds_scsi::cdb_transfer_len(&cmd.cdb, bs)?.min(32 << 20);
+        (real > u64::from(cmd.expected_in_len)).then_some(real as usize)
+    }
+
     /// Run a command: READ/WRITE first on this thread without blocking (page-cached files,
     /// memory and null stores answer at once), everything else, and whatever the store
     /// refused, on a blocking thread.
@@ -795,6 +844,12 @@ impl Ffp<'_> {
         };
         if injected == Some(exec::PanicSite::Task) {
             panic!("injected panic on a connection task (fault injection)");
+        }
+        if let Some(need) = self.read_beyond_reservation(&map, &nexus, &cmd) {
+            if !conn.reserve_at_least(cmd.itt, need) {
+                conn.refuse(cmd.itt);
+                return;
+            }
         }
         let mut buf = self.pool.take();
         if single_io(&cmd.cdb) {
@@ -882,6 +937,11 @@ impl Ffp<'_> {
     ) {
         let now = Instant::now();
         while !self.draining {
+            if self.tx.queued() >= self.tx_limit {
+                // The peer is not reading what it asked for: leave the rest where it is.
+                self.backlog = true;
+                break;
+            }
             let (bhs, rest) = match rx.next_frame(self.digests, self.max_data) {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
@@ -905,6 +965,13 @@ impl Ffp<'_> {
             }
             self.drain_events(conn);
         }
+        conn.set_outbound(self.tx.queued());
+    }
+
+    /// Whether the socket may be read: not while the send queue is full or PDUs already read
+    /// wait for it to drain.
+    fn may_read(&self) -> bool {
+        !self.backlog && self.tx.queued() < self.tx_limit
     }
 
     /// Write what the socket takes now; a broken socket ends the connection.
@@ -917,6 +984,23 @@ impl Ffp<'_> {
             self.tx = TxQueue::new();
             self.killed = true;
             self.draining = true;
+        }
+    }
+
+    /// After a flush: account what is still queued, and take the PDUs left in the receive
+    /// buffer once the send queue has room again.
+    fn after_flush(
+        &mut self,
+        rx: &mut RxBuf,
+        conn: &mut Connection,
+        env: &mut Discovery,
+        reader_done: &mut bool,
+    ) {
+        conn.set_outbound(self.tx.queued());
+        if self.backlog && self.tx.queued() < self.tx_limit {
+            self.backlog = false;
+            self.take_frames(rx, conn, env, reader_done);
+            self.drain_events(conn);
         }
     }
 }
@@ -942,11 +1026,10 @@ async fn full_feature(
         data: params.data_digest,
     };
     let max_data = params.max_recv_data_segment_length;
-    let mut conn = Connection::new(
-        params,
-        inner.limits.negotiation.clone(),
-        inner.limits.connection.clone(),
-    );
+    let mut config = inner.limits.connection.clone();
+    config.budget = Some(inner.budget.clone());
+    let tx_limit = config.max_buffer_bytes;
+    let mut conn = Connection::new(params, inner.limits.negotiation.clone(), config);
     let mut env = Discovery {
         inner: inner.clone(),
         portal,
@@ -968,11 +1051,14 @@ async fn full_feature(
                 .and_then(|id| view.targets.iter().find(|t| t.id == id))
                 .map(|t| t.luns.clone()),
             view,
+            block: None,
         },
         done_tx,
         executing: 0,
         draining: false,
         killed: false,
+        tx_limit,
+        backlog: false,
     };
     let mut rx = RxBuf::new();
     let mut reader_done = false;
@@ -989,10 +1075,15 @@ async fn full_feature(
     let mut spin = Spin::new();
     loop {
         st.flush(&stream);
+        st.after_flush(&mut rx, &mut conn, &mut env, &mut reader_done);
+        if st.backlog && !st.tx.is_empty() {
+            // Still full: what was taken may have queued more; write it first.
+            st.flush(&stream);
+        }
         if (st.draining || reader_done) && st.executing == 0 {
             break;
         }
-        let want_read = !st.draining && !reader_done;
+        let want_read = !st.draining && !reader_done && st.may_read();
         let want_write = !st.tx.is_empty();
         // Waiting for the peer's next command with nothing else to do: the moment it arrives
         // is measured, and when the peer has lately answered within the spin budget (one
@@ -1037,6 +1128,7 @@ async fn full_feature(
                 Err(_) => { st.tx = TxQueue::new(); st.killed = true; st.draining = true; continue }
             },
             _ = &mut timer, if !st.draining => Input::Tick,
+            _ = tokio::time::sleep(MEMORY_RETRY), if conn.waiting_for_memory() => Input::Retry,
         };
         match input {
             Input::Readable => {
@@ -1077,6 +1169,7 @@ async fn full_feature(
                 st.draining = true;
             }
             Input::Ctl(None) => {}
+            Input::Retry => conn.retry_waiting(),
             Input::Tick => {
                 rx.shrink_if_idle();
                 conn.poll_timers(Instant::now());

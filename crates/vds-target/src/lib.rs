@@ -27,7 +27,7 @@ use arc_swap::ArcSwap;
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::mpsc;
 use uuid::Uuid;
-use vds_iscsi::conn::ConnConfig;
+use vds_iscsi::conn::{ConnConfig, MemBudget};
 use vds_iscsi::TargetLimits;
 use vds_provider::dataplane::{DataPlane, DataView};
 
@@ -46,8 +46,12 @@ pub struct Limits {
     pub login_timeout: Duration,
     /// Negotiation values: data segment sizes, bursts, R2Ts, queue depth per session.
     pub negotiation: TargetLimits,
-    /// NOP-In keep-alive and the largest write buffered per command.
+    /// NOP-In keep-alive, the largest write buffered per command, and the bytes one
+    /// connection may hold (`max_connection_buffer_bytes`).
     pub connection: ConnConfig,
+    /// Bytes all connections together may hold (`max_buffer_bytes`): past it new commands
+    /// answer TASK SET FULL and logins 0x0302 (see `vds_iscsi::conn::MemBudget`).
+    pub max_buffer_bytes: usize,
     /// Threads that run connections (each its own reactor; see `io.rs`). Default: one per
     /// core.
     pub io_threads: usize,
@@ -65,6 +69,7 @@ impl Default for Limits {
             login_timeout: Duration::from_secs(15),
             negotiation: TargetLimits::default(),
             connection: ConnConfig::default(),
+            max_buffer_bytes: 256 << 20,
             io_threads: io::default_io_threads(),
             panic_injection: false,
         }
@@ -104,6 +109,8 @@ pub(crate) struct Inner {
     pub conn_gone: Condvar,
     pub sessions: Mutex<session::SessionTable>,
     pub next_id: AtomicU64,
+    /// The daemon-wide buffer budget every connection draws on.
+    pub budget: MemBudget,
 }
 
 impl Inner {
@@ -135,6 +142,7 @@ impl DataPath {
     /// threads cannot be started.
     pub fn new(rt: tokio::runtime::Handle, limits: Limits) -> std::io::Result<Self> {
         let (io, guard) = io::IoPool::start(limits.io_threads)?;
+        let budget = MemBudget::new(limits.max_buffer_bytes);
         Ok(DataPath {
             _io: Arc::new(guard),
             inner: Arc::new(Inner {
@@ -146,6 +154,7 @@ impl DataPath {
                 conn_gone: Condvar::new(),
                 sessions: Mutex::new(session::SessionTable::default()),
                 next_id: AtomicU64::new(1),
+                budget,
             }),
         })
     }
@@ -153,6 +162,11 @@ impl DataPath {
     /// The view currently served.
     pub fn view(&self) -> Arc<DataView> {
         self.inner.view.load_full()
+    }
+
+    /// Bytes of the daemon-wide buffer budget granted to connections now.
+    pub fn buffer_bytes_granted(&self) -> usize {
+        self.inner.budget.granted()
     }
 
     /// The sessions currently logged in.

@@ -176,6 +176,16 @@ impl Payload {
         }
     }
 
+    /// Memory the PDU keeps alive while queued: an owned buffer's capacity (the SCSI layer
+    /// may have filled more than is sent), a shared one's slice (the sequence's PDUs share
+    /// a buffer sized to what they send).
+    fn cost(&self) -> usize {
+        match self {
+            Payload::Owned(v) => v.capacity(),
+            Payload::Shared(_, r) => r.len(),
+        }
+    }
+
     /// The buffer back for reuse, once nothing else holds it.
     fn into_buffer(self) -> Option<Vec<u8>> {
         match self {
@@ -205,7 +215,12 @@ pub(crate) struct TxQueue {
     /// Bytes of the front PDU already written.
     sent: usize,
     scratch: Vec<u8>,
+    /// Memory held by the queued PDUs (see `Payload::cost`), for the connection's limit.
+    queued: usize,
 }
+
+/// What a queued PDU costs besides its payload.
+const PDU_OVERHEAD: usize = std::mem::size_of::<OutPdu>();
 
 /// Slices per `writev` (well under IOV_MAX).
 const MAX_IOV: usize = 96;
@@ -216,7 +231,13 @@ impl TxQueue {
             q: VecDeque::new(),
             sent: 0,
             scratch: Vec::with_capacity(HEAD_MAX),
+            queued: 0,
         }
+    }
+
+    /// Memory the queue holds (payload buffers and PDU records).
+    pub fn queued(&self) -> usize {
+        self.queued
     }
 
     pub fn is_empty(&self) -> bool {
@@ -254,6 +275,7 @@ impl TxQueue {
         let mut head = [0u8; HEAD_MAX];
         head[..self.scratch.len()].copy_from_slice(&self.scratch);
         let (tail, tail_len) = wire_tail(data.bytes(), digests.data);
+        self.queued += data.cost() + PDU_OVERHEAD;
         self.q.push_back(OutPdu {
             head,
             head_len: self.scratch.len() as u8,
@@ -316,8 +338,11 @@ impl TxQueue {
             }
             n -= left;
             self.sent = 0;
-            if let Some(b) = self.q.pop_front().and_then(|p| p.data.into_buffer()) {
-                pool.give(b);
+            if let Some(p) = self.q.pop_front() {
+                self.queued -= p.data.cost() + PDU_OVERHEAD;
+                if let Some(b) = p.data.into_buffer() {
+                    pool.give(b);
+                }
             }
         }
     }

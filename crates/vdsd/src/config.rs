@@ -26,6 +26,10 @@ pub struct DaemonConfig {
     pub max_write_bytes: Option<u32>,
     /// Threads running iSCSI connections (default: one per core).
     pub io_threads: Option<usize>,
+    /// Bytes one connection may hold (commands, Data-Out, queued Data-In); SEMANTICS §13.
+    pub max_connection_buffer_bytes: Option<usize>,
+    /// Bytes all connections together may hold; SEMANTICS §13.
+    pub max_buffer_bytes: Option<usize>,
     /// API limits.
     pub api_body_limit: usize,
     pub api_rate_limit: u32,
@@ -47,6 +51,8 @@ impl Default for DaemonConfig {
             first_burst_length: None,
             max_write_bytes: None,
             io_threads: None,
+            max_connection_buffer_bytes: None,
+            max_buffer_bytes: None,
             api_body_limit: vds_api::ApiLimits::default().body_limit,
             api_rate_limit: vds_api::ApiLimits::default().rate_per_sec,
             api_rate_burst: vds_api::ApiLimits::default().burst,
@@ -142,6 +148,12 @@ impl DaemonConfig {
                     c.max_write_bytes = Some(parse_in(n, k, v, 4096..=1 << 30)?);
                 }
                 "io_threads" => c.io_threads = Some(parse_in(n, k, v, 1..=256)?),
+                "max_connection_buffer_bytes" => {
+                    c.max_connection_buffer_bytes = Some(parse_in(n, k, v, 1 << 20..=1 << 40)?);
+                }
+                "max_buffer_bytes" => {
+                    c.max_buffer_bytes = Some(parse_in(n, k, v, 1 << 20..=1 << 44)?);
+                }
                 "api_body_limit_bytes" => c.api_body_limit = parse_in(n, k, v, 1024..=1 << 30)?,
                 "api_rate_limit_per_sec" => c.api_rate_limit = parse_in(n, k, v, 0..=1_000_000)?,
                 "api_rate_burst" => c.api_rate_burst = parse_in(n, k, v, 1..=1_000_000)?,
@@ -154,6 +166,17 @@ impl DaemonConfig {
                     "first_burst_length ({f}) must not exceed max_burst_length ({m})"
                 ));
             }
+        }
+        let l = vds_target::Limits::default();
+        let (conn, all) = (
+            c.max_connection_buffer_bytes
+                .unwrap_or(l.connection.max_buffer_bytes),
+            c.max_buffer_bytes.unwrap_or(l.max_buffer_bytes),
+        );
+        if conn > all {
+            return Err(format!(
+                "max_connection_buffer_bytes ({conn}) must not exceed max_buffer_bytes ({all})"
+            ));
         }
         Ok(c)
     }
@@ -193,6 +216,12 @@ impl DaemonConfig {
         }
         if let Some(x) = self.io_threads {
             l.io_threads = x;
+        }
+        if let Some(x) = self.max_connection_buffer_bytes {
+            l.connection.max_buffer_bytes = x;
+        }
+        if let Some(x) = self.max_buffer_bytes {
+            l.max_buffer_bytes = x;
         }
         l
     }
@@ -238,6 +267,32 @@ mod tests {
         assert!(DaemonConfig::parse("portal_status_settable = maybe").is_err());
         assert!(DaemonConfig::parse("just words").is_err());
         assert!(DaemonConfig::parse("api_token = short").is_err());
+    }
+
+    #[test]
+    fn buffer_budget_keys_apply_and_are_range_checked() {
+        let l = DaemonConfig::parse(
+            "max_connection_buffer_bytes = 2097152
+max_buffer_bytes = 8388608",
+        )
+        .unwrap()
+        .target_limits();
+        assert_eq!(l.connection.max_buffer_bytes, 2 << 20);
+        assert_eq!(l.max_buffer_bytes, 8 << 20);
+        let d = DaemonConfig::parse("").unwrap().target_limits();
+        assert_eq!(d.connection.max_buffer_bytes, 16 << 20);
+        assert_eq!(d.max_buffer_bytes, 256 << 20);
+        for bad in [
+            "max_connection_buffer_bytes = 1000",
+            "max_connection_buffer_bytes = -1",
+            "max_buffer_bytes = 0",
+            "max_buffer_bytes = lots",
+            // A connection's share larger than the whole.
+            "max_connection_buffer_bytes = 33554432\nmax_buffer_bytes = 16777216",
+            "max_buffer_bytes = 8388608",
+        ] {
+            assert!(DaemonConfig::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -666,3 +666,318 @@ fn borrowed_data_path_matches_the_owned_one_and_reuses_write_buffers() {
     // Every round took the buffer the previous one gave back.
     assert_eq!(spare, 1);
 }
+
+fn statuses(evs: &[Event]) -> Vec<(u32, u8)> {
+    sent(evs)
+        .iter()
+        .filter_map(|p| match &p.header {
+            Header::ScsiResponse(r) => Some((r.itt, r.status)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn rejects(evs: &[Event]) -> Vec<u8> {
+    sent(evs)
+        .iter()
+        .filter_map(|p| match &p.header {
+            Header::Reject(r) => Some(r.reason),
+            _ => None,
+        })
+        .collect()
+}
+
+fn executed(evs: &[Event]) -> Vec<u32> {
+    evs.iter()
+        .filter_map(|e| match e {
+            Event::Execute(c) => Some(c.itt),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn immediate_commands_count_against_the_queue_depth() {
+    // queue_depth 4: four commands in hand, whether immediate or not, fill the session.
+    let mut c = conn_with(params());
+    let imm = |itt| {
+        let mut h = cmd(itt, 100, true, false, 4096, true);
+        h.immediate = true;
+        Header::ScsiCommand(h)
+    };
+    let evs = feed(
+        &mut c,
+        Header::ScsiCommand(cmd(1, 100, true, false, 4096, true)),
+        vec![],
+    );
+    assert_eq!(executed(&evs), vec![1]);
+    for itt in 2..=4 {
+        assert_eq!(executed(&feed(&mut c, imm(itt), vec![])), vec![itt]);
+    }
+    assert_eq!(c.active_tasks(), 4);
+    // One more immediate command: rejected with "too many immediate commands", not queued.
+    for itt in 5..50 {
+        let evs = feed(&mut c, imm(itt), vec![]);
+        assert!(executed(&evs).is_empty(), "{evs:?}");
+        assert_eq!(rejects(&evs), vec![reject::IMMEDIATE_COMMAND_REJECT]);
+    }
+    assert_eq!(c.active_tasks(), 4);
+    // The same through the borrowed-data path.
+    let mut h = cmd(60, 101, false, true, 512, true);
+    h.immediate = true;
+    let evs = feed_parts(&mut c, Header::ScsiCommand(h), &[9u8; 512]);
+    assert_eq!(rejects(&evs), vec![reject::IMMEDIATE_COMMAND_REJECT]);
+    assert_eq!(c.active_tasks(), 4);
+    // A completion frees a slot for the next one.
+    c.complete(2, 0, None, &[0u8; 4096], 0);
+    drain(&mut c);
+    assert_eq!(executed(&feed(&mut c, imm(7), vec![])), vec![7]);
+}
+
+#[test]
+fn the_window_never_shrinks_below_what_was_advertised() {
+    // Immediate commands hold slots, yet a command inside the MaxCmdSN already sent is taken.
+    let mut c = conn_with(params());
+    let window_end = 100 + 4 - 1;
+    for itt in 1..=3 {
+        let mut h = cmd(itt, 100, true, false, 512, true);
+        h.immediate = true;
+        feed(&mut c, Header::ScsiCommand(h), vec![]);
+    }
+    let evs = feed(
+        &mut c,
+        Header::ScsiCommand(cmd(10, 100, true, false, 512, true)),
+        vec![],
+    );
+    assert_eq!(executed(&evs), vec![10]);
+    c.complete(10, 0, None, &[0u8; 512], 0);
+    let evs = drain(&mut c);
+    let Header::DataIn(d) = &sent(&evs)[0].header else {
+        panic!("{evs:?}")
+    };
+    assert!(sn_le(window_end, d.sns.max_cmd_sn), "{:?}", d.sns);
+}
+
+#[test]
+fn write_buffers_grow_per_burst_not_at_command_arrival() {
+    let mut c = conn_with(params());
+    // 1 MiB write, 1000 bytes immediate, whose solicited data never comes.
+    let evs = feed(
+        &mut c,
+        Header::ScsiCommand(cmd(9, 100, false, true, 1 << 20, false)),
+        vec![1u8; 1000],
+    );
+    assert!(executed(&evs).is_empty());
+    // Immediate data plus the first burst (8192), not the 1 MiB.
+    assert!(
+        c.tasks[&9].buf.capacity() <= 8192,
+        "{}",
+        c.tasks[&9].buf.capacity()
+    );
+    let r2t = sent(&evs)
+        .iter()
+        .find_map(|p| match &p.header {
+            Header::R2t(r) => Some(r.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(r2t.buffer_offset, 8192);
+    // Solicited data grows it as it comes, in place.
+    let d = DataOut {
+        final_: false,
+        lun: 0,
+        itt: 9,
+        ttt: r2t.ttt,
+        exp_stat_sn: 0,
+        data_sn: 0,
+        buffer_offset: 8192,
+    };
+    feed(&mut c, Header::DataOut(d), vec![5u8; 8192]);
+    let t = &c.tasks[&9];
+    assert_eq!(t.buf.len(), 16384);
+    assert!(t.buf.capacity() <= 2 * 16384);
+    assert_eq!(&t.buf[8192..], &[5u8; 8192][..]);
+}
+
+fn small_limit(bytes: usize, budget: Option<MemBudget>) -> Connection {
+    let limits = TargetLimits {
+        queue_depth: 64,
+        ..TargetLimits::default()
+    };
+    let config = ConnConfig {
+        max_buffer_bytes: bytes,
+        budget,
+        ..ConnConfig::default()
+    };
+    Connection::new(params(), limits, config)
+}
+
+#[test]
+fn commands_past_the_connection_limit_answer_task_set_full_and_hold_nothing() {
+    let mut c = small_limit(100_000, None);
+    // Writes whose data never comes: the first two fit 100 000 bytes, the rest do not.
+    let mut sn = 100;
+    let mut full = 0;
+    for itt in 1..=20u32 {
+        let mut h = cmd(itt, sn, false, true, 48 << 10, false);
+        h.immediate = itt % 2 == 0;
+        if !h.immediate {
+            sn += 1;
+        }
+        let evs = feed(&mut c, Header::ScsiCommand(h), vec![]);
+        if let Some((i, st)) = statuses(&evs).first() {
+            assert_eq!((*i, *st), (itt, TASK_SET_FULL));
+            full += 1;
+        }
+    }
+    assert_eq!(c.active_tasks(), 2);
+    assert_eq!(full, 18);
+    assert!(c.buffered_bytes() <= 100_000);
+    // A READ whose CDB asks for more than the EDTL is reserved at the CDB's length; it
+    // brought no data, so it waits for memory instead (costing its record only).
+    let mut r = cmd(30, sn, true, false, 512, true);
+    r.cdb = vec![0x28, 0, 0, 0, 0, 0, 0, 0x01, 0, 0, 0, 0, 0, 0, 0, 0];
+    let evs = feed(&mut c, Header::ScsiCommand(r), vec![]);
+    assert!(
+        statuses(&evs).is_empty() && executed(&evs).is_empty(),
+        "{evs:?}"
+    );
+    assert!(c.waiting_for_memory());
+    assert!(c.buffered_bytes() <= 100_000);
+    // Output the caller has not written counts too; the waiting command starts once it is
+    // written.
+    let mut c = small_limit(100_000, None);
+    c.set_outbound(90_000);
+    let evs = feed(
+        &mut c,
+        Header::ScsiCommand(cmd(1, 100, true, false, 16384, true)),
+        vec![],
+    );
+    assert!(executed(&evs).is_empty(), "{evs:?}");
+    // A later command with data does not overtake it: TASK SET FULL.
+    let evs = feed(
+        &mut c,
+        Header::ScsiCommand(cmd(2, 101, false, true, 512, true)),
+        vec![1u8; 512],
+    );
+    assert_eq!(statuses(&evs), vec![(2, TASK_SET_FULL)]);
+    c.set_outbound(0);
+    assert_eq!(executed(&drain(&mut c)), vec![1]);
+    assert!(!c.waiting_for_memory());
+    // One command larger than the limit still runs on an otherwise empty connection.
+    let mut c = small_limit(100_000, None);
+    let evs = feed(
+        &mut c,
+        Header::ScsiCommand(cmd(1, 100, false, true, 1 << 20, false)),
+        vec![],
+    );
+    assert!(statuses(&evs).is_empty(), "{evs:?}");
+    assert_eq!(c.active_tasks(), 1);
+}
+
+#[test]
+fn the_daemon_budget_is_granted_in_chunks_and_given_back_when_idle() {
+    let budget = MemBudget::new(4 * BUDGET_CHUNK);
+    let mut a = small_limit(16 << 20, Some(budget.clone()));
+    let mut b = small_limit(16 << 20, Some(budget.clone()));
+    assert_eq!(budget.granted(), 2 * BUDGET_CHUNK);
+    let read = |itt, sn| Header::ScsiCommand(cmd(itt, sn, true, false, 600 << 10, true));
+    assert_eq!(executed(&feed(&mut a, read(1, 100), vec![])), vec![1]);
+    assert_eq!(budget.granted(), 4 * BUDGET_CHUNK);
+    // Nothing left for b: its read waits (a write with data would get TASK SET FULL).
+    let evs = feed(&mut b, read(1, 100), vec![]);
+    assert!(executed(&evs).is_empty(), "{evs:?}");
+    assert!(b.waiting_for_memory());
+    let mut w = cmd(2, 101, false, true, 4096, true);
+    w.cdb = vec![0x2A, 0, 0, 0, 0, 0, 0, 0, 8, 0];
+    let evs = feed(&mut b, Header::ScsiCommand(w), vec![2u8; 4096]);
+    assert_eq!(statuses(&evs), vec![(2, TASK_SET_FULL)]);
+    b.retry_waiting();
+    assert!(b.waiting_for_memory(), "still no budget");
+    // A command larger than the whole budget could wait forever: TASK SET FULL at once.
+    let big = cmd(3, 102, true, false, 1 << 20, true);
+    let evs = feed(&mut b, Header::ScsiCommand(big), vec![]);
+    assert_eq!(statuses(&evs), vec![(3, TASK_SET_FULL)]);
+    assert!(
+        !budget.has_room(BUDGET_CHUNK),
+        "a login now would be refused"
+    );
+    // a completes; once its output is written it is idle and gives back all but a chunk.
+    a.complete(1, 0, None, &vec![0u8; 600 << 10], 0);
+    drain(&mut a);
+    a.set_outbound(0);
+    assert_eq!(budget.granted(), 2 * BUDGET_CHUNK);
+    b.retry_waiting();
+    assert_eq!(executed(&drain(&mut b)), vec![1]);
+    b.complete(1, 0, None, &vec![0u8; 600 << 10], 0);
+    drain(&mut b);
+    b.set_outbound(0);
+    assert_eq!(budget.granted(), 2 * BUDGET_CHUNK);
+    drop(a);
+    drop(b);
+    assert_eq!(budget.granted(), 0);
+}
+
+#[test]
+fn held_commands_are_counted() {
+    let mut c = conn_with(params());
+    // CmdSN 101 arrives before 100: held, with its data.
+    let mut h = cmd(2, 101, false, true, 4096, true);
+    h.immediate = false;
+    c.handle_parts(
+        Header::ScsiCommand(h),
+        &[3u8; 4096],
+        Instant::now(),
+        &mut Env,
+    );
+    drain(&mut c);
+    assert_eq!(c.buffered_bytes(), 4096 + 48);
+    let evs = feed(
+        &mut c,
+        Header::ScsiCommand(cmd(1, 100, true, false, 512, true)),
+        vec![],
+    );
+    assert_eq!(executed(&evs), vec![1, 2]);
+    // Now reserved by the tasks: the read's 512 (one block, at 512 bytes until the caller
+    // knows better) and the write's 4096.
+    assert_eq!(c.buffered_bytes(), 512 + 4096);
+    assert!(c.reserve_at_least(1, 4096));
+    assert_eq!(c.buffered_bytes(), 4096 + 4096);
+}
+
+#[test]
+fn commands_held_past_the_limit_keep_no_data_and_answer_task_set_full() {
+    let mut c = small_limit(64 << 10, None);
+    // CmdSNs 101..=110 arrive before 100, each with 8 KiB of immediate data: the first ones
+    // are kept whole, the rest only as headers.
+    for k in 1..=10u32 {
+        let h = cmd(k, 100 + k, false, true, 8192, true);
+        c.handle_parts(
+            Header::ScsiCommand(h),
+            &[k as u8; 8192],
+            Instant::now(),
+            &mut Env,
+        );
+    }
+    assert!(c.buffered_bytes() <= 64 << 10, "{}", c.buffered_bytes());
+    drain(&mut c);
+    let evs = feed(
+        &mut c,
+        Header::ScsiCommand(cmd(100, 100, true, false, 512, true)),
+        vec![],
+    );
+    let ran = executed(&evs);
+    let full: Vec<u32> = statuses(&evs).iter().map(|(i, _)| *i).collect();
+    assert_eq!(ran.len() + full.len(), 11, "{evs:?}");
+    assert!(ran.contains(&100) && ran.contains(&1));
+    assert!(statuses(&evs).iter().all(|(_, st)| *st == TASK_SET_FULL));
+    assert!(!full.is_empty());
+    // Every command kept its data or none of it.
+    for e in &evs {
+        if let Event::Execute(x) = e {
+            if x.itt != 100 {
+                assert_eq!(x.data_out, vec![x.itt as u8; 8192]);
+            }
+        }
+    }
+}
