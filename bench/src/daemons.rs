@@ -94,6 +94,8 @@ pub struct Vdsd {
     pub daemon: Daemon,
     pub api: SocketAddr,
     agent: ureq::Agent,
+    /// `Bearer <token>`: the token vdsd wrote to `<data-dir>/api-token` on first start.
+    bearer: String,
 }
 
 impl Vdsd {
@@ -136,7 +138,15 @@ impl Vdsd {
         let agent = ureq::AgentBuilder::new()
             .timeout(Duration::from_secs(120))
             .build();
-        Ok(Vdsd { daemon, api, agent })
+        let token_file = data_dir.join("api-token");
+        let token = std::fs::read_to_string(&token_file)
+            .with_context(|| format!("reading the API token {}", token_file.display()))?;
+        Ok(Vdsd {
+            daemon,
+            api,
+            agent,
+            bearer: format!("Bearer {}", token.trim()),
+        })
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -144,11 +154,21 @@ impl Vdsd {
     }
 
     pub fn get(&self, path: &str) -> Result<Value> {
-        call(self.agent.get(&self.url(path)), None)
+        call(
+            self.agent
+                .get(&self.url(path))
+                .set("Authorization", &self.bearer),
+            None,
+        )
     }
 
     pub fn post(&self, path: &str, body: Value) -> Result<Value> {
-        call(self.agent.post(&self.url(path)), Some(body))
+        call(
+            self.agent
+                .post(&self.url(path))
+                .set("Authorization", &self.bearer),
+            Some(body),
+        )
     }
 
     /// The first subsystem and its first target: (subsystem id, target id, target IQN).

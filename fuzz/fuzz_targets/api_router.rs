@@ -38,6 +38,9 @@ impl DataPlane for NoPlane {
     }
 }
 
+/// The token of the fuzzed router (every request carries it).
+const TOKEN: &str = "fuzz-token-0123456789";
+
 struct World {
     rt: tokio::runtime::Runtime,
     _dir: tempfile::TempDir,
@@ -59,7 +62,7 @@ impl World {
         cfg.first_start_portals = vec![SocketAddr::from(([127, 0, 0, 1], 3260))];
         cfg.default_lun_size = 1 << 20;
         let provider = Arc::new(Provider::open(cfg, Arc::new(NoPlane)).expect("provider"));
-        let app = vds_api::router(provider, vds_api::ApiConfig::default());
+        let app = vds_api::router(provider, vds_api::ApiConfig::with_token(TOKEN));
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -85,7 +88,11 @@ impl World {
         body: Vec<u8>,
         ctype: Option<&str>,
     ) -> (u16, Value) {
-        let mut b = Request::builder().method(method).uri(uri);
+        // Authorised: the fuzzer explores the handlers, not the token check.
+        let mut b = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", format!("Bearer {TOKEN}"));
         if let Some(c) = ctype {
             b = b.header("content-type", c);
         }

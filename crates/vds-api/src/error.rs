@@ -77,7 +77,8 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        if self.hresult == Hresult::E_ACCESSDENIED {
+        // Only a missing or wrong token is a challenge; a refused Host or path is not.
+        if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"vds\""),

@@ -379,6 +379,7 @@ pub async fn create_lun(
             kind: k.kind.map(|k| k.0).unwrap_or(BackingSpec::default().kind),
             path: k.path,
             filters: k.filters.iter().map(Into::into).collect(),
+            wipe: k.wipe,
         }),
         read_only: b.read_only,
     });

@@ -7,12 +7,13 @@
 //!   `E_INVALIDARG` answers that name the field; `error`: the error body and HTTP status;
 //! - `metrics`: Prometheus `/metrics`; `openapi`: `/v1/openapi.json`.
 //!
-//! Access (SEMANTICS.md §10): bound to a loopback address the API needs no credentials;
-//! otherwise every request needs `Authorization: Bearer <token>`. A missing or wrong token is
-//! answered `403` with `E_ACCESSDENIED` (the status §1 gives that code) and
-//! `WWW-Authenticate: Bearer`. Bodies are limited to 1 MiB (`413`, `E_INVALIDARG`);
+//! Access (SEMANTICS.md §11, `access`): every request, loopback included, needs
+//! `Authorization: Bearer <token>` (`401 E_ACCESSDENIED` and `WWW-Authenticate: Bearer`
+//! otherwise), a `Host` that names the API (`403`), and a JSON content type for its body
+//! (`415`). Bodies are limited to 1 MiB (`413`, `E_INVALIDARG`);
 //! [`with_limits`] sets another body limit and a request rate limit (`limits`).
 
+pub mod access;
 pub mod error;
 pub mod extract;
 pub mod handlers;
@@ -25,85 +26,78 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
-use subtle::ConstantTimeEq;
-use vds_model::Hresult;
 use vds_provider::Provider;
 
+pub use access::Auth;
 pub use error::ApiError;
 pub use handlers::AppState;
 pub use limits::ApiLimits;
 pub use metrics::Metrics;
 
-/// Who may call the API.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Auth {
-    /// No credentials (the API listens on loopback only).
-    None,
-    /// Every request needs `Authorization: Bearer <token>`.
-    Bearer(String),
-}
-
 /// How the router is set up by the daemon.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     pub auth: Auth,
+    /// The address the API is bound to: the `Host` header must name it (or `localhost` with
+    /// its port, or one of `hosts`). `None` (in-process routers): any address literal or
+    /// `localhost`.
+    pub listen: Option<SocketAddr>,
+    /// Further host names a client may use (`api_hosts`).
+    pub hosts: Vec<String>,
+    /// `GET /metrics` without the token (`metrics_public`).
+    pub metrics_public: bool,
     /// Event streams end when this turns `true`, so a graceful shutdown is not held open by
     /// `GET /v1/events` clients.
     pub shutdown: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
-impl Default for ApiConfig {
-    fn default() -> Self {
+impl ApiConfig {
+    /// Every request needs `Authorization: Bearer <token>`.
+    pub fn with_token(token: impl Into<String>) -> ApiConfig {
         ApiConfig {
-            auth: Auth::None,
+            auth: Auth::Bearer(token.into()),
+            listen: None,
+            hosts: Vec::new(),
+            metrics_public: false,
             shutdown: None,
         }
     }
-}
 
-impl ApiConfig {
-    /// The access rule for an API bound to `addr`: loopback needs no credentials, any other
-    /// address requires the bearer `token` (an error if there is none).
-    pub fn for_listen_addr(addr: SocketAddr, token: Option<String>) -> Result<ApiConfig, String> {
-        if addr.ip().is_loopback() {
-            return Ok(ApiConfig::default());
-        }
-        match token.filter(|t| !t.is_empty()) {
-            Some(t) => Ok(ApiConfig {
-                auth: Auth::Bearer(t),
-                shutdown: None,
-            }),
-            None => Err(format!(
-                "the API is bound to {addr}, which is not loopback: a bearer token is required"
-            )),
-        }
-    }
-}
-
-/// Checks the bearer token (constant time).
-async fn require_token(State(token): State<Arc<String>>, req: Request, next: Next) -> Response {
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let ok = given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(token.as_bytes())));
-    if !ok {
-        let why = if given.is_some() {
-            "the bearer token is not valid"
+    /// The access rule for an API bound to `addr`: the bearer `token`, or with `insecure` no
+    /// credentials at all, which is refused unless `addr` is a loopback address.
+    pub fn for_listen_addr(
+        addr: SocketAddr,
+        token: Option<String>,
+        insecure: bool,
+    ) -> Result<ApiConfig, String> {
+        let auth = if insecure {
+            if !addr.ip().is_loopback() {
+                return Err(format!(
+                    "--insecure-loopback-api: the API is bound to {addr}, which is not a \
+                     loopback address; refusing to serve it without authentication"
+                ));
+            }
+            Auth::InsecureLoopback
         } else {
-            "this API requires Authorization: Bearer <token>"
+            match token.filter(|t| !t.is_empty()) {
+                Some(t) => Auth::Bearer(t),
+                None => return Err("the API needs a bearer token".into()),
+            }
         };
-        return ApiError::new(Hresult::E_ACCESSDENIED, why).into_response();
+        Ok(ApiConfig {
+            auth,
+            listen: Some(addr),
+            hosts: Vec::new(),
+            metrics_public: false,
+            shutdown: None,
+        })
     }
-    next.run(req).await
 }
 
 /// The API for `provider`.
@@ -192,12 +186,12 @@ pub fn router_with_metrics(
         .method_not_allowed_fallback(wrong_method)
         .with_state(state);
     r = r.layer(middleware::from_fn(read_whole_body));
-    if let Auth::Bearer(token) = cfg.auth {
-        r = r.layer(middleware::from_fn_with_state(
-            Arc::new(token),
-            require_token,
-        ));
-    }
+    // Outside the body reader: nothing of a refused request's body is read.
+    let access = access::Access::new(cfg.auth, cfg.listen, cfg.hosts, cfg.metrics_public);
+    r = r.layer(middleware::from_fn_with_state(
+        Arc::new(access),
+        access::guard,
+    ));
     r.layer(middleware::from_fn_with_state(metrics, metrics::track))
 }
 

@@ -288,6 +288,10 @@ pub struct BackingBody {
     /// Fault filters (only with `--enable-fault-injection`).
     #[serde(default)]
     pub filters: Vec<FaultFilterBody>,
+    /// An existing file or device at `path` is adopted as it is; `true` zeroes its first and
+    /// last MiB first (default `false`: nothing in it is changed).
+    #[serde(default)]
+    pub wipe: bool,
 }
 
 /// `POST /v1/subsystems/{id}/luns`.

@@ -19,6 +19,13 @@ use vds_api::{router, router_with_metrics, ApiConfig, Auth, Metrics};
 use vds_provider::dataplane::{DataPlane, DataView};
 use vds_provider::{Provider, ProviderConfig};
 
+/// The bearer token of every test router.
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+fn bearer() -> String {
+    format!("Bearer {TOKEN}")
+}
+
 /// Binds real listeners for portals; serves nothing.
 #[derive(Default)]
 struct TestPlane {
@@ -63,7 +70,7 @@ fn fixture() -> Fixture {
     cfg.fault_injection = true;
     let provider = Arc::new(Provider::open(cfg, Arc::new(TestPlane::default())).unwrap());
     let metrics = Arc::new(Metrics::default());
-    let app = router_with_metrics(provider.clone(), ApiConfig::default(), metrics.clone());
+    let app = router_with_metrics(provider.clone(), ApiConfig::with_token(TOKEN), metrics.clone());
     Fixture {
         _dir: dir,
         provider,
@@ -99,7 +106,10 @@ async fn send_raw(app: &Router, req: Request<Body>) -> Answer {
 }
 
 async fn call(app: &Router, method: Method, uri: &str, body: Option<Value>) -> Answer {
-    let mut b = Request::builder().method(method).uri(uri);
+    let mut b = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::AUTHORIZATION, bearer());
     let body = match body {
         Some(v) => {
             b = b.header(header::CONTENT_TYPE, "application/json");
@@ -114,6 +124,7 @@ async fn raw_body(app: &Router, method: Method, uri: &str, body: &str) -> Answer
     let req = Request::builder()
         .method(method)
         .uri(uri)
+        .header(header::AUTHORIZATION, bearer())
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(body.to_string()))
         .unwrap();
@@ -490,7 +501,12 @@ async fn events_stream_one_json_object_per_change() {
     let resp = f
         .app
         .clone()
-        .oneshot(Request::get("/v1/events").body(Body::empty()).unwrap())
+        .oneshot(
+            Request::get("/v1/events")
+                .header(header::AUTHORIZATION, bearer())
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
@@ -638,7 +654,12 @@ async fn metrics_count_requests_objects_and_jobs() {
     let a = f
         .app
         .clone()
-        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .oneshot(
+            Request::get("/metrics")
+                .header(header::AUTHORIZATION, bearer())
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(a.status(), StatusCode::OK);
@@ -701,15 +722,8 @@ async fn routing_limits_and_auth_answer_error_bodies() {
 
     let secured = router(
         f.provider.clone(),
-        ApiConfig {
-            auth: Auth::Bearer("correct-horse".into()),
-            shutdown: None,
-        },
+        ApiConfig::with_token("correct-horse-battery"),
     );
-    let a = call(&secured, Method::GET, "/v1/provider", None).await;
-    assert_eq!(a.status, StatusCode::FORBIDDEN);
-    assert_eq!(error_of(&a).0, "E_ACCESSDENIED");
-    assert!(a.headers.contains_key(header::WWW_AUTHENTICATE));
     let req = |token: &str| {
         Request::get("/v1/provider")
             .header(header::AUTHORIZATION, format!("Bearer {token}"))
@@ -717,16 +731,159 @@ async fn routing_limits_and_auth_answer_error_bodies() {
             .unwrap()
     };
     let a = send_raw(&secured, req("wrong-horse")).await;
-    assert_eq!(a.status, StatusCode::FORBIDDEN);
-    let a = send_raw(&secured, req("correct-horse")).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    let a = send_raw(&secured, req("correct-horse-battery")).await;
     assert_eq!(a.status, StatusCode::OK);
 
-    let loopback = ApiConfig::for_listen_addr("127.0.0.1:3280".parse().unwrap(), None).unwrap();
-    assert_eq!(loopback.auth, Auth::None);
-    assert!(ApiConfig::for_listen_addr("0.0.0.0:3280".parse().unwrap(), None).is_err());
-    let open =
-        ApiConfig::for_listen_addr("10.0.0.1:3280".parse().unwrap(), Some("t".into())).unwrap();
-    assert_eq!(open.auth, Auth::Bearer("t".into()));
+    // Loopback is no exception; only --insecure-loopback-api turns the token off, and only
+    // on loopback.
+    assert!(
+        ApiConfig::for_listen_addr("127.0.0.1:3280".parse().unwrap(), None, false).is_err()
+    );
+    let dev =
+        ApiConfig::for_listen_addr("127.0.0.1:3280".parse().unwrap(), None, true).unwrap();
+    assert_eq!(dev.auth, Auth::InsecureLoopback);
+    for addr in ["0.0.0.0:3280", "10.0.0.1:3280", "[::]:3280"] {
+        let e = ApiConfig::for_listen_addr(addr.parse().unwrap(), Some("t".repeat(20)), true)
+            .unwrap_err();
+        assert!(e.contains("not a loopback"), "{addr}: {e}");
+    }
+    let open = ApiConfig::for_listen_addr(
+        "10.0.0.1:3280".parse().unwrap(),
+        Some("t".repeat(20)),
+        false,
+    )
+    .unwrap();
+    assert_eq!(open.auth, Auth::Bearer("t".repeat(20)));
+}
+
+/// SEMANTICS §11: no token or a wrong one is 401 E_ACCESSDENIED with WWW-Authenticate on every
+/// route (events and metrics included, unknown routes too), and nothing changes.
+#[tokio::test]
+async fn every_route_needs_the_bearer_token() {
+    let f = fixture();
+    let lun = create_lun(&f.app, "keep").await;
+    let id = lun["id"].as_str().unwrap();
+    let cases = [
+        (Method::GET, "/v1/provider".to_string()),
+        (Method::GET, "/v1/events".into()),
+        (Method::GET, "/metrics".into()),
+        (Method::GET, "/v1/openapi.json".into()),
+        (Method::DELETE, format!("/v1/luns/{id}")),
+        (Method::POST, format!("/v1/luns/{id}/status")),
+        (Method::GET, "/v1/no-such-route".into()),
+    ];
+    for (m, uri) in cases {
+        for auth in [None, Some("Bearer wrong"), Some("Bearer "), Some("Basic dGVzdA==")] {
+            let mut b = Request::builder().method(m.clone()).uri(&uri);
+            if let Some(a) = auth {
+                b = b.header(header::AUTHORIZATION, a);
+            }
+            let a = send_raw(&f.app, b.body(Body::empty()).unwrap()).await;
+            assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{m} {uri} {auth:?}");
+            assert_eq!(error_of(&a).0, "E_ACCESSDENIED", "{m} {uri}");
+            assert_eq!(a.body["error"]["hresult"], "0x80070005");
+            assert!(
+                a.headers[header::WWW_AUTHENTICATE]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("Bearer"),
+                "{m} {uri}"
+            );
+        }
+    }
+    assert_eq!(
+        call(&f.app, Method::GET, &format!("/v1/luns/{id}"), None)
+            .await
+            .body["status"],
+        "online",
+        "nothing changed"
+    );
+    // metrics_public opens /metrics, and only it.
+    let mut cfg = ApiConfig::with_token(TOKEN);
+    cfg.metrics_public = true;
+    let public = router(f.provider.clone(), cfg);
+    let get = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
+    assert_eq!(send_raw(&public, get("/metrics")).await.status, StatusCode::OK);
+    assert_eq!(
+        send_raw(&public, get("/v1/provider")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+/// SEMANTICS §11: a Host that is not the API's own address, localhost with its port, or a name
+/// in api_hosts is 403 (DNS rebinding), even with the right token.
+#[tokio::test]
+async fn a_foreign_host_header_is_forbidden() {
+    let f = fixture();
+    let mut cfg = ApiConfig::with_token(TOKEN);
+    cfg.listen = Some("127.0.0.1:3280".parse().unwrap());
+    cfg.hosts = vec!["array.example".into()];
+    let app = router(f.provider.clone(), cfg);
+    let req = |host: &str| {
+        Request::get("/v1/provider")
+            .header(header::HOST, host)
+            .header(header::AUTHORIZATION, bearer())
+            .body(Body::empty())
+            .unwrap()
+    };
+    for host in ["127.0.0.1:3280", "localhost:3280", "array.example:3280", "array.example"] {
+        assert_eq!(send_raw(&app, req(host)).await.status, StatusCode::OK, "{host}");
+    }
+    for host in ["evil.example:3280", "evil.example", "localhost:8080", "127.0.0.1:80", "127.0.0.2:3280"] {
+        let a = send_raw(&app, req(host)).await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{host}");
+        assert_eq!(error_of(&a).0, "E_ACCESSDENIED");
+        assert!(!a.headers.contains_key(header::WWW_AUTHENTICATE), "not a token problem");
+    }
+}
+
+/// SEMANTICS §11: a body must be declared application/json (415 otherwise), so a browser's
+/// form or text/plain POST never reaches a handler; nothing changes.
+#[tokio::test]
+async fn only_json_bodies_are_accepted() {
+    let f = fixture();
+    let lun = create_lun(&f.app, "ct").await;
+    let id = lun["id"].as_str().unwrap();
+    for ct in [
+        Some("application/x-www-form-urlencoded"),
+        Some("text/plain"),
+        Some("multipart/form-data; boundary=x"),
+        None,
+    ] {
+        let mut b = Request::post(format!("/v1/luns/{id}/status"))
+            .header(header::AUTHORIZATION, bearer());
+        if let Some(ct) = ct {
+            b = b.header(header::CONTENT_TYPE, ct);
+        }
+        let a = send_raw(&f.app, b.body(Body::from(r#"{"status":"offline"}"#)).unwrap()).await;
+        assert_eq!(a.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{ct:?}");
+        let (name, msg) = error_of(&a);
+        assert_eq!(name, "E_INVALIDARG");
+        assert!(msg.contains("application/json"), "{msg}");
+    }
+    let a = call(&f.app, Method::GET, &format!("/v1/luns/{id}"), None).await;
+    assert_eq!(a.body["status"], "online", "nothing changed");
+    // With a charset parameter, and a bodyless POST with no type at all: accepted.
+    let a = send_raw(
+        &f.app,
+        Request::post(format!("/v1/luns/{id}/status"))
+            .header(header::AUTHORIZATION, bearer())
+            .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
+            .body(Body::from(r#"{"status":"online"}"#))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    let a = send_raw(
+        &f.app,
+        Request::post("/v1/provider/refresh")
+            .header(header::AUTHORIZATION, bearer())
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -736,8 +893,9 @@ async fn serve_answers_on_a_real_socket_and_stops_on_shutdown() {
     let app = router(
         f.provider.clone(),
         ApiConfig {
-            auth: Auth::None,
+            listen: Some("127.0.0.1:42040".parse().unwrap()),
             shutdown: Some(rx.clone()),
+            ..ApiConfig::with_token(TOKEN)
         },
     );
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 42040))
@@ -749,6 +907,7 @@ async fn serve_answers_on_a_real_socket_and_stops_on_shutdown() {
     }));
     let body = tokio::task::spawn_blocking(|| {
         ureq::get("http://127.0.0.1:42040/v1/provider")
+            .set("Authorization", &bearer())
             .call()
             .unwrap()
             .into_string()
@@ -761,6 +920,7 @@ async fn serve_answers_on_a_real_socket_and_stops_on_shutdown() {
     // An open event stream must not hold the shutdown.
     let events = tokio::task::spawn_blocking(|| {
         let r = ureq::get("http://127.0.0.1:42040/v1/events")
+            .set("Authorization", &bearer())
             .call()
             .unwrap();
         let mut s = String::new();
@@ -850,7 +1010,12 @@ async fn cache_corruption_until_reenumerate_then_refresh() {
     let m = f
         .app
         .clone()
-        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .oneshot(
+            Request::get("/metrics")
+                .header(header::AUTHORIZATION, bearer())
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
     let text = String::from_utf8(

@@ -1,4 +1,6 @@
-//! The block-device store: positioned I/O on a device node, BLKZEROOUT for UNMAP.
+//! The block-device store: positioned I/O on a device node, BLKZEROOUT for UNMAP. The device is
+//! opened exclusively (`O_EXCL`, SEMANTICS §12): a mounted device, or one another exclusive
+//! opener holds (a filesystem, md, LVM, another vds LUN), fails with `EBUSY`.
 
 use std::fs::File;
 use std::io;
@@ -18,12 +20,18 @@ pub struct BlockStore {
     discard: bool,
 }
 
+/// Flags a device is opened with besides read-write: exclusive (on a block device `O_EXCL`
+/// without `O_CREAT` claims the device) and not inherited by children.
+pub const OPEN_FLAGS: libc::c_int = libc::O_EXCL | libc::O_CLOEXEC;
+
 impl BlockStore {
-    /// Open a block device read-write.
+    /// Open a block device read-write and exclusively (`EBUSY` when it is mounted or held).
     pub fn open(path: &Path) -> io::Result<BlockStore> {
+        use std::os::unix::fs::OpenOptionsExt;
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
+            .custom_flags(OPEN_FLAGS)
             .open(path)?;
         let md = file.metadata()?;
         if !md.file_type().is_block_device() {
@@ -148,6 +156,12 @@ mod tests {
         let f = tempfile::NamedTempFile::new().unwrap();
         let e = BlockStore::open(f.path()).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn devices_are_opened_exclusively() {
+        assert_eq!(OPEN_FLAGS & libc::O_EXCL, libc::O_EXCL);
+        assert_eq!(OPEN_FLAGS & libc::O_CREAT, 0, "O_EXCL alone: claim, never create");
     }
 
     #[test]

@@ -23,10 +23,14 @@ pub struct BackingSpec {
     /// `file` (default), `block`, `memory` or `null`.
     pub kind: BackingKind,
     /// For `file`: an existing file or one to create (absent: a sparse file in the data dir).
-    /// For `block`: the device (required). Must be absolute.
+    /// For `block`: the device (required). Must be absolute. An existing file or device is
+    /// adopted as it is (SEMANTICS §12).
     pub path: Option<String>,
     /// Fault filters (only with fault injection enabled).
     pub filters: Vec<FaultFilterSpec>,
+    /// Zero the first and last MiB of an adopted file or device (default: nothing in it is
+    /// touched).
+    pub wipe: bool,
 }
 
 impl Default for BackingSpec {
@@ -35,6 +39,7 @@ impl Default for BackingSpec {
             kind: BackingKind::File,
             path: None,
             filters: Vec::new(),
+            wipe: false,
         }
     }
 }

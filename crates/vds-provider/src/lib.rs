@@ -7,6 +7,7 @@
 //! - `events`: notifications and the clock;
 //! - `dataplane`: the seam with the iSCSI data path.
 
+mod backing;
 pub mod command;
 pub mod dataplane;
 mod engine;

@@ -20,7 +20,7 @@ use vds_store::{LunRecord, SecretKind, SecretRow};
 use crate::command::{BackingSpec, CreateLunArgs};
 use crate::engine::{
     default_lun_path, fs_space, identity_of, make_private_dir, naa_hex, new_lun_model,
-    open_backing, reload, round_up, store_err, to_filters, Inner, Slots, MAX_LUN_SIZE, ZERO_LEN,
+    open_backing, reload, round_up, store_err, to_filters, Inner, Slots, MAX_LUN_SIZE,
 };
 use crate::jobs::JobHandle;
 use crate::state::{LunEntry, PortalEntry, State, TargetEntry};
@@ -93,6 +93,8 @@ fn storage_err(context: impl std::fmt::Display, e: &std::io::Error) -> VdsError 
     let hr = match e.raw_os_error() {
         Some(libc::EIO) => Hresult::VDS_E_IO_ERROR,
         Some(libc::ENOSPC) | Some(libc::EDQUOT) => Hresult::VDS_E_NOT_ENOUGH_SPACE,
+        // A block device opened O_EXCL that is mounted or held by another opener.
+        Some(libc::EBUSY) => Hresult::VDS_E_DEVICE_IN_USE,
         _ => Hresult::from_io_error(e),
     };
     VdsError::new(hr, format!("{context}: {e}"))
@@ -795,7 +797,8 @@ impl Provider {
             }
         }
         let backing = a.backing.clone().unwrap_or_default();
-        let backing_path = check_backing(&backing)?;
+        let judged = check_backing(&backing, a.size_bytes, &inner.config.data_dir)?;
+        let backing_path = judged.as_ref().map(|j| j.path.clone());
         // Step 5.
         let simple = matches!(
             lun_type,
@@ -861,8 +864,29 @@ impl Provider {
                 ));
             }
         }
+        // The same file or device under another name (a hard link, another device node).
+        if let Some((want, _)) = judged.as_ref().and_then(|j| j.existing) {
+            let same = |l: &LunEntry| {
+                l.rec.lun.backing.kind == backing.kind
+                    && l.rec.identity.is_some_and(|have| match backing.kind {
+                        BackingKind::Block => have.0 == want.0,
+                        _ => have == want,
+                    })
+            };
+            if let Some(other) = st.luns.values().find(|l| same(l)) {
+                return Err(VdsError::new(
+                    Hresult::VDS_E_DEVICE_IN_USE,
+                    format!(
+                        "backing.path: {} is already the storage of LUN {}",
+                        backing_path.as_deref().unwrap_or_default(),
+                        other.rec.lun.id
+                    ),
+                ));
+            }
+        }
         let thin = a.thin.unwrap_or(true);
         let id = Uuid::new_v4();
+        let adopted = judged.as_ref().and_then(|j| j.existing);
         let (path, owns_file) = match (backing.kind, &backing_path) {
             (BackingKind::File, None) => (
                 Some(
@@ -872,10 +896,15 @@ impl Provider {
                 ),
                 true,
             ),
-            (BackingKind::File, Some(p)) => (Some(p.clone()), !std::path::Path::new(p).exists()),
+            (BackingKind::File, Some(p)) => (Some(p.clone()), adopted.is_none()),
             (_, p) => (p.clone(), false),
         };
-        if backing.kind == BackingKind::File && !thin {
+        let prep = Prep {
+            user_path: backing_path.is_some(),
+            adopted: adopted.map(|(identity, _)| identity),
+            wipe: backing.wipe,
+        };
+        if backing.kind == BackingKind::File && !thin && adopted.is_none() {
             let dir = path
                 .as_deref()
                 .and_then(|p| std::path::Path::new(p).parent().map(|d| d.to_path_buf()))
@@ -932,7 +961,7 @@ impl Provider {
             a.subsystem,
             slots,
             move |inner, job, slots| {
-                let r = create_lun_work(inner, job, model, targets, owns_file, slots);
+                let r = create_lun_work(inner, job, model, targets, owns_file, prep, slots);
                 if r.is_err() {
                     let mut st = inner.state.lock();
                     st.lun_names.remove(&friendly);
@@ -2123,6 +2152,60 @@ impl Provider {
     }
 }
 
+/// How a new LUN's storage is prepared (SEMANTICS §12, `backing`).
+#[derive(Debug, Clone, Copy)]
+struct Prep {
+    /// The caller named the path (else: vds's own file in the data dir).
+    user_path: bool,
+    /// The identity of the existing file or device being adopted, as judged.
+    adopted: Option<(u64, u64)>,
+    /// Zero the first and last MiB of an adopted path.
+    wipe: bool,
+}
+
+/// Prepares the storage of a new LUN before it is opened: vds's own file is created (or reused
+/// with its ends zeroed); a new path given by the caller is created, never through a link or
+/// over a file; an adopted path is proved unchanged and only touched when `wipe` says so.
+fn prepare_storage(lun: &Lun, owns_file: bool, prep: Prep) -> Result<(), VdsError> {
+    let path = lun.backing.path.clone().unwrap_or_default();
+    let p = std::path::Path::new(&path);
+    let ctx = || format!("backing.path {path}");
+    match (lun.backing.kind, prep.adopted) {
+        (BackingKind::Memory | BackingKind::Null, _) => return Ok(()),
+        (kind, Some(identity)) => {
+            let f = crate::backing::pin(p, kind, identity, prep.wipe)
+                .map_err(|e| storage_err(ctx(), &e))?;
+            if prep.wipe {
+                crate::backing::wipe(&f, lun.size_bytes).map_err(|e| storage_err(ctx(), &e))?;
+            }
+        }
+        (BackingKind::File, None) if prep.user_path => {
+            crate::backing::create_new(p, lun.size_bytes).map_err(|e| storage_err(ctx(), &e))?;
+        }
+        (BackingKind::File, None) => {
+            if let Some(dir) = p.parent() {
+                if owns_file && dir.ends_with("luns") {
+                    make_private_dir(dir)
+                        .map_err(|e| VdsError::io(format!("creating {}", dir.display()), &e))?;
+                }
+            }
+            vds_backstore::create_file(p, lun.size_bytes, true)
+                .map_err(|e| storage_err(ctx(), &e))?;
+        }
+        (BackingKind::Block, None) => {
+            return Err(VdsError::invalid_arg(
+                "backing.path",
+                "required for a block backing store",
+            ))
+        }
+    }
+    if lun.backing.kind == BackingKind::File && !lun.thin {
+        allocate(&path, 0, lun.size_bytes)
+            .map_err(|e| storage_err(format!("allocating {path}"), &e))?;
+    }
+    Ok(())
+}
+
 /// The job body of CreateLun.
 fn create_lun_work(
     inner: &Arc<Inner>,
@@ -2130,6 +2213,7 @@ fn create_lun_work(
     mut lun: Lun,
     targets: Vec<Uuid>,
     owns_file: bool,
+    prep: Prep,
     slots: Slots,
 ) -> JobResult {
     let id = lun.id;
@@ -2139,32 +2223,8 @@ fn create_lun_work(
             let _ = std::fs::remove_file(p);
         }
     };
-    // Storage: create or reuse, zero the ends where reused.
-    let prepared = (|| -> Result<(), VdsError> {
-        match lun.backing.kind {
-            BackingKind::File => {
-                let path = lun.backing.path.clone().unwrap_or_default();
-                if let Some(dir) = std::path::Path::new(&path).parent() {
-                    if owns_file && dir.ends_with("luns") {
-                        make_private_dir(dir)
-                            .map_err(|e| VdsError::io(format!("creating {}", dir.display()), &e))?;
-                    }
-                }
-                vds_backstore::create_file(std::path::Path::new(&path), lun.size_bytes, true)
-                    .map_err(|e| storage_err(format!("backing.path {path}"), &e))?;
-                if !lun.thin {
-                    allocate(&path, 0, lun.size_bytes)
-                        .map_err(|e| storage_err(format!("allocating {path}"), &e))?;
-                }
-            }
-            BackingKind::Block => {
-                let path = lun.backing.path.clone().unwrap_or_default();
-                zero_ends(&path).map_err(|e| storage_err(format!("backing.path {path}"), &e))?;
-            }
-            BackingKind::Memory | BackingKind::Null => {}
-        }
-        Ok(())
-    })();
+    // Storage: create, or adopt what is there (SEMANTICS §12).
+    let prepared = prepare_storage(&lun, owns_file, prep);
     if let Err(e) = prepared {
         cleanup(&lun);
         return Err(e);
@@ -2178,11 +2238,31 @@ fn create_lun_work(
         Ok(f) => f,
         Err(e) => {
             cleanup(&lun);
-            return Err(storage_err("opening the new LUN's storage", &e));
+            return Err(storage_err(
+                format!(
+                    "opening the new LUN's storage {}",
+                    lun.backing.path.as_deref().unwrap_or_default()
+                ),
+                &e,
+            ));
         }
     };
     set_size(&mut lun, filtered.size());
     let identity = identity_of(&lun.backing).ok().flatten();
+    // What the store opened is still what was judged: the path names the judged inode now,
+    // and the store's descriptor is the inode at the path (probe).
+    if let Some(want) = prep.adopted {
+        if identity != Some(want) || filtered.probe().is_err() {
+            cleanup(&lun);
+            return Err(VdsError::new(
+                Hresult::E_ACCESSDENIED,
+                format!(
+                    "backing.path {}: replaced while the LUN was being created",
+                    lun.backing.path.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
+    }
     job.set_percent(90);
 
     let mut g = inner.state.lock();
@@ -2271,8 +2351,18 @@ fn create_lun_work(
     Ok((Hresult::S_OK, Some(JobOutput::Lun(Box::new(lun)))))
 }
 
-/// Checks a requested backing store; returns its path when it has one.
-fn check_backing(b: &BackingSpec) -> Result<Option<String>, VdsError> {
+/// Checks a requested backing store; judges its path when it has one (`backing`).
+fn check_backing(
+    b: &BackingSpec,
+    size_bytes: u64,
+    data_dir: &std::path::Path,
+) -> Result<Option<crate::backing::Judged>, VdsError> {
+    if b.wipe && b.path.is_none() {
+        return Err(VdsError::invalid_arg(
+            "backing.wipe",
+            "only an existing file or device given by backing.path can be wiped",
+        ));
+    }
     match (b.kind, &b.path) {
         (BackingKind::Memory | BackingKind::Null, Some(_)) => Err(VdsError::invalid_arg(
             "backing.path",
@@ -2283,41 +2373,7 @@ fn check_backing(b: &BackingSpec) -> Result<Option<String>, VdsError> {
             "backing.path",
             "required for a block backing store",
         )),
-        (kind, Some(p)) => {
-            let path = std::path::Path::new(p);
-            if !path.is_absolute() {
-                return Err(VdsError::invalid_arg(
-                    "backing.path",
-                    format!("{p:?} is not absolute"),
-                ));
-            }
-            match std::fs::metadata(path) {
-                Ok(md) => {
-                    use std::os::unix::fs::FileTypeExt;
-                    let ft = md.file_type();
-                    if kind == BackingKind::Block && !ft.is_block_device() {
-                        return Err(VdsError::invalid_arg(
-                            "backing.path",
-                            format!("{p} is not a block device"),
-                        ));
-                    }
-                    if kind == BackingKind::File && !ft.is_file() {
-                        return Err(VdsError::invalid_arg(
-                            "backing.path",
-                            format!("{p} is not a regular file"),
-                        ));
-                    }
-                }
-                Err(e) if kind == BackingKind::File && e.kind() == std::io::ErrorKind::NotFound => {
-                    let parent = path.parent().filter(|d| d.is_dir());
-                    if parent.is_none() {
-                        return Err(VdsError::io(format!("backing.path {p}: the directory"), &e));
-                    }
-                }
-                Err(e) => return Err(VdsError::io(format!("backing.path {p}"), &e)),
-            }
-            Ok(Some(p.clone()))
-        }
+        (kind, Some(p)) => crate::backing::judge(p, kind, size_bytes, data_dir).map(Some),
     }
 }
 
@@ -2340,41 +2396,19 @@ fn allocate(path: &str, offset: u64, len: u64) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Zeroes the first and last MiB of a device or file that is being reused.
-fn zero_ends(path: &str) -> std::io::Result<()> {
-    use std::io::{Seek, SeekFrom};
-    use std::os::unix::fs::FileExt;
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)?;
-    let size = f.seek(SeekFrom::End(0))?;
-    let zeros = vec![0u8; ZERO_LEN.min(size) as usize];
-    f.write_all_at(&zeros, 0)?;
-    let tail = size.saturating_sub(ZERO_LEN);
-    f.write_all_at(&zeros[..(size - tail) as usize], tail)?;
-    f.sync_all()
-}
-
-/// Frees a deleted LUN's storage: vds's own file is removed; a device or a file the operator
-/// gave gets its first and last MiB zeroed so the space is reusable. A file's atomic-write
-/// journal is removed either way.
+/// Frees a deleted LUN's storage: vds's own file is removed; a file or device the operator
+/// gave (adopted, SEMANTICS §12) is left exactly as it is. A file's atomic-write journal is
+/// vds's own and removed either way.
 fn free_storage(e: &LunEntry) {
     let lun = &e.rec.lun;
     let Some(path) = &lun.backing.path else {
         return;
     };
-    let r = if e.rec.owns_file {
-        std::fs::remove_file(path)
-    } else if e.filtered.is_some() {
-        zero_ends(path)
-    } else {
-        Ok(())
-    };
-    if let Err(err) = r {
-        tracing::warn!(lun = %lun.id, path, error = %err, "could not free the LUN's storage");
+    if e.rec.owns_file {
+        if let Err(err) = std::fs::remove_file(path) {
+            tracing::warn!(lun = %lun.id, path, error = %err, "could not free the LUN's storage");
+        }
     }
-    // The atomic-write journal beside a file (`<file>.atomic`) is vds's own in every case.
     if lun.backing.kind == BackingKind::File {
         if let Err(err) = vds_backstore::journal::remove_journal(std::path::Path::new(path)) {
             tracing::warn!(lun = %lun.id, path, error = %err, "could not remove the atomic-write journal");

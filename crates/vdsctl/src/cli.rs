@@ -25,6 +25,10 @@ pub struct Cli {
         global = true
     )]
     pub api: String,
+    /// Bearer token of the API (else VDS_TOKEN, else the file api-token in VDS_DATA_DIR or
+    /// ./vds-data, which vdsd writes on first start).
+    #[arg(long, global = true)]
+    pub token: Option<String>,
     /// Print the API's JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,

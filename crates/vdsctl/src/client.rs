@@ -1,8 +1,9 @@
 //! The HTTP client: one blocking call per request (ureq), error bodies turned into [`CliError`].
 //!
 //! Transport failures (refused, DNS, timeout) are `Unreachable`; a non-2xx answer with the API's
-//! error body is a `Provider` error; anything else that answers is a `Protocol` error. A bearer
-//! token is sent when `VDS_TOKEN` is set (the API requires one off loopback).
+//! error body is a `Provider` error; anything else that answers is a `Protocol` error. The bearer
+//! token (`token`: `--token`, `VDS_TOKEN` or the daemon's `api-token` file) goes with every
+//! request.
 
 use std::io::Read;
 use std::time::Duration;

@@ -8,6 +8,7 @@ mod events;
 mod render;
 mod resolve;
 mod size;
+mod token;
 
 use clap::Parser;
 
@@ -17,7 +18,19 @@ fn main() {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
-    let token = std::env::var("VDS_TOKEN").ok();
+    let env_token = std::env::var("VDS_TOKEN").ok();
+    let env_dir = std::env::var_os("VDS_DATA_DIR").map(std::path::PathBuf::from);
+    let token = match token::find(
+        cli.token.as_deref(),
+        env_token.as_deref(),
+        env_dir.as_deref(),
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(e.exit_code());
+        }
+    };
     let ctx = commands::Ctx {
         client: client::Client::new(&cli.api, token),
         json: cli.json,

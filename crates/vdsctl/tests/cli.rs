@@ -55,8 +55,11 @@ impl Drop for Server {
     }
 }
 
+/// The token of the servers most tests use (vdsctl gets it through `VDS_TOKEN`).
+const TOKEN: &str = "cli-test-token-0123456789";
+
 fn server() -> Server {
-    server_with(vds_api::Auth::None)
+    server_with(vds_api::Auth::Bearer(TOKEN.into()))
 }
 
 fn server_with(auth: vds_api::Auth) -> Server {
@@ -86,6 +89,9 @@ fn server_with(auth: vds_api::Auth) -> Server {
                 provider,
                 vds_api::ApiConfig {
                     auth,
+                    listen: Some(SocketAddr::from(([127, 0, 0, 1], api_port))),
+                    hosts: Vec::new(),
+                    metrics_public: false,
                     shutdown: Some(rx.clone()),
                 },
             );
@@ -108,12 +114,20 @@ fn server_with(auth: vds_api::Auth) -> Server {
 }
 
 fn vdsctl(api: &str, args: &[&str]) -> Output {
-    vdsctl_token(api, None, args)
+    vdsctl_token(api, Some(TOKEN), args)
 }
 
+/// `vdsctl` with `VDS_TOKEN` set to `token` (or unset), no `VDS_DATA_DIR`, run in an empty
+/// directory (so no `./vds-data/api-token` is found by accident).
 fn vdsctl_token(api: &str, token: Option<&str>, args: &[&str]) -> Output {
+    let cwd = tempfile::tempdir().unwrap();
     let mut c = Command::new(env!("CARGO_BIN_EXE_vdsctl"));
-    c.arg("--api").arg(api).args(args).env_remove("VDS_TOKEN");
+    c.arg("--api")
+        .arg(api)
+        .args(args)
+        .current_dir(cwd.path())
+        .env_remove("VDS_TOKEN")
+        .env_remove("VDS_DATA_DIR");
     if let Some(t) = token {
         c.env("VDS_TOKEN", t);
     }
@@ -366,15 +380,49 @@ fn targets_portals_and_portal_groups_by_name() {
     ok(api, &["drive", "list"]);
 }
 
+/// SEMANTICS §11: vdsctl takes `--token`, then `VDS_TOKEN`, then the file `api-token` in
+/// `VDS_DATA_DIR` or `./vds-data`; without any, the API answers 401 E_ACCESSDENIED (exit 1).
 #[test]
-fn bearer_token_comes_from_vds_token() {
-    let s = server_with(vds_api::Auth::Bearer("open-sesame-1".into()));
+fn bearer_token_comes_from_flag_env_or_data_dir_file() {
+    const GOOD: &str = "open-sesame-0123456789";
+    let s = server_with(vds_api::Auth::Bearer(GOOD.into()));
     let api = s.url.as_str();
-    assert_eq!(provider_error(api, &["provider", "show"]), "E_ACCESSDENIED");
-    let o = vdsctl_token(api, Some("wrong"), &["provider", "show"]);
+    let show = ["provider", "show"];
+    let o = vdsctl_token(api, None, &show);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let o = vdsctl_token(api, Some("open-sesame-1"), &["provider", "show"]);
+    assert!(stderr(&o).contains("E_ACCESSDENIED (0x80070005)"), "{}", stderr(&o));
+    let o = vdsctl_token(api, Some("wrong"), &show);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    // VDS_TOKEN.
+    let o = vdsctl_token(api, Some(GOOD), &show);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // --token wins over a wrong VDS_TOKEN.
+    let o = vdsctl_token(api, Some("wrong"), &["--token", GOOD, "provider", "show"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = vdsctl_token(api, Some(GOOD), &["--token", "wrong", "provider", "show"]);
+    assert_eq!(o.status.code(), Some(1), "--token comes first: {}", stderr(&o));
+    // The file in VDS_DATA_DIR, then ./vds-data.
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("api-token"), format!("{GOOD}\n")).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_vdsctl"))
+        .args(["--api", api, "provider", "show"])
+        .env_remove("VDS_TOKEN")
+        .env("VDS_DATA_DIR", data.path())
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "VDS_DATA_DIR: {}", stderr(&o));
+    let cwd = tempfile::tempdir().unwrap();
+    std::fs::create_dir(cwd.path().join("vds-data")).unwrap();
+    std::fs::write(cwd.path().join("vds-data/api-token"), GOOD).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_vdsctl"))
+        .args(["--api", api, "provider", "show"])
+        .env_remove("VDS_TOKEN")
+        .env_remove("VDS_DATA_DIR")
+        .current_dir(cwd.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "./vds-data: {}", stderr(&o));
 }
 
 #[test]
@@ -385,7 +433,7 @@ fn events_prints_one_line_per_event() {
     let s = server();
     let api = s.url.clone();
     let mut child = Command::new(env!("CARGO_BIN_EXE_vdsctl"))
-        .args(["--api", &api, "--json", "events"])
+        .args(["--api", &api, "--token", TOKEN, "--json", "events"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

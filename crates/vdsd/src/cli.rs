@@ -23,7 +23,8 @@ pub struct Args {
     pub portals: Vec<SocketAddr>,
 
     /// Optional configuration file (key = value lines: logout_timeout_secs,
-    /// portal_status_settable, api_token, max_sessions_per_target, ...).
+    /// portal_status_settable, api_token, api_hosts, metrics_public, max_sessions_per_target,
+    /// ...).
     #[arg(long)]
     pub config: Option<PathBuf>,
 
@@ -34,6 +35,11 @@ pub struct Args {
     /// Accept fault filters (delay, error) on backing stores.
     #[arg(long)]
     pub enable_fault_injection: bool,
+
+    /// Serve the API without the bearer token (development only). Refused unless the API is
+    /// bound to a loopback address; warns once a minute while requests are served so.
+    #[arg(long)]
+    pub insecure_loopback_api: bool,
 }
 
 impl Args {
@@ -61,6 +67,7 @@ mod tests {
             vec!["127.0.0.1:3260".parse().unwrap()]
         );
         assert!(!a.enable_fault_injection);
+        assert!(!a.insecure_loopback_api, "authentication is on by default");
     }
 
     #[test]

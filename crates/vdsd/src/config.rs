@@ -1,5 +1,7 @@
 //! The optional `--config FILE`: `key = value` lines, `#` comments. Unknown keys and bad values
-//! are errors that name the line, so a typo never silently changes behaviour.
+//! are errors that name the line, so a typo never silently changes behaviour. An error names
+//! the line number and the key, never the value or the line: the line may hold a secret
+//! (`api_token`), and errors go to logs.
 
 use std::path::Path;
 use std::time::Duration;
@@ -11,8 +13,13 @@ pub struct DaemonConfig {
     pub logout_timeout: Duration,
     /// `false` reproduces the documented "not supported" provider for portal SetStatus.
     pub portal_status_settable: bool,
-    /// Bearer token the API requires when bound to a non-loopback address.
+    /// Bearer token the API requires (absent: the one in `<data-dir>/api-token`).
     pub api_token: Option<String>,
+    /// Host names, besides the API's address and `localhost`, that clients may put in the
+    /// `Host` header (a reverse proxy's name).
+    pub api_hosts: Vec<String>,
+    /// `GET /metrics` without the bearer token.
+    pub metrics_public: bool,
     /// Data-path limits (`None`: the `vds_target::Limits` default).
     pub max_sessions_per_target: Option<usize>,
     pub max_connections_per_portal: Option<usize>,
@@ -42,6 +49,8 @@ impl Default for DaemonConfig {
             logout_timeout: Duration::from_secs(2),
             portal_status_settable: true,
             api_token: None,
+            api_hosts: Vec::new(),
+            metrics_public: false,
             max_sessions_per_target: None,
             max_connections_per_portal: None,
             login_timeout: None,
@@ -70,11 +79,37 @@ where
         .filter(|x| range.contains(x))
         .ok_or_else(|| {
             format!(
-                "line {n}: {k} must be {}..={}, found {v:?}",
+                "line {n}: {k} must be an integer in {}..={}",
                 range.start(),
                 range.end()
             )
         })
+}
+
+/// A key as an error may show it (a line pasted by mistake could be long).
+fn shorten(k: &str) -> String {
+    k.chars().take(40).collect()
+}
+
+/// `api_hosts = a.example, b.example`: DNS names (letters, digits, `-`, `.`).
+fn parse_hosts(n: usize, v: &str) -> Result<Vec<String>, String> {
+    let names: Vec<String> = v
+        .split(|c: char| c == ',' || c.is_ascii_whitespace())
+        .filter(|h| !h.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    let valid = |h: &String| {
+        h.len() <= 253
+            && h
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    };
+    if names.is_empty() || !names.iter().all(valid) {
+        return Err(format!(
+            "line {n}: api_hosts must be a comma-separated list of host names"
+        ));
+    }
+    Ok(names)
 }
 
 fn parse_bool(v: &str) -> Option<bool> {
@@ -96,7 +131,7 @@ impl DaemonConfig {
             }
             let (k, v) = line
                 .split_once('=')
-                .ok_or_else(|| format!("line {n}: expected `key = value`, found {line:?}"))?;
+                .ok_or_else(|| format!("line {n}: expected `key = value`"))?;
             let (k, v) = (k.trim(), v.trim());
             match k {
                 "logout_timeout_secs" => {
@@ -105,24 +140,28 @@ impl DaemonConfig {
                         .ok()
                         .filter(|s| (1..=3600).contains(s))
                         .ok_or_else(|| {
-                            format!("line {n}: logout_timeout_secs must be 1..=3600, found {v:?}")
+                            format!("line {n}: logout_timeout_secs must be an integer in 1..=3600")
                         })?;
                     c.logout_timeout = Duration::from_secs(s);
                 }
                 "portal_status_settable" => {
                     c.portal_status_settable = parse_bool(v).ok_or_else(|| {
-                        format!(
-                            "line {n}: portal_status_settable must be true or false, found {v:?}"
-                        )
+                        format!("line {n}: portal_status_settable must be true or false")
                     })?;
                 }
                 "api_token" => {
-                    if v.len() < 16 {
+                    if v.len() < 16 || !v.bytes().all(|b| b.is_ascii_graphic()) {
                         return Err(format!(
-                            "line {n}: api_token must be at least 16 characters"
+                            "line {n}: api_token must be at least 16 printable characters \
+                             without spaces"
                         ));
                     }
                     c.api_token = Some(v.to_string());
+                }
+                "api_hosts" => c.api_hosts = parse_hosts(n, v)?,
+                "metrics_public" => {
+                    c.metrics_public = parse_bool(v)
+                        .ok_or_else(|| format!("line {n}: metrics_public must be true or false"))?;
                 }
                 "max_sessions_per_target" => {
                     c.max_sessions_per_target = Some(parse_in(n, k, v, 1..=65_535)?);
@@ -157,7 +196,7 @@ impl DaemonConfig {
                 "api_body_limit_bytes" => c.api_body_limit = parse_in(n, k, v, 1024..=1 << 30)?,
                 "api_rate_limit_per_sec" => c.api_rate_limit = parse_in(n, k, v, 0..=1_000_000)?,
                 "api_rate_burst" => c.api_rate_burst = parse_in(n, k, v, 1..=1_000_000)?,
-                other => return Err(format!("line {n}: unknown key {other:?}")),
+                other => return Err(format!("line {n}: unknown key {:?}", shorten(other))),
             }
         }
         if let (Some(f), Some(m)) = (c.first_burst_length, c.max_burst_length) {

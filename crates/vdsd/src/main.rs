@@ -4,6 +4,7 @@
 
 mod cli;
 mod config;
+mod token;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -33,8 +34,13 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
         Some(p) => config::DaemonConfig::load(p).map_err(anyhow::Error::msg)?,
         None => config::DaemonConfig::default(),
     };
-    let api_cfg = vds_api::ApiConfig::for_listen_addr(args.api, daemon_cfg.api_token.clone())
-        .map_err(anyhow::Error::msg)?;
+    if args.insecure_loopback_api && !args.api.ip().is_loopback() {
+        anyhow::bail!(
+            "--insecure-loopback-api: the API address {} is not a loopback address; \
+             refusing to serve it without authentication",
+            args.api
+        );
+    }
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -61,10 +67,20 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("cannot open the provider: {e}"))?,
     );
 
-    print_banner(&provider, &args);
+    // After the provider made the data dir (with its permissions).
+    let token = match &daemon_cfg.api_token {
+        Some(t) => t.clone(),
+        None => token::load_or_create(&args.data_dir).map_err(anyhow::Error::msg)?,
+    };
+    let mut api_cfg =
+        vds_api::ApiConfig::for_listen_addr(args.api, Some(token), args.insecure_loopback_api)
+            .map_err(anyhow::Error::msg)?;
+    api_cfg.hosts = daemon_cfg.api_hosts.clone();
+    api_cfg.metrics_public = daemon_cfg.metrics_public;
+
+    print_banner(&provider, &args, daemon_cfg.api_token.is_some());
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut api_cfg = api_cfg;
     api_cfg.shutdown = Some(stop_rx);
     let router = vds_api::with_limits(
         vds_api::router(provider.clone(), api_cfg),
@@ -107,7 +123,7 @@ async fn wait_for_signal() {
 }
 
 /// Prints what the array serves; readiness is signalled by this output (INTERFACE.md).
-fn print_banner(provider: &Provider, args: &cli::Args) {
+fn print_banner(provider: &Provider, args: &cli::Args, token_in_config: bool) {
     let targets = match provider.apply(Command::ListTargets { subsystem: None }) {
         Ok(Outcome::Targets(t)) => t,
         _ => Vec::new(),
@@ -144,5 +160,16 @@ fn print_banner(provider: &Provider, args: &cli::Args) {
         }
     }
     println!("vdsd: api http://{}/v1", args.api);
+    if args.insecure_loopback_api {
+        println!("vdsd: WARNING: the API needs no token (--insecure-loopback-api): any local process can manage this array");
+        tracing::warn!("the management API runs without authentication (--insecure-loopback-api)");
+    } else if token_in_config {
+        println!("vdsd: api token: api_token of the config file");
+    } else {
+        println!(
+            "vdsd: api token in {}",
+            args.data_dir.join(token::TOKEN_FILE).display()
+        );
+    }
     println!("vdsd: ready");
 }

@@ -98,10 +98,11 @@ fn http_bad_input_names_the_field_and_changes_nothing() {
     let (s, v) = d.call("GET", "/v1/luns/not-a-uuid", None);
     assert_error(&(s, v.clone()), 400, "0x80070057", "E_INVALIDARG");
     // Malformed JSON and an oversized body, sent raw.
+    let hdr = d.raw_headers();
     let resp = raw_http(
         d.api,
         &format!(
-            "POST /v1/luns/{lun}/status HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+            "POST /v1/luns/{lun}/status HTTP/1.1\r\n{hdr}\r\nContent-Type: application/json\r\n\
              Content-Length: 5\r\nConnection: close\r\n\r\n{{abc}}"
         ),
     );
@@ -114,7 +115,7 @@ fn http_bad_input_names_the_field_and_changes_nothing() {
     let resp = raw_http(
         d.api,
         &format!(
-            "POST /v1/subsystems/{sub}/luns HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+            "POST /v1/subsystems/{sub}/luns HTTP/1.1\r\n{hdr}\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\nConnection: close\r\n\r\n{{\"size_bytes\": 1",
             2 << 20
         ),
@@ -257,6 +258,7 @@ fn http_provider_openapi_and_metrics() {
         assert!(api["paths"][path].is_object(), "openapi lists {path}");
     }
     let m = ureq::get(&d.url("/metrics"))
+        .set("Authorization", &d.bearer())
         .call()
         .expect("metrics")
         .into_string()
@@ -300,6 +302,7 @@ fn read_response(s: &mut std::net::TcpStream) -> std::io::Result<String> {
 fn http_keep_alive_survives_a_late_body_on_a_bodyless_endpoint() {
     use std::io::Write;
     let d = Daemon::start(89, Opts::default());
+    let hdr = d.raw_headers();
     let mut s = std::net::TcpStream::connect(d.api).expect("connect");
     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .expect("timeout");
@@ -313,7 +316,7 @@ fn http_keep_alive_survives_a_late_body_on_a_bodyless_endpoint() {
     {
         write!(
             s,
-            "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n"
+            "POST {path} HTTP/1.1\r\n{hdr}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n"
         )
         .expect("headers");
         s.flush().expect("flush");

@@ -333,12 +333,13 @@ fn lun_offline_drains_in_flight_commands_and_flushes() {
     });
     std::thread::sleep(Duration::from_millis(300));
     let t0 = Instant::now();
-    let api = d.api;
+    let (api, bearer) = (d.api, d.bearer());
     let lun2 = lun.clone();
     let setter = std::thread::spawn(move || {
         let agent = ureq::agent();
         let r = agent
             .post(&format!("http://{api}/v1/luns/{lun2}/status"))
+            .set("Authorization", &bearer)
             .send_json(json!({"status": "offline"}));
         (r.map(|r| r.status()).unwrap_or(0), Instant::now())
     });
@@ -396,11 +397,12 @@ fn lun_slow_flush_makes_concurrent_calls_busy() {
         200,
     );
     let ev = d.events();
-    let (api, id) = (d.api, lun.clone());
+    let (api, id, bearer) = (d.api, lun.clone(), d.bearer());
     let first = std::thread::spawn(move || {
         let t = Instant::now();
         let r = ureq::agent()
             .post(&format!("http://{api}/v1/luns/{id}/status"))
+            .set("Authorization", &bearer)
             .send_json(json!({"status": "offline"}));
         let body: serde_json::Value = match r {
             Ok(r) => r.into_json().expect("json"),

@@ -21,11 +21,12 @@ fn set_status_async(
     id: &str,
     status: &str,
 ) -> std::thread::JoinHandle<(u16, Value, Duration)> {
-    let (api, id, status) = (d.api, id.to_string(), status.to_string());
+    let (api, id, status, bearer) = (d.api, id.to_string(), status.to_string(), d.bearer());
     std::thread::spawn(move || {
         let t = Instant::now();
         let r = ureq::agent()
             .post(&format!("http://{api}/v1/portals/{id}/status"))
+            .set("Authorization", &bearer)
             .send_json(json!({ "status": status }));
         let (s, v) = match r {
             Ok(r) => (r.status(), r.into_json().unwrap_or(Value::Null)),

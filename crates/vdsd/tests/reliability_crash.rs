@@ -544,7 +544,10 @@ fn change(
 
 impl Daemon {
     fn try_call(&self, method: &str, path: &str, body: Option<Value>) -> Option<(u16, Value)> {
-        let req = self.agent.request(method, &self.url(path));
+        let req = self
+            .agent
+            .request(method, &self.url(path))
+            .set("Authorization", &self.bearer());
         let res = match body {
             Some(b) => req.send_json(b),
             None => req.call(),

@@ -232,10 +232,14 @@ fn api_body_size_and_request_rate_limits_refuse_cleanly() {
     let (mut ok, mut refused) = (0, 0);
     for i in 0..60 {
         let r = if i % 2 == 0 {
-            agent.get(&d.url("/v1/provider")).call()
+            agent
+                .get(&d.url("/v1/provider"))
+                .set("Authorization", &d.bearer())
+                .call()
         } else {
             agent
                 .post(&d.url(&format!("/v1/subsystems/{ss}/luns?wait=true")))
+                .set("Authorization", &d.bearer())
                 .send_json(json!({"size_bytes": 1 << 20, "friendly_name": format!("r{i}")}))
         };
         match r {

@@ -2,8 +2,9 @@
 //! a wrong or replayed response refused with 0x0201, every challenge fresh), secrets never in
 //! an API answer, the metrics, the event stream or the daemon's log (at debug level), discovery
 //! through a portal showing only what that portal serves, unmasking enforced on every command
-//! (also after a mask change under a logged-in session), the API refusing a non-loopback
-//! address without a token, and the data dir, store and LUN files private even under umask 0.
+//! (also after a mask change under a logged-in session), the API refusing to run without a
+//! token off loopback (`--insecure-loopback-api`), and the data dir, store, API token and LUN
+//! files private even under umask 0.
 //! Ports: API 47120-47129, portals 47020-47029 (127.0.0.1-3).
 
 mod reliability_common;
@@ -149,13 +150,14 @@ fn chap_is_enforced_exactly_and_secrets_never_leave_the_daemon() {
     let tid = t["id"].as_str().unwrap();
     let events = std::thread::spawn({
         let url = d.url("/v1/events");
+        let bearer = d.bearer();
         move || {
             // Whatever the event stream carries in the next seconds.
             let agent = ureq::AgentBuilder::new()
                 .timeout_read(Duration::from_secs(4))
                 .build();
             let mut out = String::new();
-            if let Ok(r) = agent.get(&url).call() {
+            if let Ok(r) = agent.get(&url).set("Authorization", &bearer).call() {
                 let _ = r.into_reader().take(1 << 20).read_to_string(&mut out);
             }
             out
@@ -233,11 +235,13 @@ fn chap_is_enforced_exactly_and_secrets_never_leave_the_daemon() {
         .unwrap(),
         serde_json::to_string(&d.ok("GET", "/v1/jobs", None)).unwrap(),
         ureq::get(&d.url("/metrics"))
+            .set("Authorization", &d.bearer())
             .call()
             .unwrap()
             .into_string()
             .unwrap(),
         ureq::get(&d.url("/v1/openapi.json"))
+            .set("Authorization", &d.bearer())
             .call()
             .unwrap()
             .into_string()
@@ -436,21 +440,22 @@ fn unmasking_is_enforced_on_every_command_even_after_a_change() {
 
 #[test]
 fn api_off_loopback_needs_a_token_and_files_are_private_under_umask_0() {
-    // Non-loopback without a token: refused before anything is bound or created.
+    // No token off loopback: refused before anything is bound or created.
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_vdsd"))
         .arg("--data-dir")
         .arg(&data)
         .args(["--api", "0.0.0.0:47123", "--portal", "127.0.0.1:47023"])
+        .arg("--insecure-loopback-api")
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("token"), "{err}");
+    assert!(err.contains("not a loopback address"), "{err}");
     assert!(!data.exists(), "nothing is created when the API is refused");
 
-    // Loopback: no token needed. Files are private whatever the umask.
+    // Files (the API token among them) are private whatever the umask.
     let o = Opts::new(&data, 47124, 47024);
     let mut cmd_umask = o.clone();
     cmd_umask.log_level = "info".into();

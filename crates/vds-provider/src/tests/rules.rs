@@ -780,6 +780,7 @@ fn bad_lun_create_arguments_name_the_field_and_change_nothing() {
                     kind: BackingKind::File,
                     path: Some("relative.img".into()),
                     filters: vec![],
+                    wipe: false,
                 })
             }),
             Hresult::E_INVALIDARG,
@@ -791,6 +792,7 @@ fn bad_lun_create_arguments_name_the_field_and_change_nothing() {
                     kind: BackingKind::Block,
                     path: None,
                     filters: vec![],
+                    wipe: false,
                 })
             }),
             Hresult::E_INVALIDARG,
@@ -802,6 +804,7 @@ fn bad_lun_create_arguments_name_the_field_and_change_nothing() {
                     kind: BackingKind::Block,
                     path: Some("/etc/hostname".into()),
                     filters: vec![],
+                    wipe: false,
                 })
             }),
             Hresult::E_INVALIDARG,
@@ -813,6 +816,7 @@ fn bad_lun_create_arguments_name_the_field_and_change_nothing() {
                     kind: BackingKind::Memory,
                     path: Some("/x".into()),
                     filters: vec![],
+                    wipe: false,
                 })
             }),
             Hresult::E_INVALIDARG,
@@ -828,6 +832,7 @@ fn bad_lun_create_arguments_name_the_field_and_change_nothing() {
                         write_ms: 1,
                         flush_ms: 1,
                     }],
+                    wipe: false,
                 })
             }),
             Hresult::VDS_E_NOT_SUPPORTED,
@@ -869,6 +874,7 @@ fn lun_create_on_memory_and_existing_file_zeroes_reused_storage() {
             kind: BackingKind::Memory,
             path: None,
             filters: vec![],
+            wipe: false,
         });
         a.targets = Some(vec![t]);
         a.unmasking_list = Some("iqn.2001-04.com.a:x;IQN.2001-04.COM.A:X".into());
@@ -889,6 +895,7 @@ fn lun_create_on_memory_and_existing_file_zeroes_reused_storage() {
             kind: BackingKind::File,
             path: Some(path.display().to_string()),
             filters: vec![],
+            wipe: false,
         });
     });
     let data = std::fs::read(&path).unwrap();
@@ -910,6 +917,7 @@ fn lun_create_on_memory_and_existing_file_zeroes_reused_storage() {
             kind: BackingKind::File,
             path: Some(path.display().to_string()),
             filters: vec![],
+            wipe: false,
         }),
     }));
     assert_eq!(e.hresult, Hresult::VDS_E_DEVICE_IN_USE);
@@ -1404,6 +1412,7 @@ fn extended_copy_reaches_another_lun_the_provider_created() {
         kind: BackingKind::Memory,
         path: None,
         filters: vec![],
+        wipe: false,
     };
     let a = f.create_lun(|x| x.backing = Some(memory()));
     let b = f.create_lun(|x| x.backing = Some(memory()));

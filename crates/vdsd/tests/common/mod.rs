@@ -40,6 +40,9 @@ pub struct Opts {
 pub struct Daemon {
     pub slot: u16,
     pub api: SocketAddr,
+    /// The API's bearer token (the config's `api_token`, else `<data-dir>/api-token`), read
+    /// once the daemon is ready; every call of this harness sends it.
+    pub token: String,
     pub portals: Vec<SocketAddr>,
     pub opts: Opts,
     child: Option<Child>,
@@ -82,6 +85,7 @@ impl Daemon {
         let mut d = Daemon {
             slot,
             api,
+            token: String::new(),
             portals,
             opts,
             child: None,
@@ -168,7 +172,10 @@ impl Daemon {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
-                Ok(line) if line == "vdsd: ready" => break,
+                Ok(line) if line == "vdsd: ready" => {
+                    self.token = api_token(&self.data_dir(), self.opts.config.as_deref());
+                    break;
+                }
                 Ok(line) => seen.push(line),
                 Err(_) => {
                     let status = self
@@ -238,7 +245,10 @@ impl Daemon {
         path: &str,
         body: Option<&Value>,
     ) -> (u16, Value, Option<String>) {
-        let req = self.agent.request(method, &self.url(path));
+        let req = self
+            .agent
+            .request(method, &self.url(path))
+            .set("Authorization", &self.bearer());
         let res = match body {
             Some(b) => req.send_json(b.clone()),
             None => req.call(),
@@ -374,13 +384,28 @@ impl Daemon {
         }
     }
 
-    /// Subscribes to `GET /v1/events`; events raised after this returns are all seen.
-    pub fn events(&self) -> Events {
-        Events::open(self.api)
+    /// The value of the `Authorization` header.
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.token)
     }
 
-    /// Runs `vdsctl --api <this daemon> args...` (bounded).
+    /// The `Host` and `Authorization` header lines of a raw request (no CRLF at the end).
+    pub fn raw_headers(&self) -> String {
+        format!("Host: {}\r\nAuthorization: {}", self.api, self.bearer())
+    }
+
+    /// Subscribes to `GET /v1/events`; events raised after this returns are all seen.
+    pub fn events(&self) -> Events {
+        Events::open(self.api, &self.token)
+    }
+
+    /// Runs `vdsctl --api <this daemon> --token <token> args...` (bounded).
     pub fn vdsctl(&self, args: &[&str]) -> Output {
+        self.vdsctl_no_token(&["--token", &self.token].into_iter().chain(args.iter().copied()).collect::<Vec<_>>())
+    }
+
+    /// Runs `vdsctl --api <this daemon> args...` without giving it the token (bounded).
+    pub fn vdsctl_no_token(&self, args: &[&str]) -> Output {
         let mut all = vec!["--api".to_string(), self.api_base()];
         all.extend(args.iter().map(|s| s.to_string()));
         run_limited(&vdsctl_path(), &all, Duration::from_secs(60))
@@ -409,6 +434,24 @@ impl Drop for Daemon {
     }
 }
 
+/// The bearer token a daemon on `data_dir` started with `config` uses: the config's
+/// `api_token`, else the one it wrote to `<data_dir>/api-token`.
+pub fn api_token(data_dir: &Path, config: Option<&str>) -> String {
+    let from_config = config.and_then(|c| {
+        c.lines().find_map(|l| {
+            let (k, v) = l.split('#').next()?.split_once('=')?;
+            (k.trim() == "api_token").then(|| v.trim().to_string())
+        })
+    });
+    from_config.unwrap_or_else(|| {
+        let p = data_dir.join("api-token");
+        std::fs::read_to_string(&p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .trim()
+            .to_string()
+    })
+}
+
 /// Asserts the body of an error answer: HTTP status, HRESULT hex and name.
 pub fn assert_error(got: &(u16, Value), http: u16, hresult: &str, name: &str) {
     let (s, v) = got;
@@ -431,12 +474,13 @@ pub struct Events {
 }
 
 impl Events {
-    fn open(api: SocketAddr) -> Events {
+    fn open(api: SocketAddr, token: &str) -> Events {
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(5))
             .build();
         let resp = agent
             .get(&format!("http://{api}/v1/events"))
+            .set("Authorization", &format!("Bearer {token}"))
             .call()
             .expect("open the event stream");
         // The handler subscribed before it answered: everything from now on is in the stream.

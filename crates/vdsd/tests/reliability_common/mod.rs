@@ -25,6 +25,9 @@ pub struct Daemon {
     pub data_dir: PathBuf,
     /// Everything the daemon wrote on stdout and stderr so far.
     pub log: Arc<Mutex<String>>,
+    /// The API's bearer token (config `api_token`, else `<data-dir>/api-token`); every call
+    /// of this harness sends it.
+    pub token: String,
     /// One HTTP client with keep-alive: thousands of short connections would fill the
     /// ephemeral port range (where the test ports live) with TIME_WAIT sockets.
     pub agent: ureq::Agent,
@@ -40,6 +43,8 @@ pub struct Opts {
     pub config: Option<String>,
     pub extra_portals: Vec<SocketAddr>,
     pub log_level: String,
+    /// Further `vdsd` flags (e.g. `--insecure-loopback-api`).
+    pub extra_args: Vec<String>,
 }
 
 impl Opts {
@@ -52,8 +57,27 @@ impl Opts {
             config: None,
             extra_portals: Vec::new(),
             log_level: "info".into(),
+            extra_args: Vec::new(),
         }
     }
+}
+
+/// The bearer token a daemon on `data_dir` started with `config` uses: the config's
+/// `api_token`, else the one it wrote to `<data_dir>/api-token`.
+pub fn api_token(data_dir: &Path, config: Option<&str>) -> String {
+    let from_config = config.and_then(|c| {
+        c.lines().find_map(|l| {
+            let (k, v) = l.split('#').next()?.split_once('=')?;
+            (k.trim() == "api_token").then(|| v.trim().to_string())
+        })
+    });
+    from_config.unwrap_or_else(|| {
+        let p = data_dir.join("api-token");
+        std::fs::read_to_string(&p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .trim()
+            .to_string()
+    })
 }
 
 fn pump(
@@ -125,6 +149,7 @@ impl Daemon {
         if o.fault_injection {
             cmd.arg("--enable-fault-injection");
         }
+        cmd.args(&o.extra_args);
         if let Some(text) = &o.config {
             let path = o.data_dir.with_extension("conf");
             std::fs::write(&path, text).expect("write config");
@@ -162,12 +187,14 @@ impl Daemon {
             let _ = child.wait();
             return Err(format!("Address already in use: {l}"));
         }
+        let token = api_token(&o.data_dir, o.config.as_deref());
         Ok(Daemon {
             child: Some(child),
             api,
             portal,
             data_dir: o.data_dir.clone(),
             log,
+            token,
             agent: ureq::AgentBuilder::new()
                 .timeout(Duration::from_secs(60))
                 .build(),
@@ -228,13 +255,21 @@ impl Daemon {
         self.log.lock().unwrap().clone()
     }
 
+    /// The value of the `Authorization` header.
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.token)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.api, path)
     }
 
     /// One API call: (HTTP status, JSON body or Null). Transport failures panic.
     pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let req = self.agent.request(method, &self.url(path));
+        let req = self
+            .agent
+            .request(method, &self.url(path))
+            .set("Authorization", &self.bearer());
         let res = match body {
             Some(b) => req.send_json(b),
             None => req.call(),
