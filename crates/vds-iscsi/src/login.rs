@@ -822,8 +822,14 @@ MaxOutstandingR2T=4\0ErrorRecoveryLevel=2\0X-com.example=1\0DefaultTime2Wait=0\0
     #[test]
     fn failures_carry_the_right_status() {
         let cases: &[(&[u8], LoginStatus)] = &[
-            (b"TargetName=iqn.2026-01.test:t\0", LoginStatus::MISSING_PARAMETER),
-            (b"InitiatorName=iqn.2026-01.test:i\0", LoginStatus::MISSING_PARAMETER),
+            (
+                b"TargetName=iqn.2026-01.test:t\0",
+                LoginStatus::MISSING_PARAMETER,
+            ),
+            (
+                b"InitiatorName=iqn.2026-01.test:i\0",
+                LoginStatus::MISSING_PARAMETER,
+            ),
             (
                 b"InitiatorName=iqn.2026-01.test:i\0TargetName=iqn.2026-01.test:nope\0",
                 LoginStatus::TARGET_NOT_FOUND,
@@ -947,37 +953,40 @@ MaxOutstandingR2T=4\0ErrorRecoveryLevel=2\0X-com.example=1\0DefaultTime2Wait=0\0
             default_secret: Some(b"target-wide-1".to_vec()),
             ..own.clone()
         };
-        let ok = |step: LoginStep| matches!(step, LoginStep::Continue(p) if resp(&p).transit);
-        let refused =
-            |step: LoginStep| matches!(step, LoginStep::Fail(_, LoginStatus::AUTHENTICATION_FAILURE));
-        for chap in [&own, &with_default] {
+        // (initiator, CHAP_N, secret proved, logged in with `own`, with `with_default`)
+        let cases: &[(&str, &str, &[u8], bool, bool)] = &[
             // Each initiator with its own secret, under its own name (case-folded).
-            assert!(ok(chap_login_as(chap.clone(), A, A, b"secret-of-a-1", false)));
-            assert!(ok(chap_login_as(chap.clone(), B, B, b"secret-of-b-1", false)));
-            assert!(ok(chap_login_as(
-                chap.clone(),
-                B,
-                "IQN.2026-01.TEST:B",
-                b"secret-of-b-1",
-                false
-            )));
+            (A, A, b"secret-of-a-1", true, true),
+            (B, B, b"secret-of-b-1", true, true),
+            (B, "IQN.2026-01.TEST:B", b"secret-of-b-1", true, true),
             // A's secret cannot log in as B: not with CHAP_N = A, not with CHAP_N = B.
-            assert!(refused(chap_login_as(chap.clone(), B, A, b"secret-of-a-1", false)));
-            assert!(refused(chap_login_as(chap.clone(), B, B, b"secret-of-a-1", false)));
+            (B, A, b"secret-of-a-1", false, false),
+            (B, B, b"secret-of-a-1", false, false),
             // B's own secret under another CHAP_N is refused too.
-            assert!(refused(chap_login_as(chap.clone(), B, "user", b"secret-of-b-1", false)));
+            (B, "user", b"secret-of-b-1", false, false),
             // The target-wide secret does not authenticate an initiator with its own.
-            assert!(refused(chap_login_as(chap.clone(), B, B, b"target-wide-1", false)));
+            (B, B, b"target-wide-1", false, false),
             // An initiator without a secret of its own cannot borrow A's.
-            assert!(refused(chap_login_as(chap.clone(), C, A, b"secret-of-a-1", false)));
-            assert!(refused(chap_login_as(chap.clone(), C, C, b"secret-of-a-1", false)));
+            (C, A, b"secret-of-a-1", false, false),
+            (C, C, b"secret-of-a-1", false, false),
+            // It proves the target-wide secret, when there is one, under any CHAP_N except
+            // another initiator's name.
+            (C, "user", b"target-wide-1", false, true),
+            (C, C, b"target-wide-1", false, true),
+            (C, A, b"target-wide-1", false, false),
+        ];
+        for &(initiator, chap_n, secret, with_own, with_both) in cases {
+            for (chap, want) in [(&own, with_own), (&with_default, with_both)] {
+                let step = chap_login_as(chap.clone(), initiator, chap_n, secret, false);
+                let got = match step {
+                    LoginStep::Continue(p) if resp(&p).transit => true,
+                    LoginStep::Fail(_, LoginStatus::AUTHENTICATION_FAILURE) => false,
+                    other => panic!("{initiator} as {chap_n}: {other:?}"),
+                };
+                let case = String::from_utf8_lossy(secret);
+                assert_eq!(got, want, "{initiator} as {chap_n} with {case}, {chap:?}");
+            }
         }
-        // Without a target-wide secret, C has nothing to prove: refused.
-        assert!(refused(chap_login_as(own.clone(), C, C, b"target-wide-1", false)));
-        // With it, C logs in under any CHAP_N except another initiator's name.
-        assert!(ok(chap_login_as(with_default.clone(), C, "user", b"target-wide-1", false)));
-        assert!(ok(chap_login_as(with_default.clone(), C, C, b"target-wide-1", false)));
-        assert!(refused(chap_login_as(with_default.clone(), C, A, b"target-wide-1", false)));
         // Mutual CHAP answers with the secret remembered for the InitiatorName, and only once
         // that initiator has proved its own secret.
         let mutual = ChapSecrets {
@@ -992,11 +1001,17 @@ MaxOutstandingR2T=4\0ErrorRecoveryLevel=2\0X-com.example=1\0DefaultTime2Wait=0\0
                 let k = keys(&p);
                 let want =
                     ChapAlg::Sha256.response(77, b"target-to-b-1", &[1, 2, 3, 4, 5, 6, 7, 8]);
-                assert_eq!(text::decode_binary(val(&k, "CHAP_R").unwrap()).unwrap(), want);
+                assert_eq!(
+                    text::decode_binary(val(&k, "CHAP_R").unwrap()).unwrap(),
+                    want
+                );
             }
             other => panic!("{other:?}"),
         }
-        assert!(refused(chap_login_as(mutual, B, A, b"secret-of-a-1", true)));
+        assert!(matches!(
+            chap_login_as(mutual, B, A, b"secret-of-a-1", true),
+            LoginStep::Fail(_, LoginStatus::AUTHENTICATION_FAILURE)
+        ));
     }
 
     /// Issue 10 item 9: InitiatorName and TargetName are iSCSI names (RFC 7143 §4.2.7); a
@@ -1077,7 +1092,11 @@ MaxOutstandingR2T=4\0ErrorRecoveryLevel=2\0X-com.example=1\0DefaultTime2Wait=0\0
         };
         let shown = format!("{target:?} {target:#?}");
         assert!(!shown.contains("sekrit"), "{shown}");
-        for bytes in [&b"default-sekrit"[..], b"initiator-sekrit", b"mutual-sekrit"] {
+        for bytes in [
+            &b"default-sekrit"[..],
+            b"initiator-sekrit",
+            b"mutual-sekrit",
+        ] {
             assert!(!shown.contains(&format!("{bytes:?}")), "{shown}");
         }
         assert!(shown.contains("iqn.2026-01.test:a"), "{shown}");
@@ -1117,7 +1136,9 @@ MaxOutstandingR2T=4\0ErrorRecoveryLevel=2\0X-com.example=1\0DefaultTime2Wait=0\0
         let mut l = Login::new(TargetLimits::default());
         let mut r = req(1, 3, false);
         r.cont = true;
-        let LoginStep::Continue(p) = l.handle(&r, b"InitiatorName=iqn.2026-01.test:i\0TargetNa", &mut e) else {
+        let LoginStep::Continue(p) =
+            l.handle(&r, b"InitiatorName=iqn.2026-01.test:i\0TargetNa", &mut e)
+        else {
             panic!()
         };
         assert!(p.data.is_empty());

@@ -129,7 +129,11 @@ mod tests {
         };
         let shown = format!("{c:?} {c:#?}");
         assert!(!shown.contains("sekrit"), "{shown}");
-        for bytes in [&b"default-sekrit"[..], b"initiator-sekrit", b"mutual-sekrit"] {
+        for bytes in [
+            &b"default-sekrit"[..],
+            b"initiator-sekrit",
+            b"mutual-sekrit",
+        ] {
             assert!(!shown.contains(&format!("{bytes:?}")), "{shown}");
         }
         assert!(shown.contains("iqn.2026-01.test:a"), "{shown}");

@@ -350,5 +350,8 @@ fn secret_row_debug_hides_the_secret() {
     let shown = format!("{row:?} {row:#?}");
     assert!(!shown.contains("sekrit"), "{shown}");
     assert!(!shown.contains(&format!("{:?}", row.secret)), "{shown}");
-    assert!(shown.contains("iqn.2026-01.test:a") && shown.contains("14 bytes"), "{shown}");
+    assert!(
+        shown.contains("iqn.2026-01.test:a") && shown.contains("14 bytes"),
+        "{shown}"
+    );
 }

@@ -26,7 +26,13 @@ impl SmallFs {
         let path = dir.path().join("small");
         std::fs::create_dir(&path).unwrap();
         let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(&path)
             .status();
         assert!(
@@ -109,7 +115,11 @@ fn aptpl_reservation_on_a_full_store_fails_and_changes_nothing() {
     let (c, p) = pr_out(0x00, 0, 0xA1, 0xB2, true);
     let r = command_past_ua(&mut ini, 0, &c, &p, 0);
     assert_eq!((r.status, kcq(&r.sense)), (2, (0x04, 0x44, 0x00)));
-    assert_eq!(pr_state(&mut ini), before, "state changed by a refused command");
+    assert_eq!(
+        pr_state(&mut ini),
+        before,
+        "state changed by a refused command"
+    );
     let _ = ini.logout();
     assert!(d.alive());
 

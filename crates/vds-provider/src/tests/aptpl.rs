@@ -70,8 +70,12 @@ fn read_reservation(lu: &vds_scsi::LogicalUnit) -> Option<(u64, u8)> {
     let mut d = Vec::new();
     let c = [0x5E, 0x01, 0, 0, 0, 0, 0, 0x10, 0, 0];
     assert_eq!(run(lu, &c, &[], &mut d), ScsiStatus::Good);
-    (u32::from_be_bytes(d[4..8].try_into().unwrap()) == 16)
-        .then(|| (u64::from_be_bytes(d[8..16].try_into().unwrap()), d[21] & 0x0F))
+    (u32::from_be_bytes(d[4..8].try_into().unwrap()) == 16).then(|| {
+        (
+            u64::from_be_bytes(d[8..16].try_into().unwrap()),
+            d[21] & 0x0F,
+        )
+    })
 }
 
 /// Runs a PR OUT on another thread (it may block on the store) and hands back its outcome.
@@ -156,7 +160,12 @@ fn aptpl_change_the_store_refuses_fails_and_changes_nothing() {
     let out = done
         .recv_timeout(Duration::from_secs(60))
         .expect("the PR OUT answers (the store's busy timeout is 5 s)");
-    assert_eq!(out.status, ScsiStatus::CheckCondition, "{:?}", started.elapsed());
+    assert_eq!(
+        out.status,
+        ScsiStatus::CheckCondition,
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(kcq(&out), (0x04, 0x44, 0x00));
     db.execute_batch("ROLLBACK").unwrap();
     drop(db);

@@ -322,7 +322,10 @@ pub(crate) static PERSIST_ORDER: parking_lot::Mutex<()> = parking_lot::Mutex::ne
 /// parameter list was wrong or APTPL unsupported); the target failed to keep it, and nothing
 /// changed, so the host may retry.
 fn not_stored() -> Fail {
-    Fail::Check(Sense::new(sense::key::HARDWARE_ERROR, sense::INTERNAL_TARGET_FAILURE))
+    Fail::Check(Sense::new(
+        sense::key::HARDWARE_ERROR,
+        sense::INTERNAL_TARGET_FAILURE,
+    ))
 }
 
 pub(crate) fn pr_out(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
