@@ -289,7 +289,11 @@ fn hostile_peers_cannot_grow_memory_past_the_budgets() {
                 let mut k = 0u32;
                 flood(&stop, &sent[0], || {
                     k += 1;
-                    let edtl: u32 = if k.is_multiple_of(2) { 64 << 20 } else { 3 << 20 };
+                    let edtl: u32 = if k.is_multiple_of(2) {
+                        64 << 20
+                    } else {
+                        3 << 20
+                    };
                     let p = h.scsi(true, false, edtl, cdb16(0x8A, 0, edtl / 512), vec![]);
                     h.send(&p)
                 })
