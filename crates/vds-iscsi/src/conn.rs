@@ -47,8 +47,10 @@ pub struct ConnConfig {
     pub max_write_len: u32,
     /// Bytes one connection may hold for its peer (`max_connection_buffer_bytes`): Data-Out
     /// and Data-In of its commands, PDUs waiting for a CmdSN gap, output not yet written. A
-    /// command that would pass it is answered TASK SET FULL (unless the connection holds
-    /// nothing else, so one large command always gets through).
+    /// command that would pass it waits for memory if it brought no data, and is answered
+    /// TASK SET FULL otherwise (unless the connection holds nothing else: one large command
+    /// always gets through). The caller stops reading the socket while its send queue holds
+    /// this much.
     pub max_buffer_bytes: usize,
     /// The daemon-wide budget the connection's bytes are granted from (`None`: unlimited).
     pub budget: Option<MemBudget>,
@@ -722,7 +724,9 @@ impl Connection {
         }
         match header {
             Header::DataOut(h) => self.data_out(h, data),
-            Header::ScsiCommand(h) if h.immediate && self.immediate_queue_full() => {
+            Header::ScsiCommand(h)
+                if h.immediate && self.logout.is_none() && self.immediate_queue_full() =>
+            {
                 // Nothing of it is buffered: its data stays in the caller's receive buffer.
                 self.reject(reject::IMMEDIATE_COMMAND_REJECT, &Header::ScsiCommand(h));
             }
