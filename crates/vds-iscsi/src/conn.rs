@@ -277,18 +277,27 @@ const SPARE_MAX: usize = 64;
 /// retries it later.
 pub const TASK_SET_FULL: u8 = 0x28;
 
-/// Data-In a READ CDB makes the SCSI layer produce at the smallest block size (512), capped at
-/// the largest transfer the engine runs (32 MiB, Block Limits VPD). The block size is the
-/// logical unit's: the caller raises the reservation when it is larger
-/// ([`Connection::reserve_at_least`]).
-fn read_cdb_bytes(cdb: &[u8]) -> usize {
-    const MAX_BLOCK: usize = 512;
+/// Memory to reserve for the Data-In of a READ: what its CDB makes the SCSI layer produce,
+/// which depends on the logical unit's block size (512 to 4096). The EDTL counts between the
+/// CDB's length at 512 and at 4096 bytes per block (an EDTL past that brings no more data),
+/// capped at the largest transfer the engine runs (32 MiB, Block Limits VPD). When the blocks
+/// are larger than this assumed, the caller raises it ([`Connection::reserve_at_least`]).
+/// `None`: not a READ.
+fn read_reserve(cdb: &[u8], edtl: u32) -> Option<usize> {
     const MAX_XFER: usize = 32 << 20;
+    let blocks = read_cdb_blocks(cdb)?;
+    let lo = blocks.saturating_mul(512);
+    let hi = blocks.saturating_mul(4096);
+    Some((edtl as usize).clamp(lo, hi.max(lo)).min(MAX_XFER))
+}
+
+/// The block count of a READ (6, 10, 12, 16) CDB.
+fn read_cdb_blocks(cdb: &[u8]) -> Option<usize> {
     let be = |r: std::ops::Range<usize>| {
         cdb.get(r)
             .map(|b| b.iter().fold(0usize, |a, x| (a << 8) | usize::from(*x)))
     };
-    let blocks = match cdb.first() {
+    match cdb.first() {
         Some(0x08) => cdb
             .get(4)
             .map(|b| if *b == 0 { 256 } else { usize::from(*b) }),
@@ -296,8 +305,7 @@ fn read_cdb_bytes(cdb: &[u8]) -> usize {
         Some(0xA8) => be(6..10),
         Some(0x88) => be(10..14),
         _ => None,
-    };
-    blocks.map_or(0, |b| b.saturating_mul(MAX_BLOCK).min(MAX_XFER))
+    }
 }
 
 /// Put Data-Out `data` at `off` of a task's buffer, growing it as solicited data arrives
@@ -462,7 +470,7 @@ impl Connection {
     }
 
     /// Raise what task `itt` reserves to `bytes` (a READ on a logical unit whose blocks are
-    /// larger than the 512 bytes assumed at arrival); `false` when the limits refuse it (then
+    /// larger than its EDTL let assume at arrival); `false` when the limits refuse it (then
     /// [`Connection::refuse`] it).
     pub fn reserve_at_least(&mut self, itt: u32, bytes: usize) -> bool {
         let Some(t) = self.tasks.get(&itt) else {
@@ -916,9 +924,8 @@ impl Connection {
         // the SCSI layer may produce for it (the CDB's own length for a READ, which can exceed
         // the EDTL). Reserved now, allocated as data arrives.
         let need = if h.read {
-            (expected_in_len as usize)
-                .max(read_cdb_bytes(&h.cdb))
-                .min(self.config.max_write_len as usize)
+            read_reserve(&h.cdb, expected_in_len)
+                .unwrap_or((expected_in_len as usize).min(self.config.max_write_len as usize))
         } else {
             0
         } + write_len as usize;
