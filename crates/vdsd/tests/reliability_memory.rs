@@ -40,6 +40,9 @@ const MIB: u64 = 1 << 20;
 const CONN_LIMIT: u64 = 4 * MIB;
 const BUDGET: u64 = 48 * MIB;
 const SLACK: u64 = 48 * MIB;
+/// The two tests run one at a time: the flood would starve the other's logins of CPU.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// How long the attack lasts.
 const ATTACK: Duration = Duration::from_secs(8);
 
@@ -200,6 +203,7 @@ fn flood(stop: &AtomicBool, sent: &Sent, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn hostile_peers_cannot_grow_memory_past_the_budgets() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let mut o = Opts::new(&dir.path().join("data"), 47177, 47077);
     o.config = Some(config());
@@ -456,6 +460,7 @@ fn hostile_peers_cannot_grow_memory_past_the_budgets() {
 
 #[test]
 fn logins_past_the_daemon_budget_are_refused_until_one_goes() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let mut o = Opts::new(&dir.path().join("data"), 47178, 47078);
     // 1 MiB: four connections' first chunks (256 KiB each).
