@@ -208,6 +208,8 @@ struct Task {
     next_r2t_offset: u32,
     r2t_sn: u32,
     state: TaskState,
+    /// When its Data-Out last made progress (`None`: not yet seen by `poll_timers`).
+    progress: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -633,6 +635,16 @@ impl Connection {
     /// The initiator's side is silent since `now`; drives NOP-In keep-alive.
     pub fn poll_timers(&mut self, now: Instant) {
         let last = *self.last_rx.get_or_insert(now);
+        if self.data_out_stalled(now) && !self.closed {
+            // Memory is reserved for it: a peer that never sends the data it owes would hold
+            // it forever. ERL 0 ends the connection.
+            self.closed = true;
+            self.events
+                .push_back(Event::Close(CloseReason::ProtocolError(
+                    "solicited Data-Out not received",
+                )));
+            return;
+        }
         if let Some((_, sent)) = self.ping {
             if now.duration_since(sent) >= self.config.nop_timeout && !self.closed {
                 self.closed = true;
@@ -656,6 +668,23 @@ impl Connection {
                 );
             }
         }
+    }
+
+    /// Whether a task has waited for its Data-Out longer than `nop_timeout`.
+    fn data_out_stalled(&mut self, now: Instant) -> bool {
+        let limit = self.config.nop_timeout;
+        let mut stalled = false;
+        for t in self.tasks.values_mut() {
+            if !matches!(t.state, TaskState::Receiving) {
+                continue;
+            }
+            match t.progress {
+                Some(p) if now.saturating_duration_since(p) >= limit => stalled = true,
+                Some(_) => {}
+                None => t.progress = Some(now),
+            }
+        }
+        stalled
     }
 
     /// When [`poll_timers`](Self::poll_timers) next needs to run.
@@ -973,6 +1002,7 @@ impl Connection {
             next_r2t_offset: unsol_end.max(imm_len),
             r2t_sn: 0,
             state: TaskState::Receiving,
+            progress: self.last_rx,
         };
         if !reserved {
             tracing::debug!(itt = h.itt, need, "connection memory full: command waits");
@@ -1033,6 +1063,7 @@ impl Connection {
             if let Some(t) = self.tasks.get_mut(&itt) {
                 t.reserved = need;
                 t.state = TaskState::Receiving;
+                t.progress = None;
             }
             self.begin(itt);
         }
@@ -1085,6 +1116,7 @@ impl Connection {
 
     fn data_out(&mut self, h: DataOut, data: &[u8]) {
         let itt = h.itt;
+        let now = self.last_rx;
         let Some(t) = self.tasks.get_mut(&itt) else {
             // Data for a task that ended (aborted, ignored for CmdSN, rejected): discard.
             return;
@@ -1131,6 +1163,7 @@ impl Connection {
             return;
         }
         put_data(&mut t.buf, off as usize, data, t.write_len as usize);
+        t.progress = now;
         t.received += len;
         t.r2ts.retain(|r| r.received < r.len);
         if t.received >= t.write_len {

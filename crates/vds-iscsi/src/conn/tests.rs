@@ -1013,3 +1013,28 @@ fn read_reservations_follow_the_cdb_not_an_inflated_edtl() {
     );
     assert_eq!(c.buffered_bytes(), 4096);
 }
+
+#[test]
+fn a_write_whose_data_never_comes_ends_the_connection_after_the_nop_timeout() {
+    let mut c = conn_with(params());
+    let t0 = Instant::now();
+    c.handle_pdu(
+        Pdu::new(
+            Header::ScsiCommand(cmd(9, 100, false, true, 1 << 20, true)),
+            vec![],
+        ),
+        t0,
+        &mut Env,
+    );
+    drain(&mut c);
+    let timeout = ConnConfig::default().nop_timeout;
+    c.poll_timers(t0 + timeout / 2);
+    assert!(!drain(&mut c).iter().any(|e| matches!(e, Event::Close(_))));
+    c.poll_timers(t0 + timeout);
+    let evs = drain(&mut c);
+    assert!(
+        evs.iter()
+            .any(|e| matches!(e, Event::Close(CloseReason::ProtocolError(_)))),
+        "{evs:?}"
+    );
+}
