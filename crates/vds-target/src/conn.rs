@@ -800,8 +800,9 @@ impl Ffp<'_> {
                 Err(e) => conn.handle_malformed(&bhs.0, &e, env),
             }
             self.drain_events(conn);
+            // What this PDU queued counts before the next one is admitted.
+            conn.set_outbound(self.tx.queued());
         }
-        conn.set_outbound(self.tx.queued());
     }
 
     /// Whether the socket may be read: not while the send queue is full or PDUs already read
