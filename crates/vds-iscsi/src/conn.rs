@@ -47,8 +47,10 @@ pub struct ConnConfig {
     pub max_write_len: u32,
     /// Bytes one connection may hold for its peer (`max_connection_buffer_bytes`): Data-Out
     /// and Data-In of its commands, PDUs waiting for a CmdSN gap, output not yet written. A
-    /// command that would pass it is answered TASK SET FULL (unless the connection holds
-    /// nothing else, so one large command always gets through).
+    /// command that would pass it waits for memory if it brought no data, and is answered
+    /// TASK SET FULL otherwise (unless the connection holds nothing else: one large command
+    /// always gets through). The caller stops reading the socket while its send queue holds
+    /// this much.
     pub max_buffer_bytes: usize,
     /// The daemon-wide budget the connection's bytes are granted from (`None`: unlimited).
     pub budget: Option<MemBudget>,
@@ -206,6 +208,8 @@ struct Task {
     next_r2t_offset: u32,
     r2t_sn: u32,
     state: TaskState,
+    /// When its Data-Out last made progress (`None`: not yet seen by `poll_timers`).
+    progress: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -275,18 +279,27 @@ const SPARE_MAX: usize = 64;
 /// retries it later.
 pub const TASK_SET_FULL: u8 = 0x28;
 
-/// Data-In a READ CDB makes the SCSI layer produce at the smallest block size (512), capped at
-/// the largest transfer the engine runs (32 MiB, Block Limits VPD). The block size is the
-/// logical unit's: the caller raises the reservation when it is larger
-/// ([`Connection::reserve_at_least`]).
-fn read_cdb_bytes(cdb: &[u8]) -> usize {
-    const MAX_BLOCK: usize = 512;
+/// Memory to reserve for the Data-In of a READ: what its CDB makes the SCSI layer produce,
+/// which depends on the logical unit's block size (512 to 4096). The EDTL counts between the
+/// CDB's length at 512 and at 4096 bytes per block (an EDTL past that brings no more data),
+/// capped at the largest transfer the engine runs (32 MiB, Block Limits VPD). When the blocks
+/// are larger than this assumed, the caller raises it ([`Connection::reserve_at_least`]).
+/// `None`: not a READ.
+fn read_reserve(cdb: &[u8], edtl: u32) -> Option<usize> {
     const MAX_XFER: usize = 32 << 20;
+    let blocks = read_cdb_blocks(cdb)?;
+    let lo = blocks.saturating_mul(512);
+    let hi = blocks.saturating_mul(4096);
+    Some((edtl as usize).clamp(lo, hi.max(lo)).min(MAX_XFER))
+}
+
+/// The block count of a READ (6, 10, 12, 16) CDB.
+fn read_cdb_blocks(cdb: &[u8]) -> Option<usize> {
     let be = |r: std::ops::Range<usize>| {
         cdb.get(r)
             .map(|b| b.iter().fold(0usize, |a, x| (a << 8) | usize::from(*x)))
     };
-    let blocks = match cdb.first() {
+    match cdb.first() {
         Some(0x08) => cdb
             .get(4)
             .map(|b| if *b == 0 { 256 } else { usize::from(*b) }),
@@ -294,8 +307,7 @@ fn read_cdb_bytes(cdb: &[u8]) -> usize {
         Some(0xA8) => be(6..10),
         Some(0x88) => be(10..14),
         _ => None,
-    };
-    blocks.map_or(0, |b| b.saturating_mul(MAX_BLOCK).min(MAX_XFER))
+    }
 }
 
 /// Put Data-Out `data` at `off` of a task's buffer, growing it as solicited data arrives
@@ -460,7 +472,7 @@ impl Connection {
     }
 
     /// Raise what task `itt` reserves to `bytes` (a READ on a logical unit whose blocks are
-    /// larger than the 512 bytes assumed at arrival); `false` when the limits refuse it (then
+    /// larger than its EDTL let assume at arrival); `false` when the limits refuse it (then
     /// [`Connection::refuse`] it).
     pub fn reserve_at_least(&mut self, itt: u32, bytes: usize) -> bool {
         let Some(t) = self.tasks.get(&itt) else {
@@ -623,6 +635,16 @@ impl Connection {
     /// The initiator's side is silent since `now`; drives NOP-In keep-alive.
     pub fn poll_timers(&mut self, now: Instant) {
         let last = *self.last_rx.get_or_insert(now);
+        if self.data_out_stalled(now) && !self.closed {
+            // Memory is reserved for it: a peer that never sends the data it owes would hold
+            // it forever. ERL 0 ends the connection.
+            self.closed = true;
+            self.events
+                .push_back(Event::Close(CloseReason::ProtocolError(
+                    "solicited Data-Out not received",
+                )));
+            return;
+        }
         if let Some((_, sent)) = self.ping {
             if now.duration_since(sent) >= self.config.nop_timeout && !self.closed {
                 self.closed = true;
@@ -646,6 +668,23 @@ impl Connection {
                 );
             }
         }
+    }
+
+    /// Whether a task has waited for its Data-Out longer than `nop_timeout`.
+    fn data_out_stalled(&mut self, now: Instant) -> bool {
+        let limit = self.config.nop_timeout;
+        let mut stalled = false;
+        for t in self.tasks.values_mut() {
+            if !matches!(t.state, TaskState::Receiving) {
+                continue;
+            }
+            match t.progress {
+                Some(p) if now.saturating_duration_since(p) >= limit => stalled = true,
+                Some(_) => {}
+                None => t.progress = Some(now),
+            }
+        }
+        stalled
     }
 
     /// When [`poll_timers`](Self::poll_timers) next needs to run.
@@ -722,7 +761,9 @@ impl Connection {
         }
         match header {
             Header::DataOut(h) => self.data_out(h, data),
-            Header::ScsiCommand(h) if h.immediate && self.immediate_queue_full() => {
+            Header::ScsiCommand(h)
+                if h.immediate && self.logout.is_none() && self.immediate_queue_full() =>
+            {
                 // Nothing of it is buffered: its data stays in the caller's receive buffer.
                 self.reject(reject::IMMEDIATE_COMMAND_REJECT, &Header::ScsiCommand(h));
             }
@@ -912,9 +953,8 @@ impl Connection {
         // the SCSI layer may produce for it (the CDB's own length for a READ, which can exceed
         // the EDTL). Reserved now, allocated as data arrives.
         let need = if h.read {
-            (expected_in_len as usize)
-                .max(read_cdb_bytes(&h.cdb))
-                .min(self.config.max_write_len as usize)
+            read_reserve(&h.cdb, expected_in_len)
+                .unwrap_or((expected_in_len as usize).min(self.config.max_write_len as usize))
         } else {
             0
         } + write_len as usize;
@@ -962,6 +1002,7 @@ impl Connection {
             next_r2t_offset: unsol_end.max(imm_len),
             r2t_sn: 0,
             state: TaskState::Receiving,
+            progress: self.last_rx,
         };
         if !reserved {
             tracing::debug!(itt = h.itt, need, "connection memory full: command waits");
@@ -1022,6 +1063,7 @@ impl Connection {
             if let Some(t) = self.tasks.get_mut(&itt) {
                 t.reserved = need;
                 t.state = TaskState::Receiving;
+                t.progress = None;
             }
             self.begin(itt);
         }
@@ -1074,6 +1116,7 @@ impl Connection {
 
     fn data_out(&mut self, h: DataOut, data: &[u8]) {
         let itt = h.itt;
+        let now = self.last_rx;
         let Some(t) = self.tasks.get_mut(&itt) else {
             // Data for a task that ended (aborted, ignored for CmdSN, rejected): discard.
             return;
@@ -1120,6 +1163,7 @@ impl Connection {
             return;
         }
         put_data(&mut t.buf, off as usize, data, t.write_len as usize);
+        t.progress = now;
         t.received += len;
         t.r2ts.retain(|r| r.received < r.len);
         if t.received >= t.write_len {

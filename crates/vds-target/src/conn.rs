@@ -746,6 +746,10 @@ struct Ffp<'a> {
     tx_limit: usize,
     /// Whole PDUs left in the receive buffer because the send queue was full.
     backlog: bool,
+    /// Since when the send queue has held PDUs the peer does not read (`None`: empty, or
+    /// written at the last flush). A peer that reads nothing for `nop_timeout` is dropped:
+    /// its queued Data-In would otherwise hold its share of the buffer budget forever.
+    stalled_since: Option<Instant>,
 }
 
 impl Ffp<'_> {
@@ -964,8 +968,9 @@ impl Ffp<'_> {
                 Err(e) => conn.handle_malformed(&bhs.0, &e, env),
             }
             self.drain_events(conn);
+            // What this PDU queued counts before the next one is admitted.
+            conn.set_outbound(self.tx.queued());
         }
-        conn.set_outbound(self.tx.queued());
     }
 
     /// Whether the socket may be read: not while the send queue is full or PDUs already read
@@ -979,11 +984,17 @@ impl Ffp<'_> {
         if self.tx.is_empty() {
             return;
         }
+        let before = self.tx.queued();
         if let Err(e) = self.tx.flush(stream, &mut self.pool) {
             tracing::debug!(error = %e, "write failed; connection dropped");
             self.tx = TxQueue::new();
             self.killed = true;
             self.draining = true;
+        }
+        if self.tx.is_empty() {
+            self.stalled_since = None;
+        } else if self.tx.queued() < before || self.stalled_since.is_none() {
+            self.stalled_since = Some(Instant::now());
         }
     }
 
@@ -1059,6 +1070,7 @@ async fn full_feature(
         killed: false,
         tx_limit,
         backlog: false,
+        stalled_since: None,
     };
     let mut rx = RxBuf::new();
     let mut reader_done = false;
@@ -1171,6 +1183,15 @@ async fn full_feature(
             Input::Ctl(None) => {}
             Input::Retry => conn.retry_waiting(),
             Input::Tick => {
+                if st
+                    .stalled_since
+                    .is_some_and(|t| t.elapsed() >= inner.limits.connection.nop_timeout)
+                {
+                    tracing::info!("peer reads nothing; connection dropped");
+                    st.tx = TxQueue::new();
+                    st.killed = true;
+                    st.draining = true;
+                }
                 rx.shrink_if_idle();
                 conn.poll_timers(Instant::now());
                 timer.as_mut().reset(

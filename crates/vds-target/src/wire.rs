@@ -403,6 +403,40 @@ mod tests {
     }
 
     #[test]
+    fn the_send_queue_counts_the_memory_it_holds_until_written() {
+        let mut q = TxQueue::new();
+        let mut pool = BufPool::new();
+        let hdr = Header::NopIn(NopIn {
+            lun: 0,
+            itt: 1,
+            ttt: 0xffff_ffff,
+            sns: Sns::default(),
+        });
+        // A 100-byte segment in a 1 MiB buffer holds the whole MiB.
+        let mut big = Vec::with_capacity(1 << 20);
+        big.extend_from_slice(&[1u8; 100]);
+        q.push(Pdu::new(hdr.clone(), big), Digests::default())
+            .unwrap();
+        let shared = Arc::new(vec![2u8; 3000]);
+        q.push_shared(
+            SharedPdu {
+                header: hdr,
+                buf: shared,
+                range: 0..1000,
+            },
+            Digests::default(),
+        )
+        .unwrap();
+        assert!(q.queued() >= (1 << 20) + 1000);
+        let first = q.q.front().unwrap().len();
+        q.advance(first, &mut pool);
+        assert_eq!(q.queued(), 1000 + PDU_OVERHEAD);
+        let second = q.q.front().unwrap().len();
+        q.advance(second, &mut pool);
+        assert_eq!(q.queued(), 0);
+    }
+
+    #[test]
     fn pool_keeps_bounded_buffers() {
         let mut p = BufPool::new();
         p.give(Vec::with_capacity(4096));

@@ -14,7 +14,10 @@
 //! of slack for what is not budgeted (receive buffers, per-connection buffer reuse, the
 //! half-open logins, threads, allocator); the real I/O never fails and reads back what it
 //! wrote; the daemon stays up and serves a fresh login afterwards.
-//! Ports: API 47177, portal 47077.
+//!
+//! And: once the daemon-wide budget cannot give a new connection its first chunk, logins are
+//! refused with 0x0302 (out of resources), and admitted again once a session has gone.
+//! Ports: API 47177-47178, portal 47077-47078.
 
 mod reliability_common;
 
@@ -37,6 +40,9 @@ const MIB: u64 = 1 << 20;
 const CONN_LIMIT: u64 = 4 * MIB;
 const BUDGET: u64 = 48 * MIB;
 const SLACK: u64 = 48 * MIB;
+/// The two tests run one at a time: the flood would starve the other's logins of CPU.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// How long the attack lasts.
 const ATTACK: Duration = Duration::from_secs(8);
 
@@ -197,6 +203,7 @@ fn flood(stop: &AtomicBool, sent: &Sent, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn hostile_peers_cannot_grow_memory_past_the_budgets() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let mut o = Opts::new(&dir.path().join("data"), 47177, 47077);
     o.config = Some(config());
@@ -289,7 +296,11 @@ fn hostile_peers_cannot_grow_memory_past_the_budgets() {
                 let mut k = 0u32;
                 flood(&stop, &sent[0], || {
                     k += 1;
-                    let edtl: u32 = if k.is_multiple_of(2) { 64 << 20 } else { 3 << 20 };
+                    let edtl: u32 = if k.is_multiple_of(2) {
+                        64 << 20
+                    } else {
+                        3 << 20
+                    };
                     let p = h.scsi(true, false, edtl, cdb16(0x8A, 0, edtl / 512), vec![]);
                     h.send(&p)
                 })
@@ -444,5 +455,43 @@ fn hostile_peers_cannot_grow_memory_past_the_budgets() {
     let r = command_past_ua(&mut fresh, 0, &read16(0, 8), &[], 4096);
     assert_eq!(r.status, 0);
     let _ = fresh.logout();
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn logins_past_the_daemon_budget_are_refused_until_one_goes() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = Opts::new(&dir.path().join("data"), 47178, 47078);
+    // 1 MiB: four connections' first chunks (256 KiB each).
+    o.config =
+        Some("max_connection_buffer_bytes = 1048576\nmax_buffer_bytes = 1048576\n".to_string());
+    let mut d = Daemon::start(&o);
+    let opts = |isid: u8| {
+        let mut o = LoginOptions::normal(INITIATOR, DEFAULT_IQN);
+        o.isid = [0x80, 0, 0, 0, 0x42, isid];
+        o
+    };
+    let mut sessions: Vec<Initiator> = (0..4)
+        .map(|i| Initiator::connect(d.portal, &opts(i)).expect("within the budget"))
+        .collect();
+    match Initiator::connect(d.portal, &opts(9)) {
+        Err(vds_testkit::initiator::Error::Login(st)) => assert_eq!(st.0, 0x0302),
+        Err(e) => panic!("fifth login: {e}"),
+        Ok(_) => panic!("a fifth connection was admitted past max_buffer_bytes"),
+    }
+    // The admitted sessions serve.
+    for s in &mut sessions {
+        let r = command_past_ua(s, 0, &[0, 0, 0, 0, 0, 0], &[], 0);
+        assert_eq!(r.status, 0);
+    }
+    // One logs out: its chunk comes back and a new login is admitted.
+    sessions.pop().unwrap().logout().unwrap();
+    assert!(
+        wait_until(5, || Initiator::connect(d.portal, &opts(9)).is_ok()),
+        "the budget never came back"
+    );
+    assert!(d.alive());
+    drop(sessions);
     assert_eq!(d.stop(), Some(0));
 }

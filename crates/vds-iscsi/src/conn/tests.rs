@@ -833,7 +833,8 @@ fn commands_past_the_connection_limit_answer_task_set_full_and_hold_nothing() {
     assert_eq!(c.active_tasks(), 2);
     assert_eq!(full, 18);
     assert!(c.buffered_bytes() <= 100_000);
-    // A READ whose CDB asks for more than the EDTL is reserved at the CDB's length; it
+    // A READ whose CDB asks for more than the EDTL is reserved at the CDB's length (at 512
+    // bytes a block; the caller raises it for larger blocks); it
     // brought no data, so it waits for memory instead (costing its record only).
     let mut r = cmd(30, sn, true, false, 512, true);
     r.cdb = vec![0x28, 0, 0, 0, 0, 0, 0, 0x01, 0, 0, 0, 0, 0, 0, 0, 0];
@@ -847,7 +848,7 @@ fn commands_past_the_connection_limit_answer_task_set_full_and_hold_nothing() {
     // Output the caller has not written counts too; the waiting command starts once it is
     // written.
     let mut c = small_limit(100_000, None);
-    c.set_outbound(90_000);
+    c.set_outbound(98_000);
     let evs = feed(
         &mut c,
         Header::ScsiCommand(cmd(1, 100, true, false, 16384, true)),
@@ -881,7 +882,12 @@ fn the_daemon_budget_is_granted_in_chunks_and_given_back_when_idle() {
     let mut a = small_limit(16 << 20, Some(budget.clone()));
     let mut b = small_limit(16 << 20, Some(budget.clone()));
     assert_eq!(budget.granted(), 2 * BUDGET_CHUNK);
-    let read = |itt, sn| Header::ScsiCommand(cmd(itt, sn, true, false, 600 << 10, true));
+    // READ(10) of 1200 blocks: 600 KiB at 512 bytes a block.
+    let read = |itt, sn| {
+        let mut c = cmd(itt, sn, true, false, 600 << 10, true);
+        c.cdb[7..9].copy_from_slice(&1200u16.to_be_bytes());
+        Header::ScsiCommand(c)
+    };
     assert_eq!(executed(&feed(&mut a, read(1, 100), vec![])), vec![1]);
     assert_eq!(budget.granted(), 4 * BUDGET_CHUNK);
     // Nothing left for b: its read waits (a write with data would get TASK SET FULL).
@@ -895,7 +901,8 @@ fn the_daemon_budget_is_granted_in_chunks_and_given_back_when_idle() {
     b.retry_waiting();
     assert!(b.waiting_for_memory(), "still no budget");
     // A command larger than the whole budget could wait forever: TASK SET FULL at once.
-    let big = cmd(3, 102, true, false, 1 << 20, true);
+    let mut big = cmd(3, 102, true, false, 1 << 20, true);
+    big.cdb[7..9].copy_from_slice(&2048u16.to_be_bytes());
     let evs = feed(&mut b, Header::ScsiCommand(big), vec![]);
     assert_eq!(statuses(&evs), vec![(3, TASK_SET_FULL)]);
     assert!(
@@ -980,4 +987,54 @@ fn commands_held_past_the_limit_keep_no_data_and_answer_task_set_full() {
             }
         }
     }
+}
+
+#[test]
+fn read_reservations_follow_the_cdb_not_an_inflated_edtl() {
+    // READ(10) of 8 blocks: 4 KiB at 512 bytes a block, 32 KiB at 4096.
+    let mut r = cmd(1, 100, true, false, 4096, true);
+    r.cdb[7..9].copy_from_slice(&8u16.to_be_bytes());
+    assert_eq!(read_reserve(&r.cdb, 4096), Some(4096));
+    assert_eq!(read_reserve(&r.cdb, 32768), Some(32768));
+    // An EDTL of 4 GiB brings no more than the CDB can.
+    assert_eq!(read_reserve(&r.cdb, u32::MAX), Some(32768));
+    assert_eq!(read_reserve(&r.cdb, 1), Some(4096));
+    // READ(16) of 2^32-1 blocks: capped at the largest transfer.
+    let mut c16 = vec![0x88u8; 1];
+    c16.resize(16, 0);
+    c16[10..14].copy_from_slice(&u32::MAX.to_be_bytes());
+    assert_eq!(read_reserve(&c16, 512), Some(32 << 20));
+    assert_eq!(read_reserve(&[0x12, 0, 0, 0, 255, 0], 255), None);
+    let mut c = conn_with(params());
+    c.handle_pdu(
+        Pdu::new(Header::ScsiCommand(r), vec![]),
+        Instant::now(),
+        &mut Env,
+    );
+    assert_eq!(c.buffered_bytes(), 4096);
+}
+
+#[test]
+fn a_write_whose_data_never_comes_ends_the_connection_after_the_nop_timeout() {
+    let mut c = conn_with(params());
+    let t0 = Instant::now();
+    c.handle_pdu(
+        Pdu::new(
+            Header::ScsiCommand(cmd(9, 100, false, true, 1 << 20, true)),
+            vec![],
+        ),
+        t0,
+        &mut Env,
+    );
+    drain(&mut c);
+    let timeout = ConnConfig::default().nop_timeout;
+    c.poll_timers(t0 + timeout / 2);
+    assert!(!drain(&mut c).iter().any(|e| matches!(e, Event::Close(_))));
+    c.poll_timers(t0 + timeout);
+    let evs = drain(&mut c);
+    assert!(
+        evs.iter()
+            .any(|e| matches!(e, Event::Close(CloseReason::ProtocolError(_)))),
+        "{evs:?}"
+    );
 }
