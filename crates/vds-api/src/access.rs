@@ -183,18 +183,24 @@ fn split_host_port(s: &str) -> (&str, Option<u16>) {
     }
 }
 
-/// Whether the request carries a body (a length above zero, or chunked).
-fn has_body(headers: &HeaderMap) -> bool {
+/// Whether the request carries a body: a length above zero, chunked, or (HTTP/2, in-process
+/// requests) a body stream that is not known to be empty.
+fn has_body(headers: &HeaderMap, body: &axum::body::Body) -> bool {
+    use axum::body::HttpBody;
     let len = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.trim() != "0");
-    len.unwrap_or(false) || headers.contains_key(header::TRANSFER_ENCODING)
+    let hint = body.size_hint();
+    len.unwrap_or(false)
+        || headers.contains_key(header::TRANSFER_ENCODING)
+        || hint.lower() > 0
+        || (hint.upper() != Some(0) && !body.is_end_stream())
 }
 
 /// `Ok` unless the request has a body that is not declared `application/json`.
-fn json_body(headers: &HeaderMap) -> Result<(), ApiError> {
-    if !has_body(headers) {
+fn json_body(headers: &HeaderMap, has_body: bool) -> Result<(), ApiError> {
+    if !has_body {
         return Ok(());
     }
     let ct = headers
@@ -238,7 +244,7 @@ pub(crate) async fn guard(State(access): State<Arc<Access>>, req: Request, next:
     if let Err(e) = access.authorised(headers, req.uri().path()) {
         return e.into_response();
     }
-    if let Err(e) = json_body(headers) {
+    if let Err(e) = json_body(headers, has_body(headers, req.body())) {
         return e.into_response();
     }
     next.run(req).await
@@ -319,23 +325,27 @@ mod tests {
     #[test]
     fn only_json_bodies() {
         let mut h = HeaderMap::new();
-        assert!(json_body(&h).is_ok(), "no body, no content type needed");
+        let empty = axum::body::Body::empty();
+        assert!(!has_body(&h, &empty));
+        assert!(json_body(&h, false).is_ok(), "no body, no content type needed");
+        assert!(has_body(&h, &axum::body::Body::from("{}")));
         h.insert(header::CONTENT_LENGTH, "2".parse().unwrap());
+        assert!(has_body(&h, &empty), "the header says so");
         assert_eq!(
-            json_body(&h).unwrap_err().status(),
+            json_body(&h, true).unwrap_err().status(),
             StatusCode::UNSUPPORTED_MEDIA_TYPE
         );
         h.insert(
             header::CONTENT_TYPE,
             "application/x-www-form-urlencoded".parse().unwrap(),
         );
-        assert!(json_body(&h).is_err());
+        assert!(json_body(&h, true).is_err());
         h.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
-        assert!(json_body(&h).is_err());
+        assert!(json_body(&h, true).is_err());
         h.insert(
             header::CONTENT_TYPE,
             "Application/JSON; charset=utf-8".parse().unwrap(),
         );
-        assert!(json_body(&h).is_ok());
+        assert!(json_body(&h, true).is_ok());
     }
 }

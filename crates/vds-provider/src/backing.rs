@@ -271,7 +271,8 @@ mod tests {
             io::ErrorKind::AlreadyExists
         );
         assert_eq!(std::fs::metadata(&p).unwrap().len(), 8192);
-        let j = judge(&p.display().to_string(), BackingKind::File, 8192, d.path()).unwrap();
+        let data = d.path().join("data");
+        let j = judge(&p.display().to_string(), BackingKind::File, 8192, &data).unwrap();
         let id = j.existing.unwrap().0;
         pin(&p, BackingKind::File, id, true).unwrap();
         std::fs::remove_file(&p).unwrap();

@@ -865,7 +865,7 @@ fn bad_lun_create_arguments_name_the_field_and_change_nothing() {
 }
 
 #[test]
-fn lun_create_on_memory_and_existing_file_zeroes_reused_storage() {
+fn lun_create_on_memory_and_existing_file_adopts_it_and_wipe_zeroes_its_ends() {
     let f = Fixture::new(41018, false);
     let t = f.default_target().id;
     let mut rx = f.p.subscribe();
@@ -886,7 +886,25 @@ fn lun_create_on_memory_and_existing_file_zeroes_reused_storage() {
         vec![(ObjectKind::Lun, EventKind::Arrive, m.id)]
     );
     assert_eq!(f.plane.last().targets[0].luns.entries.len(), 2);
-    // An existing file full of old data: first and last MiB read as zeroes afterwards.
+    // An existing file full of old data is adopted as it is (SEMANTICS §12)...
+    let kept = f.dir.path().join("kept.img");
+    std::fs::write(&kept, vec![0xCD; 4 << 20]).unwrap();
+    let k = f.create_lun(|a| {
+        a.size_bytes = 4 << 20;
+        a.backing = Some(BackingSpec {
+            kind: BackingKind::File,
+            path: Some(kept.display().to_string()),
+            filters: vec![],
+            wipe: false,
+        });
+    });
+    assert!(std::fs::read(&kept).unwrap().iter().all(|&b| b == 0xCD));
+    f.ok(Command::DeleteLun { id: k.id });
+    assert!(
+        std::fs::read(&kept).unwrap().iter().all(|&b| b == 0xCD),
+        "deleting an adopted LUN leaves its file alone"
+    );
+    // ... and with "wipe" its first and last MiB read as zeroes afterwards.
     let path = f.dir.path().join("old.img");
     std::fs::write(&path, vec![0xAB; 4 << 20]).unwrap();
     let l = f.create_lun(|a| {
@@ -895,7 +913,7 @@ fn lun_create_on_memory_and_existing_file_zeroes_reused_storage() {
             kind: BackingKind::File,
             path: Some(path.display().to_string()),
             filters: vec![],
-            wipe: false,
+            wipe: true,
         });
     });
     let data = std::fs::read(&path).unwrap();
@@ -905,7 +923,7 @@ fn lun_create_on_memory_and_existing_file_zeroes_reused_storage() {
     // The same path cannot back two LUNs.
     let e = f.err(Command::CreateLun(crate::CreateLunArgs {
         subsystem: f.subsystem(),
-        size_bytes: 1 << 20,
+        size_bytes: 4 << 20,
         friendly_name: None,
         lun_type: None,
         thin: None,
@@ -921,8 +939,8 @@ fn lun_create_on_memory_and_existing_file_zeroes_reused_storage() {
         }),
     }));
     assert_eq!(e.hresult, Hresult::VDS_E_DEVICE_IN_USE);
-    // Deleting a LUN on a file vds did not create keeps the file, zeroing its ends; the
-    // atomic-write journal beside it (vds's own) goes.
+    // Deleting a LUN on a file vds did not create keeps the file; the atomic-write journal
+    // beside it (vds's own) goes.
     let journal = vds_backstore::journal::journal_path(&path);
     std::fs::write(&journal, b"").unwrap();
     f.ok(Command::DeleteLun { id: l.id });
