@@ -434,7 +434,8 @@ async fn serve(
             relative_target_port: *tag,
         })
     });
-    // Dropped before `_session` (declared later): the nexus is lost before the session goes.
+    // Declared after `_session`, so dropped before it: the nexus is lost before the session
+    // leaves the table.
     let loss = target.as_ref().zip(nexus.as_ref()).map(|((t, _), n)| {
         Arc::new(NexusLoss {
             inner: inner.clone(),
@@ -901,6 +902,10 @@ impl Ffp<'_> {
             });
             let panicked = ran.is_none();
             if panicked {
+                tracing::error!(
+                    opcode = format!("0x{:02x}", cmd.cdb.first().copied().unwrap_or(0)),
+                    "command execution panicked; answered 04/44/00, ending this connection"
+                );
                 buf.clear();
             }
             let (outcome, write_residual) = ran.unwrap_or_else(|| (exec::internal_failure(), 0));

@@ -7,9 +7,10 @@
 //! [`vds_scsi::LunMap`] off the reactor.
 //!
 //! Invariants: a login through a portal reaches only targets whose portal groups hold that
-//! portal; a connection's end (logout, drop, reinstatement) aborts only its own tasks and tells
-//! every logical unit of its target that the I_T nexus is gone; commands already handed to a
-//! logical unit always complete before their connection is released.
+//! portal; a connection's end (logout, drop, reinstatement, a panic) aborts only its own tasks
+//! and tells every logical unit of its target that the I_T nexus is gone, through drop guards
+//! that no unwinding skips; commands already handed to a logical unit always complete before
+//! their connection is released (a command whose execution panics is answered 04/44/00).
 
 mod conn;
 mod exec;

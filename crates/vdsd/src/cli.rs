@@ -32,7 +32,8 @@ pub struct Args {
     #[arg(long, env = "VDS_LOG", default_value = "info")]
     pub log_level: String,
 
-    /// Accept fault filters (delay, error) on backing stores.
+    /// Tests only: accept fault filters (delay, error) on backing stores, and make the data
+    /// path panic on the magic CDB `FF "vds-panic" 01|02` (panic containment tests).
     #[arg(long)]
     pub enable_fault_injection: bool,
 

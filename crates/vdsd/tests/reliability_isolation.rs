@@ -7,6 +7,7 @@
 //! - EXTENDED COPY reaches no LU the requesting nexus may not see (masked, or on another
 //!   target) and no LU reserved by another initiator, as source or destination, and their
 //!   data is unchanged when read back through a nexus that may see them.
+//!
 //! Ports: API 47170-47179, portals 47070-47079 (127.0.0.1).
 
 mod reliability_common;

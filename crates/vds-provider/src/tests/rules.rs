@@ -1421,8 +1421,9 @@ fn shutdown_flushes_and_unbinds() {
     assert!(TcpStream::connect(("127.0.0.1", 41029)).is_err());
 }
 
-/// EXTENDED COPY between two LUNs the provider created: the provider registers every LU by its
-/// NAA designator, so an identification target descriptor (0xE4) naming another LUN resolves.
+/// EXTENDED COPY between two LUNs the provider created on one target: an identification target
+/// descriptor (0xE4) naming the other LUN resolves through that target's published LUN map
+/// (the LUs the nexus may see there; SEMANTICS §13).
 #[test]
 fn extended_copy_reaches_another_lun_the_provider_created() {
     let f = Fixture::new(41040, false);
@@ -1432,8 +1433,13 @@ fn extended_copy_reaches_another_lun_the_provider_created() {
         filters: vec![],
         wipe: false,
     };
-    let a = f.create_lun(|x| x.backing = Some(memory()));
-    let b = f.create_lun(|x| x.backing = Some(memory()));
+    let target = f.default_target().id;
+    let on_target = |x: &mut crate::CreateLunArgs| {
+        x.backing = Some(memory());
+        x.targets = Some(vec![target]);
+    };
+    let a = f.create_lun(on_target);
+    let b = f.create_lun(on_target);
     let (la, lb) = (
         f.p.logical_unit(a.id).expect("LU of a"),
         f.p.logical_unit(b.id).expect("LU of b"),
@@ -1448,6 +1454,25 @@ fn extended_copy_reaches_another_lun_the_provider_created() {
         target_port: "iqn.2026-11.local.vds:default,t,0x0001".into(),
         relative_target_port: 1,
     };
+    // The published map of the target both LUNs are on, and their LUN numbers there.
+    let view = f.plane.last();
+    let map = view
+        .targets
+        .iter()
+        .map(|t| t.luns.clone())
+        .find(|m| {
+            [a.id, b.id]
+                .iter()
+                .all(|id| m.entries.iter().any(|e| e.lu.id() == *id))
+        })
+        .expect("a target maps both LUNs");
+    let number = |id: Uuid| {
+        map.entries
+            .iter()
+            .find(|e| e.lu.id() == id)
+            .map(|e| e.number)
+            .expect("LUN number")
+    };
     let run = |lu: &vds_scsi::LogicalUnit, cdb: &[u8], data: &[u8]| {
         let mut out = Vec::new();
         let cmd = vds_scsi::ScsiCommand {
@@ -1456,7 +1481,7 @@ fn extended_copy_reaches_another_lun_the_provider_created() {
             expected_in_len: 65536,
             attr: vds_scsi::TaskAttr::Simple,
         };
-        let r = lu.execute(&nexus, &cmd, &mut out);
+        let r = map.execute(&nexus, number(lu.id()), &cmd, &mut out);
         (r, out)
     };
     // WRITE(10) 8 blocks at LBA 10 of a.
