@@ -27,7 +27,9 @@ struct NoEvents;
 
 impl LuEvents for NoEvents {
     fn failed(&self, _lu: uuid::Uuid, _error: &std::io::Error) {}
-    fn persist_reservations(&self, _lu: uuid::Uuid, _state: &[u8]) {}
+    fn persist_reservations(&self, _lu: uuid::Uuid, _state: &[u8]) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn lu_over(backing: Arc<dyn BackingStore>) -> LogicalUnit {
