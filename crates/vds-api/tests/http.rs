@@ -566,6 +566,11 @@ async fn openapi_describes_every_interface_endpoint() {
     let a = call(&f.app, Method::GET, "/v1/openapi.json", None).await;
     assert_eq!(a.status, StatusCode::OK);
     assert!(a.body["openapi"].as_str().unwrap().starts_with("3."));
+    // SEMANTICS §11: the document says every operation needs the bearer token.
+    let scheme = &a.body["components"]["securitySchemes"]["bearer"];
+    assert_eq!(scheme["type"], "http", "{scheme}");
+    assert_eq!(scheme["scheme"].as_str().map(str::to_lowercase).as_deref(), Some("bearer"));
+    assert_eq!(a.body["security"][0]["bearer"], serde_json::json!([]));
     let paths = a.body["paths"].as_object().unwrap();
     let expected: &[(&str, &str)] = &[
         ("get", "/v1/provider"),
