@@ -74,7 +74,10 @@ impl Modify for BearerAuth {
             ),
         );
         if openapi.security.as_ref().is_none_or(|s| s.is_empty()) {
-            openapi.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
+            openapi.security = Some(vec![SecurityRequirement::new(
+                "bearer",
+                Vec::<String>::new(),
+            )]);
         }
     }
 }

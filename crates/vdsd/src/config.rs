@@ -94,8 +94,7 @@ fn parse_hosts(n: usize, v: &str) -> Result<Vec<String>, String> {
         .collect();
     let valid = |h: &String| {
         h.len() <= 253
-            && h
-                .bytes()
+            && h.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
     };
     if names.is_empty() || !names.iter().all(valid) {
