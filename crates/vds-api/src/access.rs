@@ -206,9 +206,13 @@ fn json_body(headers: &HeaderMap, has_body: bool) -> Result<(), ApiError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    let essence = ct
-        .as_deref()
-        .map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+    let essence = ct.as_deref().map(|c| {
+        c.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    });
     if essence.as_deref() == Some("application/json") {
         return Ok(());
     }
@@ -327,7 +331,10 @@ mod tests {
         let mut h = HeaderMap::new();
         let empty = axum::body::Body::empty();
         assert!(!has_body(&h, &empty));
-        assert!(json_body(&h, false).is_ok(), "no body, no content type needed");
+        assert!(
+            json_body(&h, false).is_ok(),
+            "no body, no content type needed"
+        );
         assert!(has_body(&h, &axum::body::Body::from("{}")));
         h.insert(header::CONTENT_LENGTH, "2".parse().unwrap());
         assert!(has_body(&h, &empty), "the header says so");

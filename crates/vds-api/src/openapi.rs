@@ -4,7 +4,8 @@
 
 use std::sync::OnceLock;
 
-use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 
 use crate::handlers::*;
 use crate::wire::*;
@@ -16,8 +17,14 @@ use crate::wire::*;
         description = "A software iSCSI storage array managed through the VDS hardware-provider \
                        model. Errors: `{\"error\": {\"hresult\", \"name\", \"message\"}}` with the \
                        HTTP status of the HRESULT. Enumerations are written as short names and \
-                       accepted as short name, VDS constant or integer."
+                       accepted as short name, VDS constant or integer. Every request \
+                       carries `Authorization: Bearer <token>` (the `api_token` of the daemon's \
+                       config, or `<data-dir>/api-token`): missing or wrong answers 401 \
+                       E_ACCESSDENIED; a foreign `Host` answers 403; a body that is not \
+                       `application/json` answers 415."
     ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
     paths(
         get_provider, reenumerate, refresh,
         list_subsystems, get_subsystem, set_subsystem_status,
@@ -48,6 +55,32 @@ use crate::wire::*;
     )
 )]
 pub struct ApiDoc;
+
+/// The `bearer` security scheme every operation requires (SEMANTICS §11).
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The token of <data-dir>/api-token (or api_token of the config file)",
+                    ))
+                    .build(),
+            ),
+        );
+        if openapi.security.as_ref().is_none_or(|s| s.is_empty()) {
+            openapi.security = Some(vec![SecurityRequirement::new(
+                "bearer",
+                Vec::<String>::new(),
+            )]);
+        }
+    }
+}
 
 /// The document as JSON (built once).
 pub fn document() -> String {

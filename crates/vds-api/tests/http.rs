@@ -70,7 +70,11 @@ fn fixture() -> Fixture {
     cfg.fault_injection = true;
     let provider = Arc::new(Provider::open(cfg, Arc::new(TestPlane::default())).unwrap());
     let metrics = Arc::new(Metrics::default());
-    let app = router_with_metrics(provider.clone(), ApiConfig::with_token(TOKEN), metrics.clone());
+    let app = router_with_metrics(
+        provider.clone(),
+        ApiConfig::with_token(TOKEN),
+        metrics.clone(),
+    );
     Fixture {
         _dir: dir,
         provider,
@@ -566,6 +570,14 @@ async fn openapi_describes_every_interface_endpoint() {
     let a = call(&f.app, Method::GET, "/v1/openapi.json", None).await;
     assert_eq!(a.status, StatusCode::OK);
     assert!(a.body["openapi"].as_str().unwrap().starts_with("3."));
+    // SEMANTICS §11: the document says every operation needs the bearer token.
+    let scheme = &a.body["components"]["securitySchemes"]["bearer"];
+    assert_eq!(scheme["type"], "http", "{scheme}");
+    assert_eq!(
+        scheme["scheme"].as_str().map(str::to_lowercase).as_deref(),
+        Some("bearer")
+    );
+    assert_eq!(a.body["security"][0]["bearer"], serde_json::json!([]));
     let paths = a.body["paths"].as_object().unwrap();
     let expected: &[(&str, &str)] = &[
         ("get", "/v1/provider"),
@@ -737,11 +749,8 @@ async fn routing_limits_and_auth_answer_error_bodies() {
 
     // Loopback is no exception; only --insecure-loopback-api turns the token off, and only
     // on loopback.
-    assert!(
-        ApiConfig::for_listen_addr("127.0.0.1:3280".parse().unwrap(), None, false).is_err()
-    );
-    let dev =
-        ApiConfig::for_listen_addr("127.0.0.1:3280".parse().unwrap(), None, true).unwrap();
+    assert!(ApiConfig::for_listen_addr("127.0.0.1:3280".parse().unwrap(), None, false).is_err());
+    let dev = ApiConfig::for_listen_addr("127.0.0.1:3280".parse().unwrap(), None, true).unwrap();
     assert_eq!(dev.auth, Auth::InsecureLoopback);
     for addr in ["0.0.0.0:3280", "10.0.0.1:3280", "[::]:3280"] {
         let e = ApiConfig::for_listen_addr(addr.parse().unwrap(), Some("t".repeat(20)), true)
@@ -774,7 +783,12 @@ async fn every_route_needs_the_bearer_token() {
         (Method::GET, "/v1/no-such-route".into()),
     ];
     for (m, uri) in cases {
-        for auth in [None, Some("Bearer wrong"), Some("Bearer "), Some("Basic dGVzdA==")] {
+        for auth in [
+            None,
+            Some("Bearer wrong"),
+            Some("Bearer "),
+            Some("Basic dGVzdA=="),
+        ] {
             let mut b = Request::builder().method(m.clone()).uri(&uri);
             if let Some(a) = auth {
                 b = b.header(header::AUTHORIZATION, a);
@@ -804,7 +818,10 @@ async fn every_route_needs_the_bearer_token() {
     cfg.metrics_public = true;
     let public = router(f.provider.clone(), cfg);
     let get = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
-    assert_eq!(send_raw(&public, get("/metrics")).await.status, StatusCode::OK);
+    assert_eq!(
+        send_raw(&public, get("/metrics")).await.status,
+        StatusCode::OK
+    );
     assert_eq!(
         send_raw(&public, get("/v1/provider")).await.status,
         StatusCode::UNAUTHORIZED
@@ -827,14 +844,32 @@ async fn a_foreign_host_header_is_forbidden() {
             .body(Body::empty())
             .unwrap()
     };
-    for host in ["127.0.0.1:3280", "localhost:3280", "array.example:3280", "array.example"] {
-        assert_eq!(send_raw(&app, req(host)).await.status, StatusCode::OK, "{host}");
+    for host in [
+        "127.0.0.1:3280",
+        "localhost:3280",
+        "array.example:3280",
+        "array.example",
+    ] {
+        assert_eq!(
+            send_raw(&app, req(host)).await.status,
+            StatusCode::OK,
+            "{host}"
+        );
     }
-    for host in ["evil.example:3280", "evil.example", "localhost:8080", "127.0.0.1:80", "127.0.0.2:3280"] {
+    for host in [
+        "evil.example:3280",
+        "evil.example",
+        "localhost:8080",
+        "127.0.0.1:80",
+        "127.0.0.2:3280",
+    ] {
         let a = send_raw(&app, req(host)).await;
         assert_eq!(a.status, StatusCode::FORBIDDEN, "{host}");
         assert_eq!(error_of(&a).0, "E_ACCESSDENIED");
-        assert!(!a.headers.contains_key(header::WWW_AUTHENTICATE), "not a token problem");
+        assert!(
+            !a.headers.contains_key(header::WWW_AUTHENTICATE),
+            "not a token problem"
+        );
     }
 }
 
@@ -851,12 +886,16 @@ async fn only_json_bodies_are_accepted() {
         Some("multipart/form-data; boundary=x"),
         None,
     ] {
-        let mut b = Request::post(format!("/v1/luns/{id}/status"))
-            .header(header::AUTHORIZATION, bearer());
+        let mut b =
+            Request::post(format!("/v1/luns/{id}/status")).header(header::AUTHORIZATION, bearer());
         if let Some(ct) = ct {
             b = b.header(header::CONTENT_TYPE, ct);
         }
-        let a = send_raw(&f.app, b.body(Body::from(r#"{"status":"offline"}"#)).unwrap()).await;
+        let a = send_raw(
+            &f.app,
+            b.body(Body::from(r#"{"status":"offline"}"#)).unwrap(),
+        )
+        .await;
         assert_eq!(a.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{ct:?}");
         let (name, msg) = error_of(&a);
         assert_eq!(name, "E_INVALIDARG");

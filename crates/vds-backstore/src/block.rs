@@ -161,7 +161,11 @@ mod tests {
     #[test]
     fn devices_are_opened_exclusively() {
         assert_eq!(OPEN_FLAGS & libc::O_EXCL, libc::O_EXCL);
-        assert_eq!(OPEN_FLAGS & libc::O_CREAT, 0, "O_EXCL alone: claim, never create");
+        assert_eq!(
+            OPEN_FLAGS & libc::O_CREAT,
+            0,
+            "O_EXCL alone: claim, never create"
+        );
     }
 
     #[test]

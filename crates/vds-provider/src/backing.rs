@@ -235,12 +235,21 @@ mod tests {
         let link = d.path().join("innocent.img");
         std::os::unix::fs::symlink(data.join("vds.sqlite"), &link).unwrap();
         let s = |p: &Path| p.display().to_string();
-        for p in [data.join("vds.sqlite"), data.join("vds.sqlite-wal"), link.clone()] {
+        for p in [
+            data.join("vds.sqlite"),
+            data.join("vds.sqlite-wal"),
+            link.clone(),
+        ] {
             let e = judge(&s(&p), BackingKind::File, 4096, &data).unwrap_err();
             assert_eq!(e.hresult, Hresult::E_ACCESSDENIED, "{}: {e}", p.display());
         }
-        let e = judge(&s(&data.join("luns/a.img.atomic")), BackingKind::File, 4096, &data)
-            .unwrap_err();
+        let e = judge(
+            &s(&data.join("luns/a.img.atomic")),
+            BackingKind::File,
+            4096,
+            &data,
+        )
+        .unwrap_err();
         assert_eq!(e.hresult, Hresult::E_ACCESSDENIED);
         assert!(judge(&s(&data.join("luns/a.img")), BackingKind::File, 4096, &data).is_ok());
         // A dangling link is not created through.
@@ -277,6 +286,9 @@ mod tests {
         pin(&p, BackingKind::File, id, true).unwrap();
         std::fs::remove_file(&p).unwrap();
         std::fs::write(&p, vec![0u8; 8192]).unwrap();
-        assert!(pin(&p, BackingKind::File, id, true).is_err(), "another inode");
+        assert!(
+            pin(&p, BackingKind::File, id, true).is_err(),
+            "another inode"
+        );
     }
 }

@@ -53,7 +53,10 @@ mod tests {
             find(Some("flag"), Some("env"), dir).unwrap().as_deref(),
             Some("flag")
         );
-        assert_eq!(find(None, Some("env"), dir).unwrap().as_deref(), Some("env"));
+        assert_eq!(
+            find(None, Some("env"), dir).unwrap().as_deref(),
+            Some("env")
+        );
         assert_eq!(
             find(None, None, dir).unwrap().as_deref(),
             Some("from-file-0123456789")

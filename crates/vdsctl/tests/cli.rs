@@ -390,7 +390,11 @@ fn bearer_token_comes_from_flag_env_or_data_dir_file() {
     let show = ["provider", "show"];
     let o = vdsctl_token(api, None, &show);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stderr(&o).contains("E_ACCESSDENIED (0x80070005)"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("E_ACCESSDENIED (0x80070005)"),
+        "{}",
+        stderr(&o)
+    );
     let o = vdsctl_token(api, Some("wrong"), &show);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     // VDS_TOKEN.
@@ -400,7 +404,12 @@ fn bearer_token_comes_from_flag_env_or_data_dir_file() {
     let o = vdsctl_token(api, Some("wrong"), &["--token", GOOD, "provider", "show"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let o = vdsctl_token(api, Some(GOOD), &["--token", "wrong", "provider", "show"]);
-    assert_eq!(o.status.code(), Some(1), "--token comes first: {}", stderr(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "--token comes first: {}",
+        stderr(&o)
+    );
     // The file in VDS_DATA_DIR, then ./vds-data.
     let data = tempfile::tempdir().unwrap();
     std::fs::write(data.path().join("api-token"), format!("{GOOD}\n")).unwrap();

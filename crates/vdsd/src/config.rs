@@ -100,8 +100,7 @@ fn parse_hosts(n: usize, v: &str) -> Result<Vec<String>, String> {
         .collect();
     let valid = |h: &String| {
         h.len() <= 253
-            && h
-                .bytes()
+            && h.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
     };
     if names.is_empty() || !names.iter().all(valid) {
@@ -306,6 +305,37 @@ mod tests {
         assert!(DaemonConfig::parse("portal_status_settable = maybe").is_err());
         assert!(DaemonConfig::parse("just words").is_err());
         assert!(DaemonConfig::parse("api_token = short").is_err());
+    }
+
+    /// An error names the line and the key, never the value or the line itself: a secret
+    /// could be on it, and the error goes to a log.
+    #[test]
+    fn errors_never_echo_the_line() {
+        const SECRET: &str = "hunter2-s3cr3t-value-XYZ";
+        for text in [
+            SECRET.to_string(),
+            format!("api_token {SECRET}"),
+            format!("api_token = {SECRET} with spaces"),
+            format!("logout_timeout_secs = {SECRET}"),
+            format!("queue_depth = {SECRET}"),
+            format!("portal_status_settable = {SECRET}"),
+            format!("metrics_public = {SECRET}"),
+            format!("api_hosts = {SECRET}/x"),
+            format!("\n\nmax_burst_length = {SECRET}"),
+        ] {
+            let e = DaemonConfig::parse(&text).unwrap_err();
+            assert!(!e.contains(SECRET), "{text:?} -> {e}");
+            assert!(!e.contains("hunter2"), "{text:?} -> {e}");
+            assert!(e.starts_with("line "), "names the line: {e}");
+        }
+        let e = DaemonConfig::parse(&format!("queue_depth = {SECRET}")).unwrap_err();
+        assert_eq!(e, "line 1: queue_depth must be an integer in 1..=65536");
+        let e = DaemonConfig::parse(&format!("# c\napi_token {SECRET}")).unwrap_err();
+        assert_eq!(e, "line 2: expected `key = value`");
+        let c = DaemonConfig::parse("api_hosts = Array.example, b.example\nmetrics_public = yes")
+            .unwrap();
+        assert_eq!(c.api_hosts, ["array.example", "b.example"]);
+        assert!(c.metrics_public);
     }
 
     #[test]

@@ -130,7 +130,10 @@ mod tests {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = load_or_create(d.path()).unwrap_err();
         assert!(e.contains("chmod 600"), "{e}");
-        assert!(!e.contains("0123456789abcdef"), "never shows the token: {e}");
+        assert!(
+            !e.contains("0123456789abcdef"),
+            "never shows the token: {e}"
+        );
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(load_or_create(d.path()).unwrap(), "0123456789abcdef0123");
         std::fs::write(&p, "\n").unwrap();

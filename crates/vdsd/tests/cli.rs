@@ -195,11 +195,18 @@ fn vdsctl_create_extend_and_faults_reach_the_initiator() {
 fn vdsctl_events_follows_the_stream() {
     let d = Daemon::start(74, Opts::default());
     let lun = d.default_lun();
-    let api = d.api_base();
+    let (api, token) = (d.api_base(), d.token.clone());
     let follower = std::thread::spawn(move || {
         run_limited(
             &vdsctl_path(),
-            &["--api".into(), api, "--json".into(), "events".into()],
+            &[
+                "--api".into(),
+                api,
+                "--token".into(),
+                token,
+                "--json".into(),
+                "events".into(),
+            ],
             Duration::from_secs(3),
         )
     });

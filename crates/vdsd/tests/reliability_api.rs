@@ -28,7 +28,10 @@ fn raw(api: SocketAddr, request: &str) -> String {
 }
 
 fn status_of(resp: &str) -> u16 {
-    resp.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    resp.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 /// A GET with these extra header lines (each ending in CRLF).
@@ -122,7 +125,11 @@ fn every_route_needs_the_token_which_is_private_and_kept_across_restarts() {
     }
 
     // Bodies that are not declared JSON (an HTML form, a text/plain fetch): 415.
-    for ct in ["application/x-www-form-urlencoded", "text/plain", "multipart/form-data"] {
+    for ct in [
+        "application/x-www-form-urlencoded",
+        "text/plain",
+        "multipart/form-data",
+    ] {
         let r = raw(
             d.api,
             &format!(
@@ -132,7 +139,10 @@ fn every_route_needs_the_token_which_is_private_and_kept_across_restarts() {
             ),
         );
         assert_eq!(status_of(&r), 415, "{ct}: {r}");
-        assert!(r.contains("\"0x80070057\"") && r.contains("application/json"), "{r}");
+        assert!(
+            r.contains("\"0x80070057\"") && r.contains("application/json"),
+            "{r}"
+        );
     }
     let l = d.ok("GET", &format!("/v1/luns/{id}"), None);
     assert_eq!(l["status"], "online", "nothing changed: {l}");
@@ -150,7 +160,10 @@ fn every_route_needs_the_token_which_is_private_and_kept_across_restarts() {
         std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    assert_eq!(d.ok("GET", &format!("/v1/luns/{id}"), None)["id"], id.as_str());
+    assert_eq!(
+        d.ok("GET", &format!("/v1/luns/{id}"), None)["id"],
+        id.as_str()
+    );
 }
 
 #[test]
@@ -168,7 +181,10 @@ fn insecure_loopback_api_serves_without_a_token_and_warns() {
     );
     // The warning at warn level once requests are served so (bounded wait).
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !d.log_text().contains("serving requests WITHOUT authentication") {
+    while !d
+        .log_text()
+        .contains("serving requests WITHOUT authentication")
+    {
         assert!(
             std::time::Instant::now() < deadline,
             "no warning:\n{}",
@@ -200,11 +216,19 @@ fn configured_token_metrics_public_and_api_hosts() {
     assert_eq!(status_of(&get(&d, "/metrics", "")), 200, "metrics_public");
     assert_unauthorised(&get(&d, "/v1/provider", ""), "only metrics is public");
     let auth = format!("Authorization: Bearer {TOKEN}\r\n");
-    for host in ["array.example", "array.example:47172", "OTHER.example:47172"] {
+    for host in [
+        "array.example",
+        "array.example:47172",
+        "OTHER.example:47172",
+    ] {
         let r = get(&d, "/v1/provider", &format!("Host: {host}\r\n{auth}"));
         assert_eq!(status_of(&r), 200, "{host}: {r}");
     }
-    let r = get(&d, "/v1/provider", &format!("Host: third.example\r\n{auth}"));
+    let r = get(
+        &d,
+        "/v1/provider",
+        &format!("Host: third.example\r\n{auth}"),
+    );
     assert_eq!(status_of(&r), 403, "{r}");
 }
 
@@ -265,7 +289,10 @@ fn existing_files_are_adopted_never_overwritten_and_the_data_dir_is_refused() {
     );
     assert_eq!(st, 201, "{lun}");
     assert_eq!(lun["backing"]["path"], s(&a));
-    assert!(std::fs::read(&a).unwrap() == a_bytes, "adopting changed the file");
+    assert!(
+        std::fs::read(&a).unwrap() == a_bytes,
+        "adopting changed the file"
+    );
     let n = lun["lun_numbers"][&tid].as_u64().unwrap();
     let mut ini = d.login(INITIATOR, DEFAULT_IQN);
     assert_eq!(read_blocks(&mut ini, n, 8), a_bytes[..8 * 512]);
@@ -289,7 +316,10 @@ fn existing_files_are_adopted_never_overwritten_and_the_data_dir_is_refused() {
             got.1
         );
         assert_error(got, 400, "E_INVALIDARG", "wrong size");
-        assert!(std::fs::read(&b).unwrap() == b_bytes, "size {size}: file changed");
+        assert!(
+            std::fs::read(&b).unwrap() == b_bytes,
+            "size {size}: file changed"
+        );
     }
 
     // "wipe": true zeroes the first and last MiB, and only those.
@@ -341,7 +371,10 @@ fn existing_files_are_adopted_never_overwritten_and_the_data_dir_is_refused() {
     // Deleting the adopted LUN leaves its file exactly as it was.
     let id = lun["id"].as_str().unwrap();
     d.ok("DELETE", &format!("/v1/luns/{id}"), None);
-    assert!(std::fs::read(&a).unwrap() == a_bytes, "delete changed the file");
+    assert!(
+        std::fs::read(&a).unwrap() == a_bytes,
+        "delete changed the file"
+    );
 
     // A path that does not exist is created (sparse, 0600) and is vds's to remove.
     let fresh = outside.join("fresh.img");
@@ -354,7 +387,11 @@ fn existing_files_are_adopted_never_overwritten_and_the_data_dir_is_refused() {
     assert_eq!(md.len(), 2 << 20);
     assert_eq!(md.permissions().mode() & 0o777, 0o600);
     assert!(md.blocks() * 512 < 1 << 20, "sparse");
-    d.ok("DELETE", &format!("/v1/luns/{}", v["id"].as_str().unwrap()), None);
+    d.ok(
+        "DELETE",
+        &format!("/v1/luns/{}", v["id"].as_str().unwrap()),
+        None,
+    );
     assert!(!fresh.exists(), "vds removes the file it created");
 }
 
@@ -430,7 +467,10 @@ fn block_devices_are_adopted_and_held_exclusively() {
     let (st, lun) = create(&d, body(8 << 20));
     assert_eq!(st, 201, "{lun}");
     assert_eq!(lun["size_bytes"], 8u64 << 20);
-    assert!(std::fs::read(&img).unwrap() == bytes, "adopting changed the device");
+    assert!(
+        std::fs::read(&img).unwrap() == bytes,
+        "adopting changed the device"
+    );
     // vds holds it exclusively now.
     let e = open_excl(&lo.dev).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EBUSY), "{e}");
@@ -448,6 +488,9 @@ fn block_devices_are_adopted_and_held_exclusively() {
         &format!("/v1/luns/{}", lun["id"].as_str().unwrap()),
         None,
     );
-    assert!(std::fs::read(&img).unwrap() == bytes, "delete changed the device");
+    assert!(
+        std::fs::read(&img).unwrap() == bytes,
+        "delete changed the device"
+    );
     open_excl(&lo.dev).expect("released after the delete");
 }

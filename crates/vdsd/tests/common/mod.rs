@@ -401,7 +401,12 @@ impl Daemon {
 
     /// Runs `vdsctl --api <this daemon> --token <token> args...` (bounded).
     pub fn vdsctl(&self, args: &[&str]) -> Output {
-        self.vdsctl_no_token(&["--token", &self.token].into_iter().chain(args.iter().copied()).collect::<Vec<_>>())
+        self.vdsctl_no_token(
+            &["--token", &self.token]
+                .into_iter()
+                .chain(args.iter().copied())
+                .collect::<Vec<_>>(),
+        )
     }
 
     /// Runs `vdsctl --api <this daemon> args...` without giving it the token (bounded).

@@ -64,20 +64,22 @@ impl Opts {
 
 /// The bearer token a daemon on `data_dir` started with `config` uses: the config's
 /// `api_token`, else the one it wrote to `<data_dir>/api-token`.
-pub fn api_token(data_dir: &Path, config: Option<&str>) -> String {
+pub fn api_token(data_dir: &Path, config: Option<&str>) -> Result<String, String> {
     let from_config = config.and_then(|c| {
         c.lines().find_map(|l| {
             let (k, v) = l.split('#').next()?.split_once('=')?;
             (k.trim() == "api_token").then(|| v.trim().to_string())
         })
     });
-    from_config.unwrap_or_else(|| {
-        let p = data_dir.join("api-token");
-        std::fs::read_to_string(&p)
-            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-            .trim()
-            .to_string()
-    })
+    match from_config {
+        Some(t) => Ok(t),
+        None => {
+            let p = data_dir.join("api-token");
+            std::fs::read_to_string(&p)
+                .map(|t| t.trim().to_string())
+                .map_err(|e| format!("the API token {}: {e}", p.display()))
+        }
+    }
 }
 
 fn pump(
@@ -187,7 +189,15 @@ impl Daemon {
             let _ = child.wait();
             return Err(format!("Address already in use: {l}"));
         }
-        let token = api_token(&o.data_dir, o.config.as_deref());
+        // Not a panic here: the child is not owned by a `Daemon` yet, nothing would kill it.
+        let token = match api_token(&o.data_dir, o.config.as_deref()) {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
+            }
+        };
         Ok(Daemon {
             child: Some(child),
             api,
