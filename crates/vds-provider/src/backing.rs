@@ -284,7 +284,9 @@ mod tests {
         let j = judge(&p.display().to_string(), BackingKind::File, 8192, &data).unwrap();
         let id = j.existing.unwrap().0;
         pin(&p, BackingKind::File, id, true).unwrap();
-        std::fs::remove_file(&p).unwrap();
+        // The judged file is moved aside (kept, so its inode number cannot be reused by the
+        // new file, as it can be after an unlink) and another file takes its name.
+        std::fs::rename(&p, p.with_extension("old")).unwrap();
         std::fs::write(&p, vec![0u8; 8192]).unwrap();
         assert!(
             pin(&p, BackingKind::File, id, true).is_err(),

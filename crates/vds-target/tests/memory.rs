@@ -48,10 +48,16 @@ fn a_peer_that_reads_nothing_is_bounded_then_dropped_and_its_budget_returns() {
     };
     let h = Harness::start(&["127.0.33.1:43077"], ChapConfig::default(), limits);
     let portal = h.portals[0].id;
-    let mut good =
-        Initiator::connect(h.addr(0), &LoginOptions::normal("iqn.i:good", TARGET)).expect("login");
-    let mut bad =
-        Initiator::connect(h.addr(0), &LoginOptions::normal("iqn.i:bad", TARGET)).expect("login");
+    let mut good = Initiator::connect(
+        h.addr(0),
+        &LoginOptions::normal("iqn.2026-12.test.memory:good", TARGET),
+    )
+    .expect("login");
+    let mut bad = Initiator::connect(
+        h.addr(0),
+        &LoginOptions::normal("iqn.2026-12.test.memory:bad", TARGET),
+    )
+    .expect("login");
     // Clear the power-on unit attention of both nexuses.
     for i in [&mut good, &mut bad] {
         for _ in 0..4 {
