@@ -966,7 +966,25 @@ async fn serve_answers_on_a_real_socket_and_stops_on_shutdown() {
         let _ = std::io::Read::read_to_string(&mut r.into_reader(), &mut s);
         s
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Shut down only once the stream is open (the server counts it in /metrics).
+    tokio::task::spawn_blocking(|| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !ureq::get("http://127.0.0.1:42040/metrics")
+            .set("Authorization", &bearer())
+            .call()
+            .ok()
+            .and_then(|r| r.into_string().ok())
+            .is_some_and(|t| t.lines().any(|l| l == "vds_api_event_streams 1"))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the stream never opened"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    })
+    .await
+    .unwrap();
     tx.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(10), server)
         .await

@@ -157,3 +157,16 @@ fn the_tidy_checks_see_the_crates_they_guard() {
         1
     );
 }
+
+/// The release profile keeps overflow checks (issue 10): a length or offset that wraps panics,
+/// ending one connection, instead of being used. This test binary is built with the profile
+/// the daemon is (`scripts/test` builds and tests in release), so it checks the real setting.
+#[test]
+fn arithmetic_overflow_panics_in_this_profile() {
+    let x: u32 = std::hint::black_box(u32::MAX);
+    let wrapped = std::panic::catch_unwind(|| std::hint::black_box(x) + 1);
+    assert!(
+        wrapped.is_err(),
+        "u32::MAX + 1 did not panic: overflow-checks is off in this profile (Cargo.toml)"
+    );
+}

@@ -210,7 +210,7 @@ fn vdsctl_events_follows_the_stream() {
             Duration::from_secs(3),
         )
     });
-    std::thread::sleep(Duration::from_millis(800));
+    d.wait_event_streams(1);
     assert_eq!(d.set_lun_status(&lun, json!("offline")).0, 200);
     let o = follower.join().expect("follower");
     let out = String::from_utf8_lossy(&o.stdout);

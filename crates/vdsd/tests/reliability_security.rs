@@ -163,7 +163,7 @@ fn chap_is_enforced_exactly_and_secrets_never_leave_the_daemon() {
             out
         }
     });
-    std::thread::sleep(Duration::from_millis(200));
+    d.wait_event_streams(1);
     d.ok(
         "PUT",
         &format!("/v1/targets/{tid}/shared-secret"),

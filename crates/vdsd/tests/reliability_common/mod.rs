@@ -270,6 +270,36 @@ impl Daemon {
         format!("Bearer {}", self.token)
     }
 
+    /// Waits (bounded) until the daemon counts at least `n` open event streams
+    /// (`vds_api_event_streams` in /metrics): a subscriber is known to be listening before
+    /// the test makes the change it must see, instead of sleeping and hoping.
+    pub fn wait_event_streams(&self, n: u64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let text = self
+                .agent
+                .get(&self.url("/metrics"))
+                .set("Authorization", &self.bearer())
+                .call()
+                .ok()
+                .and_then(|r| r.into_string().ok())
+                .unwrap_or_default();
+            let open = text
+                .lines()
+                .find_map(|l| l.strip_prefix("vds_api_event_streams "))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            if open >= n {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{n} event stream(s) never opened: {open} open"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.api, path)
     }
