@@ -6,6 +6,17 @@
 use std::path::Path;
 use std::time::Duration;
 
+/// The configured API token; its `Debug` never shows it (a config printed in a log or a panic
+/// message must not carry the key to the API).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiToken(pub String);
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ApiToken(<{} bytes>)", self.0.len())
+    }
+}
+
 /// Daemon settings that are not flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DaemonConfig {
@@ -14,7 +25,7 @@ pub struct DaemonConfig {
     /// `false` reproduces the documented "not supported" provider for portal SetStatus.
     pub portal_status_settable: bool,
     /// Bearer token the API requires (absent: the one in `<data-dir>/api-token`).
-    pub api_token: Option<String>,
+    pub api_token: Option<ApiToken>,
     /// Host names, besides the API's address and `localhost`, that clients may put in the
     /// `Host` header (a reverse proxy's name).
     pub api_hosts: Vec<String>,
@@ -155,7 +166,7 @@ impl DaemonConfig {
                              without spaces"
                         ));
                     }
-                    c.api_token = Some(v.to_string());
+                    c.api_token = Some(ApiToken(v.to_string()));
                 }
                 "api_hosts" => c.api_hosts = parse_hosts(n, v)?,
                 "metrics_public" => {
@@ -305,6 +316,12 @@ mod tests {
         assert!(DaemonConfig::parse("portal_status_settable = maybe").is_err());
         assert!(DaemonConfig::parse("just words").is_err());
         assert!(DaemonConfig::parse("api_token = short").is_err());
+        let c = DaemonConfig::parse("api_token = 0123456789abcdef-secret").unwrap();
+        assert_eq!(c.api_token.as_ref().unwrap().0, "0123456789abcdef-secret");
+        assert!(
+            !format!("{c:?}").contains("0123456789abcdef"),
+            "the token is not in Debug: {c:?}"
+        );
     }
 
     /// An error names the line and the key, never the value or the line itself: a secret

@@ -69,7 +69,7 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
 
     // After the provider made the data dir (with its permissions).
     let token = match &daemon_cfg.api_token {
-        Some(t) => t.clone(),
+        Some(t) => t.0.clone(),
         None => token::load_or_create(&args.data_dir).map_err(anyhow::Error::msg)?,
     };
     let mut api_cfg =

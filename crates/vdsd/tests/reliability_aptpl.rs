@@ -14,52 +14,6 @@ use std::process::Command;
 use reliability_common::*;
 use vds_testkit::Initiator;
 
-/// A small tmpfs mounted on a fresh directory, unmounted on drop.
-struct SmallFs {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-impl SmallFs {
-    fn mount(size: &str) -> SmallFs {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("small");
-        std::fs::create_dir(&path).unwrap();
-        let st = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(&path)
-            .status();
-        assert!(
-            st.as_ref().is_ok_and(|s| s.success()),
-            "cannot mount a tmpfs ({st:?}): this test needs root and mount(8)"
-        );
-        SmallFs { _dir: dir, path }
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-    }
-}
-
-/// Fills the filesystem of `dir` with a file until ENOSPC; returns its path.
-fn fill(dir: &Path) -> PathBuf {
-    use std::io::Write;
-    let p = dir.join("filler");
-    let mut f = std::fs::File::create(&p).unwrap();
-    let block = vec![0xEEu8; 64 << 10];
-    while f.write_all(&block).is_ok() {}
-    while f.write_all(&[0xEE]).is_ok() {}
-    p
-}
-
 fn pr_out(sa: u8, ty: u8, key: u64, sa_key: u64, aptpl: bool) -> (Vec<u8>, Vec<u8>) {
     let mut cdb = vec![0u8; 10];
     cdb[0] = 0x5F;

@@ -15,57 +15,6 @@ use reliability_common::*;
 use serde_json::{json, Value};
 use vds_testkit::Initiator;
 
-/// An 8 MiB tmpfs mounted on a fresh directory, unmounted on drop.
-struct SmallFs {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-impl SmallFs {
-    /// Mounts a tmpfs of `size`. It needs root (as `scripts/test` runs); without it the test
-    /// fails loudly rather than passing without having checked anything.
-    fn mount(size: &str) -> SmallFs {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("small");
-        std::fs::create_dir(&path).expect("mount point");
-        let ok = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(&path)
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(
-            ok,
-            "cannot mount a {size} tmpfs (this test needs root, as scripts/test runs it)"
-        );
-        SmallFs { _dir: dir, path }
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-    }
-}
-
-/// Fills the filesystem of `dir` with a file until ENOSPC; returns its path.
-fn fill(dir: &Path) -> PathBuf {
-    use std::io::Write;
-    let p = dir.join("filler");
-    let mut f = std::fs::File::create(&p).unwrap();
-    let block = vec![0xEEu8; 64 << 10];
-    while f.write_all(&block).is_ok() {}
-    // The last partial block too.
-    while f.write_all(&[0xEE]).is_ok() {}
-    p
-}
-
 fn lun_of(d: &Daemon, id: &str) -> Value {
     d.ok("GET", &format!("/v1/luns/{id}"), None)
 }
