@@ -8,9 +8,6 @@
 
 mod reliability_common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use reliability_common::*;
 use vds_testkit::Initiator;
 

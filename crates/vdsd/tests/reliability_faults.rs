@@ -8,9 +8,6 @@
 
 mod reliability_common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use reliability_common::*;
 use serde_json::{json, Value};
 use vds_testkit::Initiator;
