@@ -332,7 +332,7 @@ impl Inner {
         state: LuState,
         pr_state: Option<Vec<u8>>,
     ) -> Arc<LogicalUnit> {
-        let lu = Arc::new(LogicalUnit::new(LuConfig {
+        Arc::new(LogicalUnit::new(LuConfig {
             id: lun.id,
             backing: store,
             block_size: lun.block_size,
@@ -340,10 +340,7 @@ impl Inner {
             pr_state,
             events: self.hooks.clone(),
             write_protected: lun.read_only,
-        }));
-        // EXTENDED COPY finds its source and destination LUs by NAA designator.
-        vds_scsi::register_lu(&lu);
-        lu
+        }))
     }
 
     /// An LU for a LUN whose storage cannot be opened: FAILED, every I/O fails.

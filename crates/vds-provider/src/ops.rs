@@ -1031,7 +1031,6 @@ impl Provider {
             return Err(store_err(e));
         }
         st.tombstones.insert(id, ObjectKind::Lun);
-        vds_scsi::unregister_lu(&entry.lu);
         st.lun_names.remove(&entry.rec.lun.friendly_name);
         if let Some(p) = &entry.rec.lun.backing.path {
             st.backing_paths.remove(p);

@@ -15,8 +15,8 @@
 //! Layout: `ops` is the command table (opcodes, CDB usage masks, gating);
 //! `spc/` holds the SPC-4 commands (INQUIRY, MODE, reservations, EXTENDED COPY, ...), `sbc/`
 //! the SBC-3 ones (READ/WRITE family, capacity, provisioning); [`sense`] is the one place sense
-//! bytes are built; [`registry`] lists every LU by NAA designator (not an access path:
-//! EXTENDED COPY resolves only through the requesting nexus's [`LunMap`]).
+//! bytes are built. There is no process-wide index of LUs: EXTENDED COPY resolves a designator
+//! only through the requesting nexus's [`LunMap`] (SEMANTICS §13).
 //!
 //! For the transport:
 //! - execute through [`LunMap::execute`] (masking, REPORT LUNS, unknown LUNs);
@@ -29,7 +29,6 @@
 
 mod cdb;
 mod ops;
-pub mod registry;
 mod sbc;
 pub mod sense;
 mod spc;
@@ -37,7 +36,6 @@ mod spc;
 mod tests;
 
 pub use ops::cdb_transfer_len;
-pub use registry::{lookup_lu, register_lu, unregister_lu};
 
 use std::sync::Arc;
 

@@ -229,7 +229,7 @@ impl LogicalUnit {
         &self.events
     }
 
-    /// The 16-byte NAA-6 designator of VPD page 83 (also the key of the XCOPY registry).
+    /// The 16-byte NAA-6 designator of VPD page 83 (what EXTENDED COPY names a copy target by).
     pub fn naa(&self) -> [u8; 16] {
         self.naa
     }

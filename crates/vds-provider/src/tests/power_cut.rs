@@ -27,7 +27,6 @@ fn on_power_cut_store(f: &Fixture, loss: Loss) -> (Uuid, Arc<PowerCut>) {
     let state = st.lu_state(&lun);
     let lu = f.p.inner.make_lu(&lun, filtered.clone(), state, None);
     let e = st.luns.get_mut(&id).expect("present");
-    vds_scsi::unregister_lu(&e.lu);
     e.lu = lu;
     e.filtered = Some(filtered);
     (id, pc)

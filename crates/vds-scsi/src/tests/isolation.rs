@@ -35,7 +35,7 @@ fn read(lu: &Arc<LogicalUnit>, lba: u32, blocks: u16) -> Vec<u8> {
 
 /// The requester's target: `home` (LUN 0, everyone), `open` (LUN 1, everyone), `masked`
 /// (LUN 2, visible to another initiator only), `reserved` (LUN 3, everyone). `elsewhere` is
-/// on another target. Every LU is in the process-wide registry, as the provider leaves them.
+/// on another target of the same process.
 struct World {
     home: Rig,
     open: Rig,
@@ -55,7 +55,6 @@ fn world() -> World {
         (&reserved, 4),
         (&elsewhere, 5),
     ] {
-        register_lu(&r.lu);
         r.lu.backing()
             .write_at(&pattern(seed, 64), 0, false)
             .unwrap();
@@ -79,20 +78,6 @@ fn world() -> World {
         elsewhere,
         map,
         other_map,
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        for r in [
-            &self.home,
-            &self.open,
-            &self.masked,
-            &self.reserved,
-            &self.elsewhere,
-        ] {
-            unregister_lu(&r.lu);
-        }
     }
 }
 
