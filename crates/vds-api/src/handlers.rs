@@ -614,7 +614,7 @@ pub async fn set_shared_secret(
     let b = s.arg(body, Command::GetTarget { id }).await?;
     s.call(Command::SetSharedSecret {
         id,
-        secret: b.secret.map(String::into_bytes),
+        secret: b.secret.map(|s| s.into_bytes().into()),
         initiator_name: b.initiator_name,
     })
     .await
@@ -637,7 +637,7 @@ pub async fn remember_initiator_secret(
     s.call(Command::RememberInitiatorSecret {
         id,
         initiator_name,
-        secret: b.secret.map(String::into_bytes),
+        secret: b.secret.map(|s| s.into_bytes().into()),
     })
     .await
 }

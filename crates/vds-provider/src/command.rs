@@ -18,6 +18,23 @@ use vds_model::{
 };
 
 /// The backing store requested for a new LUN (INTERFACE.md `B`).
+/// A CHAP secret as a command carries it, not yet checked: its `Debug` shows only the length,
+/// so a command in a log or a panic message never carries the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretBytes(pub Vec<u8>);
+
+impl From<Vec<u8>> for SecretBytes {
+    fn from(v: Vec<u8>) -> Self {
+        SecretBytes(v)
+    }
+}
+
+impl std::fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretBytes(<{} bytes>)", self.0.len())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackingSpec {
     /// `file` (default), `block`, `memory` or `null`.
@@ -252,7 +269,7 @@ pub enum Command {
         /// Target id.
         id: Uuid,
         /// 12 to 16 bytes, or `None` to clear.
-        secret: Option<Vec<u8>>,
+        secret: Option<SecretBytes>,
         /// Per-initiator secret when given.
         initiator_name: Option<String>,
     },
@@ -264,7 +281,7 @@ pub enum Command {
         /// Initiator name (required).
         initiator_name: String,
         /// 12 to 16 bytes, or `None` to forget.
-        secret: Option<Vec<u8>>,
+        secret: Option<SecretBytes>,
     },
     /// `GET /v1/targets/{id}/initiators` (`GetConnectedInitiators`).
     GetConnectedInitiators {
@@ -511,3 +528,24 @@ impl fmt::Display for VdsError {
 }
 
 impl std::error::Error for VdsError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_debug_hides_its_secret() {
+        let c = Command::SetSharedSecret {
+            id: Uuid::nil(),
+            secret: Some(b"hunter2-secret!".to_vec().into()),
+            initiator_name: None,
+        };
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            !shown.contains("104, 117"),
+            "bytes of the secret in {shown}"
+        );
+        assert!(shown.contains("15 bytes"), "{shown}");
+    }
+}

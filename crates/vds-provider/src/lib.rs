@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use command::{BackingSpec, Command, CreateLunArgs, Outcome, VdsError};
+pub use command::{BackingSpec, Command, CreateLunArgs, Outcome, SecretBytes, VdsError};
 pub use events::{Clock, Event, SystemClock};
 
 /// How the provider starts.

@@ -51,10 +51,13 @@ fn check_name(field: &str, name: &str) -> Result<String, VdsError> {
     Ok(n.to_string())
 }
 
-fn check_secret(field: &str, secret: Option<Vec<u8>>) -> Result<Option<Vec<u8>>, VdsError> {
+fn check_secret(
+    field: &str,
+    secret: Option<crate::SecretBytes>,
+) -> Result<Option<Vec<u8>>, VdsError> {
     secret
         .map(|s| {
-            vds_model::ChapSecret::new(s)
+            vds_model::ChapSecret::new(s.0)
                 .map(|s| s.into_bytes())
                 .map_err(|e| VdsError::invalid_arg(field, e))
         })

@@ -1064,7 +1064,7 @@ fn targets_names_secrets_and_chap() {
     for bad in [11usize, 17, 0] {
         let e = f.err(Command::SetSharedSecret {
             id: t.id,
-            secret: Some(vec![b'a'; bad]),
+            secret: Some(vec![b'a'; bad].into()),
             initiator_name: None,
         });
         assert_eq!(e.hresult, Hresult::E_INVALIDARG, "{bad}");
@@ -1073,7 +1073,7 @@ fn targets_names_secrets_and_chap() {
     let mut rx = f.p.subscribe();
     match f.ok(Command::SetSharedSecret {
         id: t.id,
-        secret: Some(b"0123456789ab".to_vec()),
+        secret: Some(b"0123456789ab".to_vec().into()),
         initiator_name: None,
     }) {
         Outcome::Target(t) => assert!(t.chap_enabled),
@@ -1086,14 +1086,14 @@ fn targets_names_secrets_and_chap() {
     // Same secret again: nothing changed, no event.
     f.ok(Command::SetSharedSecret {
         id: t.id,
-        secret: Some(b"0123456789ab".to_vec()),
+        secret: Some(b"0123456789ab".to_vec().into()),
         initiator_name: None,
     });
     assert!(drain(&mut rx).is_empty());
     f.ok(Command::RememberInitiatorSecret {
         id: t.id,
         initiator_name: "iqn.2001-04.com.example:host".into(),
-        secret: Some(b"mutualsecret16!!".to_vec()),
+        secret: Some(b"mutualsecret16!!".to_vec().into()),
     });
     assert_eq!(
         f.code(Command::RememberInitiatorSecret {
@@ -1301,7 +1301,7 @@ fn restart_restores_every_object_status_secret_and_tombstone() {
     });
     f.ok(Command::SetSharedSecret {
         id: t.id,
-        secret: Some(b"abcdefghijklm".to_vec()),
+        secret: Some(b"abcdefghijklm".to_vec().into()),
         initiator_name: Some("iqn.2001-04.com.a".into()),
     });
     let p = match f.ok(Command::CreatePortal {
