@@ -25,7 +25,7 @@ use crate::text;
 
 mod budget;
 use budget::Grant;
-pub use budget::{MemBudget, CHUNK as BUDGET_CHUNK};
+pub use budget::{Hold as BudgetHold, MemBudget, CHUNK as BUDGET_CHUNK};
 
 /// Serial-number arithmetic (RFC 1982, 32 bits): `a < b`.
 pub fn sn_lt(a: u32, b: u32) -> bool {

@@ -240,6 +240,9 @@ struct PortalLogin<'a> {
     /// The session this login put in the table: removed again if the login does not
     /// complete (refused, timed out, socket gone, panic).
     registered: Option<SessionSlot>,
+    /// The buffer-budget chunk this login was admitted on, held until its connection's own
+    /// grant exists (so concurrent logins cannot be admitted on the same room).
+    budget_hold: Option<vds_iscsi::conn::BudgetHold>,
 }
 
 fn tpgt_for(t: &TargetView, portal: Uuid) -> Option<u16> {
@@ -271,7 +274,15 @@ impl LoginEnv for PortalLogin<'_> {
     }
 
     fn instate(&mut self, p: &SessionParams) -> Result<u16, LoginStatus> {
+        // Every connection in full-feature phase holds a chunk of the buffer budget: past
+        // the budget, logins are refused (SEMANTICS §13), before anything is allocated.
+        let hold = self
+            .inner
+            .budget
+            .hold(vds_iscsi::conn::BUDGET_CHUNK)
+            .ok_or(LoginStatus::OUT_OF_RESOURCES)?;
         let tsih = self.instate_locked(p)?;
+        self.budget_hold = Some(hold);
         if p.session_type == SessionType::Normal {
             // Outside the table's lock: a slot replaced here locks it to remove its session.
             self.registered = Some(SessionSlot {
@@ -292,11 +303,6 @@ impl LoginEnv for PortalLogin<'_> {
 impl PortalLogin<'_> {
     /// Allocate or take over the TSIH and put the session in the table.
     fn instate_locked(&mut self, p: &SessionParams) -> Result<u16, LoginStatus> {
-        // Every connection in full-feature phase holds a chunk of the buffer budget: past
-        // the budget, logins are refused (SEMANTICS §13), before anything is allocated.
-        if !self.inner.budget.has_room(vds_iscsi::conn::BUDGET_CHUNK) {
-            return Err(LoginStatus::OUT_OF_RESOURCES);
-        }
         let mut table = self.inner.sessions.lock();
         if p.session_type == SessionType::Discovery {
             return Ok(table.alloc_tsih());
@@ -404,7 +410,7 @@ async fn serve(
         login_phase(&inner, portal, conn_id, &mut rd, &mut wr, ctl_tx, refuse),
     )
     .await;
-    let (params, target, reinstated, _session) = match login {
+    let (params, target, reinstated, _session, budget_hold) = match login {
         Ok(Some(x)) => x,
         Ok(None) => return,
         Err(_) => {
@@ -454,6 +460,7 @@ async fn serve(
         target.as_ref().map(|(t, _)| t.id),
         nexus,
         loss.clone(),
+        budget_hold,
         &mut ctl_rx,
     )
     .await;
@@ -467,6 +474,7 @@ type LoginResult = (
     Option<(TargetView, u16)>,
     Option<mpsc::UnboundedSender<ConnCtl>>,
     Option<SessionSlot>,
+    Option<vds_iscsi::conn::BudgetHold>,
 );
 
 async fn login_phase(
@@ -488,6 +496,7 @@ async fn login_phase(
         target: None,
         reinstated: None,
         registered: None,
+        budget_hold: None,
     };
     loop {
         let (bhs, rest) = match read_frame(rd, Digests::default(), LOGIN_MAX_DATA as u32).await {
@@ -543,6 +552,7 @@ async fn login_phase(
                     env.target.take(),
                     env.reinstated.take(),
                     env.registered.take(),
+                    env.budget_hold.take(),
                 ));
             }
         }
@@ -1032,6 +1042,7 @@ async fn full_feature(
     target: Option<Uuid>,
     nexus: Option<Arc<ItNexus>>,
     loss: Option<Arc<NexusLoss>>,
+    budget_hold: Option<vds_iscsi::conn::BudgetHold>,
     ctl_rx: &mut mpsc::UnboundedReceiver<ConnCtl>,
 ) {
     let Ok(mut stream) = rd.reunite(wr) else {
@@ -1046,6 +1057,8 @@ async fn full_feature(
     config.budget = Some(inner.budget.clone());
     let tx_limit = config.max_buffer_bytes;
     let mut conn = Connection::new(params, inner.limits.negotiation.clone(), config);
+    // The connection's grant now holds its chunk; the login's hold goes back.
+    drop(budget_hold);
     let mut env = Discovery {
         inner: inner.clone(),
         portal,

@@ -48,6 +48,16 @@ impl MemBudget {
         self.granted().saturating_add(n) <= self.0.limit
     }
 
+    /// Take `n` bytes now, all or nothing, held until the [`Hold`] is dropped: what a login
+    /// takes at its admission, so that two logins can never both be admitted on the same
+    /// room (a check followed by a later take could).
+    pub fn hold(&self, n: usize) -> Option<Hold> {
+        self.try_take(n).then(|| Hold {
+            budget: self.clone(),
+            n,
+        })
+    }
+
     /// Take `n` bytes, all or nothing.
     fn try_take(&self, n: usize) -> bool {
         let mut cur = self.0.granted.load(Ordering::Relaxed);
@@ -94,6 +104,19 @@ impl PartialEq for MemBudget {
 }
 impl Eq for MemBudget {}
 
+/// Bytes taken from the budget by [`MemBudget::hold`], given back on drop.
+#[derive(Debug)]
+pub struct Hold {
+    budget: MemBudget,
+    n: usize,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.budget.give(self.n);
+    }
+}
+
 /// One connection's grant from the budget (no budget: unlimited, for tests and tools).
 #[derive(Debug)]
 pub(crate) struct Grant {
@@ -102,8 +125,8 @@ pub(crate) struct Grant {
 }
 
 impl Grant {
-    /// A grant of one chunk, taken even past the limit (the login was admitted on
-    /// [`MemBudget::has_room`]).
+    /// A grant of one chunk, taken even past the limit (the login was admitted with a
+    /// [`Hold`] of one chunk, which its connection drops once this grant exists).
     pub fn new(budget: Option<MemBudget>) -> Self {
         let held = if budget.is_some() { CHUNK } else { 0 };
         if let Some(b) = &budget {

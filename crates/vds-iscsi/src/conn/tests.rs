@@ -1038,3 +1038,25 @@ fn a_write_whose_data_never_comes_ends_the_connection_after_the_nop_timeout() {
         "{evs:?}"
     );
 }
+
+#[test]
+fn a_login_hold_is_taken_at_once_so_two_logins_cannot_share_the_last_chunk() {
+    let budget = MemBudget::new(2 * BUDGET_CHUNK);
+    let first = budget.hold(BUDGET_CHUNK).expect("room for one");
+    let second = budget.hold(BUDGET_CHUNK).expect("room for two");
+    assert!(
+        budget.hold(BUDGET_CHUNK).is_none(),
+        "a third login admitted on room the first two already took"
+    );
+    // The first connection's grant exists (one chunk, taken even past the limit), then its
+    // login hold goes back: the count never drops below what is in use.
+    let conn = small_limit(16 << 20, Some(budget.clone()));
+    assert_eq!(budget.granted(), 3 * BUDGET_CHUNK);
+    drop(first);
+    assert_eq!(budget.granted(), 2 * BUDGET_CHUNK);
+    assert!(budget.hold(BUDGET_CHUNK).is_none(), "still full");
+    drop(second);
+    let third = budget.hold(BUDGET_CHUNK).expect("a place was freed");
+    drop((conn, third));
+    assert_eq!(budget.granted(), 0);
+}
