@@ -212,6 +212,24 @@ struct Task {
     progress: Option<Instant>,
 }
 
+impl Task {
+    /// All of its Data-Out is here: the task executes, and its command (with the gathered
+    /// data, moved out) goes to the transport.
+    fn start(&mut self, itt: u32) -> Command {
+        self.state = TaskState::Executing;
+        Command {
+            itt,
+            lun: self.lun,
+            cdb: self.cdb.clone(),
+            data_out: std::mem::take(&mut self.buf),
+            expected_in_len: self.expected_in_len,
+            edtl: self.edtl,
+            read: self.read,
+            attr: self.attr,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct PendingTmf {
     itt: u32,
@@ -1025,17 +1043,7 @@ impl Connection {
             self.issue_r2ts(itt);
             return;
         }
-        task.state = TaskState::Executing;
-        let cmd = Command {
-            itt,
-            lun: task.lun,
-            cdb: task.cdb.clone(),
-            data_out: std::mem::take(&mut task.buf),
-            expected_in_len: task.expected_in_len,
-            edtl: task.edtl,
-            read: task.read,
-            attr: task.attr,
-        };
+        let cmd = task.start(itt);
         self.events.push_back(Event::Execute(cmd));
     }
 
@@ -1167,17 +1175,7 @@ impl Connection {
         t.received += len;
         t.r2ts.retain(|r| r.received < r.len);
         if t.received >= t.write_len {
-            t.state = TaskState::Executing;
-            let cmd = Command {
-                itt,
-                lun: t.lun,
-                cdb: t.cdb.clone(),
-                data_out: std::mem::take(&mut t.buf),
-                expected_in_len: t.expected_in_len,
-                edtl: t.edtl,
-                read: t.read,
-                attr: t.attr,
-            };
+            let cmd = t.start(itt);
             self.events.push_back(Event::Execute(cmd));
         } else {
             self.issue_r2ts(itt);
