@@ -30,7 +30,7 @@ pub(crate) struct Judged {
     /// The path with every symlink resolved.
     pub path: String,
     /// The identity of what is there now (`(dev, ino)` of a file, `(rdev, ino)` of a device,
-    /// as `engine::identity_of` records it), and its size; `None`: the file is to be created.
+    /// as `storage::identity_of` records it), and its size; `None`: the file is to be created.
     pub existing: Option<((u64, u64), u64)>,
 }
 
@@ -213,10 +213,10 @@ pub(crate) fn pin(
 /// (`"wipe": true`).
 pub(crate) fn wipe(f: &File, size: u64) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
-    let len = crate::engine::ZERO_LEN.min(size);
+    let len = crate::storage::ZERO_LEN.min(size);
     let zeros = vec![0u8; len as usize];
     f.write_all_at(&zeros, 0)?;
-    let tail = size.saturating_sub(crate::engine::ZERO_LEN);
+    let tail = size.saturating_sub(crate::storage::ZERO_LEN);
     f.write_all_at(&zeros[..(size - tail) as usize], tail)?;
     f.sync_all()
 }

@@ -3,21 +3,18 @@
 //! corruption detection and cure (§6), and the helpers every operation shares. The operations
 //! themselves live in `ops`.
 
-use std::collections::{HashMap, HashSet};
-use std::io;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 use tokio::sync::broadcast;
 use uuid::Uuid;
-use vds_backstore::{BackingStore, FaultFilter, FaultOp, Filtered};
+use vds_backstore::BackingStore;
 use vds_model::{
     Backing, BackingKind, CacheState, Controller, ControllerStatus, Drive, DriveStatus, EventKind,
-    FaultFilterSpec, FaultOpKind, Health, Hresult, HwProviderType, Lun, LunPlex, LunPlexStatus,
-    LunPlexType, LunStatus, LunType, ObjectKind, Portal, PortalGroup, PortalStatus, ProviderInfo,
-    Subsystem, SubsystemFlag, SubsystemStatus, Target, TransitionState,
+    FaultFilterSpec, Health, Hresult, HwProviderType, Lun, LunPlex, LunPlexStatus, LunPlexType,
+    LunStatus, LunType, ObjectKind, Portal, PortalGroup, PortalStatus, ProviderInfo, Subsystem,
+    SubsystemFlag, SubsystemStatus, Target, TransitionState,
 };
 use vds_scsi::{LogicalUnit, LuConfig, LuState};
 use vds_store::{LunRecord, Snapshot, Store, StoreError};
@@ -27,14 +24,16 @@ use crate::events::Event;
 use crate::hooks::{HookMsg, Hooks, MissingStore};
 use crate::jobs::Jobs;
 use crate::state::{LunEntry, PortalEntry, State, TargetEntry};
+use crate::storage::{
+    backing_changed, fs_space, identity_of, make_private_dir, open_backing,
+    remove_leftover_lun_files, to_filters,
+};
 use crate::{ProviderConfig, VdsError};
 
 /// Logical block size of every LUN vds creates.
 pub(crate) const BLOCK_SIZE: u64 = 512;
 /// Largest LUN vds creates (1 PiB): anything larger is an "absurd size" (E_INVALIDARG).
 pub(crate) const MAX_LUN_SIZE: u64 = 1 << 50;
-/// Bytes zeroed at each end of reused storage.
-pub(crate) const ZERO_LEN: u64 = 1 << 20;
 
 pub(crate) fn store_err(e: StoreError) -> VdsError {
     VdsError::new(e.hresult(), e.to_string())
@@ -76,110 +75,6 @@ impl Drop for Slots {
             }
         }
     }
-}
-
-/// Converts the model's fault filters to the backstore's.
-pub(crate) fn to_filters(specs: &[FaultFilterSpec]) -> Vec<FaultFilter> {
-    specs
-        .iter()
-        .map(|f| match f {
-            FaultFilterSpec::Delay {
-                read_ms,
-                write_ms,
-                flush_ms,
-            } => FaultFilter::Delay {
-                read_ms: *read_ms,
-                write_ms: *write_ms,
-                flush_ms: *flush_ms,
-            },
-            FaultFilterSpec::Error { ops, after } => FaultFilter::Error {
-                ops: ops
-                    .iter()
-                    .map(|o| match o {
-                        FaultOpKind::Read => FaultOp::Read,
-                        FaultOpKind::Write => FaultOp::Write,
-                        FaultOpKind::Flush => FaultOp::Flush,
-                    })
-                    .collect(),
-                after: *after,
-            },
-        })
-        .collect()
-}
-
-/// Opens a LUN's backing store behind a fault-filter layer.
-pub(crate) fn open_backing(lun: &Lun) -> io::Result<Arc<Filtered>> {
-    let kind = match (lun.backing.kind, &lun.backing.path) {
-        (BackingKind::File, Some(p)) => vds_backstore::BackingKind::File { path: p.into() },
-        (BackingKind::Block, Some(p)) => vds_backstore::BackingKind::Block { path: p.into() },
-        (BackingKind::Memory, _) => vds_backstore::BackingKind::Memory,
-        (BackingKind::Null, _) => vds_backstore::BackingKind::Null,
-        (k, None) => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("a {} LUN needs a path", k.short_name()),
-            ))
-        }
-    };
-    let store = vds_backstore::open(&kind, lun.size_bytes)?;
-    Ok(Arc::new(Filtered::new(store, to_filters(&lun.filters))))
-}
-
-/// Device and inode of what is at a LUN's path (`rdev` for block devices).
-pub(crate) fn identity_of(backing: &Backing) -> io::Result<Option<(u64, u64)>> {
-    let Some(path) = &backing.path else {
-        return Ok(None);
-    };
-    let md = std::fs::metadata(path)?;
-    Ok(Some(match backing.kind {
-        BackingKind::Block => (md.rdev(), md.ino()),
-        _ => (md.dev(), md.ino()),
-    }))
-}
-
-/// Total and available bytes of the filesystem holding `path`.
-pub(crate) fn fs_space(path: &Path) -> io::Result<(u64, u64)> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
-    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a valid NUL-terminated path and `s` a writable statvfs struct.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut s) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let frsize = s.f_frsize as u64;
-    Ok((s.f_blocks as u64 * frsize, s.f_bavail as u64 * frsize))
-}
-
-/// What changed behind the provider's back for an open LUN, if anything (SEMANTICS.md §6).
-pub(crate) fn backing_changed(e: &LunEntry) -> Option<String> {
-    e.filtered.as_ref()?;
-    let lun = &e.rec.lun;
-    let path = lun.backing.path.as_ref()?;
-    let md = match std::fs::metadata(path) {
-        Ok(md) => md,
-        Err(err) => return Some(format!("LUN {}: backing {path} is gone ({err})", lun.id)),
-    };
-    let ident = match lun.backing.kind {
-        BackingKind::Block => (md.rdev(), md.ino()),
-        _ => (md.dev(), md.ino()),
-    };
-    if e.rec.identity.is_some_and(|i| i != ident) {
-        return Some(format!(
-            "LUN {}: {path} is no longer the file or device that was opened",
-            lun.id
-        ));
-    }
-    if lun.backing.kind == BackingKind::File && md.len() != lun.size_bytes {
-        return Some(format!(
-            "LUN {}: {path} is {} bytes, the provider knows it as {}",
-            lun.id,
-            md.len(),
-            lun.size_bytes
-        ));
-    }
-    None
 }
 
 impl Inner {
@@ -781,18 +676,6 @@ pub(crate) fn round_up(bytes: u64) -> u64 {
     bytes.div_ceil(BLOCK_SIZE) * BLOCK_SIZE
 }
 
-/// Creates a directory with mode 0700 when missing.
-pub(crate) fn make_private_dir(path: &Path) -> io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    match std::fs::DirBuilder::new().mode(0o700).create(path) {
-        // The LUN files created in it are committed next: the directory must survive a
-        // power cut with them (vds-backstore syncs their own entries).
-        Ok(()) => vds_backstore::sync_parent_dir(path),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
 /// A new LUN's model (one simple plex, ONLINE, HEALTHY, STABLE).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn new_lun_model(
@@ -886,41 +769,6 @@ pub(crate) fn open(
     Ok(inner)
 }
 
-/// Removes the files in `<data dir>/luns` that no LUN of the store uses: a daemon killed while
-/// it created a LUN (the file is made before the record is committed) or deleted one (the
-/// record goes before the file) leaves one behind; nothing may stay half-made. Only files
-/// vds names itself (`<uuid>.img`) are considered.
-fn remove_leftover_lun_files(data_dir: &Path, st: &State) {
-    let dir = data_dir.join("luns");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return;
-    };
-    // Compared by canonical path (the data dir may be spelled differently from one start to
-    // the next) and by LUN id (vds names its files after the LUN).
-    let used: HashSet<PathBuf> = st
-        .luns
-        .values()
-        .filter_map(|e| e.rec.lun.backing.path.as_ref())
-        .filter_map(|p| std::fs::canonicalize(p).ok())
-        .collect();
-    for e in entries.flatten() {
-        let path = e.path();
-        let id = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .and_then(|s| Uuid::parse_str(s).ok());
-        let ours = path.extension().is_some_and(|x| x == "img") && id.is_some();
-        let in_use = id.is_some_and(|id| st.luns.contains_key(&id))
-            || std::fs::canonicalize(&path).is_ok_and(|c| used.contains(&c));
-        if ours && !in_use {
-            tracing::warn!(path = %path.display(), "removing a LUN file no LUN uses (interrupted create or delete)");
-            if let Err(err) = std::fs::remove_file(&path) {
-                tracing::warn!(path = %path.display(), error = %err, "cannot remove the leftover LUN file");
-            }
-        }
-    }
-}
-
 /// Applies what logical units report (runs until the provider is dropped).
 fn hook_loop(inner: Weak<Inner>, rx: std::sync::mpsc::Receiver<HookMsg>) {
     while let Ok(msg) = rx.recv() {
@@ -957,9 +805,4 @@ fn hook_loop(inner: Weak<Inner>, rx: std::sync::mpsc::Receiver<HookMsg>) {
 pub(crate) fn reload(inner: &Inner, st: &mut State) -> Result<(), VdsError> {
     let snap = st.store.load().map_err(store_err)?;
     inner.install(st, snap, true)
-}
-
-/// Path of a new file LUN in the data dir.
-pub(crate) fn default_lun_path(data_dir: &Path, id: Uuid) -> PathBuf {
-    data_dir.join("luns").join(format!("{id}.img"))
 }

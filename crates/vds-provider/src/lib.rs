@@ -16,6 +16,7 @@ mod hooks;
 mod jobs;
 mod ops;
 mod state;
+mod storage;
 #[cfg(test)]
 mod tests;
 

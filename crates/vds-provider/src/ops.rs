@@ -17,13 +17,16 @@ use vds_model::{
 use vds_scsi::LuState;
 use vds_store::{LunRecord, SecretKind, SecretRow};
 
-use crate::command::{BackingSpec, CreateLunArgs};
+use crate::command::CreateLunArgs;
 use crate::engine::{
-    default_lun_path, fs_space, identity_of, make_private_dir, naa_hex, new_lun_model,
-    open_backing, reload, round_up, store_err, to_filters, Inner, Slots, MAX_LUN_SIZE,
+    naa_hex, new_lun_model, reload, round_up, store_err, Inner, Slots, MAX_LUN_SIZE,
 };
 use crate::jobs::JobHandle;
 use crate::state::{LunEntry, PortalEntry, State, TargetEntry};
+use crate::storage::{
+    allocate, check_backing, default_lun_path, free_storage, fs_space, identity_of, open_backing,
+    prepare_storage, to_filters, Prep,
+};
 use crate::{Command, Outcome, Provider, VdsError};
 
 /// Longest friendly name / alias accepted (the iSCSI TargetAlias limit).
@@ -92,7 +95,7 @@ fn check_filters(inner: &Inner, field: &str, filters: &[FaultFilterSpec]) -> Res
 
 /// Maps an I/O failure of an operation on a LUN's storage: EIO is `VDS_E_IO_ERROR`, ENOSPC
 /// `VDS_E_NOT_ENOUGH_SPACE`, anything else the converted OS error.
-fn storage_err(context: impl std::fmt::Display, e: &std::io::Error) -> VdsError {
+pub(crate) fn storage_err(context: impl std::fmt::Display, e: &std::io::Error) -> VdsError {
     let hr = match e.raw_os_error() {
         Some(libc::EIO) => Hresult::VDS_E_IO_ERROR,
         Some(libc::ENOSPC) | Some(libc::EDQUOT) => Hresult::VDS_E_NOT_ENOUGH_SPACE,
@@ -450,7 +453,7 @@ impl Provider {
             // Re-read every LUN's storage: adopt new sizes, reopen replaced files, fail gone ones.
             let ids: Vec<Uuid> = st.luns.keys().copied().collect();
             for id in ids {
-                if crate::engine::backing_changed(&st.luns[&id]).is_some() {
+                if crate::storage::backing_changed(&st.luns[&id]).is_some() {
                     self.reread_lun(st, id)?;
                 }
             }
@@ -2154,60 +2157,6 @@ impl Provider {
     }
 }
 
-/// How a new LUN's storage is prepared (SEMANTICS §12, `backing`).
-#[derive(Debug, Clone, Copy)]
-struct Prep {
-    /// The caller named the path (else: vds's own file in the data dir).
-    user_path: bool,
-    /// The identity of the existing file or device being adopted, as judged.
-    adopted: Option<(u64, u64)>,
-    /// Zero the first and last MiB of an adopted path.
-    wipe: bool,
-}
-
-/// Prepares the storage of a new LUN before it is opened: vds's own file is created (or reused
-/// with its ends zeroed); a new path given by the caller is created, never through a link or
-/// over a file; an adopted path is proved unchanged and only touched when `wipe` says so.
-fn prepare_storage(lun: &Lun, owns_file: bool, prep: Prep) -> Result<(), VdsError> {
-    let path = lun.backing.path.clone().unwrap_or_default();
-    let p = std::path::Path::new(&path);
-    let ctx = || format!("backing.path {path}");
-    match (lun.backing.kind, prep.adopted) {
-        (BackingKind::Memory | BackingKind::Null, _) => return Ok(()),
-        (kind, Some(identity)) => {
-            let f = crate::backing::pin(p, kind, identity, prep.wipe)
-                .map_err(|e| storage_err(ctx(), &e))?;
-            if prep.wipe {
-                crate::backing::wipe(&f, lun.size_bytes).map_err(|e| storage_err(ctx(), &e))?;
-            }
-        }
-        (BackingKind::File, None) if prep.user_path => {
-            crate::backing::create_new(p, lun.size_bytes).map_err(|e| storage_err(ctx(), &e))?;
-        }
-        (BackingKind::File, None) => {
-            if let Some(dir) = p.parent() {
-                if owns_file && dir.ends_with("luns") {
-                    make_private_dir(dir)
-                        .map_err(|e| VdsError::io(format!("creating {}", dir.display()), &e))?;
-                }
-            }
-            vds_backstore::create_file(p, lun.size_bytes, true)
-                .map_err(|e| storage_err(ctx(), &e))?;
-        }
-        (BackingKind::Block, None) => {
-            return Err(VdsError::invalid_arg(
-                "backing.path",
-                "required for a block backing store",
-            ))
-        }
-    }
-    if lun.backing.kind == BackingKind::File && !lun.thin {
-        allocate(&path, 0, lun.size_bytes)
-            .map_err(|e| storage_err(format!("allocating {path}"), &e))?;
-    }
-    Ok(())
-}
-
 /// The job body of CreateLun.
 fn create_lun_work(
     inner: &Arc<Inner>,
@@ -2353,68 +2302,10 @@ fn create_lun_work(
     Ok((Hresult::S_OK, Some(JobOutput::Lun(Box::new(lun)))))
 }
 
-/// Checks a requested backing store; judges its path when it has one (`backing`).
-fn check_backing(
-    b: &BackingSpec,
-    size_bytes: u64,
-    data_dir: &std::path::Path,
-) -> Result<Option<crate::backing::Judged>, VdsError> {
-    if b.wipe && b.path.is_none() {
-        return Err(VdsError::invalid_arg(
-            "backing.wipe",
-            "only an existing file or device given by backing.path can be wiped",
-        ));
-    }
-    match (b.kind, &b.path) {
-        (BackingKind::Memory | BackingKind::Null, Some(_)) => Err(VdsError::invalid_arg(
-            "backing.path",
-            format!("a {} backing store has no path", b.kind.short_name()),
-        )),
-        (BackingKind::Memory | BackingKind::Null, None) | (BackingKind::File, None) => Ok(None),
-        (BackingKind::Block, None) => Err(VdsError::invalid_arg(
-            "backing.path",
-            "required for a block backing store",
-        )),
-        (kind, Some(p)) => crate::backing::judge(p, kind, size_bytes, data_dir).map(Some),
-    }
-}
-
 fn set_size(lun: &mut Lun, size: u64) {
     lun.size_bytes = size;
     for p in &mut lun.plexes {
         p.size_bytes = size;
-    }
-}
-
-/// Allocates `[offset, offset+len)` of a file (a LUN that is not thin).
-fn allocate(path: &str, offset: u64, len: u64) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::OpenOptions::new().write(true).open(path)?;
-    // SAFETY: the descriptor is open for the duration of the call.
-    let rc = unsafe { libc::posix_fallocate(f.as_raw_fd(), offset as i64, len as i64) };
-    if rc != 0 {
-        return Err(std::io::Error::from_raw_os_error(rc));
-    }
-    Ok(())
-}
-
-/// Frees a deleted LUN's storage: vds's own file is removed; a file or device the operator
-/// gave (adopted, SEMANTICS §12) is left exactly as it is. A file's atomic-write journal is
-/// vds's own and removed either way.
-fn free_storage(e: &LunEntry) {
-    let lun = &e.rec.lun;
-    let Some(path) = &lun.backing.path else {
-        return;
-    };
-    if e.rec.owns_file {
-        if let Err(err) = std::fs::remove_file(path) {
-            tracing::warn!(lun = %lun.id, path, error = %err, "could not free the LUN's storage");
-        }
-    }
-    if lun.backing.kind == BackingKind::File {
-        if let Err(err) = vds_backstore::journal::remove_journal(std::path::Path::new(path)) {
-            tracing::warn!(lun = %lun.id, path, error = %err, "could not remove the atomic-write journal");
-        }
     }
 }
 
