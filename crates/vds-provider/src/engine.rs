@@ -19,7 +19,6 @@ use vds_model::{
 use vds_scsi::{LogicalUnit, LuConfig, LuState};
 use vds_store::{LunRecord, Snapshot, Store, StoreError};
 
-use crate::dataplane::DataPlane;
 use crate::events::Event;
 use crate::hooks::{HookMsg, Hooks, MissingStore};
 use crate::jobs::Jobs;
@@ -29,6 +28,7 @@ use crate::storage::{
     remove_leftover_lun_files, to_filters,
 };
 use crate::{ProviderConfig, VdsError};
+use vds_dataplane::DataPlane;
 
 /// Logical block size of every LUN vds creates.
 pub(crate) const BLOCK_SIZE: u64 = 512;

@@ -1,6 +1,6 @@
 //! The provider's in-memory view of the array (the "cache" of SEMANTICS.md §6): every object,
 //! the operation slots (§7), the tombstones (§8), the indexes that keep names unique, and the
-//! builder of the [`DataView`](crate::dataplane::DataView) the data path serves.
+//! builder of the [`DataView`](vds_dataplane::DataView) the data path serves.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -15,8 +15,8 @@ use vds_model::{
 use vds_scsi::{LogicalUnit, LuState, LunMap, Mask};
 use vds_store::{LunRecord, SecretKind, SecretRow, Store};
 
-use crate::dataplane::{ChapConfig, DataView, PortalGroupView, PortalView, TargetView};
 use crate::VdsError;
+use vds_dataplane::{ChapConfig, DataView, PortalGroupView, PortalView, TargetView};
 
 /// One LUN: its record and its engine.
 pub(crate) struct LunEntry {

@@ -19,8 +19,8 @@ use tokio::sync::broadcast::error::TryRecvError;
 use uuid::Uuid;
 use vds_model::{EventKind, Hresult, Job, JobOutput, JobState, Lun, ObjectKind};
 
-use crate::dataplane::{DataPlane, DataView};
 use crate::{Command, Event, Outcome, Provider, ProviderConfig, VdsError};
+use vds_dataplane::{DataPlane, DataView};
 
 /// A data plane that binds real listeners and records publishes.
 #[derive(Default)]
