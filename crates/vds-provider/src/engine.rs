@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 use vds_backstore::BackingStore;
+use vds_dataplane::DataPlane;
 use vds_model::{
     Backing, BackingKind, CacheState, Controller, ControllerStatus, Drive, DriveStatus, EventKind,
     FaultFilterSpec, Health, Hresult, HwProviderType, Lun, LunPlex, LunPlexStatus, LunPlexType,
@@ -28,7 +29,6 @@ use crate::storage::{
     remove_leftover_lun_files, to_filters,
 };
 use crate::{ProviderConfig, VdsError};
-use vds_dataplane::DataPlane;
 
 /// Logical block size of every LUN vds creates.
 pub(crate) const BLOCK_SIZE: u64 = 512;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 use vds_backstore::Filtered;
+use vds_dataplane::{ChapConfig, DataView, PortalGroupView, PortalView, TargetView};
 use vds_model::{
     ControllerStatus, DriveStatus, Hresult, Lun, LunStatus, ObjectKind, Portal, PortalGroup,
     PortalStatus, Subsystem, SubsystemStatus, Target, UnmaskingList,
@@ -16,7 +17,6 @@ use vds_scsi::{LogicalUnit, LuState, LunMap, Mask};
 use vds_store::{LunRecord, SecretKind, SecretRow, Store};
 
 use crate::VdsError;
-use vds_dataplane::{ChapConfig, DataView, PortalGroupView, PortalView, TargetView};
 
 /// One LUN: its record and its engine.
 pub(crate) struct LunEntry {

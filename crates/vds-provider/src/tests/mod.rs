@@ -17,10 +17,10 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::sync::broadcast::error::TryRecvError;
 use uuid::Uuid;
+use vds_dataplane::{DataPlane, DataView};
 use vds_model::{EventKind, Hresult, Job, JobOutput, JobState, Lun, ObjectKind};
 
 use crate::{Command, Event, Outcome, Provider, ProviderConfig, VdsError};
-use vds_dataplane::{DataPlane, DataView};
 
 /// A data plane that binds real listeners and records publishes.
 #[derive(Default)]
