@@ -1836,7 +1836,14 @@ fn aptpl_persist_is_ordered_per_logical_unit() {
     let done = Duration::from_secs(10);
     assert_eq!(first.recv_timeout(done), Ok(ScsiStatus::Good));
     assert_eq!(second.recv_timeout(done), Ok(ScsiStatus::Good));
-    let d = run(&slow_map, &nexus(1), 0, &[0x5E, 0, 0, 0, 0, 0, 0, 0x18, 0, 0], &[]).data;
+    let d = run(
+        &slow_map,
+        &nexus(1),
+        0,
+        &[0x5E, 0, 0, 0, 0, 0, 0, 0x18, 0, 0],
+        &[],
+    )
+    .data;
     let mut keys: Vec<u64> = d[8..]
         .chunks(8)
         .map(|c| u64::from_be_bytes(c.try_into().unwrap()))
