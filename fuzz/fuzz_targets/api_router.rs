@@ -21,7 +21,7 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use tower::ServiceExt;
 use uuid::Uuid;
-use vds_provider::dataplane::{DataPlane, DataView};
+use vds_dataplane::{DataPlane, DataView};
 use vds_provider::{Provider, ProviderConfig};
 
 /// Serves nothing and binds nothing.

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 use uuid::Uuid;
 use vds_api::{router, router_with_metrics, ApiConfig, Auth, Metrics};
-use vds_provider::dataplane::{DataPlane, DataView};
+use vds_dataplane::{DataPlane, DataView};
 use vds_provider::{Provider, ProviderConfig};
 
 /// The bearer token of every test router.

@@ -59,7 +59,8 @@ pub(crate) fn zero_range(f: &File, offset: u64, len: u64) -> io::Result<()> {
     }
 }
 
-fn write_zeroes(f: &File, mut offset: u64, len: u64) -> io::Result<()> {
+/// Writes zeroes over `[offset, offset+len)` (where nothing can be deallocated).
+pub(crate) fn write_zeroes(f: &File, mut offset: u64, len: u64) -> io::Result<()> {
     const CHUNK: u64 = 1 << 20;
     let zeroes = vec![0u8; CHUNK.min(len) as usize];
     let end = offset + len;
@@ -285,30 +286,6 @@ mod tests {
         crate::create_file(&p, 1 << 20, false).unwrap();
         // Same path and size, different inode.
         assert_eq!(s.probe().unwrap_err().kind(), io::ErrorKind::NotFound);
-    }
-
-    #[test]
-    fn create_file_zeroes_ends_of_a_reused_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("lun");
-        crate::create_file(&p, 4 << 20, false).unwrap();
-        {
-            let s = FileStore::open(&p).unwrap();
-            s.write_at(&vec![0xEE; 4 << 20], 0, false).unwrap();
-        }
-        crate::create_file(&p, 4 << 20, true).unwrap();
-        let s = FileStore::open(&p).unwrap();
-        let mut b = vec![0u8; 4 << 20];
-        s.read_at(&mut b, 0).unwrap();
-        assert!(b[..1 << 20].iter().all(|&x| x == 0));
-        assert!(
-            b[1 << 20..3 << 20].iter().all(|&x| x == 0xEE),
-            "middle kept"
-        );
-        assert!(b[3 << 20..].iter().all(|&x| x == 0));
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
     }
 
     #[test]

@@ -14,10 +14,12 @@
 //!
 //! Entry points: [`open`] turns a [`BackingKind`] into a store, [`create_file`] prepares a
 //! sparse file for a new LUN, and [`Filtered`] wraps any store with runtime-replaceable
-//! [`FaultFilter`]s.
+//! [`FaultFilter`]s. The rest of a backing file's or device's life (creating one at a caller's
+//! path, allocating, zeroing the ends, pinning, identity, space, freeing, leftovers) is
+//! [`lifecycle`].
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 mod block;
@@ -25,6 +27,7 @@ mod file;
 mod filter;
 mod fsync;
 pub mod journal;
+pub mod lifecycle;
 mod memory;
 pub mod nowait;
 mod null;
@@ -35,6 +38,7 @@ pub use block::BlockStore;
 pub use file::FileStore;
 pub use filter::{FaultFilter, FaultOp, Filtered};
 pub use fsync::sync_parent_dir;
+pub use lifecycle::create_file;
 pub use memory::MemoryStore;
 pub use null::NullStore;
 pub use powercut::{Loss, PowerCut};
@@ -124,42 +128,6 @@ pub fn open(kind: &BackingKind, size: u64) -> io::Result<Arc<dyn BackingStore>> 
         BackingKind::Memory => Arc::new(MemoryStore::new(size)),
         BackingKind::Null => Arc::new(NullStore::new(size)),
     })
-}
-
-/// Bytes zeroed at each end of a reused file (SEMANTICS §8: old partition tables and
-/// filesystem signatures must not leak into a new LUN).
-pub const REUSE_ZERO_LEN: u64 = 1 << 20;
-
-/// Create (or reuse) the file of a file-backed LUN: afterwards it is exactly `size` bytes, sparse
-/// where nothing was written, mode 0600 when created. When the file already existed and
-/// `zero_reused` is set, its first and last MiB read as zeroes.
-pub fn create_file(path: &Path, size: u64, zero_reused: bool) -> io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    journal::remove_journal(path)?;
-    let existed = path.exists();
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)?;
-    if f.metadata()?.len() != size {
-        f.set_len(size)?;
-    }
-    if existed && zero_reused {
-        let head = REUSE_ZERO_LEN.min(size);
-        file::zero_range(&f, 0, head)?;
-        let tail_start = size.saturating_sub(REUSE_ZERO_LEN).max(head);
-        file::zero_range(&f, tail_start, size - tail_start)?;
-    }
-    // The LUN that relies on this file is committed next: its size (and zeroed ends) and,
-    // for a new file, its name must survive a power cut first.
-    sys::fdatasync(&f)?;
-    if !existed {
-        sync_parent_dir(path)?;
-    }
-    Ok(())
 }
 
 /// An `InvalidInput` error for a range outside the store, so a caller's bug never turns into

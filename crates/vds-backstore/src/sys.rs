@@ -1,5 +1,5 @@
-//! Thin wrappers over the Linux calls `std` does not expose: `fallocate`, `lseek` with
-//! SEEK_DATA/SEEK_HOLE, `fdatasync` and the block-device ioctls.
+//! Thin wrappers over the Linux calls `std` does not expose: `fallocate`, `posix_fallocate`,
+//! `lseek` with SEEK_DATA/SEEK_HOLE, `fdatasync`, `statvfs` and the block-device ioctls.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -86,4 +86,29 @@ pub fn block_zeroout(f: &impl AsRawFd, offset: u64, len: u64) -> io::Result<()> 
     // SAFETY: BLKZEROOUT reads two u64 (start, length) from the pointer, which points at `range`.
     let r = unsafe { libc::ioctl(f.as_raw_fd(), BLKZEROOUT as _, range.as_ptr()) };
     cvt(r).map(|_| ())
+}
+
+/// `posix_fallocate(fd, offset, len)`: allocate the range so later writes cannot run out of
+/// space.
+pub fn posix_fallocate(f: &impl AsRawFd, offset: u64, len: u64) -> io::Result<()> {
+    // SAFETY: posix_fallocate on a valid fd with integer arguments; no memory is passed.
+    let r = unsafe { libc::posix_fallocate(f.as_raw_fd(), to_off(offset)?, to_off(len)?) };
+    // It answers the error number itself instead of setting errno.
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
+    }
+    Ok(())
+}
+
+/// Total and available (to unprivileged users) bytes of the filesystem holding `path`.
+pub fn statvfs(path: &std::path::Path) -> io::Result<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+    // SAFETY: statvfs is plain integers, for which all-zero bytes are a valid value.
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `s` a writable statvfs struct.
+    cvt(unsafe { libc::statvfs(c.as_ptr(), &mut s) })?;
+    let frsize = s.f_frsize as u64;
+    Ok((s.f_blocks as u64 * frsize, s.f_bavail as u64 * frsize))
 }

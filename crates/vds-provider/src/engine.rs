@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 use vds_backstore::BackingStore;
+use vds_dataplane::DataPlane;
 use vds_model::{
     Backing, BackingKind, CacheState, Controller, ControllerStatus, Drive, DriveStatus, EventKind,
     FaultFilterSpec, Health, Hresult, HwProviderType, Lun, LunPlex, LunPlexStatus, LunPlexType,
@@ -19,7 +20,6 @@ use vds_model::{
 use vds_scsi::{LogicalUnit, LuConfig, LuState};
 use vds_store::{LunRecord, Snapshot, Store, StoreError};
 
-use crate::dataplane::DataPlane;
 use crate::events::Event;
 use crate::hooks::{HookMsg, Hooks, MissingStore};
 use crate::jobs::Jobs;

@@ -5,11 +5,10 @@
 //! - `engine`: state, the check order of SEMANTICS.md §2, operation slots, SetStatus rules;
 //! - `jobs`: asynchronous operations (`IVdsAsync`);
 //! - `events`: notifications and the clock;
-//! - `dataplane`: the seam with the iSCSI data path.
+//! - the seam with the iSCSI data path is the `vds-dataplane` crate.
 
 mod backing;
 pub mod command;
-pub mod dataplane;
 mod engine;
 pub mod events;
 mod hooks;
@@ -95,7 +94,7 @@ impl Provider {
     /// the configuration to `dataplane`.
     pub fn open(
         config: ProviderConfig,
-        dataplane: Arc<dyn dataplane::DataPlane>,
+        dataplane: Arc<dyn vds_dataplane::DataPlane>,
     ) -> Result<Provider, VdsError> {
         Ok(Provider {
             inner: engine::open(config, dataplane)?,

@@ -1,6 +1,6 @@
 //! The provider's in-memory view of the array (the "cache" of SEMANTICS.md §6): every object,
 //! the operation slots (§7), the tombstones (§8), the indexes that keep names unique, and the
-//! builder of the [`DataView`](crate::dataplane::DataView) the data path serves.
+//! builder of the [`DataView`](vds_dataplane::DataView) the data path serves.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 use vds_backstore::Filtered;
+use vds_dataplane::{ChapConfig, DataView, PortalGroupView, PortalView, TargetView};
 use vds_model::{
     ControllerStatus, DriveStatus, Hresult, Lun, LunStatus, ObjectKind, Portal, PortalGroup,
     PortalStatus, Subsystem, SubsystemStatus, Target, UnmaskingList,
@@ -15,7 +16,6 @@ use vds_model::{
 use vds_scsi::{LogicalUnit, LuState, LunMap, Mask};
 use vds_store::{LunRecord, SecretKind, SecretRow, Store};
 
-use crate::dataplane::{ChapConfig, DataView, PortalGroupView, PortalView, TargetView};
 use crate::VdsError;
 
 /// One LUN: its record and its engine.

@@ -2,13 +2,12 @@
 //! storage is prepared (created, adopted, allocated), opened behind fault filters, identified,
 //! measured, freed, and found left over after an interrupted create or delete.
 
-use std::collections::HashSet;
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use uuid::Uuid;
+use vds_backstore::lifecycle::{self, Node};
 use vds_backstore::{FaultFilter, FaultOp, Filtered};
 use vds_model::{Backing, BackingKind, FaultFilterSpec, FaultOpKind, Lun};
 
@@ -16,9 +15,6 @@ use crate::command::BackingSpec;
 use crate::ops::storage_err;
 use crate::state::{LunEntry, State};
 use crate::VdsError;
-
-/// Bytes zeroed at each end of reused storage.
-pub(crate) const ZERO_LEN: u64 = 1 << 20;
 
 /// Converts the model's fault filters to the backstore's.
 pub(crate) fn to_filters(specs: &[FaultFilterSpec]) -> Vec<FaultFilter> {
@@ -67,31 +63,26 @@ pub(crate) fn open_backing(lun: &Lun) -> io::Result<Arc<Filtered>> {
     Ok(Arc::new(Filtered::new(store, to_filters(&lun.filters))))
 }
 
+/// How a LUN of `kind` is identified: a block LUN by the device it stands for, any other by
+/// its file.
+pub(crate) fn node_of(kind: BackingKind) -> Node {
+    match kind {
+        BackingKind::Block => Node::Device,
+        _ => Node::File,
+    }
+}
+
 /// Device and inode of what is at a LUN's path (`rdev` for block devices).
 pub(crate) fn identity_of(backing: &Backing) -> io::Result<Option<(u64, u64)>> {
     let Some(path) = &backing.path else {
         return Ok(None);
     };
-    let md = std::fs::metadata(path)?;
-    Ok(Some(match backing.kind {
-        BackingKind::Block => (md.rdev(), md.ino()),
-        _ => (md.dev(), md.ino()),
-    }))
+    lifecycle::identity(Path::new(path), node_of(backing.kind)).map(Some)
 }
 
 /// Total and available bytes of the filesystem holding `path`.
 pub(crate) fn fs_space(path: &Path) -> io::Result<(u64, u64)> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
-    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a valid NUL-terminated path and `s` a writable statvfs struct.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut s) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let frsize = s.f_frsize as u64;
-    Ok((s.f_blocks as u64 * frsize, s.f_bavail as u64 * frsize))
+    lifecycle::space(path)
 }
 
 /// What changed behind the provider's back for an open LUN, if anything (SEMANTICS.md §6).
@@ -99,25 +90,22 @@ pub(crate) fn backing_changed(e: &LunEntry) -> Option<String> {
     e.filtered.as_ref()?;
     let lun = &e.rec.lun;
     let path = lun.backing.path.as_ref()?;
-    let md = match std::fs::metadata(path) {
-        Ok(md) => md,
+    let seen = match lifecycle::look(Path::new(path)) {
+        Ok(seen) => seen,
         Err(err) => return Some(format!("LUN {}: backing {path} is gone ({err})", lun.id)),
     };
-    let ident = match lun.backing.kind {
-        BackingKind::Block => (md.rdev(), md.ino()),
-        _ => (md.dev(), md.ino()),
-    };
+    let ident = seen.identity(node_of(lun.backing.kind));
     if e.rec.identity.is_some_and(|i| i != ident) {
         return Some(format!(
             "LUN {}: {path} is no longer the file or device that was opened",
             lun.id
         ));
     }
-    if lun.backing.kind == BackingKind::File && md.len() != lun.size_bytes {
+    if lun.backing.kind == BackingKind::File && seen.len() != lun.size_bytes {
         return Some(format!(
             "LUN {}: {path} is {} bytes, the provider knows it as {}",
             lun.id,
-            md.len(),
+            seen.len(),
             lun.size_bytes
         ));
     }
@@ -126,14 +114,7 @@ pub(crate) fn backing_changed(e: &LunEntry) -> Option<String> {
 
 /// Creates a directory with mode 0700 when missing.
 pub(crate) fn make_private_dir(path: &Path) -> io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    match std::fs::DirBuilder::new().mode(0o700).create(path) {
-        // The LUN files created in it are committed next: the directory must survive a
-        // power cut with them (vds-backstore syncs their own entries).
-        Ok(()) => vds_backstore::sync_parent_dir(path),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
-    }
+    lifecycle::make_private_dir(path)
 }
 
 /// Removes the files in `<data dir>/luns` that no LUN of the store uses: a daemon killed while
@@ -141,32 +122,23 @@ pub(crate) fn make_private_dir(path: &Path) -> io::Result<()> {
 /// record goes before the file) leaves one behind; nothing may stay half-made. Only files
 /// vds names itself (`<uuid>.img`) are considered.
 pub(crate) fn remove_leftover_lun_files(data_dir: &Path, st: &State) {
-    let dir = data_dir.join("luns");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return;
-    };
-    // Compared by canonical path (the data dir may be spelled differently from one start to
-    // the next) and by LUN id (vds names its files after the LUN).
-    let used: HashSet<PathBuf> = st
-        .luns
-        .values()
-        .filter_map(|e| e.rec.lun.backing.path.as_ref())
-        .filter_map(|p| std::fs::canonicalize(p).ok())
-        .collect();
-    for e in entries.flatten() {
-        let path = e.path();
+    // vds names its files after the LUN: one named after a LUN of the store is that LUN's.
+    let ours = |path: &Path| {
         let id = path
             .file_stem()
             .and_then(|s| s.to_str())
             .and_then(|s| Uuid::parse_str(s).ok());
-        let ours = path.extension().is_some_and(|x| x == "img") && id.is_some();
-        let in_use = id.is_some_and(|id| st.luns.contains_key(&id))
-            || std::fs::canonicalize(&path).is_ok_and(|c| used.contains(&c));
-        if ours && !in_use {
-            tracing::warn!(path = %path.display(), "removing a LUN file no LUN uses (interrupted create or delete)");
-            if let Err(err) = std::fs::remove_file(&path) {
-                tracing::warn!(path = %path.display(), error = %err, "cannot remove the leftover LUN file");
-            }
+        path.extension().is_some_and(|x| x == "img")
+            && id.is_some_and(|id| !st.luns.contains_key(&id))
+    };
+    let used = st
+        .luns
+        .values()
+        .filter_map(|e| e.rec.lun.backing.path.as_ref());
+    for path in lifecycle::leftover_files(&data_dir.join("luns"), ours, used) {
+        tracing::warn!(path = %path.display(), "removing a LUN file no LUN uses (interrupted create or delete)");
+        if let Err(err) = lifecycle::remove_file(&path) {
+            tracing::warn!(path = %path.display(), error = %err, "cannot remove the leftover LUN file");
         }
     }
 }
@@ -197,14 +169,14 @@ pub(crate) fn prepare_storage(lun: &Lun, owns_file: bool, prep: Prep) -> Result<
     match (lun.backing.kind, prep.adopted) {
         (BackingKind::Memory | BackingKind::Null, _) => return Ok(()),
         (kind, Some(identity)) => {
-            let f = crate::backing::pin(p, kind, identity, prep.wipe)
+            let f = lifecycle::pin(p, node_of(kind), identity, prep.wipe)
                 .map_err(|e| storage_err(ctx(), &e))?;
             if prep.wipe {
-                crate::backing::wipe(&f, lun.size_bytes).map_err(|e| storage_err(ctx(), &e))?;
+                lifecycle::wipe(&f, lun.size_bytes).map_err(|e| storage_err(ctx(), &e))?;
             }
         }
         (BackingKind::File, None) if prep.user_path => {
-            crate::backing::create_new(p, lun.size_bytes).map_err(|e| storage_err(ctx(), &e))?;
+            lifecycle::create_new(p, lun.size_bytes).map_err(|e| storage_err(ctx(), &e))?;
         }
         (BackingKind::File, None) => {
             if let Some(dir) = p.parent() {
@@ -213,8 +185,7 @@ pub(crate) fn prepare_storage(lun: &Lun, owns_file: bool, prep: Prep) -> Result<
                         .map_err(|e| VdsError::io(format!("creating {}", dir.display()), &e))?;
                 }
             }
-            vds_backstore::create_file(p, lun.size_bytes, true)
-                .map_err(|e| storage_err(ctx(), &e))?;
+            lifecycle::create_file(p, lun.size_bytes, true).map_err(|e| storage_err(ctx(), &e))?;
         }
         (BackingKind::Block, None) => {
             return Err(VdsError::invalid_arg(
@@ -258,14 +229,7 @@ pub(crate) fn check_backing(
 
 /// Allocates `[offset, offset+len)` of a file (a LUN that is not thin).
 pub(crate) fn allocate(path: &str, offset: u64, len: u64) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::OpenOptions::new().write(true).open(path)?;
-    // SAFETY: the descriptor is open for the duration of the call.
-    let rc = unsafe { libc::posix_fallocate(f.as_raw_fd(), offset as i64, len as i64) };
-    if rc != 0 {
-        return Err(std::io::Error::from_raw_os_error(rc));
-    }
-    Ok(())
+    lifecycle::allocate(Path::new(path), offset, len)
 }
 
 /// Frees a deleted LUN's storage: vds's own file is removed; a file or device the operator
@@ -277,12 +241,12 @@ pub(crate) fn free_storage(e: &LunEntry) {
         return;
     };
     if e.rec.owns_file {
-        if let Err(err) = std::fs::remove_file(path) {
+        if let Err(err) = lifecycle::remove_file(Path::new(path)) {
             tracing::warn!(lun = %lun.id, path, error = %err, "could not free the LUN's storage");
         }
     }
     if lun.backing.kind == BackingKind::File {
-        if let Err(err) = vds_backstore::journal::remove_journal(std::path::Path::new(path)) {
+        if let Err(err) = vds_backstore::journal::remove_journal(Path::new(path)) {
             tracing::warn!(lun = %lun.id, path, error = %err, "could not remove the atomic-write journal");
         }
     }

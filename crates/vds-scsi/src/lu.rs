@@ -130,6 +130,8 @@ pub struct LogicalUnit {
     /// Fast path: `true` while any reservation (SPC-2 or persistent) restricts access.
     pub(crate) res_active: AtomicBool,
     pub(crate) res: Mutex<Reservations>,
+    /// Orders this LU's PERSISTENT RESERVE OUT (and RESERVE) through the storing of its state.
+    pub(crate) persist_order: crate::spc::pr::PersistOrder,
     pub(crate) mode: ModeState,
     /// Write protection set by the provider (not by MODE SELECT: that is `mode.swp`).
     write_protected: AtomicBool,
@@ -198,6 +200,7 @@ impl LogicalUnit {
             nexuses: RwLock::new(HashMap::new()),
             res_active: AtomicBool::new(res_active),
             res: Mutex::new(Reservations { spc2: None, pr }),
+            persist_order: Default::default(),
             mode: ModeState {
                 wce: AtomicBool::new(true),
                 d_sense: AtomicBool::new(false),

@@ -1753,3 +1753,101 @@ fn lun_lookup_finds_entries_sorted_or_not_and_honours_masks() {
         assert_eq!(hit("iqn.x:one", 301), None);
     }
 }
+
+/// A store whose first APTPL persist waits until the test lets it go (a store slow to answer);
+/// later ones are kept at once.
+struct SlowStore {
+    calls: AtomicUsize,
+    entered: std::sync::mpsc::SyncSender<()>,
+    release: Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl LuEvents for SlowStore {
+    fn failed(&self, _lu: uuid::Uuid, _error: &std::io::Error) {}
+    fn persist_reservations(&self, _lu: uuid::Uuid, _state: &[u8]) -> std::io::Result<()> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            let _ = self.entered.send(());
+            let _ = self.release.lock().recv();
+        }
+        Ok(())
+    }
+}
+
+/// The PERSISTENT RESERVE OUT order is per logical unit: while one LU's APTPL state waits for
+/// the store, a PR OUT on another LU completes, and a second PR OUT on the same LU waits for
+/// the first to be installed (so it is computed from the state that includes it, not the one
+/// before it: both registrations are kept).
+#[test]
+fn aptpl_persist_is_ordered_per_logical_unit() {
+    use std::sync::mpsc;
+    use std::time::Duration;
+    let (entered_tx, entered) = mpsc::sync_channel(1);
+    let (release, release_rx) = mpsc::channel();
+    let slow = Arc::new(SlowStore {
+        calls: AtomicUsize::new(0),
+        entered: entered_tx,
+        release: Mutex::new(release_rx),
+    });
+    let slow_lu = Arc::new(LogicalUnit::new(LuConfig {
+        id: uuid::Uuid::new_v4(),
+        backing: Arc::new(MemoryStore::new(1 << 20)),
+        block_size: BS,
+        state: LuState::Online,
+        pr_state: None,
+        events: slow,
+        write_protected: false,
+    }));
+    let slow_map = Arc::new(LunMap {
+        entries: vec![LunEntry {
+            number: 0,
+            lu: slow_lu,
+            mask: Mask::Everyone,
+        }],
+    });
+    let register = |map: Arc<LunMap>, n: ItNexus, key: u64| {
+        let (c, p) = prout(0, 0, 0, key, true);
+        let (done, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(run(&map, &n, 0, &c, &p).status);
+        });
+        rx
+    };
+    let first = register(slow_map.clone(), nexus(1), 0xAB);
+    entered
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the first registration reaches the store");
+    // Another LU is not held up by the one waiting for its store.
+    let other = rig();
+    let other_map = Arc::new(LunMap {
+        entries: vec![LunEntry {
+            number: 0,
+            lu: other.lu.clone(),
+            mask: Mask::Everyone,
+        }],
+    });
+    let status = register(other_map, nexus(1), 0xCD).recv_timeout(Duration::from_secs(10));
+    // The same LU is: its second registration waits for the first.
+    let second = register(slow_map.clone(), nexus(2), 0xEF);
+    let early = second.recv_timeout(Duration::from_millis(300));
+    release.send(()).unwrap();
+    assert_eq!(status, Ok(ScsiStatus::Good), "the other LU's PR OUT waited");
+    assert_eq!(other.events.persisted.lock().len(), 1);
+    assert!(early.is_err(), "the same LU's second PR OUT did not wait");
+    let done = Duration::from_secs(10);
+    assert_eq!(first.recv_timeout(done), Ok(ScsiStatus::Good));
+    assert_eq!(second.recv_timeout(done), Ok(ScsiStatus::Good));
+    let d = run(
+        &slow_map,
+        &nexus(1),
+        0,
+        &[0x5E, 0, 0, 0, 0, 0, 0, 0x18, 0, 0],
+        &[],
+    )
+    .data;
+    let mut keys: Vec<u64> = d[8..]
+        .chunks(8)
+        .map(|c| u64::from_be_bytes(c.try_into().unwrap()))
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(keys, vec![0xAB, 0xEF]);
+}

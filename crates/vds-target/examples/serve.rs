@@ -13,9 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use uuid::Uuid;
-use vds_provider::dataplane::{
-    ChapConfig, DataPlane, DataView, PortalGroupView, PortalView, TargetView,
-};
+use vds_dataplane::{ChapConfig, DataPlane, DataView, PortalGroupView, PortalView, TargetView};
 use vds_scsi::{LogicalUnit, LuConfig, LuEvents, LuState, LunEntry, LunMap, Mask};
 use vds_target::{DataPath, Limits};
 

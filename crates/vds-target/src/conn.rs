@@ -17,12 +17,12 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use uuid::Uuid;
+use vds_dataplane::{DataView, TargetView};
 use vds_iscsi::codes::{tmf, LoginStatus};
 use vds_iscsi::conn::{CloseReason, ConnEnv, Connection, Event};
 use vds_iscsi::login::{ChapSecrets, Login, LoginEnv, LoginStep, LoginTarget, LOGIN_MAX_DATA};
 use vds_iscsi::pdu::{Bhs, Digests, Header, Pdu, PduError, BHS_LEN};
 use vds_iscsi::{SessionParams, SessionType};
-use vds_provider::dataplane::{DataView, TargetView};
 use vds_scsi::ItNexus;
 
 use crate::session::SessionEntry;

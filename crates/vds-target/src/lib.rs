@@ -1,6 +1,6 @@
 //! vds-target: the iSCSI data path, the only crate with sockets.
 //!
-//! [`DataPath`] implements [`vds_provider::dataplane::DataPlane`]: it holds the current
+//! [`DataPath`] implements [`vds_dataplane::DataPlane`]: it holds the current
 //! [`DataView`] (swapped atomically on every publish), one tokio listener per bound portal, and
 //! the connections that came in through each portal. Each connection runs the sans-IO engines of
 //! `vds-iscsi` (login, then full-feature phase) and executes SCSI commands on the target's
@@ -28,9 +28,9 @@ use arc_swap::ArcSwap;
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::mpsc;
 use uuid::Uuid;
+use vds_dataplane::{DataPlane, DataView};
 use vds_iscsi::conn::{ConnConfig, MemBudget};
 use vds_iscsi::TargetLimits;
-use vds_provider::dataplane::{DataPlane, DataView};
 
 pub use io::default_io_threads;
 pub use session::SessionInfo;

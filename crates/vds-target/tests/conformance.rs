@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{run_tool, text, Harness, TARGET};
-use vds_provider::dataplane::ChapConfig;
+use vds_dataplane::ChapConfig;
 use vds_target::Limits;
 
 /// (tests run, tests failed, names of failed tests) from the CUnit output.

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{run_tool, text, Harness, TARGET};
-use vds_provider::dataplane::ChapConfig;
+use vds_dataplane::ChapConfig;
 use vds_target::Limits;
 use vds_testkit::initiator::{Initiator, LoginOptions};
 

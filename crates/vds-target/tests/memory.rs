@@ -9,9 +9,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Harness, TARGET};
+use vds_dataplane::ChapConfig;
 use vds_iscsi::conn::{ConnConfig, BUDGET_CHUNK};
 use vds_iscsi::pdu::{Header, Pdu, ScsiCommand, TaskAttr};
-use vds_provider::dataplane::ChapConfig;
 use vds_target::Limits;
 use vds_testkit::initiator::{Initiator, LoginOptions};
 

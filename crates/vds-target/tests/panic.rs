@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Harness, TARGET};
-use vds_provider::dataplane::ChapConfig;
+use vds_dataplane::ChapConfig;
 use vds_target::{DataPath, Limits};
 use vds_testkit::initiator::{Initiator, LoginOptions, ScsiResult};
 

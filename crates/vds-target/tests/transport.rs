@@ -8,9 +8,9 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 
 use common::{Harness, OTHER, TARGET};
+use vds_dataplane::{ChapConfig, DataPlane};
 use vds_iscsi::codes::{opcode, reject, tmf, tmf_response, LoginStatus};
 use vds_iscsi::pdu::Header;
-use vds_provider::dataplane::{ChapConfig, DataPlane};
 use vds_target::Limits;
 use vds_testkit::initiator::{Error, Initiator, LoginOptions};
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use uuid::Uuid;
-use vds_provider::dataplane::{DataPlane, DataView};
+use vds_dataplane::{DataPlane, DataView};
 use vds_provider::{Provider, ProviderConfig};
 
 #[derive(Default)]

@@ -17,9 +17,9 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::sync::broadcast::error::TryRecvError;
 use uuid::Uuid;
+use vds_dataplane::{DataPlane, DataView};
 use vds_model::{EventKind, Hresult, Job, JobOutput, JobState, Lun, ObjectKind};
 
-use crate::dataplane::{DataPlane, DataView};
 use crate::{Command, Event, Outcome, Provider, ProviderConfig, VdsError};
 
 /// A data plane that binds real listeners and records publishes.

@@ -309,13 +309,23 @@ struct Effects {
     persist: bool,
 }
 
-/// Serialises PERSISTENT RESERVE OUT from the state change through its persisting: the APTPL
-/// blob is handed over after the reservation lock is dropped (the hand-over may wait for the
-/// store), so without this two commands could compute their changes from the same old state and
-/// the second would silently undo the first. SPC-2 RESERVE takes it too, so it cannot slip in
-/// between a PR OUT's check and the install of its stored state. PR OUT is rare; one lock for
-/// all logical units is enough.
-pub(crate) static PERSIST_ORDER: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+/// Serialises PERSISTENT RESERVE OUT from the state change through its persisting, per logical
+/// unit: the APTPL blob is handed over after the reservation lock is dropped (the hand-over may
+/// wait for the store), so without this two commands could compute their changes from the same
+/// old state and the second would silently undo the first. SPC-2 RESERVE takes it too, so it
+/// cannot slip in between a PR OUT's check and the install of its stored state.
+///
+/// Each [`LogicalUnit`] owns one: the state ordered is that LU's reservations and the blob
+/// stored under its id, so a PR OUT waiting for the store on one LU does not hold up another.
+#[derive(Default)]
+pub(crate) struct PersistOrder(parking_lot::Mutex<()>);
+
+impl PersistOrder {
+    /// Held from a PR OUT's (or RESERVE's) check to the install of its stored state.
+    pub(crate) fn lock(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.0.lock()
+    }
+}
 
 /// The answer when an APTPL change could not be stored: HARDWARE ERROR, INTERNAL TARGET
 /// FAILURE. The command was valid (so not ILLEGAL REQUEST, which would tell the host its
@@ -334,7 +344,7 @@ pub(crate) fn pr_out(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
     let rtype = c.cdb.u8(2) & 0x0F;
     let plen = c.cdb.be32(5) as usize;
     let p = &c.data_out[..plen.min(c.data_out.len())];
-    let _order = PERSIST_ORDER.lock();
+    let _order = lu.persist_order.lock();
     let mut res = lu.res.lock();
     if res.spc2.is_some_and(|h| h != c.nexus.id) {
         return Err(Fail::Conflict);

@@ -7,7 +7,7 @@ use crate::lu::{Cmd, LogicalUnit};
 pub(crate) fn reserve(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
     // Waits for a PERSISTENT RESERVE OUT whose registration is being stored: it is checked
     // against the state that PR OUT installs, not the one before it.
-    let _order = crate::spc::pr::PERSIST_ORDER.lock();
+    let _order = lu.persist_order.lock();
     let mut res = lu.res.lock();
     // A persistent reservation (or registration) excludes SPC-2 reservations.
     if res.pr.reservation.is_some() || !res.pr.regs.is_empty() {

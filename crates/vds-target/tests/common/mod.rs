@@ -10,9 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
-use vds_provider::dataplane::{
-    ChapConfig, DataPlane, DataView, PortalGroupView, PortalView, TargetView,
-};
+use vds_dataplane::{ChapConfig, DataPlane, DataView, PortalGroupView, PortalView, TargetView};
 use vds_scsi::{LogicalUnit, LuConfig, LuEvents, LuState, LunEntry, LunMap, Mask};
 use vds_target::{DataPath, Limits};
 

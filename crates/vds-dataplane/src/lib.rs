@@ -1,4 +1,6 @@
-//! The seam between the management engine (this crate) and the iSCSI data path (`vds-target`).
+//! vds-dataplane: the seam between the management engine (`vds-provider`) and the iSCSI data
+//! path (`vds-target`). A crate of its own so that both depend on it and neither on the other:
+//! the data path does not link the engine or its store (SQLite).
 //!
 //! The provider owns configuration; the data path serves it. After every committed change the
 //! provider publishes a complete, immutable [`DataView`]; the data path swaps it in atomically
