@@ -9,54 +9,88 @@ use std::fmt;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Hresult(pub u32);
 
-/// The one table: `(NAME, value, description)`. Standard codes first, then every VDS code of
+/// The one table: `(NAME, value, description)`, plus `http N` on the rows whose HTTP status
+/// is not the default of [`default_http_status`]. Standard codes first, then every VDS code of
 /// the reference (383 of them), in the reference's order.
 macro_rules! hresult_table {
-    ($(($name:ident, $value:literal, $desc:literal),)*) => {
+    ($(($name:ident, $value:literal, $desc:literal $(, http $http:literal)?),)*) => {
         #[allow(missing_docs)]
         impl Hresult {
             $(
                 #[doc = $desc]
                 pub const $name: Hresult = Hresult($value);
             )*
+
+            /// The HTTP status that carries this code (SEMANTICS.md §1): the row's `http N`,
+            /// else [`default_http_status`] (also for codes outside the table, such as
+            /// converted OS errors).
+            pub fn http_status(self) -> u16 {
+                match self.0 {
+                    $($value => http_status_of_row!($value $(, $http)?),)*
+                    other => default_http_status(other),
+                }
+            }
         }
 
         /// Every named code: value, name, description.
-        pub static HRESULT_TABLE: &[(Hresult, &str, &str)] = &[
+        pub const HRESULT_TABLE: &[(Hresult, &str, &str)] = &[
             $((Hresult($value), stringify!($name), $desc),)*
         ];
     };
 }
 
+/// A table row's HTTP status: its explicit `http N`, else the default for its value.
+macro_rules! http_status_of_row {
+    ($value:literal) => {
+        default_http_status($value)
+    };
+    ($value:literal, $http:literal) => {
+        $http
+    };
+}
+
+/// The HTTP status of a code whose table row names none: success codes are 200; VDS errors
+/// (facility 4) without a better fit are 409; anything else, such as converted OS errors, is
+/// 500.
+const fn default_http_status(value: u32) -> u16 {
+    if value & 0x8000_0000 == 0 {
+        200
+    } else if (value >> 16) & 0x7FF == 4 {
+        409
+    } else {
+        500
+    }
+}
+
 hresult_table! {
     (S_OK, 0x00000000, "Done"),
     (S_FALSE, 0x00000001, "Done, with a negative or partial answer"),
-    (E_NOTIMPL, 0x80004001, "Not implemented"),
+    (E_NOTIMPL, 0x80004001, "Not implemented", http 501),
     (E_NOINTERFACE, 0x80004002, "No such interface supported"),
-    (E_POINTER, 0x80004003, "Invalid pointer"),
+    (E_POINTER, 0x80004003, "Invalid pointer", http 400),
     (E_ABORT, 0x80004004, "Operation aborted"),
     (E_FAIL, 0x80004005, "Unspecified failure"),
     (E_UNEXPECTED, 0x8000FFFF, "Catastrophic failure"),
-    (E_ACCESSDENIED, 0x80070005, "The caller is not authorised, or the OS refused access"),
+    (E_ACCESSDENIED, 0x80070005, "The caller is not authorised, or the OS refused access", http 403),
     (E_HANDLE, 0x80070006, "Invalid handle"),
-    (E_OUTOFMEMORY, 0x8007000E, "A resource limit was hit"),
-    (E_INVALIDARG, 0x80070057, "Malformed request, a value outside its enumeration, or an UNKNOWN status"),
-    (VDS_E_NOT_SUPPORTED, 0x80042400, "A valid value or operation this provider or object does not implement"),
-    (VDS_E_INITIALIZED_FAILED, 0x80042401, "VDS or provider failed to initialize (IVdsProviderPrivate::OnLoad failure code)"),
+    (E_OUTOFMEMORY, 0x8007000E, "A resource limit was hit", http 503),
+    (E_INVALIDARG, 0x80070057, "Malformed request, a value outside its enumeration, or an UNKNOWN status", http 400),
+    (VDS_E_NOT_SUPPORTED, 0x80042400, "A valid value or operation this provider or object does not implement", http 422),
+    (VDS_E_INITIALIZED_FAILED, 0x80042401, "VDS or provider failed to initialize (IVdsProviderPrivate::OnLoad failure code)", http 500),
     (VDS_E_INITIALIZE_NOT_CALLED, 0x80042402, "Provider initialization method was not called (IVdsHwProvider methods)"),
     (VDS_E_ALREADY_REGISTERED, 0x80042403, "Provider already registered"),
     (VDS_E_ANOTHER_CALL_IN_PROGRESS, 0x80042404, "Another operation on the same object has not finished"),
-    (VDS_E_OBJECT_NOT_FOUND, 0x80042405, "The id never named an object"),
+    (VDS_E_OBJECT_NOT_FOUND, 0x80042405, "The id never named an object", http 404),
     (VDS_E_INVALID_SPACE, 0x80042406, "Invalid space"),
     (VDS_E_PARTITION_LIMIT_REACHED, 0x80042407, "Partition limit reached"),
     (VDS_E_PARTITION_NOT_EMPTY, 0x80042408, "Partition not empty"),
-    (VDS_E_OPERATION_PENDING, 0x80042409, "The asynchronous operation is still running"),
+    (VDS_E_OPERATION_PENDING, 0x80042409, "The asynchronous operation is still running", http 200),
     (VDS_E_OPERATION_DENIED, 0x8004240A, "Operation denied"),
-    (VDS_E_OBJECT_DELETED, 0x8004240B, "The id named an object that has been deleted"),
+    (VDS_E_OBJECT_DELETED, 0x8004240B, "The id named an object that has been deleted", http 410),
     (VDS_E_CANCEL_TOO_LATE, 0x8004240C, "The operation is too far along to cancel"),
     (VDS_E_OPERATION_CANCELED, 0x8004240D, "The operation was canceled"),
     (VDS_E_CANNOT_EXTEND, 0x8004240E, "Cannot extend"),
-    (VDS_E_NOT_ENOUGH_SPACE, 0x8004240F, "The drive or pool cannot hold the request"),
+    (VDS_E_NOT_ENOUGH_SPACE, 0x8004240F, "The drive or pool cannot hold the request", http 507),
     (VDS_E_NOT_ENOUGH_DRIVE, 0x80042410, "Not enough (free) drives in the subsystem"),
     (VDS_E_BAD_COOKIE, 0x80042411, "Bad cookie"),
     (VDS_E_NO_MEDIA, 0x80042412, "No media"),
@@ -66,13 +100,13 @@ hresult_table! {
     (VDS_E_PATH_NOT_FOUND, 0x80042416, "Path not found"),
     (VDS_E_DISK_NOT_INITIALIZED, 0x80042417, "Disk not initialized"),
     (VDS_E_NOT_AN_UNALLOCATED_DISK, 0x80042418, "Not an unallocated disk"),
-    (VDS_E_UNRECOVERABLE_ERROR, 0x80042419, "Unrecoverable error; service must shut down"),
+    (VDS_E_UNRECOVERABLE_ERROR, 0x80042419, "Unrecoverable error; service must shut down", http 500),
     (VDS_S_DISK_PARTIALLY_CLEANED, 0x0004241A, "Clean not complete (I/O error or canceled)"),
     (VDS_E_DMADMIN_SERVICE_CONNECTION_FAILED, 0x8004241B, "Dmadmin service connection failed"),
-    (VDS_E_PROVIDER_INITIALIZATION_FAILED, 0x8004241C, "Provider failed to initialize"),
+    (VDS_E_PROVIDER_INITIALIZATION_FAILED, 0x8004241C, "Provider failed to initialize", http 500),
     (VDS_E_OBJECT_EXISTS, 0x8004241D, "An object with that unique key exists"),
     (VDS_E_NO_DISKS_FOUND, 0x8004241E, "No disks found"),
-    (VDS_E_PROVIDER_CACHE_CORRUPT, 0x8004241F, "The provider's cache disagrees with the array; call Reenumerate then Refresh"),
+    (VDS_E_PROVIDER_CACHE_CORRUPT, 0x8004241F, "The provider's cache disagrees with the array; call Reenumerate then Refresh", http 503),
     (VDS_E_DMADMIN_METHOD_CALL_FAILED, 0x80042420, "Dmadmin method call failed"),
     (VDS_S_PROVIDER_ERROR_LOADING_CACHE, 0x00042421, "Provider hit errors loading its cache (see event log)"),
     (VDS_E_PROVIDER_VOL_DEVICE_NAME_NOT_FOUND, 0x80042422, "Provider vol device name not found"),
@@ -80,11 +114,11 @@ hresult_table! {
     (VDS_E_DMADMIN_CORRUPT_NOTIFICATION, 0x80042424, "Dmadmin corrupt notification"),
     (VDS_E_INCOMPATIBLE_FILE_SYSTEM, 0x80042425, "File system incompatible with operation"),
     (VDS_E_INCOMPATIBLE_MEDIA, 0x80042426, "Media incompatible with operation"),
-    (VDS_E_ACCESS_DENIED, 0x80042427, "Access denied (caller must be Administrators / Backup Operators)"),
+    (VDS_E_ACCESS_DENIED, 0x80042427, "Access denied (caller must be Administrators / Backup Operators)", http 403),
     (VDS_E_MEDIA_WRITE_PROTECTED, 0x80042428, "Media write protected"),
     (VDS_E_BAD_LABEL, 0x80042429, "Bad label"),
     (VDS_E_CANT_QUICK_FORMAT, 0x8004242A, "Cant quick format"),
-    (VDS_E_IO_ERROR, 0x8004242B, "The backing store failed an I/O the operation needed"),
+    (VDS_E_IO_ERROR, 0x8004242B, "The backing store failed an I/O the operation needed", http 500),
     (VDS_E_VOLUME_TOO_SMALL, 0x8004242C, "Volume too small"),
     (VDS_E_VOLUME_TOO_BIG, 0x8004242D, "Volume too big"),
     (VDS_E_CLUSTER_SIZE_TOO_SMALL, 0x8004242E, "Cluster size too small"),
@@ -107,14 +141,14 @@ hresult_table! {
     (VDS_E_VOLUME_SPANS_DISKS, 0x8004243F, "Volume spans disks"),
     (VDS_E_REQUIRES_CONTIGUOUS_DISK_SPACE, 0x80042440, "Requires contiguous disk space"),
     (VDS_E_BAD_PROVIDER_DATA, 0x80042441, "A provider returned bad data"),
-    (VDS_E_PROVIDER_FAILURE, 0x80042442, "A provider failed to complete an operation"),
+    (VDS_E_PROVIDER_FAILURE, 0x80042442, "A provider failed to complete an operation", http 500),
     (VDS_S_VOLUME_COMPRESS_FAILED, 0x00042443, "Volume compress failed"),
     (VDS_E_PACK_OFFLINE, 0x80042444, "Pack offline"),
     (VDS_E_VOLUME_NOT_A_MIRROR, 0x80042445, "Volume not a mirror"),
     (VDS_E_NO_EXTENTS_FOR_VOLUME, 0x80042446, "No extents for volume"),
     (VDS_E_DISK_NOT_LOADED_TO_CACHE, 0x80042447, "Disk not loaded to cache"),
-    (VDS_E_INTERNAL_ERROR, 0x80042448, "Internal VDS error (see event log)"),
-    (VDS_E_PROVIDER_TYPE_NOT_SUPPORTED, 0x8004244A, "Method not supported for this provider type"),
+    (VDS_E_INTERNAL_ERROR, 0x80042448, "Internal VDS error (see event log)", http 500),
+    (VDS_E_PROVIDER_TYPE_NOT_SUPPORTED, 0x8004244A, "Method not supported for this provider type", http 422),
     (VDS_E_DISK_NOT_ONLINE, 0x8004244B, "Disk not online"),
     (VDS_E_DISK_IN_USE_BY_VOLUME, 0x8004244C, "Disk in use by volume"),
     (VDS_S_IN_PROGRESS, 0x0004244D, "(success) operation in progress"),
@@ -136,7 +170,7 @@ hresult_table! {
     (VDS_E_VOLUME_TEMPORARILY_DISMOUNTED, 0x8004245C, "Volume temporarily dismounted"),
     (VDS_E_VOLUME_PERMANENTLY_DISMOUNTED, 0x8004245D, "Volume permanently dismounted"),
     (VDS_E_VOLUME_HAS_PATH, 0x8004245E, "Volume has path"),
-    (VDS_E_TIMEOUT, 0x8004245F, "Timeout"),
+    (VDS_E_TIMEOUT, 0x8004245F, "Timeout", http 504),
     (VDS_E_REPAIR_VOLUMESTATE, 0x80042460, "Repair volumestate"),
     (VDS_E_LDM_TIMEOUT, 0x80042461, "Ldm timeout"),
     (VDS_E_REVERT_ON_CLOSE_MISMATCH, 0x80042462, "Revert on close mismatch"),
@@ -152,7 +186,7 @@ hresult_table! {
     (VDS_E_NO_VOLUME_LAYOUT, 0x80042502, "No volume layout"),
     (VDS_E_CORRUPT_VOLUME_INFO, 0x80042503, "Corrupt volume info"),
     (VDS_E_INVALID_ENUMERATOR, 0x80042504, "Invalid enumerator"),
-    (VDS_E_DRIVER_INTERNAL_ERROR, 0x80042505, "Driver internal error"),
+    (VDS_E_DRIVER_INTERNAL_ERROR, 0x80042505, "Driver internal error", http 500),
     (VDS_E_VOLUME_INVALID_NAME, 0x80042507, "Volume invalid name"),
     (VDS_S_DISK_IS_MISSING, 0x00042508, "Disk is missing"),
     (VDS_E_CORRUPT_PARTITION_INFO, 0x80042509, "Corrupt partition info"),
@@ -257,10 +291,10 @@ hresult_table! {
     (VDS_E_PARTITION_NOT_OEM, 0x8004256F, "Partition not oem"),
     (VDS_E_PARTITION_PROTECTED, 0x80042570, "Partition protected"),
     (VDS_E_PARTITION_STYLE_MISMATCH, 0x80042571, "Partition style mismatch"),
-    (VDS_E_PROVIDER_INTERNAL_ERROR, 0x80042572, "Provider internal error"),
+    (VDS_E_PROVIDER_INTERNAL_ERROR, 0x80042572, "Provider internal error", http 500),
     (VDS_E_SHRINK_SIZE_LESS_THAN_MIN, 0x80042573, "Shrink size less than min"),
     (VDS_E_SHRINK_SIZE_TOO_BIG, 0x80042574, "Shrink size too big"),
-    (VDS_E_UNRECOVERABLE_PROVIDER_ERROR, 0x80042575, "Unrecoverable provider error"),
+    (VDS_E_UNRECOVERABLE_PROVIDER_ERROR, 0x80042575, "Unrecoverable provider error", http 500),
     (VDS_E_VOLUME_HIDDEN, 0x80042576, "Volume hidden"),
     (VDS_S_DISMOUNT_FAILED, 0x00042577, "Dismount failed"),
     (VDS_S_REMOUNT_FAILED, 0x00042578, "Remount failed"),
@@ -358,15 +392,15 @@ hresult_table! {
     (VDS_E_INITIATOR_ADAPTER_NOT_FOUND, 0x80042900, "Initiator adapter not found"),
     (VDS_E_TARGET_PORTAL_NOT_FOUND, 0x80042901, "Target portal not found"),
     (VDS_E_INVALID_PORT_PATH, 0x80042902, "Invalid port path"),
-    (VDS_E_INVALID_ISCSI_TARGET_NAME, 0x80042903, "Invalid iSCSI target name"),
+    (VDS_E_INVALID_ISCSI_TARGET_NAME, 0x80042903, "Invalid iSCSI target name", http 400),
     (VDS_E_SET_TUNNEL_MODE_OUTER_ADDRESS, 0x80042904, "Set tunnel mode outer address"),
     (VDS_E_ISCSI_GET_IKE_INFO, 0x80042905, "Iscsi get ike info"),
     (VDS_E_ISCSI_SET_IKE_INFO, 0x80042906, "Iscsi set ike info"),
     (VDS_E_SUBSYSTEM_ID_IS_NULL, 0x80042907, "Subsystem id is NULL"),
     (VDS_E_ISCSI_INITIATOR_NODE_NAME, 0x80042908, "Iscsi initiator node name"),
     (VDS_E_ISCSI_GROUP_PRESHARE_KEY, 0x80042909, "Iscsi group preshare key"),
-    (VDS_E_ISCSI_CHAP_SECRET, 0x8004290A, "CHAP secret problem"),
-    (VDS_E_INVALID_IP_ADDRESS, 0x8004290B, "Invalid IP address"),
+    (VDS_E_ISCSI_CHAP_SECRET, 0x8004290A, "CHAP secret problem", http 400),
+    (VDS_E_INVALID_IP_ADDRESS, 0x8004290B, "Invalid IP address", http 400),
     (VDS_E_REBOOT_REQUIRED, 0x8004290C, "Reboot required"),
     (VDS_E_VOLUME_GUID_PATHNAME_NOT_ALLOWED, 0x8004290D, "Volume guid pathname not allowed"),
     (VDS_E_BOOT_PAGEFILE_DRIVE_LETTER, 0x8004290E, "Boot pagefile drive letter"),
@@ -427,7 +461,7 @@ hresult_table! {
 }
 
 /// Win32 error codes that errno values map to: `(code, name, description)`.
-pub static WIN32_TABLE: &[(u32, &str, &str)] = &[
+pub const WIN32_TABLE: &[(u32, &str, &str)] = &[
     (1, "ERROR_INVALID_FUNCTION", "Incorrect function"),
     (
         2,
@@ -777,41 +811,6 @@ impl Hresult {
             .find(|(_, n, _)| *n == s)
             .map(|(h, _, _)| *h)
     }
-
-    /// The HTTP status that carries this code (SEMANTICS.md §1). Success codes are 200; VDS
-    /// errors without a better fit are 409; converted OS errors are 500.
-    pub fn http_status(self) -> u16 {
-        if self.is_success() {
-            return 200;
-        }
-        match self {
-            Hresult::E_INVALIDARG
-            | Hresult::E_POINTER
-            | Hresult::VDS_E_INVALID_ISCSI_TARGET_NAME
-            | Hresult::VDS_E_INVALID_IP_ADDRESS
-            | Hresult::VDS_E_ISCSI_CHAP_SECRET => 400,
-            Hresult::E_ACCESSDENIED | Hresult::VDS_E_ACCESS_DENIED => 403,
-            Hresult::VDS_E_OBJECT_NOT_FOUND => 404,
-            Hresult::VDS_E_OBJECT_DELETED => 410,
-            Hresult::VDS_E_NOT_SUPPORTED | Hresult::VDS_E_PROVIDER_TYPE_NOT_SUPPORTED => 422,
-            Hresult::E_OUTOFMEMORY | Hresult::VDS_E_PROVIDER_CACHE_CORRUPT => 503,
-            Hresult::VDS_E_NOT_ENOUGH_SPACE => 507,
-            Hresult::VDS_E_OPERATION_PENDING => 200,
-            Hresult::E_NOTIMPL => 501,
-            Hresult::VDS_E_TIMEOUT => 504,
-            Hresult::VDS_E_IO_ERROR
-            | Hresult::VDS_E_INTERNAL_ERROR
-            | Hresult::VDS_E_PROVIDER_INTERNAL_ERROR
-            | Hresult::VDS_E_PROVIDER_FAILURE
-            | Hresult::VDS_E_UNRECOVERABLE_ERROR
-            | Hresult::VDS_E_UNRECOVERABLE_PROVIDER_ERROR
-            | Hresult::VDS_E_INITIALIZED_FAILED
-            | Hresult::VDS_E_PROVIDER_INITIALIZATION_FAILED
-            | Hresult::VDS_E_DRIVER_INTERNAL_ERROR => 500,
-            _ if self.facility() == 4 => 409,
-            _ => 500,
-        }
-    }
 }
 
 impl fmt::Display for Hresult {
@@ -857,6 +856,51 @@ mod tests {
         ];
         for (h, v, http) in rows {
             assert_eq!(h.value(), *v, "{h}");
+            assert_eq!(h.http_status(), *http, "{h}");
+        }
+    }
+
+    /// Every row that names its own status, and the defaults for codes outside the table.
+    #[test]
+    fn http_status_overrides_and_defaults() {
+        let rows: &[(Hresult, u16)] = &[
+            (Hresult::E_NOTIMPL, 501),
+            (Hresult::E_POINTER, 400),
+            (Hresult::E_ACCESSDENIED, 403),
+            (Hresult::E_OUTOFMEMORY, 503),
+            (Hresult::E_INVALIDARG, 400),
+            (Hresult::E_FAIL, 500),
+            (Hresult::E_UNEXPECTED, 500),
+            (Hresult::VDS_E_NOT_SUPPORTED, 422),
+            (Hresult::VDS_E_INITIALIZED_FAILED, 500),
+            (Hresult::VDS_E_OBJECT_NOT_FOUND, 404),
+            (Hresult::VDS_E_OPERATION_PENDING, 200),
+            (Hresult::VDS_E_OBJECT_DELETED, 410),
+            (Hresult::VDS_E_NOT_ENOUGH_SPACE, 507),
+            (Hresult::VDS_E_UNRECOVERABLE_ERROR, 500),
+            (Hresult::VDS_E_PROVIDER_INITIALIZATION_FAILED, 500),
+            (Hresult::VDS_E_PROVIDER_CACHE_CORRUPT, 503),
+            (Hresult::VDS_E_ACCESS_DENIED, 403),
+            (Hresult::VDS_E_IO_ERROR, 500),
+            (Hresult::VDS_E_PROVIDER_FAILURE, 500),
+            (Hresult::VDS_E_INTERNAL_ERROR, 500),
+            (Hresult::VDS_E_PROVIDER_TYPE_NOT_SUPPORTED, 422),
+            (Hresult::VDS_E_TIMEOUT, 504),
+            (Hresult::VDS_E_DRIVER_INTERNAL_ERROR, 500),
+            (Hresult::VDS_E_PROVIDER_INTERNAL_ERROR, 500),
+            (Hresult::VDS_E_UNRECOVERABLE_PROVIDER_ERROR, 500),
+            (Hresult::VDS_E_INVALID_ISCSI_TARGET_NAME, 400),
+            (Hresult::VDS_E_ISCSI_CHAP_SECRET, 400),
+            (Hresult::VDS_E_INVALID_IP_ADDRESS, 400),
+            (Hresult::VDS_S_GPT_BOOT_MIRRORED_TO_MBR, 409),
+            (Hresult::VDS_S_ACCESS_PATH_NOT_DELETED, 200),
+            // Outside the table: the defaults.
+            (Hresult(0x0004_FFFF), 200),
+            (Hresult(0x8004_FFFF), 409),
+            (Hresult(0x8005_0001), 500),
+            (Hresult::from_win32(10048), 500),
+        ];
+        for (h, http) in rows {
             assert_eq!(h.http_status(), *http, "{h}");
         }
     }

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Map, Value};
+use vds_model::Hresult;
 
 use crate::cli::*;
 use crate::client::{Client, Reply};
-use crate::error::{parse_hresult, CliError, VDS_E_OPERATION_CANCELED};
+use crate::error::{parse_hresult, CliError};
 use crate::render::{self, Kind};
 use crate::resolve::{parse_endpoint, require_uuid, resolve_id, Naming};
 
@@ -168,22 +169,23 @@ pub fn job_error(job: &Value) -> Option<CliError> {
     if state != "failed" && state != "canceled" {
         return None;
     }
+    // A job that ended without naming its code was canceled; a code without its name gets the
+    // model's name for it.
     let hresult = job
         .get("hresult")
         .and_then(parse_hresult)
-        .unwrap_or(VDS_E_OPERATION_CANCELED);
-    let name = job
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or("VDS_E_OPERATION_CANCELED")
-        .to_string();
+        .map_or(Hresult::VDS_E_OPERATION_CANCELED, Hresult);
     let message = job
         .get("message")
         .and_then(Value::as_str)
         .map(str::to_string)
         .unwrap_or_else(|| format!("job {state}"));
+    let name = job
+        .get("name")
+        .and_then(Value::as_str)
+        .map_or_else(|| hresult.name().into_owned(), str::to_string);
     Some(CliError::Provider {
-        hresult,
+        hresult: hresult.value(),
         name,
         message,
     })
@@ -874,6 +876,15 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "error: VDS_E_OPERATION_CANCELED (0x8004240D): job canceled"
+        );
+    }
+
+    #[test]
+    fn a_job_code_without_its_name_is_named_by_the_model() {
+        let e = job_error(&json!({"state": "failed", "hresult": "0x8004240F"})).unwrap();
+        assert_eq!(
+            e.to_string(),
+            "error: VDS_E_NOT_ENOUGH_SPACE (0x8004240F): job failed"
         );
     }
 

@@ -5,17 +5,14 @@
 
 use std::fmt;
 
+use vds_model::Hresult;
+
 /// Exit status for a usage error (clap uses the same value for its own parse errors).
 pub const EXIT_USAGE: i32 = 2;
 /// Exit status when the provider answered with an error body.
 pub const EXIT_PROVIDER: i32 = 1;
 /// Exit status when the API cannot be reached (or what answered is not the vds API).
 pub const EXIT_UNREACHABLE: i32 = 3;
-
-/// HRESULTs the CLI itself needs to name when it reports on the provider's behalf (a name that
-/// resolves to no object is the same answer the API gives for an unknown id).
-pub const VDS_E_OBJECT_NOT_FOUND: u32 = 0x8004_2405;
-pub const VDS_E_OPERATION_CANCELED: u32 = 0x8004_240D;
 
 /// Everything that can make a `vdsctl` invocation fail.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,11 +41,13 @@ impl CliError {
         }
     }
 
-    /// A provider error named by the CLI itself (e.g. a name that matches no object).
+    /// A name that resolves to no object: the CLI answers on the provider's behalf with what the
+    /// API gives for an unknown id, named by the model's table.
     pub fn not_found(message: String) -> Self {
+        let h = Hresult::VDS_E_OBJECT_NOT_FOUND;
         CliError::Provider {
-            hresult: VDS_E_OBJECT_NOT_FOUND,
-            name: "VDS_E_OBJECT_NOT_FOUND".into(),
+            hresult: h.value(),
+            name: h.name().into_owned(),
             message,
         }
     }

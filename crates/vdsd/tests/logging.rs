@@ -1,0 +1,95 @@
+//! The daemon's log as a file or a pipe sees it (issue 11): when stderr is not a terminal the
+//! `tracing` lines carry no ANSI colour codes, so log files, journald and `grep` get plain text.
+//! Slot 99 of the harness's numbering (API 127.0.0.2:45199, portal 127.0.0.3:45099); the
+//! daemon is started here rather than through `common::Daemon` so that its environment is
+//! known (no `NO_COLOR`, which would hide the colours on its own).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::vdsd_path;
+
+/// Kills the daemon by its pid if the test ends before it exited.
+struct Running(Option<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn log_to_a_pipe_has_no_colour_codes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let child = Command::new(vdsd_path())
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--api", "127.0.0.2:45199", "--portal", "127.0.0.3:45099"])
+        .args(["--log-level", "info"])
+        .env_remove("NO_COLOR")
+        .env_remove("VDS_API_ADDR")
+        .env_remove("VDS_DATA_DIR")
+        .env_remove("VDS_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start vdsd");
+    let mut running = Running(Some(child));
+    let child = running.0.as_mut().expect("just started");
+    let pid = child.id();
+
+    // stderr is drained on its own thread so that a chatty daemon never blocks on a full pipe.
+    let mut stderr = child.stderr.take().expect("stderr");
+    let log = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stderr.read_to_end(&mut bytes);
+        bytes
+    });
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line == "vdsd: ready" => break,
+            Ok(_) => {}
+            Err(_) => panic!("vdsd did not print `vdsd: ready` within 30 s"),
+        }
+    }
+
+    // A clean shutdown (SIGTERM to this pid) logs too, and closes stderr.
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < deadline, "vdsd did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    running.0 = None;
+    let log = log.join().expect("stderr reader");
+    let text = String::from_utf8_lossy(&log);
+
+    assert!(
+        text.contains("INFO"),
+        "the daemon logged nothing at info level, so the check below proves nothing:\n{text}"
+    );
+    assert!(
+        !log.windows(2).any(|w| w == b"\x1b["),
+        "ANSI escape sequences in a log that is not a terminal:\n{text:?}"
+    );
+}
