@@ -84,6 +84,8 @@ pub(crate) fn fs_space(path: &Path) -> io::Result<(u64, u64)> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+    // SAFETY: `libc::statvfs` is a C struct of integers, for which all-zero bytes are a valid
+    // value.
     let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c` is a valid NUL-terminated path and `s` a writable statvfs struct.
     let rc = unsafe { libc::statvfs(c.as_ptr(), &mut s) };
