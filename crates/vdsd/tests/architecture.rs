@@ -1311,42 +1311,32 @@ fn safety_comment_on(lexed: &Lexed, line: usize) -> bool {
 
 /// Index of the first token of the statement or item that holds token `i`: walking back to
 /// the `;`, `{` or `}` that ends the previous one (bracketed groups in between are skipped).
-fn statement_start(toks: &[Tok], i: usize) -> usize {
+/// The flag says whether token `i` sits inside an argument list (`f(.., unsafe { .. })`).
+fn statement_start(toks: &[Tok], i: usize) -> (usize, bool) {
     let mut depth = 0i32;
+    let mut nested = false;
     let mut k = i;
     while k > 0 {
         let t = &toks[k - 1];
         if t.kind == Kind::Punct {
             match t.text.as_str() {
                 ")" | "]" => depth += 1,
-                "(" | "[" => depth = (depth - 1).max(0),
+                "(" | "[" if depth == 0 => nested = true,
+                "(" | "[" => depth -= 1,
                 "}" if depth > 0 => depth += 1,
                 "{" if depth > 0 => depth -= 1,
-                ";" | "{" | "}" if depth == 0 => break,
+                ";" | "{" | "}" => break,
                 _ => {}
             }
         }
         k -= 1;
     }
-    k
+    (k, nested)
 }
 
-/// Is the `unsafe` at token `i` documented: a `SAFETY:` comment (or `# Safety` doc) in the run
-/// of comment and attribute lines just above its statement, on the lines of the statement up to
-/// the `unsafe`, or on the first line inside a block that opens at the end of its line?
-fn unsafe_documented(lexed: &Lexed, i: usize) -> bool {
-    let toks = &lexed.toks;
-    let line = toks[i].line;
-    let start = toks[statement_start(toks, i)].line;
-    if (start..=line).any(|l| safety_comment_on(lexed, l)) {
-        return true;
-    }
-    let opens_block = is(toks.get(i + 1), "{") && !toks.get(i + 2).is_some_and(|t| t.line == line);
-    if opens_block && safety_comment_on(lexed, line + 1) {
-        return true;
-    }
-    let first_tok: BTreeMap<usize, &Tok> = toks.iter().rev().map(|t| (t.line, t)).collect();
-    let mut l = start;
+/// Does the run of comment and attribute lines just above `line` hold a `SAFETY:` comment?
+fn safety_above(lexed: &Lexed, first_tok: &BTreeMap<usize, &Tok>, line: usize) -> bool {
+    let mut l = line;
     while l > 1 {
         l -= 1;
         let attribute = first_tok.get(&l).is_some_and(|t| t.text == "#");
@@ -1360,6 +1350,26 @@ fn unsafe_documented(lexed: &Lexed, i: usize) -> bool {
         }
     }
     false
+}
+
+/// Is the `unsafe` at token `i` documented, the way clippy's `undocumented_unsafe_blocks`
+/// accepts it: a `SAFETY:` comment (or `# Safety` doc) in the run of comment and attribute lines
+/// just above the line of the `unsafe`, or just above its statement (`let x =\n unsafe {..}`)
+/// unless it is an argument (`assert_eq!(\n unsafe {..}, ..)` needs it just above itself); the
+/// first line inside a block that opens at the end of its line counts too.
+fn unsafe_documented(lexed: &Lexed, i: usize) -> bool {
+    let toks = &lexed.toks;
+    let line = toks[i].line;
+    let first_tok: BTreeMap<usize, &Tok> = toks.iter().rev().map(|t| (t.line, t)).collect();
+    if safety_above(lexed, &first_tok, line) {
+        return true;
+    }
+    let (start, nested) = statement_start(toks, i);
+    if !nested && safety_above(lexed, &first_tok, toks[start].line) {
+        return true;
+    }
+    let opens_block = is(toks.get(i + 1), "{") && toks.get(i + 2).map(|t| t.line) != Some(line);
+    opens_block && safety_comment_on(lexed, line + 1)
 }
 
 /// Lines of `src` with an `unsafe` block, fn, impl, trait or extern block that says nowhere why
@@ -1419,6 +1429,9 @@ fn planted_unsafe_without_safety_is_caught() {
     let two = "fn f() {\n    // SAFETY: no preconditions.\n    let a = unsafe { g() };\n    let b = 1;\n    unsafe {\n        h();\n    }\n}\n";
     assert_eq!(undocumented_unsafe(two), [5]);
     assert_eq!(undocumented_unsafe("unsafe impl Send for X {}\n"), [1]);
+    // Above the macro call is not above the argument (clippy agrees).
+    let arg = "fn f() {\n    // SAFETY: no preconditions.\n    assert_eq!(\n        unsafe { g() },\n        0\n    );\n}\n";
+    assert_eq!(undocumented_unsafe(arg), [4]);
     assert_eq!(
         undocumented_unsafe("/// Does things.\npub unsafe fn f() {}\n"),
         [2]
@@ -1446,6 +1459,9 @@ fn f() {
     unsafe {
         libc::kill(pid, 9);
     }
+    // SAFETY: getppid has no preconditions.
+    let p =
+        unsafe { libc::getppid() };
     let r = unsafe {
         // SAFETY: fsync on a valid fd.
         libc::fsync(fd)
