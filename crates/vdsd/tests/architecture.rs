@@ -1028,6 +1028,11 @@ fn sans_io_rule(t: &[Tok], i: usize) -> Option<&'static str> {
         | "UnixDatagram" | "ToSocketAddrs" => "socket",
         "Instant" if at(1, "::") && at(2, "now") => "Instant::now",
         "SystemTime" if at(1, "::") && at(2, "now") => "SystemTime::now",
+        // `elapsed()` reads the clock as surely as `now()` does.
+        "elapsed" if at(1, "(") => "elapsed(",
+        "std" if at(1, "::") && (at(2, "env") || at(2, "process")) => "std::env/process",
+        "thread" if at(1, "::") && at(2, "spawn") => "thread::spawn",
+        "println" | "eprintln" | "print" | "eprint" | "dbg" if at(1, "!") => "print!",
         _ => return None,
     })
 }
@@ -1180,6 +1185,19 @@ fn planted_io_clock_and_sleep_are_caught() {
         ["Instant::now"]
     );
     assert_eq!(rules("fn f() { SystemTime::now(); }"), ["SystemTime::now"]);
+    assert_eq!(
+        rules("fn f(t: Instant) -> bool { t.elapsed() > D }"),
+        ["elapsed("]
+    );
+    assert_eq!(
+        rules("fn f() { std::env::var(\"X\"); }"),
+        ["std::env/process"]
+    );
+    assert_eq!(
+        rules("fn f() { std::thread::spawn(g); }"),
+        ["thread::spawn"]
+    );
+    assert_eq!(rules("fn f() { eprintln!(\"x\"); }"), ["print!"]);
     assert_eq!(
         rules("fn f() { unsafe { libc::pread(fd, p, n, o) }; }"),
         ["libc call"]
@@ -1480,6 +1498,68 @@ pub unsafe fn read(p: *const u8) -> u8 {
 unsafe impl Send for X {}
 "#;
     assert_eq!(undocumented_unsafe(ok), Vec::<usize>::new());
+}
+
+/// Does the manifest `text` take the workspace's lints (`[lints]` with `workspace = true`)?
+/// Without it a crate silently drops `undocumented_unsafe_blocks` and the rest.
+fn inherits_workspace_lints(text: &str) -> bool {
+    let mut in_lints = false;
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.starts_with('[') {
+            in_lints = line == "[lints]";
+        } else if in_lints && line.replace(' ', "") == "workspace=true" {
+            return true;
+        }
+    }
+    false
+}
+
+#[test]
+fn every_workspace_crate_takes_the_workspace_lints() {
+    let meta = metadata();
+    let members: BTreeSet<&str> = meta["workspace_members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    let mut seen = 0;
+    for p in meta["packages"].as_array().unwrap() {
+        if !members.contains(p["id"].as_str().unwrap()) {
+            continue;
+        }
+        seen += 1;
+        let manifest = Path::new(p["manifest_path"].as_str().unwrap());
+        assert!(
+            inherits_workspace_lints(&fs::read_to_string(manifest).unwrap()),
+            "{} lacks `[lints] workspace = true`: clippy would not hold it to the workspace lints",
+            rel(manifest)
+        );
+    }
+    assert!(seen >= 10, "only {seen} workspace members seen");
+    let root = fs::read_to_string(workspace().join("Cargo.toml")).unwrap();
+    assert!(
+        root.lines()
+            .any(|l| l.replace(' ', "") == "undocumented_unsafe_blocks=\"deny\""),
+        "the workspace no longer denies clippy::undocumented_unsafe_blocks"
+    );
+}
+
+#[test]
+fn planted_manifest_without_workspace_lints_is_caught() {
+    assert!(inherits_workspace_lints(
+        "[package]\nname = \"x\"\n\n[lints]\nworkspace = true\n"
+    ));
+    assert!(!inherits_workspace_lints(
+        "[package]\nname = \"x\"\n[dependencies]\nfoo.workspace = true\n"
+    ));
+    assert!(!inherits_workspace_lints(
+        "[lints]\n# workspace = true\n[lints.clippy]\nx = \"deny\"\n"
+    ));
+    assert!(!inherits_workspace_lints(
+        "[dependencies]\nworkspace = true\n"
+    ));
 }
 
 /// The release profile keeps overflow checks (issue 10): a length or offset that wraps panics,
