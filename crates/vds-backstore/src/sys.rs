@@ -64,6 +64,7 @@ pub fn fdatasync(f: &impl AsRawFd) -> io::Result<()> {
 /// Log a sync for the tests (see `fsync::log`), by inode.
 #[cfg(test)]
 fn record_fdatasync(f: &impl AsRawFd) {
+    // SAFETY: `libc::stat` is a C struct of integers, for which all-zero bytes are a valid value.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: fstat on a valid fd writes one stat struct, which `st` is.
     if unsafe { libc::fstat(f.as_raw_fd(), &mut st) } == 0 {

@@ -402,8 +402,8 @@ struct Loop {
 
 impl Loop {
     fn attach(file: &Path) -> Loop {
-        // SAFETY: geteuid has no preconditions.
         assert_eq!(
+            // SAFETY: geteuid has no preconditions.
             unsafe { libc::geteuid() },
             0,
             "this test attaches a loop device: run it as root"

@@ -463,6 +463,7 @@ fn api_off_loopback_needs_a_token_and_files_are_private_under_umask_0() {
     // restored right after the daemon started.
     let old = unsafe { libc::umask(0) };
     let d = Daemon::try_start(&cmd_umask);
+    // SAFETY: umask(2) puts back the mask saved above; it takes no pointers.
     unsafe {
         libc::umask(old);
     }
