@@ -504,7 +504,10 @@ fn block_devices_are_adopted_and_held_exclusively() {
     let now = std::fs::read(&img).unwrap();
     assert!(now[..1 << 20].iter().all(|&x| x == 0), "first MiB wiped");
     assert!(now[7 << 20..].iter().all(|&x| x == 0), "last MiB wiped");
-    assert!(now[1 << 20..7 << 20] == bytes[1 << 20..7 << 20], "middle kept");
+    assert!(
+        now[1 << 20..7 << 20] == bytes[1 << 20..7 << 20],
+        "middle kept"
+    );
     d.ok(
         "DELETE",
         &format!("/v1/luns/{}", lun["id"].as_str().unwrap()),
