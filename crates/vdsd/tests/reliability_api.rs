@@ -493,4 +493,24 @@ fn block_devices_are_adopted_and_held_exclusively() {
         "delete changed the device"
     );
     open_excl(&lo.dev).expect("released after the delete");
+
+    // "wipe": true zeroes the device's first and last MiB through the pinned descriptor, and
+    // only those.
+    let (st, lun) = create(
+        &d,
+        json!({"size_bytes": 8 << 20, "backing": {"kind": "block", "path": dev, "wipe": true}}),
+    );
+    assert_eq!(st, 201, "{lun}");
+    let now = std::fs::read(&img).unwrap();
+    assert!(now[..1 << 20].iter().all(|&x| x == 0), "first MiB wiped");
+    assert!(now[7 << 20..].iter().all(|&x| x == 0), "last MiB wiped");
+    assert!(
+        now[1 << 20..7 << 20] == bytes[1 << 20..7 << 20],
+        "middle kept"
+    );
+    d.ok(
+        "DELETE",
+        &format!("/v1/luns/{}", lun["id"].as_str().unwrap()),
+        None,
+    );
 }
