@@ -1,5 +1,9 @@
 //! One handler per endpoint of INTERFACE.md: each turns HTTP into one provider [`Command`],
-//! runs it on a blocking thread, and turns the [`Outcome`] back into HTTP.
+//! runs it on a blocking thread, and turns the [`Outcome`] back into HTTP. Each endpoint keeps
+//! its own function because its `utoipa` annotation generates the OpenAPI document; what they
+//! share lives once in [`AppState`]'s `by_id`, `with_body`, `job_on` and `job_with_body` (the
+//! `{id}` of the path, then its object, then body and query, then the command), so a handler
+//! names only its command and the read (`get::*`) that checks its object.
 //!
 //! Shapes of the answers:
 //! - a read or synchronous change: `200` and the object (`201` + `Location` for a created
@@ -33,6 +37,7 @@ use crate::error::ApiError;
 use crate::extract::{JsonArg, PathParams, Query};
 use crate::metrics::{self, Metrics};
 use crate::wire::*;
+use uuid::Uuid;
 
 /// Shared by every handler.
 #[derive(Clone)]
@@ -182,6 +187,53 @@ impl AppState {
         Ok(respond(self.apply(cmd).await?, false))
     }
 
+    /// The `{id}` of the path → one command, answered synchronously.
+    async fn by_id(&self, p: &PathParams, cmd: impl FnOnce(Uuid) -> Command) -> ApiResult {
+        self.call(cmd(p.uuid("id")?)).await
+    }
+
+    /// A body about the object of the path → one command, answered synchronously. The body
+    /// is reported malformed only once `probe` (a [`get`] of the path's object) found it.
+    async fn with_body<B>(
+        &self,
+        p: &PathParams,
+        body: JsonArg<B>,
+        probe: fn(Uuid) -> Command,
+        cmd: impl FnOnce(Uuid, B) -> Command,
+    ) -> ApiResult {
+        let id = p.uuid("id")?;
+        let b = self.arg(body, probe(id)).await?;
+        self.call(cmd(id, b)).await
+    }
+
+    /// A job on the object of the path; `probe` as for [`AppState::with_body`], for the query.
+    async fn job_on(
+        &self,
+        p: &PathParams,
+        q: Query,
+        probe: fn(Uuid) -> Command,
+        cmd: impl FnOnce(Uuid) -> Command,
+        created: bool,
+    ) -> ApiResult {
+        let id = p.uuid("id")?;
+        self.job(cmd(id), q, probe(id), created).await
+    }
+
+    /// A job with a body on the object of the path: path, then body, then query are checked.
+    async fn job_with_body<B>(
+        &self,
+        p: &PathParams,
+        q: Query,
+        body: JsonArg<B>,
+        probe: fn(Uuid) -> Command,
+        cmd: impl FnOnce(Uuid, B) -> Command,
+        created: bool,
+    ) -> ApiResult {
+        let id = p.uuid("id")?;
+        let b = self.arg(body, probe(id)).await?;
+        self.job(cmd(id, b), q, probe(id), created).await
+    }
+
     /// A command that starts a job; `?wait=true` answers with the job's end.
     async fn job(&self, cmd: Command, mut q: Query, probe: Command, created: bool) -> ApiResult {
         let wait = match q.take_bool("wait").and_then(|w| q.finish().map(|_| w)) {
@@ -205,6 +257,32 @@ impl AppState {
             Outcome::Job(done) => job_finished(&done, created),
             other => Ok(respond(other, false)),
         }
+    }
+}
+
+/// The reads of one object by id: the `GET` of each object, and the probes that check the
+/// object of a path before its body or query (SEMANTICS.md §2).
+mod get {
+    use uuid::Uuid;
+    use vds_provider::Command;
+
+    macro_rules! reads {
+        ($($name:ident => $variant:ident,)*) => {
+            $(pub fn $name(id: Uuid) -> Command {
+                Command::$variant { id }
+            })*
+        };
+    }
+
+    reads! {
+        subsystem => GetSubsystem,
+        controller => GetController,
+        drive => GetDrive,
+        lun => GetLun,
+        target => GetTarget,
+        portal_group => GetPortalGroup,
+        portal => GetPortal,
+        job => GetJob,
     }
 }
 
@@ -242,7 +320,7 @@ pub async fn list_subsystems(State(s): State<AppState>) -> ApiResult {
     params(("id" = Uuid, Path, description = "subsystem id")),
     responses((status = 200, body = SubsystemJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub async fn get_subsystem(State(s): State<AppState>, p: PathParams) -> ApiResult {
-    s.call(Command::GetSubsystem { id: p.uuid("id")? }).await
+    s.by_id(&p, get::subsystem).await
 }
 
 #[utoipa::path(post, path = "/v1/subsystems/{id}/status", tag = "subsystem",
@@ -253,11 +331,11 @@ pub async fn set_subsystem_status(
     p: PathParams,
     body: JsonArg<StatusBody<SubsystemStatus>>,
 ) -> ApiResult {
-    let id = p.uuid("id")?;
-    let b = s.arg(body, Command::GetSubsystem { id }).await?;
-    s.call(Command::SetSubsystemStatus {
-        id,
-        status: b.status.value,
+    s.with_body(&p, body, get::subsystem, |id, b| {
+        Command::SetSubsystemStatus {
+            id,
+            status: b.status.value,
+        }
     })
     .await
 }
@@ -266,8 +344,8 @@ pub async fn set_subsystem_status(
     params(("id" = Uuid, Path, description = "subsystem id")),
     responses((status = 200, body = Vec<ControllerJson>), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub async fn list_controllers(State(s): State<AppState>, p: PathParams) -> ApiResult {
-    s.call(Command::ListControllers {
-        subsystem: Some(p.uuid("id")?),
+    s.by_id(&p, |id| Command::ListControllers {
+        subsystem: Some(id),
     })
     .await
 }
@@ -276,7 +354,7 @@ pub async fn list_controllers(State(s): State<AppState>, p: PathParams) -> ApiRe
     params(("id" = Uuid, Path, description = "controller id")),
     responses((status = 200, body = ControllerJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub async fn get_controller(State(s): State<AppState>, p: PathParams) -> ApiResult {
-    s.call(Command::GetController { id: p.uuid("id")? }).await
+    s.by_id(&p, get::controller).await
 }
 
 #[utoipa::path(post, path = "/v1/controllers/{id}/status", tag = "controller",
@@ -287,11 +365,11 @@ pub async fn set_controller_status(
     p: PathParams,
     body: JsonArg<StatusBody<ControllerStatus>>,
 ) -> ApiResult {
-    let id = p.uuid("id")?;
-    let b = s.arg(body, Command::GetController { id }).await?;
-    s.call(Command::SetControllerStatus {
-        id,
-        status: b.status.value,
+    s.with_body(&p, body, get::controller, |id, b| {
+        Command::SetControllerStatus {
+            id,
+            status: b.status.value,
+        }
     })
     .await
 }
@@ -300,8 +378,8 @@ pub async fn set_controller_status(
     params(("id" = Uuid, Path, description = "subsystem id")),
     responses((status = 200, body = Vec<DriveJson>), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub async fn list_drives(State(s): State<AppState>, p: PathParams) -> ApiResult {
-    s.call(Command::ListDrives {
-        subsystem: Some(p.uuid("id")?),
+    s.by_id(&p, |id| Command::ListDrives {
+        subsystem: Some(id),
     })
     .await
 }
@@ -310,7 +388,7 @@ pub async fn list_drives(State(s): State<AppState>, p: PathParams) -> ApiResult 
     params(("id" = Uuid, Path, description = "drive id")),
     responses((status = 200, body = DriveJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub async fn get_drive(State(s): State<AppState>, p: PathParams) -> ApiResult {
-    s.call(Command::GetDrive { id: p.uuid("id")? }).await
+    s.by_id(&p, get::drive).await
 }
 
 #[utoipa::path(post, path = "/v1/drives/{id}/status", tag = "drive",
@@ -321,9 +399,7 @@ pub async fn set_drive_status(
     p: PathParams,
     body: JsonArg<StatusBody<DriveStatus>>,
 ) -> ApiResult {
-    let id = p.uuid("id")?;
-    let b = s.arg(body, Command::GetDrive { id }).await?;
-    s.call(Command::SetDriveStatus {
+    s.with_body(&p, body, get::drive, |id, b| Command::SetDriveStatus {
         id,
         status: b.status.value,
     })
@@ -336,8 +412,8 @@ pub async fn set_drive_status(
     params(("id" = Uuid, Path, description = "subsystem id")),
     responses((status = 200, body = Vec<LunJson>), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub async fn list_luns(State(s): State<AppState>, p: PathParams) -> ApiResult {
-    s.call(Command::ListLuns {
-        subsystem: Some(p.uuid("id")?),
+    s.by_id(&p, |id| Command::ListLuns {
+        subsystem: Some(id),
     })
     .await
 }
@@ -363,41 +439,41 @@ pub async fn create_lun(
     q: Query,
     body: JsonArg<CreateLunBody>,
 ) -> ApiResult {
-    let subsystem = p.uuid("id")?;
-    let probe = Command::GetSubsystem { id: subsystem };
-    let b = s.arg(body, probe.clone()).await?;
-    let cmd = Command::CreateLun(CreateLunArgs {
-        subsystem,
-        size_bytes: b.size_bytes,
-        friendly_name: b.friendly_name,
-        lun_type: b.lun_type.map(|t| t.0),
-        thin: b.thin,
-        drive: b.drive,
-        unmasking_list: b.unmasking_list,
-        targets: b.targets,
-        backing: b.backing.map(|k| BackingSpec {
-            kind: k.kind.map(|k| k.0).unwrap_or(BackingSpec::default().kind),
-            path: k.path,
-            filters: k.filters.iter().map(Into::into).collect(),
-            wipe: k.wipe,
-        }),
-        read_only: b.read_only,
-    });
-    s.job(cmd, q, probe, true).await
+    let cmd = |subsystem, b: CreateLunBody| {
+        Command::CreateLun(CreateLunArgs {
+            subsystem,
+            size_bytes: b.size_bytes,
+            friendly_name: b.friendly_name,
+            lun_type: b.lun_type.map(|t| t.0),
+            thin: b.thin,
+            drive: b.drive,
+            unmasking_list: b.unmasking_list,
+            targets: b.targets,
+            backing: b.backing.map(|k| BackingSpec {
+                kind: k.kind.map(|k| k.0).unwrap_or(BackingSpec::default().kind),
+                path: k.path,
+                filters: k.filters.iter().map(Into::into).collect(),
+                wipe: k.wipe,
+            }),
+            read_only: b.read_only,
+        })
+    };
+    s.job_with_body(&p, q, body, get::subsystem, cmd, true)
+        .await
 }
 
 #[utoipa::path(get, path = "/v1/luns/{id}", tag = "lun",
     params(("id" = Uuid, Path, description = "LUN id")),
     responses((status = 200, body = LunJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub async fn get_lun(State(s): State<AppState>, p: PathParams) -> ApiResult {
-    s.call(Command::GetLun { id: p.uuid("id")? }).await
+    s.by_id(&p, get::lun).await
 }
 
 #[utoipa::path(delete, path = "/v1/luns/{id}", tag = "lun",
     params(("id" = Uuid, Path, description = "LUN id")),
     responses((status = 204, description = "deleted"), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub async fn delete_lun(State(s): State<AppState>, p: PathParams) -> ApiResult {
-    s.call(Command::DeleteLun { id: p.uuid("id")? }).await
+    s.by_id(&p, |id| Command::DeleteLun { id }).await
 }
 
 #[utoipa::path(patch, path = "/v1/luns/{id}", tag = "lun",
@@ -408,9 +484,7 @@ pub async fn patch_lun(
     p: PathParams,
     body: JsonArg<PatchLunBody>,
 ) -> ApiResult {
-    let id = p.uuid("id")?;
-    let b = s.arg(body, Command::GetLun { id }).await?;
-    s.call(Command::PatchLun {
+    s.with_body(&p, body, get::lun, |id, b| Command::PatchLun {
         id,
         friendly_name: b.friendly_name,
         unmasking_list: b.unmasking_list,
@@ -427,9 +501,7 @@ pub async fn set_lun_status(
     p: PathParams,
     body: JsonArg<StatusBody<LunStatus>>,
 ) -> ApiResult {
-    let id = p.uuid("id")?;
-    let b = s.arg(body, Command::GetLun { id }).await?;
-    s.call(Command::SetLunStatus {
+    s.with_body(&p, body, get::lun, |id, b| Command::SetLunStatus {
         id,
         status: b.status.value,
     })
@@ -449,11 +521,8 @@ pub async fn extend_lun(
     q: Query,
     body: JsonArg<BytesBody>,
 ) -> ApiResult {
-    let id = p.uuid("id")?;
-    let probe = Command::GetLun { id };
-    let b = s.arg(body, probe.clone()).await?;
-    s.job(Command::ExtendLun { id, bytes: b.bytes }, q, probe, false)
-        .await
+    let cmd = |id, b: BytesBody| Command::ExtendLun { id, bytes: b.bytes };
+    s.job_with_body(&p, q, body, get::lun, cmd, false).await
 }
 
 #[utoipa::path(post, path = "/v1/luns/{id}/shrink", tag = "lun",
@@ -469,11 +538,8 @@ pub async fn shrink_lun(
     q: Query,
     body: JsonArg<BytesBody>,
 ) -> ApiResult {
-    let id = p.uuid("id")?;
-    let probe = Command::GetLun { id };
-    let b = s.arg(body, probe.clone()).await?;
-    s.job(Command::ShrinkLun { id, bytes: b.bytes }, q, probe, false)
-        .await
+    let cmd = |id, b: BytesBody| Command::ShrinkLun { id, bytes: b.bytes };
+    s.job_with_body(&p, q, body, get::lun, cmd, false).await
 }
 
 #[utoipa::path(post, path = "/v1/luns/{id}/recover", tag = "lun",
@@ -483,8 +549,7 @@ pub async fn shrink_lun(
     responses((status = 202, body = JobJson), (status = 200, body = LunJson, description = "with ?wait=true"),
               (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub async fn recover_lun(State(s): State<AppState>, p: PathParams, q: Query) -> ApiResult {
-    let id = p.uuid("id")?;
-    s.job(Command::RecoverLun { id }, q, Command::GetLun { id }, false)
+    s.job_on(&p, q, get::lun, |id| Command::RecoverLun { id }, false)
         .await
 }
 
@@ -497,9 +562,7 @@ pub async fn set_lun_faults(
     p: PathParams,
     body: JsonArg<FaultsBody>,
 ) -> ApiResult {
-    let id = p.uuid("id")?;
-    let b = s.arg(body, Command::GetLun { id }).await?;
-    s.call(Command::SetLunFaults {
+    s.with_body(&p, body, get::lun, |id, b| Command::SetLunFaults {
         id,
         filters: b.filters.iter().map(Into::into).collect(),
     })
@@ -515,9 +578,7 @@ pub async fn set_lun_targets(
     p: PathParams,
     body: JsonArg<TargetsBody>,
 ) -> ApiResult {
-    let id = p.uuid("id")?;
-    let b = s.arg(body, Command::GetLun { id }).await?;
-    s.call(Command::SetLunTargets {
+    s.with_body(&p, body, get::lun, |id, b| Command::SetLunTargets {
         id,
         targets: b.targets,
     })
@@ -530,8 +591,8 @@ pub async fn set_lun_targets(
     params(("id" = Uuid, Path, description = "subsystem id")),
     responses((status = 200, body = Vec<TargetJson>), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub async fn list_targets(State(s): State<AppState>, p: PathParams) -> ApiResult {
-    s.call(Command::ListTargets {
-        subsystem: Some(p.uuid("id")?),
+    s.by_id(&p, |id| Command::ListTargets {
+        subsystem: Some(id),
     })
     .await
 }
@@ -549,22 +610,20 @@ pub async fn create_target(
     q: Query,
     body: JsonArg<CreateTargetBody>,
 ) -> ApiResult {
-    let subsystem = p.uuid("id")?;
-    let probe = Command::GetSubsystem { id: subsystem };
-    let b = s.arg(body, probe.clone()).await?;
-    let cmd = Command::CreateTarget {
+    let cmd = |subsystem, b: CreateTargetBody| Command::CreateTarget {
         subsystem,
         iscsi_name: b.iscsi_name,
         friendly_name: b.friendly_name,
     };
-    s.job(cmd, q, probe, true).await
+    s.job_with_body(&p, q, body, get::subsystem, cmd, true)
+        .await
 }
 
 #[utoipa::path(get, path = "/v1/targets/{id}", tag = "target",
     params(("id" = Uuid, Path, description = "target id")),
     responses((status = 200, body = TargetJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub async fn get_target(State(s): State<AppState>, p: PathParams) -> ApiResult {
-    s.call(Command::GetTarget { id: p.uuid("id")? }).await
+    s.by_id(&p, get::target).await
 }
 
 #[utoipa::path(delete, path = "/v1/targets/{id}", tag = "target",
@@ -574,14 +633,8 @@ pub async fn get_target(State(s): State<AppState>, p: PathParams) -> ApiResult {
     responses((status = 202, body = JobJson), (status = 204, description = "with ?wait=true"),
               (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub async fn delete_target(State(s): State<AppState>, p: PathParams, q: Query) -> ApiResult {
-    let id = p.uuid("id")?;
-    s.job(
-        Command::DeleteTarget { id },
-        q,
-        Command::GetTarget { id },
-        false,
-    )
-    .await
+    s.job_on(&p, q, get::target, |id| Command::DeleteTarget { id }, false)
+        .await
 }
 
 #[utoipa::path(patch, path = "/v1/targets/{id}", tag = "target",
@@ -592,9 +645,7 @@ pub async fn patch_target(
     p: PathParams,
     body: JsonArg<PatchTargetBody>,
 ) -> ApiResult {
-    let id = p.uuid("id")?;
-    let b = s.arg(body, Command::GetTarget { id }).await?;
-    s.call(Command::RenameTarget {
+    s.with_body(&p, body, get::target, |id, b| Command::RenameTarget {
         id,
         friendly_name: b.friendly_name,
     })
@@ -610,9 +661,7 @@ pub async fn set_shared_secret(
     p: PathParams,
     body: JsonArg<SharedSecretBody>,
 ) -> ApiResult {
-    let id = p.uuid("id")?;
-    let b = s.arg(body, Command::GetTarget { id }).await?;
-    s.call(Command::SetSharedSecret {
+    s.with_body(&p, body, get::target, |id, b| Command::SetSharedSecret {
         id,
         secret: b.secret.map(|s| s.into_bytes().into()),
         initiator_name: b.initiator_name,
@@ -633,7 +682,7 @@ pub async fn remember_initiator_secret(
 ) -> ApiResult {
     let id = p.uuid("id")?;
     let initiator_name = p.text("initiator_name")?.to_string();
-    let b = s.arg(body, Command::GetTarget { id }).await?;
+    let b = s.arg(body, get::target(id)).await?;
     s.call(Command::RememberInitiatorSecret {
         id,
         initiator_name,
@@ -647,7 +696,7 @@ pub async fn remember_initiator_secret(
     params(("id" = Uuid, Path, description = "target id")),
     responses((status = 200, body = Vec<String>), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub async fn get_initiators(State(s): State<AppState>, p: PathParams) -> ApiResult {
-    s.call(Command::GetConnectedInitiators { id: p.uuid("id")? })
+    s.by_id(&p, |id| Command::GetConnectedInitiators { id })
         .await
 }
 
@@ -657,10 +706,8 @@ pub async fn get_initiators(State(s): State<AppState>, p: PathParams) -> ApiResu
     params(("id" = Uuid, Path, description = "target id")),
     responses((status = 200, body = Vec<PortalGroupJson>), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub async fn list_portal_groups(State(s): State<AppState>, p: PathParams) -> ApiResult {
-    s.call(Command::ListPortalGroups {
-        target: Some(p.uuid("id")?),
-    })
-    .await
+    s.by_id(&p, |id| Command::ListPortalGroups { target: Some(id) })
+        .await
 }
 
 #[utoipa::path(post, path = "/v1/targets/{id}/portal-groups", tag = "portal_group",
@@ -670,11 +717,11 @@ pub async fn list_portal_groups(State(s): State<AppState>, p: PathParams) -> Api
     responses((status = 202, body = JobJson), (status = 201, body = PortalGroupJson, description = "with ?wait=true"),
               (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub async fn create_portal_group(State(s): State<AppState>, p: PathParams, q: Query) -> ApiResult {
-    let target = p.uuid("id")?;
-    s.job(
-        Command::CreatePortalGroup { target },
+    s.job_on(
+        &p,
         q,
-        Command::GetTarget { id: target },
+        get::target,
+        |target| Command::CreatePortalGroup { target },
         true,
     )
     .await
@@ -684,7 +731,7 @@ pub async fn create_portal_group(State(s): State<AppState>, p: PathParams, q: Qu
     params(("id" = Uuid, Path, description = "portal group id")),
     responses((status = 200, body = PortalGroupJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub async fn get_portal_group(State(s): State<AppState>, p: PathParams) -> ApiResult {
-    s.call(Command::GetPortalGroup { id: p.uuid("id")? }).await
+    s.by_id(&p, get::portal_group).await
 }
 
 #[utoipa::path(delete, path = "/v1/portal-groups/{id}", tag = "portal_group",
@@ -694,11 +741,11 @@ pub async fn get_portal_group(State(s): State<AppState>, p: PathParams) -> ApiRe
     responses((status = 202, body = JobJson), (status = 204, description = "with ?wait=true"),
               (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub async fn delete_portal_group(State(s): State<AppState>, p: PathParams, q: Query) -> ApiResult {
-    let id = p.uuid("id")?;
-    s.job(
-        Command::DeletePortalGroup { id },
+    s.job_on(
+        &p,
         q,
-        Command::GetPortalGroup { id },
+        get::portal_group,
+        |id| Command::DeletePortalGroup { id },
         false,
     )
     .await
@@ -717,14 +764,12 @@ pub async fn add_portal_to_group(
     q: Query,
     body: JsonArg<AddPortalBody>,
 ) -> ApiResult {
-    let id = p.uuid("id")?;
-    let probe = Command::GetPortalGroup { id };
-    let b = s.arg(body, probe.clone()).await?;
-    let cmd = Command::AddPortalToGroup {
-        portal_group: id,
+    let cmd = |portal_group, b: AddPortalBody| Command::AddPortalToGroup {
+        portal_group,
         portal: b.portal,
     };
-    s.job(cmd, q, probe, false).await
+    s.job_with_body(&p, q, body, get::portal_group, cmd, false)
+        .await
 }
 
 #[utoipa::path(delete, path = "/v1/portal-groups/{id}/portals/{portal_id}", tag = "portal_group",
@@ -745,7 +790,7 @@ pub async fn remove_portal_from_group(
         portal_group: id,
         portal,
     };
-    s.job(cmd, q, Command::GetPortalGroup { id }, false).await
+    s.job(cmd, q, get::portal_group(id), false).await
 }
 
 // ---- portals ---------------------------------------------------------------------------------
@@ -754,8 +799,8 @@ pub async fn remove_portal_from_group(
     params(("id" = Uuid, Path, description = "subsystem id")),
     responses((status = 200, body = Vec<PortalJson>), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub async fn list_portals(State(s): State<AppState>, p: PathParams) -> ApiResult {
-    s.call(Command::ListPortals {
-        subsystem: Some(p.uuid("id")?),
+    s.by_id(&p, |id| Command::ListPortals {
+        subsystem: Some(id),
     })
     .await
 }
@@ -771,7 +816,7 @@ pub async fn create_portal(
     body: JsonArg<CreatePortalBody>,
 ) -> ApiResult {
     let subsystem = p.uuid("id")?;
-    let b = s.arg(body, Command::GetSubsystem { id: subsystem }).await?;
+    let b = s.arg(body, get::subsystem(subsystem)).await?;
     let o = s
         .apply(Command::CreatePortal {
             subsystem,
@@ -786,14 +831,14 @@ pub async fn create_portal(
     params(("id" = Uuid, Path, description = "portal id")),
     responses((status = 200, body = PortalJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub async fn get_portal(State(s): State<AppState>, p: PathParams) -> ApiResult {
-    s.call(Command::GetPortal { id: p.uuid("id")? }).await
+    s.by_id(&p, get::portal).await
 }
 
 #[utoipa::path(delete, path = "/v1/portals/{id}", tag = "portal",
     params(("id" = Uuid, Path, description = "portal id")),
     responses((status = 204, description = "deleted"), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub async fn delete_portal(State(s): State<AppState>, p: PathParams) -> ApiResult {
-    s.call(Command::DeletePortal { id: p.uuid("id")? }).await
+    s.by_id(&p, |id| Command::DeletePortal { id }).await
 }
 
 #[utoipa::path(post, path = "/v1/portals/{id}/status", tag = "portal",
@@ -804,9 +849,7 @@ pub async fn set_portal_status(
     p: PathParams,
     body: JsonArg<StatusBody<PortalStatus>>,
 ) -> ApiResult {
-    let id = p.uuid("id")?;
-    let b = s.arg(body, Command::GetPortal { id }).await?;
-    s.call(Command::SetPortalStatus {
+    s.with_body(&p, body, get::portal, |id, b| Command::SetPortalStatus {
         id,
         status: b.status.value,
     })
@@ -825,7 +868,7 @@ pub async fn list_jobs(State(s): State<AppState>) -> ApiResult {
     params(("id" = Uuid, Path, description = "job id")),
     responses((status = 200, body = JobJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub async fn get_job(State(s): State<AppState>, p: PathParams) -> ApiResult {
-    s.call(Command::GetJob { id: p.uuid("id")? }).await
+    s.by_id(&p, get::job).await
 }
 
 #[utoipa::path(post, path = "/v1/jobs/{id}/wait", tag = "job",
@@ -837,7 +880,7 @@ pub async fn wait_job(State(s): State<AppState>, p: PathParams, mut q: Query) ->
     let id = p.uuid("id")?;
     let timeout = match q.take_u64("timeout_ms").and_then(|t| q.finish().map(|_| t)) {
         Ok(t) => t.map(Duration::from_millis),
-        Err(e) => return Err(s.precheck(Command::GetJob { id }, e).await),
+        Err(e) => return Err(s.precheck(get::job(id), e).await),
     };
     s.call(Command::WaitJob { id, timeout }).await
 }
@@ -846,7 +889,7 @@ pub async fn wait_job(State(s): State<AppState>, p: PathParams, mut q: Query) ->
     params(("id" = Uuid, Path, description = "job id")),
     responses((status = 200, body = JobJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub async fn cancel_job(State(s): State<AppState>, p: PathParams) -> ApiResult {
-    s.call(Command::CancelJob { id: p.uuid("id")? }).await
+    s.by_id(&p, |id| Command::CancelJob { id }).await
 }
 
 // ---- events, metrics, documentation --------------------------------------------------------

@@ -1209,3 +1209,113 @@ async fn read_only_extension_is_accepted_returned_and_documented() {
     let required = schemas["LunJson"]["required"].as_array().unwrap();
     assert!(required.contains(&json!("read_only")));
 }
+
+/// SEMANTICS §2 for every endpoint that takes a body or a query besides its path: an id that
+/// names no object answers NOT_FOUND, even when the body or query is malformed as well.
+#[tokio::test]
+async fn every_body_or_query_is_judged_after_the_object_of_its_path() {
+    let f = fixture();
+    let none = Uuid::new_v4();
+    let bodies: &[(Method, String, &str)] = &[
+        (
+            Method::POST,
+            format!("/v1/subsystems/{none}/status"),
+            r#"{"status":"x"}"#,
+        ),
+        (
+            Method::POST,
+            format!("/v1/controllers/{none}/status"),
+            r#"{"status":"x"}"#,
+        ),
+        (
+            Method::POST,
+            format!("/v1/drives/{none}/status"),
+            r#"{"status":"x"}"#,
+        ),
+        (
+            Method::POST,
+            format!("/v1/luns/{none}/status"),
+            r#"{"status":"x"}"#,
+        ),
+        (
+            Method::POST,
+            format!("/v1/portals/{none}/status"),
+            r#"{"status":"x"}"#,
+        ),
+        (Method::POST, format!("/v1/subsystems/{none}/luns"), "{oops"),
+        (
+            Method::POST,
+            format!("/v1/subsystems/{none}/targets"),
+            "{oops",
+        ),
+        (
+            Method::POST,
+            format!("/v1/subsystems/{none}/portals"),
+            "{oops",
+        ),
+        (Method::PATCH, format!("/v1/luns/{none}"), "{oops"),
+        (Method::POST, format!("/v1/luns/{none}/extend"), "{oops"),
+        (Method::POST, format!("/v1/luns/{none}/shrink"), "{oops"),
+        (Method::PUT, format!("/v1/luns/{none}/faults"), "{oops"),
+        (Method::PUT, format!("/v1/luns/{none}/targets"), "{oops"),
+        (Method::PATCH, format!("/v1/targets/{none}"), "{oops"),
+        (
+            Method::PUT,
+            format!("/v1/targets/{none}/shared-secret"),
+            "{oops",
+        ),
+        (
+            Method::PUT,
+            format!("/v1/targets/{none}/initiator-secrets/iqn.1991-05.com.microsoft:h"),
+            "{oops",
+        ),
+        (
+            Method::POST,
+            format!("/v1/portal-groups/{none}/portals"),
+            "{oops",
+        ),
+    ];
+    for (method, uri, body) in bodies {
+        let a = raw_body(&f.app, method.clone(), uri, body).await;
+        assert_eq!(
+            a.status,
+            StatusCode::NOT_FOUND,
+            "{method} {uri}: {:?}",
+            a.body
+        );
+        assert_eq!(error_of(&a).0, "VDS_E_OBJECT_NOT_FOUND", "{method} {uri}");
+    }
+    let queries: &[(Method, String)] = &[
+        (Method::POST, format!("/v1/luns/{none}/recover?wait=maybe")),
+        (Method::DELETE, format!("/v1/targets/{none}?wait=maybe")),
+        (
+            Method::POST,
+            format!("/v1/targets/{none}/portal-groups?wait=maybe"),
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/portal-groups/{none}?wait=maybe"),
+        ),
+        (
+            Method::DELETE,
+            format!(
+                "/v1/portal-groups/{none}/portals/{}?wait=maybe",
+                Uuid::new_v4()
+            ),
+        ),
+        (
+            Method::POST,
+            format!("/v1/jobs/{none}/wait?timeout_ms=soon"),
+        ),
+    ];
+    for (method, uri) in queries {
+        let a = call(&f.app, method.clone(), uri, None).await;
+        assert_eq!(
+            a.status,
+            StatusCode::NOT_FOUND,
+            "{method} {uri}: {:?}",
+            a.body
+        );
+        assert_eq!(error_of(&a).0, "VDS_E_OBJECT_NOT_FOUND", "{method} {uri}");
+    }
+}
