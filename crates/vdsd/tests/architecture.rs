@@ -157,15 +157,9 @@ const DIRECT_ONLY: &[(&str, &[&str])] = &[
 ];
 
 /// Edges (`from`, `reached`) that break the rules today and are being removed by work in
-/// flight. The lead empties this list when that work merges: vds-target reaches vds-provider
-/// (and through it vds-store and SQLite) only for `dataplane.rs`, which moves to `vds-dataplane`.
-const PENDING_EDGES: &[(&str, &str)] = &[
-    // PENDING: the seam crate `vds-dataplane` (issue 11, item 3).
-    ("vds-target", "vds-provider"),
-    ("vds-target", "vds-store"),
-    ("vds-target", "rusqlite"),
-    ("vds-target", "libsqlite3-sys"),
-];
+/// flight; the entry goes when that work merges. Empty since the data-plane seam moved into
+/// `vds-dataplane` (issue 11).
+const PENDING_EDGES: &[(&str, &str)] = &[];
 
 /// One broken rule of the graph: `from` reaches (or names) `reached`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -661,16 +655,12 @@ fn sans_io_violations(file: &str, src: &str) -> Vec<Hit> {
 /// (file, rule) pairs that break the sans-IO rules today and are being removed by work in
 /// flight (issue 11). The lead empties this list when that work merges.
 const PENDING_SANS_IO: &[(&str, &str)] = &[
-    // PENDING: `HRESULT_TABLE` / `WIN32_TABLE` become `const` (issue 11, item 5).
-    ("crates/vds-model/src/hresult.rs", "static"),
     // PENDING: the LU registry (`OPS`, `INDEX: OnceLock`) goes to the LUs' owner (item 3).
     ("crates/vds-scsi/src/ops.rs", "static"),
     ("crates/vds-scsi/src/ops.rs", "lazy global"),
     // PENDING: the `thread::sleep` in the LU goes (item 3).
     ("crates/vds-scsi/src/lu.rs", "thread::sleep"),
     ("crates/vds-scsi/src/lu.rs", "sleep("),
-    // PENDING: the `static PERSIST_ORDER` mutex goes (item 3).
-    ("crates/vds-scsi/src/spc/pr.rs", "static"),
 ];
 
 #[test]
