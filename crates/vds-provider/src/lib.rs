@@ -9,6 +9,7 @@
 
 mod backing;
 pub mod command;
+mod commit;
 pub mod dataplane;
 mod engine;
 pub mod events;

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use vds_model::{AsyncOutputType, FaultFilterSpec, Hresult, JobOutput, ObjectKind};
 use vds_store::SecretKind;
 
+use crate::commit::Change;
 use crate::engine::{Inner, Slots};
 use crate::jobs::JobHandle;
 use crate::state::State;
@@ -21,6 +22,7 @@ use crate::{Command, Outcome, Provider, VdsError};
 
 mod cache;
 mod lun;
+mod lun_create;
 mod path;
 mod portal;
 mod portal_group;
@@ -381,4 +383,24 @@ impl Provider {
             })?;
         Ok(Outcome::Job(handle.job()))
     }
+}
+
+/// The error of a job canceled before it committed.
+fn canceled() -> VdsError {
+    VdsError::new(Hresult::VDS_E_OPERATION_CANCELED, "canceled")
+}
+
+/// Commits a job's `change`, unless the job was canceled first: then nothing changes, the
+/// slots are released and the job ends VDS_E_OPERATION_CANCELED.
+fn commit_job(
+    inner: &Inner,
+    job: &JobHandle,
+    st: &mut State,
+    change: Change<'_>,
+    slots: Slots,
+) -> Result<(), VdsError> {
+    if !job.begin_commit() {
+        return Err(Inner::abandon(st, slots, canceled()));
+    }
+    inner.commit(st, change, Some(slots))
 }

@@ -5,8 +5,9 @@ use std::net::{IpAddr, SocketAddr};
 use uuid::Uuid;
 use vds_model::{EventKind, Hresult, ObjectKind, Portal, PortalGroup, PortalStatus};
 
-use crate::engine::{store_err, Inner};
-use crate::state::PortalEntry;
+use crate::commit::Change;
+use crate::engine::Inner;
+use crate::state::{PortalEntry, State};
 use crate::{Outcome, Provider, VdsError};
 
 use super::*;
@@ -45,19 +46,21 @@ impl Provider {
             status: PortalStatus::Offline,
             portal_groups: Vec::new(),
         };
-        st.store.write(|tx| tx.put_portal(&p)).map_err(store_err)?;
-        let seq = st.next_seq();
-        st.portal_addrs.insert(addr, p.id);
-        st.portals.insert(
-            p.id,
-            PortalEntry {
-                p: p.clone(),
-                seq,
-                bound: false,
-            },
-        );
-        inner.publish(st);
-        inner.emit(ObjectKind::Portal, EventKind::Arrive, p.id);
+        let entry = PortalEntry {
+            p: p.clone(),
+            seq: 0,
+            bound: false,
+        };
+        let change = Change::new()
+            .store(|tx| tx.put_portal(&p))
+            .apply(|st| {
+                let seq = st.next_seq();
+                st.portal_addrs.insert(addr, p.id);
+                st.portals.insert(p.id, PortalEntry { seq, ..entry });
+            })
+            .publish()
+            .event(ObjectKind::Portal, EventKind::Arrive, p.id);
+        inner.commit(st, change, None)?;
         Ok(Outcome::Portal(p))
     }
 
@@ -75,52 +78,58 @@ impl Provider {
         let slots = inner.claim(st, &ids);
         let bound = st.portals[&id].bound;
         // Stop listing it first, then close the listener and let initiators log out.
-        st.portals.get_mut(&id).expect("present").p.status = PortalStatus::NotReady;
-        inner.publish(st);
-        drop(g);
-        if bound {
-            inner
-                .dataplane
-                .unbind_portal(id, inner.config.logout_timeout);
-        }
-        let mut g = inner.state.lock();
-        let st = &mut *g;
-        let new_pgs: Vec<PortalGroup> = pgs
-            .iter()
-            .filter_map(|pg| st.pgs.get(pg))
-            .map(|(g, _)| {
-                let mut g = g.clone();
-                g.portals.retain(|p| *p != id);
-                g
-            })
-            .collect();
-        let r = st.store.write(|tx| {
-            for pg in &new_pgs {
-                tx.put_portal_group(pg)?;
+        let stage = Change::new()
+            .apply(|st| set_portal(st, id, PortalStatus::NotReady, None))
+            .publish();
+        inner.stage(st, stage);
+        let unbind = || {
+            if bound {
+                inner
+                    .dataplane
+                    .unbind_portal(id, inner.config.logout_timeout);
             }
-            tx.delete_portal(id)?;
-            tx.add_tombstone(id, ObjectKind::Portal)
-        });
-        if let Err(e) = r {
-            // Still there, no longer listening: OFFLINE.
-            let pe = st.portals.get_mut(&id).expect("present");
-            pe.bound = false;
-            pe.p.status = PortalStatus::Offline;
-            inner.publish(st);
-            slots.release(st);
-            return Err(store_err(e));
-        }
-        let pe = st.portals.remove(&id).expect("present");
-        st.portal_addrs.remove(&pe.p.socket_addr());
-        st.tombstones.insert(id, ObjectKind::Portal);
-        for pg in new_pgs {
-            if let Some(e) = st.pgs.get_mut(&pg.id) {
-                e.0 = pg;
-            }
-        }
-        inner.publish(st);
-        inner.emit(ObjectKind::Portal, EventKind::Depart, id);
-        slots.release(st);
+        };
+        // Not deleted: still there, no longer listening, so OFFLINE.
+        let undo = |_: &mut State, _: &()| {
+            Change::new()
+                .apply(|st| set_portal(st, id, PortalStatus::Offline, Some(false)))
+                .publish()
+        };
+        let build = |st: &mut State, _: &()| {
+            let new_pgs: Vec<PortalGroup> = pgs
+                .iter()
+                .filter_map(|pg| st.pgs.get(pg))
+                .map(|(g, _)| {
+                    let mut g = g.clone();
+                    g.portals.retain(|p| *p != id);
+                    g
+                })
+                .collect();
+            let rows = new_pgs.clone();
+            Change::new()
+                .store(move |tx| {
+                    for pg in &rows {
+                        tx.put_portal_group(pg)?;
+                    }
+                    tx.delete_portal(id)?;
+                    tx.add_tombstone(id, ObjectKind::Portal)
+                })
+                .apply(move |st| {
+                    if let Some(pe) = st.portals.remove(&id) {
+                        st.portal_addrs.remove(&pe.p.socket_addr());
+                    }
+                    st.tombstones.insert(id, ObjectKind::Portal);
+                    for pg in new_pgs {
+                        if let Some(e) = st.pgs.get_mut(&pg.id) {
+                            e.0 = pg;
+                        }
+                    }
+                })
+                .publish()
+                .event(ObjectKind::Portal, EventKind::Depart, id)
+        };
+        let (_g, (), r) = inner.commit_prepared(g, slots, unbind, undo, build);
+        r?;
         Ok(Outcome::Deleted {
             kind: ObjectKind::Portal,
             id,
@@ -163,17 +172,19 @@ impl Provider {
         let slots = inner.claim(st, &[id]);
         // Reported while the transition runs (NOT_READY: starting or draining), and no
         // longer listed by SendTargets.
-        st.portals.get_mut(&id).expect("present").p.status = PortalStatus::NotReady;
-        inner.publish(st);
-        drop(g);
-        let outcome: Result<(), VdsError> = if want == PortalStatus::Offline {
-            if bound {
-                inner
-                    .dataplane
-                    .unbind_portal(id, inner.config.logout_timeout);
+        let stage = Change::new()
+            .apply(|st| set_portal(st, id, PortalStatus::NotReady, None))
+            .publish();
+        inner.stage(st, stage);
+        let listen = || -> Result<(), VdsError> {
+            if want == PortalStatus::Offline {
+                if bound {
+                    inner
+                        .dataplane
+                        .unbind_portal(id, inner.config.logout_timeout);
+                }
+                return Ok(());
             }
-            Ok(())
-        } else {
             inner.dataplane.bind_portal(id, addr).map_err(|e| {
                 VdsError::new(
                     Hresult::from_io_error(&e),
@@ -181,37 +192,50 @@ impl Provider {
                 )
             })
         };
-        let mut g = inner.state.lock();
-        let st = &mut *g;
-        let mut p = st.portals[&id].p.clone();
-        let now_bound = want == PortalStatus::Online && outcome.is_ok();
-        p.status = match (&outcome, want) {
-            (Ok(()), w) => w,
-            (Err(_), _) => PortalStatus::Failed,
-        };
-        let row = Inner::portal_row(&p);
-        if let Err(e) = st.store.write(|tx| tx.put_portal(&row)) {
-            // Not durable: go back to what the store says.
-            if now_bound {
+        let now_bound =
+            |outcome: &Result<(), VdsError>| want == PortalStatus::Online && outcome.is_ok();
+        // Not durable: go back to what the store says.
+        let undo = |_: &mut State, outcome: &Result<(), VdsError>| {
+            if now_bound(outcome) {
                 inner
                     .dataplane
                     .unbind_portal(id, inner.config.logout_timeout);
             }
-            let pe = st.portals.get_mut(&id).expect("present");
-            pe.p.status = cur;
-            pe.bound = bound && want != PortalStatus::Offline;
-            inner.publish(st);
-            slots.release(st);
-            return Err(store_err(e));
+            let was_bound = bound && want != PortalStatus::Offline;
+            Change::new()
+                .apply(move |st| set_portal(st, id, cur, Some(was_bound)))
+                .publish()
+        };
+        let build = |st: &mut State, outcome: &Result<(), VdsError>| {
+            let mut p = st.portals[&id].p.clone();
+            p.status = match outcome {
+                Ok(()) => want,
+                Err(_) => PortalStatus::Failed,
+            };
+            let row = Inner::portal_row(&p);
+            let listening = now_bound(outcome);
+            let change = Change::new()
+                .store(move |tx| tx.put_portal(&row))
+                .apply(move |st| set_portal(st, id, p.status, Some(listening)))
+                .publish();
+            if p.status != cur {
+                change.event(ObjectKind::Portal, EventKind::Modify, id)
+            } else {
+                change
+            }
+        };
+        let (g, outcome, r) = inner.commit_prepared(g, slots, listen, undo, build);
+        r?;
+        outcome.map(|()| Outcome::Portal(g.portals[&id].p.clone()))
+    }
+}
+
+/// Sets a portal's status and, when given, whether its listener is up.
+fn set_portal(st: &mut State, id: Uuid, status: PortalStatus, bound: Option<bool>) {
+    if let Some(pe) = st.portals.get_mut(&id) {
+        pe.p.status = status;
+        if let Some(b) = bound {
+            pe.bound = b;
         }
-        let pe = st.portals.get_mut(&id).expect("present");
-        pe.p = p.clone();
-        pe.bound = now_bound;
-        inner.publish(st);
-        if p.status != cur {
-            inner.emit(ObjectKind::Portal, EventKind::Modify, id);
-        }
-        slots.release(st);
-        outcome.map(|()| Outcome::Portal(p))
     }
 }

@@ -3,7 +3,10 @@
 use uuid::Uuid;
 use vds_model::{AsyncOutputType, EventKind, Hresult, JobOutput, ObjectKind, PortalGroup};
 
-use crate::engine::store_err;
+use crate::commit::Change;
+use crate::engine::Inner;
+
+use super::commit_job;
 use crate::{Outcome, Provider, VdsError};
 
 impl Provider {
@@ -32,50 +35,45 @@ impl Provider {
                 let st = &mut *g;
                 let Some(tag) = tag else {
                     // No tag left: hand back an existing group (VDS_S_ALREADY_EXISTS).
-                    let existing = st.targets[&target]
-                        .t
-                        .portal_groups
-                        .first()
-                        .and_then(|pg| st.pgs.get(pg))
-                        .map(|(g, _)| g.clone());
-                    slots.release(st);
+                    let existing = st.targets.get(&target).and_then(|te| {
+                        let pg = te.t.portal_groups.first()?;
+                        st.pgs.get(pg).map(|(g, _)| g.clone())
+                    });
                     return match existing {
-                        Some(pg) => Ok((
-                            Hresult::VDS_S_ALREADY_EXISTS,
-                            Some(JobOutput::PortalGroup(pg)),
-                        )),
-                        None => Err(VdsError::new(
-                            Hresult::E_OUTOFMEMORY,
-                            "no portal group tag is free",
+                        Some(pg) => {
+                            inner.commit(st, Change::new(), Some(slots))?;
+                            Ok((
+                                Hresult::VDS_S_ALREADY_EXISTS,
+                                Some(JobOutput::PortalGroup(pg)),
+                            ))
+                        }
+                        None => Err(Inner::abandon(
+                            st,
+                            slots,
+                            VdsError::new(Hresult::E_OUTOFMEMORY, "no portal group tag is free"),
                         )),
                     };
                 };
-                if !job.begin_commit() {
-                    slots.release(st);
-                    return Err(VdsError::new(Hresult::VDS_E_OPERATION_CANCELED, "canceled"));
-                }
                 let pg = PortalGroup {
                     id,
                     target,
                     tag,
                     portals: Vec::new(),
                 };
-                if let Err(e) = st.store.write(|tx| tx.put_portal_group(&pg)) {
-                    slots.release(st);
-                    return Err(store_err(e));
-                }
-                let seq = st.next_seq();
-                st.pgs.insert(id, (pg.clone(), seq));
-                st.targets
-                    .get_mut(&target)
-                    .expect("present")
-                    .t
-                    .portal_groups
-                    .push(id);
-                inner.publish(st);
-                inner.emit(ObjectKind::PortalGroup, EventKind::Arrive, id);
-                slots.release(st);
-                Ok((Hresult::S_OK, Some(JobOutput::PortalGroup(pg))))
+                let row = pg.clone();
+                let change = Change::new()
+                    .store(|tx| tx.put_portal_group(&row))
+                    .apply(move |st| {
+                        let seq = st.next_seq();
+                        st.pgs.insert(id, (pg, seq));
+                        if let Some(te) = st.targets.get_mut(&target) {
+                            te.t.portal_groups.push(id);
+                        }
+                    })
+                    .publish()
+                    .event(ObjectKind::PortalGroup, EventKind::Arrive, id);
+                commit_job(inner, job, st, change, slots)?;
+                Ok((Hresult::S_OK, Some(JobOutput::PortalGroup(row))))
             },
         )
     }
@@ -104,27 +102,21 @@ impl Provider {
             slots,
             move |inner, job, slots| {
                 let mut g = inner.state.lock();
-                let st = &mut *g;
-                if !job.begin_commit() {
-                    slots.release(st);
-                    return Err(VdsError::new(Hresult::VDS_E_OPERATION_CANCELED, "canceled"));
-                }
-                let r = st.store.write(|tx| {
-                    tx.delete_portal_group(id)?;
-                    tx.add_tombstone(id, ObjectKind::PortalGroup)
-                });
-                if let Err(e) = r {
-                    slots.release(st);
-                    return Err(store_err(e));
-                }
-                st.pgs.remove(&id);
-                st.tombstones.insert(id, ObjectKind::PortalGroup);
-                if let Some(te) = st.targets.get_mut(&target) {
-                    te.t.portal_groups.retain(|p| *p != id);
-                }
-                inner.publish(st);
-                inner.emit(ObjectKind::PortalGroup, EventKind::Depart, id);
-                slots.release(st);
+                let change = Change::new()
+                    .store(|tx| {
+                        tx.delete_portal_group(id)?;
+                        tx.add_tombstone(id, ObjectKind::PortalGroup)
+                    })
+                    .apply(|st| {
+                        st.pgs.remove(&id);
+                        st.tombstones.insert(id, ObjectKind::PortalGroup);
+                        if let Some(te) = st.targets.get_mut(&target) {
+                            te.t.portal_groups.retain(|p| *p != id);
+                        }
+                    })
+                    .publish()
+                    .event(ObjectKind::PortalGroup, EventKind::Depart, id);
+                commit_job(inner, job, &mut g, change, slots)?;
                 Ok((Hresult::S_OK, Some(JobOutput::Deleted(id))))
             },
         )
@@ -178,39 +170,37 @@ impl Provider {
         self.spawn_job(op, pg_id, slots, move |inner, job, slots| {
             let mut g = inner.state.lock();
             let st = &mut *g;
+            let mut pg = st.pgs[&pg_id].0.clone();
             if add && member {
-                let pg = st.pgs[&pg_id].0.clone();
-                slots.release(st);
+                inner.commit(st, Change::new(), Some(slots))?;
                 return Ok((
                     Hresult::VDS_S_ALREADY_EXISTS,
                     Some(JobOutput::PortalGroup(pg)),
                 ));
             }
-            if !job.begin_commit() {
-                slots.release(st);
-                return Err(VdsError::new(Hresult::VDS_E_OPERATION_CANCELED, "canceled"));
-            }
-            let mut pg = st.pgs[&pg_id].0.clone();
             if add {
                 pg.portals.push(portal);
             } else {
                 pg.portals.retain(|p| *p != portal);
             }
-            if let Err(e) = st.store.write(|tx| tx.put_portal_group(&pg)) {
-                slots.release(st);
-                return Err(store_err(e));
-            }
-            st.pgs.get_mut(&pg_id).expect("present").0 = pg.clone();
-            if let Some(pe) = st.portals.get_mut(&portal) {
-                if add {
-                    pe.p.portal_groups.push(pg_id);
-                } else {
-                    pe.p.portal_groups.retain(|p| *p != pg_id);
-                }
-            }
-            inner.publish(st);
-            inner.emit(ObjectKind::PortalGroup, EventKind::Modify, pg_id);
-            slots.release(st);
+            let row = pg.clone();
+            let change = Change::new()
+                .store(|tx| tx.put_portal_group(&row))
+                .apply(|st| {
+                    if let Some(e) = st.pgs.get_mut(&pg_id) {
+                        e.0 = row.clone();
+                    }
+                    if let Some(pe) = st.portals.get_mut(&portal) {
+                        if add {
+                            pe.p.portal_groups.push(pg_id);
+                        } else {
+                            pe.p.portal_groups.retain(|p| *p != pg_id);
+                        }
+                    }
+                })
+                .publish()
+                .event(ObjectKind::PortalGroup, EventKind::Modify, pg_id);
+            commit_job(inner, job, st, change, slots)?;
             Ok((Hresult::S_OK, Some(JobOutput::PortalGroup(pg))))
         })
     }

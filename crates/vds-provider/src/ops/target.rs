@@ -6,10 +6,11 @@ use vds_model::{
 };
 use vds_store::{SecretKind, SecretRow};
 
-use crate::engine::{store_err, Slots};
+use crate::commit::Change;
 use crate::state::{State, TargetEntry};
 use crate::{Outcome, Provider, VdsError};
 
+use super::commit_job;
 use super::*;
 
 impl Provider {
@@ -64,33 +65,29 @@ impl Provider {
             move |inner, job, slots| {
                 let mut g = inner.state.lock();
                 let st = &mut *g;
-                let undo = |st: &mut State, slots: Slots| {
-                    st.iqns.remove(&target.iscsi_name.to_ascii_lowercase());
-                    slots.release(st);
+                let iqn = target.iscsi_name.to_ascii_lowercase();
+                let entry = TargetEntry {
+                    t: target.clone(),
+                    seq: 0,
+                    secrets: Vec::new(),
+                    numbers: Default::default(),
+                    next_free: 0,
                 };
-                if !job.begin_commit() {
-                    undo(st, slots);
-                    return Err(VdsError::new(Hresult::VDS_E_OPERATION_CANCELED, "canceled"));
+                let change = Change::new()
+                    .store(|tx| tx.put_target(&target))
+                    .apply(|st| {
+                        let seq = st.next_seq();
+                        st.targets.insert(id, TargetEntry { seq, ..entry });
+                        st.dirty.insert(id);
+                    })
+                    .publish()
+                    .event(ObjectKind::Target, EventKind::Arrive, id);
+                let r = commit_job(inner, job, st, change, slots);
+                if r.is_err() {
+                    // The name reserved at the call is free again.
+                    st.iqns.remove(&iqn);
                 }
-                if let Err(e) = st.store.write(|tx| tx.put_target(&target)) {
-                    undo(st, slots);
-                    return Err(store_err(e));
-                }
-                let seq = st.next_seq();
-                st.targets.insert(
-                    id,
-                    TargetEntry {
-                        t: target.clone(),
-                        seq,
-                        secrets: Vec::new(),
-                        numbers: Default::default(),
-                        next_free: 0,
-                    },
-                );
-                st.dirty.insert(id);
-                inner.publish(st);
-                inner.emit(ObjectKind::Target, EventKind::Arrive, id);
-                slots.release(st);
+                r?;
                 Ok((Hresult::S_OK, Some(JobOutput::Target(target))))
             },
         )
@@ -124,43 +121,22 @@ impl Provider {
             slots,
             move |inner, job, slots| {
                 let mut g = inner.state.lock();
-                let st = &mut *g;
-                if !job.begin_commit() {
-                    slots.release(st);
-                    return Err(VdsError::new(Hresult::VDS_E_OPERATION_CANCELED, "canceled"));
-                }
-                let r = st.store.write(|tx| {
-                    for pg in &pgs {
-                        tx.delete_portal_group(*pg)?;
-                        tx.add_tombstone(*pg, ObjectKind::PortalGroup)?;
-                    }
-                    tx.delete_target(id)?;
-                    tx.add_tombstone(id, ObjectKind::Target)
-                });
-                if let Err(e) = r {
-                    slots.release(st);
-                    return Err(store_err(e));
-                }
-                let te = st.targets.remove(&id).expect("present");
-                st.iqns.remove(&te.t.iscsi_name.to_ascii_lowercase());
-                st.tombstones.insert(id, ObjectKind::Target);
-                for pg in &pgs {
-                    if let Some((g, _)) = st.pgs.remove(pg) {
-                        for p in g.portals {
-                            if let Some(pe) = st.portals.get_mut(&p) {
-                                pe.p.portal_groups.retain(|x| x != pg);
-                            }
+                let mut change = Change::new()
+                    .store(|tx| {
+                        for pg in &pgs {
+                            tx.delete_portal_group(*pg)?;
+                            tx.add_tombstone(*pg, ObjectKind::PortalGroup)?;
                         }
-                    }
-                    st.tombstones.insert(*pg, ObjectKind::PortalGroup);
-                }
-                st.dirty.insert(id);
-                inner.publish(st);
+                        tx.delete_target(id)?;
+                        tx.add_tombstone(id, ObjectKind::Target)
+                    })
+                    .apply(|st| remove_target(st, id, &pgs))
+                    .publish();
                 for pg in &pgs {
-                    inner.emit(ObjectKind::PortalGroup, EventKind::Depart, *pg);
+                    change = change.event(ObjectKind::PortalGroup, EventKind::Depart, *pg);
                 }
-                inner.emit(ObjectKind::Target, EventKind::Depart, id);
-                slots.release(st);
+                let change = change.event(ObjectKind::Target, EventKind::Depart, id);
+                commit_job(inner, job, &mut g, change, slots)?;
                 Ok((Hresult::S_OK, Some(JobOutput::Deleted(id))))
             },
         )
@@ -182,10 +158,16 @@ impl Provider {
             return Ok(Outcome::Target(t));
         }
         t.friendly_name = name;
-        st.store.write(|tx| tx.put_target(&t)).map_err(store_err)?;
-        st.targets.get_mut(&id).expect("present").t = t.clone();
-        inner.publish(st);
-        inner.emit(ObjectKind::Target, EventKind::Modify, id);
+        let change = Change::new()
+            .store(|tx| tx.put_target(&t))
+            .apply(|st| {
+                if let Some(te) = st.targets.get_mut(&id) {
+                    te.t.friendly_name = t.friendly_name.clone();
+                }
+            })
+            .publish()
+            .event(ObjectKind::Target, EventKind::Modify, id);
+        inner.commit(st, change, None)?;
         Ok(Outcome::Target(t))
     }
 
@@ -215,29 +197,51 @@ impl Provider {
             return Ok(Outcome::Target(te.t.clone()));
         }
         let stored_name = current.map(|s| s.initiator.clone());
-        st.store
-            .write(|tx| {
+        let change = Change::new()
+            .store(|tx| {
                 if let Some(n) = &stored_name {
                     tx.set_secret(id, kind, n, None)?;
                 }
                 tx.set_secret(id, kind, &initiator, secret.as_deref())
             })
-            .map_err(store_err)?;
-        let te = st.targets.get_mut(&id).expect("present");
-        te.secrets
-            .retain(|s| !(s.kind == kind && s.initiator.eq_ignore_ascii_case(&initiator)));
-        if let Some(s) = secret {
-            te.secrets.push(SecretRow {
-                target: id,
-                kind,
-                initiator,
-                secret: s,
-            });
-        }
-        te.t.chap_enabled = te.chap().required();
-        let t = te.t.clone();
-        inner.publish(st);
-        inner.emit(ObjectKind::Target, EventKind::Modify, id);
-        Ok(Outcome::Target(t))
+            .apply(|st| {
+                let Some(te) = st.targets.get_mut(&id) else {
+                    return;
+                };
+                te.secrets
+                    .retain(|s| !(s.kind == kind && s.initiator.eq_ignore_ascii_case(&initiator)));
+                if let Some(s) = secret.clone() {
+                    te.secrets.push(SecretRow {
+                        target: id,
+                        kind,
+                        initiator: initiator.clone(),
+                        secret: s,
+                    });
+                }
+                te.t.chap_enabled = te.chap().required();
+            })
+            .publish()
+            .event(ObjectKind::Target, EventKind::Modify, id);
+        inner.commit(st, change, None)?;
+        Ok(Outcome::Target(st.targets[&id].t.clone()))
     }
+}
+
+/// Takes a deleted target and its portal groups out of the state (tombstones left).
+fn remove_target(st: &mut State, id: Uuid, pgs: &[Uuid]) {
+    if let Some(te) = st.targets.remove(&id) {
+        st.iqns.remove(&te.t.iscsi_name.to_ascii_lowercase());
+    }
+    st.tombstones.insert(id, ObjectKind::Target);
+    for pg in pgs {
+        if let Some((g, _)) = st.pgs.remove(pg) {
+            for p in g.portals {
+                if let Some(pe) = st.portals.get_mut(&p) {
+                    pe.p.portal_groups.retain(|x| x != pg);
+                }
+            }
+        }
+        st.tombstones.insert(*pg, ObjectKind::PortalGroup);
+    }
+    st.dirty.insert(id);
 }
