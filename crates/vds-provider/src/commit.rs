@@ -92,10 +92,11 @@ impl Inner {
 
     /// Runs `prepare`, a data-path effect that must precede the commit, without the state lock
     /// (it may wait on I/O; `slots` keep every other operation off the objects meanwhile),
-    /// then commits the change `build` makes of its result. If the store refuses, the
-    /// in-memory change `undo` makes of the result is committed instead (it reverses the
-    /// effect, under the lock, before the slots are released), so that the data path never
-    /// keeps serving what the store does not hold. Returns the state lock again, so the caller
+    /// then commits the change `build` makes of its result. If `build` refuses (the effect
+    /// failed, the job was canceled, the state moved while the lock was let go) or the store
+    /// does, the in-memory change `undo` makes is committed instead: it reverses the effect,
+    /// under the lock, before the slots are released, so that the data path never keeps
+    /// serving what the store does not hold. Returns the state lock again, so the caller
     /// answers from the state it committed.
     pub fn commit_prepared<'s, 'c, T>(
         &'s self,
@@ -103,14 +104,21 @@ impl Inner {
         slots: Slots,
         prepare: impl FnOnce() -> T,
         undo: impl FnOnce(&mut State, &T) -> Change<'c>,
-        build: impl FnOnce(&mut State, &T) -> Change<'c>,
+        build: impl FnOnce(&mut State, &T) -> Result<Change<'c>, VdsError>,
     ) -> (MutexGuard<'s, State>, T, Result<(), VdsError>) {
         drop(guard);
         let prepared = prepare();
         let mut g = self.state.lock();
         let st = &mut *g;
-        let change = build(st, &prepared);
-        let r = self.commit_or_undo(st, change, Some(slots), |st| undo(st, &prepared));
+        let r = match build(st, &prepared) {
+            Ok(change) => self.commit_or_undo(st, change, Some(slots), |st| undo(st, &prepared)),
+            Err(e) => {
+                let back = undo(st, &prepared);
+                self.stage(st, back);
+                Self::release(st, Some(slots));
+                Err(e)
+            }
+        };
         (g, prepared, r)
     }
 
@@ -124,8 +132,7 @@ impl Inner {
         if let Some(write) = change.store {
             if let Err(e) = st.store.write(write) {
                 let back = undo(st);
-                debug_assert!(back.store.is_none(), "an undo writes nothing");
-                self.finish(st, back.apply, back.publish, back.notify, back.events);
+                self.stage(st, back);
                 Self::release(st, slots);
                 return Err(store_err(e));
             }

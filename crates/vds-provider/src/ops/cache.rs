@@ -6,7 +6,8 @@ use vds_backstore::BackingStore;
 use vds_model::{EventKind, Health, LunStatus, ObjectKind};
 use vds_scsi::LuState;
 
-use crate::engine::{reload, store_err};
+use crate::commit::Change;
+use crate::engine::reload;
 use crate::state::State;
 use crate::storage::{fs_space, identity_of, open_backing};
 use crate::{Outcome, Provider, VdsError};
@@ -28,9 +29,13 @@ impl Provider {
                 if total != d.size_bytes {
                     let mut d = d.clone();
                     d.size_bytes = total;
-                    st.store.write(|tx| tx.put_drive(&d)).map_err(store_err)?;
-                    st.drives.insert(id, d);
-                    self.inner.emit(ObjectKind::Drive, EventKind::Modify, id);
+                    let change = Change::new()
+                        .store(|tx| tx.put_drive(&d))
+                        .apply(|st| {
+                            st.drives.insert(id, d.clone());
+                        })
+                        .event(ObjectKind::Drive, EventKind::Modify, id);
+                    self.inner.commit(st, change, None)?;
                 }
             }
         }
@@ -64,7 +69,8 @@ impl Provider {
         let mut g = self.inner.state.lock();
         let st = &mut *g;
         let r = self.refresh_locked(st, cure);
-        slots.release(st);
+        // What Refresh changed was committed LUN by LUN under its one slot, released now.
+        self.inner.commit(st, Change::new(), Some(slots))?;
         r?;
         Ok(Outcome::Provider(self.inner.provider_info(st)))
     }
@@ -151,18 +157,19 @@ impl Provider {
                 }
             }
         }
-        st.store.write(|tx| tx.put_lun(&rec)).map_err(store_err)?;
-        let e = st.luns.get_mut(&id).expect("present");
-        e.rec = rec;
-        if let Some((lu, f)) = new_lu {
-            e.lu = lu;
-            e.filtered = f;
-            let lun = e.rec.lun.clone();
-            st.dirty_lun(&lun);
-            self.inner.publish(st);
-        }
-        self.inner.emit(ObjectKind::Lun, EventKind::Modify, id);
-        Ok(())
+        let change = Change::new().store(|tx| tx.put_lun(&rec));
+        let change = match new_lu {
+            Some((lu, f)) => change
+                .apply(|st| replace_lu(st, rec.clone(), lu, f))
+                .publish(),
+            None => change.apply(|st| {
+                if let Some(e) = st.luns.get_mut(&id) {
+                    e.rec = rec.clone();
+                }
+            }),
+        };
+        let change = change.event(ObjectKind::Lun, EventKind::Modify, id);
+        self.inner.commit(st, change, None)
     }
 
     pub(super) fn reprobe_failed(&self, st: &mut State, id: Uuid) -> Result<(), VdsError> {
@@ -196,17 +203,36 @@ impl Provider {
         }
         rec.lun.status = LunStatus::Offline;
         rec.lun.health = Health::Healthy;
-        st.store.write(|tx| tx.put_lun(&rec)).map_err(store_err)?;
-        let e = st.luns.get_mut(&id).expect("present");
-        e.rec = rec;
-        if let Some((lu, f)) = replace {
-            e.lu = lu;
-            e.filtered = Some(f);
-            let lun = e.rec.lun.clone();
-            st.dirty_lun(&lun);
-            self.inner.publish(st);
-        }
-        self.inner.emit(ObjectKind::Lun, EventKind::Modify, id);
-        Ok(())
+        let change = Change::new().store(|tx| tx.put_lun(&rec));
+        let change = match replace {
+            Some((lu, f)) => change
+                .apply(|st| replace_lu(st, rec.clone(), lu, Some(f)))
+                .publish(),
+            None => change.apply(|st| {
+                if let Some(e) = st.luns.get_mut(&id) {
+                    e.rec = rec.clone();
+                }
+            }),
+        };
+        let change = change.event(ObjectKind::Lun, EventKind::Modify, id);
+        self.inner.commit(st, change, None)
     }
+}
+
+/// Puts a LUN's new record and the LU over its (re)opened store in place; the LUN's targets
+/// get the new LU with the next view.
+fn replace_lu(
+    st: &mut State,
+    rec: vds_store::LunRecord,
+    lu: std::sync::Arc<vds_scsi::LogicalUnit>,
+    filtered: Option<std::sync::Arc<vds_backstore::Filtered>>,
+) {
+    let Some(e) = st.luns.get_mut(&rec.lun.id) else {
+        return;
+    };
+    e.lu = lu;
+    e.filtered = filtered;
+    e.rec = rec;
+    let lun = e.rec.lun.clone();
+    st.dirty_lun(&lun);
 }

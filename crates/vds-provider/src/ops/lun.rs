@@ -1,20 +1,19 @@
-//! LUN operations: create (a job), delete, patch, SetStatus, extend/shrink (jobs), recover,
-//! fault filters, target associations.
+//! LUN operations other than CreateLun: delete, patch, SetStatus, recover, fault filters,
+//! target associations (extend/shrink are in `lun_resize`).
 
 use uuid::Uuid;
-use vds_backstore::BackingStore;
 use vds_model::{
-    AsyncOutputType, BackingKind, EventKind, FaultFilterSpec, Health, Hresult, JobOutput, Lun,
-    LunStatus, LunType, ObjectKind, TransitionState, UnmaskingList,
+    EventKind, FaultFilterSpec, Health, Hresult, Lun, LunStatus, LunType, ObjectKind, UnmaskingList,
 };
 use vds_scsi::LuState;
 
-use crate::engine::{round_up, store_err, MAX_LUN_SIZE};
+use crate::commit::Change;
 use crate::state::State;
-use crate::storage::{allocate, free_storage, fs_space, to_filters};
+use crate::storage::{free_storage, to_filters};
 use crate::{Outcome, Provider, VdsError};
 
-use super::*;
+use super::lun_create::{allocate_numbers, release_numbers};
+use super::{check_filters, check_name, judge_status, storage_err};
 
 impl Provider {
     pub(super) fn delete_lun(&self, id: Uuid) -> Result<Outcome, VdsError> {
@@ -27,37 +26,40 @@ impl Provider {
         busy.extend(targets.iter().map(|t| (ObjectKind::Target, *t)));
         st.check_free(&busy)?;
         // Deleting a FAILED LUN is how an operator gets rid of broken storage: allowed.
+        let Some(entry) = st.luns.remove(&id) else {
+            return Err(State::missing(ObjectKind::Lun, id));
+        };
         let mut ids = vec![id];
         ids.extend(&targets);
         let slots = inner.claim(st, &ids);
+        let numbers = entry.rec.lun.lun_numbers.clone();
         // Leave the data path first: new commands get 05/25/00, the others see 06/3F/0E.
-        let entry = st.luns.remove(&id).expect("present");
-        for t in &targets {
-            if let Some(te) = st.targets.get_mut(t) {
-                te.t.luns.retain(|l| *l != id);
-                if let Some((_, n)) = entry.rec.lun.lun_numbers.iter().find(|(x, _)| x == t) {
-                    te.release(*n);
+        let leave = Change::new()
+            .apply(|st| {
+                for t in &targets {
+                    if let Some(te) = st.targets.get_mut(t) {
+                        te.t.luns.retain(|l| *l != id);
+                        if let Some((_, n)) = numbers.iter().find(|(x, _)| x == t) {
+                            te.release(*n);
+                        }
+                    }
+                    st.dirty.insert(*t);
                 }
-            }
-            st.dirty.insert(*t);
-        }
-        inner.publish(st);
-        for t in &targets {
-            for lu in st.lus_of_target(*t) {
-                lu.luns_changed();
-            }
-        }
-        drop(g);
+            })
+            .publish_then(|st| {
+                for t in &targets {
+                    for lu in st.lus_of_target(*t) {
+                        lu.luns_changed();
+                    }
+                }
+            });
+        inner.stage(st, leave);
         // Drain what is in flight on the LU (its store is going away).
-        let _ = entry.lu.set_state(LuState::Offline);
-        let mut g = inner.state.lock();
-        let st = &mut *g;
-        let r = st.store.write(|tx| {
-            tx.delete_lun(id)?;
-            tx.add_tombstone(id, ObjectKind::Lun)
-        });
-        if let Err(e) = r {
-            // Not deleted: put it back exactly as it was.
+        let drain = || {
+            let _ = entry.lu.set_state(LuState::Offline);
+        };
+        // Not deleted: put it back exactly as it was.
+        let undo = |st: &mut State, _: &()| {
             let lun = entry.rec.lun.clone();
             for (t, n) in &lun.lun_numbers {
                 if let Some(te) = st.targets.get_mut(t) {
@@ -65,21 +67,28 @@ impl Provider {
                     te.numbers.insert(*n);
                 }
             }
-            let want = st.lu_state(&lun);
-            let _ = entry.lu.set_state(want);
-            st.luns.insert(id, entry);
+            let _ = entry.lu.set_state(st.lu_state(&lun));
+            st.luns.insert(id, entry.clone());
             st.dirty_lun(&lun);
-            inner.publish(st);
-            slots.release(st);
-            return Err(store_err(e));
-        }
-        st.tombstones.insert(id, ObjectKind::Lun);
-        st.lun_names.remove(&entry.rec.lun.friendly_name);
-        if let Some(p) = &entry.rec.lun.backing.path {
-            st.backing_paths.remove(p);
-        }
-        inner.emit(ObjectKind::Lun, EventKind::Depart, id);
-        slots.release(st);
+            Change::new().publish()
+        };
+        let build = |_: &mut State, _: &()| {
+            Ok(Change::new()
+                .store(|tx| {
+                    tx.delete_lun(id)?;
+                    tx.add_tombstone(id, ObjectKind::Lun)
+                })
+                .apply(|st| {
+                    st.tombstones.insert(id, ObjectKind::Lun);
+                    st.lun_names.remove(&entry.rec.lun.friendly_name);
+                    if let Some(p) = &entry.rec.lun.backing.path {
+                        st.backing_paths.remove(p);
+                    }
+                })
+                .event(ObjectKind::Lun, EventKind::Depart, id))
+        };
+        let (g, (), r) = inner.commit_prepared(g, slots, drain, undo, build);
+        r?;
         drop(g);
         free_storage(&entry);
         Ok(Outcome::Deleted {
@@ -137,56 +146,58 @@ impl Provider {
         // LUN becoming read-only is protected on the wire before the change is stored (waiting
         // for the writes in flight, without the provider lock; the slot keeps other calls off
         // this LUN meanwhile), one becoming writable is stored first.
-        let mut slots = None;
-        if rec.lun.read_only && !old.read_only {
-            slots = Some(inner.claim(st, &[id]));
-            drop(g);
-            lu.set_write_protected(true);
-            g = inner.state.lock();
-        }
-        let st = &mut *g;
-        // While the lock was let go another LUN may have taken the new name.
-        let taken = st
-            .lun_names
-            .get(&rec.lun.friendly_name)
-            .filter(|o| **o != id)
-            .map(|other| {
-                VdsError::new(
+        let protect = rec.lun.read_only && !old.read_only;
+        let unprotect = !rec.lun.read_only && old.read_only;
+        let lun = rec.lun.clone();
+        let build = |st: &mut State, _: &()| -> Result<Change<'_>, VdsError> {
+            // While the lock was let go another LUN may have taken the new name.
+            if let Some(other) = st
+                .lun_names
+                .get(&rec.lun.friendly_name)
+                .filter(|o| **o != id)
+            {
+                return Err(VdsError::new(
                     Hresult::VDS_E_OBJECT_EXISTS,
                     format!(
                         "friendly_name: LUN {other} is already called {:?}",
                         rec.lun.friendly_name
                     ),
-                )
+                ));
+            }
+            let row = rec.clone();
+            let change = Change::new().store(move |tx| tx.put_lun(&row)).apply(|st| {
+                if unprotect {
+                    lu.set_write_protected(false);
+                }
+                st.lun_names.remove(&old.friendly_name);
+                st.lun_names.insert(rec.lun.friendly_name.clone(), id);
+                if old.unmasking_list != rec.lun.unmasking_list {
+                    st.dirty_lun(&rec.lun);
+                }
+                if let Some(e) = st.luns.get_mut(&id) {
+                    e.rec = rec;
+                }
             });
-        let stored = match taken {
-            Some(e) => Err(e),
-            None => st.store.write(|tx| tx.put_lun(&rec)).map_err(store_err),
+            let change = if old.unmasking_list != lun.unmasking_list {
+                change.publish()
+            } else {
+                change
+            };
+            Ok(change.event(ObjectKind::Lun, EventKind::Modify, id))
         };
-        if let Err(e) = stored {
-            if rec.lun.read_only && !old.read_only {
+        if protect {
+            let slots = inner.claim(st, &[id]);
+            let undo = |_: &mut State, _: &()| {
                 lu.set_write_protected(false);
-            }
-            if let Some(s) = slots {
-                s.release(st);
-            }
-            return Err(e);
+                Change::new()
+            };
+            let write_protect = || lu.set_write_protected(true);
+            let (_g, (), r) = inner.commit_prepared(g, slots, write_protect, undo, build);
+            r?;
+        } else {
+            let change = build(st, &())?;
+            inner.commit(st, change, None)?;
         }
-        if !rec.lun.read_only && old.read_only {
-            lu.set_write_protected(false);
-        }
-        if let Some(s) = slots {
-            s.release(st);
-        }
-        st.lun_names.remove(&old.friendly_name);
-        st.lun_names.insert(rec.lun.friendly_name.clone(), id);
-        let lun = rec.lun.clone();
-        st.luns.get_mut(&id).expect("present").rec = rec;
-        if old.unmasking_list != lun.unmasking_list {
-            st.dirty_lun(&lun);
-            inner.publish(st);
-        }
-        inner.emit(ObjectKind::Lun, EventKind::Modify, id);
         Ok(Outcome::Lun(Box::new(lun)))
     }
 
@@ -220,190 +231,58 @@ impl Provider {
         probe.status = want;
         let lu_want = st.lu_state(&probe);
         let lu = st.luns[&id].lu.clone();
-        drop(g);
-        // Quiesce + flush, or probe + unit attention: may take long (fault delay, big cache).
-        let io = if lu.state() != lu_want {
-            lu.set_state(lu_want)
-        } else {
-            Ok(())
-        };
-        let mut g = inner.state.lock();
-        let st = &mut *g;
-        let mut rec = st.luns[&id].rec.clone();
-        let result = match &io {
-            Ok(()) => {
-                rec.lun.status = want;
+        // The data path goes first: quiesce + flush (OFFLINE, NOT_READY), or probe + unit
+        // attention (ONLINE). An acknowledged OFFLINE means flushed: the store may only say
+        // OFFLINE once every write the hosts were told is done is on the backing store, and a
+        // flush that fails makes the LUN FAILED, which is then what is stored. This may take
+        // long (fault delay, big cache), so it runs without the lock, under the slot.
+        let transition = || {
+            if lu.state() != lu_want {
+                lu.set_state(lu_want)
+            } else {
                 Ok(())
             }
-            Err(e) => {
-                rec.lun.status = LunStatus::Failed;
-                rec.lun.health = Health::Failed;
-                Err(storage_err(
-                    format!(
-                        "LUN {id}: the backing store failed while going {}",
-                        want.short_name()
-                    ),
-                    e,
-                ))
-            }
         };
-        if let Err(e) = st.store.write(|tx| tx.put_lun(&rec)) {
-            // Not durable: the data path follows the store, so undo what we can.
-            let old = st.luns[&id].rec.lun.clone();
-            let back = st.lu_state(&old);
+        // Not durable: the data path follows the store, so the LU goes back.
+        let undo = |st: &mut State, io: &std::io::Result<()>| {
             if io.is_ok() {
-                let _ = lu.set_state(back);
-            }
-            slots.release(st);
-            return Err(store_err(e));
-        }
-        let lun = rec.lun.clone();
-        st.luns.get_mut(&id).expect("present").rec = rec;
-        inner.emit(ObjectKind::Lun, EventKind::Modify, id);
-        slots.release(st);
-        result.map(|()| Outcome::Lun(Box::new(lun)))
-    }
-
-    pub(super) fn resize_lun(
-        &self,
-        id: Uuid,
-        bytes: u64,
-        extend: bool,
-    ) -> Result<Outcome, VdsError> {
-        let inner = &self.inner;
-        let mut g = inner.state.lock();
-        let st = &mut *g;
-        inner.object_call(st, ObjectKind::Lun, id)?;
-        let lun = st.luns[&id].rec.lun.clone();
-        if bytes == 0 {
-            return Err(VdsError::invalid_arg("bytes", "must be greater than 0"));
-        }
-        let delta = round_up(bytes.min(MAX_LUN_SIZE + 1));
-        let new_size = if extend {
-            match lun.size_bytes.checked_add(delta) {
-                Some(s) if s <= MAX_LUN_SIZE => s,
-                _ => {
-                    return Err(VdsError::invalid_arg(
-                        "bytes",
-                        format!("the LUN would exceed the {MAX_LUN_SIZE}-byte limit"),
-                    ))
+                if let Some(e) = st.luns.get(&id) {
+                    let _ = lu.set_state(st.lu_state(&e.rec.lun));
                 }
             }
-        } else {
-            if delta >= lun.size_bytes {
-                return Err(VdsError::invalid_arg(
-                    "bytes",
-                    format!(
-                        "removing {delta} bytes from a {}-byte LUN leaves nothing",
-                        lun.size_bytes
-                    ),
-                ));
+            Change::new()
+        };
+        let build = |st: &mut State, io: &std::io::Result<()>| {
+            let mut rec = st.lun(id)?.rec.clone();
+            match io {
+                Ok(()) => rec.lun.status = want,
+                Err(_) => {
+                    rec.lun.status = LunStatus::Failed;
+                    rec.lun.health = Health::Failed;
+                }
             }
-            lun.size_bytes - delta
-        };
-        if lun.backing.kind == BackingKind::Block {
-            return Err(VdsError::not_supported(format!(
-                "LUN {id} is a block device: its size is the device's"
-            )));
-        }
-        st.check_free(&[(ObjectKind::Lun, id)])?;
-        if lun.status == LunStatus::Failed {
-            return Err(VdsError::new(
-                Hresult::VDS_E_OBJECT_STATUS_FAILED,
-                format!("LUN {id} is FAILED"),
-            ));
-        }
-        let Some(filtered) = st.luns[&id].filtered.clone() else {
-            return Err(VdsError::new(
-                Hresult::VDS_E_OBJECT_STATUS_FAILED,
-                format!("LUN {id} has no storage"),
-            ));
-        };
-        if extend && lun.backing.kind == BackingKind::File && !lun.thin {
-            if let Some(dir) = lun
-                .backing
-                .path
-                .as_deref()
-                .and_then(|p| std::path::Path::new(p).parent())
-            {
-                if let Ok((_, avail)) = fs_space(dir) {
-                    if avail < delta {
-                        return Err(VdsError::new(
-                            Hresult::VDS_E_NOT_ENOUGH_SPACE,
-                            format!(
-                                "bytes: {delta} more bytes do not fit in the {avail} bytes free"
-                            ),
-                        ));
+            let row = rec.clone();
+            Ok(Change::new()
+                .store(move |tx| tx.put_lun(&row))
+                .apply(move |st| {
+                    if let Some(e) = st.luns.get_mut(&id) {
+                        e.rec = rec;
                     }
-                }
-            }
+                })
+                .event(ObjectKind::Lun, EventKind::Modify, id))
+        };
+        let (g, io, r) = inner.commit_prepared(g, slots, transition, undo, build);
+        r?;
+        if let Err(e) = io {
+            return Err(storage_err(
+                format!(
+                    "LUN {id}: the backing store failed while going {}",
+                    want.short_name()
+                ),
+                &e,
+            ));
         }
-        let slots = inner.claim(st, &[id]);
-        let e = st.luns.get_mut(&id).expect("present");
-        e.rec.lun.transition_state = if extend {
-            TransitionState::Extending
-        } else {
-            TransitionState::Shrinking
-        };
-        let lu = e.lu.clone();
-        drop(g);
-        let op = if extend {
-            AsyncOutputType::ExtendLun
-        } else {
-            AsyncOutputType::ShrinkLun
-        };
-        self.spawn_job(op, id, slots, move |inner, job, slots| {
-            let old = lun.size_bytes;
-            let io = filtered.resize(new_size).and_then(|()| {
-                if extend && !lun.thin && lun.backing.kind == BackingKind::File {
-                    allocate(
-                        lun.backing.path.as_deref().unwrap_or_default(),
-                        old,
-                        new_size - old,
-                    )
-                } else {
-                    Ok(())
-                }
-            });
-            job.set_percent(80);
-            let mut g = inner.state.lock();
-            let st = &mut *g;
-            let finish = |st: &mut State| {
-                if let Some(e) = st.luns.get_mut(&id) {
-                    e.rec.lun.transition_state = TransitionState::Stable;
-                }
-            };
-            if let Err(e) = io {
-                let _ = filtered.resize(old);
-                finish(st);
-                slots.release(st);
-                return Err(storage_err(
-                    format!("LUN {id}: resizing to {new_size} bytes"),
-                    &e,
-                ));
-            }
-            if !job.begin_commit() {
-                let _ = filtered.resize(old);
-                finish(st);
-                slots.release(st);
-                return Err(VdsError::new(Hresult::VDS_E_OPERATION_CANCELED, "canceled"));
-            }
-            let mut rec = st.luns[&id].rec.clone();
-            set_size(&mut rec.lun, new_size);
-            rec.lun.transition_state = TransitionState::Stable;
-            if let Err(e) = st.store.write(|tx| tx.put_lun(&rec)) {
-                let _ = filtered.resize(old);
-                finish(st);
-                slots.release(st);
-                return Err(store_err(e));
-            }
-            let lun = rec.lun.clone();
-            st.luns.get_mut(&id).expect("present").rec = rec;
-            lu.capacity_changed();
-            inner.emit(ObjectKind::Lun, EventKind::Modify, id);
-            slots.release(st);
-            Ok((Hresult::S_OK, Some(JobOutput::Lun(Box::new(lun)))))
-        })
+        Ok(Outcome::Lun(Box::new(g.lun(id)?.rec.lun.clone())))
     }
 
     pub(super) fn recover_lun(&self, id: Uuid) -> Result<Outcome, VdsError> {
@@ -452,14 +331,19 @@ impl Provider {
             return Ok(Outcome::Lun(Box::new(rec.lun)));
         }
         rec.lun.filters = filters;
-        st.store.write(|tx| tx.put_lun(&rec)).map_err(store_err)?;
-        let e = st.luns.get_mut(&id).expect("present");
-        if let Some(f) = &e.filtered {
-            f.set_filters(to_filters(&rec.lun.filters));
-        }
         let lun = rec.lun.clone();
-        e.rec = rec;
-        inner.emit(ObjectKind::Lun, EventKind::Modify, id);
+        let change = Change::new()
+            .store(|tx| tx.put_lun(&rec))
+            .apply(|st| {
+                if let Some(e) = st.luns.get_mut(&id) {
+                    if let Some(f) = &e.filtered {
+                        f.set_filters(to_filters(&lun.filters));
+                    }
+                    e.rec = rec.clone();
+                }
+            })
+            .event(ObjectKind::Lun, EventKind::Modify, id);
+        inner.commit(st, change, None)?;
         Ok(Outcome::Lun(Box::new(lun)))
     }
 
@@ -519,54 +403,46 @@ impl Provider {
             .filter(|(t, _)| targets.contains(t))
             .copied()
             .collect();
-        let mut taken = Vec::new();
-        for t in &added {
-            match st.targets.get_mut(t).expect("present").allocate() {
-                Some(n) => {
-                    taken.push((*t, n));
-                    numbers.push((*t, n));
-                }
-                None => {
-                    for (t, n) in taken {
-                        st.targets.get_mut(&t).expect("present").release(n);
-                    }
-                    return Err(VdsError::new(
-                        Hresult::E_OUTOFMEMORY,
-                        format!("target {t} has no free LUN number"),
-                    ));
-                }
-            }
-        }
-        let mut rec = st.luns[&id].rec.clone();
+        let taken = allocate_numbers(st, &added)?;
+        numbers.extend(&taken);
+        let mut rec = st.lun(id)?.rec.clone();
         rec.lun.targets = numbers.iter().map(|(t, _)| *t).collect();
         rec.lun.lun_numbers = numbers;
-        if let Err(e) = st.store.write(|tx| tx.put_lun(&rec)) {
-            for (t, n) in taken {
-                st.targets.get_mut(&t).expect("present").release(n);
-            }
-            return Err(store_err(e));
-        }
-        for t in &removed {
-            let te = st.targets.get_mut(t).expect("present");
-            te.t.luns.retain(|l| *l != id);
-            if let Some((_, n)) = lun.lun_numbers.iter().find(|(x, _)| x == t) {
-                te.release(*n);
-            }
-            st.dirty.insert(*t);
-        }
-        for t in &added {
-            st.targets.get_mut(t).expect("present").t.luns.push(id);
-            st.dirty.insert(*t);
-        }
         let new = rec.lun.clone();
-        st.luns.get_mut(&id).expect("present").rec = rec;
-        inner.publish(st);
-        for t in added.iter().chain(&removed) {
-            for lu in st.lus_of_target(*t) {
-                lu.luns_changed();
-            }
+        let change = Change::new()
+            .store(|tx| tx.put_lun(&rec))
+            .apply(|st| {
+                for t in &removed {
+                    if let Some(te) = st.targets.get_mut(t) {
+                        te.t.luns.retain(|l| *l != id);
+                        if let Some((_, n)) = lun.lun_numbers.iter().find(|(x, _)| x == t) {
+                            te.release(*n);
+                        }
+                    }
+                    st.dirty.insert(*t);
+                }
+                for t in &added {
+                    if let Some(te) = st.targets.get_mut(t) {
+                        te.t.luns.push(id);
+                    }
+                    st.dirty.insert(*t);
+                }
+                if let Some(e) = st.luns.get_mut(&id) {
+                    e.rec = rec.clone();
+                }
+            })
+            .publish_then(|st| {
+                for t in added.iter().chain(&removed) {
+                    for lu in st.lus_of_target(*t) {
+                        lu.luns_changed();
+                    }
+                }
+            })
+            .event(ObjectKind::Lun, EventKind::Modify, id);
+        if let Err(e) = inner.commit(st, change, None) {
+            release_numbers(st, &taken);
+            return Err(e);
         }
-        inner.emit(ObjectKind::Lun, EventKind::Modify, id);
         Ok(Outcome::Lun(Box::new(new)))
     }
 }

@@ -463,7 +463,10 @@ fn commit_new_lun(
 }
 
 /// The lowest free LUN number on each of `targets`; none taken when one has no number left.
-fn allocate_numbers(st: &mut State, targets: &[Uuid]) -> Result<Vec<(Uuid, u64)>, VdsError> {
+pub(super) fn allocate_numbers(
+    st: &mut State,
+    targets: &[Uuid],
+) -> Result<Vec<(Uuid, u64)>, VdsError> {
     let mut numbers = Vec::new();
     for t in targets {
         match st.targets.get_mut(t).and_then(TargetEntry::allocate) {

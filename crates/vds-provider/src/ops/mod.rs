@@ -23,6 +23,7 @@ use crate::{Command, Outcome, Provider, VdsError};
 mod cache;
 mod lun;
 mod lun_create;
+mod lun_resize;
 mod path;
 mod portal;
 mod portal_group;

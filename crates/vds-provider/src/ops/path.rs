@@ -1,19 +1,48 @@
-//! SetStatus of the objects on a LUN's storage path: subsystem, controller, drive.
+//! SetStatus of the objects on a LUN's storage path: subsystem, controller, drive. Taking
+//! one OFFLINE takes every LUN on it OFFLINE on the data path (quiesced and flushed first);
+//! a LUN that cannot follow is FAILED.
 
 use std::sync::Arc;
 
 use uuid::Uuid;
 use vds_model::{
-    ControllerStatus, DriveStatus, EventKind, Health, Hresult, LunStatus, ObjectKind,
-    SubsystemStatus,
+    Controller, ControllerStatus, Drive, DriveStatus, EventKind, Health, Hresult, LunStatus,
+    ObjectKind, Subsystem, SubsystemStatus,
 };
-use vds_scsi::LuState;
+use vds_scsi::{LogicalUnit, LuState};
+use vds_store::{StoreError, Tx};
 
-use crate::engine::store_err;
+use crate::commit::Change;
 use crate::state::State;
 use crate::{Outcome, Provider, VdsError};
 
-use super::*;
+use super::{judge_status, storage_err};
+
+/// The stored row of a path object.
+enum PathRow {
+    Subsystem(Subsystem),
+    Controller(Controller),
+    Drive(Drive),
+}
+
+impl PathRow {
+    fn of(st: &State, kind: ObjectKind, id: Uuid) -> Result<PathRow, VdsError> {
+        let row = match kind {
+            ObjectKind::Subsystem => st.subsystems.get(&id).cloned().map(PathRow::Subsystem),
+            ObjectKind::Controller => st.controllers.get(&id).cloned().map(PathRow::Controller),
+            _ => st.drives.get(&id).cloned().map(PathRow::Drive),
+        };
+        row.ok_or_else(|| State::missing(kind, id))
+    }
+
+    fn put(&self, tx: &mut Tx<'_>) -> Result<(), StoreError> {
+        match self {
+            PathRow::Subsystem(s) => tx.put_subsystem(s),
+            PathRow::Controller(c) => tx.put_controller(c),
+            PathRow::Drive(d) => tx.put_drive(d),
+        }
+    }
+}
 
 impl Provider {
     pub(super) fn set_path_status(
@@ -22,63 +51,11 @@ impl Provider {
         id: Uuid,
         raw: i64,
     ) -> Result<Outcome, VdsError> {
-        let mut g = self.inner.state.lock();
+        let inner = &self.inner;
+        let mut g = inner.state.lock();
         let st = &mut *g;
-        self.inner.object_call(st, kind, id)?;
-        // Step 4/5: judge the value; ONLINE and OFFLINE are settable, the rest reported.
-        let (want_online, current_online, failed) = match kind {
-            ObjectKind::Subsystem => {
-                let v = judge_status(
-                    raw,
-                    "VDS_SUB_SYSTEM_STATUS",
-                    "subsystem",
-                    SubsystemStatus::from_i64,
-                    SubsystemStatus::Unknown,
-                    &[SubsystemStatus::Online, SubsystemStatus::Offline],
-                    SubsystemStatus::vds_name,
-                )?;
-                let cur = st.subsystems[&id].status;
-                (
-                    v == SubsystemStatus::Online,
-                    cur == SubsystemStatus::Online,
-                    cur == SubsystemStatus::Failed,
-                )
-            }
-            ObjectKind::Controller => {
-                let v = judge_status(
-                    raw,
-                    "VDS_CONTROLLER_STATUS",
-                    "controller",
-                    ControllerStatus::from_i64,
-                    ControllerStatus::Unknown,
-                    &[ControllerStatus::Online, ControllerStatus::Offline],
-                    ControllerStatus::vds_name,
-                )?;
-                let cur = st.controllers[&id].status;
-                (
-                    v == ControllerStatus::Online,
-                    cur == ControllerStatus::Online,
-                    cur == ControllerStatus::Failed,
-                )
-            }
-            _ => {
-                let v = judge_status(
-                    raw,
-                    "VDS_DRIVE_STATUS",
-                    "drive",
-                    DriveStatus::from_i64,
-                    DriveStatus::Unknown,
-                    &[DriveStatus::Online, DriveStatus::Offline],
-                    DriveStatus::vds_name,
-                )?;
-                let cur = st.drives[&id].status;
-                (
-                    v == DriveStatus::Online,
-                    cur == DriveStatus::Online,
-                    cur == DriveStatus::Failed,
-                )
-            }
-        };
+        inner.object_call(st, kind, id)?;
+        let (want_online, current_online, failed) = judge_path_status(st, kind, id, raw)?;
         // The LUNs whose path this object is part of.
         let affected: Vec<Uuid> = st
             .luns
@@ -104,74 +81,73 @@ impl Provider {
         }
         let mut ids = vec![id];
         ids.extend(&affected);
-        let slots = self.inner.claim(st, &ids);
+        let slots = inner.claim(st, &ids);
         // Change the object in memory first so lu_state sees the new path.
-        set_path_object(st, kind, id, want_online);
-        let plan: Vec<(Uuid, Arc<vds_scsi::LogicalUnit>, LuState)> = affected
+        inner.stage(
+            st,
+            Change::new().apply(|st| set_path_object(st, kind, id, want_online)),
+        );
+        let plan: Vec<(Uuid, Arc<LogicalUnit>, LuState)> = affected
             .iter()
             .map(|l| {
                 let e = &st.luns[l];
                 (*l, e.lu.clone(), st.lu_state(&e.rec.lun))
             })
             .collect();
-        drop(g);
-        // Quiesce/flush (or probe) every affected LU outside the lock.
-        let mut failures = Vec::new();
-        for (l, lu, want) in plan {
-            if lu.state() != want {
-                if let Err(e) = lu.set_state(want) {
-                    failures.push((l, e));
+        // Quiesce/flush (or probe) every affected LU outside the lock: the store says OFFLINE
+        // only once they are flushed.
+        let follow = || {
+            let mut failures = Vec::new();
+            for (l, lu, want) in plan {
+                if lu.state() != want {
+                    if let Err(e) = lu.set_state(want) {
+                        failures.push((l, e));
+                    }
                 }
             }
-        }
-        let mut g = self.inner.state.lock();
-        let st = &mut *g;
-        let r = (|| {
+            failures
+        };
+        // Not committed: put the object back as it was.
+        let undo = |_: &mut State, _: &Vec<(Uuid, std::io::Error)>| {
+            Change::new().apply(move |st| set_path_object(st, kind, id, current_online))
+        };
+        let build = |st: &mut State, failures: &Vec<(Uuid, std::io::Error)>| {
             let mut recs = Vec::new();
-            for (l, _) in &failures {
-                let mut rec = st.luns[l].rec.clone();
+            for (l, _) in failures {
+                let mut rec = st.lun(*l)?.rec.clone();
                 rec.lun.status = LunStatus::Failed;
                 rec.lun.health = Health::Failed;
                 recs.push(rec);
             }
-            let sub = st.subsystems.get(&id).cloned();
-            let ctl = st.controllers.get(&id).cloned();
-            let drv = st.drives.get(&id).cloned();
-            st.store
-                .write(|tx| {
-                    match kind {
-                        ObjectKind::Subsystem => {
-                            tx.put_subsystem(sub.as_ref().expect("present"))?
-                        }
-                        ObjectKind::Controller => {
-                            tx.put_controller(ctl.as_ref().expect("present"))?
-                        }
-                        _ => tx.put_drive(drv.as_ref().expect("present"))?,
-                    }
-                    for rec in &recs {
+            let row = PathRow::of(st, kind, id)?;
+            let mut change = Change::new();
+            for rec in &recs {
+                change = change.event(ObjectKind::Lun, EventKind::Modify, rec.lun.id);
+            }
+            let rows = recs.clone();
+            Ok(change
+                .store(move |tx| {
+                    row.put(tx)?;
+                    for rec in &rows {
                         tx.put_lun(rec)?;
                     }
                     Ok(())
                 })
-                .map_err(store_err)?;
-            for rec in recs {
-                let lid = rec.lun.id;
-                st.luns.get_mut(&lid).expect("present").rec = rec;
-                self.inner.emit(ObjectKind::Lun, EventKind::Modify, lid);
-            }
-            self.inner.emit(kind, EventKind::Modify, id);
-            Ok(())
-        })();
-        if r.is_err() {
-            // Not committed: put the object back as it was.
-            set_path_object(st, kind, id, current_online);
-        }
-        slots.release(st);
+                .apply(move |st| {
+                    for rec in recs {
+                        if let Some(e) = st.luns.get_mut(&rec.lun.id) {
+                            e.rec = rec;
+                        }
+                    }
+                })
+                .event(kind, EventKind::Modify, id))
+        };
+        let (g, failures, r) = inner.commit_prepared(g, slots, follow, undo, build);
         r?;
         if let Some((l, e)) = failures.first() {
             return Err(storage_err(format!("LUN {l} could not follow"), e));
         }
-        Ok(self.path_outcome(st, kind, id))
+        Ok(self.path_outcome(&g, kind, id))
     }
 
     pub(super) fn path_outcome(&self, st: &State, kind: ObjectKind, id: Uuid) -> Outcome {
@@ -183,7 +159,72 @@ impl Provider {
     }
 }
 
-pub(super) fn set_path_object(st: &mut State, kind: ObjectKind, id: Uuid, online: bool) {
+/// Steps 4/5 for the requested status of a path object: ONLINE and OFFLINE are settable,
+/// the rest reported. Returns (wanted ONLINE, now ONLINE, now FAILED).
+fn judge_path_status(
+    st: &State,
+    kind: ObjectKind,
+    id: Uuid,
+    raw: i64,
+) -> Result<(bool, bool, bool), VdsError> {
+    // Step 4/5: judge the value; ONLINE and OFFLINE are settable, the rest reported.
+    let judged = match kind {
+        ObjectKind::Subsystem => {
+            let v = judge_status(
+                raw,
+                "VDS_SUB_SYSTEM_STATUS",
+                "subsystem",
+                SubsystemStatus::from_i64,
+                SubsystemStatus::Unknown,
+                &[SubsystemStatus::Online, SubsystemStatus::Offline],
+                SubsystemStatus::vds_name,
+            )?;
+            let cur = st.subsystems[&id].status;
+            (
+                v == SubsystemStatus::Online,
+                cur == SubsystemStatus::Online,
+                cur == SubsystemStatus::Failed,
+            )
+        }
+        ObjectKind::Controller => {
+            let v = judge_status(
+                raw,
+                "VDS_CONTROLLER_STATUS",
+                "controller",
+                ControllerStatus::from_i64,
+                ControllerStatus::Unknown,
+                &[ControllerStatus::Online, ControllerStatus::Offline],
+                ControllerStatus::vds_name,
+            )?;
+            let cur = st.controllers[&id].status;
+            (
+                v == ControllerStatus::Online,
+                cur == ControllerStatus::Online,
+                cur == ControllerStatus::Failed,
+            )
+        }
+        _ => {
+            let v = judge_status(
+                raw,
+                "VDS_DRIVE_STATUS",
+                "drive",
+                DriveStatus::from_i64,
+                DriveStatus::Unknown,
+                &[DriveStatus::Online, DriveStatus::Offline],
+                DriveStatus::vds_name,
+            )?;
+            let cur = st.drives[&id].status;
+            (
+                v == DriveStatus::Online,
+                cur == DriveStatus::Online,
+                cur == DriveStatus::Failed,
+            )
+        }
+    };
+    Ok(judged)
+}
+
+fn set_path_object(st: &mut State, kind: ObjectKind, id: Uuid, online: bool) {
     match kind {
         ObjectKind::Subsystem => {
             if let Some(s) = st.subsystems.get_mut(&id) {

@@ -106,7 +106,7 @@ impl Provider {
                 })
                 .collect();
             let rows = new_pgs.clone();
-            Change::new()
+            Ok(Change::new()
                 .store(move |tx| {
                     for pg in &rows {
                         tx.put_portal_group(pg)?;
@@ -126,7 +126,7 @@ impl Provider {
                     }
                 })
                 .publish()
-                .event(ObjectKind::Portal, EventKind::Depart, id)
+                .event(ObjectKind::Portal, EventKind::Depart, id))
         };
         let (_g, (), r) = inner.commit_prepared(g, slots, unbind, undo, build);
         r?;
@@ -218,11 +218,11 @@ impl Provider {
                 .store(move |tx| tx.put_portal(&row))
                 .apply(move |st| set_portal(st, id, p.status, Some(listening)))
                 .publish();
-            if p.status != cur {
+            Ok(if p.status != cur {
                 change.event(ObjectKind::Portal, EventKind::Modify, id)
             } else {
                 change
-            }
+            })
         };
         let (g, outcome, r) = inner.commit_prepared(g, slots, listen, undo, build);
         r?;
