@@ -28,6 +28,7 @@ use std::time::Duration;
 
 pub use command::{BackingSpec, Command, CreateLunArgs, Outcome, SecretBytes, VdsError};
 pub use events::{Clock, Event, SystemClock};
+pub use hooks::DataPathMsg;
 
 /// How the provider starts.
 #[derive(Clone)]

@@ -21,12 +21,14 @@ use crate::state::State;
 use crate::{Command, Outcome, Provider, VdsError};
 
 mod cache;
+mod data_path;
 mod lun;
 mod lun_create;
 mod lun_resize;
 mod path;
 mod portal;
 mod portal_group;
+mod read;
 mod target;
 
 /// Longest friendly name / alias accepted (the iSCSI TargetAlias limit).
@@ -150,75 +152,23 @@ impl Provider {
             }
             Command::Reenumerate => self.reenumerate(),
             Command::Refresh => self.refresh(),
-            Command::ListSubsystems => {
-                let mut st = self.inner.state.lock();
-                self.inner.detect(&mut st, &[]);
-                Inner::cache_ok(&st)?;
-                Ok(Outcome::Subsystems(sorted(
-                    st.subsystems.values().map(|s| (s.id, s.clone())),
-                )))
-            }
-            Command::GetSubsystem { id } => {
-                let mut st = self.inner.state.lock();
-                self.inner.object_call(&mut st, ObjectKind::Subsystem, id)?;
-                Ok(Outcome::Subsystem(st.subsystems[&id].clone()))
-            }
+            Command::ListSubsystems => self.list(ObjectKind::Subsystem, None),
+            Command::GetSubsystem { id } => self.get(ObjectKind::Subsystem, id),
             Command::SetSubsystemStatus { id, status } => {
                 self.set_path_status(ObjectKind::Subsystem, id, status)
             }
-            Command::ListControllers { subsystem } => {
-                let st = self.list_prelude(subsystem, &[])?;
-                Ok(Outcome::Controllers(sorted(
-                    st.controllers
-                        .values()
-                        .filter(|c| subsystem.is_none_or(|x| x == c.subsystem))
-                        .map(|c| (c.id, c.clone())),
-                )))
-            }
-            Command::GetController { id } => {
-                let mut st = self.inner.state.lock();
-                self.inner
-                    .object_call(&mut st, ObjectKind::Controller, id)?;
-                Ok(Outcome::Controller(st.controllers[&id].clone()))
-            }
+            Command::ListControllers { subsystem } => self.list(ObjectKind::Controller, subsystem),
+            Command::GetController { id } => self.get(ObjectKind::Controller, id),
             Command::SetControllerStatus { id, status } => {
                 self.set_path_status(ObjectKind::Controller, id, status)
             }
-            Command::ListDrives { subsystem } => {
-                let st = self.list_prelude(subsystem, &[])?;
-                Ok(Outcome::Drives(sorted(
-                    st.drives
-                        .values()
-                        .filter(|d| subsystem.is_none_or(|x| x == d.subsystem))
-                        .map(|d| (d.id, d.clone())),
-                )))
-            }
-            Command::GetDrive { id } => {
-                let mut st = self.inner.state.lock();
-                self.inner.object_call(&mut st, ObjectKind::Drive, id)?;
-                Ok(Outcome::Drive(st.drives[&id].clone()))
-            }
+            Command::ListDrives { subsystem } => self.list(ObjectKind::Drive, subsystem),
+            Command::GetDrive { id } => self.get(ObjectKind::Drive, id),
             Command::SetDriveStatus { id, status } => {
                 self.set_path_status(ObjectKind::Drive, id, status)
             }
-            Command::ListLuns { subsystem } => {
-                let ids: Vec<Uuid> = {
-                    let st = self.inner.state.lock();
-                    st.luns.keys().copied().collect()
-                };
-                let st = self.list_prelude(subsystem, &ids)?;
-                Ok(Outcome::Luns(sorted(
-                    st.luns
-                        .values()
-                        .filter(|e| subsystem.is_none_or(|x| x == e.rec.lun.subsystem))
-                        .map(|e| (e.seq, e.rec.lun.clone())),
-                )))
-            }
-            Command::GetLun { id } => {
-                let mut st = self.inner.state.lock();
-                self.inner.object_call(&mut st, ObjectKind::Lun, id)?;
-                Ok(Outcome::Lun(Box::new(st.luns[&id].rec.lun.clone())))
-            }
+            Command::ListLuns { subsystem } => self.list(ObjectKind::Lun, subsystem),
+            Command::GetLun { id } => self.get(ObjectKind::Lun, id),
             Command::CreateLun(args) => self.create_lun(args),
             Command::DeleteLun { id } => self.delete_lun(id),
             Command::PatchLun {
@@ -233,20 +183,8 @@ impl Provider {
             Command::RecoverLun { id } => self.recover_lun(id),
             Command::SetLunFaults { id, filters } => self.set_lun_faults(id, filters),
             Command::SetLunTargets { id, targets } => self.set_lun_targets(id, targets),
-            Command::ListTargets { subsystem } => {
-                let st = self.list_prelude(subsystem, &[])?;
-                Ok(Outcome::Targets(sorted(
-                    st.targets
-                        .values()
-                        .filter(|t| subsystem.is_none_or(|x| x == t.t.subsystem))
-                        .map(|t| (t.seq, t.t.clone())),
-                )))
-            }
-            Command::GetTarget { id } => {
-                let mut st = self.inner.state.lock();
-                self.inner.object_call(&mut st, ObjectKind::Target, id)?;
-                Ok(Outcome::Target(st.targets[&id].t.clone()))
-            }
+            Command::ListTargets { subsystem } => self.list(ObjectKind::Target, subsystem),
+            Command::GetTarget { id } => self.get(ObjectKind::Target, id),
             Command::CreateTarget {
                 subsystem,
                 iscsi_name,
@@ -274,34 +212,9 @@ impl Provider {
                 let secret = check_secret("secret", secret);
                 self.set_secret(id, SecretKind::Mutual, Some(initiator_name), secret)
             }
-            Command::GetConnectedInitiators { id } => {
-                {
-                    let mut st = self.inner.state.lock();
-                    self.inner.object_call(&mut st, ObjectKind::Target, id)?;
-                }
-                Ok(Outcome::Initiators(self.inner.dataplane.initiators(id)))
-            }
-            Command::ListPortalGroups { target } => {
-                let mut st = self.inner.state.lock();
-                if let Some(t) = target {
-                    self.inner.object_call(&mut st, ObjectKind::Target, t)?;
-                } else {
-                    self.inner.detect(&mut st, &[]);
-                    Inner::cache_ok(&st)?;
-                }
-                Ok(Outcome::PortalGroups(sorted(
-                    st.pgs
-                        .values()
-                        .filter(|(pg, _)| target.is_none_or(|x| x == pg.target))
-                        .map(|(pg, s)| (*s, pg.clone())),
-                )))
-            }
-            Command::GetPortalGroup { id } => {
-                let mut st = self.inner.state.lock();
-                self.inner
-                    .object_call(&mut st, ObjectKind::PortalGroup, id)?;
-                Ok(Outcome::PortalGroup(st.pgs[&id].0.clone()))
-            }
+            Command::GetConnectedInitiators { id } => self.connected_initiators(id),
+            Command::ListPortalGroups { target } => self.list_portal_groups(target),
+            Command::GetPortalGroup { id } => self.get(ObjectKind::PortalGroup, id),
             Command::CreatePortalGroup { target } => self.create_portal_group(target),
             Command::DeletePortalGroup { id } => self.delete_portal_group(id),
             Command::AddPortalToGroup {
@@ -312,20 +225,8 @@ impl Provider {
                 portal_group,
                 portal,
             } => self.change_membership(portal_group, portal, false),
-            Command::ListPortals { subsystem } => {
-                let st = self.list_prelude(subsystem, &[])?;
-                Ok(Outcome::Portals(sorted(
-                    st.portals
-                        .values()
-                        .filter(|p| subsystem.is_none_or(|x| x == p.p.subsystem))
-                        .map(|p| (p.seq, p.p.clone())),
-                )))
-            }
-            Command::GetPortal { id } => {
-                let mut st = self.inner.state.lock();
-                self.inner.object_call(&mut st, ObjectKind::Portal, id)?;
-                Ok(Outcome::Portal(st.portals[&id].p.clone()))
-            }
+            Command::ListPortals { subsystem } => self.list(ObjectKind::Portal, subsystem),
+            Command::GetPortal { id } => self.get(ObjectKind::Portal, id),
             Command::CreatePortal {
                 subsystem,
                 address,
@@ -339,6 +240,7 @@ impl Provider {
                 Ok(Outcome::Job(self.inner.jobs.wait(id, timeout)?))
             }
             Command::CancelJob { id } => Ok(Outcome::Job(self.inner.jobs.cancel(id)?)),
+            Command::DataPath(msg) => self.data_path(&msg),
         }
     }
 
