@@ -376,7 +376,7 @@ impl Inner {
             health: Health::Healthy,
             number_of_ports: cfg.first_start_portals.len().min(i16::MAX as usize) as i16,
         };
-        let (total, _) = fs_space(&data_dir)
+        let (total, _) = fs_space(data_dir)
             .map_err(|e| VdsError::io(format!("data_dir {}", data_dir.display()), &e))?;
         let drive = Drive {
             id: Uuid::new_v4(),

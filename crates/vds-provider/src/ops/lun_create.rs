@@ -38,6 +38,9 @@ struct Checked {
     drive: Uuid,
 }
 
+/// The identity of a LUN's storage as `storage::identity_of` records it.
+type Identity = Option<(u64, u64)>;
+
 /// Where the new LUN's storage goes and how it is prepared.
 struct StoragePlan {
     path: Option<String>,
@@ -360,7 +363,7 @@ fn open_new_storage(
     job: &JobHandle,
     lun: &mut Lun,
     plan: &StoragePlan,
-) -> Result<(Arc<Filtered>, Option<(u64, u64)>), VdsError> {
+) -> Result<(Arc<Filtered>, Identity), VdsError> {
     prepare_storage(lun, plan.owns_file, plan.prep)?;
     job.set_percent(50);
     if job.cancel_requested() {
@@ -402,7 +405,7 @@ fn commit_new_lun(
     lun: &mut Lun,
     targets: &[Uuid],
     filtered: Arc<Filtered>,
-    identity: Option<(u64, u64)>,
+    identity: Identity,
     plan: &StoragePlan,
     slots: Slots,
 ) -> Result<(), VdsError> {
