@@ -1,7 +1,7 @@
 //! The engine behind [`Provider::apply`](crate::Provider::apply): startup (embedded default,
 //! restore), the check order of SEMANTICS.md §2, operation slots (§7), events (§9), cache
 //! corruption detection and cure (§6), and the helpers every operation shares. The operations
-//! themselves live in `ops`.
+//! themselves live in `ops`; they change the array only through `commit`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};

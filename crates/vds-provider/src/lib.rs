@@ -2,7 +2,11 @@
 //! [`Command`] to the array and returns an [`Outcome`] or a [`VdsError`].
 //!
 //! - `command`: the command/outcome/error API (the seam with `vds-api`);
-//! - `engine`: state, the check order of SEMANTICS.md §2, operation slots, SetStatus rules;
+//! - `engine`: startup and reload, the check order of SEMANTICS.md §2, operation slots;
+//! - `ops`: the operations, one module per object kind, and `dispatch`;
+//! - `commit`: the one step through which every operation changes the array;
+//! - `state`: the in-memory view (the cache) and the data path's view built from it;
+//! - `hooks`: what logical units report, applied as `Command::DataPath`;
 //! - `jobs`: asynchronous operations (`IVdsAsync`);
 //! - `events`: notifications and the clock;
 //! - `dataplane`: the seam with the iSCSI data path.

@@ -13,7 +13,7 @@ use crate::storage::{fs_space, identity_of, open_backing};
 use crate::{Outcome, Provider, VdsError};
 
 use super::lun::set_size;
-use super::*;
+use super::storage_err;
 
 impl Provider {
     pub(super) fn reenumerate(&self) -> Result<Outcome, VdsError> {

@@ -1,12 +1,16 @@
 //! Every operation of [`Command`](crate::Command), each following SEMANTICS.md §2: the object
 //! (1 not found, 2 deleted, 3 cache corrupt), then the arguments (4 E_INVALIDARG, 5
 //! NOT_SUPPORTED), then the slots (6 BUSY), then the object's health (7 FAILED); only then is
-//! anything changed, committed to the store before the caller hears about it, published to the
-//! data path and announced with exactly one event per change.
+//! anything changed, and then only through `Inner::commit` (`commit.rs`): the store first,
+//! then the state, the data path and exactly one event per change, then the slots.
 //!
-//! The operations live in one module per object kind: `lun`, `target` (with its secrets),
-//! `portal_group`, `portal`, `path` (subsystem/controller/drive SetStatus) and `cache`
-//! (Reenumerate/Refresh). This module dispatches and holds the checks they share.
+//! One module per object kind: `lun_create` (CreateLun), `lun` (delete, patch, SetStatus,
+//! faults, targets, recover), `lun_resize` (extend/shrink), `target` (with its secrets),
+//! `portal_group`, `portal`, `path` (subsystem/controller/drive SetStatus), `cache`
+//! (Reenumerate/Refresh and the re-read/re-probe of LUN storage), `read` (every Get and List)
+//! and `data_path` (what logical units report). This module dispatches and holds the checks
+//! they share. A new object kind adds its module here, its arms to `dispatch`, and its
+//! changes as `Change`s.
 
 use std::sync::Arc;
 

@@ -10,7 +10,7 @@ use crate::engine::Inner;
 use crate::state::{PortalEntry, State};
 use crate::{Outcome, Provider, VdsError};
 
-use super::*;
+use super::judge_status;
 
 impl Provider {
     pub(super) fn create_portal(

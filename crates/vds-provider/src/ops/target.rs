@@ -10,8 +10,7 @@ use crate::commit::Change;
 use crate::state::{State, TargetEntry};
 use crate::{Outcome, Provider, VdsError};
 
-use super::commit_job;
-use super::*;
+use super::{check_initiator, check_name, commit_job};
 
 impl Provider {
     pub(super) fn create_target(
