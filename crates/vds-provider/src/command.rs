@@ -11,6 +11,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::hooks::DataPathMsg;
 use uuid::Uuid;
 use vds_model::{
     BackingKind, Controller, Drive, FaultFilterSpec, Hresult, Job, Lun, LunType, ObjectKind,
@@ -379,6 +380,11 @@ pub enum Command {
         /// Job id.
         id: Uuid,
     },
+    /// Not an endpoint: what a logical unit reports (it failed an I/O; its APTPL reservation
+    /// state is to be stored), applied by the same owner as every other change. Made only by
+    /// the provider's own hooks: [`DataPathMsg`] has no public constructor, so `vds-api`
+    /// cannot make one. Answers the LUN as it is after the report.
+    DataPath(DataPathMsg),
 }
 
 impl Command {

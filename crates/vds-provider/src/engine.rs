@@ -1,7 +1,7 @@
 //! The engine behind [`Provider::apply`](crate::Provider::apply): startup (embedded default,
 //! restore), the check order of SEMANTICS.md §2, operation slots (§7), events (§9), cache
 //! corruption detection and cure (§6), and the helpers every operation shares. The operations
-//! themselves live in `ops`.
+//! themselves live in `ops`; they change the array only through `commit`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -20,15 +20,16 @@ use vds_model::{
 use vds_scsi::{LogicalUnit, LuConfig, LuState};
 use vds_store::{LunRecord, Snapshot, Store, StoreError};
 
+use crate::commit::Change;
 use crate::events::Event;
-use crate::hooks::{HookMsg, Hooks, MissingStore};
+use crate::hooks::{DataPathMsg, Hooks, MissingStore};
 use crate::jobs::Jobs;
 use crate::state::{LunEntry, PortalEntry, State, TargetEntry};
 use crate::storage::{
     backing_changed, fs_space, identity_of, make_private_dir, open_backing,
     remove_leftover_lun_files, to_filters,
 };
-use crate::{ProviderConfig, VdsError};
+use crate::{Command, ProviderConfig, VdsError};
 
 /// Logical block size of every LUN vds creates.
 pub(crate) const BLOCK_SIZE: u64 = 512;
@@ -172,13 +173,20 @@ impl Inner {
         let mut rec = e.rec.clone();
         rec.lun.status = LunStatus::Failed;
         rec.lun.health = Health::Failed;
-        if let Err(err) = st.store.write(|tx| tx.put_lun(&rec)) {
+        // FAILED is what the hosts already see: it is kept in memory and announced even when
+        // the store cannot take it (the next start finds the LU failing again).
+        let row = rec.clone();
+        let change = Change::new()
+            .apply(|st| {
+                if let Some(e) = st.luns.get_mut(&id) {
+                    e.rec = rec;
+                }
+            })
+            .event(ObjectKind::Lun, EventKind::Modify, id);
+        if let Err(err) = st.store.write(|tx| tx.put_lun(&row)) {
             tracing::error!(lun = %id, error = %err, "cannot persist FAILED status");
         }
-        if let Some(e) = st.luns.get_mut(&id) {
-            e.rec = rec;
-        }
-        self.emit(ObjectKind::Lun, EventKind::Modify, id);
+        self.stage(st, change);
     }
 
     /// Steps 1-3 of SEMANTICS.md §2 for the object a call is made on.
@@ -274,6 +282,70 @@ impl Inner {
         let data_dir = std::fs::canonicalize(&cfg.data_dir)
             .map_err(|e| VdsError::io(format!("data_dir {}", cfg.data_dir.display()), &e))?;
         let provider_id = Uuid::new_v4();
+        let a = self.default_objects(&data_dir, provider_id)?;
+        let (sub, ctl, drive, portals, target, pg) =
+            (&a.sub, &a.ctl, &a.drive, &a.portals, &a.target, &a.pg);
+        let sub_id = sub.id;
+        let lun_id = Uuid::new_v4();
+        let size = round_up(cfg.default_lun_size.max(BLOCK_SIZE));
+        let luns_dir = data_dir.join("luns");
+        make_private_dir(&luns_dir)
+            .map_err(|e| VdsError::io(format!("creating {}", luns_dir.display()), &e))?;
+        let path = luns_dir.join(format!("{lun_id}.img"));
+        vds_backstore::create_file(&path, size, true)
+            .map_err(|e| VdsError::io(format!("creating {}", path.display()), &e))?;
+        let backing = Backing {
+            kind: BackingKind::File,
+            path: Some(path.display().to_string()),
+        };
+        let identity = identity_of(&backing)
+            .map_err(|e| VdsError::io(format!("stat {}", path.display()), &e))?;
+        let lun = new_lun_model(
+            lun_id,
+            sub_id,
+            drive.id,
+            "default".into(),
+            size,
+            "*".into(),
+            LunType::Simple,
+            true,
+            vec![(target.id, 0)],
+            backing,
+            Vec::new(),
+        );
+        let rec = LunRecord {
+            lun,
+            identity,
+            owns_file: true,
+        };
+        let r = st.store.write(|tx| {
+            tx.set_meta("provider_id", &provider_id.to_string())?;
+            tx.put_subsystem(sub)?;
+            tx.put_controller(ctl)?;
+            tx.put_drive(drive)?;
+            for p in portals {
+                tx.put_portal(p)?;
+            }
+            tx.put_target(target)?;
+            tx.put_portal_group(pg)?;
+            tx.put_lun(&rec)?;
+            Ok(())
+        });
+        if let Err(e) = r {
+            let _ = std::fs::remove_file(&path);
+            return Err(store_err(e));
+        }
+        Ok(())
+    }
+
+    /// The subsystem, controller, drive (the data dir's filesystem), portals, target and
+    /// portal group of the embedded default.
+    fn default_objects(
+        &self,
+        data_dir: &std::path::Path,
+        provider_id: Uuid,
+    ) -> Result<DefaultArray, VdsError> {
+        let cfg = &self.config;
         let sub_id = Uuid::new_v4();
         let flags = SubsystemFlag::bits(&[
             SubsystemFlag::LunMaskingCapable,
@@ -304,7 +376,7 @@ impl Inner {
             health: Health::Healthy,
             number_of_ports: cfg.first_start_portals.len().min(i16::MAX as usize) as i16,
         };
-        let (total, _) = fs_space(&data_dir)
+        let (total, _) = fs_space(data_dir)
             .map_err(|e| VdsError::io(format!("data_dir {}", data_dir.display()), &e))?;
         let drive = Drive {
             id: Uuid::new_v4(),
@@ -348,56 +420,14 @@ impl Inner {
             tag: 1,
             portals: portals.iter().map(|p| p.id).collect(),
         };
-        let lun_id = Uuid::new_v4();
-        let size = round_up(cfg.default_lun_size.max(BLOCK_SIZE));
-        let luns_dir = data_dir.join("luns");
-        make_private_dir(&luns_dir)
-            .map_err(|e| VdsError::io(format!("creating {}", luns_dir.display()), &e))?;
-        let path = luns_dir.join(format!("{lun_id}.img"));
-        vds_backstore::create_file(&path, size, true)
-            .map_err(|e| VdsError::io(format!("creating {}", path.display()), &e))?;
-        let backing = Backing {
-            kind: BackingKind::File,
-            path: Some(path.display().to_string()),
-        };
-        let identity = identity_of(&backing)
-            .map_err(|e| VdsError::io(format!("stat {}", path.display()), &e))?;
-        let lun = new_lun_model(
-            lun_id,
-            sub_id,
-            drive.id,
-            "default".into(),
-            size,
-            "*".into(),
-            LunType::Simple,
-            true,
-            vec![(target.id, 0)],
-            backing,
-            Vec::new(),
-        );
-        let rec = LunRecord {
-            lun,
-            identity,
-            owns_file: true,
-        };
-        let r = st.store.write(|tx| {
-            tx.set_meta("provider_id", &provider_id.to_string())?;
-            tx.put_subsystem(&sub)?;
-            tx.put_controller(&ctl)?;
-            tx.put_drive(&drive)?;
-            for p in &portals {
-                tx.put_portal(p)?;
-            }
-            tx.put_target(&target)?;
-            tx.put_portal_group(&pg)?;
-            tx.put_lun(&rec)?;
-            Ok(())
-        });
-        if let Err(e) = r {
-            let _ = std::fs::remove_file(&path);
-            return Err(store_err(e));
-        }
-        Ok(())
+        Ok(DefaultArray {
+            sub,
+            ctl,
+            drive,
+            portals,
+            target,
+            pg,
+        })
     }
 
     /// Replaces the in-memory view with `snap` (startup, or Refresh after another process
@@ -429,101 +459,150 @@ impl Inner {
         let mut old_luns = std::mem::take(&mut st.luns);
         let mut pr: HashMap<Uuid, Vec<u8>> = snap.pr_states.into_iter().collect();
         let mut changed: Vec<LunRecord> = Vec::new();
-        for mut rec in snap.luns {
-            let seq = st.next_seq();
+        for rec in snap.luns {
             let id = rec.lun.id;
-            if !self.config.fault_injection && !rec.lun.filters.is_empty() {
-                // Fault filters exist only in a daemon run with --enable-fault-injection: one
-                // started without it must neither inject faults left in the store by an earlier
-                // test run nor show them (and could not remove them: PUT faults is refused).
-                tracing::warn!(lun = %id, "fault filters dropped: vdsd runs without --enable-fault-injection");
-                rec.lun.filters.clear();
-                changed.push(rec.clone());
-            }
+            let seq = st.next_seq();
             let old = old_luns.remove(&id);
-            let reusable = old.as_ref().is_some_and(|e| {
-                e.filtered.is_some()
-                    && e.rec.lun.backing == rec.lun.backing
-                    && e.rec.identity == rec.identity
-                    && e.rec.lun.size_bytes == rec.lun.size_bytes
-            });
-            // An LU rebuilt for a LUN the data path already served takes over what its hosts
-            // were told (nexuses, unit attentions, reservations).
-            let (reuse, previous) = if reusable {
-                (old, None)
-            } else {
-                (None, old.map(|e| e.lu))
-            };
-            let inherit = |lu: &Arc<vds_scsi::LogicalUnit>| {
-                if let Some(p) = &previous {
-                    lu.inherit(p);
-                }
-            };
-            let entry = match reuse {
-                Some(mut e) => {
-                    if e.rec.lun.filters != rec.lun.filters {
-                        if let Some(f) = &e.filtered {
-                            f.set_filters(to_filters(&rec.lun.filters));
-                        }
-                    }
-                    e.rec = rec;
-                    e.seq = seq;
-                    e
-                }
-                None => match open_backing(&rec.lun) {
-                    Ok(f) => {
-                        let ident = identity_of(&rec.lun.backing).ok().flatten();
-                        let size = f.size();
-                        if ident != rec.identity || size != rec.lun.size_bytes {
-                            // The store is the cache; the file is the truth when (re)opening.
-                            rec.identity = ident;
-                            rec.lun.size_bytes = size;
-                            for p in &mut rec.lun.plexes {
-                                p.size_bytes = size;
-                            }
-                            changed.push(rec.clone());
-                        }
-                        let lu =
-                            self.make_lu(&rec.lun, f.clone(), LuState::Offline, pr.remove(&id));
-                        inherit(&lu);
-                        let ident = naa_hex(&lu);
-                        if rec.lun.identification != ident {
-                            rec.lun.identification = ident;
-                            changed.push(rec.clone());
-                        }
-                        LunEntry {
-                            rec,
-                            seq,
-                            lu,
-                            filtered: Some(f),
-                        }
-                    }
-                    Err(err) => {
-                        tracing::warn!(lun = %id, error = %err, "backing store missing; LUN FAILED");
-                        if rec.lun.status != LunStatus::Failed || rec.lun.health != Health::Failed {
-                            rec.lun.status = LunStatus::Failed;
-                            rec.lun.health = Health::Failed;
-                            changed.push(rec.clone());
-                        }
-                        let lu = self.missing_lu(&rec.lun);
-                        inherit(&lu);
-                        LunEntry {
-                            rec,
-                            seq,
-                            lu,
-                            filtered: None,
-                        }
-                    }
-                },
-            };
+            let entry = self.install_lun(rec, seq, old, pr.remove(&id), &mut changed);
             st.luns.insert(id, entry);
         }
         // LUNs that vanished from the store leave the data path with the new view.
         drop(old_luns);
+        self.install_paths(
+            st,
+            snap.targets,
+            snap.secrets,
+            snap.portal_groups,
+            snap.portals,
+        );
+        self.bring_up(st, &mut changed);
+        // The events of a reload: one per object that arrived, departed or changed.
+        let mut change = Change::new().publish();
+        if !changed.is_empty() {
+            change = change.store(|tx| {
+                for rec in &changed {
+                    tx.put_lun(rec)?;
+                }
+                Ok(())
+            });
+        }
+        if let Some(old) = old_models {
+            let new = Models::of(st);
+            old.diff(&new, |k, e, id| {
+                change = std::mem::take(&mut change).event(k, e, id);
+            });
+        }
+        self.commit(st, change, None)
+    }
 
-        let secrets = snap.secrets;
+    /// The entry of one LUN of a snapshot: the LU of `old` kept when its storage is the same,
+    /// else a new LU over the (re)opened storage, or a FAILED one when it cannot be opened.
+    /// Records that need storing again (the file is the truth) go to `changed`.
+    fn install_lun(
+        &self,
+        mut rec: LunRecord,
+        seq: u64,
+        old: Option<LunEntry>,
+        pr_state: Option<Vec<u8>>,
+        changed: &mut Vec<LunRecord>,
+    ) -> LunEntry {
+        let id = rec.lun.id;
+        if !self.config.fault_injection && !rec.lun.filters.is_empty() {
+            // Fault filters exist only in a daemon run with --enable-fault-injection: one
+            // started without it must neither inject faults left in the store by an earlier
+            // test run nor show them (and could not remove them: PUT faults is refused).
+            tracing::warn!(lun = %id, "fault filters dropped: vdsd runs without --enable-fault-injection");
+            rec.lun.filters.clear();
+            changed.push(rec.clone());
+        }
+        let reusable = old.as_ref().is_some_and(|e| {
+            e.filtered.is_some()
+                && e.rec.lun.backing == rec.lun.backing
+                && e.rec.identity == rec.identity
+                && e.rec.lun.size_bytes == rec.lun.size_bytes
+        });
+        // An LU rebuilt for a LUN the data path already served takes over what its hosts
+        // were told (nexuses, unit attentions, reservations).
+        let (reuse, previous) = if reusable {
+            (old, None)
+        } else {
+            (None, old.map(|e| e.lu))
+        };
+        let inherit = |lu: &Arc<vds_scsi::LogicalUnit>| {
+            if let Some(p) = &previous {
+                lu.inherit(p);
+            }
+        };
+        match reuse {
+            Some(mut e) => {
+                if e.rec.lun.filters != rec.lun.filters {
+                    if let Some(f) = &e.filtered {
+                        f.set_filters(to_filters(&rec.lun.filters));
+                    }
+                }
+                e.rec = rec;
+                e.seq = seq;
+                e
+            }
+            None => match open_backing(&rec.lun) {
+                Ok(f) => {
+                    let ident = identity_of(&rec.lun.backing).ok().flatten();
+                    let size = f.size();
+                    if ident != rec.identity || size != rec.lun.size_bytes {
+                        // The store is the cache; the file is the truth when (re)opening.
+                        rec.identity = ident;
+                        rec.lun.size_bytes = size;
+                        for p in &mut rec.lun.plexes {
+                            p.size_bytes = size;
+                        }
+                        changed.push(rec.clone());
+                    }
+                    let lu = self.make_lu(&rec.lun, f.clone(), LuState::Offline, pr_state);
+                    inherit(&lu);
+                    let ident = naa_hex(&lu);
+                    if rec.lun.identification != ident {
+                        rec.lun.identification = ident;
+                        changed.push(rec.clone());
+                    }
+                    LunEntry {
+                        rec,
+                        seq,
+                        lu,
+                        filtered: Some(f),
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(lun = %id, error = %err, "backing store missing; LUN FAILED");
+                    if rec.lun.status != LunStatus::Failed || rec.lun.health != Health::Failed {
+                        rec.lun.status = LunStatus::Failed;
+                        rec.lun.health = Health::Failed;
+                        changed.push(rec.clone());
+                    }
+                    let lu = self.missing_lu(&rec.lun);
+                    inherit(&lu);
+                    LunEntry {
+                        rec,
+                        seq,
+                        lu,
+                        filtered: None,
+                    }
+                }
+            },
+        }
+    }
+
+    /// Installs the targets (with their secrets and LUN numbers), portal groups and portals
+    /// of a snapshot; listeners of portals that are gone are closed.
+    fn install_paths(
+        &self,
+        st: &mut State,
+        targets: Vec<Target>,
+        secrets: Vec<vds_store::SecretRow>,
+        portal_groups: Vec<PortalGroup>,
+        portals: Vec<Portal>,
+    ) {
         st.targets = HashMap::new();
-        for t in snap.targets {
+        for t in targets {
             let seq = st.next_seq();
             let numbers = st
                 .luns
@@ -551,14 +630,14 @@ impl Inner {
             st.targets.insert(te.t.id, te);
         }
         st.pgs = HashMap::new();
-        for pg in snap.portal_groups {
+        for pg in portal_groups {
             let s = st.next_seq();
             st.pgs.insert(pg.id, (pg, s));
         }
         let old_bound: HashMap<Uuid, bool> =
             st.portals.iter().map(|(id, p)| (*id, p.bound)).collect();
         st.portals = HashMap::new();
-        for p in snap.portals {
+        for p in portals {
             let s = st.next_seq();
             let bound = old_bound.get(&p.id).copied().unwrap_or(false);
             st.portals.insert(p.id, PortalEntry { p, seq: s, bound });
@@ -570,8 +649,11 @@ impl Inner {
             }
         }
         st.reindex();
+    }
 
-        // Bring every LU to the state its LUN and path call for.
+    /// Brings every LU to the state its LUN and path call for (one that cannot come up is
+    /// FAILED, recorded in `changed`), and binds or unbinds every portal to match its status.
+    fn bring_up(&self, st: &mut State, changed: &mut Vec<LunRecord>) {
         let ids: Vec<Uuid> = st.luns.keys().copied().collect();
         for id in ids {
             let want = st.lu_state(&st.luns[&id].rec.lun);
@@ -579,17 +661,20 @@ impl Inner {
             if e.lu.state() != want {
                 if let Err(err) = e.lu.set_state(want) {
                     tracing::warn!(lun = %id, error = %err, "LUN could not be brought up; FAILED");
-                    let e = st.luns.get_mut(&id).expect("present");
-                    e.rec.lun.status = LunStatus::Failed;
-                    e.rec.lun.health = Health::Failed;
-                    changed.push(e.rec.clone());
+                    if let Some(e) = st.luns.get_mut(&id) {
+                        e.rec.lun.status = LunStatus::Failed;
+                        e.rec.lun.health = Health::Failed;
+                        changed.push(e.rec.clone());
+                    }
                 }
             }
         }
         // Portals: stored ONLINE → bound; otherwise not listening.
         let ids: Vec<Uuid> = st.portals.keys().copied().collect();
         for id in ids {
-            let pe = st.portals.get_mut(&id).expect("present");
+            let Some(pe) = st.portals.get_mut(&id) else {
+                continue;
+            };
             let want_online = pe.p.status == PortalStatus::Online;
             if want_online && !pe.bound {
                 match self.dataplane.bind_portal(id, pe.p.socket_addr()) {
@@ -604,23 +689,17 @@ impl Inner {
                 pe.bound = false;
             }
         }
-        if !changed.is_empty() {
-            st.store
-                .write(|tx| {
-                    for rec in &changed {
-                        tx.put_lun(rec)?;
-                    }
-                    Ok(())
-                })
-                .map_err(store_err)?;
-        }
-        self.publish(st);
-        if let Some(old) = old_models {
-            let new = Models::of(st);
-            old.diff(&new, |k, e, id| self.emit(k, e, id));
-        }
-        Ok(())
     }
+}
+
+/// The objects of the embedded default other than its LUN.
+struct DefaultArray {
+    sub: Subsystem,
+    ctl: Controller,
+    drive: Drive,
+    portals: Vec<Portal>,
+    target: Target,
+    pg: PortalGroup,
 }
 
 /// Comparable copies of every object (for the events of a reload).
@@ -741,7 +820,7 @@ pub(crate) fn open(
     dataplane: Arc<dyn DataPlane>,
 ) -> Result<Arc<Inner>, VdsError> {
     let store = Store::open(&config.data_dir).map_err(store_err)?;
-    let (tx, rx) = std::sync::mpsc::channel::<HookMsg>();
+    let (tx, rx) = std::sync::mpsc::channel::<DataPathMsg>();
     let (events, _) = broadcast::channel(4096);
     let inner = Arc::new(Inner {
         config,
@@ -769,34 +848,16 @@ pub(crate) fn open(
     Ok(inner)
 }
 
-/// Applies what logical units report (runs until the provider is dropped).
-fn hook_loop(inner: Weak<Inner>, rx: std::sync::mpsc::Receiver<HookMsg>) {
+/// Hands what logical units report to [`Provider::apply`](crate::Provider::apply), the one
+/// owner of every change (runs until the provider is dropped).
+fn hook_loop(inner: Weak<Inner>, rx: std::sync::mpsc::Receiver<DataPathMsg>) {
     while let Ok(msg) = rx.recv() {
         let Some(inner) = inner.upgrade() else {
             return;
         };
-        let mut g = inner.state.lock();
-        let st = &mut *g;
-        match msg {
-            HookMsg::Failed(id, why) => inner.record_failed(st, id, &why),
-            HookMsg::Reservations(id, blob, claim, done) => {
-                // A command that stopped waiting has already answered CHECK CONDITION with its
-                // state unchanged: writing its blob now would bring the refused change back
-                // after a restart.
-                if !claim.claim() {
-                    continue;
-                }
-                let outcome = if st.luns.contains_key(&id) {
-                    st.store
-                        .write(|tx| tx.set_pr_state(id, &blob))
-                        .map_err(|err| format!("cannot store the reservation state: {err}"))
-                } else {
-                    // The LUN is gone: nothing to keep.
-                    Ok(())
-                };
-                // The PERSISTENT RESERVE OUT completes with this: GOOD only once stored.
-                let _ = done.send(outcome);
-            }
+        let provider = crate::Provider { inner };
+        if let Err(e) = provider.apply(Command::DataPath(msg)) {
+            tracing::debug!(error = %e, "data-path report not applied");
         }
     }
 }

@@ -2,8 +2,11 @@
 //! LUN whose backing file or device is missing.
 //!
 //! LU callbacks come from I/O threads and must not block for long, so they queue a message; a
-//! provider thread applies it (FAILED status persisted, MODIFY event; reservation blobs
-//! persisted). A reservation change with APTPL waits (boundedly) until its blob is stored:
+//! provider thread hands it to [`Provider::apply`](crate::Provider::apply) as a
+//! [`Command::DataPath`](crate::Command::DataPath), so the one owner that applies every
+//! management change applies these too (FAILED status persisted, MODIFY event; reservation
+//! blobs persisted). Only these hooks make a [`DataPathMsg`]: it has no public constructor, so
+//! no HTTP request can forge one. A reservation change with APTPL waits (boundedly) until its blob is stored:
 //! the PERSISTENT RESERVE OUT is acknowledged to the initiator only after that, so a crash
 //! never loses an acknowledged APTPL registration or reservation. When the store fails, or the
 //! wait runs out before the provider thread took the blob up, the command fails and the blob is
@@ -19,7 +22,39 @@ use parking_lot::Mutex;
 use uuid::Uuid;
 use vds_backstore::BackingStore;
 
-/// A message from the data path.
+/// A message from the data path, applied as [`Command::DataPath`](crate::Command::DataPath).
+/// Only the provider's own LU hooks make one (no public constructor). Clones share the one
+/// message; two messages are equal only when they are the same message.
+#[derive(Clone)]
+pub struct DataPathMsg(Arc<HookMsg>);
+
+impl DataPathMsg {
+    pub(crate) fn get(&self) -> &HookMsg {
+        &self.0
+    }
+}
+
+impl PartialEq for DataPathMsg {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for DataPathMsg {}
+
+impl std::fmt::Debug for DataPathMsg {
+    /// The LUN and the kind of report; never the reservation bytes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &*self.0 {
+            HookMsg::Failed(lu, why) => write!(f, "DataPathMsg::Failed({lu}, {why:?})"),
+            HookMsg::Reservations(lu, blob, ..) => {
+                write!(f, "DataPathMsg::Reservations({lu}, {} bytes)", blob.len())
+            }
+        }
+    }
+}
+
+/// What the data path reports.
 pub(crate) enum HookMsg {
     /// The LU failed an I/O and switched itself to FAILED.
     Failed(Uuid, String),
@@ -66,11 +101,11 @@ impl Claim {
 
 /// The provider's `LuEvents` implementation.
 pub(crate) struct Hooks {
-    tx: Mutex<Sender<HookMsg>>,
+    tx: Mutex<Sender<DataPathMsg>>,
 }
 
 impl Hooks {
-    pub(crate) fn new(tx: Sender<HookMsg>) -> Hooks {
+    pub(crate) fn new(tx: Sender<DataPathMsg>) -> Hooks {
         Hooks { tx: Mutex::new(tx) }
     }
 }
@@ -82,13 +117,19 @@ fn not_stored(why: impl Into<String>) -> io::Error {
 impl vds_scsi::LuEvents for Hooks {
     fn failed(&self, lu: Uuid, error: &io::Error) {
         // A closed channel means the provider is gone; nothing is left to record it.
-        let _ = self.tx.lock().send(HookMsg::Failed(lu, error.to_string()));
+        let msg = DataPathMsg(Arc::new(HookMsg::Failed(lu, error.to_string())));
+        let _ = self.tx.lock().send(msg);
     }
 
     fn persist_reservations(&self, lu: Uuid, state: &[u8]) -> io::Result<()> {
         let claim = Arc::new(Claim::new());
         let (done, stored) = std::sync::mpsc::sync_channel(1);
-        let msg = HookMsg::Reservations(lu, state.to_vec(), claim.clone(), done);
+        let msg = DataPathMsg(Arc::new(HookMsg::Reservations(
+            lu,
+            state.to_vec(),
+            claim.clone(),
+            done,
+        )));
         if self.tx.lock().send(msg).is_err() {
             return Err(not_stored("the provider is shut down"));
         }

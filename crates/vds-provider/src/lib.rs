@@ -2,13 +2,18 @@
 //! [`Command`] to the array and returns an [`Outcome`] or a [`VdsError`].
 //!
 //! - `command`: the command/outcome/error API (the seam with `vds-api`);
-//! - `engine`: state, the check order of SEMANTICS.md §2, operation slots, SetStatus rules;
+//! - `engine`: startup and reload, the check order of SEMANTICS.md §2, operation slots;
+//! - `ops`: the operations, one module per object kind, and `dispatch`;
+//! - `commit`: the one step through which every operation changes the array;
+//! - `state`: the in-memory view (the cache) and the data path's view built from it;
+//! - `hooks`: what logical units report, applied as `Command::DataPath`;
 //! - `jobs`: asynchronous operations (`IVdsAsync`);
 //! - `events`: notifications and the clock;
 //! - the seam with the iSCSI data path is the `vds-dataplane` crate.
 
 mod backing;
 pub mod command;
+mod commit;
 mod engine;
 pub mod events;
 mod hooks;
@@ -26,6 +31,7 @@ use std::time::Duration;
 
 pub use command::{BackingSpec, Command, CreateLunArgs, Outcome, SecretBytes, VdsError};
 pub use events::{Clock, Event, SystemClock};
+pub use hooks::DataPathMsg;
 
 /// How the provider starts.
 #[derive(Clone)]

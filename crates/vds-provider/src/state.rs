@@ -19,6 +19,7 @@ use vds_store::{LunRecord, SecretKind, SecretRow, Store};
 use crate::VdsError;
 
 /// One LUN: its record and its engine.
+#[derive(Clone)]
 pub(crate) struct LunEntry {
     pub rec: LunRecord,
     pub seq: u64,
@@ -148,6 +149,22 @@ impl State {
             dirty: HashSet::new(),
             added: HashMap::new(),
         }
+    }
+
+    /// The error for an object the state should hold and does not: the cache no longer
+    /// matches what was checked (never expected; answered, not a panic).
+    pub fn missing(kind: ObjectKind, id: Uuid) -> VdsError {
+        VdsError::new(
+            Hresult::VDS_E_PROVIDER_CACHE_CORRUPT,
+            format!("{} {id} is missing from the provider cache", kind.label()),
+        )
+    }
+
+    /// LUN `id`, or the cache-corrupt error.
+    pub fn lun(&self, id: Uuid) -> Result<&LunEntry, VdsError> {
+        self.luns
+            .get(&id)
+            .ok_or_else(|| State::missing(ObjectKind::Lun, id))
     }
 
     pub fn next_seq(&mut self) -> u64 {

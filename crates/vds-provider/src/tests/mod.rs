@@ -3,6 +3,7 @@
 //! records every published view. Ports come from 127.0.0.1:41000-41099.
 
 mod aptpl;
+mod commit;
 mod leftovers;
 mod model;
 mod power_cut;

@@ -1,0 +1,313 @@
+//! Every operation of [`Command`](crate::Command), each following SEMANTICS.md §2: the object
+//! (1 not found, 2 deleted, 3 cache corrupt), then the arguments (4 E_INVALIDARG, 5
+//! NOT_SUPPORTED), then the slots (6 BUSY), then the object's health (7 FAILED); only then is
+//! anything changed, and then only through `Inner::commit` (`commit.rs`): the store first,
+//! then the state, the data path and exactly one event per change, then the slots.
+//!
+//! One module per object kind: `lun_create` (CreateLun), `lun` (delete, patch, SetStatus,
+//! faults, targets, recover), `lun_resize` (extend/shrink), `target` (with its secrets),
+//! `portal_group`, `portal`, `path` (subsystem/controller/drive SetStatus), `cache`
+//! (Reenumerate/Refresh and the re-read/re-probe of LUN storage), `read` (every Get and List)
+//! and `data_path` (what logical units report). This module dispatches and holds the checks
+//! they share. A new object kind adds its module here, its arms to `dispatch`, and its
+//! changes as `Change`s.
+
+use std::sync::Arc;
+
+use uuid::Uuid;
+use vds_model::{AsyncOutputType, FaultFilterSpec, Hresult, JobOutput, ObjectKind};
+use vds_store::SecretKind;
+
+use crate::commit::Change;
+use crate::engine::{Inner, Slots};
+use crate::jobs::JobHandle;
+use crate::state::State;
+use crate::{Command, Outcome, Provider, VdsError};
+
+mod cache;
+mod data_path;
+mod lun;
+mod lun_create;
+mod lun_resize;
+mod path;
+mod portal;
+mod portal_group;
+mod read;
+mod target;
+
+/// Longest friendly name / alias accepted (the iSCSI TargetAlias limit).
+const MAX_NAME_LEN: usize = 255;
+
+type JobResult = Result<(Hresult, Option<JobOutput>), VdsError>;
+
+fn check_name(field: &str, name: &str) -> Result<String, VdsError> {
+    let n = name.trim();
+    if n.is_empty() {
+        return Err(VdsError::invalid_arg(field, "must not be empty"));
+    }
+    if n.len() > MAX_NAME_LEN {
+        return Err(VdsError::invalid_arg(
+            field,
+            format!("is {} bytes, the limit is {MAX_NAME_LEN}", n.len()),
+        ));
+    }
+    if n.chars().any(char::is_control) {
+        return Err(VdsError::invalid_arg(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(n.to_string())
+}
+
+fn check_secret(
+    field: &str,
+    secret: Option<crate::SecretBytes>,
+) -> Result<Option<Vec<u8>>, VdsError> {
+    secret
+        .map(|s| {
+            vds_model::ChapSecret::new(s.0)
+                .map(|s| s.into_bytes())
+                .map_err(|e| VdsError::invalid_arg(field, e))
+        })
+        .transpose()
+}
+
+fn check_initiator(field: &str, name: &str) -> Result<String, VdsError> {
+    let n = name.trim();
+    vds_model::validate_iscsi_name(&n.to_ascii_lowercase())
+        .map_err(|e| VdsError::invalid_arg(field, e))?;
+    Ok(n.to_string())
+}
+
+fn check_filters(inner: &Inner, field: &str, filters: &[FaultFilterSpec]) -> Result<(), VdsError> {
+    for (i, f) in filters.iter().enumerate() {
+        if let FaultFilterSpec::Error { ops, .. } = f {
+            if ops.is_empty() {
+                return Err(VdsError::invalid_arg(
+                    &format!("{field}[{i}].error.ops"),
+                    "must list at least one of read, write, flush",
+                ));
+            }
+        }
+    }
+    if !filters.is_empty() && !inner.config.fault_injection {
+        return Err(VdsError::not_supported(format!(
+            "{field}: fault filters are accepted only when vdsd runs with --enable-fault-injection"
+        )));
+    }
+    Ok(())
+}
+
+/// Maps an I/O failure of an operation on a LUN's storage: EIO is `VDS_E_IO_ERROR`, ENOSPC
+/// `VDS_E_NOT_ENOUGH_SPACE`, anything else the converted OS error.
+pub(crate) fn storage_err(context: impl std::fmt::Display, e: &std::io::Error) -> VdsError {
+    let hr = match e.raw_os_error() {
+        Some(libc::EIO) => Hresult::VDS_E_IO_ERROR,
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => Hresult::VDS_E_NOT_ENOUGH_SPACE,
+        // A block device opened O_EXCL that is mounted or held by another opener.
+        Some(libc::EBUSY) => Hresult::VDS_E_DEVICE_IN_USE,
+        _ => Hresult::from_io_error(e),
+    };
+    VdsError::new(hr, format!("{context}: {e}"))
+}
+
+fn sorted<T: Clone, K: Ord>(items: impl Iterator<Item = (K, T)>) -> Vec<T> {
+    let mut v: Vec<(K, T)> = items.collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v.into_iter().map(|(_, t)| t).collect()
+}
+
+/// The judged value of a requested status: `Ok(value)` for a member that may be requested.
+/// Not a member or UNKNOWN → E_INVALIDARG; a report-only member → NOT_SUPPORTED.
+fn judge_status<T: Copy + PartialEq>(
+    raw: i64,
+    type_name: &str,
+    object: &str,
+    from: impl Fn(i64) -> Option<T>,
+    unknown: T,
+    settable: &[T],
+    name: impl Fn(T) -> &'static str,
+) -> Result<T, VdsError> {
+    let v = from(raw).ok_or_else(|| {
+        VdsError::invalid_arg("status", format!("{raw} is not a {type_name} value"))
+    })?;
+    if v == unknown {
+        return Err(VdsError::invalid_arg(
+            "status",
+            format!("{} cannot be requested", name(v)),
+        ));
+    }
+    if !settable.contains(&v) {
+        return Err(VdsError::not_supported(format!(
+            "status {} is reported by the provider, never set, on a {object}",
+            name(v)
+        )));
+    }
+    Ok(v)
+}
+
+impl Provider {
+    pub(crate) fn dispatch(&self, cmd: Command) -> Result<Outcome, VdsError> {
+        match cmd {
+            Command::GetProvider => {
+                let st = self.inner.state.lock();
+                Ok(Outcome::Provider(self.inner.provider_info(&st)))
+            }
+            Command::Reenumerate => self.reenumerate(),
+            Command::Refresh => self.refresh(),
+            Command::ListSubsystems => self.list(ObjectKind::Subsystem, None),
+            Command::GetSubsystem { id } => self.get(ObjectKind::Subsystem, id),
+            Command::SetSubsystemStatus { id, status } => {
+                self.set_path_status(ObjectKind::Subsystem, id, status)
+            }
+            Command::ListControllers { subsystem } => self.list(ObjectKind::Controller, subsystem),
+            Command::GetController { id } => self.get(ObjectKind::Controller, id),
+            Command::SetControllerStatus { id, status } => {
+                self.set_path_status(ObjectKind::Controller, id, status)
+            }
+            Command::ListDrives { subsystem } => self.list(ObjectKind::Drive, subsystem),
+            Command::GetDrive { id } => self.get(ObjectKind::Drive, id),
+            Command::SetDriveStatus { id, status } => {
+                self.set_path_status(ObjectKind::Drive, id, status)
+            }
+            Command::ListLuns { subsystem } => self.list(ObjectKind::Lun, subsystem),
+            Command::GetLun { id } => self.get(ObjectKind::Lun, id),
+            Command::CreateLun(args) => self.create_lun(args),
+            Command::DeleteLun { id } => self.delete_lun(id),
+            Command::PatchLun {
+                id,
+                friendly_name,
+                unmasking_list,
+                read_only,
+            } => self.patch_lun(id, friendly_name, unmasking_list, read_only),
+            Command::SetLunStatus { id, status } => self.set_lun_status(id, status),
+            Command::ExtendLun { id, bytes } => self.resize_lun(id, bytes, true),
+            Command::ShrinkLun { id, bytes } => self.resize_lun(id, bytes, false),
+            Command::RecoverLun { id } => self.recover_lun(id),
+            Command::SetLunFaults { id, filters } => self.set_lun_faults(id, filters),
+            Command::SetLunTargets { id, targets } => self.set_lun_targets(id, targets),
+            Command::ListTargets { subsystem } => self.list(ObjectKind::Target, subsystem),
+            Command::GetTarget { id } => self.get(ObjectKind::Target, id),
+            Command::CreateTarget {
+                subsystem,
+                iscsi_name,
+                friendly_name,
+            } => self.create_target(subsystem, iscsi_name, friendly_name),
+            Command::DeleteTarget { id } => self.delete_target(id),
+            Command::RenameTarget { id, friendly_name } => self.rename_target(id, friendly_name),
+            Command::SetSharedSecret {
+                id,
+                secret,
+                initiator_name,
+            } => {
+                let secret = check_secret("secret", secret);
+                let (kind, name) = match initiator_name {
+                    Some(n) => (SecretKind::Initiator, Some(n)),
+                    None => (SecretKind::Default, None),
+                };
+                self.set_secret(id, kind, name, secret)
+            }
+            Command::RememberInitiatorSecret {
+                id,
+                initiator_name,
+                secret,
+            } => {
+                let secret = check_secret("secret", secret);
+                self.set_secret(id, SecretKind::Mutual, Some(initiator_name), secret)
+            }
+            Command::GetConnectedInitiators { id } => self.connected_initiators(id),
+            Command::ListPortalGroups { target } => self.list_portal_groups(target),
+            Command::GetPortalGroup { id } => self.get(ObjectKind::PortalGroup, id),
+            Command::CreatePortalGroup { target } => self.create_portal_group(target),
+            Command::DeletePortalGroup { id } => self.delete_portal_group(id),
+            Command::AddPortalToGroup {
+                portal_group,
+                portal,
+            } => self.change_membership(portal_group, portal, true),
+            Command::RemovePortalFromGroup {
+                portal_group,
+                portal,
+            } => self.change_membership(portal_group, portal, false),
+            Command::ListPortals { subsystem } => self.list(ObjectKind::Portal, subsystem),
+            Command::GetPortal { id } => self.get(ObjectKind::Portal, id),
+            Command::CreatePortal {
+                subsystem,
+                address,
+                port,
+            } => self.create_portal(subsystem, address, port),
+            Command::DeletePortal { id } => self.delete_portal(id),
+            Command::SetPortalStatus { id, status } => self.set_portal_status(id, status),
+            Command::ListJobs => Ok(Outcome::Jobs(self.inner.jobs.list())),
+            Command::GetJob { id } => Ok(Outcome::Job(self.inner.jobs.query(id)?)),
+            Command::WaitJob { id, timeout } => {
+                Ok(Outcome::Job(self.inner.jobs.wait(id, timeout)?))
+            }
+            Command::CancelJob { id } => Ok(Outcome::Job(self.inner.jobs.cancel(id)?)),
+            Command::DataPath(msg) => self.data_path(&msg),
+        }
+    }
+
+    /// Steps 1-3 for a list call filtered by subsystem; checks `luns`' backing stores.
+    fn list_prelude(
+        &self,
+        subsystem: Option<Uuid>,
+        luns: &[Uuid],
+    ) -> Result<parking_lot::MutexGuard<'_, State>, VdsError> {
+        let mut st = self.inner.state.lock();
+        if let Some(s) = subsystem {
+            st.lookup(ObjectKind::Subsystem, s, None)?;
+        }
+        self.inner.detect(&mut st, luns);
+        Inner::cache_ok(&st)?;
+        Ok(st)
+    }
+
+    /// Starts a job on a worker thread; `work` releases the slots when it commits.
+    fn spawn_job(
+        &self,
+        op: AsyncOutputType,
+        object: Uuid,
+        slots: Slots,
+        work: impl FnOnce(&Arc<Inner>, &JobHandle, Slots) -> JobResult + Send + 'static,
+    ) -> Result<Outcome, VdsError> {
+        let handle = self.inner.jobs.start(op, object);
+        let inner = self.inner.clone();
+        let h = handle.clone();
+        std::thread::Builder::new()
+            .name(format!("vds-job-{}", op.short_name()))
+            .spawn(move || {
+                let r = work(&inner, &h, slots);
+                h.finish(r);
+            })
+            .map_err(|e| {
+                let err = VdsError::new(
+                    Hresult::E_OUTOFMEMORY,
+                    format!("cannot start a worker thread: {e}"),
+                );
+                handle.finish(Err(err.clone()));
+                err
+            })?;
+        Ok(Outcome::Job(handle.job()))
+    }
+}
+
+/// The error of a job canceled before it committed.
+fn canceled() -> VdsError {
+    VdsError::new(Hresult::VDS_E_OPERATION_CANCELED, "canceled")
+}
+
+/// Commits a job's `change`, unless the job was canceled first: then nothing changes, the
+/// slots are released and the job ends VDS_E_OPERATION_CANCELED.
+fn commit_job(
+    inner: &Inner,
+    job: &JobHandle,
+    st: &mut State,
+    change: Change<'_>,
+    slots: Slots,
+) -> Result<(), VdsError> {
+    if !job.begin_commit() {
+        return Err(Inner::abandon(st, slots, canceled()));
+    }
+    inner.commit(st, change, Some(slots))
+}
