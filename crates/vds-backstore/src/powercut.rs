@@ -533,7 +533,11 @@ mod tests {
         let s = PowerCut::new(8192, Loss::Unflushed);
         let r = s.try_write_at(&[1; 512], 0, true);
         assert_eq!(r.unwrap_err().kind(), io::ErrorKind::WouldBlock);
-        assert_eq!(read(&s, 0, 512), vec![0; 512], "a refused write changes nothing");
+        assert_eq!(
+            read(&s, 0, 512),
+            vec![0; 512],
+            "a refused write changes nothing"
+        );
         s.try_write_at(&[1; 512], 0, false).unwrap();
         let mut b = Vec::new();
         s.try_read_into(&mut b, 512, 0).unwrap();

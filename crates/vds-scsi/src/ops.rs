@@ -163,7 +163,10 @@ pub(crate) fn has_service_action(opcode: u8) -> bool {
 const INDEX: [u8; 256] = index(OPS);
 
 const fn index(ops: &[OpDesc]) -> [u8; 256] {
-    assert!(ops.len() < u8::MAX as usize, "table entries are indexed by u8");
+    assert!(
+        ops.len() < u8::MAX as usize,
+        "table entries are indexed by u8"
+    );
     let mut idx = [u8::MAX; 256];
     let mut i = ops.len();
     while i > 0 {
@@ -315,15 +318,26 @@ mod tests {
         );
         for o in OPS.iter().filter(|o| o.inline) {
             assert!(o.sa.is_none() && o.gate == Gate::Media, "{}", o.name);
-            assert!(matches!(o.access, Access::Read | Access::Write), "{}", o.name);
+            assert!(
+                matches!(o.access, Access::Read | Access::Write),
+                "{}",
+                o.name
+            );
         }
         // Every opcode, any CDB length: the same answer as the transport's former list.
         for opcode in 0..=u8::MAX {
-            let was = matches!(opcode, 0x08 | 0x28 | 0xA8 | 0x88 | 0x0A | 0x2A | 0xAA | 0x8A);
+            let was = matches!(
+                opcode,
+                0x08 | 0x28 | 0xA8 | 0x88 | 0x0A | 0x2A | 0xAA | 0x8A
+            );
             for len in [1, 6, 16] {
                 let mut cdb = vec![0u8; len];
                 cdb[0] = opcode;
-                assert_eq!(may_run_inline(&cdb), was, "opcode {opcode:#04x}, {len} bytes");
+                assert_eq!(
+                    may_run_inline(&cdb),
+                    was,
+                    "opcode {opcode:#04x}, {len} bytes"
+                );
             }
         }
         assert!(!may_run_inline(&[]));

@@ -426,14 +426,26 @@ fn inline_dispatch_refuses_what_would_wait_and_changes_nothing() {
     };
     r.x(&n, &TUR, &[]).good();
     // Not marked inline: refused before anything happens.
-    for cdb in [&TUR[..], &[0x12, 0, 0, 0, 36, 0], &[0xA0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0], &[]] {
-        assert_eq!(dispatch(Mode::Inline, 0, cdb, &[]), Err(WouldBlock), "{cdb:02x?}");
+    for cdb in [
+        &TUR[..],
+        &[0x12, 0, 0, 0, 36, 0],
+        &[0xA0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0],
+        &[],
+    ] {
+        assert_eq!(
+            dispatch(Mode::Inline, 0, cdb, &[]),
+            Err(WouldBlock),
+            "{cdb:02x?}"
+        );
     }
     // An inline write the store takes at once: the residual comes with the outcome.
     let (done, _) = dispatch(Mode::Inline, 0, &write10(0, 1), &[9; 512]).unwrap();
     assert_eq!(done.outcome, ScsiOutcome::GOOD);
     assert_eq!(done.data_out_len, Some(512));
-    assert_eq!((done.write_residual(1024), done.write_residual(0)), (512, -512));
+    assert_eq!(
+        (done.write_residual(1024), done.write_residual(0)),
+        (512, -512)
+    );
     // A unit attention waits; commands that are not inline do not consume it.
     r.lu.capacity_changed();
     assert_eq!(dispatch(Mode::Inline, 0, &TUR, &[]), Err(WouldBlock));
@@ -444,8 +456,14 @@ fn inline_dispatch_refuses_what_would_wait_and_changes_nothing() {
         flush_ms: 0,
     }]);
     check(&r.x(&n, &TUR, &[]), (6, 0x2A, 0x09));
-    assert_eq!(dispatch(Mode::Inline, 0, &read10(0, 1), &[]), Err(WouldBlock));
-    assert_eq!(dispatch(Mode::Inline, 0, &write10(0, 1), &[1; 512]), Err(WouldBlock));
+    assert_eq!(
+        dispatch(Mode::Inline, 0, &read10(0, 1), &[]),
+        Err(WouldBlock)
+    );
+    assert_eq!(
+        dispatch(Mode::Inline, 0, &write10(0, 1), &[1; 512]),
+        Err(WouldBlock)
+    );
     assert_eq!(r.lu.state(), LuState::Online);
     assert_eq!(r.events.failed.load(Ordering::SeqCst), 0);
     // The same commands in blocking mode run.

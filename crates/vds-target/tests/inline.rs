@@ -148,9 +148,13 @@ fn refused_io_runs_again_on_the_blocking_pool_never_blocking_the_io_thread() {
     // done on the blocking pool (a blocking call on the I/O thread would panic in the store
     // and the command would end 04/44/00).
     for lba in [0u32, 64, 1000] {
-        let w = i.command(0, &rw10(0x2A, lba, 8), &pattern, 0).expect("WRITE");
+        let w = i
+            .command(0, &rw10(0x2A, lba, 8), &pattern, 0)
+            .expect("WRITE");
         assert_eq!((w.status, w.sense.len()), (0, 0), "WRITE at {lba}");
-        let r = i.command(0, &rw10(0x28, lba, 8), &[], 8 * 512).expect("READ");
+        let r = i
+            .command(0, &rw10(0x28, lba, 8), &[], 8 * 512)
+            .expect("READ");
         assert_eq!(r.status, 0, "READ at {lba}");
         assert_eq!(r.data, pattern, "READ at {lba}");
     }
@@ -164,9 +168,13 @@ fn refused_io_runs_again_on_the_blocking_pool_never_blocking_the_io_thread() {
     // The store answers at once: the same commands complete inline, nothing blocks.
     store.refuse.store(false, Ordering::SeqCst);
     for lba in [8u32, 72] {
-        let w = i.command(0, &rw10(0x2A, lba, 8), &pattern, 0).expect("WRITE");
+        let w = i
+            .command(0, &rw10(0x2A, lba, 8), &pattern, 0)
+            .expect("WRITE");
         assert_eq!(w.status, 0, "WRITE at {lba}");
-        let r = i.command(0, &rw10(0x28, lba, 8), &[], 8 * 512).expect("READ");
+        let r = i
+            .command(0, &rw10(0x28, lba, 8), &[], 8 * 512)
+            .expect("READ");
         assert_eq!((r.status, &r.data), (0, &pattern), "READ at {lba}");
     }
     assert_eq!(store.tries.load(Ordering::SeqCst), tries + 4);
@@ -174,7 +182,9 @@ fn refused_io_runs_again_on_the_blocking_pool_never_blocking_the_io_thread() {
 
     // A command the table does not mark inline is never attempted there: SYNCHRONIZE
     // CACHE(10) flushes on the blocking pool.
-    let s = i.command(0, &rw10(0x35, 0, 0), &[], 0).expect("SYNCHRONIZE CACHE");
+    let s = i
+        .command(0, &rw10(0x35, 0, 0), &[], 0)
+        .expect("SYNCHRONIZE CACHE");
     assert_eq!(s.status, 0);
     assert_eq!(store.tries.load(Ordering::SeqCst), tries + 4);
     assert_eq!(store.blocking.load(Ordering::SeqCst), blocking + 1);

@@ -1,12 +1,14 @@
 //! READ, WRITE, VERIFY, WRITE AND VERIFY, ORWRITE, COMPARE AND WRITE, PRE-FETCH and
 //! SYNCHRONIZE CACHE. The READ and WRITE paths allocate nothing beyond the caller's Data-In
-//! buffer.
+//! buffer, and they are the inline commands of the table: in [`crate::Mode::Inline`] they go
+//! through the store's `try_` methods and a `WouldBlock` answer becomes
+//! [`Fail::WouldBlock`], not a medium error.
 
 use crate::cdb::{invalid_cdb, io_err, read_err, write_err, Cdb, Fail, Res};
 use crate::lu::{Cmd, LogicalUnit};
 use crate::sense::{self, key, Sense};
-use crate::Mode;
 use crate::spc::inquiry::{MAX_CAW_BLOCKS, MAX_TRANSFER_BYTES};
+use crate::Mode;
 
 /// LBA, block count and where the count lives in the CDB (for the field pointer).
 struct Range {
