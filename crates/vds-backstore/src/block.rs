@@ -7,7 +7,7 @@ use std::io;
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use crate::{check_range, nowait, sys, BackingStore};
+use crate::{check_range, nowait, sys, would_block, BackingStore};
 
 /// A LUN on a block device. Its size is the device's; it cannot be resized from here.
 #[derive(Debug)]
@@ -74,19 +74,16 @@ impl BackingStore for BlockStore {
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         check_range(offset, buf.len() as u64, self.size)?;
-        if nowait::active() {
-            return nowait::read_exact_nowait(&self.file, buf, offset);
-        }
         self.file.read_exact_at(buf, offset)
+    }
+
+    fn try_read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        check_range(offset, buf.len() as u64, self.size)?;
+        nowait::read_exact_nowait(&self.file, buf, offset)
     }
 
     fn write_at(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()> {
         check_range(offset, buf.len() as u64, self.size)?;
-        if nowait::active() {
-            // A device's buffered writes can wait on its queue: only a thread that may block
-            // writes to a device.
-            return Err(nowait::refuse());
-        }
         self.file.write_all_at(buf, offset)?;
         if fua {
             sys::fdatasync(&self.file)?;
@@ -94,18 +91,19 @@ impl BackingStore for BlockStore {
         Ok(())
     }
 
+    fn try_write_at(&self, buf: &[u8], offset: u64, _fua: bool) -> io::Result<()> {
+        check_range(offset, buf.len() as u64, self.size)?;
+        // A device's buffered writes can wait on its queue: only a thread that may block
+        // writes to a device.
+        Err(would_block())
+    }
+
     fn flush(&self) -> io::Result<()> {
-        if nowait::active() {
-            return Err(nowait::refuse());
-        }
         sys::fdatasync(&self.file)
     }
 
     fn unmap(&self, offset: u64, len: u64) -> io::Result<()> {
         check_range(offset, len, self.size)?;
-        if nowait::active() {
-            return Err(nowait::refuse());
-        }
         if len == 0 {
             return Ok(());
         }

@@ -7,7 +7,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::{check_range, nowait, sys, BackingStore};
+use crate::{check_range, nowait, sys, would_block, BackingStore};
 
 /// A LUN in a regular file.
 #[derive(Debug)]
@@ -83,23 +83,18 @@ impl BackingStore for FileStore {
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         check_range(offset, buf.len() as u64, self.size())?;
-        if nowait::active() {
-            return nowait::read_exact_nowait(&self.file, buf, offset);
-        }
         // `read_exact_at` turns a short read (the file shrank behind us) into UnexpectedEof,
         // which the engine reports as a medium error: the data is not there.
         self.file.read_exact_at(buf, offset)
     }
 
+    fn try_read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        check_range(offset, buf.len() as u64, self.size())?;
+        nowait::read_exact_nowait(&self.file, buf, offset)
+    }
+
     fn write_at(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()> {
         check_range(offset, buf.len() as u64, self.size())?;
-        if fua && nowait::active() {
-            // fdatasync waits for the device.
-            return Err(nowait::refuse());
-        }
-        // A buffered write only copies into the page cache (it can wait when dirty pages
-        // are throttled, which a non-blocking attempt accepts: the thread pool would wait
-        // just the same).
         self.file.write_all_at(buf, offset)?;
         if fua {
             // Forced unit access: this write (and, as a side effect, every earlier one) is on
@@ -109,18 +104,24 @@ impl BackingStore for FileStore {
         Ok(())
     }
 
-    fn flush(&self) -> io::Result<()> {
-        if nowait::active() {
-            return Err(nowait::refuse());
+    fn try_write_at(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()> {
+        if fua {
+            // fdatasync waits for the device.
+            check_range(offset, buf.len() as u64, self.size())?;
+            return Err(would_block());
         }
+        // A buffered write only copies into the page cache (it can wait when dirty pages
+        // are throttled, which a non-blocking attempt accepts: the thread pool would wait
+        // just the same).
+        self.write_at(buf, offset, false)
+    }
+
+    fn flush(&self) -> io::Result<()> {
         sys::fdatasync(&self.file)
     }
 
     fn unmap(&self, offset: u64, len: u64) -> io::Result<()> {
         check_range(offset, len, self.size())?;
-        if nowait::active() {
-            return Err(nowait::refuse());
-        }
         zero_range(&self.file, offset, len)
     }
 

@@ -84,10 +84,6 @@ impl Filtered {
         if !self.enabled.load(Ordering::Acquire) {
             return f();
         }
-        if crate::nowait::active() {
-            // Filters sleep and count; they run only on threads that may block.
-            return Err(crate::nowait::refuse());
-        }
         let active = self.active.read().clone();
         for (filter, n) in active.filters.iter().zip(&active.succeeded) {
             match filter {
@@ -126,6 +122,17 @@ impl Filtered {
     }
 }
 
+impl Filtered {
+    /// A non-blocking attempt: passed through when no filter is installed; otherwise
+    /// `WouldBlock`, because filters sleep and count and run only on threads that may block.
+    fn try_run<T>(&self, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+        if self.enabled.load(Ordering::Acquire) {
+            return Err(crate::would_block());
+        }
+        f()
+    }
+}
+
 impl BackingStore for Filtered {
     fn kind(&self) -> &'static str {
         self.inner.kind()
@@ -143,6 +150,14 @@ impl BackingStore for Filtered {
         self.run(FaultOp::Write, true, || {
             self.inner.write_at(buf, offset, fua)
         })
+    }
+
+    fn try_read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.try_run(|| self.inner.try_read_at(buf, offset))
+    }
+
+    fn try_write_at(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()> {
+        self.try_run(|| self.inner.try_write_at(buf, offset, fua))
     }
 
     fn flush(&self) -> io::Result<()> {

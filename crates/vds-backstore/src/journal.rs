@@ -59,7 +59,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
-use crate::{check_range, nowait, sys, BackingStore, FileStore};
+use crate::{check_range, sys, BackingStore, FileStore};
 
 /// Largest atomic write, in bytes. The journal grows to this plus its header; each atomic
 /// write copies its data twice (journal, store) and waits for two `fdatasync`s while every
@@ -420,12 +420,13 @@ impl Journaled {
         &self.inner
     }
 
-    /// The gate, shared; a non-blocking attempt refuses rather than wait for an atomic write.
-    fn shared(&self) -> io::Result<RwLockReadGuard<'_, ()>> {
-        let g = if nowait::active() {
-            self.gate.try_read().ok_or_else(nowait::refuse)?
-        } else {
+    /// The gate, shared; without `wait` (a non-blocking attempt), `WouldBlock` rather than
+    /// wait for an atomic write.
+    fn shared(&self, wait: bool) -> io::Result<RwLockReadGuard<'_, ()>> {
+        let g = if wait {
             self.gate.read()
+        } else {
+            self.gate.try_read().ok_or_else(crate::would_block)?
         };
         // Only an engaged store can be broken, and every I/O of an engaged store comes here.
         self.check_whole()?;
@@ -466,7 +467,7 @@ impl Journaled {
             // An atomic write began meanwhile and may have interleaved with `op`: apply `op`
             // again, after it.
         }
-        let _g = self.shared()?;
+        let _g = self.shared(true)?;
         op()
     }
 
@@ -474,9 +475,6 @@ impl Journaled {
     fn sync_invalidation(&self) -> io::Result<()> {
         if !self.unsynced.load(Ordering::Acquire) {
             return Ok(());
-        }
-        if nowait::active() {
-            return Err(nowait::refuse());
         }
         let j = self.journal.lock();
         if self.unsynced.load(Ordering::Acquire) {
@@ -504,6 +502,63 @@ impl Journaled {
     }
 }
 
+impl Journaled {
+    /// `read_at`, or with `wait` unset `try_read_at`: the same ordering with atomic writes,
+    /// but a held gate or an uncached page is `WouldBlock`.
+    fn read(&self, buf: &mut [u8], offset: u64, wait: bool) -> io::Result<()> {
+        let inner = |buf: &mut [u8]| {
+            if wait {
+                self.inner.read_at(buf, offset)
+            } else {
+                self.inner.try_read_at(buf, offset)
+            }
+        };
+        if !self.engaged.load(Ordering::Acquire) {
+            let r = inner(buf);
+            // Orders the read's loads before the second look at `engaged`: a read that saw
+            // any byte of an atomic write sees `engaged` set and reads again under the gate.
+            fence(Ordering::Acquire);
+            if !self.engaged.load(Ordering::Relaxed) {
+                return r;
+            }
+        }
+        let _g = self.shared(wait)?;
+        inner(buf)
+    }
+
+    /// `write_at`, or with `wait` unset `try_write_at` (see [`Journaled::read`]).
+    fn write(&self, buf: &[u8], offset: u64, fua: bool, wait: bool) -> io::Result<()> {
+        let inner = |fua: bool| {
+            if wait {
+                self.inner.write_at(buf, offset, fua)
+            } else {
+                self.inner.try_write_at(buf, offset, fua)
+            }
+        };
+        if !self.engaged.load(Ordering::Acquire) {
+            let r = inner(fua);
+            fence(Ordering::SeqCst);
+            if !self.engaged.load(Ordering::Relaxed) {
+                return r;
+            }
+        }
+        if fua && !wait {
+            // The invalidation sync and the flush below wait for the device.
+            return Err(crate::would_block());
+        }
+        {
+            let _g = self.shared(wait)?;
+            inner(false)?;
+        }
+        if fua {
+            // Durable, and no replay of an earlier atomic write can ever overwrite it.
+            self.sync_invalidation()?;
+            self.inner.flush()?;
+        }
+        Ok(())
+    }
+}
+
 impl std::fmt::Debug for Journaled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Journaled")
@@ -524,40 +579,19 @@ impl BackingStore for Journaled {
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        if !self.engaged.load(Ordering::Acquire) {
-            let r = self.inner.read_at(buf, offset);
-            // Orders the read's loads before the second look at `engaged`: a read that saw
-            // any byte of an atomic write sees `engaged` set and reads again under the gate.
-            fence(Ordering::Acquire);
-            if !self.engaged.load(Ordering::Relaxed) {
-                return r;
-            }
-        }
-        let _g = self.shared()?;
-        self.inner.read_at(buf, offset)
+        self.read(buf, offset, true)
+    }
+
+    fn try_read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.read(buf, offset, false)
     }
 
     fn write_at(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()> {
-        if !self.engaged.load(Ordering::Acquire) {
-            let r = self.inner.write_at(buf, offset, fua);
-            fence(Ordering::SeqCst);
-            if !self.engaged.load(Ordering::Relaxed) {
-                return r;
-            }
-        }
-        if fua && nowait::active() {
-            return Err(nowait::refuse());
-        }
-        {
-            let _g = self.shared()?;
-            self.inner.write_at(buf, offset, false)?;
-        }
-        if fua {
-            // Durable, and no replay of an earlier atomic write can ever overwrite it.
-            self.sync_invalidation()?;
-            self.inner.flush()?;
-        }
-        Ok(())
+        self.write(buf, offset, fua, true)
+    }
+
+    fn try_write_at(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()> {
+        self.write(buf, offset, fua, false)
     }
 
     fn flush(&self) -> io::Result<()> {
@@ -595,9 +629,6 @@ impl BackingStore for Journaled {
                 io::ErrorKind::InvalidInput,
                 "atomic write larger than the atomic maximum",
             ));
-        }
-        if nowait::active() {
-            return Err(nowait::refuse());
         }
         if !self.engaged.load(Ordering::Relaxed) {
             self.engaged.store(true, Ordering::SeqCst);
@@ -857,23 +888,24 @@ mod tests {
     fn non_blocking_attempts_refuse_what_would_wait() {
         let (_d, p) = setup(1 << 20);
         let s = journaled(&p);
-        let (r, refused) = nowait::attempt(|| s.write_atomic(&[1; 512], 0, false));
-        assert!(refused && r.is_err());
+        let would_block = |r: io::Result<()>| r.unwrap_err().kind() == io::ErrorKind::WouldBlock;
+        // Not engaged: the file store's own answer (a FUA write waits for the device).
+        assert!(would_block(s.try_write_at(&[1; 512], 0, true)));
         s.write_atomic(&[1; 512], 0, false).unwrap();
-        // Engaged, with an atomic write in progress (the gate held exclusively): a read
-        // refuses instead of waiting on the network thread.
+        // Engaged, with an atomic write in progress (the gate held exclusively): a read or a
+        // write refuses instead of waiting on the network thread.
         let x = s.gate.write();
         let mut b = [0u8; 512];
-        let (r, refused) = nowait::attempt(|| s.read_at(&mut b, 0));
-        assert!(refused && r.is_err());
+        assert!(would_block(s.try_read_at(&mut b, 0)));
+        assert!(would_block(s.try_write_at(&[2; 512], 512, false)));
         drop(x);
-        let (r, refused) = nowait::attempt(|| s.read_at(&mut b, 0));
-        assert!(!refused, "cached and ungated");
-        r.unwrap();
+        s.try_read_at(&mut b, 0).expect("cached and ungated");
         assert_eq!(b, [1; 512]);
-        // A pending invalidation needs an fdatasync: a FUA write or flush refuses.
-        let (r, refused) = nowait::attempt(|| s.flush());
-        assert!(refused && r.is_err());
+        // Engaged: a FUA write needs the invalidation synced and the store flushed.
+        assert!(would_block(s.try_write_at(&[2; 512], 0, true)));
+        s.try_write_at(&[2; 512], 0, false).unwrap();
+        s.read_at(&mut b, 0).unwrap();
+        assert_eq!(b, [2; 512]);
     }
 
     /// A memory store that reads and writes 4 KiB at a time, so an I/O is visibly in progress
@@ -945,6 +977,12 @@ mod tests {
                 let end = (at + 4096).min(buf.len());
                 self.mem().write_at(&buf[at..end], offset + at as u64, fua)
             })
+        }
+        fn try_read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+            self.read_at(buf, offset)
+        }
+        fn try_write_at(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()> {
+            self.write_at(buf, offset, fua)
         }
         fn flush(&self) -> io::Result<()> {
             Ok(())
@@ -1062,6 +1100,12 @@ mod tests {
                 return Err(io::Error::from_raw_os_error(libc::ENOSPC));
             }
             self.mem.write_at(buf, offset, fua)
+        }
+        fn try_read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+            self.read_at(buf, offset)
+        }
+        fn try_write_at(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()> {
+            self.write_at(buf, offset, fua)
         }
         fn flush(&self) -> io::Result<()> {
             Ok(())

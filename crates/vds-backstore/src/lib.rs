@@ -29,7 +29,7 @@ mod fsync;
 pub mod journal;
 pub mod lifecycle;
 mod memory;
-pub mod nowait;
+mod nowait;
 mod null;
 pub mod powercut;
 mod sys;
@@ -48,6 +48,16 @@ pub use powercut::{Loss, PowerCut};
 ///
 /// Implementations must be safe to call from many threads at once: positioned reads and writes
 /// of disjoint ranges proceed in parallel.
+///
+/// Non-blocking I/O is part of the contract: the data path first runs READ and WRITE on the
+/// connection's own thread, which must never wait, through [`BackingStore::try_read_at`] and
+/// [`BackingStore::try_write_at`]. These do the I/O only when it needs no waiting (data in the
+/// page cache, memory, a buffered write) and otherwise answer [`io::ErrorKind::WouldBlock`];
+/// the caller then runs the blocking method on a thread that may wait. They have no default
+/// body, so a store or a wrapper that has not decided what it can do without waiting does not
+/// compile. A refused attempt may have done part of its work (part of a read's buffer, a
+/// write of the same bytes that is done again): only operations that are safe to repeat use
+/// them.
 pub trait BackingStore: Send + Sync {
     /// Short kind name: `"file"`, `"block"`, `"memory"`, `"null"`.
     fn kind(&self) -> &'static str;
@@ -65,6 +75,20 @@ pub trait BackingStore: Send + Sync {
     }
     /// Write `buf` at `offset`; with `fua`, the data is on stable storage when this returns.
     fn write_at(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()>;
+    /// [`BackingStore::read_at`] without waiting: `WouldBlock` when the data cannot be had at
+    /// once (not in the page cache, a filter that sleeps, a lock held by an atomic write).
+    fn try_read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// [`BackingStore::read_into`] without waiting (see [`BackingStore::try_read_at`]).
+    /// The default is safe for any store because `try_read_at` is: stores that override
+    /// `read_into` for speed override this too.
+    fn try_read_into(&self, buf: &mut Vec<u8>, len: usize, offset: u64) -> io::Result<()> {
+        buf.clear();
+        buf.resize(len, 0);
+        self.try_read_at(buf, offset)
+    }
+    /// [`BackingStore::write_at`] without waiting: `WouldBlock` when the write would wait for
+    /// the medium (FUA, a device queue) or for a filter or lock.
+    fn try_write_at(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()>;
     /// Make every completed write durable (the write-back cache flush).
     fn flush(&self) -> io::Result<()>;
     /// Deallocate a range; afterwards it reads as zeroes. Stores that cannot deallocate write
@@ -137,6 +161,11 @@ fn out_of_range(offset: u64, len: u64, size: u64) -> io::Error {
         io::ErrorKind::InvalidInput,
         format!("range {offset}+{len} beyond the store's {size} bytes"),
     )
+}
+
+/// The answer of a `try_` method that would have to wait.
+fn would_block() -> io::Error {
+    io::Error::from(io::ErrorKind::WouldBlock)
 }
 
 /// Check `offset + len <= size` without overflow.

@@ -103,6 +103,15 @@ impl BackingStore for MemoryStore {
         Ok(())
     }
 
+    fn try_read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        // Memory never waits for a device (its chunk locks are held for a copy only).
+        self.read_at(buf, offset)
+    }
+
+    fn try_write_at(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()> {
+        self.write_at(buf, offset, fua)
+    }
+
     fn flush(&self) -> io::Result<()> {
         Ok(())
     }

@@ -1,58 +1,11 @@
-//! Non-blocking attempts: run store I/O on a thread that must not block (the data path's
-//! network thread) and learn whether the store had to refuse.
-//!
-//! Inside [`attempt`], a store that would have to wait (a read of data not in the page cache,
-//! a forced-unit-access write, a fault filter that sleeps) does nothing and fails with
-//! [`io::ErrorKind::WouldBlock`]; [`attempt`] then reports `refused = true` and the caller runs
-//! the whole operation again on a thread that may block. Stores that never block (memory,
-//! null) ignore the mode. Outside [`attempt`] every store behaves as it always does.
-//!
-//! Only operations that are safe to run twice belong in an attempt: a refused operation may
-//! have done part of its work (a read that filled part of the buffer).
+//! The system call behind the file and block stores' non-blocking reads
+//! ([`crate::BackingStore::try_read_at`]): `preadv2` with `RWF_NOWAIT`, which copies from the
+//! page cache and answers `EAGAIN` instead of going to the disk.
 
-use std::cell::Cell;
 use std::io;
 
-thread_local! {
-    /// 0: not in an attempt; 1: in one; 2: in one, and a store refused.
-    static MODE: Cell<u8> = const { Cell::new(0) };
-}
-
-/// Run `f` with stores in non-blocking mode. Returns its result and whether any store refused
-/// (then the result is meaningless and `f` must run again outside an attempt).
-pub fn attempt<T>(f: impl FnOnce() -> T) -> (T, bool) {
-    let prev = MODE.with(|m| m.replace(1));
-    // Restore on unwind too, so a panic inside `f` cannot leave the thread in nowait mode.
-    struct Restore(u8);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            MODE.with(|m| m.set(self.0));
-        }
-    }
-    let restore = Restore(prev);
-    let out = f();
-    let refused = MODE.with(|m| m.get()) == 2;
-    drop(restore);
-    (out, refused)
-}
-
-/// Whether the current thread is inside [`attempt`].
-pub fn active() -> bool {
-    MODE.with(|m| m.get()) != 0
-}
-
-/// Record a refusal and return the error the store answers with.
-pub(crate) fn refuse() -> io::Error {
-    MODE.with(|m| {
-        if m.get() != 0 {
-            m.set(2);
-        }
-    });
-    io::Error::from(io::ErrorKind::WouldBlock)
-}
-
 /// `preadv2(fd, buf, offset, RWF_NOWAIT)` until `buf` is full: data not in the page cache
-/// refuses (see [`refuse`]); the end of the file is `UnexpectedEof` as with `read_exact_at`.
+/// is `WouldBlock`; the end of the file is `UnexpectedEof` as with `read_exact_at`.
 pub(crate) fn read_exact_nowait(
     f: &impl std::os::fd::AsRawFd,
     mut buf: &mut [u8],
@@ -73,7 +26,7 @@ pub(crate) fn read_exact_nowait(
             return match e.raw_os_error() {
                 Some(libc::EINTR) => continue,
                 // EAGAIN: not cached; EOPNOTSUPP: the file cannot do non-blocking reads.
-                Some(libc::EAGAIN) | Some(libc::EOPNOTSUPP) => Err(refuse()),
+                Some(libc::EAGAIN) | Some(libc::EOPNOTSUPP) => Err(crate::would_block()),
                 _ => Err(e),
             };
         }
@@ -92,49 +45,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn refusal_is_reported_only_inside_an_attempt() {
-        assert!(!active());
-        let ((), refused) = attempt(|| {
-            assert!(active());
-        });
-        assert!(!refused);
-        let (e, refused) = attempt(refuse);
-        assert!(refused);
-        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
-        assert!(!active());
-        // Outside an attempt nothing is recorded.
-        let _ = refuse();
-        let ((), refused) = attempt(|| ());
-        assert!(!refused);
-    }
-
-    #[test]
-    fn nested_attempts_restore_the_outer_mode() {
-        let (inner, outer) = attempt(|| {
-            let ((), r) = attempt(|| ());
-            assert!(active());
-            r
-        });
-        assert!(!inner && !outer);
-        assert!(!active());
-    }
-
-    #[test]
     fn cached_file_reads_do_not_refuse() {
         use std::io::Write;
         let mut f = tempfile::tempfile().unwrap();
         f.write_all(&[5u8; 8192]).unwrap();
         let mut b = [0u8; 4096];
-        let (r, refused) = attempt(|| read_exact_nowait(&f, &mut b, 4096));
-        r.unwrap();
-        assert!(!refused);
+        read_exact_nowait(&f, &mut b, 4096).unwrap();
         assert_eq!(b, [5u8; 4096]);
-        let (r, _) = attempt(|| read_exact_nowait(&f, &mut b, 6000));
+        let r = read_exact_nowait(&f, &mut b, 6000);
         assert_eq!(r.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
     }
 
     #[test]
-    fn stores_refuse_what_would_wait_and_do_it_outside_an_attempt() {
+    fn stores_refuse_what_would_wait_and_do_it_when_they_may_wait() {
         use crate::{create_file, BackingStore, FaultFilter, FileStore, Filtered, MemoryStore};
         use std::os::fd::AsRawFd;
         let dir = tempfile::tempdir().unwrap();
@@ -148,23 +71,23 @@ mod tests {
         let r = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
         assert_eq!(r, 0);
         let mut b = vec![0u8; 4096];
-        let (r, refused) = attempt(|| f.read_at(&mut b, 8192));
-        assert!(refused, "an uncached read must refuse");
-        assert_eq!(r.unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        let r = f.try_read_at(&mut b, 8192);
+        assert_eq!(
+            r.unwrap_err().kind(),
+            io::ErrorKind::WouldBlock,
+            "an uncached read must refuse"
+        );
         f.read_at(&mut b, 8192).unwrap();
         assert_eq!(b, vec![7u8; 4096]);
         // Now cached: the attempt succeeds.
-        let (r, refused) = attempt(|| f.read_at(&mut b, 8192));
-        r.unwrap();
-        assert!(!refused);
-        // FUA and flush wait for the device; a buffered write does not.
-        let (_, refused) = attempt(|| f.write_at(&[1u8; 512], 0, true));
-        assert!(refused);
-        let (_, refused) = attempt(|| f.flush());
-        assert!(refused);
-        let (r, refused) = attempt(|| f.write_at(&[1u8; 512], 0, false));
-        r.unwrap();
-        assert!(!refused);
+        f.try_read_at(&mut b, 8192).unwrap();
+        let mut v = Vec::new();
+        f.try_read_into(&mut v, 4096, 8192).unwrap();
+        assert_eq!(v, vec![7u8; 4096]);
+        // FUA waits for the device; a buffered write does not.
+        let r = f.try_write_at(&[1u8; 512], 0, true);
+        assert_eq!(r.unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        f.try_write_at(&[1u8; 512], 0, false).unwrap();
         // A filter that sleeps refuses at once instead of sleeping.
         let slow = Filtered::new(
             std::sync::Arc::new(MemoryStore::new(1 << 20)),
@@ -175,13 +98,18 @@ mod tests {
             }],
         );
         let t = std::time::Instant::now();
-        let (_, refused) = attempt(|| slow.read_at(&mut b, 0));
-        assert!(refused);
+        let r = slow.try_read_at(&mut b, 0);
+        assert_eq!(r.unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        let r = slow.try_write_at(&b, 0, false);
+        assert_eq!(r.unwrap_err().kind(), io::ErrorKind::WouldBlock);
         assert!(t.elapsed() < std::time::Duration::from_millis(1000));
+        // Without filters the wrapper passes the attempt through.
+        slow.set_filters(Vec::new());
+        slow.try_read_at(&mut b, 0).unwrap();
         // Memory never refuses.
         let m = MemoryStore::new(1 << 20);
-        let (r, refused) = attempt(|| m.write_at(&[3u8; 4096], 0, true));
-        r.unwrap();
-        assert!(!refused);
+        m.try_write_at(&[3u8; 4096], 0, true).unwrap();
+        m.try_read_into(&mut v, 4096, 0).unwrap();
+        assert_eq!(v, vec![3u8; 4096]);
     }
 }

@@ -46,6 +46,19 @@ impl BackingStore for NullStore {
         check_range(offset, buf.len() as u64, self.size())
     }
 
+    fn try_read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        // Nothing here ever waits.
+        self.read_at(buf, offset)
+    }
+
+    fn try_read_into(&self, buf: &mut Vec<u8>, len: usize, offset: u64) -> io::Result<()> {
+        self.read_into(buf, len, offset)
+    }
+
+    fn try_write_at(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()> {
+        self.write_at(buf, offset, fua)
+    }
+
     fn flush(&self) -> io::Result<()> {
         Ok(())
     }

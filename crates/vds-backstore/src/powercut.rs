@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use parking_lot::Mutex;
 
 use crate::memory::{ATOMIC_MAX, CHUNK};
-use crate::{check_range, nowait, BackingStore, MemoryStore};
+use crate::{check_range, BackingStore, MemoryStore};
 
 /// Torn writes are torn at this granularity (the smallest logical block).
 pub const SECTOR: u64 = 512;
@@ -225,10 +225,6 @@ impl PowerCut {
     }
 
     fn write(&self, buf: &[u8], offset: u64, fua: bool, whole: bool) -> io::Result<()> {
-        if fua && nowait::active() {
-            // A forced write waits for the medium, as a file store's fdatasync does.
-            return Err(nowait::refuse());
-        }
         let mut log = self.log.lock();
         self.admit(&mut log)?;
         check_range(offset, buf.len() as u64, self.size())?;
@@ -335,10 +331,23 @@ impl BackingStore for PowerCut {
         self.write(buf, offset, fua, false)
     }
 
-    fn flush(&self) -> io::Result<()> {
-        if nowait::active() {
-            return Err(nowait::refuse());
+    fn try_read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.read_at(buf, offset)
+    }
+
+    fn try_read_into(&self, buf: &mut Vec<u8>, len: usize, offset: u64) -> io::Result<()> {
+        self.read_into(buf, len, offset)
+    }
+
+    fn try_write_at(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()> {
+        if fua {
+            // A forced write waits for the medium, as a file store's fdatasync does.
+            return Err(crate::would_block());
         }
+        self.write(buf, offset, false, false)
+    }
+
+    fn flush(&self) -> io::Result<()> {
         let mut log = self.log.lock();
         self.admit(&mut log)?;
         for op in log.pending.drain(..) {
@@ -522,12 +531,16 @@ mod tests {
     #[test]
     fn non_blocking_attempts_refuse_what_waits_for_the_medium() {
         let s = PowerCut::new(8192, Loss::Unflushed);
-        let (r, refused) = nowait::attempt(|| s.flush());
-        assert!(refused && r.is_err());
-        let (r, refused) = nowait::attempt(|| s.write_at(&[1; 512], 0, true));
-        assert!(refused && r.is_err());
-        let (r, refused) = nowait::attempt(|| s.write_at(&[1; 512], 0, false));
-        assert!(!refused);
-        r.unwrap();
+        let r = s.try_write_at(&[1; 512], 0, true);
+        assert_eq!(r.unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(
+            read(&s, 0, 512),
+            vec![0; 512],
+            "a refused write changes nothing"
+        );
+        s.try_write_at(&[1; 512], 0, false).unwrap();
+        let mut b = Vec::new();
+        s.try_read_into(&mut b, 512, 0).unwrap();
+        assert_eq!(b, vec![1; 512]);
     }
 }

@@ -181,6 +181,13 @@ impl BackingStore for MissingStore {
     fn write_at(&self, _buf: &[u8], _offset: u64, _fua: bool) -> io::Result<()> {
         Err(self.err())
     }
+    // Failing at once needs no waiting.
+    fn try_read_at(&self, _buf: &mut [u8], _offset: u64) -> io::Result<()> {
+        Err(self.err())
+    }
+    fn try_write_at(&self, _buf: &[u8], _offset: u64, _fua: bool) -> io::Result<()> {
+        Err(self.err())
+    }
     fn flush(&self) -> io::Result<()> {
         Err(self.err())
     }

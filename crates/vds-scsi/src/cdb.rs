@@ -17,6 +17,9 @@ pub(crate) enum Fail {
     Conflict,
     /// The backing store failed: MEDIUM ERROR, and the LU goes FAILED.
     Io { write: bool, err: io::Error },
+    /// In [`crate::Mode::Inline`]: the command would have had to wait (not an inline command,
+    /// or the store answered `WouldBlock`). Not a failure: it runs again in blocking mode.
+    WouldBlock,
 }
 
 impl From<Sense> for Fail {
@@ -52,6 +55,15 @@ pub(crate) fn read_err(err: io::Error) -> Fail {
 
 pub(crate) fn write_err(err: io::Error) -> Fail {
     Fail::Io { write: true, err }
+}
+
+/// The failure for a store error in `mode`: in [`crate::Mode::Inline`] a `WouldBlock` answer
+/// of a `try_` method is [`Fail::WouldBlock`]; anything else is an I/O error.
+pub(crate) fn io_err(mode: crate::Mode, write: bool, err: io::Error) -> Fail {
+    if mode == crate::Mode::Inline && err.kind() == io::ErrorKind::WouldBlock {
+        return Fail::WouldBlock;
+    }
+    Fail::Io { write, err }
 }
 
 /// A CDB whose length the dispatcher has already checked against the command table.

@@ -19,11 +19,16 @@
 //! only through the requesting nexus's [`LunMap`] (SEMANTICS §13).
 //!
 //! For the transport:
-//! - execute through [`LunMap::execute`] (masking, REPORT LUNS, unknown LUNs);
+//! - execute through [`LunMap::dispatch`] (masking, REPORT LUNS, unknown LUNs) in a [`Mode`]:
+//!   on a thread that must not wait, [`Mode::Inline`] runs the commands the table marks inline
+//!   ([`may_run_inline`]) through the store's non-blocking methods and answers [`WouldBlock`]
+//!   for anything that would wait; the transport then dispatches it again in
+//!   [`Mode::Blocking`] on a thread that may wait. [`LunMap::execute`] is the blocking call;
 //! - on session end / reinstatement call [`LunMap::nexus_lost`]; on LOGICAL UNIT RESET
 //!   [`LunMap::reset_lun`]; on TARGET WARM/COLD RESET [`LunMap::target_reset`];
 //! - residuals: the engine returns Data-In up to the CDB's allocation length (the transport
-//!   truncates to EDTL); for Data-Out, [`cdb_transfer_len`] gives the length the CDB states.
+//!   truncates to EDTL); for Data-Out, [`Executed::data_out_len`] is the length the CDB states
+//!   (found during the dispatch, [`Executed::write_residual`] turns it into the residual).
 //!   A write whose Data-Out is shorter than the CDB states writes what was sent (GOOD; the
 //!   transport reports the overflow residual); a longer one writes what the CDB states.
 
@@ -35,7 +40,7 @@ mod spc;
 #[cfg(test)]
 mod tests;
 
-pub use ops::cdb_transfer_len;
+pub use ops::{cdb_transfer_len, may_run_inline};
 
 use std::sync::Arc;
 
@@ -105,6 +110,45 @@ impl ScsiOutcome {
         status: ScsiStatus::Good,
         sense: None,
     };
+}
+
+/// How a command may run: whether its handler may wait for the backing store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// On a thread that may wait: the store's blocking methods.
+    Blocking,
+    /// On a thread that must not wait (the transport's network thread): only commands the
+    /// table marks inline ([`may_run_inline`]), through the store's `try_` methods; anything
+    /// that would wait is answered [`WouldBlock`] instead.
+    Inline,
+}
+
+/// The answer of a [`Mode::Inline`] dispatch that would have had to wait: nothing happened
+/// that matters (a refused read may have filled part of the Data-In buffer, a refused write
+/// may have written the same bytes once); dispatch the command again in [`Mode::Blocking`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WouldBlock;
+
+/// What one dispatch of a command produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Executed {
+    pub outcome: ScsiOutcome,
+    /// Bytes of data the CDB states it moves ([`cdb_transfer_len`] at the block size of the
+    /// LU the command ran on); `None` without such an LU or for commands without a stated
+    /// transfer length.
+    pub data_out_len: Option<u64>,
+}
+
+impl Executed {
+    /// For a command without Data-In whose transport expected `edtl` bytes: how much of it
+    /// the CDB does not use (positive: underflow) or wants beyond it (negative: overflow);
+    /// 0 when the CDB states no transfer length.
+    pub fn write_residual(&self, edtl: u32) -> i64 {
+        match self.data_out_len {
+            Some(want) => i64::from(edtl) - want.min(i64::MAX as u64) as i64,
+            None => 0,
+        }
+    }
 }
 
 /// Status of a logical unit as the data path enforces it (the VDS LUN status, minus UNKNOWN).
@@ -245,7 +289,8 @@ impl LunMap {
     /// Execute a command addressed to `lun` by `nexus`: LUN masking, REPORT LUNS (at any LUN
     /// number, listing only visible LUNs), and the answers for LUNs that are not there
     /// (INQUIRY: peripheral qualifier 011b; REQUEST SENSE: 05/25/00 as data; anything else:
-    /// CHECK CONDITION 05/25/00). Data-In replaces the contents of `data_in`.
+    /// CHECK CONDITION 05/25/00). Data-In replaces the contents of `data_in`. Waits for the
+    /// backing store: [`LunMap::dispatch`] in [`Mode::Blocking`].
     pub fn execute(
         &self,
         nexus: &ItNexus,
@@ -253,8 +298,52 @@ impl LunMap {
         cmd: &ScsiCommand<'_>,
         data_in: &mut Vec<u8>,
     ) -> ScsiOutcome {
+        match self.dispatch(Mode::Blocking, nexus, lun, cmd, data_in) {
+            Ok(done) => done.outcome,
+            Err(WouldBlock) => unreachable!("only Mode::Inline answers WouldBlock"),
+        }
+    }
+
+    /// [`LunMap::execute`] in `mode`: the one dispatch of a command, which also finds the
+    /// transfer length its CDB states (for the transport's residual). In [`Mode::Inline`] a
+    /// command that would wait, or that the table does not mark inline, is `Err(WouldBlock)`.
+    pub fn dispatch(
+        &self,
+        mode: Mode,
+        nexus: &ItNexus,
+        lun: u64,
+        cmd: &ScsiCommand<'_>,
+        data_in: &mut Vec<u8>,
+    ) -> Result<Executed, WouldBlock> {
         data_in.clear();
         let lu = self.lookup(&nexus.initiator_name, lun);
+        if let Some(lu) = lu {
+            if cmd.cdb.first() != Some(&0xA0) {
+                let outcome = lu.execute_in(Some(self), nexus, cmd, data_in, mode)?;
+                return Ok(Executed {
+                    outcome,
+                    data_out_len: cdb_transfer_len(cmd.cdb, lu.block_size()),
+                });
+            }
+        }
+        if mode == Mode::Inline && !may_run_inline(cmd.cdb) {
+            return Err(WouldBlock);
+        }
+        Ok(Executed {
+            outcome: self.answer_here(lu, nexus, cmd, data_in),
+            data_out_len: None,
+        })
+    }
+
+    /// The commands the map answers itself: REPORT LUNS, and every command to a LUN that is
+    /// not there (or not visible to the nexus).
+    fn answer_here(
+        &self,
+        lu: Option<&Arc<LogicalUnit>>,
+        nexus: &ItNexus,
+        cmd: &ScsiCommand<'_>,
+        data_in: &mut Vec<u8>,
+    ) -> ScsiOutcome {
         let opcode = cmd.cdb.first().copied();
         if opcode == Some(0xA0) {
             let outcome = self.report_luns(nexus, cmd, data_in);
@@ -269,9 +358,6 @@ impl LunMap {
                     }
                 }
             };
-        }
-        if let Some(lu) = lu {
-            return lu.execute_in(Some(self), nexus, cmd, data_in);
         }
         let not_supported = sense::Sense::illegal(sense::LOGICAL_UNIT_NOT_SUPPORTED);
         match opcode {

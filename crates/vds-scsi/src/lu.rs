@@ -9,9 +9,8 @@ use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock};
 use vds_backstore::BackingStore;
 
 use crate::cdb::{Cdb, Fail, Res};
@@ -19,7 +18,7 @@ use crate::ops::{self, Access, Gate, Lookup};
 use crate::sense::{self, key, Asc, Sense};
 use crate::spc::pr::PrState;
 use crate::spc::xcopy::CopyResults;
-use crate::{ItNexus, LuEvents, LuState, ScsiCommand, ScsiOutcome, ScsiStatus};
+use crate::{ItNexus, LuEvents, LuState, Mode, ScsiCommand, ScsiOutcome, ScsiStatus, WouldBlock};
 
 /// What a logical unit is made from.
 pub struct LuConfig {
@@ -112,6 +111,8 @@ pub(crate) struct Cmd<'a> {
     pub cdb: Cdb<'a>,
     pub data_out: &'a [u8],
     pub data_in: &'a mut Vec<u8>,
+    /// Whether the handler may wait for the backing store (see [`Mode`]).
+    pub mode: Mode,
 }
 
 /// The engine for one LUN. Shared (`Arc`) by every target that maps it.
@@ -123,7 +124,7 @@ pub struct LogicalUnit {
     events: Arc<dyn LuEvents>,
     state: AtomicU8,
     /// Commands past the status gate and not finished; `set_state` waits for zero.
-    inflight: AtomicU64,
+    inflight: Inflight,
     /// Serialises `set_state` calls.
     transition: Mutex<()>,
     nexuses: RwLock<HashMap<u64, Arc<NexusState>>>,
@@ -159,12 +160,58 @@ fn state_from(c: u8) -> LuState {
     }
 }
 
+/// The count of commands in flight, and a way to wait until it is zero without polling.
+///
+/// The command path pays two atomic operations and, when the count drops to zero, one load
+/// of `waiting`; only while someone drains does it take `lock` to wake them. The drainer sets
+/// `waiting` before it looks at the count, and a finishing command drops the count before it
+/// looks at `waiting` (both sequentially consistent), so one of the two sees the other: no
+/// wake-up is lost.
+struct Inflight {
+    count: AtomicU64,
+    waiting: AtomicBool,
+    lock: Mutex<()>,
+    zero: Condvar,
+}
+
+impl Inflight {
+    fn new() -> Self {
+        Inflight {
+            count: AtomicU64::new(0),
+            waiting: AtomicBool::new(false),
+            lock: Mutex::new(()),
+            zero: Condvar::new(),
+        }
+    }
+
+    fn enter(&self) -> InflightGuard<'_> {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        InflightGuard(self)
+    }
+
+    /// Wait until no command is in flight (callers serialise on the LU's `transition`).
+    fn drain(&self) {
+        let mut g = self.lock.lock();
+        self.waiting.store(true, Ordering::SeqCst);
+        while self.count.load(Ordering::SeqCst) != 0 {
+            self.zero.wait(&mut g);
+        }
+        self.waiting.store(false, Ordering::SeqCst);
+    }
+}
+
 /// Decrements the in-flight count when a gated command finishes, however it finishes.
-pub(crate) struct InflightGuard<'a>(&'a AtomicU64);
+pub(crate) struct InflightGuard<'a>(&'a Inflight);
 
 impl Drop for InflightGuard<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        let i = self.0;
+        if i.count.fetch_sub(1, Ordering::SeqCst) == 1 && i.waiting.load(Ordering::SeqCst) {
+            // Under the lock, so the drainer is either before its look at the count or
+            // already waiting.
+            let _g = i.lock.lock();
+            i.zero.notify_all();
+        }
     }
 }
 
@@ -195,7 +242,7 @@ impl LogicalUnit {
             block_shift: block_size.trailing_zeros(),
             events: config.events,
             state: AtomicU8::new(state_code(config.state)),
-            inflight: AtomicU64::new(0),
+            inflight: Inflight::new(),
             transition: Mutex::new(()),
             nexuses: RwLock::new(HashMap::new()),
             res_active: AtomicBool::new(res_active),
@@ -316,9 +363,7 @@ impl LogicalUnit {
 
     /// Wait until no gated command is in flight.
     fn drain(&self) {
-        while self.inflight.load(Ordering::SeqCst) != 0 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        self.inflight.drain();
     }
 
     /// Flush the write-back cache (shutdown, provider request). A failure makes the LU FAILED.
@@ -457,11 +502,6 @@ impl LogicalUnit {
 
     /// The LU switched itself to FAILED because the backing store failed.
     pub(crate) fn mark_failed(&self, err: &io::Error) {
-        if vds_backstore::nowait::active() && err.kind() == io::ErrorKind::WouldBlock {
-            // A non-blocking attempt the store refused: nothing failed, the caller runs the
-            // command again on a thread that may block and discards this outcome.
-            return;
-        }
         let prev = self
             .state
             .swap(state_code(LuState::Failed), Ordering::SeqCst);
@@ -486,9 +526,12 @@ impl LogicalUnit {
         self.mode.d_sense.load(Ordering::Relaxed)
     }
 
-    /// Turn a failure into the wire outcome (the one place this happens).
-    fn outcome(&self, fail: Fail) -> ScsiOutcome {
-        match fail {
+    /// Turn a failure into the wire outcome (the one place this happens); `Err` for a
+    /// command that would have had to wait in [`Mode::Inline`] (nothing failed: the caller runs
+    /// it again in [`Mode::Blocking`]).
+    fn outcome(&self, fail: Fail) -> Result<ScsiOutcome, WouldBlock> {
+        Ok(match fail {
+            Fail::WouldBlock => return Err(WouldBlock),
             Fail::Conflict => ScsiOutcome {
                 status: ScsiStatus::ReservationConflict,
                 sense: None,
@@ -510,7 +553,7 @@ impl LogicalUnit {
                 };
                 self.check(Sense::new(key::MEDIUM_ERROR, asc))
             }
-        }
+        })
     }
 
     fn check(&self, s: Sense) -> ScsiOutcome {
@@ -529,21 +572,27 @@ impl LogicalUnit {
         cmd: &ScsiCommand<'_>,
         data_in: &mut Vec<u8>,
     ) -> ScsiOutcome {
-        self.execute_in(None, nexus, cmd, data_in)
+        match self.execute_in(None, nexus, cmd, data_in, Mode::Blocking) {
+            Ok(outcome) => outcome,
+            Err(WouldBlock) => unreachable!("only Mode::Inline answers WouldBlock"),
+        }
     }
 
-    /// [`Self::execute`] for a command that came through `scope`, the LUN map of the target
-    /// the nexus logged in to.
+    /// [`Self::execute`] in `mode`, for a command that came through `scope` (the LUN map of
+    /// the target the nexus logged in to), if any. In [`Mode::Inline`], a command the table
+    /// does not mark inline, or whose store I/O would wait, is `Err(WouldBlock)` with no
+    /// effect on the LU (no unit attention consumed, the LU not failed).
     pub(crate) fn execute_in(
         &self,
         scope: Option<&crate::LunMap>,
         nexus: &ItNexus,
         cmd: &ScsiCommand<'_>,
         data_in: &mut Vec<u8>,
-    ) -> ScsiOutcome {
+        mode: Mode,
+    ) -> Result<ScsiOutcome, WouldBlock> {
         data_in.clear();
-        match self.run(scope, nexus, cmd, data_in) {
-            Ok(()) => ScsiOutcome::GOOD,
+        match self.run(scope, nexus, cmd, data_in, mode) {
+            Ok(()) => Ok(ScsiOutcome::GOOD),
             Err(f) => {
                 data_in.clear();
                 self.outcome(f)
@@ -557,12 +606,20 @@ impl LogicalUnit {
         nexus: &ItNexus,
         cmd: &ScsiCommand<'_>,
         data_in: &mut Vec<u8>,
+        mode: Mode,
     ) -> Res {
         if cmd.cdb.is_empty() {
+            if mode == Mode::Inline {
+                return Err(Fail::WouldBlock);
+            }
             return Err(crate::cdb::illegal(sense::INVALID_COMMAND_OPERATION_CODE));
         }
-        let ns = self.nexus_state(nexus);
         let found = ops::lookup(cmd.cdb);
+        if mode == Mode::Inline && !matches!(found, Lookup::Found(op) if op.inline) {
+            // Before anything with an effect (a new nexus, a unit attention consumed).
+            return Err(Fail::WouldBlock);
+        }
+        let ns = self.nexus_state(nexus);
         let gate = match &found {
             Lookup::Found(op) => op.gate,
             _ => Gate::Media,
@@ -593,8 +650,7 @@ impl LogicalUnit {
             return Err(crate::cdb::invalid_cdb(byte, Some(bit)));
         }
         let _guard = if gate == Gate::Media {
-            self.inflight.fetch_add(1, Ordering::SeqCst);
-            let guard = InflightGuard(&self.inflight);
+            let guard = self.inflight.enter();
             if let Some(s) = Self::not_ready_sense(self.state()) {
                 return Err(Fail::Check(s));
             }
@@ -612,6 +668,7 @@ impl LogicalUnit {
             cdb: Cdb(cdb),
             data_out: cmd.data_out,
             data_in,
+            mode,
         };
         (op.handler)(self, &mut c)
     }
@@ -651,8 +708,7 @@ impl LogicalUnit {
         nexus: &ItNexus,
         write: bool,
     ) -> Result<InflightGuard<'_>, Fail> {
-        self.inflight.fetch_add(1, Ordering::SeqCst);
-        let guard = InflightGuard(&self.inflight);
+        let guard = self.inflight.enter();
         if self.state() != LuState::Online {
             return Err(Fail::Check(Sense::new(
                 key::ILLEGAL_REQUEST,
@@ -769,6 +825,12 @@ mod out_of_space_tests {
                 return Err(io::Error::from_raw_os_error(28));
             }
             self.mem.write_at(buf, offset, fua)
+        }
+        fn try_read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+            self.read_at(buf, offset)
+        }
+        fn try_write_at(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()> {
+            self.write_at(buf, offset, fua)
         }
         fn flush(&self) -> io::Result<()> {
             Ok(())

@@ -4,8 +4,11 @@
 //! The usage masks do double duty: REPORT SUPPORTED OPERATION CODES returns them, and the
 //! dispatcher rejects any CDB with a bit set outside its mask (ILLEGAL REQUEST, INVALID FIELD IN
 //! CDB, with the field pointer on that bit). So what we report is exactly what we accept.
-
-use std::sync::OnceLock;
+//!
+//! The table also says which commands may run inline, on the transport's thread that must not
+//! wait ([`crate::Mode::Inline`]): those that are one positioned read or write of the backing
+//! store, safe to attempt and to run again when the store would block. The table and its
+//! opcode index are constants: the engine keeps no process-wide state.
 
 use crate::cdb::Res;
 use crate::lu::{Cmd, LogicalUnit};
@@ -53,13 +56,18 @@ pub(crate) struct OpDesc {
     pub handler: Handler,
     /// Whether a DPO/FUA bit is in byte 1 of the CDB (for MODE SENSE DPOFUA consistency).
     pub dpofua: bool,
+    /// Whether the command may run in [`crate::Mode::Inline`]: its handler does one store
+    /// I/O through the `try_` methods there, and it is safe to run again after a refusal.
+    pub inline: bool,
 }
 
 const F: u8 = 0xFF;
 
+/// One table entry; trailing flags (`dpofua`, `inline`) set the fields of that name.
 macro_rules! op {
-    ($opc:expr, $sa:expr, $name:expr, $usage:expr, $gate:ident, $access:ident, $h:path) => {
-        OpDesc {
+    ($opc:expr, $sa:expr, $name:expr, $usage:expr, $gate:ident, $access:ident, $h:path $(, $flag:ident)*) => {{
+        #[allow(unused_mut)]
+        let mut d = OpDesc {
             opcode: $opc,
             sa: $sa,
             name: $name,
@@ -68,29 +76,20 @@ macro_rules! op {
             access: Access::$access,
             handler: $h,
             dpofua: false,
-        }
-    };
-    ($opc:expr, $sa:expr, $name:expr, $usage:expr, $gate:ident, $access:ident, $h:path, dpofua) => {
-        OpDesc {
-            opcode: $opc,
-            sa: $sa,
-            name: $name,
-            usage: &$usage,
-            gate: Gate::$gate,
-            access: Access::$access,
-            handler: $h,
-            dpofua: true,
-        }
-    };
+            inline: false,
+        };
+        $(d.$flag = true;)*
+        d
+    }};
 }
 
 /// Every supported command, in opcode order (REPORT SUPPORTED OPERATION CODES lists them so).
 #[rustfmt::skip]
-pub(crate) static OPS: &[OpDesc] = &[
+pub(crate) const OPS: &[OpDesc] = &[
     op!(0x00, None, "TEST UNIT READY", [0x00, 0, 0, 0, 0, 0], Media, Allowed, spc::misc::test_unit_ready),
     op!(0x03, None, "REQUEST SENSE", [0x03, 0x01, 0, 0, F, 0], Sense, Allowed, spc::misc::request_sense),
-    op!(0x08, None, "READ(6)", [0x08, 0x1F, F, F, F, 0], Media, Read, sbc::rw::read),
-    op!(0x0A, None, "WRITE(6)", [0x0A, 0x1F, F, F, F, 0], Media, Write, sbc::rw::write),
+    op!(0x08, None, "READ(6)", [0x08, 0x1F, F, F, F, 0], Media, Read, sbc::rw::read, inline),
+    op!(0x0A, None, "WRITE(6)", [0x0A, 0x1F, F, F, F, 0], Media, Write, sbc::rw::write, inline),
     op!(0x12, None, "INQUIRY", [0x12, 0x01, F, F, F, 0], Always, Allowed, spc::inquiry::inquiry),
     op!(0x15, None, "MODE SELECT(6)", [0x15, 0x11, 0, 0, F, 0], Media, Write, spc::mode::mode_select),
     op!(0x16, None, "RESERVE(6)", [0x16, 0, 0, 0, 0, 0], Media, Reserve, spc::reserve::reserve),
@@ -99,8 +98,8 @@ pub(crate) static OPS: &[OpDesc] = &[
     op!(0x1B, None, "START STOP UNIT", [0x1B, 0x01, 0, 0x0F, 0xF7, 0], Media, Allowed, sbc::capacity::start_stop_unit),
     op!(0x1E, None, "PREVENT ALLOW MEDIUM REMOVAL", [0x1E, 0, 0, 0, 0x03, 0], Media, Allowed, sbc::capacity::prevent_allow),
     op!(0x25, None, "READ CAPACITY(10)", [0x25, 0, F, F, F, F, 0, 0, 0x01, 0], Media, Allowed, sbc::capacity::read_capacity10),
-    op!(0x28, None, "READ(10)", [0x28, 0x18, F, F, F, F, 0x1F, F, F, 0], Media, Read, sbc::rw::read, dpofua),
-    op!(0x2A, None, "WRITE(10)", [0x2A, 0x18, F, F, F, F, 0x1F, F, F, 0], Media, Write, sbc::rw::write, dpofua),
+    op!(0x28, None, "READ(10)", [0x28, 0x18, F, F, F, F, 0x1F, F, F, 0], Media, Read, sbc::rw::read, dpofua, inline),
+    op!(0x2A, None, "WRITE(10)", [0x2A, 0x18, F, F, F, F, 0x1F, F, F, 0], Media, Write, sbc::rw::write, dpofua, inline),
     op!(0x2E, None, "WRITE AND VERIFY(10)", [0x2E, 0x12, F, F, F, F, 0x1F, F, F, 0], Media, Write, sbc::rw::write_and_verify),
     op!(0x2F, None, "VERIFY(10)", [0x2F, 0x16, F, F, F, F, 0x1F, F, F, 0], Media, Read, sbc::rw::verify),
     op!(0x34, None, "PRE-FETCH(10)", [0x34, 0x02, F, F, F, F, 0x1F, F, F, 0], Media, Read, sbc::rw::prefetch),
@@ -127,9 +126,9 @@ pub(crate) static OPS: &[OpDesc] = &[
     op!(0x83, Some(0x00), "EXTENDED COPY(LID1)", [0x83, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, F, F, F, F, 0, 0], Media, Write, spc::xcopy::extended_copy),
     op!(0x84, Some(0x00), "RECEIVE COPY RESULTS / COPY STATUS", [0x84, 0x1F, F, 0, 0, 0, 0, 0, 0, 0, F, F, F, F, 0, 0], Media, Write, spc::xcopy::receive_copy_results),
     op!(0x84, Some(0x03), "RECEIVE COPY RESULTS / OPERATING PARAMETERS", [0x84, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, F, F, F, F, 0, 0], Media, Write, spc::xcopy::receive_copy_results),
-    op!(0x88, None, "READ(16)", [0x88, 0x18, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, 0], Media, Read, sbc::rw::read, dpofua),
+    op!(0x88, None, "READ(16)", [0x88, 0x18, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, 0], Media, Read, sbc::rw::read, dpofua, inline),
     op!(0x89, None, "COMPARE AND WRITE", [0x89, 0x18, F, F, F, F, F, F, F, F, 0, 0, 0, F, 0x1F, 0], Media, Write, sbc::rw::compare_and_write, dpofua),
-    op!(0x8A, None, "WRITE(16)", [0x8A, 0x18, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, 0], Media, Write, sbc::rw::write, dpofua),
+    op!(0x8A, None, "WRITE(16)", [0x8A, 0x18, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, 0], Media, Write, sbc::rw::write, dpofua, inline),
     op!(0x8B, None, "ORWRITE(16)", [0x8B, 0x18, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, 0], Media, Write, sbc::rw::orwrite, dpofua),
     op!(0x8E, None, "WRITE AND VERIFY(16)", [0x8E, 0x12, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, 0], Media, Write, sbc::rw::write_and_verify),
     op!(0x8F, None, "VERIFY(16)", [0x8F, 0x16, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, 0], Media, Read, sbc::rw::verify),
@@ -142,8 +141,8 @@ pub(crate) static OPS: &[OpDesc] = &[
     op!(0xA0, None, "REPORT LUNS", [0xA0, 0, F, 0, 0, 0, F, F, F, F, 0, 0], Always, Allowed, spc::misc::report_luns_single),
     op!(0xA3, Some(0x0C), "REPORT SUPPORTED OPERATION CODES", [0xA3, 0x1F, 0x87, F, F, F, F, F, F, F, 0, 0], Media, Allowed, spc::rsoc::report_supported_opcodes),
     op!(0xA3, Some(0x0D), "REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS", [0xA3, 0x1F, 0x80, 0, 0, 0, F, F, F, F, 0, 0], Media, Allowed, spc::rsoc::report_supported_tmfs),
-    op!(0xA8, None, "READ(12)", [0xA8, 0x18, F, F, F, F, F, F, F, F, 0x1F, 0], Media, Read, sbc::rw::read, dpofua),
-    op!(0xAA, None, "WRITE(12)", [0xAA, 0x18, F, F, F, F, F, F, F, F, 0x1F, 0], Media, Write, sbc::rw::write, dpofua),
+    op!(0xA8, None, "READ(12)", [0xA8, 0x18, F, F, F, F, F, F, F, F, 0x1F, 0], Media, Read, sbc::rw::read, dpofua, inline),
+    op!(0xAA, None, "WRITE(12)", [0xAA, 0x18, F, F, F, F, F, F, F, F, 0x1F, 0], Media, Write, sbc::rw::write, dpofua, inline),
     op!(0xAE, None, "WRITE AND VERIFY(12)", [0xAE, 0x12, F, F, F, F, F, F, F, F, 0x1F, 0], Media, Write, sbc::rw::write_and_verify),
     op!(0xAF, None, "VERIFY(12)", [0xAF, 0x16, F, F, F, F, F, F, F, F, 0x1F, 0], Media, Read, sbc::rw::verify),
     op!(0xB7, None, "READ DEFECT DATA(12)", [0xB7, 0x1F, 0, 0, 0, 0, F, F, F, F, 0, 0], Media, Read, sbc::capacity::read_defect_data),
@@ -160,16 +159,21 @@ pub(crate) fn has_service_action(opcode: u8) -> bool {
     OPS.iter().any(|o| o.opcode == opcode && o.sa.is_some())
 }
 
-/// Index of the first table entry for each opcode (`u8::MAX`: none), built once.
-fn index() -> &'static [u8; 256] {
-    static INDEX: OnceLock<[u8; 256]> = OnceLock::new();
-    INDEX.get_or_init(|| {
-        let mut idx = [u8::MAX; 256];
-        for (i, o) in OPS.iter().enumerate().rev() {
-            idx[o.opcode as usize] = i as u8;
-        }
-        idx
-    })
+/// Index of the first table entry for each opcode (`u8::MAX`: none), computed at compile time.
+const INDEX: [u8; 256] = index(OPS);
+
+const fn index(ops: &[OpDesc]) -> [u8; 256] {
+    assert!(
+        ops.len() < u8::MAX as usize,
+        "table entries are indexed by u8"
+    );
+    let mut idx = [u8::MAX; 256];
+    let mut i = ops.len();
+    while i > 0 {
+        i -= 1;
+        idx[ops[i].opcode as usize] = i as u8;
+    }
+    idx
 }
 
 /// What the dispatcher found for a CDB.
@@ -184,7 +188,7 @@ pub(crate) enum Lookup {
 /// Find the table entry for `cdb` (which is non-empty).
 pub(crate) fn lookup(cdb: &[u8]) -> Lookup {
     let opcode = cdb[0];
-    let i = index()[opcode as usize];
+    let i = INDEX[opcode as usize];
     if i == u8::MAX {
         return Lookup::UnknownOpcode;
     }
@@ -201,6 +205,12 @@ pub(crate) fn lookup(cdb: &[u8]) -> Lookup {
         .take_while(|o| o.opcode == opcode)
         .find(|o| o.sa == Some(sa))
         .map_or(Lookup::UnknownServiceAction, Lookup::Found)
+}
+
+/// Whether `cdb` is a command the table lets run in [`crate::Mode::Inline`] (see
+/// [`OpDesc::inline`]). The transport asks this instead of keeping its own list.
+pub fn may_run_inline(cdb: &[u8]) -> bool {
+    !cdb.is_empty() && matches!(lookup(cdb), Lookup::Found(op) if op.inline)
 }
 
 /// Find by opcode and optional service action (for REPORT SUPPORTED OPERATION CODES).
@@ -285,6 +295,63 @@ mod tests {
             if o.dpofua {
                 assert_eq!(o.usage[1] & 0x18, 0x18, "{}", o.name);
             }
+        }
+    }
+
+    /// The commands that may run inline are exactly those the transport used to retry inline
+    /// (READ and WRITE 6, 10, 12, 16): one positioned store I/O each, safe to run again.
+    #[test]
+    fn inline_commands_are_read_and_write_6_10_12_16() {
+        let inline: Vec<&str> = OPS.iter().filter(|o| o.inline).map(|o| o.name).collect();
+        assert_eq!(
+            inline,
+            [
+                "READ(6)",
+                "WRITE(6)",
+                "READ(10)",
+                "WRITE(10)",
+                "READ(16)",
+                "WRITE(16)",
+                "READ(12)",
+                "WRITE(12)"
+            ]
+        );
+        for o in OPS.iter().filter(|o| o.inline) {
+            assert!(o.sa.is_none() && o.gate == Gate::Media, "{}", o.name);
+            assert!(
+                matches!(o.access, Access::Read | Access::Write),
+                "{}",
+                o.name
+            );
+        }
+        // Every opcode, any CDB length: the same answer as the transport's former list.
+        for opcode in 0..=u8::MAX {
+            let was = matches!(
+                opcode,
+                0x08 | 0x28 | 0xA8 | 0x88 | 0x0A | 0x2A | 0xAA | 0x8A
+            );
+            for len in [1, 6, 16] {
+                let mut cdb = vec![0u8; len];
+                cdb[0] = opcode;
+                assert_eq!(
+                    may_run_inline(&cdb),
+                    was,
+                    "opcode {opcode:#04x}, {len} bytes"
+                );
+            }
+        }
+        assert!(!may_run_inline(&[]));
+    }
+
+    #[test]
+    fn the_index_finds_the_first_entry_of_every_opcode() {
+        for opcode in 0..=u8::MAX {
+            let first = OPS.iter().position(|o| o.opcode == opcode);
+            assert_eq!(
+                first.map(|i| i as u8).unwrap_or(u8::MAX),
+                INDEX[opcode as usize],
+                "opcode {opcode:#04x}"
+            );
         }
     }
 

@@ -406,6 +406,76 @@ fn offline_waits_for_commands_in_flight_then_flushes() {
     check(&r.x(&nexus(1), &read10(0, 1), &[]), (2, 4, 0x12));
 }
 
+/// `Mode::Inline`: only the table's inline commands run, a store that would wait is answered
+/// `WouldBlock` with no effect on the LU, and the dispatch carries the CDB's transfer length.
+#[test]
+fn inline_dispatch_refuses_what_would_wait_and_changes_nothing() {
+    let r = rig();
+    let n = nexus(1);
+    let dispatch = |mode: Mode, lun: u64, cdb: &[u8], out: &[u8]| {
+        let mut data = Vec::new();
+        let cmd = ScsiCommand {
+            cdb,
+            data_out: out,
+            expected_in_len: 0,
+            attr: TaskAttr::Simple,
+        };
+        r.map
+            .dispatch(mode, &n, lun, &cmd, &mut data)
+            .map(|e| (e, data))
+    };
+    r.x(&n, &TUR, &[]).good();
+    // Not marked inline: refused before anything happens.
+    for cdb in [
+        &TUR[..],
+        &[0x12, 0, 0, 0, 36, 0],
+        &[0xA0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0],
+        &[],
+    ] {
+        assert_eq!(
+            dispatch(Mode::Inline, 0, cdb, &[]),
+            Err(WouldBlock),
+            "{cdb:02x?}"
+        );
+    }
+    // An inline write the store takes at once: the residual comes with the outcome.
+    let (done, _) = dispatch(Mode::Inline, 0, &write10(0, 1), &[9; 512]).unwrap();
+    assert_eq!(done.outcome, ScsiOutcome::GOOD);
+    assert_eq!(done.data_out_len, Some(512));
+    assert_eq!(
+        (done.write_residual(1024), done.write_residual(0)),
+        (512, -512)
+    );
+    // A unit attention waits; commands that are not inline do not consume it.
+    r.lu.capacity_changed();
+    assert_eq!(dispatch(Mode::Inline, 0, &TUR, &[]), Err(WouldBlock));
+    // Any filter makes the store refuse: the read is refused, the LU stays as it is.
+    r.filtered.set_filters(vec![FaultFilter::Delay {
+        read_ms: 0,
+        write_ms: 0,
+        flush_ms: 0,
+    }]);
+    check(&r.x(&n, &TUR, &[]), (6, 0x2A, 0x09));
+    assert_eq!(
+        dispatch(Mode::Inline, 0, &read10(0, 1), &[]),
+        Err(WouldBlock)
+    );
+    assert_eq!(
+        dispatch(Mode::Inline, 0, &write10(0, 1), &[1; 512]),
+        Err(WouldBlock)
+    );
+    assert_eq!(r.lu.state(), LuState::Online);
+    assert_eq!(r.events.failed.load(Ordering::SeqCst), 0);
+    // The same commands in blocking mode run.
+    let (done, data) = dispatch(Mode::Blocking, 0, &read10(0, 1), &[]).unwrap();
+    assert_eq!((done.outcome, data), (ScsiOutcome::GOOD, vec![9; 512]));
+    // A missing LUN has nothing to wait for: an inline READ is answered there (05/25/00).
+    let (done, _) = dispatch(Mode::Inline, 5, &read10(0, 1), &[]).unwrap();
+    assert_eq!(done.outcome.status, ScsiStatus::CheckCondition);
+    assert_eq!(done.data_out_len, None);
+    assert_eq!(dispatch(Mode::Inline, 5, &TUR, &[]), Err(WouldBlock));
+}
+
 #[test]
 fn io_error_is_a_medium_error_and_fails_the_lu_once() {
     let r = rig();

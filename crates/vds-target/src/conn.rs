@@ -2,10 +2,11 @@
 //! full-feature loop that drives `vds_iscsi::conn::Connection`.
 //!
 //! The full-feature loop is one task per connection, with no handoff per command: one read
-//! brings in every PDU the socket holds, READ and WRITE run right there when the backing store
-//! can answer without blocking (a page-cached file, memory, null; see
-//! `vds_backstore::nowait`), other commands and refused I/O go to tokio's blocking pool, and
-//! the responses of the whole batch leave in one vectored write.
+//! brings in every PDU the socket holds, each command is first dispatched right there in
+//! `vds_scsi::Mode::Inline` (READ and WRITE run when the backing store can answer without
+//! blocking: a page-cached file, memory, null; see `BackingStore::try_read_at`), the commands
+//! the engine answers `WouldBlock` for (every other command, and refused I/O) go to tokio's
+//! blocking pool, and the responses of the whole batch leave in one vectored write.
 
 use std::io::IoSlice;
 use std::net::SocketAddr;
@@ -23,7 +24,7 @@ use vds_iscsi::conn::{CloseReason, ConnEnv, Connection, Event};
 use vds_iscsi::login::{ChapSecrets, Login, LoginEnv, LoginStep, LoginTarget, LOGIN_MAX_DATA};
 use vds_iscsi::pdu::{Bhs, Digests, Header, Pdu, PduError, BHS_LEN};
 use vds_iscsi::{SessionParams, SessionType};
-use vds_scsi::ItNexus;
+use vds_scsi::{ItNexus, Mode, WouldBlock};
 
 use crate::session::SessionEntry;
 use crate::wire::{BufPool, RxBuf, TxQueue};
@@ -703,15 +704,6 @@ fn run_contained<T>(f: impl FnOnce() -> T) -> Option<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok()
 }
 
-/// READ and WRITE (6, 10, 12, 16): one positioned read or write of the backing store, safe to
-/// attempt without blocking and to run again when the store refuses.
-fn single_io(cdb: &[u8]) -> bool {
-    matches!(
-        cdb.first(),
-        Some(0x08 | 0x28 | 0xA8 | 0x88 | 0x0A | 0x2A | 0xAA | 0x8A)
-    )
-}
-
 /// The LUN map this connection's commands run on, re-resolved only when a new view is
 /// published (a pointer comparison per batch, no lock).
 struct MapCache {
@@ -843,9 +835,10 @@ impl Ffp<'_> {
         (real > u64::from(cmd.expected_in_len)).then_some(real as usize)
     }
 
-    /// Run a command: READ/WRITE first on this thread without blocking (page-cached files,
-    /// memory and null stores answer at once), everything else, and whatever the store
-    /// refused, on a blocking thread.
+    /// Run a command: first on this thread in `Mode::Inline` (READ/WRITE on page-cached files,
+    /// memory and null stores answer at once), and whatever the engine answers `WouldBlock`
+    /// for (every command its table does not mark inline, and refused store I/O) on a
+    /// blocking thread.
     fn execute(&mut self, conn: &mut Connection, cmd: vds_iscsi::conn::Command) {
         let map = self.maps.get(self.inner, self.target);
         let (Some(map), Some(nexus)) = (map, self.nexus.clone()) else {
@@ -867,37 +860,30 @@ impl Ffp<'_> {
             }
         }
         let mut buf = self.pool.take();
-        if single_io(&cmd.cdb) {
-            let (ran, refused) = vds_backstore::nowait::attempt(|| {
-                run_contained(|| {
-                    let o = exec::execute(&map, &nexus, &cmd, &mut buf);
-                    (o, exec::write_residual(&map, &nexus, &cmd))
-                })
-            });
-            let panicked = ran.is_none();
-            let (outcome, wres) = match ran {
-                Some(x) => x,
-                None => {
-                    // Answered now, not run again on the blocking pool.
-                    self.contained_panic(&cmd);
-                    buf.clear();
-                    (exec::internal_failure(), 0)
-                }
-            };
-            if !refused || panicked {
-                conn.recycle(cmd.data_out);
-                let back = conn.complete_owned(
-                    cmd.itt,
-                    outcome.status as u8,
-                    outcome.sense.as_deref(),
-                    buf,
-                    wres,
-                );
-                if let Some(b) = back {
-                    self.pool.give(b);
-                }
-                return;
+        let ran = run_contained(|| exec::execute(&map, &nexus, &cmd, &mut buf, Mode::Inline));
+        let answered = match ran {
+            Some(Ok(done)) => Some(done),
+            Some(Err(WouldBlock)) => None,
+            None => {
+                // Answered now, not run again on the blocking pool.
+                self.contained_panic(&cmd);
+                buf.clear();
+                Some((exec::internal_failure(), 0))
             }
+        };
+        if let Some((outcome, wres)) = answered {
+            conn.recycle(cmd.data_out);
+            let back = conn.complete_owned(
+                cmd.itt,
+                outcome.status as u8,
+                outcome.sense.as_deref(),
+                buf,
+                wres,
+            );
+            if let Some(b) = back {
+                self.pool.give(b);
+            }
+            return;
         }
         self.executing += 1;
         let tx = self.done_tx.clone();
@@ -907,8 +893,7 @@ impl Ffp<'_> {
                 if injected == Some(exec::PanicSite::Job) {
                     panic!("injected panic in a command job (fault injection)");
                 }
-                let outcome = exec::execute(&map, &nexus, &cmd, &mut buf);
-                (outcome, exec::write_residual(&map, &nexus, &cmd))
+                exec::execute_blocking(&map, &nexus, &cmd, &mut buf)
             });
             let panicked = ran.is_none();
             if panicked {

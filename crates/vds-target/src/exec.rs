@@ -1,24 +1,30 @@
-//! The one place the data path calls into the SCSI engine: command execution, write residuals,
-//! the logical-unit side of task management, and I_T nexus loss.
+//! The one place the data path calls into the SCSI engine: command execution (in the mode the
+//! engine's command table allows, with the write residual from the same dispatch), the
+//! logical-unit side of task management, and I_T nexus loss.
 
 use vds_iscsi::codes::{tmf, tmf_response};
 use vds_iscsi::conn::Command;
 use vds_iscsi::pdu::TaskAttr as WireAttr;
 use vds_scsi::sense::{self, key, Sense};
-use vds_scsi::{ItNexus, LunMap, ScsiCommand, ScsiOutcome, ScsiStatus, TaskAttr};
+use vds_scsi::{ItNexus, LunMap, Mode, ScsiCommand, ScsiOutcome, ScsiStatus, TaskAttr, WouldBlock};
 
 /// The LUN number from the 8-byte iSCSI LUN field.
 pub(crate) fn lun_number(lun: u64) -> u64 {
     vds_scsi::decode_lun(lun.to_be_bytes())
 }
 
-/// Execute one command on its LUN of `map`; Data-In goes to `buf`.
+/// Execute one command on its LUN of `map` in `mode`; Data-In goes to `buf`. Answers the
+/// outcome and, for a command without Data-In, its write residual: how much of the EDTL the
+/// CDB does not use (positive: underflow) or wants beyond it (negative: overflow), 0 when the
+/// engine does not know the opcode's transfer length. In [`Mode::Inline`], `Err(WouldBlock)`
+/// for a command that must run on a thread that may block (see [`vds_scsi::may_run_inline`]).
 pub(crate) fn execute(
     map: &LunMap,
     nexus: &ItNexus,
     c: &Command,
     buf: &mut Vec<u8>,
-) -> ScsiOutcome {
+    mode: Mode,
+) -> Result<(ScsiOutcome, i64), WouldBlock> {
     let cmd = ScsiCommand {
         cdb: &c.cdb,
         data_out: &c.data_out,
@@ -30,22 +36,25 @@ pub(crate) fn execute(
             WireAttr::Aca => TaskAttr::Aca,
         },
     };
-    map.execute(nexus, lun_number(c.lun), &cmd, buf)
+    let done = map.dispatch(mode, nexus, lun_number(c.lun), &cmd, buf)?;
+    let residual = if c.read {
+        0
+    } else {
+        done.write_residual(c.edtl)
+    };
+    Ok((done.outcome, residual))
 }
 
-/// For a command without Data-In: how much of the EDTL the CDB does not use (positive:
-/// underflow) or wants beyond it (negative: overflow), from the CDB's own transfer length;
-/// 0 when the engine does not know the opcode's transfer length.
-pub(crate) fn write_residual(map: &LunMap, nexus: &ItNexus, c: &Command) -> i64 {
-    if c.read {
-        return 0;
-    }
-    let Some(lu) = map.lookup(&nexus.initiator_name, lun_number(c.lun)) else {
-        return 0;
-    };
-    match vds_scsi::cdb_transfer_len(&c.cdb, lu.block_size()) {
-        Some(want) => i64::from(c.edtl) - want.min(i64::MAX as u64) as i64,
-        None => 0,
+/// [`execute`] on a thread that may block (the blocking pool).
+pub(crate) fn execute_blocking(
+    map: &LunMap,
+    nexus: &ItNexus,
+    c: &Command,
+    buf: &mut Vec<u8>,
+) -> (ScsiOutcome, i64) {
+    match execute(map, nexus, c, buf, Mode::Blocking) {
+        Ok(done) => done,
+        Err(WouldBlock) => unreachable!("only Mode::Inline answers WouldBlock"),
     }
 }
 

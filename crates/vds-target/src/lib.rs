@@ -4,7 +4,9 @@
 //! [`DataView`] (swapped atomically on every publish), one tokio listener per bound portal, and
 //! the connections that came in through each portal. Each connection runs the sans-IO engines of
 //! `vds-iscsi` (login, then full-feature phase) and executes SCSI commands on the target's
-//! [`vds_scsi::LunMap`] off the reactor.
+//! [`vds_scsi::LunMap`]: on the connection's own I/O thread when the engine's command table
+//! marks the command inline and the backing store answers without blocking
+//! ([`vds_scsi::Mode::Inline`]), otherwise on the runtime's blocking pool.
 //!
 //! Invariants: a login through a portal reaches only targets whose portal groups hold that
 //! portal; a connection's end (logout, drop, reinstatement, a panic) aborts only its own tasks

@@ -653,15 +653,8 @@ fn sans_io_violations(file: &str, src: &str) -> Vec<Hit> {
 }
 
 /// (file, rule) pairs that break the sans-IO rules today and are being removed by work in
-/// flight (issue 11). The lead empties this list when that work merges.
-const PENDING_SANS_IO: &[(&str, &str)] = &[
-    // PENDING: the LU registry (`OPS`, `INDEX: OnceLock`) goes to the LUs' owner (item 3).
-    ("crates/vds-scsi/src/ops.rs", "static"),
-    ("crates/vds-scsi/src/ops.rs", "lazy global"),
-    // PENDING: the `thread::sleep` in the LU goes (item 3).
-    ("crates/vds-scsi/src/lu.rs", "thread::sleep"),
-    ("crates/vds-scsi/src/lu.rs", "sleep("),
-];
+/// flight; the entry goes when that work merges. Empty since issue 11.
+const PENDING_SANS_IO: &[(&str, &str)] = &[];
 
 #[test]
 fn sans_io_crates_name_no_files_sockets_clock_sleep_or_globals() {

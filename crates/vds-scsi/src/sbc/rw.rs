@@ -1,11 +1,14 @@
 //! READ, WRITE, VERIFY, WRITE AND VERIFY, ORWRITE, COMPARE AND WRITE, PRE-FETCH and
 //! SYNCHRONIZE CACHE. The READ and WRITE paths allocate nothing beyond the caller's Data-In
-//! buffer.
+//! buffer, and they are the inline commands of the table: in [`crate::Mode::Inline`] they go
+//! through the store's `try_` methods and a `WouldBlock` answer becomes
+//! [`Fail::WouldBlock`], not a medium error.
 
-use crate::cdb::{invalid_cdb, read_err, write_err, Cdb, Fail, Res};
+use crate::cdb::{invalid_cdb, io_err, read_err, write_err, Cdb, Fail, Res};
 use crate::lu::{Cmd, LogicalUnit};
 use crate::sense::{self, key, Sense};
 use crate::spc::inquiry::{MAX_CAW_BLOCKS, MAX_TRANSFER_BYTES};
+use crate::Mode;
 
 /// LBA, block count and where the count lives in the CDB (for the field pointer).
 struct Range {
@@ -65,9 +68,12 @@ pub(crate) fn read(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
     if len == 0 {
         return Ok(());
     }
-    lu.backing()
-        .read_into(c.data_in, len as usize, off)
-        .map_err(read_err)
+    let store = lu.backing();
+    match c.mode {
+        Mode::Blocking => store.read_into(c.data_in, len as usize, off),
+        Mode::Inline => store.try_read_into(c.data_in, len as usize, off),
+    }
+    .map_err(|e| io_err(c.mode, false, e))
 }
 
 pub(crate) fn write(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
@@ -83,9 +89,12 @@ pub(crate) fn write(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
         return Ok(());
     }
     let f = fua(lu, c);
-    lu.backing()
-        .write_at(&c.data_out[..n], off, f)
-        .map_err(write_err)
+    let store = lu.backing();
+    match c.mode {
+        Mode::Blocking => store.write_at(&c.data_out[..n], off, f),
+        Mode::Inline => store.try_write_at(&c.data_out[..n], off, f),
+    }
+    .map_err(|e| io_err(c.mode, true, e))
 }
 
 pub(crate) fn write_and_verify(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {

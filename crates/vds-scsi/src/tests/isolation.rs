@@ -207,6 +207,16 @@ impl BackingStore for GatedStore {
         }
         self.mem.write_at(buf, offset, fua)
     }
+    fn try_read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.mem.read_at(buf, offset)
+    }
+    fn try_write_at(&self, buf: &[u8], offset: u64, fua: bool) -> std::io::Result<()> {
+        if self.armed.load(Ordering::SeqCst) {
+            // The armed write waits at the gate.
+            return Err(std::io::Error::from(std::io::ErrorKind::WouldBlock));
+        }
+        self.mem.write_at(buf, offset, fua)
+    }
     fn flush(&self) -> std::io::Result<()> {
         Ok(())
     }
