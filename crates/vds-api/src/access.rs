@@ -1,4 +1,4 @@
-//! Who may call the API (SEMANTICS.md §11), checked before any handler runs, in this order:
+//! Who may call the API (BEHAVIOUR.md §11), checked before any handler runs, in this order:
 //!
 //! 1. the `Host` header names the API itself (its own address, `localhost` with its port, or a
 //!    name the operator listed), else `403 E_ACCESSDENIED`: a web page that rebinds its DNS name

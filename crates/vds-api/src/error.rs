@@ -1,4 +1,4 @@
-//! The one place where a failure becomes an HTTP answer: the HTTP status of SEMANTICS.md §1
+//! The one place where a failure becomes an HTTP answer: the HTTP status of BEHAVIOUR.md §1
 //! (from `Hresult::http_status`) and the error body
 //! `{"error": {"hresult": "0x8004240B", "name": "VDS_E_OBJECT_DELETED", "message": "..."}}`.
 //!

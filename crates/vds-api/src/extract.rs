@@ -3,7 +3,7 @@
 //! that names the offending field.
 //!
 //! A malformed body is not answered at once: [`JsonArg`] hands the handler a `Result`, so the
-//! handler can first check the object the path names (SEMANTICS.md §2: not found, deleted and
+//! handler can first check the object the path names (BEHAVIOUR.md §2: not found, deleted and
 //! cache corrupt come before a malformed argument).
 //!
 //! The `Content-Type` is not checked (`curl -d` sends a form type): the body is JSON or it is

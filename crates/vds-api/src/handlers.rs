@@ -13,7 +13,7 @@
 //!   the answer of the finished job: `201` + the created object, `200` + the changed object,
 //!   `204` for a delete, or the job's error body;
 //! - a failure: the error body (see `error.rs`). A malformed body or query is reported only
-//!   after the object of the path has been checked (SEMANTICS.md §2).
+//!   after the object of the path has been checked (BEHAVIOUR.md §2).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -261,7 +261,7 @@ impl AppState {
 }
 
 /// The reads of one object by id: the `GET` of each object, and the probes that check the
-/// object of a path before its body or query (SEMANTICS.md §2).
+/// object of a path before its body or query (BEHAVIOUR.md §2).
 mod get {
     use uuid::Uuid;
     use vds_provider::Command;

@@ -7,7 +7,7 @@
 //!   `E_INVALIDARG` answers that name the field; `error`: the error body and HTTP status;
 //! - `metrics`: Prometheus `/metrics`; `openapi`: `/v1/openapi.json`.
 //!
-//! Access (SEMANTICS.md §11, `access`): every request, loopback included, needs
+//! Access (BEHAVIOUR.md §11, `access`): every request, loopback included, needs
 //! `Authorization: Bearer <token>` (`401 E_ACCESSDENIED` and `WWW-Authenticate: Bearer`
 //! otherwise), a `Host` that names the API (`403`), and a JSON content type for its body
 //! (`415`). Bodies are limited to 1 MiB (`413`, `E_INVALIDARG`);

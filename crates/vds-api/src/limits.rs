@@ -1,6 +1,6 @@
 //! Request limits of the API, applied by [`crate::with_limits`]: the largest request body and
 //! a request rate (a token bucket shared by every client). A request over the rate is refused
-//! at once with `E_OUTOFMEMORY` ("a resource limit was hit", HTTP 503, SEMANTICS.md §1) and
+//! at once with `E_OUTOFMEMORY` ("a resource limit was hit", HTTP 503, BEHAVIOUR.md §1) and
 //! `Retry-After: 1`; nothing it asked for is done. An oversized body is `413` with
 //! `E_INVALIDARG` (see `extract`).
 

@@ -56,7 +56,7 @@ use crate::wire::*;
 )]
 pub struct ApiDoc;
 
-/// The `bearer` security scheme every operation requires (SEMANTICS §11).
+/// The `bearer` security scheme every operation requires (BEHAVIOUR §11).
 struct BearerAuth;
 
 impl Modify for BearerAuth {

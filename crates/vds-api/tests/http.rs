@@ -337,7 +337,7 @@ async fn invalid_ids_not_found_and_deleted_are_distinct() {
     assert_eq!(e["hresult"], "0x8004240B");
     assert_eq!(e["name"], "VDS_E_OBJECT_DELETED");
 
-    // SEMANTICS §2: a deleted object answers DELETED even to a malformed argument.
+    // BEHAVIOUR §2: a deleted object answers DELETED even to a malformed argument.
     let a = call(
         &f.app,
         Method::POST,
@@ -570,7 +570,7 @@ async fn openapi_describes_every_interface_endpoint() {
     let a = call(&f.app, Method::GET, "/v1/openapi.json", None).await;
     assert_eq!(a.status, StatusCode::OK);
     assert!(a.body["openapi"].as_str().unwrap().starts_with("3."));
-    // SEMANTICS §11: the document says every operation needs the bearer token.
+    // BEHAVIOUR §11: the document says every operation needs the bearer token.
     let scheme = &a.body["components"]["securitySchemes"]["bearer"];
     assert_eq!(scheme["type"], "http", "{scheme}");
     assert_eq!(
@@ -766,7 +766,7 @@ async fn routing_limits_and_auth_answer_error_bodies() {
     assert_eq!(open.auth, Auth::Bearer("t".repeat(20)));
 }
 
-/// SEMANTICS §11: no token or a wrong one is 401 E_ACCESSDENIED with WWW-Authenticate on every
+/// BEHAVIOUR §11: no token or a wrong one is 401 E_ACCESSDENIED with WWW-Authenticate on every
 /// route (events and metrics included, unknown routes too), and nothing changes.
 #[tokio::test]
 async fn every_route_needs_the_bearer_token() {
@@ -828,7 +828,7 @@ async fn every_route_needs_the_bearer_token() {
     );
 }
 
-/// SEMANTICS §11: a Host that is not the API's own address, localhost with its port, or a name
+/// BEHAVIOUR §11: a Host that is not the API's own address, localhost with its port, or a name
 /// in api_hosts is 403 (DNS rebinding), even with the right token.
 #[tokio::test]
 async fn a_foreign_host_header_is_forbidden() {
@@ -873,7 +873,7 @@ async fn a_foreign_host_header_is_forbidden() {
     }
 }
 
-/// SEMANTICS §11: a body must be declared application/json (415 otherwise), so a browser's
+/// BEHAVIOUR §11: a body must be declared application/json (415 otherwise), so a browser's
 /// form or text/plain POST never reaches a handler; nothing changes.
 #[tokio::test]
 async fn only_json_bodies_are_accepted() {
@@ -1210,7 +1210,7 @@ async fn read_only_extension_is_accepted_returned_and_documented() {
     assert!(required.contains(&json!("read_only")));
 }
 
-/// SEMANTICS §2 for every endpoint that takes a body or a query besides its path: an id that
+/// BEHAVIOUR §2 for every endpoint that takes a body or a query besides its path: an id that
 /// names no object answers NOT_FOUND, even when the body or query is malformed as well.
 #[tokio::test]
 async fn every_body_or_query_is_judged_after_the_object_of_its_path() {

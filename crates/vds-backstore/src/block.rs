@@ -1,5 +1,5 @@
 //! The block-device store: positioned I/O on a device node, BLKZEROOUT for UNMAP. The device is
-//! opened exclusively (`O_EXCL`, SEMANTICS §12): a mounted device, or one another exclusive
+//! opened exclusively (`O_EXCL`, BEHAVIOUR §12): a mounted device, or one another exclusive
 //! opener holds (a filesystem, md, LVM, another vds LUN), fails with `EBUSY`.
 
 use std::fs::File;

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::{file, journal, sync_parent_dir, sys};
 
-/// Bytes zeroed at each end of reused or wiped storage (SEMANTICS §8: old partition tables
+/// Bytes zeroed at each end of reused or wiped storage (BEHAVIOUR §8: old partition tables
 /// and filesystem signatures must not leak into a new LUN).
 pub const ZERO_LEN: u64 = 1 << 20;
 

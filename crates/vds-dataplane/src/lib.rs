@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-/// CHAP configuration of one target (SEMANTICS §10). `Debug` shows names and lengths, never
+/// CHAP configuration of one target (BEHAVIOUR §10). `Debug` shows names and lengths, never
 /// the secrets.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct ChapConfig {

@@ -470,7 +470,7 @@ impl Connection {
     }
 
     /// Whether an immediate SCSI command finds the session's queue full: immediate commands
-    /// count against `queue_depth` like the rest (SEMANTICS §13).
+    /// count against `queue_depth` like the rest (BEHAVIOUR §13).
     fn immediate_queue_full(&self) -> bool {
         self.tasks.len() + self.held.len() >= self.limits.queue_depth.max(1) as usize
     }
@@ -979,7 +979,7 @@ impl Connection {
         // Commands already waiting for memory go first.
         let reserved = self.waiting.is_empty() && self.reserve(need);
         // A command that brought no data and expects none unsolicited costs only its record:
-        // it waits for memory (SEMANTICS §13: new commands wait). One whose data is here
+        // it waits for memory (BEHAVIOUR §13: new commands wait). One whose data is here
         // cannot wait without buffering it: TASK SET FULL, and the initiator retries.
         let can_wait = data.is_empty() && h.final_ && self.grant.could_ever(need);
         if !reserved && !can_wait {

@@ -23,7 +23,7 @@ pub struct ChapSecrets {
     /// any CHAP_N.
     pub default_secret: Option<Vec<u8>>,
     /// Per-initiator secrets, keyed by InitiatorName: each authenticates only that initiator,
-    /// and only with CHAP_N equal to its name (SEMANTICS §13).
+    /// and only with CHAP_N equal to its name (BEHAVIOUR §13).
     pub initiator_secrets: Vec<(String, Vec<u8>)>,
     /// For mutual CHAP, keyed by initiator name (`""` for any).
     pub mutual_secrets: Vec<(String, Vec<u8>)>,
@@ -65,7 +65,7 @@ impl ChapSecrets {
     /// The secret a login by `initiator` calling itself `chap_n` must prove, or `None` when
     /// no secret may authenticate it. An initiator with a secret of its own is authenticated
     /// by that secret only, and only under its own name: holding A's secret must not let
-    /// anyone log in as B (SEMANTICS §13). Any other initiator proves the target-wide secret
+    /// anyone log in as B (BEHAVIOUR §13). Any other initiator proves the target-wide secret
     /// under any CHAP_N (RFC 7143 §12.1.3 leaves CHAP_N to the initiator's configuration;
     /// open-iscsi's `username` is often not the InitiatorName), except a CHAP_N that is the
     /// name of an initiator with its own secret: that is A's identity, which only A's secret

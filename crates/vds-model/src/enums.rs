@@ -1,5 +1,5 @@
 //! Every enumeration and flag set of the VDS hardware-provider model with its exact VDS value
-//! (`vds-hardware-provider.md` §2), generated from one table per type by two macros.
+//! (as Microsoft's VDS documentation gives it), generated from one table per type by two macros.
 //!
 //! Each enumeration has `from_i32` / `value()`, `short_name()` (the lower-case JSON name, e.g.
 //! `"not_ready"`), `vds_name()` (the SDK constant, e.g. `"VDS_LS_NOT_READY"`) and one parser,

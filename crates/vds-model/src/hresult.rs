@@ -1,5 +1,5 @@
 //! HRESULTs: one table generates every constant with its name, value, HTTP status and
-//! description (SEMANTICS.md §1, `vds-hardware-provider.md` §4), plus `HRESULT_FROM_WIN32` with
+//! description (BEHAVIOUR.md §1; values as Microsoft's VDS documentation gives them), plus `HRESULT_FROM_WIN32` with
 //! the errno → Win32 mapping used to report OS errors.
 
 use std::borrow::Cow;
@@ -21,7 +21,7 @@ macro_rules! hresult_table {
                 pub const $name: Hresult = Hresult($value);
             )*
 
-            /// The HTTP status that carries this code (SEMANTICS.md §1): the row's `http N`,
+            /// The HTTP status that carries this code (BEHAVIOUR.md §1): the row's `http N`,
             /// else [`default_http_status`] (also for codes outside the table, such as
             /// converted OS errors).
             pub fn http_status(self) -> u16 {

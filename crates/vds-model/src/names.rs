@@ -1,5 +1,5 @@
 //! Validation of the names and secrets the management API accepts: iSCSI names (RFC 3720
-//! §3.2.6: `iqn.`, `eui.`, `naa.`), the LUN unmasking list (SEMANTICS.md §10, reference §5.11)
+//! §3.2.6: `iqn.`, `eui.`, `naa.`), the LUN unmasking list (BEHAVIOUR.md §10)
 //! and CHAP secrets (12 to 16 bytes).
 
 use std::fmt;

@@ -114,7 +114,7 @@ impl ObjectKind {
         })
     }
 
-    /// The VDS event code for `event` on this kind (SEMANTICS.md §9).
+    /// The VDS event code for `event` on this kind (BEHAVIOUR.md §9).
     pub fn event_code(self, event: EventKind) -> Option<NotificationEvent> {
         use EventKind::*;
         use NotificationEvent as N;
@@ -184,7 +184,7 @@ impl fmt::Display for EventKind {
     }
 }
 
-/// Whether the provider's cache matches the array (SEMANTICS.md §6).
+/// Whether the provider's cache matches the array (BEHAVIOUR.md §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheState {
     /// The cache matches.
@@ -239,7 +239,7 @@ pub struct Subsystem {
     pub supported_raid_types: u32,
     /// 0 (lowest) to 15 (highest).
     pub rebuild_priority: i16,
-    /// Whether `IVdsIscsiPortal::SetStatus` is implemented (SEMANTICS.md §4).
+    /// Whether `IVdsIscsiPortal::SetStatus` is implemented (BEHAVIOUR.md §4).
     pub portal_status_settable: bool,
 }
 

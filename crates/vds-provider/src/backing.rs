@@ -1,4 +1,4 @@
-//! Backing paths given by the caller (SEMANTICS.md §12).
+//! Backing paths given by the caller (BEHAVIOUR.md §12).
 //!
 //! The API is root-equivalent, but a path is still judged as if a mistake or a hostile local
 //! user could have put it there:

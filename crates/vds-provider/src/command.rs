@@ -5,7 +5,7 @@
 //!
 //! Arguments arrive typed, except requested statuses, which arrive as the raw integer the
 //! caller sent: judging `E_INVALIDARG` (not a member, or `*_UNKNOWN`) against
-//! `VDS_E_NOT_SUPPORTED` (a report-only member) is the provider's job (SEMANTICS.md §2–§4).
+//! `VDS_E_NOT_SUPPORTED` (a report-only member) is the provider's job (BEHAVIOUR.md §2–§4).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -42,7 +42,7 @@ pub struct BackingSpec {
     pub kind: BackingKind,
     /// For `file`: an existing file or one to create (absent: a sparse file in the data dir).
     /// For `block`: the device (required). Must be absolute. An existing file or device is
-    /// adopted as it is (SEMANTICS §12).
+    /// adopted as it is (BEHAVIOUR §12).
     pub path: Option<String>,
     /// Fault filters (only with fault injection enabled).
     pub filters: Vec<FaultFilterSpec>,
@@ -78,7 +78,7 @@ pub struct CreateLunArgs {
     pub thin: Option<bool>,
     /// The drive that holds it (default: the subsystem's first drive).
     pub drive: Option<Uuid>,
-    /// Unmasking list (default `"*"`); see SEMANTICS.md §10.
+    /// Unmasking list (default `"*"`); see BEHAVIOUR.md §10.
     pub unmasking_list: Option<String>,
     /// Targets to associate at once (LUN numbers: lowest free in each).
     pub targets: Option<Vec<Uuid>>,
@@ -190,7 +190,7 @@ pub enum Command {
         /// Make the LUN read-only (`true`) or writable again (`false`).
         read_only: Option<bool>,
     },
-    /// `POST /v1/luns/{id}/status` (`IVdsLun::SetStatus`, SEMANTICS.md §3).
+    /// `POST /v1/luns/{id}/status` (`IVdsLun::SetStatus`, BEHAVIOUR.md §3).
     SetLunStatus {
         /// LUN id.
         id: Uuid,
@@ -351,7 +351,7 @@ pub enum Command {
         /// Portal id.
         id: Uuid,
     },
-    /// `POST /v1/portals/{id}/status` (`IVdsIscsiPortal::SetStatus`, SEMANTICS.md §4).
+    /// `POST /v1/portals/{id}/status` (`IVdsIscsiPortal::SetStatus`, BEHAVIOUR.md §4).
     SetPortalStatus {
         /// Portal id.
         id: Uuid,

@@ -1,5 +1,5 @@
 //! The engine behind [`Provider::apply`](crate::Provider::apply): startup (embedded default,
-//! restore), the check order of SEMANTICS.md §2, operation slots (§7), events (§9), cache
+//! restore), the check order of BEHAVIOUR.md §2, operation slots (§7), events (§9), cache
 //! corruption detection and cure (§6), and the helpers every operation shares. The operations
 //! themselves live in `ops`; they change the array only through `commit`.
 
@@ -158,7 +158,7 @@ impl Inner {
     }
 
     /// Records that a LUN's LU switched itself to FAILED after a backing-store I/O error
-    /// (SEMANTICS.md §5): status and health FAILED, persisted, one MODIFY event. Called by the
+    /// (BEHAVIOUR.md §5): status and health FAILED, persisted, one MODIFY event. Called by the
     /// hook thread and by [`Inner::detect`], whichever sees it first; a report the LU has since
     /// left FAILED behind (Refresh brought it back) is stale and ignored.
     pub fn record_failed(&self, st: &mut State, id: Uuid, why: &str) {
@@ -189,7 +189,7 @@ impl Inner {
         self.stage(st, change);
     }
 
-    /// Steps 1-3 of SEMANTICS.md §2 for the object a call is made on.
+    /// Steps 1-3 of BEHAVIOUR.md §2 for the object a call is made on.
     pub fn object_call(&self, st: &mut State, kind: ObjectKind, id: Uuid) -> Result<(), VdsError> {
         st.lookup(kind, id, None)?;
         let luns = if kind == ObjectKind::Lun {

@@ -1,4 +1,4 @@
-//! Notifications (SEMANTICS.md §9): one [`Event`] per change, broadcast to every subscriber,
+//! Notifications (BEHAVIOUR.md §9): one [`Event`] per change, broadcast to every subscriber,
 //! and the clock that stamps them (a trait so tests can control time).
 
 use time::OffsetDateTime;

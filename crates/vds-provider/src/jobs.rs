@@ -1,4 +1,4 @@
-//! Asynchronous operations (`IVdsAsync`, SEMANTICS.md §7): a registry of jobs with percent,
+//! Asynchronous operations (`IVdsAsync`, BEHAVIOUR.md §7): a registry of jobs with percent,
 //! wait (with timeout) and cancel. The work itself runs on a provider worker thread; this
 //! module only keeps the job's state and wakes waiters.
 //!

@@ -2,7 +2,7 @@
 //! [`Command`] to the array and returns an [`Outcome`] or a [`VdsError`].
 //!
 //! - `command`: the command/outcome/error API (the seam with `vds-api`);
-//! - `engine`: startup and reload, the check order of SEMANTICS.md §2, operation slots;
+//! - `engine`: startup and reload, the check order of BEHAVIOUR.md §2, operation slots;
 //! - `ops`: the operations, one module per object kind, and `dispatch`;
 //! - `commit`: the one step through which every operation changes the array;
 //! - `state`: the in-memory view (the cache) and the data path's view built from it;

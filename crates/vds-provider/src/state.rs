@@ -1,4 +1,4 @@
-//! The provider's in-memory view of the array (the "cache" of SEMANTICS.md §6): every object,
+//! The provider's in-memory view of the array (the "cache" of BEHAVIOUR.md §6): every object,
 //! the operation slots (§7), the tombstones (§8), the indexes that keep names unique, and the
 //! builder of the [`DataView`](vds_dataplane::DataView) the data path serves.
 
@@ -187,7 +187,7 @@ impl State {
         }
     }
 
-    /// Steps 1 and 2 of SEMANTICS.md §2 for an id given as `field` (`None`: the object the
+    /// Steps 1 and 2 of BEHAVIOUR.md §2 for an id given as `field` (`None`: the object the
     /// call is made on).
     pub fn lookup(&self, kind: ObjectKind, id: Uuid, field: Option<&str>) -> Result<(), VdsError> {
         if self.exists(kind, id) {

@@ -85,7 +85,7 @@ pub(crate) fn fs_space(path: &Path) -> io::Result<(u64, u64)> {
     lifecycle::space(path)
 }
 
-/// What changed behind the provider's back for an open LUN, if anything (SEMANTICS.md §6).
+/// What changed behind the provider's back for an open LUN, if anything (BEHAVIOUR.md §6).
 pub(crate) fn backing_changed(e: &LunEntry) -> Option<String> {
     e.filtered.as_ref()?;
     let lun = &e.rec.lun;
@@ -148,7 +148,7 @@ pub(crate) fn default_lun_path(data_dir: &Path, id: Uuid) -> PathBuf {
     data_dir.join("luns").join(format!("{id}.img"))
 }
 
-/// How a new LUN's storage is prepared (SEMANTICS §12, `backing`).
+/// How a new LUN's storage is prepared (BEHAVIOUR §12, `backing`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Prep {
     /// The caller named the path (else: vds's own file in the data dir).
@@ -233,7 +233,7 @@ pub(crate) fn allocate(path: &str, offset: u64, len: u64) -> std::io::Result<()>
 }
 
 /// Frees a deleted LUN's storage: vds's own file is removed; a file or device the operator
-/// gave (adopted, SEMANTICS §12) is left exactly as it is. A file's atomic-write journal is
+/// gave (adopted, BEHAVIOUR §12) is left exactly as it is. A file's atomic-write journal is
 /// vds's own and removed either way.
 pub(crate) fn free_storage(e: &LunEntry) {
     let lun = &e.rec.lun;

@@ -16,7 +16,7 @@
 //! `spc/` holds the SPC-4 commands (INQUIRY, MODE, reservations, EXTENDED COPY, ...), `sbc/`
 //! the SBC-3 ones (READ/WRITE family, capacity, provisioning); [`sense`] is the one place sense
 //! bytes are built. There is no process-wide index of LUs: EXTENDED COPY resolves a designator
-//! only through the requesting nexus's [`LunMap`] (SEMANTICS §13).
+//! only through the requesting nexus's [`LunMap`] (BEHAVIOUR §13).
 //!
 //! For the transport:
 //! - execute through [`LunMap::dispatch`] (masking, REPORT LUNS, unknown LUNs) in a [`Mode`]:

@@ -297,7 +297,7 @@ impl LogicalUnit {
         self.state.store(state_code(s), Ordering::SeqCst);
     }
 
-    /// Change the status the data path enforces (SEMANTICS §3):
+    /// Change the status the data path enforces (BEHAVIOUR §3):
     /// - ONLINE → OFFLINE/NOT_READY: new commands get the new sense at once; commands in
     ///   flight finish; then the backing store is flushed.
     /// - OFFLINE/NOT_READY/FAILED → ONLINE: the backing store is probed; then every nexus known
@@ -385,7 +385,7 @@ impl LogicalUnit {
     /// (the provider rebuilds an LU when Refresh reopens a replaced or reappearing backing
     /// store): every known I_T nexus with its pending unit attentions, the reservations and
     /// the changeable mode page values. Without this a host that last saw the LUN OFFLINE or
-    /// FAILED would never get 06/28/00 when it comes back ONLINE (SEMANTICS §3).
+    /// FAILED would never get 06/28/00 when it comes back ONLINE (BEHAVIOUR §3).
     pub fn inherit(&self, old: &LogicalUnit) {
         let known: Vec<(u64, Arc<NexusState>)> = old
             .nexuses

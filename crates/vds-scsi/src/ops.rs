@@ -14,7 +14,7 @@ use crate::cdb::Res;
 use crate::lu::{Cmd, LogicalUnit};
 use crate::{sbc, spc};
 
-/// How the LU's status and unit attentions apply to a command (SEMANTICS §3).
+/// How the LU's status and unit attentions apply to a command (BEHAVIOUR §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Gate {
     /// INQUIRY, REPORT LUNS: executed in every status, never report a unit attention.

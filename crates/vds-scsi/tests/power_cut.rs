@@ -1,6 +1,6 @@
 //! The durability promises of the SCSI engine, checked across a simulated power cut: a logical
 //! unit over `vds_backstore::PowerCut`, which drops every write that was not made durable
-//! (ARCHITECTURE.md "Acknowledged means durable"; SEMANTICS §3).
+//! (ARCHITECTURE.md "Acknowledged means durable"; BEHAVIOUR §3).
 //!
 //! Each promise is checked under every loss mode of the store, and the store is first shown to
 //! really lose unflushed writes, so a missing flush fails these tests.

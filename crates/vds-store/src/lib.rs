@@ -133,7 +133,7 @@ impl StoreError {
             StoreError::DataDir { source, .. } => Hresult::from_io_error(source),
             StoreError::BadRow(_) => Hresult::VDS_E_BAD_PROVIDER_DATA,
             StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => match e.code {
-                // The disk holding the store is full: an OS condition, converted as SEMANTICS
+                // The disk holding the store is full: an OS condition, converted as BEHAVIOUR
                 // §1 converts errno values (ENOSPC -> ERROR_DISK_FULL 112 -> 0x80070070), not
                 // the pool-capacity answer VDS_E_NOT_ENOUGH_SPACE.
                 rusqlite::ErrorCode::DiskFull => Hresult::from_win32(112),
@@ -156,7 +156,7 @@ impl StoreError {
 
 type Result<T> = std::result::Result<T, StoreError>;
 
-/// Which secret of a target a row holds (SEMANTICS.md §10).
+/// Which secret of a target a row holds (BEHAVIOUR.md §10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SecretKind {
     /// Target secret for every initiator (`SetSharedSecret` without a name).

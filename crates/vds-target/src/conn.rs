@@ -99,7 +99,7 @@ pub(crate) async fn accept_loop(inner: Arc<Inner>, portal: Uuid, listener: TcpLi
 // Per-connection and per-session resources are released by drop guards, not by code at the end
 // of a function: a panic on a connection's task unwinds through them (tokio drops the task's
 // future), so the connection counts, the session table and the LUs' view of the nexus are
-// right whatever ended the connection (SEMANTICS §13).
+// right whatever ended the connection (BEHAVIOUR §13).
 
 /// A connection's place in its portal's table (the per-portal connection count and what
 /// `unbind_portal` waits for); dropping it removes the connection.
@@ -276,7 +276,7 @@ impl LoginEnv for PortalLogin<'_> {
 
     fn instate(&mut self, p: &SessionParams) -> Result<u16, LoginStatus> {
         // Every connection in full-feature phase holds a chunk of the buffer budget: past
-        // the budget, logins are refused (SEMANTICS §13), before anything is allocated.
+        // the budget, logins are refused (BEHAVIOUR §13), before anything is allocated.
         let hold = self
             .inner
             .budget

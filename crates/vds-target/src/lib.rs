@@ -270,7 +270,7 @@ impl DataPlane for DataPath {
         if let Some(l) = listener {
             // `abort` only asks: the listening socket closes when a worker drops the task.
             // Wait for that (bounded), so that once this returns new connections are refused
-            // (SEMANTICS §4 "the listener closes at once") and the address can be bound again.
+            // (BEHAVIOUR §4 "the listener closes at once") and the address can be bound again.
             let deadline = Instant::now() + Duration::from_secs(2);
             while !l.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(1));

@@ -1,4 +1,4 @@
-//! Bounded memory per connection (SEMANTICS §13) through real sockets: a peer that asks for
+//! Bounded memory per connection (BEHAVIOUR §13) through real sockets: a peer that asks for
 //! Data-In and never reads it stops being read once its send queue holds
 //! `max_buffer_bytes`, is dropped after `nop_timeout` without progress, and gives its share of
 //! the daemon-wide budget back; another session serves all along.

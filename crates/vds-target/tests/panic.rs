@@ -1,4 +1,4 @@
-//! Panic containment (SEMANTICS §13): a panic while serving one connection, on its task or in
+//! Panic containment (BEHAVIOUR §13): a panic while serving one connection, on its task or in
 //! one of its command jobs, ends that connection only; its portal slot, its session and its
 //! I_T nexus (with the RESERVE(6) it held) are released by drop guards; the other sessions
 //! keep serving and hear of the lost reservation once (06/29/07). The panic is injected with

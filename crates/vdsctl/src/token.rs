@@ -1,4 +1,4 @@
-//! Where `vdsctl` finds the API's bearer token (SEMANTICS.md §11), first match wins:
+//! Where `vdsctl` finds the API's bearer token (BEHAVIOUR.md §11), first match wins:
 //! `--token`, then `VDS_TOKEN`, then the file `api-token` the daemon wrote into its data dir
 //! (`VDS_DATA_DIR`, else `./vds-data`).
 

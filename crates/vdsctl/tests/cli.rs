@@ -380,7 +380,7 @@ fn targets_portals_and_portal_groups_by_name() {
     ok(api, &["drive", "list"]);
 }
 
-/// SEMANTICS §11: vdsctl takes `--token`, then `VDS_TOKEN`, then the file `api-token` in
+/// BEHAVIOUR §11: vdsctl takes `--token`, then `VDS_TOKEN`, then the file `api-token` in
 /// `VDS_DATA_DIR` or `./vds-data`; without any, the API answers 401 E_ACCESSDENIED (exit 1).
 #[test]
 fn bearer_token_comes_from_flag_env_or_data_dir_file() {

@@ -44,9 +44,9 @@ pub struct DaemonConfig {
     pub max_write_bytes: Option<u32>,
     /// Threads running iSCSI connections (default: one per core).
     pub io_threads: Option<usize>,
-    /// Bytes one connection may hold (commands, Data-Out, queued Data-In); SEMANTICS §13.
+    /// Bytes one connection may hold (commands, Data-Out, queued Data-In); BEHAVIOUR §13.
     pub max_connection_buffer_bytes: Option<usize>,
-    /// Bytes all connections together may hold; SEMANTICS §13.
+    /// Bytes all connections together may hold; BEHAVIOUR §13.
     pub max_buffer_bytes: Option<usize>,
     /// API limits.
     pub api_body_limit: usize,

@@ -1,4 +1,4 @@
-//! The API's bearer token when the config file gives none (SEMANTICS.md §11): 32 random bytes,
+//! The API's bearer token when the config file gives none (BEHAVIOUR.md §11): 32 random bytes,
 //! hex, in `<data-dir>/api-token`, mode 0600, generated on first start and kept after.
 
 use std::io::{self, Write};

@@ -1,4 +1,4 @@
-//! SEMANTICS.md §5 (and the failure rows of §3) end to end: backing-store errors injected with
+//! BEHAVIOUR.md §5 (and the failure rows of §3) end to end: backing-store errors injected with
 //! fault filters (`vdsd --enable-fault-injection`, `PUT /v1/luns/{id}/faults`) fail the command
 //! with MEDIUM ERROR, make the LUN FAILED with health FAILED, fence it with 02/04/03, refuse
 //! SetStatus with VDS_E_OBJECT_STATUS_FAILED; Refresh brings a healthy one back OFFLINE; Recover

@@ -1,4 +1,4 @@
-//! SEMANTICS.md §3 end to end: `POST /v1/luns/{id}/status` against a running `vdsd`, observed
+//! BEHAVIOUR.md §3 end to end: `POST /v1/luns/{id}/status` against a running `vdsd`, observed
 //! by the in-repo initiator (and libiscsi's tools where installed): the sense in each status,
 //! the unit attentions on every nexus, draining and flushing, busy answers while a slow flush
 //! runs, deletion and resize as a host sees them, and one event per change.

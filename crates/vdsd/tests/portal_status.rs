@@ -1,4 +1,4 @@
-//! SEMANTICS.md §4 end to end: `POST /v1/portals/{id}/status` against a running `vdsd`,
+//! BEHAVIOUR.md §4 end to end: `POST /v1/portals/{id}/status` against a running `vdsd`,
 //! observed on the wire: the listener closing (connects refused), the Async Message asking for
 //! logout with the logout timeout, connections dropped at the deadline, SendTargets, rebinding,
 //! bind failures (FAILED and 0x80072740), a multipath initiator's second path, and the

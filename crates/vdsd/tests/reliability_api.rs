@@ -1,4 +1,4 @@
-//! Who may manage the array (SEMANTICS §11) and what a backing path may touch (§12), against
+//! Who may manage the array (BEHAVIOUR §11) and what a backing path may touch (§12), against
 //! the real daemon: the bearer token on every route (events and metrics included), its file
 //! (0600, kept across restarts), `--insecure-loopback-api`, `metrics_public`, `api_hosts`,
 //! DNS rebinding (a foreign `Host`), non-JSON bodies; existing files and block devices adopted

@@ -1,4 +1,4 @@
-//! APTPL against the real daemon with a store that really fails (issue 10 item 4, SEMANTICS
+//! APTPL against the real daemon with a store that really fails (issue 10 item 4, BEHAVIOUR
 //! §13): the store's filesystem is full, so SQLite cannot commit the reservation blob. The
 //! PERSISTENT RESERVE OUT answers CHECK CONDITION 04/44/00 (HARDWARE ERROR, INTERNAL TARGET
 //! FAILURE) instead of GOOD, the reservation state is unchanged (READ KEYS / READ RESERVATION

@@ -1,5 +1,5 @@
 //! CHAP bound to the InitiatorName and login names validated, against the real daemon (issue
-//! 10 items 5 and 9, SEMANTICS §13): initiator A's secret does not log anyone in as B (under
+//! 10 items 5 and 9, BEHAVIOUR §13): initiator A's secret does not log anyone in as B (under
 //! either CHAP_N), B with B's secret does and sees its LUN, and a malformed InitiatorName or
 //! TargetName is refused with login status 0x0200.
 //! Ports: API 47127, portal 47027.

@@ -1,4 +1,4 @@
-//! Faults (issue 6, SEMANTICS §5 and §6): a backing store that fails (error filter), fills up
+//! Faults (issue 6, BEHAVIOUR §5 and §6): a backing store that fails (error filter), fills up
 //! (ENOSPC on an 8 MiB tmpfs) or vanishes (unlinked or truncated behind the daemon's back),
 //! and a store on a full disk. Each time: the precise sense code or HRESULT, LUN FAILED where
 //! §5 says so (and only there), the other LUNs unaffected, the daemon up, and the state
@@ -128,7 +128,7 @@ fn enospc_on_a_small_filesystem_is_precise_and_recoverable() {
     };
     assert!(written >= 8, "only {written} chunks before ENOSPC");
     // Out of space on a thin LUN: DATA PROTECT, SPACE ALLOCATION FAILED WRITE PROTECT; the
-    // medium is fine, so the LUN is not FAILED (SEMANTICS §5 is about I/O errors).
+    // medium is fine, so the LUN is not FAILED (BEHAVIOUR §5 is about I/O errors).
     assert_eq!(kcq(&failed.sense), (7, 0x27, 0x07), "{:02x?}", failed.sense);
     let v = lun_of(&d, &id);
     assert_eq!(v["status"], "online", "{v}");
@@ -189,7 +189,7 @@ fn vanished_or_truncated_backing_file_keeps_others_served_and_the_daemon_up() {
     assert!(r.status == 0 || r.status == 2, "{r:?}");
     works(&mut ini, 0, 9, 0x99);
 
-    // The API sees the change (SEMANTICS §6): cache corrupt until Reenumerate + Refresh.
+    // The API sees the change (BEHAVIOUR §6): cache corrupt until Reenumerate + Refresh.
     let (st, v) = d.call(
         "GET",
         &format!("/v1/luns/{}", gone["id"].as_str().unwrap()),

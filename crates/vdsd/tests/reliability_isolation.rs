@@ -1,4 +1,4 @@
-//! Isolation against the real daemon (issue 10, SEMANTICS §13):
+//! Isolation against the real daemon (issue 10, BEHAVIOUR §13):
 //! - a panic while serving one connection (injected with the test-only magic CDB that
 //!   `--enable-fault-injection` enables) ends that connection only: the other session keeps
 //!   serving, the panicked session's RESERVE(6) is released and the other nexus hears of it

@@ -1,4 +1,4 @@
-//! Bounded memory on the data path (SEMANTICS §13, issue 10 item 1): hostile connections try
+//! Bounded memory on the data path (BEHAVIOUR §13, issue 10 item 1): hostile connections try
 //! every way to make the daemon buffer without bound, all at once, while a real initiator
 //! writes and reads back patterned blocks on a LUN of its own target:
 //!

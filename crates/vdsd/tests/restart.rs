@@ -1,4 +1,4 @@
-//! Restart tests (issue 2, SEMANTICS §3/§4 "the status is persistent", §8, §10): `kill -9` of
+//! Restart tests (issue 2, BEHAVIOUR §3/§4 "the status is persistent", §8, §10): `kill -9` of
 //! a running `vdsd`, then a restart on the same data dir restores every object, status, secret
 //! and tombstone, as the API and an initiator see them; a backing file missing at start makes
 //! only that LUN FAILED; SIGTERM asks initiators to log out and exits 0. Slots 55..=69.

@@ -1,4 +1,4 @@
-//! Memory accounting for the data path (SEMANTICS §13): one daemon-wide budget shared by every
+//! Memory accounting for the data path (BEHAVIOUR §13): one daemon-wide budget shared by every
 //! connection, drawn on in chunks so that the common command touches no shared state.
 //!
 //! Design: each [`Connection`](super::Connection) counts the bytes it holds for its peer

@@ -1,4 +1,4 @@
-//! The provider cache (SEMANTICS.md §6): Reenumerate, Refresh, and the re-read and re-probe
+//! The provider cache (BEHAVIOUR.md §6): Reenumerate, Refresh, and the re-read and re-probe
 //! of LUN storage they run.
 
 use uuid::Uuid;
@@ -61,7 +61,7 @@ impl Provider {
             self.inner.detect(st, &luns);
             cure = st.corrupt.is_some() && st.reenumerated;
             if st.corrupt.is_some() && !cure {
-                // Refresh alone leaves the cache corrupt (SEMANTICS.md §6).
+                // Refresh alone leaves the cache corrupt (BEHAVIOUR.md §6).
                 return Ok(Outcome::Provider(self.inner.provider_info(st)));
             }
             slots = self.inner.claim(st, &[pid]);

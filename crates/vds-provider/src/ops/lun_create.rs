@@ -1,4 +1,4 @@
-//! CreateLun (a job): the checks of SEMANTICS.md §2 for its arguments, the reservations that
+//! CreateLun (a job): the checks of BEHAVIOUR.md §2 for its arguments, the reservations that
 //! keep a concurrent create off the same name and path, and the job that makes or adopts the
 //! storage and commits the new LUN.
 
@@ -357,7 +357,7 @@ fn create_lun_work(
     Ok((Hresult::S_OK, Some(JobOutput::Lun(Box::new(lun)))))
 }
 
-/// Makes or adopts the storage (SEMANTICS §12) and opens it; sets the LUN's size to what
+/// Makes or adopts the storage (BEHAVIOUR §12) and opens it; sets the LUN's size to what
 /// was opened. Returns the store and its identity.
 fn open_new_storage(
     job: &JobHandle,

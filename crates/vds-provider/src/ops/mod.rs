@@ -1,4 +1,4 @@
-//! Every operation of [`Command`](crate::Command), each following SEMANTICS.md §2: the object
+//! Every operation of [`Command`](crate::Command), each following BEHAVIOUR.md §2: the object
 //! (1 not found, 2 deleted, 3 cache corrupt), then the arguments (4 E_INVALIDARG, 5
 //! NOT_SUPPORTED), then the slots (6 BUSY), then the object's health (7 FAILED); only then is
 //! anything changed, and then only through `Inner::commit` (`commit.rs`): the store first,

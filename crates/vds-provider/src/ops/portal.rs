@@ -147,7 +147,7 @@ impl Provider {
             .get(&sub)
             .is_some_and(|s| s.portal_status_settable)
         {
-            // The documented "Not supported." provider (SEMANTICS.md §4): the method as a whole.
+            // The documented "Not supported." provider (BEHAVIOUR.md §4): the method as a whole.
             return Err(VdsError::not_supported(format!(
                 "subsystem {sub} does not implement IVdsIscsiPortal::SetStatus (portal_status_settable = false)"
             )));

@@ -1,4 +1,4 @@
-//! The Get and List calls of every object kind: steps 1-3 of SEMANTICS.md §2 (a list checks
+//! The Get and List calls of every object kind: steps 1-3 of BEHAVIOUR.md §2 (a list checks
 //! the cache, and the backing files of the LUNs it lists), then copies of the objects, in
 //! creation order (subsystems, controllers and drives by id).
 

@@ -2,7 +2,7 @@
 //! provider dropped right after the GOOD (as `kill -9` would) finds the registration and the
 //! reservation on the next start (found by the reliability crash test). A change the store
 //! refuses, or one the provider does not take up in time, fails with 04/44/00 and leaves the
-//! state unchanged, in memory and after a restart (SEMANTICS §13, issue 10 item 4).
+//! state unchanged, in memory and after a restart (BEHAVIOUR §13, issue 10 item 4).
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};

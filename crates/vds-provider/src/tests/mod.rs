@@ -1,4 +1,4 @@
-//! Provider tests: one test (or more) per management-side row of SEMANTICS.md §2–§10, run
+//! Provider tests: one test (or more) per management-side row of BEHAVIOUR.md §2–§10, run
 //! against a test data plane that really binds `TcpListener`s (so EADDRINUSE is real) and
 //! records every published view. Ports come from 127.0.0.1:41000-41099.
 

@@ -1,7 +1,7 @@
 //! The provider's flushes across a simulated power cut: a LUN's LU is rebuilt by the
 //! provider's own `make_lu` over `vds_backstore::PowerCut` (which drops every unflushed write
 //! at the cut), then SetStatus OFFLINE / NOT_READY, a subsystem going OFFLINE and the daemon
-//! shutdown must each leave every completed write durable before they answer (SEMANTICS §3,
+//! shutdown must each leave every completed write durable before they answer (BEHAVIOUR §3,
 //! ARCHITECTURE.md "Acknowledged means durable").
 
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! One test per management-side rule of SEMANTICS.md §2–§10 (named after the rule).
+//! One test per management-side rule of BEHAVIOUR.md §2–§10 (named after the rule).
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -886,7 +886,7 @@ fn lun_create_on_memory_and_existing_file_adopts_it_and_wipe_zeroes_its_ends() {
         vec![(ObjectKind::Lun, EventKind::Arrive, m.id)]
     );
     assert_eq!(f.plane.last().targets[0].luns.entries.len(), 2);
-    // An existing file full of old data is adopted as it is (SEMANTICS §12)...
+    // An existing file full of old data is adopted as it is (BEHAVIOUR §12)...
     let kept = f.dir.path().join("kept.img");
     std::fs::write(&kept, vec![0xCD; 4 << 20]).unwrap();
     let k = f.create_lun(|a| {
@@ -1423,7 +1423,7 @@ fn shutdown_flushes_and_unbinds() {
 
 /// EXTENDED COPY between two LUNs the provider created on one target: an identification target
 /// descriptor (0xE4) naming the other LUN resolves through that target's published LUN map
-/// (the LUs the nexus may see there; SEMANTICS §13).
+/// (the LUs the nexus may see there; BEHAVIOUR §13).
 #[test]
 fn extended_copy_reaches_another_lun_the_provider_created() {
     let f = Fixture::new(41040, false);

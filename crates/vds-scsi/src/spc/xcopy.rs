@@ -3,7 +3,7 @@
 //! designator).
 //!
 //! A designator is resolved only among the LUs the requesting I_T nexus may see: the LUN map of
-//! the target it logged in to, filtered by each LUN's unmasking list (SEMANTICS §13; the bug
+//! the target it logged in to, filtered by each LUN's unmasking list (BEHAVIOUR §13; the bug
 //! class of LIO's CVE-2020-28374, where any LU of the host was reachable). Every other LU,
 //! masked, on another target or not there at all, is answered alike: ILLEGAL REQUEST / COPY
 //! TARGET DEVICE NOT REACHABLE (05/0D/02), so the answer tells nothing about LUs the nexus

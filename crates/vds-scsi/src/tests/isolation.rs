@@ -1,4 +1,4 @@
-//! What one I_T nexus may reach beyond the LU it addresses (SEMANTICS §13): EXTENDED COPY
+//! What one I_T nexus may reach beyond the LU it addresses (BEHAVIOUR §13): EXTENDED COPY
 //! resolves copy targets only among the LUs of its own target's map that it may see, admits
 //! them like commands of its own (status gate, reservations, in-flight count), and leaves
 //! every other LU untouched; nexus loss tells the others when it released a reservation.
