@@ -332,7 +332,7 @@ impl Inner {
             Ok(())
         });
         if let Err(e) = r {
-            let _ = std::fs::remove_file(&path);
+            let _ = vds_backstore::lifecycle::remove_file(&path);
             return Err(store_err(e));
         }
         Ok(())

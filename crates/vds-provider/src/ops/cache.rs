@@ -120,8 +120,9 @@ impl Provider {
         let mut new_lu = None;
         if same_file {
             // Same file, new size: adopt it in place (the LU raises CAPACITY DATA HAS CHANGED).
-            let len = std::fs::metadata(rec.lun.backing.path.as_deref().unwrap_or_default())
-                .map(|m| m.len())
+            let path = rec.lun.backing.path.as_deref().unwrap_or_default();
+            let len = vds_backstore::lifecycle::look(std::path::Path::new(path))
+                .map(|seen| seen.len())
                 .unwrap_or(rec.lun.size_bytes);
             if let Some(f) = &e.filtered {
                 f.resize(len)

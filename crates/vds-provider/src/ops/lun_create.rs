@@ -324,7 +324,7 @@ fn plan_storage(inner: &Inner, id: Uuid, c: &Checked, thin: bool) -> Result<Stor
 /// Removes the file of a LUN that was not created (when vds made it).
 fn remove_own_file(lun: &Lun, plan: &StoragePlan) {
     if let Some(p) = lun.backing.path.as_ref().filter(|_| plan.owns_file) {
-        let _ = std::fs::remove_file(p);
+        let _ = vds_backstore::lifecycle::remove_file(std::path::Path::new(p));
     }
 }
 
