@@ -84,6 +84,19 @@ mod tests {
     }
 
     #[test]
+    fn a_new_file_at_a_callers_path_is_synced_with_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("given");
+        take();
+        crate::lifecycle::create_new(&p, 1 << 20).unwrap();
+        assert_eq!(
+            take(),
+            [Synced::Data(ino(&p)), Synced::Dir(dir.path().into())],
+            "size, then the name"
+        );
+    }
+
+    #[test]
     fn the_journal_name_is_durable_before_the_store_is_touched() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("lun");

@@ -138,7 +138,10 @@ pub fn create_new(path: &Path, size: u64) -> io::Result<()> {
     // A journal left beside this name by someone else must not be replayed into our file.
     journal::remove_journal(path)?;
     f.set_len(size)?;
-    f.sync_all()
+    // As for vds's own files: the size, then the name, survive a power cut before the LUN
+    // that relies on them is committed.
+    sys::fdatasync(&f)?;
+    sync_parent_dir(path)
 }
 
 /// Allocates `[offset, offset+len)` of the file at `path` (a LUN that is not thin).
