@@ -17,7 +17,7 @@
 use parking_lot::MutexGuard;
 use uuid::Uuid;
 use vds_model::{EventKind, ObjectKind};
-use vds_store::{StoreError, Tx};
+use vds_store::{LunRecord, StoreError, Tx};
 
 use crate::engine::{store_err, Inner, Slots};
 use crate::state::State;
@@ -69,6 +69,20 @@ impl<'a> Change<'a> {
         self.publish = true;
         self.notify = Some(Box::new(f));
         self
+    }
+
+    /// A LUN's new record: stored, installed in the cache as it is, and announced as one
+    /// MODIFY (the common shape of a change to one LUN's row).
+    pub fn lun_record(self, rec: LunRecord) -> Self {
+        let id = rec.lun.id;
+        let row = rec.clone();
+        self.store(move |tx| tx.put_lun(&row))
+            .apply(move |st| {
+                if let Some(e) = st.luns.get_mut(&id) {
+                    e.rec = rec;
+                }
+            })
+            .event(ObjectKind::Lun, EventKind::Modify, id)
     }
 
     /// One event, sent after the update (events go in the order given).

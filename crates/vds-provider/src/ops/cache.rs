@@ -158,18 +158,14 @@ impl Provider {
                 }
             }
         }
-        let change = Change::new().store(|tx| tx.put_lun(&rec));
         let change = match new_lu {
-            Some((lu, f)) => change
+            Some((lu, f)) => Change::new()
+                .store(|tx| tx.put_lun(&rec))
                 .apply(|st| replace_lu(st, rec.clone(), lu, f))
-                .publish(),
-            None => change.apply(|st| {
-                if let Some(e) = st.luns.get_mut(&id) {
-                    e.rec = rec.clone();
-                }
-            }),
+                .publish()
+                .event(ObjectKind::Lun, EventKind::Modify, id),
+            None => Change::new().lun_record(rec.clone()),
         };
-        let change = change.event(ObjectKind::Lun, EventKind::Modify, id);
         self.inner.commit(st, change, None)
     }
 
@@ -204,18 +200,14 @@ impl Provider {
         }
         rec.lun.status = LunStatus::Offline;
         rec.lun.health = Health::Healthy;
-        let change = Change::new().store(|tx| tx.put_lun(&rec));
         let change = match replace {
-            Some((lu, f)) => change
+            Some((lu, f)) => Change::new()
+                .store(|tx| tx.put_lun(&rec))
                 .apply(|st| replace_lu(st, rec.clone(), lu, Some(f)))
-                .publish(),
-            None => change.apply(|st| {
-                if let Some(e) = st.luns.get_mut(&id) {
-                    e.rec = rec.clone();
-                }
-            }),
+                .publish()
+                .event(ObjectKind::Lun, EventKind::Modify, id),
+            None => Change::new().lun_record(rec.clone()),
         };
-        let change = change.event(ObjectKind::Lun, EventKind::Modify, id);
         self.inner.commit(st, change, None)
     }
 }

@@ -261,15 +261,7 @@ impl Provider {
                     rec.lun.health = Health::Failed;
                 }
             }
-            let row = rec.clone();
-            Ok(Change::new()
-                .store(move |tx| tx.put_lun(&row))
-                .apply(move |st| {
-                    if let Some(e) = st.luns.get_mut(&id) {
-                        e.rec = rec;
-                    }
-                })
-                .event(ObjectKind::Lun, EventKind::Modify, id))
+            Ok(Change::new().lun_record(rec))
         };
         let (g, io, r) = inner.commit_prepared(g, slots, transition, undo, build);
         r?;

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 use vds_backstore::{BackingStore, Filtered};
 use vds_model::{
-    AsyncOutputType, BackingKind, EventKind, Hresult, JobOutput, Lun, LunStatus, ObjectKind,
-    TransitionState,
+    AsyncOutputType, BackingKind, Hresult, JobOutput, Lun, LunStatus, ObjectKind, TransitionState,
 };
 use vds_scsi::LogicalUnit;
 
@@ -191,16 +190,9 @@ fn resize_work(inner: &Arc<Inner>, job: &JobHandle, r: Resize, slots: Slots) -> 
         let mut rec = st.lun(id)?.rec.clone();
         set_size(&mut rec.lun, new_size);
         rec.lun.transition_state = TransitionState::Stable;
-        let row = rec.clone();
         Ok(Change::new()
-            .store(move |tx| tx.put_lun(&row))
-            .apply(move |st| {
-                if let Some(e) = st.luns.get_mut(&id) {
-                    e.rec = rec;
-                }
-                lu.capacity_changed();
-            })
-            .event(ObjectKind::Lun, EventKind::Modify, id))
+            .lun_record(rec)
+            .apply(move |_| lu.capacity_changed()))
     };
     let g = inner.state.lock();
     let (g, _, r) = inner.commit_prepared(g, slots, resize, undo, build);
