@@ -8,7 +8,7 @@ guest booted under QEMU with the scenario, host-side assertions on what it wrote
 Exits 0 when every scenario passed; a missing tool is a failure, never a skip.
 Design and timings: docs/TESTING.md, "Guest harness".
 """
-import argparse, os, shlex, shutil, signal, socket, subprocess, sys, tempfile, threading, time
+import argparse, os, secrets, shlex, shutil, signal, socket, subprocess, sys, tempfile, threading, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -55,6 +55,7 @@ class CommandChannel:
 
     def __init__(self, vdsctl, api, token, logpath):
         self.vdsctl, self.api, self.token, self.logpath = vdsctl, api, token, logpath
+        self.secret = secrets.token_hex(16)
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -73,10 +74,14 @@ class CommandChannel:
     def handle(self, conn):
         with conn:
             f = conn.makefile("rb")
+            if f.readline().decode(errors="replace").strip() != self.secret:
+                return  # not the guest's relay
             line = f.readline().decode(errors="replace").strip()
             try:
                 args = shlex.split(line)
-                r = subprocess.run([self.vdsctl, "--api", self.api, "--token", self.token] + args,
+                # the token in the environment, not in argv where `ps` shows it
+                r = subprocess.run([self.vdsctl, "--api", self.api] + args,
+                                   env=dict(os.environ, VDS_TOKEN=self.token),
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
                 out, rc = r.stdout.decode(errors="replace"), r.returncode
             except Exception as e:  # noqa: BLE001 - reported to the guest and logged
@@ -119,12 +124,12 @@ def start_vdsd(vdsd, art):
     return p, data, pport, aport, token
 
 
-def boot_guest(image, share, art, pport, cport, timeout):
+def boot_guest(image, share, art, pport, cport, secret, timeout):
     qemu = need("qemu-system-x86_64")
     accel = os.environ.get("VDS_GUEST_ACCEL", "tcg,thread=multi")
     net = ("user,id=n0,restrict=on,"
            "guestfwd=tcp:10.0.2.100:3260-cmd:%s 127.0.0.1 %d,"
-           "guestfwd=tcp:10.0.2.101:80-cmd:%s 127.0.0.1 %d" % (RELAY, pport, RELAY, cport))
+           "guestfwd=tcp:10.0.2.101:80-cmd:%s 127.0.0.1 %d auth" % (RELAY, pport, RELAY, cport))
     cmd = [qemu, "-accel", accel, "-m", "1024", "-smp", "2", "-nodefaults", "-no-user-config",
            "-kernel", os.path.join(image, "vmlinuz"), "-initrd", os.path.join(image, "initrd.img"),
            "-append", "root=/dev/vda rw console=ttyS0 init=/sbin/vds-init panic=-1 loglevel=4",
@@ -136,7 +141,8 @@ def boot_guest(image, share, art, pport, cport, timeout):
     with open(os.path.join(art, "qemu.cmd"), "w") as f:
         f.write(shlex.join(cmd) + "\n")
     t0 = time.time()
-    p = subprocess.Popen(cmd, stdout=open(os.path.join(art, "qemu.log"), "w"),
+    env = dict(os.environ, VDS_GUEST_CHANNEL_SECRET=secret)
+    p = subprocess.Popen(cmd, stdout=open(os.path.join(art, "qemu.log"), "w"), env=env,
                          stderr=subprocess.STDOUT, start_new_session=True)
     PROCS.append(p)
     try:
@@ -210,7 +216,7 @@ def run_scenario(name, args, image, art):
                     % (name, ctx["iqn"], args.files))
         log("%s: vdsd pid %d portal 127.0.0.1:%d api 127.0.0.1:%d; booting the guest"
             % (name, vp.pid, pport, aport))
-        secs, qrc = boot_guest(image, share, art, pport, chan.port, args.timeout)
+        secs, qrc = boot_guest(image, share, art, pport, chan.port, chan.secret, args.timeout)
     finally:
         cleanup()
         if chan:
