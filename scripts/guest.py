@@ -217,6 +217,11 @@ def run_scenario(name, args, image, art):
         log("%s: vdsd pid %d portal 127.0.0.1:%d api 127.0.0.1:%d; booting the guest"
             % (name, vp.pid, pport, aport))
         secs, qrc = boot_guest(image, share, art, pport, chan.port, chan.secret, args.timeout)
+    except (RuntimeError, OSError) as e:
+        log("%s: FAIL: %s (artifacts in %s)" % (name, e, art))
+        tail = read(os.path.join(art, "console.log")).splitlines()[-15:]
+        log("%s: console tail:\n  %s" % (name, "\n  ".join(tail)))
+        return False
     finally:
         cleanup()
         if chan:
@@ -242,6 +247,8 @@ def run_scenario(name, args, image, art):
         % (name, "PASS" if not fails else "FAIL", secs, boot or "?", stime))
     for f in fails:
         log("  %s: %s" % (name, f))
+    if fails:
+        log("%s: scenario output:\n  %s" % (name, "\n  ".join(read(os.path.join(out, "scenario.log")).splitlines()[-20:])))
     return not fails
 
 
