@@ -172,9 +172,9 @@ def assert_login(out, ctx):
         fails.append("lsscsi does not show VDS LUN: %r" % lsscsi)
     if "VDS" not in read(os.path.join(out, "sg_inq.txt")):
         fails.append("sg_inq does not show vendor VDS")
-    if "default" not in read(os.path.join(out, "vdsctl-lun-list.txt")) and \
-            "lun" not in read(os.path.join(out, "vdsctl-lun-list.txt")).lower():
-        fails.append("vdsctl lun list through the command channel printed nothing useful")
+    lunlist = read(os.path.join(out, "vdsctl-lun-list.txt"))
+    if not any(ln.split()[1:2] == ["default"] and "online" in ln.split() for ln in lunlist.splitlines()):
+        fails.append("vdsctl lun list through the command channel did not list LUN default online: %r" % lunlist)
     if "size_bytes=1073741824" not in read(os.path.join(out, "scenario.log")):
         fails.append("the disk is not 1 GiB")
     return fails
@@ -191,6 +191,15 @@ def assert_fs(out, ctx):
     if len(set(x.split()[0] for x in w if x)) != len(w):
         fails.append("files are not distinct")
     return fails
+
+
+# Kernel messages that mean an error reached the block layer or the filesystem.
+DMESG_ERRORS = ("I/O error", "EXT4-fs error", "Buffer I/O error", "detected conn error", "Aborting journal")
+
+
+def dmesg_errors(out):
+    return [ln for ln in read(os.path.join(out, "dmesg.txt")).splitlines()
+            if any(e in ln for e in DMESG_ERRORS)]
 
 
 ASSERT = {"login": assert_login, "fs": assert_fs}
@@ -237,6 +246,9 @@ def run_scenario(name, args, image, art):
     if "guest: done" not in console:
         fails.append("the guest did not finish (qemu exit %s; see console.log)" % qrc)
     fails += ASSERT[name](out, ctx)
+    errs = dmesg_errors(out)
+    if errs:  # the guest logs out before dmesg is taken, so a logout is not counted
+        fails.append("kernel errors in dmesg: %s" % "; ".join(errs[:5]))
     times = read(os.path.join(out, "times")).split()
     stime = float(times[1]) - float(times[0]) if len(times) == 2 else -1
     boot = ""
