@@ -1,0 +1,26 @@
+# Helpers the scenarios source. vds ARGS...: runs `vdsctl ARGS` on the host through the command
+# channel (guestfwd 10.0.2.101:80 -> the driver's listener), prints its output, returns its status.
+vds() {
+  local line
+  exec 9<>/dev/tcp/10.0.2.101/80 || return 3
+  printf '%s\n' "$*" >&9
+  local out; out=$(cat <&9); exec 9<&-
+  printf '%s\n' "$out" | sed '$d'
+  line=$(printf '%s\n' "$out" | tail -1)
+  return "${line#rc=}"
+}
+# login_target: discovery through the forwarded portal, then login to it. SendTargets answers with
+# the portal's own 127.0.0.x address (issue 12, part 3), which the guest cannot reach, so the node
+# record is made for the forwarded address by hand.
+login_target() {
+  iscsiadm -m discovery -t st -p "$PORTAL" | tee /host/out/discovery.txt || return 1
+  grep -q "$IQN" /host/out/discovery.txt || { echo "discovery did not list $IQN"; return 1; }
+  iscsiadm -m node -o new -T "$IQN" -p "$PORTAL" || return 1
+  iscsiadm -m node -T "$IQN" -p "$PORTAL" --login || return 1
+  for _ in $(seq 1 50); do
+    DISK=$(lsscsi | awk '/VDS/ && /LUN/ {print $NF; exit}')
+    [ -n "$DISK" ] && [ -b "$DISK" ] && return 0
+    sleep 0.2
+  done
+  echo "no VDS LUN disk after login"; return 1
+}
