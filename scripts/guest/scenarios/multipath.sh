@@ -18,18 +18,22 @@ defaults {
     find_multipaths no
     polling_interval 1
 }
-blacklist { devnode "^vd" }
+blacklist {
+    devnode "^vd"
+}
 devices {
     device {
         vendor "VDS"
         product "LUN"
         path_grouping_policy multibus
         path_checker tur
-        features "1 queue_if_no_path"
+        no_path_retry queue
         failback immediate
     }
 }
 CONF
+# multipathd takes path identities (WWID) and new paths from udev.
+/lib/systemd/systemd-udevd --daemon >/dev/null 2>&1 || /sbin/udevd --daemon >/dev/null 2>&1
 login_target || exit 1
 iscsiadm -m node -o new -T "$IQN" -p "$PORTAL2" >/dev/null || exit 1
 # Fail a lost path after 5 s instead of queueing on it for 120 s (open-iscsi's advice for multipath).
@@ -38,9 +42,10 @@ for p in "$PORTAL" "$PORTAL2"; do
 done
 iscsiadm -m session -r 1 -o update -n node.session.timeo.replacement_timeout -v 5 2>/dev/null
 iscsiadm -m node -T "$IQN" -p "$PORTAL2" --login || exit 1
-multipathd -d -s >/host/out/multipathd.log 2>&1 &
-paths() { multipath -ll 2>/dev/null | grep -c "active ready running"; }
-wait_until 30 sh -c "[ \$(multipath -ll 2>/dev/null | grep -c 'active ready running') = 2 ]" || { multipath -ll; exit 1; }
+udevadm trigger --action=add; udevadm settle --timeout=20
+multipathd -d -s -v3 >/host/out/multipathd.log 2>&1 &
+paths() { multipath -ll 2>/dev/null | grep -Ec "active ready +running"; }
+wait_until 30 sh -c "[ \$(multipath -ll 2>/dev/null | grep -Ec 'active ready +running') = 2 ]" || { multipath -ll; exit 1; }
 multipath -ll | tee /host/out/multipath-before.txt
 MAP=/dev/mapper/$(multipath -ll | awk 'NR == 1 {print $1}')
 mkfs.ext4 -q -F "$MAP" || exit 1
@@ -56,7 +61,7 @@ multipath -ll | tee /host/out/multipath-during.txt
 echo "RESULT paths_active_during=$(paths)"
 sleep 10
 vds portal set-status "$P1" online || exit 1
-wait_until 60 sh -c "[ \$(multipath -ll 2>/dev/null | grep -c 'active ready running') = 2 ]"
+wait_until 60 sh -c "[ \$(multipath -ll 2>/dev/null | grep -Ec 'active ready +running') = 2 ]"
 multipath -ll | tee /host/out/multipath-after.txt
 echo "RESULT paths_active_after=$(paths)"
 wait $fpid || exit 1
