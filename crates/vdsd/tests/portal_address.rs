@@ -167,6 +167,10 @@ fn enter_private_netns() -> String {
         .output()
         .expect("run ip");
     assert!(o.status.success(), "ip link set lo up: {}", text(&o));
+    // IPv6 sockets default to IPv6-only here (a per-namespace sysctl, so the host's is
+    // untouched): a `[::]` portal must still accept IPv4, because vdsd makes it dual-stack.
+    std::fs::write("/proc/sys/net/ipv6/bindv6only", "1")
+        .expect("set net.ipv6.bindv6only in the test's namespace");
     host
 }
 
