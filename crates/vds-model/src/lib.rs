@@ -15,6 +15,7 @@ pub mod objects;
 pub use enums::*;
 pub use hresult::Hresult;
 pub use names::{
-    validate_iscsi_name, AdvertiseError, AdvertisedAddress, ChapSecret, NameError, SecretLengthError, UnmaskingError, UnmaskingList,
+    validate_iscsi_name, AdvertiseError, AdvertisedAddress, ChapSecret, NameError,
+    SecretLengthError, UnmaskingError, UnmaskingList,
 };
 pub use objects::*;

@@ -18,10 +18,10 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OptionalExtension};
 use uuid::Uuid;
 use vds_model::{
-    AdvertisedAddress, Backing, BackingKind, Controller, ControllerStatus, Drive, DriveStatus, FaultFilterSpec,
-    FaultOpKind, Health, Hresult, Lun, LunPlex, LunPlexStatus, LunPlexType, LunStatus, LunType,
-    ObjectKind, Portal, PortalGroup, PortalStatus, Subsystem, SubsystemStatus, Target,
-    TransitionState,
+    AdvertisedAddress, Backing, BackingKind, Controller, ControllerStatus, Drive, DriveStatus,
+    FaultFilterSpec, FaultOpKind, Health, Hresult, Lun, LunPlex, LunPlexStatus, LunPlexType,
+    LunStatus, LunType, ObjectKind, Portal, PortalGroup, PortalStatus, Subsystem, SubsystemStatus,
+    Target, TransitionState,
 };
 
 /// The schema version this build writes.
@@ -688,8 +688,9 @@ impl Store {
             });
         }
 
-        let mut st =
-            c.prepare("SELECT id, subsystem, address, port, status, advertise FROM portals ORDER BY seq")?;
+        let mut st = c.prepare(
+            "SELECT id, subsystem, address, port, status, advertise FROM portals ORDER BY seq",
+        )?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
             let id = uuid_of(&r.get::<_, String>(0)?)?;

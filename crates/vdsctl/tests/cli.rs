@@ -325,7 +325,10 @@ fn portal_advertised_address_set_shown_and_cleared() {
     assert!(shown.contains("10.0.2.100:3260"), "{shown}");
     let list = ok(api, &["portal", "list"]);
     assert!(list.contains("ADVERTISE"), "{list}");
-    let row = list.lines().find(|l| l.contains("127.0.0.1:42087")).unwrap();
+    let row = list
+        .lines()
+        .find(|l| l.contains("127.0.0.1:42087"))
+        .unwrap();
     assert!(row.contains("10.0.2.100:3260"), "{list}");
 
     let p: Value = serde_json::from_str(&ok(
@@ -356,16 +359,22 @@ fn portal_advertised_address_set_shown_and_cleared() {
         &["portal", "set", "127.0.0.1:42087", "--advertise", "gw:0"],
     );
     assert!(stderr(&o).contains("advertise: "), "{}", stderr(&o));
-    let p: Value = serde_json::from_str(&ok(
-        api,
-        &["--json", "portal", "show", "127.0.0.1:42087"],
-    ))
-    .unwrap();
-    assert_eq!(p["advertise"], "[fd00::1]:13260", "a bad value changed nothing");
+    let p: Value =
+        serde_json::from_str(&ok(api, &["--json", "portal", "show", "127.0.0.1:42087"])).unwrap();
+    assert_eq!(
+        p["advertise"], "[fd00::1]:13260",
+        "a bad value changed nothing"
+    );
 
     let p: Value = serde_json::from_str(&ok(
         api,
-        &["--json", "portal", "set", "127.0.0.1:42087", "--no-advertise"],
+        &[
+            "--json",
+            "portal",
+            "set",
+            "127.0.0.1:42087",
+            "--no-advertise",
+        ],
     ))
     .unwrap();
     assert!(p["advertise"].is_null(), "{p}");
@@ -379,13 +388,7 @@ fn portal_advertised_address_set_shown_and_cleared() {
     assert_eq!(
         provider_error(
             api,
-            &[
-                "portal",
-                "add",
-                "127.0.0.1:42086",
-                "--advertise",
-                "a b:1"
-            ]
+            &["portal", "add", "127.0.0.1:42086", "--advertise", "a b:1"]
         ),
         "E_INVALIDARG"
     );

@@ -53,7 +53,12 @@ fn an_advertised_address_is_what_send_targets_reports() {
     let ev = d.events();
 
     // Through the API.
-    let p = d.ok("PATCH", &path, json!({"advertise": "gw.example:13260"}), 200);
+    let p = d.ok(
+        "PATCH",
+        &path,
+        json!({"advertise": "gw.example:13260"}),
+        200,
+    );
     assert_eq!(p["advertise"], "gw.example:13260");
     assert_eq!(d.get(&path)["advertise"], "gw.example:13260");
     assert_eq!(count(&ev.drain(), &id, MODIFY), 1, "one MODIFY");
@@ -98,7 +103,13 @@ fn an_advertised_address_is_what_send_targets_reports() {
     assert_eq!(count(&ev.drain(), &id, MODIFY), 0, "nothing announced");
 
     // Through vdsctl.
-    let o = d.vdsctl(&["portal", "set", &bind.to_string(), "--advertise", "10.9.8.7:3260"]);
+    let o = d.vdsctl(&[
+        "portal",
+        "set",
+        &bind.to_string(),
+        "--advertise",
+        "10.9.8.7:3260",
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     let o = d.vdsctl(&["portal", "show", &bind.to_string()]);
     assert!(text(&o).contains("10.9.8.7:3260"), "{}", text(&o));
@@ -106,7 +117,13 @@ fn an_advertised_address_is_what_send_targets_reports() {
         discovered(&bind.to_string(), 64),
         vec!["10.9.8.7:3260,1".to_string()]
     );
-    let o = d.vdsctl(&["portal", "set", &bind.to_string(), "--advertise", "10.9.8.7"]);
+    let o = d.vdsctl(&[
+        "portal",
+        "set",
+        &bind.to_string(),
+        "--advertise",
+        "10.9.8.7",
+    ]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("E_INVALIDARG"), "{}", text(&o));
 
@@ -263,11 +280,7 @@ fn wildcard_in_private_netns() {
         "iscsi-ls through 127.0.0.7"
     );
     // A login through the address discovery gave works.
-    let mut ini = login(
-        "127.0.0.7:45264".parse().unwrap(),
-        &initiator_name(65),
-        1,
-    );
+    let mut ini = login("127.0.0.7:45264".parse().unwrap(), &initiator_name(65), 1);
     assert_good(&tur(&mut ini, 0), "TUR through the wildcard portal");
     let _ = ini.logout();
 

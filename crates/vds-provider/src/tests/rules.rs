@@ -1565,7 +1565,10 @@ fn a_portal_advertised_address_is_checked_stored_published_and_announced() {
         advertise: Some("gw.example:3260,7".into()),
     });
     assert_eq!(e.hresult, Hresult::E_INVALIDARG);
-    assert!(e.message.contains("advertise") && e.message.contains("','"), "{e}");
+    assert!(
+        e.message.contains("advertise") && e.message.contains("','"),
+        "{e}"
+    );
     assert_eq!(f.portals().len(), before);
 
     let mut rx = f.p.subscribe();
@@ -1587,7 +1590,14 @@ fn a_portal_advertised_address_is_checked_stored_published_and_announced() {
     f.ok(patch(None));
     assert_eq!(drain(&mut rx), vec![]);
     // Bad values: E_INVALIDARG, nothing changed, nothing announced.
-    for bad in ["", "fd00::7:3260", "a b:1", "h:0", "h:3260\r\nX", &"a".repeat(300)] {
+    for bad in [
+        "",
+        "fd00::7:3260",
+        "a b:1",
+        "h:0",
+        "h:3260\r\nX",
+        &"a".repeat(300),
+    ] {
         let e = f.err(patch(Some(Some(bad))));
         assert_eq!(e.hresult, Hresult::E_INVALIDARG, "{bad:?}");
         assert!(e.message.starts_with("advertise: "), "{e}");
