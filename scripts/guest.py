@@ -124,8 +124,10 @@ def start_vdsd(vdsd, art):
     data = tempfile.mkdtemp(prefix="vds-guest-data.")
     pport, aport = free_ports(2)
     out = open(os.path.join(art, "vdsd.log"), "w")
+    # The guest reaches the portal only as 10.0.2.100:3260 (guestfwd): that is what
+    # SendTargets must tell it (BEHAVIOUR.md §4 "Addresses in SendTargets").
     p = subprocess.Popen([vdsd, "--data-dir", data, "--api", "127.0.0.1:%d" % aport,
-                          "--portal", "127.0.0.1:%d" % pport],
+                          "--portal", "127.0.0.1:%d,advertise=10.0.2.100:3260" % pport],
                          stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     PROCS.append(p)
     deadline = time.time() + 30

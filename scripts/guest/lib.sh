@@ -9,13 +9,13 @@ vds() {
   line=$(printf '%s\n' "$out" | tail -1)
   return "${line#rc=}"
 }
-# login_target: discovery through the forwarded portal, then login to it. SendTargets answers with
-# the portal's own 127.0.0.x address (issue 12, part 3), which the guest cannot reach, so the node
-# record is made for the forwarded address by hand.
+# login_target: discovery through the forwarded portal, then login to the node record it made, as
+# a real host does. The portal advertises the forwarded address (vdsd --portal ...,advertise=), so
+# SendTargets lists "$PORTAL,1" and the record discovery creates is the one to log in to.
 login_target() {
   iscsiadm -m discovery -t st -p "$PORTAL" | tee /host/out/discovery.txt || return 1
-  grep -q "$IQN" /host/out/discovery.txt || { echo "discovery did not list $IQN"; return 1; }
-  iscsiadm -m node -o new -T "$IQN" -p "$PORTAL" || return 1
+  grep -q "^$PORTAL,1 $IQN\$" /host/out/discovery.txt \
+    || { echo "discovery did not list $IQN at $PORTAL"; return 1; }
   iscsiadm -m node -T "$IQN" -p "$PORTAL" --login || return 1
   for _ in $(seq 1 50); do
     DISK=$(lsscsi | awk '/VDS/ && /LUN/ {print $NF; exit}')

@@ -822,9 +822,26 @@ pub async fn create_portal(
             subsystem,
             address: b.address,
             port: b.port,
+            advertise: b.advertise,
         })
         .await?;
     Ok(respond(o, true))
+}
+
+#[utoipa::path(patch, path = "/v1/portals/{id}", tag = "portal",
+    description = "Set (`\"host:port\"`) or clear (`null`) the address SendTargets reports for the portal.",
+    params(("id" = Uuid, Path, description = "portal id")), request_body = PatchPortalBody,
+    responses((status = 200, body = PortalJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn patch_portal(
+    State(s): State<AppState>,
+    p: PathParams,
+    body: JsonArg<PatchPortalBody>,
+) -> ApiResult {
+    s.with_body(&p, body, get::portal, |id, b| Command::PatchPortal {
+        id,
+        advertise: b.advertise,
+    })
+    .await
 }
 
 #[utoipa::path(get, path = "/v1/portals/{id}", tag = "portal",

@@ -173,7 +173,10 @@ pub fn router_with_metrics(
             "/v1/portal-groups/{id}/portals/{portal_id}",
             axum::routing::delete(remove_portal_from_group),
         )
-        .route("/v1/portals/{id}", get(get_portal).delete(delete_portal))
+        .route(
+            "/v1/portals/{id}",
+            get(get_portal).delete(delete_portal).patch(patch_portal),
+        )
         .route("/v1/portals/{id}/status", post(set_portal_status))
         .route("/v1/jobs", get(list_jobs))
         .route("/v1/jobs/{id}", get(get_job))

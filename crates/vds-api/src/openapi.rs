@@ -36,7 +36,7 @@ use crate::wire::*;
         set_shared_secret, remember_initiator_secret, get_initiators,
         list_portal_groups, create_portal_group, get_portal_group, delete_portal_group,
         add_portal_to_group, remove_portal_from_group,
-        list_portals, create_portal, get_portal, delete_portal, set_portal_status,
+        list_portals, create_portal, get_portal, patch_portal, delete_portal, set_portal_status,
         list_jobs, get_job, wait_job, cancel_job,
         events, metrics_text, openapi_json,
     ),
@@ -46,7 +46,7 @@ use crate::wire::*;
         TargetJson, PortalGroupJson, PortalJson, JobJson, JobOutputJson, DeletedJson, EventJson,
         CreateLunBody, BackingBody, FaultFilterBody, DelayBody, ErrorFaultBody, PatchLunBody,
         BytesBody, FaultsBody, TargetsBody, CreateTargetBody, PatchTargetBody, SharedSecretBody,
-        InitiatorSecretBody, AddPortalBody, CreatePortalBody,
+        InitiatorSecretBody, AddPortalBody, CreatePortalBody, PatchPortalBody,
     )),
     tags(
         (name = "provider"), (name = "subsystem"), (name = "controller"), (name = "drive"),

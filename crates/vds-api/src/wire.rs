@@ -404,6 +404,28 @@ pub struct CreatePortalBody {
     #[schema(value_type = String, example = "127.0.0.2")]
     pub address: std::net::IpAddr,
     pub port: u16,
+    /// What SendTargets reports instead of `address:port` (`host:port`; BEHAVIOUR.md §4).
+    #[schema(example = "10.0.2.100:3260")]
+    pub advertise: Option<String>,
+}
+
+/// `PATCH /v1/portals/{id}`: `"advertise": "host:port"` sets, `null` clears, absent leaves.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchPortalBody {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, example = "10.0.2.100:3260")]
+    pub advertise: Option<Option<String>>,
+}
+
+/// A field that is present, `null` included: `Some(None)` for `null`, `Some(Some(v))` for a
+/// value (with `#[serde(default)]`, `None` when absent).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 // ---- response objects ------------------------------------------------------------------------
@@ -679,6 +701,9 @@ pub struct PortalJson {
     /// `ipv4` / `ipv6`.
     pub address_type: String,
     pub status: String,
+    /// What SendTargets reports instead of `address:port`; `null` when none.
+    #[schema(example = "10.0.2.100:3260")]
+    pub advertise: Option<String>,
     pub portal_groups: Vec<Uuid>,
 }
 
@@ -691,6 +716,7 @@ impl From<&Portal> for PortalJson {
             port: p.port,
             address_type: p.address_type().short_name().into(),
             status: p.status.short_name().into(),
+            advertise: p.advertise.as_ref().map(|a| a.to_string()),
             portal_groups: p.portal_groups.clone(),
         }
     }

@@ -83,13 +83,15 @@ pub struct TargetView {
     pub luns: Arc<vds_scsi::LunMap>,
 }
 
-/// One portal (listener address) and whether it is to be listed by SendTargets.
+/// One portal (listener address), whether it is to be listed by SendTargets, and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortalView {
     pub id: Uuid,
     pub addr: SocketAddr,
     /// Only ONLINE portals are listed in SendTargets.
     pub online: bool,
+    /// The validated `host:port` SendTargets reports instead of `addr` (BEHAVIOUR.md §4).
+    pub advertise: Option<String>,
 }
 
 /// The whole configuration the data path serves.

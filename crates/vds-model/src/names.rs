@@ -1,8 +1,9 @@
 //! Validation of the names and secrets the management API accepts: iSCSI names (RFC 3720
 //! §3.2.6: `iqn.`, `eui.`, `naa.`), the LUN unmasking list (BEHAVIOUR.md §10)
-//! and CHAP secrets (12 to 16 bytes).
+//! and CHAP secrets (12 to 16 bytes), and a portal's advertised address (BEHAVIOUR.md §4).
 
 use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Longest iSCSI name in bytes (RFC 3720 §3.2.6.1).
 pub const MAX_ISCSI_NAME_LEN: usize = 223;
@@ -265,6 +266,146 @@ impl fmt::Debug for ChapSecret {
     }
 }
 
+/// Longest advertised address in bytes: a 253-byte DNS name, `:` and a 5-digit port.
+pub const MAX_ADVERTISE_LEN: usize = 259;
+/// Longest DNS name in an advertised address (RFC 1035 §2.3.4, without the trailing dot).
+const MAX_DNS_NAME_LEN: usize = 253;
+
+/// What SendTargets reports for a portal instead of its bind address (BEHAVIOUR.md §4): the
+/// `host:port` a host must connect to when it reaches the portal through NAT, a port forward
+/// or a container's published port. `host` is a DNS name, an IPv4 address or a bracketed IPv6
+/// address; `port` is 1 to 65535.
+///
+/// It is echoed into a TargetAddress key (`host:port,tpgt`) of a Text Response, so only the
+/// characters that grammar allows can be in it: no spaces, commas, control characters or
+/// anything outside ASCII letters, digits, `.`, `-`, `:` and the brackets of an IPv6 host.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AdvertisedAddress(String);
+
+/// Why a string is not a valid advertised address. The message says exactly what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{value:?} is not a valid advertised address (host:port): {reason}")]
+pub struct AdvertiseError {
+    /// The offending value, cut to [`MAX_ADVERTISE_LEN`] characters.
+    pub value: String,
+    /// What rule it breaks.
+    pub reason: String,
+}
+
+impl AdvertisedAddress {
+    /// Checks `host:port`; the address is kept exactly as given (it is what hosts are told).
+    pub fn parse(s: &str) -> Result<AdvertisedAddress, AdvertiseError> {
+        let fail = |reason: String| AdvertiseError {
+            value: s.chars().take(MAX_ADVERTISE_LEN).collect(),
+            reason,
+        };
+        if s.is_empty() {
+            return Err(fail("it is empty".into()));
+        }
+        if s.len() > MAX_ADVERTISE_LEN {
+            return Err(fail(format!(
+                "it is {} bytes long, the limit is {MAX_ADVERTISE_LEN}",
+                s.len()
+            )));
+        }
+        if let Some(c) = s
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']')))
+        {
+            return Err(fail(format!("the character {c:?} is not allowed")));
+        }
+        let (host, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| fail("it has no \":port\"".into()))?;
+        check_port(port).map_err(fail)?;
+        check_host(host).map_err(fail)?;
+        Ok(AdvertisedAddress(s.to_string()))
+    }
+
+    /// The address as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AdvertisedAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A decimal port 1..=65535, no sign and no leading zero.
+fn check_port(port: &str) -> Result<(), String> {
+    if port.is_empty() {
+        return Err("the port is missing".into());
+    }
+    if !port.bytes().all(|b| b.is_ascii_digit()) || port.starts_with('0') || port.len() > 5 {
+        return Err(format!("the port {port:?} is not a number from 1 to 65535"));
+    }
+    match port.parse::<u32>() {
+        Ok(1..=65535) => Ok(()),
+        _ => Err(format!("the port {port:?} is not a number from 1 to 65535")),
+    }
+}
+
+/// A bracketed IPv6 address, a dotted IPv4 address or a DNS name (letters, digits, hyphens;
+/// labels of 1 to 63, not starting or ending with a hyphen). Unspecified addresses are refused:
+/// a host cannot connect to them.
+fn check_host(host: &str) -> Result<(), String> {
+    if host.is_empty() {
+        return Err("the host is missing".into());
+    }
+    if let Some(inner) = host.strip_prefix('[') {
+        let inner = inner
+            .strip_suffix(']')
+            .ok_or_else(|| format!("the IPv6 address {host:?} has no closing \"]\""))?;
+        let ip: Ipv6Addr = inner
+            .parse()
+            .map_err(|_| format!("{inner:?} is not an IPv6 address"))?;
+        if ip.is_unspecified() || ip.is_multicast() {
+            return Err(format!("{ip} cannot be connected to"));
+        }
+        return Ok(());
+    }
+    if host.contains(['[', ']']) {
+        return Err("brackets are only allowed around a whole IPv6 address".into());
+    }
+    if host.contains(':') {
+        return Err("an IPv6 address must be written in brackets: [addr]:port".into());
+    }
+    if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        let ip: Ipv4Addr = host
+            .parse()
+            .map_err(|_| format!("{host:?} is not an IPv4 address"))?;
+        if ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() {
+            return Err(format!("{ip} cannot be connected to"));
+        }
+        return Ok(());
+    }
+    if host.len() > MAX_DNS_NAME_LEN {
+        return Err(format!(
+            "the host name is {} bytes long, the limit is {MAX_DNS_NAME_LEN}",
+            host.len()
+        ));
+    }
+    for label in host.split('.') {
+        if label.is_empty() {
+            return Err(format!("the host name {host:?} has an empty label"));
+        }
+        if label.len() > 63 {
+            return Err(format!(
+                "the host name label {label:?} is longer than 63 bytes"
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!(
+                "the host name label {label:?} starts or ends with a hyphen"
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,5 +495,67 @@ mod tests {
         );
         let s = ChapSecret::new(b"secretsecret".to_vec()).unwrap();
         assert!(!format!("{s:?}").contains("secret"));
+    }
+
+    #[test]
+    fn advertised_addresses() {
+        for ok in [
+            "10.0.2.100:3260",
+            "gw.example.com:3260",
+            "storage-1:1",
+            "[fd00::1]:65535",
+            "[::ffff:10.0.0.1]:860",
+            "A.example:3260",
+        ] {
+            assert_eq!(AdvertisedAddress::parse(ok).unwrap().as_str(), ok);
+        }
+        let cases = [
+            ("", "empty"),
+            ("10.0.2.100", "no \":port\""),
+            ("10.0.2.100:", "port is missing"),
+            ("10.0.2.100:0", "1 to 65535"),
+            ("10.0.2.100:65536", "1 to 65535"),
+            ("10.0.2.100:03260", "1 to 65535"),
+            ("10.0.2.100:+3260", "'+'"),
+            ("10.0.2.100:99999999999", "1 to 65535"),
+            (":3260", "host is missing"),
+            ("10.0.2.100:3260,1", "','"),
+            ("a b:3260", "' '"),
+            ("a\nb:3260", "'\\n'"),
+            ("h\u{e9}te:3260", "'\u{e9}'"),
+            ("fd00::1:3260", "in brackets"),
+            ("[fd00::1:3260", "closing"),
+            ("[fd00::g]:3260", "not an IPv6"),
+            ("a[b]:3260", "brackets"),
+            ("[::]:3260", "cannot be connected"),
+            ("0.0.0.0:3260", "cannot be connected"),
+            ("224.0.0.1:3260", "cannot be connected"),
+            ("10.0.2.300:3260", "not an IPv4"),
+            ("1.2.3:3260", "not an IPv4"),
+            ("a..b:3260", "empty label"),
+            ("-a.b:3260", "hyphen"),
+            ("a.b-:3260", "hyphen"),
+        ];
+        for (v, why) in cases {
+            let e = AdvertisedAddress::parse(v).unwrap_err();
+            assert!(e.to_string().contains(why), "{v:?}: {e}");
+        }
+        let label = "a".repeat(64);
+        assert!(AdvertisedAddress::parse(&format!("{label}.b:1"))
+            .unwrap_err()
+            .reason
+            .contains("63"));
+        let name = vec!["a".repeat(60); 5].join(".");
+        assert!(AdvertisedAddress::parse(&format!("{name}:1"))
+            .unwrap_err()
+            .reason
+            .contains("limit is 259"));
+        let name = vec!["a".repeat(50); 5].join(".");
+        assert!(AdvertisedAddress::parse(&format!("{name}:1"))
+            .unwrap_err()
+            .reason
+            .contains("limit is 253"));
+        let huge = "a".repeat(1 << 20);
+        assert!(AdvertisedAddress::parse(&huge).unwrap_err().value.len() <= MAX_ADVERTISE_LEN);
     }
 }

@@ -505,6 +505,8 @@ pub struct Portal {
     pub port: u16,
     /// Status.
     pub status: PortalStatus,
+    /// What SendTargets reports instead of the bind address (BEHAVIOUR.md §4).
+    pub advertise: Option<crate::AdvertisedAddress>,
     /// Portal groups that hold it.
     pub portal_groups: Vec<Uuid>,
 }

@@ -345,6 +345,17 @@ pub enum Command {
         address: IpAddr,
         /// TCP port (> 0).
         port: u16,
+        /// What SendTargets reports instead of the bind address (`host:port`, checked by
+        /// `AdvertisedAddress::parse`; BEHAVIOUR.md §4).
+        advertise: Option<String>,
+    },
+    /// `PATCH /v1/portals/{id}`: `advertise` `None` leaves it, `Some(None)` clears it,
+    /// `Some(Some(a))` sets it (BEHAVIOUR.md §4).
+    PatchPortal {
+        /// Portal id.
+        id: Uuid,
+        /// The change to the advertised address.
+        advertise: Option<Option<String>>,
     },
     /// `DELETE /v1/portals/{id}`: unbinds it and removes it from its portal groups.
     DeletePortal {

@@ -402,6 +402,11 @@ impl Inner {
                 address: addr.ip(),
                 port: addr.port(),
                 status: PortalStatus::Online,
+                advertise: cfg
+                    .first_start_advertise
+                    .iter()
+                    .find(|(a, _)| a == addr)
+                    .map(|(_, adv)| adv.clone()),
                 portal_groups: Vec::new(),
             });
         }

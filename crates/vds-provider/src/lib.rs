@@ -40,6 +40,8 @@ pub struct ProviderConfig {
     pub data_dir: PathBuf,
     /// Portals of the embedded default, created on first start only.
     pub first_start_portals: Vec<SocketAddr>,
+    /// The advertised address of some of them (`--portal ADDR:PORT,advertise=HOST:PORT`).
+    pub first_start_advertise: Vec<(SocketAddr, vds_model::AdvertisedAddress)>,
     /// Accept fault filters (`--enable-fault-injection`).
     pub fault_injection: bool,
     /// How long a portal going OFFLINE waits for initiators to log out.
@@ -61,6 +63,7 @@ impl ProviderConfig {
         ProviderConfig {
             data_dir: data_dir.into(),
             first_start_portals: vec![SocketAddr::from(([127, 0, 0, 1], 3260))],
+            first_start_advertise: Vec::new(),
             fault_injection: false,
             logout_timeout: Duration::from_secs(2),
             portal_status_settable: true,

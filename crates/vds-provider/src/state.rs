@@ -399,6 +399,7 @@ impl State {
                 id: pe.p.id,
                 addr: pe.p.socket_addr(),
                 online: pe.p.status == PortalStatus::Online,
+                advertise: pe.p.advertise.as_ref().map(|a| a.to_string()),
             })
             .collect();
         DataView { targets, portals }

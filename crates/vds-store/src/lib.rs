@@ -18,14 +18,14 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OptionalExtension};
 use uuid::Uuid;
 use vds_model::{
-    Backing, BackingKind, Controller, ControllerStatus, Drive, DriveStatus, FaultFilterSpec,
-    FaultOpKind, Health, Hresult, Lun, LunPlex, LunPlexStatus, LunPlexType, LunStatus, LunType,
-    ObjectKind, Portal, PortalGroup, PortalStatus, Subsystem, SubsystemStatus, Target,
-    TransitionState,
+    AdvertisedAddress, Backing, BackingKind, Controller, ControllerStatus, Drive, DriveStatus,
+    FaultFilterSpec, FaultOpKind, Health, Hresult, Lun, LunPlex, LunPlexStatus, LunPlexType,
+    LunStatus, LunType, ObjectKind, Portal, PortalGroup, PortalStatus, Subsystem, SubsystemStatus,
+    Target, TransitionState,
 };
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The store's file name inside the data dir.
 pub const STORE_FILE: &str = "vds.sqlite";
@@ -93,6 +93,11 @@ CREATE TABLE tombstones (id TEXT PRIMARY KEY, kind TEXT NOT NULL);
     // LUNs stay writable.
     r#"
 ALTER TABLE luns ADD COLUMN read_only INTEGER NOT NULL DEFAULT 0;
+"#,
+    // 2 -> 3: a portal's advertised address (BEHAVIOUR.md §4). Last column, NULL (none) for
+    // existing portals.
+    r#"
+ALTER TABLE portals ADD COLUMN advertise TEXT;
 "#,
 ];
 
@@ -683,8 +688,9 @@ impl Store {
             });
         }
 
-        let mut st =
-            c.prepare("SELECT id, subsystem, address, port, status FROM portals ORDER BY seq")?;
+        let mut st = c.prepare(
+            "SELECT id, subsystem, address, port, status, advertise FROM portals ORDER BY seq",
+        )?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
             let id = uuid_of(&r.get::<_, String>(0)?)?;
@@ -697,6 +703,10 @@ impl Store {
                     .map_err(|_| bad(format!("portal address {addr:?}")))?,
                 port: r.get::<_, i64>(3)? as u16,
                 status: enum_of(r.get(4)?, PortalStatus::from_i64, "portal status")?,
+                advertise: r
+                    .get::<_, Option<String>>(5)?
+                    .map(|a| AdvertisedAddress::parse(&a).map_err(|e| bad(e.to_string())))
+                    .transpose()?,
                 portal_groups: portal_pgs.remove(&id).unwrap_or_default(),
             });
         }
@@ -1020,14 +1030,15 @@ impl Tx<'_> {
         let id = p.id.to_string();
         let seq = self.seq_of("portals", &id)?;
         self.tx
-            .prepare_cached("INSERT OR REPLACE INTO portals VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
+            .prepare_cached("INSERT OR REPLACE INTO portals VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?
             .execute(params![
                 id,
                 seq,
                 p.subsystem.to_string(),
                 p.address.to_string(),
                 p.port as i64,
-                p.status.value()
+                p.status.value(),
+                p.advertise.as_ref().map(|a| a.as_str())
             ])?;
         Ok(())
     }

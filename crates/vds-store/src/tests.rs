@@ -128,6 +128,7 @@ fn round_trip_every_object_and_tombstones_survive_reopen() {
                 address: "127.0.0.1".parse().unwrap(),
                 port: 3260,
                 status: PortalStatus::Online,
+                advertise: Some(AdvertisedAddress::parse("[fd00::1]:3260").unwrap()),
                 portal_groups: vec![],
             })?;
             tx.put_portal_group(&PortalGroup {
@@ -153,6 +154,10 @@ fn round_trip_every_object_and_tombstones_survive_reopen() {
     assert_eq!(t.portal_groups, vec![pg]);
     assert_eq!(t.luns, vec![lun.lun.id]);
     assert_eq!(snap.portals[0].portal_groups, vec![pg]);
+    assert_eq!(
+        snap.portals[0].advertise.as_ref().map(|a| a.as_str()),
+        Some("[fd00::1]:3260")
+    );
     assert_eq!(snap.portal_groups[0].portals, vec![portal]);
     assert_eq!(snap.secrets.len(), 2);
     assert_eq!(snap.pr_states, vec![(lun.lun.id, b"pr".to_vec())]);
@@ -235,7 +240,7 @@ fn a_version_1_store_upgrades_and_its_luns_stay_writable() {
         .unwrap();
     }
     let mut s = Store::open(dir.path()).unwrap();
-    assert_eq!(s.schema_version().unwrap(), 2);
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
     let snap = s.load().unwrap();
     assert_eq!(snap.luns.len(), 1);
     let mut rec = snap.luns[0].clone();
@@ -250,8 +255,64 @@ fn a_version_1_store_upgrades_and_its_luns_stay_writable() {
     s.write(|tx| tx.put_lun(&rec)).unwrap();
     drop(s);
     let s = Store::open(dir.path()).unwrap();
-    assert_eq!(s.schema_version().unwrap(), 2);
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
     assert!(s.load().unwrap().luns[0].lun.read_only);
+}
+
+#[test]
+fn a_version_2_store_upgrades_and_its_portals_advertise_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let portal = Uuid::new_v4();
+    {
+        // A store as a version-2 vdsd left it: one portal row in the 6-column layout.
+        let c = Connection::open(dir.path().join(STORE_FILE)).unwrap();
+        c.execute_batch(MIGRATIONS[0]).unwrap();
+        c.execute_batch(MIGRATIONS[1]).unwrap();
+        c.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER NOT NULL);
+             INSERT INTO schema_version (version) VALUES (2);",
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO portals VALUES (?1, 1, ?2, '0.0.0.0', 3260, 1)",
+            params![portal.to_string(), Uuid::new_v4().to_string()],
+        )
+        .unwrap();
+    }
+    let mut s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.schema_version().unwrap(), 3);
+    let mut p = s.load().unwrap().portals[0].clone();
+    assert_eq!(p.id, portal);
+    assert_eq!(p.advertise, None, "an old portal advertises nothing");
+    p.advertise = Some(AdvertisedAddress::parse("gw.example:3260").unwrap());
+    s.write(|tx| tx.put_portal(&p)).unwrap();
+    drop(s);
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.load().unwrap().portals[0], p);
+}
+
+#[test]
+fn a_hand_edited_advertise_is_a_bad_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open(dir.path()).unwrap();
+    s.write(|tx| {
+        tx.put_portal(&Portal {
+            id: Uuid::new_v4(),
+            subsystem: Uuid::new_v4(),
+            address: "127.0.0.1".parse().unwrap(),
+            port: 3260,
+            status: PortalStatus::Online,
+            advertise: None,
+            portal_groups: vec![],
+        })
+    })
+    .unwrap();
+    s.conn
+        .execute("UPDATE portals SET advertise = 'a b:1,1'", [])
+        .unwrap();
+    let e = s.load().err().unwrap();
+    assert!(matches!(e, StoreError::BadRow(_)), "{e}");
+    assert!(e.to_string().contains("advertised address"), "{e}");
 }
 
 #[test]

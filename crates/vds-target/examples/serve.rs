@@ -129,6 +129,7 @@ fn main() {
             id: Uuid::new_v4(),
             addr: *addr,
             online: true,
+            advertise: None,
         })
         .collect();
     let mut chap = ChapConfig::default();

@@ -26,6 +26,7 @@ use vds_iscsi::pdu::{Bhs, Digests, Header, Pdu, PduError, BHS_LEN};
 use vds_iscsi::{SessionParams, SessionType};
 use vds_scsi::{ItNexus, Mode, WouldBlock};
 
+use crate::address::target_address;
 use crate::session::SessionEntry;
 use crate::wire::{BufPool, RxBuf, TxQueue};
 use crate::{exec, ConnCtl, ConnEntry, Inner};
@@ -358,6 +359,8 @@ impl PortalLogin<'_> {
 struct Discovery {
     inner: Arc<Inner>,
     portal: Uuid,
+    /// The connection's local socket address: what a wildcard portal is listed as.
+    local: Option<SocketAddr>,
 }
 
 impl ConnEnv for Discovery {
@@ -382,8 +385,9 @@ impl ConnEnv for Discovery {
             let mut addrs = Vec::new();
             for g in &t.portal_groups {
                 for pid in &g.portals {
-                    if let Some(p) = view.portals.iter().find(|p| p.id == *pid && p.online) {
-                        addrs.push(format!("{},{}", p.addr, g.tag));
+                    let listed = view.portals.iter().find(|p| p.id == *pid && p.online);
+                    if let Some(a) = listed.and_then(|p| target_address(p, self.local)) {
+                        addrs.push(format!("{a},{}", g.tag));
                     }
                 }
             }
@@ -1047,6 +1051,7 @@ async fn full_feature(
     let mut env = Discovery {
         inner: inner.clone(),
         portal,
+        local: stream.local_addr().ok(),
     };
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Completion>();
     let view = inner.view.load_full();

@@ -14,6 +14,7 @@
 //! that no unwinding skips; commands already handed to a logical unit always complete before
 //! their connection is released (a command whose execution panics is answered 04/44/00).
 
+mod address;
 mod conn;
 mod exec;
 mod io;
@@ -238,6 +239,12 @@ impl DataPlane for DataPath {
             tokio::net::TcpSocket::new_v6()?
         };
         sock.set_reuseaddr(true)?;
+        if addr.is_ipv6() && addr.ip().is_unspecified() {
+            // `[::]` accepts IPv4 too, whatever net.ipv6.bindv6only says: SendTargets lists it
+            // with an IPv4 address to IPv4 hosts (address.rs), and a `0.0.0.0` portal on the
+            // same port is refused with EADDRINUSE rather than half-working.
+            dual_stack(&sock)?;
+        }
         sock.bind(addr)?;
         let listener = sock.listen(1024)?;
         let local = listener.local_addr()?;
@@ -303,6 +310,27 @@ impl DataPlane for DataPath {
     fn initiators(&self, target: Uuid) -> Vec<String> {
         self.inner.sessions.lock().initiators(target)
     }
+}
+
+/// Clears IPV6_V6ONLY on an IPv6 socket that is not yet bound.
+fn dual_stack(sock: &tokio::net::TcpSocket) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let off: libc::c_int = 0;
+    // SAFETY: the descriptor is the live socket `sock` owns; the option value is a c_int that
+    // outlives the call, and its size is passed with it.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_V6ONLY,
+            (&off as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 impl Drop for Inner {

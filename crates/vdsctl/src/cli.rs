@@ -301,6 +301,19 @@ pub enum PortalVerb {
         endpoint: String,
         #[arg(long)]
         subsystem: Option<String>,
+        /// HOST:PORT that SendTargets reports instead of ADDR:PORT (behind NAT, in a container).
+        #[arg(long, value_name = "HOST:PORT")]
+        advertise: Option<String>,
+    },
+    /// Change a portal: set (--advertise HOST:PORT) or clear (--no-advertise) the address
+    /// SendTargets reports for it.
+    #[command(group = clap::ArgGroup::new("change").required(true))]
+    Set {
+        portal: String,
+        #[arg(long, value_name = "HOST:PORT", group = "change")]
+        advertise: Option<String>,
+        #[arg(long, group = "change")]
+        no_advertise: bool,
     },
     /// Delete a portal.
     Delete { portal: String },

@@ -692,6 +692,7 @@ impl Ctx {
             PortalVerb::Add {
                 endpoint,
                 subsystem,
+                advertise,
             } => {
                 let sa = parse_endpoint(&endpoint).ok_or_else(|| {
                     CliError::Usage(format!(
@@ -699,12 +700,27 @@ impl Ctx {
                     ))
                 })?;
                 let sub = self.one_subsystem(subsystem.as_deref())?;
-                let body = json!({"address": sa.ip().to_string(), "port": sa.port()});
+                let mut body = json!({"address": sa.ip().to_string(), "port": sa.port()});
+                if let Some(a) = advertise {
+                    body["advertise"] = json!(a);
+                }
                 self.show_reply(&self.send(
                     "POST",
                     &format!("/v1/subsystems/{sub}/portals"),
                     Some(body),
                 )?)
+            }
+            PortalVerb::Set {
+                portal,
+                advertise,
+                no_advertise,
+            } => {
+                let id = self.portal_id(&portal)?;
+                // clap's group makes exactly one of the two present: no --advertise is
+                // --no-advertise, sent as null (clear).
+                debug_assert_ne!(advertise.is_some(), no_advertise);
+                let body = json!({ "advertise": advertise });
+                self.show_reply(&self.send("PATCH", &format!("/v1/portals/{id}"), Some(body))?)
             }
             PortalVerb::Delete { portal } => {
                 let id = self.portal_id(&portal)?;

@@ -92,6 +92,7 @@ fn columns(kind: Kind) -> Vec<Column> {
             ("ADDRESS", portal_endpoint),
             ("TYPE", |v| field(v, "address_type")),
             ("STATUS", |v| field(v, "status")),
+            ("ADVERTISE", |v| field(v, "advertise")),
         ],
     }
 }

@@ -285,11 +285,117 @@ fn usage_errors_exit_2() {
         &["portal-group", "show", "not-a-uuid"],
         &["job", "show", "12"],
         &["portal", "show", "not-an-address"],
+        &["portal", "set", "127.0.0.1:42087"],
+        &[
+            "portal",
+            "set",
+            "127.0.0.1:42087",
+            "--advertise",
+            "h:1",
+            "--no-advertise",
+        ],
     ] {
         let o = vdsctl(api, args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
         assert!(!stderr(&o).is_empty());
     }
+}
+
+/// BEHAVIOUR.md §4 "Addresses in SendTargets": `portal add --advertise`, `portal set
+/// --advertise` / `--no-advertise`, shown by `portal show` and `portal list`; a bad value is
+/// the provider's E_INVALIDARG and changes nothing.
+#[test]
+fn portal_advertised_address_set_shown_and_cleared() {
+    let s = server();
+    let api = s.url.as_str();
+    let p: Value = serde_json::from_str(&ok(
+        api,
+        &[
+            "--json",
+            "portal",
+            "add",
+            "127.0.0.1:42087",
+            "--advertise",
+            "10.0.2.100:3260",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(p["advertise"], "10.0.2.100:3260");
+    let shown = ok(api, &["portal", "show", "127.0.0.1:42087"]);
+    assert!(shown.contains("10.0.2.100:3260"), "{shown}");
+    let list = ok(api, &["portal", "list"]);
+    assert!(list.contains("ADVERTISE"), "{list}");
+    let row = list
+        .lines()
+        .find(|l| l.contains("127.0.0.1:42087"))
+        .unwrap();
+    assert!(row.contains("10.0.2.100:3260"), "{list}");
+
+    let p: Value = serde_json::from_str(&ok(
+        api,
+        &[
+            "--json",
+            "portal",
+            "set",
+            "127.0.0.1:42087",
+            "--advertise",
+            "[fd00::1]:13260",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(p["advertise"], "[fd00::1]:13260");
+    for bad in ["fd00::1:3260", "gw:3260,1", "gw"] {
+        assert_eq!(
+            provider_error(
+                api,
+                &["portal", "set", "127.0.0.1:42087", "--advertise", bad]
+            ),
+            "E_INVALIDARG",
+            "{bad}"
+        );
+    }
+    let o = vdsctl(
+        api,
+        &["portal", "set", "127.0.0.1:42087", "--advertise", "gw:0"],
+    );
+    assert!(stderr(&o).contains("advertise: "), "{}", stderr(&o));
+    let p: Value =
+        serde_json::from_str(&ok(api, &["--json", "portal", "show", "127.0.0.1:42087"])).unwrap();
+    assert_eq!(
+        p["advertise"], "[fd00::1]:13260",
+        "a bad value changed nothing"
+    );
+
+    let p: Value = serde_json::from_str(&ok(
+        api,
+        &[
+            "--json",
+            "portal",
+            "set",
+            "127.0.0.1:42087",
+            "--no-advertise",
+        ],
+    ))
+    .unwrap();
+    assert!(p["advertise"].is_null(), "{p}");
+    let row = ok(api, &["portal", "list"])
+        .lines()
+        .find(|l| l.contains("127.0.0.1:42087"))
+        .unwrap()
+        .to_string();
+    assert!(row.trim_end().ends_with('-'), "{row}");
+    // A bad value at create: nothing is made.
+    assert_eq!(
+        provider_error(
+            api,
+            &["portal", "add", "127.0.0.1:42086", "--advertise", "a b:1"]
+        ),
+        "E_INVALIDARG"
+    );
+    assert_eq!(
+        provider_error(api, &["portal", "show", "127.0.0.1:42086"]),
+        "VDS_E_OBJECT_NOT_FOUND"
+    );
 }
 
 #[test]

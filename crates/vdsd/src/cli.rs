@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
+use vds_model::AdvertisedAddress;
 
 /// vds storage array daemon: serves LUNs over iSCSI and manages them through the VDS model.
 #[derive(Debug, Parser)]
@@ -17,10 +18,11 @@ pub struct Args {
     #[arg(long, env = "VDS_API_ADDR", default_value = "127.0.0.1:3280")]
     pub api: SocketAddr,
 
-    /// Portals to create on first start (repeatable; default 127.0.0.1:3260). Ignored on later
-    /// starts: the store decides.
-    #[arg(long = "portal")]
-    pub portals: Vec<SocketAddr>,
+    /// Portals to create on first start (repeatable; default 127.0.0.1:3260), each
+    /// ADDR:PORT or ADDR:PORT,advertise=HOST:PORT (what SendTargets reports for it). Ignored on
+    /// later starts: the store decides.
+    #[arg(long = "portal", value_name = "ADDR:PORT[,advertise=HOST:PORT]", value_parser = portal_arg)]
+    pub portals: Vec<PortalArg>,
 
     /// Optional configuration file (key = value lines: logout_timeout_secs,
     /// portal_status_settable, api_token, api_hosts, metrics_public, max_sessions_per_target,
@@ -43,14 +45,50 @@ pub struct Args {
     pub insecure_loopback_api: bool,
 }
 
+/// One `--portal`: the bind address and, optionally, the advertised address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortalArg {
+    pub addr: SocketAddr,
+    pub advertise: Option<AdvertisedAddress>,
+}
+
+/// `ADDR:PORT` or `ADDR:PORT,advertise=HOST:PORT` (a comma cannot be in either address).
+fn portal_arg(s: &str) -> Result<PortalArg, String> {
+    let (addr, rest) = match s.split_once(',') {
+        Some((a, r)) => (a, Some(r)),
+        None => (s, None),
+    };
+    let addr: SocketAddr = addr
+        .parse()
+        .map_err(|_| format!("{addr:?} is not ADDR:PORT (IPv6 in brackets)"))?;
+    let advertise = match rest {
+        None => None,
+        Some(r) => {
+            let a = r
+                .strip_prefix("advertise=")
+                .ok_or_else(|| format!("{r:?}: the only option is advertise=HOST:PORT"))?;
+            Some(AdvertisedAddress::parse(a).map_err(|e| e.to_string())?)
+        }
+    };
+    Ok(PortalArg { addr, advertise })
+}
+
 impl Args {
     /// The portals to create on first start.
     pub fn first_start_portals(&self) -> Vec<SocketAddr> {
         if self.portals.is_empty() {
             vec![SocketAddr::from(([127, 0, 0, 1], 3260))]
         } else {
-            self.portals.clone()
+            self.portals.iter().map(|p| p.addr).collect()
         }
+    }
+
+    /// The advertised addresses given for first-start portals.
+    pub fn first_start_advertise(&self) -> Vec<(SocketAddr, AdvertisedAddress)> {
+        self.portals
+            .iter()
+            .filter_map(|p| Some((p.addr, p.advertise.clone()?)))
+            .collect()
     }
 }
 
@@ -82,7 +120,41 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(a.first_start_portals().len(), 2);
+        assert!(a.first_start_advertise().is_empty());
         assert!(Args::try_parse_from(["vdsd", "--portal", "nonsense"]).is_err());
         assert!(Args::try_parse_from(["vdsd", "--api", "127.0.0.1:99999"]).is_err());
+    }
+
+    #[test]
+    fn a_portal_flag_may_carry_an_advertised_address() {
+        let a = Args::try_parse_from([
+            "vdsd",
+            "--portal",
+            "127.0.0.1:3260,advertise=10.0.2.100:3260",
+            "--portal",
+            "[::1]:3261",
+        ])
+        .unwrap();
+        assert_eq!(
+            a.first_start_portals(),
+            vec![
+                "127.0.0.1:3260".parse().unwrap(),
+                "[::1]:3261".parse().unwrap()
+            ]
+        );
+        let adv = a.first_start_advertise();
+        assert_eq!(adv.len(), 1);
+        assert_eq!(adv[0].0, "127.0.0.1:3260".parse().unwrap());
+        assert_eq!(adv[0].1.as_str(), "10.0.2.100:3260");
+        for (bad, why) in [
+            ("127.0.0.1:3260,advertise=", "empty"),
+            ("127.0.0.1:3260,advertise=gw", "no \":port\""),
+            ("127.0.0.1:3260,advertise=gw:1,x", "','"),
+            ("127.0.0.1:3260,adv=gw:1", "the only option"),
+            ("127.0.0.1,advertise=gw:1", "not ADDR:PORT"),
+        ] {
+            let e = Args::try_parse_from(["vdsd", "--portal", bad]).unwrap_err();
+            assert!(e.to_string().contains(why), "{bad}: {e}");
+        }
     }
 }

@@ -63,6 +63,7 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot start the I/O threads: {e}"))?;
     let mut pcfg = ProviderConfig::new(&args.data_dir);
     pcfg.first_start_portals = args.first_start_portals();
+    pcfg.first_start_advertise = args.first_start_advertise();
     pcfg.fault_injection = args.enable_fault_injection;
     pcfg.logout_timeout = daemon_cfg.logout_timeout;
     pcfg.portal_status_settable = daemon_cfg.portal_status_settable;

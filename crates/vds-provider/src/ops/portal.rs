@@ -1,9 +1,12 @@
-//! Portal operations: create, delete, SetStatus (bind/unbind the listener).
+//! Portal operations: create, change the advertised address, delete, SetStatus (bind/unbind
+//! the listener).
 
 use std::net::{IpAddr, SocketAddr};
 
 use uuid::Uuid;
-use vds_model::{EventKind, Hresult, ObjectKind, Portal, PortalGroup, PortalStatus};
+use vds_model::{
+    AdvertisedAddress, EventKind, Hresult, ObjectKind, Portal, PortalGroup, PortalStatus,
+};
 
 use crate::commit::Change;
 use crate::engine::Inner;
@@ -18,11 +21,13 @@ impl Provider {
         subsystem: Uuid,
         address: IpAddr,
         port: u16,
+        advertise: Option<String>,
     ) -> Result<Outcome, VdsError> {
         let inner = &self.inner;
         let mut g = inner.state.lock();
         let st = &mut *g;
         inner.object_call(st, ObjectKind::Subsystem, subsystem)?;
+        let advertise = advertise.as_deref().map(check_advertise).transpose()?;
         if port == 0 {
             return Err(VdsError::invalid_arg("port", "must be 1 to 65535"));
         }
@@ -44,6 +49,7 @@ impl Provider {
             address,
             port,
             status: PortalStatus::Offline,
+            advertise,
             portal_groups: Vec::new(),
         };
         let entry = PortalEntry {
@@ -60,6 +66,41 @@ impl Provider {
             })
             .publish()
             .event(ObjectKind::Portal, EventKind::Arrive, p.id);
+        inner.commit(st, change, None)?;
+        Ok(Outcome::Portal(p))
+    }
+
+    /// Sets or clears what SendTargets reports for the portal. Hosts see it at their next
+    /// discovery; sessions already logged in are not touched.
+    pub(super) fn patch_portal(
+        &self,
+        id: Uuid,
+        advertise: Option<Option<String>>,
+    ) -> Result<Outcome, VdsError> {
+        let inner = &self.inner;
+        let mut g = inner.state.lock();
+        let st = &mut *g;
+        inner.object_call(st, ObjectKind::Portal, id)?;
+        let Some(want) = advertise else {
+            return Ok(Outcome::Portal(st.portals[&id].p.clone()));
+        };
+        let want = want.as_deref().map(check_advertise).transpose()?;
+        st.check_free(&[(ObjectKind::Portal, id)])?;
+        let mut p = st.portals[&id].p.clone();
+        if p.advertise == want {
+            return Ok(Outcome::Portal(p));
+        }
+        p.advertise = want;
+        let row = Inner::portal_row(&p);
+        let change = Change::new()
+            .store(move |tx| tx.put_portal(&row))
+            .apply(|st| {
+                if let Some(pe) = st.portals.get_mut(&id) {
+                    pe.p.advertise = p.advertise.clone();
+                }
+            })
+            .publish()
+            .event(ObjectKind::Portal, EventKind::Modify, id);
         inner.commit(st, change, None)?;
         Ok(Outcome::Portal(p))
     }
@@ -228,6 +269,11 @@ impl Provider {
         r?;
         outcome.map(|()| Outcome::Portal(g.portals[&id].p.clone()))
     }
+}
+
+/// A caller's `advertise` value, or `E_INVALIDARG` saying what is wrong with it.
+pub(crate) fn check_advertise(s: &str) -> Result<AdvertisedAddress, VdsError> {
+    AdvertisedAddress::parse(s).map_err(|e| VdsError::invalid_arg("advertise", e))
 }
 
 /// Sets a portal's status and, when given, whether its listener is up.

@@ -318,6 +318,7 @@ fn deleted_versus_not_found_for_every_kind_and_across_restart() {
         subsystem: sub,
         address: "127.0.0.1".parse().unwrap(),
         port: 41057,
+        advertise: None,
     }) {
         Outcome::Portal(p) => p,
         o => panic!("{o:?}"),
@@ -1147,6 +1148,7 @@ fn portal_groups_and_membership() {
         subsystem: sub,
         address: "127.0.0.1".parse().unwrap(),
         port: 41058,
+        advertise: None,
     }) {
         Outcome::Portal(p) => p,
         o => panic!("{o:?}"),
@@ -1158,13 +1160,15 @@ fn portal_groups_and_membership() {
         subsystem: sub,
         address: "127.0.0.1".parse().unwrap(),
         port: 41058,
+        advertise: None,
     });
     assert_eq!(again.hresult(), Hresult::VDS_S_ALREADY_EXISTS);
     assert_eq!(
         f.code(Command::CreatePortal {
             subsystem: sub,
             address: "127.0.0.1".parse().unwrap(),
-            port: 0
+            port: 0,
+            advertise: None,
         }),
         Hresult::E_INVALIDARG
     );
@@ -1308,6 +1312,7 @@ fn restart_restores_every_object_status_secret_and_tombstone() {
         subsystem: sub,
         address: "127.0.0.1".parse().unwrap(),
         port: 41059,
+        advertise: None,
     }) {
         Outcome::Portal(p) => p,
         o => panic!("{o:?}"),
@@ -1521,4 +1526,134 @@ fn extended_copy_reaches_another_lun_the_provider_created() {
     let (r, out) = run(&lb, &[0x28, 0, 0, 0, 0, 100, 0, 0, 8, 0], &[]);
     assert_eq!(r, vds_scsi::ScsiOutcome::GOOD);
     assert_eq!(out, data);
+}
+
+/// BEHAVIOUR.md §4 "Addresses in SendTargets": a portal's advertised address is set at create
+/// or by PATCH, checked, stored, published to the data path, announced by a MODIFY event,
+/// cleared, and kept across a restart.
+#[test]
+fn a_portal_advertised_address_is_checked_stored_published_and_announced() {
+    let mut f = Fixture::new(41085, false);
+    let sub = f.subsystem();
+    let p = match f.ok(Command::CreatePortal {
+        subsystem: sub,
+        address: "127.0.0.1".parse().unwrap(),
+        port: 41086,
+        advertise: Some("gw.example:3260".into()),
+    }) {
+        Outcome::Portal(p) => p,
+        o => panic!("{o:?}"),
+    };
+    assert_eq!(p.advertise.as_ref().unwrap().as_str(), "gw.example:3260");
+    let view = |f: &Fixture| {
+        f.plane
+            .last()
+            .portals
+            .iter()
+            .find(|v| v.id == p.id)
+            .unwrap()
+            .advertise
+            .clone()
+    };
+    assert_eq!(view(&f).as_deref(), Some("gw.example:3260"));
+    // A bad value at create: E_INVALIDARG naming the field and the rule, nothing made.
+    let before = f.portals().len();
+    let e = f.err(Command::CreatePortal {
+        subsystem: sub,
+        address: "127.0.0.1".parse().unwrap(),
+        port: 41087,
+        advertise: Some("gw.example:3260,7".into()),
+    });
+    assert_eq!(e.hresult, Hresult::E_INVALIDARG);
+    assert!(
+        e.message.contains("advertise") && e.message.contains("','"),
+        "{e}"
+    );
+    assert_eq!(f.portals().len(), before);
+
+    let mut rx = f.p.subscribe();
+    let patch = |a: Option<Option<&str>>| Command::PatchPortal {
+        id: p.id,
+        advertise: a.map(|x| x.map(str::to_string)),
+    };
+    match f.ok(patch(Some(Some("[fd00::7]:13260")))) {
+        Outcome::Portal(q) => assert_eq!(q.advertise.unwrap().as_str(), "[fd00::7]:13260"),
+        o => panic!("{o:?}"),
+    }
+    assert_eq!(view(&f).as_deref(), Some("[fd00::7]:13260"));
+    assert_eq!(
+        drain(&mut rx),
+        vec![(ObjectKind::Portal, EventKind::Modify, p.id)]
+    );
+    // The same value again, or no change asked: no event.
+    f.ok(patch(Some(Some("[fd00::7]:13260"))));
+    f.ok(patch(None));
+    assert_eq!(drain(&mut rx), vec![]);
+    // Bad values: E_INVALIDARG, nothing changed, nothing announced.
+    for bad in [
+        "",
+        "fd00::7:3260",
+        "a b:1",
+        "h:0",
+        "h:3260\r\nX",
+        &"a".repeat(300),
+    ] {
+        let e = f.err(patch(Some(Some(bad))));
+        assert_eq!(e.hresult, Hresult::E_INVALIDARG, "{bad:?}");
+        assert!(e.message.starts_with("advertise: "), "{e}");
+    }
+    assert_eq!(drain(&mut rx), vec![]);
+    assert_eq!(view(&f).as_deref(), Some("[fd00::7]:13260"));
+    // Kept across a restart.
+    f.restart();
+    let kept = f.portals().into_iter().find(|q| q.id == p.id).unwrap();
+    assert_eq!(kept.advertise.unwrap().as_str(), "[fd00::7]:13260");
+    assert_eq!(view(&f).as_deref(), Some("[fd00::7]:13260"));
+    // Cleared.
+    let mut rx = f.p.subscribe();
+    match f.ok(patch(Some(None))) {
+        Outcome::Portal(q) => assert_eq!(q.advertise, None),
+        o => panic!("{o:?}"),
+    }
+    assert_eq!(view(&f), None);
+    assert_eq!(
+        drain(&mut rx),
+        vec![(ObjectKind::Portal, EventKind::Modify, p.id)]
+    );
+    f.restart();
+    assert_eq!(view(&f), None);
+    // An unknown portal.
+    assert_eq!(
+        f.code(Command::PatchPortal {
+            id: Uuid::new_v4(),
+            advertise: Some(None)
+        }),
+        Hresult::VDS_E_OBJECT_NOT_FOUND
+    );
+}
+
+/// The embedded default's portals take the advertised address given for them on first start.
+#[test]
+fn first_start_portals_take_their_advertised_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let plane = std::sync::Arc::new(super::TestPlane::default());
+    let mut c = super::config(dir.path(), 41088, false);
+    let addr = SocketAddr::from(([127, 0, 0, 1], 41088));
+    c.first_start_advertise = vec![(
+        addr,
+        vds_model::AdvertisedAddress::parse("10.0.2.100:3260").unwrap(),
+    )];
+    let p = crate::Provider::open(c, plane.clone()).unwrap();
+    let portals = match p.apply(Command::ListPortals { subsystem: None }) {
+        Ok(Outcome::Portals(v)) => v,
+        o => panic!("{o:?}"),
+    };
+    assert_eq!(
+        portals[0].advertise.as_ref().map(|a| a.as_str()),
+        Some("10.0.2.100:3260")
+    );
+    assert_eq!(
+        plane.last().portals[0].advertise.as_deref(),
+        Some("10.0.2.100:3260")
+    );
 }

@@ -77,6 +77,7 @@ impl Harness {
                 id: Uuid::new_v4(),
                 addr: a.parse().expect("address"),
                 online: true,
+                advertise: None,
             })
             .collect();
         let target_id = Uuid::new_v4();
