@@ -240,8 +240,8 @@ def read(path):
 # Host-side assertions on what the guest saw, one function per scenario: a list of failures.
 def assert_login(out, ctx):
     fails = []
-    if ctx["iqn"] not in read(os.path.join(out, "discovery.txt")):
-        fails.append("discovery did not list %s" % ctx["iqn"])
+    if "10.0.2.100:3260,1 %s" % ctx["iqn"] not in read(os.path.join(out, "discovery.txt")).splitlines():
+        fails.append("discovery did not list %s at the advertised 10.0.2.100:3260" % ctx["iqn"])
     lsscsi = read(os.path.join(out, "lsscsi.txt"))
     if "VDS" not in lsscsi or "LUN" not in lsscsi:
         fails.append("lsscsi does not show VDS LUN: %r" % lsscsi)

@@ -1,5 +1,5 @@
 # Scenario "multipath": a second portal in the target's portal group (made through the host's
-# vdsctl), a session through each portal, dm-multipath (multibus, tur checker, queue_if_no_path)
+# vdsctl, advertising 10.0.2.102:3260), discovery, a session through each portal, dm-multipath (multibus, tur checker, queue_if_no_path)
 # over both, ext4 on the map, fio with verify running on it. 5 s in, the host sets the first
 # portal OFFLINE: its session is dropped, the path fails, I/O goes on through the other. 15 s
 # later the portal is back ONLINE, the session reconnects and multipathd reinstates the path.
@@ -8,7 +8,7 @@ set -u
 . /host/lib.sh
 P1=$(vds portal list | awk 'NR == 2 {print $2}')
 PG=$(vds portal-group list | awk 'NR == 2 {print $1}')
-vds portal add "$HOST_PORTAL2" || exit 1
+vds portal add "$HOST_PORTAL2" --advertise "$PORTAL2" || exit 1
 vds portal-group add-portal "$PG" "$HOST_PORTAL2" || exit 1
 vds portal set-status "$HOST_PORTAL2" online || exit 1
 vds portal list | tee /host/out/portals.txt
@@ -34,8 +34,8 @@ devices {
 CONF
 # multipathd takes path identities (WWID) and new paths from udev.
 /lib/systemd/systemd-udevd --daemon >/dev/null 2>&1 || /sbin/udevd --daemon >/dev/null 2>&1
-login_target || exit 1
-iscsiadm -m node -o new -T "$IQN" -p "$PORTAL2" >/dev/null || exit 1
+login_target || exit 1      # discovery through the first portal lists both, as advertised
+grep -q "^$PORTAL2,1 $IQN\$" /host/out/discovery.txt || { echo "discovery did not list $PORTAL2"; exit 1; }
 # Fail a lost path after 5 s instead of queueing on it for 120 s (open-iscsi's advice for multipath).
 for p in "$PORTAL" "$PORTAL2"; do
   iscsiadm -m node -T "$IQN" -p "$p" -o update -n node.session.timeo.replacement_timeout -v 5
