@@ -24,3 +24,24 @@ login_target() {
   done
   echo "no VDS LUN disk after login"; return 1
 }
+# fio_json NAME FIO-ARGS...: runs fio with JSON output into /host/out/NAME.json (the driver reads
+# its error counts and latencies), prints its status line, returns fio's status.
+fio_json() {
+  local name=$1; shift
+  fio --output-format=json --output="/host/out/$name.json" --name="$name" "$@"
+  local rc=$?
+  echo "RESULT fio $name rc=$rc"
+  return $rc
+}
+# wait_until SECONDS CMD...: runs CMD every 0.5 s until it succeeds; fails after SECONDS.
+wait_until() {
+  local end=$(( $(date +%s) + $1 )); shift
+  until "$@"; do
+    [ "$(date +%s)" -ge "$end" ] && { echo "timed out waiting for: $*"; return 1; }
+    sleep 0.5
+  done
+}
+# lun_status LUN: the LUN's status as `vdsctl lun list` shows it.
+lun_status() { vds lun list | awk -v n="$1" '$2 == n {print $6}'; }
+# rescan: asks the kernel to re-read every SCSI device of every session (capacity, VPD).
+rescan() { iscsiadm -m session --rescan >/dev/null; }

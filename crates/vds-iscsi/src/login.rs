@@ -347,9 +347,12 @@ impl Login {
             }
             self.declared_tpgt = true;
         }
-        let going_operational =
-            self.stage == stage::OPERATIONAL || (req.transit && req.nsg == stage::OPERATIONAL);
-        if going_operational && !self.declared_mrdsl {
+        // Our MaxRecvDataSegmentLength goes in the first response of the operational stage, never
+        // in a security-stage one (CSG 0), even the one that agrees to move on: open-iscsi refuses
+        // any operational key there ("can't accept MaxRecvDataSegmentLength in security stage")
+        // and fails every CHAP login. An initiator that skips the operational stage keeps the
+        // 8192-byte default, which is what the session assumes until this is sent.
+        if self.stage == stage::OPERATIONAL && !self.declared_mrdsl {
             out.push((
                 "MaxRecvDataSegmentLength".into(),
                 self.limits.max_recv_data_segment_length.to_string(),
@@ -931,6 +934,85 @@ MaxOutstandingR2T=4\0ErrorRecoveryLevel=2\0X-com.example=1\0DefaultTime2Wait=0\0
             chap_login(b"wrong-secret11", false),
             LoginStep::Fail(_, LoginStatus::AUTHENTICATION_FAILURE)
         ));
+    }
+
+    /// Issue 12 (found with the Linux kernel initiator): a security-stage response carries
+    /// only security keys, even the one that agrees to leave the security stage; our
+    /// MaxRecvDataSegmentLength comes in the first operational-stage response.
+    #[test]
+    fn security_stage_responses_carry_only_security_keys() {
+        const SECURITY: [&str; 8] = [
+            "AuthMethod",
+            "CHAP_A",
+            "CHAP_I",
+            "CHAP_C",
+            "CHAP_N",
+            "CHAP_R",
+            "TargetPortalGroupTag",
+            "TargetAlias",
+        ];
+        for mutual in [false, true] {
+            let chap = ChapSecrets {
+                default_secret: Some(b"target-secret1".to_vec()),
+                initiator_secrets: vec![],
+                mutual_secrets: vec![("".into(), b"initiator-sec1".to_vec())],
+            };
+            let mut e = env(chap.clone());
+            let mut l = Login::new(TargetLimits::default());
+            let first =
+                "InitiatorName=iqn.2026-01.test:i\0TargetName=iqn.2026-01.test:t\0AuthMethod=CHAP,None\0";
+            let mut steps = Vec::new();
+            for (r, data) in [
+                (req(0, 1, false), first.to_string()),
+                (req(0, 1, false), "CHAP_A=5\0".to_string()),
+            ] {
+                match l.handle(&r, data.as_bytes(), &mut e) {
+                    LoginStep::Continue(p) => steps.push(p),
+                    other => panic!("{other:?}"),
+                }
+            }
+            let k = keys(&steps[1]);
+            let id: u8 = val(&k, "CHAP_I").unwrap().parse().unwrap();
+            let c = text::decode_binary(val(&k, "CHAP_C").unwrap()).unwrap();
+            let r = ChapAlg::Md5.response(id, b"target-secret1", &c);
+            let mut data = format!("CHAP_N=user\0CHAP_R={}\0", text::encode_hex(&r));
+            if mutual {
+                data.push_str("CHAP_I=77\0CHAP_C=0x0102030405060708\0");
+            }
+            let p = match l.handle(&req(0, 1, true), data.as_bytes(), &mut e) {
+                LoginStep::Continue(p) => p,
+                other => panic!("{other:?}"),
+            };
+            assert!(
+                resp(&p).transit,
+                "the target agrees to leave the security stage"
+            );
+            steps.push(p);
+            for p in &steps {
+                assert_eq!(resp(p).csg, 0);
+                for (key, _) in keys(p) {
+                    assert!(
+                        SECURITY.contains(&key.as_str()),
+                        "{key} in a security-stage response (mutual {mutual})"
+                    );
+                }
+            }
+            let op = "HeaderDigest=None\0DataDigest=None\0MaxRecvDataSegmentLength=65536\0";
+            let p = match l.handle(&req(1, 3, true), op.as_bytes(), &mut e) {
+                LoginStep::Done(p, ..) => p,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(resp(&p).csg, 1);
+            assert_eq!(
+                val(&keys(&p), "MaxRecvDataSegmentLength"),
+                Some(
+                    TargetLimits::default()
+                        .max_recv_data_segment_length
+                        .to_string()
+                        .as_str()
+                )
+            );
+        }
     }
 
     /// Issue 10 item 5: a per-initiator secret authenticates only the InitiatorName it was set

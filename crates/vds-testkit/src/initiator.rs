@@ -86,6 +86,20 @@ pub struct ScsiResult {
     pub residual: u32,
 }
 
+/// The keys a target may send in a security-stage login response (open-iscsi's list:
+/// authentication, and the target's own declarations of identity).
+const SECURITY_STAGE_KEYS: [&str; 9] = [
+    "AuthMethod",
+    "CHAP_A",
+    "CHAP_I",
+    "CHAP_C",
+    "CHAP_N",
+    "CHAP_R",
+    "TargetPortalGroupTag",
+    "TargetAlias",
+    "TargetAddress",
+];
+
 /// A logged-in connection.
 pub struct Initiator {
     stream: TcpStream,
@@ -296,6 +310,18 @@ impl Initiator {
                 )));
             }
             let got = text::parse(&resp.data).map_err(|e| Error::Protocol(e.to_string()))?;
+            // As strict as open-iscsi, which fails the login on any other key in a
+            // security-stage response (issue 12: the kernel initiator could not log in with CHAP).
+            if r.csg == stage::SECURITY {
+                if let Some((k, _)) = got
+                    .iter()
+                    .find(|(k, _)| !SECURITY_STAGE_KEYS.contains(&k.as_str()))
+                {
+                    return Err(Error::Protocol(format!(
+                        "{k} in a security-stage login response"
+                    )));
+                }
+            }
             let get = |k: &str| got.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
             self.login_keys.extend(got.iter().cloned());
             keys = Vec::new();
