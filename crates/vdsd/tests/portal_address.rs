@@ -226,7 +226,7 @@ fn a_wildcard_portal_reports_the_address_the_discovery_came_in_on() {
 
 fn wildcard_in_private_netns() {
     let host = enter_private_netns();
-    let d = Daemon::start(65, Opts::default());
+    let mut d = Daemon::start(65, Opts::default());
     // Before anything binds a wildcard: the daemon is in this thread's namespace, not the
     // host's.
     let pid = d.pid().expect("vdsd runs").to_string();
@@ -306,6 +306,7 @@ fn wildcard_in_private_netns() {
     // dual-stack [::] portal, cannot listen: FAILED with the OS error as its HRESULT
     // (HRESULT_FROM_WIN32(WSAEADDRINUSE)) and a message naming the address; the rest keeps
     // serving.
+    let mut clashing = Vec::new();
     for clash in ["127.0.0.7:45264", "0.0.0.0:45265"] {
         let (id, answer) = add_portal(&d, clash.parse().unwrap());
         assert_eq!(answer.0, 500, "{clash}: {}", answer.1);
@@ -313,6 +314,30 @@ fn wildcard_in_private_netns() {
         let msg = answer.1["error"]["message"].as_str().unwrap();
         assert!(msg.contains(clash), "{msg}");
         assert_eq!(d.get(&format!("/v1/portals/{id}"))["status"], "failed");
+        clashing.push(id);
     }
-    assert_eq!(discovered("127.0.0.7:45264", 65).len(), 3);
+    let listed = discovered("127.0.0.7:45264", 65);
+    assert_eq!(listed, got, "the failed portals are not listed");
+
+    // At start the same: the portals created first listen, the clashing ones report FAILED
+    // (their stored status stays ONLINE), and the daemon serves the rest.
+    d.kill9();
+    d.restart();
+    let pid = d.pid().expect("vdsd runs").to_string();
+    assert_eq!(netns(&pid), netns("thread-self"), "vdsd left the namespace");
+    for id in &clashing {
+        assert_eq!(d.get(&format!("/v1/portals/{id}"))["status"], "failed");
+    }
+    for a in [v4, v6, specific] {
+        let id = d.portal_id(a);
+        assert_eq!(
+            d.get(&format!("/v1/portals/{id}"))["status"],
+            "online",
+            "{a}"
+        );
+    }
+    assert_eq!(discovered("127.0.0.7:45264", 65), got);
+    // An empty PATCH changes nothing.
+    let p = d.ok("PATCH", &format!("/v1/portals/{id4}"), json!({}), 200);
+    assert_eq!(p["advertise"], "10.0.2.100:3260");
 }
