@@ -648,7 +648,8 @@ fn main() {
     }
     drop(state);
     let not_run = o.rounds - passed - failed;
-    let m = run.writes.lock().unwrap();
+    // A failed check may have panicked holding the lock: the counts are still good.
+    let m = run.writes.lock().unwrap_or_else(|e| e.into_inner());
     let mean_boot = boots.iter().sum::<f64>() / boots.len().max(1) as f64;
     println!(
         "powercut: {} writes ({} blocks) and {} configuration changes acknowledged in all; \
