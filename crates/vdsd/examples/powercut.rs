@@ -148,6 +148,8 @@ fn fs_type(p: &Path) -> Result<i64, String> {
             std::io::Error::last_os_error()
         ));
     }
+    // `f_type`'s C type differs between ABIs (long on x86_64, int on some others).
+    #[allow(clippy::unnecessary_cast)]
     Ok(st.f_type as i64)
 }
 
