@@ -719,36 +719,47 @@ impl ConfigStream {
                 )?;
                 assert!(st == 200 || st == 204, "{v}");
             }
-            _ => {
-                // Persistent reservation with APTPL: register a new key (ignoring the old one),
-                // then reserve WRITE EXCLUSIVE; each step is acknowledged by GOOD.
-                let Some(i) = ini.as_mut() else {
-                    return Ok(());
-                };
-                let key = 0x1000 + s;
-                let (cdb, p) = pr_out(0x06, 0, 0, key, true);
-                let mut reg = next.clone();
-                // After REGISTER AND IGNORE the old reservation, if any, stays with our nexus
-                // under the new key; a fresh registration holds none until RESERVE.
-                reg.pr = (key, self.model.pr.1);
-                self.pending = Some(reg.clone());
-                let r = i.command(0, &cdb, &p, 0).map_err(|_| ())?;
-                if r.status != 0 {
-                    assert_eq!(kcq(&r.sense).0, 6, "PR REGISTER: {:02x?}", r.sense);
-                    self.pending = None;
-                    return Ok(());
-                }
-                self.model = reg.clone();
-                reg.pr = (key, true);
-                let (cdb, p) = pr_out(0x01, 0x01, key, 0, false);
-                self.pending = Some(reg.clone());
-                let r = i.command(0, &cdb, &p, 0).map_err(|_| ())?;
-                assert_eq!(r.status, 0, "PR RESERVE: {:02x?}", r.sense);
-                next = reg;
-            }
+            _ => match self.reserve(ini, &next, s)? {
+                Some(reg) => next = reg,
+                None => return Ok(()),
+            },
         }
         self.model = next;
         self.pending = None;
         Ok(())
+    }
+
+    /// Persistent reservation with APTPL: register a new key (ignoring the old one), then
+    /// reserve WRITE EXCLUSIVE; each step is acknowledged by GOOD. `Ok(None)`: nothing was
+    /// changed (no session, or a unit attention answered first).
+    fn reserve(
+        &mut self,
+        ini: &mut Option<Initiator>,
+        next: &Config,
+        s: u64,
+    ) -> Result<Option<Config>, ()> {
+        let Some(i) = ini.as_mut() else {
+            return Ok(None);
+        };
+        let key = 0x1000 + s;
+        let (cdb, p) = pr_out(0x06, 0, 0, key, true);
+        let mut reg = next.clone();
+        // After REGISTER AND IGNORE the old reservation, if any, stays with our nexus under the
+        // new key; a fresh registration holds none until RESERVE.
+        reg.pr = (key, self.model.pr.1);
+        self.pending = Some(reg.clone());
+        let r = i.command(0, &cdb, &p, 0).map_err(|_| ())?;
+        if r.status != 0 {
+            assert_eq!(kcq(&r.sense).0, 6, "PR REGISTER: {:02x?}", r.sense);
+            self.pending = None;
+            return Ok(None);
+        }
+        self.model = reg.clone();
+        reg.pr = (key, true);
+        let (cdb, p) = pr_out(0x01, 0x01, key, 0, false);
+        self.pending = Some(reg.clone());
+        let r = i.command(0, &cdb, &p, 0).map_err(|_| ())?;
+        assert_eq!(r.status, 0, "PR RESERVE: {:02x?}", r.sense);
+        Ok(Some(reg))
     }
 }
