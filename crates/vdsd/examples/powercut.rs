@@ -7,11 +7,13 @@
 //! be there, nothing half-made: the same models and checks as `tests/reliability_crash.rs`
 //! (`tests/reliability_common/consistency.rs`, included here by path).
 //!
-//! Usage: `cargo build --release -p vdsd --example powercut && target/release/examples/powercut
-//! [--rounds N] [--bin DIR] [--work DIR] [--keep]`. Rounds: `--rounds`, else
-//! `VDS_POWERCUT_ROUNDS`, else 10; the seed is printed (`VDS_RELIABILITY_SEED` replays it).
-//! Prints one line per round and `N passed, N failed`; exits 1 if any round failed or could not
-//! run (no QEMU, no guest image: failures, never skips).
+//! Usage: `cargo build --release -p vdsd --bin vdsd --example powercut &&
+//! target/release/examples/powercut [--rounds N] [--bin DIR] [--work DIR] [--keep]`. Rounds:
+//! `--rounds`, else `VDS_POWERCUT_ROUNDS`, else 10; the seed is printed
+//! (`VDS_RELIABILITY_SEED` replays it). Prints one line per round and, last,
+//! `powercut: N passed, N failed`; exits 1 if any round failed or could not run (no QEMU, no
+//! guest image: failures, never skips). `--work DIR` (default a new `/var/tmp/vds-powercut.*`)
+//! holds the guest's disk and logs; it is removed after a clean run unless `--keep`.
 //!
 //! The guest is the harness's image (`scripts/guest-image`) with `scripts/guest/powercut-init`
 //! as its init and the host's `vdsd` on the 9p share; the host reaches its portal and API only
@@ -536,10 +538,17 @@ fn round(
             stream.run_until_gone(d2, &mut cfg_rng, &dt, cut_at + Duration::from_secs(30))
         });
         std::thread::sleep(cut_at.saturating_duration_since(Instant::now()));
+        // A guest that died by itself (a panic, a reboot) was no power cut of ours.
+        let died = g.child.try_wait().ok().flatten();
         g.cut();
         stop.store(true, Ordering::Relaxed);
         let w = writer.join();
         let c = changes.join();
+        if let Some(st) = died {
+            return Err(format!(
+                "round {n}: QEMU exited by itself ({st}) before the cut"
+            ));
+        }
         w.map_err(|_| format!("round {n}: the write load failed (see above)"))?;
         c.map_err(|_| format!("round {n}: the configuration stream failed (see above)"))?;
         Ok(())
@@ -578,7 +587,7 @@ fn main() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("powercut: FAIL: {e}");
-            println!("0 passed, {} failed", o.rounds);
+            println!("powercut: 0 passed, {} failed", o.rounds);
             std::process::exit(1);
         }
     };
@@ -668,7 +677,7 @@ fn main() {
         failed += 1;
     }
     println!(
-        "{passed} passed, {} failed{}",
+        "powercut: {passed} passed, {} failed{}",
         failed + not_run,
         if not_run > 0 {
             format!(" ({not_run} not run: the model is not trusted after a failure)")
