@@ -14,8 +14,13 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use vds_testkit::{Initiator, LoginOptions};
 
-pub const DEFAULT_IQN: &str = "iqn.2026-11.local.vds:default";
-pub const INITIATOR: &str = "iqn.2026-01.test.reliability:host1";
+pub mod consistency;
+// Not every test uses every helper.
+#[allow(unused_imports)]
+pub use consistency::{
+    command_past_ua, kcq, list, pattern, read16, sync_cache10, write16, Array, Rng, DEFAULT_IQN,
+    INITIATOR,
+};
 
 /// A running daemon. Dropping it kills it (SIGKILL) if it is still running.
 pub struct Daemon {
@@ -374,88 +379,43 @@ impl Daemon {
     }
 }
 
+impl Array for Daemon {
+    fn portal(&self) -> SocketAddr {
+        self.portal
+    }
+    fn try_call(&self, method: &str, path: &str, body: Option<Value>) -> Option<(u16, Value)> {
+        let req = self
+            .agent
+            .request(method, &self.url(path))
+            .set("Authorization", &self.bearer());
+        let res = match body {
+            Some(b) => req.send_json(b),
+            None => req.call(),
+        };
+        match res {
+            Ok(r) => {
+                let st = r.status();
+                Some((st, r.into_json().unwrap_or(Value::Null)))
+            }
+            Err(ureq::Error::Status(st, r)) => Some((st, r.into_json().unwrap_or(Value::Null))),
+            Err(_) => None,
+        }
+    }
+    fn file_len(&self, path: &str) -> Option<u64> {
+        std::fs::metadata(path).ok().map(|m| m.len())
+    }
+    fn lun_dir_entries(&self) -> Vec<PathBuf> {
+        match std::fs::read_dir(self.data_dir.join("luns")) {
+            Ok(rd) => rd.flatten().map(|e| e.path()).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill9();
     }
-}
-
-/// The array of a list answer (a bare array or `{"items": [...]}`-style objects).
-pub fn list(v: &Value) -> Vec<Value> {
-    match v {
-        Value::Array(a) => a.clone(),
-        Value::Object(m) => m
-            .values()
-            .find_map(|x| x.as_array().cloned())
-            .unwrap_or_default(),
-        _ => Vec::new(),
-    }
-}
-
-/// (sense key, ASC, ASCQ) of fixed or descriptor sense data.
-pub fn kcq(sense: &[u8]) -> (u8, u8, u8) {
-    if sense.is_empty() {
-        return (0, 0, 0);
-    }
-    if sense[0] & 0x7F == 0x72 {
-        (sense[1] & 0x0F, sense[2], sense[3])
-    } else if sense.len() >= 14 {
-        (sense[2] & 0x0F, sense[12], sense[13])
-    } else {
-        (0xFF, 0xFF, 0xFF)
-    }
-}
-
-pub fn write16(lba: u64, blocks: u32, fua: bool) -> [u8; 16] {
-    let mut c = [0u8; 16];
-    c[0] = 0x8A;
-    if fua {
-        c[1] = 0x08;
-    }
-    c[2..10].copy_from_slice(&lba.to_be_bytes());
-    c[10..14].copy_from_slice(&blocks.to_be_bytes());
-    c
-}
-
-pub fn read16(lba: u64, blocks: u32) -> [u8; 16] {
-    let mut c = [0u8; 16];
-    c[0] = 0x88;
-    c[2..10].copy_from_slice(&lba.to_be_bytes());
-    c[10..14].copy_from_slice(&blocks.to_be_bytes());
-    c
-}
-
-pub fn sync_cache10() -> [u8; 10] {
-    [0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0]
-}
-
-/// A 512-byte block whose every byte says which LBA and which generation wrote it.
-pub fn pattern(lba: u64, generation: u64, bs: usize) -> Vec<u8> {
-    let mut b = vec![0u8; bs];
-    for (i, chunk) in b.chunks_mut(16).enumerate() {
-        chunk[..8].copy_from_slice(&lba.to_be_bytes());
-        chunk[8..16].copy_from_slice(&(generation ^ (i as u64) << 48).to_be_bytes());
-    }
-    b
-}
-
-/// Send a command until no unit attention stands in the way (a fresh nexus sees power-on
-/// or other UAs first); returns the final result.
-pub fn command_past_ua(
-    ini: &mut Initiator,
-    lun: u64,
-    cdb: &[u8],
-    data: &[u8],
-    read_len: u32,
-) -> vds_testkit::ScsiResult {
-    for _ in 0..8 {
-        let r = ini.command(lun, cdb, data, read_len).expect("command");
-        if r.status == 2 && kcq(&r.sense).0 == 6 {
-            continue;
-        }
-        return r;
-    }
-    panic!("unit attentions never cleared");
 }
 
 /// Waits until `f` holds, up to `secs` seconds.
@@ -468,40 +428,6 @@ pub fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     f()
-}
-
-/// A small xorshift generator: the tests print their seed so a failing round can be rerun
-/// (`VDS_RELIABILITY_SEED=<n>`).
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn from_env() -> Rng {
-        let seed = std::env::var("VDS_RELIABILITY_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos() as u64)
-                    .unwrap_or(1)
-            });
-        eprintln!("seed: VDS_RELIABILITY_SEED={seed}");
-        Rng(seed | 1)
-    }
-    pub fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
 }
 
 /// A small tmpfs mounted on a fresh directory, unmounted on drop (the full-disk tests).
