@@ -307,6 +307,36 @@ fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
 }
 
+/// QEMU's accelerator, as `scripts/guest.py` chooses it: `VDS_GUEST_ACCEL` (kvm… or a TCG
+/// spec) if set; else KVM when guest.py's probe found that KVM boots this image (its verdict in
+/// `<image>/kvm-probe`, one line `QEMU version|host kernel|kvm or tcg`); else TCG. The test
+/// command runs guest.py first, so the probe has run by then.
+fn accel(qemu: &Path, image: &Path) -> Vec<String> {
+    let kvm = || ["-accel", "kvm", "-cpu", "host"].map(String::from).to_vec();
+    let tcg = |spec: &str| vec!["-accel".to_string(), spec.to_string()];
+    if let Ok(a) = std::env::var("VDS_GUEST_ACCEL") {
+        return if a.starts_with("kvm") { kvm() } else { tcg(&a) };
+    }
+    let version = Command::new(qemu)
+        .arg("--version")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+        .unwrap_or_default();
+    let release = read(Path::new("/proc/sys/kernel/osrelease"));
+    let verdict = format!("{version}|{}|kvm", release.trim());
+    if read(&image.join("kvm-probe")).lines().any(|l| l == verdict) {
+        kvm()
+    } else {
+        tcg("tcg,thread=multi")
+    }
+}
+
 /// Boots the guest (boot number `n`) and waits until vdsd in it is ready.
 fn boot(ctx: &Ctx, n: usize) -> Result<(Guest, GuestArray), String> {
     let out = ctx.share.join("out");
@@ -318,11 +348,12 @@ fn boot(ctx: &Ctx, n: usize) -> Result<(Guest, GuestArray), String> {
         ),
     )
     .map_err(|e| format!("env: {e}"))?;
-    let accel = std::env::var("VDS_GUEST_ACCEL").unwrap_or_else(|_| "tcg,thread=multi".into());
+    let accel = accel(&ctx.qemu, &ctx.image);
     let (hp, ha) = (ctx.portal_port, ctx.api_port);
     let img = |f: &str| ctx.image.join(f).display().to_string();
     let mut cmd = Command::new(&ctx.qemu);
-    cmd.args(["-accel", &accel, "-m", "1024", "-smp", "2", "-nodefaults"])
+    cmd.args(&accel)
+        .args(["-m", "1024", "-smp", "2", "-nodefaults"])
         .args(["-no-user-config", "-kernel", &img("vmlinuz")])
         .args(["-initrd", &img("initrd.img"), "-append"])
         .arg("root=/dev/vda rw console=ttyS0 init=/sbin/vds-init panic=-1 loglevel=4")
