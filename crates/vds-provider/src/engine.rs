@@ -674,8 +674,12 @@ impl Inner {
                 }
             }
         }
-        // Portals: stored ONLINE → bound; otherwise not listening.
-        let ids: Vec<Uuid> = st.portals.keys().copied().collect();
+        // Portals: stored ONLINE → bound; otherwise not listening. In the order they were
+        // created, so that when two clash (a wildcard and a specific address on one port) the
+        // one that was listening before a restart is the one listening after it.
+        let mut ids: Vec<(u64, Uuid)> = st.portals.iter().map(|(id, pe)| (pe.seq, *id)).collect();
+        ids.sort_unstable();
+        let ids: Vec<Uuid> = ids.into_iter().map(|(_, id)| id).collect();
         for id in ids {
             let Some(pe) = st.portals.get_mut(&id) else {
                 continue;
