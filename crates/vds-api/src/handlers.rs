@@ -398,8 +398,10 @@ pub async fn set_controller_statuses(
     params(("id" = Uuid, Path, description = "subsystem id")),
     responses((status = 200, body = FlagsJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub async fn get_interconnects(State(s): State<AppState>, p: PathParams) -> ApiResult {
-    s.by_id(&p, |id| Command::GetSupportedInterconnects { subsystem: id })
-        .await
+    s.by_id(&p, |id| Command::GetSupportedInterconnects {
+        subsystem: id,
+    })
+    .await
 }
 
 #[utoipa::path(get, path = "/v1/subsystems/{id}/controllers", tag = "controller",

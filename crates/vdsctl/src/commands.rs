@@ -423,7 +423,9 @@ impl Ctx {
                 other => self.subsystem(other),
             },
             Noun::Controller { verb } => match verb {
-                PathVerb::Simple(v) => self.listed(v, "controllers", "controller", Kind::Controller),
+                PathVerb::Simple(v) => {
+                    self.listed(v, "controllers", "controller", Kind::Controller)
+                }
                 PathVerb::SetStatus { object, status } => {
                     let body = status_body(&status, vds_model::ControllerStatus::parse)?;
                     let id = self.controller_id(&object)?;

@@ -265,10 +265,17 @@ fn vdsctl_subsystem_controller_drive_surface() {
         assert_cli_error(&o, "E_INVALIDARG", "0x80070057");
         let o = d.vdsctl(&[noun, "set-status", id, "failed"]);
         assert_cli_error(&o, "VDS_E_NOT_SUPPORTED", "0x80042400");
-        assert_good(&tur(&mut a, 0), &format!("{noun}: refused values change nothing"));
+        assert_good(
+            &tur(&mut a, 0),
+            &format!("{noun}: refused values change nothing"),
+        );
         let o = d.vdsctl(&[noun, "set-status", id, "offline"]);
         assert_eq!(code(&o), 0, "{noun}: {}", text(&o));
-        assert!(text(&o).contains("offline"), "{noun} prints it: {}", text(&o));
+        assert!(
+            text(&o).contains("offline"),
+            "{noun} prints it: {}",
+            text(&o)
+        );
         assert_sense(&tur(&mut a, 0), (2, 4, 0x12), &format!("{noun} offline"));
         let o = d.vdsctl(&["--json", noun, "set-status", id, constant]);
         assert_eq!(code(&o), 0, "{noun}: {}", text(&o));
@@ -294,7 +301,10 @@ fn vdsctl_subsystem_controller_drive_surface() {
         &ctl_name,
     ]);
     assert_cli_error(&o, "E_INVALIDARG", "0x80070057");
-    assert_good(&tur(&mut a, 0), "refused SetControllerStatus changes nothing");
+    assert_good(
+        &tur(&mut a, 0),
+        "refused SetControllerStatus changes nothing",
+    );
     let o = d.vdsctl(&["subsystem", "rename", &sub, "array A"]);
     assert_eq!(code(&o), 0, "{}", text(&o));
     let o = d.vdsctl(&[

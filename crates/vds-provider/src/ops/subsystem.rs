@@ -54,6 +54,8 @@ impl Provider {
     pub(super) fn supported_interconnects(&self, id: Uuid) -> Result<Outcome, VdsError> {
         let mut st = self.inner.state.lock();
         self.inner.object_call(&mut st, ObjectKind::Subsystem, id)?;
-        Ok(Outcome::Interconnects(InterconnectFlag::bits(INTERCONNECTS)))
+        Ok(Outcome::Interconnects(InterconnectFlag::bits(
+            INTERCONNECTS,
+        )))
     }
 }

@@ -26,8 +26,8 @@ fn two_controllers(f: &mut Fixture) -> (Uuid, Uuid, Uuid) {
     let sub = f.subsystem();
     let ctl0 = controllers(f, sub)[0].id;
     let (ctl1, ctl2, other) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-    let db = rusqlite::Connection::open(f.dir.path().join("data").join(vds_store::STORE_FILE))
-        .unwrap();
+    let db =
+        rusqlite::Connection::open(f.dir.path().join("data").join(vds_store::STORE_FILE)).unwrap();
     db.execute(
         "INSERT INTO controllers SELECT ?1, subsystem, 'ctl1', identification || '-1', status, \
          health, number_of_ports FROM controllers WHERE id = ?2",
@@ -82,15 +82,26 @@ fn set_controller_status_validates_both_lists_and_is_all_or_nothing() {
         (vec![ctl0, ctl1], vec![ctl0], "offline[0]"),
         (vec![ctl0, ctl0], vec![ctl1], "online[1]"),
         (vec![], vec![], "both lists are empty"),
-        (vec![ctl0], vec![], &format!("controller {ctl1} is in neither list")),
-        (vec![], vec![ctl1], &format!("controller {ctl0} is in neither list")),
+        (
+            vec![ctl0],
+            vec![],
+            &format!("controller {ctl1} is in neither list"),
+        ),
+        (
+            vec![],
+            vec![ctl1],
+            &format!("controller {ctl0} is in neither list"),
+        ),
     ];
     for (on, off, why) in bad {
         let e = f.err(set(on.clone(), off.clone()));
         assert_eq!(e.hresult, Hresult::E_INVALIDARG, "{on:?} {off:?}: {e}");
         assert!(e.message.contains(why), "{on:?} {off:?}: {e}");
     }
-    assert!(drain(&mut rx).is_empty(), "a refused call announces nothing");
+    assert!(
+        drain(&mut rx).is_empty(),
+        "a refused call announces nothing"
+    );
     assert!(controllers(&f, sub)
         .iter()
         .all(|c| c.status == ControllerStatus::Online));
@@ -216,5 +227,8 @@ fn interconnects_are_iscsi_and_version_support_is_1_0_and_1_1() {
         Hresult::VDS_E_OBJECT_NOT_FOUND
     );
     // VDS_VSF_1_0 | VDS_VSF_1_1; no 2.x (no IVdsSubSystem2/IVdsLun2/VDS_HINTS2), no 3.0.
-    assert_eq!(f.ok(Command::GetVersionSupport), Outcome::VersionSupport(0x3));
+    assert_eq!(
+        f.ok(Command::GetVersionSupport),
+        Outcome::VersionSupport(0x3)
+    );
 }
