@@ -28,8 +28,8 @@ use serde::Serialize;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 use vds_model::{
-    ControllerStatus, DriveStatus, Hresult, Job, JobOutput, JobState, LunStatus, PortalStatus,
-    SubsystemStatus,
+    ControllerStatus, DriveStatus, Hresult, InterconnectFlag, Job, JobOutput, JobState, LunStatus,
+    PortalStatus, SubsystemStatus, VersionSupportFlag,
 };
 use vds_provider::{BackingSpec, Command, CreateLunArgs, Outcome, Provider};
 
@@ -89,6 +89,14 @@ fn outcome_bytes(o: &Outcome) -> Option<Vec<u8>> {
         Outcome::Jobs(v) => list::<_, JobJson>(v),
         Outcome::Job(j) => to_bytes(&JobJson::from(j)),
         Outcome::Initiators(v) => to_bytes(v),
+        Outcome::Interconnects(bits) => to_bytes(&FlagsJson {
+            flags: InterconnectFlag::names(*bits),
+            value: *bits,
+        }),
+        Outcome::VersionSupport(bits) => to_bytes(&FlagsJson {
+            flags: VersionSupportFlag::names(*bits),
+            value: *bits,
+        }),
         Outcome::Deleted { .. } => return None,
         Outcome::AlreadyExists(inner) => return outcome_bytes(inner),
     })
@@ -308,6 +316,14 @@ pub async fn refresh(State(s): State<AppState>) -> ApiResult {
     s.call(Command::Refresh).await
 }
 
+#[utoipa::path(get, path = "/v1/provider/version-support", tag = "provider",
+    description = "IVdsProviderSupport::GetVersionSupport: the VDS_VERSION_SUPPORT_FLAG bits \
+                   of the VDS versions whose interfaces this provider implements.",
+    responses((status = 200, body = FlagsJson), (status = "5XX", body = ErrorBody)))]
+pub async fn get_version_support(State(s): State<AppState>) -> ApiResult {
+    s.call(Command::GetVersionSupport).await
+}
+
 // ---- subsystems, controllers, drives -------------------------------------------------------
 
 #[utoipa::path(get, path = "/v1/subsystems", tag = "subsystem",
@@ -336,6 +352,54 @@ pub async fn set_subsystem_status(
             id,
             status: b.status.value,
         }
+    })
+    .await
+}
+
+#[utoipa::path(patch, path = "/v1/subsystems/{id}", tag = "subsystem",
+    description = "IVdsSubSystemNaming::SetFriendlyName. The same name again changes nothing.",
+    params(("id" = Uuid, Path, description = "subsystem id")), request_body = PatchSubsystemBody,
+    responses((status = 200, body = SubsystemJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn patch_subsystem(
+    State(s): State<AppState>,
+    p: PathParams,
+    body: JsonArg<PatchSubsystemBody>,
+) -> ApiResult {
+    s.with_body(&p, body, get::subsystem, |id, b| Command::RenameSubsystem {
+        id,
+        friendly_name: b.friendly_name,
+    })
+    .await
+}
+
+#[utoipa::path(post, path = "/v1/subsystems/{id}/controller-status", tag = "subsystem",
+    description = "IVdsSubSystem::SetControllerStatus: every controller of the subsystem in \
+                   exactly one of the lists; all change or none. Answers the subsystem's \
+                   controllers.",
+    params(("id" = Uuid, Path, description = "subsystem id")), request_body = ControllerStatusBody,
+    responses((status = 200, body = Vec<ControllerJson>), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn set_controller_statuses(
+    State(s): State<AppState>,
+    p: PathParams,
+    body: JsonArg<ControllerStatusBody>,
+) -> ApiResult {
+    s.with_body(&p, body, get::subsystem, |id, b| {
+        Command::SetControllerStatuses {
+            subsystem: id,
+            online: b.online,
+            offline: b.offline,
+        }
+    })
+    .await
+}
+
+#[utoipa::path(get, path = "/v1/subsystems/{id}/interconnects", tag = "subsystem",
+    description = "IVdsSubSystemInterconnect::GetSupportedInterconnects (VDS_INTERCONNECT_FLAG).",
+    params(("id" = Uuid, Path, description = "subsystem id")),
+    responses((status = 200, body = FlagsJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn get_interconnects(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.by_id(&p, |id| Command::GetSupportedInterconnects {
+        subsystem: id,
     })
     .await
 }

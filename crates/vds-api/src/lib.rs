@@ -121,9 +121,18 @@ pub fn router_with_metrics(
         .route("/v1/provider", get(get_provider))
         .route("/v1/provider/reenumerate", post(reenumerate))
         .route("/v1/provider/refresh", post(refresh))
+        .route("/v1/provider/version-support", get(get_version_support))
         .route("/v1/subsystems", get(list_subsystems))
-        .route("/v1/subsystems/{id}", get(get_subsystem))
+        .route(
+            "/v1/subsystems/{id}",
+            get(get_subsystem).patch(patch_subsystem),
+        )
         .route("/v1/subsystems/{id}/status", post(set_subsystem_status))
+        .route(
+            "/v1/subsystems/{id}/controller-status",
+            post(set_controller_statuses),
+        )
+        .route("/v1/subsystems/{id}/interconnects", get(get_interconnects))
         .route("/v1/subsystems/{id}/controllers", get(list_controllers))
         .route("/v1/subsystems/{id}/drives", get(list_drives))
         .route("/v1/subsystems/{id}/luns", get(list_luns).post(create_lun))

@@ -26,8 +26,9 @@ use crate::wire::*;
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     paths(
-        get_provider, reenumerate, refresh,
-        list_subsystems, get_subsystem, set_subsystem_status,
+        get_provider, reenumerate, refresh, get_version_support,
+        list_subsystems, get_subsystem, patch_subsystem, set_subsystem_status,
+        set_controller_statuses, get_interconnects,
         list_controllers, get_controller, set_controller_status,
         list_drives, get_drive, set_drive_status,
         list_luns, list_all_luns, create_lun, get_lun, delete_lun, patch_lun, set_lun_status,
@@ -47,6 +48,7 @@ use crate::wire::*;
         CreateLunBody, BackingBody, FaultFilterBody, DelayBody, ErrorFaultBody, PatchLunBody,
         BytesBody, FaultsBody, TargetsBody, CreateTargetBody, PatchTargetBody, SharedSecretBody,
         InitiatorSecretBody, AddPortalBody, CreatePortalBody, PatchPortalBody,
+        PatchSubsystemBody, ControllerStatusBody, FlagsJson,
     )),
     tags(
         (name = "provider"), (name = "subsystem"), (name = "controller"), (name = "drive"),

@@ -368,6 +368,22 @@ pub struct CreateTargetBody {
     pub friendly_name: String,
 }
 
+/// `PATCH /v1/subsystems/{id}` (`IVdsSubSystemNaming::SetFriendlyName`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchSubsystemBody {
+    pub friendly_name: String,
+}
+
+/// `POST /v1/subsystems/{id}/controller-status` (`IVdsSubSystem::SetControllerStatus`): every
+/// controller of the subsystem in exactly one list.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerStatusBody {
+    pub online: Vec<Uuid>,
+    pub offline: Vec<Uuid>,
+}
+
 /// `PATCH /v1/targets/{id}`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -455,6 +471,16 @@ impl From<&ProviderInfo> for ProviderJson {
             cache: p.cache.short_name().into(),
         }
     }
+}
+
+/// A flag set: the short names of the set bits and the exact `ULONG` value (what
+/// `GetSupportedInterconnects` and `GetVersionSupport` answer).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FlagsJson {
+    #[schema(example = json!(["iscsi"]))]
+    pub flags: Vec<&'static str>,
+    #[schema(example = 4)]
+    pub value: u32,
 }
 
 /// A subsystem.

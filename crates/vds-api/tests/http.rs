@@ -583,8 +583,12 @@ async fn openapi_describes_every_interface_endpoint() {
         ("get", "/v1/provider"),
         ("post", "/v1/provider/reenumerate"),
         ("post", "/v1/provider/refresh"),
+        ("get", "/v1/provider/version-support"),
         ("get", "/v1/subsystems"),
         ("get", "/v1/subsystems/{id}"),
+        ("patch", "/v1/subsystems/{id}"),
+        ("post", "/v1/subsystems/{id}/controller-status"),
+        ("get", "/v1/subsystems/{id}/interconnects"),
         ("get", "/v1/subsystems/{id}/controllers"),
         ("get", "/v1/subsystems/{id}/drives"),
         ("get", "/v1/subsystems/{id}/luns"),
@@ -1318,4 +1322,138 @@ async fn every_body_or_query_is_judged_after_the_object_of_its_path() {
         );
         assert_eq!(error_of(&a).0, "VDS_E_OBJECT_NOT_FOUND", "{method} {uri}");
     }
+}
+
+/// BEHAVIOUR.md §14 "Subsystem surface" over HTTP: rename, SetControllerStatus and the two
+/// flag answers; a malformed body is judged after the subsystem of the path, names its field,
+/// and changes nothing.
+#[tokio::test]
+async fn subsystem_surface_over_http() {
+    let f = fixture();
+    let sub = subsystem_id(&f.app).await;
+    let gone = Uuid::new_v4();
+    // Flag answers: the short names and the exact ULONG.
+    let a = call(&f.app, Method::GET, "/v1/provider/version-support", None).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.body, json!({"flags": ["1_0", "1_1"], "value": 3}));
+    let a = call(
+        &f.app,
+        Method::GET,
+        &format!("/v1/subsystems/{sub}/interconnects"),
+        None,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.body, json!({"flags": ["iscsi"], "value": 4}));
+    let a = call(
+        &f.app,
+        Method::GET,
+        &format!("/v1/subsystems/{gone}/interconnects"),
+        None,
+    )
+    .await;
+    assert_eq!(error_of(&a).0, "VDS_E_OBJECT_NOT_FOUND");
+    // Rename.
+    let a = call(
+        &f.app,
+        Method::PATCH,
+        &format!("/v1/subsystems/{sub}"),
+        Some(json!({"friendly_name": "array A"})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert_eq!(a.body["friendly_name"], "array A");
+    for (body, field) in [
+        (json!({"friendly_name": 7}), "friendly_name"),
+        (json!({"friendly_name": ""}), "friendly_name"),
+        (json!({}), "friendly_name"),
+        (json!({"friendly_name": "b", "flags": 1}), "flags"),
+    ] {
+        let a = call(
+            &f.app,
+            Method::PATCH,
+            &format!("/v1/subsystems/{sub}"),
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{body}: {:?}", a.body);
+        let (name, msg) = error_of(&a);
+        assert_eq!(name, "E_INVALIDARG", "{body}");
+        assert!(msg.contains(field), "{body}: {msg}");
+    }
+    // The path's object first: a bad body on a missing subsystem is NOT_FOUND.
+    let a = raw_body(
+        &f.app,
+        Method::PATCH,
+        &format!("/v1/subsystems/{gone}"),
+        "{",
+    )
+    .await;
+    assert_eq!(error_of(&a).0, "VDS_E_OBJECT_NOT_FOUND");
+    let a = call(&f.app, Method::GET, &format!("/v1/subsystems/{sub}"), None).await;
+    assert_eq!(a.body["friendly_name"], "array A", "nothing changed");
+    // SetControllerStatus.
+    let a = call(
+        &f.app,
+        Method::GET,
+        &format!("/v1/subsystems/{sub}/controllers"),
+        None,
+    )
+    .await;
+    let ctl = a.body[0]["id"].as_str().unwrap().to_string();
+    let uri = format!("/v1/subsystems/{sub}/controller-status");
+    for (body, name, needle) in [
+        (
+            json!({"online": [ctl], "offline": [ctl]}),
+            "E_INVALIDARG",
+            "offline[0]",
+        ),
+        (
+            json!({"online": [], "offline": []}),
+            "E_INVALIDARG",
+            "both lists are empty",
+        ),
+        (json!({"online": [ctl]}), "E_INVALIDARG", "offline"),
+        (
+            json!({"online": ["not-a-uuid"], "offline": []}),
+            "E_INVALIDARG",
+            "online",
+        ),
+        (
+            json!({"online": [ctl, gone], "offline": []}),
+            "VDS_E_OBJECT_NOT_FOUND",
+            "online[1]",
+        ),
+    ] {
+        let a = call(&f.app, Method::POST, &uri, Some(body.clone())).await;
+        let (n, msg) = error_of(&a);
+        assert_eq!(n, name, "{body}: {msg}");
+        assert!(msg.contains(needle), "{body}: {msg}");
+    }
+    let a = call(
+        &f.app,
+        Method::POST,
+        &format!("/v1/subsystems/{gone}/controller-status"),
+        Some(json!({"online": [ctl], "offline": []})),
+    )
+    .await;
+    assert_eq!(error_of(&a).0, "VDS_E_OBJECT_NOT_FOUND");
+    let a = call(
+        &f.app,
+        Method::POST,
+        &uri,
+        Some(json!({"online": [], "offline": [ctl]})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert_eq!(a.body[0]["id"], ctl.as_str());
+    assert_eq!(a.body[0]["status"], "offline");
+    let a = call(
+        &f.app,
+        Method::POST,
+        &uri,
+        Some(json!({"online": [ctl], "offline": []})),
+    )
+    .await;
+    assert_eq!(a.body[0]["status"], "online", "{:?}", a.body);
 }

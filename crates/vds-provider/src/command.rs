@@ -105,6 +105,9 @@ pub enum Command {
     /// `POST /v1/provider/refresh`: re-read state and properties of every known object; after a
     /// Reenumerate this cures a corrupt cache. Re-probes FAILED LUNs (→ OFFLINE, HEALTHY).
     Refresh,
+    /// `GET /v1/provider/version-support` (`IVdsProviderSupport::GetVersionSupport`): the
+    /// `VDS_VERSION_SUPPORT_FLAG` bits this provider implements (BEHAVIOUR.md §14).
+    GetVersionSupport,
 
     /// `GET /v1/subsystems`.
     ListSubsystems,
@@ -120,6 +123,29 @@ pub enum Command {
         id: Uuid,
         /// Raw requested `VDS_SUB_SYSTEM_STATUS`.
         status: i64,
+    },
+    /// `IVdsSubSystemNaming::SetFriendlyName` (`PATCH /v1/subsystems/{id}`).
+    RenameSubsystem {
+        /// Subsystem id.
+        id: Uuid,
+        /// The new friendly name.
+        friendly_name: String,
+    },
+    /// `IVdsSubSystem::SetControllerStatus` (`POST /v1/subsystems/{id}/controller-status`):
+    /// every controller of the subsystem in exactly one of the lists; all or nothing.
+    SetControllerStatuses {
+        /// Subsystem id.
+        subsystem: Uuid,
+        /// Controllers to be ONLINE.
+        online: Vec<Uuid>,
+        /// Controllers to be OFFLINE.
+        offline: Vec<Uuid>,
+    },
+    /// `IVdsSubSystemInterconnect::GetSupportedInterconnects`
+    /// (`GET /v1/subsystems/{id}/interconnects`).
+    GetSupportedInterconnects {
+        /// Subsystem id.
+        subsystem: Uuid,
     },
 
     /// `GET /v1/subsystems/{id}/controllers`, or every controller when `subsystem` is `None`.
@@ -404,6 +430,8 @@ impl Command {
         matches!(
             self,
             Command::GetProvider
+                | Command::GetVersionSupport
+                | Command::GetSupportedInterconnects { .. }
                 | Command::ListSubsystems
                 | Command::GetSubsystem { .. }
                 | Command::ListControllers { .. }
@@ -482,6 +510,10 @@ pub enum Outcome {
     Job(Job),
     /// Connected initiator names.
     Initiators(Vec<String>),
+    /// `VDS_INTERCONNECT_FLAG` bits of a subsystem.
+    Interconnects(u32),
+    /// `VDS_VERSION_SUPPORT_FLAG` bits of the provider.
+    VersionSupport(u32),
     /// A synchronous delete finished.
     Deleted {
         /// What was deleted.

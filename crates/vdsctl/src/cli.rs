@@ -1,7 +1,8 @@
 //! The command line grammar (clap derive): `vdsctl [--api URL] [--json] <noun> <verb> [args]`.
 //!
 //! Every noun and verb of INTERFACE.md. Sizes are parsed here (a bad size is a usage error, exit
-//! 2, like every clap error); statuses are passed through unchanged for the provider to judge.
+//! 2, like every clap error); statuses are passed through unchanged for the provider to judge
+//! (subsystem, controller and drive statuses that name no member at all are usage errors).
 
 use clap::{Args, Parser, Subcommand};
 
@@ -49,7 +50,7 @@ pub enum Noun {
     /// Subsystems (arrays).
     Subsystem {
         #[command(subcommand)]
-        verb: SimpleVerb,
+        verb: SubsystemVerb,
     },
     /// LUNs.
     Lun {
@@ -74,12 +75,12 @@ pub enum Noun {
     /// Controllers.
     Controller {
         #[command(subcommand)]
-        verb: SimpleVerb,
+        verb: PathVerb,
     },
     /// Drives.
     Drive {
         #[command(subcommand)]
-        verb: SimpleVerb,
+        verb: PathVerb,
     },
     /// Jobs (asynchronous operations).
     Job {
@@ -98,6 +99,43 @@ pub enum ProviderVerb {
     Reenumerate,
     /// Re-read the state of every known object.
     Refresh,
+    /// The VDS versions whose interfaces the provider implements (GetVersionSupport).
+    VersionSupport,
+}
+
+/// Subsystem verbs: list/show, SetStatus, rename, SetControllerStatus, interconnects.
+#[derive(Debug, Subcommand)]
+pub enum SubsystemVerb {
+    #[command(flatten)]
+    Simple(SimpleVerb),
+    /// Set the status: online, offline, a VDS constant or an integer (offline takes every LUN
+    /// of the subsystem off the wire).
+    SetStatus { subsystem: String, status: String },
+    /// Change the friendly name.
+    Rename { subsystem: String, name: String },
+    /// Set every controller of the subsystem ONLINE or OFFLINE at once (SetControllerStatus):
+    /// each controller in exactly one of --online / --offline.
+    SetControllerStatus {
+        subsystem: String,
+        /// A controller to be online (UUID or friendly name; repeatable).
+        #[arg(long = "online", value_name = "CONTROLLER")]
+        online: Vec<String>,
+        /// A controller to be offline (UUID or friendly name; repeatable).
+        #[arg(long = "offline", value_name = "CONTROLLER")]
+        offline: Vec<String>,
+    },
+    /// The interconnects the subsystem supports (GetSupportedInterconnects).
+    Interconnects { subsystem: String },
+}
+
+/// Controller and drive verbs: list/show and SetStatus.
+#[derive(Debug, Subcommand)]
+pub enum PathVerb {
+    #[command(flatten)]
+    Simple(SimpleVerb),
+    /// Set the status: online, offline, a VDS constant or an integer (offline takes the LUNs
+    /// behind it off the wire).
+    SetStatus { object: String, status: String },
 }
 
 /// `list|show` for the read-only objects (subsystem, controller, drive).

@@ -43,6 +43,23 @@ pub fn enum_value(s: &str) -> Value {
     }
 }
 
+/// The body of a subsystem/controller/drive SetStatus: a value that names no member of the
+/// enumeration is a usage error (exit 2) here; a member goes to the provider as given, which
+/// judges whether it may be requested.
+pub fn status_body<T>(
+    s: &str,
+    parse: fn(&str) -> Result<T, vds_model::EnumParseError>,
+) -> Result<Value, CliError> {
+    parse(s).map_err(|e| {
+        CliError::Usage(format!(
+            "status {:?} is not a {} value; online and offline may be requested (as names, \
+             VDS constants or integers)",
+            e.value, e.type_name
+        ))
+    })?;
+    Ok(json!({"status": enum_value(s)}))
+}
+
 fn as_array(v: Value, what: &str) -> Result<Vec<Value>, CliError> {
     match v {
         Value::Array(a) => Ok(a),
@@ -313,6 +330,12 @@ impl Ctx {
         })
     }
 
+    fn controller_id(&self, s: &str) -> Result<String, CliError> {
+        resolve_id("controller", Naming::FriendlyName, s, || {
+            Ok(self.children(None, "controllers")?.0)
+        })
+    }
+
     fn drive_id(&self, s: &str) -> Result<String, CliError> {
         resolve_id("drive", Naming::FriendlyName, s, || {
             Ok(self.children(None, "drives")?.0)
@@ -382,7 +405,7 @@ impl Ctx {
         match noun {
             Noun::Provider { verb } => self.provider(verb),
             Noun::Subsystem { verb } => match verb {
-                SimpleVerb::List(o) => {
+                SubsystemVerb::Simple(SimpleVerb::List(o)) => {
                     let (mut subs, raw) = self.subsystems()?;
                     if let Some(s) = o.subsystem {
                         let id = self.subsystem_id(&s)?;
@@ -393,15 +416,38 @@ impl Ctx {
                     }
                     Ok(())
                 }
-                SimpleVerb::Show { object } => {
+                SubsystemVerb::Simple(SimpleVerb::Show { object }) => {
                     let id = self.subsystem_id(&object)?;
                     self.show_reply(&self.get(&format!("/v1/subsystems/{id}"))?)
                 }
+                other => self.subsystem(other),
             },
-            Noun::Controller { verb } => {
-                self.listed(verb, "controllers", "controller", Kind::Controller)
-            }
-            Noun::Drive { verb } => self.listed(verb, "drives", "drive", Kind::Drive),
+            Noun::Controller { verb } => match verb {
+                PathVerb::Simple(v) => {
+                    self.listed(v, "controllers", "controller", Kind::Controller)
+                }
+                PathVerb::SetStatus { object, status } => {
+                    let body = status_body(&status, vds_model::ControllerStatus::parse)?;
+                    let id = self.controller_id(&object)?;
+                    self.show_reply(&self.send(
+                        "POST",
+                        &format!("/v1/controllers/{id}/status"),
+                        Some(body),
+                    )?)
+                }
+            },
+            Noun::Drive { verb } => match verb {
+                PathVerb::Simple(v) => self.listed(v, "drives", "drive", Kind::Drive),
+                PathVerb::SetStatus { object, status } => {
+                    let body = status_body(&status, vds_model::DriveStatus::parse)?;
+                    let id = self.drive_id(&object)?;
+                    self.show_reply(&self.send(
+                        "POST",
+                        &format!("/v1/drives/{id}/status"),
+                        Some(body),
+                    )?)
+                }
+            },
             Noun::Lun { verb } => self.lun(verb),
             Noun::Target { verb } => self.target(verb),
             Noun::PortalGroup { verb } => self.portal_group(verb),
@@ -419,8 +465,58 @@ impl Ctx {
             ProviderVerb::Show => self.get("/v1/provider")?,
             ProviderVerb::Reenumerate => self.send("POST", "/v1/provider/reenumerate", None)?,
             ProviderVerb::Refresh => self.send("POST", "/v1/provider/refresh", None)?,
+            ProviderVerb::VersionSupport => self.get("/v1/provider/version-support")?,
         };
         self.show_reply(&r)
+    }
+
+    /// The subsystem verbs that change it or ask it something (list and show are in `run`).
+    fn subsystem(&self, verb: SubsystemVerb) -> Result<(), CliError> {
+        match verb {
+            SubsystemVerb::Simple(_) => Err(CliError::Usage("unexpected subsystem verb".into())),
+            SubsystemVerb::SetStatus { subsystem, status } => {
+                let body = status_body(&status, vds_model::SubsystemStatus::parse)?;
+                let id = self.subsystem_id(&subsystem)?;
+                self.show_reply(&self.send(
+                    "POST",
+                    &format!("/v1/subsystems/{id}/status"),
+                    Some(body),
+                )?)
+            }
+            SubsystemVerb::Rename { subsystem, name } => {
+                let id = self.subsystem_id(&subsystem)?;
+                let body = json!({"friendly_name": name});
+                self.show_reply(&self.send("PATCH", &format!("/v1/subsystems/{id}"), Some(body))?)
+            }
+            SubsystemVerb::SetControllerStatus {
+                subsystem,
+                online,
+                offline,
+            } => {
+                let id = self.subsystem_id(&subsystem)?;
+                let ids = |names: &[String]| {
+                    names
+                        .iter()
+                        .map(|c| self.controller_id(c))
+                        .collect::<Result<Vec<_>, _>>()
+                };
+                let body = json!({"online": ids(&online)?, "offline": ids(&offline)?});
+                let r = self.send(
+                    "POST",
+                    &format!("/v1/subsystems/{id}/controller-status"),
+                    Some(body),
+                )?;
+                if self.json {
+                    return self.show_reply(&r);
+                }
+                self.show_list(Kind::Controller, &as_array(r.json()?, "controllers")?, None);
+                Ok(())
+            }
+            SubsystemVerb::Interconnects { subsystem } => {
+                let id = self.subsystem_id(&subsystem)?;
+                self.show_reply(&self.get(&format!("/v1/subsystems/{id}/interconnects"))?)
+            }
+        }
     }
 
     /// Controllers and drives have no endpoint of their own: list and show come from the

@@ -1,7 +1,8 @@
 //! The built `vdsctl` against a running `vdsd` (issue 2 "CLI tests running the built binaries",
 //! issue 4 "driving vdsd through vdsctl"): status changes by name and by ADDR:PORT observed by
 //! an initiator, the exit codes 0/1/2/3 and the `error: NAME (0xHHHHHHHH): message` line,
-//! `--json` equal to the API, jobs waited for, fault filters, the event stream. Slots 70..=84.
+//! `--json` equal to the API, jobs waited for, fault filters, the event stream, the subsystem
+//! surface (set-status of subsystem/controller/drive, rename, set-controller-status). Slots 70..=84.
 
 mod common;
 
@@ -222,4 +223,133 @@ fn vdsctl_events_follows_the_stream() {
         stderr(&o)
     );
     assert!(lines[0].contains("110"), "{}", lines[0]);
+}
+
+/// BEHAVIOUR.md §14 "Subsystem surface" through the built `vdsctl`: `subsystem|controller|drive
+/// set-status` (a value that names no member exits 2 and sends nothing; a member the provider
+/// refuses exits 1 with its HRESULT; OFFLINE and ONLINE are seen by the initiator),
+/// `subsystem rename` (persisted across a restart), `subsystem set-controller-status`,
+/// `subsystem interconnects` and `provider version-support` with `--json` equal to the API.
+#[test]
+fn vdsctl_subsystem_controller_drive_surface() {
+    let mut d = Daemon::start(80, Opts::default());
+    let sub = d.get("/v1/subsystems")[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let ctl = d.get(&format!("/v1/subsystems/{sub}/controllers"))[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let drive = d.get(&format!("/v1/subsystems/{sub}/drives"))[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let mut a = d.login(0, 1);
+    assert_good(&tur(&mut a, 0), "TUR");
+    for (noun, id, type_name, constant) in [
+        ("subsystem", &sub, "VDS_SUB_SYSTEM_STATUS", "VDS_SSS_ONLINE"),
+        ("controller", &ctl, "VDS_CONTROLLER_STATUS", "VDS_CS_ONLINE"),
+        ("drive", &drive, "VDS_DRIVE_STATUS", "VDS_DRS_ONLINE"),
+    ] {
+        for bad in ["bogus", "99", "VDS_LS_OFFLINE", ""] {
+            let o = d.vdsctl(&[noun, "set-status", id, bad]);
+            assert_eq!(code(&o), 2, "{noun} {bad:?}: {}", text(&o));
+            let e = stderr(&o);
+            assert!(
+                e.starts_with(&format!("error: status {bad:?} is not a {type_name} value")),
+                "{noun} {bad:?}: {e}"
+            );
+        }
+        let o = d.vdsctl(&[noun, "set-status", id, "unknown"]);
+        assert_cli_error(&o, "E_INVALIDARG", "0x80070057");
+        let o = d.vdsctl(&[noun, "set-status", id, "failed"]);
+        assert_cli_error(&o, "VDS_E_NOT_SUPPORTED", "0x80042400");
+        assert_good(
+            &tur(&mut a, 0),
+            &format!("{noun}: refused values change nothing"),
+        );
+        let o = d.vdsctl(&[noun, "set-status", id, "offline"]);
+        assert_eq!(code(&o), 0, "{noun}: {}", text(&o));
+        assert!(
+            text(&o).contains("offline"),
+            "{noun} prints it: {}",
+            text(&o)
+        );
+        assert_sense(&tur(&mut a, 0), (2, 4, 0x12), &format!("{noun} offline"));
+        let o = d.vdsctl(&["--json", noun, "set-status", id, constant]);
+        assert_eq!(code(&o), 0, "{noun}: {}", text(&o));
+        let shown: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+        assert_eq!(shown["status"], "online", "{noun}: {shown}");
+        assert_sense(&tur(&mut a, 0), (6, 0x28, 0), &format!("{noun} UA"));
+        assert_good(&tur(&mut a, 0), &format!("{noun} online"));
+    }
+    // SetControllerStatus by controller name; the subsystem by id, then by its new name.
+    let ctl_name = d.get(&format!("/v1/controllers/{ctl}"))["friendly_name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    let o = d.vdsctl(&["subsystem", "set-controller-status", &sub]);
+    assert_cli_error(&o, "E_INVALIDARG", "0x80070057");
+    let o = d.vdsctl(&[
+        "subsystem",
+        "set-controller-status",
+        &sub,
+        "--online",
+        &ctl,
+        "--offline",
+        &ctl_name,
+    ]);
+    assert_cli_error(&o, "E_INVALIDARG", "0x80070057");
+    assert_good(
+        &tur(&mut a, 0),
+        "refused SetControllerStatus changes nothing",
+    );
+    let o = d.vdsctl(&["subsystem", "rename", &sub, "array A"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let o = d.vdsctl(&[
+        "subsystem",
+        "set-controller-status",
+        "array A",
+        "--offline",
+        &ctl_name,
+    ]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(text(&o).contains("offline"), "{}", text(&o));
+    assert_sense(&tur(&mut a, 0), (2, 4, 0x12), "controller offline");
+    let o = d.vdsctl(&[
+        "--json",
+        "subsystem",
+        "set-controller-status",
+        "array A",
+        "--online",
+        &ctl,
+    ]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let shown: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(shown, d.get(&format!("/v1/subsystems/{sub}/controllers")));
+    assert_sense(&tur(&mut a, 0), (6, 0x28, 0), "UA");
+    assert_good(&tur(&mut a, 0), "controller online");
+    // Flag answers.
+    let o = d.vdsctl(&["--json", "subsystem", "interconnects", "array A"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let shown: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(shown, json!({"flags": ["iscsi"], "value": 4}));
+    let o = d.vdsctl(&["--json", "provider", "version-support"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let shown: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(shown, d.get("/v1/provider/version-support"));
+    assert_eq!(shown["value"], 3);
+    let o = d.vdsctl(&["subsystem", "interconnects", "array A"]);
+    assert!(text(&o).contains("iscsi"), "{}", text(&o));
+    // The name survives a restart.
+    drop(a);
+    d.kill9();
+    d.restart();
+    assert_eq!(
+        d.get(&format!("/v1/subsystems/{sub}"))["friendly_name"],
+        "array A"
+    );
+    let o = d.vdsctl(&["--json", "subsystem", "show", "array A"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
 }

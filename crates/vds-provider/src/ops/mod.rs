@@ -6,7 +6,8 @@
 //!
 //! One module per object kind: `lun_create` (CreateLun), `lun` (delete, patch, SetStatus,
 //! faults, targets, recover), `lun_resize` (extend/shrink), `target` (with its secrets),
-//! `portal_group`, `portal`, `path` (subsystem/controller/drive SetStatus), `cache`
+//! `portal_group`, `portal`, `path` (subsystem/controller/drive SetStatus and
+//! SetControllerStatus), `subsystem` (rename, interconnects, version support), `cache`
 //! (Reenumerate/Refresh and the re-read/re-probe of LUN storage), `read` (every Get and List)
 //! and `data_path` (what logical units report). This module dispatches and holds the checks
 //! they share. A new object kind adds its module here, its arms to `dispatch`, and its
@@ -33,6 +34,7 @@ mod path;
 mod portal;
 mod portal_group;
 mod read;
+mod subsystem;
 mod target;
 
 /// Longest friendly name / alias accepted (the iSCSI TargetAlias limit).
@@ -156,10 +158,24 @@ impl Provider {
             }
             Command::Reenumerate => self.reenumerate(),
             Command::Refresh => self.refresh(),
+            Command::GetVersionSupport => Ok(Outcome::VersionSupport(
+                vds_model::VersionSupportFlag::bits(subsystem::VERSION_SUPPORT),
+            )),
             Command::ListSubsystems => self.list(ObjectKind::Subsystem, None),
             Command::GetSubsystem { id } => self.get(ObjectKind::Subsystem, id),
             Command::SetSubsystemStatus { id, status } => {
                 self.set_path_status(ObjectKind::Subsystem, id, status)
+            }
+            Command::RenameSubsystem { id, friendly_name } => {
+                self.rename_subsystem(id, friendly_name)
+            }
+            Command::SetControllerStatuses {
+                subsystem,
+                online,
+                offline,
+            } => self.set_controller_statuses(subsystem, online, offline),
+            Command::GetSupportedInterconnects { subsystem } => {
+                self.supported_interconnects(subsystem)
             }
             Command::ListControllers { subsystem } => self.list(ObjectKind::Controller, subsystem),
             Command::GetController { id } => self.get(ObjectKind::Controller, id),

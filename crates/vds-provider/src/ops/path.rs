@@ -1,8 +1,12 @@
-//! SetStatus of the objects on a LUN's storage path: subsystem, controller, drive. Taking
-//! one OFFLINE takes every LUN on it OFFLINE on the data path (quiesced and flushed first);
-//! a LUN that cannot follow is FAILED.
+//! SetStatus of the objects on a LUN's storage path: subsystem, controller, drive, and the
+//! subsystem's SetControllerStatus (several controllers at once). Taking one OFFLINE takes
+//! every LUN on it OFFLINE on the data path (quiesced and flushed first); a LUN that cannot
+//! follow is FAILED.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use parking_lot::MutexGuard;
 
 use uuid::Uuid;
 use vds_model::{
@@ -79,13 +83,87 @@ impl Provider {
         if want_online == current_online {
             return Ok(self.path_outcome(st, kind, id));
         }
-        let mut ids = vec![id];
+        let g = self.change_path(g, vec![(kind, id, want_online, current_online)], affected)?;
+        Ok(self.path_outcome(&g, kind, id))
+    }
+
+    /// `IVdsSubSystem::SetControllerStatus`: every controller of `sub` in exactly one of the
+    /// lists (BEHAVIOUR.md §14). All of them change in one commit, or none does.
+    pub(super) fn set_controller_statuses(
+        &self,
+        sub: Uuid,
+        online: Vec<Uuid>,
+        offline: Vec<Uuid>,
+    ) -> Result<Outcome, VdsError> {
+        let inner = &self.inner;
+        let mut g = inner.state.lock();
+        let st = &mut *g;
+        inner.object_call(st, ObjectKind::Subsystem, sub)?;
+        let wanted = judge_controller_lists(st, sub, &online, &offline)?;
+        let affected: Vec<Uuid> = st
+            .luns
+            .values()
+            .filter(|e| e.rec.lun.subsystem == sub)
+            .map(|e| e.rec.lun.id)
+            .collect();
+        let mut busy = vec![(ObjectKind::Subsystem, sub)];
+        busy.extend(wanted.iter().map(|(c, _)| (ObjectKind::Controller, *c)));
+        busy.extend(affected.iter().map(|l| (ObjectKind::Lun, *l)));
+        st.check_free(&busy)?;
+        if let Some((c, _)) = wanted
+            .iter()
+            .find(|(c, _)| st.controllers[c].status == ControllerStatus::Failed)
+        {
+            return Err(VdsError::new(
+                Hresult::VDS_E_OBJECT_STATUS_FAILED,
+                format!("controller {c} is FAILED"),
+            ));
+        }
+        // Controllers already in the requested state stay as they are (no event).
+        let changes: Vec<(ObjectKind, Uuid, bool, bool)> = wanted
+            .iter()
+            .map(|(c, want)| {
+                let cur = st.controllers[c].status == ControllerStatus::Online;
+                (ObjectKind::Controller, *c, *want, cur)
+            })
+            .filter(|(_, _, want, cur)| want != cur)
+            .collect();
+        let g = if changes.is_empty() {
+            g
+        } else {
+            self.change_path(g, changes, affected)?
+        };
+        Ok(Outcome::Controllers(super::sorted(
+            g.controllers
+                .values()
+                .filter(|c| c.subsystem == sub)
+                .map(|c| (c.id, c.clone())),
+        )))
+    }
+
+    /// Sets each path object of `objs` (kind, id, wanted ONLINE, now ONLINE) and makes the
+    /// `affected` LUNs follow on the data path (quiesced and flushed before the store says
+    /// OFFLINE); a LUN that cannot follow is FAILED. One commit, one MODIFY event per object.
+    fn change_path<'s>(
+        &'s self,
+        mut g: MutexGuard<'s, State>,
+        objs: Vec<(ObjectKind, Uuid, bool, bool)>,
+        affected: Vec<Uuid>,
+    ) -> Result<MutexGuard<'s, State>, VdsError> {
+        let inner = &self.inner;
+        let st = &mut *g;
+        let mut ids: Vec<Uuid> = objs.iter().map(|o| o.1).collect();
         ids.extend(&affected);
         let slots = inner.claim(st, &ids);
-        // Change the object in memory first so lu_state sees the new path.
+        // Change the objects in memory first so lu_state sees the new path.
+        let staged = objs.clone();
         inner.stage(
             st,
-            Change::new().apply(|st| set_path_object(st, kind, id, want_online)),
+            Change::new().apply(move |st| {
+                for (kind, id, want, _) in staged {
+                    set_path_object(st, kind, id, want);
+                }
+            }),
         );
         let plan: Vec<(Uuid, Arc<LogicalUnit>, LuState)> = affected
             .iter()
@@ -107,9 +185,14 @@ impl Provider {
             }
             failures
         };
-        // Not committed: put the object back as it was.
+        // Not committed: put the objects back as they were.
+        let restore = objs.clone();
         let undo = |_: &mut State, _: &Vec<(Uuid, std::io::Error)>| {
-            Change::new().apply(move |st| set_path_object(st, kind, id, current_online))
+            Change::new().apply(move |st| {
+                for (kind, id, _, cur) in restore {
+                    set_path_object(st, kind, id, cur);
+                }
+            })
         };
         let build = |st: &mut State, failures: &Vec<(Uuid, std::io::Error)>| {
             let mut recs = Vec::new();
@@ -119,16 +202,24 @@ impl Provider {
                 rec.lun.health = Health::Failed;
                 recs.push(rec);
             }
-            let row = PathRow::of(st, kind, id)?;
+            let rows = objs
+                .iter()
+                .map(|(kind, id, _, _)| PathRow::of(st, *kind, *id))
+                .collect::<Result<Vec<_>, _>>()?;
             let mut change = Change::new();
             for rec in &recs {
                 change = change.event(ObjectKind::Lun, EventKind::Modify, rec.lun.id);
             }
-            let rows = recs.clone();
+            for (kind, id, _, _) in &objs {
+                change = change.event(*kind, EventKind::Modify, *id);
+            }
+            let lun_rows = recs.clone();
             Ok(change
                 .store(move |tx| {
-                    row.put(tx)?;
-                    for rec in &rows {
+                    for row in &rows {
+                        row.put(tx)?;
+                    }
+                    for rec in &lun_rows {
                         tx.put_lun(rec)?;
                     }
                     Ok(())
@@ -139,15 +230,14 @@ impl Provider {
                             e.rec = rec;
                         }
                     }
-                })
-                .event(kind, EventKind::Modify, id))
+                }))
         };
         let (g, failures, r) = inner.commit_prepared(g, slots, follow, undo, build);
         r?;
         if let Some((l, e)) = failures.first() {
             return Err(storage_err(format!("LUN {l} could not follow"), e));
         }
-        Ok(self.path_outcome(&g, kind, id))
+        Ok(g)
     }
 
     pub(super) fn path_outcome(&self, st: &State, kind: ObjectKind, id: Uuid) -> Outcome {
@@ -157,6 +247,58 @@ impl Provider {
             _ => Outcome::Drive(st.drives[&id].clone()),
         }
     }
+}
+
+/// Step 4 of SetControllerStatus: each id names a controller (else NOT_FOUND or DELETED) of
+/// this subsystem, appears once in all, and every controller of the subsystem appears
+/// (else E_INVALIDARG naming the entry). Returns (controller, wanted ONLINE).
+fn judge_controller_lists(
+    st: &State,
+    sub: Uuid,
+    online: &[Uuid],
+    offline: &[Uuid],
+) -> Result<Vec<(Uuid, bool)>, VdsError> {
+    let mut seen: HashMap<Uuid, String> = HashMap::new();
+    let mut wanted = Vec::new();
+    for (list, ids, want) in [("online", online, true), ("offline", offline, false)] {
+        for (i, c) in ids.iter().enumerate() {
+            let field = format!("{list}[{i}]");
+            st.lookup(ObjectKind::Controller, *c, Some(&field))?;
+            let owner = st.controllers[c].subsystem;
+            if owner != sub {
+                return Err(VdsError::invalid_arg(
+                    &field,
+                    format!("controller {c} belongs to subsystem {owner}, not to {sub}"),
+                ));
+            }
+            if let Some(first) = seen.insert(*c, field.clone()) {
+                return Err(VdsError::invalid_arg(
+                    &field,
+                    format!("controller {c} is already listed as {first}; each controller goes in exactly one list, once"),
+                ));
+            }
+            wanted.push((*c, want));
+        }
+    }
+    let mut omitted: Vec<Uuid> = st
+        .controllers
+        .values()
+        .filter(|c| c.subsystem == sub && !seen.contains_key(&c.id))
+        .map(|c| c.id)
+        .collect();
+    omitted.sort();
+    if let Some(c) = omitted.first() {
+        let why = if online.is_empty() && offline.is_empty() {
+            "both lists are empty".to_string()
+        } else {
+            format!("controller {c} is in neither list")
+        };
+        return Err(VdsError::invalid_arg(
+            "online/offline",
+            format!("{why}: every controller of subsystem {sub} must be in exactly one of them"),
+        ));
+    }
+    Ok(wanted)
 }
 
 /// Steps 4/5 for the requested status of a path object: ONLINE and OFFLINE are settable,

@@ -9,6 +9,7 @@ mod model;
 mod power_cut;
 mod read_only;
 mod rules;
+mod surface;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
