@@ -560,10 +560,17 @@ def main():
     art = args.artifacts or tempfile.mkdtemp(prefix="vds-guest.")
     os.makedirs(art, exist_ok=True)
     t0 = time.time()
-    r = subprocess.run([os.path.join(HERE, "guest-image")], stdout=subprocess.PIPE, timeout=1800)
-    if r.returncode != 0:
-        raise SystemExit("guest.py: FAIL: scripts/guest-image exited %d" % r.returncode)
-    image = r.stdout.decode().strip().splitlines()[-1]
+    # One test run, one image: scripts/test resolves it once and passes it on, so that a mirror
+    # update in the middle of a run does not build a second image for the power-cut step.
+    image = os.environ.get("VDS_GUEST_IMAGE", "")
+    if not image:
+        r = subprocess.run([os.path.join(HERE, "guest-image")], stdout=subprocess.PIPE, timeout=1800)
+        if r.returncode != 0:
+            raise SystemExit("guest.py: FAIL: scripts/guest-image exited %d" % r.returncode)
+        image = r.stdout.decode().strip().splitlines()[-1]
+    for f in ("root.img", "vmlinuz", "initrd.img"):
+        if not os.path.isfile(os.path.join(image, f)):
+            raise SystemExit("guest.py: FAIL: guest image %s has no %s" % (image, f))
     log("image %s (%.1f s); artifacts in %s" % (image, time.time() - t0, art))
     global ACCEL
     ACCEL, why = choose_accel(image, art)

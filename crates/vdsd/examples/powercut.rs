@@ -166,21 +166,7 @@ fn setup(o: &Opts) -> Result<Ctx, String> {
         ));
     }
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let script = repo.join("scripts/guest-image");
-    let out = Command::new(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("{}: {e}", script.display()))?;
-    if !out.status.success() {
-        return Err(format!("scripts/guest-image exited with {}", out.status));
-    }
-    let image = PathBuf::from(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .unwrap_or("")
-            .trim(),
-    );
+    let image = guest_image(&repo)?;
     for f in ["root.img", "vmlinuz", "initrd.img"] {
         if !image.join(f).is_file() {
             return Err(format!("guest image {}: no {f}", image.display()));
@@ -305,6 +291,30 @@ impl Array for GuestArray {
 
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
+}
+
+/// The guest image dir: `VDS_GUEST_IMAGE` when set (scripts/test resolves the image once for
+/// the whole run, so a mirror update during the run does not build a second one), else what
+/// `scripts/guest-image` prints (building it if needed).
+fn guest_image(repo: &Path) -> Result<PathBuf, String> {
+    if let Some(dir) = std::env::var_os("VDS_GUEST_IMAGE").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    let script = repo.join("scripts/guest-image");
+    let out = Command::new(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("{}: {e}", script.display()))?;
+    if !out.status.success() {
+        return Err(format!("scripts/guest-image exited with {}", out.status));
+    }
+    Ok(PathBuf::from(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or("")
+            .trim(),
+    ))
 }
 
 /// QEMU's accelerator, as `scripts/guest.py` chooses it: `VDS_GUEST_ACCEL` (kvm… or a TCG
