@@ -33,7 +33,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use consistency::{
-    list, login_options, verify_region, write_load, Array, ConfigStream, Rng, WriteModel,
+    bearer_call, list, login_options, verify_region, write_load, Array, ConfigStream, Rng,
+    WriteModel,
 };
 use serde_json::{json, Value};
 use vds_testkit::Initiator;
@@ -256,22 +257,8 @@ impl Array for GuestArray {
         self.portal
     }
     fn try_call(&self, method: &str, path: &str, body: Option<Value>) -> Option<(u16, Value)> {
-        let req = self
-            .agent
-            .request(method, &format!("http://{}{path}", self.api))
-            .set("Authorization", &format!("Bearer {}", self.token));
-        let res = match body {
-            Some(b) => req.send_json(b),
-            None => req.call(),
-        };
-        match res {
-            Ok(r) => {
-                let st = r.status();
-                Some((st, r.into_json().unwrap_or(Value::Null)))
-            }
-            Err(ureq::Error::Status(st, r)) => Some((st, r.into_json().unwrap_or(Value::Null))),
-            Err(_) => None,
-        }
+        let url = format!("http://{}{path}", self.api);
+        bearer_call(&self.agent, &url, &self.token, method, body)
     }
     fn file_len(&self, path: &str) -> Option<u64> {
         self.files

@@ -13,7 +13,7 @@
 //! - the small SCSI and JSON helpers and the seeded [`Rng`] the reliability tests share.
 //!
 //! Included by `reliability_common/mod.rs` and, by path, by the example; it names nothing of
-//! either, only `vds_testkit`, `serde_json` and `std`.
+//! either, only `vds_testkit`, `serde_json`, `ureq` and `std`.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,6 +28,33 @@ use vds_testkit::{Initiator, LoginOptions};
 
 pub const DEFAULT_IQN: &str = "iqn.2026-11.local.vds:default";
 pub const INITIATOR: &str = "iqn.2026-01.test.reliability:host1";
+
+/// One API request with the bearer token: `Some((status, body))` whenever the API answered
+/// (any status; a body that is not JSON reads as `null`), `None` when it could not be reached
+/// (the array is down or restarting). Both kinds of [`Array`] call the API through this.
+pub fn bearer_call(
+    agent: &ureq::Agent,
+    url: &str,
+    token: &str,
+    method: &str,
+    body: Option<Value>,
+) -> Option<(u16, Value)> {
+    let req = agent
+        .request(method, url)
+        .set("Authorization", &format!("Bearer {token}"));
+    let res = match body {
+        Some(b) => req.send_json(b),
+        None => req.call(),
+    };
+    match res {
+        Ok(r) => {
+            let st = r.status();
+            Some((st, r.into_json().unwrap_or(Value::Null)))
+        }
+        Err(ureq::Error::Status(st, r)) => Some((st, r.into_json().unwrap_or(Value::Null))),
+        Err(_) => None,
+    }
+}
 
 /// The array of a list answer (a bare array or `{"items": [...]}`-style objects).
 pub fn list(v: &Value) -> Vec<Value> {

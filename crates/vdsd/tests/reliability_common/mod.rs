@@ -18,8 +18,8 @@ pub mod consistency;
 // Not every test uses every helper.
 #[allow(unused_imports)]
 pub use consistency::{
-    command_past_ua, kcq, list, pattern, read16, sync_cache10, write16, Array, Rng, DEFAULT_IQN,
-    INITIATOR,
+    bearer_call, command_past_ua, kcq, list, pattern, read16, sync_cache10, write16, Array, Rng,
+    DEFAULT_IQN, INITIATOR,
 };
 
 /// A running daemon. Dropping it kills it (SIGKILL) if it is still running.
@@ -384,22 +384,7 @@ impl Array for Daemon {
         self.portal
     }
     fn try_call(&self, method: &str, path: &str, body: Option<Value>) -> Option<(u16, Value)> {
-        let req = self
-            .agent
-            .request(method, &self.url(path))
-            .set("Authorization", &self.bearer());
-        let res = match body {
-            Some(b) => req.send_json(b),
-            None => req.call(),
-        };
-        match res {
-            Ok(r) => {
-                let st = r.status();
-                Some((st, r.into_json().unwrap_or(Value::Null)))
-            }
-            Err(ureq::Error::Status(st, r)) => Some((st, r.into_json().unwrap_or(Value::Null))),
-            Err(_) => None,
-        }
+        bearer_call(&self.agent, &self.url(path), &self.token, method, body)
     }
     fn file_len(&self, path: &str) -> Option<u64> {
         std::fs::metadata(path).ok().map(|m| m.len())
