@@ -133,10 +133,22 @@ fn data_path_limits_from_the_config_file_refuse_cleanly() {
     idle2.write_all(&[0x43, 0x81, 0, 0, 0, 0, 0, 100]).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let t0 = Instant::now();
-    match Initiator::connect(d.portal, &opts(9)) {
-        Err(Error::Login(st)) => assert_eq!(st.0, 0x0301),
-        Err(e) => panic!("fifth connection: {e}"),
-        Ok(_) => panic!("a fifth connection was admitted over max_connections_per_portal = 4"),
+    // The sessions are at their limit too, so until the daemon has accepted both silent
+    // sockets (on a loaded machine that can take longer than the 200 ms above) the fifth login
+    // meets the session limit (0x0302) instead; it must meet the connection limit (0x0301)
+    // within a bounded time.
+    loop {
+        match Initiator::connect(d.portal, &opts(9)) {
+            Err(Error::Login(st)) if st.0 == 0x0302 && t0.elapsed() < Duration::from_secs(3) => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(Error::Login(st)) => {
+                assert_eq!(st.0, 0x0301);
+                break;
+            }
+            Err(e) => panic!("fifth connection: {e}"),
+            Ok(_) => panic!("a fifth connection was admitted over max_connections_per_portal = 4"),
+        }
     }
     // Login timeout: both idle connections are dropped after about 2 s, not before 1.5 s.
     assert!(
