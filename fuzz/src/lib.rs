@@ -70,5 +70,6 @@ pub fn nexus(id: u64) -> ItNexus {
         initiator_port: format!("iqn.2026-01.fuzz:init{id},i,0x23000000000{id}"),
         target_port: format!("iqn.2026-01.fuzz:target,t,0x000{}", 1 + id % 2),
         relative_target_port: 1 + (id % 2) as u16,
+        target_port_group: 1 + (id % 2) as u16,
     }
 }

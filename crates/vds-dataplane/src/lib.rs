@@ -70,6 +70,9 @@ pub struct PortalGroupView {
     /// Target portal group tag (TargetPortalGroupTag, relative target port).
     pub tag: u16,
     pub portals: Vec<Uuid>,
+    /// The ALUA target port group of this target port: the group id of the controller its
+    /// portals belong to (BEHAVIOUR.md §14).
+    pub tpg: u16,
 }
 
 /// One iSCSI target as the data path serves it.

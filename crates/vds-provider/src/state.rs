@@ -386,6 +386,9 @@ impl State {
                         id: pg.id,
                         tag: pg.tag,
                         portals: pg.portals.clone(),
+                        // The subsystem's one controller is target port group 1 until
+                        // portals name their controller (issue 13).
+                        tpg: 1,
                     })
                     .collect(),
                 luns: self.lunmaps.get(&te.t.id).cloned().unwrap_or_default(),

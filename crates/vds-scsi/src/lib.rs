@@ -32,6 +32,7 @@
 //!   A write whose Data-Out is shorter than the CDB states writes what was sent (GOOD; the
 //!   transport reports the overflow residual); a longer one writes what the CDB states.
 
+pub mod alua;
 mod cdb;
 mod ops;
 mod sbc;
@@ -40,6 +41,7 @@ mod spc;
 #[cfg(test)]
 mod tests;
 
+pub use alua::{AccessState, AccessStates};
 pub use ops::{cdb_transfer_len, may_run_inline};
 
 use std::sync::Arc;
@@ -57,6 +59,9 @@ pub struct ItNexus {
     pub target_port: String,
     /// Relative target port identifier (the portal group tag), for VPD 83 and PR.
     pub relative_target_port: u16,
+    /// The ALUA target port group of the target port (its controller's group id, BEHAVIOUR.md
+    /// §14): which of the LU's [`AccessStates`] applies to this nexus.
+    pub target_port_group: u16,
 }
 
 /// Task attribute from the transport.

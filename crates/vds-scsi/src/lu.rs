@@ -18,7 +18,10 @@ use crate::ops::{self, Access, Gate, Lookup};
 use crate::sense::{self, key, Asc, Sense};
 use crate::spc::pr::PrState;
 use crate::spc::xcopy::CopyResults;
-use crate::{ItNexus, LuEvents, LuState, Mode, ScsiCommand, ScsiOutcome, ScsiStatus, WouldBlock};
+use crate::{
+    AccessState, AccessStates, ItNexus, LuEvents, LuState, Mode, ScsiCommand, ScsiOutcome,
+    ScsiStatus, WouldBlock,
+};
 
 /// What a logical unit is made from.
 pub struct LuConfig {
@@ -140,6 +143,9 @@ pub struct LogicalUnit {
     pub(crate) atomic_lock: Mutex<()>,
     pub(crate) copy_results: Mutex<CopyResults>,
     naa: [u8; 16],
+    /// The access state through each target port group (BEHAVIOUR.md §14), set by the
+    /// provider with [`LogicalUnit::set_access_states`].
+    alua: RwLock<Arc<AccessStates>>,
 }
 
 fn state_code(s: LuState) -> u8 {
@@ -256,6 +262,7 @@ impl LogicalUnit {
             write_protected: AtomicBool::new(config.write_protected),
             atomic_lock: Mutex::new(()),
             copy_results: Mutex::new(CopyResults::default()),
+            alua: RwLock::new(Arc::new(AccessStates::default())),
         }
     }
 
@@ -376,6 +383,34 @@ impl LogicalUnit {
         self.ua_all(sense::CAPACITY_DATA_HAS_CHANGED, None);
     }
 
+    /// Set the access state through each target port group. When it differs from a state
+    /// already set (not the first setting of a new LU), every known nexus gets UNIT ATTENTION
+    /// 06/2A/06 ASYMMETRIC ACCESS STATE CHANGED once (BEHAVIOUR.md §14). Returns whether
+    /// anything changed.
+    pub fn set_access_states(&self, states: AccessStates) -> bool {
+        let mut cur = self.alua.write();
+        if **cur == states {
+            return false;
+        }
+        let first = cur.is_empty();
+        *cur = Arc::new(states);
+        drop(cur);
+        if !first {
+            self.ua_all(sense::ASYMMETRIC_ACCESS_STATE_CHANGED, None);
+        }
+        true
+    }
+
+    /// The access states through every target port group.
+    pub fn access_states(&self) -> Arc<AccessStates> {
+        self.alua.read().clone()
+    }
+
+    /// The access state through target port group `tpg`.
+    pub fn access_state(&self, tpg: u16) -> AccessState {
+        self.alua.read().get(tpg)
+    }
+
     /// The LUN inventory of a target mapping this LU changed: UNIT ATTENTION 06/3F/0E.
     pub fn luns_changed(&self) {
         self.ua_all(sense::REPORTED_LUNS_DATA_HAS_CHANGED, None);
@@ -401,6 +436,7 @@ impl LogicalUnit {
             res.pr = from.pr.clone();
             self.update_res_active(&res);
         }
+        *self.alua.write() = old.access_states();
         for (mine, theirs) in [
             (&self.mode.wce, &old.mode.wce),
             (&self.mode.d_sense, &old.mode.d_sense),
@@ -878,6 +914,7 @@ mod out_of_space_tests {
             initiator_port: "iqn.2026-01.test:i,i,0x230000000001".into(),
             target_port: "iqn.2026-01.test:t,t,0x0001".into(),
             relative_target_port: 1,
+            target_port_group: 1,
         };
         // WRITE (10) of one block at LBA 0: 2A 00 | LBA 00000000 | 00 | length 0001 | 00.
         let write = [0x2A, 0, 0, 0, 0, 0, 0, 0, 1, 0];

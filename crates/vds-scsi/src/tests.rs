@@ -85,6 +85,7 @@ fn nexus(id: u64) -> ItNexus {
         initiator_port: format!("iqn.2026-01.test:init{id},i,0x23000000000{id}"),
         target_port: "iqn.2026-01.test:target,t,0x0001".into(),
         relative_target_port: 1,
+        target_port_group: 1,
     }
 }
 

@@ -51,6 +51,7 @@ fn nexus() -> ItNexus {
         initiator_port: "iqn.2026-01.test:init,i,0x230000000001".into(),
         target_port: "iqn.2026-01.test:target,t,0x0001".into(),
         relative_target_port: 1,
+        target_port_group: 1,
     }
 }
 

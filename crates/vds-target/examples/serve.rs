@@ -155,6 +155,7 @@ fn main() {
                 id: Uuid::new_v4(),
                 tag: 1,
                 portals: portals.iter().map(|p| p.id).collect(),
+                tpg: 1,
             }],
             luns: Arc::new(LunMap { entries }),
         }],

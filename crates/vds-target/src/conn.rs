@@ -443,6 +443,11 @@ async fn serve(
             ),
             target_port: format!("{},t,0x{:04x}", t.iqn, tag),
             relative_target_port: *tag,
+            target_port_group: t
+                .portal_groups
+                .iter()
+                .find(|g| g.tag == *tag)
+                .map_or(0, |g| g.tpg),
         })
     });
     // Declared after `_session`, so dropped before it: the nexus is lost before the session

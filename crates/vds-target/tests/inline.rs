@@ -126,6 +126,7 @@ fn refused_io_runs_again_on_the_blocking_pool_never_blocking_the_io_thread() {
                 id: Uuid::new_v4(),
                 tag: 1,
                 portals: vec![h.portals[0].id],
+                tpg: 1,
             }],
             luns: Arc::new(LunMap {
                 entries: vec![LunEntry {

@@ -39,6 +39,7 @@ fn nexus() -> ItNexus {
         initiator_port: "iqn.2026-01.test:power,i,0x230000000009".into(),
         target_port: "iqn.2026-11.local.vds:default,t,0x0001".into(),
         relative_target_port: 1,
+        target_port_group: 1,
     }
 }
 

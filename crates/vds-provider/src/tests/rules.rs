@@ -1458,6 +1458,7 @@ fn extended_copy_reaches_another_lun_the_provider_created() {
         initiator_port: "iqn.2001-04.com.example:h,i,0x000000000001".into(),
         target_port: "iqn.2026-11.local.vds:default,t,0x0001".into(),
         relative_target_port: 1,
+        target_port_group: 1,
     };
     // The published map of the target both LUNs are on, and their LUN numbers there.
     let view = f.plane.last();

@@ -90,6 +90,7 @@ impl Harness {
                 id: Uuid::new_v4(),
                 tag: 1,
                 portals: portals.iter().map(|p| p.id).collect(),
+                tpg: 1,
             }],
             luns: lun_map(2, size),
         }];
@@ -103,6 +104,7 @@ impl Harness {
                     id: Uuid::new_v4(),
                     tag: 2,
                     portals: vec![portals[portals.len() - 1].id],
+                    tpg: 1,
                 }],
                 luns: lun_map(1, 16 << 20),
             });
