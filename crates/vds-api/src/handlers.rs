@@ -29,9 +29,9 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 use vds_model::{
     ControllerStatus, DriveStatus, Hresult, InterconnectFlag, Job, JobOutput, JobState, LunStatus,
-    PortalStatus, SubsystemStatus, VersionSupportFlag,
+    ObjectKind, PortalStatus, SubsystemStatus, VersionSupportFlag,
 };
-use vds_provider::{BackingSpec, Command, CreateLunArgs, Outcome, Provider};
+use vds_provider::{BackingSpec, Command, CreateLunArgs, MaintenanceAction, Outcome, Provider};
 
 use crate::error::ApiError;
 use crate::extract::{JsonArg, PathParams, Query};
@@ -434,6 +434,36 @@ pub async fn set_controller_status(
             id,
             status: b.status.value,
         }
+    })
+    .await
+}
+
+#[utoipa::path(get, path = "/v1/subsystems/{id}/drives/{bus}/{slot}", tag = "drive",
+    description = "IVdsSubSystem::GetDrive(bus, slot): the drive at that internal bus and slot \
+                   (the `bus_number` and `slot_number` of the drive); VDS_E_OBJECT_NOT_FOUND \
+                   when none is there.",
+    params(("id" = Uuid, Path, description = "subsystem id"),
+           ("bus" = i16, Path, description = "internal bus number"),
+           ("slot" = i16, Path, description = "slot number")),
+    responses((status = 200, body = DriveJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn get_drive_at(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    let id = p.uuid("id")?;
+    let number = |name: &str| -> Result<i16, ApiError> {
+        let text = p.text(name)?;
+        text.parse::<i16>().map_err(|e| {
+            ApiError::invalid_arg(format!(
+                "{name}: {text:?} is not a {name} number (-32768..=32767): {e}"
+            ))
+        })
+    };
+    let (bus, slot) = match (number("bus"), number("slot")) {
+        (Ok(b), Ok(sl)) => (b, sl),
+        (Err(e), _) | (_, Err(e)) => return Err(s.precheck(get::subsystem(id), e).await),
+    };
+    s.call(Command::GetDriveAt {
+        subsystem: id,
+        bus,
+        slot,
     })
     .await
 }
@@ -856,6 +886,94 @@ pub async fn remove_portal_from_group(
     };
     s.job(cmd, q, get::portal_group(id), false).await
 }
+
+// ---- maintenance (IVdsMaintenance) ----------------------------------------------------------
+
+/// The shared body of the four maintenance endpoints: the object, then the body, then the
+/// provider's answer (`VDS_E_NOT_SUPPORTED` with the reason, BEHAVIOUR.md §14).
+async fn maintenance(
+    s: &AppState,
+    p: &PathParams,
+    body: JsonArg<MaintenanceBody>,
+    kind: ObjectKind,
+    probe: fn(Uuid) -> Command,
+) -> ApiResult {
+    let id = p.uuid("id")?;
+    let b = s.arg(body, probe(id)).await?;
+    let action = match (b.action, b.count) {
+        (MaintenanceActionArg::Start, None) => MaintenanceAction::Start,
+        (MaintenanceActionArg::Stop, None) => MaintenanceAction::Stop,
+        (MaintenanceActionArg::Pulse, Some(n)) => MaintenanceAction::Pulse(n),
+        (MaintenanceActionArg::Pulse, None) => {
+            let e = ApiError::invalid_arg("count: a pulse needs a count");
+            return Err(s.precheck(probe(id), e).await);
+        }
+        (_, Some(_)) => {
+            let e = ApiError::invalid_arg("count: only a pulse takes a count");
+            return Err(s.precheck(probe(id), e).await);
+        }
+    };
+    s.call(Command::Maintenance {
+        kind,
+        id,
+        operation: b.operation.0,
+        action,
+    })
+    .await
+}
+
+macro_rules! maintenance_endpoint {
+    ($fn:ident, $path:literal, $tag:literal, $what:literal, $kind:ident, $probe:ident) => {
+        #[utoipa::path(post, path = $path, tag = $tag,
+            description = concat!("IVdsMaintenance on a ", $what, ": StartMaintenance, \
+                StopMaintenance or PulseMaintenance(count). A software array has no light, \
+                alarm, spindle or separate device to ping: after the object and the body are \
+                checked, every operation answers VDS_E_NOT_SUPPORTED with the reason."),
+            params(("id" = Uuid, Path, description = concat!($what, " id"))),
+            request_body = MaintenanceBody,
+            responses((status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+        pub async fn $fn(
+            State(s): State<AppState>,
+            p: PathParams,
+            body: JsonArg<MaintenanceBody>,
+        ) -> ApiResult {
+            maintenance(&s, &p, body, ObjectKind::$kind, get::$probe).await
+        }
+    };
+}
+
+maintenance_endpoint!(
+    subsystem_maintenance,
+    "/v1/subsystems/{id}/maintenance",
+    "subsystem",
+    "subsystem",
+    Subsystem,
+    subsystem
+);
+maintenance_endpoint!(
+    controller_maintenance,
+    "/v1/controllers/{id}/maintenance",
+    "controller",
+    "controller",
+    Controller,
+    controller
+);
+maintenance_endpoint!(
+    drive_maintenance,
+    "/v1/drives/{id}/maintenance",
+    "drive",
+    "drive",
+    Drive,
+    drive
+);
+maintenance_endpoint!(
+    lun_maintenance,
+    "/v1/luns/{id}/maintenance",
+    "lun",
+    "LUN",
+    Lun,
+    lun
+);
 
 // ---- portals ---------------------------------------------------------------------------------
 

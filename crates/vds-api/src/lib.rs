@@ -135,6 +135,17 @@ pub fn router_with_metrics(
         .route("/v1/subsystems/{id}/interconnects", get(get_interconnects))
         .route("/v1/subsystems/{id}/controllers", get(list_controllers))
         .route("/v1/subsystems/{id}/drives", get(list_drives))
+        .route("/v1/subsystems/{id}/drives/{bus}/{slot}", get(get_drive_at))
+        .route(
+            "/v1/subsystems/{id}/maintenance",
+            post(subsystem_maintenance),
+        )
+        .route(
+            "/v1/controllers/{id}/maintenance",
+            post(controller_maintenance),
+        )
+        .route("/v1/drives/{id}/maintenance", post(drive_maintenance))
+        .route("/v1/luns/{id}/maintenance", post(lun_maintenance))
         .route("/v1/subsystems/{id}/luns", get(list_luns).post(create_lun))
         .route(
             "/v1/subsystems/{id}/targets",

@@ -30,7 +30,8 @@ use crate::wire::*;
         list_subsystems, get_subsystem, patch_subsystem, set_subsystem_status,
         set_controller_statuses, get_interconnects,
         list_controllers, get_controller, set_controller_status,
-        list_drives, get_drive, set_drive_status,
+        list_drives, get_drive, set_drive_status, get_drive_at,
+        subsystem_maintenance, controller_maintenance, drive_maintenance, lun_maintenance,
         list_luns, list_all_luns, create_lun, get_lun, delete_lun, patch_lun, set_lun_status,
         extend_lun, shrink_lun, recover_lun, set_lun_faults, set_lun_targets,
         list_targets, create_target, get_target, delete_target, patch_target,
@@ -48,7 +49,7 @@ use crate::wire::*;
         CreateLunBody, BackingBody, FaultFilterBody, DelayBody, ErrorFaultBody, PatchLunBody,
         BytesBody, FaultsBody, TargetsBody, CreateTargetBody, PatchTargetBody, SharedSecretBody,
         InitiatorSecretBody, AddPortalBody, CreatePortalBody, PatchPortalBody,
-        PatchSubsystemBody, ControllerStatusBody, FlagsJson,
+        PatchSubsystemBody, ControllerStatusBody, FlagsJson, MaintenanceBody, MaintenanceActionArg,
     )),
     tags(
         (name = "provider"), (name = "subsystem"), (name = "controller"), (name = "drive"),

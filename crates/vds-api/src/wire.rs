@@ -20,9 +20,9 @@ use uuid::Uuid;
 use vds_model::enums::EnumParseError;
 use vds_model::{
     BackingKind, Controller, ControllerStatus, DriveFlag, DriveStatus, FaultFilterSpec,
-    FaultOpKind, Job, JobOutput, Lun, LunFlag, LunPlexFlag, LunStatus, LunType, Portal,
-    PortalGroup, PortalStatus, ProviderFlag, ProviderInfo, Subsystem, SubsystemFlag,
-    SubsystemRaidTypeFlag, SubsystemStatus, Target,
+    FaultOpKind, Job, JobOutput, Lun, LunFlag, LunPlexFlag, LunStatus, LunType,
+    MaintenanceOperation, Portal, PortalGroup, PortalStatus, ProviderFlag, ProviderInfo, Subsystem,
+    SubsystemFlag, SubsystemRaidTypeFlag, SubsystemStatus, Target,
 };
 use vds_provider::Event;
 
@@ -58,7 +58,8 @@ vds_enum_arg!(
     SubsystemStatus,
     ControllerStatus,
     DriveStatus,
-    LunType
+    LunType,
+    MaintenanceOperation
 );
 
 /// An enumerated request field, parsed to its member: unknown names and numbers outside the
@@ -382,6 +383,30 @@ pub struct PatchSubsystemBody {
 pub struct ControllerStatusBody {
     pub online: Vec<Uuid>,
     pub offline: Vec<Uuid>,
+}
+
+/// `POST /v1/{subsystems,controllers,drives,luns}/{id}/maintenance` (`IVdsMaintenance`):
+/// `StartMaintenance`, `StopMaintenance` or `PulseMaintenance(count)` of one operation.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceBody {
+    /// `VDS_MAINTENANCE_OPERATION`: `blink_light`, `beep_alarm`, `spin_down`, `spin_up`, `ping`
+    /// (or the VDS constant or integer).
+    #[schema(value_type = EnumValue)]
+    pub operation: EnumArg<MaintenanceOperation>,
+    /// `start`, `stop` or `pulse`.
+    pub action: MaintenanceActionArg,
+    /// How many pulses (`pulse` only, at least 1).
+    pub count: Option<u32>,
+}
+
+/// The three `IVdsMaintenance` methods.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MaintenanceActionArg {
+    Start,
+    Stop,
+    Pulse,
 }
 
 /// `PATCH /v1/targets/{id}`.

@@ -148,6 +148,28 @@ pub enum Command {
         subsystem: Uuid,
     },
 
+    /// `IVdsSubSystem::GetDrive(bus, slot)` (`GET /v1/subsystems/{id}/drives/{bus}/{slot}`).
+    GetDriveAt {
+        /// Subsystem id.
+        subsystem: Uuid,
+        /// Internal bus number.
+        bus: i16,
+        /// Slot number on that bus.
+        slot: i16,
+    },
+    /// `IVdsMaintenance` on a subsystem, controller, drive or LUN
+    /// (`POST /v1/{kind}/{id}/maintenance`): checked, then `VDS_E_NOT_SUPPORTED`.
+    Maintenance {
+        /// Object kind.
+        kind: ObjectKind,
+        /// Object id.
+        id: Uuid,
+        /// The operation.
+        operation: vds_model::MaintenanceOperation,
+        /// Start, stop or pulse.
+        action: MaintenanceAction,
+    },
+
     /// `GET /v1/subsystems/{id}/controllers`, or every controller when `subsystem` is `None`.
     ListControllers {
         /// Filter by subsystem.
@@ -432,6 +454,8 @@ impl Command {
             Command::GetProvider
                 | Command::GetVersionSupport
                 | Command::GetSupportedInterconnects { .. }
+                | Command::GetDriveAt { .. }
+                | Command::Maintenance { .. }
                 | Command::ListSubsystems
                 | Command::GetSubsystem { .. }
                 | Command::ListControllers { .. }
@@ -597,4 +621,15 @@ mod tests {
         );
         assert!(shown.contains("15 bytes"), "{shown}");
     }
+}
+
+/// Which of the three `IVdsMaintenance` methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaintenanceAction {
+    /// `StartMaintenance`: run until stopped.
+    Start,
+    /// `StopMaintenance`: stop at once.
+    Stop,
+    /// `PulseMaintenance(count)`: run `count` times, then stop.
+    Pulse(u32),
 }

@@ -29,7 +29,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use command::{BackingSpec, Command, CreateLunArgs, Outcome, SecretBytes, VdsError};
+pub use command::{
+    BackingSpec, Command, CreateLunArgs, MaintenanceAction, Outcome, SecretBytes, VdsError,
+};
 pub use events::{Clock, Event, SystemClock};
 pub use hooks::DataPathMsg;
 

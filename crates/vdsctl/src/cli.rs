@@ -87,8 +87,47 @@ pub enum Noun {
         #[command(subcommand)]
         verb: JobVerb,
     },
+    /// Maintenance (IVdsMaintenance) on a subsystem, controller, drive or LUN. vds has no
+    /// light, alarm or spindle to drive: the daemon checks the object and the arguments and
+    /// answers VDS_E_NOT_SUPPORTED with the reason.
+    Maintenance(MaintenanceArgs),
     /// Follow the event stream, one line per event.
     Events,
+}
+
+/// `vdsctl maintenance KIND OBJECT OPERATION ACTION [--count N]`.
+#[derive(Debug, Args)]
+pub struct MaintenanceArgs {
+    /// The kind of object.
+    #[arg(value_enum)]
+    pub kind: MaintenanceKind,
+    /// The object (UUID or friendly name).
+    pub object: String,
+    /// blink_light, beep_alarm, spin_down, spin_up, ping (or a VDS constant or integer).
+    pub operation: String,
+    /// start, stop or pulse.
+    #[arg(value_enum)]
+    pub action: MaintenanceActionCli,
+    /// Number of pulses (with `pulse` only).
+    #[arg(long)]
+    pub count: Option<u32>,
+}
+
+/// The objects that have IVdsMaintenance.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum MaintenanceKind {
+    Subsystem,
+    Controller,
+    Drive,
+    Lun,
+}
+
+/// StartMaintenance, StopMaintenance, PulseMaintenance.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum MaintenanceActionCli {
+    Start,
+    Stop,
+    Pulse,
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,7 +142,7 @@ pub enum ProviderVerb {
     VersionSupport,
 }
 
-/// Subsystem verbs: list/show, SetStatus, rename, SetControllerStatus, interconnects.
+/// Subsystem verbs: list/show, SetStatus, rename, SetControllerStatus, interconnects, GetDrive.
 #[derive(Debug, Subcommand)]
 pub enum SubsystemVerb {
     #[command(flatten)]
@@ -126,6 +165,16 @@ pub enum SubsystemVerb {
     },
     /// The interconnects the subsystem supports (GetSupportedInterconnects).
     Interconnects { subsystem: String },
+    /// The drive at an internal bus and slot (GetDrive).
+    Drive {
+        subsystem: String,
+        /// Internal bus number.
+        #[arg(allow_negative_numbers = true)]
+        bus: i16,
+        /// Slot number.
+        #[arg(allow_negative_numbers = true)]
+        slot: i16,
+    },
 }
 
 /// Controller and drive verbs: list/show and SetStatus.

@@ -453,6 +453,7 @@ impl Ctx {
             Noun::PortalGroup { verb } => self.portal_group(verb),
             Noun::Portal { verb } => self.portal(verb),
             Noun::Job { verb } => self.job(verb),
+            Noun::Maintenance(m) => self.maintenance(m),
             Noun::Events => {
                 let json = self.json;
                 crate::events::follow(&self.client, json, &mut |l| emit_line(l))
@@ -468,6 +469,29 @@ impl Ctx {
             ProviderVerb::VersionSupport => self.get("/v1/provider/version-support")?,
         };
         self.show_reply(&r)
+    }
+
+    /// `vdsctl maintenance`: the operation is checked here as the daemon would (a misspelt
+    /// one exits 2 without a call), the object resolved, then the daemon answers.
+    fn maintenance(&self, m: MaintenanceArgs) -> Result<(), CliError> {
+        let op = vds_model::MaintenanceOperation::parse(&m.operation)
+            .map_err(|e| CliError::Usage(format!("operation: {e}")))?;
+        let (path, id) = match m.kind {
+            MaintenanceKind::Subsystem => ("subsystems", self.subsystem_id(&m.object)?),
+            MaintenanceKind::Controller => ("controllers", self.controller_id(&m.object)?),
+            MaintenanceKind::Drive => ("drives", self.drive_id(&m.object)?),
+            MaintenanceKind::Lun => ("luns", self.lun_id(&m.object)?),
+        };
+        let action = match m.action {
+            MaintenanceActionCli::Start => "start",
+            MaintenanceActionCli::Stop => "stop",
+            MaintenanceActionCli::Pulse => "pulse",
+        };
+        let mut body = json!({"operation": op.short_name(), "action": action});
+        if let Some(n) = m.count {
+            body["count"] = json!(n);
+        }
+        self.show_reply(&self.send("POST", &format!("/v1/{path}/{id}/maintenance"), Some(body))?)
     }
 
     /// The subsystem verbs that change it or ask it something (list and show are in `run`).
@@ -515,6 +539,14 @@ impl Ctx {
             SubsystemVerb::Interconnects { subsystem } => {
                 let id = self.subsystem_id(&subsystem)?;
                 self.show_reply(&self.get(&format!("/v1/subsystems/{id}/interconnects"))?)
+            }
+            SubsystemVerb::Drive {
+                subsystem,
+                bus,
+                slot,
+            } => {
+                let id = self.subsystem_id(&subsystem)?;
+                self.show_reply(&self.get(&format!("/v1/subsystems/{id}/drives/{bus}/{slot}"))?)
             }
         }
     }

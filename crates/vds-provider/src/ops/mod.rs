@@ -30,6 +30,7 @@ mod data_path;
 mod lun;
 mod lun_create;
 mod lun_resize;
+mod maintenance;
 mod path;
 mod portal;
 mod portal_group;
@@ -177,6 +178,17 @@ impl Provider {
             Command::GetSupportedInterconnects { subsystem } => {
                 self.supported_interconnects(subsystem)
             }
+            Command::GetDriveAt {
+                subsystem,
+                bus,
+                slot,
+            } => self.drive_at(subsystem, bus, slot),
+            Command::Maintenance {
+                kind,
+                id,
+                operation,
+                action,
+            } => self.maintenance(kind, id, operation, action),
             Command::ListControllers { subsystem } => self.list(ObjectKind::Controller, subsystem),
             Command::GetController { id } => self.get(ObjectKind::Controller, id),
             Command::SetControllerStatus { id, status } => {

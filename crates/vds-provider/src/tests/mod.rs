@@ -5,6 +5,7 @@
 mod aptpl;
 mod commit;
 mod leftovers;
+mod maintenance;
 mod model;
 mod power_cut;
 mod read_only;
