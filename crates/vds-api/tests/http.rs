@@ -591,6 +591,11 @@ async fn openapi_describes_every_interface_endpoint() {
         ("get", "/v1/subsystems/{id}/interconnects"),
         ("get", "/v1/subsystems/{id}/controllers"),
         ("get", "/v1/subsystems/{id}/drives"),
+        ("get", "/v1/subsystems/{id}/drives/{bus}/{slot}"),
+        ("post", "/v1/subsystems/{id}/maintenance"),
+        ("post", "/v1/controllers/{id}/maintenance"),
+        ("post", "/v1/drives/{id}/maintenance"),
+        ("post", "/v1/luns/{id}/maintenance"),
         ("get", "/v1/subsystems/{id}/luns"),
         ("get", "/v1/subsystems/{id}/targets"),
         ("get", "/v1/subsystems/{id}/portals"),
@@ -643,6 +648,8 @@ async fn openapi_describes_every_interface_endpoint() {
         let uri = path
             .replace("{id}", &Uuid::new_v4().to_string())
             .replace("{portal_id}", &Uuid::new_v4().to_string())
+            .replace("{bus}", "0")
+            .replace("{slot}", "0")
             .replace("{initiator_name}", "iqn.2024-01.org.example:x");
         if *path == "/v1/events" {
             continue;
@@ -1278,6 +1285,31 @@ async fn every_body_or_query_is_judged_after_the_object_of_its_path() {
             format!("/v1/portal-groups/{none}/portals"),
             "{oops",
         ),
+        (
+            Method::POST,
+            format!("/v1/subsystems/{none}/maintenance"),
+            r#"{"operation":"blink","action":"start"}"#,
+        ),
+        (
+            Method::POST,
+            format!("/v1/controllers/{none}/maintenance"),
+            "{oops",
+        ),
+        (
+            Method::POST,
+            format!("/v1/drives/{none}/maintenance"),
+            r#"{"operation":"ping","action":"pulse"}"#,
+        ),
+        (
+            Method::POST,
+            format!("/v1/luns/{none}/maintenance"),
+            r#"{"operation":"ping","action":"stop","count":2}"#,
+        ),
+        (
+            Method::GET,
+            format!("/v1/subsystems/{none}/drives/x/70000"),
+            "",
+        ),
     ];
     for (method, uri, body) in bodies {
         let a = raw_body(&f.app, method.clone(), uri, body).await;
@@ -1456,4 +1488,117 @@ async fn subsystem_surface_over_http() {
     )
     .await;
     assert_eq!(a.body[0]["status"], "online", "{:?}", a.body);
+}
+
+/// BEHAVIOUR.md §14 "Subsystem surface": GetDrive(bus, slot) and IVdsMaintenance over HTTP.
+#[tokio::test]
+async fn get_drive_at_bus_and_slot_and_maintenance_is_not_supported() {
+    let f = fixture();
+    let sub = subsystem_id(&f.app).await;
+    let a = call(
+        &f.app,
+        Method::GET,
+        &format!("/v1/subsystems/{sub}/drives"),
+        None,
+    )
+    .await;
+    let drive = a.body[0].clone();
+    let (bus, slot) = (
+        drive["bus_number"].as_i64().unwrap(),
+        drive["slot_number"].as_i64().unwrap(),
+    );
+    let a = call(
+        &f.app,
+        Method::GET,
+        &format!("/v1/subsystems/{sub}/drives/{bus}/{slot}"),
+        None,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert_eq!(a.body["id"], drive["id"]);
+    let a = call(
+        &f.app,
+        Method::GET,
+        &format!("/v1/subsystems/{sub}/drives/{bus}/{}", slot + 1),
+        None,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert_eq!(error_of(&a).0, "VDS_E_OBJECT_NOT_FOUND");
+    for (b, s, field) in [
+        ("x", "0", "bus"),
+        ("0", "32768", "slot"),
+        ("-32769", "0", "bus"),
+    ] {
+        let a = call(
+            &f.app,
+            Method::GET,
+            &format!("/v1/subsystems/{sub}/drives/{b}/{s}"),
+            None,
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{b}/{s}");
+        let (name, msg) = error_of(&a);
+        assert_eq!(name, "E_INVALIDARG");
+        assert!(msg.starts_with(&format!("{field}: ")), "{msg}");
+    }
+
+    let lun = create_lun(&f.app, "maint").await;
+    let uri = format!("/v1/luns/{}/maintenance", lun["id"].as_str().unwrap());
+    for (body, status, name, starts) in [
+        (
+            json!({"operation": "blink_light", "action": "start"}),
+            422,
+            "VDS_E_NOT_SUPPORTED",
+            "blink_light: ",
+        ),
+        (
+            json!({"operation": "SpinDown", "action": "stop"}),
+            422,
+            "VDS_E_NOT_SUPPORTED",
+            "spin_down: ",
+        ),
+        (
+            json!({"operation": 5, "action": "pulse", "count": 2}),
+            422,
+            "VDS_E_NOT_SUPPORTED",
+            "ping: ",
+        ),
+        (
+            json!({"operation": "blink", "action": "start"}),
+            400,
+            "E_INVALIDARG",
+            "operation: ",
+        ),
+        (
+            json!({"operation": "ping", "action": "wiggle"}),
+            400,
+            "E_INVALIDARG",
+            "action: ",
+        ),
+        (
+            json!({"operation": "ping", "action": "pulse"}),
+            400,
+            "E_INVALIDARG",
+            "count: ",
+        ),
+        (
+            json!({"operation": "ping", "action": "pulse", "count": 0}),
+            400,
+            "E_INVALIDARG",
+            "count: ",
+        ),
+        (
+            json!({"operation": "ping", "action": "start", "count": 1}),
+            400,
+            "E_INVALIDARG",
+            "count: ",
+        ),
+    ] {
+        let a = call(&f.app, Method::POST, &uri, Some(body.clone())).await;
+        assert_eq!(a.status.as_u16(), status, "{body}: {:?}", a.body);
+        let (n, msg) = error_of(&a);
+        assert_eq!(n, name, "{body}");
+        assert!(msg.starts_with(starts), "{body}: {msg}");
+    }
 }

@@ -342,6 +342,37 @@ fn vdsctl_subsystem_controller_drive_surface() {
     assert_eq!(shown["value"], 3);
     let o = d.vdsctl(&["subsystem", "interconnects", "array A"]);
     assert!(text(&o).contains("iscsi"), "{}", text(&o));
+    // GetDrive(bus, slot) and IVdsMaintenance.
+    let shown = d.get(&format!("/v1/drives/{drive}"));
+    let (bus, slot) = (
+        shown["bus_number"].to_string(),
+        shown["slot_number"].to_string(),
+    );
+    let o = d.vdsctl(&["--json", "subsystem", "drive", "array A", &bus, &slot]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let got: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(got, shown);
+    let o = d.vdsctl(&["subsystem", "drive", "array A", &bus, "-7"]);
+    assert_cli_error(&o, "VDS_E_OBJECT_NOT_FOUND", "0x80042405");
+    let o = d.vdsctl(&["subsystem", "drive", "array A", &bus, "40000"]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    let o = d.vdsctl(&[
+        "maintenance",
+        "drive",
+        &drive,
+        "blink_light",
+        "pulse",
+        "--count",
+        "3",
+    ]);
+    assert_cli_error(&o, "VDS_E_NOT_SUPPORTED", "0x80042400");
+    assert!(stderr(&o).contains("no indicator light"), "{}", text(&o));
+    let o = d.vdsctl(&["maintenance", "controller", &ctl_name, "wink", "start"]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert!(stderr(&o).contains("operation: "), "{}", text(&o));
+    let o = d.vdsctl(&["maintenance", "lun", "no-such-lun", "ping", "start"]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert_good(&tur(&mut a, 0), "maintenance changes nothing");
     // The name survives a restart.
     drop(a);
     d.kill9();
