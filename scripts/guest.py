@@ -444,6 +444,46 @@ def assert_multipath(out, ctx):
     return fails
 
 
+def assert_alua(out, ctx):
+    fails = []
+    job = fio_job(out, "alua", fails)
+    if job and job["write"]["io_bytes"] <= 0:
+        fails.append("fio wrote nothing")
+    r = results(out)
+    if r.get("tpgs") != "1":
+        fails.append("INQUIRY TPGS is %s, expected 1 (implicit ALUA)" % r.get("tpgs"))
+    d1, d2 = r.get("d1"), r.get("d2")
+
+    def states(when, disk):
+        v = r.get("rtpg_%s_%s" % (when, disk), "")
+        return dict(x.split(":", 1) for x in v.split(",") if ":" in x)
+
+    want = {
+        # The LUN is active on the first controller (group 1); the second is non-optimized.
+        "before": ({"0x1": "active/optimized", "0x2": "active/non_optimized"}, (d1, d2)),
+        # The first controller OFFLINE: its group is unavailable, the LUN failed over to group 2.
+        # Read through the survivor's path (the other port answers too, but need not).
+        "during": ({"0x1": "unavailable", "0x2": "active/optimized"}, (d2,)),
+        # Back ONLINE: failback is manual, so group 1 is non-optimized now.
+        "after": ({"0x1": "active/non_optimized", "0x2": "active/optimized"}, (d1, d2)),
+    }
+    for when, (expect, disks) in want.items():
+        for disk in disks:
+            got = states(when, disk)
+            if got != expect:
+                fails.append("REPORT TARGET PORT GROUPS %s through %s: %s, expected %s"
+                             % (when, disk, got, expect))
+    if r.get("prio_groups_before") != "2":
+        fails.append("multipath made %s priority groups from the ALUA states (expected 2)"
+                     % r.get("prio_groups_before"))
+    if r.get("paths_active_after") != "2":
+        fails.append("after ONLINE, %s paths were active (expected 2)" % r.get("paths_active_after"))
+    if not any(c.startswith("controller set-status") and c.endswith("offline") and rc == 0
+               for c, rc in channel_log(ctx["art"])):
+        fails.append("the controller was never set OFFLINE through vdsctl")
+    return fails
+
+
 # Kernel messages that mean an error reached the block layer or the filesystem.
 DMESG_ERRORS = ("I/O error", "EXT4-fs error", "Buffer I/O error", "detected conn error", "Aborting journal")
 
@@ -463,6 +503,8 @@ SCENARIOS = {
     "notready": (assert_notready, ()),
     "offline": (assert_offline, (r"I/O error, dev sd[a-z]+,",)),
     "multipath": (assert_multipath, (r"I/O error, dev sd[a-z]+,", r"detected conn error \(1020\)")),
+    # The unavailable port answers 02/04/0C: the path's commands fail over, the map's do not.
+    "alua": (assert_alua, (r"I/O error, dev sd[a-z]+,", r"detected conn error \(1020\)")),
     "extend": (assert_extend, ()),
     "fstrim": (assert_fstrim, ()),
     # Logging out closes the connection from both ends at once; the kernel may see the target's
