@@ -308,7 +308,10 @@ impl State {
             })
             .collect();
         entries.sort_by_key(|e| e.number);
-        LunMap { entries }
+        LunMap {
+            entries,
+            port_groups: self.port_groups(target),
+        }
     }
 
     /// `old` plus the entries of `added` (LUNs it does not hold yet), kept sorted by number.
@@ -336,7 +339,38 @@ impl State {
                 },
             );
         }
-        LunMap { entries }
+        LunMap {
+            entries,
+            port_groups: old.port_groups.clone(),
+        }
+    }
+
+    /// The portal groups of `target` as views for the data path.
+    fn portal_group_views(&self, target: &TargetEntry) -> Vec<PortalGroupView> {
+        target
+            .t
+            .portal_groups
+            .iter()
+            .filter_map(|pg| self.pgs.get(pg))
+            .map(|(pg, _)| PortalGroupView {
+                id: pg.id,
+                tag: pg.tag,
+                portals: pg.portals.clone(),
+                // The subsystem's one controller is target port group 1 until
+                // portals name their controller (issue 13).
+                tpg: 1,
+            })
+            .collect()
+    }
+
+    /// The ALUA target port groups of `target` (REPORT TARGET PORT GROUPS): each portal
+    /// group's tag is a relative target port of its `tpg`.
+    fn port_groups(&self, target: &TargetEntry) -> vds_scsi::TargetPortGroups {
+        vds_scsi::TargetPortGroups::new(
+            self.portal_group_views(target)
+                .iter()
+                .map(|g| (g.tpg, g.tag)),
+        )
     }
 
     /// The complete configuration for the data path.
@@ -368,6 +402,26 @@ impl State {
                 }
             }
         }
+        // A target's ports change without its LUNs changing (a portal group added, removed,
+        // re-tagged or moved to another controller): its map is copied with the new groups.
+        let regrouped: Vec<(Uuid, vds_scsi::TargetPortGroups)> = self
+            .targets
+            .values()
+            .filter_map(|te| {
+                let groups = self.port_groups(te);
+                let map = self.lunmaps.get(&te.t.id)?;
+                (map.port_groups != groups).then_some((te.t.id, groups))
+            })
+            .collect();
+        for (t, port_groups) in regrouped {
+            if let Some(old) = self.lunmaps.get(&t) {
+                let map = LunMap {
+                    entries: old.entries.clone(),
+                    port_groups,
+                };
+                self.lunmaps.insert(t, Arc::new(map));
+            }
+        }
         let mut targets: Vec<&TargetEntry> = self.targets.values().collect();
         targets.sort_by_key(|t| t.seq);
         let targets = targets
@@ -377,20 +431,7 @@ impl State {
                 iqn: te.t.iscsi_name.clone(),
                 alias: te.t.friendly_name.clone(),
                 chap: te.chap(),
-                portal_groups: te
-                    .t
-                    .portal_groups
-                    .iter()
-                    .filter_map(|pg| self.pgs.get(pg))
-                    .map(|(pg, _)| PortalGroupView {
-                        id: pg.id,
-                        tag: pg.tag,
-                        portals: pg.portals.clone(),
-                        // The subsystem's one controller is target port group 1 until
-                        // portals name their controller (issue 13).
-                        tpg: 1,
-                    })
-                    .collect(),
+                portal_groups: self.portal_group_views(te),
                 luns: self.lunmaps.get(&te.t.id).cloned().unwrap_or_default(),
             })
             .collect();

@@ -157,7 +157,10 @@ fn main() {
                 portals: portals.iter().map(|p| p.id).collect(),
                 tpg: 1,
             }],
-            luns: Arc::new(LunMap { entries }),
+            luns: Arc::new(LunMap {
+                entries,
+                port_groups: Default::default(),
+            }),
         }],
         portals: portals.clone(),
     };
