@@ -370,6 +370,59 @@ mod tests {
         assert!(!may_run_inline(&[]));
     }
 
+    /// SPC-4 5.16.2.4.4 and 5.16.2.4.5, as far as the table has the commands: what runs
+    /// through a Standby port, and the shorter list for an Unavailable one.
+    #[test]
+    fn standby_and_unavailable_run_exactly_what_spc4_allows() {
+        let unavailable: Vec<&str> = OPS
+            .iter()
+            .filter(|o| o.unavailable)
+            .map(|o| o.name)
+            .collect();
+        assert_eq!(
+            unavailable,
+            [
+                "REQUEST SENSE",
+                "INQUIRY",
+                "REPORT LUNS",
+                "REPORT TARGET PORT GROUPS"
+            ]
+        );
+        let standby: Vec<&str> = OPS
+            .iter()
+            .filter(|o| o.runs_in(crate::AccessState::Standby))
+            .map(|o| o.name)
+            .collect();
+        let mut want = vec![
+            "REQUEST SENSE",
+            "INQUIRY",
+            "MODE SELECT(6)",
+            "MODE SENSE(6)",
+            "MODE SELECT(10)",
+            "MODE SENSE(10)",
+        ];
+        want.extend(
+            OPS.iter()
+                .filter(|o| o.opcode == 0x5E || o.opcode == 0x5F)
+                .map(|o| o.name),
+        );
+        want.extend(["REPORT LUNS", "REPORT TARGET PORT GROUPS"]);
+        assert_eq!(standby, want);
+        for o in OPS {
+            for s in [
+                crate::AccessState::ActiveOptimized,
+                crate::AccessState::ActiveNonOptimized,
+            ] {
+                assert!(o.runs_in(s), "{}", o.name);
+            }
+            assert!(
+                !(o.inline && o.standby),
+                "{}: inline I/O in standby",
+                o.name
+            );
+        }
+    }
+
     #[test]
     fn the_index_finds_the_first_entry_of_every_opcode() {
         for opcode in 0..=u8::MAX {
