@@ -805,14 +805,19 @@ impl LogicalUnit {
     /// Admit `nexus` to this LU as the other end of a copy that another LU runs (EXTENDED
     /// COPY): the status gate, counted in flight for as long as the guard lives (so OFFLINE
     /// and flush wait for the copy), and the reservation check of a READ (source) or a WRITE
-    /// (`write`: destination) from that nexus. A LU that is not ONLINE is not reachable.
+    /// (`write`: destination) from that nexus. A LU that is not ONLINE, or that the nexus's
+    /// target port group cannot access (Standby, Unavailable), is not reachable.
     pub(crate) fn admit_copy(
         &self,
         nexus: &ItNexus,
         write: bool,
     ) -> Result<InflightGuard<'_>, Fail> {
         let guard = self.inflight.enter();
-        if self.state() != LuState::Online {
+        let active = matches!(
+            self.access_state(nexus.target_port_group),
+            AccessState::ActiveOptimized | AccessState::ActiveNonOptimized
+        );
+        if self.state() != LuState::Online || !active {
             return Err(Fail::Check(Sense::new(
                 key::ILLEGAL_REQUEST,
                 sense::COPY_TARGET_DEVICE_NOT_REACHABLE,

@@ -349,3 +349,21 @@ fn a_group_the_states_do_not_name_is_unavailable_and_no_states_is_all_active() {
     let d = run(&map2, &late, 0, &rtpg(false, 64), &[]).data;
     assert_eq!(d, expected_rtpg(false, (AO, 0), (U, 2)));
 }
+
+#[test]
+fn extended_copy_does_not_reach_a_lu_its_port_cannot_access() {
+    let a = rig();
+    let b = rig();
+    let map = map_of_two(&a, &b);
+    let n = nexus_at(1, 1, 1);
+    let data: Vec<u8> = (0..8 * 512).map(|i| (i % 251) as u8).collect();
+    a.x(&n, &write10(10, 8), &data).good();
+    // `b` is Standby through group 1 (the nexus's), Active through group 2.
+    b.lu.set_access_states(AccessStates::new(vec![(1, S), (2, AO)]));
+    let p = xcopy_param(&a.lu, &b.lu, 8, 10, 100);
+    check(&run(&map, &n, 0, &xcopy_cdb(p.len()), &p), (5, 0x0D, 0x02));
+    b.lu.set_access_states(AccessStates::new(vec![(1, AN), (2, AO)]));
+    run(&map, &n, 0, &xcopy_cdb(p.len()), &p).good();
+    // (The copy did not make the nexus known to `b`: no unit attention waits there.)
+    assert_eq!(b.x(&n, &read10(100, 8), &[]).good().data, data);
+}
