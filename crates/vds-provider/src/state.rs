@@ -556,4 +556,47 @@ mod tests {
         let masked = patched.iter().find(|e| e.1 == b.id).unwrap();
         assert_eq!((masked.2, masked.3), (true, false), "the mask came along");
     }
+
+    /// Each published map carries its target's ports by target port group (REPORT TARGET
+    /// PORT GROUPS): every portal group's tag in its `tpg`, following portal groups that come
+    /// and go while the LUNs stay.
+    #[test]
+    fn lun_maps_carry_the_targets_port_groups() {
+        let f = Fixture::new(44150, false);
+        let t = f.default_target().id;
+        f.create_lun(|a| a.targets = Some(vec![t]));
+        let ports = |f: &Fixture| {
+            let view = f.plane.last();
+            let tv = view.targets.iter().find(|x| x.id == t).unwrap();
+            let want =
+                vds_scsi::TargetPortGroups::new(tv.portal_groups.iter().map(|g| (g.tpg, g.tag)));
+            assert_eq!(
+                tv.luns.port_groups, want,
+                "the map follows the portal groups"
+            );
+            tv.luns.port_groups.clone()
+        };
+        let before = ports(&f);
+        assert!(!before.is_empty());
+        let entries = summary(&published(&f, t));
+        let pg = match f.job(Command::CreatePortalGroup { target: t }).output {
+            Some(vds_model::JobOutput::PortalGroup(g)) => g,
+            o => panic!("{o:?}"),
+        };
+        let with = ports(&f);
+        let tags: Vec<u16> = with.iter().flat_map(|(_, p)| p.to_vec()).collect();
+        assert!(tags.contains(&pg.tag), "{tags:?} lacks tag {}", pg.tag);
+        assert_eq!(
+            with.iter().count(),
+            1,
+            "one controller: one target port group"
+        );
+        assert_eq!(
+            summary(&published(&f, t)),
+            entries,
+            "the LUNs did not change"
+        );
+        f.job(Command::DeletePortalGroup { id: pg.id });
+        assert_eq!(ports(&f), before);
+    }
 }
