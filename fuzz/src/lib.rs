@@ -59,6 +59,7 @@ pub fn memory_map(pr_state: Option<Vec<u8>>) -> LunMap {
                 mask: Mask::Everyone,
             },
         ],
+        port_groups: Default::default(),
     }
 }
 

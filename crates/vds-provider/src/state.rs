@@ -308,7 +308,10 @@ impl State {
             })
             .collect();
         entries.sort_by_key(|e| e.number);
-        LunMap { entries }
+        LunMap {
+            entries,
+            port_groups: self.port_groups(target),
+        }
     }
 
     /// `old` plus the entries of `added` (LUNs it does not hold yet), kept sorted by number.
@@ -336,7 +339,38 @@ impl State {
                 },
             );
         }
-        LunMap { entries }
+        LunMap {
+            entries,
+            port_groups: old.port_groups.clone(),
+        }
+    }
+
+    /// The portal groups of `target` as views for the data path.
+    fn portal_group_views(&self, target: &TargetEntry) -> Vec<PortalGroupView> {
+        target
+            .t
+            .portal_groups
+            .iter()
+            .filter_map(|pg| self.pgs.get(pg))
+            .map(|(pg, _)| PortalGroupView {
+                id: pg.id,
+                tag: pg.tag,
+                portals: pg.portals.clone(),
+                // The subsystem's one controller is target port group 1 until
+                // portals name their controller (issue 13).
+                tpg: 1,
+            })
+            .collect()
+    }
+
+    /// The ALUA target port groups of `target` (REPORT TARGET PORT GROUPS): each portal
+    /// group's tag is a relative target port of its `tpg`.
+    fn port_groups(&self, target: &TargetEntry) -> vds_scsi::TargetPortGroups {
+        vds_scsi::TargetPortGroups::new(
+            self.portal_group_views(target)
+                .iter()
+                .map(|g| (g.tpg, g.tag)),
+        )
     }
 
     /// The complete configuration for the data path.
@@ -368,6 +402,26 @@ impl State {
                 }
             }
         }
+        // A target's ports change without its LUNs changing (a portal group added, removed,
+        // re-tagged or moved to another controller): its map is copied with the new groups.
+        let regrouped: Vec<(Uuid, vds_scsi::TargetPortGroups)> = self
+            .targets
+            .values()
+            .filter_map(|te| {
+                let groups = self.port_groups(te);
+                let map = self.lunmaps.get(&te.t.id)?;
+                (map.port_groups != groups).then_some((te.t.id, groups))
+            })
+            .collect();
+        for (t, port_groups) in regrouped {
+            if let Some(old) = self.lunmaps.get(&t) {
+                let map = LunMap {
+                    entries: old.entries.clone(),
+                    port_groups,
+                };
+                self.lunmaps.insert(t, Arc::new(map));
+            }
+        }
         let mut targets: Vec<&TargetEntry> = self.targets.values().collect();
         targets.sort_by_key(|t| t.seq);
         let targets = targets
@@ -377,20 +431,7 @@ impl State {
                 iqn: te.t.iscsi_name.clone(),
                 alias: te.t.friendly_name.clone(),
                 chap: te.chap(),
-                portal_groups: te
-                    .t
-                    .portal_groups
-                    .iter()
-                    .filter_map(|pg| self.pgs.get(pg))
-                    .map(|(pg, _)| PortalGroupView {
-                        id: pg.id,
-                        tag: pg.tag,
-                        portals: pg.portals.clone(),
-                        // The subsystem's one controller is target port group 1 until
-                        // portals name their controller (issue 13).
-                        tpg: 1,
-                    })
-                    .collect(),
+                portal_groups: self.portal_group_views(te),
                 luns: self.lunmaps.get(&te.t.id).cloned().unwrap_or_default(),
             })
             .collect();
@@ -514,5 +555,48 @@ mod tests {
         );
         let masked = patched.iter().find(|e| e.1 == b.id).unwrap();
         assert_eq!((masked.2, masked.3), (true, false), "the mask came along");
+    }
+
+    /// Each published map carries its target's ports by target port group (REPORT TARGET
+    /// PORT GROUPS): every portal group's tag in its `tpg`, following portal groups that come
+    /// and go while the LUNs stay.
+    #[test]
+    fn lun_maps_carry_the_targets_port_groups() {
+        let f = Fixture::new(44150, false);
+        let t = f.default_target().id;
+        f.create_lun(|a| a.targets = Some(vec![t]));
+        let ports = |f: &Fixture| {
+            let view = f.plane.last();
+            let tv = view.targets.iter().find(|x| x.id == t).unwrap();
+            let want =
+                vds_scsi::TargetPortGroups::new(tv.portal_groups.iter().map(|g| (g.tpg, g.tag)));
+            assert_eq!(
+                tv.luns.port_groups, want,
+                "the map follows the portal groups"
+            );
+            tv.luns.port_groups.clone()
+        };
+        let before = ports(&f);
+        assert!(!before.is_empty());
+        let entries = summary(&published(&f, t));
+        let pg = match f.job(Command::CreatePortalGroup { target: t }).output {
+            Some(vds_model::JobOutput::PortalGroup(g)) => g,
+            o => panic!("{o:?}"),
+        };
+        let with = ports(&f);
+        let tags: Vec<u16> = with.iter().flat_map(|(_, p)| p.to_vec()).collect();
+        assert!(tags.contains(&pg.tag), "{tags:?} lacks tag {}", pg.tag);
+        assert_eq!(
+            with.iter().count(),
+            1,
+            "one controller: one target port group"
+        );
+        assert_eq!(
+            summary(&published(&f, t)),
+            entries,
+            "the LUNs did not change"
+        );
+        f.job(Command::DeletePortalGroup { id: pg.id });
+        assert_eq!(ports(&f), before);
     }
 }

@@ -41,7 +41,7 @@ mod spc;
 #[cfg(test)]
 mod tests;
 
-pub use alua::{AccessState, AccessStates};
+pub use alua::{AccessState, AccessStates, TargetPortGroups};
 pub use ops::{cdb_transfer_len, may_run_inline};
 
 use std::sync::Arc;
@@ -215,6 +215,9 @@ pub struct LunEntry {
 #[derive(Clone, Default)]
 pub struct LunMap {
     pub entries: Vec<LunEntry>,
+    /// The target's ports by ALUA target port group (REPORT TARGET PORT GROUPS answers with
+    /// these, the same through every port of the target).
+    pub port_groups: TargetPortGroups,
 }
 
 mod lu;

@@ -3,9 +3,10 @@
 //! Per command: look the opcode up in the table ([`crate::ops`]), check the CDB against its
 //! usage mask, report a pending unit attention, gate on the LU status, check reservations, then
 //! run the handler. Status and unit attentions are atomics so the read/write path takes no lock
-//! that all commands share exclusively.
+//! that all commands share exclusively; so is the access state through each nexus's target port
+//! group (ALUA, BEHAVIOUR.md §14), kept per nexus so the gate is one load.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -49,6 +50,11 @@ pub(crate) struct NexusState {
     pub initiator_port: String,
     pub target_port: String,
     pub relative_target_port: u16,
+    /// The ALUA target port group the nexus came through.
+    target_port_group: u16,
+    /// [`AccessState::code`] of the LU through `target_port_group`: kept equal to the LU's
+    /// access states by [`LogicalUnit::set_access_states`], read by every command's gate.
+    access: AtomicU8,
     ua_pending: AtomicBool,
     ua: Mutex<Vec<Asc>>,
 }
@@ -63,6 +69,12 @@ impl NexusState {
             q.push(asc);
         }
         self.ua_pending.store(true, Ordering::Release);
+    }
+
+    /// The LU's access state through this nexus's target port.
+    pub(crate) fn access_state(&self) -> AccessState {
+        AccessState::from_code(self.access.load(Ordering::Acquire))
+            .unwrap_or(AccessState::Unavailable)
     }
 
     fn pop_ua(&self) -> Option<Asc> {
@@ -146,6 +158,9 @@ pub struct LogicalUnit {
     /// The access state through each target port group (BEHAVIOUR.md §14), set by the
     /// provider with [`LogicalUnit::set_access_states`].
     alua: RwLock<Arc<AccessStates>>,
+    /// The target port groups whose state a change after the first setting altered (REPORT
+    /// TARGET PORT GROUPS status code 02h); written under `alua`'s write lock.
+    alua_altered: Mutex<BTreeSet<u16>>,
 }
 
 fn state_code(s: LuState) -> u8 {
@@ -263,6 +278,7 @@ impl LogicalUnit {
             atomic_lock: Mutex::new(()),
             copy_results: Mutex::new(CopyResults::default()),
             alua: RwLock::new(Arc::new(AccessStates::default())),
+            alua_altered: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -387,18 +403,53 @@ impl LogicalUnit {
     /// already set (not the first setting of a new LU), every known nexus gets UNIT ATTENTION
     /// 06/2A/06 ASYMMETRIC ACCESS STATE CHANGED once (BEHAVIOUR.md §14). Returns whether
     /// anything changed.
+    ///
+    /// The groups whose state changed (not on the first setting) report status code 02h
+    /// "altered by implicit asymmetric logical unit access behavior" in REPORT TARGET PORT
+    /// GROUPS from then on; commands that start afterwards are gated by the new states.
     pub fn set_access_states(&self, states: AccessStates) -> bool {
         let mut cur = self.alua.write();
         if **cur == states {
             return false;
         }
         let first = cur.is_empty();
+        if !first {
+            let mut altered = self.alua_altered.lock();
+            for (g, _) in cur.iter().chain(states.iter()) {
+                if cur.get(g) != states.get(g) {
+                    altered.insert(g);
+                }
+            }
+        }
         *cur = Arc::new(states);
         drop(cur);
+        // The unit attention is queued before any command can meet the new state, so a host
+        // is told of the change before (or with) its first refused command.
         if !first {
             self.ua_all(sense::ASYMMETRIC_ACCESS_STATE_CHANGED, None);
         }
+        self.refresh_nexus_access();
         true
+    }
+
+    /// Bring every known nexus's cached access state up to the LU's current states. Reads the
+    /// states afresh (not a caller's copy), under the nexus table's lock as `nexus_state`
+    /// does, so concurrent setters and new nexuses all end on the latest states.
+    fn refresh_nexus_access(&self) {
+        let nexuses = self.nexuses.read();
+        let states = self.alua.read();
+        for ns in nexuses.values() {
+            ns.access
+                .store(states.get(ns.target_port_group).code(), Ordering::Release);
+        }
+    }
+
+    /// The access state through `tpg` and whether a change of the access states altered it
+    /// (see [`LogicalUnit::set_access_states`]), read together.
+    pub(crate) fn access_report(&self, tpg: u16) -> (AccessState, bool) {
+        let states = self.alua.read();
+        let altered = self.alua_altered.lock().contains(&tpg);
+        (states.get(tpg), altered)
     }
 
     /// The access states through every target port group.
@@ -436,7 +487,12 @@ impl LogicalUnit {
             res.pr = from.pr.clone();
             self.update_res_active(&res);
         }
-        *self.alua.write() = old.access_states();
+        {
+            let mut alua = self.alua.write();
+            *alua = old.access_states();
+            *self.alua_altered.lock() = old.alua_altered.lock().clone();
+        }
+        self.refresh_nexus_access();
         for (mine, theirs) in [
             (&self.mode.wce, &old.mode.wce),
             (&self.mode.d_sense, &old.mode.d_sense),
@@ -525,10 +581,15 @@ impl LogicalUnit {
             .write()
             .entry(nexus.id)
             .or_insert_with(|| {
+                // Under the table's write lock: a concurrent `set_access_states` refreshes
+                // this nexus after it is in the table, or it reads the new states here.
+                let access = self.alua.read().get(nexus.target_port_group).code();
                 Arc::new(NexusState {
                     initiator_port: nexus.initiator_port.clone(),
                     target_port: nexus.target_port.clone(),
                     relative_target_port: nexus.relative_target_port,
+                    target_port_group: nexus.target_port_group,
+                    access: AtomicU8::new(access),
                     ua_pending: AtomicBool::new(false),
                     ua: Mutex::new(Vec::new()),
                 })
@@ -685,6 +746,12 @@ impl LogicalUnit {
         if let Err((byte, bit)) = ops::check_usage(op, cdb) {
             return Err(crate::cdb::invalid_cdb(byte, Some(bit)));
         }
+        // After the unit attention (SPC-4: reported first), before the LU's own status: the
+        // port, not the LU, is what the host must route around. One load per command.
+        let access = ns.access_state();
+        if !op.runs_in(access) {
+            return Err(Fail::Check(Self::inaccessible_sense(access)));
+        }
         let _guard = if gate == Gate::Media {
             let guard = self.inflight.enter();
             if let Some(s) = Self::not_ready_sense(self.state()) {
@@ -738,14 +805,19 @@ impl LogicalUnit {
     /// Admit `nexus` to this LU as the other end of a copy that another LU runs (EXTENDED
     /// COPY): the status gate, counted in flight for as long as the guard lives (so OFFLINE
     /// and flush wait for the copy), and the reservation check of a READ (source) or a WRITE
-    /// (`write`: destination) from that nexus. A LU that is not ONLINE is not reachable.
+    /// (`write`: destination) from that nexus. A LU that is not ONLINE, or that the nexus's
+    /// target port group cannot access (Standby, Unavailable), is not reachable.
     pub(crate) fn admit_copy(
         &self,
         nexus: &ItNexus,
         write: bool,
     ) -> Result<InflightGuard<'_>, Fail> {
         let guard = self.inflight.enter();
-        if self.state() != LuState::Online {
+        let active = matches!(
+            self.access_state(nexus.target_port_group),
+            AccessState::ActiveOptimized | AccessState::ActiveNonOptimized
+        );
+        if self.state() != LuState::Online || !active {
             return Err(Fail::Check(Sense::new(
                 key::ILLEGAL_REQUEST,
                 sense::COPY_TARGET_DEVICE_NOT_REACHABLE,
@@ -764,12 +836,28 @@ impl LogicalUnit {
         Ok(guard)
     }
 
-    /// The unit attention or not-ready condition REQUEST SENSE reports (consumes a UA).
+    /// The unit attention, inaccessible-port or not-ready condition REQUEST SENSE reports
+    /// (consumes a UA).
     pub(crate) fn pending_condition(&self, ns: &NexusState) -> Option<Sense> {
         if let Some(asc) = ns.pop_ua() {
             return Some(Sense::new(key::UNIT_ATTENTION, asc));
         }
-        Self::not_ready_sense(self.state())
+        match ns.access_state() {
+            s @ (AccessState::Standby | AccessState::Unavailable) => {
+                Some(Self::inaccessible_sense(s))
+            }
+            _ => Self::not_ready_sense(self.state()),
+        }
+    }
+
+    /// NOT READY, LOGICAL UNIT NOT ACCESSIBLE for a command refused through a port in access
+    /// state `s` (Standby: 04/0B; Unavailable: 04/0C).
+    fn inaccessible_sense(s: AccessState) -> Sense {
+        let asc = match s {
+            AccessState::Standby => sense::LUN_NOT_ACCESSIBLE_TARGET_PORT_IN_STANDBY_STATE,
+            _ => sense::LUN_NOT_ACCESSIBLE_TARGET_PORT_IN_UNAVAILABLE_STATE,
+        };
+        Sense::new(key::NOT_READY, asc)
     }
 
     /// Check `lba + blocks` against the capacity (LBA OUT OF RANGE).
@@ -907,6 +995,7 @@ mod out_of_space_tests {
                 lu: lu.clone(),
                 mask: Mask::Everyone,
             }],
+            port_groups: Default::default(),
         };
         let nexus = ItNexus {
             id: 1,

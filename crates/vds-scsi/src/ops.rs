@@ -9,6 +9,11 @@
 //! wait ([`crate::Mode::Inline`]): those that are one positioned read or write of the backing
 //! store, safe to attempt and to run again when the store would block. The table and its
 //! opcode index are constants: the engine keeps no process-wide state.
+//!
+//! And it says which commands run through a target port whose asymmetric access state is
+//! Standby or Unavailable (SPC-4 5.16.2.4.4, 5.16.2.4.5; BEHAVIOUR.md §14): the `standby`
+//! and `unavailable` flags; every other command is refused there with NOT READY, LOGICAL UNIT
+//! NOT ACCESSIBLE (02/04/0B, 02/04/0C).
 
 use crate::cdb::Res;
 use crate::lu::{Cmd, LogicalUnit};
@@ -59,11 +64,30 @@ pub(crate) struct OpDesc {
     /// Whether the command may run in [`crate::Mode::Inline`]: its handler does one store
     /// I/O through the `try_` methods there, and it is safe to run again after a refusal.
     pub inline: bool,
+    /// Whether the command runs through a target port in the Standby access state (SPC-4
+    /// 5.16.2.4.4).
+    pub standby: bool,
+    /// Whether the command runs through a target port in the Unavailable access state
+    /// (SPC-4 5.16.2.4.5); such a command also runs in Standby.
+    pub unavailable: bool,
+}
+
+impl OpDesc {
+    /// Whether the command runs through a target port in access state `s`; the Active states
+    /// run everything.
+    pub(crate) fn runs_in(&self, s: crate::AccessState) -> bool {
+        match s {
+            crate::AccessState::ActiveOptimized | crate::AccessState::ActiveNonOptimized => true,
+            crate::AccessState::Standby => self.standby || self.unavailable,
+            crate::AccessState::Unavailable => self.unavailable,
+        }
+    }
 }
 
 const F: u8 = 0xFF;
 
-/// One table entry; trailing flags (`dpofua`, `inline`) set the fields of that name.
+/// One table entry; trailing flags (`dpofua`, `inline`, `standby`, `unavailable`) set the
+/// fields of that name.
 macro_rules! op {
     ($opc:expr, $sa:expr, $name:expr, $usage:expr, $gate:ident, $access:ident, $h:path $(, $flag:ident)*) => {{
         #[allow(unused_mut)]
@@ -77,6 +101,8 @@ macro_rules! op {
             handler: $h,
             dpofua: false,
             inline: false,
+            standby: false,
+            unavailable: false,
         };
         $(d.$flag = true;)*
         d
@@ -87,14 +113,14 @@ macro_rules! op {
 #[rustfmt::skip]
 pub(crate) const OPS: &[OpDesc] = &[
     op!(0x00, None, "TEST UNIT READY", [0x00, 0, 0, 0, 0, 0], Media, Allowed, spc::misc::test_unit_ready),
-    op!(0x03, None, "REQUEST SENSE", [0x03, 0x01, 0, 0, F, 0], Sense, Allowed, spc::misc::request_sense),
+    op!(0x03, None, "REQUEST SENSE", [0x03, 0x01, 0, 0, F, 0], Sense, Allowed, spc::misc::request_sense, unavailable),
     op!(0x08, None, "READ(6)", [0x08, 0x1F, F, F, F, 0], Media, Read, sbc::rw::read, inline),
     op!(0x0A, None, "WRITE(6)", [0x0A, 0x1F, F, F, F, 0], Media, Write, sbc::rw::write, inline),
-    op!(0x12, None, "INQUIRY", [0x12, 0x01, F, F, F, 0], Always, Allowed, spc::inquiry::inquiry),
-    op!(0x15, None, "MODE SELECT(6)", [0x15, 0x11, 0, 0, F, 0], Media, Write, spc::mode::mode_select),
+    op!(0x12, None, "INQUIRY", [0x12, 0x01, F, F, F, 0], Always, Allowed, spc::inquiry::inquiry, unavailable),
+    op!(0x15, None, "MODE SELECT(6)", [0x15, 0x11, 0, 0, F, 0], Media, Write, spc::mode::mode_select, standby),
     op!(0x16, None, "RESERVE(6)", [0x16, 0, 0, 0, 0, 0], Media, Reserve, spc::reserve::reserve),
     op!(0x17, None, "RELEASE(6)", [0x17, 0, 0, 0, 0, 0], Media, Reserve, spc::reserve::release),
-    op!(0x1A, None, "MODE SENSE(6)", [0x1A, 0x08, F, F, F, 0], Media, Write, spc::mode::mode_sense),
+    op!(0x1A, None, "MODE SENSE(6)", [0x1A, 0x08, F, F, F, 0], Media, Write, spc::mode::mode_sense, standby),
     op!(0x1B, None, "START STOP UNIT", [0x1B, 0x01, 0, 0x0F, 0xF7, 0], Media, Allowed, sbc::capacity::start_stop_unit),
     op!(0x1E, None, "PREVENT ALLOW MEDIUM REMOVAL", [0x1E, 0, 0, 0, 0x03, 0], Media, Allowed, sbc::capacity::prevent_allow),
     op!(0x25, None, "READ CAPACITY(10)", [0x25, 0, F, F, F, F, 0, 0, 0x01, 0], Media, Allowed, sbc::capacity::read_capacity10),
@@ -107,22 +133,22 @@ pub(crate) const OPS: &[OpDesc] = &[
     op!(0x37, None, "READ DEFECT DATA(10)", [0x37, 0, 0x1F, 0, 0, 0, 0, F, F, 0], Media, Read, sbc::capacity::read_defect_data),
     op!(0x41, None, "WRITE SAME(10)", [0x41, 0x08, F, F, F, F, 0x1F, F, F, 0], Media, Write, sbc::provisioning::write_same),
     op!(0x42, None, "UNMAP", [0x42, 0, 0, 0, 0, 0, 0x1F, F, F, 0], Media, Write, sbc::provisioning::unmap),
-    op!(0x55, None, "MODE SELECT(10)", [0x55, 0x11, 0, 0, 0, 0, 0, F, F, 0], Media, Write, spc::mode::mode_select),
+    op!(0x55, None, "MODE SELECT(10)", [0x55, 0x11, 0, 0, 0, 0, 0, F, F, 0], Media, Write, spc::mode::mode_select, standby),
     op!(0x56, None, "RESERVE(10)", [0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0], Media, Reserve, spc::reserve::reserve),
     op!(0x57, None, "RELEASE(10)", [0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0], Media, Reserve, spc::reserve::release),
-    op!(0x5A, None, "MODE SENSE(10)", [0x5A, 0x18, F, F, 0, 0, 0, F, F, 0], Media, Write, spc::mode::mode_sense),
-    op!(0x5E, Some(0x00), "PERSISTENT RESERVE IN / READ KEYS", [0x5E, 0x1F, 0, 0, 0, 0, 0, F, F, 0], Media, Allowed, spc::pr::pr_in),
-    op!(0x5E, Some(0x01), "PERSISTENT RESERVE IN / READ RESERVATION", [0x5E, 0x1F, 0, 0, 0, 0, 0, F, F, 0], Media, Allowed, spc::pr::pr_in),
-    op!(0x5E, Some(0x02), "PERSISTENT RESERVE IN / REPORT CAPABILITIES", [0x5E, 0x1F, 0, 0, 0, 0, 0, F, F, 0], Media, Allowed, spc::pr::pr_in),
-    op!(0x5E, Some(0x03), "PERSISTENT RESERVE IN / READ FULL STATUS", [0x5E, 0x1F, 0, 0, 0, 0, 0, F, F, 0], Media, Allowed, spc::pr::pr_in),
-    op!(0x5F, Some(0x00), "PERSISTENT RESERVE OUT / REGISTER", [0x5F, 0x1F, F, 0, 0, F, F, F, F, 0], Media, Prout, spc::pr::pr_out),
-    op!(0x5F, Some(0x01), "PERSISTENT RESERVE OUT / RESERVE", [0x5F, 0x1F, F, 0, 0, F, F, F, F, 0], Media, Prout, spc::pr::pr_out),
-    op!(0x5F, Some(0x02), "PERSISTENT RESERVE OUT / RELEASE", [0x5F, 0x1F, F, 0, 0, F, F, F, F, 0], Media, Prout, spc::pr::pr_out),
-    op!(0x5F, Some(0x03), "PERSISTENT RESERVE OUT / CLEAR", [0x5F, 0x1F, F, 0, 0, F, F, F, F, 0], Media, Prout, spc::pr::pr_out),
-    op!(0x5F, Some(0x04), "PERSISTENT RESERVE OUT / PREEMPT", [0x5F, 0x1F, F, 0, 0, F, F, F, F, 0], Media, Prout, spc::pr::pr_out),
-    op!(0x5F, Some(0x05), "PERSISTENT RESERVE OUT / PREEMPT AND ABORT", [0x5F, 0x1F, F, 0, 0, F, F, F, F, 0], Media, Prout, spc::pr::pr_out),
-    op!(0x5F, Some(0x06), "PERSISTENT RESERVE OUT / REGISTER AND IGNORE EXISTING KEY", [0x5F, 0x1F, F, 0, 0, F, F, F, F, 0], Media, Prout, spc::pr::pr_out),
-    op!(0x5F, Some(0x07), "PERSISTENT RESERVE OUT / REGISTER AND MOVE", [0x5F, 0x1F, F, 0, 0, F, F, F, F, 0], Media, Prout, spc::pr::pr_out),
+    op!(0x5A, None, "MODE SENSE(10)", [0x5A, 0x18, F, F, 0, 0, 0, F, F, 0], Media, Write, spc::mode::mode_sense, standby),
+    op!(0x5E, Some(0x00), "PERSISTENT RESERVE IN / READ KEYS", [0x5E, 0x1F, 0, 0, 0, 0, 0, F, F, 0], Media, Allowed, spc::pr::pr_in, standby),
+    op!(0x5E, Some(0x01), "PERSISTENT RESERVE IN / READ RESERVATION", [0x5E, 0x1F, 0, 0, 0, 0, 0, F, F, 0], Media, Allowed, spc::pr::pr_in, standby),
+    op!(0x5E, Some(0x02), "PERSISTENT RESERVE IN / REPORT CAPABILITIES", [0x5E, 0x1F, 0, 0, 0, 0, 0, F, F, 0], Media, Allowed, spc::pr::pr_in, standby),
+    op!(0x5E, Some(0x03), "PERSISTENT RESERVE IN / READ FULL STATUS", [0x5E, 0x1F, 0, 0, 0, 0, 0, F, F, 0], Media, Allowed, spc::pr::pr_in, standby),
+    op!(0x5F, Some(0x00), "PERSISTENT RESERVE OUT / REGISTER", [0x5F, 0x1F, F, 0, 0, F, F, F, F, 0], Media, Prout, spc::pr::pr_out, standby),
+    op!(0x5F, Some(0x01), "PERSISTENT RESERVE OUT / RESERVE", [0x5F, 0x1F, F, 0, 0, F, F, F, F, 0], Media, Prout, spc::pr::pr_out, standby),
+    op!(0x5F, Some(0x02), "PERSISTENT RESERVE OUT / RELEASE", [0x5F, 0x1F, F, 0, 0, F, F, F, F, 0], Media, Prout, spc::pr::pr_out, standby),
+    op!(0x5F, Some(0x03), "PERSISTENT RESERVE OUT / CLEAR", [0x5F, 0x1F, F, 0, 0, F, F, F, F, 0], Media, Prout, spc::pr::pr_out, standby),
+    op!(0x5F, Some(0x04), "PERSISTENT RESERVE OUT / PREEMPT", [0x5F, 0x1F, F, 0, 0, F, F, F, F, 0], Media, Prout, spc::pr::pr_out, standby),
+    op!(0x5F, Some(0x05), "PERSISTENT RESERVE OUT / PREEMPT AND ABORT", [0x5F, 0x1F, F, 0, 0, F, F, F, F, 0], Media, Prout, spc::pr::pr_out, standby),
+    op!(0x5F, Some(0x06), "PERSISTENT RESERVE OUT / REGISTER AND IGNORE EXISTING KEY", [0x5F, 0x1F, F, 0, 0, F, F, F, F, 0], Media, Prout, spc::pr::pr_out, standby),
+    op!(0x5F, Some(0x07), "PERSISTENT RESERVE OUT / REGISTER AND MOVE", [0x5F, 0x1F, F, 0, 0, F, F, F, F, 0], Media, Prout, spc::pr::pr_out, standby),
     op!(0x83, Some(0x00), "EXTENDED COPY(LID1)", [0x83, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, F, F, F, F, 0, 0], Media, Write, spc::xcopy::extended_copy),
     op!(0x84, Some(0x00), "RECEIVE COPY RESULTS / COPY STATUS", [0x84, 0x1F, F, 0, 0, 0, 0, 0, 0, 0, F, F, F, F, 0, 0], Media, Write, spc::xcopy::receive_copy_results),
     op!(0x84, Some(0x03), "RECEIVE COPY RESULTS / OPERATING PARAMETERS", [0x84, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, F, F, F, F, 0, 0], Media, Write, spc::xcopy::receive_copy_results),
@@ -138,7 +164,8 @@ pub(crate) const OPS: &[OpDesc] = &[
     op!(0x9C, None, "WRITE ATOMIC(16)", [0x9C, 0x18, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, 0], Media, Write, sbc::rw::write_atomic, dpofua),
     op!(0x9E, Some(0x10), "READ CAPACITY(16)", [0x9E, 0x1F, F, F, F, F, F, F, F, F, F, F, F, F, 0x01, 0], Media, Allowed, sbc::capacity::read_capacity16),
     op!(0x9E, Some(0x12), "GET LBA STATUS", [0x9E, 0x1F, F, F, F, F, F, F, F, F, F, F, F, F, 0, 0], Media, Read, sbc::provisioning::get_lba_status),
-    op!(0xA0, None, "REPORT LUNS", [0xA0, 0, F, 0, 0, 0, F, F, F, F, 0, 0], Always, Allowed, spc::misc::report_luns_single),
+    op!(0xA0, None, "REPORT LUNS", [0xA0, 0, F, 0, 0, 0, F, F, F, F, 0, 0], Always, Allowed, spc::misc::report_luns_single, unavailable),
+    op!(0xA3, Some(0x0A), "REPORT TARGET PORT GROUPS", [0xA3, 0x3F, 0, 0, 0, 0, F, F, F, F, 0, 0], Media, Allowed, spc::alua::report_target_port_groups, unavailable),
     op!(0xA3, Some(0x0C), "REPORT SUPPORTED OPERATION CODES", [0xA3, 0x1F, 0x87, F, F, F, F, F, F, F, 0, 0], Media, Allowed, spc::rsoc::report_supported_opcodes),
     op!(0xA3, Some(0x0D), "REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS", [0xA3, 0x1F, 0x80, 0, 0, 0, F, F, F, F, 0, 0], Media, Allowed, spc::rsoc::report_supported_tmfs),
     op!(0xA8, None, "READ(12)", [0xA8, 0x18, F, F, F, F, F, F, F, F, 0x1F, 0], Media, Read, sbc::rw::read, dpofua, inline),
@@ -341,6 +368,59 @@ mod tests {
             }
         }
         assert!(!may_run_inline(&[]));
+    }
+
+    /// SPC-4 5.16.2.4.4 and 5.16.2.4.5, as far as the table has the commands: what runs
+    /// through a Standby port, and the shorter list for an Unavailable one.
+    #[test]
+    fn standby_and_unavailable_run_exactly_what_spc4_allows() {
+        let unavailable: Vec<&str> = OPS
+            .iter()
+            .filter(|o| o.unavailable)
+            .map(|o| o.name)
+            .collect();
+        assert_eq!(
+            unavailable,
+            [
+                "REQUEST SENSE",
+                "INQUIRY",
+                "REPORT LUNS",
+                "REPORT TARGET PORT GROUPS"
+            ]
+        );
+        let standby: Vec<&str> = OPS
+            .iter()
+            .filter(|o| o.runs_in(crate::AccessState::Standby))
+            .map(|o| o.name)
+            .collect();
+        let mut want = vec![
+            "REQUEST SENSE",
+            "INQUIRY",
+            "MODE SELECT(6)",
+            "MODE SENSE(6)",
+            "MODE SELECT(10)",
+            "MODE SENSE(10)",
+        ];
+        want.extend(
+            OPS.iter()
+                .filter(|o| o.opcode == 0x5E || o.opcode == 0x5F)
+                .map(|o| o.name),
+        );
+        want.extend(["REPORT LUNS", "REPORT TARGET PORT GROUPS"]);
+        assert_eq!(standby, want);
+        for o in OPS {
+            for s in [
+                crate::AccessState::ActiveOptimized,
+                crate::AccessState::ActiveNonOptimized,
+            ] {
+                assert!(o.runs_in(s), "{}", o.name);
+            }
+            assert!(
+                !(o.inline && o.standby),
+                "{}: inline I/O in standby",
+                o.name
+            );
+        }
     }
 
     #[test]

@@ -69,6 +69,7 @@ fn rig() -> Rig {
             lu: lu.clone(),
             mask: Mask::Everyone,
         }],
+        port_groups: Default::default(),
     };
     Rig {
         map,
@@ -525,6 +526,7 @@ fn masking_report_luns_and_missing_luns() {
                 mask: Mask::Everyone,
             },
         ],
+        port_groups: Default::default(),
     };
     let (one, two) = (nexus(1), nexus(2));
     // opcode 0xA0 REPORT LUNS to LUN 0 (not configured), select 0, allocation length 64
@@ -994,6 +996,7 @@ fn aptpl_state_is_persisted_and_restored() {
             lu: lu2,
             mask: Mask::Everyone,
         }],
+        port_groups: Default::default(),
     };
     let d = run(&map, &a, 0, &[0x5E, 1, 0, 0, 0, 0, 0, 0x10, 0, 0], &[]).data;
     assert_eq!((&d[8..16], d[21]), (&0xABu64.to_be_bytes()[..], 1));
@@ -1172,6 +1175,7 @@ fn map_of_two(a: &Rig, b: &Rig) -> LunMap {
                 mask: Mask::Everyone,
             },
         ],
+        port_groups: Default::default(),
     }
 }
 
@@ -1219,6 +1223,7 @@ fn extended_copy_between_two_memory_lus() {
     check(&a.x(&n, &xcopy_cdb(p.len()), &p), (5, 0x0D, 0x02));
 }
 
+mod alua;
 mod isolation;
 
 #[test]
@@ -1350,6 +1355,7 @@ fn map_of(lu: Arc<LogicalUnit>) -> LunMap {
             lu,
             mask: Mask::Everyone,
         }],
+        port_groups: Default::default(),
     }
 }
 
@@ -1808,9 +1814,11 @@ fn lun_lookup_finds_entries_sorted_or_not_and_honours_masks() {
             entry(7, &c.lu, only("iqn.x:two")),
             entry(300, &c.lu, Mask::Everyone),
         ],
+        port_groups: Default::default(),
     };
     let unsorted = LunMap {
         entries: sorted.entries.iter().rev().cloned().collect(),
+        port_groups: Default::default(),
     };
     for map in [&sorted, &unsorted] {
         let hit = |who: &str, n: u64| map.lookup(who, n).map(Arc::as_ptr);
@@ -1874,6 +1882,7 @@ fn aptpl_persist_is_ordered_per_logical_unit() {
             lu: slow_lu,
             mask: Mask::Everyone,
         }],
+        port_groups: Default::default(),
     });
     let register = |map: Arc<LunMap>, n: ItNexus, key: u64| {
         let (c, p) = prout(0, 0, 0, key, true);
@@ -1895,6 +1904,7 @@ fn aptpl_persist_is_ordered_per_logical_unit() {
             lu: other.lu.clone(),
             mask: Mask::Everyone,
         }],
+        port_groups: Default::default(),
     });
     let status = register(other_map, nexus(1), 0xCD).recv_timeout(Duration::from_secs(10));
     // The same LU is: its second registration waits for the first.

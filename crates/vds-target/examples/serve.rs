@@ -14,7 +14,9 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 use vds_dataplane::{ChapConfig, DataPlane, DataView, PortalGroupView, PortalView, TargetView};
-use vds_scsi::{LogicalUnit, LuConfig, LuEvents, LuState, LunEntry, LunMap, Mask};
+use vds_scsi::{
+    LogicalUnit, LuConfig, LuEvents, LuState, LunEntry, LunMap, Mask, TargetPortGroups,
+};
 use vds_target::{DataPath, Limits};
 
 const TARGET: &str = "iqn.2026-11.local.vds:test";
@@ -157,7 +159,11 @@ fn main() {
                 portals: portals.iter().map(|p| p.id).collect(),
                 tpg: 1,
             }],
-            luns: Arc::new(LunMap { entries }),
+            // One portal group (relative target port 1) in target port group 1.
+            luns: Arc::new(LunMap {
+                entries,
+                port_groups: TargetPortGroups::new([(1, 1)]),
+            }),
         }],
         portals: portals.clone(),
     };

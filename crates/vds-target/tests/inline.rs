@@ -134,6 +134,7 @@ fn refused_io_runs_again_on_the_blocking_pool_never_blocking_the_io_thread() {
                     lu,
                     mask: Mask::Everyone,
                 }],
+                port_groups: Default::default(),
             }),
         }],
         portals: h.portals.clone(),

@@ -82,7 +82,9 @@ pub(crate) fn standard(d: &mut Vec<u8>) {
     d[2] = 0x06; // SPC-4
     d[3] = 0x12; // HISUP, response data format 2
     d[4] = 96 - 5;
-    d[5] = 0x08; // 3PC: EXTENDED COPY
+    // TPGS 01b: implicit asymmetric access only (no SET TARGET PORT GROUPS); 3PC: EXTENDED
+    // COPY.
+    d[5] = 0x10 | 0x08;
     d[6] = 0x00;
     d[7] = 0x02; // CMDQUE
     d[8..16].copy_from_slice(&crate::cdb::ascii_field(VENDOR, 8));
@@ -140,6 +142,9 @@ fn device_identification(lu: &LogicalUnit, nexus: &crate::ItNexus, d: &mut Vec<u
     // Relative target port, associated with the target port, iSCSI, PIV.
     d.extend_from_slice(&[0x51, 0x94, 0x00, 4, 0, 0]);
     d.extend_from_slice(&nexus.relative_target_port.to_be_bytes());
+    // Target port group, associated with the target port, iSCSI, PIV (SPC-4 7.8.6).
+    d.extend_from_slice(&[0x51, 0x95, 0x00, 4, 0, 0]);
+    d.extend_from_slice(&nexus.target_port_group.to_be_bytes());
     // SCSI name string of the target port, UTF-8, NUL-terminated and padded to 4 bytes.
     if !nexus.target_port.is_empty() {
         let mut name = nexus.target_port.as_bytes().to_vec();

@@ -1,5 +1,6 @@
 //! SPC-4: the commands every SCSI device type shares.
 
+pub(crate) mod alua;
 pub(crate) mod inquiry;
 pub(crate) mod misc;
 pub(crate) mod mode;

@@ -66,9 +66,11 @@ fn world() -> World {
             entry(2, &masked.lu, Mask::Only(vec![nexus(2).initiator_name])),
             entry(3, &reserved.lu, Mask::Everyone),
         ],
+        port_groups: Default::default(),
     };
     let other_map = LunMap {
         entries: vec![entry(0, &elsewhere.lu, Mask::Everyone)],
+        port_groups: Default::default(),
     };
     World {
         home,
@@ -242,6 +244,7 @@ fn offline_of_the_destination_waits_for_a_copy_in_flight() {
             entry(0, &src.lu, Mask::Everyone),
             entry(1, &dst, Mask::Everyone),
         ],
+        port_groups: Default::default(),
     });
     src.lu.backing().write_at(&pattern(6, 8), 0, false).unwrap();
     let p = xcopy_param(&src.lu, &dst, 8, 0, 0);

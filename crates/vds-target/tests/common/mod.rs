@@ -53,7 +53,10 @@ pub fn lun_map(n: u64, size: u64) -> Arc<LunMap> {
             }
         })
         .collect();
-    Arc::new(LunMap { entries })
+    Arc::new(LunMap {
+        entries,
+        port_groups: Default::default(),
+    })
 }
 
 impl Harness {
