@@ -32,6 +32,8 @@ use std::time::Duration;
 pub use command::{BackingSpec, Command, CreateLunArgs, Outcome, SecretBytes, VdsError};
 pub use events::{Clock, Event, SystemClock};
 pub use hooks::DataPathMsg;
+/// What `Outcome::Sessions` holds: the data path's snapshot of one session.
+pub use vds_dataplane::{ConnectionSnapshot, NegotiatedKeys, SessionCounters, SessionSnapshot};
 
 /// How the provider starts.
 #[derive(Clone)]
