@@ -228,7 +228,10 @@ mod tests {
 
     #[test]
     fn isid_and_digests_are_written_as_iscsi_shows_them() {
-        assert_eq!(isid_hex(&[0x40, 0x00, 0x01, 0x37, 0x00, 0x0a]), "40000137000a");
+        assert_eq!(
+            isid_hex(&[0x40, 0x00, 0x01, 0x37, 0x00, 0x0a]),
+            "40000137000a"
+        );
         assert_eq!(digest(true), "CRC32C");
         assert_eq!(digest(false), "None");
     }

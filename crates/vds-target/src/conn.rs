@@ -470,7 +470,9 @@ async fn serve(
     let ends = Ends { local, peer };
     let login = tokio::time::timeout(
         login_deadline,
-        login_phase(&inner, portal, conn_id, &mut rd, &mut wr, ctl_tx, refuse, ends),
+        login_phase(
+            &inner, portal, conn_id, &mut rd, &mut wr, ctl_tx, refuse, ends,
+        ),
     )
     .await;
     let (params, target, reinstated, _session, budget_hold, stats) = match login {

@@ -26,7 +26,9 @@ fn login(h: &Harness, isid: u8, digests: bool) -> Initiator {
 }
 
 fn of(h: &Harness, tsih: u16) -> Option<SessionSnapshot> {
-    h.dp.sessions_snapshot().into_iter().find(|s| s.tsih == tsih)
+    h.dp.sessions_snapshot()
+        .into_iter()
+        .find(|s| s.tsih == tsih)
 }
 
 fn write10(lba: u32, blocks: u16) -> Vec<u8> {
@@ -99,7 +101,10 @@ fn snapshot_shows_sessions_keys_and_exact_counters() {
     let r = a.command(0, &read10(u32::MAX - 1, 1), &[], 512).unwrap();
     assert_eq!(r.status, 2, "READ past the end is CHECK CONDITION");
     // Session b: one write and one read, digests on.
-    assert_eq!(b.command(1, &write10(0, 1), &[7u8; 512], 0).unwrap().status, 0);
+    assert_eq!(
+        b.command(1, &write10(0, 1), &[7u8; 512], 0).unwrap().status,
+        0
+    );
     assert_eq!(b.command(1, &read10(0, 2), &[], 1024).unwrap().status, 0);
 
     let ca = of(&h, a.tsih).unwrap().counters;

@@ -142,7 +142,11 @@ fn lead(v: &Value, key: &str) -> String {
 
 /// A session's `HeaderDigest/DataDigest` (`CRC32C/None`, ...).
 fn digests(v: &Value) -> String {
-    format!("{}/{}", lead(v, "keys/header_digest"), lead(v, "keys/data_digest"))
+    format!(
+        "{}/{}",
+        lead(v, "keys/header_digest"),
+        lead(v, "keys/data_digest")
+    )
 }
 
 /// A counter of a session.
@@ -384,7 +388,17 @@ mod tests {
         let t = list(Kind::Session, s.as_array().unwrap());
         let row = t.lines().nth(1).unwrap();
         let cells: Vec<&str> = row.split_whitespace().collect();
-        assert_eq!(cells[..6], ["3", "iqn.t", "iqn.i", "400001370000", "127.0.0.1:5000", "CRC32C/None"]);
+        assert_eq!(
+            cells[..6],
+            [
+                "3",
+                "iqn.t",
+                "iqn.i",
+                "400001370000",
+                "127.0.0.1:5000",
+                "CRC32C/None"
+            ]
+        );
         assert_eq!(cells[6], "7");
         assert!(row.contains(&format_size(4096)), "{row}");
         assert!(row.contains(&format_size(1048576)), "{row}");

@@ -343,7 +343,10 @@ fn a_libiscsi_session_shows_with_the_isid_it_sent() {
     let first = counters(s);
     std::thread::sleep(Duration::from_millis(300));
     let later = counters(&session(&d, tsih).expect("still logged in"));
-    assert!(later.0 > first.0 && later.2 > first.2, "{first:?} {later:?}");
+    assert!(
+        later.0 > first.0 && later.2 > first.2,
+        "{first:?} {later:?}"
+    );
     // Its path to the default LUN.
     let p = paths(&d, &d.default_lun());
     assert!(
@@ -366,7 +369,10 @@ fn vdsctl_lists_sessions_and_paths() {
     assert!(o.status.success(), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     let header = out.lines().next().unwrap();
-    assert!(header.starts_with("TSIH") && header.contains("ISID"), "{out}");
+    assert!(
+        header.starts_with("TSIH") && header.contains("ISID"),
+        "{out}"
+    );
     let row = out.lines().nth(1).expect("one session");
     assert!(row.starts_with(&a.tsih.to_string()), "{out}");
     assert!(row.contains("80000000453c"), "{out}");
@@ -379,7 +385,12 @@ fn vdsctl_lists_sessions_and_paths() {
     let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
     assert_eq!(v[0]["counters"]["commands"], 1);
     assert_eq!(v[0]["counters"]["bytes_read"], 1024);
-    let o = d.vdsctl(&["session", "list", "--target", "iqn.2026-11.local.vds:nobody"]);
+    let o = d.vdsctl(&[
+        "session",
+        "list",
+        "--target",
+        "iqn.2026-11.local.vds:nobody",
+    ]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     // Paths of the default LUN by name.
     let o = d.vdsctl(&["lun", "paths", "default"]);
@@ -387,7 +398,10 @@ fn vdsctl_lists_sessions_and_paths() {
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(out.lines().next().unwrap().starts_with("PATH ID"), "{out}");
     let row = out.lines().nth(1).expect("one path");
-    assert!(row.contains("online") && row.contains(&initiator_name(62)), "{out}");
+    assert!(
+        row.contains("online") && row.contains(&initiator_name(62)),
+        "{out}"
+    );
     let o = d.vdsctl(&["--json", "lun", "paths", "default"]);
     let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
     assert_eq!(v.as_array().unwrap().len(), 1);

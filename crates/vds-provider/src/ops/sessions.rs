@@ -179,11 +179,17 @@ mod tests {
         assert_eq!(p.portal, Uuid::from_u128(0xB0));
         assert_eq!(p.controller, Some(Uuid::from_u128(0xC0)));
         assert_eq!(p.initiator, "iqn.2026-11.local.test:a");
-        assert_eq!(p.initiator_address, SocketAddr::from(([127, 0, 0, 9], 40000)));
+        assert_eq!(
+            p.initiator_address,
+            SocketAddr::from(([127, 0, 0, 9], 40000))
+        );
         assert_eq!(p.source_id, 0x0102_0304_0506_0708);
         assert_eq!(p.path_id, 0x0102_8000_0000_4507);
         // The same session gives the same id; another TSIH another.
-        assert_eq!(path_of(&s, &[t], &Mask::Everyone, Some(UP), optimized), Some(p.clone()));
+        assert_eq!(
+            path_of(&s, &[t], &Mask::Everyone, Some(UP), optimized),
+            Some(p.clone())
+        );
         let other = session(t, "iqn.2026-11.local.test:a", 0x0103, 1);
         let q = path_of(&other, &[t], &Mask::Everyone, Some(UP), optimized).unwrap();
         assert_ne!(q.path_id, p.path_id);
@@ -195,7 +201,13 @@ mod tests {
         let s = session(t, "iqn.2026-11.local.test:a", 1, 1);
         // Another target.
         assert_eq!(
-            path_of(&s, &[Uuid::from_u128(2)], &Mask::Everyone, Some(UP), optimized),
+            path_of(
+                &s,
+                &[Uuid::from_u128(2)],
+                &Mask::Everyone,
+                Some(UP),
+                optimized
+            ),
             None
         );
         // Masked away (names compare case-insensitively, as on the wire).
@@ -227,7 +239,12 @@ mod tests {
         *f.plane.sessions.lock() = vec![
             at(session(target, "iqn.2026-11.local.test:a", 1, 1)),
             at(session(target, "iqn.2026-11.local.test:b", 2, 1)),
-            at(session(Uuid::from_u128(9), "iqn.2026-11.local.test:a", 3, 1)),
+            at(session(
+                Uuid::from_u128(9),
+                "iqn.2026-11.local.test:a",
+                3,
+                1,
+            )),
         ];
         let paths = |f: &Fixture| match f.ok(Command::GetLunPaths { id: lun }) {
             Outcome::Paths(v) => v
@@ -240,12 +257,20 @@ mod tests {
         let b = "iqn.2026-11.local.test:b".to_string();
         assert_eq!(
             paths(&f),
-            vec![(a.clone(), 1, PathStatus::Online), (b.clone(), 2, PathStatus::Online)]
+            vec![
+                (a.clone(), 1, PathStatus::Online),
+                (b.clone(), 2, PathStatus::Online)
+            ]
         );
         match f.ok(Command::GetLunPaths { id: lun }) {
             Outcome::Paths(v) => {
                 assert_eq!(v[0].portal, portal);
-                let ctl = f.p.inner.state.lock().controller_of_portal(portal).map(|c| c.id);
+                let ctl =
+                    f.p.inner
+                        .state
+                        .lock()
+                        .controller_of_portal(portal)
+                        .map(|c| c.id);
                 assert!(ctl.is_some());
                 assert_eq!(v[0].controller, ctl);
             }
@@ -265,12 +290,21 @@ mod tests {
         assert_eq!(paths(&f), vec![(a.clone(), 1, PathStatus::Standby)]);
         lu.set_access_states(AccessStates::new(vec![(1, AccessState::ActiveOptimized)]));
         // The controller OFFLINE, then the portal OFFLINE: failed.
-        let ctl = f.p.inner.state.lock().controller_of_portal(portal).unwrap().id;
+        let ctl =
+            f.p.inner
+                .state
+                .lock()
+                .controller_of_portal(portal)
+                .unwrap()
+                .id;
         f.ok(Command::SetControllerStatus { id: ctl, status: 4 });
         assert_eq!(paths(&f), vec![(a.clone(), 1, PathStatus::Failed)]);
         f.ok(Command::SetControllerStatus { id: ctl, status: 1 });
         assert_eq!(paths(&f), vec![(a.clone(), 1, PathStatus::Online)]);
-        f.ok(Command::SetPortalStatus { id: portal, status: 4 });
+        f.ok(Command::SetPortalStatus {
+            id: portal,
+            status: 4,
+        });
         assert_eq!(paths(&f), vec![(a.clone(), 1, PathStatus::Failed)]);
         // Sessions of one target; unknown objects answer as every Get does.
         match f.ok(Command::ListSessions {
@@ -304,7 +338,10 @@ mod tests {
         let s = session(t, "iqn.2026-11.local.test:a", 1, 2);
         let status = |port: Option<Port>, a: AccessState| {
             path_of(&s, &[t], &Mask::Everyone, port, |g| {
-                assert_eq!(g, 2, "the state is read for the session's target port group");
+                assert_eq!(
+                    g, 2,
+                    "the state is read for the session's target port group"
+                );
                 a
             })
             .unwrap()
