@@ -1000,11 +1000,7 @@ impl Ffp<'_> {
                 itt: cmd.itt,
                 outcome,
                 data: buf,
-                read_limit: if cmd.read {
-                    cmd.expected_in_len as usize
-                } else {
-                    0
-                },
+                read_limit: sent_in(&cmd, usize::MAX),
                 data_out: cmd.data_out,
                 write_residual,
                 panicked,
