@@ -129,3 +129,25 @@ fn snapshot_shows_sessions_keys_and_exact_counters() {
     assert_eq!(of(&h, a.tsih).unwrap().counters, ca);
     assert_eq!(h.dp.sessions_snapshot().len(), 1);
 }
+
+/// A CHAP session says it used CHAP and nothing more: neither the secret nor the name it
+/// authenticated with is in the snapshot.
+#[test]
+fn a_chap_session_shows_no_secret() {
+    let secret = b"sessions-sekrit1".to_vec();
+    let chap = ChapConfig {
+        default_secret: Some(secret.clone()),
+        ..ChapConfig::default()
+    };
+    let h = Harness::start(&["127.0.33.13:43061"], chap, Limits::default());
+    let mut o = LoginOptions::normal(INITIATOR, TARGET);
+    o.chap = Some(("chap-user-61".into(), secret.clone()));
+    o.timeout = Duration::from_secs(10);
+    let ini = Initiator::connect(h.addr(0), &o).expect("CHAP login");
+    let s = of(&h, ini.tsih).expect("listed");
+    assert!(s.connections[0].chap);
+    let shown = format!("{s:?} {s:#?}");
+    assert!(!shown.contains("sekrit"), "{shown}");
+    assert!(!shown.contains(&format!("{secret:?}")), "{shown}");
+    assert!(!shown.contains("chap-user-61"), "{shown}");
+}
