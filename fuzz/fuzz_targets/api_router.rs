@@ -36,6 +36,9 @@ impl DataPlane for NoPlane {
     fn initiators(&self, _target: Uuid) -> Vec<String> {
         Vec::new()
     }
+    fn sessions_snapshot(&self) -> Vec<vds_dataplane::SessionSnapshot> {
+        Vec::new()
+    }
 }
 
 /// The token of the fuzzed router (every request carries it).

@@ -36,6 +36,7 @@ use vds_provider::{BackingSpec, Command, CreateLunArgs, MaintenanceAction, Outco
 use crate::error::ApiError;
 use crate::extract::{JsonArg, PathParams, Query};
 use crate::metrics::{self, Metrics};
+use crate::sessions::{PathJson, SessionJson};
 use crate::wire::*;
 use uuid::Uuid;
 
@@ -89,6 +90,8 @@ fn outcome_bytes(o: &Outcome) -> Option<Vec<u8>> {
         Outcome::Jobs(v) => list::<_, JobJson>(v),
         Outcome::Job(j) => to_bytes(&JobJson::from(j)),
         Outcome::Initiators(v) => to_bytes(v),
+        Outcome::Sessions(v) => list::<_, SessionJson>(v),
+        Outcome::Paths(v) => list::<_, PathJson>(v),
         Outcome::Interconnects(bits) => to_bytes(&FlagsJson {
             flags: InterconnectFlag::names(*bits),
             value: *bits,
@@ -792,6 +795,34 @@ pub async fn remember_initiator_secret(
 pub async fn get_initiators(State(s): State<AppState>, p: PathParams) -> ApiResult {
     s.by_id(&p, |id| Command::GetConnectedInitiators { id })
         .await
+}
+
+#[utoipa::path(get, path = "/v1/targets/{id}/sessions", tag = "session",
+    description = "The target's logged-in sessions (as GET /v1/sessions).",
+    params(("id" = Uuid, Path, description = "target id")),
+    responses((status = 200, body = Vec<SessionJson>), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn list_target_sessions(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.by_id(&p, |id| Command::ListSessions { target: Some(id) })
+        .await
+}
+
+// ---- sessions and paths --------------------------------------------------------------------
+
+#[utoipa::path(get, path = "/v1/sessions", tag = "session",
+    description = "Every logged-in normal session: initiator, ISID, TSIH, its connections with \
+                   their addresses and negotiated keys, and its command and byte counters.",
+    responses((status = 200, body = Vec<SessionJson>), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn list_sessions(State(s): State<AppState>) -> ApiResult {
+    s.call(Command::ListSessions { target: None }).await
+}
+
+#[utoipa::path(get, path = "/v1/luns/{id}/paths", tag = "lun",
+    description = "IVdsLunMpio::GetPathInfo: one entry per logged-in I_T nexus that can reach \
+                   the LUN, with its status (online, standby, failed).",
+    params(("id" = Uuid, Path, description = "LUN id")),
+    responses((status = 200, body = Vec<PathJson>), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn get_lun_paths(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.by_id(&p, |id| Command::GetLunPaths { id }).await
 }
 
 // ---- portal groups -------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 //!
 //! - [`router`] builds the axum router for a provider; [`serve`] / [`serve_with_shutdown`] run it;
 //! - `handlers`: one handler per endpoint (HTTP → `Command` → `Outcome` → HTTP);
-//! - `wire`: the JSON objects and request bodies; `extract`: body/path/query extraction with
+//! - `wire`: the JSON objects and request bodies; `sessions`: the JSON of the live sessions
+//!   and a LUN's paths; `extract`: body/path/query extraction with
 //!   `E_INVALIDARG` answers that name the field; `error`: the error body and HTTP status;
 //! - `metrics`: Prometheus `/metrics`; `openapi`: `/v1/openapi.json`.
 //!
@@ -20,6 +21,7 @@ pub mod handlers;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
+pub mod sessions;
 pub mod wire;
 
 use std::future::Future;
@@ -180,6 +182,9 @@ pub fn router_with_metrics(
             put(remember_initiator_secret),
         )
         .route("/v1/targets/{id}/initiators", get(get_initiators))
+        .route("/v1/targets/{id}/sessions", get(list_target_sessions))
+        .route("/v1/sessions", get(list_sessions))
+        .route("/v1/luns/{id}/paths", get(get_lun_paths))
         .route(
             "/v1/targets/{id}/portal-groups",
             get(list_portal_groups).post(create_portal_group),

@@ -8,6 +8,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::{Modify, OpenApi};
 
 use crate::handlers::*;
+use crate::sessions::*;
 use crate::wire::*;
 
 #[derive(OpenApi)]
@@ -35,7 +36,8 @@ use crate::wire::*;
         list_luns, list_all_luns, create_lun, get_lun, delete_lun, patch_lun, set_lun_status,
         extend_lun, shrink_lun, recover_lun, set_lun_faults, set_lun_targets,
         list_targets, create_target, get_target, delete_target, patch_target,
-        set_shared_secret, remember_initiator_secret, get_initiators,
+        set_shared_secret, remember_initiator_secret, get_initiators, list_target_sessions,
+        list_sessions, get_lun_paths,
         list_portal_groups, create_portal_group, get_portal_group, delete_portal_group,
         add_portal_to_group, remove_portal_from_group,
         list_portals, create_portal, get_portal, patch_portal, delete_portal, set_portal_status,
@@ -50,11 +52,13 @@ use crate::wire::*;
         BytesBody, FaultsBody, TargetsBody, CreateTargetBody, PatchTargetBody, SharedSecretBody,
         InitiatorSecretBody, AddPortalBody, CreatePortalBody, PatchPortalBody,
         PatchSubsystemBody, ControllerStatusBody, FlagsJson, MaintenanceBody, MaintenanceActionArg,
+        SessionJson, ConnectionJson, KeysJson, CountersJson, PathJson, PathIdJson,
     )),
     tags(
         (name = "provider"), (name = "subsystem"), (name = "controller"), (name = "drive"),
         (name = "lun"), (name = "target"), (name = "portal_group"), (name = "portal"),
-        (name = "job"), (name = "events"), (name = "metrics"), (name = "documentation"),
+        (name = "job"), (name = "session"), (name = "events"), (name = "metrics"),
+        (name = "documentation"),
     )
 )]
 pub struct ApiDoc;

@@ -45,6 +45,9 @@ impl DataPlane for TestPlane {
     fn initiators(&self, _target: Uuid) -> Vec<String> {
         Vec::new()
     }
+    fn sessions_snapshot(&self) -> Vec<vds_dataplane::SessionSnapshot> {
+        Vec::new()
+    }
 }
 
 /// Ports 42000..42040 for portals, one per provider; 42040.. for real API listeners.
@@ -616,6 +619,9 @@ async fn openapi_describes_every_interface_endpoint() {
         ("put", "/v1/targets/{id}/shared-secret"),
         ("put", "/v1/targets/{id}/initiator-secrets/{initiator_name}"),
         ("get", "/v1/targets/{id}/initiators"),
+        ("get", "/v1/targets/{id}/sessions"),
+        ("get", "/v1/sessions"),
+        ("get", "/v1/luns/{id}/paths"),
         ("post", "/v1/targets/{id}/portal-groups"),
         ("get", "/v1/portal-groups/{id}"),
         ("delete", "/v1/portal-groups/{id}"),

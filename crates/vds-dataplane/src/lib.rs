@@ -14,7 +14,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use uuid::Uuid;
 
@@ -104,6 +104,78 @@ pub struct DataView {
     pub portals: Vec<PortalView>,
 }
 
+/// The operational keys one connection settled on at login (RFC 7143 §13), as the target
+/// applies them. Secrets and authentication keys are not part of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NegotiatedKeys {
+    pub header_digest: bool,
+    pub data_digest: bool,
+    /// Largest data segment the target accepts (its own declaration).
+    pub target_max_recv_data_segment_length: u32,
+    /// Largest data segment the initiator accepts (what the target may send).
+    pub initiator_max_recv_data_segment_length: u32,
+    pub max_burst_length: u32,
+    pub first_burst_length: u32,
+    pub immediate_data: bool,
+    pub initial_r2t: bool,
+    pub max_outstanding_r2t: u16,
+    pub error_recovery_level: u8,
+    pub data_pdu_in_order: bool,
+    pub data_sequence_in_order: bool,
+    pub default_time2wait: u16,
+    pub default_time2retain: u16,
+    pub max_connections: u16,
+}
+
+/// One connection of a live session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionSnapshot {
+    /// The connection id (CID) the initiator gave.
+    pub cid: u16,
+    /// The portal it came in through.
+    pub portal: Uuid,
+    /// The target's end of the TCP connection.
+    pub local: SocketAddr,
+    /// The initiator's end.
+    pub peer: SocketAddr,
+    /// Whether the initiator authenticated with CHAP (never the name or secret used).
+    pub chap: bool,
+    pub keys: NegotiatedKeys,
+}
+
+/// What a session's commands did since login. Written by the connection's own task only and
+/// read here as a snapshot (each counter exact; the four together not one atomic instant).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionCounters {
+    /// SCSI commands answered with a status.
+    pub commands: u64,
+    /// Data-In bytes sent (what the initiator read).
+    pub bytes_read: u64,
+    /// Data-Out bytes received, immediate and solicited (what the initiator wrote).
+    pub bytes_written: u64,
+    /// Commands answered CHECK CONDITION.
+    pub errors: u64,
+}
+
+/// One logged-in normal session as the data path serves it now (`GET /v1/sessions`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSnapshot {
+    pub target: Uuid,
+    pub target_iqn: String,
+    pub initiator: String,
+    pub initiator_alias: Option<String>,
+    pub isid: [u8; 6],
+    pub tsih: u16,
+    /// The target portal group tag the session logged in through.
+    pub portal_group_tag: u16,
+    /// The ALUA target port group of its I_T nexus ([`PortalGroupView::tpg`] at login).
+    pub target_port_group: u16,
+    pub login_time: SystemTime,
+    /// Its connections; the first is the leading one.
+    pub connections: Vec<ConnectionSnapshot>,
+    pub counters: SessionCounters,
+}
+
 /// Implemented by the data path (`vds-target`); called by the provider. Methods may block
 /// (the provider calls them from its own worker threads, never from an async executor).
 pub trait DataPlane: Send + Sync {
@@ -120,6 +192,10 @@ pub trait DataPlane: Send + Sync {
     fn unbind_portal(&self, id: Uuid, logout_timeout: Duration);
     /// Connected initiator names of a target (for `GET /v1/targets/{id}/initiators`).
     fn initiators(&self, target: Uuid) -> Vec<String>;
+    /// Every logged-in normal session with its connections and counters, by TSIH. Bounded by
+    /// the session limits; takes the session table's lock once and reads no connection's
+    /// state but its counters.
+    fn sessions_snapshot(&self) -> Vec<SessionSnapshot>;
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! The hardware-provider objects (INTERFACE.md "Resources"): provider, subsystem, controller,
-//! drive, LUN with its plexes, target, portal group, portal, and the asynchronous job. Plain
-//! values: the provider owns and mutates them, the API serialises them.
+//! drive, LUN with its plexes, target, portal group, portal, the asynchronous job, and a LUN's
+//! paths (derived from the live sessions, never stored). Plain values: the provider owns and
+//! mutates them, the API serialises them.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use uuid::Uuid;
 
@@ -583,4 +584,32 @@ pub struct Job {
     pub message: Option<String>,
     /// The output, on success.
     pub output: Option<JobOutput>,
+}
+
+/// One path to a LUN (`VDS_PATH_INFO`, IVdsLunMpio::GetPathInfo): a logged-in I_T nexus
+/// through which the LUN can be reached (BEHAVIOUR.md §14 "Paths"). Derived from the data
+/// path's live sessions on every call, never stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathInfo {
+    /// `VDS_PATH_ID.ullSourceId`: the first 8 bytes of the target's id.
+    pub source_id: u64,
+    /// `VDS_PATH_ID.ullPathId`: the session's TSIH in the top 16 bits, its ISID below; stable
+    /// while the session lives, unique among live sessions.
+    pub path_id: u64,
+    /// The target the session is logged in to.
+    pub target: Uuid,
+    /// The portal of the session's leading connection (`targetPortalId`).
+    pub portal: Uuid,
+    /// The controller that portal belongs to; `None` when the portal is gone.
+    pub controller: Option<Uuid>,
+    /// The initiator's iSCSI name.
+    pub initiator: String,
+    /// The initiator's end of the leading connection (`pInitiatorPortalIpAddr`).
+    pub initiator_address: SocketAddr,
+    /// The session's ISID and TSIH (what `GET /v1/sessions` shows for it).
+    pub isid: [u8; 6],
+    pub tsih: u16,
+    /// `failed` (portal or controller not ONLINE), `standby` (ALUA Standby or Unavailable
+    /// through the session's target port group), else `online`.
+    pub status: PathStatus,
 }

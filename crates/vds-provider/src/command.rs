@@ -337,6 +337,17 @@ pub enum Command {
         /// Target id.
         id: Uuid,
     },
+    /// `GET /v1/sessions` (every target) and `GET /v1/targets/{id}/sessions`: the logged-in
+    /// sessions with their connections and counters (BEHAVIOUR.md §14 "Sessions").
+    ListSessions {
+        /// Only this target's sessions.
+        target: Option<Uuid>,
+    },
+    /// `GET /v1/luns/{id}/paths` (IVdsLunMpio::GetPathInfo, BEHAVIOUR.md §14 "Paths").
+    GetLunPaths {
+        /// LUN id.
+        id: Uuid,
+    },
 
     /// Portal groups of a target, or every portal group when `target` is `None`.
     ListPortalGroups {
@@ -467,6 +478,8 @@ impl Command {
                 | Command::ListTargets { .. }
                 | Command::GetTarget { .. }
                 | Command::GetConnectedInitiators { .. }
+                | Command::ListSessions { .. }
+                | Command::GetLunPaths { .. }
                 | Command::ListPortalGroups { .. }
                 | Command::GetPortalGroup { .. }
                 | Command::ListPortals { .. }
@@ -534,6 +547,10 @@ pub enum Outcome {
     Job(Job),
     /// Connected initiator names.
     Initiators(Vec<String>),
+    /// Live sessions, by TSIH.
+    Sessions(Vec<vds_dataplane::SessionSnapshot>),
+    /// The paths of a LUN.
+    Paths(Vec<vds_model::PathInfo>),
     /// `VDS_INTERCONNECT_FLAG` bits of a subsystem.
     Interconnects(u32),
     /// `VDS_VERSION_SUPPORT_FLAG` bits of the provider.

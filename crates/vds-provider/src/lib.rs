@@ -34,6 +34,8 @@ pub use command::{
 };
 pub use events::{Clock, Event, SystemClock};
 pub use hooks::DataPathMsg;
+/// What `Outcome::Sessions` holds: the data path's snapshot of one session.
+pub use vds_dataplane::{ConnectionSnapshot, NegotiatedKeys, SessionCounters, SessionSnapshot};
 
 /// How the provider starts.
 #[derive(Clone)]

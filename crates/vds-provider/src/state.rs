@@ -240,6 +240,17 @@ impl State {
         sub_ok && ctl_ok && drive_ok
     }
 
+    /// The controller whose port `portal` is (BEHAVIOUR.md §14): today every subsystem has
+    /// one controller, so it is the portal's subsystem's first controller by id. The one
+    /// place that answers this question.
+    pub fn controller_of_portal(&self, portal: Uuid) -> Option<&vds_model::Controller> {
+        let p = self.portals.get(&portal)?;
+        self.controllers
+            .values()
+            .filter(|c| c.subsystem == p.p.subsystem)
+            .min_by_key(|c| c.id)
+    }
+
     /// What the data path enforces for `lun`: its status, or OFFLINE while its path is down.
     pub fn lu_state(&self, lun: &Lun) -> LuState {
         match lun.status {

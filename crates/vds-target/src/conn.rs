@@ -27,7 +27,7 @@ use vds_iscsi::{SessionParams, SessionType};
 use vds_scsi::{ItNexus, Mode, WouldBlock};
 
 use crate::address::target_address;
-use crate::session::SessionEntry;
+use crate::session::{SessionDetail, SessionEntry, SessionStats};
 use crate::wire::{BufPool, RxBuf, TxQueue};
 use crate::{exec, ConnCtl, ConnEntry, Inner};
 
@@ -245,6 +245,11 @@ struct PortalLogin<'a> {
     /// The buffer-budget chunk this login was admitted on, held until its connection's own
     /// grant exists (so concurrent logins cannot be admitted on the same room).
     budget_hold: Option<vds_iscsi::conn::BudgetHold>,
+    /// The connection's two ends, for the session table.
+    local: SocketAddr,
+    peer: SocketAddr,
+    /// The counters of the session this login makes; its connection's task writes them.
+    stats: Arc<SessionStats>,
 }
 
 fn tpgt_for(t: &TargetView, portal: Uuid) -> Option<u16> {
@@ -343,7 +348,13 @@ impl PortalLogin<'_> {
         Ok(tsih)
     }
 
+    /// The table's entry for the session `p` settles on (its keys are final at instatement).
     fn entry(&self, p: &SessionParams, target: Uuid) -> SessionEntry {
+        let (iqn, tag, tpg) = self
+            .target
+            .as_ref()
+            .map(|(t, tag)| (t.iqn.clone(), *tag, tpg_of(t, *tag)))
+            .unwrap_or_default();
         SessionEntry {
             initiator: p.initiator_name.clone(),
             isid: p.isid,
@@ -351,7 +362,52 @@ impl PortalLogin<'_> {
             portal: self.portal,
             conn_id: self.conn_id,
             ctl: self.ctl.clone(),
+            info: SessionDetail {
+                target_iqn: iqn,
+                initiator_alias: p.initiator_alias.clone(),
+                portal_group_tag: tag,
+                target_port_group: tpg,
+                login_time: std::time::SystemTime::now(),
+                connection: vds_dataplane::ConnectionSnapshot {
+                    cid: p.cid,
+                    portal: self.portal,
+                    local: self.local,
+                    peer: self.peer,
+                    chap: p.chap_name.is_some(),
+                    keys: negotiated_keys(p),
+                },
+            },
+            stats: self.stats.clone(),
         }
+    }
+}
+
+/// The ALUA target port group of the port with tag `tag` of `t` (0 when unknown).
+fn tpg_of(t: &TargetView, tag: u16) -> u16 {
+    t.portal_groups
+        .iter()
+        .find(|g| g.tag == tag)
+        .map_or(0, |g| g.tpg)
+}
+
+/// The operational keys of a completed login, as the session snapshot shows them.
+fn negotiated_keys(p: &SessionParams) -> vds_dataplane::NegotiatedKeys {
+    vds_dataplane::NegotiatedKeys {
+        header_digest: p.header_digest,
+        data_digest: p.data_digest,
+        target_max_recv_data_segment_length: p.max_recv_data_segment_length,
+        initiator_max_recv_data_segment_length: p.max_xmit_data_segment_length,
+        max_burst_length: p.max_burst_length,
+        first_burst_length: p.first_burst_length,
+        immediate_data: p.immediate_data,
+        initial_r2t: p.initial_r2t,
+        max_outstanding_r2t: p.max_outstanding_r2t,
+        error_recovery_level: p.error_recovery_level,
+        data_pdu_in_order: p.data_pdu_in_order,
+        data_sequence_in_order: p.data_sequence_in_order,
+        default_time2wait: p.default_time2wait,
+        default_time2retain: p.default_time2retain,
+        max_connections: p.max_connections,
     }
 }
 
@@ -408,14 +464,18 @@ async fn serve(
     mut ctl_rx: mpsc::UnboundedReceiver<ConnCtl>,
     refuse: Option<LoginStatus>,
 ) {
+    let local = stream.local_addr().unwrap_or(peer);
     let (mut rd, mut wr) = stream.into_split();
     let login_deadline = inner.limits.login_timeout;
+    let ends = Ends { local, peer };
     let login = tokio::time::timeout(
         login_deadline,
-        login_phase(&inner, portal, conn_id, &mut rd, &mut wr, ctl_tx, refuse),
+        login_phase(
+            &inner, portal, conn_id, &mut rd, &mut wr, ctl_tx, refuse, ends,
+        ),
     )
     .await;
-    let (params, target, reinstated, _session, budget_hold) = match login {
+    let (params, target, reinstated, _session, budget_hold, stats) = match login {
         Ok(Some(x)) => x,
         Ok(None) => return,
         Err(_) => {
@@ -443,11 +503,7 @@ async fn serve(
             ),
             target_port: format!("{},t,0x{:04x}", t.iqn, tag),
             relative_target_port: *tag,
-            target_port_group: t
-                .portal_groups
-                .iter()
-                .find(|g| g.tag == *tag)
-                .map_or(0, |g| g.tpg),
+            target_port_group: tpg_of(t, *tag),
         })
     });
     // Declared after `_session`, so dropped before it: the nexus is lost before the session
@@ -471,6 +527,7 @@ async fn serve(
         nexus,
         loss.clone(),
         budget_hold,
+        stats,
         &mut ctl_rx,
     )
     .await;
@@ -485,8 +542,16 @@ type LoginResult = (
     Option<mpsc::UnboundedSender<ConnCtl>>,
     Option<SessionSlot>,
     Option<vds_iscsi::conn::BudgetHold>,
+    Arc<SessionStats>,
 );
 
+/// A connection's local and peer addresses.
+struct Ends {
+    local: SocketAddr,
+    peer: SocketAddr,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn login_phase(
     inner: &Arc<Inner>,
     portal: Uuid,
@@ -495,6 +560,7 @@ async fn login_phase(
     wr: &mut OwnedWriteHalf,
     ctl: mpsc::UnboundedSender<ConnCtl>,
     refuse: Option<LoginStatus>,
+    ends: Ends,
 ) -> Option<LoginResult> {
     let mut login = Login::new(inner.limits.negotiation.clone());
     let mut env = PortalLogin {
@@ -507,6 +573,9 @@ async fn login_phase(
         reinstated: None,
         registered: None,
         budget_hold: None,
+        local: ends.local,
+        peer: ends.peer,
+        stats: Arc::new(SessionStats::default()),
     };
     loop {
         let (bhs, rest) = match read_frame(rd, Digests::default(), LOGIN_MAX_DATA as u32).await {
@@ -563,6 +632,7 @@ async fn login_phase(
                     env.reinstated.take(),
                     env.registered.take(),
                     env.budget_hold.take(),
+                    env.stats.clone(),
                 ));
             }
         }
@@ -703,6 +773,9 @@ struct Completion {
     /// The command's Data-Out buffer, for reuse.
     data_out: Vec<u8>,
     write_residual: i64,
+    /// The Data-In the initiator asked for (0 for a command without the R bit): what of
+    /// `data` is sent, for the session's counters.
+    read_limit: usize,
     /// The execution panicked: the command is answered 04/44/00 and the connection ends.
     panicked: bool,
 }
@@ -753,6 +826,8 @@ struct Ffp<'a> {
     executing: usize,
     draining: bool,
     killed: bool,
+    /// The session's counters; only this task writes them.
+    stats: Arc<SessionStats>,
     /// `max_connection_buffer_bytes`: no PDU is taken from the socket while the send queue
     /// holds this much (a peer that stops reading stops being read).
     tx_limit: usize,
@@ -881,6 +956,11 @@ impl Ffp<'_> {
             }
         };
         if let Some((outcome, wres)) = answered {
+            self.stats.command(
+                outcome.status as u8,
+                sent_in(&cmd, buf.len()),
+                cmd.data_out.len(),
+            );
             conn.recycle(cmd.data_out);
             let back = conn.complete_owned(
                 cmd.itt,
@@ -920,6 +1000,7 @@ impl Ffp<'_> {
                 itt: cmd.itt,
                 outcome,
                 data: buf,
+                read_limit: sent_in(&cmd, usize::MAX),
                 data_out: cmd.data_out,
                 write_residual,
                 panicked,
@@ -1037,6 +1118,7 @@ async fn full_feature(
     nexus: Option<Arc<ItNexus>>,
     loss: Option<Arc<NexusLoss>>,
     budget_hold: Option<vds_iscsi::conn::BudgetHold>,
+    stats: Arc<SessionStats>,
     ctl_rx: &mut mpsc::UnboundedReceiver<ConnCtl>,
 ) {
     let Ok(mut stream) = rd.reunite(wr) else {
@@ -1081,6 +1163,7 @@ async fn full_feature(
         executing: 0,
         draining: false,
         killed: false,
+        stats,
         tx_limit,
         backlog: false,
         stalled_since: None,
@@ -1172,6 +1255,11 @@ async fn full_feature(
             Input::Writable => {}
             Input::Done(c) => {
                 st.executing -= 1;
+                st.stats.command(
+                    c.outcome.status as u8,
+                    c.data.len().min(c.read_limit),
+                    c.data_out.len(),
+                );
                 if c.panicked {
                     st.draining = true;
                 }
@@ -1238,6 +1326,16 @@ async fn full_feature(
     })
     .await;
     let _ = stream.shutdown().await;
+}
+
+/// The Data-In bytes a command answered with `len` bytes sends: what the initiator asked for
+/// at most (`Connection::complete_owned` truncates the rest).
+fn sent_in(cmd: &vds_iscsi::conn::Command, len: usize) -> usize {
+    if cmd.read {
+        len.min(cmd.expected_in_len as usize)
+    } else {
+        0
+    }
 }
 
 /// TARGET COLD RESET ends every other session of the target too.

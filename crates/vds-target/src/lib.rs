@@ -310,6 +310,10 @@ impl DataPlane for DataPath {
     fn initiators(&self, target: Uuid) -> Vec<String> {
         self.inner.sessions.lock().initiators(target)
     }
+
+    fn sessions_snapshot(&self) -> Vec<vds_dataplane::SessionSnapshot> {
+        self.inner.sessions.lock().snapshot()
+    }
 }
 
 /// Clears IPV6_V6ONLY on an IPv6 socket that is not yet bound.

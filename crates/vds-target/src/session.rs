@@ -1,10 +1,15 @@
 //! The session table: TSIH allocation, lookup by (initiator name, ISID, target) for session
-//! reinstatement, per-target session counts, and the connected-initiators query.
+//! reinstatement, per-target session counts, the connected-initiators query and the live
+//! sessions' snapshot (`DataPlane::sessions_snapshot`), with each session's counters.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use tokio::sync::mpsc;
 use uuid::Uuid;
+use vds_dataplane::{ConnectionSnapshot, SessionCounters, SessionSnapshot};
 
 use crate::ConnCtl;
 
@@ -16,6 +21,64 @@ pub(crate) struct SessionEntry {
     pub portal: Uuid,
     pub conn_id: u64,
     pub ctl: mpsc::UnboundedSender<ConnCtl>,
+    /// What the snapshot reports besides the fields above, fixed at login.
+    pub info: SessionDetail,
+    /// Written by the connection's task, read by the snapshot.
+    pub stats: Arc<SessionStats>,
+}
+
+/// The parts of a session's snapshot settled at login.
+pub(crate) struct SessionDetail {
+    pub target_iqn: String,
+    pub initiator_alias: Option<String>,
+    pub portal_group_tag: u16,
+    pub target_port_group: u16,
+    pub login_time: SystemTime,
+    pub connection: ConnectionSnapshot,
+}
+
+/// A session's counters (BEHAVIOUR.md §14 "Sessions"). Only its connection's task writes them,
+/// with a Relaxed load and store (no read-modify-write, no lock: on x86 a plain add to a line
+/// that stays in that core's cache); the snapshot reads them Relaxed. One writer makes each
+/// counter exact.
+#[derive(Debug, Default)]
+pub(crate) struct SessionStats {
+    commands: AtomicU64,
+    bytes_read: AtomicU64,
+    bytes_written: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// SCSI status CHECK CONDITION.
+const CHECK_CONDITION: u8 = 0x02;
+
+/// Adds `n` to a counter only one thread writes.
+fn bump(c: &AtomicU64, n: u64) {
+    if n != 0 {
+        c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+}
+
+impl SessionStats {
+    /// One command answered with `status`, having sent `read` Data-In bytes and received
+    /// `written` Data-Out bytes. Called by the owning connection's task only.
+    pub fn command(&self, status: u8, read: usize, written: usize) {
+        bump(&self.commands, 1);
+        bump(&self.bytes_read, read as u64);
+        bump(&self.bytes_written, written as u64);
+        if status == CHECK_CONDITION {
+            bump(&self.errors, 1);
+        }
+    }
+
+    pub fn snapshot(&self) -> SessionCounters {
+        SessionCounters {
+            commands: self.commands.load(Ordering::Relaxed),
+            bytes_read: self.bytes_read.load(Ordering::Relaxed),
+            bytes_written: self.bytes_written.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// A session as [`crate::DataPath::sessions`] reports it.
@@ -100,6 +163,29 @@ impl SessionTable {
                 isid: e.isid,
                 target: e.target,
                 portal: e.portal,
+            })
+            .collect();
+        v.sort_by_key(|s| s.tsih);
+        v
+    }
+
+    /// Every session as `GET /v1/sessions` shows it, by TSIH.
+    pub fn snapshot(&self) -> Vec<SessionSnapshot> {
+        let mut v: Vec<SessionSnapshot> = self
+            .by_tsih
+            .iter()
+            .map(|(t, e)| SessionSnapshot {
+                target: e.target,
+                target_iqn: e.info.target_iqn.clone(),
+                initiator: e.initiator.clone(),
+                initiator_alias: e.info.initiator_alias.clone(),
+                isid: e.isid,
+                tsih: *t,
+                portal_group_tag: e.info.portal_group_tag,
+                target_port_group: e.info.target_port_group,
+                login_time: e.info.login_time,
+                connections: vec![e.info.connection.clone()],
+                counters: e.stats.snapshot(),
             })
             .collect();
         v.sort_by_key(|s| s.tsih);

@@ -143,6 +143,11 @@ impl Initiator {
         Ok(ini)
     }
 
+    /// The initiator's end of the connection (the target's peer address).
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.stream.local_addr()?)
+    }
+
     /// A fresh initiator task tag.
     pub fn next_itt(&mut self) -> u32 {
         let i = self.itt;

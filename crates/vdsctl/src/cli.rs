@@ -82,6 +82,11 @@ pub enum Noun {
         #[command(subcommand)]
         verb: PathVerb,
     },
+    /// Logged-in iSCSI sessions.
+    Session {
+        #[command(subcommand)]
+        verb: SessionVerb,
+    },
     /// Jobs (asynchronous operations).
     Job {
         #[command(subcommand)]
@@ -207,12 +212,25 @@ fn size_arg(s: &str) -> Result<u64, String> {
     parse_size(s)
 }
 
+/// Session verbs.
+#[derive(Debug, Subcommand)]
+pub enum SessionVerb {
+    /// List the logged-in sessions (of one target with --target): initiator, ISID, TSIH,
+    /// connections with their negotiated keys, and command and byte counters.
+    List {
+        #[arg(long)]
+        target: Option<String>,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum LunVerb {
     /// List LUNs.
     List(SubsystemOpt),
     /// Show a LUN.
     Show { lun: String },
+    /// The paths through which the LUN is reached now (IVdsLunMpio::GetPathInfo).
+    Paths { lun: String },
     /// Create a LUN (a job).
     Create(LunCreate),
     /// Delete a LUN.

@@ -452,6 +452,7 @@ impl Ctx {
             Noun::Target { verb } => self.target(verb),
             Noun::PortalGroup { verb } => self.portal_group(verb),
             Noun::Portal { verb } => self.portal(verb),
+            Noun::Session { verb } => self.session(verb),
             Noun::Job { verb } => self.job(verb),
             Noun::Maintenance(m) => self.maintenance(m),
             Noun::Events => {
@@ -579,8 +580,27 @@ impl Ctx {
         Ok(())
     }
 
+    fn session(&self, verb: SessionVerb) -> Result<(), CliError> {
+        let SessionVerb::List { target } = verb;
+        let path = match target {
+            Some(t) => format!("/v1/targets/{}/sessions", self.target_id(&t)?),
+            None => "/v1/sessions".to_string(),
+        };
+        let r = self.get(&path)?;
+        let items = as_array(r.json()?, "sessions")?;
+        self.show_list(Kind::Session, &items, Some(&r.body));
+        Ok(())
+    }
+
     fn lun(&self, verb: LunVerb) -> Result<(), CliError> {
         match verb {
+            LunVerb::Paths { lun } => {
+                let id = self.lun_id(&lun)?;
+                let r = self.get(&format!("/v1/luns/{id}/paths"))?;
+                let items = as_array(r.json()?, "paths")?;
+                self.show_list(Kind::Path, &items, Some(&r.body));
+                Ok(())
+            }
             LunVerb::List(o) => {
                 let (items, raw) = self.children(o.subsystem.as_deref(), "luns")?;
                 self.show_list(Kind::Lun, &items, raw.as_deref());

@@ -17,6 +17,10 @@ pub enum Kind {
     Target,
     PortalGroup,
     Portal,
+    /// A live session (`GET /v1/sessions`).
+    Session,
+    /// A path to a LUN (`GET /v1/luns/{id}/paths`).
+    Path,
 }
 
 type Column = (&'static str, fn(&Value) -> String);
@@ -94,7 +98,70 @@ fn columns(kind: Kind) -> Vec<Column> {
             ("STATUS", |v| field(v, "status")),
             ("ADVERTISE", |v| field(v, "advertise")),
         ],
+        Kind::Session => vec![
+            ("TSIH", |v| field(v, "tsih")),
+            ("TARGET", |v| field(v, "target_iqn")),
+            ("INITIATOR", |v| field(v, "initiator")),
+            ("ISID", |v| field(v, "isid")),
+            ("PEER", |v| lead(v, "peer_address")),
+            ("DIGESTS", digests),
+            ("COMMANDS", |v| counter(v, "commands")),
+            ("READ", |v| counter_size(v, "bytes_read")),
+            ("WRITTEN", |v| counter_size(v, "bytes_written")),
+            ("ERRORS", |v| counter(v, "errors")),
+        ],
+        Kind::Path => vec![
+            ("PATH ID", |v| {
+                v.pointer("/id/path_id")
+                    .map(scalar)
+                    .unwrap_or_else(|| "-".into())
+            }),
+            ("STATUS", |v| field(v, "status")),
+            ("INITIATOR", |v| field(v, "initiator")),
+            ("ADDRESS", |v| {
+                let a = field(v, "initiator_address");
+                let p = field(v, "initiator_port");
+                if a.contains(':') {
+                    format!("[{a}]:{p}")
+                } else {
+                    format!("{a}:{p}")
+                }
+            }),
+            ("PORTAL", |v| field(v, "target_portal")),
+            ("CONTROLLER", |v| field(v, "controller")),
+        ],
     }
+}
+
+/// A field of a session's leading connection.
+fn lead(v: &Value, key: &str) -> String {
+    v.pointer(&format!("/connections/0/{key}"))
+        .map(scalar)
+        .unwrap_or_else(|| "-".into())
+}
+
+/// A session's `HeaderDigest/DataDigest` (`CRC32C/None`, ...).
+fn digests(v: &Value) -> String {
+    format!(
+        "{}/{}",
+        lead(v, "keys/header_digest"),
+        lead(v, "keys/data_digest")
+    )
+}
+
+/// A counter of a session.
+fn counter(v: &Value, key: &str) -> String {
+    v.pointer(&format!("/counters/{key}"))
+        .map(scalar)
+        .unwrap_or_else(|| "-".into())
+}
+
+/// A byte counter of a session, with units.
+fn counter_size(v: &Value, key: &str) -> String {
+    v.pointer(&format!("/counters/{key}"))
+        .and_then(Value::as_u64)
+        .map(format_size)
+        .unwrap_or_else(|| "-".into())
 }
 
 /// `ADDR:PORT`, with brackets around an IPv6 address.
@@ -308,6 +375,34 @@ mod tests {
              1   a-long-name  online\n\
              22  b            offline\n"
         );
+    }
+
+    #[test]
+    fn session_table_shows_the_leading_connection_and_counters() {
+        let s = json!([{"tsih": 3, "target_iqn": "iqn.t", "initiator": "iqn.i",
+            "isid": "400001370000",
+            "connections": [{"peer_address": "127.0.0.1:5000",
+                             "keys": {"header_digest": "CRC32C", "data_digest": "None"}}],
+            "counters": {"commands": 7, "bytes_read": 4096, "bytes_written": 1048576,
+                         "errors": 1}}]);
+        let t = list(Kind::Session, s.as_array().unwrap());
+        let row = t.lines().nth(1).unwrap();
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(
+            cells[..6],
+            [
+                "3",
+                "iqn.t",
+                "iqn.i",
+                "400001370000",
+                "127.0.0.1:5000",
+                "CRC32C/None"
+            ]
+        );
+        assert_eq!(cells[6], "7");
+        assert!(row.contains(&format_size(4096)), "{row}");
+        assert!(row.contains(&format_size(1048576)), "{row}");
+        assert!(row.ends_with(" 1"), "{row}");
     }
 
     #[test]

@@ -32,6 +32,9 @@ impl DataPlane for TestPlane {
     fn initiators(&self, _target: Uuid) -> Vec<String> {
         Vec::new()
     }
+    fn sessions_snapshot(&self) -> Vec<vds_dataplane::SessionSnapshot> {
+        Vec::new()
+    }
 }
 
 /// Nothing listens here: the "API unreachable" case.

@@ -8,8 +8,9 @@
 //! faults, targets, recover), `lun_resize` (extend/shrink), `target` (with its secrets),
 //! `portal_group`, `portal`, `path` (subsystem/controller/drive SetStatus and
 //! SetControllerStatus), `subsystem` (rename, interconnects, version support), `cache`
-//! (Reenumerate/Refresh and the re-read/re-probe of LUN storage), `read` (every Get and List)
-//! and `data_path` (what logical units report). This module dispatches and holds the checks
+//! (Reenumerate/Refresh and the re-read/re-probe of LUN storage), `read` (every Get and List),
+//! `sessions` (the live sessions and a LUN's paths, from the data path) and `data_path` (what
+//! logical units report). This module dispatches and holds the checks
 //! they share. A new object kind adds its module here, its arms to `dispatch`, and its
 //! changes as `Change`s.
 
@@ -35,6 +36,7 @@ mod path;
 mod portal;
 mod portal_group;
 mod read;
+mod sessions;
 mod subsystem;
 mod target;
 
@@ -245,6 +247,8 @@ impl Provider {
                 self.set_secret(id, SecretKind::Mutual, Some(initiator_name), secret)
             }
             Command::GetConnectedInitiators { id } => self.connected_initiators(id),
+            Command::ListSessions { target } => self.list_sessions(target),
+            Command::GetLunPaths { id } => self.lun_paths(id),
             Command::ListPortalGroups { target } => self.list_portal_groups(target),
             Command::GetPortalGroup { id } => self.get(ObjectKind::PortalGroup, id),
             Command::CreatePortalGroup { target } => self.create_portal_group(target),

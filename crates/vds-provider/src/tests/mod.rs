@@ -31,6 +31,8 @@ pub(crate) struct TestPlane {
     pub listeners: Mutex<HashMap<Uuid, TcpListener>>,
     pub views: Mutex<Vec<Arc<DataView>>>,
     pub unbinds: Mutex<Vec<(Uuid, Duration)>>,
+    /// What `sessions_snapshot` answers (set by a test).
+    pub sessions: Mutex<Vec<vds_dataplane::SessionSnapshot>>,
 }
 
 impl TestPlane {
@@ -65,6 +67,10 @@ impl DataPlane for TestPlane {
 
     fn initiators(&self, _target: Uuid) -> Vec<String> {
         vec!["iqn.2001-04.com.example:host".into()]
+    }
+
+    fn sessions_snapshot(&self) -> Vec<vds_dataplane::SessionSnapshot> {
+        self.sessions.lock().clone()
     }
 }
 
