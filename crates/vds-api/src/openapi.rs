@@ -33,6 +33,7 @@ use crate::wire::*;
         list_drives, get_drive, set_drive_status,
         list_luns, list_all_luns, create_lun, get_lun, delete_lun, patch_lun, set_lun_status,
         extend_lun, shrink_lun, recover_lun, set_lun_faults, set_lun_targets,
+        get_lun_identification, get_lun_hints, set_lun_hints,
         list_targets, create_target, get_target, delete_target, patch_target,
         set_shared_secret, remember_initiator_secret, get_initiators,
         list_portal_groups, create_portal_group, get_portal_group, delete_portal_group,
@@ -49,6 +50,8 @@ use crate::wire::*;
         BytesBody, FaultsBody, TargetsBody, CreateTargetBody, PatchTargetBody, SharedSecretBody,
         InitiatorSecretBody, AddPortalBody, CreatePortalBody, PatchPortalBody,
         PatchSubsystemBody, ControllerStatusBody, FlagsJson,
+        IdentificationJson, InterconnectJson, InterconnectPortJson, StorageIdentifierJson,
+        HintsBody, HintsJson, NotAppliedJson,
     )),
     tags(
         (name = "provider"), (name = "subsystem"), (name = "controller"), (name = "drive"),

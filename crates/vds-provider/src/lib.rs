@@ -29,7 +29,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use command::{BackingSpec, Command, CreateLunArgs, Outcome, SecretBytes, VdsError};
+pub use command::{
+    AppliedHints, BackingSpec, Command, CreateLunArgs, HintsRequest, NotApplied, Outcome,
+    SecretBytes, VdsError,
+};
 pub use events::{Clock, Event, SystemClock};
 pub use hooks::DataPathMsg;
 
