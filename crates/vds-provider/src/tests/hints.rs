@@ -231,7 +231,7 @@ fn mode_select_of_wce_is_the_write_caching_hint() {
         vec![(ObjectKind::Lun, EventKind::Modify, id)]
     );
     assert_eq!(
-        f.lun(id).flags & vds_model::LunFlag::WriteCacheEnabled.value() as u32,
+        f.lun(id).flags & vds_model::LunFlag::WriteCacheEnabled.value(),
         0
     );
     f.restart();
