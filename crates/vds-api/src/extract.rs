@@ -245,6 +245,11 @@ impl Query {
         }
     }
 
+    /// A text parameter, as given (percent-decoded).
+    pub fn take(&mut self, name: &str) -> Option<String> {
+        self.0.remove(name)
+    }
+
     /// Fails on any parameter not taken.
     pub fn finish(self) -> Result<(), ApiError> {
         match self.0.keys().next() {

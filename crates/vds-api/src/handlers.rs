@@ -81,6 +81,8 @@ fn outcome_bytes(o: &Outcome) -> Option<Vec<u8>> {
         Outcome::Drive(d) => to_bytes(&DriveJson::from(d)),
         Outcome::Luns(v) => list::<_, LunJson>(v),
         Outcome::Lun(l) => to_bytes(&LunJson::from(l.as_ref())),
+        Outcome::Identification(i) => to_bytes(&IdentificationJson::from(i.as_ref())),
+        Outcome::Hints(h) => to_bytes(&HintsJson::from(h.as_ref())),
         Outcome::Targets(v) => list::<_, TargetJson>(v),
         Outcome::Target(t) => to_bytes(&TargetJson::from(t)),
         Outcome::PortalGroups(v) => list::<_, PortalGroupJson>(v),
@@ -516,10 +518,49 @@ pub async fn list_luns(State(s): State<AppState>, p: PathParams) -> ApiResult {
 }
 
 #[utoipa::path(get, path = "/v1/luns", tag = "lun",
-    description = "Every LUN of every subsystem.",
+    description = "Every LUN of every subsystem, or those that carry a designator (BEHAVIOUR.md §14).",
+    params(("identifier" = Option<String>, Query,
+            description = "NAA hex (with or without naa.), T10 vendor id (with or without t10.) or serial number; case-insensitive")),
     responses((status = 200, body = Vec<LunJson>), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
-pub async fn list_all_luns(State(s): State<AppState>) -> ApiResult {
-    s.call(Command::ListLuns { subsystem: None }).await
+pub async fn list_all_luns(State(s): State<AppState>, mut q: Query) -> ApiResult {
+    let identifier = q.take("identifier");
+    q.finish()?;
+    match identifier {
+        Some(identifier) => s.call(Command::FindLuns { identifier }).await,
+        None => s.call(Command::ListLuns { subsystem: None }).await,
+    }
+}
+
+#[utoipa::path(get, path = "/v1/luns/{id}/identification", tag = "lun",
+    description = "IVdsLun::GetIdentificationData: VDS_LUN_INFORMATION from the code that answers INQUIRY and VPD 80/83.",
+    params(("id" = Uuid, Path, description = "LUN id")),
+    responses((status = 200, body = IdentificationJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn get_lun_identification(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.by_id(&p, |id| Command::GetLunIdentification { id }).await
+}
+
+#[utoipa::path(get, path = "/v1/luns/{id}/hints", tag = "lun",
+    description = "IVdsLun2::QueryHints2.",
+    params(("id" = Uuid, Path, description = "LUN id")),
+    responses((status = 200, body = HintsJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn get_lun_hints(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.by_id(&p, |id| Command::GetLunHints { id }).await
+}
+
+#[utoipa::path(put, path = "/v1/luns/{id}/hints", tag = "lun",
+    description = "IVdsLun2::ApplyHints2: the members given are applied; the answer is the LUN's hints with the mask of those applied and the ones not applied.",
+    params(("id" = Uuid, Path, description = "LUN id")), request_body = HintsBody,
+    responses((status = 200, body = HintsJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn set_lun_hints(
+    State(s): State<AppState>,
+    p: PathParams,
+    body: JsonArg<HintsBody>,
+) -> ApiResult {
+    s.with_body(&p, body, get::lun, |id, b| Command::SetLunHints {
+        id,
+        hints: b.into(),
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/v1/subsystems/{id}/luns", tag = "lun",
@@ -553,6 +594,7 @@ pub async fn create_lun(
                 wipe: k.wipe,
             }),
             read_only: b.read_only,
+            hints: b.hints.map(Into::into),
         })
     };
     s.job_with_body(&p, q, body, get::subsystem, cmd, true)

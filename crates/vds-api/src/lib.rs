@@ -172,6 +172,8 @@ pub fn router_with_metrics(
         .route("/v1/luns/{id}/recover", post(recover_lun))
         .route("/v1/luns/{id}/faults", put(set_lun_faults))
         .route("/v1/luns/{id}/targets", put(set_lun_targets))
+        .route("/v1/luns/{id}/identification", get(get_lun_identification))
+        .route("/v1/luns/{id}/hints", get(get_lun_hints).put(set_lun_hints))
         .route(
             "/v1/targets/{id}",
             get(get_target).delete(delete_target).patch(patch_target),

@@ -35,6 +35,7 @@ use crate::wire::*;
         subsystem_maintenance, controller_maintenance, drive_maintenance, lun_maintenance,
         list_luns, list_all_luns, create_lun, get_lun, delete_lun, patch_lun, set_lun_status,
         extend_lun, shrink_lun, recover_lun, set_lun_faults, set_lun_targets,
+        get_lun_identification, get_lun_hints, set_lun_hints,
         list_targets, create_target, get_target, delete_target, patch_target,
         set_shared_secret, remember_initiator_secret, get_initiators, list_target_sessions,
         list_sessions, get_lun_paths,
@@ -53,6 +54,8 @@ use crate::wire::*;
         InitiatorSecretBody, AddPortalBody, CreatePortalBody, PatchPortalBody,
         PatchSubsystemBody, ControllerStatusBody, FlagsJson, MaintenanceBody, MaintenanceActionArg,
         SessionJson, ConnectionJson, KeysJson, CountersJson, PathJson, PathIdJson,
+        IdentificationJson, InterconnectJson, InterconnectPortJson, StorageIdentifierJson,
+        HintsBody, HintsJson, NotAppliedJson,
     )),
     tags(
         (name = "provider"), (name = "subsystem"), (name = "controller"), (name = "drive"),

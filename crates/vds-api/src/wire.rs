@@ -59,7 +59,8 @@ vds_enum_arg!(
     ControllerStatus,
     DriveStatus,
     LunType,
-    MaintenanceOperation
+    MaintenanceOperation,
+    vds_model::StorageBusType
 );
 
 /// An enumerated request field, parsed to its member: unknown names and numbers outside the
@@ -312,6 +313,8 @@ pub struct CreateLunBody {
     /// Extension: create the LUN read-only (default false). Hosts see it write-protected and
     /// every write fails with DATA PROTECT / WRITE PROTECTED (07/27/00).
     pub read_only: Option<bool>,
+    /// `IVdsSubSystem2::CreateLun2`: hints applied from the start (as `PUT .../hints`).
+    pub hints: Option<HintsBody>,
 }
 
 /// `PATCH /v1/luns/{id}`.
@@ -963,5 +966,313 @@ mod tests {
             serde_json::from_value::<CreateLunBody>(json!({"size_bytes": 1, "frendly_name": "x"}))
                 .unwrap_err();
         assert!(e.to_string().contains("frendly_name"));
+    }
+}
+
+// ---- identification and hints (BEHAVIOUR.md §14 rules 7 and 8) --------------------------------
+
+/// One designator (`VDS_STORAGE_IDENTIFIER`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StorageIdentifierJson {
+    /// `binary`, `ascii` or `utf8`.
+    pub code_set: &'static str,
+    /// `VDS_STORAGE_IDENTIFIER_TYPE` short name (`fcphname` is the NAA designator).
+    #[serde(rename = "type")]
+    pub id_type: &'static str,
+    /// `logical_unit`, `target_port` or `target_device`.
+    pub association: &'static str,
+    /// The designator bytes in lower-case hex.
+    pub bytes: String,
+    /// ASCII and UTF-8 designators as text (trailing NULs cut), binary ones as hex.
+    pub text: String,
+}
+
+impl From<&vds_model::StorageIdentifier> for StorageIdentifierJson {
+    fn from(s: &vds_model::StorageIdentifier) -> Self {
+        let text = match s.code_set {
+            vds_model::StorageIdentifierCodeSet::Ascii
+            | vds_model::StorageIdentifierCodeSet::Utf8 => String::from_utf8_lossy(&s.bytes)
+                .trim_end_matches('\0')
+                .to_string(),
+            _ => hex(&s.bytes),
+        };
+        StorageIdentifierJson {
+            code_set: s.code_set.short_name(),
+            id_type: s.id_type.short_name(),
+            association: match s.association {
+                0 => "logical_unit",
+                1 => "target_port",
+                _ => "target_device",
+            },
+            bytes: hex(&s.bytes),
+            text,
+        }
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A target port behind a portal, with the designators VPD 83 adds for it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct InterconnectPortJson {
+    pub target: Uuid,
+    /// `"<iqn>,t,0x<tag>"`.
+    pub name: String,
+    pub relative_target_port: u16,
+    pub identifiers: Vec<StorageIdentifierJson>,
+}
+
+/// One portal serving the LUN (`VDS_INTERCONNECT`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct InterconnectJson {
+    pub portal: Uuid,
+    /// `VDS_INTERCONNECT_ADDRESS_TYPE`: `unknown` (none of its members is an IP address).
+    pub address_type: &'static str,
+    /// `ip:port`.
+    pub address: String,
+    pub ports: Vec<InterconnectPortJson>,
+}
+
+/// `VDS_LUN_INFORMATION` (`GET /v1/luns/{id}/identification`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct IdentificationJson {
+    pub version: u32,
+    /// SCSI peripheral device type: 0, direct access.
+    pub device_type: u8,
+    pub device_type_modifier: u8,
+    pub command_queueing: bool,
+    pub bus_type: &'static str,
+    pub vendor_id: String,
+    pub product_id: String,
+    pub product_revision: String,
+    pub serial_number: String,
+    /// The GUID `m_diskSignature`: the MBR signature in its first 4 bytes, or the GPT disk
+    /// GUID, or all zero.
+    pub disk_signature: Uuid,
+    /// `none`, `mbr` or `gpt`.
+    pub disk_signature_kind: &'static str,
+    /// The MBR signature as 8 hex digits, when there is one.
+    pub mbr_signature: Option<String>,
+    pub identifiers: Vec<StorageIdentifierJson>,
+    pub interconnects: Vec<InterconnectJson>,
+}
+
+impl From<&vds_model::LunInformation> for IdentificationJson {
+    fn from(i: &vds_model::LunInformation) -> Self {
+        use vds_model::DiskSignature;
+        let ids = |v: &[vds_model::StorageIdentifier]| v.iter().map(Into::into).collect();
+        IdentificationJson {
+            version: i.version,
+            device_type: i.device_type,
+            device_type_modifier: i.device_type_modifier,
+            command_queueing: i.command_queueing,
+            bus_type: i.bus_type.short_name(),
+            vendor_id: i.vendor.clone(),
+            product_id: i.product.clone(),
+            product_revision: i.revision.clone(),
+            serial_number: i.serial_number.clone(),
+            disk_signature: i.disk_signature.guid(),
+            disk_signature_kind: match i.disk_signature {
+                DiskSignature::None => "none",
+                DiskSignature::Mbr(_) => "mbr",
+                DiskSignature::Gpt(_) => "gpt",
+            },
+            mbr_signature: match i.disk_signature {
+                DiskSignature::Mbr(s) => Some(format!("{s:08x}")),
+                _ => None,
+            },
+            identifiers: ids(&i.identifiers),
+            interconnects: i
+                .interconnects
+                .iter()
+                .map(|c| InterconnectJson {
+                    portal: c.portal,
+                    address_type: c.address_type.short_name(),
+                    address: c.address.clone(),
+                    ports: c
+                        .ports
+                        .iter()
+                        .map(|p| InterconnectPortJson {
+                            target: p.target,
+                            name: p.name.clone(),
+                            relative_target_port: p.relative_target_port,
+                            identifiers: ids(&p.identifiers),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `PUT /v1/luns/{id}/hints` and `"hints"` in a LUN create body: `VDS_HINTS2` members in
+/// snake_case; the members present make the hint mask (`hint_mask` itself is not accepted).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HintsBody {
+    pub write_caching_enabled: Option<bool>,
+    pub write_through_caching_enabled: Option<bool>,
+    pub read_back_verify_enabled: Option<bool>,
+    /// Bytes, a multiple of the block size, at most 32 MiB.
+    pub optimal_read_size: Option<u64>,
+    /// Bytes, a multiple of the block size, at most 65535 blocks.
+    pub optimal_read_alignment: Option<u64>,
+    pub optimal_write_size: Option<u64>,
+    pub optimal_write_alignment: Option<u64>,
+    /// 0 to 15.
+    pub rebuild_priority: Option<i64>,
+    pub fast_crash_recovery_required: Option<bool>,
+    // Members vds never applies (answered in `not_applied` unless they ask what vds does).
+    pub expected_maximum_size: Option<u64>,
+    pub maximum_drive_count: Option<u64>,
+    pub stripe_size: Option<u64>,
+    pub mostly_reads: Option<bool>,
+    pub optimize_for_sequential_reads: Option<bool>,
+    pub optimize_for_sequential_writes: Option<bool>,
+    pub remap_enabled: Option<bool>,
+    pub hardware_checksum_enabled: Option<bool>,
+    pub is_yankable: Option<bool>,
+    pub allocate_hot_spare: Option<bool>,
+    pub use_mirrored_cache: Option<bool>,
+    pub read_caching_enabled: Option<bool>,
+    pub media_scan_enabled: Option<bool>,
+    pub consistency_check_enabled: Option<bool>,
+    #[schema(value_type = Option<EnumValue>)]
+    pub bus_type: Option<EnumArg<vds_model::StorageBusType>>,
+}
+
+impl From<HintsBody> for vds_provider::HintsRequest {
+    fn from(b: HintsBody) -> Self {
+        let mut other = Vec::new();
+        let mut num = |name: &str, v: Option<u64>| {
+            if let Some(v) = v {
+                other.push((name.to_string(), v.to_string()));
+            }
+        };
+        num("expected_maximum_size", b.expected_maximum_size);
+        num("maximum_drive_count", b.maximum_drive_count);
+        num("stripe_size", b.stripe_size);
+        for (name, v) in [
+            ("mostly_reads", b.mostly_reads),
+            (
+                "optimize_for_sequential_reads",
+                b.optimize_for_sequential_reads,
+            ),
+            (
+                "optimize_for_sequential_writes",
+                b.optimize_for_sequential_writes,
+            ),
+            ("remap_enabled", b.remap_enabled),
+            ("hardware_checksum_enabled", b.hardware_checksum_enabled),
+            ("is_yankable", b.is_yankable),
+            ("allocate_hot_spare", b.allocate_hot_spare),
+            ("use_mirrored_cache", b.use_mirrored_cache),
+            ("read_caching_enabled", b.read_caching_enabled),
+            ("media_scan_enabled", b.media_scan_enabled),
+            ("consistency_check_enabled", b.consistency_check_enabled),
+        ] {
+            if let Some(v) = v {
+                other.push((name.to_string(), v.to_string()));
+            }
+        }
+        if let Some(t) = b.bus_type {
+            other.push(("bus_type".into(), t.0.short_name().to_string()));
+        }
+        vds_provider::HintsRequest {
+            write_caching_enabled: b.write_caching_enabled,
+            write_through_caching_enabled: b.write_through_caching_enabled,
+            read_back_verify_enabled: b.read_back_verify_enabled,
+            optimal_read_size: b.optimal_read_size,
+            optimal_read_alignment: b.optimal_read_alignment,
+            optimal_write_size: b.optimal_write_size,
+            optimal_write_alignment: b.optimal_write_alignment,
+            rebuild_priority: b.rebuild_priority,
+            fast_crash_recovery_required: b.fast_crash_recovery_required,
+            other,
+        }
+    }
+}
+
+/// A requested hint that was not applied.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct NotAppliedJson {
+    pub field: &'static str,
+    pub reason: &'static str,
+}
+
+/// `VDS_HINTS2` of a LUN (`GET`/`PUT /v1/luns/{id}/hints`): every member as it is for the LUN
+/// (those vds never applies at the value vds always has), the hint mask (GET: every member
+/// vds applies; PUT: the members of the request that are in effect as asked), and the
+/// requested members not applied.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HintsJson {
+    pub hint_mask: u64,
+    pub write_caching_enabled: bool,
+    pub write_through_caching_enabled: bool,
+    pub read_back_verify_enabled: bool,
+    pub optimal_read_size: u32,
+    pub optimal_read_alignment: u32,
+    pub optimal_write_size: u32,
+    pub optimal_write_alignment: u32,
+    pub rebuild_priority: i16,
+    pub fast_crash_recovery_required: bool,
+    pub expected_maximum_size: u64,
+    pub maximum_drive_count: u32,
+    pub stripe_size: u32,
+    pub mostly_reads: bool,
+    pub optimize_for_sequential_reads: bool,
+    pub optimize_for_sequential_writes: bool,
+    pub remap_enabled: bool,
+    pub hardware_checksum_enabled: bool,
+    pub is_yankable: bool,
+    pub allocate_hot_spare: bool,
+    pub use_mirrored_cache: bool,
+    pub read_caching_enabled: bool,
+    pub media_scan_enabled: bool,
+    pub consistency_check_enabled: bool,
+    pub bus_type: &'static str,
+    pub not_applied: Vec<NotAppliedJson>,
+}
+
+impl From<&vds_provider::AppliedHints> for HintsJson {
+    fn from(a: &vds_provider::AppliedHints) -> Self {
+        let h = &a.hints;
+        HintsJson {
+            hint_mask: a.mask,
+            write_caching_enabled: h.write_caching_enabled,
+            write_through_caching_enabled: h.write_through_caching_enabled,
+            read_back_verify_enabled: h.read_back_verify_enabled,
+            optimal_read_size: h.optimal_read_size,
+            optimal_read_alignment: h.optimal_read_alignment,
+            optimal_write_size: h.optimal_write_size,
+            optimal_write_alignment: h.optimal_write_alignment,
+            rebuild_priority: h.rebuild_priority,
+            fast_crash_recovery_required: h.fast_crash_recovery_required,
+            expected_maximum_size: 0,
+            maximum_drive_count: 0,
+            stripe_size: 0,
+            mostly_reads: false,
+            optimize_for_sequential_reads: false,
+            optimize_for_sequential_writes: false,
+            remap_enabled: false,
+            hardware_checksum_enabled: false,
+            is_yankable: false,
+            allocate_hot_spare: false,
+            use_mirrored_cache: false,
+            read_caching_enabled: true,
+            media_scan_enabled: false,
+            consistency_check_enabled: false,
+            bus_type: vds_model::StorageBusType::Iscsi.short_name(),
+            not_applied: a
+                .not_applied
+                .iter()
+                .map(|n| NotAppliedJson {
+                    field: n.field,
+                    reason: n.reason,
+                })
+                .collect(),
+        }
     }
 }

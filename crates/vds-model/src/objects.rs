@@ -612,4 +612,251 @@ pub struct PathInfo {
     /// `failed` (portal or controller not ONLINE), `standby` (ALUA Standby or Unavailable
     /// through the session's target port group), else `online`.
     pub status: PathStatus,
+
+/// The hints of a LUN that vds applies (`VDS_HINTS2`, BEHAVIOUR.md §14 rule 8), as stored.
+/// The other `VDS_HINTS2` members are never applied (see [`HINTS_NOT_APPLIED`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LunHints {
+    /// The write-back cache: the WCE bit of the caching mode page (`VDS_LF_WRITE_CACHE_ENABLED`).
+    pub write_caching_enabled: bool,
+    /// Every write is durable before GOOD, as with FUA (`VDS_LF_WRITE_THROUGH_CACHING_ENABLED`).
+    pub write_through_caching_enabled: bool,
+    /// Every write is read back and compared (`VDS_LF_READ_BACK_VERIFY_ENABLED`).
+    pub read_back_verify_enabled: bool,
+    /// Optimal read size in bytes (0: none given); reported in VPD B0.
+    pub optimal_read_size: u32,
+    /// Optimal read alignment in bytes (0: none given).
+    pub optimal_read_alignment: u32,
+    /// Optimal write size in bytes (0: none given).
+    pub optimal_write_size: u32,
+    /// Optimal write alignment in bytes (0: none given).
+    pub optimal_write_alignment: u32,
+    /// Resynchronisation priority, 0 (lowest) to 15 (the LUN's `rebuild_priority`).
+    pub rebuild_priority: i16,
+    /// Mirrors keep a write-intent bitmap (used by fault-tolerant LUNs).
+    pub fast_crash_recovery_required: bool,
+}
+
+impl Default for LunHints {
+    /// What a LUN has unless asked otherwise: write-back cache on, nothing else.
+    fn default() -> Self {
+        LunHints {
+            write_caching_enabled: true,
+            write_through_caching_enabled: false,
+            read_back_verify_enabled: false,
+            optimal_read_size: 0,
+            optimal_read_alignment: 0,
+            optimal_write_size: 0,
+            optimal_write_alignment: 0,
+            rebuild_priority: 0,
+            fast_crash_recovery_required: false,
+        }
+    }
+}
+
+impl LunHints {
+    /// The `VDS_LUN_FLAG` bits these hints set (the read cache is always on).
+    pub fn lun_flags(&self) -> u32 {
+        let mut f = vec![crate::LunFlag::ReadCacheEnabled];
+        if self.write_caching_enabled {
+            f.push(crate::LunFlag::WriteCacheEnabled);
+        }
+        if self.write_through_caching_enabled {
+            f.push(crate::LunFlag::WriteThroughCachingEnabled);
+        }
+        if self.read_back_verify_enabled {
+            f.push(crate::LunFlag::ReadBackVerifyEnabled);
+        }
+        crate::LunFlag::bits(&f)
+    }
+}
+
+/// `VDS_HINT_*` bits of `ullHintMask`.
+pub mod hint_mask {
+    pub const FAST_CRASH_RECOVERY_REQUIRED: u64 = 0x0001;
+    pub const MOSTLY_READS: u64 = 0x0002;
+    pub const OPTIMIZE_FOR_SEQUENTIAL_READS: u64 = 0x0004;
+    pub const OPTIMIZE_FOR_SEQUENTIAL_WRITES: u64 = 0x0008;
+    pub const READ_BACK_VERIFY_ENABLED: u64 = 0x0010;
+    pub const REMAP_ENABLED: u64 = 0x0020;
+    pub const WRITE_THROUGH_CACHING_ENABLED: u64 = 0x0040;
+    pub const HARDWARE_CHECKSUM_ENABLED: u64 = 0x0080;
+    pub const IS_YANKABLE: u64 = 0x0100;
+    pub const ALLOCATE_HOT_SPARE: u64 = 0x0200;
+    pub const BUS_TYPE: u64 = 0x0400;
+    pub const USE_MIRRORED_CACHE: u64 = 0x0800;
+    pub const READ_CACHING_ENABLED: u64 = 0x1000;
+    pub const WRITE_CACHING_ENABLED: u64 = 0x2000;
+    pub const MEDIA_SCAN_ENABLED: u64 = 0x4000;
+    pub const CONSISTENCY_CHECK_ENABLED: u64 = 0x8000;
+    /// The bits of the hints vds applies.
+    pub const APPLIED: u64 = FAST_CRASH_RECOVERY_REQUIRED
+        | READ_BACK_VERIFY_ENABLED
+        | WRITE_THROUGH_CACHING_ENABLED
+        | WRITE_CACHING_ENABLED;
+}
+
+/// The `VDS_HINTS2` members vds does not apply, by their snake_case name, with the value vds
+/// always has for them (a request for that value is met as it stands) and why it cannot
+/// honour another (BEHAVIOUR.md §14).
+pub const HINTS_NOT_APPLIED: &[(&str, &str, &str)] = &[
+    (
+        "expected_maximum_size",
+        "0",
+        "a LUN grows only by Extend; nothing is reserved ahead",
+    ),
+    (
+        "maximum_drive_count",
+        "0",
+        "every LUN is a simple LUN on one drive",
+    ),
+    (
+        "stripe_size",
+        "0",
+        "every LUN is a simple LUN; nothing is striped",
+    ),
+    (
+        "mostly_reads",
+        "false",
+        "no per-LUN layout or cache policy exists to tune",
+    ),
+    (
+        "optimize_for_sequential_reads",
+        "false",
+        "read-ahead is the host page cache's, not per LUN",
+    ),
+    (
+        "optimize_for_sequential_writes",
+        "false",
+        "no per-LUN layout or cache policy exists to tune",
+    ),
+    (
+        "remap_enabled",
+        "false",
+        "no spare blocks: the backing file or device remaps, if anything",
+    ),
+    (
+        "hardware_checksum_enabled",
+        "false",
+        "no checksums are kept on the data",
+    ),
+    (
+        "is_yankable",
+        "false",
+        "a LUN is a file or device of the host, not a removable disk",
+    ),
+    ("allocate_hot_spare", "false", "no spare drives exist"),
+    (
+        "use_mirrored_cache",
+        "false",
+        "there is one cache, the host's page cache",
+    ),
+    (
+        "read_caching_enabled",
+        "true",
+        "reads always go through the host's page cache",
+    ),
+    (
+        "media_scan_enabled",
+        "false",
+        "no background scan of the medium exists",
+    ),
+    (
+        "consistency_check_enabled",
+        "false",
+        "simple LUNs have no redundancy to check",
+    ),
+    ("bus_type", "iscsi", "the data path speaks iSCSI only"),
+];
+
+/// One designator of a LUN (`VDS_STORAGE_IDENTIFIER`), as VPD page 83 carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageIdentifier {
+    /// Code set.
+    pub code_set: crate::StorageIdentifierCodeSet,
+    /// Designator type.
+    pub id_type: crate::StorageIdentifierType,
+    /// ASSOCIATION of SPC-4: 0 the logical unit, 1 the target port, 2 the target device.
+    pub association: u8,
+    /// The designator bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// What a LUN's own first sectors say it is (the disk signature of `VDS_LUN_INFORMATION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskSignature {
+    /// Neither an MBR nor a GPT header: zero.
+    None,
+    /// The MBR disk signature (bytes 440..444, little-endian).
+    Mbr(u32),
+    /// The GPT disk GUID of the header at LBA 1.
+    Gpt(Uuid),
+}
+
+impl DiskSignature {
+    /// As the GUID `m_diskSignature` holds: the MBR signature in the first 4 bytes (Data1),
+    /// the GPT disk GUID as it is, zero otherwise.
+    pub fn guid(&self) -> Uuid {
+        match self {
+            DiskSignature::None => Uuid::nil(),
+            DiskSignature::Mbr(sig) => Uuid::from_fields(*sig, 0, 0, &[0; 8]),
+            DiskSignature::Gpt(g) => *g,
+        }
+    }
+}
+
+/// One target port through which a portal serves a LUN, with the designators VPD page 83
+/// adds for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterconnectPort {
+    /// The target.
+    pub target: Uuid,
+    /// SCSI target port name, `"<iqn>,t,0x<tag>"`.
+    pub name: String,
+    /// Relative target port identifier (the portal group tag).
+    pub relative_target_port: u16,
+    /// The port-associated designators.
+    pub identifiers: Vec<StorageIdentifier>,
+}
+
+/// One portal that serves a LUN (`VDS_INTERCONNECT`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interconnect {
+    /// The portal.
+    pub portal: Uuid,
+    /// `VDS_INTERCONNECT_ADDRESS_TYPE`: none of its members is an IP address, so `unknown`.
+    pub address_type: crate::InterconnectAddressType,
+    /// `ip:port` of the portal.
+    pub address: String,
+    /// The target ports behind it (one per portal group of a target that maps the LUN).
+    pub ports: Vec<InterconnectPort>,
+}
+
+/// `VDS_LUN_INFORMATION` (`IVdsLun::GetIdentificationData`, BEHAVIOUR.md §14 rule 7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LunInformation {
+    /// `VER_VDS_LUN_INFORMATION` (1).
+    pub version: u32,
+    /// SCSI peripheral device type (0: direct access).
+    pub device_type: u8,
+    /// Device type modifier (0).
+    pub device_type_modifier: u8,
+    /// Command queueing supported (CMDQUE).
+    pub command_queueing: bool,
+    /// Bus type (`iscsi`).
+    pub bus_type: crate::StorageBusType,
+    /// T10 vendor id.
+    pub vendor: String,
+    /// Product id.
+    pub product: String,
+    /// Product revision.
+    pub revision: String,
+    /// Unit serial number (VPD 80).
+    pub serial_number: String,
+    /// Read from the LUN's first sectors.
+    pub disk_signature: DiskSignature,
+    /// The logical-unit designators of VPD 83.
+    pub identifiers: Vec<StorageIdentifier>,
+    /// One per portal serving the LUN.
+    pub interconnects: Vec<Interconnect>,
 }

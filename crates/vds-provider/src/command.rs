@@ -88,6 +88,49 @@ pub struct CreateLunArgs {
     ///
     /// [`Lun::read_only`]: vds_model::Lun::read_only
     pub read_only: Option<bool>,
+    /// Hints to apply from the start (`IVdsSubSystem2::CreateLun2`); judged like
+    /// [`Command::SetLunHints`].
+    pub hints: Option<HintsRequest>,
+}
+
+/// The `VDS_HINTS2` members a caller gave (BEHAVIOUR.md §14 rule 8): the fields present make
+/// the hint mask. Sizes are `u64` so that an out-of-range value is judged, not truncated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HintsRequest {
+    pub write_caching_enabled: Option<bool>,
+    pub write_through_caching_enabled: Option<bool>,
+    pub read_back_verify_enabled: Option<bool>,
+    pub optimal_read_size: Option<u64>,
+    pub optimal_read_alignment: Option<u64>,
+    pub optimal_write_size: Option<u64>,
+    pub optimal_write_alignment: Option<u64>,
+    pub rebuild_priority: Option<i64>,
+    pub fast_crash_recovery_required: Option<bool>,
+    /// Members vds does not apply ([`vds_model::HINTS_NOT_APPLIED`]), by name, with the value
+    /// asked as text (`true`, `0`, `iscsi`).
+    pub other: Vec<(String, String)>,
+}
+
+/// A hint vds did not apply, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotApplied {
+    /// The `VDS_HINTS2` member, snake_case.
+    pub field: &'static str,
+    /// Why vds cannot honour it.
+    pub reason: &'static str,
+}
+
+/// The answer of QueryHints2 / ApplyHints2: the LUN's hints, the `VDS_HINT_*` bits of the
+/// members in effect as asked, and the members asked for that were not applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedHints {
+    /// Every hint of the LUN as it is now.
+    pub hints: vds_model::LunHints,
+    /// `ullHintMask`: GET answers every bit vds applies; PUT the bits of the members it
+    /// applied from the request.
+    pub mask: u64,
+    /// Requested members not applied.
+    pub not_applied: Vec<NotApplied>,
 }
 
 /// Every management operation (INTERFACE.md "Endpoints").
@@ -212,6 +255,29 @@ pub enum Command {
     ListLuns {
         /// Filter by subsystem.
         subsystem: Option<Uuid>,
+    },
+    /// `GET /v1/luns?identifier=...`: the LUNs that carry this designator (BEHAVIOUR.md §14).
+    FindLuns {
+        /// NAA hex (with or without `naa.`), T10 vendor id (with or without `t10.`) or serial
+        /// number; case-insensitive.
+        identifier: String,
+    },
+    /// `GET /v1/luns/{id}/identification` (`IVdsLun::GetIdentificationData`).
+    GetLunIdentification {
+        /// LUN id.
+        id: Uuid,
+    },
+    /// `GET /v1/luns/{id}/hints` (`IVdsLun2::QueryHints2`).
+    GetLunHints {
+        /// LUN id.
+        id: Uuid,
+    },
+    /// `PUT /v1/luns/{id}/hints` (`IVdsLun2::ApplyHints2`).
+    SetLunHints {
+        /// LUN id.
+        id: Uuid,
+        /// The members given.
+        hints: HintsRequest,
     },
     /// `GET /v1/luns/{id}`.
     GetLun {
@@ -474,6 +540,9 @@ impl Command {
                 | Command::ListDrives { .. }
                 | Command::GetDrive { .. }
                 | Command::ListLuns { .. }
+                | Command::FindLuns { .. }
+                | Command::GetLunIdentification { .. }
+                | Command::GetLunHints { .. }
                 | Command::GetLun { .. }
                 | Command::ListTargets { .. }
                 | Command::GetTarget { .. }
@@ -529,6 +598,10 @@ pub enum Outcome {
     Luns(Vec<Lun>),
     /// One LUN (as it is after the command).
     Lun(Box<Lun>),
+    /// A LUN's identification data.
+    Identification(Box<vds_model::LunInformation>),
+    /// A LUN's hints.
+    Hints(Box<AppliedHints>),
     /// Targets.
     Targets(Vec<Target>),
     /// One target.

@@ -13,9 +13,9 @@ use vds_backstore::BackingStore;
 use vds_dataplane::DataPlane;
 use vds_model::{
     Backing, BackingKind, CacheState, Controller, ControllerStatus, Drive, DriveStatus, EventKind,
-    FaultFilterSpec, Health, Hresult, HwProviderType, Lun, LunPlex, LunPlexStatus, LunPlexType,
-    LunStatus, LunType, ObjectKind, Portal, PortalGroup, PortalStatus, ProviderInfo, Subsystem,
-    SubsystemFlag, SubsystemStatus, Target, TransitionState,
+    FaultFilterSpec, Health, Hresult, HwProviderType, Lun, LunHints, LunPlex, LunPlexStatus,
+    LunPlexType, LunStatus, LunType, ObjectKind, Portal, PortalGroup, PortalStatus, ProviderInfo,
+    Subsystem, SubsystemFlag, SubsystemStatus, Target, TransitionState,
 };
 use vds_scsi::{LogicalUnit, LuConfig, LuState};
 use vds_store::{LunRecord, Snapshot, Store, StoreError};
@@ -347,15 +347,7 @@ impl Inner {
     ) -> Result<DefaultArray, VdsError> {
         let cfg = &self.config;
         let sub_id = Uuid::new_v4();
-        let flags = SubsystemFlag::bits(&[
-            SubsystemFlag::LunMaskingCapable,
-            SubsystemFlag::SupportsSimpleLuns,
-            SubsystemFlag::SupportsNonFaultTolerantLuns,
-            SubsystemFlag::SupportsAuthChap,
-            SubsystemFlag::SupportsAuthMutualChap,
-            SubsystemFlag::SupportsLunNumber,
-            SubsystemFlag::WriteCachingCapable,
-        ]);
+        let flags = subsystem_flags();
         let sub = Subsystem {
             id: sub_id,
             friendly_name: "vds".into(),
@@ -454,6 +446,8 @@ impl Inner {
             .into_iter()
             .map(|mut s| {
                 s.portal_status_settable = self.config.portal_status_settable;
+                // What this build implements, whatever an older one stored.
+                s.flags = subsystem_flags();
                 (s.id, s)
             })
             .collect();
@@ -463,12 +457,16 @@ impl Inner {
 
         let mut old_luns = std::mem::take(&mut st.luns);
         let mut pr: HashMap<Uuid, Vec<u8>> = snap.pr_states.into_iter().collect();
+        let mut hints: HashMap<Uuid, LunHints> = snap.lun_hints.into_iter().collect();
         let mut changed: Vec<LunRecord> = Vec::new();
-        for rec in snap.luns {
+        for mut rec in snap.luns {
             let id = rec.lun.id;
             let seq = st.next_seq();
             let old = old_luns.remove(&id);
-            let entry = self.install_lun(rec, seq, old, pr.remove(&id), &mut changed);
+            let h = hints.remove(&id).unwrap_or_default();
+            // The cache flags follow the hints (a derived value, not stored on its own).
+            rec.lun.flags = h.lun_flags();
+            let entry = self.install_lun(rec, seq, old, pr.remove(&id), h, &mut changed);
             st.luns.insert(id, entry);
         }
         // LUNs that vanished from the store leave the data path with the new view.
@@ -509,6 +507,7 @@ impl Inner {
         seq: u64,
         old: Option<LunEntry>,
         pr_state: Option<Vec<u8>>,
+        hints: LunHints,
         changed: &mut Vec<LunRecord>,
     ) -> LunEntry {
         let id = rec.lun.id;
@@ -547,6 +546,10 @@ impl Inner {
                 }
                 e.rec = rec;
                 e.seq = seq;
+                if e.hints != hints {
+                    apply_hints(&e.lu, &hints);
+                    e.hints = hints;
+                }
                 e
             }
             None => match open_backing(&rec.lun) {
@@ -564,6 +567,7 @@ impl Inner {
                     }
                     let lu = self.make_lu(&rec.lun, f.clone(), LuState::Offline, pr_state);
                     inherit(&lu);
+                    apply_hints(&lu, &hints);
                     let ident = naa_hex(&lu);
                     if rec.lun.identification != ident {
                         rec.lun.identification = ident;
@@ -574,6 +578,7 @@ impl Inner {
                         seq,
                         lu,
                         filtered: Some(f),
+                        hints,
                     }
                 }
                 Err(err) => {
@@ -585,11 +590,13 @@ impl Inner {
                     }
                     let lu = self.missing_lu(&rec.lun);
                     inherit(&lu);
+                    apply_hints(&lu, &hints);
                     LunEntry {
                         rec,
                         seq,
                         lu,
                         filtered: None,
+                        hints,
                     }
                 }
             },
@@ -787,7 +794,7 @@ pub(crate) fn new_lun_model(
         identification: String::new(),
         size_bytes: size,
         unmasking_list,
-        flags: vds_model::LunFlag::bits(&[vds_model::LunFlag::WriteCacheEnabled]),
+        flags: LunHints::default().lun_flags(),
         lun_type,
         status: LunStatus::Online,
         health: Health::Healthy,
@@ -875,4 +882,46 @@ fn hook_loop(inner: Weak<Inner>, rx: std::sync::mpsc::Receiver<DataPathMsg>) {
 pub(crate) fn reload(inner: &Inner, st: &mut State) -> Result<(), VdsError> {
     let snap = st.store.load().map_err(store_err)?;
     inner.install(st, snap, true)
+}
+
+/// The `VDS_SF_*` bits of a subsystem: exactly what vds implements (BEHAVIOUR.md §14):
+/// masking, simple (non-fault-tolerant) LUNs, CHAP and mutual CHAP, LUN numbers, and the
+/// hints that take effect (write-back cache, write-through, read-back verify). Not claimed:
+/// plexing, remapping, drive extents, hardware checksums, RADIUS, fault-tolerant, span,
+/// stripe, mirror and parity LUNs, a mirrored cache, a switchable read cache, media scan,
+/// consistency check.
+pub(crate) fn subsystem_flags() -> u32 {
+    SubsystemFlag::bits(&[
+        SubsystemFlag::LunMaskingCapable,
+        SubsystemFlag::SupportsSimpleLuns,
+        SubsystemFlag::SupportsNonFaultTolerantLuns,
+        SubsystemFlag::SupportsAuthChap,
+        SubsystemFlag::SupportsAuthMutualChap,
+        SubsystemFlag::SupportsLunNumber,
+        SubsystemFlag::WriteCachingCapable,
+        SubsystemFlag::WriteThroughCachingCapable,
+        SubsystemFlag::ReadBackVerifyCapable,
+    ])
+}
+
+/// What the data path applies of a LUN's hints (BEHAVIOUR.md §14 rule 8).
+pub(crate) fn lu_hints(h: &LunHints) -> vds_scsi::LuHints {
+    vds_scsi::LuHints {
+        write_through: h.write_through_caching_enabled,
+        read_back_verify: h.read_back_verify_enabled,
+        optimal_read_size: h.optimal_read_size,
+        optimal_read_alignment: h.optimal_read_alignment,
+        optimal_write_size: h.optimal_write_size,
+        optimal_write_alignment: h.optimal_write_alignment,
+    }
+}
+
+/// Gives a LU (new, or reloaded from the store) the stored hints. Turning its write-back
+/// cache off flushes it; a flush error leaves the cache on, and the LU's own next write error
+/// reports the store.
+pub(crate) fn apply_hints(lu: &vds_scsi::LogicalUnit, h: &LunHints) {
+    lu.set_hints(lu_hints(h));
+    if let Err(e) = lu.set_write_cache(h.write_caching_enabled) {
+        tracing::warn!(lun = %lu.id(), error = %e, "flush before turning the write-back cache off failed");
+    }
 }

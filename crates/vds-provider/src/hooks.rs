@@ -5,7 +5,8 @@
 //! provider thread hands it to [`Provider::apply`](crate::Provider::apply) as a
 //! [`Command::DataPath`](crate::Command::DataPath), so the one owner that applies every
 //! management change applies these too (FAILED status persisted, MODIFY event; reservation
-//! blobs persisted). Only these hooks make a [`DataPathMsg`]: it has no public constructor, so
+//! blobs persisted; the write-back cache a MODE SELECT changed, persisted as the LUN's
+//! `write_caching_enabled` hint). Only these hooks make a [`DataPathMsg`]: it has no public constructor, so
 //! no HTTP request can forge one. A reservation change with APTPL waits (boundedly) until its blob is stored:
 //! the PERSISTENT RESERVE OUT is acknowledged to the initiator only after that, so a crash
 //! never loses an acknowledged APTPL registration or reservation. When the store fails, or the
@@ -50,6 +51,7 @@ impl std::fmt::Debug for DataPathMsg {
             HookMsg::Reservations(lu, blob, ..) => {
                 write!(f, "DataPathMsg::Reservations({lu}, {} bytes)", blob.len())
             }
+            HookMsg::WriteCache(lu) => write!(f, "DataPathMsg::WriteCache({lu})"),
         }
     }
 }
@@ -61,6 +63,8 @@ pub(crate) enum HookMsg {
     /// Persistent reservations changed (APTPL): store the blob unless the waiting command gave
     /// up ([`Claim`]), then send the outcome.
     Reservations(Uuid, Vec<u8>, Arc<Claim>, SyncSender<Result<(), String>>),
+    /// A MODE SELECT changed the LU's write-back cache (WCE): store what the LU has now.
+    WriteCache(Uuid),
 }
 
 /// Longest a PERSISTENT RESERVE OUT waits for the provider thread to take its APTPL state up.
@@ -119,6 +123,15 @@ impl vds_scsi::LuEvents for Hooks {
         // A closed channel means the provider is gone; nothing is left to record it.
         let msg = DataPathMsg(Arc::new(HookMsg::Failed(lu, error.to_string())));
         let _ = self.tx.lock().send(msg);
+    }
+
+    fn write_cache_changed(&self, lu: Uuid, _enabled: bool) {
+        // The provider stores the LU's value when it applies the message, not this one: two
+        // quick changes, or one racing an API call, then end with what the LU really has.
+        let _ = self
+            .tx
+            .lock()
+            .send(DataPathMsg(Arc::new(HookMsg::WriteCache(lu))));
     }
 
     fn persist_reservations(&self, lu: Uuid, state: &[u8]) -> io::Result<()> {

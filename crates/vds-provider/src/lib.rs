@@ -30,7 +30,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use command::{
-    BackingSpec, Command, CreateLunArgs, MaintenanceAction, Outcome, SecretBytes, VdsError,
+    AppliedHints, BackingSpec, Command, CreateLunArgs, HintsRequest, MaintenanceAction, NotApplied,
+    Outcome, SecretBytes, VdsError,
 };
 pub use events::{Clock, Event, SystemClock};
 pub use hooks::DataPathMsg;

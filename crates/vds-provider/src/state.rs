@@ -26,6 +26,8 @@ pub(crate) struct LunEntry {
     pub lu: Arc<LogicalUnit>,
     /// The opened store behind the LU; `None` when the backing is missing.
     pub filtered: Option<Arc<Filtered>>,
+    /// The hints as stored (BEHAVIOUR.md §14); the LU applies the data-path ones.
+    pub hints: vds_model::LunHints,
 }
 
 /// One target: its properties, secrets and LUN-number bookkeeping.

@@ -34,6 +34,7 @@
 
 pub mod alua;
 mod cdb;
+pub mod identity;
 mod ops;
 mod sbc;
 pub mod sense;
@@ -201,6 +202,11 @@ pub trait LuEvents: Send + Sync {
     /// cancelled), so the PERSISTENT RESERVE OUT fails and the LU keeps its old state. May
     /// block (boundedly): PERSISTENT RESERVE OUT runs on the blocking pool.
     fn persist_reservations(&self, lu: uuid::Uuid, state: &[u8]) -> std::io::Result<()>;
+    /// A MODE SELECT changed the caching page's WCE bit (the LUN's write-back cache, the
+    /// `write_caching_enabled` hint of BEHAVIOUR.md §14): the manager stores it so that it
+    /// shows in its API and survives a restart. Called after the change took effect; must not
+    /// block. A manager that keeps no such setting ignores it (the default).
+    fn write_cache_changed(&self, _lu: uuid::Uuid, _enabled: bool) {}
 }
 
 /// One entry of a target's LUN map.
@@ -221,7 +227,7 @@ pub struct LunMap {
 }
 
 mod lu;
-pub use lu::{LogicalUnit, LuConfig};
+pub use lu::{LogicalUnit, LuConfig, LuHints};
 
 /// Encode a LUN number as the 8-byte LUN field: peripheral device addressing below 256, flat
 /// space addressing below 16384, extended flat space (0xD2) below 2^24. Larger numbers are

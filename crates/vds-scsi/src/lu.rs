@@ -42,6 +42,22 @@ pub struct LuConfig {
     pub write_protected: bool,
 }
 
+/// What the provider's hints (BEHAVIOUR.md §14 rule 8) change on the data path; the write-back
+/// cache itself is the caching page's WCE ([`LogicalUnit::set_write_cache`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LuHints {
+    /// Every write reaches stable storage before GOOD, as if it carried FUA, whatever WCE says.
+    pub write_through: bool,
+    /// Every write is read back and compared; a mismatch is MEDIUM ERROR / WRITE ERROR.
+    pub read_back_verify: bool,
+    /// Optimal transfer size and alignment in bytes for reads and for writes (0: not given);
+    /// multiples of the block size, reported in VPD B0.
+    pub optimal_read_size: u32,
+    pub optimal_read_alignment: u32,
+    pub optimal_write_size: u32,
+    pub optimal_write_alignment: u32,
+}
+
 /// Most unit attentions kept per nexus; older ones are dropped (SPC-4 allows coalescing).
 const MAX_UA: usize = 8;
 
@@ -114,6 +130,12 @@ pub(crate) struct ModeState {
     pub d_sense: AtomicBool,
     /// Control page SWP: software write protect.
     pub swp: AtomicBool,
+    /// The write-through hint: every write is FUA whatever WCE says (read on every write).
+    pub write_through: AtomicBool,
+    /// The read-back-verify hint (read on every write).
+    pub verify: AtomicBool,
+    /// Every hint, for the pages that report them.
+    pub hints: Mutex<LuHints>,
 }
 
 /// A command being executed, as handlers see it.
@@ -273,6 +295,9 @@ impl LogicalUnit {
                 wce: AtomicBool::new(true),
                 d_sense: AtomicBool::new(false),
                 swp: AtomicBool::new(false),
+                write_through: AtomicBool::new(false),
+                verify: AtomicBool::new(false),
+                hints: Mutex::new(LuHints::default()),
             },
             write_protected: AtomicBool::new(config.write_protected),
             atomic_lock: Mutex::new(()),
@@ -500,6 +525,7 @@ impl LogicalUnit {
         ] {
             mine.store(theirs.load(Ordering::Relaxed), Ordering::Relaxed);
         }
+        self.set_hints(old.hints());
     }
 
     /// I_T nexus loss (session ended, reinstated, connection dropped): forget the nexus, its
@@ -900,9 +926,54 @@ impl LogicalUnit {
         Ok(())
     }
 
-    /// Write-back cache disabled: every write is forced to stable storage.
+    /// Write-back cache disabled, or the write-through hint: every write is forced to stable
+    /// storage.
     pub(crate) fn write_through(&self) -> bool {
-        !self.mode.wce.load(Ordering::Relaxed)
+        !self.mode.wce.load(Ordering::Relaxed) || self.mode.write_through.load(Ordering::Relaxed)
+    }
+
+    /// Whether every write is read back and compared (the read-back-verify hint).
+    pub(crate) fn read_back_verify(&self) -> bool {
+        self.mode.verify.load(Ordering::Relaxed)
+    }
+
+    /// What INQUIRY, VPD 80 and VPD 83 say about this LU (see [`crate::identity`]).
+    pub fn identity(&self) -> crate::identity::Identity {
+        crate::identity::lu_identity(&self.id)
+    }
+
+    /// The write-back cache: the caching mode page's WCE bit.
+    pub fn write_cache(&self) -> bool {
+        self.mode.wce.load(Ordering::Relaxed)
+    }
+
+    /// Switches the write-back cache (WCE) for the provider (the hint `write_caching_enabled`).
+    /// Turning it off first flushes what it holds; a flush error leaves it on and is returned.
+    /// A change made here is not reported back through [`LuEvents::write_cache_changed`]: the
+    /// caller made it.
+    pub fn set_write_cache(&self, on: bool) -> io::Result<()> {
+        if !on && self.write_cache() {
+            self.backing.flush()?;
+        }
+        self.mode.wce.store(on, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The hints the data path applies.
+    pub fn hints(&self) -> LuHints {
+        *self.mode.hints.lock()
+    }
+
+    /// Replaces the hints the data path applies (from the next command on).
+    pub fn set_hints(&self, h: LuHints) {
+        let mut cur = self.mode.hints.lock();
+        *cur = h;
+        self.mode
+            .write_through
+            .store(h.write_through, Ordering::Relaxed);
+        self.mode
+            .verify
+            .store(h.read_back_verify, Ordering::Relaxed);
     }
 }
 

@@ -1224,6 +1224,7 @@ fn extended_copy_between_two_memory_lus() {
 }
 
 mod alua;
+mod hints;
 mod isolation;
 
 #[test]

@@ -19,13 +19,13 @@ use rusqlite::{params, Connection, OptionalExtension};
 use uuid::Uuid;
 use vds_model::{
     AdvertisedAddress, Backing, BackingKind, Controller, ControllerStatus, Drive, DriveStatus,
-    FaultFilterSpec, FaultOpKind, Health, Hresult, Lun, LunPlex, LunPlexStatus, LunPlexType,
-    LunStatus, LunType, ObjectKind, Portal, PortalGroup, PortalStatus, Subsystem, SubsystemStatus,
-    Target, TransitionState,
+    FaultFilterSpec, FaultOpKind, Health, Hresult, Lun, LunHints, LunPlex, LunPlexStatus,
+    LunPlexType, LunStatus, LunType, ObjectKind, Portal, PortalGroup, PortalStatus, Subsystem,
+    SubsystemStatus, Target, TransitionState,
 };
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The store's file name inside the data dir.
 pub const STORE_FILE: &str = "vds.sqlite";
@@ -98,6 +98,16 @@ ALTER TABLE luns ADD COLUMN read_only INTEGER NOT NULL DEFAULT 0;
     // existing portals.
     r#"
 ALTER TABLE portals ADD COLUMN advertise TEXT;
+"#,
+    // 3 -> 4: LUN hints (BEHAVIOUR.md §14). A LUN without a row has the default hints
+    // (write-back cache on, nothing else).
+    r#"
+CREATE TABLE lun_hints (
+    lun TEXT PRIMARY KEY, write_caching INTEGER NOT NULL, write_through INTEGER NOT NULL,
+    read_back_verify INTEGER NOT NULL, optimal_read_size INTEGER NOT NULL,
+    optimal_read_alignment INTEGER NOT NULL, optimal_write_size INTEGER NOT NULL,
+    optimal_write_alignment INTEGER NOT NULL, rebuild_priority INTEGER NOT NULL,
+    fast_crash_recovery INTEGER NOT NULL);
 "#,
 ];
 
@@ -247,6 +257,8 @@ pub struct Snapshot {
     pub portals: Vec<Portal>,
     /// Persistent-reservation blobs by LUN.
     pub pr_states: Vec<(Uuid, Vec<u8>)>,
+    /// Hints by LUN (LUNs without a row have the default hints).
+    pub lun_hints: Vec<(Uuid, LunHints)>,
     /// Deleted ids.
     pub tombstones: Vec<(Uuid, ObjectKind)>,
     /// Key/value settings.
@@ -718,6 +730,33 @@ impl Store {
                 .push((uuid_of(&r.get::<_, String>(0)?)?, r.get(1)?));
         }
 
+        let mut st = c.prepare(
+            "SELECT lun, write_caching, write_through, read_back_verify, optimal_read_size,
+             optimal_read_alignment, optimal_write_size, optimal_write_alignment,
+             rebuild_priority, fast_crash_recovery FROM lun_hints",
+        )?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let size = |i: usize| -> Result<u32> {
+                let v: i64 = r.get(i)?;
+                u32::try_from(v).map_err(|_| bad(format!("hint size {v}")))
+            };
+            snap.lun_hints.push((
+                uuid_of(&r.get::<_, String>(0)?)?,
+                LunHints {
+                    write_caching_enabled: r.get(1)?,
+                    write_through_caching_enabled: r.get(2)?,
+                    read_back_verify_enabled: r.get(3)?,
+                    optimal_read_size: size(4)?,
+                    optimal_read_alignment: size(5)?,
+                    optimal_write_size: size(6)?,
+                    optimal_write_alignment: size(7)?,
+                    rebuild_priority: r.get(8)?,
+                    fast_crash_recovery_required: r.get(9)?,
+                },
+            ));
+        }
+
         let mut st = c.prepare("SELECT id, kind FROM tombstones")?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
@@ -924,6 +963,7 @@ impl Tx<'_> {
             "DELETE FROM fault_filters WHERE lun = ?1",
             "DELETE FROM lun_targets WHERE lun = ?1",
             "DELETE FROM pr_state WHERE lun = ?1",
+            "DELETE FROM lun_hints WHERE lun = ?1",
         ] {
             self.tx.prepare_cached(sql)?.execute([&id])?;
         }
@@ -935,6 +975,27 @@ impl Tx<'_> {
         self.tx
             .prepare_cached("INSERT OR REPLACE INTO pr_state VALUES (?1, ?2)")?
             .execute(params![lun.to_string(), state])?;
+        Ok(())
+    }
+
+    /// Stores the hints of a LUN.
+    pub fn set_lun_hints(&mut self, lun: Uuid, h: &LunHints) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO lun_hints VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?
+            .execute(params![
+                lun.to_string(),
+                h.write_caching_enabled,
+                h.write_through_caching_enabled,
+                h.read_back_verify_enabled,
+                i64::from(h.optimal_read_size),
+                i64::from(h.optimal_read_alignment),
+                i64::from(h.optimal_write_size),
+                i64::from(h.optimal_write_alignment),
+                h.rebuild_priority,
+                h.fast_crash_recovery_required
+            ])?;
         Ok(())
     }
 

@@ -138,6 +138,7 @@ fn round_trip_every_object_and_tombstones_survive_reopen() {
                 portals: vec![portal],
             })?;
             tx.set_pr_state(lun.lun.id, b"pr")?;
+            tx.set_lun_hints(lun.lun.id, &hints())?;
             tx.add_tombstone(gone, ObjectKind::Lun)?;
             tx.set_meta("provider_id", "x")?;
             Ok(())
@@ -161,6 +162,7 @@ fn round_trip_every_object_and_tombstones_survive_reopen() {
     assert_eq!(snap.portal_groups[0].portals, vec![portal]);
     assert_eq!(snap.secrets.len(), 2);
     assert_eq!(snap.pr_states, vec![(lun.lun.id, b"pr".to_vec())]);
+    assert_eq!(snap.lun_hints, vec![(lun.lun.id, hints())]);
     assert_eq!(snap.tombstones, vec![(gone, ObjectKind::Lun)]);
     assert_eq!(s.tombstone(gone).unwrap(), Some(ObjectKind::Lun));
     assert_eq!(s.tombstone(Uuid::new_v4()).unwrap(), None);
@@ -280,7 +282,7 @@ fn a_version_2_store_upgrades_and_its_portals_advertise_nothing() {
         .unwrap();
     }
     let mut s = Store::open(dir.path()).unwrap();
-    assert_eq!(s.schema_version().unwrap(), 3);
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
     let mut p = s.load().unwrap().portals[0].clone();
     assert_eq!(p.id, portal);
     assert_eq!(p.advertise, None, "an old portal advertises nothing");
@@ -415,4 +417,54 @@ fn secret_row_debug_hides_the_secret() {
         shown.contains("iqn.2026-01.test:a") && shown.contains("14 bytes"),
         "{shown}"
     );
+}
+
+/// Hints unlike the defaults in every field.
+fn hints() -> vds_model::LunHints {
+    vds_model::LunHints {
+        write_caching_enabled: false,
+        write_through_caching_enabled: true,
+        read_back_verify_enabled: true,
+        optimal_read_size: 65536,
+        optimal_read_alignment: 4096,
+        optimal_write_size: 131072,
+        optimal_write_alignment: 8192,
+        rebuild_priority: 15,
+        fast_crash_recovery_required: true,
+    }
+}
+
+/// Deleting a LUN takes its hints with it.
+#[test]
+fn lun_hints_go_with_the_lun() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open(dir.path()).unwrap();
+    let id = Uuid::new_v4();
+    s.write(|tx| tx.set_lun_hints(id, &hints())).unwrap();
+    assert_eq!(s.load().unwrap().lun_hints.len(), 1);
+    s.write(|tx| tx.delete_lun(id)).unwrap();
+    assert!(s.load().unwrap().lun_hints.is_empty());
+}
+
+/// A version-3 store gains the hints table, empty: its LUNs keep the default hints.
+#[test]
+fn a_version_3_store_upgrades_with_no_hints() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let c = Connection::open(dir.path().join(STORE_FILE)).unwrap();
+        for m in &MIGRATIONS[..3] {
+            c.execute_batch(m).unwrap();
+        }
+        c.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER NOT NULL);
+             INSERT INTO schema_version (version) VALUES (3);",
+        )
+        .unwrap();
+    }
+    let mut s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.schema_version().unwrap(), 4);
+    assert!(s.load().unwrap().lun_hints.is_empty());
+    let id = Uuid::new_v4();
+    s.write(|tx| tx.set_lun_hints(id, &hints())).unwrap();
+    assert_eq!(s.load().unwrap().lun_hints, vec![(id, hints())]);
 }

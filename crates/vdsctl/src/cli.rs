@@ -266,6 +266,76 @@ pub enum LunVerb {
     },
     /// Replace the fault filters (no options: remove them all). Needs --enable-fault-injection.
     SetFaults(SetFaults),
+    /// Identification data (IVdsLun::GetIdentificationData): vendor, product, serial, disk
+    /// signature, designators, and one interconnect per portal that serves the LUN.
+    Identification { lun: String },
+    /// Show the hints (VDS_HINTS2), or apply some with --set NAME=VALUE (repeatable), e.g.
+    /// --set write_caching_enabled=false --set optimal_write_size=128KiB.
+    Hints {
+        lun: String,
+        /// NAME=VALUE: a VDS_HINTS2 member in snake_case; booleans true/false, sizes with an
+        /// optional unit, rebuild_priority 0-15, bus_type a bus name.
+        #[arg(long = "set", value_parser = hint_arg)]
+        set: Vec<(String, serde_json::Value)>,
+    },
+}
+
+/// Boolean members of VDS_HINTS2.
+const HINT_BOOLS: [&str; 15] = [
+    "write_caching_enabled",
+    "write_through_caching_enabled",
+    "read_back_verify_enabled",
+    "fast_crash_recovery_required",
+    "mostly_reads",
+    "optimize_for_sequential_reads",
+    "optimize_for_sequential_writes",
+    "remap_enabled",
+    "hardware_checksum_enabled",
+    "is_yankable",
+    "allocate_hot_spare",
+    "use_mirrored_cache",
+    "read_caching_enabled",
+    "media_scan_enabled",
+    "consistency_check_enabled",
+];
+
+/// Size members of VDS_HINTS2 (bytes; a unit is allowed).
+const HINT_SIZES: [&str; 5] = [
+    "optimal_read_size",
+    "optimal_read_alignment",
+    "optimal_write_size",
+    "optimal_write_alignment",
+    "expected_maximum_size",
+];
+
+/// One `--set NAME=VALUE` of `lun hints`, typed by its member (a usage error otherwise).
+fn hint_arg(s: &str) -> Result<(String, serde_json::Value), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected NAME=VALUE"))?;
+    let (k, v) = (k.trim(), v.trim());
+    let value = if HINT_BOOLS.contains(&k) {
+        match v {
+            "true" => serde_json::Value::Bool(true),
+            "false" => serde_json::Value::Bool(false),
+            _ => return Err(format!("{k}: {v:?} is not true or false")),
+        }
+    } else if HINT_SIZES.contains(&k) {
+        serde_json::Value::from(parse_size(v).map_err(|e| format!("{k}: {e}"))?)
+    } else if matches!(
+        k,
+        "rebuild_priority" | "maximum_drive_count" | "stripe_size"
+    ) {
+        let n: u64 = v
+            .parse()
+            .map_err(|_| format!("{k}: {v:?} is not a non-negative integer"))?;
+        serde_json::Value::from(n)
+    } else if k == "bus_type" {
+        serde_json::Value::from(v)
+    } else {
+        return Err(format!("{k:?} is not a VDS_HINTS2 member"));
+    };
+    Ok((k.to_string(), value))
 }
 
 #[derive(Debug, Args)]

@@ -672,6 +672,19 @@ impl Ctx {
                 let body = json!({"targets": ids});
                 self.show_reply(&self.send("PUT", &format!("/v1/luns/{id}/targets"), Some(body))?)
             }
+            LunVerb::Identification { lun } => {
+                let id = self.lun_id(&lun)?;
+                self.show_reply(&self.get(&format!("/v1/luns/{id}/identification"))?)
+            }
+            LunVerb::Hints { lun, set } => {
+                let id = self.lun_id(&lun)?;
+                let path = format!("/v1/luns/{id}/hints");
+                if set.is_empty() {
+                    return self.show_reply(&self.get(&path)?);
+                }
+                let body: serde_json::Map<String, Value> = set.into_iter().collect();
+                self.show_reply(&self.send("PUT", &path, Some(Value::Object(body)))?)
+            }
             LunVerb::SetFaults(f) => {
                 let filters = fault_filters(&f)?;
                 let id = self.lun_id(&f.lun)?;

@@ -1,6 +1,7 @@
 //! What the data path reports ([`Command::DataPath`](crate::Command::DataPath)): a LU that
 //! failed an I/O, and APTPL reservation state to store before the PERSISTENT RESERVE OUT that
-//! changed it is acknowledged (see `hooks`).
+//! changed it is acknowledged (see `hooks`), and a write-back cache (WCE) a MODE SELECT
+//! changed, which is the LUN's `write_caching_enabled` hint (BEHAVIOUR.md §14).
 
 use vds_model::{Hresult, ObjectKind};
 
@@ -39,6 +40,20 @@ impl Provider {
                 };
                 // The PERSISTENT RESERVE OUT completes with this: GOOD only once stored.
                 let _ = done.send(outcome);
+                *id
+            }
+            HookMsg::WriteCache(id) => {
+                if let Some(e) = st.luns.get(id) {
+                    let on = e.lu.write_cache();
+                    if e.hints.write_caching_enabled != on {
+                        let hints = vds_model::LunHints {
+                            write_caching_enabled: on,
+                            ..e.hints
+                        };
+                        let change = super::lun_info::hints_change(st, *id, hints)?;
+                        inner.commit(st, change, None)?;
+                    }
+                }
                 *id
             }
         };

@@ -7,15 +7,15 @@ use std::sync::Arc;
 use uuid::Uuid;
 use vds_backstore::{BackingStore, Filtered};
 use vds_model::{
-    AsyncOutputType, BackingKind, EventKind, Hresult, JobOutput, Lun, LunType, ObjectKind,
-    SubsystemStatus, UnmaskingList,
+    AsyncOutputType, BackingKind, EventKind, Hresult, JobOutput, Lun, LunHints, LunType,
+    ObjectKind, SubsystemStatus, UnmaskingList,
 };
 use vds_store::LunRecord;
 
 use crate::backing::Judged;
 use crate::command::{BackingSpec, CreateLunArgs};
 use crate::commit::Change;
-use crate::engine::{naa_hex, new_lun_model, round_up, Inner, Slots, MAX_LUN_SIZE};
+use crate::engine::{naa_hex, new_lun_model, round_up, Inner, Slots, BLOCK_SIZE, MAX_LUN_SIZE};
 use crate::jobs::JobHandle;
 use crate::state::{LunEntry, State, TargetEntry};
 use crate::storage::{
@@ -63,6 +63,11 @@ impl Provider {
             st.lookup(ObjectKind::Target, *t, Some(&format!("targets[{i}]")))?;
         }
         let c = check_args(inner, st, &a, targets)?;
+        // CreateLun2: the hints are judged with the other arguments; the job applies them.
+        let hints = match &a.hints {
+            Some(h) => super::lun_info::judge_hints(h, LunHints::default(), BLOCK_SIZE as u32)?.0,
+            None => LunHints::default(),
+        };
         // Step 6: the targets whose LUN sets change.
         let busy: Vec<(ObjectKind, Uuid)> =
             c.targets.iter().map(|t| (ObjectKind::Target, *t)).collect();
@@ -110,6 +115,8 @@ impl Provider {
             c.backing.filters.clone(),
         );
         model.read_only = a.read_only.unwrap_or(false);
+        model.flags = hints.lun_flags();
+        model.rebuild_priority = hints.rebuild_priority;
         drop(g);
         let targets = c.targets;
         self.spawn_job(
@@ -118,7 +125,7 @@ impl Provider {
             slots,
             move |inner, job, slots| {
                 let path = plan.path.clone();
-                let r = create_lun_work(inner, job, model, targets, plan, slots);
+                let r = create_lun_work(inner, job, model, hints, targets, plan, slots);
                 if r.is_err() {
                     let mut st = inner.state.lock();
                     st.lun_names.remove(&friendly);
@@ -333,6 +340,7 @@ fn create_lun_work(
     inner: &Arc<Inner>,
     job: &JobHandle,
     mut lun: Lun,
+    hints: LunHints,
     targets: Vec<Uuid>,
     plan: StoragePlan,
     slots: Slots,
@@ -348,7 +356,7 @@ fn create_lun_work(
     job.set_percent(90);
     let mut g = inner.state.lock();
     let r = commit_new_lun(
-        inner, job, &mut g, &mut lun, &targets, filtered, identity, &plan, slots,
+        inner, job, &mut g, &mut lun, hints, &targets, filtered, identity, &plan, slots,
     );
     if r.is_err() {
         remove_own_file(&lun, &plan);
@@ -403,6 +411,7 @@ fn commit_new_lun(
     job: &JobHandle,
     st: &mut State,
     lun: &mut Lun,
+    hints: LunHints,
     targets: &[Uuid],
     filtered: Arc<Filtered>,
     identity: Identity,
@@ -421,6 +430,7 @@ fn commit_new_lun(
     lun.targets = numbers.iter().map(|(t, _)| *t).collect();
     lun.lun_numbers = numbers.clone();
     let lu = inner.make_lu(lun, filtered.clone(), st.lu_state(lun), None);
+    crate::engine::apply_hints(&lu, &hints);
     lun.identification = naa_hex(&lu);
     let rec = LunRecord {
         lun: lun.clone(),
@@ -428,24 +438,33 @@ fn commit_new_lun(
         owns_file: plan.owns_file,
     };
     let row = rec.clone();
-    let mut change = Change::new().store(|tx| tx.put_lun(&row)).apply(|st| {
-        let seq = st.next_seq();
-        let entry = LunEntry {
-            rec,
-            seq,
-            lu,
-            filtered: Some(filtered),
-        };
-        st.luns.insert(id, entry);
-        for t in targets {
-            if let Some(te) = st.targets.get_mut(t) {
-                te.t.luns.push(id);
+    let mut change = Change::new()
+        .store(move |tx| {
+            tx.put_lun(&row)?;
+            if hints != LunHints::default() {
+                tx.set_lun_hints(id, &hints)?;
             }
-            // The new LUN is inserted into each target's map, not rebuilt with every
-            // other LUN.
-            st.lun_added(*t, id);
-        }
-    });
+            Ok(())
+        })
+        .apply(|st| {
+            let seq = st.next_seq();
+            let entry = LunEntry {
+                rec,
+                seq,
+                lu,
+                filtered: Some(filtered),
+                hints,
+            };
+            st.luns.insert(id, entry);
+            for t in targets {
+                if let Some(te) = st.targets.get_mut(t) {
+                    te.t.luns.push(id);
+                }
+                // The new LUN is inserted into each target's map, not rebuilt with every
+                // other LUN.
+                st.lun_added(*t, id);
+            }
+        });
     if !targets.is_empty() {
         change = change.publish_then(|st| {
             for t in targets {

@@ -5,7 +5,7 @@
 //! then the state, the data path and exactly one event per change, then the slots.
 //!
 //! One module per object kind: `lun_create` (CreateLun), `lun` (delete, patch, SetStatus,
-//! faults, targets, recover), `lun_resize` (extend/shrink), `target` (with its secrets),
+//! faults, targets, recover), `lun_info` (identification, find by designator, hints), `lun_resize` (extend/shrink), `target` (with its secrets),
 //! `portal_group`, `portal`, `path` (subsystem/controller/drive SetStatus and
 //! SetControllerStatus), `subsystem` (rename, interconnects, version support), `cache`
 //! (Reenumerate/Refresh and the re-read/re-probe of LUN storage), `read` (every Get and List),
@@ -30,6 +30,7 @@ mod cache;
 mod data_path;
 mod lun;
 mod lun_create;
+pub(crate) mod lun_info;
 mod lun_resize;
 mod maintenance;
 mod path;
@@ -202,6 +203,10 @@ impl Provider {
                 self.set_path_status(ObjectKind::Drive, id, status)
             }
             Command::ListLuns { subsystem } => self.list(ObjectKind::Lun, subsystem),
+            Command::FindLuns { identifier } => self.find_luns(&identifier),
+            Command::GetLunIdentification { id } => self.lun_identification(id),
+            Command::GetLunHints { id } => self.lun_hints(id),
+            Command::SetLunHints { id, hints } => self.set_lun_hints(id, hints),
             Command::GetLun { id } => self.get(ObjectKind::Lun, id),
             Command::CreateLun(args) => self.create_lun(args),
             Command::DeleteLun { id } => self.delete_lun(id),

@@ -4,6 +4,7 @@
 
 mod aptpl;
 mod commit;
+mod hints;
 mod leftovers;
 mod maintenance;
 mod model;
@@ -202,6 +203,7 @@ impl Fixture {
             unmasking_list: None,
             targets: None,
             read_only: None,
+            hints: None,
             backing: None,
         };
         f(&mut a);

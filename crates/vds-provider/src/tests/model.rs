@@ -146,6 +146,7 @@ impl World {
                     unmasking_list: None,
                     targets: None,
                     read_only: None,
+                    hints: None,
                     backing: None,
                 }));
                 assert_eq!(code(&r), expect, "{op:?}: {r:?}");

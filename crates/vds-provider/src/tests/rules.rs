@@ -721,6 +721,7 @@ fn bad_lun_create_arguments_name_the_field_and_change_nothing() {
         unmasking_list: None,
         targets: None,
         read_only: None,
+        hints: None,
         backing: None,
     };
     type Edit = Box<dyn Fn(&mut crate::CreateLunArgs)>;
@@ -932,6 +933,7 @@ fn lun_create_on_memory_and_existing_file_adopts_it_and_wipe_zeroes_its_ends() {
         unmasking_list: None,
         targets: None,
         read_only: None,
+        hints: None,
         backing: Some(BackingSpec {
             kind: BackingKind::File,
             path: Some(path.display().to_string()),

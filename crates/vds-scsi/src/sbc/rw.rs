@@ -3,6 +3,10 @@
 //! buffer, and they are the inline commands of the table: in [`crate::Mode::Inline`] they go
 //! through the store's `try_` methods and a `WouldBlock` answer becomes
 //! [`Fail::WouldBlock`], not a medium error.
+//!
+//! Under the read-back-verify hint (BEHAVIOUR.md §14) every write of this module is made
+//! durable (FUA), read back and compared; a WRITE under it never runs inline (the read-back
+//! would wait, and a command answered `WouldBlock` must have changed nothing).
 
 use crate::cdb::{invalid_cdb, io_err, read_err, write_err, Cdb, Fail, Res};
 use crate::lu::{Cmd, LogicalUnit};
@@ -60,7 +64,27 @@ fn checked(lu: &LogicalUnit, c: &Cmd<'_>) -> Res<(u64, u64, Range)> {
 fn fua(lu: &LogicalUnit, c: &Cmd<'_>) -> bool {
     // READ(6)/WRITE(6) have no FUA bit; byte 1 bit 3 is FUA in every other form.
     let has_bit = !matches!(c.cdb.u8(0), 0x08 | 0x0A);
-    (has_bit && c.cdb.bit(1, 3)) || lu.write_through()
+    (has_bit && c.cdb.bit(1, 3)) || lu.write_through() || lu.read_back_verify()
+}
+
+/// The read-back-verify hint: reads back what was just written at byte offset `off` and
+/// compares. A difference is MEDIUM ERROR / WRITE ERROR (03/0C/00) with the INFORMATION field
+/// set to the LBA of the first block that differs (SBC-3 4.18: a medium error reports the
+/// failing LBA); the LU stays as it is, since the host may rewrite the block. A read error is
+/// a read medium error like any other.
+fn read_back(lu: &LogicalUnit, data: &[u8], off: u64) -> Res {
+    if !lu.read_back_verify() {
+        return Ok(());
+    }
+    let mut back = vec![0u8; data.len()];
+    lu.backing().read_at(&mut back, off).map_err(read_err)?;
+    match back.iter().zip(data).position(|(a, b)| a != b) {
+        Some(i) => Err(Fail::Check(
+            Sense::new(key::MEDIUM_ERROR, sense::WRITE_ERROR)
+                .with_info((off + i as u64) >> lu.block_shift()),
+        )),
+        None => Ok(()),
+    }
 }
 
 pub(crate) fn read(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
@@ -88,13 +112,17 @@ pub(crate) fn write(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
     if n == 0 {
         return Ok(());
     }
+    if c.mode == Mode::Inline && lu.read_back_verify() {
+        return Err(Fail::WouldBlock);
+    }
     let f = fua(lu, c);
     let store = lu.backing();
     match c.mode {
         Mode::Blocking => store.write_at(&c.data_out[..n], off, f),
         Mode::Inline => store.try_write_at(&c.data_out[..n], off, f),
     }
-    .map_err(|e| io_err(c.mode, true, e))
+    .map_err(|e| io_err(c.mode, true, e))?;
+    read_back(lu, &c.data_out[..n], off)
 }
 
 pub(crate) fn write_and_verify(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
@@ -108,7 +136,8 @@ pub(crate) fn write_and_verify(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
     // is forced to it, so write with FUA.
     lu.backing()
         .write_at(&c.data_out[..n], off, true)
-        .map_err(write_err)
+        .map_err(write_err)?;
+    read_back(lu, &c.data_out[..n], off)
 }
 
 fn miscompare(offset: usize) -> Fail {
@@ -174,7 +203,8 @@ pub(crate) fn orwrite(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
     for (b, d) in buf.iter_mut().zip(c.data_out) {
         *b |= d;
     }
-    lu.backing().write_at(&buf, off, f).map_err(write_err)
+    lu.backing().write_at(&buf, off, f).map_err(write_err)?;
+    read_back(lu, &buf, off)
 }
 
 pub(crate) fn compare_and_write(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
@@ -202,7 +232,8 @@ pub(crate) fn compare_and_write(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
     if let Some(i) = cur.iter().zip(verify).position(|(a, b)| a != b) {
         return Err(miscompare(i));
     }
-    lu.backing().write_at(data, off, f).map_err(write_err)
+    lu.backing().write_at(data, off, f).map_err(write_err)?;
+    read_back(lu, data, off)
 }
 
 /// WRITE ATOMIC(16): up to the store's atomic maximum, any block alignment and any number of
@@ -236,7 +267,8 @@ pub(crate) fn write_atomic(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
     let _atomic = lu.atomic_lock.lock();
     lu.backing()
         .write_atomic(&c.data_out[..len], lu.offset(lba), f)
-        .map_err(write_err)
+        .map_err(write_err)?;
+    read_back(lu, &c.data_out[..len], lu.offset(lba))
 }
 
 pub(crate) fn prefetch(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {

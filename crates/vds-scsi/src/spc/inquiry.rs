@@ -1,4 +1,5 @@
-//! INQUIRY: standard data and the VPD pages 00, 80, 83, B0, B1, B2.
+//! INQUIRY: standard data and the VPD pages 00, 80, 83, B0, B1, B2. What identifies the LU
+//! (vendor, product, serial, designators) is built in `crate::identity` and only encoded here.
 //!
 //! Identity is stable across restarts because it derives only from the LUN UUID: the unit
 //! serial number is the UUID in hex, the NAA-6 designator carries 100 bits of it.
@@ -109,7 +110,7 @@ fn vpd(lu: &LogicalUnit, c: &mut Cmd<'_>, page: u8) -> Res {
     d.extend_from_slice(&[0x00, page, 0, 0]);
     match page {
         0x00 => d.extend_from_slice(&SUPPORTED_VPD),
-        0x80 => d.extend_from_slice(serial_number(&lu.id()).as_bytes()),
+        0x80 => d.extend_from_slice(lu.identity().serial.as_bytes()),
         0x83 => device_identification(lu, c.nexus, d),
         0xB0 => block_limits(lu, d),
         0xB1 => {
@@ -132,29 +133,16 @@ fn vpd(lu: &LogicalUnit, c: &mut Cmd<'_>, page: u8) -> Res {
 }
 
 fn device_identification(lu: &LogicalUnit, nexus: &crate::ItNexus, d: &mut Vec<u8>) {
-    // NAA-6, associated with the logical unit, binary.
-    d.extend_from_slice(&[0x01, 0x03, 0x00, 16]);
-    d.extend_from_slice(&lu.naa());
-    // T10 vendor id, associated with the logical unit, ASCII: vendor + UUID.
-    let t10 = format!("{:<8}{}", VENDOR, lu.id().hyphenated());
-    d.extend_from_slice(&[0x02, 0x01, 0x00, t10.len() as u8]);
-    d.extend_from_slice(t10.as_bytes());
-    // Relative target port, associated with the target port, iSCSI, PIV.
-    d.extend_from_slice(&[0x51, 0x94, 0x00, 4, 0, 0]);
-    d.extend_from_slice(&nexus.relative_target_port.to_be_bytes());
-    // Target port group, associated with the target port, iSCSI, PIV (SPC-4 7.8.6).
-    d.extend_from_slice(&[0x51, 0x95, 0x00, 4, 0, 0]);
-    d.extend_from_slice(&nexus.target_port_group.to_be_bytes());
-    // SCSI name string of the target port, UTF-8, NUL-terminated and padded to 4 bytes.
-    if !nexus.target_port.is_empty() {
-        let mut name = nexus.target_port.as_bytes().to_vec();
-        name.truncate(251);
-        name.push(0);
-        while name.len() & 3 != 0 {
-            name.push(0);
-        }
-        d.extend_from_slice(&[0x53, 0x98, 0x00, name.len() as u8]);
-        d.extend_from_slice(&name);
+    // What the LU is (NAA-6, T10 vendor id), then what the port adds (relative target port,
+    // target port group, SCSI name string): the same lists GetIdentificationData reports (`crate::identity`).
+    for des in lu.identity().designators.iter().chain(
+        crate::identity::port_designators(
+            nexus.relative_target_port,
+            nexus.target_port_group,
+            &nexus.target_port,
+        ).iter(),
+    ) {
+        des.encode(d);
     }
 }
 
@@ -164,11 +152,11 @@ fn block_limits(lu: &LogicalUnit, d: &mut Vec<u8>) {
     let lbppb = 1u32 << lbppbe(lu);
     // WSNZ 0: WRITE SAME with 0 blocks writes to the end of the LU.
     d[5] = MAX_CAW_BLOCKS;
-    d[6..8].copy_from_slice(&(lbppb as u16).to_be_bytes());
+    let (otl, otlg) = optimal_transfer(lu);
+    d[6..8].copy_from_slice(&otlg.to_be_bytes());
     let max_xfer = (MAX_TRANSFER_BYTES / bs) as u32;
     d[8..12].copy_from_slice(&max_xfer.to_be_bytes());
-    let optimal = ((1u64 << 20) / bs) as u32;
-    d[12..16].copy_from_slice(&optimal.to_be_bytes());
+    d[12..16].copy_from_slice(&otl.to_be_bytes());
     d[16..20].copy_from_slice(&max_xfer.to_be_bytes());
     if lu.backing().thin() {
         d[20..24].copy_from_slice(&MAX_UNMAP_LBA_COUNT.to_be_bytes());
@@ -187,6 +175,32 @@ fn block_limits(lu: &LogicalUnit, d: &mut Vec<u8>) {
         d[48..52].copy_from_slice(&1u32.to_be_bytes());
         d[52..56].copy_from_slice(&1u32.to_be_bytes());
     }
+}
+
+/// OPTIMAL TRANSFER LENGTH and OPTIMAL TRANSFER LENGTH GRANULARITY (in blocks) of VPD B0.
+///
+/// B0 has one of each where the hints have a read and a write value (BEHAVIOUR.md §14): the
+/// write hint is reported when given (a write of the wrong size or alignment costs a
+/// read-modify-write below us, a read does not), else the read hint; without either, 1 MiB
+/// and the physical block. The provider has checked that the values are multiples of the
+/// block size and fit the fields (`LuHints`).
+pub(crate) fn optimal_transfer(lu: &LogicalUnit) -> (u32, u16) {
+    let h = lu.hints();
+    let shift = lu.block_shift();
+    let pick = |w: u32, r: u32| if w != 0 { w } else { r };
+    let size = pick(h.optimal_write_size, h.optimal_read_size);
+    let align = pick(h.optimal_write_alignment, h.optimal_read_alignment);
+    let otl = if size != 0 {
+        size >> shift
+    } else {
+        ((1u64 << 20) >> shift) as u32
+    };
+    let otlg = if align != 0 {
+        u16::try_from(align >> shift).unwrap_or(u16::MAX)
+    } else {
+        (1u32 << lbppbe(lu)) as u16
+    };
+    (otl, otlg)
 }
 
 /// Most blocks one WRITE ATOMIC(16) may write; 0 when the backing store cannot write

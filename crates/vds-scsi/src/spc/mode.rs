@@ -222,7 +222,11 @@ pub(crate) fn mode_select(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
             // Turning the write cache off: what it holds must reach stable storage first.
             lu.backing().flush().map_err(crate::cdb::write_err)?;
         }
-        lu.mode.wce.store(v, Ordering::Relaxed);
+        let was = lu.mode.wce.swap(v, Ordering::Relaxed);
+        if was != v {
+            // The write-back cache is the provider's `write_caching_enabled` hint too.
+            lu.events().write_cache_changed(lu.id(), v);
+        }
     }
     if let Some(v) = d_sense {
         lu.mode.d_sense.store(v, Ordering::Relaxed);
