@@ -612,6 +612,7 @@ pub struct PathInfo {
     /// `failed` (portal or controller not ONLINE), `standby` (ALUA Standby or Unavailable
     /// through the session's target port group), else `online`.
     pub status: PathStatus,
+}
 
 /// The hints of a LUN that vds applies (`VDS_HINTS2`, BEHAVIOUR.md §14 rule 8), as stored.
 /// The other `VDS_HINTS2` members are never applied (see [`HINTS_NOT_APPLIED`]).
