@@ -386,9 +386,7 @@ impl State {
                         id: pg.id,
                         tag: pg.tag,
                         portals: pg.portals.clone(),
-                        // The subsystem's one controller is target port group 1 until
-                        // portals name their controller (issue 13).
-                        tpg: 1,
+                        tpg: self.port_group_of(pg),
                     })
                     .collect(),
                 luns: self.lunmaps.get(&te.t.id).cloned().unwrap_or_default(),
@@ -406,6 +404,18 @@ impl State {
             })
             .collect();
         DataView { targets, portals }
+    }
+
+    /// The ALUA target port group of a portal group's target port: the group id of the
+    /// controller its portals belong to (all the same, BEHAVIOUR.md §14). A group without
+    /// portals serves no nexus; it reports 0, a group no controller has.
+    fn port_group_of(&self, pg: &PortalGroup) -> u16 {
+        pg.portals
+            .iter()
+            .filter_map(|p| self.portals.get(p))
+            .find_map(|pe| self.controllers.get(&pe.p.controller))
+            .map(|c| c.port_group)
+            .unwrap_or(0)
     }
 
     /// Rebuilds the name indexes from the objects.

@@ -6,7 +6,8 @@
 //!
 //! One module per object kind: `lun_create` (CreateLun), `lun` (delete, patch, SetStatus,
 //! faults, targets, recover), `lun_resize` (extend/shrink), `target` (with its secrets),
-//! `portal_group`, `portal`, `path` (subsystem/controller/drive SetStatus and
+//! `portal_group`, `portal`, `controller` (add, AssociateControllers, QueryActiveControllers,
+//! QueryAssociatedLuns, the load-balance policy), `path` (subsystem/controller/drive SetStatus and
 //! SetControllerStatus), `subsystem` (rename, interconnects, version support), `cache`
 //! (Reenumerate/Refresh and the re-read/re-probe of LUN storage), `read` (every Get and List)
 //! and `data_path` (what logical units report). This module dispatches and holds the checks
@@ -26,6 +27,7 @@ use crate::state::State;
 use crate::{Command, Outcome, Provider, VdsError};
 
 mod cache;
+mod controller;
 mod data_path;
 mod lun;
 mod lun_create;
@@ -182,6 +184,19 @@ impl Provider {
             Command::SetControllerStatus { id, status } => {
                 self.set_path_status(ObjectKind::Controller, id, status)
             }
+            Command::AddController {
+                subsystem,
+                friendly_name,
+            } => self.add_controller(subsystem, friendly_name),
+            Command::GetControllerLuns { id } => self.controller_luns(id),
+            Command::AssociateControllers {
+                id,
+                active,
+                inactive,
+            } => self.associate_controllers(id, active, inactive),
+            Command::GetLunControllers { id } => self.lun_controllers(id),
+            Command::GetLoadBalance { id } => self.load_balance(id),
+            Command::SetLoadBalance { id, policy } => self.set_load_balance(id, policy),
             Command::ListDrives { subsystem } => self.list(ObjectKind::Drive, subsystem),
             Command::GetDrive { id } => self.get(ObjectKind::Drive, id),
             Command::SetDriveStatus { id, status } => {
@@ -252,7 +267,8 @@ impl Provider {
                 address,
                 port,
                 advertise,
-            } => self.create_portal(subsystem, address, port, advertise),
+                controller,
+            } => self.create_portal(subsystem, address, port, advertise, controller),
             Command::PatchPortal { id, advertise } => self.patch_portal(id, advertise),
             Command::DeletePortal { id } => self.delete_portal(id),
             Command::SetPortalStatus { id, status } => self.set_portal_status(id, status),

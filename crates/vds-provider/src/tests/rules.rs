@@ -319,6 +319,7 @@ fn deleted_versus_not_found_for_every_kind_and_across_restart() {
         address: "127.0.0.1".parse().unwrap(),
         port: 41057,
         advertise: None,
+        controller: None,
     }) {
         Outcome::Portal(p) => p,
         o => panic!("{o:?}"),
@@ -1149,6 +1150,7 @@ fn portal_groups_and_membership() {
         address: "127.0.0.1".parse().unwrap(),
         port: 41058,
         advertise: None,
+        controller: None,
     }) {
         Outcome::Portal(p) => p,
         o => panic!("{o:?}"),
@@ -1161,6 +1163,7 @@ fn portal_groups_and_membership() {
         address: "127.0.0.1".parse().unwrap(),
         port: 41058,
         advertise: None,
+        controller: None,
     });
     assert_eq!(again.hresult(), Hresult::VDS_S_ALREADY_EXISTS);
     assert_eq!(
@@ -1169,6 +1172,7 @@ fn portal_groups_and_membership() {
             address: "127.0.0.1".parse().unwrap(),
             port: 0,
             advertise: None,
+            controller: None,
         }),
         Hresult::E_INVALIDARG
     );
@@ -1313,6 +1317,7 @@ fn restart_restores_every_object_status_secret_and_tombstone() {
         address: "127.0.0.1".parse().unwrap(),
         port: 41059,
         advertise: None,
+        controller: None,
     }) {
         Outcome::Portal(p) => p,
         o => panic!("{o:?}"),
@@ -1541,6 +1546,7 @@ fn a_portal_advertised_address_is_checked_stored_published_and_announced() {
         address: "127.0.0.1".parse().unwrap(),
         port: 41086,
         advertise: Some("gw.example:3260".into()),
+        controller: None,
     }) {
         Outcome::Portal(p) => p,
         o => panic!("{o:?}"),
@@ -1564,6 +1570,7 @@ fn a_portal_advertised_address_is_checked_stored_published_and_announced() {
         address: "127.0.0.1".parse().unwrap(),
         port: 41087,
         advertise: Some("gw.example:3260,7".into()),
+        controller: None,
     });
     assert_eq!(e.hresult, Hresult::E_INVALIDARG);
     assert!(
