@@ -102,6 +102,9 @@ fn outcome_bytes(o: &Outcome) -> Option<Vec<u8>> {
             flags: VersionSupportFlag::names(*bits),
             value: *bits,
         }),
+        Outcome::LoadBalance { policy, supported } => {
+            to_bytes(&LoadBalanceJson::new(*policy, *supported))
+        }
         Outcome::Deleted { .. } => return None,
         Outcome::AlreadyExists(inner) => return outcome_bytes(inner),
     })
@@ -114,6 +117,7 @@ fn location_of(o: &Outcome) -> Option<String> {
         Outcome::Target(t) => Some(format!("/v1/targets/{}", t.id)),
         Outcome::PortalGroup(p) => Some(format!("/v1/portal-groups/{}", p.id)),
         Outcome::Portal(p) => Some(format!("/v1/portals/{}", p.id)),
+        Outcome::Controller(c) => Some(format!("/v1/controllers/{}", c.id)),
         _ => None,
     }
 }
@@ -632,6 +636,88 @@ pub async fn patch_lun(
     .await
 }
 
+#[utoipa::path(post, path = "/v1/subsystems/{id}/controllers", tag = "controller",
+    description = "Add a controller: the next ALUA target port group of the subsystem, ONLINE, \
+                   no ports until a portal names it, inactive for every existing LUN.",
+    params(("id" = Uuid, Path, description = "subsystem id")), request_body = AddControllerBody,
+    responses((status = 201, body = ControllerJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn add_controller(
+    State(s): State<AppState>,
+    p: PathParams,
+    body: JsonArg<AddControllerBody>,
+) -> ApiResult {
+    let subsystem = p.uuid("id")?;
+    let b = s.arg(body, get::subsystem(subsystem)).await?;
+    let o = s
+        .apply(Command::AddController {
+            subsystem,
+            friendly_name: b.friendly_name,
+        })
+        .await?;
+    Ok(respond(o, true))
+}
+
+#[utoipa::path(get, path = "/v1/controllers/{id}/luns", tag = "controller",
+    description = "IVdsController::QueryAssociatedLuns: the LUNs for which the controller is active.",
+    params(("id" = Uuid, Path, description = "controller id")),
+    responses((status = 200, body = Vec<LunJson>), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn get_controller_luns(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.by_id(&p, |id| Command::GetControllerLuns { id }).await
+}
+
+#[utoipa::path(get, path = "/v1/luns/{id}/controllers", tag = "lun",
+    description = "IVdsLun::QueryActiveControllers: the controllers for which the LUN is active.",
+    params(("id" = Uuid, Path, description = "LUN id")),
+    responses((status = 200, body = Vec<ControllerJson>), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn get_lun_controllers(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.by_id(&p, |id| Command::GetLunControllers { id }).await
+}
+
+#[utoipa::path(put, path = "/v1/luns/{id}/controllers", tag = "lun",
+    description = "IVdsLun::AssociateControllers: every controller of the subsystem in exactly \
+                   one list, at least one active. Every I_T nexus of the LUN then gets UNIT \
+                   ATTENTION 06/2A/06 once. Answers the active controllers.",
+    params(("id" = Uuid, Path, description = "LUN id")), request_body = AssociateControllersBody,
+    responses((status = 200, body = Vec<ControllerJson>), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn associate_controllers(
+    State(s): State<AppState>,
+    p: PathParams,
+    body: JsonArg<AssociateControllersBody>,
+) -> ApiResult {
+    s.with_body(&p, body, get::lun, |id, b| Command::AssociateControllers {
+        id,
+        active: b.active,
+        inactive: b.inactive,
+    })
+    .await
+}
+
+#[utoipa::path(get, path = "/v1/luns/{id}/load-balance", tag = "lun",
+    description = "IVdsLunMpio::GetLoadBalancePolicy and GetSupportedLbPolicies.",
+    params(("id" = Uuid, Path, description = "LUN id")),
+    responses((status = 200, body = LoadBalanceJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn get_load_balance(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.by_id(&p, |id| Command::GetLoadBalance { id }).await
+}
+
+#[utoipa::path(put, path = "/v1/luns/{id}/load-balance", tag = "lun",
+    description = "IVdsLunMpio::SetLoadBalancePolicy: failover (inactive controllers Standby), \
+                   round_robin or round_robin_with_subset (inactive controllers \
+                   Active/Non-optimized); the other policies are VDS_E_NOT_SUPPORTED.",
+    params(("id" = Uuid, Path, description = "LUN id")), request_body = LoadBalanceRequest,
+    responses((status = 200, body = LoadBalanceJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn set_load_balance(
+    State(s): State<AppState>,
+    p: PathParams,
+    body: JsonArg<LoadBalanceBody>,
+) -> ApiResult {
+    s.with_body(&p, body, get::lun, |id, b| Command::SetLoadBalance {
+        id,
+        policy: b.policy.value,
+    })
+    .await
+}
+
 #[utoipa::path(post, path = "/v1/luns/{id}/status", tag = "lun",
     params(("id" = Uuid, Path, description = "LUN id")), request_body = StatusRequest,
     responses((status = 200, body = LunJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
@@ -1078,6 +1164,7 @@ pub async fn create_portal(
             address: b.address,
             port: b.port,
             advertise: b.advertise,
+            controller: b.controller,
         })
         .await?;
     Ok(respond(o, true))

@@ -135,7 +135,10 @@ pub fn router_with_metrics(
             post(set_controller_statuses),
         )
         .route("/v1/subsystems/{id}/interconnects", get(get_interconnects))
-        .route("/v1/subsystems/{id}/controllers", get(list_controllers))
+        .route(
+            "/v1/subsystems/{id}/controllers",
+            get(list_controllers).post(add_controller),
+        )
         .route("/v1/subsystems/{id}/drives", get(list_drives))
         .route("/v1/subsystems/{id}/drives/{bus}/{slot}", get(get_drive_at))
         .route(
@@ -159,6 +162,15 @@ pub fn router_with_metrics(
         )
         .route("/v1/controllers/{id}", get(get_controller))
         .route("/v1/controllers/{id}/status", post(set_controller_status))
+        .route("/v1/controllers/{id}/luns", get(get_controller_luns))
+        .route(
+            "/v1/luns/{id}/controllers",
+            get(get_lun_controllers).put(associate_controllers),
+        )
+        .route(
+            "/v1/luns/{id}/load-balance",
+            get(get_load_balance).put(set_load_balance),
+        )
         .route("/v1/drives/{id}", get(get_drive))
         .route("/v1/drives/{id}/status", post(set_drive_status))
         .route("/v1/luns", get(list_all_luns))

@@ -30,7 +30,9 @@ use crate::wire::*;
         get_provider, reenumerate, refresh, get_version_support,
         list_subsystems, get_subsystem, patch_subsystem, set_subsystem_status,
         set_controller_statuses, get_interconnects,
-        list_controllers, get_controller, set_controller_status,
+        list_controllers, get_controller, set_controller_status, add_controller,
+        get_controller_luns, get_lun_controllers, associate_controllers, get_load_balance,
+        set_load_balance,
         list_drives, get_drive, set_drive_status, get_drive_at,
         subsystem_maintenance, controller_maintenance, drive_maintenance, lun_maintenance,
         list_luns, list_all_luns, create_lun, get_lun, delete_lun, patch_lun, set_lun_status,
@@ -56,6 +58,7 @@ use crate::wire::*;
         SessionJson, ConnectionJson, KeysJson, CountersJson, PathJson, PathIdJson,
         IdentificationJson, InterconnectJson, InterconnectPortJson, StorageIdentifierJson,
         HintsBody, HintsJson, NotAppliedJson,
+        AddControllerBody, AssociateControllersBody, LoadBalanceRequest, LoadBalanceJson,
     )),
     tags(
         (name = "provider"), (name = "subsystem"), (name = "controller"), (name = "drive"),

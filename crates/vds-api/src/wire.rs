@@ -20,9 +20,9 @@ use uuid::Uuid;
 use vds_model::enums::EnumParseError;
 use vds_model::{
     BackingKind, Controller, ControllerStatus, DriveFlag, DriveStatus, FaultFilterSpec,
-    FaultOpKind, Job, JobOutput, Lun, LunFlag, LunPlexFlag, LunStatus, LunType,
-    MaintenanceOperation, Portal, PortalGroup, PortalStatus, ProviderFlag, ProviderInfo, Subsystem,
-    SubsystemFlag, SubsystemRaidTypeFlag, SubsystemStatus, Target,
+    FaultOpKind, Job, JobOutput, LbSupportFlag, LoadBalancePolicy, Lun, LunFlag, LunPlexFlag,
+    LunStatus, LunType, MaintenanceOperation, Portal, PortalGroup, PortalStatus, ProviderFlag,
+    ProviderInfo, Subsystem, SubsystemFlag, SubsystemRaidTypeFlag, SubsystemStatus, Target,
 };
 use vds_provider::Event;
 
@@ -60,7 +60,8 @@ vds_enum_arg!(
     DriveStatus,
     LunType,
     MaintenanceOperation,
-    vds_model::StorageBusType
+    vds_model::StorageBusType,
+    LoadBalancePolicy
 );
 
 /// An enumerated request field, parsed to its member: unknown names and numbers outside the
@@ -412,6 +413,61 @@ pub enum MaintenanceActionArg {
     Pulse,
 }
 
+/// `POST /v1/subsystems/{id}/controllers`: adds a controller (an ALUA target port group).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddControllerBody {
+    /// Default `vds controller N`.
+    pub friendly_name: Option<String>,
+}
+
+/// `PUT /v1/luns/{id}/controllers` (`IVdsLun::AssociateControllers`): every controller of
+/// the LUN's subsystem in exactly one list, at least one active.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssociateControllersBody {
+    pub active: Vec<Uuid>,
+    pub inactive: Vec<Uuid>,
+}
+
+/// `PUT /v1/luns/{id}/load-balance` (`IVdsLunMpio::SetLoadBalancePolicy`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadBalanceBody {
+    pub policy: StatusArg<LoadBalancePolicy>,
+}
+
+/// The body of `PUT /v1/luns/{id}/load-balance` (documentation of [`LoadBalanceBody`]).
+#[derive(Debug, Clone, ToSchema)]
+pub struct LoadBalanceRequest {
+    /// Short name (`"failover"`), VDS constant (`"VDS_LBP_FAILOVER"`) or integer (`1`).
+    #[schema(value_type = EnumValue)]
+    pub policy: i64,
+}
+
+/// A LUN's load-balance policy (`IVdsLunMpio::GetLoadBalancePolicy`) and the policies the
+/// provider supports (`GetSupportedLbPolicies`, `VDS_PROVIDER_LBSUPPORT_FLAG`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LoadBalanceJson {
+    #[schema(example = "round_robin_with_subset")]
+    pub policy: String,
+    #[schema(example = json!(["failover", "round_robin", "round_robin_with_subset"]))]
+    pub supported: Vec<&'static str>,
+    /// The `VDS_PROVIDER_LBSUPPORT_FLAG` bits of `supported`.
+    #[schema(example = 7)]
+    pub supported_value: u32,
+}
+
+impl LoadBalanceJson {
+    pub fn new(policy: LoadBalancePolicy, supported: u32) -> Self {
+        LoadBalanceJson {
+            policy: policy.short_name().into(),
+            supported: LbSupportFlag::names(supported),
+            supported_value: supported,
+        }
+    }
+}
+
 /// `PATCH /v1/targets/{id}`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -451,6 +507,8 @@ pub struct CreatePortalBody {
     /// What SendTargets reports instead of `address:port` (`host:port`; BEHAVIOUR.md §4).
     #[schema(example = "10.0.2.100:3260")]
     pub advertise: Option<String>,
+    /// The controller whose port it is (default: the subsystem's first; BEHAVIOUR.md §14).
+    pub controller: Option<Uuid>,
 }
 
 /// `PATCH /v1/portals/{id}`: `"advertise": "host:port"` sets, `null` clears, absent leaves.
@@ -550,7 +608,10 @@ pub struct ControllerJson {
     pub identification: String,
     pub status: String,
     pub health: String,
+    /// Its portals.
     pub number_of_ports: i16,
+    /// Its ALUA target port group id (BEHAVIOUR.md §14).
+    pub port_group: u16,
 }
 
 impl From<&Controller> for ControllerJson {
@@ -563,6 +624,7 @@ impl From<&Controller> for ControllerJson {
             status: c.status.short_name().into(),
             health: c.health.short_name().into(),
             number_of_ports: c.number_of_ports,
+            port_group: c.port_group,
         }
     }
 }
@@ -651,6 +713,11 @@ pub struct LunJson {
     pub lun_numbers: BTreeMap<Uuid, u64>,
     pub plexes: Vec<PlexJson>,
     pub backing: BackingJson,
+    /// The controllers for which the LUN is active (`QueryActiveControllers`).
+    pub active_controllers: Vec<Uuid>,
+    /// `VDS_LOADBALANCE_POLICY_ENUM` short name.
+    #[schema(example = "round_robin_with_subset")]
+    pub load_balance: String,
 }
 
 impl From<&Lun> for LunJson {
@@ -694,6 +761,8 @@ impl From<&Lun> for LunJson {
                 path: l.backing.path.clone(),
                 filters: l.filters.iter().map(FaultFilterBody::from).collect(),
             },
+            active_controllers: l.active_controllers.clone(),
+            load_balance: l.load_balance.short_name().into(),
         }
     }
 }
@@ -758,6 +827,8 @@ pub struct PortalJson {
     /// What SendTargets reports instead of `address:port`; `null` when none.
     #[schema(example = "10.0.2.100:3260")]
     pub advertise: Option<String>,
+    /// The controller whose port it is.
+    pub controller: Uuid,
     pub portal_groups: Vec<Uuid>,
 }
 
@@ -771,6 +842,7 @@ impl From<&Portal> for PortalJson {
             address_type: p.address_type().short_name().into(),
             status: p.status.short_name().into(),
             advertise: p.advertise.as_ref().map(|a| a.to_string()),
+            controller: p.controller,
             portal_groups: p.portal_groups.clone(),
         }
     }

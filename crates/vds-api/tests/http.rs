@@ -593,6 +593,12 @@ async fn openapi_describes_every_interface_endpoint() {
         ("post", "/v1/subsystems/{id}/controller-status"),
         ("get", "/v1/subsystems/{id}/interconnects"),
         ("get", "/v1/subsystems/{id}/controllers"),
+        ("post", "/v1/subsystems/{id}/controllers"),
+        ("get", "/v1/controllers/{id}/luns"),
+        ("get", "/v1/luns/{id}/controllers"),
+        ("put", "/v1/luns/{id}/controllers"),
+        ("get", "/v1/luns/{id}/load-balance"),
+        ("put", "/v1/luns/{id}/load-balance"),
         ("get", "/v1/subsystems/{id}/drives"),
         ("get", "/v1/subsystems/{id}/drives/{bus}/{slot}"),
         ("post", "/v1/subsystems/{id}/maintenance"),
@@ -1607,4 +1613,190 @@ async fn get_drive_at_bus_and_slot_and_maintenance_is_not_supported() {
         assert_eq!(n, name, "{body}");
         assert!(msg.starts_with(starts), "{body}: {msg}");
     }
+}
+
+/// BEHAVIOUR.md §14 over HTTP: add a controller (201 + Location), a portal naming it, the
+/// portal-group rule's HRESULT, AssociateControllers with its errors judged after the LUN,
+/// QueryActiveControllers / QueryAssociatedLuns, and the load-balance policy.
+#[tokio::test]
+async fn controllers_associations_and_load_balance_over_http() {
+    let f = fixture();
+    let app = &f.app;
+    let sub = subsystem_id(app).await;
+    let a = call(
+        app,
+        Method::POST,
+        &format!("/v1/subsystems/{sub}/controllers"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    let ctl1 = a.body["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        a.headers[header::LOCATION],
+        format!("/v1/controllers/{ctl1}").as_str()
+    );
+    assert_eq!(a.body["port_group"], 2);
+    let a = call(
+        app,
+        Method::POST,
+        &format!("/v1/subsystems/{sub}/controllers"),
+        Some(json!({"name": "x"})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{:?}", a.body);
+    let ctls = call(
+        app,
+        Method::GET,
+        &format!("/v1/subsystems/{sub}/controllers"),
+        None,
+    )
+    .await
+    .body;
+    let ctl0 = ctls
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["port_group"] == 1)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // A portal names its controller; the default group refuses it.
+    let port = next_port();
+    let a = call(
+        app,
+        Method::POST,
+        &format!("/v1/subsystems/{sub}/portals"),
+        Some(json!({"address": "127.0.0.1", "port": port, "controller": ctl1})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    assert_eq!(a.body["controller"], ctl1.as_str());
+    let portal = a.body["id"].as_str().unwrap().to_string();
+    let target = call(
+        app,
+        Method::GET,
+        &format!("/v1/subsystems/{sub}/targets"),
+        None,
+    )
+    .await
+    .body[0]
+        .clone();
+    let pg = target["portal_groups"][0].as_str().unwrap();
+    let a = call(
+        app,
+        Method::POST,
+        &format!("/v1/portal-groups/{pg}/portals"),
+        Some(json!({"portal": portal})),
+    )
+    .await;
+    assert_eq!(error_of(&a).0, "VDS_E_INVALID_PORT_PATH", "{:?}", a.body);
+    assert_eq!(a.status, StatusCode::CONFLICT);
+
+    let lun = create_lun(app, "alua-http").await;
+    let id = lun["id"].as_str().unwrap();
+    assert_eq!(lun["active_controllers"], json!([ctl0, ctl1]));
+    assert_eq!(lun["load_balance"], "round_robin_with_subset");
+    let uri = format!("/v1/luns/{id}/controllers");
+    // The LUN first, then the body.
+    let a = call(
+        app,
+        Method::PUT,
+        &format!("/v1/luns/{}/controllers", Uuid::new_v4()),
+        Some(json!({"active": 7})),
+    )
+    .await;
+    assert_eq!(error_of(&a).0, "VDS_E_OBJECT_NOT_FOUND");
+    let a = call(app, Method::PUT, &uri, Some(json!({"active": [ctl1]}))).await;
+    let (name, msg) = error_of(&a);
+    assert_eq!(
+        (name.as_str(), a.status),
+        ("E_INVALIDARG", StatusCode::BAD_REQUEST),
+        "{msg}"
+    );
+    assert!(msg.contains("inactive"), "{msg}");
+    let a = call(
+        app,
+        Method::PUT,
+        &uri,
+        Some(json!({"active": [ctl1], "inactive": [Uuid::new_v4()]})),
+    )
+    .await;
+    assert_eq!(error_of(&a).0, "VDS_E_OBJECT_NOT_FOUND");
+    let a = call(
+        app,
+        Method::PUT,
+        &uri,
+        Some(json!({"active": [ctl1], "inactive": []})),
+    )
+    .await;
+    assert_eq!(error_of(&a).0, "E_INVALIDARG");
+    let a = call(
+        app,
+        Method::PUT,
+        &uri,
+        Some(json!({"active": [ctl1], "inactive": [ctl0]})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert_eq!(a.body.as_array().unwrap().len(), 1);
+    assert_eq!(a.body[0]["id"], ctl1.as_str());
+    let a = call(app, Method::GET, &uri, None).await;
+    assert_eq!(a.body[0]["id"], ctl1.as_str());
+    let a = call(
+        app,
+        Method::GET,
+        &format!("/v1/controllers/{ctl0}/luns"),
+        None,
+    )
+    .await;
+    assert!(
+        a.body.as_array().unwrap().iter().all(|l| l["id"] != id),
+        "{:?}",
+        a.body
+    );
+    let a = call(
+        app,
+        Method::GET,
+        &format!("/v1/controllers/{ctl1}/luns"),
+        None,
+    )
+    .await;
+    assert!(
+        a.body.as_array().unwrap().iter().any(|l| l["id"] == id),
+        "{:?}",
+        a.body
+    );
+
+    // Load balance.
+    let uri = format!("/v1/luns/{id}/load-balance");
+    let a = call(app, Method::GET, &uri, None).await;
+    assert_eq!(
+        a.body,
+        json!({"policy": "round_robin_with_subset",
+        "supported": ["failover", "round_robin", "round_robin_with_subset"], "supported_value": 7})
+    );
+    for (policy, want) in [
+        (json!("weighted_paths"), "VDS_E_NOT_SUPPORTED"),
+        (json!(0), "E_INVALIDARG"),
+        (json!("unknown"), "E_INVALIDARG"),
+        (json!("nonsense"), "E_INVALIDARG"),
+    ] {
+        let a = call(app, Method::PUT, &uri, Some(json!({"policy": policy}))).await;
+        assert_eq!(error_of(&a).0, want, "{policy}: {:?}", a.body);
+    }
+    let a = call(
+        app,
+        Method::PUT,
+        &uri,
+        Some(json!({"policy": "VDS_LBP_FAILOVER"})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert_eq!(a.body["policy"], "failover");
+    let a = call(app, Method::GET, &format!("/v1/luns/{id}"), None).await;
+    assert_eq!(a.body["load_balance"], "failover");
+    assert_eq!(a.body["active_controllers"], json!([ctl1]));
 }

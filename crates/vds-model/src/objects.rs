@@ -259,8 +259,10 @@ pub struct Controller {
     pub status: ControllerStatus,
     /// Health.
     pub health: Health,
-    /// Number of ports.
+    /// Number of ports: its portals (BEHAVIOUR.md §14).
     pub number_of_ports: i16,
+    /// Its ALUA target port group id (1, 2, ...; never reused while the controller exists).
+    pub port_group: u16,
 }
 
 /// `VDS_DRIVE_PROP` plus the filesystem path it stands for.
@@ -459,6 +461,10 @@ pub struct Lun {
     pub filters: Vec<FaultFilterSpec>,
     /// Logical block size in bytes.
     pub block_size: u32,
+    /// The controllers for which the LUN is active (`IVdsLun::AssociateControllers`), by id.
+    pub active_controllers: Vec<Uuid>,
+    /// The LUN's load-balance policy (`IVdsLunMpio`, BEHAVIOUR.md §14).
+    pub load_balance: LoadBalancePolicy,
 }
 
 /// `VDS_ISCSI_TARGET_PROP` plus associations. Secrets are never part of it.
@@ -508,6 +514,8 @@ pub struct Portal {
     pub status: PortalStatus,
     /// What SendTargets reports instead of the bind address (BEHAVIOUR.md §4).
     pub advertise: Option<crate::AdvertisedAddress>,
+    /// The controller whose port it is (BEHAVIOUR.md §14).
+    pub controller: Uuid,
     /// Portal groups that hold it.
     pub portal_groups: Vec<Uuid>,
 }

@@ -14,8 +14,8 @@ use std::time::Duration;
 use crate::hooks::DataPathMsg;
 use uuid::Uuid;
 use vds_model::{
-    BackingKind, Controller, Drive, FaultFilterSpec, Hresult, Job, Lun, LunType, ObjectKind,
-    Portal, PortalGroup, ProviderInfo, Subsystem, Target,
+    BackingKind, Controller, Drive, FaultFilterSpec, Hresult, Job, LoadBalancePolicy, Lun, LunType,
+    ObjectKind, Portal, PortalGroup, ProviderInfo, Subsystem, Target,
 };
 
 /// The backing store requested for a new LUN (INTERFACE.md `B`).
@@ -231,6 +231,20 @@ pub enum Command {
         /// Raw requested `VDS_CONTROLLER_STATUS`.
         status: i64,
     },
+    /// `POST /v1/subsystems/{id}/controllers`: adds a controller (a new ALUA target port
+    /// group, BEHAVIOUR.md §14).
+    AddController {
+        /// Subsystem id.
+        subsystem: Uuid,
+        /// Friendly name (default `vds controller N`).
+        friendly_name: Option<String>,
+    },
+    /// `GET /v1/controllers/{id}/luns` (`IVdsController::QueryAssociatedLuns`): the LUNs for
+    /// which the controller is active.
+    GetControllerLuns {
+        /// Controller id.
+        id: Uuid,
+    },
 
     /// `GET /v1/subsystems/{id}/drives`, or every drive when `subsystem` is `None`.
     ListDrives {
@@ -344,6 +358,34 @@ pub enum Command {
         id: Uuid,
         /// Target ids.
         targets: Vec<Uuid>,
+    },
+    /// `PUT /v1/luns/{id}/controllers` (`IVdsLun::AssociateControllers`): every controller of
+    /// the subsystem in exactly one list, at least one active.
+    AssociateControllers {
+        /// LUN id.
+        id: Uuid,
+        /// Controllers for which the LUN is active.
+        active: Vec<Uuid>,
+        /// The others.
+        inactive: Vec<Uuid>,
+    },
+    /// `GET /v1/luns/{id}/controllers` (`IVdsLun::QueryActiveControllers`).
+    GetLunControllers {
+        /// LUN id.
+        id: Uuid,
+    },
+    /// `GET /v1/luns/{id}/load-balance` (`IVdsLunMpio::GetLoadBalancePolicy` and
+    /// `GetSupportedLbPolicies`).
+    GetLoadBalance {
+        /// LUN id.
+        id: Uuid,
+    },
+    /// `PUT /v1/luns/{id}/load-balance` (`IVdsLunMpio::SetLoadBalancePolicy`).
+    SetLoadBalance {
+        /// LUN id.
+        id: Uuid,
+        /// Raw requested `VDS_LOADBALANCE_POLICY_ENUM` (judged like a requested status).
+        policy: i64,
     },
 
     /// `GET /v1/subsystems/{id}/targets`, or every target when `subsystem` is `None`.
@@ -473,6 +515,8 @@ pub enum Command {
         /// What SendTargets reports instead of the bind address (`host:port`, checked by
         /// `AdvertisedAddress::parse`; BEHAVIOUR.md §4).
         advertise: Option<String>,
+        /// The controller whose port it is (default: the subsystem's first; BEHAVIOUR.md §14).
+        controller: Option<Uuid>,
     },
     /// `PATCH /v1/portals/{id}`: `advertise` `None` leaves it, `Some(None)` clears it,
     /// `Some(Some(a))` sets it (BEHAVIOUR.md §4).
@@ -537,6 +581,9 @@ impl Command {
                 | Command::GetSubsystem { .. }
                 | Command::ListControllers { .. }
                 | Command::GetController { .. }
+                | Command::GetControllerLuns { .. }
+                | Command::GetLunControllers { .. }
+                | Command::GetLoadBalance { .. }
                 | Command::ListDrives { .. }
                 | Command::GetDrive { .. }
                 | Command::ListLuns { .. }
@@ -626,6 +673,11 @@ pub enum Outcome {
     Paths(Vec<vds_model::PathInfo>),
     /// `VDS_INTERCONNECT_FLAG` bits of a subsystem.
     Interconnects(u32),
+    /// A LUN's load-balance policy and the supported set (`VDS_PROVIDER_LBSUPPORT_FLAG` bits).
+    LoadBalance {
+        policy: LoadBalancePolicy,
+        supported: u32,
+    },
     /// `VDS_VERSION_SUPPORT_FLAG` bits of the provider.
     VersionSupport(u32),
     /// A synchronous delete finished.

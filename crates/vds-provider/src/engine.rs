@@ -300,7 +300,7 @@ impl Inner {
         };
         let identity = identity_of(&backing)
             .map_err(|e| VdsError::io(format!("stat {}", path.display()), &e))?;
-        let lun = new_lun_model(
+        let mut lun = new_lun_model(
             lun_id,
             sub_id,
             drive.id,
@@ -313,6 +313,7 @@ impl Inner {
             backing,
             Vec::new(),
         );
+        lun.active_controllers = vec![ctl.id];
         let rec = LunRecord {
             lun,
             identity,
@@ -366,7 +367,8 @@ impl Inner {
             identification: format!("vds:{provider_id}:controller0"),
             status: ControllerStatus::Online,
             health: Health::Healthy,
-            number_of_ports: cfg.first_start_portals.len().min(i16::MAX as usize) as i16,
+            number_of_ports: 0,
+            port_group: 1,
         };
         let (total, _) = fs_space(data_dir)
             .map_err(|e| VdsError::io(format!("data_dir {}", data_dir.display()), &e))?;
@@ -399,9 +401,14 @@ impl Inner {
                     .iter()
                     .find(|(a, _)| a == addr)
                     .map(|(_, adv)| adv.clone()),
+                controller: ctl.id,
                 portal_groups: Vec::new(),
             });
         }
+        let ctl = Controller {
+            number_of_ports: portals.len().min(i16::MAX as usize) as i16,
+            ..ctl
+        };
         let target = Target {
             id: Uuid::new_v4(),
             subsystem: sub_id,
@@ -479,6 +486,9 @@ impl Inner {
             snap.portals,
         );
         self.bring_up(st, &mut changed);
+        // Every LU reports its access states per controller (a new LU its first ones).
+        let all: Vec<Uuid> = st.luns.keys().copied().collect();
+        st.push_access_states(all);
         // The events of a reload: one per object that arrived, departed or changed.
         let mut change = Change::new().publish();
         if !changed.is_empty() {
@@ -818,6 +828,8 @@ pub(crate) fn new_lun_model(
         backing,
         filters,
         block_size: BLOCK_SIZE as u32,
+        active_controllers: Vec::new(),
+        load_balance: crate::alua::DEFAULT_POLICY,
     }
 }
 

@@ -5,12 +5,14 @@
 //! - `engine`: startup and reload, the check order of BEHAVIOUR.md §2, operation slots;
 //! - `ops`: the operations, one module per object kind, and `dispatch`;
 //! - `commit`: the one step through which every operation changes the array;
+//! - `alua`: controllers as ALUA target port groups (the access-state function);
 //! - `state`: the in-memory view (the cache) and the data path's view built from it;
 //! - `hooks`: what logical units report, applied as `Command::DataPath`;
 //! - `jobs`: asynchronous operations (`IVdsAsync`);
 //! - `events`: notifications and the clock;
 //! - the seam with the iSCSI data path is the `vds-dataplane` crate.
 
+mod alua;
 mod backing;
 pub mod command;
 mod commit;

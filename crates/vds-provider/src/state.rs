@@ -242,15 +242,11 @@ impl State {
         sub_ok && ctl_ok && drive_ok
     }
 
-    /// The controller whose port `portal` is (BEHAVIOUR.md §14): today every subsystem has
-    /// one controller, so it is the portal's subsystem's first controller by id. The one
-    /// place that answers this question.
+    /// The controller whose port `portal` is (BEHAVIOUR.md §14): the one the portal named
+    /// when it was declared. The one place that answers this question.
     pub fn controller_of_portal(&self, portal: Uuid) -> Option<&vds_model::Controller> {
         let p = self.portals.get(&portal)?;
-        self.controllers
-            .values()
-            .filter(|c| c.subsystem == p.p.subsystem)
-            .min_by_key(|c| c.id)
+        self.controllers.get(&p.p.controller)
     }
 
     /// What the data path enforces for `lun`: its status, or OFFLINE while its path is down.
@@ -369,9 +365,7 @@ impl State {
                 id: pg.id,
                 tag: pg.tag,
                 portals: pg.portals.clone(),
-                // The subsystem's one controller is target port group 1 until
-                // portals name their controller (issue 13).
-                tpg: 1,
+                tpg: self.port_group_of(pg),
             })
             .collect()
     }
@@ -460,6 +454,18 @@ impl State {
             })
             .collect();
         DataView { targets, portals }
+    }
+
+    /// The ALUA target port group of a portal group's target port: the group id of the
+    /// controller its portals belong to (all the same, BEHAVIOUR.md §14). A group without
+    /// portals serves no nexus; it reports 0, a group no controller has.
+    pub(crate) fn port_group_of(&self, pg: &PortalGroup) -> u16 {
+        pg.portals
+            .iter()
+            .filter_map(|p| self.portals.get(p))
+            .find_map(|pe| self.controllers.get(&pe.p.controller))
+            .map(|c| c.port_group)
+            .unwrap_or(0)
     }
 
     /// Rebuilds the name indexes from the objects.

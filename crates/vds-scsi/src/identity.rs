@@ -192,14 +192,17 @@ mod tests {
         ident.designators[1].encode(&mut out);
         assert_eq!(&out[..4], &[0x02, 0x01, 0x00, 44]);
         assert!(ident.designators[1].text().starts_with("VDS     01234567-"));
-        let port = port_designators(7, "iqn.x,t,0x0007");
+        let port = port_designators(7, 2, "iqn.x,t,0x0007");
         out.clear();
         port[0].encode(&mut out);
         assert_eq!(out, [0x51, 0x94, 0x00, 4, 0, 0, 0, 7]);
         out.clear();
         port[1].encode(&mut out);
+        assert_eq!(out, [0x51, 0x95, 0x00, 4, 0, 0, 0, 2]);
+        out.clear();
+        port[2].encode(&mut out);
         assert_eq!(&out[..4], &[0x53, 0x98, 0x00, 16]);
-        assert_eq!(port[1].text(), "iqn.x,t,0x0007");
+        assert_eq!(port[2].text(), "iqn.x,t,0x0007");
         assert_eq!(ident.serial, "0123456789abcdef0123456789abcdef");
     }
 }

@@ -5,7 +5,7 @@
 //! Layout (schema version [`SCHEMA_VERSION`], see `MIGRATIONS`): one table per object kind
 //! (subsystems, controllers, drives, luns with plexes and fault filters, targets with their
 //! secrets, portal groups with members, portals), LUN ↔ target mappings with LUN numbers,
-//! persistent-reservation blobs, a key/value `meta` table and `tombstones` (deleted ids with
+//! each LUN's active controllers (`lun_controllers`), persistent-reservation blobs, a key/value `meta` table and `tombstones` (deleted ids with
 //! their kind) so that a deleted id answers DELETED rather than NOT_FOUND across restarts.
 //!
 //! The store is a plain table mapper: it checks nothing about the VDS rules (the provider
@@ -19,13 +19,13 @@ use rusqlite::{params, Connection, OptionalExtension};
 use uuid::Uuid;
 use vds_model::{
     AdvertisedAddress, Backing, BackingKind, Controller, ControllerStatus, Drive, DriveStatus,
-    FaultFilterSpec, FaultOpKind, Health, Hresult, Lun, LunHints, LunPlex, LunPlexStatus,
-    LunPlexType, LunStatus, LunType, ObjectKind, Portal, PortalGroup, PortalStatus, Subsystem,
-    SubsystemStatus, Target, TransitionState,
+    FaultFilterSpec, FaultOpKind, Health, Hresult, LoadBalancePolicy, Lun, LunHints, LunPlex,
+    LunPlexStatus, LunPlexType, LunStatus, LunType, ObjectKind, Portal, PortalGroup, PortalStatus,
+    Subsystem, SubsystemStatus, Target, TransitionState,
 };
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// The store's file name inside the data dir.
 pub const STORE_FILE: &str = "vds.sqlite";
@@ -108,6 +108,24 @@ CREATE TABLE lun_hints (
     optimal_read_alignment INTEGER NOT NULL, optimal_write_size INTEGER NOT NULL,
     optimal_write_alignment INTEGER NOT NULL, rebuild_priority INTEGER NOT NULL,
     fast_crash_recovery INTEGER NOT NULL);
+    // 4 -> 5: controllers as ALUA target port groups (BEHAVIOUR.md §14). Each controller gets
+    // its group id (1, 2, ... in creation order); each portal the first controller of its
+    // subsystem; each LUN every controller of its subsystem as active (what it served before)
+    // and the default load-balance policy (VDS_LBP_ROUND_ROBIN_WITH_SUBSET = 3).
+    r#"
+ALTER TABLE controllers ADD COLUMN port_group INTEGER NOT NULL DEFAULT 0;
+UPDATE controllers SET port_group =
+    (SELECT COUNT(*) FROM controllers c WHERE c.subsystem = controllers.subsystem
+                                          AND c.rowid <= controllers.rowid);
+ALTER TABLE portals ADD COLUMN controller TEXT NOT NULL DEFAULT '';
+UPDATE portals SET controller = COALESCE(
+    (SELECT c.id FROM controllers c WHERE c.subsystem = portals.subsystem
+     ORDER BY c.port_group LIMIT 1), '');
+ALTER TABLE luns ADD COLUMN load_balance INTEGER NOT NULL DEFAULT 3;
+CREATE TABLE lun_controllers (lun TEXT NOT NULL, controller TEXT NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (lun, controller));
+INSERT INTO lun_controllers (lun, controller, seq)
+    SELECT l.id, c.id, c.port_group FROM luns l JOIN controllers c ON c.subsystem = l.subsystem;
 "#,
 ];
 
@@ -508,8 +526,8 @@ impl Store {
         }
 
         let mut st = c.prepare(
-            "SELECT id, subsystem, friendly_name, identification, status, health, number_of_ports
-             FROM controllers ORDER BY rowid",
+            "SELECT id, subsystem, friendly_name, identification, status, health, number_of_ports,
+                    port_group FROM controllers ORDER BY rowid",
         )?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
@@ -521,6 +539,8 @@ impl Store {
                 status: enum_of(r.get(4)?, ControllerStatus::from_i64, "controller status")?,
                 health: enum_of(r.get(5)?, Health::from_i64, "health")?,
                 number_of_ports: r.get(6)?,
+                port_group: u16::try_from(r.get::<_, i64>(7)?)
+                    .map_err(|_| bad("controller port_group out of range"))?,
             });
         }
 
@@ -593,11 +613,21 @@ impl Store {
             let f = decode_filter(&spec).ok_or_else(|| bad(format!("fault filter {spec:?}")))?;
             filters.entry(lun).or_default().push(f);
         }
+        let mut active: std::collections::HashMap<Uuid, Vec<Uuid>> = Default::default();
+        let mut st = c.prepare("SELECT lun, controller FROM lun_controllers ORDER BY lun, seq")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let lun = uuid_of(&r.get::<_, String>(0)?)?;
+            active
+                .entry(lun)
+                .or_default()
+                .push(uuid_of(&r.get::<_, String>(1)?)?);
+        }
         let mut st = c.prepare(
             "SELECT id, subsystem, drive, friendly_name, identification, size_bytes, unmasking_list,
                     flags, type, status, health, transition_state, rebuild_priority, thin,
                     backing_kind, backing_path, block_size, backing_dev, backing_ino, owns_file,
-                    read_only
+                    read_only, load_balance
              FROM luns ORDER BY seq",
         )?;
         let mut rows = st.query([])?;
@@ -638,6 +668,12 @@ impl Store {
                     },
                     filters: filters.remove(&id).unwrap_or_default(),
                     block_size: r.get::<_, i64>(16)? as u32,
+                    active_controllers: active.remove(&id).unwrap_or_default(),
+                    load_balance: enum_of(
+                        r.get(21)?,
+                        LoadBalancePolicy::from_i64,
+                        "load-balance policy",
+                    )?,
                 },
                 identity: dev.zip(ino).map(|(d, i)| (d as u64, i as u64)),
                 owns_file: r.get(19)?,
@@ -701,7 +737,8 @@ impl Store {
         }
 
         let mut st = c.prepare(
-            "SELECT id, subsystem, address, port, status, advertise FROM portals ORDER BY seq",
+            "SELECT id, subsystem, address, port, status, advertise, controller FROM portals
+             ORDER BY seq",
         )?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
@@ -719,6 +756,7 @@ impl Store {
                     .get::<_, Option<String>>(5)?
                     .map(|a| AdvertisedAddress::parse(&a).map_err(|e| bad(e.to_string())))
                     .transpose()?,
+                controller: uuid_of(&r.get::<_, String>(6)?)?,
                 portal_groups: portal_pgs.remove(&id).unwrap_or_default(),
             });
         }
@@ -844,7 +882,7 @@ impl Tx<'_> {
     pub fn put_controller(&mut self, c: &Controller) -> Result<()> {
         self.tx
             .prepare_cached(
-                "INSERT OR REPLACE INTO controllers VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT OR REPLACE INTO controllers VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
             .execute(params![
                 c.id.to_string(),
@@ -853,7 +891,8 @@ impl Tx<'_> {
                 c.identification,
                 c.status.value(),
                 c.health.value(),
-                c.number_of_ports
+                c.number_of_ports,
+                c.port_group as i64
             ])?;
         Ok(())
     }
@@ -888,7 +927,7 @@ impl Tx<'_> {
         self.tx
             .prepare_cached(
                 "INSERT OR REPLACE INTO luns VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,
-                 ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+                 ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
             )?
             .execute(params![
                 id,
@@ -912,7 +951,8 @@ impl Tx<'_> {
                 rec.identity.map(|(d, _)| d as i64),
                 rec.identity.map(|(_, i)| i as i64),
                 rec.owns_file,
-                l.read_only
+                l.read_only,
+                l.load_balance.value()
             ])?;
         self.tx
             .prepare_cached("DELETE FROM lun_plexes WHERE lun = ?1")?
@@ -951,6 +991,14 @@ impl Tx<'_> {
                 .prepare_cached("INSERT INTO lun_targets VALUES (?1, ?2, ?3)")?
                 .execute(params![id, t.to_string(), *n as i64])?;
         }
+        self.tx
+            .prepare_cached("DELETE FROM lun_controllers WHERE lun = ?1")?
+            .execute([&id])?;
+        for (i, c) in l.active_controllers.iter().enumerate() {
+            self.tx
+                .prepare_cached("INSERT INTO lun_controllers VALUES (?1, ?2, ?3)")?
+                .execute(params![id, c.to_string(), i as i64])?;
+        }
         Ok(())
     }
 
@@ -964,6 +1012,7 @@ impl Tx<'_> {
             "DELETE FROM lun_targets WHERE lun = ?1",
             "DELETE FROM pr_state WHERE lun = ?1",
             "DELETE FROM lun_hints WHERE lun = ?1",
+            "DELETE FROM lun_controllers WHERE lun = ?1",
         ] {
             self.tx.prepare_cached(sql)?.execute([&id])?;
         }
@@ -1091,7 +1140,9 @@ impl Tx<'_> {
         let id = p.id.to_string();
         let seq = self.seq_of("portals", &id)?;
         self.tx
-            .prepare_cached("INSERT OR REPLACE INTO portals VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?
+            .prepare_cached(
+                "INSERT OR REPLACE INTO portals VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
             .execute(params![
                 id,
                 seq,
@@ -1099,7 +1150,8 @@ impl Tx<'_> {
                 p.address.to_string(),
                 p.port as i64,
                 p.status.value(),
-                p.advertise.as_ref().map(|a| a.as_str())
+                p.advertise.as_ref().map(|a| a.as_str()),
+                p.controller.to_string()
             ])?;
         Ok(())
     }

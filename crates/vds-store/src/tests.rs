@@ -52,6 +52,8 @@ fn sample_lun(sub: Uuid, drive: Uuid, target: Uuid) -> LunRecord {
                 },
             ],
             block_size: 512,
+            active_controllers: vec![Uuid::new_v4(), Uuid::new_v4()],
+            load_balance: LoadBalancePolicy::Failover,
         },
         identity: Some((12, 34)),
         owns_file: true,
@@ -91,6 +93,7 @@ fn round_trip_every_object_and_tombstones_survive_reopen() {
                 status: ControllerStatus::Online,
                 health: Health::Healthy,
                 number_of_ports: 1,
+                port_group: 7,
             })?;
             tx.put_drive(&Drive {
                 id: drive,
@@ -129,6 +132,7 @@ fn round_trip_every_object_and_tombstones_survive_reopen() {
                 port: 3260,
                 status: PortalStatus::Online,
                 advertise: Some(AdvertisedAddress::parse("[fd00::1]:3260").unwrap()),
+                controller: Uuid::new_v4(),
                 portal_groups: vec![],
             })?;
             tx.put_portal_group(&PortalGroup {
@@ -275,9 +279,15 @@ fn a_version_2_store_upgrades_and_its_portals_advertise_nothing() {
              INSERT INTO schema_version (version) VALUES (2);",
         )
         .unwrap();
+        let sub = Uuid::new_v4().to_string();
+        c.execute(
+            "INSERT INTO controllers VALUES (?1, ?2, 'c', 'c0', 1, 1, 1)",
+            params![Uuid::new_v4().to_string(), sub],
+        )
+        .unwrap();
         c.execute(
             "INSERT INTO portals VALUES (?1, 1, ?2, '0.0.0.0', 3260, 1)",
-            params![portal.to_string(), Uuid::new_v4().to_string()],
+            params![portal.to_string(), sub],
         )
         .unwrap();
     }
@@ -293,6 +303,61 @@ fn a_version_2_store_upgrades_and_its_portals_advertise_nothing() {
     assert_eq!(s.load().unwrap().portals[0], p);
 }
 
+/// Migration 4 -> 5 (BEHAVIOUR.md §14), from a version-3 store: the controllers of a subsystem become target port
+/// groups 1, 2, ... in creation order, its portals belong to the first one, and its LUNs are
+/// active on every controller with the default load-balance policy (what they served before).
+#[test]
+fn a_version_3_store_upgrades_to_controllers_as_port_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sub, other_sub) = (Uuid::new_v4(), Uuid::new_v4());
+    let (c1, c2, c3) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let (portal, lun) = (Uuid::new_v4(), Uuid::new_v4());
+    {
+        let c = Connection::open(dir.path().join(STORE_FILE)).unwrap();
+        for m in &MIGRATIONS[..3] {
+            c.execute_batch(m).unwrap();
+        }
+        c.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER NOT NULL);
+             INSERT INTO schema_version (version) VALUES (3);",
+        )
+        .unwrap();
+        for (id, s) in [(c1, sub), (c3, other_sub), (c2, sub)] {
+            c.execute(
+                "INSERT INTO controllers VALUES (?1, ?2, 'c', 'c', 1, 1, 1)",
+                params![id.to_string(), s.to_string()],
+            )
+            .unwrap();
+        }
+        c.execute(
+            "INSERT INTO portals VALUES (?1, 1, ?2, '0.0.0.0', 3260, 1, NULL)",
+            params![portal.to_string(), sub.to_string()],
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO luns VALUES (?1, 2, ?2, ?3, 'old', 'naa.6001', 1048576, '*', 0, 1, 1, 1,
+             1, 0, 1, 'memory', NULL, 512, NULL, NULL, 0, 0)",
+            params![lun.to_string(), sub.to_string(), Uuid::new_v4().to_string()],
+        )
+        .unwrap();
+    }
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+    let snap = s.load().unwrap();
+    let groups: Vec<(Uuid, u16)> = snap
+        .controllers
+        .iter()
+        .map(|c| (c.id, c.port_group))
+        .collect();
+    assert_eq!(groups, vec![(c1, 1), (c3, 1), (c2, 2)]);
+    assert_eq!(snap.portals[0].controller, c1);
+    assert_eq!(snap.luns[0].lun.active_controllers, vec![c1, c2]);
+    assert_eq!(
+        snap.luns[0].lun.load_balance,
+        LoadBalancePolicy::RoundRobinWithSubset
+    );
+}
+
 #[test]
 fn a_hand_edited_advertise_is_a_bad_row() {
     let dir = tempfile::tempdir().unwrap();
@@ -305,6 +370,7 @@ fn a_hand_edited_advertise_is_a_bad_row() {
             port: 3260,
             status: PortalStatus::Online,
             advertise: None,
+            controller: Uuid::new_v4(),
             portal_groups: vec![],
         })
     })
@@ -462,7 +528,7 @@ fn a_version_3_store_upgrades_with_no_hints() {
         .unwrap();
     }
     let mut s = Store::open(dir.path()).unwrap();
-    assert_eq!(s.schema_version().unwrap(), 4);
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
     assert!(s.load().unwrap().lun_hints.is_empty());
     let id = Uuid::new_v4();
     s.write(|tx| tx.set_lun_hints(id, &hints())).unwrap();

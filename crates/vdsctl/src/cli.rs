@@ -72,10 +72,10 @@ pub enum Noun {
         #[command(subcommand)]
         verb: PortalVerb,
     },
-    /// Controllers.
+    /// Controllers (each an ALUA target port group).
     Controller {
         #[command(subcommand)]
-        verb: PathVerb,
+        verb: ControllerVerb,
     },
     /// Drives.
     Drive {
@@ -192,6 +192,28 @@ pub enum PathVerb {
     SetStatus { object: String, status: String },
 }
 
+/// Controller verbs: list/show, SetStatus, add, QueryAssociatedLuns.
+#[derive(Debug, Subcommand)]
+pub enum ControllerVerb {
+    #[command(flatten)]
+    Simple(SimpleVerb),
+    /// Set the status: online, offline, a VDS constant or an integer (offline makes its ports
+    /// Unavailable and fails the LUNs active on it alone over to the surviving controller).
+    SetStatus { object: String, status: String },
+    /// Add a controller (the next ALUA target port group); it is inactive for every existing
+    /// LUN and has no ports until a portal names it (`portal add --controller`).
+    Add {
+        /// Subsystem (needed when there are several).
+        #[arg(long)]
+        subsystem: Option<String>,
+        /// Friendly name (default "vds controller N").
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// The LUNs for which the controller is active (QueryAssociatedLuns).
+    Luns { controller: String },
+}
+
 /// `list|show` for the read-only objects (subsystem, controller, drive).
 #[derive(Debug, Subcommand)]
 pub enum SimpleVerb {
@@ -277,6 +299,31 @@ pub enum LunVerb {
         /// optional unit, rebuild_priority 0-15, bus_type a bus name.
         #[arg(long = "set", value_parser = hint_arg)]
         set: Vec<(String, serde_json::Value)>,
+    },
+    /// The controllers for which the LUN is active (QueryActiveControllers).
+    Controllers { lun: String },
+    /// Set the active and inactive controllers (AssociateControllers): every controller of
+    /// the subsystem in exactly one list, at least one active.
+    AssociateControllers {
+        lun: String,
+        /// Controllers to be active (UUIDs or friendly names, comma-separated or repeated).
+        #[arg(
+            long,
+            value_name = "CONTROLLER",
+            value_delimiter = ',',
+            required = true
+        )]
+        active: Vec<String>,
+        /// Controllers to be inactive (comma-separated or repeated).
+        #[arg(long, value_name = "CONTROLLER", value_delimiter = ',')]
+        inactive: Vec<String>,
+    },
+    /// Show the load-balance policy and the supported ones, or set it with --set (failover,
+    /// round_robin, round_robin_with_subset, a VDS constant or an integer).
+    LoadBalance {
+        lun: String,
+        #[arg(long, value_name = "POLICY")]
+        set: Option<String>,
     },
 }
 
@@ -479,6 +526,9 @@ pub enum PortalVerb {
         /// HOST:PORT that SendTargets reports instead of ADDR:PORT (behind NAT, in a container).
         #[arg(long, value_name = "HOST:PORT")]
         advertise: Option<String>,
+        /// The controller whose port it is (UUID or friendly name; default the first).
+        #[arg(long)]
+        controller: Option<String>,
     },
     /// Change a portal: set (--advertise HOST:PORT) or clear (--no-advertise) the address
     /// SendTargets reports for it.

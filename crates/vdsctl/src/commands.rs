@@ -423,10 +423,29 @@ impl Ctx {
                 other => self.subsystem(other),
             },
             Noun::Controller { verb } => match verb {
-                PathVerb::Simple(v) => {
+                ControllerVerb::Simple(v) => {
                     self.listed(v, "controllers", "controller", Kind::Controller)
                 }
-                PathVerb::SetStatus { object, status } => {
+                ControllerVerb::Add { subsystem, name } => {
+                    let sub = self.one_subsystem(subsystem.as_deref())?;
+                    let body = match name {
+                        Some(n) => json!({ "friendly_name": n }),
+                        None => json!({}),
+                    };
+                    self.show_reply(&self.send(
+                        "POST",
+                        &format!("/v1/subsystems/{sub}/controllers"),
+                        Some(body),
+                    )?)
+                }
+                ControllerVerb::Luns { controller } => {
+                    let id = self.controller_id(&controller)?;
+                    let r = self.get(&format!("/v1/controllers/{id}/luns"))?;
+                    let items = as_array(r.json()?, "LUNs")?;
+                    self.show_list(Kind::Lun, &items, Some(&r.body));
+                    Ok(())
+                }
+                ControllerVerb::SetStatus { object, status } => {
                     let body = status_body(&status, vds_model::ControllerStatus::parse)?;
                     let id = self.controller_id(&object)?;
                     self.show_reply(&self.send(
@@ -685,6 +704,40 @@ impl Ctx {
                 let body: serde_json::Map<String, Value> = set.into_iter().collect();
                 self.show_reply(&self.send("PUT", &path, Some(Value::Object(body)))?)
             }
+            LunVerb::Controllers { lun } => {
+                let id = self.lun_id(&lun)?;
+                let r = self.get(&format!("/v1/luns/{id}/controllers"))?;
+                let items = as_array(r.json()?, "controllers")?;
+                self.show_list(Kind::Controller, &items, Some(&r.body));
+                Ok(())
+            }
+            LunVerb::AssociateControllers {
+                lun,
+                active,
+                inactive,
+            } => {
+                let ids = |names: &[String]| {
+                    names
+                        .iter()
+                        .map(|c| self.controller_id(c.trim()))
+                        .collect::<Result<Vec<_>, _>>()
+                };
+                let body = json!({"active": ids(&active)?, "inactive": ids(&inactive)?});
+                let id = self.lun_id(&lun)?;
+                let r = self.send("PUT", &format!("/v1/luns/{id}/controllers"), Some(body))?;
+                let items = as_array(r.json()?, "controllers")?;
+                self.show_list(Kind::Controller, &items, Some(&r.body));
+                Ok(())
+            }
+            LunVerb::LoadBalance { lun, set } => {
+                let id = self.lun_id(&lun)?;
+                let path = format!("/v1/luns/{id}/load-balance");
+                let r = match set {
+                    Some(p) => self.send("PUT", &path, Some(json!({"policy": enum_value(&p)})))?,
+                    None => self.get(&path)?,
+                };
+                self.show_reply(&r)
+            }
             LunVerb::SetFaults(f) => {
                 let filters = fault_filters(&f)?;
                 let id = self.lun_id(&f.lun)?;
@@ -854,6 +907,7 @@ impl Ctx {
                 endpoint,
                 subsystem,
                 advertise,
+                controller,
             } => {
                 let sa = parse_endpoint(&endpoint).ok_or_else(|| {
                     CliError::Usage(format!(
@@ -864,6 +918,9 @@ impl Ctx {
                 let mut body = json!({"address": sa.ip().to_string(), "port": sa.port()});
                 if let Some(a) = advertise {
                     body["advertise"] = json!(a);
+                }
+                if let Some(c) = controller {
+                    body["controller"] = json!(self.controller_id(&c)?);
                 }
                 self.show_reply(&self.send(
                     "POST",

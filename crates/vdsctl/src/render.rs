@@ -58,6 +58,7 @@ fn columns(kind: Kind) -> Vec<Column> {
             ("STATUS", |v| field(v, "status")),
             ("HEALTH", |v| field(v, "health")),
             ("PORTS", |v| field(v, "number_of_ports")),
+            ("GROUP", |v| field(v, "port_group")),
         ],
         Kind::Drive => vec![
             ("ID", |v| field(v, "id")),

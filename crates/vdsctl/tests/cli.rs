@@ -751,3 +751,128 @@ fn read_only_luns_are_created_and_switched() {
         "VDS_E_OBJECT_NOT_FOUND"
     );
 }
+
+/// BEHAVIOUR.md §14 from the command line: `controller add`, `portal add --controller`,
+/// `lun associate-controllers` (names or ids, comma-separated), `lun controllers`,
+/// `controller luns`, `lun load-balance [--set]`, with `--json`; refusals are the provider's
+/// errors (exit 1) and a missing `--active` is a usage error (exit 2).
+#[test]
+fn controllers_associations_and_load_balance() {
+    let s = server();
+    let api = s.url.as_str();
+    let c: Value = serde_json::from_str(&ok(
+        api,
+        &["--json", "controller", "add", "--name", "ctl-b"],
+    ))
+    .unwrap();
+    assert_eq!(c["port_group"], 2);
+    assert_eq!(c["number_of_ports"], 0);
+    let list = ok(api, &["controller", "list"]);
+    assert!(list.contains("GROUP") && list.contains("ctl-b"), "{list}");
+    let p: Value = serde_json::from_str(&ok(
+        api,
+        &[
+            "--json",
+            "portal",
+            "add",
+            "127.0.0.1:42085",
+            "--controller",
+            "ctl-b",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(p["controller"], c["id"]);
+    let c: Value =
+        serde_json::from_str(&ok(api, &["--json", "controller", "show", "ctl-b"])).unwrap();
+    assert_eq!(c["number_of_ports"], 1);
+
+    // The default LUN is active on the first controller only (ctl-b came later).
+    let active: Value =
+        serde_json::from_str(&ok(api, &["--json", "lun", "controllers", "default"])).unwrap();
+    assert_eq!(active.as_array().unwrap().len(), 1);
+    assert_eq!(active[0]["friendly_name"], "vds controller 0");
+    let luns = ok(api, &["controller", "luns", "ctl-b"]);
+    assert!(!luns.contains("default"), "{luns}");
+
+    // Refusals: omitting a controller, no --active at all.
+    assert_eq!(
+        provider_error(
+            api,
+            &[
+                "lun",
+                "associate-controllers",
+                "default",
+                "--active",
+                "ctl-b"
+            ]
+        ),
+        "E_INVALIDARG"
+    );
+    let o = vdsctl(
+        api,
+        &[
+            "lun",
+            "associate-controllers",
+            "default",
+            "--inactive",
+            "ctl-b",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let active: Value = serde_json::from_str(&ok(
+        api,
+        &[
+            "--json",
+            "lun",
+            "associate-controllers",
+            "default",
+            "--active",
+            "ctl-b",
+            "--inactive",
+            "vds controller 0",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(active.as_array().unwrap().len(), 1);
+    assert_eq!(active[0]["friendly_name"], "ctl-b");
+    let luns = ok(api, &["controller", "luns", "ctl-b"]);
+    assert!(luns.contains("default"), "{luns}");
+
+    // Load balance: shown with the supported set; set by name; unsupported is NOT_SUPPORTED.
+    let lb: Value =
+        serde_json::from_str(&ok(api, &["--json", "lun", "load-balance", "default"])).unwrap();
+    assert_eq!(lb["policy"], "round_robin_with_subset");
+    assert_eq!(
+        lb["supported"],
+        serde_json::json!(["failover", "round_robin", "round_robin_with_subset"])
+    );
+    let lb: Value = serde_json::from_str(&ok(
+        api,
+        &[
+            "--json",
+            "lun",
+            "load-balance",
+            "default",
+            "--set",
+            "VDS_LBP_FAILOVER",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(lb["policy"], "failover");
+    assert_eq!(
+        provider_error(
+            api,
+            &["lun", "load-balance", "default", "--set", "least_blocks"]
+        ),
+        "VDS_E_NOT_SUPPORTED"
+    );
+    assert_eq!(
+        provider_error(
+            api,
+            &["lun", "load-balance", "default", "--set", "sideways"]
+        ),
+        "E_INVALIDARG"
+    );
+    let shown = ok(api, &["lun", "show", "default"]);
+    assert!(shown.contains("failover"), "{shown}");
+}

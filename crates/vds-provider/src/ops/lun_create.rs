@@ -429,8 +429,15 @@ fn commit_new_lun(
     let id = lun.id;
     lun.targets = numbers.iter().map(|(t, _)| *t).collect();
     lun.lun_numbers = numbers.clone();
+    // Active on every controller of the subsystem (as they are at the commit).
+    lun.active_controllers = st
+        .controllers_of(lun.subsystem)
+        .iter()
+        .map(|c| c.id)
+        .collect();
     let lu = inner.make_lu(lun, filtered.clone(), st.lu_state(lun), None);
     crate::engine::apply_hints(&lu, &hints);
+    st.first_access_states(lun, &lu);
     lun.identification = naa_hex(&lu);
     let rec = LunRecord {
         lun: lun.clone(),

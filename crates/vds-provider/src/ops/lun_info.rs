@@ -313,7 +313,7 @@ fn interconnects(st: &State, id: Uuid) -> Vec<Interconnect> {
             let name = format!("{},t,0x{:04x}", te.t.iscsi_name, pg.tag);
             let port = InterconnectPort {
                 target: *t,
-                identifiers: identity::port_designators(pg.tag, &name)
+                identifiers: identity::port_designators(pg.tag, st.port_group_of(pg), &name)
                     .iter()
                     .map(storage_identifier)
                     .collect(),

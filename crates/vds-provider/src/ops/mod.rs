@@ -6,7 +6,8 @@
 //!
 //! One module per object kind: `lun_create` (CreateLun), `lun` (delete, patch, SetStatus,
 //! faults, targets, recover), `lun_info` (identification, find by designator, hints), `lun_resize` (extend/shrink), `target` (with its secrets),
-//! `portal_group`, `portal`, `path` (subsystem/controller/drive SetStatus and
+//! `portal_group`, `portal`, `controller` (add, AssociateControllers, QueryActiveControllers,
+//! QueryAssociatedLuns, the load-balance policy), `path` (subsystem/controller/drive SetStatus and
 //! SetControllerStatus), `subsystem` (rename, interconnects, version support), `cache`
 //! (Reenumerate/Refresh and the re-read/re-probe of LUN storage), `read` (every Get and List),
 //! `sessions` (the live sessions and a LUN's paths, from the data path) and `data_path` (what
@@ -27,6 +28,7 @@ use crate::state::State;
 use crate::{Command, Outcome, Provider, VdsError};
 
 mod cache;
+mod controller;
 mod data_path;
 mod lun;
 mod lun_create;
@@ -197,6 +199,19 @@ impl Provider {
             Command::SetControllerStatus { id, status } => {
                 self.set_path_status(ObjectKind::Controller, id, status)
             }
+            Command::AddController {
+                subsystem,
+                friendly_name,
+            } => self.add_controller(subsystem, friendly_name),
+            Command::GetControllerLuns { id } => self.controller_luns(id),
+            Command::AssociateControllers {
+                id,
+                active,
+                inactive,
+            } => self.associate_controllers(id, active, inactive),
+            Command::GetLunControllers { id } => self.lun_controllers(id),
+            Command::GetLoadBalance { id } => self.load_balance(id),
+            Command::SetLoadBalance { id, policy } => self.set_load_balance(id, policy),
             Command::ListDrives { subsystem } => self.list(ObjectKind::Drive, subsystem),
             Command::GetDrive { id } => self.get(ObjectKind::Drive, id),
             Command::SetDriveStatus { id, status } => {
@@ -273,7 +288,8 @@ impl Provider {
                 address,
                 port,
                 advertise,
-            } => self.create_portal(subsystem, address, port, advertise),
+                controller,
+            } => self.create_portal(subsystem, address, port, advertise, controller),
             Command::PatchPortal { id, advertise } => self.patch_portal(id, advertise),
             Command::DeletePortal { id } => self.delete_portal(id),
             Command::SetPortalStatus { id, status } => self.set_portal_status(id, status),

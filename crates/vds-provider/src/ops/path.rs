@@ -14,7 +14,7 @@ use vds_model::{
     ObjectKind, Subsystem, SubsystemStatus,
 };
 use vds_scsi::{LogicalUnit, LuState};
-use vds_store::{StoreError, Tx};
+use vds_store::{LunRecord, StoreError, Tx};
 
 use crate::commit::Change;
 use crate::state::State;
@@ -194,13 +194,34 @@ impl Provider {
                 }
             })
         };
+        // A controller leaving ONLINE moves the LUNs it leaves without an ONLINE active
+        // controller to the survivor (automatic failover, BEHAVIOUR.md §14).
+        let left_online = objs
+            .iter()
+            .any(|(kind, _, want, cur)| *kind == ObjectKind::Controller && *cur && !*want);
+        let touched = affected.clone();
         let build = |st: &mut State, failures: &Vec<(Uuid, std::io::Error)>| {
-            let mut recs = Vec::new();
+            let mut recs: Vec<LunRecord> = Vec::new();
             for (l, _) in failures {
                 let mut rec = st.lun(*l)?.rec.clone();
                 rec.lun.status = LunStatus::Failed;
                 rec.lun.health = Health::Failed;
                 recs.push(rec);
+            }
+            if left_online {
+                for l in &affected {
+                    let Some(to) = st.failover_target(&st.lun(*l)?.rec.lun) else {
+                        continue;
+                    };
+                    match recs.iter_mut().find(|r| r.lun.id == *l) {
+                        Some(rec) => rec.lun.active_controllers = vec![to],
+                        None => {
+                            let mut rec = st.lun(*l)?.rec.clone();
+                            rec.lun.active_controllers = vec![to];
+                            recs.push(rec);
+                        }
+                    }
+                }
             }
             let rows = objs
                 .iter()
@@ -230,6 +251,8 @@ impl Provider {
                             e.rec = rec;
                         }
                     }
+                    // The LUs report the new controller statuses and active sets.
+                    st.push_access_states(touched);
                 }))
         };
         let (g, failures, r) = inner.commit_prepared(g, slots, follow, undo, build);

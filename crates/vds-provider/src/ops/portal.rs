@@ -5,7 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use uuid::Uuid;
 use vds_model::{
-    AdvertisedAddress, EventKind, Hresult, ObjectKind, Portal, PortalGroup, PortalStatus,
+    AdvertisedAddress, Controller, EventKind, Hresult, ObjectKind, Portal, PortalGroup,
+    PortalStatus,
 };
 
 use crate::commit::Change;
@@ -22,11 +23,13 @@ impl Provider {
         address: IpAddr,
         port: u16,
         advertise: Option<String>,
+        controller: Option<Uuid>,
     ) -> Result<Outcome, VdsError> {
         let inner = &self.inner;
         let mut g = inner.state.lock();
         let st = &mut *g;
         inner.object_call(st, ObjectKind::Subsystem, subsystem)?;
+        let controller = portal_controller(st, subsystem, controller)?;
         let advertise = advertise.as_deref().map(check_advertise).transpose()?;
         if port == 0 {
             return Err(VdsError::invalid_arg("port", "must be 1 to 65535"));
@@ -50,22 +53,32 @@ impl Provider {
             port,
             status: PortalStatus::Offline,
             advertise,
+            controller,
             portal_groups: Vec::new(),
         };
+        // The controller's ports are its portals.
+        let mut ctl = st.controllers[&controller].clone();
+        ctl.number_of_ports = ctl.number_of_ports.saturating_add(1);
         let entry = PortalEntry {
             p: p.clone(),
             seq: 0,
             bound: false,
         };
+        let ctl_row = ctl.clone();
         let change = Change::new()
-            .store(|tx| tx.put_portal(&p))
+            .store(|tx| {
+                tx.put_portal(&p)?;
+                tx.put_controller(&ctl_row)
+            })
             .apply(|st| {
                 let seq = st.next_seq();
                 st.portal_addrs.insert(addr, p.id);
                 st.portals.insert(p.id, PortalEntry { seq, ..entry });
+                st.controllers.insert(controller, ctl);
             })
             .publish()
-            .event(ObjectKind::Portal, EventKind::Arrive, p.id);
+            .event(ObjectKind::Portal, EventKind::Arrive, p.id)
+            .event(ObjectKind::Controller, EventKind::Modify, controller);
         inner.commit(st, change, None)?;
         Ok(Outcome::Portal(p))
     }
@@ -147,10 +160,22 @@ impl Provider {
                 })
                 .collect();
             let rows = new_pgs.clone();
-            Ok(Change::new()
+            let ctl = st
+                .portals
+                .get(&id)
+                .and_then(|pe| st.controllers.get(&pe.p.controller))
+                .map(|c| Controller {
+                    number_of_ports: c.number_of_ports.saturating_sub(1).max(0),
+                    ..c.clone()
+                });
+            let ctl_row = ctl.clone();
+            let mut change = Change::new()
                 .store(move |tx| {
                     for pg in &rows {
                         tx.put_portal_group(pg)?;
+                    }
+                    if let Some(c) = &ctl_row {
+                        tx.put_controller(c)?;
                     }
                     tx.delete_portal(id)?;
                     tx.add_tombstone(id, ObjectKind::Portal)
@@ -167,7 +192,16 @@ impl Provider {
                     }
                 })
                 .publish()
-                .event(ObjectKind::Portal, EventKind::Depart, id))
+                .event(ObjectKind::Portal, EventKind::Depart, id);
+            if let Some(c) = ctl {
+                let cid = c.id;
+                change = change
+                    .apply(move |st| {
+                        st.controllers.insert(cid, c);
+                    })
+                    .event(ObjectKind::Controller, EventKind::Modify, cid);
+            }
+            Ok(change)
         };
         let (_g, (), r) = inner.commit_prepared(g, slots, unbind, undo, build);
         r?;
@@ -268,6 +302,30 @@ impl Provider {
         let (g, outcome, r) = inner.commit_prepared(g, slots, listen, undo, build);
         r?;
         outcome.map(|()| Outcome::Portal(g.portals[&id].p.clone()))
+    }
+}
+
+/// The controller a new portal of `sub` belongs to: the one named (it must exist and be of
+/// `sub`), else the subsystem's first (lowest target port group).
+fn portal_controller(st: &State, sub: Uuid, named: Option<Uuid>) -> Result<Uuid, VdsError> {
+    match named {
+        Some(c) => {
+            st.lookup(ObjectKind::Controller, c, Some("controller"))?;
+            let owner = st.controllers[&c].subsystem;
+            if owner != sub {
+                return Err(VdsError::invalid_arg(
+                    "controller",
+                    format!("controller {c} belongs to subsystem {owner}, not to {sub}"),
+                ));
+            }
+            Ok(c)
+        }
+        None => st.controllers_of(sub).first().map(|c| c.id).ok_or_else(|| {
+            VdsError::new(
+                Hresult::VDS_E_PROVIDER_CACHE_CORRUPT,
+                format!("subsystem {sub} has no controller"),
+            )
+        }),
     }
 }
 

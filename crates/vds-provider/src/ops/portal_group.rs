@@ -155,6 +155,23 @@ impl Provider {
                     format!("portal: portal {portal} is already in portal group {other} of the same target"),
                 ));
             }
+            // A target port is in exactly one ALUA target port group: every portal of a
+            // portal group belongs to one controller (BEHAVIOUR.md §14).
+            let mine = st.portals[&portal].p.controller;
+            if let Some(other) = pg
+                .portals
+                .iter()
+                .filter_map(|p| st.portals.get(p))
+                .find(|pe| pe.p.controller != mine)
+            {
+                return Err(VdsError::new(
+                    Hresult::VDS_E_INVALID_PORT_PATH,
+                    format!(
+                        "portal: portal {portal} is a port of controller {mine}, but portal group {pg_id} holds portal {} of controller {}; the portals of a portal group belong to one controller",
+                        other.p.id, other.p.controller
+                    ),
+                ));
+            }
         }
         st.check_free(&[
             (ObjectKind::PortalGroup, pg_id),

@@ -2,6 +2,7 @@
 //! against a test data plane that really binds `TcpListener`s (so EADDRINUSE is real) and
 //! records every published view. Ports come from 127.0.0.1:41000-41099.
 
+mod alua;
 mod aptpl;
 mod commit;
 mod hints;

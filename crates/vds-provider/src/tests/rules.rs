@@ -319,6 +319,7 @@ fn deleted_versus_not_found_for_every_kind_and_across_restart() {
         address: "127.0.0.1".parse().unwrap(),
         port: 41057,
         advertise: None,
+        controller: None,
     }) {
         Outcome::Portal(p) => p,
         o => panic!("{o:?}"),
@@ -1151,6 +1152,7 @@ fn portal_groups_and_membership() {
         address: "127.0.0.1".parse().unwrap(),
         port: 41058,
         advertise: None,
+        controller: None,
     }) {
         Outcome::Portal(p) => p,
         o => panic!("{o:?}"),
@@ -1163,6 +1165,7 @@ fn portal_groups_and_membership() {
         address: "127.0.0.1".parse().unwrap(),
         port: 41058,
         advertise: None,
+        controller: None,
     });
     assert_eq!(again.hresult(), Hresult::VDS_S_ALREADY_EXISTS);
     assert_eq!(
@@ -1171,6 +1174,7 @@ fn portal_groups_and_membership() {
             address: "127.0.0.1".parse().unwrap(),
             port: 0,
             advertise: None,
+            controller: None,
         }),
         Hresult::E_INVALIDARG
     );
@@ -1315,6 +1319,7 @@ fn restart_restores_every_object_status_secret_and_tombstone() {
         address: "127.0.0.1".parse().unwrap(),
         port: 41059,
         advertise: None,
+        controller: None,
     }) {
         Outcome::Portal(p) => p,
         o => panic!("{o:?}"),
@@ -1543,6 +1548,7 @@ fn a_portal_advertised_address_is_checked_stored_published_and_announced() {
         address: "127.0.0.1".parse().unwrap(),
         port: 41086,
         advertise: Some("gw.example:3260".into()),
+        controller: None,
     }) {
         Outcome::Portal(p) => p,
         o => panic!("{o:?}"),
@@ -1566,6 +1572,7 @@ fn a_portal_advertised_address_is_checked_stored_published_and_announced() {
         address: "127.0.0.1".parse().unwrap(),
         port: 41087,
         advertise: Some("gw.example:3260,7".into()),
+        controller: None,
     });
     assert_eq!(e.hresult, Hresult::E_INVALIDARG);
     assert!(

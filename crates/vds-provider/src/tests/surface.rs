@@ -30,7 +30,7 @@ fn two_controllers(f: &mut Fixture) -> (Uuid, Uuid, Uuid) {
         rusqlite::Connection::open(f.dir.path().join("data").join(vds_store::STORE_FILE)).unwrap();
     db.execute(
         "INSERT INTO controllers SELECT ?1, subsystem, 'ctl1', identification || '-1', status, \
-         health, number_of_ports FROM controllers WHERE id = ?2",
+         health, number_of_ports, 2 FROM controllers WHERE id = ?2",
         rusqlite::params![ctl1.to_string(), ctl0.to_string()],
     )
     .unwrap();
@@ -43,7 +43,7 @@ fn two_controllers(f: &mut Fixture) -> (Uuid, Uuid, Uuid) {
     .unwrap();
     db.execute(
         "INSERT INTO controllers SELECT ?1, ?2, 'ctl2', identification || '-2', status, health, \
-         number_of_ports FROM controllers WHERE id = ?3",
+         number_of_ports, 1 FROM controllers WHERE id = ?3",
         rusqlite::params![ctl2.to_string(), other.to_string(), ctl0.to_string()],
     )
     .unwrap();

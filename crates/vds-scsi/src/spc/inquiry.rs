@@ -140,7 +140,8 @@ fn device_identification(lu: &LogicalUnit, nexus: &crate::ItNexus, d: &mut Vec<u
             nexus.relative_target_port,
             nexus.target_port_group,
             &nexus.target_port,
-        ).iter(),
+        )
+        .iter(),
     ) {
         des.encode(d);
     }

@@ -102,6 +102,7 @@ fn recorder_rig() -> (LunMap, Arc<LogicalUnit>, Arc<Recorder>, Arc<CacheEvents>)
             lu: lu.clone(),
             mask: Mask::Everyone,
         }],
+        port_groups: Default::default(),
     };
     (map, lu, store, events)
 }
@@ -276,18 +277,14 @@ fn vpd_pages_are_the_identity_encoded() {
     assert_eq!(&r.good().data[4..], ident.serial.as_bytes());
     let r = run(&map, &n, 0, &[0x12, 0x01, 0x83, 0, 255, 0], &[]);
     let mut want = Vec::new();
-    for d in ident
-        .designators
-        .iter()
-        .chain(
-            crate::identity::port_designators(
-                n.relative_target_port,
-                n.target_port_group,
-                &n.target_port,
-            )
-            .iter(),
+    for d in ident.designators.iter().chain(
+        crate::identity::port_designators(
+            n.relative_target_port,
+            n.target_port_group,
+            &n.target_port,
         )
-    {
+        .iter(),
+    ) {
         d.encode(&mut want);
     }
     assert_eq!(&r.good().data[4..], &want[..]);
