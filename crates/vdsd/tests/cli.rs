@@ -225,6 +225,28 @@ fn vdsctl_events_follows_the_stream() {
     assert!(lines[0].contains("110"), "{}", lines[0]);
 }
 
+/// ASYMMETRIC ACCESS STATE CHANGED (BEHAVIOUR.md §14).
+const ALUA_CHANGED: (u8, u8, u8) = (6, 0x2A, 0x06);
+
+/// The unit attentions of a LUN back ONLINE: 06/28/00 and, when its controller came back
+/// (`alua`), 06/2A/06 too, in either order; then GOOD.
+fn back_online(a: &mut vds_testkit::Initiator, alua: bool, what: &str) {
+    let mut want = vec![(6, 0x28, 0)];
+    if alua {
+        want.push(ALUA_CHANGED);
+    }
+    let mut seen = Vec::new();
+    for _ in 0..want.len() {
+        let r = tur(a, 0);
+        assert_eq!(r.status, CHECK, "{what}: {:?}", sense_of(&r));
+        seen.push(sense_of(&r).expect("sense"));
+    }
+    seen.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(seen, want, "{what}");
+    assert_good(&tur(a, 0), what);
+}
+
 /// BEHAVIOUR.md §14 "Subsystem surface" through the built `vdsctl`: `subsystem|controller|drive
 /// set-status` (a value that names no member exits 2 and sends nothing; a member the provider
 /// refuses exits 1 with its HRESULT; OFFLINE and ONLINE are seen by the initiator),
@@ -276,13 +298,18 @@ fn vdsctl_subsystem_controller_drive_surface() {
             "{noun} prints it: {}",
             text(&o)
         );
+        // The controller is the LUN's one ALUA group: its port turns Unavailable too
+        // (BEHAVIOUR.md §14), told once before the LUN answers NOT READY.
+        let alua = noun == "controller";
+        if alua {
+            assert_sense(&tur(&mut a, 0), ALUA_CHANGED, &format!("{noun} offline"));
+        }
         assert_sense(&tur(&mut a, 0), (2, 4, 0x12), &format!("{noun} offline"));
         let o = d.vdsctl(&["--json", noun, "set-status", id, constant]);
         assert_eq!(code(&o), 0, "{noun}: {}", text(&o));
         let shown: Value = serde_json::from_slice(&o.stdout).expect("JSON");
         assert_eq!(shown["status"], "online", "{noun}: {shown}");
-        assert_sense(&tur(&mut a, 0), (6, 0x28, 0), &format!("{noun} UA"));
-        assert_good(&tur(&mut a, 0), &format!("{noun} online"));
+        back_online(&mut a, alua, &format!("{noun} online"));
     }
     // SetControllerStatus by controller name; the subsystem by id, then by its new name.
     let ctl_name = d.get(&format!("/v1/controllers/{ctl}"))["friendly_name"]
@@ -316,6 +343,7 @@ fn vdsctl_subsystem_controller_drive_surface() {
     ]);
     assert_eq!(code(&o), 0, "{}", text(&o));
     assert!(text(&o).contains("offline"), "{}", text(&o));
+    assert_sense(&tur(&mut a, 0), ALUA_CHANGED, "controller offline");
     assert_sense(&tur(&mut a, 0), (2, 4, 0x12), "controller offline");
     let o = d.vdsctl(&[
         "--json",
@@ -328,8 +356,7 @@ fn vdsctl_subsystem_controller_drive_surface() {
     assert_eq!(code(&o), 0, "{}", text(&o));
     let shown: Value = serde_json::from_slice(&o.stdout).expect("JSON");
     assert_eq!(shown, d.get(&format!("/v1/subsystems/{sub}/controllers")));
-    assert_sense(&tur(&mut a, 0), (6, 0x28, 0), "UA");
-    assert_good(&tur(&mut a, 0), "controller online");
+    back_online(&mut a, true, "controller online");
     // Flag answers.
     let o = d.vdsctl(&["--json", "subsystem", "interconnects", "array A"]);
     assert_eq!(code(&o), 0, "{}", text(&o));

@@ -166,16 +166,7 @@ impl Provider {
         let mut g = inner.state.lock();
         let st = &mut *g;
         inner.object_call(st, ObjectKind::Lun, id)?;
-        let policy = super::judge_status(
-            raw,
-            LoadBalancePolicy::TYPE_NAME,
-            "LUN",
-            LoadBalancePolicy::from_i64,
-            LoadBalancePolicy::Unknown,
-            SUPPORTED_POLICIES,
-            LoadBalancePolicy::vds_name,
-        )
-        .map_err(|e| VdsError::new(e.hresult, e.message.replacen("status", "policy", 1)))?;
+        let policy = judge_policy(raw)?;
         st.check_free(&[(ObjectKind::Lun, id)])?;
         let mut rec = st.lun(id)?.rec.clone();
         if rec.lun.status == LunStatus::Failed {
@@ -196,6 +187,32 @@ impl Provider {
             supported: supported_bits(),
         })
     }
+}
+
+/// Step 4/5 for a requested policy: not a member or UNKNOWN → E_INVALIDARG; a member the
+/// target side cannot mean → NOT_SUPPORTED (both naming `policy`).
+fn judge_policy(raw: i64) -> Result<LoadBalancePolicy, VdsError> {
+    let p = LoadBalancePolicy::from_i64(raw).ok_or_else(|| {
+        VdsError::invalid_arg(
+            "policy",
+            format!("{raw} is not a {} value", LoadBalancePolicy::TYPE_NAME),
+        )
+    })?;
+    if p == LoadBalancePolicy::Unknown {
+        return Err(VdsError::invalid_arg(
+            "policy",
+            format!("{} cannot be requested", p.vds_name()),
+        ));
+    }
+    if !SUPPORTED_POLICIES.contains(&p) {
+        let names: Vec<&str> = SUPPORTED_POLICIES.iter().map(|p| p.short_name()).collect();
+        return Err(VdsError::not_supported(format!(
+            "policy: {} is not supported; the target expresses a policy only through ALUA access states, and supports {}",
+            p.vds_name(),
+            names.join(", ")
+        )));
+    }
+    Ok(p)
 }
 
 /// The active controllers of LUN `id`, by group id.
