@@ -110,8 +110,9 @@ CREATE TABLE lun_hints (
     fast_crash_recovery INTEGER NOT NULL);
     // 4 -> 5: controllers as ALUA target port groups (BEHAVIOUR.md §14). Each controller gets
     // its group id (1, 2, ... in creation order); each portal the first controller of its
-    // subsystem; each LUN every controller of its subsystem as active (what it served before)
-    // and the default load-balance policy (VDS_LBP_ROUND_ROBIN_WITH_SUBSET = 3).
+    // subsystem, and a controller's port count is its portals; each LUN every controller of its
+    // subsystem as active (what it served before) and the default load-balance policy
+    // (VDS_LBP_ROUND_ROBIN_WITH_SUBSET = 3).
     r#"
 ALTER TABLE controllers ADD COLUMN port_group INTEGER NOT NULL DEFAULT 0;
 UPDATE controllers SET port_group =
@@ -121,6 +122,8 @@ ALTER TABLE portals ADD COLUMN controller TEXT NOT NULL DEFAULT '';
 UPDATE portals SET controller = COALESCE(
     (SELECT c.id FROM controllers c WHERE c.subsystem = portals.subsystem
      ORDER BY c.port_group LIMIT 1), '');
+UPDATE controllers SET number_of_ports =
+    (SELECT COUNT(*) FROM portals p WHERE p.controller = controllers.id);
 ALTER TABLE luns ADD COLUMN load_balance INTEGER NOT NULL DEFAULT 3;
 CREATE TABLE lun_controllers (lun TEXT NOT NULL, controller TEXT NOT NULL, seq INTEGER NOT NULL,
     PRIMARY KEY (lun, controller));

@@ -350,6 +350,8 @@ fn a_version_3_store_upgrades_to_controllers_as_port_groups() {
         .map(|c| (c.id, c.port_group))
         .collect();
     assert_eq!(groups, vec![(c1, 1), (c3, 1), (c2, 2)]);
+    let ports: Vec<i16> = snap.controllers.iter().map(|c| c.number_of_ports).collect();
+    assert_eq!(ports, vec![1, 0, 0], "a controller's ports are its portals");
     assert_eq!(snap.portals[0].controller, c1);
     assert_eq!(snap.luns[0].lun.active_controllers, vec![c1, c2]);
     assert_eq!(
