@@ -372,10 +372,12 @@ impl State {
 
     /// The ALUA target port groups of `target` (REPORT TARGET PORT GROUPS): each portal
     /// group's tag is a relative target port of its `tpg`.
+    /// A portal group without portals (target port group 0) serves no nexus and is not listed.
     fn port_groups(&self, target: &TargetEntry) -> vds_scsi::TargetPortGroups {
         vds_scsi::TargetPortGroups::new(
             self.portal_group_views(target)
                 .iter()
+                .filter(|g| g.tpg != 0)
                 .map(|g| (g.tpg, g.tag)),
         )
     }
@@ -587,8 +589,12 @@ mod tests {
         let ports = |f: &Fixture| {
             let view = f.plane.last();
             let tv = view.targets.iter().find(|x| x.id == t).unwrap();
-            let want =
-                vds_scsi::TargetPortGroups::new(tv.portal_groups.iter().map(|g| (g.tpg, g.tag)));
+            let want = vds_scsi::TargetPortGroups::new(
+                tv.portal_groups
+                    .iter()
+                    .filter(|g| g.tpg != 0)
+                    .map(|g| (g.tpg, g.tag)),
+            );
             assert_eq!(
                 tv.luns.port_groups, want,
                 "the map follows the portal groups"
@@ -602,6 +608,22 @@ mod tests {
             Some(vds_model::JobOutput::PortalGroup(g)) => g,
             o => panic!("{o:?}"),
         };
+        // An empty portal group is no target port anyone can reach: not listed.
+        assert_eq!(ports(&f), before, "an empty portal group is not listed");
+        let portal = match f.ok(Command::CreatePortal {
+            subsystem: f.subsystem(),
+            address: "127.0.0.1".parse().unwrap(),
+            port: 44151,
+            advertise: None,
+            controller: None,
+        }) {
+            crate::Outcome::Portal(p) => p.id,
+            o => panic!("{o:?}"),
+        };
+        f.job(Command::AddPortalToGroup {
+            portal_group: pg.id,
+            portal,
+        });
         let with = ports(&f);
         let tags: Vec<u16> = with.iter().flat_map(|(_, p)| p.to_vec()).collect();
         assert!(tags.contains(&pg.tag), "{tags:?} lacks tag {}", pg.tag);
@@ -615,6 +637,11 @@ mod tests {
             entries,
             "the LUNs did not change"
         );
+        f.job(Command::RemovePortalFromGroup {
+            portal_group: pg.id,
+            portal,
+        });
+        assert_eq!(ports(&f), before, "emptied, it is not listed again");
         f.job(Command::DeletePortalGroup { id: pg.id });
         assert_eq!(ports(&f), before);
     }

@@ -108,6 +108,7 @@ CREATE TABLE lun_hints (
     optimal_read_alignment INTEGER NOT NULL, optimal_write_size INTEGER NOT NULL,
     optimal_write_alignment INTEGER NOT NULL, rebuild_priority INTEGER NOT NULL,
     fast_crash_recovery INTEGER NOT NULL);
+"#,
     // 4 -> 5: controllers as ALUA target port groups (BEHAVIOUR.md §14). Each controller gets
     // its group id (1, 2, ... in creation order); each portal the first controller of its
     // subsystem, and a controller's port count is its portals; each LUN every controller of its
