@@ -298,13 +298,15 @@ fn vdsctl_subsystem_controller_drive_surface() {
             "{noun} prints it: {}",
             text(&o)
         );
-        // The controller is the LUN's one ALUA group: its port turns Unavailable too
-        // (BEHAVIOUR.md §14), told once before the LUN answers NOT READY.
+        // The controller is the LUN's one ALUA group: its port turns Unavailable (BEHAVIOUR.md
+        // §14), told once, and the port's state answers before the LUN's: 02/04/0C.
         let alua = noun == "controller";
         if alua {
             assert_sense(&tur(&mut a, 0), ALUA_CHANGED, &format!("{noun} offline"));
+            assert_sense(&tur(&mut a, 0), (2, 4, 0x0C), &format!("{noun} offline"));
+        } else {
+            assert_sense(&tur(&mut a, 0), (2, 4, 0x12), &format!("{noun} offline"));
         }
-        assert_sense(&tur(&mut a, 0), (2, 4, 0x12), &format!("{noun} offline"));
         let o = d.vdsctl(&["--json", noun, "set-status", id, constant]);
         assert_eq!(code(&o), 0, "{noun}: {}", text(&o));
         let shown: Value = serde_json::from_slice(&o.stdout).expect("JSON");
@@ -344,7 +346,7 @@ fn vdsctl_subsystem_controller_drive_surface() {
     assert_eq!(code(&o), 0, "{}", text(&o));
     assert!(text(&o).contains("offline"), "{}", text(&o));
     assert_sense(&tur(&mut a, 0), ALUA_CHANGED, "controller offline");
-    assert_sense(&tur(&mut a, 0), (2, 4, 0x12), "controller offline");
+    assert_sense(&tur(&mut a, 0), (2, 4, 0x0C), "controller offline: port unavailable");
     let o = d.vdsctl(&[
         "--json",
         "subsystem",

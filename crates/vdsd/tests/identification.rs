@@ -64,6 +64,7 @@ fn id_type(name: &str) -> u8 {
         "vendor_id" => 1,
         "fcphname" => 3,
         "port_relative" => 4,
+        "target_port_group" => 5,
         "scsi_name_string" => 8,
         other => panic!("type {other}"),
     }
