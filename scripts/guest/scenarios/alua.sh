@@ -15,8 +15,8 @@ CTL_A=$(vds --json controller list | tr ',' '\n' | sed -n 's/.*"id": *"\([^"]*\)
 vds controller add --name ctl-b || exit 1
 TARGET=$(vds target list | awk 'NR == 2 {print $1}')
 vds portal add "$HOST_PORTAL2" --advertise "$PORTAL2" --controller ctl-b || exit 1
-PG2=$(vds --json portal-group create "$TARGET" --wait 2>/dev/null | sed -n 's/.*"id": *"\([^"]*\)".*/\1/p' | head -1)
-[ -n "$PG2" ] || PG2=$(vds portal-group list | awk 'NR == 3 {print $1}')
+PG2=$(vds --json portal-group create "$TARGET" | tr ',' '\n' | sed -n 's/.*"id": *"\([^"]*\)".*/\1/p' | head -1)
+[ -n "$PG2" ] || { echo "no second portal group"; exit 1; }
 vds portal-group add-portal "$PG2" "$HOST_PORTAL2" || exit 1
 vds portal set-status "$HOST_PORTAL2" online || exit 1
 vds portal list | tee /host/out/portals.txt
