@@ -346,7 +346,11 @@ fn vdsctl_subsystem_controller_drive_surface() {
     assert_eq!(code(&o), 0, "{}", text(&o));
     assert!(text(&o).contains("offline"), "{}", text(&o));
     assert_sense(&tur(&mut a, 0), ALUA_CHANGED, "controller offline");
-    assert_sense(&tur(&mut a, 0), (2, 4, 0x0C), "controller offline: port unavailable");
+    assert_sense(
+        &tur(&mut a, 0),
+        (2, 4, 0x0C),
+        "controller offline: port unavailable",
+    );
     let o = d.vdsctl(&[
         "--json",
         "subsystem",
