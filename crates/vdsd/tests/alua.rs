@@ -3,6 +3,8 @@
 //! default target, a `vds-testkit` session through each portal. AssociateControllers gives
 //! every session UNIT ATTENTION 06/2A/06 once, then GOOD; the active controller going OFFLINE
 //! fails the LUN over to the survivor (API), through whose session a write and a read work.
+//! REPORT TARGET PORT GROUPS, the same through both sessions, follows every step (AO/ANO,
+//! Standby under FAILOVER with 02/04/0B, Unavailable with 02/04/0C).
 //! Slots 50–53. The helpers (`Array`, `Array::login_through`, `send`) are kept general for
 //! further checks (REPORT TARGET PORT GROUPS, INQUIRY TPGS, VPD 0x83).
 
@@ -14,6 +16,48 @@ use vds_testkit::{Initiator, ScsiResult};
 
 /// ASYMMETRIC ACCESS STATE CHANGED.
 const ALUA_CHANGED: (u8, u8, u8) = (0x06, 0x2A, 0x06);
+
+/// Asymmetric access states of REPORT TARGET PORT GROUPS.
+const AO: u8 = 0;
+const ANO: u8 = 1;
+const STANDBY: u8 = 2;
+const UNAVAILABLE: u8 = 3;
+
+/// REPORT TARGET PORT GROUPS (length-only header): (group id, access state, relative target
+/// ports) of every group, parsed by SPC-4 6.37.
+fn rtpg(ini: &mut Initiator) -> Vec<(u16, u8, Vec<u16>)> {
+    let r = send(
+        ini,
+        0,
+        &[0xA3, 0x0A, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0],
+        &[],
+        1024,
+    );
+    assert_good(&r, "REPORT TARGET PORT GROUPS");
+    let d = &r.data;
+    let len = u32::from_be_bytes([d[0], d[1], d[2], d[3]]) as usize;
+    assert_eq!(len + 4, d.len(), "RETURN DATA LENGTH");
+    let mut out = Vec::new();
+    let mut i = 4;
+    while i < d.len() {
+        let n = d[i + 7] as usize;
+        let ports = (0..n)
+            .map(|k| u16::from_be_bytes([d[i + 8 + 4 * k + 2], d[i + 8 + 4 * k + 3]]))
+            .collect();
+        out.push((u16::from_be_bytes([d[i + 2], d[i + 3]]), d[i] & 0x0F, ports));
+        i += 8 + 4 * n;
+    }
+    out
+}
+
+/// The (group, state) pairs of RTPG through every session, which must all answer the same.
+fn states(sessions: &mut [&mut Initiator]) -> Vec<(u16, u8)> {
+    let all: Vec<Vec<(u16, u8, Vec<u16>)>> = sessions.iter_mut().map(|s| rtpg(s)).collect();
+    for other in &all[1..] {
+        assert_eq!(other, &all[0], "RTPG is the same through every port");
+    }
+    all[0].iter().map(|(g, s, _)| (*g, *s)).collect()
+}
 
 /// A daemon with two controllers, each with one portal in its own portal group of the default
 /// target: `portals[i]` is controller `controllers[i]`'s (target port group `i + 1`).
@@ -145,6 +189,40 @@ fn associate_controllers_raises_2a06_once_and_offline_fails_over_to_the_survivor
         assert_sense(&tur(s, 0), ALUA_CHANGED, what);
         assert_good(&tur(s, 0), what);
     }
+    // RTPG through both ports: group 1 (controller 0) non-optimized, group 2 optimized, each
+    // with its own portal group's tag as its port.
+    assert_eq!(states(&mut [&mut s0, &mut s1]), vec![(1, ANO), (2, AO)]);
+    let groups = rtpg(&mut s0);
+    assert_eq!(groups[0].2.len(), 1, "{groups:?}");
+    assert_eq!(groups[1].2.len(), 1, "{groups:?}");
+    assert_ne!(groups[0].2, groups[1].2, "{groups:?}");
+    assert_good(
+        &read(&mut s0, 0, 0, 1),
+        "READ through the non-optimized port",
+    );
+    // FAILOVER makes the inactive controller Standby: its port refuses media access.
+    let lb = format!("/v1/luns/{lun}/load-balance");
+    d.ok("PUT", &lb, json!({"policy": "failover"}), 200);
+    for s in [&mut s0, &mut s1] {
+        assert_sense(&tur(s, 0), ALUA_CHANGED, "policy FAILOVER");
+    }
+    assert_eq!(states(&mut [&mut s0, &mut s1]), vec![(1, STANDBY), (2, AO)]);
+    assert_sense(
+        &read(&mut s0, 0, 0, 1),
+        (0x02, 0x04, 0x0B),
+        "READ through the standby port",
+    );
+    assert_good(&read(&mut s1, 0, 0, 1), "READ through the optimized port");
+    d.ok(
+        "PUT",
+        &lb,
+        json!({"policy": "round_robin_with_subset"}),
+        200,
+    );
+    for s in [&mut s0, &mut s1] {
+        assert_sense(&tur(s, 0), ALUA_CHANGED, "policy back");
+    }
+    assert_eq!(states(&mut [&mut s0, &mut s1]), vec![(1, ANO), (2, AO)]);
     // The same association again changes nothing a host sees.
     let body = json!({"active": [ctl1], "inactive": [ctl0]});
     d.ok("PUT", &format!("/v1/luns/{lun}/controllers"), body, 200);
@@ -163,6 +241,20 @@ fn associate_controllers_raises_2a06_once_and_offline_fails_over_to_the_survivor
     assert!(luns.contains(&lun), "{luns:?}");
     // The survivor's session: told once, then it writes and reads back.
     assert_sense(&tur(&mut s0, 0), ALUA_CHANGED, "after the failover");
+    assert_sense(
+        &tur(&mut s1, 0),
+        ALUA_CHANGED,
+        "the offline controller's session too",
+    );
+    assert_eq!(
+        states(&mut [&mut s0, &mut s1]),
+        vec![(1, AO), (2, UNAVAILABLE)]
+    );
+    assert_sense(
+        &read(&mut s1, 0, 0, 1),
+        (0x02, 0x04, 0x0C),
+        "READ through the unavailable port",
+    );
     let data: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
     assert_good(
         &write_fua(&mut s0, 0, 100, &data),
