@@ -248,7 +248,7 @@ pub enum SessionVerb {
 #[derive(Debug, Subcommand)]
 pub enum LunVerb {
     /// List LUNs.
-    List(SubsystemOpt),
+    List(LunList),
     /// Show a LUN.
     Show { lun: String },
     /// The paths through which the LUN is reached now (IVdsLunMpio::GetPathInfo).
@@ -426,6 +426,22 @@ pub struct LunCreate {
     /// Create it read-only: hosts may read it, every write fails (a vds extension).
     #[arg(long)]
     pub read_only: bool,
+    /// A hint NAME=VALUE (VDS_HINTS2 member in snake_case, as for `lun hints --set`;
+    /// repeatable): CreateLun2.
+    #[arg(long = "hint", value_parser = hint_arg)]
+    pub hints: Vec<(String, serde_json::Value)>,
+}
+
+/// `lun list`: every LUN, of one subsystem, or those that carry one designator.
+#[derive(Debug, Args)]
+pub struct LunList {
+    /// Only this subsystem (UUID or friendly name); default all.
+    #[arg(long)]
+    pub subsystem: Option<String>,
+    /// Only the LUN with this designator (NAA hex with or without `naa.`, T10 vendor id or
+    /// serial number; case-insensitive): what a host matches a disk by.
+    #[arg(long)]
+    pub identifier: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -133,6 +133,18 @@ fn parse_json_arg(flag: &str, raw: &str) -> Result<Value, CliError> {
 }
 
 /// Builds the body of `POST /v1/subsystems/{id}/luns` (references already resolved).
+/// `s` as a query-string value: every byte but the unreserved ones percent-encoded.
+fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 pub fn lun_create_body(
     c: &LunCreate,
     drive: Option<String>,
@@ -173,6 +185,10 @@ pub fn lun_create_body(
             b.insert("filters".into(), Value::Array(f?));
         }
         body.insert("backing".into(), Value::Object(b));
+    }
+    if !c.hints.is_empty() {
+        let hints: Map<String, Value> = c.hints.iter().cloned().collect();
+        body.insert("hints".into(), Value::Object(hints));
     }
     if c.read_only {
         body.insert("read_only".into(), json!(true));
@@ -620,9 +636,28 @@ impl Ctx {
                 self.show_list(Kind::Path, &items, Some(&r.body));
                 Ok(())
             }
-            LunVerb::List(o) => {
-                let (items, raw) = self.children(o.subsystem.as_deref(), "luns")?;
+            LunVerb::List(LunList {
+                subsystem,
+                identifier: None,
+            }) => {
+                let (items, raw) = self.children(subsystem.as_deref(), "luns")?;
                 self.show_list(Kind::Lun, &items, raw.as_deref());
+                Ok(())
+            }
+            LunVerb::List(LunList {
+                subsystem,
+                identifier: Some(d),
+            }) => {
+                let r = self.get(&format!("/v1/luns?identifier={}", query_escape(&d)))?;
+                let mut items = as_array(r.json()?, "luns")?;
+                match subsystem {
+                    Some(sub) => {
+                        let id = self.subsystem_id(&sub)?;
+                        items.retain(|l| l.get("subsystem").and_then(Value::as_str) == Some(&id));
+                        self.show_list(Kind::Lun, &items, None);
+                    }
+                    None => self.show_list(Kind::Lun, &items, Some(&r.body)),
+                }
                 Ok(())
             }
             LunVerb::Show { lun } => {
@@ -1051,6 +1086,26 @@ mod tests {
                                "filters": [{"delay": {"flush_ms": 5}}]},
                    "read_only": true})
         );
+        let c = create(&[
+            "--size",
+            "1MiB",
+            "--hint",
+            "write_caching_enabled=false",
+            "--hint",
+            "optimal_write_size=64KiB",
+        ]);
+        assert_eq!(
+            lun_create_body(&c, None, vec![]).unwrap(),
+            json!({"size_bytes": 1u64 << 20,
+                   "hints": {"write_caching_enabled": false, "optimal_write_size": 65536}})
+        );
+        assert!(
+            Cli::try_parse_from(["vdsctl", "lun", "create", "--size", "1", "--hint", "bogus=1"])
+                .is_err(),
+            "an unknown hint is a usage error"
+        );
+        assert_eq!(query_escape("VDS     a-b"), "VDS%20%20%20%20%20a-b");
+        assert_eq!(query_escape("naa.6005&x=1"), "naa.6005%26x%3D1");
         let c = create(&["--size", "1", "--fault", "{nope"]);
         assert_eq!(
             lun_create_body(&c, None, vec![]).unwrap_err().exit_code(),

@@ -368,4 +368,79 @@ fn vdsctl_identification_and_hints() {
     let out = d.vdsctl(&["lun", "hints", &lun]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("read_back_verify_enabled"));
+
+    // `lun list --identifier`: by serial, by NAA, by the T10 vendor id (spaces in it), and a
+    // designator no LUN carries (an empty list).
+    let info = d.get(&format!("/v1/luns/{lun}/identification"));
+    let serial = info["serial_number"].as_str().unwrap().to_string();
+    let mut by = vec![serial.to_uppercase()];
+    for i in info["identifiers"].as_array().unwrap() {
+        let bytes = i["bytes"].as_str().unwrap();
+        match i["type"].as_str().unwrap() {
+            "fcphname" => by.push(format!("naa.{bytes}")),
+            "vendor_id" => by.push(
+                String::from_utf8(
+                    (0..bytes.len())
+                        .step_by(2)
+                        .map(|k| u8::from_str_radix(&bytes[k..k + 2], 16).unwrap())
+                        .collect(),
+                )
+                .unwrap(),
+            ),
+            _ => {}
+        }
+    }
+    assert_eq!(by.len(), 3, "{info}");
+    for designator in &by {
+        let out = d.vdsctl(&["--json", "lun", "list", "--identifier", designator]);
+        assert!(out.status.success(), "{designator}: {}", common::text(&out));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v.as_array().map(Vec::len), Some(1), "{designator}: {v}");
+        assert_eq!(v[0]["id"], lun, "{designator}");
+    }
+    let out = d.vdsctl(&[
+        "--json",
+        "lun",
+        "list",
+        "--identifier",
+        "naa.60000000000000000000000000000001",
+    ]);
+    assert!(out.status.success(), "{}", common::text(&out));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.stdout).unwrap(),
+        serde_json::json!([])
+    );
+    let out = d.vdsctl(&["lun", "list", "--identifier", "naa.xyz"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "bad syntax is the API's E_INVALIDARG: {}",
+        common::text(&out)
+    );
+
+    // `lun create --hint` (CreateLun2): the hints are applied at creation.
+    let out = d.vdsctl(&[
+        "--json",
+        "lun",
+        "create",
+        "--size",
+        "4MiB",
+        "--name",
+        "hinted",
+        "--hint",
+        "write_caching_enabled=false",
+    ]);
+    assert!(out.status.success(), "{}", common::text(&out));
+    let id = d
+        .get("/v1/luns")
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["friendly_name"] == "hinted")
+        .map(|l| l["id"].as_str().unwrap().to_string())
+        .expect("created");
+    assert_eq!(
+        d.get(&format!("/v1/luns/{id}/hints"))["write_caching_enabled"],
+        false
+    );
 }
