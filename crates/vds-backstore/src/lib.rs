@@ -32,6 +32,7 @@ mod memory;
 mod nowait;
 mod null;
 pub mod powercut;
+pub mod raid;
 mod sys;
 
 pub use block::BlockStore;
@@ -42,6 +43,7 @@ pub use lifecycle::create_file;
 pub use memory::MemoryStore;
 pub use null::NullStore;
 pub use powercut::{Loss, PowerCut};
+pub use raid::{PlexLayout, PlexObserver, PlexState, RaidStore, Segment};
 
 /// Where a LUN's blocks live. All offsets and lengths are in bytes; callers (the SCSI engine)
 /// have already checked `offset + len <= size()`.

@@ -1,0 +1,499 @@
+//! Composite stores: a LUN made of extents on drives (BEHAVIOUR.md §15).
+//!
+//! A [`RaidStore`] is one or more *plexes*, each a full copy of the LUN's blocks (one plex:
+//! simple, span or stripe; several: mirror or RAID-10). A plex is one or more *columns*; one
+//! column is a concatenation of [`Segment`]s (simple, span), several are striped in units of
+//! `stripe_size` (RAID-0): logical stripe unit `u` lives in column `u % columns` at column
+//! offset `(u / columns) * stripe_size`. A segment is a byte range of a drive's store (an
+//! extent file on a `dir` drive, an LBA range of a `block` drive).
+//!
+//! Mirrors: a write goes to every plex that is not failed and succeeds when every `Current`
+//! plex holds it; a plex whose I/O fails becomes [`PlexState::Failed`] and the
+//! [`PlexObserver`] hears it once, and the command still succeeds while one current plex
+//! worked. Reads are served from a current plex (chosen by offset, so no state is shared
+//! between commands) and retried on the next one after an error. A [`PlexState::Stale`] plex
+//! (being regenerated) receives every write but serves no read until [`RaidStore::resync`]
+//! has copied it and made it current.
+
+use std::io;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::{check_range, BackingStore};
+
+/// A byte range of a drive's store that holds part of a column.
+#[derive(Clone)]
+pub struct Segment {
+    /// The drive's store (or the extent's file).
+    pub store: Arc<dyn BackingStore>,
+    /// Where the range starts in `store`.
+    pub offset: u64,
+    /// Its length in bytes.
+    pub len: u64,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("store", &self.store.kind())
+            .field("offset", &self.offset)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+/// One plex: its columns (each a concatenation of segments) and the stripe size when there
+/// is more than one column.
+#[derive(Debug, Clone)]
+pub struct PlexLayout {
+    /// The columns, in stripe order.
+    pub columns: Vec<Vec<Segment>>,
+    /// Bytes per stripe unit (ignored with one column).
+    pub stripe_size: u64,
+}
+
+impl PlexLayout {
+    /// Usable bytes: the concatenation's length with one column; with several, whole stripe
+    /// units of the shortest column times the number of columns.
+    pub fn size(&self) -> u64 {
+        let lens: Vec<u64> = self
+            .columns
+            .iter()
+            .map(|c| c.iter().map(|s| s.len).sum())
+            .collect();
+        match lens.len() {
+            0 => 0,
+            1 => lens[0],
+            n => {
+                let s = self.stripe_size.max(1);
+                let min = lens.iter().copied().min().unwrap_or(0);
+                (min / s) * s * n as u64
+            }
+        }
+    }
+
+    /// Where logical bytes `[offset, offset + len)` of this plex live: calls `f(segment,
+    /// offset in the segment's store, length, offset in the caller's buffer)` for each piece,
+    /// in logical order. The caller has checked the range.
+    pub fn map(
+        &self,
+        offset: u64,
+        len: u64,
+        mut f: impl FnMut(&Segment, u64, u64, usize) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let n = self.columns.len() as u64;
+        let mut done = 0u64;
+        while done < len {
+            let o = offset + done;
+            let (col, col_off, piece) = if n <= 1 {
+                (0usize, o, len - done)
+            } else {
+                let s = self.stripe_size.max(1);
+                let unit = o / s;
+                let within = o % s;
+                (
+                    (unit % n) as usize,
+                    (unit / n) * s + within,
+                    (s - within).min(len - done),
+                )
+            };
+            map_column(&self.columns[col], col_off, piece, |seg, at, l, b| {
+                f(seg, at, l, done as usize + b)
+            })?;
+            done += piece;
+        }
+        Ok(())
+    }
+}
+
+/// Maps `[offset, offset + len)` of one column (a concatenation) onto its segments.
+fn map_column(
+    segs: &[Segment],
+    offset: u64,
+    len: u64,
+    mut f: impl FnMut(&Segment, u64, u64, usize) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut start = 0u64;
+    let mut done = 0u64;
+    for seg in segs {
+        if done == len {
+            break;
+        }
+        let end = start + seg.len;
+        let o = offset + done;
+        if o < end {
+            let within = o - start;
+            let l = (seg.len - within).min(len - done);
+            f(seg, seg.offset + within, l, done as usize)?;
+            done += l;
+        }
+        start = end;
+    }
+    if done < len {
+        return Err(crate::out_of_range(offset, len, start));
+    }
+    Ok(())
+}
+
+/// The state of one plex of a [`RaidStore`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum PlexState {
+    /// Holds every acknowledged write; serves reads.
+    Current = 0,
+    /// Receives writes but misses older data: regenerating, or waiting to be.
+    Stale = 1,
+    /// Failed an I/O (or its drive is gone): receives nothing.
+    Failed = 2,
+}
+
+impl PlexState {
+    fn from_u8(v: u8) -> PlexState {
+        match v {
+            0 => PlexState::Current,
+            1 => PlexState::Stale,
+            _ => PlexState::Failed,
+        }
+    }
+}
+
+/// Told when a plex fails (once per failure), on the thread that saw the error.
+pub trait PlexObserver: Send + Sync {
+    /// Plex `plex` (index in the store) failed with `error`.
+    fn plex_failed(&self, plex: usize, error: &io::Error);
+}
+
+/// An observer that only records nothing (stores opened for tests or for a copy).
+pub struct NoObserver;
+
+impl PlexObserver for NoObserver {
+    fn plex_failed(&self, _plex: usize, _error: &io::Error) {}
+}
+
+struct Layout {
+    plexes: Vec<PlexLayout>,
+    size: u64,
+}
+
+/// One or more plexes serving one LUN (see the module documentation).
+pub struct RaidStore {
+    layout: ArcSwap<Layout>,
+    states: Vec<AtomicU8>,
+    observer: Arc<dyn PlexObserver>,
+}
+
+impl RaidStore {
+    /// A store over `plexes` in the given states. Every plex must have the same size, and at
+    /// least one must be current.
+    pub fn new(
+        plexes: Vec<PlexLayout>,
+        states: Vec<PlexState>,
+        observer: Arc<dyn PlexObserver>,
+    ) -> io::Result<RaidStore> {
+        if states.len() != plexes.len() {
+            return Err(invalid("one state per plex"));
+        }
+        if !states.contains(&PlexState::Current) {
+            return Err(invalid("no current plex"));
+        }
+        let layout = Self::check(plexes)?;
+        Ok(RaidStore {
+            layout: ArcSwap::from_pointee(layout),
+            states: states.into_iter().map(|s| AtomicU8::new(s as u8)).collect(),
+            observer,
+        })
+    }
+
+    fn check(plexes: Vec<PlexLayout>) -> io::Result<Layout> {
+        let Some(first) = plexes.first() else {
+            return Err(invalid("no plex"));
+        };
+        let size = first.size();
+        if plexes.iter().any(|p| p.size() != size) {
+            return Err(invalid("plexes of different sizes"));
+        }
+        Ok(Layout { plexes, size })
+    }
+
+    /// Replace every plex's layout (extend, shrink, a migrated extent): the same number of
+    /// plexes, each of the same new size, holding the same data where the old ones did.
+    pub fn relayout(&self, plexes: Vec<PlexLayout>) -> io::Result<()> {
+        if plexes.len() != self.states.len() {
+            return Err(invalid("relayout changes the number of plexes"));
+        }
+        self.layout.store(Arc::new(Self::check(plexes)?));
+        Ok(())
+    }
+
+    /// How many plexes.
+    pub fn plex_count(&self) -> usize {
+        self.states.len()
+    }
+
+    /// The state of plex `plex`.
+    pub fn plex_state(&self, plex: usize) -> PlexState {
+        PlexState::from_u8(self.states[plex].load(Ordering::Acquire))
+    }
+
+    /// Set the state of plex `plex` (the provider's decision: a replaced drive, a finished
+    /// resync). Does not notify the observer.
+    pub fn set_plex_state(&self, plex: usize, state: PlexState) {
+        self.states[plex].store(state as u8, Ordering::Release);
+    }
+
+    /// Mark `plex` failed after `e`; the observer hears it if this call made the change.
+    fn fail(&self, plex: usize, e: &io::Error) {
+        let was = self.states[plex].swap(PlexState::Failed as u8, Ordering::AcqRel);
+        if was != PlexState::Failed as u8 {
+            tracing::warn!(plex, error = %e, "plex failed");
+            self.observer.plex_failed(plex, e);
+        }
+    }
+
+    /// The current plexes, starting with the one `offset` prefers.
+    fn readers(&self, offset: u64) -> impl Iterator<Item = usize> + '_ {
+        let n = self.states.len();
+        let first = ((offset >> 20) as usize) % n.max(1);
+        (0..n)
+            .map(move |i| (first + i) % n)
+            .filter(|&i| self.plex_state(i) == PlexState::Current)
+    }
+
+    fn read_plex(p: &PlexLayout, buf: &mut [u8], offset: u64, try_only: bool) -> io::Result<()> {
+        p.map(offset, buf.len() as u64, |seg, at, l, b| {
+            let dst = &mut buf[b..b + l as usize];
+            if try_only {
+                seg.store.try_read_at(dst, at)
+            } else {
+                seg.store.read_at(dst, at)
+            }
+        })
+    }
+
+    fn read(&self, buf: &mut [u8], offset: u64, try_only: bool) -> io::Result<()> {
+        let layout = self.layout.load();
+        check_range(offset, buf.len() as u64, layout.size)?;
+        let mut last = None;
+        for i in self.readers(offset) {
+            match Self::read_plex(&layout.plexes[i], buf, offset, try_only) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(e),
+                Err(e) => {
+                    self.fail(i, &e);
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(no_plex))
+    }
+
+    /// Runs `op` on every plex that is not failed; succeeds when every current plex did (a
+    /// failing plex is failed, not the command) and at least one current plex remains.
+    fn each_plex(&self, mut op: impl FnMut(&PlexLayout) -> io::Result<()>) -> io::Result<()> {
+        let layout = self.layout.load();
+        let mut ok_current = false;
+        let mut last = None;
+        for (i, p) in layout.plexes.iter().enumerate() {
+            let state = self.plex_state(i);
+            if state == PlexState::Failed {
+                continue;
+            }
+            match op(p) {
+                Ok(()) => ok_current |= state == PlexState::Current,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(e),
+                Err(e) if e.kind() == io::ErrorKind::InvalidInput => return Err(e),
+                Err(e) => {
+                    self.fail(i, &e);
+                    last = Some(e);
+                }
+            }
+        }
+        if ok_current {
+            Ok(())
+        } else {
+            Err(last.unwrap_or_else(no_plex))
+        }
+    }
+
+    fn write(&self, buf: &[u8], offset: u64, fua: bool, try_only: bool) -> io::Result<()> {
+        check_range(offset, buf.len() as u64, self.layout.load().size)?;
+        self.each_plex(|p| {
+            p.map(offset, buf.len() as u64, |seg, at, l, b| {
+                let src = &buf[b..b + l as usize];
+                if try_only {
+                    seg.store.try_write_at(src, at, fua)
+                } else {
+                    seg.store.write_at(src, at, fua)
+                }
+            })
+        })
+    }
+
+    /// Copy every byte of a current plex onto `plex` (which must be stale), `chunk` bytes at a
+    /// time, calling `progress(done, total)` after each chunk; `progress` answering `false`
+    /// stops the copy (the plex stays stale). On success the plex is current.
+    pub fn resync(
+        &self,
+        plex: usize,
+        chunk: u64,
+        progress: &mut dyn FnMut(u64, u64) -> bool,
+    ) -> io::Result<()> {
+        if self.plex_state(plex) != PlexState::Stale {
+            return Err(invalid("only a stale plex is resynchronised"));
+        }
+        let total = self.layout.load().size;
+        let chunk = chunk.max(4096);
+        let mut buf = vec![0u8; chunk as usize];
+        let mut done = 0u64;
+        while done < total {
+            let l = chunk.min(total - done) as usize;
+            self.read(&mut buf[..l], done, false)?;
+            let layout = self.layout.load();
+            let target = &layout.plexes[plex];
+            if let Err(e) = target.map(done, l as u64, |seg, at, pl, b| {
+                seg.store.write_at(&buf[b..b + pl as usize], at, false)
+            }) {
+                self.fail(plex, &e);
+                return Err(e);
+            }
+            done += l as u64;
+            if !progress(done, total) {
+                return Ok(());
+            }
+        }
+        self.each_plex_flush(Some(plex))?;
+        self.set_plex_state(plex, PlexState::Current);
+        Ok(())
+    }
+
+    /// Flush each distinct store once (every plex, or only `only`).
+    fn each_plex_flush(&self, only: Option<usize>) -> io::Result<()> {
+        let layout = self.layout.load();
+        let mut ok_current = false;
+        let mut last = None;
+        for (i, p) in layout.plexes.iter().enumerate() {
+            if only.is_some_and(|o| o != i) {
+                continue;
+            }
+            let state = self.plex_state(i);
+            if state == PlexState::Failed {
+                continue;
+            }
+            let mut seen: Vec<*const ()> = Vec::new();
+            let r = p.columns.iter().flatten().try_for_each(|seg| {
+                let key = Arc::as_ptr(&seg.store) as *const ();
+                if seen.contains(&key) {
+                    return Ok(());
+                }
+                seen.push(key);
+                seg.store.flush()
+            });
+            match r {
+                Ok(()) => ok_current |= state == PlexState::Current || only.is_some(),
+                Err(e) => {
+                    self.fail(i, &e);
+                    last = Some(e);
+                }
+            }
+        }
+        if ok_current {
+            Ok(())
+        } else {
+            Err(last.unwrap_or_else(no_plex))
+        }
+    }
+}
+
+impl BackingStore for RaidStore {
+    fn kind(&self) -> &'static str {
+        "raid"
+    }
+
+    fn size(&self) -> u64 {
+        self.layout.load().size
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.read(buf, offset, false)
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()> {
+        self.write(buf, offset, fua, false)
+    }
+
+    fn try_read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.read(buf, offset, true)
+    }
+
+    fn try_write_at(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()> {
+        self.write(buf, offset, fua, true)
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        self.each_plex_flush(None)
+    }
+
+    fn unmap(&self, offset: u64, len: u64) -> io::Result<()> {
+        check_range(offset, len, self.layout.load().size)?;
+        self.each_plex(|p| p.map(offset, len, |seg, at, l, _| seg.store.unmap(at, l)))
+    }
+
+    fn thin(&self) -> bool {
+        let layout = self.layout.load();
+        layout
+            .plexes
+            .iter()
+            .flat_map(|p| p.columns.iter().flatten())
+            .all(|s| s.store.thin())
+    }
+}
+
+fn invalid(msg: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg.to_string())
+}
+
+fn no_plex() -> io::Error {
+    io::Error::other("no current plex")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryStore;
+
+    fn seg(store: &Arc<dyn BackingStore>, offset: u64, len: u64) -> Segment {
+        Segment {
+            store: store.clone(),
+            offset,
+            len,
+        }
+    }
+
+    #[test]
+    fn stripe_units_land_in_columns_in_turn() {
+        let a: Arc<dyn BackingStore> = Arc::new(MemoryStore::new(1 << 20));
+        let b: Arc<dyn BackingStore> = Arc::new(MemoryStore::new(1 << 20));
+        let p = PlexLayout {
+            columns: vec![vec![seg(&a, 4096, 65536)], vec![seg(&b, 0, 70000)]],
+            stripe_size: 8192,
+        };
+        assert_eq!(p.size(), 2 * 65536);
+        let s = RaidStore::new(vec![p], vec![PlexState::Current], Arc::new(NoObserver)).unwrap();
+        let data: Vec<u8> = (0..4 * 8192u32).map(|i| (i / 8192) as u8 + 1).collect();
+        s.write_at(&data, 0, false).unwrap();
+        let mut x = vec![0u8; 8192];
+        a.read_at(&mut x, 4096).unwrap();
+        assert!(x.iter().all(|&v| v == 1));
+        b.read_at(&mut x, 0).unwrap();
+        assert!(x.iter().all(|&v| v == 2));
+        a.read_at(&mut x, 4096 + 8192).unwrap();
+        assert!(x.iter().all(|&v| v == 3));
+        b.read_at(&mut x, 8192).unwrap();
+        assert!(x.iter().all(|&v| v == 4));
+        let mut back = vec![0u8; data.len()];
+        s.read_at(&mut back, 0).unwrap();
+        assert_eq!(back, data);
+    }
+}
