@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use uuid::Uuid;
-use vds_backstore::BackingStore;
+use vds_backstore::{BackingStore, PlexObserver};
 
 /// A message from the data path, applied as [`Command::DataPath`](crate::Command::DataPath).
 /// Only the provider's own LU hooks make one (no public constructor). Clones share the one
@@ -52,6 +52,9 @@ impl std::fmt::Debug for DataPathMsg {
                 write!(f, "DataPathMsg::Reservations({lu}, {} bytes)", blob.len())
             }
             HookMsg::WriteCache(lu) => write!(f, "DataPathMsg::WriteCache({lu})"),
+            HookMsg::PlexFailed(lu, plex, why) => {
+                write!(f, "DataPathMsg::PlexFailed({lu}, {plex}, {why:?})")
+            }
         }
     }
 }
@@ -65,6 +68,9 @@ pub(crate) enum HookMsg {
     Reservations(Uuid, Vec<u8>, Arc<Claim>, SyncSender<Result<(), String>>),
     /// A MODE SELECT changed the LU's write-back cache (WCE): store what the LU has now.
     WriteCache(Uuid),
+    /// Plex `usize` (its index in the LUN's `plexes`) of a composite LUN failed an I/O; the
+    /// LUN goes on serving from the others (BEHAVIOUR.md §15).
+    PlexFailed(Uuid, usize, String),
 }
 
 /// Longest a PERSISTENT RESERVE OUT waits for the provider thread to take its APTPL state up.
@@ -111,6 +117,30 @@ pub(crate) struct Hooks {
 impl Hooks {
     pub(crate) fn new(tx: Sender<DataPathMsg>) -> Hooks {
         Hooks { tx: Mutex::new(tx) }
+    }
+
+    /// The observer of LUN `lun`'s composite store: a failed plex becomes a
+    /// [`HookMsg::PlexFailed`].
+    #[expect(dead_code, reason = "used by the composite LUNs, next in issue 14")]
+    pub(crate) fn plex_observer(self: &Arc<Self>, lun: Uuid) -> Arc<dyn PlexObserver> {
+        Arc::new(PlexHook {
+            hooks: self.clone(),
+            lun,
+        })
+    }
+}
+
+/// [`Hooks::plex_observer`].
+struct PlexHook {
+    hooks: Arc<Hooks>,
+    lun: Uuid,
+}
+
+impl PlexObserver for PlexHook {
+    fn plex_failed(&self, plex: usize, error: &io::Error) {
+        // A closed channel means the provider is gone; nothing is left to record it.
+        let msg = HookMsg::PlexFailed(self.lun, plex, error.to_string());
+        let _ = self.hooks.tx.lock().send(DataPathMsg(Arc::new(msg)));
     }
 }
 

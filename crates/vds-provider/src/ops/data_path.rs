@@ -42,6 +42,10 @@ impl Provider {
                 let _ = done.send(outcome);
                 *id
             }
+            HookMsg::PlexFailed(id, plex, why) => {
+                inner.record_plex_failed(st, *id, *plex, why);
+                *id
+            }
             HookMsg::WriteCache(id) => {
                 if let Some(e) = st.luns.get(id) {
                     let on = e.lu.write_cache();
