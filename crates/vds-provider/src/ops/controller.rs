@@ -3,8 +3,6 @@
 //! (QueryAssociatedLuns), and a LUN's load-balance policy (IVdsLunMpio). Every change that can
 //! move an access state pushes the new states to the LUs in its commit.
 
-use std::collections::HashMap;
-
 use uuid::Uuid;
 use vds_model::{
     Controller, ControllerStatus, EventKind, Health, Hresult, LbSupportFlag, LoadBalancePolicy,
@@ -236,36 +234,13 @@ fn judge_association(
     active: &[Uuid],
     inactive: &[Uuid],
 ) -> Result<(), VdsError> {
-    let mut seen: HashMap<Uuid, String> = HashMap::new();
-    for (list, ids) in [("active", active), ("inactive", inactive)] {
-        for (i, c) in ids.iter().enumerate() {
-            let field = format!("{list}[{i}]");
-            st.lookup(ObjectKind::Controller, *c, Some(&field))?;
-            let owner = st.controllers[c].subsystem;
-            if owner != sub {
-                return Err(VdsError::invalid_arg(
-                    &field,
-                    format!("controller {c} belongs to subsystem {owner}, not to the LUN's {sub}"),
-                ));
-            }
-            if let Some(first) = seen.insert(*c, field.clone()) {
-                return Err(VdsError::invalid_arg(
-                    &field,
-                    format!("controller {c} is already listed as {first}; each controller goes in exactly one list, once"),
-                ));
-            }
-        }
-    }
-    if let Some(c) = st
-        .controllers_of(sub)
-        .iter()
-        .find(|c| !seen.contains_key(&c.id))
-    {
+    let lists = [("active", active), ("inactive", inactive)];
+    let (_, omitted) = super::partition_controllers(st, sub, lists, "the LUN's ")?;
+    if let Some(c) = omitted.first() {
         return Err(VdsError::invalid_arg(
             "active/inactive",
             format!(
-                "controller {} is in neither list: every controller of subsystem {sub} must be in exactly one of them",
-                c.id
+                "controller {c} is in neither list: every controller of subsystem {sub} must be in exactly one of them"
             ),
         ));
     }

@@ -107,6 +107,52 @@ fn check_filters(inner: &Inner, field: &str, filters: &[FaultFilterSpec]) -> Res
     Ok(())
 }
 
+/// Listed controllers with the index of their list, and the omitted ones.
+pub(super) type Partition = (Vec<(Uuid, usize)>, Vec<Uuid>);
+
+/// The two-list partition of a subsystem's controllers that AssociateControllers (active,
+/// inactive) and SetControllerStatus (online, offline) take: each id names a controller
+/// (NOT_FOUND, DELETED) of subsystem `sub` and appears once in both lists (E_INVALIDARG naming
+/// the entry; `sub_name` says whose subsystem in the message). Returns every listed controller
+/// with the index of its list, and the controllers of `sub` in neither list, in port-group
+/// order; each caller words the omission its own way.
+pub(super) fn partition_controllers(
+    st: &State,
+    sub: Uuid,
+    lists: [(&str, &[Uuid]); 2],
+    sub_name: &str,
+) -> Result<Partition, VdsError> {
+    let mut seen: std::collections::HashMap<Uuid, String> = std::collections::HashMap::new();
+    let mut listed = Vec::new();
+    for (n, (list, ids)) in lists.into_iter().enumerate() {
+        for (i, c) in ids.iter().enumerate() {
+            let field = format!("{list}[{i}]");
+            st.lookup(ObjectKind::Controller, *c, Some(&field))?;
+            let owner = st.controllers[c].subsystem;
+            if owner != sub {
+                return Err(VdsError::invalid_arg(
+                    &field,
+                    format!("controller {c} belongs to subsystem {owner}, not to {sub_name}{sub}"),
+                ));
+            }
+            if let Some(first) = seen.insert(*c, field.clone()) {
+                return Err(VdsError::invalid_arg(
+                    &field,
+                    format!("controller {c} is already listed as {first}; each controller goes in exactly one list, once"),
+                ));
+            }
+            listed.push((*c, n));
+        }
+    }
+    let omitted = st
+        .controllers_of(sub)
+        .iter()
+        .filter(|c| !seen.contains_key(&c.id))
+        .map(|c| c.id)
+        .collect();
+    Ok((listed, omitted))
+}
+
 /// Maps an I/O failure of an operation on a LUN's storage: EIO is `VDS_E_IO_ERROR`, ENOSPC
 /// `VDS_E_NOT_ENOUGH_SPACE`, anything else the converted OS error.
 pub(crate) fn storage_err(context: impl std::fmt::Display, e: &std::io::Error) -> VdsError {

@@ -3,7 +3,6 @@
 //! every LUN on it OFFLINE on the data path (quiesced and flushed first); a LUN that cannot
 //! follow is FAILED.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::MutexGuard;
@@ -281,34 +280,8 @@ fn judge_controller_lists(
     online: &[Uuid],
     offline: &[Uuid],
 ) -> Result<Vec<(Uuid, bool)>, VdsError> {
-    let mut seen: HashMap<Uuid, String> = HashMap::new();
-    let mut wanted = Vec::new();
-    for (list, ids, want) in [("online", online, true), ("offline", offline, false)] {
-        for (i, c) in ids.iter().enumerate() {
-            let field = format!("{list}[{i}]");
-            st.lookup(ObjectKind::Controller, *c, Some(&field))?;
-            let owner = st.controllers[c].subsystem;
-            if owner != sub {
-                return Err(VdsError::invalid_arg(
-                    &field,
-                    format!("controller {c} belongs to subsystem {owner}, not to {sub}"),
-                ));
-            }
-            if let Some(first) = seen.insert(*c, field.clone()) {
-                return Err(VdsError::invalid_arg(
-                    &field,
-                    format!("controller {c} is already listed as {first}; each controller goes in exactly one list, once"),
-                ));
-            }
-            wanted.push((*c, want));
-        }
-    }
-    let mut omitted: Vec<Uuid> = st
-        .controllers
-        .values()
-        .filter(|c| c.subsystem == sub && !seen.contains_key(&c.id))
-        .map(|c| c.id)
-        .collect();
+    let lists = [("online", online), ("offline", offline)];
+    let (listed, mut omitted) = super::partition_controllers(st, sub, lists, "")?;
     omitted.sort();
     if let Some(c) = omitted.first() {
         let why = if online.is_empty() && offline.is_empty() {
@@ -321,7 +294,7 @@ fn judge_controller_lists(
             format!("{why}: every controller of subsystem {sub} must be in exactly one of them"),
         ));
     }
-    Ok(wanted)
+    Ok(listed.into_iter().map(|(c, list)| (c, list == 0)).collect())
 }
 
 /// Steps 4/5 for the requested status of a path object: ONLINE and OFFLINE are settable,
