@@ -23,8 +23,9 @@ use crate::storage::{
 };
 use crate::{Outcome, Provider, VdsError};
 
+use super::drive::is_data_dir_drive;
 use super::lun::set_size;
-use super::{canceled, check_filters, check_name, sorted, storage_err, JobResult};
+use super::{canceled, check_filters, check_name, storage_err, JobResult};
 
 /// The arguments of a CreateLun that passed steps 4 and 5.
 struct Checked {
@@ -201,30 +202,33 @@ fn check_args(
         )));
     }
     check_filters(inner, "backing.filters", &backing.filters)?;
-    let drive = match a.drive {
-        Some(d) => {
-            if st.drives[&d].subsystem != a.subsystem {
-                return Err(VdsError::invalid_arg(
-                    "drive",
-                    format!("drive {d} belongs to another subsystem"),
-                ));
-            }
-            d
+    // A LUN made this way is a file (or the caller's file or device): it is on the data dir's
+    // drive. Added drives hold extent-backed LUNs only (BEHAVIOUR.md §15).
+    let data_drive = st
+        .drives
+        .values()
+        .find(|d| d.subsystem == a.subsystem && is_data_dir_drive(d, &inner.config.data_dir))
+        .map(|d| d.id);
+    let drive = match (a.drive, data_drive) {
+        (Some(d), _) if st.drives[&d].subsystem != a.subsystem => {
+            return Err(VdsError::invalid_arg(
+                "drive",
+                format!("drive {d} belongs to another subsystem"),
+            ));
         }
-        None => sorted(
-            st.drives
-                .values()
-                .filter(|d| d.subsystem == a.subsystem)
-                .map(|d| (d.id, d.id)),
-        )
-        .into_iter()
-        .next()
-        .ok_or_else(|| {
-            VdsError::new(
+        (Some(d), Some(data)) if d == data => d,
+        (Some(d), _) => {
+            return Err(VdsError::not_supported(format!(
+                "drive: drive {d} is an added drive; a LUN on it is not supported yet"
+            )));
+        }
+        (None, Some(data)) => data,
+        (None, None) => {
+            return Err(VdsError::new(
                 Hresult::VDS_E_NOT_ENOUGH_DRIVE,
-                format!("subsystem {} has no drive", a.subsystem),
-            )
-        })?,
+                format!("subsystem {} has no drive for its LUN files", a.subsystem),
+            ));
+        }
     };
     Ok(Checked {
         size,
