@@ -1,6 +1,7 @@
 //! Drives (BEHAVIOUR.md §15): add a `dir` or `block` drive at a caller's path (judged like a
-//! backing path, BEHAVIOUR.md §12, and labelled), remove an empty one (its label wiped), and
-//! the hot-spare flag. Drive SetStatus is `path.rs`'s.
+//! backing path, BEHAVIOUR.md §12, and labelled), remove an empty one (its label wiped), the
+//! hot-spare flag, and what Reenumerate finds of them (labels gone: DEPART; back: ARRIVE).
+//! Drive SetStatus is `path.rs`'s.
 //!
 //! The data dir's own drive (slot 0, made with the embedded default) holds the array's LUN
 //! files: it is never removed, and no other drive may be inside the data dir.
@@ -157,7 +158,70 @@ fn resolve(requested: &str) -> Result<PathBuf, VdsError> {
     }
 }
 
+/// What Reenumerate finds of drive `d` now: its size, or `None` when its label is gone (the
+/// directory or device vanished, or holds something else).
+fn rediscover(d: &Drive, data_dir: &Path) -> Option<u64> {
+    let path = Path::new(&d.path);
+    if is_data_dir_drive(d, data_dir) {
+        return fs_space(path).ok().map(|(total, _)| total);
+    }
+    if label::read(path, medium(d.kind)).ok()? != Found::Label(label_of(d)) {
+        return None;
+    }
+    match d.kind {
+        DriveKind::Dir => fs_space(path).ok().map(|(total, _)| total),
+        DriveKind::Block => label::block_capacity(path)
+            .ok()
+            .map(|cap| cap - cap % crate::engine::BLOCK_SIZE),
+    }
+}
+
 impl Provider {
+    /// Reenumerate's drive half (BEHAVIOUR.md §15): every drive's label is read again. One
+    /// whose label is gone DEPARTs (FAILED, health failed); a FAILED one whose label is back
+    /// ARRIVEs (ONLINE, healthy); a size that changed is a MODIFY. One commit per drive.
+    pub(super) fn rediscover_drives(&self, st: &mut State) -> Result<(), VdsError> {
+        let inner = &self.inner;
+        let mut ids: Vec<(i16, i16, Uuid)> = st
+            .drives
+            .values()
+            .map(|d| (d.bus_number, d.slot_number, d.id))
+            .collect();
+        ids.sort();
+        for (_, _, id) in ids {
+            let old = st.drives[&id].clone();
+            let mut d = old.clone();
+            let event = match (rediscover(&old, &inner.config.data_dir), old.status) {
+                (None, DriveStatus::Failed) => continue,
+                (None, _) => {
+                    d.status = DriveStatus::Failed;
+                    d.health = Health::Failed;
+                    EventKind::Depart
+                }
+                (Some(size), DriveStatus::Failed) => {
+                    d.status = DriveStatus::Online;
+                    d.health = Health::Healthy;
+                    d.size_bytes = size;
+                    EventKind::Arrive
+                }
+                (Some(size), _) if size != old.size_bytes => {
+                    d.size_bytes = size;
+                    EventKind::Modify
+                }
+                (Some(_), _) => continue,
+            };
+            let row = d.clone();
+            let change = Change::new()
+                .store(move |tx| tx.put_drive(&row))
+                .apply(move |st| {
+                    st.drives.insert(id, d);
+                })
+                .event(ObjectKind::Drive, event, id);
+            inner.commit(st, change, None)?;
+        }
+        Ok(())
+    }
+
     /// Adds a drive of `kind` at the caller's `path`: resolved, placed (not in the data dir,
     /// not overlapping another drive or a LUN's storage), labelled (over a foreign label or
     /// non-zero label area only with `force`), bus 0 and the next free slot, ONLINE; its size

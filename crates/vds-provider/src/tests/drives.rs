@@ -281,3 +281,81 @@ fn the_data_dir_drive_stays_and_a_spare_holds_nothing() {
         Hresult::VDS_E_OBJECT_NOT_FOUND
     );
 }
+
+#[test]
+fn reenumerate_reads_the_labels_again() {
+    let f = Fixture::new(41038, false);
+    let outside = tempfile::tempdir().unwrap();
+    let d1 = outside.path().join("d1");
+    std::fs::create_dir(&d1).unwrap();
+    let img = block_file(outside.path(), "disk.img", 16 << 20);
+    let a = add(&f, "dir", &d1, false).unwrap();
+    let b = add(&f, "block", &img, false).unwrap();
+    let status = |id| match f.ok(Command::GetDrive { id }) {
+        Outcome::Drive(d) => (d.status, d.health, d.size_bytes),
+        o => panic!("{o:?}"),
+    };
+    let mut rx = f.p.subscribe();
+    // Nothing changed: no event, and the block drive keeps its device size (not the size of
+    // the filesystem holding the file).
+    f.ok(Command::Reenumerate);
+    assert_eq!(drain(&mut rx), vec![]);
+    assert_eq!(status(b.id).2, (16 << 20) - LABEL_AREA);
+
+    // The directory moves away and the block drive's label is zeroed: both DEPART, FAILED.
+    let moved = outside.path().join("moved");
+    std::fs::rename(&d1, &moved).unwrap();
+    let saved = std::fs::read(&img).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&img)
+        .unwrap()
+        .write_all_at(&[0u8; 64], 0)
+        .unwrap();
+    f.ok(Command::Reenumerate);
+    let ev = drain(&mut rx);
+    assert_eq!(
+        ev,
+        vec![
+            (ObjectKind::Drive, EventKind::Depart, a.id),
+            (ObjectKind::Drive, EventKind::Depart, b.id)
+        ]
+    );
+    use vds_model::{DriveStatus, Health};
+    assert_eq!(status(a.id).0, DriveStatus::Failed);
+    assert_eq!(status(b.id).1, Health::Failed);
+    // A FAILED drive's status is not set by hand; a second Reenumerate announces nothing.
+    let e = f.err(Command::SetDriveStatus {
+        id: a.id,
+        status: 1,
+    });
+    assert_eq!(e.hresult, Hresult::VDS_E_OBJECT_STATUS_FAILED, "{e}");
+    f.ok(Command::Reenumerate);
+    assert_eq!(drain(&mut rx), vec![]);
+
+    // They come back: ARRIVE, ONLINE, healthy.
+    std::fs::rename(&moved, &d1).unwrap();
+    std::fs::write(&img, &saved).unwrap();
+    f.ok(Command::Reenumerate);
+    let ev = drain(&mut rx);
+    assert_eq!(
+        ev,
+        vec![
+            (ObjectKind::Drive, EventKind::Arrive, a.id),
+            (ObjectKind::Drive, EventKind::Arrive, b.id)
+        ]
+    );
+    assert_eq!(status(a.id).0, DriveStatus::Online);
+    assert_eq!(
+        status(b.id),
+        (
+            DriveStatus::Online,
+            Health::Healthy,
+            (16 << 20) - LABEL_AREA
+        )
+    );
+    // A departed drive can be removed (nothing is on it).
+    std::fs::remove_file(d1.join(label::DIR_LABEL_FILE)).unwrap();
+    f.ok(Command::Reenumerate);
+    f.ok(Command::RemoveDrive { id: a.id });
+}
