@@ -54,6 +54,18 @@ fn device_identity(path: &Path) -> Option<(u64, u64)> {
     (seen.node() == Some(Node::Device)).then(|| seen.identity(Node::Device))
 }
 
+/// The added drive (not the data dir's) that a resolved storage path would reach: the drive's
+/// path itself, a path inside a `dir` drive, or the same block device under another node. A
+/// LUN's own file there would overwrite the drive's label or its extents.
+pub(crate) fn drive_at<'a>(st: &'a State, data_dir: &Path, resolved: &Path) -> Option<&'a Drive> {
+    let dev = device_identity(resolved);
+    st.drives.values().find(|d| {
+        !is_data_dir_drive(d, data_dir)
+            && (resolved.starts_with(&d.path)
+                || (dev.is_some() && dev == device_identity(Path::new(&d.path))))
+    })
+}
+
 /// Refuses a resolved drive path inside the data dir, or one that another drive or a LUN's
 /// storage already uses (the same path, one inside the other, the same device under another
 /// node).

@@ -2,6 +2,7 @@
 //! keep a concurrent create off the same name and path, and the job that makes or adopts the
 //! storage and commits the new LUN.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use uuid::Uuid;
@@ -23,7 +24,7 @@ use crate::storage::{
 };
 use crate::{Outcome, Provider, VdsError};
 
-use super::drive::is_data_dir_drive;
+use super::drive::{drive_at, is_data_dir_drive};
 use super::lun::set_size;
 use super::{canceled, check_filters, check_name, storage_err, JobResult};
 
@@ -80,7 +81,7 @@ impl Provider {
                 format!("subsystem {} is FAILED", a.subsystem),
             ));
         }
-        check_conflicts(st, &c)?;
+        check_conflicts(st, &inner.config.data_dir, &c)?;
         let thin = a.thin.unwrap_or(true);
         let id = Uuid::new_v4();
         let plan = plan_storage(inner, id, &c, thin)?;
@@ -244,7 +245,7 @@ fn check_args(
 
 /// Conflicts with existing objects: the name, the path, the same file or device under
 /// another name (a hard link, another device node).
-fn check_conflicts(st: &State, c: &Checked) -> Result<(), VdsError> {
+fn check_conflicts(st: &State, data_dir: &Path, c: &Checked) -> Result<(), VdsError> {
     if let Some(n) = &c.friendly {
         if let Some(other) = st.lun_names.get(n) {
             return Err(VdsError::new(
@@ -255,6 +256,12 @@ fn check_conflicts(st: &State, c: &Checked) -> Result<(), VdsError> {
     }
     let backing_path = c.judged.as_ref().map(|j| j.path.clone());
     if let Some(p) = &backing_path {
+        if let Some(d) = drive_at(st, data_dir, Path::new(p)) {
+            return Err(VdsError::new(
+                Hresult::VDS_E_DEVICE_IN_USE,
+                format!("backing.path: {p} is drive {} ({})", d.id, d.path),
+            ));
+        }
         if let Some(other) = st.backing_paths.get(p) {
             return Err(VdsError::new(
                 Hresult::VDS_E_DEVICE_IN_USE,

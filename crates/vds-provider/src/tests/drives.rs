@@ -359,3 +359,53 @@ fn reenumerate_reads_the_labels_again() {
     f.ok(Command::Reenumerate);
     f.ok(Command::RemoveDrive { id: a.id });
 }
+
+/// A LUN's own storage may not reach into an added drive: its path, a file inside a `dir`
+/// drive, the same file under a link. Nothing is created or written there.
+#[test]
+fn a_lun_backing_path_never_reaches_into_a_drive() {
+    let f = Fixture::new(41039, false);
+    let outside = tempfile::tempdir().unwrap();
+    let d1 = outside.path().join("d1");
+    std::fs::create_dir(&d1).unwrap();
+    let img = block_file(outside.path(), "disk.img", 8 << 20);
+    let a = add(&f, "dir", &d1, false).unwrap();
+    let b = add(&f, "block", &img, false).unwrap();
+    let link = outside.path().join("link.img");
+    std::os::unix::fs::symlink(&img, &link).unwrap();
+    let label_before = std::fs::read(&img).unwrap()[..64].to_vec();
+    for (path, size, drive) in [
+        (img.clone(), 8 << 20, b.id),
+        (link, 8 << 20, b.id),
+        (d1.join("lun.img"), 4 << 20, a.id),
+    ] {
+        let e = f.err(Command::CreateLun(crate::CreateLunArgs {
+            subsystem: f.subsystem(),
+            size_bytes: size,
+            friendly_name: None,
+            lun_type: None,
+            thin: None,
+            drive: None,
+            unmasking_list: None,
+            targets: None,
+            read_only: None,
+            hints: None,
+            backing: Some(crate::BackingSpec {
+                kind: vds_model::BackingKind::File,
+                path: Some(path.display().to_string()),
+                filters: vec![],
+                wipe: true,
+            }),
+        }));
+        assert_eq!(
+            e.hresult,
+            Hresult::VDS_E_DEVICE_IN_USE,
+            "{}: {e}",
+            path.display()
+        );
+        assert!(e.message.contains(&drive.to_string()), "{e}");
+    }
+    assert!(!d1.join("lun.img").exists());
+    assert_eq!(std::fs::read(&img).unwrap()[..64], label_before[..]);
+    assert_eq!(f.luns().len(), 1, "only the default LUN");
+}
