@@ -191,8 +191,9 @@ fn rediscover(d: &Drive, data_dir: &Path) -> Option<u64> {
 impl Provider {
     /// Reenumerate's drive half (BEHAVIOUR.md §15): every drive's label is read again. One
     /// whose label is gone DEPARTs (FAILED, health failed); a FAILED one whose label is back
-    /// ARRIVEs (ONLINE, healthy); a size that changed is a MODIFY. One commit per drive.
-    pub(super) fn rediscover_drives(&self, st: &mut State) -> Result<(), VdsError> {
+    /// ARRIVEs (ONLINE, healthy); a size that changed is a MODIFY. One commit per drive. Run
+    /// by Reenumerate and once at start.
+    pub(crate) fn rediscover_drives(&self, st: &mut State) -> Result<(), VdsError> {
         let inner = &self.inner;
         let mut ids: Vec<(i16, i16, Uuid)> = st
             .drives

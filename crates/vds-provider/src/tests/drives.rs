@@ -409,3 +409,25 @@ fn a_lun_backing_path_never_reaches_into_a_drive() {
     assert_eq!(std::fs::read(&img).unwrap()[..64], label_before[..]);
     assert_eq!(f.luns().len(), 1, "only the default LUN");
 }
+
+/// What Reenumerate finds is found at start too: a drive whose label went away while the
+/// provider was down starts FAILED, and ONLINE again once the label is back.
+#[test]
+fn a_drive_whose_label_went_away_while_down_starts_failed() {
+    use vds_model::{DriveStatus, Health};
+    let mut f = Fixture::new(41041, false);
+    let outside = tempfile::tempdir().unwrap();
+    let img = block_file(outside.path(), "disk.img", 8 << 20);
+    let b = add(&f, "block", &img, false).unwrap();
+    let saved = std::fs::read(&img).unwrap();
+    let status = |f: &Fixture| match f.ok(Command::GetDrive { id: b.id }) {
+        Outcome::Drive(d) => (d.status, d.health),
+        o => panic!("{o:?}"),
+    };
+    std::fs::write(&img, vec![0u8; 8 << 20]).unwrap();
+    f.restart();
+    assert_eq!(status(&f), (DriveStatus::Failed, Health::Failed));
+    std::fs::write(&img, &saved).unwrap();
+    f.restart();
+    assert_eq!(status(&f), (DriveStatus::Online, Health::Healthy));
+}
