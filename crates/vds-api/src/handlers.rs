@@ -118,6 +118,7 @@ fn location_of(o: &Outcome) -> Option<String> {
         Outcome::PortalGroup(p) => Some(format!("/v1/portal-groups/{}", p.id)),
         Outcome::Portal(p) => Some(format!("/v1/portals/{}", p.id)),
         Outcome::Controller(c) => Some(format!("/v1/controllers/{}", c.id)),
+        Outcome::Drive(d) => Some(format!("/v1/drives/{}", d.id)),
         _ => None,
     }
 }
@@ -505,6 +506,58 @@ pub async fn set_drive_status(
     s.with_body(&p, body, get::drive, |id, b| Command::SetDriveStatus {
         id,
         status: b.status.value,
+    })
+    .await
+}
+
+#[utoipa::path(post, path = "/v1/subsystems/{id}/drives", tag = "drive",
+    description = "Add a drive (BEHAVIOUR.md §15): a directory (`dir`) or a block device or \
+                   regular file (`block`) at a resolved path outside the data dir that no other \
+                   drive or LUN uses; labelled (`.vds-drive` / the first MiB; over foreign data \
+                   only with `force`); bus 0, the lowest free slot.",
+    params(("id" = Uuid, Path, description = "subsystem id")), request_body = AddDriveBody,
+    responses((status = 201, body = DriveJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn add_drive(
+    State(s): State<AppState>,
+    p: PathParams,
+    body: JsonArg<AddDriveBody>,
+) -> ApiResult {
+    let subsystem = p.uuid("id")?;
+    let b = s.arg(body, get::subsystem(subsystem)).await?;
+    let o = s
+        .apply(Command::AddDrive {
+            subsystem,
+            kind: b.kind,
+            path: b.path,
+            friendly_name: b.friendly_name,
+            force: b.force.unwrap_or(false),
+        })
+        .await?;
+    Ok(respond(o, true))
+}
+
+#[utoipa::path(delete, path = "/v1/drives/{id}", tag = "drive",
+    description = "Remove a drive that holds no LUN (VDS_E_DEVICE_IN_USE otherwise; the data \
+                   dir's drive never: VDS_E_NOT_SUPPORTED); its label is wiped.",
+    params(("id" = Uuid, Path, description = "drive id")),
+    responses((status = 204, description = "removed"), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn remove_drive(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.by_id(&p, |id| Command::RemoveDrive { id }).await
+}
+
+#[utoipa::path(put, path = "/v1/drives/{id}/flags", tag = "drive",
+    description = "IVdsDrive::SetFlags / ClearFlags with VDS_DRF_HOTSPARE. A drive holding a LUN \
+                   is not made a spare (VDS_E_DEVICE_IN_USE).",
+    params(("id" = Uuid, Path, description = "drive id")), request_body = DriveFlagsBody,
+    responses((status = 200, body = DriveJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn set_drive_flags(
+    State(s): State<AppState>,
+    p: PathParams,
+    body: JsonArg<DriveFlagsBody>,
+) -> ApiResult {
+    s.with_body(&p, body, get::drive, |id, b| Command::SetDriveFlags {
+        id,
+        hotspare: b.hotspare,
     })
     .await
 }

@@ -139,7 +139,10 @@ pub fn router_with_metrics(
             "/v1/subsystems/{id}/controllers",
             get(list_controllers).post(add_controller),
         )
-        .route("/v1/subsystems/{id}/drives", get(list_drives))
+        .route(
+            "/v1/subsystems/{id}/drives",
+            get(list_drives).post(add_drive),
+        )
         .route("/v1/subsystems/{id}/drives/{bus}/{slot}", get(get_drive_at))
         .route(
             "/v1/subsystems/{id}/maintenance",
@@ -171,7 +174,8 @@ pub fn router_with_metrics(
             "/v1/luns/{id}/load-balance",
             get(get_load_balance).put(set_load_balance),
         )
-        .route("/v1/drives/{id}", get(get_drive))
+        .route("/v1/drives/{id}", get(get_drive).delete(remove_drive))
+        .route("/v1/drives/{id}/flags", put(set_drive_flags))
         .route("/v1/drives/{id}/status", post(set_drive_status))
         .route("/v1/luns", get(list_all_luns))
         .route(

@@ -33,7 +33,8 @@ use crate::wire::*;
         list_controllers, get_controller, set_controller_status, add_controller,
         get_controller_luns, get_lun_controllers, associate_controllers, get_load_balance,
         set_load_balance,
-        list_drives, get_drive, set_drive_status, get_drive_at,
+        list_drives, get_drive, set_drive_status, get_drive_at, add_drive, remove_drive,
+        set_drive_flags,
         subsystem_maintenance, controller_maintenance, drive_maintenance, lun_maintenance,
         list_luns, list_all_luns, create_lun, get_lun, delete_lun, patch_lun, set_lun_status,
         extend_lun, shrink_lun, recover_lun, set_lun_faults, set_lun_targets,
@@ -58,7 +59,7 @@ use crate::wire::*;
         SessionJson, ConnectionJson, KeysJson, CountersJson, PathJson, PathIdJson,
         IdentificationJson, InterconnectJson, InterconnectPortJson, StorageIdentifierJson,
         HintsBody, HintsJson, NotAppliedJson,
-        AddControllerBody, AssociateControllersBody, LoadBalanceRequest, LoadBalanceJson,
+        AddControllerBody, AddDriveBody, DriveFlagsBody, AssociateControllersBody, LoadBalanceRequest, LoadBalanceJson,
     )),
     tags(
         (name = "provider"), (name = "subsystem"), (name = "controller"), (name = "drive"),

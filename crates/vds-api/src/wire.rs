@@ -421,6 +421,28 @@ pub struct AddControllerBody {
     pub friendly_name: Option<String>,
 }
 
+/// `POST /v1/subsystems/{id}/drives`: adds a drive (BEHAVIOUR.md §15).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddDriveBody {
+    /// `dir` (a directory) or `block` (a block device, or a regular file standing in for one).
+    pub kind: String,
+    /// Absolute path; symlinks are resolved.
+    pub path: String,
+    /// Default `vds drive N` (N its slot).
+    pub friendly_name: Option<String>,
+    /// Overwrite a foreign label or non-zero first MiB (its data is lost).
+    pub force: Option<bool>,
+}
+
+/// `PUT /v1/drives/{id}/flags` (`IVdsDrive::SetFlags` / `ClearFlags`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DriveFlagsBody {
+    /// `VDS_DRF_HOTSPARE`: a spare holds no LUN and is not in the primordial pool.
+    pub hotspare: bool,
+}
+
 /// `PUT /v1/luns/{id}/controllers` (`IVdsLun::AssociateControllers`): every controller of
 /// the LUN's subsystem in exactly one list, at least one active.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -643,6 +665,8 @@ pub struct DriveJson {
     pub bus_number: i16,
     pub slot_number: i16,
     pub path: String,
+    /// `dir` or `block`.
+    pub kind: &'static str,
 }
 
 impl From<&vds_model::Drive> for DriveJson {
@@ -659,6 +683,7 @@ impl From<&vds_model::Drive> for DriveJson {
             bus_number: d.bus_number,
             slot_number: d.slot_number,
             path: d.path.clone(),
+            kind: d.kind.short_name(),
         }
     }
 }

@@ -27,6 +27,7 @@ mod file;
 mod filter;
 mod fsync;
 pub mod journal;
+pub mod label;
 pub mod lifecycle;
 mod memory;
 mod nowait;

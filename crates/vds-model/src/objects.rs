@@ -288,8 +288,38 @@ pub struct Drive {
     pub bus_number: i16,
     /// Slot number.
     pub slot_number: i16,
-    /// The directory (filesystem) this drive is.
+    /// The directory (`dir`) or the block device or file (`block`) this drive is.
     pub path: String,
+    /// What the path is.
+    pub kind: DriveKind,
+}
+
+/// What a drive is (BEHAVIOUR.md §15).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DriveKind {
+    /// A directory on a filesystem: extents are sparse files, the label is a file in it.
+    Dir,
+    /// A block device, or a regular file standing in for one: extents are LBA ranges after
+    /// the label area (its first MiB).
+    Block,
+}
+
+impl DriveKind {
+    /// Every kind.
+    pub const ALL: &'static [DriveKind] = &[DriveKind::Dir, DriveKind::Block];
+
+    /// `"dir"`, `"block"`.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            DriveKind::Dir => "dir",
+            DriveKind::Block => "block",
+        }
+    }
+
+    /// Parses a short name.
+    pub fn parse(s: &str) -> Option<DriveKind> {
+        DriveKind::ALL.iter().copied().find(|k| k.short_name() == s)
+    }
 }
 
 /// Where a LUN's blocks live.

@@ -76,7 +76,8 @@ pub struct CreateLunArgs {
     pub lun_type: Option<LunType>,
     /// Thin provisioning (default true; a non-thin file is fully allocated).
     pub thin: Option<bool>,
-    /// The drive that holds it (default: the subsystem's first drive).
+    /// The drive that holds it (default and, until extent-backed LUNs, the only choice: the
+    /// data dir's drive).
     pub drive: Option<Uuid>,
     /// Unmasking list (default `"*"`); see BEHAVIOUR.md §10.
     pub unmasking_list: Option<String>,
@@ -255,6 +256,31 @@ pub enum Command {
     GetDrive {
         /// Drive id.
         id: Uuid,
+    },
+    /// `POST /v1/subsystems/{id}/drives`: adds a drive at a caller's path (BEHAVIOUR.md §15).
+    AddDrive {
+        /// Subsystem id.
+        subsystem: Uuid,
+        /// `"dir"` or `"block"` (judged by the provider, after the subsystem).
+        kind: String,
+        /// The directory, block device or file.
+        path: String,
+        /// Friendly name (default `vds drive N`, N its slot).
+        friendly_name: Option<String>,
+        /// Overwrite a foreign label or non-zero label area.
+        force: bool,
+    },
+    /// `DELETE /v1/drives/{id}`: removes a drive that holds nothing; its label is wiped.
+    RemoveDrive {
+        /// Drive id.
+        id: Uuid,
+    },
+    /// `PUT /v1/drives/{id}/flags` (`IVdsDrive::SetFlags` / `ClearFlags`).
+    SetDriveFlags {
+        /// Drive id.
+        id: Uuid,
+        /// `VDS_DRF_HOTSPARE` set or cleared.
+        hotspare: bool,
     },
     /// `IVdsDrive::SetStatus`: ONLINE or OFFLINE (OFFLINE flushes and takes the LUNs on the
     /// drive off the wire).

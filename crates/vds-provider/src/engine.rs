@@ -12,10 +12,10 @@ use uuid::Uuid;
 use vds_backstore::BackingStore;
 use vds_dataplane::DataPlane;
 use vds_model::{
-    Backing, BackingKind, CacheState, Controller, ControllerStatus, Drive, DriveStatus, EventKind,
-    FaultFilterSpec, Health, Hresult, HwProviderType, Lun, LunHints, LunPlex, LunPlexStatus,
-    LunPlexType, LunStatus, LunType, ObjectKind, Portal, PortalGroup, PortalStatus, ProviderInfo,
-    Subsystem, SubsystemFlag, SubsystemStatus, Target, TransitionState,
+    Backing, BackingKind, CacheState, Controller, ControllerStatus, Drive, DriveKind, DriveStatus,
+    EventKind, FaultFilterSpec, Health, Hresult, HwProviderType, Lun, LunHints, LunPlex,
+    LunPlexStatus, LunPlexType, LunStatus, LunType, ObjectKind, Portal, PortalGroup, PortalStatus,
+    ProviderInfo, Subsystem, SubsystemFlag, SubsystemStatus, Target, TransitionState,
 };
 use vds_scsi::{LogicalUnit, LuConfig, LuState};
 use vds_store::{LunRecord, Snapshot, Store, StoreError};
@@ -384,6 +384,7 @@ impl Inner {
             bus_number: 0,
             slot_number: 0,
             path: data_dir.display().to_string(),
+            kind: DriveKind::Dir,
         };
         let mut portals = Vec::new();
         for addr in &cfg.first_start_portals {

@@ -107,15 +107,22 @@ pub struct Provider {
 impl Provider {
     /// Opens the store in `config.data_dir` (creating the embedded default of INTERFACE.md
     /// "Daemon" when it is empty), opens every LUN (a missing backing store makes that LUN
-    /// FAILED), binds every portal stored ONLINE (one that cannot bind is FAILED) and publishes
-    /// the configuration to `dataplane`.
+    /// FAILED), binds every portal stored ONLINE (one that cannot bind is FAILED), publishes
+    /// the configuration to `dataplane`, and reads every drive's label again.
     pub fn open(
         config: ProviderConfig,
         dataplane: Arc<dyn vds_dataplane::DataPlane>,
     ) -> Result<Provider, VdsError> {
-        Ok(Provider {
+        let p = Provider {
             inner: engine::open(config, dataplane)?,
-        })
+        };
+        {
+            // A drive whose label went away (or came back) while vdsd was down starts FAILED
+            // (or ONLINE), as a Reenumerate would find it (BEHAVIOUR.md §15).
+            let mut g = p.inner.state.lock();
+            p.rediscover_drives(&mut g)?;
+        }
+        Ok(p)
     }
 
     /// The configuration it was opened with.

@@ -3,7 +3,7 @@
 //! provider acknowledges only durable changes.
 //!
 //! Layout (schema version [`SCHEMA_VERSION`], see `MIGRATIONS`): one table per object kind
-//! (subsystems, controllers, drives, luns with plexes and fault filters, targets with their
+//! (subsystems, controllers, drives of either kind, luns with plexes and fault filters, targets with their
 //! secrets, portal groups with members, portals), LUN ↔ target mappings with LUN numbers,
 //! each LUN's active controllers (`lun_controllers`), persistent-reservation blobs, a key/value `meta` table and `tombstones` (deleted ids with
 //! their kind) so that a deleted id answers DELETED rather than NOT_FOUND across restarts.
@@ -18,14 +18,14 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OptionalExtension};
 use uuid::Uuid;
 use vds_model::{
-    AdvertisedAddress, Backing, BackingKind, Controller, ControllerStatus, Drive, DriveStatus,
-    FaultFilterSpec, FaultOpKind, Health, Hresult, LoadBalancePolicy, Lun, LunHints, LunPlex,
-    LunPlexStatus, LunPlexType, LunStatus, LunType, ObjectKind, Portal, PortalGroup, PortalStatus,
-    Subsystem, SubsystemStatus, Target, TransitionState,
+    AdvertisedAddress, Backing, BackingKind, Controller, ControllerStatus, Drive, DriveKind,
+    DriveStatus, FaultFilterSpec, FaultOpKind, Health, Hresult, LoadBalancePolicy, Lun, LunHints,
+    LunPlex, LunPlexStatus, LunPlexType, LunStatus, LunType, ObjectKind, Portal, PortalGroup,
+    PortalStatus, Subsystem, SubsystemStatus, Target, TransitionState,
 };
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// The store's file name inside the data dir.
 pub const STORE_FILE: &str = "vds.sqlite";
@@ -130,6 +130,11 @@ CREATE TABLE lun_controllers (lun TEXT NOT NULL, controller TEXT NOT NULL, seq I
     PRIMARY KEY (lun, controller));
 INSERT INTO lun_controllers (lun, controller, seq)
     SELECT l.id, c.id, c.port_group FROM luns l JOIN controllers c ON c.subsystem = l.subsystem;
+"#,
+    // 5 -> 6: drives of two kinds (BEHAVIOUR.md §15). Last column; every existing drive is the
+    // data dir's filesystem, a `dir` drive.
+    r#"
+ALTER TABLE drives ADD COLUMN kind TEXT NOT NULL DEFAULT 'dir';
 "#,
 ];
 
@@ -550,7 +555,7 @@ impl Store {
 
         let mut st = c.prepare(
             "SELECT id, subsystem, friendly_name, identification, size_bytes, flags, status, health,
-                    bus_number, slot_number, path FROM drives ORDER BY rowid",
+                    bus_number, slot_number, path, kind FROM drives ORDER BY rowid",
         )?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
@@ -566,6 +571,8 @@ impl Store {
                 bus_number: r.get(8)?,
                 slot_number: r.get(9)?,
                 path: r.get(10)?,
+                kind: DriveKind::parse(&r.get::<_, String>(11)?)
+                    .ok_or_else(|| bad("unknown drive kind"))?,
             });
         }
 
@@ -901,11 +908,20 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Deletes a drive's row.
+    pub fn delete_drive(&mut self, id: Uuid) -> Result<()> {
+        self.tx
+            .prepare_cached("DELETE FROM drives WHERE id = ?1")?
+            .execute([id.to_string()])?;
+        Ok(())
+    }
+
     /// Inserts or replaces a drive.
     pub fn put_drive(&mut self, d: &Drive) -> Result<()> {
         self.tx
             .prepare_cached(
-                "INSERT OR REPLACE INTO drives VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                "INSERT OR REPLACE INTO drives VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,
+                                                      ?12)",
             )?
             .execute(params![
                 d.id.to_string(),
@@ -918,7 +934,8 @@ impl Tx<'_> {
                 d.health.value(),
                 d.bus_number,
                 d.slot_number,
-                d.path
+                d.path,
+                d.kind.short_name()
             ])?;
         Ok(())
     }

@@ -107,6 +107,7 @@ fn round_trip_every_object_and_tombstones_survive_reopen() {
                 bus_number: 0,
                 slot_number: 0,
                 path: "/data".into(),
+                kind: DriveKind::Block,
             })?;
             tx.put_target(&Target {
                 id: target,
@@ -535,4 +536,37 @@ fn a_version_3_store_upgrades_with_no_hints() {
     let id = Uuid::new_v4();
     s.write(|tx| tx.set_lun_hints(id, &hints())).unwrap();
     assert_eq!(s.load().unwrap().lun_hints, vec![(id, hints())]);
+}
+
+/// Migration 5 -> 6 (BEHAVIOUR.md §15): a drive stored before drive kinds is the data dir's
+/// filesystem, a `dir` drive; a `block` drive's kind is written and read back.
+#[test]
+fn a_version_5_store_upgrades_and_its_drive_is_a_dir_drive() {
+    let dir = tempfile::tempdir().unwrap();
+    let drive = Uuid::new_v4();
+    {
+        let c = Connection::open(dir.path().join(STORE_FILE)).unwrap();
+        for m in &MIGRATIONS[..5] {
+            c.execute_batch(m).unwrap();
+        }
+        c.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER NOT NULL);
+             INSERT INTO schema_version (version) VALUES (5);",
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO drives VALUES (?1, ?2, 'data dir', '/data', 4096, 0, 1, 1, 0, 0, '/data')",
+            params![drive.to_string(), Uuid::new_v4().to_string()],
+        )
+        .unwrap();
+    }
+    let mut s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+    let mut d = s.load().unwrap().drives[0].clone();
+    assert_eq!((d.id, d.kind), (drive, DriveKind::Dir));
+    d.kind = DriveKind::Block;
+    s.write(|tx| tx.put_drive(&d)).unwrap();
+    drop(s);
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.load().unwrap().drives[0], d);
 }

@@ -77,10 +77,10 @@ pub enum Noun {
         #[command(subcommand)]
         verb: ControllerVerb,
     },
-    /// Drives.
+    /// Drives: directories or block devices (or files) that hold LUN extents.
     Drive {
         #[command(subcommand)]
-        verb: PathVerb,
+        verb: DriveVerb,
     },
     /// Logged-in iSCSI sessions.
     Session {
@@ -182,14 +182,41 @@ pub enum SubsystemVerb {
     },
 }
 
-/// Controller and drive verbs: list/show and SetStatus.
+/// Drive verbs: list/show, SetStatus, add, remove, the hot-spare flag.
 #[derive(Debug, Subcommand)]
-pub enum PathVerb {
+pub enum DriveVerb {
     #[command(flatten)]
     Simple(SimpleVerb),
     /// Set the status: online, offline, a VDS constant or an integer (offline takes the LUNs
     /// behind it off the wire).
     SetStatus { object: String, status: String },
+    /// Add a drive: a directory (`--kind dir`) or a block device or regular file
+    /// (`--kind block`), outside the data dir and used by nothing else; vds labels it.
+    Add {
+        /// Absolute path (symlinks are resolved).
+        path: String,
+        /// `dir` or `block`.
+        #[arg(long)]
+        kind: String,
+        /// Subsystem (needed when there are several).
+        #[arg(long)]
+        subsystem: Option<String>,
+        /// Friendly name (default "vds drive N", N its slot).
+        #[arg(long)]
+        name: Option<String>,
+        /// Overwrite a foreign label or non-zero first MiB (its data is lost).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove a drive that holds no LUN; its label is wiped.
+    Remove { drive: String },
+    /// Set or clear the hot-spare flag (SetFlags / ClearFlags).
+    Flags {
+        drive: String,
+        /// `true`: the drive is a hot spare; `false`: it is not.
+        #[arg(long, action = clap::ArgAction::Set, value_name = "BOOL")]
+        hotspare: bool,
+    },
 }
 
 /// Controller verbs: list/show, SetStatus, add, QueryAssociatedLuns.

@@ -472,8 +472,38 @@ impl Ctx {
                 }
             },
             Noun::Drive { verb } => match verb {
-                PathVerb::Simple(v) => self.listed(v, "drives", "drive", Kind::Drive),
-                PathVerb::SetStatus { object, status } => {
+                DriveVerb::Simple(v) => self.listed(v, "drives", "drive", Kind::Drive),
+                DriveVerb::Add {
+                    path,
+                    kind,
+                    subsystem,
+                    name,
+                    force,
+                } => {
+                    let sub = self.one_subsystem(subsystem.as_deref())?;
+                    let mut body = json!({ "kind": kind, "path": path, "force": force });
+                    if let Some(n) = name {
+                        body["friendly_name"] = json!(n);
+                    }
+                    self.show_reply(&self.send(
+                        "POST",
+                        &format!("/v1/subsystems/{sub}/drives"),
+                        Some(body),
+                    )?)
+                }
+                DriveVerb::Remove { drive } => {
+                    let id = self.drive_id(&drive)?;
+                    self.show_reply(&self.send("DELETE", &format!("/v1/drives/{id}"), None)?)
+                }
+                DriveVerb::Flags { drive, hotspare } => {
+                    let id = self.drive_id(&drive)?;
+                    self.show_reply(&self.send(
+                        "PUT",
+                        &format!("/v1/drives/{id}/flags"),
+                        Some(json!({ "hotspare": hotspare })),
+                    )?)
+                }
+                DriveVerb::SetStatus { object, status } => {
                     let body = status_body(&status, vds_model::DriveStatus::parse)?;
                     let id = self.drive_id(&object)?;
                     self.show_reply(&self.send(

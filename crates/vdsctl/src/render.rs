@@ -66,6 +66,8 @@ fn columns(kind: Kind) -> Vec<Column> {
             ("SIZE", |v| size(v, "size_bytes")),
             ("STATUS", |v| field(v, "status")),
             ("HEALTH", |v| field(v, "health")),
+            ("KIND", |v| field(v, "kind")),
+            ("SLOT", |v| field(v, "slot_number")),
             ("PATH", |v| field(v, "path")),
         ],
         Kind::Lun => vec![

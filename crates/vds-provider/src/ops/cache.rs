@@ -9,7 +9,7 @@ use vds_scsi::LuState;
 use crate::commit::Change;
 use crate::engine::reload;
 use crate::state::State;
-use crate::storage::{fs_space, identity_of, open_backing};
+use crate::storage::{identity_of, open_backing};
 use crate::{Outcome, Provider, VdsError};
 
 use super::lun::set_size;
@@ -21,24 +21,8 @@ impl Provider {
         let st = &mut *g;
         let pid = st.provider_id;
         st.check_free(&[(ObjectKind::Provider, pid)])?;
-        // Rediscover the drives (the data dir's filesystem): size changes are MODIFY.
-        let ids: Vec<Uuid> = st.drives.keys().copied().collect();
-        for id in ids {
-            let d = &st.drives[&id];
-            if let Ok((total, _)) = fs_space(std::path::Path::new(&d.path)) {
-                if total != d.size_bytes {
-                    let mut d = d.clone();
-                    d.size_bytes = total;
-                    let change = Change::new()
-                        .store(|tx| tx.put_drive(&d))
-                        .apply(|st| {
-                            st.drives.insert(id, d.clone());
-                        })
-                        .event(ObjectKind::Drive, EventKind::Modify, id);
-                    self.inner.commit(st, change, None)?;
-                }
-            }
-        }
+        // Rediscover the drives: labels read again (BEHAVIOUR.md §15), sizes (MODIFY).
+        self.rediscover_drives(st)?;
         // Portals: a portal whose listener died is found here by the data path's reports;
         // nothing appears or vanishes on its own in vds.
         let luns: Vec<Uuid> = st.luns.keys().copied().collect();

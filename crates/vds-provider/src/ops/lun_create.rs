@@ -2,6 +2,7 @@
 //! keep a concurrent create off the same name and path, and the job that makes or adopts the
 //! storage and commits the new LUN.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use uuid::Uuid;
@@ -23,8 +24,9 @@ use crate::storage::{
 };
 use crate::{Outcome, Provider, VdsError};
 
+use super::drive::{drive_at, is_data_dir_drive};
 use super::lun::set_size;
-use super::{canceled, check_filters, check_name, sorted, storage_err, JobResult};
+use super::{canceled, check_filters, check_name, storage_err, JobResult};
 
 /// The arguments of a CreateLun that passed steps 4 and 5.
 struct Checked {
@@ -79,7 +81,7 @@ impl Provider {
                 format!("subsystem {} is FAILED", a.subsystem),
             ));
         }
-        check_conflicts(st, &c)?;
+        check_conflicts(st, &inner.config.data_dir, &c)?;
         let thin = a.thin.unwrap_or(true);
         let id = Uuid::new_v4();
         let plan = plan_storage(inner, id, &c, thin)?;
@@ -201,30 +203,33 @@ fn check_args(
         )));
     }
     check_filters(inner, "backing.filters", &backing.filters)?;
-    let drive = match a.drive {
-        Some(d) => {
-            if st.drives[&d].subsystem != a.subsystem {
-                return Err(VdsError::invalid_arg(
-                    "drive",
-                    format!("drive {d} belongs to another subsystem"),
-                ));
-            }
-            d
+    // A LUN made this way is a file (or the caller's file or device): it is on the data dir's
+    // drive. Added drives hold extent-backed LUNs only (BEHAVIOUR.md §15).
+    let data_drive = st
+        .drives
+        .values()
+        .find(|d| d.subsystem == a.subsystem && is_data_dir_drive(d, &inner.config.data_dir))
+        .map(|d| d.id);
+    let drive = match (a.drive, data_drive) {
+        (Some(d), _) if st.drives[&d].subsystem != a.subsystem => {
+            return Err(VdsError::invalid_arg(
+                "drive",
+                format!("drive {d} belongs to another subsystem"),
+            ));
         }
-        None => sorted(
-            st.drives
-                .values()
-                .filter(|d| d.subsystem == a.subsystem)
-                .map(|d| (d.id, d.id)),
-        )
-        .into_iter()
-        .next()
-        .ok_or_else(|| {
-            VdsError::new(
+        (Some(d), Some(data)) if d == data => d,
+        (Some(d), _) => {
+            return Err(VdsError::not_supported(format!(
+                "drive: drive {d} is an added drive; a LUN on it is not supported yet"
+            )));
+        }
+        (None, Some(data)) => data,
+        (None, None) => {
+            return Err(VdsError::new(
                 Hresult::VDS_E_NOT_ENOUGH_DRIVE,
-                format!("subsystem {} has no drive", a.subsystem),
-            )
-        })?,
+                format!("subsystem {} has no drive for its LUN files", a.subsystem),
+            ));
+        }
     };
     Ok(Checked {
         size,
@@ -240,7 +245,7 @@ fn check_args(
 
 /// Conflicts with existing objects: the name, the path, the same file or device under
 /// another name (a hard link, another device node).
-fn check_conflicts(st: &State, c: &Checked) -> Result<(), VdsError> {
+fn check_conflicts(st: &State, data_dir: &Path, c: &Checked) -> Result<(), VdsError> {
     if let Some(n) = &c.friendly {
         if let Some(other) = st.lun_names.get(n) {
             return Err(VdsError::new(
@@ -251,6 +256,12 @@ fn check_conflicts(st: &State, c: &Checked) -> Result<(), VdsError> {
     }
     let backing_path = c.judged.as_ref().map(|j| j.path.clone());
     if let Some(p) = &backing_path {
+        if let Some(d) = drive_at(st, data_dir, Path::new(p)) {
+            return Err(VdsError::new(
+                Hresult::VDS_E_DEVICE_IN_USE,
+                format!("backing.path: {p} is drive {} ({})", d.id, d.path),
+            ));
+        }
         if let Some(other) = st.backing_paths.get(p) {
             return Err(VdsError::new(
                 Hresult::VDS_E_DEVICE_IN_USE,

@@ -30,6 +30,7 @@ use crate::{Command, Outcome, Provider, VdsError};
 mod cache;
 mod controller;
 mod data_path;
+mod drive;
 mod lun;
 mod lun_create;
 pub(crate) mod lun_info;
@@ -260,6 +261,15 @@ impl Provider {
             Command::SetLoadBalance { id, policy } => self.set_load_balance(id, policy),
             Command::ListDrives { subsystem } => self.list(ObjectKind::Drive, subsystem),
             Command::GetDrive { id } => self.get(ObjectKind::Drive, id),
+            Command::AddDrive {
+                subsystem,
+                kind,
+                path,
+                friendly_name,
+                force,
+            } => self.add_drive(subsystem, kind, path, friendly_name, force),
+            Command::RemoveDrive { id } => self.remove_drive(id),
+            Command::SetDriveFlags { id, hotspare } => self.set_drive_flags(id, hotspare),
             Command::SetDriveStatus { id, status } => {
                 self.set_path_status(ObjectKind::Drive, id, status)
             }

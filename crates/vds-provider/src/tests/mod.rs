@@ -5,6 +5,7 @@
 mod alua;
 mod aptpl;
 mod commit;
+mod drives;
 mod hints;
 mod leftovers;
 mod maintenance;
