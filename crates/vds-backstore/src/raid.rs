@@ -16,10 +16,12 @@
 //! has copied it and made it current.
 
 use std::io;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use parking_lot::{Condvar, Mutex};
 
 use crate::{check_range, BackingStore};
 
@@ -182,6 +184,125 @@ pub struct RaidStore {
     layout: ArcSwap<Layout>,
     states: Vec<AtomicU8>,
     observer: Arc<dyn PlexObserver>,
+    gate: Gate,
+}
+
+/// What keeps a resync's copy and the writes apart (see [`RaidStore::resync`]). A write and
+/// the copy of a chunk must not overlap in time: the copy reads the current plex and writes
+/// the stale one, so a write landing in between would be undone on the stale plex.
+///
+/// Without a resync the only cost of a write is an increment and a decrement of `untracked`
+/// (stores of one plex skip even that). While a resync runs (`active`), writes register their
+/// range in `ranges` and wait for a chunk being copied over it; the copy waits for the
+/// registered writes over its chunk. `active` is set, then `untracked` drained, so a write that
+/// missed `active` has finished before the first chunk is copied (both sides `SeqCst`).
+#[derive(Default)]
+struct Gate {
+    active: AtomicBool,
+    untracked: AtomicUsize,
+    ranges: Mutex<Ranges>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Ranges {
+    /// The chunk being copied.
+    copying: Option<(u64, u64)>,
+    /// Writes in flight while a resync runs: (start, end), one entry per write.
+    writing: Vec<(u64, u64)>,
+}
+
+fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {
+    a.0 < b.1 && b.0 < a.1
+}
+
+/// A registered write; unregisters on drop.
+struct Tracked<'a> {
+    gate: &'a Gate,
+    range: (u64, u64),
+}
+
+impl Drop for Tracked<'_> {
+    fn drop(&mut self) {
+        let mut r = self.gate.ranges.lock();
+        if let Some(i) = r.writing.iter().position(|w| *w == self.range) {
+            r.writing.swap_remove(i);
+        }
+        drop(r);
+        self.gate.changed.notify_all();
+    }
+}
+
+/// A write's pass through the gate; dropping it ends the write.
+enum Pass<'a> {
+    /// No resync: counted in `untracked`.
+    Untracked(&'a Gate),
+    Tracked(#[allow(dead_code)] Tracked<'a>),
+}
+
+impl Drop for Pass<'_> {
+    fn drop(&mut self) {
+        if let Pass::Untracked(g) = self {
+            g.untracked.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Gate {
+    /// Enter for a write of `range`: at once without a resync; with one, after any chunk
+    /// being copied over `range` (or `WouldBlock` for a `try_` write).
+    fn enter(&self, range: (u64, u64), try_only: bool) -> io::Result<Pass<'_>> {
+        self.untracked.fetch_add(1, Ordering::SeqCst);
+        if !self.active.load(Ordering::SeqCst) {
+            return Ok(Pass::Untracked(self));
+        }
+        self.untracked.fetch_sub(1, Ordering::SeqCst);
+        let mut r = self.ranges.lock();
+        while r.copying.is_some_and(|c| overlaps(c, range)) {
+            if try_only {
+                return Err(crate::would_block());
+            }
+            self.changed.wait(&mut r);
+        }
+        r.writing.push(range);
+        Ok(Pass::Tracked(Tracked { gate: self, range }))
+    }
+
+    /// A resync starts: from now on writes register; those that did not are waited for.
+    fn begin(&self) {
+        self.active.store(true, Ordering::SeqCst);
+        while self.untracked.load(Ordering::SeqCst) != 0 {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+
+    fn end(&self) {
+        self.active.store(false, Ordering::SeqCst);
+    }
+
+    /// Hold `chunk` against writes: waits for the registered writes over it.
+    fn lock_chunk(&self, chunk: (u64, u64)) {
+        let mut r = self.ranges.lock();
+        r.copying = Some(chunk);
+        while r.writing.iter().any(|w| overlaps(*w, chunk)) {
+            self.changed.wait(&mut r);
+        }
+    }
+
+    fn unlock_chunk(&self) {
+        self.ranges.lock().copying = None;
+        self.changed.notify_all();
+    }
+}
+
+/// Ends a resync's hold on the gate however the resync ends.
+struct Resyncing<'a>(&'a Gate);
+
+impl Drop for Resyncing<'_> {
+    fn drop(&mut self) {
+        self.0.unlock_chunk();
+        self.0.end();
+    }
 }
 
 impl RaidStore {
@@ -203,6 +324,7 @@ impl RaidStore {
             layout: ArcSwap::from_pointee(layout),
             states: states.into_iter().map(|s| AtomicU8::new(s as u8)).collect(),
             observer,
+            gate: Gate::default(),
         })
     }
 
@@ -318,9 +440,14 @@ impl RaidStore {
     }
 
     fn write(&self, buf: &[u8], offset: u64, fua: bool, try_only: bool) -> io::Result<()> {
-        check_range(offset, buf.len() as u64, self.layout.load().size)?;
+        let len = buf.len() as u64;
+        check_range(offset, len, self.layout.load().size)?;
+        let _pass = match self.states.len() {
+            1 => None,
+            _ => Some(self.gate.enter((offset, offset + len), try_only)?),
+        };
         self.each_plex(|p| {
-            p.map(offset, buf.len() as u64, |seg, at, l, b| {
+            p.map(offset, len, |seg, at, l, b| {
                 let src = &buf[b..b + l as usize];
                 if try_only {
                     seg.store.try_write_at(src, at, fua)
@@ -329,6 +456,18 @@ impl RaidStore {
                 }
             })
         })
+    }
+
+    /// Read plex `plex` alone (comparing plexes; a failed plex reads too, if its drive
+    /// answers). Does not fail the plex on an error.
+    pub fn read_plex_at(&self, plex: usize, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let layout = self.layout.load();
+        check_range(offset, buf.len() as u64, layout.size)?;
+        let p = layout
+            .plexes
+            .get(plex)
+            .ok_or_else(|| invalid("no such plex"))?;
+        Self::read_plex(p, buf, offset, false)
     }
 
     /// Copy every byte of a current plex onto `plex` (which must be stale), `chunk` bytes at a
@@ -347,8 +486,12 @@ impl RaidStore {
         let chunk = chunk.max(4096);
         let mut buf = vec![0u8; chunk as usize];
         let mut done = 0u64;
+        self.gate.begin();
+        let hold = Resyncing(&self.gate);
         while done < total {
             let l = chunk.min(total - done) as usize;
+            // No write over this chunk lands between the read and the copy's write.
+            self.gate.lock_chunk((done, done + l as u64));
             self.read(&mut buf[..l], done, false)?;
             let layout = self.layout.load();
             let target = &layout.plexes[plex];
@@ -358,11 +501,13 @@ impl RaidStore {
                 self.fail(plex, &e);
                 return Err(e);
             }
+            self.gate.unlock_chunk();
             done += l as u64;
             if !progress(done, total) {
                 return Ok(());
             }
         }
+        drop(hold);
         self.each_plex_flush(Some(plex))?;
         self.set_plex_state(plex, PlexState::Current);
         Ok(())
@@ -495,5 +640,124 @@ mod tests {
         let mut back = vec![0u8; data.len()];
         s.read_at(&mut back, 0).unwrap();
         assert_eq!(back, data);
+    }
+
+    /// A memory store whose writes sleep 1 ms per 16 KiB: a large write (a resync's chunk)
+    /// lands well after a small one started later, which is the window a resync must close.
+    struct SizeDelayed(MemoryStore);
+
+    impl BackingStore for SizeDelayed {
+        fn kind(&self) -> &'static str {
+            "memory"
+        }
+        fn size(&self) -> u64 {
+            self.0.size()
+        }
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+            self.0.read_at(buf, offset)
+        }
+        fn write_at(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()> {
+            std::thread::sleep(Duration::from_millis(buf.len() as u64 / 16384));
+            self.0.write_at(buf, offset, fua)
+        }
+        fn try_read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+            self.0.try_read_at(buf, offset)
+        }
+        fn try_write_at(&self, _: &[u8], _: u64, _: bool) -> io::Result<()> {
+            Err(crate::would_block())
+        }
+        fn flush(&self) -> io::Result<()> {
+            self.0.flush()
+        }
+        fn unmap(&self, offset: u64, len: u64) -> io::Result<()> {
+            self.0.unmap(offset, len)
+        }
+    }
+
+    /// A mirror of two plexes of `size` bytes, the second stale; with `slow`, the second's
+    /// writes take time in proportion to their size.
+    fn mirror(size: u64, slow: bool) -> (RaidStore, [Arc<dyn BackingStore>; 2]) {
+        let a: Arc<dyn BackingStore> = Arc::new(MemoryStore::new(size));
+        let b: Arc<dyn BackingStore> = if slow {
+            Arc::new(SizeDelayed(MemoryStore::new(size)))
+        } else {
+            Arc::new(MemoryStore::new(size))
+        };
+        let plex = |s: &Arc<dyn BackingStore>| PlexLayout {
+            columns: vec![vec![seg(s, 0, size)]],
+            stripe_size: 0,
+        };
+        let store = RaidStore::new(
+            vec![plex(&a), plex(&b)],
+            vec![PlexState::Current, PlexState::Stale],
+            Arc::new(NoObserver),
+        )
+        .unwrap();
+        (store, [a, b])
+    }
+
+    #[test]
+    fn resync_under_concurrent_writes_leaves_the_plexes_equal() {
+        const SIZE: u64 = 4 << 20;
+        for round in 0..4u64 {
+            let (store, [a, b]) = mirror(SIZE, true);
+            let fill: Vec<u8> = (0..SIZE).map(|i| (i * 7 + round) as u8).collect();
+            a.write_at(&fill, 0, false).unwrap();
+            let store = Arc::new(store);
+            let stop = Arc::new(AtomicBool::new(false));
+            let writer = {
+                let (store, stop) = (store.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ round;
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        let off = (x % (SIZE / 4096)) * 4096;
+                        let len = 4096 * (1 + (x >> 40) % 8).min((SIZE - off) / 4096);
+                        let data = vec![(n % 251) as u8 + 1; len as usize];
+                        store.write_at(&data, off, false).unwrap();
+                        n += 1;
+                    }
+                    n
+                })
+            };
+            store
+                .resync(1, 64 << 10, &mut |_, _| {
+                    std::thread::yield_now();
+                    true
+                })
+                .unwrap();
+            stop.store(true, Ordering::Relaxed);
+            let writes = writer.join().unwrap();
+            assert!(writes > 0);
+            assert_eq!(store.plex_state(1), PlexState::Current);
+            let (mut x, mut y) = (vec![0u8; SIZE as usize], vec![0u8; SIZE as usize]);
+            a.read_at(&mut x, 0).unwrap();
+            b.read_at(&mut y, 0).unwrap();
+            let diff = x.iter().zip(&y).position(|(p, q)| p != q);
+            assert_eq!(
+                diff, None,
+                "round {round}: plexes differ after {writes} writes"
+            );
+        }
+    }
+
+    #[test]
+    fn a_stale_plex_takes_writes_but_serves_no_read() {
+        let (store, [a, b]) = mirror(1 << 20, false);
+        a.write_at(&[7u8; 4096], 0, false).unwrap();
+        store.write_at(&[9u8; 4096], 8192, false).unwrap();
+        let mut x = [0u8; 4096];
+        b.read_at(&mut x, 8192).unwrap();
+        assert_eq!(x, [9u8; 4096], "the stale plex got the write");
+        for _ in 0..8 {
+            store.read_at(&mut x, 0).unwrap();
+            assert_eq!(x, [7u8; 4096], "reads come from the current plex");
+        }
+        let mut y = [1u8; 4096];
+        store.read_plex_at(1, &mut y, 0).unwrap();
+        assert_eq!(y, [0u8; 4096]);
     }
 }
