@@ -237,7 +237,8 @@ impl Drop for Tracked<'_> {
 enum Pass<'a> {
     /// No resync: counted in `untracked`.
     Untracked(&'a Gate),
-    Tracked(#[allow(dead_code)] Tracked<'a>),
+    /// A resync runs: registered; unregisters when dropped.
+    Tracked { _held: Tracked<'a> },
 }
 
 impl Drop for Pass<'_> {
@@ -265,7 +266,9 @@ impl Gate {
             self.changed.wait(&mut r);
         }
         r.writing.push(range);
-        Ok(Pass::Tracked(Tracked { gate: self, range }))
+        Ok(Pass::Tracked {
+            _held: Tracked { gate: self, range },
+        })
     }
 
     /// A resync starts: from now on writes register; those that did not are waited for.
