@@ -26,6 +26,7 @@ mod block;
 mod file;
 mod filter;
 mod fsync;
+pub mod intent;
 pub mod journal;
 pub mod label;
 pub mod lifecycle;
