@@ -21,6 +21,7 @@ pub mod events;
 mod hooks;
 mod jobs;
 mod ops;
+mod rebuild;
 mod redundancy;
 mod state;
 mod storage;
