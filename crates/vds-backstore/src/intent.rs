@@ -117,6 +117,11 @@ impl WriteIntent {
         self.region
     }
 
+    /// The LUN size it covers.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
     /// Before a write of `[offset, offset + len)`: its regions are marked dirty, durably, and
     /// the write counts as in flight until the returned hold is dropped. With `try_only`, a
     /// write that would have to write the bitmap answers `WouldBlock` instead.
@@ -125,6 +130,15 @@ impl WriteIntent {
         let hold = Intent(self);
         if len == 0 {
             return Ok(hold);
+        }
+        if offset.checked_add(len).is_none_or(|end| end > self.size) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "write {offset}+{len} beyond the {} bytes the write-intent bitmap covers",
+                    self.size
+                ),
+            ));
         }
         let first = offset / self.region;
         let last = (offset + len - 1) / self.region;
@@ -312,6 +326,17 @@ mod tests {
         std::fs::write(&p, b"hello, not a bitmap at all, nothing here to see").unwrap();
         let (_, dirty) = WriteIntent::open(&p, 10 * R, R).unwrap();
         assert!(matches!(dirty, Dirty::All(_)), "{dirty:?}");
+    }
+
+    #[test]
+    fn a_write_beyond_the_covered_size_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wi, _) = WriteIntent::open(&dir.path().join("wi"), 10 * R, R).unwrap();
+        assert!(wi.begin(10 * R - 1, 1, false).is_ok());
+        for (o, l) in [(10 * R, 1), (10 * R - 1, 2), (u64::MAX, 2)] {
+            let e = wi.begin(o, l, false).err().expect("refused");
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{o}+{l}");
+        }
     }
 
     #[test]

@@ -351,7 +351,15 @@ impl RaidStore {
         if plexes.len() != self.states.len() {
             return Err(invalid("relayout changes the number of plexes"));
         }
-        self.layout.store(Arc::new(Self::check(plexes)?));
+        let layout = Self::check(plexes)?;
+        if let Some(wi) = self.intent.load().as_deref() {
+            if wi.size() != layout.size {
+                return Err(invalid(
+                    "relayout changes the size under a write-intent bitmap (detach it first)",
+                ));
+            }
+        }
+        self.layout.store(Arc::new(layout));
         Ok(())
     }
 
@@ -671,6 +679,10 @@ fn invalid(msg: &str) -> io::Error {
 fn no_plex() -> io::Error {
     io::Error::other("no current plex")
 }
+
+#[cfg(test)]
+#[path = "raid/failure_tests.rs"]
+mod failure_tests;
 
 #[cfg(test)]
 mod tests {
