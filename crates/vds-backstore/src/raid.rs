@@ -427,17 +427,28 @@ impl RaidStore {
 
     /// Runs `op` on every plex that is not failed; succeeds when every current plex did (a
     /// failing plex is failed, not the command) and at least one current plex remains.
-    fn each_plex(&self, mut op: impl FnMut(&PlexLayout) -> io::Result<()>) -> io::Result<()> {
+    fn each_plex(&self, op: impl FnMut(&PlexLayout) -> io::Result<()>) -> io::Result<()> {
+        self.run_plexes(None, op)
+    }
+
+    /// Runs `op` on every plex that is not failed (or only on plex `only`). A failing plex is
+    /// failed, not the command; the call succeeds when a current plex (or `only`, whatever its
+    /// state) succeeded. `WouldBlock` and `InvalidInput` (the caller's range) end it at once.
+    fn run_plexes(
+        &self,
+        only: Option<usize>,
+        mut op: impl FnMut(&PlexLayout) -> io::Result<()>,
+    ) -> io::Result<()> {
         let layout = self.layout.load();
-        let mut ok_current = false;
+        let mut ok = false;
         let mut last = None;
         for (i, p) in layout.plexes.iter().enumerate() {
             let state = self.plex_state(i);
-            if state == PlexState::Failed {
+            if state == PlexState::Failed || only.is_some_and(|o| o != i) {
                 continue;
             }
             match op(p) {
-                Ok(()) => ok_current |= state == PlexState::Current,
+                Ok(()) => ok |= state == PlexState::Current || only.is_some(),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(e),
                 Err(e) if e.kind() == io::ErrorKind::InvalidInput => return Err(e),
                 Err(e) => {
@@ -446,7 +457,7 @@ impl RaidStore {
                 }
             }
         }
-        if ok_current {
+        if ok {
             Ok(())
         } else {
             Err(last.unwrap_or_else(no_plex))
@@ -578,39 +589,17 @@ impl RaidStore {
 
     /// Flush each distinct store once (every plex, or only `only`).
     fn each_plex_flush(&self, only: Option<usize>) -> io::Result<()> {
-        let layout = self.layout.load();
-        let mut ok_current = false;
-        let mut last = None;
-        for (i, p) in layout.plexes.iter().enumerate() {
-            if only.is_some_and(|o| o != i) {
-                continue;
-            }
-            let state = self.plex_state(i);
-            if state == PlexState::Failed {
-                continue;
-            }
+        self.run_plexes(only, |p| {
             let mut seen: Vec<*const ()> = Vec::new();
-            let r = p.columns.iter().flatten().try_for_each(|seg| {
+            p.columns.iter().flatten().try_for_each(|seg| {
                 let key = Arc::as_ptr(&seg.store) as *const ();
                 if seen.contains(&key) {
                     return Ok(());
                 }
                 seen.push(key);
                 seg.store.flush()
-            });
-            match r {
-                Ok(()) => ok_current |= state == PlexState::Current || only.is_some(),
-                Err(e) => {
-                    self.fail(i, &e);
-                    last = Some(e);
-                }
-            }
-        }
-        if ok_current {
-            Ok(())
-        } else {
-            Err(last.unwrap_or_else(no_plex))
-        }
+            })
+        })
     }
 }
 

@@ -173,18 +173,25 @@ impl Inner {
         let mut rec = e.rec.clone();
         rec.lun.status = LunStatus::Failed;
         rec.lun.health = Health::Failed;
-        // FAILED is what the hosts already see: it is kept in memory and announced even when
-        // the store cannot take it (the next start finds the LU failing again).
+        self.record_fact(st, rec, "FAILED status");
+    }
+
+    /// A fact the data path found (a LU or a plex failed): `rec` replaces the LUN's record,
+    /// one MODIFY announces it. It is what the hosts already see, so it is kept in memory and
+    /// announced even when the store cannot take it (the next start finds the failure again);
+    /// `what` names it in the log then.
+    pub(crate) fn record_fact(&self, st: &mut State, rec: LunRecord, what: &str) {
+        let id = rec.lun.id;
         let row = rec.clone();
         let change = Change::new()
-            .apply(|st| {
+            .apply(move |st| {
                 if let Some(e) = st.luns.get_mut(&id) {
                     e.rec = rec;
                 }
             })
             .event(ObjectKind::Lun, EventKind::Modify, id);
         if let Err(err) = st.store.write(|tx| tx.put_lun(&row)) {
-            tracing::error!(lun = %id, error = %err, "cannot persist FAILED status");
+            tracing::error!(lun = %id, error = %err, "cannot persist {what}");
         }
         self.stage(st, change);
     }

@@ -16,6 +16,34 @@ use vds_model::{AsyncOutputType, Hresult, Job, JobOutput, JobState};
 
 use crate::VdsError;
 
+/// What a job's work answers: its HRESULT and output, or the error it ends with.
+pub(crate) type JobResult = Result<(Hresult, Option<JobOutput>), VdsError>;
+
+/// Runs `work` on a new thread named `name` and finishes `handle` with what it answers. A
+/// thread that cannot start finishes the job with `E_OUTOFMEMORY`, which is also the answer.
+pub(crate) fn run_on_thread(
+    handle: &Arc<JobHandle>,
+    name: String,
+    work: impl FnOnce(&JobHandle) -> JobResult + Send + 'static,
+) -> Result<(), VdsError> {
+    let h = handle.clone();
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || {
+            let r = work(&h);
+            h.finish(r);
+        })
+        .map(|_| ())
+        .map_err(|e| {
+            let err = VdsError::new(
+                Hresult::E_OUTOFMEMORY,
+                format!("cannot start a worker thread: {e}"),
+            );
+            handle.finish(Err(err.clone()));
+            err
+        })
+}
+
 /// How many finished jobs are remembered (oldest forgotten first).
 const KEEP_FINISHED: usize = 4096;
 

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use uuid::Uuid;
 use vds_backstore::{PlexState, RaidStore};
+use vds_model::TransitionState;
 use vds_model::{AsyncOutputType, EventKind, Health, Hresult, LunPlexStatus, ObjectKind};
-use vds_model::{JobOutput, TransitionState};
 
 use crate::commit::Change;
 use crate::engine::Inner;
@@ -51,25 +51,14 @@ impl Inner {
     ) -> Result<Arc<JobHandle>, VdsError> {
         let handle = self.jobs.start(AsyncOutputType::RecoverLun, target.lun);
         let inner = self.clone();
-        let h = handle.clone();
-        std::thread::Builder::new()
-            .name("vds-regenerate".into())
-            .spawn(move || {
-                let r = inner.regenerate(target, &store, priority, &h);
-                if let Err(e) = &r {
-                    tracing::error!(lun = %target.lun, plex = %target.plex, error = %e.message,
-                        "plex regeneration failed");
-                }
-                h.finish(r.map(|()| (Hresult::S_OK, None::<JobOutput>)));
-            })
-            .map_err(|e| {
-                let err = VdsError::new(
-                    Hresult::E_OUTOFMEMORY,
-                    format!("cannot start a worker thread: {e}"),
-                );
-                handle.finish(Err(err.clone()));
-                err
-            })?;
+        crate::jobs::run_on_thread(&handle, "vds-regenerate".into(), move |h| {
+            let r = inner.regenerate(target, &store, priority, h);
+            if let Err(e) = &r {
+                tracing::error!(lun = %target.lun, plex = %target.plex, error = %e.message,
+                    "plex regeneration failed");
+            }
+            r.map(|()| (Hresult::S_OK, None))
+        })?;
         Ok(handle)
     }
 

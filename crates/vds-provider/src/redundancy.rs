@@ -3,9 +3,8 @@
 //! from the others.
 
 use uuid::Uuid;
-use vds_model::{EventKind, Health, LunPlex, LunPlexStatus, ObjectKind};
+use vds_model::{Health, LunPlex, LunPlexStatus};
 
-use crate::commit::Change;
 use crate::engine::Inner;
 use crate::state::State;
 
@@ -45,18 +44,7 @@ impl Inner {
         rec.lun.plexes[plex].status = LunPlexStatus::Failed;
         rec.lun.plexes[plex].health = Health::Failed;
         rec.lun.health = lun_health(&rec.lun.plexes);
-        let row = rec.clone();
-        let change = Change::new()
-            .apply(|st| {
-                if let Some(e) = st.luns.get_mut(&id) {
-                    e.rec = rec;
-                }
-            })
-            .event(ObjectKind::Lun, EventKind::Modify, id);
-        if let Err(err) = st.store.write(|tx| tx.put_lun(&row)) {
-            tracing::error!(lun = %id, error = %err, "cannot persist the failed plex");
-        }
-        self.stage(st, change);
+        self.record_fact(st, rec, "the failed plex");
     }
 }
 

@@ -18,7 +18,7 @@
 use std::sync::Arc;
 
 use uuid::Uuid;
-use vds_model::{AsyncOutputType, FaultFilterSpec, Hresult, JobOutput, ObjectKind};
+use vds_model::{AsyncOutputType, FaultFilterSpec, Hresult, ObjectKind};
 use vds_store::SecretKind;
 
 use crate::commit::Change;
@@ -47,7 +47,7 @@ mod target;
 /// Longest friendly name / alias accepted (the iSCSI TargetAlias limit).
 const MAX_NAME_LEN: usize = 255;
 
-type JobResult = Result<(Hresult, Option<JobOutput>), VdsError>;
+use crate::jobs::JobResult;
 
 fn check_name(field: &str, name: &str) -> Result<String, VdsError> {
     let n = name.trim();
@@ -384,21 +384,8 @@ impl Provider {
     ) -> Result<Outcome, VdsError> {
         let handle = self.inner.jobs.start(op, object);
         let inner = self.inner.clone();
-        let h = handle.clone();
-        std::thread::Builder::new()
-            .name(format!("vds-job-{}", op.short_name()))
-            .spawn(move || {
-                let r = work(&inner, &h, slots);
-                h.finish(r);
-            })
-            .map_err(|e| {
-                let err = VdsError::new(
-                    Hresult::E_OUTOFMEMORY,
-                    format!("cannot start a worker thread: {e}"),
-                );
-                handle.finish(Err(err.clone()));
-                err
-            })?;
+        let name = format!("vds-job-{}", op.short_name());
+        crate::jobs::run_on_thread(&handle, name, move |h| work(&inner, h, slots))?;
         Ok(Outcome::Job(handle.job()))
     }
 }
