@@ -121,9 +121,13 @@ fn which(tool: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn free_port() -> Result<u16, String> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("a free port: {e}"))?;
-    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+/// Two free ports, different: both listeners are held until both are known (one picked and
+/// closed before the next could be picked again, and QEMU refuses the same `hostfwd` twice).
+fn free_ports() -> Result<(u16, u16), String> {
+    let bind = || TcpListener::bind("127.0.0.1:0").map_err(|e| format!("a free port: {e}"));
+    let (a, b) = (bind()?, bind()?);
+    let port = |l: &TcpListener| l.local_addr().map(|a| a.port()).map_err(|e| e.to_string());
+    Ok((port(&a)?, port(&b)?))
 }
 
 fn random_hex(bytes: usize) -> Result<String, String> {
@@ -206,14 +210,15 @@ fn setup(o: &Opts) -> Result<Ctx, String> {
     let f = std::fs::File::create(&disk).map_err(|e| format!("{}: {e}", disk.display()))?;
     f.set_len(DISK_BYTES)
         .map_err(|e| format!("{}: {e}", disk.display()))?;
+    let (api_port, portal_port) = free_ports()?;
     Ok(Ctx {
         qemu,
         image,
         work,
         share,
         disk,
-        api_port: free_port()?,
-        portal_port: free_port()?,
+        api_port,
+        portal_port,
         token,
     })
 }
