@@ -245,17 +245,8 @@ fn the_data_dir_drive_stays_and_a_spare_holds_nothing() {
     let lun = f.create_lun(|_| {});
     assert_eq!(lun.drive, data_drive.id);
     let e = f.err(Command::CreateLun(crate::CreateLunArgs {
-        subsystem: f.subsystem(),
-        size_bytes: 4 << 20,
-        friendly_name: None,
-        lun_type: None,
-        thin: None,
         drive: Some(b.id),
-        unmasking_list: None,
-        targets: None,
-        read_only: None,
-        hints: None,
-        backing: None,
+        ..f.lun_args()
     }));
     assert_eq!(e.hresult, Hresult::VDS_E_NOT_SUPPORTED, "{e}");
     // The spare flag: set, idempotent (no second event), cleared.
@@ -380,22 +371,14 @@ fn a_lun_backing_path_never_reaches_into_a_drive() {
         (d1.join("lun.img"), 4 << 20, a.id),
     ] {
         let e = f.err(Command::CreateLun(crate::CreateLunArgs {
-            subsystem: f.subsystem(),
             size_bytes: size,
-            friendly_name: None,
-            lun_type: None,
-            thin: None,
-            drive: None,
-            unmasking_list: None,
-            targets: None,
-            read_only: None,
-            hints: None,
             backing: Some(crate::BackingSpec {
                 kind: vds_model::BackingKind::File,
                 path: Some(path.display().to_string()),
                 filters: vec![],
                 wipe: true,
             }),
+            ..f.lun_args()
         }));
         assert_eq!(
             e.hresult,

@@ -193,9 +193,9 @@ impl Fixture {
         }
     }
 
-    /// Creates a LUN (sparse file in the data dir) with the given extra arguments.
-    pub fn create_lun(&self, f: impl FnOnce(&mut crate::CreateLunArgs)) -> Lun {
-        let mut a = crate::CreateLunArgs {
+    /// The arguments of a 4 MiB LUN in the data dir with every option left to its default.
+    pub fn lun_args(&self) -> crate::CreateLunArgs {
+        crate::CreateLunArgs {
             subsystem: self.subsystem(),
             size_bytes: 4 << 20,
             friendly_name: None,
@@ -207,7 +207,12 @@ impl Fixture {
             read_only: None,
             hints: None,
             backing: None,
-        };
+        }
+    }
+
+    /// Creates a LUN (sparse file in the data dir) with the given extra arguments.
+    pub fn create_lun(&self, f: impl FnOnce(&mut crate::CreateLunArgs)) -> Lun {
+        let mut a = self.lun_args();
         f(&mut a);
         let j = self.job(Command::CreateLun(a));
         assert_eq!(j.state, JobState::Succeeded, "{j:?}");
