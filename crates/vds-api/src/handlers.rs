@@ -652,6 +652,9 @@ pub async fn create_lun(
             }),
             read_only: b.read_only,
             hints: b.hints.map(Into::into),
+            drives: b.drives,
+            plexes: b.plexes,
+            stripe_size: b.stripe_size,
         })
     };
     s.job_with_body(&p, q, body, get::subsystem, cmd, true)

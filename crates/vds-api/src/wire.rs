@@ -316,6 +316,13 @@ pub struct CreateLunBody {
     pub read_only: Option<bool>,
     /// `IVdsSubSystem2::CreateLun2`: hints applied from the start (as `PUT .../hints`).
     pub hints: Option<HintsBody>,
+    /// The drives of an extent-backed LUN (simple, span, stripe, mirror, raid10), used in
+    /// order: plex i takes the i-th group of `len / plexes` drives (BEHAVIOUR.md §15).
+    pub drives: Option<Vec<Uuid>>,
+    /// Plexes of a mirror or RAID-10 LUN: 2 to 4 (default 2).
+    pub plexes: Option<u32>,
+    /// Stripe size of a stripe or RAID-10 LUN: a power of two, 4096 to 1048576 (default 65536).
+    pub stripe_size: Option<u64>,
 }
 
 /// `PATCH /v1/luns/{id}`.

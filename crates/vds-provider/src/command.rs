@@ -92,6 +92,13 @@ pub struct CreateLunArgs {
     /// Hints to apply from the start (`IVdsSubSystem2::CreateLun2`); judged like
     /// [`Command::SetLunHints`].
     pub hints: Option<HintsRequest>,
+    /// The drives of an extent-backed LUN, used in order (BEHAVIOUR.md §15): plex i takes
+    /// the i-th group of `len / plexes` drives.
+    pub drives: Option<Vec<Uuid>>,
+    /// Plexes of a mirror or RAID-10 LUN (2-4, default 2).
+    pub plexes: Option<u32>,
+    /// Stripe size of a stripe or RAID-10 LUN (a power of two, 4 KiB-1 MiB, default 64 KiB).
+    pub stripe_size: Option<u64>,
 }
 
 /// The `VDS_HINTS2` members a caller gave (BEHAVIOUR.md §14 rule 8): the fields present make

@@ -18,6 +18,7 @@ pub mod command;
 mod commit;
 mod engine;
 pub mod events;
+mod extents;
 mod hooks;
 mod jobs;
 mod ops;

@@ -327,10 +327,16 @@ impl Provider {
                  never removed"
             )));
         }
-        if let Some(e) = st.luns.values().find(|e| e.rec.lun.drive == id) {
+        if let Some(e) = st.luns.values().find(|e| crate::extents::lun_uses_drive(&e.rec.lun, id)) {
             return Err(VdsError::new(
                 Hresult::VDS_E_DEVICE_IN_USE,
                 format!("drive {id} holds LUN {}; delete it first", e.rec.lun.id),
+            ));
+        }
+        if let Some((lun, _)) = crate::extents::extents_on(st, id).first() {
+            return Err(VdsError::new(
+                Hresult::VDS_E_DEVICE_IN_USE,
+                format!("drive {id} holds an extent of LUN {lun}, being created"),
             ));
         }
         st.check_free(&[(ObjectKind::Drive, id)])?;
@@ -345,6 +351,7 @@ impl Provider {
             })
             .event(ObjectKind::Drive, EventKind::Removed, id);
         inner.commit(st, change, None)?;
+        inner.drive_io.forget(id);
         // Removed from the array first: a label that cannot be wiped now (the drive is gone or
         // unreadable) only makes a later add of the same path ask for force.
         match label::wipe(Path::new(&d.path), medium(d.kind), &label_of(&d)) {
@@ -379,7 +386,7 @@ impl Provider {
                     "drive {id} is the data dir's own drive; it is not made a hot spare"
                 )));
             }
-            if let Some(e) = st.luns.values().find(|e| e.rec.lun.drive == id) {
+            if let Some(e) = st.luns.values().find(|e| crate::extents::lun_uses_drive(&e.rec.lun, id)) {
                 return Err(VdsError::new(
                     Hresult::VDS_E_DEVICE_IN_USE,
                     format!(

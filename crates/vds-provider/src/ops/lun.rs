@@ -87,10 +87,12 @@ impl Provider {
                 })
                 .event(ObjectKind::Lun, EventKind::Depart, id))
         };
+        let extent_files = crate::extents::files_of(&g.drives, &entry.rec.lun);
         let (g, (), r) = inner.commit_prepared(g, slots, drain, undo, build);
         r?;
         drop(g);
         free_storage(&entry);
+        crate::extents::remove_files(&extent_files);
         Ok(Outcome::Deleted {
             kind: ObjectKind::Lun,
             id,

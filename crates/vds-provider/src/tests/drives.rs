@@ -255,6 +255,9 @@ fn the_data_dir_drive_stays_and_a_spare_holds_nothing() {
         targets: None,
         read_only: None,
         hints: None,
+        drives: None,
+        plexes: None,
+        stripe_size: None,
         backing: None,
     }));
     assert_eq!(e.hresult, Hresult::VDS_E_NOT_SUPPORTED, "{e}");
@@ -390,6 +393,9 @@ fn a_lun_backing_path_never_reaches_into_a_drive() {
             targets: None,
             read_only: None,
             hints: None,
+            drives: None,
+            plexes: None,
+            stripe_size: None,
             backing: Some(crate::BackingSpec {
                 kind: vds_model::BackingKind::File,
                 path: Some(path.display().to_string()),
