@@ -145,6 +145,9 @@ pub struct AppliedHints {
 ///
 /// Calls marked *job* return [`Outcome::Job`] at once (the job runs on a provider worker
 /// thread); the others complete before they return.
+// A command is built once per request and moved into `apply`: CreateLun's arguments being
+// the largest variant costs a few hundred bytes of stack, not a box per command.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// `GET /v1/provider`: the provider's properties and cache state. Works while the cache is
@@ -262,6 +265,22 @@ pub enum Command {
     /// `GET /v1/drives/{id}`.
     GetDrive {
         /// Drive id.
+        id: Uuid,
+    },
+    /// `GET /v1/drives/{id}/extents` (`IVdsDrive::QueryExtents`): the drive's used and free
+    /// ranges, with the LUN and plex of each used one.
+    GetDriveExtents {
+        /// Drive id.
+        id: Uuid,
+    },
+    /// `GET /v1/luns/{id}/plexes` (`IVdsLun::QueryPlexes`).
+    GetLunPlexes {
+        /// LUN id.
+        id: Uuid,
+    },
+    /// `GET /v1/plexes/{id}` (`IVdsLunPlex::GetProperties`, `QueryExtents`).
+    GetPlex {
+        /// Plex id.
         id: Uuid,
     },
     /// `POST /v1/subsystems/{id}/drives`: adds a drive at a caller's path (BEHAVIOUR.md §15).
@@ -619,6 +638,9 @@ impl Command {
                 | Command::GetLoadBalance { .. }
                 | Command::ListDrives { .. }
                 | Command::GetDrive { .. }
+                | Command::GetDriveExtents { .. }
+                | Command::GetLunPlexes { .. }
+                | Command::GetPlex { .. }
                 | Command::ListLuns { .. }
                 | Command::FindLuns { .. }
                 | Command::GetLunIdentification { .. }
@@ -657,6 +679,34 @@ impl Command {
     }
 }
 
+/// A range of a drive (`VDS_DRIVE_EXTENT`): used by a plex of a LUN, or free. On a `dir`
+/// drive each used extent is its own file (offset 0) and the free range is what its
+/// capacity leaves (offset 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriveRange {
+    /// Where it starts on the drive.
+    pub offset: u64,
+    /// Its length.
+    pub size: u64,
+    /// The LUN and plex that use it (`None`: free).
+    pub used_by: Option<(Uuid, Uuid)>,
+    /// Column and position in the column of a used range.
+    pub column: u32,
+    /// See `column`.
+    pub seq: u32,
+}
+
+/// A plex as an object: its properties, its LUN and its extents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlexInfo {
+    /// The LUN it belongs to.
+    pub lun: Uuid,
+    /// Its properties.
+    pub plex: vds_model::LunPlex,
+    /// Its extents (empty for a LUN that is one file or device).
+    pub extents: Vec<vds_model::Extent>,
+}
+
 /// What a successful command produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -674,6 +724,12 @@ pub enum Outcome {
     Drives(Vec<Drive>),
     /// One drive.
     Drive(Drive),
+    /// A drive's ranges (`QueryExtents`).
+    DriveExtents(Vec<DriveRange>),
+    /// Plexes with their LUN and extents.
+    Plexes(Vec<PlexInfo>),
+    /// One plex with its LUN and extents.
+    Plex(Box<PlexInfo>),
     /// LUNs.
     Luns(Vec<Lun>),
     /// One LUN (as it is after the command).

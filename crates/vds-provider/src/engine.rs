@@ -637,11 +637,7 @@ impl Inner {
         self: &Inner,
         drives: &HashMap<Uuid, vds_model::Drive>,
         lun: &vds_model::Lun,
-    ) -> std::io::Result<(
-        Arc<vds_backstore::Filtered>,
-        Option<Arc<vds_backstore::RaidStore>>,
-        Vec<usize>,
-    )> {
+    ) -> std::io::Result<crate::extents::Opened> {
         if lun.backing.kind != vds_model::BackingKind::Extents {
             return Ok((open_backing(lun)?, None, Vec::new()));
         }

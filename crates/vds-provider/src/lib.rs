@@ -35,8 +35,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use command::{
-    AppliedHints, BackingSpec, Command, CreateLunArgs, HintsRequest, MaintenanceAction, NotApplied,
-    Outcome, SecretBytes, VdsError,
+    AppliedHints, BackingSpec, Command, CreateLunArgs, DriveRange, HintsRequest, MaintenanceAction,
+    NotApplied, Outcome, PlexInfo, SecretBytes, VdsError,
 };
 pub use events::{Clock, Event, SystemClock};
 pub use hooks::DataPathMsg;

@@ -62,7 +62,7 @@ pub(crate) fn open_backing(lun: &Lun) -> io::Result<Arc<Filtered>> {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("a {} LUN needs a path", k.short_name()),
-            ))
+            ));
         }
     };
     let store = vds_backstore::open(&kind, lun.size_bytes)?;

@@ -19,9 +19,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use uuid::Uuid;
 use vds_model::{
     AdvertisedAddress, Backing, BackingKind, Controller, ControllerStatus, Drive, DriveKind,
-    DriveStatus, Extent, FaultFilterSpec, FaultOpKind, Health, Hresult, LoadBalancePolicy, Lun, LunHints,
-    LunPlex, LunPlexStatus, LunPlexType, LunStatus, LunType, ObjectKind, Portal, PortalGroup,
-    PortalStatus, Subsystem, SubsystemStatus, Target, TransitionState,
+    DriveStatus, Extent, FaultFilterSpec, FaultOpKind, Health, Hresult, LoadBalancePolicy, Lun,
+    LunHints, LunPlex, LunPlexStatus, LunPlexType, LunStatus, LunType, ObjectKind, Portal,
+    PortalGroup, PortalStatus, Subsystem, SubsystemStatus, Target, TransitionState,
 };
 
 /// The schema version this build writes.

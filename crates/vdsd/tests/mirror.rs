@@ -182,13 +182,19 @@ fn a_mirror_loses_a_drive_under_load_and_rebuilds_onto_the_hot_spare() {
         .iter()
         .filter(|p| p["status"] == "online" && p["health"] == "healthy")
         .count();
-    assert_eq!(online, 2, "two current plexes after the rebuild: {plexes:?}");
+    assert_eq!(
+        online, 2,
+        "two current plexes after the rebuild: {plexes:?}"
+    );
 
     // Every byte reads back as last written, through iSCSI...
     for (i, seq) in model.iter().enumerate() {
         let r = read(&mut ini, number, i as u32 * blocks, blocks as u16);
         assert_good(&r, &format!("read of chunk {i}"));
-        assert!(r.data == pattern(i, *seq), "chunk {i}: not pass {seq}'s data");
+        assert!(
+            r.data == pattern(i, *seq),
+            "chunk {i}: not pass {seq}'s data"
+        );
     }
     // ... and the two current plexes are equal on disk.
     let sync = ini.command(number, &cdb::sync_cache(), &[], 0).unwrap();

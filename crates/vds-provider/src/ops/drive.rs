@@ -327,7 +327,11 @@ impl Provider {
                  never removed"
             )));
         }
-        if let Some(e) = st.luns.values().find(|e| crate::extents::lun_uses_drive(&e.rec.lun, id)) {
+        if let Some(e) = st
+            .luns
+            .values()
+            .find(|e| crate::extents::lun_uses_drive(&e.rec.lun, id))
+        {
             return Err(VdsError::new(
                 Hresult::VDS_E_DEVICE_IN_USE,
                 format!("drive {id} holds LUN {}; delete it first", e.rec.lun.id),
@@ -386,7 +390,11 @@ impl Provider {
                     "drive {id} is the data dir's own drive; it is not made a hot spare"
                 )));
             }
-            if let Some(e) = st.luns.values().find(|e| crate::extents::lun_uses_drive(&e.rec.lun, id)) {
+            if let Some(e) = st
+                .luns
+                .values()
+                .find(|e| crate::extents::lun_uses_drive(&e.rec.lun, id))
+            {
                 return Err(VdsError::new(
                     Hresult::VDS_E_DEVICE_IN_USE,
                     format!(

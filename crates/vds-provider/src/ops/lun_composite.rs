@@ -87,12 +87,14 @@ impl Provider {
             }
         }
         let hints = match &a.hints {
-            Some(h) => super::lun_info::judge_hints(
-                h,
-                LunHints::default(),
-                crate::engine::BLOCK_SIZE as u32,
-            )?
-            .0,
+            Some(h) => {
+                super::lun_info::judge_hints(
+                    h,
+                    LunHints::default(),
+                    crate::engine::BLOCK_SIZE as u32,
+                )?
+                .0
+            }
             None => LunHints::default(),
         };
         check_filters(inner, "filters", &[])?;
@@ -164,10 +166,7 @@ impl Provider {
             lun,
             hints,
             targets,
-            drives: drives
-                .iter()
-                .map(|d| (*d, st.drives[d].clone()))
-                .collect(),
+            drives: drives.iter().map(|d| (*d, st.drives[d].clone())).collect(),
         };
         drop(g);
         self.spawn_job(

@@ -38,6 +38,7 @@ pub(crate) mod lun_info;
 mod lun_resize;
 mod maintenance;
 mod path;
+mod plex;
 mod portal;
 mod portal_group;
 mod read;
@@ -262,6 +263,9 @@ impl Provider {
             Command::SetLoadBalance { id, policy } => self.set_load_balance(id, policy),
             Command::ListDrives { subsystem } => self.list(ObjectKind::Drive, subsystem),
             Command::GetDrive { id } => self.get(ObjectKind::Drive, id),
+            Command::GetDriveExtents { id } => self.drive_extents(id),
+            Command::GetLunPlexes { id } => self.lun_plexes(id),
+            Command::GetPlex { id } => self.plex(id),
             Command::AddDrive {
                 subsystem,
                 kind,

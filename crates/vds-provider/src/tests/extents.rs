@@ -6,9 +6,7 @@ use std::path::Path;
 
 use uuid::Uuid;
 use vds_backstore::label::LABEL_AREA;
-use vds_model::{
-    BackingKind, DriveKind, Hresult, LunPlexType, LunStatus, LunType,
-};
+use vds_model::{BackingKind, DriveKind, Hresult, LunPlexType, LunStatus, LunType};
 
 use super::Fixture;
 use crate::command::BackingSpec;
@@ -99,7 +97,10 @@ fn a_stripe_lun_on_dir_drives_has_one_sparse_file_per_column_and_survives_a_rest
     assert_eq!(lun.size_bytes, 2 * col, "{lun:?}");
     assert_eq!(lun.extents.len(), 2);
     for (i, (x, d)) in lun.extents.iter().zip([&a, &b]).enumerate() {
-        assert_eq!((x.column, x.seq, x.drive, x.offset, x.size), (i as u32, 0, d.id, 0, col));
+        assert_eq!(
+            (x.column, x.seq, x.drive, x.offset, x.size),
+            (i as u32, 0, d.id, 0, col)
+        );
         let files = files_in(d);
         assert_eq!(files.len(), 1, "{files:?}");
         assert_eq!(std::fs::metadata(&files[0]).unwrap().len(), col);
@@ -124,7 +125,10 @@ fn a_stripe_lun_on_dir_drives_has_one_sparse_file_per_column_and_survives_a_rest
     assert_ne!(back.status, LunStatus::Failed, "{back:?}");
 
     f.ok(Command::DeleteLun { id: lun.id });
-    assert!(files_in(&a).is_empty() && files_in(&b).is_empty(), "extent files removed");
+    assert!(
+        files_in(&a).is_empty() && files_in(&b).is_empty(),
+        "extent files removed"
+    );
     f.ok(Command::RemoveDrive { id: a.id });
 }
 
@@ -156,7 +160,10 @@ fn mirror_extents_on_block_drives_are_first_fit_after_the_label_and_freed_on_del
     assert_eq!(e.hresult, Hresult::VDS_E_NOT_ENOUGH_SPACE, "{e}");
     f.ok(Command::DeleteLun { id: one.id });
     let three = mk(&f, 2 << 20);
-    assert_eq!(three.extents[0].offset, LABEL_AREA, "the freed range is reused");
+    assert_eq!(
+        three.extents[0].offset, LABEL_AREA,
+        "the freed range is reused"
+    );
     f.restart();
     let back = f.lun(two.id);
     assert_eq!(back.extents, two.extents);
@@ -168,6 +175,9 @@ fn mirror_extents_on_block_drives_are_first_fit_after_the_label_and_freed_on_del
         "after a restart the extents are still taken"
     );
 }
+
+/// A change to the arguments of a create.
+type Edit = Box<dyn FnOnce(&mut crate::CreateLunArgs)>;
 
 #[test]
 fn composite_creates_are_refused_precisely_and_change_nothing() {
@@ -181,7 +191,7 @@ fn composite_creates_are_refused_precisely_and_change_nothing() {
         hotspare: true,
     });
     let before = f.luns().len();
-    let cases: Vec<(Hresult, Box<dyn FnOnce(&mut crate::CreateLunArgs)>)> = vec![
+    let cases: Vec<(Hresult, Edit)> = vec![
         (
             Hresult::VDS_E_NOT_ENOUGH_DRIVE,
             Box::new(composite(LunType::Mirror, &[a.id], 1 << 20)),
@@ -218,7 +228,11 @@ fn composite_creates_are_refused_precisely_and_change_nothing() {
         ),
         (
             Hresult::VDS_E_NOT_ENOUGH_SPACE,
-            Box::new(composite(LunType::Mirror, &[a.id, b.id], a.size_bytes + 512)),
+            Box::new(composite(
+                LunType::Mirror,
+                &[a.id, b.id],
+                a.size_bytes + 512,
+            )),
         ),
         (Hresult::E_INVALIDARG, {
             Box::new(|x: &mut crate::CreateLunArgs| {
