@@ -877,6 +877,22 @@ pub async fn set_lun_faults(
     .await
 }
 
+#[utoipa::path(put, path = "/v1/drives/{id}/faults", tag = "drive",
+    description = "Replace the fault filters of every extent on the drive (only with --enable-fault-injection; not stored).",
+    params(("id" = Uuid, Path, description = "drive id")), request_body = FaultsBody,
+    responses((status = 200, body = DriveJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn set_drive_faults(
+    State(s): State<AppState>,
+    p: PathParams,
+    body: JsonArg<FaultsBody>,
+) -> ApiResult {
+    s.with_body(&p, body, get::drive, |id, b| Command::SetDriveFaults {
+        id,
+        filters: b.filters.iter().map(Into::into).collect(),
+    })
+    .await
+}
+
 #[utoipa::path(put, path = "/v1/luns/{id}/targets", tag = "lun",
     description = "Set the complete set of targets the LUN is exposed through.",
     params(("id" = Uuid, Path, description = "LUN id")), request_body = TargetsBody,

@@ -35,6 +35,7 @@ use crate::wire::*;
         set_load_balance,
         list_drives, get_drive, set_drive_status, get_drive_at, add_drive, remove_drive,
         set_drive_flags, get_drive_extents, get_lun_plexes, get_plex,
+        set_drive_faults,
         subsystem_maintenance, controller_maintenance, drive_maintenance, lun_maintenance,
         list_luns, list_all_luns, create_lun, get_lun, delete_lun, patch_lun, set_lun_status,
         extend_lun, shrink_lun, recover_lun, set_lun_faults, set_lun_targets,

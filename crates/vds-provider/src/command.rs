@@ -301,6 +301,14 @@ pub enum Command {
         /// Drive id.
         id: Uuid,
     },
+    /// `PUT /v1/drives/{id}/faults`: one set of fault filters on every extent of the drive
+    /// (fault injection only; kept in memory, BEHAVIOUR.md §15).
+    SetDriveFaults {
+        /// Drive id.
+        id: Uuid,
+        /// The complete new list.
+        filters: Vec<FaultFilterSpec>,
+    },
     /// `PUT /v1/drives/{id}/flags` (`IVdsDrive::SetFlags` / `ClearFlags`).
     SetDriveFlags {
         /// Drive id.

@@ -456,7 +456,6 @@ impl DriveIo {
     }
 
     /// Sets the fault filters of every segment on drive `id` (and of those opened later).
-    #[expect(dead_code, reason = "PUT /v1/drives/{id}/faults, next in issue 14")]
     pub(crate) fn set_filters(&self, id: Uuid, filters: &[FaultFilterSpec]) {
         let mut g = self.drives.lock();
         let e = g.entry(id).or_default();

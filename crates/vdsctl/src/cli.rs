@@ -212,6 +212,9 @@ pub enum DriveVerb {
     Remove { drive: String },
     /// The drive's used ranges (LUN, plex, column) and free ones (QueryExtents).
     Extents { drive: String },
+    /// Replace the fault filters of every extent on the drive (no options: remove them all;
+    /// the positional argument is the drive). Needs --enable-fault-injection.
+    SetFaults(SetFaults),
     /// Set or clear the hot-spare flag (SetFlags / ClearFlags).
     Flags {
         drive: String,

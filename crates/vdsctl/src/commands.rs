@@ -505,6 +505,16 @@ impl Ctx {
                     let id = self.drive_id(&drive)?;
                     self.show_reply(&self.send("DELETE", &format!("/v1/drives/{id}"), None)?)
                 }
+                DriveVerb::SetFaults(f) => {
+                    let filters = fault_filters(&f)?;
+                    let id = self.drive_id(&f.lun)?;
+                    let body = json!({"filters": filters});
+                    self.show_reply(&self.send(
+                        "PUT",
+                        &format!("/v1/drives/{id}/faults"),
+                        Some(body),
+                    )?)
+                }
                 DriveVerb::Extents { drive } => {
                     let id = self.drive_id(&drive)?;
                     let r = self.get(&format!("/v1/drives/{id}/extents"))?;

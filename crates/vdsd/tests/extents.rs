@@ -107,6 +107,18 @@ fn a_stripe_luns_units_land_in_their_columns_and_survive_a_restart() {
     };
     check_layout();
 
+    // Drive faults need --enable-fault-injection.
+    let (status, v) = d.call(
+        "PUT",
+        &format!("/v1/drives/{}/faults", ids[0]),
+        Some(&json!({"filters": []})),
+    );
+    assert_eq!(
+        (status, v["error"]["name"].as_str()),
+        (422, Some("VDS_E_NOT_SUPPORTED")),
+        "{v}"
+    );
+
     // Plexes and extents over HTTP.
     let plexes = d.get(&format!("/v1/luns/{id}/plexes"));
     let plexes = plexes.as_array().expect("a list of plexes");
@@ -156,8 +168,14 @@ fn a_stripe_luns_units_land_in_their_columns_and_survive_a_restart() {
 }
 
 #[test]
-fn a_mirror_luns_plexes_are_byte_equal_on_disk() {
-    let d = Daemon::start(95, Opts::default());
+fn a_mirror_luns_plexes_are_byte_equal_on_disk_and_a_failing_drive_fails_only_its_plex() {
+    let d = Daemon::start(
+        95,
+        Opts {
+            fault_injection: true,
+            ..Default::default()
+        },
+    );
     let sub = d.subsystem();
     let target = d.target();
     let root = tempfile::tempdir().unwrap();
@@ -181,4 +199,56 @@ fn a_mirror_luns_plexes_are_byte_equal_on_disk() {
     assert_eq!(a.len(), 2 << 20);
     assert!(a == b, "the two plexes differ on disk");
     assert!(a[..STRIPE] == unit(0)[..], "the data is on the plexes");
+
+    // Drive 0 fails every I/O: the plex on it fails, the initiator sees no error.
+    let id = lun["id"].as_str().unwrap();
+    let ev = d.events();
+    let drive = d.ok(
+        "PUT",
+        &format!("/v1/drives/{}/faults", ids[0]),
+        json!({"filters": [{"error": {"ops": ["read", "write", "flush"], "after": 0}}]}),
+        200,
+    );
+    assert_eq!(drive["id"], ids[0].as_str(), "{drive}");
+    let blocks = (STRIPE / 512) as u16;
+    let new: Vec<u8> = unit(100);
+    for k in 0..4u32 {
+        let r = ini
+            .command(
+                number,
+                &cdb::write10(k * u32::from(blocks), blocks),
+                &new,
+                0,
+            )
+            .expect("WRITE(10)");
+        assert_good(&r, &format!("write {k} with drive 0 failing"));
+        let r = read(&mut ini, number, k * u32::from(blocks), blocks);
+        assert_good(&r, &format!("read {k} with drive 0 failing"));
+        assert!(r.data == new, "read {k} returns what was written");
+    }
+    let r = ini.command(number, &cdb::sync_cache(), &[], 0).unwrap();
+    assert_good(&r, "SYNCHRONIZE CACHE with drive 0 failing");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let lun = loop {
+        let l = d.lun(id);
+        if l["health"] == "failed_redundancy" || std::time::Instant::now() > deadline {
+            break l;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(lun["health"], "failed_redundancy", "{lun}");
+    assert_eq!(lun["status"], "online", "{lun}");
+    assert_eq!(lun["plexes"][0]["status"], "failed", "{lun}");
+    assert_eq!(lun["plexes"][1]["health"], "healthy", "{lun}");
+    let evs = ev.drain();
+    assert_eq!(
+        count(&evs, id, 110),
+        1,
+        "one MODIFY for the failed plex: {evs:?}"
+    );
+    let b = std::fs::read(extent_file(&ds[1])).unwrap();
+    assert!(
+        b[..STRIPE] == new[..],
+        "the working plex holds the new data"
+    );
 }

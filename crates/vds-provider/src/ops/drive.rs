@@ -371,6 +371,29 @@ impl Provider {
         })
     }
 
+    /// `PUT /v1/drives/{id}/faults`: the same checks as a LUN's (fault injection only), then
+    /// the filters go on every segment of every extent on the drive, and on those opened
+    /// later. Not stored: a restart starts without them.
+    pub(super) fn set_drive_faults(
+        &self,
+        id: Uuid,
+        filters: Vec<vds_model::FaultFilterSpec>,
+    ) -> Result<Outcome, VdsError> {
+        let inner = &self.inner;
+        let mut g = inner.state.lock();
+        let st = &mut *g;
+        inner.object_call(st, ObjectKind::Drive, id)?;
+        super::check_filters(inner, "filters", &filters)?;
+        if !inner.config.fault_injection {
+            return Err(VdsError::not_supported(
+                "filters: fault filters are accepted only when vdsd runs with --enable-fault-injection",
+            ));
+        }
+        st.check_free(&[(ObjectKind::Drive, id)])?;
+        inner.drive_io.set_filters(id, &filters);
+        Ok(Outcome::Drive(st.drives[&id].clone()))
+    }
+
     /// `IVdsDrive::SetFlags` / `ClearFlags` with `VDS_DRF_HOTSPARE`: a spare holds no LUN (so
     /// a drive holding one is not made a spare: `VDS_E_DEVICE_IN_USE`) and is not in the
     /// primordial pool. Setting what is already set changes nothing and announces nothing.

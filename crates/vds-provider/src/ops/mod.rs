@@ -275,6 +275,7 @@ impl Provider {
             } => self.add_drive(subsystem, kind, path, friendly_name, force),
             Command::RemoveDrive { id } => self.remove_drive(id),
             Command::SetDriveFlags { id, hotspare } => self.set_drive_flags(id, hotspare),
+            Command::SetDriveFaults { id, filters } => self.set_drive_faults(id, filters),
             Command::SetDriveStatus { id, status } => {
                 self.set_path_status(ObjectKind::Drive, id, status)
             }
