@@ -903,6 +903,7 @@ pub(crate) fn open(
         let snap = st.store.load().map_err(store_err)?;
         inner.install(st, snap, false)?;
         remove_leftover_lun_files(&inner.config.data_dir, st);
+        inner.resume_rebuilds(st);
     }
     let weak = Arc::downgrade(&inner);
     std::thread::Builder::new()

@@ -287,7 +287,7 @@ pub(crate) fn free_ranges(st: &State, d: &Drive) -> Vec<(u64, u64)> {
 
 /// Where a new `len`-byte extent goes on drive `d`: a `block` drive's first free range that
 /// fits; a `dir` drive's own file (offset 0) when what its extents take leaves room.
-fn place(st: &State, d: &Drive, len: u64) -> Result<u64, VdsError> {
+pub(crate) fn place(st: &State, d: &Drive, len: u64) -> Result<u64, VdsError> {
     let no_space = |free: u64| {
         VdsError::new(
             Hresult::VDS_E_NOT_ENOUGH_SPACE,
@@ -533,15 +533,14 @@ fn layout_of(
 /// A LUN's composite store, its plexes that could not be opened, behind the LUN's filters.
 pub(crate) type Opened = (Arc<Filtered>, Option<Arc<RaidStore>>, Vec<usize>);
 
-/// Opens an extent-backed LUN: plex i of the store is `lun.plexes[i]`, in the state its
-/// record says, failures told to `observer`. A plex whose extents cannot be opened opens
-/// FAILED (over the layout of a working one, never read or written) when another is current.
-pub(crate) fn open(
+/// The layouts of every plex of `lun` and the states they open in; a plex whose extents
+/// cannot be opened is FAILED (over the layout of a working one, never read or written) and
+/// listed in the third value unless its record already said so.
+pub(crate) fn layouts(
     io: &DriveIo,
     drives: &HashMap<Uuid, Drive>,
     lun: &Lun,
-    observer: Arc<dyn PlexObserver>,
-) -> io::Result<(Arc<RaidStore>, Vec<usize>)> {
+) -> io::Result<(Vec<PlexLayout>, Vec<PlexState>, Vec<usize>)> {
     let mut layouts = Vec::new();
     let mut states = Vec::new();
     let mut broken = Vec::new();
@@ -571,6 +570,18 @@ pub(crate) fn open(
         .into_iter()
         .map(|l| l.unwrap_or_else(|| any.clone()))
         .collect();
+    Ok((layouts, states, broken))
+}
+
+/// Opens an extent-backed LUN: plex i of the store is `lun.plexes[i]`, in the state its
+/// record says, failures told to `observer`; also the plexes that could not be opened.
+pub(crate) fn open(
+    io: &DriveIo,
+    drives: &HashMap<Uuid, Drive>,
+    lun: &Lun,
+    observer: Arc<dyn PlexObserver>,
+) -> io::Result<(Arc<RaidStore>, Vec<usize>)> {
+    let (layouts, states, broken) = layouts(io, drives, lun)?;
     let store = RaidStore::new(layouts, states, observer)?;
     Ok((Arc::new(store), broken))
 }

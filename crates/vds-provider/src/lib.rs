@@ -24,6 +24,7 @@ mod jobs;
 mod ops;
 mod rebuild;
 mod redundancy;
+mod spare;
 mod state;
 mod storage;
 #[cfg(test)]

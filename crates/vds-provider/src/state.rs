@@ -29,7 +29,6 @@ pub(crate) struct LunEntry {
     /// The hints as stored (BEHAVIOUR.md §14); the LU applies the data-path ones.
     pub hints: vds_model::LunHints,
     /// The composite store of an extent-backed LUN (inside `filtered`).
-    #[expect(dead_code, reason = "hot-spare rebuild and Recover, next in issue 14")]
     pub raid: Option<Arc<vds_backstore::RaidStore>>,
 }
 

@@ -179,8 +179,10 @@ fn a_mirror_luns_plexes_are_byte_equal_on_disk_and_a_failing_drive_fails_only_it
     let sub = d.subsystem();
     let target = d.target();
     let root = tempfile::tempdir().unwrap();
-    let ds = dirs(root.path(), &["m0", "m1"]);
-    let ids: Vec<String> = ds.iter().map(|p| add_drive(&d, &sub, p)).collect();
+    let ds = dirs(root.path(), &["m0", "m1", "m2"]);
+    let mut ids: Vec<String> = ds.iter().map(|p| add_drive(&d, &sub, p)).collect();
+    // m2 is neither in the LUN nor a spare: only Recover uses it.
+    let spare_less = ids.pop().unwrap();
     let lun = d.ok(
         "POST",
         &format!("/v1/subsystems/{sub}/luns?wait=true"),
@@ -250,5 +252,36 @@ fn a_mirror_luns_plexes_are_byte_equal_on_disk_and_a_failing_drive_fails_only_it
     assert!(
         b[..STRIPE] == new[..],
         "the working plex holds the new data"
+    );
+    // No hot spare: the plex stays failed until Recover moves it to m2 and rebuilds it.
+    assert!(
+        std::fs::read_dir(ds[2].join("vds-extents")).is_err(),
+        "nothing on the drive outside the LUN yet"
+    );
+    let (status, v) = d.call("POST", &format!("/v1/luns/{id}/recover"), None);
+    assert_eq!(status, 202, "Recover starts a job: {v}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let lun = loop {
+        let l = d.lun(id);
+        if l["health"] == "healthy" || std::time::Instant::now() > deadline {
+            break l;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(lun["health"], "healthy", "{lun}");
+    let plexes = d.get(&format!("/v1/luns/{id}/plexes"));
+    let on_m2 = plexes.as_array().unwrap()[0]["extents"][0]["drive"].clone();
+    assert_eq!(on_m2, spare_less.as_str(), "plex 0 moved to m2: {plexes}");
+    let r = ini.command(number, &cdb::sync_cache(), &[], 0).unwrap();
+    assert_good(&r, "SYNCHRONIZE CACHE after the rebuild");
+    let b = std::fs::read(extent_file(&ds[1])).unwrap();
+    let c = std::fs::read(extent_file(&ds[2])).unwrap();
+    assert!(b == c, "the rebuilt plex equals the working one on disk");
+    // A mirror with no failed plex has nothing to recover.
+    let (status, v) = d.call("POST", &format!("/v1/luns/{id}/recover"), None);
+    assert_eq!(
+        (status, v["error"]["name"].as_str()),
+        (409, Some("VDS_E_INVALID_OPERATION")),
+        "{v}"
     );
 }
