@@ -189,6 +189,20 @@ impl Vdsd {
         Ok((sid, tid.to_string(), iqn.to_string()))
     }
 
+    /// Add a drive (`kind` "dir" or "block") at `path` to subsystem `sid`; its id. A file
+    /// that stands for a block drive may hold data already (the bench prefills it), so the
+    /// label is written with `force`.
+    pub fn add_drive(&self, sid: &str, kind: &str, path: &Path, name: &str) -> Result<String> {
+        let d = self.post(
+            &format!("/subsystems/{sid}/drives?wait=true"),
+            json!({"kind": kind, "path": path, "friendly_name": name, "force": true}),
+        )?;
+        d["id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("added drive without id: {d}"))
+    }
+
     /// Create a LUN on target `tid` and return (LUN id, LUN number on that target).
     pub fn create_lun(
         &self,

@@ -1,7 +1,8 @@
 //! `vds-bench iscsi`: vds and tgt side by side on loopback. Both serve a page-cached file of the
-//! same size and their null backing store; every workload runs on both, alternating which goes
-//! first, for several rounds; the report is the median of each, the vds/tgt ratio, the daemon's
-//! CPU time per I/O and its peak RSS.
+//! same size and their null backing store; vds also a 2-plex mirror LUN and a 2-column stripe
+//! LUN on two `block` drives that are files, against tgt on one file; every workload runs on
+//! both, alternating which goes first, for several rounds; the report is the median of each,
+//! the vds/tgt ratio, the daemon's CPU time per I/O and its peak RSS.
 //!
 //! Reads are driven by libiscsi's `iscsi-perf` (IOPS only); writes, mixes and latency
 //! percentiles by this crate's initiator ([`crate::initiator`]), the same way on both targets.
@@ -35,8 +36,10 @@ pub struct IscsiOpts {
     /// Only workloads whose name contains one of these (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
-    /// Backings to test: file, null.
-    #[arg(long, value_delimiter = ',', default_value = "file,null")]
+    /// Backings to test: file, null, mirror (a 2-plex mirror LUN on two `block` drives that are
+    /// files), stripe (a 2-column stripe LUN on two such drives). tgt serves one file for each
+    /// of file, mirror and stripe.
+    #[arg(long, value_delimiter = ',', default_value = "file,null,mirror,stripe")]
     pub backing: Vec<String>,
     /// Size of each LUN in MiB.
     #[arg(long, default_value_t = 1024)]
@@ -312,10 +315,12 @@ pub fn run(opts: IscsiOpts) -> Result<()> {
         opts.rounds = 1;
     }
     for b in &opts.backing {
-        if b != "file" && b != "null" {
-            bail!("--backing: {b:?} is neither file nor null");
+        if !BACKINGS.contains(&b.as_str()) {
+            bail!("--backing: {b:?} is none of {}", BACKINGS.join(", "));
         }
     }
+    let has = |b: &str| opts.backing.iter().any(|x| x == b);
+    let composite = has("mirror") || has("stripe");
     which("tgtd")?;
     which("tgtadm")?;
     which("iscsi-perf")?;
@@ -338,8 +343,10 @@ pub fn run(opts: IscsiOpts) -> Result<()> {
     );
     let tgt_img = work.path().join("tgt.img");
     let vds_img = work.path().join("vds.img");
-    if opts.backing.iter().any(|b| b == "file") {
+    if has("file") || composite {
         daemons::prefill(&tgt_img, size)?;
+    }
+    if has("file") {
         daemons::prefill(&vds_img, size)?;
     }
 
@@ -349,7 +356,7 @@ pub fn run(opts: IscsiOpts) -> Result<()> {
     // alike, and the run measures that instead of the targets (docs/PERFORMANCE.md, pitfall).
     let tgt_w_img = work.path().join("tgt-w.img");
     let vds_w_img = work.path().join("vds-w.img");
-    if opts.backing.iter().any(|b| b == "file") {
+    if has("file") || composite {
         for p in [&tgt_w_img, &vds_w_img] {
             std::fs::File::create(p)
                 .and_then(|f| f.set_len(size))
@@ -361,60 +368,66 @@ pub fn run(opts: IscsiOpts) -> Result<()> {
     let vds = Vdsd::start(&vdsd_bin, &work.path().join("vds-data"), api, vds_portal)?;
     let (sid, tid, vds_iqn) = vds.default_target()?;
 
+    let tgt_side = |iqn: String| Side {
+        name: "tgt",
+        pid: tgt.daemon.pid(),
+        addr: tgt_portal,
+        iqn,
+        lun: 1,
+    };
+    let vds_side = |number: u64| Side {
+        name: "vds",
+        pid: vds.daemon.pid(),
+        addr: vds_portal,
+        iqn: vds_iqn.clone(),
+        lun: number,
+    };
     let mut sides: Vec<(String, Side, Side)> = Vec::new();
     let mut write_sides: Vec<(String, Side, Side)> = Vec::new();
-    if opts.backing.iter().any(|b| b == "file") {
-        let tgt_iqn = "iqn.2001-04.com.example:vds-bench-file-w".to_string();
+    // The files that hold the vds side of each write row, punched before every write run.
+    let mut vds_write_files: Vec<(String, Vec<(PathBuf, u64)>)> = Vec::new();
+    if has("file") || composite {
+        let tgt_iqn = "iqn.2001-04.com.example:vds-bench-w".to_string();
         tgt.add_target(100, &tgt_iqn, Some(tgt_w_img.as_path()))?;
-        let (_, number) =
-            vds.create_lun(&sid, &tid, size, json!({"kind": "file", "path": vds_w_img}))?;
-        write_sides.push((
-            "file".to_string(),
-            Side {
-                name: "tgt",
-                pid: tgt.daemon.pid(),
-                addr: tgt_portal,
-                iqn: tgt_iqn,
-                lun: 1,
-            },
-            Side {
-                name: "vds",
-                pid: vds.daemon.pid(),
-                addr: vds_portal,
-                iqn: vds_iqn.clone(),
-                lun: number,
-            },
-        ));
+        for (i, b) in opts.backing.iter().enumerate() {
+            let (number, files) = match b.as_str() {
+                "file" => {
+                    let lun = vds.create_lun(
+                        &sid,
+                        &tid,
+                        size,
+                        json!({"kind": "file", "path": vds_w_img}),
+                    )?;
+                    (lun.1, vec![(vds_w_img.clone(), 0)])
+                }
+                "mirror" | "stripe" => {
+                    let files = drive_files(work.path(), &format!("{b}-w"), b, size, false)?;
+                    let number = composite_lun(&vds, &sid, &tid, b, size, &files, i)?;
+                    let files = files.into_iter().map(|p| (p, DRIVE_LABEL)).collect();
+                    (number, files)
+                }
+                _ => continue,
+            };
+            write_sides.push((b.clone(), tgt_side(tgt_iqn.clone()), vds_side(number)));
+            vds_write_files.push((b.clone(), files));
+        }
     }
     for (i, b) in opts.backing.iter().enumerate() {
         let tgt_iqn = format!("iqn.2001-04.com.example:vds-bench-{b}");
-        let (lun_path, backing) = if b == "file" {
-            (
-                Some(tgt_img.as_path()),
-                json!({"kind": "file", "path": vds_img}),
-            )
-        } else {
-            (None, json!({"kind": "null"}))
-        };
+        let lun_path = (b != "null").then_some(tgt_img.as_path());
         tgt.add_target(i as u32 + 1, &tgt_iqn, lun_path)?;
-        let (_, number) = vds.create_lun(&sid, &tid, size, backing)?;
-        sides.push((
-            b.clone(),
-            Side {
-                name: "tgt",
-                pid: tgt.daemon.pid(),
-                addr: tgt_portal,
-                iqn: tgt_iqn,
-                lun: 1,
-            },
-            Side {
-                name: "vds",
-                pid: vds.daemon.pid(),
-                addr: vds_portal,
-                iqn: vds_iqn.clone(),
-                lun: number,
-            },
-        ));
+        let number = match b.as_str() {
+            "file" => {
+                vds.create_lun(&sid, &tid, size, json!({"kind": "file", "path": vds_img}))?
+                    .1
+            }
+            "null" => vds.create_lun(&sid, &tid, size, json!({"kind": "null"}))?.1,
+            _ => {
+                let files = drive_files(work.path(), &format!("{b}-r"), b, size, true)?;
+                composite_lun(&vds, &sid, &tid, b, size, &files, 10 + i)?
+            }
+        };
+        sides.push((b.clone(), tgt_side(tgt_iqn), vds_side(number)));
     }
 
     let load = load_average();
@@ -461,15 +474,21 @@ pub fn run(opts: IscsiOpts) -> Result<()> {
             // Alternate who goes first so neither always runs on a warmer machine.
             let order: [&Side; 2] = if round % 2 == 0 { [t, v] } else { [v, t] };
             for side in order {
-                if writes && row.backing == "file" {
+                if let Some((_, files)) = vds_write_files
+                    .iter()
+                    .find(|(b, _)| writes && *b == row.backing)
+                {
                     // Every file-write run starts from the same state on both sides: the
                     // previous run's dirty pages written back now, not during this one (else
                     // whichever side runs second pays for the first's writeback), and both
                     // write files sparse again, so no run inherits the page-cache folios the
                     // workloads before it left (docs/PERFORMANCE.md, the folio pitfalls).
+                    // A drive's label (its first MiB) is kept.
                     settle_writeback();
-                    for p in [&tgt_w_img, &vds_w_img] {
-                        punch_all(p, size)?;
+                    punch(&tgt_w_img, 0, size)?;
+                    for (p, from) in files {
+                        let len = std::fs::metadata(p)?.len() - from;
+                        punch(p, *from, len)?;
                     }
                 }
                 let r = run_one(side, &row.workload, opts.seconds).with_context(|| {
@@ -608,10 +627,82 @@ fn median_of(runs: &[RunResult]) -> RunResult {
 
 /// Deallocate the whole of `path` (it stays `size` bytes long and open in its target):
 /// `fallocate --punch-hole`.
-fn punch_all(path: &std::path::Path, size: u64) -> Result<()> {
+/// The backings `--backing` takes.
+const BACKINGS: [&str; 4] = ["file", "null", "mirror", "stripe"];
+
+/// Bytes at the start of a `block` drive that hold its label (BEHAVIOUR.md §15).
+const DRIVE_LABEL: u64 = 1 << 20;
+
+/// Stripe unit of the stripe row.
+const STRIPE_SIZE: u64 = 64 << 10;
+
+/// The two files that stand for the `block` drives of a mirror or stripe LUN of `size` bytes:
+/// room for the label and a plex (mirror) or half the LUN (stripe) each, plus a MiB of slack;
+/// `fill`ed and page-cached for read rows, sparse for write rows.
+fn drive_files(
+    dir: &std::path::Path,
+    prefix: &str,
+    kind: &str,
+    size: u64,
+    fill: bool,
+) -> Result<Vec<PathBuf>> {
+    let per = if kind == "mirror" { size } else { size / 2 };
+    let len = DRIVE_LABEL + per + (1 << 20);
+    let mut files = Vec::new();
+    for i in 0..2 {
+        let p = dir.join(format!("{prefix}-{i}.img"));
+        if fill {
+            daemons::prefill(&p, len)?;
+        } else {
+            std::fs::File::create(&p)
+                .and_then(|f| f.set_len(len))
+                .with_context(|| format!("creating {}", p.display()))?;
+        }
+        files.push(p);
+    }
+    Ok(files)
+}
+
+/// A mirror (2 plexes) or stripe (2 columns) LUN of `size` bytes on target `tid`, on two
+/// `block` drives made of `files`; its LUN number.
+fn composite_lun(
+    vds: &Vdsd,
+    sid: &str,
+    tid: &str,
+    kind: &str,
+    size: u64,
+    files: &[PathBuf],
+    n: usize,
+) -> Result<u64> {
+    let mut drives = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        drives.push(vds.add_drive(sid, "block", f, &format!("bench-{n}-{i}"))?);
+    }
+    let mut body = json!({
+        "size_bytes": size,
+        "friendly_name": format!("bench-{kind}-{n}"),
+        "type": kind,
+        "drives": drives,
+        "targets": [tid],
+    });
+    if kind == "mirror" {
+        body["plexes"] = json!(2);
+    } else {
+        body["stripe_size"] = json!(STRIPE_SIZE);
+    }
+    let lun = vds.post(&format!("/subsystems/{sid}/luns?wait=true"), body)?;
+    lun["lun_numbers"][tid]
+        .as_u64()
+        .ok_or_else(|| anyhow!("the {kind} LUN has no number on target {tid}: {lun}"))
+}
+
+/// Deallocate `len` bytes of `path` from `offset`.
+fn punch(path: &std::path::Path, offset: u64, len: u64) -> Result<()> {
     let st = Command::new("fallocate")
-        .args(["--punch-hole", "--offset", "0", "--length"])
-        .arg(size.to_string())
+        .args(["--punch-hole", "--offset"])
+        .arg(offset.to_string())
+        .arg("--length")
+        .arg(len.to_string())
         .arg(path)
         .status()
         .context("running fallocate")?;

@@ -79,6 +79,9 @@ fn outcome_bytes(o: &Outcome) -> Option<Vec<u8>> {
         Outcome::Controller(c) => to_bytes(&ControllerJson::from(c)),
         Outcome::Drives(v) => list::<_, DriveJson>(v),
         Outcome::Drive(d) => to_bytes(&DriveJson::from(d)),
+        Outcome::DriveExtents(v) => list::<_, DriveRangeJson>(v),
+        Outcome::Plexes(v) => list::<_, LunPlexJson>(v),
+        Outcome::Plex(p) => to_bytes(&LunPlexJson::from(p.as_ref())),
         Outcome::Luns(v) => list::<_, LunJson>(v),
         Outcome::Lun(l) => to_bytes(&LunJson::from(l.as_ref())),
         Outcome::Identification(i) => to_bytes(&IdentificationJson::from(i.as_ref())),
@@ -495,6 +498,30 @@ pub async fn get_drive(State(s): State<AppState>, p: PathParams) -> ApiResult {
     s.by_id(&p, get::drive).await
 }
 
+#[utoipa::path(get, path = "/v1/drives/{id}/extents", tag = "drive",
+    description = "IVdsDrive::QueryExtents: the drive's used ranges (LUN, plex, column) and free ones.",
+    params(("id" = Uuid, Path, description = "drive id")),
+    responses((status = 200, body = [DriveRangeJson]), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn get_drive_extents(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.by_id(&p, |id| Command::GetDriveExtents { id }).await
+}
+
+#[utoipa::path(get, path = "/v1/luns/{id}/plexes", tag = "lun",
+    description = "IVdsLun::QueryPlexes: plex i is the i-th of the LUN, with its extents.",
+    params(("id" = Uuid, Path, description = "LUN id")),
+    responses((status = 200, body = [LunPlexJson]), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn get_lun_plexes(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.by_id(&p, |id| Command::GetLunPlexes { id }).await
+}
+
+#[utoipa::path(get, path = "/v1/plexes/{id}", tag = "lun",
+    description = "IVdsLunPlex::GetProperties and QueryExtents.",
+    params(("id" = Uuid, Path, description = "plex id")),
+    responses((status = 200, body = LunPlexJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn get_plex(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.by_id(&p, |id| Command::GetPlex { id }).await
+}
+
 #[utoipa::path(post, path = "/v1/drives/{id}/status", tag = "drive",
     params(("id" = Uuid, Path, description = "drive id")), request_body = StatusRequest,
     responses((status = 200, body = DriveJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
@@ -652,6 +679,9 @@ pub async fn create_lun(
             }),
             read_only: b.read_only,
             hints: b.hints.map(Into::into),
+            drives: b.drives,
+            plexes: b.plexes,
+            stripe_size: b.stripe_size,
         })
     };
     s.job_with_body(&p, q, body, get::subsystem, cmd, true)
@@ -841,6 +871,22 @@ pub async fn set_lun_faults(
     body: JsonArg<FaultsBody>,
 ) -> ApiResult {
     s.with_body(&p, body, get::lun, |id, b| Command::SetLunFaults {
+        id,
+        filters: b.filters.iter().map(Into::into).collect(),
+    })
+    .await
+}
+
+#[utoipa::path(put, path = "/v1/drives/{id}/faults", tag = "drive",
+    description = "Replace the fault filters of every extent on the drive (only with --enable-fault-injection; not stored).",
+    params(("id" = Uuid, Path, description = "drive id")), request_body = FaultsBody,
+    responses((status = 200, body = DriveJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn set_drive_faults(
+    State(s): State<AppState>,
+    p: PathParams,
+    body: JsonArg<FaultsBody>,
+) -> ApiResult {
+    s.with_body(&p, body, get::drive, |id, b| Command::SetDriveFaults {
         id,
         filters: b.filters.iter().map(Into::into).collect(),
     })

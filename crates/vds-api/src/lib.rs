@@ -175,6 +175,10 @@ pub fn router_with_metrics(
             get(get_load_balance).put(set_load_balance),
         )
         .route("/v1/drives/{id}", get(get_drive).delete(remove_drive))
+        .route("/v1/drives/{id}/extents", get(get_drive_extents))
+        .route("/v1/drives/{id}/faults", put(set_drive_faults))
+        .route("/v1/luns/{id}/plexes", get(get_lun_plexes))
+        .route("/v1/plexes/{id}", get(get_plex))
         .route("/v1/drives/{id}/flags", put(set_drive_flags))
         .route("/v1/drives/{id}/status", post(set_drive_status))
         .route("/v1/luns", get(list_all_luns))

@@ -34,7 +34,8 @@ use crate::wire::*;
         get_controller_luns, get_lun_controllers, associate_controllers, get_load_balance,
         set_load_balance,
         list_drives, get_drive, set_drive_status, get_drive_at, add_drive, remove_drive,
-        set_drive_flags,
+        set_drive_flags, get_drive_extents, get_lun_plexes, get_plex,
+        set_drive_faults,
         subsystem_maintenance, controller_maintenance, drive_maintenance, lun_maintenance,
         list_luns, list_all_luns, create_lun, get_lun, delete_lun, patch_lun, set_lun_status,
         extend_lun, shrink_lun, recover_lun, set_lun_faults, set_lun_targets,
@@ -51,6 +52,7 @@ use crate::wire::*;
     components(schemas(
         ErrorBody, ErrorDetail, EnumValue, StatusRequest,
         ProviderJson, SubsystemJson, ControllerJson, DriveJson, LunJson, PlexJson, BackingJson,
+        LunPlexJson, ExtentJson, DriveRangeJson,
         TargetJson, PortalGroupJson, PortalJson, JobJson, JobOutputJson, DeletedJson, EventJson,
         CreateLunBody, BackingBody, FaultFilterBody, DelayBody, ErrorFaultBody, PatchLunBody,
         BytesBody, FaultsBody, TargetsBody, CreateTargetBody, PatchTargetBody, SharedSecretBody,

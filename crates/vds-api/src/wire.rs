@@ -316,6 +316,13 @@ pub struct CreateLunBody {
     pub read_only: Option<bool>,
     /// `IVdsSubSystem2::CreateLun2`: hints applied from the start (as `PUT .../hints`).
     pub hints: Option<HintsBody>,
+    /// The drives of an extent-backed LUN (simple, span, stripe, mirror, raid10), used in
+    /// order: plex i takes the i-th group of `len / plexes` drives (BEHAVIOUR.md §15).
+    pub drives: Option<Vec<Uuid>>,
+    /// Plexes of a mirror or RAID-10 LUN: 2 to 4 (default 2).
+    pub plexes: Option<u32>,
+    /// Stripe size of a stripe or RAID-10 LUN: a power of two, 4096 to 1048576 (default 65536).
+    pub stripe_size: Option<u64>,
 }
 
 /// `PATCH /v1/luns/{id}`.
@@ -703,10 +710,101 @@ pub struct PlexJson {
     pub rebuild_priority: i16,
 }
 
+/// One extent of a plex (`VDS_DRIVE_EXTENT` seen from the plex).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ExtentJson {
+    pub drive: Uuid,
+    /// Byte offset on a `block` drive; 0 on a `dir` drive (the extent is its own file).
+    pub offset: u64,
+    pub size_bytes: u64,
+    /// Column of the plex (stripe order).
+    pub column: u32,
+    /// Position in the column (concatenation order).
+    pub seq: u32,
+}
+
+impl From<&vds_model::Extent> for ExtentJson {
+    fn from(x: &vds_model::Extent) -> Self {
+        ExtentJson {
+            drive: x.drive,
+            offset: x.offset,
+            size_bytes: x.size,
+            column: x.column,
+            seq: x.seq,
+        }
+    }
+}
+
+/// A plex as an object: `GET /v1/plexes/{id}`, `GET /v1/luns/{id}/plexes` (plex i is the
+/// LUN's i-th).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LunPlexJson {
+    pub id: Uuid,
+    pub lun: Uuid,
+    pub size_bytes: u64,
+    #[serde(rename = "type")]
+    pub plex_type: String,
+    pub status: String,
+    pub health: String,
+    pub transition_state: String,
+    pub flags: Vec<&'static str>,
+    pub stripe_size: u32,
+    pub rebuild_priority: i16,
+    pub extents: Vec<ExtentJson>,
+}
+
+impl From<&vds_provider::PlexInfo> for LunPlexJson {
+    fn from(i: &vds_provider::PlexInfo) -> Self {
+        let p = &i.plex;
+        LunPlexJson {
+            id: p.id,
+            lun: i.lun,
+            size_bytes: p.size_bytes,
+            plex_type: p.plex_type.short_name().into(),
+            status: p.status.short_name().into(),
+            health: p.health.short_name().into(),
+            transition_state: p.transition_state.short_name().into(),
+            flags: LunPlexFlag::names(p.flags),
+            stripe_size: p.stripe_size,
+            rebuild_priority: p.rebuild_priority,
+            extents: i.extents.iter().map(ExtentJson::from).collect(),
+        }
+    }
+}
+
+/// A range of a drive (`IVdsDrive::QueryExtents`): used by a plex of a LUN, or free.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DriveRangeJson {
+    /// Byte offset on a `block` drive; 0 on a `dir` drive.
+    pub offset: u64,
+    pub size_bytes: u64,
+    /// `true` when no LUN uses it.
+    pub free: bool,
+    pub lun: Option<Uuid>,
+    pub plex: Option<Uuid>,
+    /// Column and position in it, for a used range.
+    pub column: Option<u32>,
+    pub seq: Option<u32>,
+}
+
+impl From<&vds_provider::DriveRange> for DriveRangeJson {
+    fn from(r: &vds_provider::DriveRange) -> Self {
+        DriveRangeJson {
+            offset: r.offset,
+            size_bytes: r.size,
+            free: r.used_by.is_none(),
+            lun: r.used_by.map(|(l, _)| l),
+            plex: r.used_by.map(|(_, p)| p),
+            column: r.used_by.map(|_| r.column),
+            seq: r.used_by.map(|_| r.seq),
+        }
+    }
+}
+
 /// Where a LUN's blocks live.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct BackingJson {
-    /// `file`, `block`, `memory`, `null`.
+    /// `file`, `block`, `memory`, `null`, or `extents` (on drives: see the plexes).
     pub kind: String,
     pub path: Option<String>,
     pub filters: Vec<FaultFilterBody>,

@@ -333,6 +333,9 @@ pub enum BackingKind {
     Memory,
     /// Discards writes, reads zeroes.
     Null,
+    /// Extents vds allocated on drives (a simple, span, stripe, mirror or RAID-10 LUN made
+    /// with `drives`, BEHAVIOUR.md §15): made by the provider only, never named by a caller.
+    Extents,
 }
 
 impl BackingKind {
@@ -342,15 +345,17 @@ impl BackingKind {
         BackingKind::Block,
         BackingKind::Memory,
         BackingKind::Null,
+        BackingKind::Extents,
     ];
 
-    /// `"file"`, `"block"`, `"memory"`, `"null"`.
+    /// `"file"`, `"block"`, `"memory"`, `"null"`, `"extents"`.
     pub fn short_name(self) -> &'static str {
         match self {
             BackingKind::File => "file",
             BackingKind::Block => "block",
             BackingKind::Memory => "memory",
             BackingKind::Null => "null",
+            BackingKind::Extents => "extents",
         }
     }
 
@@ -445,6 +450,25 @@ pub struct LunPlex {
     pub rebuild_priority: i16,
 }
 
+/// One extent of a composite LUN (`VDS_DRIVE_EXTENT`): `size` bytes of `drive` at `offset`
+/// (a `block` drive: its byte offset; a `dir` drive: 0 in the extent's own file), holding
+/// part `seq` of column `column` of plex `plex`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extent {
+    /// The plex (an id of `Lun::plexes`).
+    pub plex: Uuid,
+    /// The column in the plex (stripe order).
+    pub column: u32,
+    /// The position in the column (concatenation order).
+    pub seq: u32,
+    /// The drive that holds it.
+    pub drive: Uuid,
+    /// Where it starts on the drive.
+    pub offset: u64,
+    /// Its length in bytes.
+    pub size: u64,
+}
+
 /// `VDS_LUN_PROP` plus associations and backing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lun {
@@ -495,6 +519,8 @@ pub struct Lun {
     pub active_controllers: Vec<Uuid>,
     /// The LUN's load-balance policy (`IVdsLunMpio`, BEHAVIOUR.md §14).
     pub load_balance: LoadBalancePolicy,
+    /// The extents of a LUN whose backing is [`BackingKind::Extents`] (else empty).
+    pub extents: Vec<Extent>,
 }
 
 /// `VDS_ISCSI_TARGET_PROP` plus associations. Secrets are never part of it.

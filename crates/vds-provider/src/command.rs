@@ -92,6 +92,13 @@ pub struct CreateLunArgs {
     /// Hints to apply from the start (`IVdsSubSystem2::CreateLun2`); judged like
     /// [`Command::SetLunHints`].
     pub hints: Option<HintsRequest>,
+    /// The drives of an extent-backed LUN, used in order (BEHAVIOUR.md §15): plex i takes
+    /// the i-th group of `len / plexes` drives.
+    pub drives: Option<Vec<Uuid>>,
+    /// Plexes of a mirror or RAID-10 LUN (2-4, default 2).
+    pub plexes: Option<u32>,
+    /// Stripe size of a stripe or RAID-10 LUN (a power of two, 4 KiB-1 MiB, default 64 KiB).
+    pub stripe_size: Option<u64>,
 }
 
 /// The `VDS_HINTS2` members a caller gave (BEHAVIOUR.md §14 rule 8): the fields present make
@@ -138,6 +145,9 @@ pub struct AppliedHints {
 ///
 /// Calls marked *job* return [`Outcome::Job`] at once (the job runs on a provider worker
 /// thread); the others complete before they return.
+// A command is built once per request and moved into `apply`: CreateLun's arguments being
+// the largest variant costs a few hundred bytes of stack, not a box per command.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// `GET /v1/provider`: the provider's properties and cache state. Works while the cache is
@@ -257,6 +267,22 @@ pub enum Command {
         /// Drive id.
         id: Uuid,
     },
+    /// `GET /v1/drives/{id}/extents` (`IVdsDrive::QueryExtents`): the drive's used and free
+    /// ranges, with the LUN and plex of each used one.
+    GetDriveExtents {
+        /// Drive id.
+        id: Uuid,
+    },
+    /// `GET /v1/luns/{id}/plexes` (`IVdsLun::QueryPlexes`).
+    GetLunPlexes {
+        /// LUN id.
+        id: Uuid,
+    },
+    /// `GET /v1/plexes/{id}` (`IVdsLunPlex::GetProperties`, `QueryExtents`).
+    GetPlex {
+        /// Plex id.
+        id: Uuid,
+    },
     /// `POST /v1/subsystems/{id}/drives`: adds a drive at a caller's path (BEHAVIOUR.md §15).
     AddDrive {
         /// Subsystem id.
@@ -274,6 +300,14 @@ pub enum Command {
     RemoveDrive {
         /// Drive id.
         id: Uuid,
+    },
+    /// `PUT /v1/drives/{id}/faults`: one set of fault filters on every extent of the drive
+    /// (fault injection only; kept in memory, BEHAVIOUR.md §15).
+    SetDriveFaults {
+        /// Drive id.
+        id: Uuid,
+        /// The complete new list.
+        filters: Vec<FaultFilterSpec>,
     },
     /// `PUT /v1/drives/{id}/flags` (`IVdsDrive::SetFlags` / `ClearFlags`).
     SetDriveFlags {
@@ -612,6 +646,9 @@ impl Command {
                 | Command::GetLoadBalance { .. }
                 | Command::ListDrives { .. }
                 | Command::GetDrive { .. }
+                | Command::GetDriveExtents { .. }
+                | Command::GetLunPlexes { .. }
+                | Command::GetPlex { .. }
                 | Command::ListLuns { .. }
                 | Command::FindLuns { .. }
                 | Command::GetLunIdentification { .. }
@@ -650,6 +687,34 @@ impl Command {
     }
 }
 
+/// A range of a drive (`VDS_DRIVE_EXTENT`): used by a plex of a LUN, or free. On a `dir`
+/// drive each used extent is its own file (offset 0) and the free range is what its
+/// capacity leaves (offset 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriveRange {
+    /// Where it starts on the drive.
+    pub offset: u64,
+    /// Its length.
+    pub size: u64,
+    /// The LUN and plex that use it (`None`: free).
+    pub used_by: Option<(Uuid, Uuid)>,
+    /// Column and position in the column of a used range.
+    pub column: u32,
+    /// See `column`.
+    pub seq: u32,
+}
+
+/// A plex as an object: its properties, its LUN and its extents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlexInfo {
+    /// The LUN it belongs to.
+    pub lun: Uuid,
+    /// Its properties.
+    pub plex: vds_model::LunPlex,
+    /// Its extents (empty for a LUN that is one file or device).
+    pub extents: Vec<vds_model::Extent>,
+}
+
 /// What a successful command produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -667,6 +732,12 @@ pub enum Outcome {
     Drives(Vec<Drive>),
     /// One drive.
     Drive(Drive),
+    /// A drive's ranges (`QueryExtents`).
+    DriveExtents(Vec<DriveRange>),
+    /// Plexes with their LUN and extents.
+    Plexes(Vec<PlexInfo>),
+    /// One plex with its LUN and extents.
+    Plex(Box<PlexInfo>),
     /// LUNs.
     Luns(Vec<Lun>),
     /// One LUN (as it is after the command).

@@ -48,6 +48,8 @@ pub(crate) struct Inner {
     pub state: Mutex<State>,
     pub jobs: Jobs,
     pub hooks: Arc<Hooks>,
+    /// The open stores and fault filters of the drives under extent-backed LUNs.
+    pub drive_io: crate::extents::DriveIo,
 }
 
 /// Slots held by one operation; released under the state lock by [`Slots::release`], or on
@@ -481,7 +483,8 @@ impl Inner {
             let h = hints.remove(&id).unwrap_or_default();
             // The cache flags follow the hints (a derived value, not stored on its own).
             rec.lun.flags = h.lun_flags();
-            let entry = self.install_lun(rec, seq, old, pr.remove(&id), h, &mut changed);
+            let entry =
+                self.install_lun(&st.drives, rec, seq, old, pr.remove(&id), h, &mut changed);
             st.luns.insert(id, entry);
         }
         // LUNs that vanished from the store leave the data path with the new view.
@@ -519,8 +522,10 @@ impl Inner {
     /// The entry of one LUN of a snapshot: the LU of `old` kept when its storage is the same,
     /// else a new LU over the (re)opened storage, or a FAILED one when it cannot be opened.
     /// Records that need storing again (the file is the truth) go to `changed`.
+    #[allow(clippy::too_many_arguments)]
     fn install_lun(
         &self,
+        drives: &HashMap<Uuid, vds_model::Drive>,
         mut rec: LunRecord,
         seq: u64,
         old: Option<LunEntry>,
@@ -570,8 +575,18 @@ impl Inner {
                 }
                 e
             }
-            None => match open_backing(&rec.lun) {
-                Ok(f) => {
+            None => match self.open_lun_store(drives, &rec.lun) {
+                Ok((f, raid, broken)) => {
+                    if !broken.is_empty() {
+                        // A plex whose drive or extent is gone is FAILED (the LUN serves from
+                        // the others): BEHAVIOUR.md §15.
+                        for i in broken {
+                            rec.lun.plexes[i].status = vds_model::LunPlexStatus::Failed;
+                            rec.lun.plexes[i].health = Health::Failed;
+                        }
+                        rec.lun.health = crate::redundancy::lun_health(&rec.lun.plexes);
+                        changed.push(rec.clone());
+                    }
                     let ident = identity_of(&rec.lun.backing).ok().flatten();
                     let size = f.size();
                     if ident != rec.identity || size != rec.lun.size_bytes {
@@ -597,6 +612,7 @@ impl Inner {
                         lu,
                         filtered: Some(f),
                         hints,
+                        raid,
                     }
                 }
                 Err(err) => {
@@ -615,10 +631,27 @@ impl Inner {
                         lu,
                         filtered: None,
                         hints,
+                        raid: None,
                     }
                 }
             },
         }
+    }
+
+    /// Opens a LUN's store behind its fault filters: a file, device, memory or null store, or
+    /// the composite store of an extent-backed LUN (with the plexes that could not be opened).
+    pub(crate) fn open_lun_store(
+        self: &Inner,
+        drives: &HashMap<Uuid, vds_model::Drive>,
+        lun: &vds_model::Lun,
+    ) -> std::io::Result<crate::extents::Opened> {
+        if lun.backing.kind != vds_model::BackingKind::Extents {
+            return Ok((open_backing(lun)?, None, Vec::new()));
+        }
+        let observer = self.hooks.plex_observer(lun.id);
+        let (raid, broken) = crate::extents::open(&self.drive_io, drives, lun, observer)?;
+        let f = vds_backstore::Filtered::new(raid.clone(), to_filters(&lun.filters));
+        Ok((Arc::new(f), Some(raid), broken))
     }
 
     /// Installs the targets (with their secrets and LUN numbers), portal groups and portals
@@ -838,6 +871,7 @@ pub(crate) fn new_lun_model(
         block_size: BLOCK_SIZE as u32,
         active_controllers: Vec::new(),
         load_balance: crate::alua::DEFAULT_POLICY,
+        extents: Vec::new(),
     }
 }
 
@@ -865,6 +899,7 @@ pub(crate) fn open(
         state: Mutex::new(State::new(store)),
         jobs: Jobs::default(),
         hooks: Arc::new(Hooks::new(tx)),
+        drive_io: Default::default(),
     });
     {
         let mut g = inner.state.lock();
@@ -875,6 +910,7 @@ pub(crate) fn open(
         let snap = st.store.load().map_err(store_err)?;
         inner.install(st, snap, false)?;
         remove_leftover_lun_files(&inner.config.data_dir, st);
+        inner.resume_rebuilds(st);
     }
     let weak = Arc::downgrade(&inner);
     std::thread::Builder::new()

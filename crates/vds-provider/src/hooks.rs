@@ -121,7 +121,6 @@ impl Hooks {
 
     /// The observer of LUN `lun`'s composite store: a failed plex becomes a
     /// [`HookMsg::PlexFailed`].
-    #[expect(dead_code, reason = "used by the composite LUNs, next in issue 14")]
     pub(crate) fn plex_observer(self: &Arc<Self>, lun: Uuid) -> Arc<dyn PlexObserver> {
         Arc::new(PlexHook {
             hooks: self.clone(),

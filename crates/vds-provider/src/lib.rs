@@ -18,11 +18,13 @@ pub mod command;
 mod commit;
 mod engine;
 pub mod events;
+mod extents;
 mod hooks;
 mod jobs;
 mod ops;
 mod rebuild;
 mod redundancy;
+mod spare;
 mod state;
 mod storage;
 #[cfg(test)]
@@ -34,8 +36,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use command::{
-    AppliedHints, BackingSpec, Command, CreateLunArgs, HintsRequest, MaintenanceAction, NotApplied,
-    Outcome, SecretBytes, VdsError,
+    AppliedHints, BackingSpec, Command, CreateLunArgs, DriveRange, HintsRequest, MaintenanceAction,
+    NotApplied, Outcome, PlexInfo, SecretBytes, VdsError,
 };
 pub use events::{Clock, Event, SystemClock};
 pub use hooks::DataPathMsg;

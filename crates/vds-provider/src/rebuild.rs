@@ -4,11 +4,6 @@
 //! event). The copy itself is `vds_backstore::RaidStore::resync`: every write that reaches the
 //! LUN meanwhile goes to the stale plex too, so what is copied is never older than the data.
 
-#![expect(
-    dead_code,
-    reason = "started by the composite LUNs' hot spare and Recover, next in issue 14"
-)]
-
 use std::sync::Arc;
 use std::time::Duration;
 

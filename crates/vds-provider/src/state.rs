@@ -28,6 +28,8 @@ pub(crate) struct LunEntry {
     pub filtered: Option<Arc<Filtered>>,
     /// The hints as stored (BEHAVIOUR.md §14); the LU applies the data-path ones.
     pub hints: vds_model::LunHints,
+    /// The composite store of an extent-backed LUN (inside `filtered`).
+    pub raid: Option<Arc<vds_backstore::RaidStore>>,
 }
 
 /// One target: its properties, secrets and LUN-number bookkeeping.
@@ -117,6 +119,9 @@ pub(crate) struct State {
     pub portal_addrs: HashMap<SocketAddr, Uuid>,
     /// Backing path → LUN (a path serves one LUN).
     pub backing_paths: HashMap<String, Uuid>,
+    /// The extents of extent-backed LUNs being created (LUN → extents), taken until the
+    /// create commits or fails so that no other create is given the same space.
+    pub pending_extents: HashMap<Uuid, Vec<vds_model::Extent>>,
     /// Per-target LUN maps, rebuilt only for targets marked dirty.
     pub lunmaps: HashMap<Uuid, Arc<LunMap>>,
     pub dirty: HashSet<Uuid>,
@@ -147,6 +152,7 @@ impl State {
             iqns: HashMap::new(),
             portal_addrs: HashMap::new(),
             backing_paths: HashMap::new(),
+            pending_extents: HashMap::new(),
             lunmaps: HashMap::new(),
             dirty: HashSet::new(),
             added: HashMap::new(),

@@ -52,11 +52,17 @@ pub(crate) fn open_backing(lun: &Lun) -> io::Result<Arc<Filtered>> {
         (BackingKind::Block, Some(p)) => vds_backstore::BackingKind::Block { path: p.into() },
         (BackingKind::Memory, _) => vds_backstore::BackingKind::Memory,
         (BackingKind::Null, _) => vds_backstore::BackingKind::Null,
-        (k, None) => {
+        (k @ BackingKind::Extents, _) | (k, None) => {
+            if k == BackingKind::Extents {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "an extent-backed LUN is opened from its extents",
+                ));
+            }
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("a {} LUN needs a path", k.short_name()),
-            ))
+            ));
         }
     };
     let store = vds_backstore::open(&kind, lun.size_bytes)?;
@@ -167,7 +173,7 @@ pub(crate) fn prepare_storage(lun: &Lun, owns_file: bool, prep: Prep) -> Result<
     let p = std::path::Path::new(&path);
     let ctx = || format!("backing.path {path}");
     match (lun.backing.kind, prep.adopted) {
-        (BackingKind::Memory | BackingKind::Null, _) => return Ok(()),
+        (BackingKind::Memory | BackingKind::Null | BackingKind::Extents, _) => return Ok(()),
         (kind, Some(identity)) => {
             let f = lifecycle::pin(p, node_of(kind), identity, prep.wipe)
                 .map_err(|e| storage_err(ctx(), &e))?;
@@ -214,6 +220,10 @@ pub(crate) fn check_backing(
         ));
     }
     match (b.kind, &b.path) {
+        (BackingKind::Extents, _) => Err(VdsError::invalid_arg(
+            "backing.kind",
+            "extents are made by the provider from drives (give type and drives instead)",
+        )),
         (BackingKind::Memory | BackingKind::Null, Some(_)) => Err(VdsError::invalid_arg(
             "backing.path",
             format!("a {} backing store has no path", b.kind.short_name()),

@@ -19,13 +19,13 @@ use rusqlite::{params, Connection, OptionalExtension};
 use uuid::Uuid;
 use vds_model::{
     AdvertisedAddress, Backing, BackingKind, Controller, ControllerStatus, Drive, DriveKind,
-    DriveStatus, FaultFilterSpec, FaultOpKind, Health, Hresult, LoadBalancePolicy, Lun, LunHints,
-    LunPlex, LunPlexStatus, LunPlexType, LunStatus, LunType, ObjectKind, Portal, PortalGroup,
-    PortalStatus, Subsystem, SubsystemStatus, Target, TransitionState,
+    DriveStatus, Extent, FaultFilterSpec, FaultOpKind, Health, Hresult, LoadBalancePolicy, Lun,
+    LunHints, LunPlex, LunPlexStatus, LunPlexType, LunStatus, LunType, ObjectKind, Portal,
+    PortalGroup, PortalStatus, Subsystem, SubsystemStatus, Target, TransitionState,
 };
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// The store's file name inside the data dir.
 pub const STORE_FILE: &str = "vds.sqlite";
@@ -135,6 +135,18 @@ INSERT INTO lun_controllers (lun, controller, seq)
     // data dir's filesystem, a `dir` drive.
     r#"
 ALTER TABLE drives ADD COLUMN kind TEXT NOT NULL DEFAULT 'dir';
+"#,
+    // 6 -> 7: extent-backed LUNs (BEHAVIOUR.md §15). A plex keeps its place in the LUN
+    // (`seq`: plex i of the LUN's store; existing LUNs have one plex, 0); each extent says
+    // which part of which column of which plex it holds, on which drive, where. The stripe
+    // size is the plex's own `stripe_size`.
+    r#"
+ALTER TABLE lun_plexes ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE extents (
+    lun TEXT NOT NULL, plex TEXT NOT NULL, col INTEGER NOT NULL, seq INTEGER NOT NULL,
+    drive TEXT NOT NULL, offset INTEGER NOT NULL, size INTEGER NOT NULL,
+    PRIMARY KEY (lun, plex, col, seq));
+CREATE INDEX extents_drive ON extents (drive);
 "#,
 ];
 
@@ -594,7 +606,7 @@ impl Store {
         let mut plexes: std::collections::HashMap<Uuid, Vec<LunPlex>> = Default::default();
         let mut st = c.prepare(
             "SELECT id, lun, size_bytes, type, status, health, transition_state, flags, stripe_size,
-                    rebuild_priority FROM lun_plexes ORDER BY rowid",
+                    rebuild_priority FROM lun_plexes ORDER BY lun, seq, rowid",
         )?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
@@ -613,6 +625,23 @@ impl Store {
                 flags: r.get::<_, i64>(7)? as u32,
                 stripe_size: r.get::<_, i64>(8)? as u32,
                 rebuild_priority: r.get(9)?,
+            });
+        }
+        let mut extents: std::collections::HashMap<Uuid, Vec<Extent>> = Default::default();
+        let mut st = c.prepare(
+            "SELECT lun, plex, col, seq, drive, offset, size FROM extents
+             ORDER BY lun, plex, col, seq",
+        )?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let lun = uuid_of(&r.get::<_, String>(0)?)?;
+            extents.entry(lun).or_default().push(Extent {
+                plex: uuid_of(&r.get::<_, String>(1)?)?,
+                column: r.get::<_, i64>(2)? as u32,
+                seq: r.get::<_, i64>(3)? as u32,
+                drive: uuid_of(&r.get::<_, String>(4)?)?,
+                offset: r.get::<_, i64>(5)? as u64,
+                size: r.get::<_, i64>(6)? as u64,
             });
         }
         let mut filters: std::collections::HashMap<Uuid, Vec<FaultFilterSpec>> = Default::default();
@@ -648,6 +677,13 @@ impl Store {
             let lun_numbers = lun_targets.remove(&id).unwrap_or_default();
             let dev: Option<i64> = r.get(17)?;
             let ino: Option<i64> = r.get(18)?;
+            let lun_plexes = plexes.remove(&id).unwrap_or_default();
+            // Extents in the LUN's plex order, then column, then position in the column.
+            let mut lun_extents = extents.remove(&id).unwrap_or_default();
+            lun_extents.sort_by_key(|x| {
+                let p = lun_plexes.iter().position(|p| p.id == x.plex);
+                (p.unwrap_or(usize::MAX), x.column, x.seq)
+            });
             snap.luns.push(LunRecord {
                 lun: Lun {
                     id,
@@ -671,7 +707,7 @@ impl Store {
                     read_only: r.get(20)?,
                     targets: lun_numbers.iter().map(|(t, _)| *t).collect(),
                     lun_numbers,
-                    plexes: plexes.remove(&id).unwrap_or_default(),
+                    plexes: lun_plexes,
                     backing: Backing {
                         kind: BackingKind::parse(&kind)
                             .ok_or_else(|| bad(format!("backing kind {kind:?}")))?,
@@ -685,6 +721,7 @@ impl Store {
                         LoadBalancePolicy::from_i64,
                         "load-balance policy",
                     )?,
+                    extents: lun_extents,
                 },
                 identity: dev.zip(ino).map(|(d, i)| (d as u64, i as u64)),
                 owns_file: r.get(19)?,
@@ -978,10 +1015,10 @@ impl Tx<'_> {
         self.tx
             .prepare_cached("DELETE FROM lun_plexes WHERE lun = ?1")?
             .execute([&id])?;
-        for p in &l.plexes {
+        for (i, p) in l.plexes.iter().enumerate() {
             self.tx
                 .prepare_cached(
-                    "INSERT INTO lun_plexes VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    "INSERT INTO lun_plexes VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 )?
                 .execute(params![
                     p.id.to_string(),
@@ -993,7 +1030,24 @@ impl Tx<'_> {
                     p.transition_state.value(),
                     p.flags as i64,
                     p.stripe_size as i64,
-                    p.rebuild_priority
+                    p.rebuild_priority,
+                    i as i64
+                ])?;
+        }
+        self.tx
+            .prepare_cached("DELETE FROM extents WHERE lun = ?1")?
+            .execute([&id])?;
+        for x in &l.extents {
+            self.tx
+                .prepare_cached("INSERT INTO extents VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?
+                .execute(params![
+                    id,
+                    x.plex.to_string(),
+                    x.column as i64,
+                    x.seq as i64,
+                    x.drive.to_string(),
+                    x.offset as i64,
+                    x.size as i64
                 ])?;
         }
         self.tx
@@ -1029,6 +1083,7 @@ impl Tx<'_> {
         for sql in [
             "DELETE FROM luns WHERE id = ?1",
             "DELETE FROM lun_plexes WHERE lun = ?1",
+            "DELETE FROM extents WHERE lun = ?1",
             "DELETE FROM fault_filters WHERE lun = ?1",
             "DELETE FROM lun_targets WHERE lun = ?1",
             "DELETE FROM pr_state WHERE lun = ?1",

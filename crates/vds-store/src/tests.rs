@@ -54,6 +54,7 @@ fn sample_lun(sub: Uuid, drive: Uuid, target: Uuid) -> LunRecord {
             block_size: 512,
             active_controllers: vec![Uuid::new_v4(), Uuid::new_v4()],
             load_balance: LoadBalancePolicy::Failover,
+            extents: Vec::new(),
         },
         identity: Some((12, 34)),
         owns_file: true,
@@ -569,4 +570,60 @@ fn a_version_5_store_upgrades_and_its_drive_is_a_dir_drive() {
     drop(s);
     let s = Store::open(dir.path()).unwrap();
     assert_eq!(s.load().unwrap().drives[0], d);
+}
+
+#[test]
+fn extents_and_plex_order_round_trip_and_go_with_the_lun() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sub, drive, target) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let mut rec = sample_lun(sub, drive, target);
+    rec.lun.backing = Backing {
+        kind: BackingKind::Extents,
+        path: None,
+    };
+    // Plex ids in descending order: the order must come from the LUN, not from the ids.
+    let mut ids = [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()];
+    ids.sort();
+    ids.reverse();
+    let template = rec.lun.plexes[0].clone();
+    rec.lun.plexes = ids
+        .iter()
+        .map(|id| LunPlex {
+            id: *id,
+            stripe_size: 65536,
+            ..template.clone()
+        })
+        .collect();
+    let other = Uuid::new_v4();
+    rec.lun.extents = ids
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| {
+            (0..2u32).map(move |c| Extent {
+                plex: *p,
+                column: c,
+                seq: 0,
+                drive: if c == 0 { drive } else { other },
+                offset: (1 << 20) + i as u64 * 4096,
+                size: 1 << 29,
+            })
+        })
+        .collect();
+    let mut s = Store::open(dir.path()).unwrap();
+    s.write(|tx| tx.put_lun(&rec)).unwrap();
+    drop(s);
+    let s = Store::open(dir.path()).unwrap();
+    let snap = s.load().unwrap();
+    assert_eq!(snap.luns.len(), 1);
+    let got = &snap.luns[0].lun;
+    assert_eq!(got.plexes, rec.lun.plexes, "plexes in the LUN's order");
+    assert_eq!(got.extents, rec.lun.extents);
+    assert_eq!(got.backing.kind, BackingKind::Extents);
+    let mut s = s;
+    s.write(|tx| tx.delete_lun(rec.lun.id)).unwrap();
+    let n: i64 = s
+        .conn
+        .query_row("SELECT COUNT(*) FROM extents", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 0, "a deleted LUN's extents are gone");
 }

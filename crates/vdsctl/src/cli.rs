@@ -210,6 +210,11 @@ pub enum DriveVerb {
     },
     /// Remove a drive that holds no LUN; its label is wiped.
     Remove { drive: String },
+    /// The drive's used ranges (LUN, plex, column) and free ones (QueryExtents).
+    Extents { drive: String },
+    /// Replace the fault filters of every extent on the drive (no options: remove them all;
+    /// the positional argument is the drive). Needs --enable-fault-injection.
+    SetFaults(SetFaults),
     /// Set or clear the hot-spare flag (SetFlags / ClearFlags).
     Flags {
         drive: String,
@@ -280,6 +285,8 @@ pub enum LunVerb {
     Show { lun: String },
     /// The paths through which the LUN is reached now (IVdsLunMpio::GetPathInfo).
     Paths { lun: String },
+    /// The LUN's plexes with their extents (QueryPlexes).
+    Plexes { lun: String },
     /// Create a LUN (a job).
     Create(LunCreate),
     /// Delete a LUN.
@@ -435,6 +442,16 @@ pub struct LunCreate {
     /// Drive to allocate from (UUID or friendly name).
     #[arg(long)]
     pub drive: Option<String>,
+    /// Drives of an extent-backed LUN, in order (UUIDs or friendly names, comma-separated or
+    /// repeated): plex i takes the i-th group of drives.
+    #[arg(long, value_delimiter = ',')]
+    pub drives: Vec<String>,
+    /// Plexes of a mirror or raid10 LUN (2-4, default 2).
+    #[arg(long)]
+    pub plexes: Option<u32>,
+    /// Stripe size of a stripe or raid10 LUN, e.g. 64KiB (a power of two, 4KiB-1MiB).
+    #[arg(long, value_parser = size_arg)]
+    pub stripe_size: Option<u64>,
     /// Unmasking list ("*", "", or IQNs separated by ';').
     #[arg(long)]
     pub mask: Option<String>,

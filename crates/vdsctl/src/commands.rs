@@ -148,10 +148,20 @@ fn query_escape(s: &str) -> String {
 pub fn lun_create_body(
     c: &LunCreate,
     drive: Option<String>,
+    drives: Vec<String>,
     targets: Vec<String>,
 ) -> Result<Value, CliError> {
     let mut body = Map::new();
     body.insert("size_bytes".into(), json!(c.size));
+    if !drives.is_empty() {
+        body.insert("drives".into(), json!(drives));
+    }
+    if let Some(p) = c.plexes {
+        body.insert("plexes".into(), json!(p));
+    }
+    if let Some(s) = c.stripe_size {
+        body.insert("stripe_size".into(), json!(s));
+    }
     if let Some(n) = &c.name {
         body.insert("friendly_name".into(), json!(n));
     }
@@ -495,6 +505,23 @@ impl Ctx {
                     let id = self.drive_id(&drive)?;
                     self.show_reply(&self.send("DELETE", &format!("/v1/drives/{id}"), None)?)
                 }
+                DriveVerb::SetFaults(f) => {
+                    let filters = fault_filters(&f)?;
+                    let id = self.drive_id(&f.lun)?;
+                    let body = json!({"filters": filters});
+                    self.show_reply(&self.send(
+                        "PUT",
+                        &format!("/v1/drives/{id}/faults"),
+                        Some(body),
+                    )?)
+                }
+                DriveVerb::Extents { drive } => {
+                    let id = self.drive_id(&drive)?;
+                    let r = self.get(&format!("/v1/drives/{id}/extents"))?;
+                    let items = as_array(r.json()?, "extents")?;
+                    self.show_list(Kind::Extent, &items, Some(&r.body));
+                    Ok(())
+                }
                 DriveVerb::Flags { drive, hotspare } => {
                     let id = self.drive_id(&drive)?;
                     self.show_reply(&self.send(
@@ -659,6 +686,13 @@ impl Ctx {
 
     fn lun(&self, verb: LunVerb) -> Result<(), CliError> {
         match verb {
+            LunVerb::Plexes { lun } => {
+                let id = self.lun_id(&lun)?;
+                let r = self.get(&format!("/v1/luns/{id}/plexes"))?;
+                let items = as_array(r.json()?, "plexes")?;
+                self.show_list(Kind::Plex, &items, Some(&r.body));
+                Ok(())
+            }
             LunVerb::Paths { lun } => {
                 let id = self.lun_id(&lun)?;
                 let r = self.get(&format!("/v1/luns/{id}/paths"))?;
@@ -697,12 +731,17 @@ impl Ctx {
             LunVerb::Create(c) => {
                 let sub = self.one_subsystem(c.subsystem.as_deref())?;
                 let drive = c.drive.as_deref().map(|d| self.drive_id(d)).transpose()?;
+                let drives = c
+                    .drives
+                    .iter()
+                    .map(|d| self.drive_id(d))
+                    .collect::<Result<Vec<_>, _>>()?;
                 let targets = c
                     .targets
                     .iter()
                     .map(|t| self.target_id(t))
                     .collect::<Result<Vec<_>, _>>()?;
-                let body = lun_create_body(&c, drive, targets)?;
+                let body = lun_create_body(&c, drive, drives, targets)?;
                 self.job_started(self.send(
                     "POST",
                     &format!("/v1/subsystems/{sub}/luns"),
@@ -1089,7 +1128,7 @@ mod tests {
     fn lun_create_body_sends_only_what_was_given() {
         let c = create(&["--size", "1GiB"]);
         assert_eq!(
-            lun_create_body(&c, None, vec![]).unwrap(),
+            lun_create_body(&c, None, vec![], vec![]).unwrap(),
             json!({"size_bytes": 1u64 << 30})
         );
         let c = create(&[
@@ -1109,7 +1148,7 @@ mod tests {
             "--read-only",
         ]);
         assert_eq!(
-            lun_create_body(&c, Some("d".into()), vec!["t".into()]).unwrap(),
+            lun_create_body(&c, Some("d".into()), vec![], vec!["t".into()]).unwrap(),
             json!({"size_bytes": 10u64 << 20, "friendly_name": "db", "type": "simple",
                    "thin": false, "drive": "d", "unmasking_list": "*", "targets": ["t"],
                    "backing": {"kind": "file", "path": "/tmp/x",
@@ -1125,7 +1164,7 @@ mod tests {
             "optimal_write_size=64KiB",
         ]);
         assert_eq!(
-            lun_create_body(&c, None, vec![]).unwrap(),
+            lun_create_body(&c, None, vec![], vec![]).unwrap(),
             json!({"size_bytes": 1u64 << 20,
                    "hints": {"write_caching_enabled": false, "optimal_write_size": 65536}})
         );
@@ -1138,7 +1177,9 @@ mod tests {
         assert_eq!(query_escape("naa.6005&x=1"), "naa.6005%26x%3D1");
         let c = create(&["--size", "1", "--fault", "{nope"]);
         assert_eq!(
-            lun_create_body(&c, None, vec![]).unwrap_err().exit_code(),
+            lun_create_body(&c, None, vec![], vec![])
+                .unwrap_err()
+                .exit_code(),
             2
         );
     }

@@ -21,6 +21,10 @@ pub enum Kind {
     Session,
     /// A path to a LUN (`GET /v1/luns/{id}/paths`).
     Path,
+    /// A plex of a LUN (`GET /v1/luns/{id}/plexes`).
+    Plex,
+    /// A range of a drive (`GET /v1/drives/{id}/extents`).
+    Extent,
 }
 
 type Column = (&'static str, fn(&Value) -> String);
@@ -132,6 +136,28 @@ fn columns(kind: Kind) -> Vec<Column> {
             }),
             ("PORTAL", |v| field(v, "target_portal")),
             ("CONTROLLER", |v| field(v, "controller")),
+        ],
+        Kind::Plex => vec![
+            ("ID", |v| field(v, "id")),
+            ("TYPE", |v| field(v, "type")),
+            ("SIZE", |v| size(v, "size_bytes")),
+            ("STATUS", |v| field(v, "status")),
+            ("HEALTH", |v| field(v, "health")),
+            ("STRIPE", |v| field(v, "stripe_size")),
+            ("EXTENTS", |v| count(v, "extents")),
+        ],
+        Kind::Extent => vec![
+            ("OFFSET", |v| field(v, "offset")),
+            ("SIZE", |v| size(v, "size_bytes")),
+            ("LUN", |v| {
+                if v.get("free").and_then(Value::as_bool) == Some(true) {
+                    "(free)".into()
+                } else {
+                    field(v, "lun")
+                }
+            }),
+            ("PLEX", |v| field(v, "plex")),
+            ("COLUMN", |v| field(v, "column")),
         ],
     }
 }

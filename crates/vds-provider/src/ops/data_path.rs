@@ -44,6 +44,7 @@ impl Provider {
             }
             HookMsg::PlexFailed(id, plex, why) => {
                 inner.record_plex_failed(st, *id, *plex, why);
+                inner.hot_spare(st, *id, *plex);
                 *id
             }
             HookMsg::WriteCache(id) => {

@@ -327,10 +327,20 @@ impl Provider {
                  never removed"
             )));
         }
-        if let Some(e) = st.luns.values().find(|e| e.rec.lun.drive == id) {
+        if let Some(e) = st
+            .luns
+            .values()
+            .find(|e| crate::extents::lun_uses_drive(&e.rec.lun, id))
+        {
             return Err(VdsError::new(
                 Hresult::VDS_E_DEVICE_IN_USE,
                 format!("drive {id} holds LUN {}; delete it first", e.rec.lun.id),
+            ));
+        }
+        if let Some((lun, _)) = crate::extents::extents_on(st, id).first() {
+            return Err(VdsError::new(
+                Hresult::VDS_E_DEVICE_IN_USE,
+                format!("drive {id} holds an extent of LUN {lun}, being created"),
             ));
         }
         st.check_free(&[(ObjectKind::Drive, id)])?;
@@ -345,6 +355,7 @@ impl Provider {
             })
             .event(ObjectKind::Drive, EventKind::Removed, id);
         inner.commit(st, change, None)?;
+        inner.drive_io.forget(id);
         // Removed from the array first: a label that cannot be wiped now (the drive is gone or
         // unreadable) only makes a later add of the same path ask for force.
         match label::wipe(Path::new(&d.path), medium(d.kind), &label_of(&d)) {
@@ -358,6 +369,29 @@ impl Provider {
             kind: ObjectKind::Drive,
             id,
         })
+    }
+
+    /// `PUT /v1/drives/{id}/faults`: the same checks as a LUN's (fault injection only), then
+    /// the filters go on every segment of every extent on the drive, and on those opened
+    /// later. Not stored: a restart starts without them.
+    pub(super) fn set_drive_faults(
+        &self,
+        id: Uuid,
+        filters: Vec<vds_model::FaultFilterSpec>,
+    ) -> Result<Outcome, VdsError> {
+        let inner = &self.inner;
+        let mut g = inner.state.lock();
+        let st = &mut *g;
+        inner.object_call(st, ObjectKind::Drive, id)?;
+        super::check_filters(inner, "filters", &filters)?;
+        if !inner.config.fault_injection {
+            return Err(VdsError::not_supported(
+                "filters: fault filters are accepted only when vdsd runs with --enable-fault-injection",
+            ));
+        }
+        st.check_free(&[(ObjectKind::Drive, id)])?;
+        inner.drive_io.set_filters(id, &filters);
+        Ok(Outcome::Drive(st.drives[&id].clone()))
     }
 
     /// `IVdsDrive::SetFlags` / `ClearFlags` with `VDS_DRF_HOTSPARE`: a spare holds no LUN (so
@@ -379,7 +413,11 @@ impl Provider {
                     "drive {id} is the data dir's own drive; it is not made a hot spare"
                 )));
             }
-            if let Some(e) = st.luns.values().find(|e| e.rec.lun.drive == id) {
+            if let Some(e) = st
+                .luns
+                .values()
+                .find(|e| crate::extents::lun_uses_drive(&e.rec.lun, id))
+            {
                 return Err(VdsError::new(
                     Hresult::VDS_E_DEVICE_IN_USE,
                     format!(

@@ -87,10 +87,12 @@ impl Provider {
                 })
                 .event(ObjectKind::Lun, EventKind::Depart, id))
         };
+        let extent_files = crate::extents::files_of(&g.drives, &entry.rec.lun);
         let (g, (), r) = inner.commit_prepared(g, slots, drain, undo, build);
         r?;
         drop(g);
         free_storage(&entry);
+        crate::extents::remove_files(&extent_files);
         Ok(Outcome::Deleted {
             kind: ObjectKind::Lun,
             id,
@@ -295,7 +297,26 @@ impl Provider {
                 ),
             ));
         }
-        // vds creates no fault-tolerant LUNs yet; a store holding one came from elsewhere.
+        // A mirror with a failed plex: a spare or another drive takes it and it is rebuilt.
+        if let Some(plex) = lun
+            .plexes
+            .iter()
+            .position(|p| p.status == vds_model::LunPlexStatus::Failed)
+        {
+            if st.luns[&id].raid.is_some() {
+                let job = self
+                    .inner
+                    .replace_plex(st, id, plex, crate::spare::Source::Any)?;
+                return Ok(Outcome::Job(job.job()));
+            }
+        }
+        if lun.backing.kind == vds_model::BackingKind::Extents {
+            return Err(VdsError::new(
+                Hresult::VDS_E_INVALID_OPERATION,
+                format!("LUN {id} has no failed plex: there is nothing to recover"),
+            ));
+        }
+        // A fault-tolerant LUN that is not on extents came from elsewhere.
         Err(VdsError::not_supported(format!(
             "LUN {id}: recovery of {} LUNs is not supported by this provider",
             lun.lun_type.short_name()

@@ -52,6 +52,9 @@ struct StoragePlan {
 
 impl Provider {
     pub(super) fn create_lun(&self, a: CreateLunArgs) -> Result<Outcome, VdsError> {
+        if a.drives.is_some() || a.plexes.is_some() || a.stripe_size.is_some() {
+            return self.create_composite_lun(a);
+        }
         let inner = &self.inner;
         let mut g = inner.state.lock();
         let st = &mut *g;
@@ -367,7 +370,16 @@ fn create_lun_work(
     job.set_percent(90);
     let mut g = inner.state.lock();
     let r = commit_new_lun(
-        inner, job, &mut g, &mut lun, hints, &targets, filtered, identity, &plan, slots,
+        inner,
+        job,
+        &mut g,
+        &mut lun,
+        hints,
+        &targets,
+        (filtered, None),
+        identity,
+        plan.owns_file,
+        slots,
     );
     if r.is_err() {
         remove_own_file(&lun, &plan);
@@ -415,18 +427,19 @@ fn open_new_storage(
     Ok((filtered, identity))
 }
 
-/// Gives the new LUN its numbers on `targets` and commits it.
+/// Gives the new LUN its numbers on `targets` and commits it (with the composite store of an
+/// extent-backed LUN in `raid`, whose extents stop being pending in the same commit).
 #[allow(clippy::too_many_arguments)]
-fn commit_new_lun(
+pub(super) fn commit_new_lun(
     inner: &Arc<Inner>,
     job: &JobHandle,
     st: &mut State,
     lun: &mut Lun,
     hints: LunHints,
     targets: &[Uuid],
-    filtered: Arc<Filtered>,
+    (filtered, raid): (Arc<Filtered>, Option<Arc<vds_backstore::RaidStore>>),
     identity: Identity,
-    plan: &StoragePlan,
+    owns_file: bool,
     slots: Slots,
 ) -> Result<(), VdsError> {
     if !job.begin_commit() {
@@ -453,7 +466,7 @@ fn commit_new_lun(
     let rec = LunRecord {
         lun: lun.clone(),
         identity,
-        owns_file: plan.owns_file,
+        owns_file,
     };
     let row = rec.clone();
     let mut change = Change::new()
@@ -472,7 +485,9 @@ fn commit_new_lun(
                 lu,
                 filtered: Some(filtered),
                 hints,
+                raid,
             };
+            st.pending_extents.remove(&id);
             st.luns.insert(id, entry);
             for t in targets {
                 if let Some(te) = st.targets.get_mut(t) {

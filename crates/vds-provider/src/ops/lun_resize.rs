@@ -43,6 +43,11 @@ impl Provider {
         let mut g = inner.state.lock();
         let st = &mut *g;
         inner.object_call(st, ObjectKind::Lun, id)?;
+        if st.luns[&id].rec.lun.backing.kind == vds_model::BackingKind::Extents {
+            return Err(VdsError::not_supported(format!(
+                "LUN {id} is extent-backed; extending or shrinking it is not supported yet"
+            )));
+        }
         let r = check_resize(st, id, bytes, extend)?;
         let slots = inner.claim(st, &[id]);
         let transition = if extend {

@@ -30,13 +30,15 @@ use crate::{Command, Outcome, Provider, VdsError};
 mod cache;
 mod controller;
 mod data_path;
-mod drive;
+pub(crate) mod drive;
 mod lun;
+mod lun_composite;
 mod lun_create;
 pub(crate) mod lun_info;
 mod lun_resize;
 mod maintenance;
 mod path;
+mod plex;
 mod portal;
 mod portal_group;
 mod read;
@@ -261,6 +263,9 @@ impl Provider {
             Command::SetLoadBalance { id, policy } => self.set_load_balance(id, policy),
             Command::ListDrives { subsystem } => self.list(ObjectKind::Drive, subsystem),
             Command::GetDrive { id } => self.get(ObjectKind::Drive, id),
+            Command::GetDriveExtents { id } => self.drive_extents(id),
+            Command::GetLunPlexes { id } => self.lun_plexes(id),
+            Command::GetPlex { id } => self.plex(id),
             Command::AddDrive {
                 subsystem,
                 kind,
@@ -270,6 +275,7 @@ impl Provider {
             } => self.add_drive(subsystem, kind, path, friendly_name, force),
             Command::RemoveDrive { id } => self.remove_drive(id),
             Command::SetDriveFlags { id, hotspare } => self.set_drive_flags(id, hotspare),
+            Command::SetDriveFaults { id, filters } => self.set_drive_faults(id, filters),
             Command::SetDriveStatus { id, status } => {
                 self.set_path_status(ObjectKind::Drive, id, status)
             }

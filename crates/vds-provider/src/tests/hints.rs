@@ -275,6 +275,9 @@ fn create_lun_takes_hints() {
             optimal_read_alignment: Some(100),
             ..Default::default()
         }),
+        drives: None,
+        plexes: None,
+        stripe_size: None,
     }));
     assert_eq!(e.hresult, Hresult::E_INVALIDARG);
     assert!(e.message.starts_with("optimal_read_alignment"), "{e}");

@@ -6,6 +6,7 @@ mod alua;
 mod aptpl;
 mod commit;
 mod drives;
+mod extents;
 mod hints;
 mod leftovers;
 mod maintenance;
@@ -206,6 +207,9 @@ impl Fixture {
             targets: None,
             read_only: None,
             hints: None,
+            drives: None,
+            plexes: None,
+            stripe_size: None,
             backing: None,
         }
     }

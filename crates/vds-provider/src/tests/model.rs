@@ -147,6 +147,9 @@ impl World {
                     targets: None,
                     read_only: None,
                     hints: None,
+                    drives: None,
+                    plexes: None,
+                    stripe_size: None,
                     backing: None,
                 }));
                 assert_eq!(code(&r), expect, "{op:?}: {r:?}");

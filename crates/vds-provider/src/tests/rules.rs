@@ -723,6 +723,9 @@ fn bad_lun_create_arguments_name_the_field_and_change_nothing() {
         targets: None,
         read_only: None,
         hints: None,
+        drives: None,
+        plexes: None,
+        stripe_size: None,
         backing: None,
     };
     type Edit = Box<dyn Fn(&mut crate::CreateLunArgs)>;
@@ -935,6 +938,9 @@ fn lun_create_on_memory_and_existing_file_adopts_it_and_wipe_zeroes_its_ends() {
         targets: None,
         read_only: None,
         hints: None,
+        drives: None,
+        plexes: None,
+        stripe_size: None,
         backing: Some(BackingSpec {
             kind: BackingKind::File,
             path: Some(path.display().to_string()),

@@ -1,0 +1,587 @@
+//! Extent-backed LUNs (BEHAVIOUR.md §15): how a simple, span, stripe, mirror or RAID-10 LUN
+//! made with `drives` is laid out on them (`plan`: one extent per drive, space checked, first
+//! fit on `block` drives), made (`make_files`: a sparse file per extent on `dir` drives),
+//! opened as a `vds_backstore::RaidStore` (`open`), and freed (`files_of`). `DriveIo` keeps,
+//! per drive, the one open store of a `block` drive and the fault filters of every segment on
+//! it (`PUT /v1/drives/{id}/faults` updates them all).
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
+use uuid::Uuid;
+use vds_backstore::label::LABEL_AREA;
+use vds_backstore::raid::{PlexLayout, PlexObserver, PlexState, RaidStore, Segment};
+use vds_backstore::{BackingStore, Filtered};
+use vds_model::{
+    Drive, DriveFlag, DriveKind, DriveStatus, Extent, FaultFilterSpec, Health, Hresult, Lun,
+    LunPlex, LunPlexStatus, LunPlexType, LunType, TransitionState,
+};
+
+use crate::engine::BLOCK_SIZE;
+use crate::state::State;
+use crate::storage::to_filters;
+use crate::VdsError;
+
+/// The directory of a `dir` drive that holds its extents.
+pub(crate) const EXTENT_DIR: &str = "vds-extents";
+
+/// The default stripe size (64 KiB).
+pub(crate) const DEFAULT_STRIPE: u64 = 64 << 10;
+
+/// What a caller asked for: the type and its drives, plexes and stripe size.
+#[derive(Debug, Clone)]
+pub(crate) struct Request {
+    pub lun_type: LunType,
+    pub drives: Vec<Uuid>,
+    pub plexes: Option<u32>,
+    pub stripe_size: Option<u64>,
+}
+
+/// A planned layout: the plexes, the extents and the LUN's size (whole stripes).
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub plexes: Vec<LunPlex>,
+    pub extents: Vec<Extent>,
+    pub size: u64,
+}
+
+/// Checks `req` against the drives of `subsystem` and lays out `size` bytes on them.
+/// Steps 4 and 5 of the checks: E_INVALIDARG, then NOT_SUPPORTED, then the drives and the
+/// space (`VDS_E_NOT_ENOUGH_DRIVE`, `VDS_E_NOT_ENOUGH_SPACE`).
+pub(crate) fn plan(
+    st: &State,
+    data_dir: &Path,
+    subsystem: Uuid,
+    req: &Request,
+    size: u64,
+) -> Result<Plan, VdsError> {
+    let stripe = match req.stripe_size {
+        None => DEFAULT_STRIPE,
+        Some(s) if s.is_power_of_two() && (4096..=1 << 20).contains(&s) => s,
+        Some(s) => {
+            return Err(VdsError::invalid_arg(
+                "stripe_size",
+                format!("{s} is not a power of two from 4096 to 1048576"),
+            ))
+        }
+    };
+    let (plexes, striped, plex_type) = match req.lun_type {
+        LunType::Simple | LunType::Span | LunType::Default | LunType::NonFaultTolerant => {
+            (1, false, LunPlexType::Span)
+        }
+        LunType::Stripe => (1, true, LunPlexType::Stripe),
+        LunType::Mirror => (req.plexes.unwrap_or(2), false, LunPlexType::Span),
+        LunType::Raid10 => (req.plexes.unwrap_or(2), true, LunPlexType::Stripe),
+        t => {
+            return Err(VdsError::not_supported(format!(
+                "type: LUN type {} is not supported by this provider",
+                t.short_name()
+            )))
+        }
+    };
+    let mirrored = matches!(req.lun_type, LunType::Mirror | LunType::Raid10);
+    if mirrored && !(2..=4).contains(&plexes) {
+        return Err(VdsError::invalid_arg(
+            "plexes",
+            format!(
+                "a {} LUN has 2 to 4 plexes, not {plexes}",
+                req.lun_type.short_name()
+            ),
+        ));
+    }
+    if !mirrored && req.plexes.is_some_and(|p| p != 1) {
+        return Err(VdsError::invalid_arg(
+            "plexes",
+            format!("a {} LUN has one plex", req.lun_type.short_name()),
+        ));
+    }
+    if req.stripe_size.is_some() && !striped {
+        return Err(VdsError::invalid_arg(
+            "stripe_size",
+            format!("a {} LUN is not striped", req.lun_type.short_name()),
+        ));
+    }
+    check_drives(st, data_dir, subsystem, &req.drives)?;
+    let d = req.drives.len();
+    let p = plexes as usize;
+    let enough = match req.lun_type {
+        LunType::Simple => d == 1,
+        LunType::Stripe => d >= 2,
+        LunType::Raid10 => d >= 2 * p,
+        _ => d >= p,
+    };
+    if !enough {
+        return Err(VdsError::new(
+            Hresult::VDS_E_NOT_ENOUGH_DRIVE,
+            format!(
+                "drives: a {} LUN{} needs {}, {d} given (each plex on drives of its own)",
+                req.lun_type.short_name(),
+                if mirrored {
+                    format!(" of {p} plexes")
+                } else {
+                    String::new()
+                },
+                match req.lun_type {
+                    LunType::Simple => "exactly one drive".to_string(),
+                    LunType::Stripe => "at least 2 drives".to_string(),
+                    LunType::Raid10 => format!("at least {} drives", 2 * p),
+                    _ => format!("at least {p} drives"),
+                }
+            ),
+        ));
+    }
+    if !d.is_multiple_of(p) {
+        return Err(VdsError::invalid_arg(
+            "drives",
+            format!("{d} drives do not split evenly into {p} plexes"),
+        ));
+    }
+    let per_plex = d / p;
+    // Every piece a whole number of blocks; a striped plex whole stripes of every column.
+    let (plex_size, pieces): (u64, Vec<u64>) = if striped {
+        let cols = per_plex as u64;
+        let col = size.div_ceil(stripe * cols) * stripe;
+        (col * cols, vec![col; per_plex])
+    } else {
+        let blocks = size / BLOCK_SIZE;
+        let base = blocks / per_plex as u64;
+        let mut v = vec![base * BLOCK_SIZE; per_plex];
+        v[per_plex - 1] += (blocks - base * per_plex as u64) * BLOCK_SIZE;
+        (size, v)
+    };
+    if pieces.contains(&0) {
+        return Err(VdsError::invalid_arg(
+            "size_bytes",
+            format!("{size} bytes cannot be spread over {per_plex} drives"),
+        ));
+    }
+    let mut out = Plan {
+        plexes: Vec::new(),
+        extents: Vec::new(),
+        size: plex_size,
+    };
+    for chunk in req.drives.chunks(per_plex) {
+        let plex = Uuid::new_v4();
+        out.plexes.push(LunPlex {
+            id: plex,
+            size_bytes: plex_size,
+            plex_type: if per_plex == 1 && !striped {
+                LunPlexType::Simple
+            } else {
+                plex_type
+            },
+            status: LunPlexStatus::Online,
+            health: Health::Healthy,
+            transition_state: TransitionState::Stable,
+            flags: 0,
+            stripe_size: if striped { stripe as u32 } else { 0 },
+            rebuild_priority: 0,
+        });
+        for (k, (drive, len)) in chunk.iter().zip(&pieces).enumerate() {
+            let (column, seq) = if striped {
+                (k as u32, 0)
+            } else {
+                (0, k as u32)
+            };
+            let offset = place(st, &st.drives[drive], *len)?;
+            out.extents.push(Extent {
+                plex,
+                column,
+                seq,
+                drive: *drive,
+                offset,
+                size: *len,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The drives of a new extent-backed LUN: listed once each, of this subsystem, added drives
+/// (not the data dir's), not failed, not hot spares (a spare waits for a failed plex).
+fn check_drives(
+    st: &State,
+    data_dir: &Path,
+    subsystem: Uuid,
+    drives: &[Uuid],
+) -> Result<(), VdsError> {
+    for (i, id) in drives.iter().enumerate() {
+        let at = format!("drives[{i}]");
+        st.lookup(vds_model::ObjectKind::Drive, *id, Some(&at))?;
+        let d = &st.drives[id];
+        if drives[..i].contains(id) {
+            return Err(VdsError::invalid_arg(
+                &at,
+                format!("drive {id} is listed twice"),
+            ));
+        }
+        if d.subsystem != subsystem {
+            return Err(VdsError::invalid_arg(
+                &at,
+                format!("drive {id} belongs to another subsystem"),
+            ));
+        }
+        if crate::ops::drive::is_data_dir_drive(d, data_dir) {
+            return Err(VdsError::invalid_arg(
+                &at,
+                format!("drive {id} is the data dir's drive; its LUNs are files (omit drives)"),
+            ));
+        }
+        if d.flags & DriveFlag::Hotspare.value() != 0 {
+            return Err(VdsError::invalid_arg(
+                &at,
+                format!("drive {id} is a hot spare; a spare is used only to rebuild a plex"),
+            ));
+        }
+        if d.status != DriveStatus::Online {
+            return Err(VdsError::new(
+                Hresult::VDS_E_OBJECT_STATUS_FAILED,
+                format!("{at}: drive {id} is {}", d.status.short_name()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Every extent on drive `id`: the committed LUNs' and those of creates still running.
+pub(crate) fn extents_on(st: &State, id: Uuid) -> Vec<(Uuid, Extent)> {
+    let mut v: Vec<(Uuid, Extent)> = st
+        .luns
+        .values()
+        .flat_map(|e| e.rec.lun.extents.iter().map(|x| (e.rec.lun.id, *x)))
+        .chain(
+            st.pending_extents
+                .iter()
+                .flat_map(|(l, xs)| xs.iter().map(|x| (*l, *x))),
+        )
+        .filter(|(_, x)| x.drive == id)
+        .collect();
+    v.sort_by_key(|(_, x)| x.offset);
+    v
+}
+
+/// Whether LUN `lun` has storage on drive `drive` (its file drive or one of its extents).
+pub(crate) fn lun_uses_drive(lun: &Lun, drive: Uuid) -> bool {
+    lun.drive == drive || lun.extents.iter().any(|x| x.drive == drive)
+}
+
+/// The free byte ranges `(offset, len)` of a `block` drive: after the label area, between
+/// its extents.
+pub(crate) fn free_ranges(st: &State, d: &Drive) -> Vec<(u64, u64)> {
+    let mut free = Vec::new();
+    let mut at = LABEL_AREA;
+    for (_, x) in extents_on(st, d.id) {
+        if x.offset > at {
+            free.push((at, x.offset - at));
+        }
+        at = at.max(x.offset + x.size);
+    }
+    if d.size_bytes > at {
+        free.push((at, d.size_bytes - at));
+    }
+    free
+}
+
+/// Where a new `len`-byte extent goes on drive `d`: a `block` drive's first free range that
+/// fits; a `dir` drive's own file (offset 0) when what its extents take leaves room.
+pub(crate) fn place(st: &State, d: &Drive, len: u64) -> Result<u64, VdsError> {
+    let no_space = |free: u64| {
+        VdsError::new(
+            Hresult::VDS_E_NOT_ENOUGH_SPACE,
+            format!(
+                "drive {} ({}) has no {len}-byte extent free ({free} bytes free{})",
+                d.id,
+                d.path,
+                if d.kind == DriveKind::Block {
+                    " in its largest range"
+                } else {
+                    ""
+                }
+            ),
+        )
+    };
+    match d.kind {
+        DriveKind::Block => {
+            let ranges = free_ranges(st, d);
+            ranges
+                .iter()
+                .find(|(_, l)| *l >= len)
+                .map(|(o, _)| *o)
+                .ok_or_else(|| no_space(ranges.iter().map(|(_, l)| *l).max().unwrap_or(0)))
+        }
+        DriveKind::Dir => {
+            let used: u64 = extents_on(st, d.id).iter().map(|(_, x)| x.size).sum();
+            let free = d.size_bytes.saturating_sub(used);
+            if free < len {
+                return Err(no_space(free));
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// The file of an extent on a `dir` drive.
+pub(crate) fn extent_file(drive: &Drive, lun: Uuid, x: &Extent) -> PathBuf {
+    Path::new(&drive.path)
+        .join(EXTENT_DIR)
+        .join(format!("{lun}-{}-{}-{}", x.plex, x.column, x.seq))
+}
+
+/// The extent files of `lun` (on its `dir` drives), to remove after it is deleted.
+pub(crate) fn files_of(drives: &HashMap<Uuid, Drive>, lun: &Lun) -> Vec<PathBuf> {
+    lun.extents
+        .iter()
+        .filter_map(|x| {
+            let d = drives.get(&x.drive)?;
+            (d.kind == DriveKind::Dir).then(|| extent_file(d, lun.id, x))
+        })
+        .collect()
+}
+
+/// Makes the files of `extents` of LUN `lun` on `dir` drives: sparse, mode 0600, never over
+/// an existing file or through a link. On error the files made are removed again.
+pub(crate) fn make_files(
+    drives: &HashMap<Uuid, Drive>,
+    lun: Uuid,
+    extents: &[Extent],
+) -> io::Result<Vec<PathBuf>> {
+    let mut made = Vec::new();
+    let r = (|| {
+        for x in extents {
+            let Some(d) = drives.get(&x.drive).filter(|d| d.kind == DriveKind::Dir) else {
+                continue;
+            };
+            let dir = Path::new(&d.path).join(EXTENT_DIR);
+            vds_backstore::lifecycle::make_private_dir(&dir)?;
+            // The extent directory is vds's own: a link put there is not followed.
+            if !std::fs::symlink_metadata(&dir)?.is_dir() {
+                return Err(io::Error::other(format!(
+                    "{} is not a directory",
+                    dir.display()
+                )));
+            }
+            let path = extent_file(d, lun, x);
+            vds_backstore::lifecycle::create_new(&path, x.size)?;
+            made.push(path);
+        }
+        Ok(())
+    })();
+    match r {
+        Ok(()) => Ok(made),
+        Err(e) => {
+            remove_files(&made);
+            Err(e)
+        }
+    }
+}
+
+/// Removes extent files (a deleted LUN's, or those of a create that failed).
+pub(crate) fn remove_files(files: &[PathBuf]) {
+    for f in files {
+        if let Err(err) = vds_backstore::lifecycle::remove_file(f) {
+            tracing::warn!(path = %f.display(), error = %err, "could not remove an extent file");
+        }
+    }
+}
+
+/// What the provider keeps open per drive: a `block` drive's store (opened once, shared by
+/// every extent on it) and the filtered store of every segment on the drive, with the fault
+/// filters they all apply.
+#[derive(Default)]
+pub(crate) struct DriveIo {
+    drives: Mutex<HashMap<Uuid, DriveEntry>>,
+}
+
+#[derive(Default)]
+struct DriveEntry {
+    block: Option<Arc<dyn BackingStore>>,
+    filters: Vec<FaultFilterSpec>,
+    segments: Vec<Weak<Filtered>>,
+}
+
+impl DriveIo {
+    /// The store of one extent, behind the drive's fault filters.
+    fn segment(&self, d: &Drive, lun: Uuid, x: &Extent) -> io::Result<Segment> {
+        let mut g = self.drives.lock();
+        let e = g.entry(d.id).or_default();
+        let (store, offset): (Arc<dyn BackingStore>, u64) = match d.kind {
+            DriveKind::Dir => {
+                let path = extent_file(d, lun, x);
+                let f = vds_backstore::FileStore::open(&path)?;
+                if f.size() != x.size {
+                    return Err(io::Error::other(format!(
+                        "{} is {} bytes, its extent {}",
+                        path.display(),
+                        f.size(),
+                        x.size
+                    )));
+                }
+                (Arc::new(f), 0)
+            }
+            DriveKind::Block => {
+                let store = match &e.block {
+                    Some(s) => s.clone(),
+                    None => {
+                        let s = open_block_drive(Path::new(&d.path))?;
+                        e.block = Some(s.clone());
+                        s
+                    }
+                };
+                if x.offset
+                    .checked_add(x.size)
+                    .is_none_or(|end| end > store.size())
+                {
+                    return Err(io::Error::other(format!(
+                        "extent {}+{} beyond drive {} ({} bytes)",
+                        x.offset,
+                        x.size,
+                        d.path,
+                        store.size()
+                    )));
+                }
+                (store, x.offset)
+            }
+        };
+        let filtered = Arc::new(Filtered::new(store, to_filters(&e.filters)));
+        e.segments.retain(|w| w.strong_count() > 0);
+        e.segments.push(Arc::downgrade(&filtered));
+        Ok(Segment {
+            store: filtered,
+            offset,
+            len: x.size,
+        })
+    }
+
+    /// Sets the fault filters of every segment on drive `id` (and of those opened later).
+    pub(crate) fn set_filters(&self, id: Uuid, filters: &[FaultFilterSpec]) {
+        let mut g = self.drives.lock();
+        let e = g.entry(id).or_default();
+        e.filters = filters.to_vec();
+        e.segments.retain(|w| w.strong_count() > 0);
+        for s in e.segments.iter().filter_map(Weak::upgrade) {
+            s.set_filters(to_filters(filters));
+        }
+    }
+
+    /// Forgets a removed drive (its block store closes with its last extent).
+    pub(crate) fn forget(&self, id: Uuid) {
+        self.drives.lock().remove(&id);
+    }
+}
+
+/// A `block` drive: a block device (opened `O_EXCL`), or a regular file standing in for one.
+fn open_block_drive(path: &Path) -> io::Result<Arc<dyn BackingStore>> {
+    let md = std::fs::metadata(path)?;
+    if md.is_file() {
+        Ok(Arc::new(vds_backstore::FileStore::open(path)?))
+    } else {
+        Ok(Arc::new(vds_backstore::BlockStore::open(path)?))
+    }
+}
+
+/// The state a plex opens in: FAILED stays failed, a plex being rebuilt (or stale) is stale,
+/// any other is current.
+fn plex_state(p: &LunPlex) -> PlexState {
+    if p.status == LunPlexStatus::Failed || p.health == Health::Failed {
+        PlexState::Failed
+    } else if matches!(p.health, Health::Rebuilding | Health::Stale) {
+        PlexState::Stale
+    } else {
+        PlexState::Current
+    }
+}
+
+/// The layout of plex `plex` of `lun` from its extents.
+fn layout_of(
+    io: &DriveIo,
+    drives: &HashMap<Uuid, Drive>,
+    lun: &Lun,
+    plex: &LunPlex,
+) -> io::Result<PlexLayout> {
+    let mut columns: Vec<Vec<(u32, Segment)>> = Vec::new();
+    for x in lun.extents.iter().filter(|x| x.plex == plex.id) {
+        let d = drives.get(&x.drive).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("drive {} is gone", x.drive),
+            )
+        })?;
+        let c = x.column as usize;
+        if columns.len() <= c {
+            columns.resize_with(c + 1, Vec::new);
+        }
+        columns[c].push((x.seq, io.segment(d, lun.id, x)?));
+    }
+    if columns.is_empty() || columns.iter().any(Vec::is_empty) {
+        return Err(io::Error::other(format!("plex {} has no extents", plex.id)));
+    }
+    Ok(PlexLayout {
+        columns: columns
+            .into_iter()
+            .map(|mut c| {
+                c.sort_by_key(|(s, _)| *s);
+                c.into_iter().map(|(_, s)| s).collect()
+            })
+            .collect(),
+        stripe_size: u64::from(plex.stripe_size.max(1)),
+    })
+}
+
+/// A LUN's composite store, its plexes that could not be opened, behind the LUN's filters.
+pub(crate) type Opened = (Arc<Filtered>, Option<Arc<RaidStore>>, Vec<usize>);
+
+/// The layouts of every plex of `lun` and the states they open in; a plex whose extents
+/// cannot be opened is FAILED (over the layout of a working one, never read or written) and
+/// listed in the third value unless its record already said so.
+pub(crate) fn layouts(
+    io: &DriveIo,
+    drives: &HashMap<Uuid, Drive>,
+    lun: &Lun,
+) -> io::Result<(Vec<PlexLayout>, Vec<PlexState>, Vec<usize>)> {
+    let mut layouts = Vec::new();
+    let mut states = Vec::new();
+    let mut broken = Vec::new();
+    let mut first_err = None;
+    for (i, p) in lun.plexes.iter().enumerate() {
+        let state = plex_state(p);
+        match layout_of(io, drives, lun, p) {
+            Ok(l) => {
+                layouts.push(Some(l));
+                states.push(state);
+            }
+            Err(e) => {
+                tracing::warn!(lun = %lun.id, plex = %p.id, error = %e, "plex cannot be opened; FAILED");
+                if state != PlexState::Failed {
+                    broken.push(i);
+                }
+                layouts.push(None);
+                states.push(PlexState::Failed);
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    let Some(any) = layouts.iter().flatten().next().cloned() else {
+        return Err(first_err.unwrap_or_else(|| io::Error::other("no plex")));
+    };
+    let layouts = layouts
+        .into_iter()
+        .map(|l| l.unwrap_or_else(|| any.clone()))
+        .collect();
+    Ok((layouts, states, broken))
+}
+
+/// Opens an extent-backed LUN: plex i of the store is `lun.plexes[i]`, in the state its
+/// record says, failures told to `observer`; also the plexes that could not be opened.
+pub(crate) fn open(
+    io: &DriveIo,
+    drives: &HashMap<Uuid, Drive>,
+    lun: &Lun,
+    observer: Arc<dyn PlexObserver>,
+) -> io::Result<(Arc<RaidStore>, Vec<usize>)> {
+    let (layouts, states, broken) = layouts(io, drives, lun)?;
+    let store = RaidStore::new(layouts, states, observer)?;
+    Ok((Arc::new(store), broken))
+}
