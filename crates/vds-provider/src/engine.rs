@@ -650,7 +650,18 @@ impl Inner {
         }
         let observer = self.hooks.plex_observer(lun.id);
         let (raid, broken) = crate::extents::open(&self.drive_io, drives, lun, observer)?;
-        let f = vds_backstore::Filtered::new(raid.clone(), to_filters(&lun.filters));
+        // Atomic writes through a journal in the data dir (the composite store has none of
+        // its own); a record a crash left is replayed onto every working plex here.
+        let journal = crate::extents::journal_of(&self.config.data_dir, lun.id);
+        if let Some(dir) = journal.parent() {
+            crate::storage::make_private_dir(dir)?;
+        }
+        let store = vds_backstore::journal::with_journal(
+            raid.clone(),
+            &journal,
+            crate::extents::journal_tag(lun.id),
+        )?;
+        let f = vds_backstore::Filtered::new(store, to_filters(&lun.filters));
         Ok((Arc::new(f), Some(raid), broken))
     }
 

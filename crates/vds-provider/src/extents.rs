@@ -530,6 +530,18 @@ fn layout_of(
     })
 }
 
+/// The atomic-write journal of the extent-backed LUN `lun`: `<data dir>/luns/<lun>.img.atomic`,
+/// beside where a file LUN of that id would be (the data dir is vds's own; a drive can die).
+pub(crate) fn journal_of(data_dir: &Path, lun: Uuid) -> PathBuf {
+    vds_backstore::journal::journal_path(&crate::storage::default_lun_path(data_dir, lun))
+}
+
+/// The tag of a LUN's journal records: a record written for another LUN is never replayed.
+pub(crate) fn journal_tag(lun: Uuid) -> u64 {
+    let (hi, lo) = lun.as_u64_pair();
+    hi ^ lo
+}
+
 /// A LUN's composite store, its plexes that could not be opened, behind the LUN's filters.
 pub(crate) type Opened = (Arc<Filtered>, Option<Arc<RaidStore>>, Vec<usize>);
 

@@ -93,6 +93,12 @@ impl Provider {
         drop(g);
         free_storage(&entry);
         crate::extents::remove_files(&extent_files);
+        if entry.rec.lun.backing.kind == vds_model::BackingKind::Extents {
+            let data = crate::storage::default_lun_path(&inner.config.data_dir, id);
+            if let Err(err) = vds_backstore::journal::remove_journal(&data) {
+                tracing::warn!(lun = %id, error = %err, "could not remove the atomic-write journal");
+            }
+        }
         Ok(Outcome::Deleted {
             kind: ObjectKind::Lun,
             id,
