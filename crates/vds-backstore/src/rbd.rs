@@ -45,6 +45,29 @@ fn api() -> io::Result<&'static Ceph> {
     ceph().map_err(io::Error::other)
 }
 
+/// The daemon's cluster: one per process, set once by [`connect`] (vdsd's `--ceph-conf`).
+static CLUSTER: std::sync::OnceLock<Arc<Cluster>> = std::sync::OnceLock::new();
+
+/// Connects the daemon to its Ceph cluster; every `rbd` store is opened through it. Later
+/// calls answer the cluster already connected.
+pub fn connect(conf: &Path, client: &str) -> io::Result<Arc<Cluster>> {
+    if let Some(c) = CLUSTER.get() {
+        return Ok(c.clone());
+    }
+    let c = Cluster::connect(conf, client)?;
+    Ok(CLUSTER.get_or_init(|| c).clone())
+}
+
+/// The daemon's cluster, or why there is none.
+pub fn cluster() -> io::Result<Arc<Cluster>> {
+    CLUSTER.get().cloned().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::Unsupported,
+            "no Ceph cluster is configured (start vdsd with --ceph-conf)",
+        )
+    })
+}
+
 /// One connection to a Ceph cluster (a RADOS client), shared by the images opened through it.
 pub struct Cluster {
     api: &'static Ceph,
