@@ -1,0 +1,380 @@
+//! Storage pools and the exact maxima (BEHAVIOUR.md §15): the primordial pool (its id the same
+//! after a restart, hot spares and the data dir's drive left out), named pools (one pool per
+//! drive, not deleted while a LUN uses them, restored after a restart), the pool figures
+//! against the drives' extents, CreateLun in a pool; and a property over random drives, types
+//! and LUNs: QueryMaxLunCreateSize and QueryMaxLunExtendSize answer a size that succeeds, and
+//! one block more fails with `VDS_E_NOT_ENOUGH_SPACE`.
+
+use std::path::Path;
+
+use proptest::prelude::*;
+use uuid::Uuid;
+use vds_backstore::label::LABEL_AREA;
+use vds_model::{
+    DriveKind, Hresult, JobOutput, JobState, Lun, LunType, PoolAttributes, RaidType, StoragePool,
+    StoragePoolType,
+};
+
+use super::Fixture;
+use crate::{Command, MaxSizeArgs, Outcome, PoolArgs};
+
+fn add(f: &Fixture, kind: &str, path: &Path) -> vds_model::Drive {
+    match f.ok(Command::AddDrive {
+        subsystem: f.subsystem(),
+        kind: kind.into(),
+        path: path.display().to_string(),
+        friendly_name: None,
+        force: false,
+    }) {
+        Outcome::Drive(d) => d,
+        o => panic!("{o:?}"),
+    }
+}
+
+fn block_drive(f: &Fixture, root: &Path, name: &str, size: u64) -> vds_model::Drive {
+    let p = root.join(name);
+    std::fs::File::create(&p).unwrap().set_len(size).unwrap();
+    add(f, "block", &p)
+}
+
+fn dir_drive(f: &Fixture, root: &Path, name: &str) -> vds_model::Drive {
+    let p = root.join(name);
+    std::fs::create_dir(&p).unwrap();
+    add(f, "dir", &p)
+}
+
+fn pools(f: &Fixture) -> Vec<StoragePool> {
+    match f.ok(Command::ListPools {
+        subsystem: f.subsystem(),
+    }) {
+        Outcome::Pools(p) => p,
+        o => panic!("{o:?}"),
+    }
+}
+
+fn pool(f: &Fixture, id: Uuid) -> StoragePool {
+    match f.ok(Command::GetPool { id }) {
+        Outcome::Pool(p) => *p,
+        o => panic!("{o:?}"),
+    }
+}
+
+fn pool_args(f: &Fixture, name: &str, drives: &[Uuid]) -> PoolArgs {
+    PoolArgs {
+        subsystem: f.subsystem(),
+        friendly_name: name.into(),
+        description: None,
+        drives: drives.to_vec(),
+        default_type: None,
+        attributes: PoolAttributes::default(),
+    }
+}
+
+fn lun_of(j: vds_model::Job) -> Lun {
+    assert_eq!(j.state, JobState::Succeeded, "{j:?}");
+    match j.output {
+        Some(JobOutput::Lun(l)) => *l,
+        o => panic!("{o:?}"),
+    }
+}
+
+/// The figures a pool must report, summed from `GET /v1/drives/{id}/extents` of its drives:
+/// capacity, used ranges, free ranges.
+fn from_extents(f: &Fixture, drives: &[Uuid]) -> (u64, u64, u64) {
+    let (mut total, mut used, mut free) = (0, 0, 0);
+    for d in drives {
+        let Outcome::Drive(drive) = f.ok(Command::GetDrive { id: *d }) else {
+            panic!()
+        };
+        total += drive.size_bytes;
+        let Outcome::DriveExtents(rs) = f.ok(Command::GetDriveExtents { id: *d }) else {
+            panic!()
+        };
+        for r in rs {
+            if r.used_by.is_some() {
+                used += r.size;
+            } else {
+                free += r.size;
+            }
+        }
+    }
+    (total, used, free)
+}
+
+#[test]
+fn primordial_and_named_pools_report_their_drives_and_survive_a_restart() {
+    let mut f = Fixture::new(41201, false);
+    let root = tempfile::tempdir().unwrap();
+    let a = block_drive(&f, root.path(), "a.img", 40 << 20);
+    let b = block_drive(&f, root.path(), "b.img", 24 << 20);
+    let c = block_drive(&f, root.path(), "c.img", 32 << 20);
+    let spare = block_drive(&f, root.path(), "s.img", 16 << 20);
+    f.ok(Command::SetDriveFlags {
+        id: spare.id,
+        hotspare: true,
+    });
+    // The primordial pool: every added drive but the spare; not the data dir's.
+    let ps = pools(&f);
+    assert_eq!(ps.len(), 1);
+    let prim = ps[0].clone();
+    assert_eq!(prim.pool_type, StoragePoolType::Primordial);
+    assert_eq!(prim.drives, vec![a.id, b.id, c.id]);
+    let (t, u, fr) = from_extents(&f, &prim.drives);
+    assert_eq!(
+        (prim.total_managed, prim.consumed, prim.remaining),
+        (t, u, fr)
+    );
+    assert_eq!(t, (96 << 20) - 3 * LABEL_AREA);
+    assert_eq!(fr, t, "nothing used yet");
+
+    // A named pool with a default type and attributes.
+    let mut args = pool_args(&f, "fast", &[a.id, c.id]);
+    args.default_type = Some(LunType::Mirror);
+    args.attributes.raid_type = Some(RaidType::Raid1);
+    args.attributes.no_single_point_of_failure = Some(true);
+    let Outcome::Pool(named) = f.ok(Command::CreatePool(args)) else {
+        panic!()
+    };
+    assert_eq!(named.pool_type, StoragePoolType::Concrete);
+    assert_eq!(named.attributes.mask(), 0x1 | 0x10);
+    // A drive is in one named pool; a spare in none; a name once.
+    for (drives, name, code) in [
+        (vec![c.id], "other", Hresult::VDS_E_DEVICE_IN_USE),
+        (vec![spare.id], "other", Hresult::E_INVALIDARG),
+        (vec![b.id, b.id], "other", Hresult::E_INVALIDARG),
+        (vec![], "other", Hresult::E_INVALIDARG),
+        (vec![b.id], "fast", Hresult::VDS_E_OBJECT_EXISTS),
+        (
+            vec![Uuid::new_v4()],
+            "other",
+            Hresult::VDS_E_OBJECT_NOT_FOUND,
+        ),
+    ] {
+        let e = f.err(Command::CreatePool(pool_args(&f, name, &drives)));
+        assert_eq!(e.hresult, code, "{drives:?} {name}: {e}");
+    }
+    assert_eq!(pools(&f).len(), 2, "nothing made by the refusals");
+
+    // A LUN in the pool: its default type, on its drives.
+    let mut la = f.lun_args();
+    la.size_bytes = 8 << 20;
+    let lun = lun_of(f.job(Command::CreateLunInPool {
+        pool: named.id,
+        args: la.clone(),
+    }));
+    assert_eq!(lun.lun_type, LunType::Mirror);
+    let mut on: Vec<Uuid> = lun.extents.iter().map(|x| x.drive).collect();
+    on.sort();
+    let mut want = vec![a.id, c.id];
+    want.sort();
+    assert_eq!(on, want);
+    // Drives outside the pool are refused.
+    la.drives = Some(vec![a.id, b.id]);
+    let e = f.err(Command::CreateLunInPool {
+        pool: named.id,
+        args: la,
+    });
+    assert_eq!(e.hresult, Hresult::E_INVALIDARG, "{e}");
+    assert!(e.message.contains("drives[1]"), "{e}");
+
+    // The figures follow the extents, in both pools.
+    for p in [pool(&f, named.id), pool(&f, prim.id)] {
+        let (t, u, fr) = from_extents(&f, &p.drives);
+        assert_eq!(
+            (p.total_managed, p.consumed, p.remaining),
+            (t, u, fr),
+            "{p:?}"
+        );
+        assert_eq!(p.provisioned, u);
+        assert!(!p.overcommitted);
+    }
+    assert_eq!(pool(&f, named.id).consumed, 2 * (8 << 20));
+    let Outcome::Luns(ls) = f.ok(Command::GetPoolLuns { id: named.id }) else {
+        panic!()
+    };
+    assert_eq!(ls.iter().map(|l| l.id).collect::<Vec<_>>(), vec![lun.id]);
+
+    // Not deleted while it holds a LUN; its drives not removed nor made spares.
+    let e = f.err(Command::DeletePool { id: named.id });
+    assert_eq!(e.hresult, Hresult::VDS_E_ASSOCIATED_LUNS_EXIST, "{e}");
+    let e = f.err(Command::DeletePool { id: prim.id });
+    assert_eq!(e.hresult, Hresult::VDS_E_NOT_SUPPORTED, "{e}");
+
+    f.restart();
+    let again = pools(&f);
+    assert_eq!(again[0].id, prim.id, "the primordial pool keeps its id");
+    assert_eq!(again[1].id, named.id);
+    assert_eq!(again[1].default_type, LunType::Mirror);
+    assert_eq!(again[1].attributes, named.attributes);
+    assert_eq!(again[1].drives, vec![a.id, c.id]);
+
+    f.ok(Command::DeleteLun { id: lun.id });
+    let e = f.err(Command::RemoveDrive { id: c.id });
+    assert_eq!(e.hresult, Hresult::VDS_E_DEVICE_IN_USE, "{e}");
+    assert!(e.message.contains("pool"), "{e}");
+    f.ok(Command::DeletePool { id: named.id });
+    assert_eq!(
+        f.code(Command::GetPool { id: named.id }),
+        Hresult::VDS_E_OBJECT_DELETED
+    );
+    f.restart();
+    assert_eq!(pools(&f).len(), 1);
+    assert_eq!(
+        f.code(Command::GetPool { id: named.id }),
+        Hresult::VDS_E_OBJECT_DELETED
+    );
+    f.ok(Command::RemoveDrive { id: c.id });
+}
+
+#[test]
+fn a_thin_lun_on_a_dir_drive_consumes_its_allocated_blocks() {
+    let f = Fixture::new(41202, false);
+    let root = tempfile::tempdir().unwrap();
+    let d = dir_drive(&f, root.path(), "d");
+    assert_eq!(d.kind, DriveKind::Dir);
+    let lun = f.create_lun(|a| {
+        a.drives = Some(vec![d.id]);
+        a.size_bytes = 64 << 20;
+    });
+    let prim = &pools(&f)[0];
+    assert_eq!(prim.provisioned, 64 << 20);
+    assert!(prim.consumed < 64 << 20, "sparse: {prim:?}");
+    assert_eq!(prim.remaining, d.size_bytes - (64 << 20));
+    // Write 1 MiB into the extent file: consumed grows by it.
+    let file = std::fs::read_dir(Path::new(&d.path).join("vds-extents"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let before = prim.consumed;
+    std::os::unix::fs::FileExt::write_all_at(
+        &std::fs::OpenOptions::new().write(true).open(&file).unwrap(),
+        &vec![7u8; 1 << 20],
+        8 << 20,
+    )
+    .unwrap();
+    let after = pools(&f)[0].consumed;
+    assert!(after >= before + (1 << 20), "{before} -> {after}");
+    let _ = lun;
+}
+
+fn max_create(f: &Fixture, a: MaxSizeArgs) -> Result<u64, crate::VdsError> {
+    f.p.apply(Command::MaxLunSize(a)).map(|o| match o {
+        Outcome::Size(n) => n,
+        o => panic!("{o:?}"),
+    })
+}
+
+fn max_extend(f: &Fixture, id: Uuid) -> Result<u64, crate::VdsError> {
+    f.p.apply(Command::MaxExtendSize { id, drives: None })
+        .map(|o| match o {
+            Outcome::Size(n) => n,
+            o => panic!("{o:?}"),
+        })
+}
+
+const TYPES: [LunType; 8] = [
+    LunType::Simple,
+    LunType::Span,
+    LunType::Stripe,
+    LunType::Mirror,
+    LunType::Raid10,
+    LunType::Default,
+    LunType::FaultTolerant,
+    LunType::NonFaultTolerant,
+];
+
+/// One case of the property: `sizes` block drives, `existing` simple LUNs (drive index, size
+/// in MiB) made first, then a LUN of `TYPES[t]` on the first `n` drives at the largest size.
+fn maxima_case(sizes: &[u64], existing: &[(usize, u64)], t: usize, n: usize, striped: bool) {
+    let f = Fixture::new(41203, false);
+    let root = tempfile::tempdir().unwrap();
+    let drives: Vec<vds_model::Drive> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| block_drive(&f, root.path(), &format!("{i}.img"), LABEL_AREA + s))
+        .collect();
+    for (i, mib) in existing {
+        let d = drives[i % drives.len()].id;
+        let mut a = f.lun_args();
+        a.drives = Some(vec![d]);
+        a.size_bytes = mib << 20;
+        let _ = f.p.apply(Command::CreateLun(a)).map(|o| match o {
+            Outcome::Job(j) => f.ok(Command::WaitJob {
+                id: j.id,
+                timeout: None,
+            }),
+            o => o,
+        });
+    }
+    let lun_type = TYPES[t];
+    let ids: Vec<Uuid> = drives.iter().take(n).map(|d| d.id).collect();
+    let args = MaxSizeArgs {
+        subsystem: Some(f.subsystem()),
+        pool: None,
+        lun_type: Some(lun_type),
+        drives: Some(ids.clone()),
+        plexes: None,
+        stripe_size: striped.then_some(16 << 10),
+    };
+    let create = |size: u64| {
+        let mut a = f.lun_args();
+        a.lun_type = Some(lun_type);
+        a.drives = Some(ids.clone());
+        a.stripe_size = args.stripe_size;
+        a.size_bytes = size;
+        Command::CreateLun(a)
+    };
+    let max = match max_create(&f, args.clone()) {
+        Ok(m) => m,
+        Err(e) => {
+            // Nothing fits: then the smallest create fails the same way.
+            let e2 = f.err(create(512 * n as u64));
+            assert_eq!(e.hresult, e2.hresult, "{e} / {e2}");
+            return;
+        }
+    };
+    let e = f.err(create(max + 512));
+    assert!(
+        matches!(
+            e.hresult,
+            Hresult::VDS_E_NOT_ENOUGH_SPACE | Hresult::VDS_E_NOT_ENOUGH_DRIVE
+        ),
+        "max {max} + 512: {e}"
+    );
+    let lun = lun_of(f.job(create(max)));
+    assert_eq!(lun.size_bytes, max, "{lun:?}");
+    // The same of an extend.
+    let extend = |bytes: u64| Command::ExtendLun { id: lun.id, bytes };
+    match max_extend(&f, lun.id) {
+        Ok(m) => {
+            let e = f.err(extend(m + 512));
+            assert_eq!(e.hresult, Hresult::VDS_E_NOT_ENOUGH_SPACE, "{m} + 512: {e}");
+            let l = lun_of(f.job(extend(m)));
+            assert_eq!(l.size_bytes, lun.size_bytes + m);
+        }
+        Err(e) => {
+            assert_eq!(e.hresult, Hresult::VDS_E_NOT_ENOUGH_SPACE, "{e}");
+            assert_eq!(f.err(extend(512)).hresult, e.hresult);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, max_shrink_iters: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_maxima_are_exact(
+        sizes in prop::collection::vec(2048u64..40960, 1..5),
+        existing in prop::collection::vec((0usize..4, 1u64..6), 0..3),
+        t in 0usize..TYPES.len(),
+        n in 1usize..5,
+        striped in any::<bool>(),
+    ) {
+        let n = n.min(sizes.len());
+        let sizes: Vec<u64> = sizes.iter().map(|b| b * 512).collect();
+        let striped = striped && matches!(TYPES[t], LunType::Stripe | LunType::Raid10 | LunType::FaultTolerant);
+        maxima_case(&sizes, &existing, t, n, striped);
+    }
+}
