@@ -1559,18 +1559,8 @@ pub async fn create_pool_lun(
 }
 
 /// The query of `max-lun-size`: `type`, `drives` (comma-separated ids), `plexes`,
-/// `stripe_size`.
-fn max_size_query(
-    q: &mut Query,
-) -> Result<
-    (
-        Option<vds_model::LunType>,
-        Option<Vec<Uuid>>,
-        Option<u32>,
-        Option<u64>,
-    ),
-    ApiError,
-> {
+/// `stripe_size` (the subsystem and pool left to the caller).
+fn max_size_query(q: &mut Query) -> Result<vds_provider::MaxSizeArgs, ApiError> {
     let lun_type = q
         .take("type")
         .map(|t| {
@@ -1599,8 +1589,15 @@ fn max_size_query(
                 .map_err(|_| ApiError::invalid_arg(format!("plexes: {p} is out of range")))
         })
         .transpose()?;
-    let stripe = q.take_u64("stripe_size")?;
-    Ok((lun_type, drives, plexes, stripe))
+    let stripe_size = q.take_u64("stripe_size")?;
+    Ok(vds_provider::MaxSizeArgs {
+        subsystem: None,
+        pool: None,
+        lun_type,
+        drives,
+        plexes,
+        stripe_size,
+    })
 }
 
 #[utoipa::path(get, path = "/v1/subsystems/{id}/max-lun-size", tag = "pool",
@@ -1620,17 +1617,13 @@ pub async fn subsystem_max_lun_size(
 ) -> ApiResult {
     let id = p.uuid("id")?;
     let parsed = max_size_query(&mut q).and_then(|v| q.finish().map(|()| v));
-    let (lun_type, drives, plexes, stripe_size) = match parsed {
+    let args = match parsed {
         Ok(v) => v,
         Err(e) => return Err(s.precheck(get::subsystem(id), e).await),
     };
     s.call(Command::MaxLunSize(vds_provider::MaxSizeArgs {
         subsystem: Some(id),
-        pool: None,
-        lun_type,
-        drives,
-        plexes,
-        stripe_size,
+        ..args
     }))
     .await
 }
@@ -1651,17 +1644,13 @@ pub async fn pool_max_lun_size(
 ) -> ApiResult {
     let id = p.uuid("id")?;
     let parsed = max_size_query(&mut q).and_then(|v| q.finish().map(|()| v));
-    let (lun_type, drives, plexes, stripe_size) = match parsed {
+    let args = match parsed {
         Ok(v) => v,
         Err(e) => return Err(s.precheck(get::pool(id), e).await),
     };
     s.call(Command::MaxLunSize(vds_provider::MaxSizeArgs {
-        subsystem: None,
         pool: Some(id),
-        lun_type,
-        drives,
-        plexes,
-        stripe_size,
+        ..args
     }))
     .await
 }
@@ -1678,13 +1667,13 @@ pub async fn lun_max_extend_size(
     mut q: Query,
 ) -> ApiResult {
     let id = p.uuid("id")?;
-    let parsed = max_size_query(&mut q).and_then(|(t, d, pl, st)| {
-        if t.is_some() || pl.is_some() || st.is_some() {
+    let parsed = max_size_query(&mut q).and_then(|a| {
+        if a.lun_type.is_some() || a.plexes.is_some() || a.stripe_size.is_some() {
             return Err(ApiError::invalid_arg(
                 "query: an extend keeps the LUN's type, plexes and stripe size; only drives",
             ));
         }
-        q.finish().map(|()| d)
+        q.finish().map(|()| a.drives)
     });
     let drives = match parsed {
         Ok(v) => v,

@@ -145,7 +145,7 @@ pub(crate) fn resolve(_st: &State, req: &Request) -> Result<Request, VdsError> {
     let lun_type = match req.lun_type {
         LunType::FaultTolerant => {
             let p = req.plexes.unwrap_or(2) as usize;
-            if req.stripe_size.is_some() && d >= 4 && p >= 2 && d >= 2 * p && d % p == 0 {
+            if req.stripe_size.is_some() && d >= 4 && p >= 2 && d >= 2 * p && d.is_multiple_of(p) {
                 LunType::Raid10
             } else {
                 LunType::Mirror
@@ -615,8 +615,8 @@ pub(crate) fn plan_shrink(
     lun: &Lun,
     delta: u64,
 ) -> Result<(Vec<Extent>, Vec<Extent>, u64), VdsError> {
-    let mut kept = Vec::new();
-    let mut dropped = Vec::new();
+    // (plex, column, seq) -> the extent's new size (0: dropped).
+    let mut sizes: HashMap<(Uuid, u32, u32), u64> = HashMap::new();
     let mut size = 0;
     for p in &lun.plexes {
         let cols = columns_of(lun, p.id);
@@ -636,17 +636,18 @@ pub(crate) fn plan_shrink(
         for col in cols {
             let mut cut = g;
             for x in col.into_iter().rev() {
-                if cut >= x.size {
-                    cut -= x.size;
-                    dropped.push(x);
-                } else {
-                    kept.push(Extent {
-                        size: x.size - cut,
-                        ..x
-                    });
-                    cut = 0;
-                }
+                let left = x.size - cut.min(x.size);
+                cut -= x.size - left;
+                sizes.insert((x.plex, x.column, x.seq), left);
             }
+        }
+    }
+    let (mut kept, mut dropped) = (Vec::new(), Vec::new());
+    for x in &lun.extents {
+        match sizes.get(&(x.plex, x.column, x.seq)).copied() {
+            Some(0) => dropped.push(*x),
+            Some(n) => kept.push(Extent { size: n, ..*x }),
+            None => kept.push(*x),
         }
     }
     Ok((kept, dropped, size))

@@ -82,7 +82,12 @@ fn read_all(ini: &mut vds_testkit::Initiator, number: u64, lba: u64, bytes: u64)
     let mut at = 0;
     while at < bytes {
         let n = (bytes - at).min(256 << 10);
-        let r = read(ini, number, ((lba * 512 + at) / 512) as u32, (n / 512) as u16);
+        let r = read(
+            ini,
+            number,
+            ((lba * 512 + at) / 512) as u32,
+            (n / 512) as u16,
+        );
         assert_good(&r, &format!("read at {}", lba * 512 + at));
         out.extend_from_slice(&r.data);
         at += n;
@@ -113,7 +118,12 @@ fn capacity_of(ini: &mut vds_testkit::Initiator, number: u64) -> u64 {
 fn grow_and_shrink(d: &Daemon, sub: &str, target: &str, body: Value, seed: u8) {
     let mut body = body;
     body["targets"] = json!([target]);
-    let lun = job_ok(d, "POST", &format!("/v1/subsystems/{sub}/luns?wait=true"), body);
+    let lun = job_ok(
+        d,
+        "POST",
+        &format!("/v1/subsystems/{sub}/luns?wait=true"),
+        body,
+    );
     let id = lun["id"].as_str().unwrap().to_string();
     let number = lun["lun_numbers"][target].as_u64().unwrap();
     let size = lun["size_bytes"].as_u64().unwrap();
@@ -253,7 +263,10 @@ fn pools_maxima_and_resizes_of_span_stripe_and_mirror_luns() {
     assert_eq!(s, 204, "{v}");
 
     // Automagic: fault_tolerant on two drives is a mirror, non_fault_tolerant a stripe.
-    for (t, want) in [("fault_tolerant", "mirror"), ("non_fault_tolerant", "stripe")] {
+    for (t, want) in [
+        ("fault_tolerant", "mirror"),
+        ("non_fault_tolerant", "stripe"),
+    ] {
         let l = job_ok(
             &d,
             "POST",

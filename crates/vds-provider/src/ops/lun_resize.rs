@@ -379,6 +379,15 @@ fn extents_work(inner: &Arc<Inner>, job: &JobHandle, r: Resize, slots: Slots) ->
         ExtentResize::Grow(g) => {
             new.extents.extend(g.extents.iter().copied());
             set_size(&mut new, g.size);
+            // A file of the same name is what a crash left between making it and the commit
+            // (the name holds this LUN's id and a position it does not use): not kept.
+            let stale = Lun {
+                extents: g.extents.clone(),
+                ..lun.clone()
+            };
+            for f in crate::extents::files_of(&drives, &stale) {
+                let _ = vds_backstore::lifecycle::remove_file(&f);
+            }
             let made = crate::extents::make_files(&drives, id, &g.extents)
                 .map_err(|e| storage_err("making the new extent files".to_string(), &e))?;
             (made, Vec::new())

@@ -378,3 +378,177 @@ proptest! {
         maxima_case(&sizes, &existing, t, n, striped);
     }
 }
+
+fn extent_files(d: &vds_model::Drive) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = std::fs::read_dir(Path::new(&d.path).join("vds-extents"))
+        .map(|rd| {
+            rd.map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.metadata().unwrap().len(),
+                )
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_span_on_dir_drives_grows_by_new_files_and_shrinks_by_removing_and_cutting_them() {
+    let mut f = Fixture::new(41204, false);
+    let root = tempfile::tempdir().unwrap();
+    let a = dir_drive(&f, root.path(), "a");
+    let b = dir_drive(&f, root.path(), "b");
+    let lun = f.create_lun(|x| {
+        x.lun_type = Some(LunType::Span);
+        x.drives = Some(vec![a.id]);
+        x.size_bytes = 4 << 20;
+    });
+    let write = |at: u64, byte: u8| {
+        let e =
+            f.p.inner
+                .state
+                .lock()
+                .lun(lun.id)
+                .unwrap()
+                .filtered
+                .clone()
+                .unwrap();
+        vds_backstore::BackingStore::write_at(&*e, &vec![byte; 4096], at, true).unwrap();
+    };
+    write(0, 0xA1);
+    // Onto b: a second extent of the one column, its own file.
+    let grown = lun_of(f.job(Command::ExtendLunOnto {
+        id: lun.id,
+        bytes: 3 << 20,
+        drives: vec![b.id],
+    }));
+    assert_eq!(grown.size_bytes, 7 << 20);
+    assert_eq!(
+        grown
+            .extents
+            .iter()
+            .map(|x| (x.seq, x.drive, x.size))
+            .collect::<Vec<_>>(),
+        vec![(0, a.id, 4 << 20), (1, b.id, 3 << 20)]
+    );
+    assert_eq!(extent_files(&b).len(), 1);
+    write((5 << 20) + 512, 0xB2);
+    // Onto a again: a third extent, a second file on a.
+    let grown = lun_of(f.job(Command::ExtendLun {
+        id: lun.id,
+        bytes: 1 << 20,
+    }));
+    assert_eq!(grown.size_bytes, 8 << 20);
+    assert_eq!(
+        grown.extents[2].drive, b.id,
+        "a column grows on its last drive"
+    );
+    // Only a span takes drives; a shrink gives back the last extent and cuts the one before.
+    let shrunk = lun_of(f.job(Command::ShrinkLun {
+        id: lun.id,
+        bytes: (2 << 20) + 4096,
+    }));
+    assert_eq!(shrunk.size_bytes, (6 << 20) - 4096);
+    assert_eq!(
+        shrunk
+            .extents
+            .iter()
+            .map(|x| (x.seq, x.size))
+            .collect::<Vec<_>>(),
+        vec![(0, 4 << 20), (1, (2 << 20) - 4096)]
+    );
+    let files = extent_files(&b);
+    assert_eq!(
+        files.len(),
+        1,
+        "the dropped extent's file is gone: {files:?}"
+    );
+    assert_eq!(files[0].1, (2 << 20) - 4096, "the cut extent's file is cut");
+    f.restart();
+    let back = f.lun(lun.id);
+    assert_eq!(back.size_bytes, (6 << 20) - 4096);
+    assert_eq!(back.status, vds_model::LunStatus::Online);
+    let st = f.p.inner.state.lock();
+    let s = st.lun(lun.id).unwrap().filtered.clone().unwrap();
+    let mut buf = vec![0u8; 4096];
+    vds_backstore::BackingStore::read_at(&*s, &mut buf, 0).unwrap();
+    assert!(buf.iter().all(|x| *x == 0xA1));
+    vds_backstore::BackingStore::read_at(&*s, &mut buf, (5 << 20) + 512).unwrap();
+    assert!(buf.iter().all(|x| *x == 0xB2));
+    drop(st);
+    // Drives on a mirror: refused; a shrink to nothing: refused.
+    let e = f.err(Command::ShrinkLun {
+        id: lun.id,
+        bytes: 6 << 20,
+    });
+    assert_eq!(e.hresult, Hresult::E_INVALIDARG, "{e}");
+}
+
+#[test]
+fn automagic_types_resolve_from_the_drives_and_the_stripe_size() {
+    let f = Fixture::new(41205, false);
+    let root = tempfile::tempdir().unwrap();
+    let ds: Vec<Uuid> = (0..4)
+        .map(|i| block_drive(&f, root.path(), &format!("{i}.img"), 9 << 20).id)
+        .collect();
+    for (t, n, stripe, want) in [
+        (LunType::Default, 1, false, LunType::Simple),
+        (LunType::Default, 2, false, LunType::Span),
+        (LunType::NonFaultTolerant, 1, false, LunType::Simple),
+        (LunType::NonFaultTolerant, 3, false, LunType::Stripe),
+        (LunType::FaultTolerant, 2, false, LunType::Mirror),
+        (LunType::FaultTolerant, 4, false, LunType::Mirror),
+        (LunType::FaultTolerant, 4, true, LunType::Raid10),
+    ] {
+        let lun = f.create_lun(|a| {
+            a.lun_type = Some(t);
+            a.drives = Some(ds[..n].to_vec());
+            a.stripe_size = stripe.then_some(64 << 10);
+            a.size_bytes = 1 << 20;
+        });
+        assert_eq!(lun.lun_type, want, "{t:?} on {n} drives");
+        f.ok(Command::DeleteLun { id: lun.id });
+    }
+    // A fault-tolerant LUN on one drive: not enough drives.
+    let mut a = f.lun_args();
+    a.lun_type = Some(LunType::FaultTolerant);
+    a.drives = Some(vec![ds[0]]);
+    assert_eq!(
+        f.code(Command::CreateLun(a)),
+        Hresult::VDS_E_NOT_ENOUGH_DRIVE
+    );
+    // Parity: not built.
+    let mut a = f.lun_args();
+    a.lun_type = Some(LunType::Raid5);
+    a.drives = Some(ds[..3].to_vec());
+    assert_eq!(f.code(Command::CreateLun(a)), Hresult::VDS_E_NOT_SUPPORTED);
+}
+
+#[test]
+fn a_lun_with_a_write_intent_bitmap_or_a_failed_plex_is_not_resized() {
+    let f = Fixture::new(41206, false);
+    let root = tempfile::tempdir().unwrap();
+    let a = block_drive(&f, root.path(), "a.img", 9 << 20);
+    let b = block_drive(&f, root.path(), "b.img", 9 << 20);
+    let lun = f.create_lun(|x| {
+        x.lun_type = Some(LunType::Mirror);
+        x.drives = Some(vec![a.id, b.id]);
+        x.size_bytes = 1 << 20;
+        x.hints = Some(crate::HintsRequest {
+            fast_crash_recovery_required: Some(true),
+            ..Default::default()
+        });
+    });
+    let e = f.err(Command::ExtendLun {
+        id: lun.id,
+        bytes: 1 << 20,
+    });
+    assert_eq!(e.hresult, Hresult::VDS_E_NOT_SUPPORTED, "{e}");
+    assert!(e.message.contains("write-intent"), "{e}");
+    assert_eq!(f.lun(lun.id).size_bytes, 1 << 20, "nothing changed");
+    assert!(f.p.inner.state.lock().pending_extents.is_empty());
+}
