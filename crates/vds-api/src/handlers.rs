@@ -1499,7 +1499,7 @@ pub async fn get_pool(State(s): State<AppState>, p: PathParams) -> ApiResult {
     description = "Delete a named pool that no LUN uses (VDS_E_ASSOCIATED_LUNS_EXIST otherwise; \
                    the primordial pool: VDS_E_NOT_SUPPORTED).",
     params(("id" = Uuid, Path, description = "pool id")),
-    responses((status = 200, body = PoolJson, description = "the pool as it was"), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+    responses((status = 204, description = "deleted"), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub async fn delete_pool(State(s): State<AppState>, p: PathParams) -> ApiResult {
     s.by_id(&p, |id| Command::DeletePool { id }).await
 }

@@ -25,6 +25,9 @@ use super::check_name;
 /// after every restart; the version and variant bits are left as the subsystem's.
 const PRIMORDIAL_MASK: u128 = 0x7052_494d_4f52_0000_0044_4941_4c50_4f4f;
 
+/// How a primordial pool's name starts (a named pool's never does).
+const PRIMORDIAL_PREFIX: &str = "primordial-";
+
 /// The id of `subsystem`'s primordial pool.
 pub(crate) fn primordial_id(subsystem: Uuid) -> Uuid {
     Uuid::from_u128(subsystem.as_u128() ^ PRIMORDIAL_MASK)
@@ -75,7 +78,7 @@ pub(crate) fn pool_view(st: &State, data_dir: &Path, id: Uuid) -> Option<Storage
             StoragePool {
                 id,
                 subsystem: sub,
-                name: format!("primordial-{}", &sub.simple().to_string()[..8]),
+                name: format!("{PRIMORDIAL_PREFIX}{}", &sub.simple().to_string()[..8]),
                 description: "every added drive of the subsystem that is not a hot spare".into(),
                 pool_type: StoragePoolType::Primordial,
                 status: StoragePoolStatus::Online,
@@ -247,6 +250,12 @@ impl Provider {
         }
         // Step 4.
         let name = check_name("friendly_name", &a.friendly_name)?;
+        if name.starts_with(PRIMORDIAL_PREFIX) {
+            return Err(VdsError::invalid_arg(
+                "friendly_name",
+                format!("names starting {PRIMORDIAL_PREFIX:?} are the primordial pools'"),
+            ));
+        }
         let description = a.description.clone().unwrap_or_default();
         if description.len() > 1024 || description.chars().any(char::is_control) {
             return Err(VdsError::invalid_arg(
@@ -389,7 +398,10 @@ impl Provider {
                 st.tombstones.insert(id, ObjectKind::Pool);
             });
         inner.commit(st, change, None)?;
-        Ok(Outcome::Pool(Box::new(p)))
+        Ok(Outcome::Deleted {
+            kind: ObjectKind::Pool,
+            id,
+        })
     }
 
     /// `POST /v1/pools/{id}/luns` (`CreateLunInStoragePool`): CreateLun on the pool's

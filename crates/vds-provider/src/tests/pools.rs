@@ -144,6 +144,7 @@ fn primordial_and_named_pools_report_their_drives_and_survive_a_restart() {
         (vec![b.id, b.id], "other", Hresult::E_INVALIDARG),
         (vec![], "other", Hresult::E_INVALIDARG),
         (vec![b.id], "fast", Hresult::VDS_E_OBJECT_EXISTS),
+        (vec![b.id], "primordial-x", Hresult::E_INVALIDARG),
         (
             vec![Uuid::new_v4()],
             "other",
