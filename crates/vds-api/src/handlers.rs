@@ -1603,7 +1603,7 @@ fn max_size_query(q: &mut Query) -> Result<vds_provider::MaxSizeArgs, ApiError> 
 #[utoipa::path(get, path = "/v1/subsystems/{id}/max-lun-size", tag = "pool",
     description = "IVdsSubSystem::QueryMaxLunCreateSize: the largest size a CreateLun with these \
                    arguments gets now (one block more answers VDS_E_NOT_ENOUGH_SPACE); without \
-                   drives, on the drives a create in the primordial pool would choose.",
+                   drives, a file LUN's (the size limit).",
     params(("id" = Uuid, Path, description = "subsystem id"),
            ("type" = Option<String>, Query, description = "LUN type (default simple)"),
            ("drives" = Option<String>, Query, description = "drive ids, comma-separated, in order"),

@@ -448,27 +448,30 @@ impl Provider {
         for (i, d) in a.drives.iter().flatten().enumerate() {
             st.lookup(ObjectKind::Drive, *d, Some(&format!("drives[{i}]")))?;
         }
-        let pool = match pool {
-            Some(p) => p,
-            None => pool_view(&st, &inner.config.data_dir, primordial_id(subsystem))
-                .expect("a subsystem has its primordial pool"),
+        let Some(pool) = pool else {
+            // On the subsystem: what CreateLun with these arguments makes.
+            let lun_type = a.lun_type.unwrap_or(LunType::Simple);
+            let Some(drives) = a.drives.clone() else {
+                return file_lun_max(lun_type, a.plexes, a.stripe_size);
+            };
+            let req = Request {
+                lun_type,
+                drives,
+                plexes: a.plexes,
+                stripe_size: a.stripe_size,
+            };
+            let max = extents::max_size(&st, &inner.config.data_dir, subsystem, &req)?;
+            return Ok(Outcome::Size(max));
         };
-        let lun_type = a.lun_type.unwrap_or(if a.pool.is_some() {
-            pool.default_type
-        } else {
-            LunType::Simple
-        });
-        let drives = match (&a.drives, a.pool) {
-            (Some(d), None) => d.clone(),
-            _ => pool_drives_for(
-                &st,
-                &pool,
-                &a.drives,
-                Some(lun_type),
-                a.plexes,
-                a.stripe_size,
-            )?,
-        };
+        let lun_type = a.lun_type.unwrap_or(pool.default_type);
+        let drives = pool_drives_for(
+            &st,
+            &pool,
+            &a.drives,
+            Some(lun_type),
+            a.plexes,
+            a.stripe_size,
+        )?;
         let req = Request {
             lun_type,
             drives,
@@ -478,6 +481,33 @@ impl Provider {
         let max = extents::max_size(&st, &inner.config.data_dir, subsystem, &req)?;
         Ok(Outcome::Size(max))
     }
+}
+
+/// The largest LUN CreateLun without `drives` makes: a thin file on the data dir's drive, up to
+/// the size limit; only the types such a LUN may have.
+fn file_lun_max(
+    lun_type: LunType,
+    plexes: Option<u32>,
+    stripe_size: Option<u64>,
+) -> Result<Outcome, VdsError> {
+    extents::check_type("type", lun_type)?;
+    if plexes.is_some() || stripe_size.is_some() {
+        return Err(VdsError::invalid_arg(
+            "drives",
+            "plexes and stripe_size are for an extent-backed LUN: give its drives",
+        ));
+    }
+    if !matches!(
+        lun_type,
+        LunType::Simple | LunType::Default | LunType::NonFaultTolerant
+    ) {
+        return Err(VdsError::not_supported(format!(
+            "type: a LUN made without drives is a file, never {}; give the drives, or ask a \
+             pool (GET /v1/pools/{{id}}/max-lun-size)",
+            lun_type.short_name()
+        )));
+    }
+    Ok(Outcome::Size(crate::engine::MAX_LUN_SIZE))
 }
 
 /// The drives of a create in pool `p`: the caller's (each in the pool) or chosen.

@@ -553,3 +553,55 @@ fn a_lun_with_a_write_intent_bitmap_or_a_failed_plex_is_not_resized() {
     assert_eq!(f.lun(lun.id).size_bytes, 1 << 20, "nothing changed");
     assert!(f.p.inner.state.lock().pending_extents.is_empty());
 }
+
+#[test]
+fn without_drives_the_subsystems_maximum_is_a_file_luns_and_a_pools_its_choice() {
+    let f = Fixture::new(41207, false);
+    let root = tempfile::tempdir().unwrap();
+    let a = block_drive(&f, root.path(), "a.img", 9 << 20);
+    let b = block_drive(&f, root.path(), "b.img", 5 << 20);
+    let on_sub = |t: LunType| {
+        max_create(
+            &f,
+            MaxSizeArgs {
+                subsystem: Some(f.subsystem()),
+                lun_type: Some(t),
+                ..MaxSizeArgs::default()
+            },
+        )
+    };
+    // CreateLun without drives makes a thin file: up to the size limit, simple types only.
+    assert_eq!(
+        on_sub(LunType::Simple).unwrap(),
+        crate::engine::MAX_LUN_SIZE
+    );
+    assert_eq!(
+        on_sub(LunType::Mirror).unwrap_err().hresult,
+        Hresult::VDS_E_NOT_SUPPORTED
+    );
+    // In the primordial pool: the roomiest drive for a simple LUN, both for a mirror.
+    let prim = pools(&f)[0].id;
+    let in_pool = |t: LunType| {
+        max_create(
+            &f,
+            MaxSizeArgs {
+                pool: Some(prim),
+                lun_type: Some(t),
+                ..MaxSizeArgs::default()
+            },
+        )
+        .unwrap()
+    };
+    assert_eq!(in_pool(LunType::Simple), 8 << 20);
+    assert_eq!(in_pool(LunType::Mirror), 4 << 20);
+    let mut la = f.lun_args();
+    la.size_bytes = 8 << 20;
+    la.lun_type = Some(LunType::Simple);
+    let lun = lun_of(f.job(Command::CreateLunInPool {
+        pool: prim,
+        args: la,
+    }));
+    assert_eq!(lun.extents[0].drive, a.id);
+    assert_eq!(in_pool(LunType::Simple), 4 << 20, "now b is the roomiest");
+    let _ = b;
+}
