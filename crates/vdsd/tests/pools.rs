@@ -362,6 +362,49 @@ fn pools_maxima_and_resizes_of_span_stripe_and_mirror_luns() {
     assert_eq!(m["size_bytes"], 24 * MIB, "{m}");
     let (s, v) = d.call("DELETE", &format!("/v1/luns/{id}"), None);
     assert_eq!(s, 204, "{v}");
+    let json_of = |args: &[&str]| -> Value {
+        let out = d.vdsctl(args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    };
+    let made = json_of(&[
+        "--json",
+        "pool",
+        "create",
+        "solo",
+        "--drives",
+        &c,
+        "--default-type",
+        "simple",
+        "--raid-type",
+        "raid0",
+        "--stripe-size",
+        "64KiB",
+    ]);
+    assert_eq!(made["attributes"]["mask"], 0x801, "{made}");
+    let max = json_of(&["--json", "pool", "max-lun-size", "solo"]);
+    assert_eq!(max["size_bytes"], 20 * MIB, "{max}");
+    let lun = json_of(&[
+        "--json", "lun", "create", "--pool", "solo", "--size", "4MiB", "--name", "in-solo",
+    ]);
+    assert_eq!(
+        (&lun["type"], &lun["size_bytes"]),
+        (&json!("simple"), &json!(4 * MIB))
+    );
+    let on = json_of(&["--json", "pool", "luns", "solo"]);
+    assert_eq!(on[0]["friendly_name"], "in-solo", "{on}");
+    let ds = json_of(&["--json", "pool", "drives", "solo"]);
+    assert_eq!(ds[0]["id"], c.as_str(), "{ds}");
+    let more = json_of(&["--json", "lun", "max-extend-size", "in-solo"]);
+    assert_eq!(more["size_bytes"], 16 * MIB, "{more}");
+    let out = d.vdsctl(&["pool", "delete", "solo"]);
+    assert!(!out.status.success(), "a pool with a LUN is kept");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("VDS_E_ASSOCIATED_LUNS_EXIST"),
+        "{out:?}"
+    );
+    json_of(&["lun", "delete", "in-solo"]);
+    json_of(&["pool", "delete", "solo"]);
     let out = d.vdsctl(&["pool", "delete", "pair"]);
     assert!(out.status.success(), "{out:?}");
     let (_, v) = d.call("GET", &format!("/v1/pools/{pool}"), None);

@@ -605,3 +605,30 @@ fn without_drives_the_subsystems_maximum_is_a_file_luns_and_a_pools_its_choice()
     assert_eq!(in_pool(LunType::Simple), 4 << 20, "now b is the roomiest");
     let _ = b;
 }
+
+#[test]
+fn a_drive_that_shrank_under_its_extents_leaves_its_pool_overcommitted() {
+    let f = Fixture::new(41208, false);
+    let root = tempfile::tempdir().unwrap();
+    let a = block_drive(&f, root.path(), "a.img", 9 << 20);
+    let lun = f.create_lun(|x| {
+        x.drives = Some(vec![a.id]);
+        x.size_bytes = 6 << 20;
+    });
+    let p = &pools(&f)[0];
+    assert_eq!((p.provisioned, p.overcommitted), (6 << 20, false));
+    // The device shrinks (the label stays); Reenumerate reads the new size.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&a.path)
+        .unwrap()
+        .set_len(5 << 20)
+        .unwrap();
+    f.ok(Command::Reenumerate);
+    let p = &pools(&f)[0];
+    assert_eq!(p.total_managed, 4 << 20, "{p:?}");
+    assert_eq!(p.provisioned, 6 << 20);
+    assert!(p.overcommitted, "{p:?}");
+    assert_eq!(p.remaining, 0);
+    let _ = lun;
+}
