@@ -671,6 +671,31 @@ pub(crate) fn files_of(drives: &HashMap<Uuid, Drive>, lun: &Lun) -> Vec<PathBuf>
         .collect()
 }
 
+/// Files of LUN `lun` in the extent directories of its `dir` drives that none of its extents
+/// names: what a crash left between making an extend's files and its commit, or between a
+/// shrink's commit and the removal of what it dropped. Removed with the LUN.
+pub(crate) fn stray_files_of(drives: &HashMap<Uuid, Drive>, lun: &Lun) -> Vec<PathBuf> {
+    let named = files_of(drives, lun);
+    let prefix = format!("{}-", lun.id);
+    let mut dirs: Vec<PathBuf> = lun
+        .extents
+        .iter()
+        .filter_map(|x| drives.get(&x.drive))
+        .filter(|d| d.kind == DriveKind::Dir)
+        .map(|d| Path::new(&d.path).join(EXTENT_DIR))
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    dirs.iter()
+        .filter_map(|dir| std::fs::read_dir(dir).ok())
+        .flat_map(|rd| rd.filter_map(Result::ok))
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.path())
+        .filter(|p| !named.contains(p))
+        .collect()
+}
+
 /// Makes the files of `extents` of LUN `lun` on `dir` drives: sparse, mode 0600, never over
 /// an existing file or through a link. On error the files made are removed again.
 pub(crate) fn make_files(

@@ -632,3 +632,32 @@ fn a_drive_that_shrank_under_its_extents_leaves_its_pool_overcommitted() {
     assert_eq!(p.remaining, 0);
     let _ = lun;
 }
+
+#[test]
+fn a_deleted_lun_takes_the_files_a_crashed_resize_left_with_it() {
+    let f = Fixture::new(41209, false);
+    let root = tempfile::tempdir().unwrap();
+    let d = dir_drive(&f, root.path(), "d");
+    let lun = f.create_lun(|x| {
+        x.drives = Some(vec![d.id]);
+        x.size_bytes = 1 << 20;
+    });
+    let dir = Path::new(&d.path).join("vds-extents");
+    let x = lun.extents[0];
+    // As an extend that crashed before its commit leaves it; another LUN's file stays.
+    let stray = dir.join(format!("{}-{}-0-1", lun.id, x.plex));
+    std::fs::write(&stray, b"left").unwrap();
+    let foreign = dir.join(format!("{}-{}-0-0", Uuid::new_v4(), x.plex));
+    std::fs::write(&foreign, b"other").unwrap();
+    // An extend makes the same name again: the stray file is replaced.
+    let grown = lun_of(f.job(Command::ExtendLun {
+        id: lun.id,
+        bytes: 1 << 20,
+    }));
+    assert_eq!(std::fs::metadata(&stray).unwrap().len(), 1 << 20);
+    let stray2 = dir.join(format!("{}-{}-0-7", lun.id, x.plex));
+    std::fs::write(&stray2, b"left").unwrap();
+    f.ok(Command::DeleteLun { id: grown.id });
+    assert!(!stray.exists() && !stray2.exists());
+    assert!(foreign.exists(), "another LUN's file is not touched");
+}
