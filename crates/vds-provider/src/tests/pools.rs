@@ -287,8 +287,16 @@ const TYPES: [LunType; 8] = [
 ];
 
 /// One case of the property: `sizes` block drives, `existing` simple LUNs (drive index, size
-/// in MiB) made first, then a LUN of `TYPES[t]` on the first `n` drives at the largest size.
-fn maxima_case(sizes: &[u64], existing: &[(usize, u64)], t: usize, n: usize, striped: bool) {
+/// in MiB) made first, then a LUN of `TYPES[t]` on the first `n` drives at the largest size,
+/// extended by the most it can, shrunk by `shrink_pct` percent, and the maxima checked again.
+fn maxima_case(
+    sizes: &[u64],
+    existing: &[(usize, u64)],
+    t: usize,
+    n: usize,
+    striped: bool,
+    shrink_pct: u64,
+) {
     let f = Fixture::new(41203, false);
     let root = tempfile::tempdir().unwrap();
     let drives: Vec<vds_model::Drive> = sizes
@@ -327,13 +335,44 @@ fn maxima_case(sizes: &[u64], existing: &[(usize, u64)], t: usize, n: usize, str
         a.size_bytes = size;
         Command::CreateLun(a)
     };
-    let max = match max_create(&f, args.clone()) {
+    // Create at the maximum (one block more refused), extend at the maximum, shrink by a
+    // part, and the maxima of an extend and of a create are exact again after each.
+    let Some(lun) = exact_create(&f, &args, &create, n) else {
+        return;
+    };
+    let lun = exact_extend(&f, &lun);
+    let cut = (lun.size_bytes / 512 * shrink_pct / 100).max(1) * 512;
+    if let Ok(Outcome::Job(j)) = f.p.apply(Command::ShrinkLun {
+        id: lun.id,
+        bytes: cut,
+    }) {
+        let Outcome::Job(j) = f.ok(Command::WaitJob {
+            id: j.id,
+            timeout: None,
+        }) else {
+            panic!()
+        };
+        assert_eq!(j.state, JobState::Succeeded, "shrink by {cut}: {j:?}");
+    }
+    let lun = f.lun(lun.id);
+    exact_extend(&f, &lun);
+    exact_create(&f, &args, &create, n);
+}
+
+/// Checks QueryMaxLunCreateSize of `args` against creates; the LUN made at the maximum.
+fn exact_create(
+    f: &Fixture,
+    args: &MaxSizeArgs,
+    create: &dyn Fn(u64) -> Command,
+    n: usize,
+) -> Option<Lun> {
+    let max = match max_create(f, args.clone()) {
         Ok(m) => m,
         Err(e) => {
             // Nothing fits: then the smallest create fails the same way.
             let e2 = f.err(create(512 * n as u64));
             assert_eq!(e.hresult, e2.hresult, "{e} / {e2}");
-            return;
+            return None;
         }
     };
     let e = f.err(create(max + 512));
@@ -346,18 +385,24 @@ fn maxima_case(sizes: &[u64], existing: &[(usize, u64)], t: usize, n: usize, str
     );
     let lun = lun_of(f.job(create(max)));
     assert_eq!(lun.size_bytes, max, "{lun:?}");
-    // The same of an extend.
+    Some(lun)
+}
+
+/// Checks QueryMaxLunExtendSize of `lun` against extends; the LUN after the largest one.
+fn exact_extend(f: &Fixture, lun: &Lun) -> Lun {
     let extend = |bytes: u64| Command::ExtendLun { id: lun.id, bytes };
-    match max_extend(&f, lun.id) {
+    match max_extend(f, lun.id) {
         Ok(m) => {
             let e = f.err(extend(m + 512));
             assert_eq!(e.hresult, Hresult::VDS_E_NOT_ENOUGH_SPACE, "{m} + 512: {e}");
             let l = lun_of(f.job(extend(m)));
             assert_eq!(l.size_bytes, lun.size_bytes + m);
+            l
         }
         Err(e) => {
             assert_eq!(e.hresult, Hresult::VDS_E_NOT_ENOUGH_SPACE, "{e}");
             assert_eq!(f.err(extend(512)).hresult, e.hresult);
+            lun.clone()
         }
     }
 }
@@ -372,11 +417,12 @@ proptest! {
         t in 0usize..TYPES.len(),
         n in 1usize..5,
         striped in any::<bool>(),
+        shrink_pct in 1u64..90,
     ) {
         let n = n.min(sizes.len());
         let sizes: Vec<u64> = sizes.iter().map(|b| b * 512).collect();
         let striped = striped && matches!(TYPES[t], LunType::Stripe | LunType::Raid10 | LunType::FaultTolerant);
-        maxima_case(&sizes, &existing, t, n, striped);
+        maxima_case(&sizes, &existing, t, n, striped, shrink_pct);
     }
 }
 
