@@ -27,6 +27,11 @@ impl FileStore {
             .read(true)
             .write(true)
             .open(path)?;
+        FileStore::from_file(file, path)
+    }
+
+    /// The store of a regular file already opened read-write (as `path`, for messages).
+    pub fn from_file(file: File, path: &Path) -> io::Result<FileStore> {
         let md = file.metadata()?;
         if !md.file_type().is_file() {
             return Err(io::Error::new(

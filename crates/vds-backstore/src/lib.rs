@@ -35,6 +35,7 @@ mod nowait;
 mod null;
 pub mod powercut;
 pub mod raid;
+pub mod rbd;
 mod sys;
 
 pub use block::BlockStore;

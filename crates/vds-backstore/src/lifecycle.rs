@@ -97,6 +97,73 @@ pub fn make_private_dir(path: &Path) -> io::Result<()> {
     }
 }
 
+/// A directory vds keeps its own files in, inside a directory a caller gave (a `dir` drive's
+/// `vds-extents`): made 0700 when missing, then opened without following a link and proved
+/// vds's own (a real directory, owned by the daemon's user, writable by nobody else), so that
+/// nothing another local user planted there (a link, a directory of their own) is ever
+/// written or read through. Files in it are reached relative to the handle:
+/// [`create_new_in`], [`open_in`], [`remove_in`].
+pub fn open_private_dir(path: &Path) -> io::Result<File> {
+    make_private_dir(path)?;
+    let refused = |why: String| {
+        io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("{} {why}: not vds's own directory", path.display()),
+        )
+    };
+    let dir = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) | Some(libc::ENOTDIR) => {
+                refused("is a link or not a directory".into())
+            }
+            _ => e,
+        })?;
+    let md = dir.metadata()?;
+    if md.uid() != sys::euid() {
+        return Err(refused(format!("is owned by uid {}", md.uid())));
+    }
+    if md.mode() & 0o022 != 0 {
+        return Err(refused(format!("has mode {:o}", md.mode() & 0o7777)));
+    }
+    Ok(dir)
+}
+
+/// Creates the file `name` in `dir` (from [`open_private_dir`]): new (never over an existing
+/// file or through a link), mode 0600, `size` bytes, sparse; its size and name durable.
+pub fn create_new_in(dir: &File, name: &str, size: u64) -> io::Result<File> {
+    let f = sys::openat(
+        dir,
+        name,
+        libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
+        0o600,
+    )?;
+    f.set_len(size)?;
+    sys::fdatasync(&f)?;
+    dir.sync_all()?;
+    Ok(f)
+}
+
+/// Opens the existing regular file `name` in `dir` read-write, not through a link.
+pub fn open_in(dir: &File, name: &str) -> io::Result<File> {
+    let f = sys::openat(dir, name, libc::O_RDWR, 0)?;
+    if !f.metadata()?.file_type().is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{name} is not a regular file"),
+        ));
+    }
+    Ok(f)
+}
+
+/// Removes the file `name` of `dir`; the removal is durable.
+pub fn remove_in(dir: &File, name: &str) -> io::Result<()> {
+    sys::unlinkat(dir, name)?;
+    dir.sync_all()
+}
+
 /// Create (or reuse) the file of a file-backed LUN: afterwards it is exactly `size` bytes, sparse
 /// where nothing was written, mode 0600 when created. When the file already existed and
 /// `zero_reused` is set, its ends read as zeroes ([`zero_ends`]).
@@ -148,6 +215,11 @@ pub fn create_new(path: &Path, size: u64) -> io::Result<()> {
 pub fn allocate(path: &Path, offset: u64, len: u64) -> io::Result<()> {
     let f = std::fs::OpenOptions::new().write(true).open(path)?;
     sys::posix_fallocate(&f, offset, len)
+}
+
+/// Allocates `[offset, offset+len)` of the open file `f`.
+pub fn allocate_file(f: &File, offset: u64, len: u64) -> io::Result<()> {
+    sys::posix_fallocate(f, offset, len)
 }
 
 /// Makes the first and last [`ZERO_LEN`] bytes of `f` (`size` bytes long) read as zeroes: a

@@ -1,6 +1,8 @@
 //! Thin wrappers over the Linux calls `std` does not expose: `fallocate`, `posix_fallocate`,
-//! `lseek` with SEEK_DATA/SEEK_HOLE, `fdatasync`, `statvfs` and the block-device ioctls.
+//! `lseek` with SEEK_DATA/SEEK_HOLE, `fdatasync`, `statvfs`, `openat`/`unlinkat` and the
+//! block-device ioctls.
 
+use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 
@@ -50,6 +52,48 @@ pub fn seek(f: &impl AsRawFd, offset: u64, whence: libc::c_int) -> io::Result<Op
         return Err(e);
     }
     Ok(Some(r as u64))
+}
+
+/// `openat(dir, name, flags | O_CLOEXEC | O_NOFOLLOW, mode)`: `name` is one component (no
+/// `/`), reached through the directory handle, never through a link.
+pub fn openat(dir: &impl AsRawFd, name: &str, flags: libc::c_int, mode: u32) -> io::Result<File> {
+    let c = one_component(name)?;
+    // SAFETY: `c` is a NUL-terminated string that outlives the call; the fd is valid; openat
+    // returns a new fd we own (or -1).
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            flags | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+            mode as libc::c_uint,
+        )
+    };
+    let fd = cvt(fd)?;
+    // SAFETY: `fd` was just returned by openat and is owned by nobody else.
+    Ok(unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+/// `unlinkat(dir, name, 0)`: removes the file `name` of the directory, not following a link.
+pub fn unlinkat(dir: &impl AsRawFd, name: &str) -> io::Result<()> {
+    let c = one_component(name)?;
+    // SAFETY: `c` is a NUL-terminated string that outlives the call; the fd is valid.
+    cvt(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) }).map(|_| ())
+}
+
+/// The daemon's effective user id.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+fn one_component(name: &str) -> io::Result<std::ffi::CString> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{name:?} is not a file name"),
+        ));
+    }
+    std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
 }
 
 /// `fdatasync(fd)`.

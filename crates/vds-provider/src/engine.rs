@@ -925,6 +925,7 @@ pub(crate) fn open(
         let snap = st.store.load().map_err(store_err)?;
         inner.install(st, snap, false)?;
         remove_leftover_lun_files(&inner.config.data_dir, st);
+        crate::extents::remove_leftover_files(st);
         inner.resume_rebuilds(st);
     }
     let weak = Arc::downgrade(&inner);

@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use uuid::Uuid;
 use vds_backstore::label::LABEL_AREA;
 use vds_backstore::raid::{PlexLayout, PlexObserver, PlexState, RaidStore, Segment};
-use vds_backstore::{BackingStore, Filtered};
+use vds_backstore::{lifecycle, BackingStore, FileStore, Filtered};
 use vds_model::{
     Drive, DriveFlag, DriveKind, DriveStatus, Extent, FaultFilterSpec, Health, Hresult, Lun,
     LunPlex, LunPlexStatus, LunPlexType, LunType, TransitionState,
@@ -689,7 +689,10 @@ pub(crate) fn stray_files_of(drives: &HashMap<Uuid, Drive>, lun: &Lun) -> Vec<Pa
     dirs.iter()
         .filter_map(|dir| std::fs::read_dir(dir).ok())
         .flat_map(|rd| rd.filter_map(Result::ok))
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with(&prefix) && is_extent_name(&n)
+        })
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .map(|e| e.path())
         .filter(|p| !named.contains(p))
@@ -697,11 +700,14 @@ pub(crate) fn stray_files_of(drives: &HashMap<Uuid, Drive>, lun: &Lun) -> Vec<Pa
 }
 
 /// Makes the files of `extents` of LUN `lun` on `dir` drives: sparse, mode 0600, never over
-/// an existing file or through a link. On error the files made are removed again.
+/// an existing file or through a link, in a `vds-extents` directory proved vds's own
+/// (`lifecycle::open_private_dir`); allocated when `allocate` (a LUN that is not thin). On
+/// error the files made are removed again.
 pub(crate) fn make_files(
     drives: &HashMap<Uuid, Drive>,
     lun: Uuid,
     extents: &[Extent],
+    allocate: bool,
 ) -> io::Result<Vec<PathBuf>> {
     let mut made = Vec::new();
     let r = (|| {
@@ -709,18 +715,15 @@ pub(crate) fn make_files(
             let Some(d) = drives.get(&x.drive).filter(|d| d.kind == DriveKind::Dir) else {
                 continue;
             };
-            let dir = Path::new(&d.path).join(EXTENT_DIR);
-            vds_backstore::lifecycle::make_private_dir(&dir)?;
-            // The extent directory is vds's own: a link put there is not followed.
-            if !std::fs::symlink_metadata(&dir)?.is_dir() {
-                return Err(io::Error::other(format!(
-                    "{} is not a directory",
-                    dir.display()
-                )));
-            }
             let path = extent_file(d, lun, x);
-            vds_backstore::lifecycle::create_new(&path, x.size)?;
-            made.push(path);
+            let (dir, name) = private_dir_of(&path)?;
+            let f = lifecycle::create_new_in(&dir, name, x.size)?;
+            made.push(path.clone());
+            if allocate {
+                lifecycle::allocate_file(&f, 0, x.size).map_err(|e| {
+                    io::Error::new(e.kind(), format!("allocating {}: {e}", path.display()))
+                })?;
+            }
         }
         Ok(())
     })();
@@ -733,13 +736,95 @@ pub(crate) fn make_files(
     }
 }
 
-/// Removes extent files (a deleted LUN's, or those of a create that failed).
+/// The `vds-extents` directory holding an extent file (opened and proved vds's own) and the
+/// file's name in it.
+fn private_dir_of(path: &Path) -> io::Result<(std::fs::File, &str)> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Err(io::Error::other(format!(
+            "{} is not an extent file",
+            path.display()
+        )));
+    };
+    Ok((lifecycle::open_private_dir(dir)?, name))
+}
+
+/// Cuts an extent file short (a shrink), through its directory's handle.
+pub(crate) fn cut_file(path: &Path, len: u64) -> io::Result<()> {
+    let (dir, name) = private_dir_of(path)?;
+    let f = lifecycle::open_in(&dir, name)?;
+    f.set_len(len)?;
+    f.sync_all()
+}
+
+/// Removes extent files (a deleted LUN's, or those of a create that failed), each through its
+/// directory's handle.
 pub(crate) fn remove_files(files: &[PathBuf]) {
     for f in files {
-        if let Err(err) = vds_backstore::lifecycle::remove_file(f) {
-            tracing::warn!(path = %f.display(), error = %err, "could not remove an extent file");
+        let r = private_dir_of(f).and_then(|(dir, name)| lifecycle::remove_in(&dir, name));
+        match r {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => {
+                tracing::warn!(path = %f.display(), error = %err, "could not remove an extent file")
+            }
+            Ok(()) => {}
         }
     }
+}
+
+/// Removes the files in the `vds-extents` directory of every ONLINE `dir` drive (its label
+/// proved) that no extent of the store names: a daemon killed while it created a LUN or moved a
+/// plex (the files are made before the record is committed) or deleted one (the record goes
+/// first) leaves them behind. Only names vds makes (`<uuid>-<uuid>-<n>-<n>`) are considered,
+/// and the directory must be vds's own. Run at start, before any create.
+pub(crate) fn remove_leftover_files(st: &State) {
+    let wanted: std::collections::HashSet<PathBuf> = st
+        .luns
+        .values()
+        .flat_map(|e| files_of(&st.drives, &e.rec.lun))
+        .collect();
+    for d in st.drives.values() {
+        if d.kind != DriveKind::Dir || d.status != vds_model::DriveStatus::Online {
+            continue;
+        }
+        let dir = Path::new(&d.path).join(EXTENT_DIR);
+        if std::fs::symlink_metadata(&dir).is_err() {
+            continue;
+        }
+        let Ok(names) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let leftovers: Vec<PathBuf> = names
+            .flatten()
+            .filter_map(|n| n.file_name().to_str().map(str::to_owned))
+            .filter(|n| is_extent_name(n))
+            .map(|n| dir.join(n))
+            .filter(|p| !wanted.contains(p))
+            .collect();
+        for p in &leftovers {
+            tracing::warn!(path = %p.display(), "removing an extent file no LUN uses (interrupted create, move or delete)");
+        }
+        remove_files(&leftovers);
+    }
+}
+
+/// Whether `name` is one vds gives an extent file: `<lun>-<plex>-<column>-<seq>`.
+fn is_extent_name(name: &str) -> bool {
+    let (Some(lun), Some(rest)) = (name.get(..36), name.get(36..)) else {
+        return false;
+    };
+    let Some(rest) = rest.strip_prefix('-') else {
+        return false;
+    };
+    let (Some(plex), Some(rest)) = (rest.get(..36), rest.get(36..)) else {
+        return false;
+    };
+    let mut nums = rest.split('-').skip(1);
+    Uuid::parse_str(lun).is_ok()
+        && Uuid::parse_str(plex).is_ok()
+        && rest.starts_with('-')
+        && nums.next().is_some_and(|c| c.parse::<u32>().is_ok())
+        && nums.next().is_some_and(|q| q.parse::<u32>().is_ok())
+        && nums.next().is_none()
 }
 
 /// What the provider keeps open per drive: a `block` drive's store (opened once, shared by
@@ -765,7 +850,8 @@ impl DriveIo {
         let (store, offset): (Arc<dyn BackingStore>, u64) = match d.kind {
             DriveKind::Dir => {
                 let path = extent_file(d, lun, x);
-                let f = vds_backstore::FileStore::open(&path)?;
+                let (dir, name) = private_dir_of(&path)?;
+                let f = FileStore::from_file(lifecycle::open_in(&dir, name)?, &path)?;
                 // Longer is fine: a shrink commits before it cuts the file short.
                 if f.size() < x.size {
                     return Err(io::Error::other(format!(

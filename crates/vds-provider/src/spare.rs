@@ -122,7 +122,7 @@ impl Inner {
         rec.lun.extents.retain(|x| x.plex != plex_id);
         rec.lun.extents.extend(new.iter().copied());
         let drives = st.drives.clone();
-        let files = crate::extents::make_files(&drives, id, &new).map_err(|e| {
+        let files = crate::extents::make_files(&drives, id, &new, !rec.lun.thin).map_err(|e| {
             crate::ops::storage_err(format!("LUN {id}: the new plex's extents"), &e)
         })?;
         let opened = crate::extents::layouts(&self.drive_io, &drives, &rec.lun)

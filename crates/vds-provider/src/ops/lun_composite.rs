@@ -194,16 +194,9 @@ fn create_composite_work(
     mut w: Work,
     slots: Slots,
 ) -> JobResult {
-    let files: Vec<PathBuf> = extents::make_files(&w.drives, w.lun.id, &w.lun.extents)
+    let files: Vec<PathBuf> = extents::make_files(&w.drives, w.lun.id, &w.lun.extents, !w.lun.thin)
         .map_err(|e| storage_err("making the LUN's extent files".to_string(), &e))?;
     let r = (|| {
-        if !w.lun.thin {
-            for f in &files {
-                let len = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
-                crate::storage::allocate(&f.display().to_string(), 0, len)
-                    .map_err(|e| storage_err(format!("allocating {}", f.display()), &e))?;
-            }
-        }
         job.set_percent(50);
         if job.cancel_requested() {
             return Err(canceled());

@@ -8,10 +8,8 @@
 
 use std::sync::Arc;
 
-use std::os::unix::fs::OpenOptionsExt;
 use uuid::Uuid;
 use vds_backstore::{BackingStore, Filtered};
-
 use vds_model::{
     AsyncOutputType, BackingKind, DriveKind, Extent, Health, Hresult, JobOutput, Lun,
     LunPlexStatus, LunStatus, ObjectKind, TransitionState,
@@ -385,10 +383,8 @@ fn extents_work(inner: &Arc<Inner>, job: &JobHandle, r: Resize, slots: Slots) ->
                 extents: g.extents.clone(),
                 ..lun.clone()
             };
-            for f in crate::extents::files_of(&drives, &stale) {
-                let _ = vds_backstore::lifecycle::remove_file(&f);
-            }
-            let made = crate::extents::make_files(&drives, id, &g.extents)
+            crate::extents::remove_files(&crate::extents::files_of(&drives, &stale));
+            let made = crate::extents::make_files(&drives, id, &g.extents, !lun.thin)
                 .map_err(|e| storage_err("making the new extent files".to_string(), &e))?;
             (made, Vec::new())
         }
@@ -400,13 +396,6 @@ fn extents_work(inner: &Arc<Inner>, job: &JobHandle, r: Resize, slots: Slots) ->
     };
     let r = (|| {
         if let ExtentResize::Grow(g) = &extents {
-            if !lun.thin {
-                for f in &made {
-                    let len = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
-                    allocate(&f.display().to_string(), 0, len)
-                        .map_err(|e| storage_err(format!("allocating {}", f.display()), &e))?;
-                }
-            }
             inner
                 .drive_io
                 .zero_block_extents(&drives, &g.extents)
@@ -492,12 +481,7 @@ fn cut_files(
                 continue;
             };
             let path = crate::extents::extent_file(d, id, x);
-            let r = std::fs::OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&path)
-                .and_then(|f| f.set_len(x.size).and_then(|()| f.sync_all()));
-            if let Err(e) = r {
+            if let Err(e) = crate::extents::cut_file(&path, x.size) {
                 tracing::warn!(path = %path.display(), error = %e, "extent file not cut short");
             }
         }

@@ -51,22 +51,7 @@ fn composite(
 }
 
 fn args(f: &Fixture, edit: impl FnOnce(&mut crate::CreateLunArgs)) -> Command {
-    let mut a = crate::CreateLunArgs {
-        subsystem: f.subsystem(),
-        size_bytes: 4 << 20,
-        friendly_name: None,
-        lun_type: None,
-        thin: None,
-        drive: None,
-        unmasking_list: None,
-        targets: None,
-        read_only: None,
-        hints: None,
-        backing: None,
-        drives: None,
-        plexes: None,
-        stripe_size: None,
-    };
+    let mut a = f.lun_args();
     edit(&mut a);
     Command::CreateLun(a)
 }
@@ -247,4 +232,71 @@ fn composite_creates_are_refused_precisely_and_change_nothing() {
     for d in [&a, &b, &spare] {
         assert!(files_in(d).is_empty(), "nothing made on {}", d.path);
     }
+}
+
+/// `<dir>/vds-extents` is vds's own: a link planted in its place, or a directory others may
+/// write, is refused (the create fails, nothing is written through it); extent files are 0600.
+#[test]
+fn the_extent_directory_must_be_vds_own() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fixture::new(41089, false);
+    let root = tempfile::tempdir().unwrap();
+    let good = dir_drive(&f, root.path(), "good");
+    let linked = dir_drive(&f, root.path(), "linked");
+    let open = dir_drive(&f, root.path(), "open");
+    let elsewhere = root.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, Path::new(&linked.path).join("vds-extents")).unwrap();
+    let shared = Path::new(&open.path).join("vds-extents");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+
+    for (d, what) in [(&linked, "link"), (&open, "mode 777")] {
+        let j = f.job(args(&f, composite(LunType::Simple, &[d.id], 4 << 20)));
+        assert_eq!(j.state, vds_model::JobState::Failed, "{what}: {j:?}");
+        let m = j.message.clone().unwrap_or_default();
+        assert!(m.contains("not vds's own directory"), "{what}: {j:?}");
+    }
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(&shared).unwrap().count(), 0);
+    assert_eq!(f.luns().len(), 1, "only the default LUN");
+
+    f.create_lun(composite(LunType::Simple, &[good.id], 4 << 20));
+    let files = files_in(&good);
+    assert_eq!(files.len(), 1);
+    let md = std::fs::metadata(&files[0]).unwrap();
+    assert_eq!(md.permissions().mode() & 0o777, 0o600);
+    let dmd = std::fs::metadata(Path::new(&good.path).join("vds-extents")).unwrap();
+    assert_eq!(dmd.permissions().mode() & 0o777, 0o700);
+}
+
+/// Extent files no LUN names (a create, move or delete killed half-way) are removed at the next
+/// start; files vds does not name, and those of LUNs, are left alone.
+#[test]
+fn leftover_extent_files_are_removed_at_start() {
+    let mut f = Fixture::new(41090, false);
+    let root = tempfile::tempdir().unwrap();
+    let a = dir_drive(&f, root.path(), "a");
+    let b = dir_drive(&f, root.path(), "b");
+    f.create_lun(composite(LunType::Mirror, &[a.id, b.id], 4 << 20));
+    let ours = files_in(&a);
+    assert_eq!(ours.len(), 1);
+    let dir = Path::new(&a.path).join("vds-extents");
+    let leftover = dir.join(format!("{}-{}-0-0", Uuid::new_v4(), Uuid::new_v4()));
+    let foreign = dir.join("notes.txt");
+    let odd = dir.join(format!("{}-{}-0", Uuid::new_v4(), Uuid::new_v4()));
+    for p in [&leftover, &foreign, &odd] {
+        std::fs::write(p, b"x").unwrap();
+    }
+    f.restart();
+    assert!(
+        !leftover.exists(),
+        "the leftover extent file was not removed"
+    );
+    assert!(
+        foreign.exists() && odd.exists(),
+        "a file vds does not name was touched"
+    );
+    assert!(ours[0].exists());
+    assert_eq!(files_in(&b).len(), 1);
 }
