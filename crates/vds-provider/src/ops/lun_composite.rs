@@ -148,7 +148,7 @@ impl Provider {
             friendly.clone(),
             plan.size,
             mask.to_string(),
-            lun_type,
+            plan.lun_type,
             a.thin.unwrap_or(true),
             Vec::new(),
             Backing {

@@ -94,13 +94,6 @@ fn a_stripe_lun_on_dir_drives_has_one_sparse_file_per_column_and_survives_a_rest
     // A drive holding an extent is not removed.
     let e = f.err(Command::RemoveDrive { id: a.id });
     assert_eq!(e.hresult, Hresult::VDS_E_DEVICE_IN_USE, "{e}");
-    // Extend and shrink: not yet.
-    let e = f.err(Command::ExtendLun {
-        id: lun.id,
-        bytes: 1 << 20,
-    });
-    assert_eq!(e.hresult, Hresult::VDS_E_NOT_SUPPORTED, "{e}");
-    assert!(e.message.contains("extent-backed"), "{e}");
 
     f.restart();
     let back = f.lun(lun.id);

@@ -11,6 +11,7 @@ mod hints;
 mod leftovers;
 mod maintenance;
 mod model;
+mod pools;
 mod power_cut;
 mod read_only;
 mod rules;
