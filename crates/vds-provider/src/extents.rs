@@ -915,7 +915,6 @@ impl DriveIo {
         drives: &HashMap<Uuid, Drive>,
         extents: &[Extent],
     ) -> io::Result<()> {
-        let zeros = vec![0u8; 1 << 20];
         for x in extents {
             let Some(d) = drives.get(&x.drive).filter(|d| d.kind == DriveKind::Block) else {
                 continue;
@@ -932,12 +931,9 @@ impl DriveIo {
                     }
                 }
             };
-            let mut at = 0;
-            while at < x.size {
-                let n = (x.size - at).min(zeros.len() as u64) as usize;
-                store.write_at(&zeros[..n], x.offset + at, false)?;
-                at += n as u64;
-            }
+            // Deallocated where the drive can (a hole in a file, a discard that reads back
+            // zeroes on a device), written with zeroes where it cannot.
+            store.unmap(x.offset, x.size)?;
             store.flush()?;
         }
         Ok(())
