@@ -681,6 +681,8 @@ pub async fn create_lun(
                 path: k.path,
                 filters: k.filters.iter().map(Into::into).collect(),
                 wipe: k.wipe,
+                pool: k.pool,
+                image: k.image,
             }),
             read_only: b.read_only,
             hints: b.hints.map(Into::into),

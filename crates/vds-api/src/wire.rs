@@ -284,11 +284,15 @@ impl From<&FaultFilterSpec> for FaultFilterBody {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackingBody {
-    /// `file` (default), `block`, `memory`, `null`.
+    /// `file` (default), `block`, `memory`, `null`, `rbd` (with `--ceph-conf`).
     #[schema(value_type = Option<String>, example = "file")]
     pub kind: Option<BackingKindArg>,
     /// File or device path (absolute).
     pub path: Option<String>,
+    /// `rbd`: the Ceph pool holding the image.
+    pub pool: Option<String>,
+    /// `rbd`: the image (created when missing, adopted when it exists).
+    pub image: Option<String>,
     /// Fault filters (only with `--enable-fault-injection`).
     #[serde(default)]
     pub filters: Vec<FaultFilterBody>,

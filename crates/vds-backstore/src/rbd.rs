@@ -98,6 +98,8 @@ impl Cluster {
         // A discard must read back as zeroes even below the object granularity (LBPRZ).
         cluster.set("rbd_skip_partial_discard", "false")?;
         cluster.set("rbd_discard_granularity_bytes", "4096")?;
+        // A cluster that does not answer fails the start in seconds, not librados's 5 minutes.
+        cluster.set("client_mount_timeout", "15")?;
         // SAFETY: a configured handle, connected once.
         let r = unsafe { api.rados_connect(handle) };
         check(
@@ -124,6 +126,18 @@ impl Cluster {
         };
         check(r.into(), &format!("opening pool {pool}"))?;
         Ok(IoCtx { api: self.api, io })
+    }
+
+    /// Whether the pool `pool` exists.
+    pub fn pool_exists(&self, pool: &str) -> io::Result<bool> {
+        let p = cstr(pool, "pool")?;
+        // SAFETY: a connected handle and a NUL-terminated pool name.
+        let r = unsafe { self.api.rados_pool_lookup(self.handle, p.as_ptr()) };
+        match check(r, &format!("looking up pool {pool}")) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Creates the image `pool/name` of `size` bytes (sparse). An image that exists answers

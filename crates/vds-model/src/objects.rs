@@ -416,6 +416,8 @@ pub enum BackingKind {
     /// Extents vds allocated on drives (a simple, span, stripe, mirror or RAID-10 LUN made
     /// with `drives`, BEHAVIOUR.md §15): made by the provider only, never named by a caller.
     Extents,
+    /// An RBD image in the daemon's Ceph cluster (docs/SCALEOUT.md); the path is `pool/image`.
+    Rbd,
 }
 
 impl BackingKind {
@@ -426,9 +428,10 @@ impl BackingKind {
         BackingKind::Memory,
         BackingKind::Null,
         BackingKind::Extents,
+        BackingKind::Rbd,
     ];
 
-    /// `"file"`, `"block"`, `"memory"`, `"null"`, `"extents"`.
+    /// `"file"`, `"block"`, `"memory"`, `"null"`, `"extents"`, `"rbd"`.
     pub fn short_name(self) -> &'static str {
         match self {
             BackingKind::File => "file",
@@ -436,6 +439,7 @@ impl BackingKind {
             BackingKind::Memory => "memory",
             BackingKind::Null => "null",
             BackingKind::Extents => "extents",
+            BackingKind::Rbd => "rbd",
         }
     }
 

@@ -38,7 +38,7 @@ impl std::fmt::Debug for SecretBytes {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackingSpec {
-    /// `file` (default), `block`, `memory` or `null`.
+    /// `file` (default), `block`, `memory`, `null` or `rbd`.
     pub kind: BackingKind,
     /// For `file`: an existing file or one to create (absent: a sparse file in the data dir).
     /// For `block`: the device (required). Must be absolute. An existing file or device is
@@ -49,6 +49,10 @@ pub struct BackingSpec {
     /// Zero the first and last MiB of an adopted file or device (default: nothing in it is
     /// touched).
     pub wipe: bool,
+    /// For `rbd`: the Ceph pool of the image (required; only for `rbd`).
+    pub pool: Option<String>,
+    /// For `rbd`: the image, created when it does not exist, adopted as it is when it does.
+    pub image: Option<String>,
 }
 
 impl Default for BackingSpec {
@@ -58,6 +62,8 @@ impl Default for BackingSpec {
             path: None,
             filters: Vec::new(),
             wipe: false,
+            pool: None,
+            image: None,
         }
     }
 }

@@ -22,6 +22,7 @@ mod extents;
 mod hooks;
 mod jobs;
 mod ops;
+mod rbd;
 mod rebuild;
 mod redundancy;
 mod spare;

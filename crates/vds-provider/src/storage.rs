@@ -52,6 +52,13 @@ pub(crate) fn open_backing(lun: &Lun) -> io::Result<Arc<Filtered>> {
         (BackingKind::Block, Some(p)) => vds_backstore::BackingKind::Block { path: p.into() },
         (BackingKind::Memory, _) => vds_backstore::BackingKind::Memory,
         (BackingKind::Null, _) => vds_backstore::BackingKind::Null,
+        (BackingKind::Rbd, Some(p)) => {
+            let (pool, image) = crate::rbd::split(p)?;
+            vds_backstore::BackingKind::Rbd {
+                pool: pool.into(),
+                image: image.into(),
+            }
+        }
         (k @ BackingKind::Extents, _) | (k, None) => {
             if k == BackingKind::Extents {
                 return Err(io::Error::new(
@@ -80,7 +87,11 @@ pub(crate) fn node_of(kind: BackingKind) -> Node {
 
 /// Device and inode of what is at a LUN's path (`rdev` for block devices).
 pub(crate) fn identity_of(backing: &Backing) -> io::Result<Option<(u64, u64)>> {
-    let Some(path) = &backing.path else {
+    let Some(path) = backing
+        .path
+        .as_ref()
+        .filter(|_| backing.kind != BackingKind::Rbd)
+    else {
         return Ok(None);
     };
     lifecycle::identity(Path::new(path), node_of(backing.kind)).map(Some)
@@ -95,7 +106,12 @@ pub(crate) fn fs_space(path: &Path) -> io::Result<(u64, u64)> {
 pub(crate) fn backing_changed(e: &LunEntry) -> Option<String> {
     e.filtered.as_ref()?;
     let lun = &e.rec.lun;
-    let path = lun.backing.path.as_ref()?;
+    // An RBD image is no local file: nothing on this host can replace it behind our back.
+    let path = lun
+        .backing
+        .path
+        .as_ref()
+        .filter(|_| lun.backing.kind != BackingKind::Rbd)?;
     let seen = match lifecycle::look(Path::new(path)) {
         Ok(seen) => seen,
         Err(err) => return Some(format!("LUN {}: backing {path} is gone ({err})", lun.id)),
@@ -174,6 +190,10 @@ pub(crate) fn prepare_storage(lun: &Lun, owns_file: bool, prep: Prep) -> Result<
     let ctx = || format!("backing.path {path}");
     match (lun.backing.kind, prep.adopted) {
         (BackingKind::Memory | BackingKind::Null | BackingKind::Extents, _) => return Ok(()),
+        (BackingKind::Rbd, _) if owns_file => {
+            crate::rbd::create(lun).map_err(|e| storage_err(format!("backing {path}"), &e))?;
+        }
+        (BackingKind::Rbd, _) => {}
         (kind, Some(identity)) => {
             let f = lifecycle::pin(p, node_of(kind), identity, prep.wipe)
                 .map_err(|e| storage_err(ctx(), &e))?;
@@ -219,7 +239,9 @@ pub(crate) fn check_backing(
             "only an existing file or device given by backing.path can be wiped",
         ));
     }
+    crate::rbd::check(b)?;
     match (b.kind, &b.path) {
+        (BackingKind::Rbd, _) => Ok(None),
         (BackingKind::Extents, _) => Err(VdsError::invalid_arg(
             "backing.kind",
             "extents are made by the provider from drives (give type and drives instead)",
@@ -250,6 +272,15 @@ pub(crate) fn free_storage(e: &LunEntry) {
     let Some(path) = &lun.backing.path else {
         return;
     };
+    // Before anything that takes the path for a file's: `pool/image` names no file.
+    if lun.backing.kind == BackingKind::Rbd {
+        if e.rec.owns_file {
+            if let Err(err) = crate::rbd::remove(lun) {
+                tracing::warn!(lun = %lun.id, image = path, error = %err, "could not remove the LUN's RBD image");
+            }
+        }
+        return;
+    }
     if e.rec.owns_file {
         if let Err(err) = lifecycle::remove_file(Path::new(path)) {
             tracing::warn!(lun = %lun.id, path, error = %err, "could not free the LUN's storage");

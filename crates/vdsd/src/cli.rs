@@ -39,6 +39,20 @@ pub struct Args {
     #[arg(long)]
     pub enable_fault_injection: bool,
 
+    /// A Ceph cluster to keep `rbd` LUNs in (docs/SCALEOUT.md): its ceph.conf. Without it, a
+    /// LUN with an `rbd` backing store answers VDS_E_NOT_SUPPORTED.
+    #[arg(long, env = "VDS_CEPH_CONF", value_name = "CEPH_CONF")]
+    pub ceph_conf: Option<PathBuf>,
+
+    /// The Ceph client vdsd connects as (its key is in the keyring the ceph.conf names).
+    #[arg(
+        long,
+        env = "VDS_CEPH_CLIENT",
+        default_value = "client.admin",
+        requires = "ceph_conf"
+    )]
+    pub ceph_client: String,
+
     /// Serve the API without the bearer token (development only). Refused unless the API is
     /// bound to a loopback address; warns once a minute while requests are served so.
     #[arg(long)]

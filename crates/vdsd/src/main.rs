@@ -61,6 +61,16 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
     limits.panic_injection = args.enable_fault_injection;
     let datapath = vds_target::DataPath::new(rt.handle().clone(), limits)
         .map_err(|e| anyhow::anyhow!("cannot start the I/O threads: {e}"))?;
+    // Before the provider opens: its rbd LUNs are opened through this cluster.
+    if let Some(conf) = &args.ceph_conf {
+        vds_backstore::rbd::connect(conf, &args.ceph_client).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot connect to the Ceph cluster of {}: {e}",
+                conf.display()
+            )
+        })?;
+        tracing::info!(conf = %conf.display(), client = %args.ceph_client, "connected to Ceph");
+    }
     let mut pcfg = ProviderConfig::new(&args.data_dir);
     pcfg.first_start_portals = args.first_start_portals();
     pcfg.first_start_advertise = args.first_start_advertise();

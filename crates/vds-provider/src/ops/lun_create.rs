@@ -257,6 +257,15 @@ fn check_conflicts(st: &State, data_dir: &Path, c: &Checked) -> Result<(), VdsEr
             ));
         }
     }
+    if c.backing.kind == BackingKind::Rbd {
+        let path = crate::rbd::check(&c.backing)?.unwrap_or_default();
+        if let Some(other) = st.backing_paths.get(&path) {
+            return Err(VdsError::new(
+                Hresult::VDS_E_DEVICE_IN_USE,
+                format!("backing: image {path} already backs LUN {other}"),
+            ));
+        }
+    }
     let backing_path = c.judged.as_ref().map(|j| j.path.clone());
     if let Some(p) = &backing_path {
         if let Some(d) = drive_at(st, data_dir, Path::new(p)) {
@@ -310,6 +319,23 @@ fn plan_storage(inner: &Inner, id: Uuid, c: &Checked, thin: bool) -> Result<Stor
             true,
         ),
         (BackingKind::File, Some(p)) => (Some(p.clone()), adopted.is_none()),
+        (BackingKind::Rbd, _) => {
+            let path = crate::rbd::check(&c.backing)?.unwrap_or_default();
+            match crate::rbd::existing_size(&path)? {
+                Some(size) if size != c.size => {
+                    return Err(VdsError::invalid_arg(
+                        "size_bytes",
+                        format!(
+                            "the existing image {path} is {size} bytes, not {}; an adopted image \
+                             keeps its size",
+                            c.size
+                        ),
+                    ));
+                }
+                Some(_) => (Some(path), false),
+                None => (Some(path), true),
+            }
+        }
         (_, p) => (p.clone(), false),
     };
     let prep = Prep {
@@ -344,6 +370,14 @@ fn plan_storage(inner: &Inner, id: Uuid, c: &Checked, thin: bool) -> Result<Stor
 
 /// Removes the file of a LUN that was not created (when vds made it).
 fn remove_own_file(lun: &Lun, plan: &StoragePlan) {
+    if lun.backing.kind == BackingKind::Rbd {
+        if plan.owns_file {
+            if let Err(e) = crate::rbd::remove(lun) {
+                tracing::warn!(lun = %lun.id, error = %e, "could not remove the image of a LUN not created");
+            }
+        }
+        return;
+    }
     if let Some(p) = lun.backing.path.as_ref().filter(|_| plan.owns_file) {
         let _ = vds_backstore::lifecycle::remove_file(std::path::Path::new(p));
     }

@@ -377,6 +377,8 @@ fn a_lun_backing_path_never_reaches_into_a_drive() {
                 path: Some(path.display().to_string()),
                 filters: vec![],
                 wipe: true,
+                pool: None,
+                image: None,
             }),
             ..f.lun_args()
         }));

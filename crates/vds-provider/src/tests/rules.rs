@@ -787,6 +787,8 @@ fn bad_lun_create_arguments_name_the_field_and_change_nothing() {
                     path: Some("relative.img".into()),
                     filters: vec![],
                     wipe: false,
+                    pool: None,
+                    image: None,
                 })
             }),
             Hresult::E_INVALIDARG,
@@ -799,6 +801,8 @@ fn bad_lun_create_arguments_name_the_field_and_change_nothing() {
                     path: None,
                     filters: vec![],
                     wipe: false,
+                    pool: None,
+                    image: None,
                 })
             }),
             Hresult::E_INVALIDARG,
@@ -811,6 +815,8 @@ fn bad_lun_create_arguments_name_the_field_and_change_nothing() {
                     path: Some("/etc/hostname".into()),
                     filters: vec![],
                     wipe: false,
+                    pool: None,
+                    image: None,
                 })
             }),
             Hresult::E_INVALIDARG,
@@ -823,6 +829,8 @@ fn bad_lun_create_arguments_name_the_field_and_change_nothing() {
                     path: Some("/x".into()),
                     filters: vec![],
                     wipe: false,
+                    pool: None,
+                    image: None,
                 })
             }),
             Hresult::E_INVALIDARG,
@@ -839,6 +847,8 @@ fn bad_lun_create_arguments_name_the_field_and_change_nothing() {
                         flush_ms: 1,
                     }],
                     wipe: false,
+                    pool: None,
+                    image: None,
                 })
             }),
             Hresult::VDS_E_NOT_SUPPORTED,
@@ -881,6 +891,8 @@ fn lun_create_on_memory_and_existing_file_adopts_it_and_wipe_zeroes_its_ends() {
             path: None,
             filters: vec![],
             wipe: false,
+            pool: None,
+            image: None,
         });
         a.targets = Some(vec![t]);
         a.unmasking_list = Some("iqn.2001-04.com.a:x;IQN.2001-04.COM.A:X".into());
@@ -902,6 +914,8 @@ fn lun_create_on_memory_and_existing_file_adopts_it_and_wipe_zeroes_its_ends() {
             path: Some(kept.display().to_string()),
             filters: vec![],
             wipe: false,
+            pool: None,
+            image: None,
         });
     });
     assert!(std::fs::read(&kept).unwrap().iter().all(|&b| b == 0xCD));
@@ -920,6 +934,8 @@ fn lun_create_on_memory_and_existing_file_adopts_it_and_wipe_zeroes_its_ends() {
             path: Some(path.display().to_string()),
             filters: vec![],
             wipe: true,
+            pool: None,
+            image: None,
         });
     });
     let data = std::fs::read(&path).unwrap();
@@ -946,6 +962,8 @@ fn lun_create_on_memory_and_existing_file_adopts_it_and_wipe_zeroes_its_ends() {
             path: Some(path.display().to_string()),
             filters: vec![],
             wipe: false,
+            pool: None,
+            image: None,
         }),
     }));
     assert_eq!(e.hresult, Hresult::VDS_E_DEVICE_IN_USE);
@@ -1450,6 +1468,8 @@ fn extended_copy_reaches_another_lun_the_provider_created() {
         path: None,
         filters: vec![],
         wipe: false,
+        pool: None,
+        image: None,
     };
     let target = f.default_target().id;
     let on_target = |x: &mut crate::CreateLunArgs| {

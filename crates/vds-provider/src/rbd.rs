@@ -1,0 +1,129 @@
+//! LUNs on RBD images (docs/SCALEOUT.md, BEHAVIOUR.md "RBD LUNs"): `backing: {"kind": "rbd",
+//! "pool": P, "image": I}` on a daemon started with `--ceph-conf`. The image is created when
+//! it does not exist (vds owns it and removes it with the LUN) and adopted as it is when it
+//! does (its size is the LUN's; deleting the LUN leaves it). The LUN's `backing.path` is
+//! `pool/image`; nothing about it is a filesystem path.
+
+use std::io;
+
+use vds_model::{BackingKind, Hresult, Lun};
+
+use crate::command::BackingSpec;
+use crate::VdsError;
+
+/// Longest pool or image name taken (RADOS object names allow more; 255 is what rbd's CLI
+/// and every peer use in practice).
+const NAME_MAX: usize = 255;
+
+fn check_name(field: &str, v: Option<&str>) -> Result<String, VdsError> {
+    let Some(v) = v else {
+        return Err(VdsError::invalid_arg(
+            field,
+            "required for an rbd backing store",
+        ));
+    };
+    if v.is_empty() || v.len() > NAME_MAX {
+        return Err(VdsError::invalid_arg(
+            field,
+            format!("must be 1 to {NAME_MAX} bytes"),
+        ));
+    }
+    // `/` separates pool and image in the LUN's path, `@` names a snapshot in librbd's specs.
+    if let Some(c) = v
+        .chars()
+        .find(|c| c.is_control() || c.is_whitespace() || matches!(c, '/' | '@'))
+    {
+        return Err(VdsError::invalid_arg(
+            field,
+            format!("{v:?} holds {c:?}, which an RBD pool or image name cannot"),
+        ));
+    }
+    Ok(v.to_string())
+}
+
+/// Checks an `rbd` backing request: pool and image well formed, no path, nothing to wipe, and
+/// a cluster to hold it. Answers the LUN's `backing.path`, `pool/image`. For any other kind,
+/// refuses `pool` and `image`.
+pub(crate) fn check(b: &BackingSpec) -> Result<Option<String>, VdsError> {
+    if b.kind != BackingKind::Rbd {
+        if b.pool.is_some() || b.image.is_some() {
+            return Err(VdsError::invalid_arg(
+                if b.pool.is_some() {
+                    "backing.pool"
+                } else {
+                    "backing.image"
+                },
+                format!("only for an rbd backing store, not {}", b.kind.short_name()),
+            ));
+        }
+        return Ok(None);
+    }
+    if b.path.is_some() {
+        return Err(VdsError::invalid_arg(
+            "backing.path",
+            "an rbd backing store is named by pool and image",
+        ));
+    }
+    if b.wipe {
+        return Err(VdsError::invalid_arg(
+            "backing.wipe",
+            "an adopted RBD image is used as it is",
+        ));
+    }
+    let pool = check_name("backing.pool", b.pool.as_deref())?;
+    let image = check_name("backing.image", b.image.as_deref())?;
+    cluster()?;
+    Ok(Some(format!("{pool}/{image}")))
+}
+
+/// The daemon's cluster, or `VDS_E_NOT_SUPPORTED` saying how to get one.
+fn cluster() -> Result<std::sync::Arc<vds_backstore::rbd::Cluster>, VdsError> {
+    vds_backstore::rbd::cluster()
+        .map_err(|e| VdsError::not_supported(format!("backing.kind rbd: {e}")))
+}
+
+/// `pool/image` → (pool, image).
+pub(crate) fn split(path: &str) -> io::Result<(&str, &str)> {
+    path.split_once('/').ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{path:?} is not pool/image"),
+        )
+    })
+}
+
+/// The size of the image at `path` if it exists.
+pub(crate) fn existing_size(path: &str) -> Result<Option<u64>, VdsError> {
+    let c = cluster()?;
+    let (pool, image) = split(path).map_err(|e| VdsError::io("backing", &e))?;
+    match c.open_image(pool, image) {
+        Ok(s) => Ok(Some(vds_backstore::BackingStore::size(&s))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // A pool that does not exist is the caller's error, not an image to create.
+            c.pool_exists(pool)
+                .map_err(|e| VdsError::io(format!("backing.pool {pool}"), &e))?
+                .then_some(None)
+                .ok_or_else(|| {
+                    VdsError::new(
+                        Hresult::VDS_E_OBJECT_NOT_FOUND,
+                        format!("backing.pool: Ceph has no pool {pool:?}"),
+                    )
+                })
+        }
+        Err(e) => Err(VdsError::io(format!("backing {path}"), &e)),
+    }
+}
+
+/// Creates the image of a new LUN (`size_bytes` bytes).
+pub(crate) fn create(lun: &Lun) -> io::Result<()> {
+    let path = lun.backing.path.as_deref().unwrap_or_default();
+    let (pool, image) = split(path)?;
+    vds_backstore::rbd::cluster()?.create_image(pool, image, lun.size_bytes)
+}
+
+/// Removes the image vds created for a LUN.
+pub(crate) fn remove(lun: &Lun) -> io::Result<()> {
+    let path = lun.backing.path.as_deref().unwrap_or_default();
+    let (pool, image) = split(path)?;
+    vds_backstore::rbd::cluster()?.remove_image(pool, image)
+}
