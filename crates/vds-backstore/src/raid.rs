@@ -187,6 +187,24 @@ pub struct RaidStore {
     observer: Arc<dyn PlexObserver>,
     gate: Gate,
     intent: ArcSwapOption<WriteIntent>,
+    /// A crash may have left the plexes unequal and [`RaidStore::resync_ranges`] has not
+    /// finished: every read comes from the first current plex (the one copied from), so a
+    /// region not repaired yet never reads differently twice, and a flush keeps the
+    /// write-intent bitmap's bits (they are the record of what is still to repair).
+    recovering: AtomicBool,
+    /// One copy at a time (a rebuild and a crash resync share the gate).
+    copier: Mutex<()>,
+}
+
+/// What [`RaidStore::resync_ranges`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RangeResync {
+    /// Bytes of the ranges compared (each once, whatever the number of plexes).
+    pub examined: u64,
+    /// Bytes written onto other plexes because they differed (summed over the plexes).
+    pub repaired: u64,
+    /// The copy was stopped by its progress callback before the end.
+    pub stopped: bool,
 }
 
 /// What keeps a resync's copy and the writes apart (see [`RaidStore::resync`]). A write and
@@ -331,6 +349,8 @@ impl RaidStore {
             observer,
             gate: Gate::default(),
             intent: ArcSwapOption::empty(),
+            recovering: AtomicBool::new(false),
+            copier: Mutex::new(()),
         })
     }
 
@@ -391,7 +411,11 @@ impl RaidStore {
     /// The current plexes, starting with the one `offset` prefers.
     fn readers(&self, offset: u64) -> impl Iterator<Item = usize> + '_ {
         let n = self.states.len();
-        let first = ((offset >> 20) as usize) % n.max(1);
+        let first = if self.recovering.load(Ordering::Acquire) {
+            0
+        } else {
+            ((offset >> 20) as usize) % n.max(1)
+        };
         (0..n)
             .map(move |i| (first + i) % n)
             .filter(|&i| self.plex_state(i) == PlexState::Current)
@@ -494,42 +518,84 @@ impl RaidStore {
         self.intent.store(intent);
     }
 
-    /// Copy `ranges` (byte ranges, e.g. a write-intent bitmap's dirty regions after a crash)
-    /// from the first current plex onto every other plex that is not failed, `chunk` bytes at
-    /// a time; then flush. The plexes are equal there afterwards.
-    pub fn resync_ranges(&self, ranges: &[(u64, u64)], chunk: u64) -> io::Result<()> {
+    /// Make every current plex equal to the first current one over `ranges` (byte ranges: a
+    /// write-intent bitmap's dirty regions after a crash, or the whole LUN): `chunk` bytes at a
+    /// time, behind the same gate as [`RaidStore::resync`] (writes go on meanwhile), each chunk
+    /// read from the source and from each other current plex and written there only where it
+    /// differs; then a flush. Stale plexes are left to their regeneration, failed ones alone.
+    /// While it runs every read is served by the source plex. `progress(done, total)` after
+    /// each chunk; answering `false` stops the copy (`stopped`).
+    pub fn resync_ranges(
+        &self,
+        ranges: &[(u64, u64)],
+        chunk: u64,
+        progress: &mut dyn FnMut(u64, u64) -> bool,
+    ) -> io::Result<RangeResync> {
+        let _one = self.copier.lock();
         let size = self.layout.load().size;
         let Some(src) = (0..self.states.len()).find(|&i| self.plex_state(i) == PlexState::Current)
         else {
             return Err(no_plex());
         };
+        let total: u64 = ranges
+            .iter()
+            .map(|&(s, e)| e.min(size).saturating_sub(s))
+            .sum();
         let chunk = chunk.max(4096);
         let mut buf = vec![0u8; chunk as usize];
+        let mut other = vec![0u8; chunk as usize];
+        let mut out = RangeResync::default();
+        self.recovering.store(true, Ordering::Release);
         self.gate.begin();
-        let _hold = Resyncing(&self.gate);
-        for &(start, end) in ranges {
+        let hold = Resyncing(&self.gate);
+        'all: for &(start, end) in ranges {
             let end = end.min(size);
             let mut at = start;
             while at < end {
                 let l = chunk.min(end - at) as usize;
+                // No write over this chunk lands between the reads and the repair.
                 self.gate.lock_chunk((at, at + l as u64));
                 self.read_plex_at(src, &mut buf[..l], at)?;
                 let layout = self.layout.load();
                 for (i, p) in layout.plexes.iter().enumerate() {
-                    if i == src || self.plex_state(i) == PlexState::Failed {
+                    if i == src || self.plex_state(i) != PlexState::Current {
                         continue;
                     }
-                    if let Err(e) = p.map(at, l as u64, |seg, o, pl, b| {
+                    let equal = Self::read_plex(p, &mut other[..l], at, false)
+                        .is_ok_and(|()| other[..l] == buf[..l]);
+                    if equal {
+                        continue;
+                    }
+                    match p.map(at, l as u64, |seg, o, pl, b| {
                         seg.store.write_at(&buf[b..b + pl as usize], o, false)
                     }) {
-                        self.fail(i, &e);
+                        Ok(()) => out.repaired += l as u64,
+                        Err(e) => self.fail(i, &e),
                     }
                 }
                 self.gate.unlock_chunk();
                 at += l as u64;
+                out.examined += l as u64;
+                if !progress(out.examined, total) {
+                    out.stopped = true;
+                    break 'all;
+                }
             }
         }
-        self.each_plex_flush(None)
+        drop(hold);
+        self.each_plex_flush(None)?;
+        if !out.stopped {
+            // Equal everywhere the bitmap marked: it may be cleared by this flush on.
+            self.recovering.store(false, Ordering::Release);
+            BackingStore::flush(self)?;
+        }
+        Ok(out)
+    }
+
+    /// A crash may have left the plexes unequal: until [`RaidStore::resync_ranges`] finishes,
+    /// reads come from the first current plex and flushes keep the write-intent bitmap.
+    pub fn set_recovering(&self) {
+        self.recovering.store(true, Ordering::Release);
     }
 
     /// Read plex `plex` alone (comparing plexes; a failed plex reads too, if its drive
@@ -556,6 +622,7 @@ impl RaidStore {
         if self.plex_state(plex) != PlexState::Stale {
             return Err(invalid("only a stale plex is resynchronised"));
         }
+        let _one = self.copier.lock();
         let total = self.layout.load().size;
         let chunk = chunk.max(4096);
         let mut buf = vec![0u8; chunk as usize];
@@ -631,8 +698,11 @@ impl BackingStore for RaidStore {
     fn flush(&self) -> io::Result<()> {
         self.each_plex_flush(None)?;
         if let Some(wi) = self.intent.load().as_deref() {
-            // Every plex holds every completed write: their regions are equal now.
-            wi.clear()?;
+            // Every plex holds every completed write: their regions are equal now, unless a
+            // crash left them unequal and the repair has not finished.
+            if !self.recovering.load(Ordering::Acquire) {
+                wi.clear()?;
+            }
         }
         Ok(())
     }
@@ -864,8 +934,28 @@ mod tests {
             Arc::new(NoObserver),
         )
         .unwrap();
-        store.resync_ranges(&ranges, 16 << 10).unwrap();
+        let wi = Arc::new(wi);
+        store.set_write_intent(Some(wi.clone()));
+        store.set_recovering();
         let mut x = [0u8; 4096];
+        store.read_at(&mut x, 20 * R).unwrap();
+        assert_eq!(x, [0u8; 4096], "while recovering, reads come from plex a");
+        store.flush().unwrap();
+        assert_eq!(
+            wi.dirty(),
+            ranges,
+            "a flush keeps the bits until the repair ends"
+        );
+        let done = store
+            .resync_ranges(&ranges, 16 << 10, &mut |_, _| true)
+            .unwrap();
+        assert_eq!(wi.dirty(), vec![], "cleared once the repair ended");
+        assert_eq!(done.examined, R, "one region examined");
+        assert_eq!(
+            done.repaired,
+            16 << 10,
+            "only the chunk that differed written"
+        );
         b.read_at(&mut x, 7 * R).unwrap();
         assert_eq!(x, [7u8; 4096], "region 7 copied from a");
         b.read_at(&mut x, 20 * R).unwrap();
@@ -873,8 +963,7 @@ mod tests {
             x, [9u8; 4096],
             "region 20 not copied: only dirty regions are"
         );
-        store.set_write_intent(Some(Arc::new(wi)));
-        store.flush().unwrap();
+        drop(store);
         let (_, dirty) = crate::intent::WriteIntent::open(&bitmap, 64 * R, R).unwrap();
         assert_eq!(
             dirty,

@@ -23,6 +23,7 @@ mod hooks;
 mod jobs;
 mod ops;
 mod rebuild;
+mod recovery;
 mod redundancy;
 mod spare;
 mod state;
@@ -180,6 +181,12 @@ impl Provider {
             }
             if let Err(e) = lu.flush() {
                 first.get_or_insert(VdsError::io(format!("flushing LUN {}", lu.id()), &e));
+            }
+        }
+        if first.is_none() {
+            // Every LUN flushed: the next start need not compare mirrors (recovery.rs).
+            if let Err(e) = crate::recovery::write_clean_marker(&self.inner.config.data_dir) {
+                first = Some(VdsError::io("writing the clean-shutdown marker", &e));
             }
         }
         first.map_or(Ok(()), Err)

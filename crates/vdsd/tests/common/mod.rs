@@ -71,7 +71,14 @@ pub fn vdsctl_path() -> PathBuf {
 
 impl Daemon {
     pub fn start(slot: u16, opts: Opts) -> Daemon {
-        assert!(slot < 100, "slot {slot} is outside 0..100");
+        // 100-109: the slots of the drive, pool and plex tests (API 45200-45209 on
+        // 127.0.0.2, portals 45100-45109 on 127.0.0.3: clear of slots 0-99's ports).
+        assert!(slot < 110, "slot {slot} is outside 0..110");
+        assert!(
+            slot < 100 || !opts.two_portals,
+            "slot {slot}: a second portal on 127.0.0.2 would take slot {}'s API port",
+            slot - 100
+        );
         let dir = tempfile::tempdir().expect("temp dir");
         let api = SocketAddr::from(([127, 0, 0, 2], 45100 + slot));
         let mut portals = vec![SocketAddr::from(([127, 0, 0, 3], 45000 + slot))];
