@@ -175,15 +175,30 @@ impl PlexObserver for NoObserver {
     fn plex_failed(&self, _plex: usize, _error: &io::Error) {}
 }
 
+/// Most plexes a store has (AddPlex stops there).
+pub const MAX_PLEXES: usize = 4;
+
+/// The plexes and their states: a state belongs to its plex (it moves with it when another
+/// plex is removed), so an I/O that loaded a layout fails the plex it used and no other.
 struct Layout {
     plexes: Vec<PlexLayout>,
+    states: Vec<Arc<AtomicU8>>,
     size: u64,
+}
+
+impl Layout {
+    fn state(&self, plex: usize) -> PlexState {
+        self.states.get(plex).map_or(PlexState::Failed, |s| {
+            PlexState::from_u8(s.load(Ordering::Acquire))
+        })
+    }
 }
 
 /// One or more plexes serving one LUN (see the module documentation).
 pub struct RaidStore {
     layout: ArcSwap<Layout>,
-    states: Vec<AtomicU8>,
+    /// Serialises the layout changes (relayout, add and remove a plex).
+    reshape: Mutex<()>,
     observer: Arc<dyn PlexObserver>,
     gate: Gate,
     intent: ArcSwapOption<WriteIntent>,
@@ -212,7 +227,7 @@ pub struct RangeResync {
 /// the stale one, so a write landing in between would be undone on the stale plex.
 ///
 /// Without a resync the only cost of a write is an increment and a decrement of `untracked`
-/// (stores of one plex skip even that). While a resync runs (`active`), writes register their
+/// (every store pays it, one plex or more: a plex can be added under a running write). While a resync runs (`active`), writes register their
 /// range in `ranges` and wait for a chunk being copied over it; the copy waits for the
 /// registered writes over its chunk. `active` is set, then `untracked` drained, so a write that
 /// missed `active` has finished before the first chunk is copied (both sides `SeqCst`).
@@ -342,10 +357,17 @@ impl RaidStore {
         if !states.contains(&PlexState::Current) {
             return Err(invalid("no current plex"));
         }
-        let layout = Self::check(plexes)?;
+        if plexes.len() > MAX_PLEXES {
+            return Err(invalid("more than 4 plexes"));
+        }
+        let states = states
+            .into_iter()
+            .map(|s| Arc::new(AtomicU8::new(s as u8)))
+            .collect();
+        let layout = Self::check(plexes, states)?;
         Ok(RaidStore {
             layout: ArcSwap::from_pointee(layout),
-            states: states.into_iter().map(|s| AtomicU8::new(s as u8)).collect(),
+            reshape: Mutex::new(()),
             observer,
             gate: Gate::default(),
             intent: ArcSwapOption::empty(),
@@ -354,7 +376,7 @@ impl RaidStore {
         })
     }
 
-    fn check(plexes: Vec<PlexLayout>) -> io::Result<Layout> {
+    fn check(plexes: Vec<PlexLayout>, states: Vec<Arc<AtomicU8>>) -> io::Result<Layout> {
         let Some(first) = plexes.first() else {
             return Err(invalid("no plex"));
         };
@@ -362,16 +384,22 @@ impl RaidStore {
         if plexes.iter().any(|p| p.size() != size) {
             return Err(invalid("plexes of different sizes"));
         }
-        Ok(Layout { plexes, size })
+        Ok(Layout {
+            plexes,
+            states,
+            size,
+        })
     }
 
     /// Replace every plex's layout (extend, shrink, a migrated extent): the same number of
     /// plexes, each of the same new size, holding the same data where the old ones did.
     pub fn relayout(&self, plexes: Vec<PlexLayout>) -> io::Result<()> {
-        if plexes.len() != self.states.len() {
+        let _one = self.reshape.lock();
+        let cur = self.layout.load();
+        if plexes.len() != cur.states.len() {
             return Err(invalid("relayout changes the number of plexes"));
         }
-        let layout = Self::check(plexes)?;
+        let layout = Self::check(plexes, cur.states.clone())?;
         if let Some(wi) = self.intent.load().as_deref() {
             if wi.size() != layout.size {
                 return Err(invalid(
@@ -383,34 +411,103 @@ impl RaidStore {
         Ok(())
     }
 
-    /// How many plexes.
-    pub fn plex_count(&self) -> usize {
-        self.states.len()
+    /// Add a plex (AddPlex): of the store's size exactly, stale (it receives every write
+    /// from now on and serves no read until [`RaidStore::resync`] has copied it). Returns its
+    /// index, the last. A write that loaded the old layout entered the gate before, so a
+    /// resync started afterwards waits for it.
+    pub fn add_plex(&self, plex: PlexLayout) -> io::Result<usize> {
+        let _one = self.reshape.lock();
+        let cur = self.layout.load();
+        if cur.plexes.len() >= MAX_PLEXES {
+            return Err(invalid("a store has at most 4 plexes"));
+        }
+        let mut plexes = cur.plexes.clone();
+        plexes.push(plex);
+        let mut states = cur.states.clone();
+        states.push(Arc::new(AtomicU8::new(PlexState::Stale as u8)));
+        let layout = Self::check(plexes, states)?;
+        let index = layout.plexes.len() - 1;
+        self.layout.store(Arc::new(layout));
+        Ok(index)
     }
 
-    /// The state of plex `plex`.
+    /// Whether a resync or a crash resync runs (a plex is not removed meanwhile).
+    pub fn copying(&self) -> bool {
+        self.copier.is_locked()
+    }
+
+    /// Remove plex `plex` (RemovePlex): never the last plex nor the last current one, never
+    /// while a resync runs. Returns once no write that could still reach the removed plex's
+    /// extents is in flight, so the caller may free them.
+    pub fn remove_plex(&self, plex: usize) -> io::Result<()> {
+        let _one = self.reshape.lock();
+        let Some(_copy) = self.copier.try_lock() else {
+            return Err(io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                "a resync runs on the store",
+            ));
+        };
+        let cur = self.layout.load();
+        if plex >= cur.plexes.len() {
+            return Err(invalid("no such plex"));
+        }
+        if cur.plexes.len() == 1 {
+            return Err(invalid("the last plex is not removed"));
+        }
+        let others_current =
+            (0..cur.plexes.len()).any(|i| i != plex && cur.state(i) == PlexState::Current);
+        if !others_current {
+            return Err(invalid("the last current plex is not removed"));
+        }
+        let mut plexes = cur.plexes.clone();
+        let mut states = cur.states.clone();
+        plexes.remove(plex);
+        states.remove(plex);
+        self.layout.store(Arc::new(Self::check(plexes, states)?));
+        // Writes that loaded the old layout: drained (untracked) or waited for (tracked).
+        self.gate.begin();
+        let hold = Resyncing(&self.gate);
+        self.gate.lock_chunk((0, u64::MAX));
+        drop(hold);
+        Ok(())
+    }
+
+    /// How many plexes.
+    pub fn plex_count(&self) -> usize {
+        self.layout.load().states.len()
+    }
+
+    /// The state of plex `plex` (`Failed` for an index it does not have).
     pub fn plex_state(&self, plex: usize) -> PlexState {
-        PlexState::from_u8(self.states[plex].load(Ordering::Acquire))
+        self.layout.load().state(plex)
     }
 
     /// Set the state of plex `plex` (the provider's decision: a replaced drive, a finished
     /// resync). Does not notify the observer.
     pub fn set_plex_state(&self, plex: usize, state: PlexState) {
-        self.states[plex].store(state as u8, Ordering::Release);
-    }
-
-    /// Mark `plex` failed after `e`; the observer hears it if this call made the change.
-    fn fail(&self, plex: usize, e: &io::Error) {
-        let was = self.states[plex].swap(PlexState::Failed as u8, Ordering::AcqRel);
-        if was != PlexState::Failed as u8 {
-            tracing::warn!(plex, error = %e, "plex failed");
-            self.observer.plex_failed(plex, e);
+        if let Some(s) = self.layout.load().states.get(plex) {
+            s.store(state as u8, Ordering::Release);
         }
     }
 
-    /// The current plexes, starting with the one `offset` prefers.
-    fn readers(&self, offset: u64) -> impl Iterator<Item = usize> + '_ {
-        let n = self.states.len();
+    /// Mark plex `plex` of `layout` failed after `e`; the observer hears it (with the plex's
+    /// index in the store's layout now) if this call made the change.
+    fn fail(&self, layout: &Layout, plex: usize, e: &io::Error) {
+        let state = &layout.states[plex];
+        let was = state.swap(PlexState::Failed as u8, Ordering::AcqRel);
+        if was != PlexState::Failed as u8 {
+            let now = self.layout.load();
+            let Some(index) = now.states.iter().position(|s| Arc::ptr_eq(s, state)) else {
+                return; // removed meanwhile
+            };
+            tracing::warn!(plex = index, error = %e, "plex failed");
+            self.observer.plex_failed(index, e);
+        }
+    }
+
+    /// The current plexes of `layout`, starting with the one `offset` prefers.
+    fn readers<'l>(&self, layout: &'l Layout, offset: u64) -> impl Iterator<Item = usize> + 'l {
+        let n = layout.states.len();
         let first = if self.recovering.load(Ordering::Acquire) {
             0
         } else {
@@ -418,7 +515,7 @@ impl RaidStore {
         };
         (0..n)
             .map(move |i| (first + i) % n)
-            .filter(|&i| self.plex_state(i) == PlexState::Current)
+            .filter(move |&i| layout.state(i) == PlexState::Current)
     }
 
     fn read_plex(p: &PlexLayout, buf: &mut [u8], offset: u64, try_only: bool) -> io::Result<()> {
@@ -436,12 +533,12 @@ impl RaidStore {
         let layout = self.layout.load();
         check_range(offset, buf.len() as u64, layout.size)?;
         let mut last = None;
-        for i in self.readers(offset) {
+        for i in self.readers(&layout, offset) {
             match Self::read_plex(&layout.plexes[i], buf, offset, try_only) {
                 Ok(()) => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(e),
                 Err(e) => {
-                    self.fail(i, &e);
+                    self.fail(&layout, i, &e);
                     last = Some(e);
                 }
             }
@@ -467,7 +564,7 @@ impl RaidStore {
         let mut ok = false;
         let mut last = None;
         for (i, p) in layout.plexes.iter().enumerate() {
-            let state = self.plex_state(i);
+            let state = layout.state(i);
             if state == PlexState::Failed || only.is_some_and(|o| o != i) {
                 continue;
             }
@@ -476,7 +573,7 @@ impl RaidStore {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(e),
                 Err(e) if e.kind() == io::ErrorKind::InvalidInput => return Err(e),
                 Err(e) => {
-                    self.fail(i, &e);
+                    self.fail(&layout, i, &e);
                     last = Some(e);
                 }
             }
@@ -491,10 +588,7 @@ impl RaidStore {
     fn write(&self, buf: &[u8], offset: u64, fua: bool, try_only: bool) -> io::Result<()> {
         let len = buf.len() as u64;
         check_range(offset, len, self.layout.load().size)?;
-        let _pass = match self.states.len() {
-            1 => None,
-            _ => Some(self.gate.enter((offset, offset + len), try_only)?),
-        };
+        let _pass = self.gate.enter((offset, offset + len), try_only)?;
         let intent = self.intent.load();
         let _intent = match intent.as_deref() {
             Some(wi) => Some(wi.begin(offset, len, try_only)?),
@@ -532,10 +626,10 @@ impl RaidStore {
         progress: &mut dyn FnMut(u64, u64) -> bool,
     ) -> io::Result<RangeResync> {
         let _one = self.copier.lock();
-        let size = self.layout.load().size;
-        let Some(src) = (0..self.states.len()).find(|&i| self.plex_state(i) == PlexState::Current)
-        else {
-            return Err(no_plex());
+        let (size, src) = {
+            let l = self.layout.load();
+            let src = (0..l.states.len()).find(|&i| l.state(i) == PlexState::Current);
+            (l.size, src.ok_or_else(no_plex)?)
         };
         let total: u64 = ranges
             .iter()
@@ -558,7 +652,7 @@ impl RaidStore {
                 self.read_plex_at(src, &mut buf[..l], at)?;
                 let layout = self.layout.load();
                 for (i, p) in layout.plexes.iter().enumerate() {
-                    if i == src || self.plex_state(i) != PlexState::Current {
+                    if i == src || layout.state(i) != PlexState::Current {
                         continue;
                     }
                     let equal = Self::read_plex(p, &mut other[..l], at, false)
@@ -570,7 +664,7 @@ impl RaidStore {
                         seg.store.write_at(&buf[b..b + pl as usize], o, false)
                     }) {
                         Ok(()) => out.repaired += l as u64,
-                        Err(e) => self.fail(i, &e),
+                        Err(e) => self.fail(&layout, i, &e),
                     }
                 }
                 self.gate.unlock_chunk();
@@ -639,7 +733,7 @@ impl RaidStore {
             if let Err(e) = target.map(done, l as u64, |seg, at, pl, b| {
                 seg.store.write_at(&buf[b..b + pl as usize], at, false)
             }) {
-                self.fail(plex, &e);
+                self.fail(&layout, plex, &e);
                 return Err(e);
             }
             self.gate.unlock_chunk();
@@ -709,10 +803,7 @@ impl BackingStore for RaidStore {
 
     fn unmap(&self, offset: u64, len: u64) -> io::Result<()> {
         check_range(offset, len, self.layout.load().size)?;
-        let _pass = match self.states.len() {
-            1 => None,
-            _ => Some(self.gate.enter((offset, offset + len), false)?),
-        };
+        let _pass = self.gate.enter((offset, offset + len), false)?;
         let intent = self.intent.load();
         let _intent = match intent.as_deref() {
             Some(wi) => Some(wi.begin(offset, len, false)?),
@@ -882,6 +973,52 @@ mod tests {
                 "round {round}: plexes differ after {writes} writes"
             );
         }
+    }
+
+    #[test]
+    fn a_plex_is_added_resynced_and_removed() {
+        const SIZE: u64 = 1 << 20;
+        let (store, [a, _b]) = mirror(SIZE, false);
+        store.set_plex_state(1, PlexState::Current);
+        store.write_at(&[5u8; 8192], 0, false).unwrap();
+        let c: Arc<dyn BackingStore> = Arc::new(MemoryStore::new(SIZE + 4096));
+        let short = PlexLayout {
+            columns: vec![vec![seg(&c, 4096, SIZE - 4096)]],
+            stripe_size: 0,
+        };
+        assert!(store.add_plex(short).is_err(), "a plex of another size");
+        let plex = PlexLayout {
+            columns: vec![vec![seg(&c, 4096, SIZE)]],
+            stripe_size: 0,
+        };
+        assert_eq!(store.add_plex(plex).unwrap(), 2);
+        assert_eq!(store.plex_state(2), PlexState::Stale);
+        store.write_at(&[6u8; 4096], 65536, false).unwrap();
+        let mut x = [0u8; 4096];
+        c.read_at(&mut x, 4096 + 65536).unwrap();
+        assert_eq!(x, [6u8; 4096], "the new plex takes writes at once");
+        store.resync(2, 65536, &mut |_, _| true).unwrap();
+        assert_eq!(store.plex_state(2), PlexState::Current);
+        c.read_at(&mut x, 4096).unwrap();
+        assert_eq!(x, [5u8; 4096], "and the older data after its resync");
+        // Plex 0 goes; the others keep their states and data, and plex 0's store no writes.
+        store.set_plex_state(1, PlexState::Stale);
+        store.remove_plex(0).unwrap();
+        assert_eq!(store.plex_count(), 2);
+        assert_eq!(
+            (store.plex_state(0), store.plex_state(1)),
+            (PlexState::Stale, PlexState::Current),
+            "states moved with their plexes"
+        );
+        store.write_at(&[7u8; 4096], 0, false).unwrap();
+        a.read_at(&mut x, 0).unwrap();
+        assert_eq!(x, [5u8; 4096], "the removed plex gets nothing");
+        store.read_at(&mut x, 0).unwrap();
+        assert_eq!(x, [7u8; 4096]);
+        assert!(store.remove_plex(1).is_err(), "the last current plex stays");
+        store.set_plex_state(0, PlexState::Current);
+        store.remove_plex(1).unwrap();
+        assert!(store.remove_plex(0).is_err(), "the last plex stays");
     }
 
     #[test]
