@@ -358,6 +358,14 @@ pub struct BytesBody {
     pub bytes: u64,
 }
 
+/// `POST /v1/luns/{id}/plexes` (AddPlex).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddPlexBody {
+    /// The LUN that becomes the new plex (it departs; its data is gone).
+    pub lun: Uuid,
+}
+
 /// `PUT /v1/luns/{id}/faults`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -405,6 +405,19 @@ pub enum Command {
         /// LUN id.
         id: Uuid,
     },
+    /// `POST /v1/luns/{id}/plexes` (`IVdsLun::AddPlex`, *job* AddLunPlex): LUN `lun` becomes
+    /// a new plex of LUN `id` (it departs; its data is gone) and is regenerated.
+    AddPlex {
+        /// LUN id.
+        id: Uuid,
+        /// The LUN that becomes the plex.
+        lun: Uuid,
+    },
+    /// `DELETE /v1/plexes/{id}` (`IVdsLun::RemovePlex`, *job* RemoveLunPlex, finished at once).
+    RemovePlex {
+        /// Plex id.
+        id: Uuid,
+    },
     /// `PUT /v1/luns/{id}/faults`: replaces the fault filters (fault injection only).
     SetLunFaults {
         /// LUN id.
@@ -677,6 +690,8 @@ impl Command {
                 | Command::ExtendLun { .. }
                 | Command::ShrinkLun { .. }
                 | Command::RecoverLun { .. }
+                | Command::AddPlex { .. }
+                | Command::RemovePlex { .. }
                 | Command::CreateTarget { .. }
                 | Command::DeleteTarget { .. }
                 | Command::CreatePortalGroup { .. }

@@ -545,6 +545,12 @@ impl Ctx {
             Noun::PortalGroup { verb } => self.portal_group(verb),
             Noun::Portal { verb } => self.portal(verb),
             Noun::Session { verb } => self.session(verb),
+            Noun::Plex { verb } => match verb {
+                PlexVerb::Remove { plex } => {
+                    let id = require_uuid("plex", &plex)?;
+                    self.job_started(self.send("DELETE", &format!("/v1/plexes/{id}"), None)?)
+                }
+            },
             Noun::Job { verb } => self.job(verb),
             Noun::Maintenance(m) => self.maintenance(m),
             Noun::Events => {
@@ -770,6 +776,12 @@ impl Ctx {
             LunVerb::Recover { lun } => {
                 let id = self.lun_id(&lun)?;
                 self.job_started(self.send("POST", &format!("/v1/luns/{id}/recover"), None)?)
+            }
+            LunVerb::AddPlex { lun, other } => {
+                let id = self.lun_id(&lun)?;
+                let other = self.lun_id(&other)?;
+                let body = json!({ "lun": other });
+                self.job_started(self.send("POST", &format!("/v1/luns/{id}/plexes"), Some(body))?)
             }
             LunVerb::SetMask { lun, mask } => {
                 let id = self.lun_id(&lun)?;

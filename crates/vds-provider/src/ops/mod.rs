@@ -39,6 +39,7 @@ mod lun_resize;
 mod maintenance;
 mod path;
 mod plex;
+mod plex_ops;
 mod portal;
 mod portal_group;
 mod read;
@@ -297,6 +298,8 @@ impl Provider {
             Command::ExtendLun { id, bytes } => self.resize_lun(id, bytes, true),
             Command::ShrinkLun { id, bytes } => self.resize_lun(id, bytes, false),
             Command::RecoverLun { id } => self.recover_lun(id),
+            Command::AddPlex { id, lun } => self.add_plex(id, lun),
+            Command::RemovePlex { id } => self.remove_plex(id),
             Command::SetLunFaults { id, filters } => self.set_lun_faults(id, filters),
             Command::SetLunTargets { id, targets } => self.set_lun_targets(id, targets),
             Command::ListTargets { subsystem } => self.list(ObjectKind::Target, subsystem),
