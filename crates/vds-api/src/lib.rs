@@ -144,6 +144,7 @@ pub fn router_with_metrics(
             get(list_drives).post(add_drive),
         )
         .route("/v1/subsystems/{id}/drives/{bus}/{slot}", get(get_drive_at))
+        .route("/v1/subsystems/{id}/replace-drive", post(replace_drive))
         .route(
             "/v1/subsystems/{id}/maintenance",
             post(subsystem_maintenance),

@@ -358,6 +358,16 @@ pub struct BytesBody {
     pub bytes: u64,
 }
 
+/// `POST /v1/subsystems/{id}/replace-drive` (ReplaceDrive).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaceDriveBody {
+    /// The drive emptied.
+    pub old: Uuid,
+    /// The drive that takes every extent of `old`.
+    pub new: Uuid,
+}
+
 /// `POST /v1/luns/{id}/plexes` (AddPlex).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -713,33 +713,56 @@ impl RaidStore {
         chunk: u64,
         progress: &mut dyn FnMut(u64, u64) -> bool,
     ) -> io::Result<()> {
+        let total = self.layout.load().size;
+        self.resync_onto(plex, &[(0, total)], chunk, progress)
+    }
+
+    /// [`RaidStore::resync`] of the byte ranges `ranges` only: the stale plex `plex` holds the
+    /// current data everywhere else already (ReplaceDrive: a copy of a plex that shares every
+    /// extent but the one moved). `progress(done, total)` counts the ranges' bytes.
+    pub fn resync_onto(
+        &self,
+        plex: usize,
+        ranges: &[(u64, u64)],
+        chunk: u64,
+        progress: &mut dyn FnMut(u64, u64) -> bool,
+    ) -> io::Result<()> {
         if self.plex_state(plex) != PlexState::Stale {
             return Err(invalid("only a stale plex is resynchronised"));
         }
         let _one = self.copier.lock();
-        let total = self.layout.load().size;
+        let size = self.layout.load().size;
+        let total: u64 = ranges
+            .iter()
+            .map(|&(s, e)| e.min(size).saturating_sub(s))
+            .sum();
         let chunk = chunk.max(4096);
         let mut buf = vec![0u8; chunk as usize];
         let mut done = 0u64;
         self.gate.begin();
         let hold = Resyncing(&self.gate);
-        while done < total {
-            let l = chunk.min(total - done) as usize;
-            // No write over this chunk lands between the read and the copy's write.
-            self.gate.lock_chunk((done, done + l as u64));
-            self.read(&mut buf[..l], done, false)?;
-            let layout = self.layout.load();
-            let target = &layout.plexes[plex];
-            if let Err(e) = target.map(done, l as u64, |seg, at, pl, b| {
-                seg.store.write_at(&buf[b..b + pl as usize], at, false)
-            }) {
-                self.fail(&layout, plex, &e);
-                return Err(e);
-            }
-            self.gate.unlock_chunk();
-            done += l as u64;
-            if !progress(done, total) {
-                return Ok(());
+        for &(start, end) in ranges {
+            let end = end.min(size);
+            let mut at = start;
+            while at < end {
+                let l = chunk.min(end - at) as usize;
+                // No write over this chunk lands between the read and the copy's write.
+                self.gate.lock_chunk((at, at + l as u64));
+                self.read(&mut buf[..l], at, false)?;
+                let layout = self.layout.load();
+                let target = &layout.plexes[plex];
+                if let Err(e) = target.map(at, l as u64, |seg, o, pl, b| {
+                    seg.store.write_at(&buf[b..b + pl as usize], o, false)
+                }) {
+                    self.fail(&layout, plex, &e);
+                    return Err(e);
+                }
+                self.gate.unlock_chunk();
+                at += l as u64;
+                done += l as u64;
+                if !progress(done, total) {
+                    return Ok(());
+                }
             }
         }
         drop(hold);

@@ -405,6 +405,16 @@ pub enum Command {
         /// LUN id.
         id: Uuid,
     },
+    /// `POST /v1/subsystems/{id}/replace-drive` (`IVdsSubSystem::ReplaceDrive`, *job*
+    /// ReplaceDisk): every extent on drive `old` moves to drive `new`.
+    ReplaceDrive {
+        /// Subsystem id.
+        id: Uuid,
+        /// The drive emptied.
+        old: Uuid,
+        /// The drive that takes its extents.
+        new: Uuid,
+    },
     /// `POST /v1/luns/{id}/plexes` (`IVdsLun::AddPlex`, *job* AddLunPlex): LUN `lun` becomes
     /// a new plex of LUN `id` (it departs; its data is gone) and is regenerated.
     AddPlex {
@@ -692,6 +702,7 @@ impl Command {
                 | Command::RecoverLun { .. }
                 | Command::AddPlex { .. }
                 | Command::RemovePlex { .. }
+                | Command::ReplaceDrive { .. }
                 | Command::CreateTarget { .. }
                 | Command::DeleteTarget { .. }
                 | Command::CreatePortalGroup { .. }

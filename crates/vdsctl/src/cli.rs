@@ -175,6 +175,17 @@ pub enum SubsystemVerb {
     },
     /// The interconnects the subsystem supports (GetSupportedInterconnects).
     Interconnects { subsystem: String },
+    /// ReplaceDrive: every extent on drive OLD moves to drive NEW while the LUNs serve I/O
+    /// (a job).
+    ReplaceDrive {
+        subsystem: String,
+        /// The drive emptied (UUID or friendly name).
+        #[arg(long)]
+        old: String,
+        /// The drive that takes its extents (UUID or friendly name).
+        #[arg(long)]
+        new: String,
+    },
     /// The drive at an internal bus and slot (GetDrive).
     Drive {
         subsystem: String,

@@ -597,6 +597,19 @@ impl Ctx {
     fn subsystem(&self, verb: SubsystemVerb) -> Result<(), CliError> {
         match verb {
             SubsystemVerb::Simple(_) => Err(CliError::Usage("unexpected subsystem verb".into())),
+            SubsystemVerb::ReplaceDrive {
+                subsystem,
+                old,
+                new,
+            } => {
+                let id = self.subsystem_id(&subsystem)?;
+                let body = json!({ "old": self.drive_id(&old)?, "new": self.drive_id(&new)? });
+                self.job_started(self.send(
+                    "POST",
+                    &format!("/v1/subsystems/{id}/replace-drive"),
+                    Some(body),
+                )?)
+            }
             SubsystemVerb::SetStatus { subsystem, status } => {
                 let body = status_body(&status, vds_model::SubsystemStatus::parse)?;
                 let id = self.subsystem_id(&subsystem)?;

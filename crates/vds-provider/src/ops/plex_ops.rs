@@ -48,7 +48,7 @@ fn restore_lengths(trimmed: &[(PathBuf, u64)]) {
 }
 
 /// Whether a job on LUN `id` runs (a regeneration, a crash resync, an AddPlex).
-fn job_runs(inner: &Inner, id: Uuid) -> bool {
+pub(crate) fn job_runs(inner: &Inner, id: Uuid) -> bool {
     inner
         .jobs
         .list()
