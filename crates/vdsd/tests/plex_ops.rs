@@ -72,7 +72,13 @@ fn refused(got: (u16, Value), name: &str, what: &str) {
 
 #[test]
 fn a_lun_becomes_a_plex_under_writes_and_plexes_are_removed_down_to_one() {
-    let d = Daemon::start(107, Opts::default());
+    let d = Daemon::start(
+        107,
+        Opts {
+            fault_injection: true,
+            ..Default::default()
+        },
+    );
     let sub = d.subsystem();
     let target = d.target();
     let root = tempfile::tempdir().unwrap();
@@ -87,7 +93,19 @@ fn a_lun_becomes_a_plex_under_writes_and_plexes_are_removed_down_to_one() {
     let a = add_drive(&d, &sub, &dirs[0], "ap-a");
     let b = add_drive(&d, &sub, &dirs[1], "ap-b");
     let c = add_drive(&d, &sub, &dirs[2], "ap-c");
-    let l = simple_lun(&d, &sub, "ap-l", &a, SIZE, json!([target]));
+    let l = d.ok(
+        "POST",
+        &format!("/v1/subsystems/{sub}/luns?wait=true"),
+        json!({"size_bytes": SIZE, "friendly_name": "ap-l", "type": "simple",
+               "drives": [a], "targets": [target],
+               "hints": {"fast_crash_recovery_required": true}}),
+        201,
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let wib = d.data_dir().join("luns").join(format!("{l}.wib"));
+    assert!(!wib.exists(), "one plex: no write-intent bitmap");
     let lun = d.lun(&l);
     let number = lun["lun_numbers"][&target].as_u64().unwrap();
     let blocks = (CHUNK / 512) as u32;
@@ -192,6 +210,7 @@ fn a_lun_becomes_a_plex_under_writes_and_plexes_are_removed_down_to_one() {
         evs.iter().any(|e| e.to_string().contains(&other)),
         "an event for the departed LUN: {evs:?}"
     );
+    assert!(wib.exists(), "two plexes and the hint: the bitmap");
     let p = plexes(&d, &l);
     assert_eq!(p.len(), 2, "{p:?}");
     assert!(p.iter().all(|p| p["health"] == "healthy"), "{p:?}");
@@ -229,6 +248,9 @@ fn a_lun_becomes_a_plex_under_writes_and_plexes_are_removed_down_to_one() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let job: Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+    assert_eq!(job["operation"], "add_lun_plex", "{job}");
+    assert_eq!(job["state"], "succeeded", "{job}");
     let p = plexes(&d, &l);
     assert_eq!(p.len(), 3);
     let (s, _) = d.call("GET", &format!("/v1/luns/{third}"), None);
@@ -269,6 +291,8 @@ fn a_lun_becomes_a_plex_under_writes_and_plexes_are_removed_down_to_one() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let job: Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+    assert_eq!(job["operation"], "remove_lun_plex", "{job}");
     let out = d.vdsctl(&["plex", "remove", "not-a-uuid"]);
     assert!(
         !out.status.success(),
@@ -277,6 +301,7 @@ fn a_lun_becomes_a_plex_under_writes_and_plexes_are_removed_down_to_one() {
     let p = plexes(&d, &l);
     assert_eq!(p.len(), 1, "{p:?}");
     assert_eq!(p[0]["extents"][0]["drive"], c.as_str());
+    assert!(!wib.exists(), "one plex again: the bitmap is gone");
     refused(
         d.call(
             "DELETE",
@@ -288,6 +313,53 @@ fn a_lun_becomes_a_plex_under_writes_and_plexes_are_removed_down_to_one() {
     );
     // Every byte reads back from the plex on c.
     for (i, seq) in model.iter().enumerate() {
+        let r = read(&mut ini, number, i as u32 * blocks, blocks as u16);
+        assert_good(&r, &format!("read of chunk {i}"));
+        assert!(r.data == pattern(i, *seq), "chunk {i}: not pass {seq}");
+    }
+
+    // A failed plex: the healthy one is the last current plex and stays; the failed one goes.
+    let back = simple_lun(&d, &sub, "ap-back", &a, SIZE, json!([]));
+    let (s, v) = d.call(
+        "POST",
+        &format!("/v1/luns/{l}/plexes?wait=true"),
+        Some(&json!({"lun": back})),
+    );
+    assert_eq!(s, 204, "{v}");
+    d.ok(
+        "PUT",
+        &format!("/v1/drives/{a}/faults"),
+        json!({"filters": [{"error": {"ops": ["read", "write", "flush"], "after": 0}}]}),
+        200,
+    );
+    let cdb = cdb::write10(3 * blocks, blocks as u16);
+    let r = ini.command(number, &cdb, &pattern(3, 99), 0).unwrap();
+    assert_good(&r, "the write that meets the dead drive");
+    d.wait_until(&format!("/v1/luns/{l}"), "failed_redundancy", |v| {
+        v["health"] == "failed_redundancy"
+    });
+    let p = plexes(&d, &l);
+    let healthy = p.iter().find(|p| p["health"] == "healthy").unwrap();
+    let failed = p.iter().find(|p| p["status"] == "failed").unwrap();
+    refused(
+        d.call(
+            "DELETE",
+            &format!("/v1/plexes/{}", healthy["id"].as_str().unwrap()),
+            None,
+        ),
+        "VDS_E_PLEX_LAST_ACTIVE",
+        "the last current plex while the other failed",
+    );
+    let (s, v) = d.call(
+        "DELETE",
+        &format!("/v1/plexes/{}?wait=true", failed["id"].as_str().unwrap()),
+        None,
+    );
+    assert_eq!(s, 204, "{v}");
+    assert_eq!(d.lun(&l)["health"], "healthy");
+    assert!(files(&dirs[0]).is_empty(), "the failed plex's file is gone");
+    for (i, seq) in model.iter().enumerate() {
+        let seq = if i == 3 { &99 } else { seq };
         let r = read(&mut ini, number, i as u32 * blocks, blocks as u16);
         assert_good(&r, &format!("read of chunk {i}"));
         assert!(r.data == pattern(i, *seq), "chunk {i}: not pass {seq}");

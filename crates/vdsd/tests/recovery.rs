@@ -10,7 +10,9 @@
 //! - A rebuild onto a hot spare (a drive fault, `rebuild_priority` 0) is killed midway; after
 //!   the restart it resumes and completes, the LUN is healthy and the plexes byte-equal.
 //!
-//! Slots 105–106.
+//! - A mirror without the hint is compared whole after a crash, and not after a clean stop.
+//!
+//! Slots 105, 106 and 109.
 
 mod common;
 
@@ -467,5 +469,92 @@ fn a_rebuild_killed_midway_resumes_after_the_restart() {
         on_b.iter().zip(&on_spare).position(|(x, y)| x != y),
         None,
         "the plexes on b and on the spare differ"
+    );
+}
+
+#[test]
+fn a_mirror_without_the_hint_is_compared_whole_after_a_crash_and_not_after_a_clean_stop() {
+    const SIZE: u64 = 16 << 20;
+    let mut d = Daemon::start(109, Opts::default());
+    let sub = d.subsystem();
+    let target = d.target();
+    let root = tempfile::tempdir().unwrap();
+    let dirs = dirs(root.path(), &["a", "b"]);
+    let a = add_drive(&d, &sub, &dirs[0], "nh-a");
+    let b = add_drive(&d, &sub, &dirs[1], "nh-b");
+    let lun = d.ok(
+        "POST",
+        &format!("/v1/subsystems/{sub}/luns?wait=true"),
+        json!({"size_bytes": SIZE, "friendly_name": "nh", "type": "mirror",
+               "drives": [a, b], "targets": [target]}),
+        201,
+    );
+    let id = lun["id"].as_str().unwrap().to_string();
+    let number = lun["lun_numbers"][&target].as_u64().unwrap();
+    let wib = d.data_dir().join("luns").join(format!("{id}.wib"));
+    assert!(!wib.exists(), "no bitmap without the hint");
+    let blocks = (CHUNK / 512) as u32;
+    let chunks = SIZE as usize / CHUNK;
+    let mut ini = d.login(0, 1);
+    for i in 0..chunks {
+        let cdb = cdb::write10(i as u32 * blocks, blocks as u16);
+        let r = ini.command(number, &cdb, &pattern(i, 1), 0).unwrap();
+        assert_good(&r, "write");
+    }
+    drop(ini);
+    d.kill9();
+    // The crash left the plexes unequal somewhere no bitmap records.
+    let fb = extent_file(&dirs[1]);
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&fb).unwrap();
+        f.write_all_at(&[0xA5u8; 8192], (5 << 20) + 512).unwrap();
+        f.sync_all().unwrap();
+    }
+    d.restart();
+    let examined = wait_log(&d, "crash resync done", &id, "examined_bytes");
+    let repaired = wait_log(&d, "crash resync done", &id, "repaired_bytes");
+    assert_eq!(examined, SIZE, "the whole LUN compared");
+    assert!(
+        repaired > 0 && repaired < SIZE,
+        "only what differed written: {repaired}"
+    );
+    settled_recover_jobs(&d, &id);
+    let on_a = std::fs::read(extent_file(&dirs[0])).unwrap();
+    let on_b = std::fs::read(extent_file(&dirs[1])).unwrap();
+    assert_eq!(
+        on_a.iter().zip(&on_b).position(|(x, y)| x != y),
+        None,
+        "the plexes are equal after the crash resync"
+    );
+    let mut ini = d.login(0, 1);
+    for i in 0..chunks {
+        let r = read(&mut ini, number, i as u32 * blocks, blocks as u16);
+        assert_good(&r, "read");
+        assert!(r.data == pattern(i, 1), "chunk {i}");
+    }
+    drop(ini);
+    // A clean stop leaves the marker; the next start takes it and compares nothing.
+    let started = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("crash resync: making the plexes equal") && l.contains(&id))
+            .count()
+    };
+    let before = started(&d.log());
+    assert_eq!(before, 1);
+    assert_eq!(d.terminate(), Some(0), "a clean stop");
+    assert!(
+        d.data_dir().join("clean-shutdown").exists(),
+        "the marker is written"
+    );
+    d.restart();
+    assert!(
+        !d.data_dir().join("clean-shutdown").exists(),
+        "the start takes the marker"
+    );
+    assert_eq!(
+        started(&d.log()),
+        before,
+        "no crash resync after a clean stop"
     );
 }

@@ -90,7 +90,7 @@ impl Lun {
 
 #[test]
 fn a_drive_is_replaced_under_writes_and_left_empty() {
-    let d = Daemon::start(108, Opts::default());
+    let mut d = Daemon::start(108, Opts::default());
     let sub = d.subsystem();
     let target = d.target();
     let root = tempfile::tempdir().unwrap();
@@ -258,7 +258,23 @@ fn a_drive_is_replaced_under_writes_and_left_empty() {
     );
     assert!(files(&dirs[3]).is_empty());
     assert_eq!(files(&dirs[0]).len(), 2);
+    let job: Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+    assert_eq!(job["operation"], "replace_disk", "{job}");
     for l in &luns {
+        l.check(&mut ini);
+    }
+    // The moved layout is what the store holds: a restart opens it.
+    drop(ini);
+    assert_eq!(d.terminate(), Some(0));
+    d.restart();
+    let mut ini = d.login(0, 1);
+    for l in &luns {
+        assert_eq!(d.lun(&l.id)["health"], "healthy");
+        for _ in 0..3 {
+            if tur(&mut ini, l.number).status == 0 {
+                break;
+            }
+        }
         l.check(&mut ini);
     }
 }
