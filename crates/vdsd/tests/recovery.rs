@@ -27,6 +27,9 @@ use serde_json::{json, Value};
 /// Bytes per write of the loads.
 const CHUNK: usize = 64 << 10;
 
+/// Per chunk: the last acknowledged pass, and the pass in flight.
+type Model = Arc<Mutex<Vec<(u32, Option<u32>)>>>;
+
 /// The bytes of write number `seq` at chunk `i`.
 fn pattern(i: usize, seq: u32) -> Vec<u8> {
     let mut v = vec![0u8; CHUNK];
@@ -196,8 +199,7 @@ fn after_kill_9_the_bitmap_s_dirty_regions_and_only_those_are_resynced() {
         &ini.command(number, &cdb::sync_cache(), &[], 0).unwrap(),
         "SYNCHRONIZE CACHE",
     );
-    let model: Arc<Mutex<Vec<(u32, Option<u32>)>>> =
-        Arc::new(Mutex::new(vec![(0, None); (SIZE as usize) / CHUNK]));
+    let model: Model = Arc::new(Mutex::new(vec![(0, None); (SIZE as usize) / CHUNK]));
     for i in 0..4 * per_mib {
         model.lock().unwrap()[i].0 = 1;
     }
