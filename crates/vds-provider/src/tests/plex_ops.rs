@@ -140,8 +140,8 @@ fn add_plex_stops_at_four_and_remove_plex_waits_for_the_copy() {
         .collect();
     let l = lun_on(&f, LunType::Simple, &[d[0].id]);
     fill(&f, l.id, 0x33);
-    for k in 1..4 {
-        let other = lun_on(&f, LunType::Simple, &[d[k].id]);
+    for drive in &d[1..4] {
+        let other = lun_on(&f, LunType::Simple, &[drive.id]);
         let j = f.job(Command::AddPlex {
             id: l.id,
             lun: other.id,
