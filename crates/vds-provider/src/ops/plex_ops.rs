@@ -7,7 +7,9 @@
 //! AddLunPlex job regenerates it (`rebuild.rs`). RemovePlex frees a plex of a LUN with more than
 //! one, never the last current one, and not while a copy runs on the LUN.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use vds_backstore::lifecycle;
 
 use uuid::Uuid;
 use vds_model::{
@@ -25,9 +27,25 @@ use crate::{Outcome, Provider, VdsError};
 /// A file renamed (from, to), to undo.
 type Renamed = Vec<(PathBuf, PathBuf)>;
 
+/// The `vds-extents` directory of two extent files of one drive (proved vds's own) and their
+/// names in it.
+fn in_dir(a: &Path, b: &Path) -> std::io::Result<(std::fs::File, String, String)> {
+    let name = |p: &Path| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_owned)
+            .ok_or_else(|| std::io::Error::other(format!("{} is not an extent file", p.display())))
+    };
+    let dir = a
+        .parent()
+        .ok_or_else(|| std::io::Error::other(format!("{} has no directory", a.display())))?;
+    Ok((lifecycle::open_private_dir(dir)?, name(a)?, name(b)?))
+}
+
 fn undo_renames(done: &Renamed) {
     for (from, to) in done.iter().rev() {
-        if let Err(err) = std::fs::rename(to, from) {
+        let r = in_dir(to, from).and_then(|(dir, t, f)| lifecycle::rename_in(&dir, &t, &f));
+        if let Err(err) = r {
             tracing::error!(from = %to.display(), to = %from.display(), error = %err,
                 "could not rename an extent file back");
         }
@@ -37,9 +55,8 @@ fn undo_renames(done: &Renamed) {
 /// The lengths of files trimmed (by their names before the renames were undone) back.
 fn restore_lengths(trimmed: &[(PathBuf, u64)]) {
     for (path, len) in trimmed {
-        let r = std::fs::OpenOptions::new()
-            .write(true)
-            .open(path)
+        let r = in_dir(path, path)
+            .and_then(|(dir, name, _)| lifecycle::open_in(&dir, &name))
             .and_then(|f| f.set_len(*len));
         if let Err(err) = r {
             tracing::error!(path = %path.display(), error = %err, "could not restore an extent file's length");
@@ -176,7 +193,8 @@ impl Provider {
         let that = st.lun(other)?.rec.lun.clone();
         let plex_id = that.plexes[0].id;
         let (keep, spare) = trim(&that.extents, rec.lun.size_bytes);
-        // The files on `dir` drives take this LUN's names (and the kept size).
+        // The files on `dir` drives take this LUN's names (and the kept size), each through
+        // its `vds-extents` directory's handle.
         let mut renamed: Renamed = Vec::new();
         let mut trimmed: Vec<(PathBuf, u64)> = Vec::new();
         let moved = (|| -> std::io::Result<()> {
@@ -190,22 +208,16 @@ impl Provider {
                 };
                 let from = crate::extents::extent_file(d, other, x);
                 let to = crate::extents::extent_file(d, id, x);
-                if std::fs::symlink_metadata(&to).is_ok() {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::AlreadyExists,
-                        format!("{} exists", to.display()),
-                    ));
-                }
-                std::fs::rename(&from, &to)?;
+                let (dir, from_name, to_name) = in_dir(&from, &to)?;
+                lifecycle::rename_in(&dir, &from_name, &to_name)?;
                 renamed.push((from.clone(), to.clone()));
-                let f = std::fs::OpenOptions::new().write(true).open(&to)?;
+                let f = lifecycle::open_in(&dir, &to_name)?;
                 let len = f.metadata()?.len();
                 if len != x.size {
                     f.set_len(x.size)?;
                     trimmed.push((from, len));
                 }
                 f.sync_all()?;
-                vds_backstore::sync_parent_dir(&to)?;
             }
             Ok(())
         })();
