@@ -50,11 +50,10 @@ pub(crate) struct Inner {
     pub hooks: Arc<Hooks>,
     /// The open stores and fault filters of the drives under extent-backed LUNs.
     pub drive_io: crate::extents::DriveIo,
-    /// Until the LUNs opened at start have had their crash resyncs started (`recovery.rs`).
-    pub starting: std::sync::atomic::AtomicBool,
     /// The last run ended with a clean shutdown (every LUN flushed).
     pub clean_start: bool,
-    /// What a crash may have left unequal, per LUN, noted at open, started as jobs after it.
+    /// What a crash may have left unequal, per LUN, noted when its store opens (at start, or
+    /// by a Refresh that reloads the store), started as jobs right after (`recovery.rs`).
     pub pending_recovery: Mutex<crate::recovery::Pending>,
 }
 
@@ -920,7 +919,6 @@ pub(crate) fn open(
         jobs: Jobs::default(),
         hooks: Arc::new(Hooks::new(tx)),
         drive_io: Default::default(),
-        starting: std::sync::atomic::AtomicBool::new(true),
         clean_start,
         pending_recovery: Default::default(),
     });

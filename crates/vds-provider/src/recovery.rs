@@ -16,7 +16,6 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use uuid::Uuid;
@@ -105,9 +104,10 @@ pub(crate) fn write_clean_marker(data_dir: &Path) -> io::Result<()> {
 }
 
 impl Inner {
-    /// A LUN opened (at start, or later for a LUN not open yet): its bitmap is attached when
-    /// the hints ask for one (a leftover one is removed otherwise); at start, what a crash may
-    /// have left unequal is noted for [`Inner::resume_crash_resyncs`].
+    /// A LUN's store opened (at start, or when a Refresh reloads a store another process
+    /// changed): its bitmap is attached when the hints ask for one (a leftover one is removed
+    /// otherwise), and what a crash may have left unequal is noted for
+    /// [`Inner::resume_crash_resyncs`].
     pub(crate) fn open_recovery(&self, lun: &Lun, hints: &LunHints, raid: Option<&RaidStore>) {
         let Some(raid) = raid.filter(|r| r.plex_count() > 1) else {
             return;
@@ -117,7 +117,6 @@ impl Inner {
         let current = (0..raid.plex_count())
             .filter(|&i| raid.plex_state(i) == PlexState::Current)
             .count();
-        let starting = self.starting.load(Ordering::Acquire);
         let whole = || vec![(0, raid.size())];
         let work = if wants_bitmap(hints, Some(raid)) {
             match open_bitmap(&self.config.data_dir, lun.id, raid.size()) {
@@ -138,7 +137,7 @@ impl Inner {
             remove_bitmap(&self.config.data_dir, lun.id);
             (!self.clean_start).then(|| (whole(), "no clean shutdown".to_string()))
         };
-        if let (true, true, Some(work)) = (starting, current > 1, work) {
+        if let (true, Some(work)) = (current > 1, work) {
             raid.set_recovering();
             self.pending_recovery.lock().insert(lun.id, work);
         }
@@ -169,11 +168,10 @@ impl Inner {
         raid.flush()
     }
 
-    /// At start, after every LUN is open: one RecoverLun job per LUN that a crash may have
-    /// left with unequal plexes.
+    /// After the LUNs opened (at start, after a reload): one RecoverLun job per LUN that a
+    /// crash may have left with unequal plexes.
     pub(crate) fn resume_crash_resyncs(self: &Arc<Self>, st: &crate::state::State) {
         let work: Vec<_> = self.pending_recovery.lock().drain().collect();
-        self.starting.store(false, Ordering::Release);
         for (lun, (ranges, why)) in work {
             let Some(raid) = st.luns.get(&lun).and_then(|e| e.raid.clone()) else {
                 continue;
