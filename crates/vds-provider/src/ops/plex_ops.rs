@@ -159,7 +159,7 @@ fn check_add(st: &State, id: Uuid, other: Uuid) -> Result<(), VdsError> {
 }
 
 /// The other LUN's extents as the new plex's: in order, the last one trimmed so that they
-/// hold `size` bytes exactly; also those left over (freed) and the one trimmed (old size).
+/// hold `size` bytes exactly; and those left over (freed).
 fn trim(extents: &[Extent], size: u64) -> (Vec<Extent>, Vec<Extent>) {
     let mut xs = extents.to_vec();
     xs.sort_by_key(|x| x.seq);
@@ -175,6 +175,65 @@ fn trim(extents: &[Extent], size: u64) -> (Vec<Extent>, Vec<Extent>) {
         left -= take;
     }
     (keep, spare)
+}
+
+/// The other LUN's extent files taken for this LUN: renamed, and cut to the kept sizes.
+struct Taken {
+    renamed: Renamed,
+    /// Files cut (by their names before the renames), with their lengths before.
+    trimmed: Vec<(PathBuf, u64)>,
+}
+
+impl Taken {
+    /// The files of `keep` on `dir` drives take LUN `id`'s names (from LUN `other`'s) and the
+    /// kept size, each through its `vds-extents` directory's handle; on an error what was done
+    /// is undone.
+    fn take(
+        drives: &std::collections::HashMap<Uuid, vds_model::Drive>,
+        id: Uuid,
+        other: Uuid,
+        keep: &[Extent],
+    ) -> std::io::Result<Taken> {
+        let mut t = Taken {
+            renamed: Vec::new(),
+            trimmed: Vec::new(),
+        };
+        for x in keep {
+            let Some(d) = drives
+                .get(&x.drive)
+                .filter(|d| d.kind == vds_model::DriveKind::Dir)
+            else {
+                continue;
+            };
+            let from = crate::extents::extent_file(d, other, x);
+            let to = crate::extents::extent_file(d, id, x);
+            if let Err(e) = t.take_one(&from, &to, x.size) {
+                t.undo();
+                return Err(e);
+            }
+        }
+        Ok(t)
+    }
+
+    fn take_one(&mut self, from: &Path, to: &Path, size: u64) -> std::io::Result<()> {
+        let (dir, from_name, to_name) = in_dir(from, to)?;
+        lifecycle::rename_in(&dir, &from_name, &to_name)?;
+        self.renamed.push((from.to_path_buf(), to.to_path_buf()));
+        let f = lifecycle::open_in(&dir, &to_name)?;
+        let len = f.metadata()?.len();
+        if len != size {
+            f.set_len(size)?;
+            self.trimmed.push((from.to_path_buf(), len));
+        }
+        f.sync_all()
+    }
+
+    /// The names back, a cut file its length again (what was cut reads as zeros: the other
+    /// LUN was becoming a plex, whose data VDS says is gone anyway).
+    fn undo(&self) {
+        undo_renames(&self.renamed);
+        restore_lengths(&self.trimmed);
+    }
 }
 
 impl Provider {
@@ -193,50 +252,9 @@ impl Provider {
         let that = st.lun(other)?.rec.lun.clone();
         let plex_id = that.plexes[0].id;
         let (keep, spare) = trim(&that.extents, rec.lun.size_bytes);
-        // The files on `dir` drives take this LUN's names (and the kept size), each through
-        // its `vds-extents` directory's handle.
-        let mut renamed: Renamed = Vec::new();
-        let mut trimmed: Vec<(PathBuf, u64)> = Vec::new();
-        let moved = (|| -> std::io::Result<()> {
-            for x in &keep {
-                let Some(d) = st
-                    .drives
-                    .get(&x.drive)
-                    .filter(|d| d.kind == vds_model::DriveKind::Dir)
-                else {
-                    continue;
-                };
-                let from = crate::extents::extent_file(d, other, x);
-                let to = crate::extents::extent_file(d, id, x);
-                let (dir, from_name, to_name) = in_dir(&from, &to)?;
-                lifecycle::rename_in(&dir, &from_name, &to_name)?;
-                renamed.push((from.clone(), to.clone()));
-                let f = lifecycle::open_in(&dir, &to_name)?;
-                let len = f.metadata()?.len();
-                if len != x.size {
-                    f.set_len(x.size)?;
-                    trimmed.push((from, len));
-                }
-                f.sync_all()?;
-            }
-            Ok(())
-        })();
-        // Undone: the names back, a trimmed file its length again (what was cut reads as
-        // zeros: the other LUN is a plex-to-be whose data VDS says is gone anyway).
-        let fail =
-            |e: &std::io::Error, what: &str, renamed: &Renamed, trimmed: &[(PathBuf, u64)]| {
-                undo_renames(renamed);
-                restore_lengths(trimmed);
-                crate::ops::storage_err(format!("LUN {id}: {what}"), e)
-            };
-        if let Err(e) = moved {
-            return Err(fail(
-                &e,
-                "taking the other LUN's extent files",
-                &renamed,
-                &trimmed,
-            ));
-        }
+        let taken = Taken::take(&st.drives, id, other, &keep).map_err(|e| {
+            crate::ops::storage_err(format!("LUN {id}: taking the other LUN's extent files"), &e)
+        })?;
         let plex = LunPlex {
             id: plex_id,
             size_bytes: rec.lun.size_bytes,
@@ -267,7 +285,13 @@ impl Provider {
         );
         let index = match layout {
             Ok(i) => i,
-            Err(e) => return Err(fail(&e, "opening the new plex", &renamed, &trimmed)),
+            Err(e) => {
+                taken.undo();
+                return Err(crate::ops::storage_err(
+                    format!("LUN {id}: opening the new plex"),
+                    &e,
+                ));
+            }
         };
         let was = rec.lun.plexes.len();
         rec.lun.plexes.push(plex);
@@ -293,8 +317,7 @@ impl Provider {
             .event(ObjectKind::Lun, EventKind::Modify, id);
         if let Err(e) = inner.commit(st, change, None) {
             let _ = raid.remove_plex(index);
-            undo_renames(&renamed);
-            restore_lengths(&trimmed);
+            taken.undo();
             return Err(e);
         }
         tracing::info!(lun = %id, plex = %plex_id, from = %other, "AddPlex: LUN became a plex; regenerating");
