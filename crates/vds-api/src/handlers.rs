@@ -82,6 +82,9 @@ fn outcome_bytes(o: &Outcome) -> Option<Vec<u8>> {
         Outcome::DriveExtents(v) => list::<_, DriveRangeJson>(v),
         Outcome::Plexes(v) => list::<_, LunPlexJson>(v),
         Outcome::Plex(p) => to_bytes(&LunPlexJson::from(p.as_ref())),
+        Outcome::Pools(v) => list::<_, PoolJson>(v),
+        Outcome::Pool(p) => to_bytes(&PoolJson::from(p.as_ref())),
+        Outcome::Size(n) => to_bytes(&SizeJson { size_bytes: *n }),
         Outcome::Luns(v) => list::<_, LunJson>(v),
         Outcome::Lun(l) => to_bytes(&LunJson::from(l.as_ref())),
         Outcome::Identification(i) => to_bytes(&IdentificationJson::from(i.as_ref())),
@@ -122,6 +125,7 @@ fn location_of(o: &Outcome) -> Option<String> {
         Outcome::Portal(p) => Some(format!("/v1/portals/{}", p.id)),
         Outcome::Controller(c) => Some(format!("/v1/controllers/{}", c.id)),
         Outcome::Drive(d) => Some(format!("/v1/drives/{}", d.id)),
+        Outcome::Pool(p) => Some(format!("/v1/pools/{}", p.id)),
         _ => None,
     }
 }
@@ -299,6 +303,7 @@ mod get {
         subsystem => GetSubsystem,
         controller => GetController,
         drive => GetDrive,
+        pool => GetPool,
         lun => GetLun,
         plex => GetPlex,
         target => GetTarget,
@@ -830,7 +835,14 @@ pub async fn extend_lun(
     q: Query,
     body: JsonArg<BytesBody>,
 ) -> ApiResult {
-    let cmd = |id, b: BytesBody| Command::ExtendLun { id, bytes: b.bytes };
+    let cmd = |id, b: BytesBody| match b.drives {
+        Some(drives) => Command::ExtendLunOnto {
+            id,
+            bytes: b.bytes,
+            drives,
+        },
+        None => Command::ExtendLun { id, bytes: b.bytes },
+    };
     s.job_with_body(&p, q, body, get::lun, cmd, false).await
 }
 
@@ -838,16 +850,16 @@ pub async fn extend_lun(
     description = "Remove `bytes` from the end (a job; output: the LUN).",
     params(("id" = Uuid, Path, description = "LUN id"),
            ("wait" = Option<bool>, Query, description = "answer when the job ends")),
-    request_body = BytesBody,
+    request_body = ShrinkBody,
     responses((status = 202, body = JobJson), (status = 200, body = LunJson, description = "with ?wait=true"),
               (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub async fn shrink_lun(
     State(s): State<AppState>,
     p: PathParams,
     q: Query,
-    body: JsonArg<BytesBody>,
+    body: JsonArg<ShrinkBody>,
 ) -> ApiResult {
-    let cmd = |id, b: BytesBody| Command::ShrinkLun { id, bytes: b.bytes };
+    let cmd = |id, b: ShrinkBody| Command::ShrinkLun { id, bytes: b.bytes };
     s.job_with_body(&p, q, body, get::lun, cmd, false).await
 }
 
@@ -1486,4 +1498,237 @@ pub async fn no_route(method: Method, uri: Uri) -> ApiError {
 pub async fn wrong_method(method: Method, uri: Uri) -> ApiError {
     ApiError::invalid_arg(format!("method {method} is not allowed on {}", uri.path()))
         .with_status(StatusCode::METHOD_NOT_ALLOWED)
+}
+
+// ---- storage pools (BEHAVIOUR.md §15) -------------------------------------------------------
+
+#[utoipa::path(get, path = "/v1/subsystems/{id}/pools", tag = "pool",
+    description = "IVdsHwProviderStoragePools::QueryStoragePools: the subsystem's primordial pool \
+                   (every added drive that is not a hot spare) first, then its named pools.",
+    params(("id" = Uuid, Path, description = "subsystem id")),
+    responses((status = 200, body = Vec<PoolJson>), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn list_pools(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.by_id(&p, |subsystem| Command::ListPools { subsystem })
+        .await
+}
+
+#[utoipa::path(post, path = "/v1/subsystems/{id}/pools", tag = "pool",
+    description = "Create a named pool of added drives (each in no other named pool; no hot \
+                   spare, not the data dir's drive).",
+    params(("id" = Uuid, Path, description = "subsystem id")), request_body = CreatePoolBody,
+    responses((status = 201, body = PoolJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn create_pool(
+    State(s): State<AppState>,
+    p: PathParams,
+    body: JsonArg<CreatePoolBody>,
+) -> ApiResult {
+    let subsystem = p.uuid("id")?;
+    let b = s.arg(body, get::subsystem(subsystem)).await?;
+    let o = s
+        .apply(Command::CreatePool(vds_provider::PoolArgs {
+            subsystem,
+            friendly_name: b.friendly_name,
+            description: b.description,
+            drives: b.drives,
+            default_type: b.default_type.map(|t| t.0),
+            attributes: b.attributes.as_ref().map(Into::into).unwrap_or_default(),
+        }))
+        .await?;
+    Ok(respond(o, true))
+}
+
+#[utoipa::path(get, path = "/v1/pools/{id}", tag = "pool",
+    description = "IVdsStoragePool::GetProperties and GetAttributes; the figures are derived from \
+                   the drives and their extents now.",
+    params(("id" = Uuid, Path, description = "pool id")),
+    responses((status = 200, body = PoolJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn get_pool(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.by_id(&p, get::pool).await
+}
+
+#[utoipa::path(delete, path = "/v1/pools/{id}", tag = "pool",
+    description = "Delete a named pool that no LUN uses (VDS_E_ASSOCIATED_LUNS_EXIST otherwise; \
+                   the primordial pool: VDS_E_NOT_SUPPORTED).",
+    params(("id" = Uuid, Path, description = "pool id")),
+    responses((status = 204, description = "deleted"), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn delete_pool(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.by_id(&p, |id| Command::DeletePool { id }).await
+}
+
+#[utoipa::path(get, path = "/v1/pools/{id}/drives", tag = "pool",
+    description = "The pool's drives, in its order.",
+    params(("id" = Uuid, Path, description = "pool id")),
+    responses((status = 200, body = Vec<DriveJson>), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn get_pool_drives(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.by_id(&p, |id| Command::GetPoolDrives { id }).await
+}
+
+#[utoipa::path(get, path = "/v1/pools/{id}/luns", tag = "pool",
+    description = "IVdsStoragePool::QueryAllocatedLuns: the LUNs with an extent on the pool's drives.",
+    params(("id" = Uuid, Path, description = "pool id")),
+    responses((status = 200, body = Vec<LunJson>), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn get_pool_luns(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.by_id(&p, |id| Command::GetPoolLuns { id }).await
+}
+
+#[utoipa::path(post, path = "/v1/pools/{id}/luns", tag = "pool",
+    description = "IVdsHwProviderStoragePools::CreateLunInStoragePool (a job; output: the LUN): \
+                   the type defaults to the pool's; the drives are the caller's (all in the \
+                   pool) or chosen among the pool's, the roomiest first.",
+    params(("id" = Uuid, Path, description = "pool id"),
+           ("wait" = Option<bool>, Query, description = "answer when the job ends")),
+    request_body = CreatePoolLunBody,
+    responses((status = 202, body = JobJson, description = "job started; Location: /v1/jobs/{id}"),
+              (status = 201, body = LunJson, description = "with ?wait=true"),
+              (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn create_pool_lun(
+    State(s): State<AppState>,
+    p: PathParams,
+    q: Query,
+    body: JsonArg<CreatePoolLunBody>,
+) -> ApiResult {
+    let cmd = |pool, b: CreatePoolLunBody| Command::CreateLunInPool {
+        pool,
+        args: CreateLunArgs {
+            subsystem: Uuid::nil(),
+            size_bytes: b.size_bytes,
+            friendly_name: b.friendly_name,
+            lun_type: b.lun_type.map(|t| t.0),
+            thin: b.thin,
+            drive: None,
+            unmasking_list: b.unmasking_list,
+            targets: b.targets,
+            backing: None,
+            read_only: b.read_only,
+            hints: b.hints.map(Into::into),
+            drives: b.drives,
+            plexes: b.plexes,
+            stripe_size: b.stripe_size,
+        },
+    };
+    s.job_with_body(&p, q, body, get::pool, cmd, true).await
+}
+
+/// The query of `max-lun-size`: `type`, `drives` (comma-separated ids), `plexes`,
+/// `stripe_size` (the subsystem and pool left to the caller).
+fn max_size_query(q: &mut Query) -> Result<vds_provider::MaxSizeArgs, ApiError> {
+    let lun_type = q
+        .take("type")
+        .map(|t| {
+            vds_model::LunType::parse(&t).map_err(|e| ApiError::invalid_arg(format!("type: {e}")))
+        })
+        .transpose()?;
+    let drives = q
+        .take("drives")
+        .map(|d| {
+            d.split(',')
+                .enumerate()
+                .map(|(i, x)| {
+                    Uuid::parse_str(x.trim()).map_err(|e| {
+                        ApiError::invalid_arg(format!(
+                            "drives[{i}]: {x:?} is not an object id: {e}"
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<Uuid>, ApiError>>()
+        })
+        .transpose()?;
+    let plexes = q
+        .take_u64("plexes")?
+        .map(|p| {
+            u32::try_from(p)
+                .map_err(|_| ApiError::invalid_arg(format!("plexes: {p} is out of range")))
+        })
+        .transpose()?;
+    let stripe_size = q.take_u64("stripe_size")?;
+    Ok(vds_provider::MaxSizeArgs {
+        subsystem: None,
+        pool: None,
+        lun_type,
+        drives,
+        plexes,
+        stripe_size,
+    })
+}
+
+#[utoipa::path(get, path = "/v1/subsystems/{id}/max-lun-size", tag = "pool",
+    description = "IVdsSubSystem::QueryMaxLunCreateSize: the largest size a CreateLun with these \
+                   arguments gets now (one block more answers VDS_E_NOT_ENOUGH_SPACE); without \
+                   drives, a file LUN's (the size limit).",
+    params(("id" = Uuid, Path, description = "subsystem id"),
+           ("type" = Option<String>, Query, description = "LUN type (default simple)"),
+           ("drives" = Option<String>, Query, description = "drive ids, comma-separated, in order"),
+           ("plexes" = Option<u32>, Query, description = "plexes of a mirror or raid10"),
+           ("stripe_size" = Option<u64>, Query, description = "stripe size")),
+    responses((status = 200, body = SizeJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn subsystem_max_lun_size(
+    State(s): State<AppState>,
+    p: PathParams,
+    mut q: Query,
+) -> ApiResult {
+    let id = p.uuid("id")?;
+    let parsed = max_size_query(&mut q).and_then(|v| q.finish().map(|()| v));
+    let args = match parsed {
+        Ok(v) => v,
+        Err(e) => return Err(s.precheck(get::subsystem(id), e).await),
+    };
+    s.call(Command::MaxLunSize(vds_provider::MaxSizeArgs {
+        subsystem: Some(id),
+        ..args
+    }))
+    .await
+}
+
+#[utoipa::path(get, path = "/v1/pools/{id}/max-lun-size", tag = "pool",
+    description = "IVdsHwProviderStoragePools::QueryMaxLunCreateSizeInStoragePool: as the \
+                   subsystem's, on the pool's drives; the type defaults to the pool's.",
+    params(("id" = Uuid, Path, description = "pool id"),
+           ("type" = Option<String>, Query, description = "LUN type (default: the pool's)"),
+           ("drives" = Option<String>, Query, description = "drive ids of the pool, comma-separated"),
+           ("plexes" = Option<u32>, Query, description = "plexes of a mirror or raid10"),
+           ("stripe_size" = Option<u64>, Query, description = "stripe size")),
+    responses((status = 200, body = SizeJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn pool_max_lun_size(
+    State(s): State<AppState>,
+    p: PathParams,
+    mut q: Query,
+) -> ApiResult {
+    let id = p.uuid("id")?;
+    let parsed = max_size_query(&mut q).and_then(|v| q.finish().map(|()| v));
+    let args = match parsed {
+        Ok(v) => v,
+        Err(e) => return Err(s.precheck(get::pool(id), e).await),
+    };
+    s.call(Command::MaxLunSize(vds_provider::MaxSizeArgs {
+        pool: Some(id),
+        ..args
+    }))
+    .await
+}
+
+#[utoipa::path(get, path = "/v1/luns/{id}/max-extend-size", tag = "lun",
+    description = "IVdsLun::QueryMaxLunExtendSize: the most bytes an extend adds now (one block \
+                   more answers VDS_E_NOT_ENOUGH_SPACE); `drives` for a span LUN growing onto them.",
+    params(("id" = Uuid, Path, description = "LUN id"),
+           ("drives" = Option<String>, Query, description = "drive ids, comma-separated")),
+    responses((status = 200, body = SizeJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn lun_max_extend_size(
+    State(s): State<AppState>,
+    p: PathParams,
+    mut q: Query,
+) -> ApiResult {
+    let id = p.uuid("id")?;
+    let parsed = max_size_query(&mut q).and_then(|a| {
+        if a.lun_type.is_some() || a.plexes.is_some() || a.stripe_size.is_some() {
+            return Err(ApiError::invalid_arg(
+                "query: an extend keeps the LUN's type, plexes and stripe size; only drives",
+            ));
+        }
+        q.finish().map(|()| a.drives)
+    });
+    let drives = match parsed {
+        Ok(v) => v,
+        Err(e) => return Err(s.precheck(get::lun(id), e).await),
+    };
+    s.call(Command::MaxExtendSize { id, drives }).await
 }

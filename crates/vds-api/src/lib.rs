@@ -146,6 +146,22 @@ pub fn router_with_metrics(
         .route("/v1/subsystems/{id}/drives/{bus}/{slot}", get(get_drive_at))
         .route("/v1/subsystems/{id}/replace-drive", post(replace_drive))
         .route(
+            "/v1/subsystems/{id}/pools",
+            get(list_pools).post(create_pool),
+        )
+        .route(
+            "/v1/subsystems/{id}/max-lun-size",
+            get(subsystem_max_lun_size),
+        )
+        .route("/v1/pools/{id}", get(get_pool).delete(delete_pool))
+        .route("/v1/pools/{id}/drives", get(get_pool_drives))
+        .route(
+            "/v1/pools/{id}/luns",
+            get(get_pool_luns).post(create_pool_lun),
+        )
+        .route("/v1/pools/{id}/max-lun-size", get(pool_max_lun_size))
+        .route("/v1/luns/{id}/max-extend-size", get(lun_max_extend_size))
+        .route(
             "/v1/subsystems/{id}/maintenance",
             post(subsystem_maintenance),
         )

@@ -61,7 +61,8 @@ vds_enum_arg!(
     LunType,
     MaintenanceOperation,
     vds_model::StorageBusType,
-    LoadBalancePolicy
+    LoadBalancePolicy,
+    vds_model::RaidType
 );
 
 /// An enumerated request field, parsed to its member: unknown names and numbers outside the
@@ -351,11 +352,173 @@ pub struct StatusRequest {
     pub status: i64,
 }
 
-/// `POST /v1/luns/{id}/extend` and `/shrink`.
+/// `POST /v1/luns/{id}/extend`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BytesBody {
     pub bytes: u64,
+    /// A span LUN only: the drives the new extents go on, in order (default: every column
+    /// grows on the drive of its last extent).
+    pub drives: Option<Vec<Uuid>>,
+}
+
+/// `POST /v1/luns/{id}/shrink`: the bytes to remove from the end.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShrinkBody {
+    pub bytes: u64,
+}
+
+/// `VDS_POOL_ATTRIBUTES` members given at a pool's creation (the mask answers which).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PoolAttributesJson {
+    /// `raidType` (`VDS_RAID_TYPE`: raid0, raid1, raid10, ...).
+    #[schema(value_type = Option<EnumValue>)]
+    pub raid_type: Option<EnumArg<vds_model::RaidType>>,
+    /// `bIsThinProvisioned`.
+    pub thin_provisioned: Option<bool>,
+    /// `bNoSinglePointOfFailure`.
+    pub no_single_point_of_failure: Option<bool>,
+    /// `ulStripeSize`.
+    pub stripe_size: Option<u32>,
+    /// `ulNumberOfColumns`.
+    pub number_of_columns: Option<u32>,
+    /// `pwszIntendedUsage`.
+    pub intended_usage: Option<String>,
+}
+
+/// A pool's `VDS_POOL_ATTRIBUTES`: the members given at its creation and their mask.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PoolAttributesOut {
+    /// `ullAttributeMask`: the `VDS_POOL_ATTRIB_*` bits of the members below.
+    pub mask: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raid_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thin_provisioned: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_single_point_of_failure: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stripe_size: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub number_of_columns: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intended_usage: Option<String>,
+}
+
+impl From<&PoolAttributesJson> for vds_model::PoolAttributes {
+    fn from(a: &PoolAttributesJson) -> Self {
+        vds_model::PoolAttributes {
+            raid_type: a.raid_type.map(|t| t.0),
+            thin_provisioned: a.thin_provisioned,
+            no_single_point_of_failure: a.no_single_point_of_failure,
+            stripe_size: a.stripe_size,
+            number_of_columns: a.number_of_columns,
+            intended_usage: a.intended_usage.clone(),
+        }
+    }
+}
+
+/// `POST /v1/subsystems/{id}/pools`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePoolBody {
+    pub friendly_name: String,
+    pub description: Option<String>,
+    /// The drives, in order: added drives of the subsystem, none a hot spare, none in another
+    /// named pool.
+    pub drives: Vec<Uuid>,
+    /// The type a create in the pool gets when it names none (default `default`).
+    #[schema(value_type = Option<EnumValue>)]
+    pub default_type: Option<EnumArg<LunType>>,
+    pub attributes: Option<PoolAttributesJson>,
+}
+
+/// `POST /v1/pools/{id}/luns` (`CreateLunInStoragePool`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePoolLunBody {
+    pub size_bytes: u64,
+    pub friendly_name: Option<String>,
+    /// Default: the pool's default type.
+    #[serde(rename = "type")]
+    #[schema(value_type = Option<EnumValue>)]
+    pub lun_type: Option<EnumArg<LunType>>,
+    pub thin: Option<bool>,
+    pub unmasking_list: Option<String>,
+    pub targets: Option<Vec<Uuid>>,
+    pub read_only: Option<bool>,
+    pub hints: Option<HintsBody>,
+    /// Drives of the pool, in order (default: chosen among the pool's, the roomiest first).
+    pub drives: Option<Vec<Uuid>>,
+    pub plexes: Option<u32>,
+    pub stripe_size: Option<u64>,
+}
+
+/// A storage pool (`VDS_STORAGE_POOL_PROP` and `VDS_POOL_ATTRIBUTES`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PoolJson {
+    pub id: Uuid,
+    pub subsystem: Uuid,
+    pub friendly_name: String,
+    pub description: String,
+    /// `primordial` or `concrete`.
+    #[serde(rename = "type")]
+    pub pool_type: &'static str,
+    pub status: &'static str,
+    pub health: &'static str,
+    pub drives: Vec<Uuid>,
+    pub default_type: &'static str,
+    /// `ullTotalManagedSpace`: the drives' capacities.
+    pub total_managed_space: u64,
+    /// `ullTotalConsumedSpace`: the extents on them (thin extents on `dir` drives: their
+    /// allocated blocks).
+    pub consumed_space: u64,
+    /// `ullRemainingFreeSpace`: what new extents can take.
+    pub remaining_free_space: u64,
+    /// `VDS_POOL_ATTRIBUTES.ullProvisionedSpace`: the sizes of the extents on the drives.
+    pub provisioned_space: u64,
+    /// The provisioned space exceeds the total managed space.
+    pub overcommitted: bool,
+    pub attributes: PoolAttributesOut,
+}
+
+impl From<&vds_model::StoragePool> for PoolJson {
+    fn from(p: &vds_model::StoragePool) -> Self {
+        let a = &p.attributes;
+        PoolJson {
+            id: p.id,
+            subsystem: p.subsystem,
+            friendly_name: p.name.clone(),
+            description: p.description.clone(),
+            pool_type: p.pool_type.short_name(),
+            status: p.status.short_name(),
+            health: p.health.short_name(),
+            drives: p.drives.clone(),
+            default_type: p.default_type.short_name(),
+            total_managed_space: p.total_managed,
+            consumed_space: p.consumed,
+            remaining_free_space: p.remaining,
+            provisioned_space: p.provisioned,
+            overcommitted: p.overcommitted,
+            attributes: PoolAttributesOut {
+                raid_type: a.raid_type.map(|t| t.short_name()),
+                thin_provisioned: a.thin_provisioned,
+                no_single_point_of_failure: a.no_single_point_of_failure,
+                stripe_size: a.stripe_size,
+                number_of_columns: a.number_of_columns,
+                intended_usage: a.intended_usage.clone(),
+                mask: a.mask(),
+            },
+        }
+    }
+}
+
+/// A size answer (`max-lun-size`, `max-extend-size`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SizeJson {
+    pub size_bytes: u64,
 }
 
 /// `POST /v1/subsystems/{id}/replace-drive` (ReplaceDrive).

@@ -35,6 +35,7 @@ mod nowait;
 mod null;
 pub mod powercut;
 pub mod raid;
+pub mod rbd;
 mod sys;
 
 pub use block::BlockStore;
@@ -144,6 +145,8 @@ pub enum BackingKind {
     Memory,
     /// Reads zeroes, discards writes.
     Null,
+    /// An RBD image in the daemon's Ceph cluster ([`rbd::connect`]); thin provisioned.
+    Rbd { pool: String, image: String },
 }
 
 /// Open a backing store. `size` is the capacity of memory and null stores; file and block
@@ -155,6 +158,7 @@ pub fn open(kind: &BackingKind, size: u64) -> io::Result<Arc<dyn BackingStore>> 
         BackingKind::Block { path } => Arc::new(BlockStore::open(path)?),
         BackingKind::Memory => Arc::new(MemoryStore::new(size)),
         BackingKind::Null => Arc::new(NullStore::new(size)),
+        BackingKind::Rbd { pool, image } => Arc::new(rbd::cluster()?.open_image(pool, image)?),
     })
 }
 

@@ -1,5 +1,5 @@
 //! The hardware-provider objects (INTERFACE.md "Resources"): provider, subsystem, controller,
-//! drive, LUN with its plexes, target, portal group, portal, the asynchronous job, and a LUN's
+//! drive, storage pool, LUN with its plexes, target, portal group, portal, the asynchronous job, and a LUN's
 //! paths (derived from the live sessions, never stored). Plain values: the provider owns and
 //! mutates them, the API serialises them.
 
@@ -32,6 +32,8 @@ pub enum ObjectKind {
     Portal,
     /// An asynchronous job.
     Job,
+    /// A storage pool of a subsystem (BEHAVIOUR.md §15).
+    Pool,
 }
 
 impl ObjectKind {
@@ -46,6 +48,7 @@ impl ObjectKind {
         ObjectKind::PortalGroup,
         ObjectKind::Portal,
         ObjectKind::Job,
+        ObjectKind::Pool,
     ];
 
     /// JSON / event name: `"lun"`, `"portal_group"`, ...
@@ -60,6 +63,7 @@ impl ObjectKind {
             ObjectKind::PortalGroup => "portal_group",
             ObjectKind::Portal => "portal",
             ObjectKind::Job => "job",
+            ObjectKind::Pool => "pool",
         }
     }
 
@@ -75,6 +79,7 @@ impl ObjectKind {
             ObjectKind::PortalGroup => "portal group",
             ObjectKind::Portal => "portal",
             ObjectKind::Job => "job",
+            ObjectKind::Pool => "storage pool",
         }
     }
 
@@ -98,6 +103,7 @@ impl ObjectKind {
             ObjectKind::PortalGroup => ObjectType::PortalGroup,
             ObjectKind::Portal => ObjectType::Portal,
             ObjectKind::Job => ObjectType::Async,
+            ObjectKind::Pool => ObjectType::StoragePool,
         }
     }
 
@@ -111,7 +117,8 @@ impl ObjectKind {
             ObjectKind::Target => NotificationTargetType::Target,
             ObjectKind::PortalGroup => NotificationTargetType::PortalGroup,
             ObjectKind::Portal => NotificationTargetType::Portal,
-            ObjectKind::Provider | ObjectKind::Job => return None,
+            // VDS has no notification type for storage pools.
+            ObjectKind::Provider | ObjectKind::Job | ObjectKind::Pool => return None,
         })
     }
 
@@ -292,6 +299,79 @@ pub struct Drive {
     pub path: String,
     /// What the path is.
     pub kind: DriveKind,
+}
+
+/// `VDS_STORAGE_POOL_PROP` with the pool's drives, default LUN type and attributes
+/// (BEHAVIOUR.md §15). The figures are derived from the drives and their extents whenever the
+/// pool is read; nothing of them is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoragePool {
+    /// Object id (a primordial pool's is derived from its subsystem's, so it never changes).
+    pub id: Uuid,
+    /// Owning subsystem.
+    pub subsystem: Uuid,
+    /// `pwszName`.
+    pub name: String,
+    /// `pwszDescription`.
+    pub description: String,
+    /// Primordial (every added drive that is not a hot spare) or concrete (named).
+    pub pool_type: StoragePoolType,
+    /// Status: ONLINE, or OFFLINE when none of its drives is ONLINE.
+    pub status: StoragePoolStatus,
+    /// Health: healthy, degraded when some drive is not ONLINE, failed when none is.
+    pub health: Health,
+    /// The drives, in the order given (primordial: bus/slot order).
+    pub drives: Vec<Uuid>,
+    /// The LUN type a create in the pool gets when it names none.
+    pub default_type: LunType,
+    /// `VDS_POOL_ATTRIBUTES` as given at creation.
+    pub attributes: PoolAttributes,
+    /// `ullTotalManagedSpace`: the sum of the drives' capacities.
+    pub total_managed: u64,
+    /// `ullTotalConsumedSpace`: the sum of the extents on the drives (a thin LUN's extent
+    /// file on a `dir` drive counts its allocated blocks).
+    pub consumed: u64,
+    /// `ullRemainingFreeSpace`: what new extents can still take (capacity less the extents
+    /// placed, whatever their allocation).
+    pub remaining: u64,
+    /// `VDS_POOL_ATTRIBUTES.ullProvisionedSpace`: the sizes of the extents on the drives.
+    pub provisioned: u64,
+    /// Provisioned space exceeds the total managed space (a drive shrank under its extents).
+    pub overcommitted: bool,
+}
+
+/// The `VDS_POOL_ATTRIBUTES` members a pool's creator may give; `mask` answers the
+/// `VDS_POOL_ATTRIB_*` bits of those given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolAttributes {
+    /// `raidType` (`VDS_POOL_ATTRIB_RAIDTYPE`).
+    pub raid_type: Option<RaidType>,
+    /// `bIsThinProvisioned` (`VDS_POOL_ATTRIB_THIN_PROVISION`).
+    pub thin_provisioned: Option<bool>,
+    /// `bNoSinglePointOfFailure` (`VDS_POOL_ATTRIB_NO_SINGLE_POF`).
+    pub no_single_point_of_failure: Option<bool>,
+    /// `ulStripeSize` (`VDS_POOL_ATTRIB_STRIPE_SIZE`).
+    pub stripe_size: Option<u32>,
+    /// `ulNumberOfColumns` (`VDS_POOL_ATTRIB_NUM_CLMNS`).
+    pub number_of_columns: Option<u32>,
+    /// `pwszIntendedUsage`.
+    pub intended_usage: Option<String>,
+}
+
+impl PoolAttributes {
+    /// `ullAttributeMask`: the `VDS_POOL_ATTRIB_*` bits of the members given.
+    pub fn mask(&self) -> u64 {
+        [
+            (self.raid_type.is_some(), 0x1),
+            (self.thin_provisioned.is_some(), 0x8),
+            (self.no_single_point_of_failure.is_some(), 0x10),
+            (self.stripe_size.is_some(), 0x800),
+            (self.number_of_columns.is_some(), 0x8000),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .fold(0, |m, (_, b)| m | b)
+    }
 }
 
 /// What a drive is (BEHAVIOUR.md §15).

@@ -101,6 +101,41 @@ pub struct CreateLunArgs {
     pub stripe_size: Option<u64>,
 }
 
+/// What a caller gives to create a named pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolArgs {
+    /// The subsystem.
+    pub subsystem: Uuid,
+    /// `pwszName`: unique among pools.
+    pub friendly_name: String,
+    /// `pwszDescription` (default empty).
+    pub description: Option<String>,
+    /// The drives, in order; each in one named pool at most.
+    pub drives: Vec<Uuid>,
+    /// The type a create in the pool gets when it names none (default `default`).
+    pub default_type: Option<LunType>,
+    /// `VDS_POOL_ATTRIBUTES` members.
+    pub attributes: vds_model::PoolAttributes,
+}
+
+/// Arguments of QueryMaxLunCreateSize: on a subsystem (its primordial pool's drives when none
+/// are given) or in a pool.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MaxSizeArgs {
+    /// The subsystem (when not in a pool).
+    pub subsystem: Option<Uuid>,
+    /// The pool.
+    pub pool: Option<Uuid>,
+    /// The type (default `simple`; in a pool the pool's default type).
+    pub lun_type: Option<LunType>,
+    /// The drives (default: chosen as a create would).
+    pub drives: Option<Vec<Uuid>>,
+    /// Plexes of a mirror or RAID-10 LUN.
+    pub plexes: Option<u32>,
+    /// Stripe size.
+    pub stripe_size: Option<u64>,
+}
+
 /// The `VDS_HINTS2` members a caller gave (BEHAVIOUR.md §14 rule 8): the fields present make
 /// the hint mask. Sizes are `u64` so that an out-of-range value is judged, not truncated.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -316,6 +351,49 @@ pub enum Command {
         /// `VDS_DRF_HOTSPARE` set or cleared.
         hotspare: bool,
     },
+    /// `GET /v1/subsystems/{id}/pools` (`QueryStoragePools`): the primordial pool first.
+    ListPools {
+        /// Subsystem id.
+        subsystem: Uuid,
+    },
+    /// `GET /v1/pools/{id}` (`IVdsStoragePool::GetProperties`, `GetAttributes`).
+    GetPool {
+        /// Pool id.
+        id: Uuid,
+    },
+    /// `GET /v1/pools/{id}/drives`.
+    GetPoolDrives {
+        /// Pool id.
+        id: Uuid,
+    },
+    /// `GET /v1/pools/{id}/luns` (`IVdsStoragePool::QueryAllocatedLuns`).
+    GetPoolLuns {
+        /// Pool id.
+        id: Uuid,
+    },
+    /// `POST /v1/subsystems/{id}/pools`: a named pool.
+    CreatePool(PoolArgs),
+    /// `DELETE /v1/pools/{id}`.
+    DeletePool {
+        /// Pool id.
+        id: Uuid,
+    },
+    /// `POST /v1/pools/{id}/luns` (`CreateLunInStoragePool`); `args.subsystem` is the pool's.
+    CreateLunInPool {
+        /// Pool id.
+        pool: Uuid,
+        /// The LUN, as for CreateLun.
+        args: CreateLunArgs,
+    },
+    /// `GET .../max-lun-size` (QueryMaxLunCreateSize, QueryMaxLunCreateSizeInStoragePool).
+    MaxLunSize(MaxSizeArgs),
+    /// `GET /v1/luns/{id}/max-extend-size` (QueryMaxLunExtendSize).
+    MaxExtendSize {
+        /// LUN id.
+        id: Uuid,
+        /// The drives new extents may go on (span only; default: the LUN's own).
+        drives: Option<Vec<Uuid>>,
+    },
     /// `IVdsDrive::SetStatus`: ONLINE or OFFLINE (OFFLINE flushes and takes the LUNs on the
     /// drive off the wire).
     SetDriveStatus {
@@ -391,6 +469,16 @@ pub enum Command {
         id: Uuid,
         /// Bytes to add (> 0; rounded up to the block size).
         bytes: u64,
+    },
+    /// `POST /v1/luns/{id}/extend` with `drives` (*job*): a span LUN grows onto these drives,
+    /// in order.
+    ExtendLunOnto {
+        /// LUN id.
+        id: Uuid,
+        /// Bytes to add.
+        bytes: u64,
+        /// The drives of the new extents.
+        drives: Vec<Uuid>,
     },
     /// `POST /v1/luns/{id}/shrink` (*job*, output: the LUN). Removes bytes from the end.
     ShrinkLun {
@@ -672,6 +760,12 @@ impl Command {
                 | Command::GetDriveExtents { .. }
                 | Command::GetLunPlexes { .. }
                 | Command::GetPlex { .. }
+                | Command::ListPools { .. }
+                | Command::GetPool { .. }
+                | Command::GetPoolDrives { .. }
+                | Command::GetPoolLuns { .. }
+                | Command::MaxLunSize(_)
+                | Command::MaxExtendSize { .. }
                 | Command::ListLuns { .. }
                 | Command::FindLuns { .. }
                 | Command::GetLunIdentification { .. }
@@ -697,7 +791,9 @@ impl Command {
         matches!(
             self,
             Command::CreateLun(_)
+                | Command::CreateLunInPool { .. }
                 | Command::ExtendLun { .. }
+                | Command::ExtendLunOnto { .. }
                 | Command::ShrinkLun { .. }
                 | Command::RecoverLun { .. }
                 | Command::AddPlex { .. }
@@ -764,6 +860,12 @@ pub enum Outcome {
     Plexes(Vec<PlexInfo>),
     /// One plex with its LUN and extents.
     Plex(Box<PlexInfo>),
+    /// Storage pools.
+    Pools(Vec<vds_model::StoragePool>),
+    /// One storage pool.
+    Pool(Box<vds_model::StoragePool>),
+    /// A size in bytes (the maxima).
+    Size(u64),
     /// LUNs.
     Luns(Vec<Lun>),
     /// One LUN (as it is after the command).

@@ -475,6 +475,10 @@ impl Inner {
             .collect();
         st.controllers = snap.controllers.into_iter().map(|c| (c.id, c)).collect();
         st.drives = snap.drives.into_iter().map(|d| (d.id, d)).collect();
+        for p in snap.pools {
+            let seq = st.next_seq();
+            st.pools.insert(p.id, (p, seq));
+        }
         st.tombstones = snap.tombstones.into_iter().collect();
 
         let mut old_luns = std::mem::take(&mut st.luns);

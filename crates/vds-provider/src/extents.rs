@@ -20,7 +20,7 @@ use vds_model::{
     LunPlex, LunPlexStatus, LunPlexType, LunType, TransitionState,
 };
 
-use crate::engine::BLOCK_SIZE;
+use crate::engine::{BLOCK_SIZE, MAX_LUN_SIZE};
 use crate::state::State;
 use crate::storage::to_filters;
 use crate::VdsError;
@@ -40,17 +40,133 @@ pub(crate) struct Request {
     pub stripe_size: Option<u64>,
 }
 
-/// A planned layout: the plexes, the extents and the LUN's size (whole stripes).
+/// A planned layout: the plexes, the extents, the LUN's size (whole stripes) and its type
+/// (an automagic type resolved).
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
     pub plexes: Vec<LunPlex>,
     pub extents: Vec<Extent>,
     pub size: u64,
+    pub lun_type: LunType,
+}
+
+/// The largest size a create of `req` gets now: the largest whole number of blocks `plan`
+/// accepts, found by bisection over `plan` itself, so the answer and the allocator cannot
+/// disagree (`plan` is monotone in the size: a layout that fits still fits smaller). The
+/// error of the smallest layout (one block per drive) when nothing fits.
+pub(crate) fn max_size(
+    st: &State,
+    data_dir: &Path,
+    subsystem: Uuid,
+    req: &Request,
+) -> Result<u64, VdsError> {
+    let fits = |blocks: u64| plan(st, data_dir, subsystem, req, blocks * BLOCK_SIZE).is_ok();
+    let mut lo = req.drives.len().max(1) as u64;
+    plan(st, data_dir, subsystem, req, lo * BLOCK_SIZE)?;
+    let mut hi = MAX_LUN_SIZE / BLOCK_SIZE + 1;
+    if fits(hi - 1) {
+        return Ok((hi - 1) * BLOCK_SIZE);
+    }
+    // fits(lo) and !fits(hi).
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if fits(mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo * BLOCK_SIZE)
+}
+
+/// What drive `d` can still give to new extents: a `block` drive's free ranges, a `dir`
+/// drive's capacity less its extents.
+pub(crate) fn free_bytes(st: &State, d: &Drive) -> u64 {
+    match d.kind {
+        DriveKind::Block => free_ranges(st, d).iter().map(|(_, l)| l).sum(),
+        DriveKind::Dir => d
+            .size_bytes
+            .saturating_sub(extents_on(st, d.id).iter().map(|(_, x)| x.size).sum()),
+    }
+}
+
+/// The largest extent drive `d` can take now.
+pub(crate) fn largest_free(st: &State, d: &Drive) -> u64 {
+    match d.kind {
+        DriveKind::Block => free_ranges(st, d)
+            .iter()
+            .map(|(_, l)| *l)
+            .max()
+            .unwrap_or(0),
+        DriveKind::Dir => free_bytes(st, d),
+    }
+}
+
+/// The stripe size `s` given as `field`, judged: a power of two from 4 KiB to 1 MiB.
+pub(crate) fn check_stripe(field: &str, s: u64) -> Result<u64, VdsError> {
+    if s.is_power_of_two() && (4096..=1 << 20).contains(&s) {
+        Ok(s)
+    } else {
+        Err(VdsError::invalid_arg(
+            field,
+            format!("{s} is not a power of two from 4096 to 1048576"),
+        ))
+    }
+}
+
+/// Whether vds builds LUNs of type `t` (given as `field`): `unknown` is E_INVALIDARG, the
+/// types vds does not build (parity, and the other RAID levels) VDS_E_NOT_SUPPORTED.
+pub(crate) fn check_type(field: &str, t: LunType) -> Result<(), VdsError> {
+    match t {
+        LunType::Unknown => Err(VdsError::invalid_arg(field, "unknown cannot be requested")),
+        LunType::Simple
+        | LunType::Span
+        | LunType::Stripe
+        | LunType::Mirror
+        | LunType::Raid10
+        | LunType::Default
+        | LunType::FaultTolerant
+        | LunType::NonFaultTolerant => Ok(()),
+        t => Err(VdsError::not_supported(format!(
+            "{field}: LUN type {} is not supported by this provider",
+            t.short_name()
+        ))),
+    }
+}
+
+/// The automagic types resolved (BEHAVIOUR.md §15) from the drives and the hints given:
+/// `fault_tolerant` is RAID-10 with 4 drives or more, a count its plexes divide, when a
+/// stripe size asks for striping, else a mirror; `non_fault_tolerant` is a stripe on 2 drives
+/// or more, else simple; `default` is simple on one drive, else a span. Other types are as
+/// asked.
+pub(crate) fn resolve(_st: &State, req: &Request) -> Result<Request, VdsError> {
+    check_type("type", req.lun_type)?;
+    let d = req.drives.len();
+    let lun_type = match req.lun_type {
+        LunType::FaultTolerant => {
+            let p = req.plexes.unwrap_or(2) as usize;
+            if req.stripe_size.is_some() && d >= 4 && p >= 2 && d >= 2 * p && d.is_multiple_of(p) {
+                LunType::Raid10
+            } else {
+                LunType::Mirror
+            }
+        }
+        LunType::NonFaultTolerant if d >= 2 => LunType::Stripe,
+        LunType::NonFaultTolerant => LunType::Simple,
+        LunType::Default if d >= 2 => LunType::Span,
+        LunType::Default => LunType::Simple,
+        t => t,
+    };
+    Ok(Request {
+        lun_type,
+        ..req.clone()
+    })
 }
 
 /// Checks `req` against the drives of `subsystem` and lays out `size` bytes on them.
 /// Steps 4 and 5 of the checks: E_INVALIDARG, then NOT_SUPPORTED, then the drives and the
-/// space (`VDS_E_NOT_ENOUGH_DRIVE`, `VDS_E_NOT_ENOUGH_SPACE`).
+/// space (`VDS_E_NOT_ENOUGH_DRIVE`, `VDS_E_NOT_ENOUGH_SPACE`). The automagic types are
+/// resolved first (`Plan::lun_type`).
 pub(crate) fn plan(
     st: &State,
     data_dir: &Path,
@@ -58,20 +174,13 @@ pub(crate) fn plan(
     req: &Request,
     size: u64,
 ) -> Result<Plan, VdsError> {
+    let req = &resolve(st, req)?;
     let stripe = match req.stripe_size {
         None => DEFAULT_STRIPE,
-        Some(s) if s.is_power_of_two() && (4096..=1 << 20).contains(&s) => s,
-        Some(s) => {
-            return Err(VdsError::invalid_arg(
-                "stripe_size",
-                format!("{s} is not a power of two from 4096 to 1048576"),
-            ))
-        }
+        Some(s) => check_stripe("stripe_size", s)?,
     };
     let (plexes, striped, plex_type) = match req.lun_type {
-        LunType::Simple | LunType::Span | LunType::Default | LunType::NonFaultTolerant => {
-            (1, false, LunPlexType::Span)
-        }
+        LunType::Simple | LunType::Span => (1, false, LunPlexType::Span),
         LunType::Stripe => (1, true, LunPlexType::Stripe),
         LunType::Mirror => (req.plexes.unwrap_or(2), false, LunPlexType::Span),
         LunType::Raid10 => (req.plexes.unwrap_or(2), true, LunPlexType::Stripe),
@@ -162,6 +271,7 @@ pub(crate) fn plan(
         plexes: Vec::new(),
         extents: Vec::new(),
         size: plex_size,
+        lun_type: req.lun_type,
     };
     for chunk in req.drives.chunks(per_plex) {
         let plex = Uuid::new_v4();
@@ -269,18 +379,27 @@ pub(crate) fn lun_uses_drive(lun: &Lun, drive: Uuid) -> bool {
 }
 
 /// The free byte ranges `(offset, len)` of a `block` drive: after the label area, between
-/// its extents.
+/// its extents, up to its end (the label area plus its capacity).
 pub(crate) fn free_ranges(st: &State, d: &Drive) -> Vec<(u64, u64)> {
+    free_ranges_besides(st, d, &[])
+}
+
+/// [`free_ranges`] with `planned` (extents of a layout being planned) taken as well.
+fn free_ranges_besides(st: &State, d: &Drive, planned: &[Extent]) -> Vec<(u64, u64)> {
+    let mut used: Vec<Extent> = extents_on(st, d.id).into_iter().map(|(_, x)| x).collect();
+    used.extend(planned.iter().filter(|x| x.drive == d.id));
+    used.sort_by_key(|x| x.offset);
     let mut free = Vec::new();
     let mut at = LABEL_AREA;
-    for (_, x) in extents_on(st, d.id) {
+    for x in used {
         if x.offset > at {
             free.push((at, x.offset - at));
         }
         at = at.max(x.offset + x.size);
     }
-    if d.size_bytes > at {
-        free.push((at, d.size_bytes - at));
+    let end = LABEL_AREA + d.size_bytes;
+    if end > at {
+        free.push((at, end - at));
     }
     free
 }
@@ -288,6 +407,11 @@ pub(crate) fn free_ranges(st: &State, d: &Drive) -> Vec<(u64, u64)> {
 /// Where a new `len`-byte extent goes on drive `d`: a `block` drive's first free range that
 /// fits; a `dir` drive's own file (offset 0) when what its extents take leaves room.
 pub(crate) fn place(st: &State, d: &Drive, len: u64) -> Result<u64, VdsError> {
+    place_besides(st, d, len, &[])
+}
+
+/// [`place`] with `planned` (extents of the layout being planned) taken as well.
+fn place_besides(st: &State, d: &Drive, len: u64, planned: &[Extent]) -> Result<u64, VdsError> {
     let no_space = |free: u64| {
         VdsError::new(
             Hresult::VDS_E_NOT_ENOUGH_SPACE,
@@ -305,7 +429,7 @@ pub(crate) fn place(st: &State, d: &Drive, len: u64) -> Result<u64, VdsError> {
     };
     match d.kind {
         DriveKind::Block => {
-            let ranges = free_ranges(st, d);
+            let ranges = free_ranges_besides(st, d, planned);
             ranges
                 .iter()
                 .find(|(_, l)| *l >= len)
@@ -313,7 +437,15 @@ pub(crate) fn place(st: &State, d: &Drive, len: u64) -> Result<u64, VdsError> {
                 .ok_or_else(|| no_space(ranges.iter().map(|(_, l)| *l).max().unwrap_or(0)))
         }
         DriveKind::Dir => {
-            let used: u64 = extents_on(st, d.id).iter().map(|(_, x)| x.size).sum();
+            let used: u64 = extents_on(st, d.id)
+                .iter()
+                .map(|(_, x)| x.size)
+                .sum::<u64>()
+                + planned
+                    .iter()
+                    .filter(|x| x.drive == d.id)
+                    .map(|x| x.size)
+                    .sum::<u64>();
             let free = d.size_bytes.saturating_sub(used);
             if free < len {
                 return Err(no_space(free));
@@ -321,6 +453,204 @@ pub(crate) fn place(st: &State, d: &Drive, len: u64) -> Result<u64, VdsError> {
             Ok(0)
         }
     }
+}
+
+/// An extend of an extent-backed LUN, planned: the new extents and the new size.
+#[derive(Debug, Clone)]
+pub(crate) struct Growth {
+    pub extents: Vec<Extent>,
+    pub size: u64,
+}
+
+/// The columns of plex `plex` of `lun`: each its extents in `seq` order.
+fn columns_of(lun: &Lun, plex: Uuid) -> Vec<Vec<Extent>> {
+    let mut cols: Vec<Vec<Extent>> = Vec::new();
+    for x in lun.extents.iter().filter(|x| x.plex == plex) {
+        let c = x.column as usize;
+        if cols.len() <= c {
+            cols.resize_with(c + 1, Vec::new);
+        }
+        cols[c].push(*x);
+    }
+    for c in &mut cols {
+        c.sort_by_key(|x| x.seq);
+    }
+    cols
+}
+
+/// How much each column of `plex` grows or shrinks for a change of `delta` bytes: a striped
+/// plex whole stripes of every column (rounded up), a concatenated one `delta` in blocks.
+fn per_column(plex: &LunPlex, columns: usize, delta: u64) -> u64 {
+    if plex.stripe_size > 0 {
+        let s = u64::from(plex.stripe_size);
+        delta.div_ceil(s * columns as u64) * s
+    } else {
+        delta.div_ceil(BLOCK_SIZE) * BLOCK_SIZE
+    }
+}
+
+/// Lays out an extend of `lun` by `delta` bytes: one new extent (the next `seq`) at the end
+/// of every column of every plex, on the drive of the column's last extent; a span LUN with
+/// `drives` given spreads it evenly over those, in order. `VDS_E_NOT_ENOUGH_SPACE` names the
+/// drive without room.
+pub(crate) fn plan_extend(
+    st: &State,
+    data_dir: &Path,
+    lun: &Lun,
+    delta: u64,
+    drives: Option<&[Uuid]>,
+) -> Result<Growth, VdsError> {
+    if let Some(ds) = drives {
+        if lun.lun_type != LunType::Span || lun.plexes.len() != 1 {
+            return Err(VdsError::invalid_arg(
+                "drives",
+                format!(
+                    "only a span LUN is extended onto drives of the caller's choice; LUN {} is \
+                     {} and grows on the drives it has",
+                    lun.id,
+                    lun.lun_type.short_name()
+                ),
+            ));
+        }
+        if ds.is_empty() {
+            return Err(VdsError::invalid_arg("drives", "empty"));
+        }
+        check_drives(st, data_dir, lun.subsystem, ds)?;
+    }
+    let mut out = Growth {
+        extents: Vec::new(),
+        size: 0,
+    };
+    for p in &lun.plexes {
+        let cols = columns_of(lun, p.id);
+        let g = per_column(p, cols.len(), delta);
+        if out.size == 0 {
+            out.size = lun.size_bytes + g * cols.len() as u64;
+        }
+        for (c, col) in cols.iter().enumerate() {
+            let last = col.last().expect("a column has an extent");
+            let targets: Vec<(Uuid, u64)> = match drives {
+                Some(ds) => {
+                    let blocks = g / BLOCK_SIZE;
+                    let n = ds.len() as u64;
+                    if blocks < n {
+                        return Err(VdsError::invalid_arg(
+                            "bytes",
+                            format!("{g} bytes cannot be spread over {n} drives"),
+                        ));
+                    }
+                    let mut v: Vec<(Uuid, u64)> =
+                        ds.iter().map(|d| (*d, blocks / n * BLOCK_SIZE)).collect();
+                    v.last_mut().expect("not empty").1 += blocks % n * BLOCK_SIZE;
+                    v
+                }
+                None => vec![(last.drive, g)],
+            };
+            for (k, (drive, len)) in targets.into_iter().enumerate() {
+                let d = st.drives.get(&drive).ok_or_else(|| {
+                    VdsError::new(
+                        Hresult::VDS_E_PROVIDER_CACHE_CORRUPT,
+                        format!("drive {drive} of LUN {} is missing", lun.id),
+                    )
+                })?;
+                if d.status != DriveStatus::Online {
+                    return Err(VdsError::new(
+                        Hresult::VDS_E_OBJECT_STATUS_FAILED,
+                        format!("drive {drive} is {}", d.status.short_name()),
+                    ));
+                }
+                let offset = place_besides(st, d, len, &out.extents)?;
+                out.extents.push(Extent {
+                    plex: p.id,
+                    column: c as u32,
+                    seq: last.seq + 1 + k as u32,
+                    drive,
+                    offset,
+                    size: len,
+                });
+            }
+        }
+    }
+    if out.size > MAX_LUN_SIZE {
+        return Err(VdsError::invalid_arg(
+            "bytes",
+            format!("the LUN would exceed the {MAX_LUN_SIZE}-byte limit"),
+        ));
+    }
+    Ok(out)
+}
+
+/// The largest number of bytes an extend of `lun` (onto `drives`) adds now, found by
+/// bisection over `plan_extend` itself (monotone in the size, as `plan`); the error of the
+/// smallest extend when not even that fits.
+pub(crate) fn max_extend(
+    st: &State,
+    data_dir: &Path,
+    lun: &Lun,
+    drives: Option<&[Uuid]>,
+) -> Result<u64, VdsError> {
+    let fits = |b: u64| plan_extend(st, data_dir, lun, b * BLOCK_SIZE, drives).is_ok();
+    let mut lo = drives.map_or(1, |d| d.len().max(1)) as u64;
+    plan_extend(st, data_dir, lun, lo * BLOCK_SIZE, drives)?;
+    let mut hi = (MAX_LUN_SIZE - lun.size_bytes.min(MAX_LUN_SIZE)) / BLOCK_SIZE + 1;
+    if lo >= hi || fits(hi - 1) {
+        return Ok((hi - 1).max(lo) * BLOCK_SIZE);
+    }
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if fits(mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    // A striped LUN grows by whole stripes: the largest request is the growth itself.
+    let g = plan_extend(st, data_dir, lun, lo * BLOCK_SIZE, drives)?;
+    Ok(g.size - lun.size_bytes)
+}
+
+/// A shrink of `lun` by `delta` bytes: its extents after (whole trailing extents dropped, the
+/// last one kept cut short), the extents dropped, and the new size.
+pub(crate) fn plan_shrink(
+    lun: &Lun,
+    delta: u64,
+) -> Result<(Vec<Extent>, Vec<Extent>, u64), VdsError> {
+    // (plex, column, seq) -> the extent's new size (0: dropped).
+    let mut sizes: HashMap<(Uuid, u32, u32), u64> = HashMap::new();
+    let mut size = 0;
+    for p in &lun.plexes {
+        let cols = columns_of(lun, p.id);
+        let g = per_column(p, cols.len(), delta);
+        let col_len: u64 = cols[0].iter().map(|x| x.size).sum();
+        if g >= col_len {
+            return Err(VdsError::invalid_arg(
+                "bytes",
+                format!(
+                    "removing {} bytes from a {}-byte LUN leaves nothing",
+                    g * cols.len() as u64,
+                    lun.size_bytes
+                ),
+            ));
+        }
+        size = lun.size_bytes - g * cols.len() as u64;
+        for col in cols {
+            let mut cut = g;
+            for x in col.into_iter().rev() {
+                let left = x.size - cut.min(x.size);
+                cut -= x.size - left;
+                sizes.insert((x.plex, x.column, x.seq), left);
+            }
+        }
+    }
+    let (mut kept, mut dropped) = (Vec::new(), Vec::new());
+    for x in &lun.extents {
+        match sizes.get(&(x.plex, x.column, x.seq)).copied() {
+            Some(0) => dropped.push(*x),
+            Some(n) => kept.push(Extent { size: n, ..*x }),
+            None => kept.push(*x),
+        }
+    }
+    Ok((kept, dropped, size))
 }
 
 /// The file of an extent on a `dir` drive.
@@ -338,6 +668,34 @@ pub(crate) fn files_of(drives: &HashMap<Uuid, Drive>, lun: &Lun) -> Vec<PathBuf>
             let d = drives.get(&x.drive)?;
             (d.kind == DriveKind::Dir).then(|| extent_file(d, lun.id, x))
         })
+        .collect()
+}
+
+/// Files of LUN `lun` in the extent directories of its `dir` drives that none of its extents
+/// names: what a crash left between making an extend's files and its commit, or between a
+/// shrink's commit and the removal of what it dropped. Removed with the LUN.
+pub(crate) fn stray_files_of(drives: &HashMap<Uuid, Drive>, lun: &Lun) -> Vec<PathBuf> {
+    let named = files_of(drives, lun);
+    let prefix = format!("{}-", lun.id);
+    let mut dirs: Vec<PathBuf> = lun
+        .extents
+        .iter()
+        .filter_map(|x| drives.get(&x.drive))
+        .filter(|d| d.kind == DriveKind::Dir)
+        .map(|d| Path::new(&d.path).join(EXTENT_DIR))
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    dirs.iter()
+        .filter_map(|dir| std::fs::read_dir(dir).ok())
+        .flat_map(|rd| rd.filter_map(Result::ok))
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with(&prefix) && is_extent_name(&n)
+        })
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.path())
+        .filter(|p| !named.contains(p))
         .collect()
 }
 
@@ -388,6 +746,14 @@ fn private_dir_of(path: &Path) -> io::Result<(std::fs::File, &str)> {
         )));
     };
     Ok((lifecycle::open_private_dir(dir)?, name))
+}
+
+/// Cuts an extent file short (a shrink), through its directory's handle.
+pub(crate) fn cut_file(path: &Path, len: u64) -> io::Result<()> {
+    let (dir, name) = private_dir_of(path)?;
+    let f = lifecycle::open_in(&dir, name)?;
+    f.set_len(len)?;
+    f.sync_all()
 }
 
 /// Removes extent files (a deleted LUN's, or those of a create that failed), each through its
@@ -486,7 +852,8 @@ impl DriveIo {
                 let path = extent_file(d, lun, x);
                 let (dir, name) = private_dir_of(&path)?;
                 let f = FileStore::from_file(lifecycle::open_in(&dir, name)?, &path)?;
-                if f.size() != x.size {
+                // Longer is fine: a shrink commits before it cuts the file short.
+                if f.size() < x.size {
                     return Err(io::Error::other(format!(
                         "{} is {} bytes, its extent {}",
                         path.display(),
@@ -539,6 +906,37 @@ impl DriveIo {
         for s in e.segments.iter().filter_map(Weak::upgrade) {
             s.set_filters(to_filters(filters));
         }
+    }
+
+    /// Zeroes `extents` that are on `block` drives, through the drive's one open store (a
+    /// range another LUN used may still hold its data; a new file on a `dir` drive is empty).
+    pub(crate) fn zero_block_extents(
+        &self,
+        drives: &HashMap<Uuid, Drive>,
+        extents: &[Extent],
+    ) -> io::Result<()> {
+        for x in extents {
+            let Some(d) = drives.get(&x.drive).filter(|d| d.kind == DriveKind::Block) else {
+                continue;
+            };
+            let store = {
+                let mut g = self.drives.lock();
+                let e = g.entry(d.id).or_default();
+                match &e.block {
+                    Some(s) => s.clone(),
+                    None => {
+                        let s = open_block_drive(Path::new(&d.path))?;
+                        e.block = Some(s.clone());
+                        s
+                    }
+                }
+            };
+            // Deallocated where the drive can (a hole in a file, a discard that reads back
+            // zeroes on a device), written with zeroes where it cannot.
+            store.unmap(x.offset, x.size)?;
+            store.flush()?;
+        }
+        Ok(())
     }
 
     /// Forgets a removed drive (its block store closes with its last extent).

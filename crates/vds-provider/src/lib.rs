@@ -38,7 +38,7 @@ use std::time::Duration;
 
 pub use command::{
     AppliedHints, BackingSpec, Command, CreateLunArgs, DriveRange, HintsRequest, MaintenanceAction,
-    NotApplied, Outcome, PlexInfo, SecretBytes, VdsError,
+    MaxSizeArgs, NotApplied, Outcome, PlexInfo, PoolArgs, SecretBytes, VdsError,
 };
 pub use events::{Clock, Event, SystemClock};
 pub use hooks::DataPathMsg;

@@ -100,6 +100,8 @@ pub(crate) struct State {
     pub subsystems: HashMap<Uuid, Subsystem>,
     pub controllers: HashMap<Uuid, vds_model::Controller>,
     pub drives: HashMap<Uuid, vds_model::Drive>,
+    /// Named storage pools with their creation order (the primordial pools are derived).
+    pub pools: HashMap<Uuid, (vds_model::StoragePool, u64)>,
     pub luns: HashMap<Uuid, LunEntry>,
     pub targets: HashMap<Uuid, TargetEntry>,
     pub pgs: HashMap<Uuid, (PortalGroup, u64)>,
@@ -140,6 +142,7 @@ impl State {
             subsystems: HashMap::new(),
             controllers: HashMap::new(),
             drives: HashMap::new(),
+            pools: HashMap::new(),
             luns: HashMap::new(),
             targets: HashMap::new(),
             pgs: HashMap::new(),
@@ -192,6 +195,9 @@ impl State {
             ObjectKind::PortalGroup => self.pgs.contains_key(&id),
             ObjectKind::Portal => self.portals.contains_key(&id),
             ObjectKind::Job => false,
+            ObjectKind::Pool => {
+                self.pools.contains_key(&id) || crate::ops::pool::primordial_of(self, id).is_some()
+            }
         }
     }
 

@@ -3,7 +3,7 @@
 //! provider acknowledges only durable changes.
 //!
 //! Layout (schema version [`SCHEMA_VERSION`], see `MIGRATIONS`): one table per object kind
-//! (subsystems, controllers, drives of either kind, luns with plexes and fault filters, targets with their
+//! (subsystems, controllers, drives of either kind, named storage pools with their drives, luns with plexes and fault filters, targets with their
 //! secrets, portal groups with members, portals), LUN ↔ target mappings with LUN numbers,
 //! each LUN's active controllers (`lun_controllers`), persistent-reservation blobs, a key/value `meta` table and `tombstones` (deleted ids with
 //! their kind) so that a deleted id answers DELETED rather than NOT_FOUND across restarts.
@@ -20,12 +20,13 @@ use uuid::Uuid;
 use vds_model::{
     AdvertisedAddress, Backing, BackingKind, Controller, ControllerStatus, Drive, DriveKind,
     DriveStatus, Extent, FaultFilterSpec, FaultOpKind, Health, Hresult, LoadBalancePolicy, Lun,
-    LunHints, LunPlex, LunPlexStatus, LunPlexType, LunStatus, LunType, ObjectKind, Portal,
-    PortalGroup, PortalStatus, Subsystem, SubsystemStatus, Target, TransitionState,
+    LunHints, LunPlex, LunPlexStatus, LunPlexType, LunStatus, LunType, ObjectKind, PoolAttributes,
+    Portal, PortalGroup, PortalStatus, RaidType, StoragePool, StoragePoolStatus, StoragePoolType,
+    Subsystem, SubsystemStatus, Target, TransitionState,
 };
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// The store's file name inside the data dir.
 pub const STORE_FILE: &str = "vds.sqlite";
@@ -147,6 +148,18 @@ CREATE TABLE extents (
     drive TEXT NOT NULL, offset INTEGER NOT NULL, size INTEGER NOT NULL,
     PRIMARY KEY (lun, plex, col, seq));
 CREATE INDEX extents_drive ON extents (drive);
+"#,
+    // 7 -> 8: named storage pools (BEHAVIOUR.md §15) and their drives, in order; a drive is in
+    // one named pool at most. Attributes are the `VDS_POOL_ATTRIBUTES` members given (NULL:
+    // not given). The primordial pool and every pool's figures are derived, never stored.
+    r#"
+CREATE TABLE pools (
+    id TEXT PRIMARY KEY, subsystem TEXT NOT NULL, name TEXT NOT NULL UNIQUE,
+    description TEXT NOT NULL, default_type INTEGER NOT NULL, raid_type INTEGER,
+    thin_provisioned INTEGER, no_single_pof INTEGER, stripe_size INTEGER,
+    number_of_columns INTEGER, intended_usage TEXT);
+CREATE TABLE pool_drives (
+    drive TEXT PRIMARY KEY, pool TEXT NOT NULL, seq INTEGER NOT NULL);
 "#,
 ];
 
@@ -284,6 +297,8 @@ pub struct Snapshot {
     pub controllers: Vec<Controller>,
     /// Drives.
     pub drives: Vec<Drive>,
+    /// Named storage pools in creation order (`drives` filled in, figures zero).
+    pub pools: Vec<StoragePool>,
     /// LUNs in creation order.
     pub luns: Vec<LunRecord>,
     /// Targets in creation order (`chap_enabled`, `portal_groups`, `luns` filled in).
@@ -587,6 +602,8 @@ impl Store {
                     .ok_or_else(|| bad("unknown drive kind"))?,
             });
         }
+
+        load_pools(c, &mut snap)?;
 
         // LUN associations first, then LUNs.
         let mut lun_targets: std::collections::HashMap<Uuid, Vec<(Uuid, u64)>> = Default::default();
@@ -977,6 +994,48 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Inserts or replaces a named pool with its drives.
+    pub fn put_pool(&mut self, p: &StoragePool) -> Result<()> {
+        let id = p.id.to_string();
+        self.delete_pool(p.id)?;
+        let a = &p.attributes;
+        self.tx
+            .prepare_cached(
+                "INSERT INTO pools VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?
+            .execute(params![
+                id,
+                p.subsystem.to_string(),
+                p.name,
+                p.description,
+                p.default_type.value(),
+                a.raid_type.map(|t| t.value()),
+                a.thin_provisioned,
+                a.no_single_point_of_failure,
+                a.stripe_size,
+                a.number_of_columns,
+                a.intended_usage
+            ])?;
+        for (i, d) in p.drives.iter().enumerate() {
+            self.tx
+                .prepare_cached("INSERT INTO pool_drives VALUES (?1, ?2, ?3)")?
+                .execute(params![d.to_string(), id, i as i64])?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a named pool's rows (its drives leave it).
+    pub fn delete_pool(&mut self, id: Uuid) -> Result<()> {
+        let id = id.to_string();
+        self.tx
+            .prepare_cached("DELETE FROM pool_drives WHERE pool = ?1")?
+            .execute([&id])?;
+        self.tx
+            .prepare_cached("DELETE FROM pools WHERE id = ?1")?
+            .execute([&id])?;
+        Ok(())
+    }
+
     /// Inserts or replaces a LUN with its plexes, fault filters and target mappings.
     pub fn put_lun(&mut self, rec: &LunRecord) -> Result<()> {
         let l = &rec.lun;
@@ -1255,3 +1314,60 @@ impl Tx<'_> {
 
 #[cfg(test)]
 mod tests;
+
+/// The named pools and their drives (schema 8).
+fn load_pools(c: &Connection, snap: &mut Snapshot) -> Result<()> {
+    let mut members: std::collections::HashMap<Uuid, Vec<(i64, Uuid)>> = Default::default();
+    let mut st = c.prepare("SELECT drive, pool, seq FROM pool_drives")?;
+    let mut rows = st.query([])?;
+    while let Some(r) = rows.next()? {
+        members
+            .entry(uuid_of(&r.get::<_, String>(1)?)?)
+            .or_default()
+            .push((r.get(2)?, uuid_of(&r.get::<_, String>(0)?)?));
+    }
+    let mut st = c.prepare(
+        "SELECT id, subsystem, name, description, default_type, raid_type, thin_provisioned,
+                no_single_pof, stripe_size, number_of_columns, intended_usage
+         FROM pools ORDER BY rowid",
+    )?;
+    let mut rows = st.query([])?;
+    while let Some(r) = rows.next()? {
+        let id = uuid_of(&r.get::<_, String>(0)?)?;
+        let mut drives = members.remove(&id).unwrap_or_default();
+        drives.sort_by_key(|(s, _)| *s);
+        snap.pools.push(StoragePool {
+            id,
+            subsystem: uuid_of(&r.get::<_, String>(1)?)?,
+            name: r.get(2)?,
+            description: r.get(3)?,
+            pool_type: StoragePoolType::Concrete,
+            status: StoragePoolStatus::Online,
+            health: Health::Healthy,
+            drives: drives.into_iter().map(|(_, d)| d).collect(),
+            default_type: enum_of(r.get(4)?, LunType::from_i64, "pool default type")?,
+            attributes: PoolAttributes {
+                raid_type: r
+                    .get::<_, Option<i64>>(5)?
+                    .map(|v| enum_of(v, RaidType::from_i64, "pool raid type"))
+                    .transpose()?,
+                thin_provisioned: r.get(6)?,
+                no_single_point_of_failure: r.get(7)?,
+                stripe_size: r.get(8)?,
+                number_of_columns: r.get(9)?,
+                intended_usage: r.get(10)?,
+            },
+            total_managed: 0,
+            consumed: 0,
+            remaining: 0,
+            provisioned: 0,
+            overcommitted: false,
+        });
+    }
+    if let Some(pool) = members.keys().next() {
+        return Err(bad(format!(
+            "pool_drives names pool {pool}, which is not stored"
+        )));
+    }
+    Ok(())
+}

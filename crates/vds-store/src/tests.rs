@@ -627,3 +627,75 @@ fn extents_and_plex_order_round_trip_and_go_with_the_lun() {
         .unwrap();
     assert_eq!(n, 0, "a deleted LUN's extents are gone");
 }
+
+#[test]
+fn a_version_7_store_upgrades_and_named_pools_round_trip_with_their_drive_order() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let c = Connection::open(dir.path().join(STORE_FILE)).unwrap();
+        for m in &MIGRATIONS[..7] {
+            c.execute_batch(m).unwrap();
+        }
+        c.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER NOT NULL);
+             INSERT INTO schema_version (version) VALUES (7);",
+        )
+        .unwrap();
+    }
+    let mut s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+    assert!(s.load().unwrap().pools.is_empty());
+    // Drive ids in descending order: the order must come from the pool, not from the ids.
+    let mut drives = vec![Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()];
+    drives.sort();
+    drives.reverse();
+    let pool = StoragePool {
+        id: Uuid::new_v4(),
+        subsystem: Uuid::new_v4(),
+        name: "fast".into(),
+        description: "the SSDs".into(),
+        pool_type: StoragePoolType::Concrete,
+        status: StoragePoolStatus::Online,
+        health: Health::Healthy,
+        drives: drives.clone(),
+        default_type: LunType::Mirror,
+        attributes: PoolAttributes {
+            raid_type: Some(RaidType::Raid10),
+            thin_provisioned: Some(false),
+            no_single_point_of_failure: None,
+            stripe_size: Some(65536),
+            number_of_columns: Some(2),
+            intended_usage: Some("databases".into()),
+        },
+        total_managed: 0,
+        consumed: 0,
+        remaining: 0,
+        provisioned: 0,
+        overcommitted: false,
+    };
+    let other = StoragePool {
+        id: Uuid::new_v4(),
+        name: "slow".into(),
+        drives: vec![Uuid::new_v4()],
+        attributes: PoolAttributes::default(),
+        ..pool.clone()
+    };
+    s.write(|tx| {
+        tx.put_pool(&pool)?;
+        tx.put_pool(&other)
+    })
+    .unwrap();
+    // Replacing keeps one row set; the same name twice is refused by the table.
+    s.write(|tx| tx.put_pool(&pool)).unwrap();
+    let clash = StoragePool {
+        id: Uuid::new_v4(),
+        drives: vec![],
+        ..pool.clone()
+    };
+    assert!(s.write(|tx| tx.put_pool(&clash)).is_err());
+    drop(s);
+    let mut s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.load().unwrap().pools, vec![other.clone(), pool.clone()]);
+    s.write(|tx| tx.delete_pool(other.id)).unwrap();
+    assert_eq!(s.load().unwrap().pools, vec![pool]);
+}

@@ -82,6 +82,11 @@ pub enum Noun {
         #[command(subcommand)]
         verb: DriveVerb,
     },
+    /// Storage pools: the primordial pool of each subsystem and named pools of drives.
+    Pool {
+        #[command(subcommand)]
+        verb: PoolVerb,
+    },
     /// Logged-in iSCSI sessions.
     Session {
         #[command(subcommand)]
@@ -195,6 +200,87 @@ pub enum SubsystemVerb {
         /// Slot number.
         #[arg(allow_negative_numbers = true)]
         slot: i16,
+    },
+    /// The largest LUN a create with these arguments gets now (QueryMaxLunCreateSize).
+    MaxLunSize {
+        subsystem: String,
+        #[command(flatten)]
+        args: MaxSizeOpts,
+    },
+}
+
+/// The arguments of a max-lun-size query.
+#[derive(Debug, Args)]
+pub struct MaxSizeOpts {
+    /// LUN type (default: simple; in a pool, the pool's default type).
+    #[arg(long = "type")]
+    pub lun_type: Option<String>,
+    /// Drives, in order (UUIDs or friendly names, comma-separated or repeated); default:
+    /// those a create would choose.
+    #[arg(long, value_delimiter = ',')]
+    pub drives: Vec<String>,
+    /// Plexes of a mirror or raid10 LUN.
+    #[arg(long)]
+    pub plexes: Option<u32>,
+    /// Stripe size, e.g. 64KiB.
+    #[arg(long, value_parser = size_arg)]
+    pub stripe_size: Option<u64>,
+}
+
+/// Storage pool verbs (IVdsHwProviderStoragePools, IVdsStoragePool).
+#[derive(Debug, Subcommand)]
+pub enum PoolVerb {
+    /// List the pools (QueryStoragePools): each subsystem's primordial pool, then its named
+    /// ones.
+    List(SubsystemOpt),
+    /// Show a pool with its figures and attributes.
+    Show { pool: String },
+    /// Create a named pool of drives (each in no other named pool).
+    Create {
+        /// Friendly name.
+        name: String,
+        /// The drives, in order (UUIDs or friendly names, comma-separated or repeated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        drives: Vec<String>,
+        /// Subsystem (needed when there are several).
+        #[arg(long)]
+        subsystem: Option<String>,
+        /// Description.
+        #[arg(long)]
+        description: Option<String>,
+        /// The type a LUN made in the pool gets when it names none (default: default).
+        #[arg(long)]
+        default_type: Option<String>,
+        /// VDS_POOL_ATTRIBUTES raidType (raid0, raid1, raid10, ...).
+        #[arg(long)]
+        raid_type: Option<String>,
+        /// bIsThinProvisioned.
+        #[arg(long, value_name = "BOOL")]
+        thin_provisioned: Option<bool>,
+        /// bNoSinglePointOfFailure.
+        #[arg(long, value_name = "BOOL")]
+        no_single_point_of_failure: Option<bool>,
+        /// ulStripeSize, e.g. 64KiB.
+        #[arg(long, value_parser = size_arg)]
+        stripe_size: Option<u64>,
+        /// ulNumberOfColumns.
+        #[arg(long)]
+        columns: Option<u32>,
+        /// pwszIntendedUsage.
+        #[arg(long)]
+        intended_usage: Option<String>,
+    },
+    /// Delete a named pool no LUN uses.
+    Delete { pool: String },
+    /// The pool's drives.
+    Drives { pool: String },
+    /// The LUNs with an extent on the pool's drives (QueryAllocatedLuns).
+    Luns { pool: String },
+    /// The largest LUN a create in the pool gets now (QueryMaxLunCreateSizeInStoragePool).
+    MaxLunSize {
+        pool: String,
+        #[command(flatten)]
+        args: MaxSizeOpts,
     },
 }
 
@@ -321,6 +407,17 @@ pub enum LunVerb {
         lun: String,
         #[arg(value_parser = size_arg)]
         size: u64,
+        /// A span LUN only: the drives the new extents go on, in order (comma-separated or
+        /// repeated).
+        #[arg(long, value_delimiter = ',')]
+        drives: Vec<String>,
+    },
+    /// The most bytes an extend adds now (QueryMaxLunExtendSize).
+    MaxExtendSize {
+        lun: String,
+        /// A span LUN only: onto these drives.
+        #[arg(long, value_delimiter = ',')]
+        drives: Vec<String>,
     },
     /// Shrink a LUN by SIZE (a job).
     Shrink {
@@ -461,6 +558,9 @@ pub struct LunCreate {
     /// Subsystem (needed when there are several).
     #[arg(long)]
     pub subsystem: Option<String>,
+    /// Create it in this storage pool (CreateLunInStoragePool): its drives, its default type.
+    #[arg(long, conflicts_with_all = ["subsystem", "drive", "backing", "path", "faults"])]
+    pub pool: Option<String>,
     /// LUN type (simple, mirror, ..., a VDS constant or an integer).
     #[arg(long = "type")]
     pub lun_type: Option<String>,

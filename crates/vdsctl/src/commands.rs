@@ -362,6 +362,129 @@ impl Ctx {
         })
     }
 
+    fn pool_id(&self, s: &str) -> Result<String, CliError> {
+        resolve_id("pool", Naming::FriendlyName, s, || {
+            Ok(self.children(None, "pools")?.0)
+        })
+    }
+
+    /// The query of a max-lun-size call.
+    fn max_size_query(&self, a: &MaxSizeOpts) -> Result<String, CliError> {
+        let mut q = Vec::new();
+        if let Some(t) = &a.lun_type {
+            q.push(format!("type={}", query_escape(t)));
+        }
+        if !a.drives.is_empty() {
+            let ids = a
+                .drives
+                .iter()
+                .map(|d| self.drive_id(d))
+                .collect::<Result<Vec<_>, _>>()?;
+            q.push(format!("drives={}", ids.join(",")));
+        }
+        if let Some(p) = a.plexes {
+            q.push(format!("plexes={p}"));
+        }
+        if let Some(s) = a.stripe_size {
+            q.push(format!("stripe_size={s}"));
+        }
+        Ok(if q.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", q.join("&"))
+        })
+    }
+
+    fn pool(&self, verb: PoolVerb) -> Result<(), CliError> {
+        match verb {
+            PoolVerb::List(o) => {
+                let (items, raw) = self.children(o.subsystem.as_deref(), "pools")?;
+                self.show_list(Kind::Pool, &items, raw.as_deref());
+                Ok(())
+            }
+            PoolVerb::Show { pool } => {
+                let id = self.pool_id(&pool)?;
+                self.show_reply(&self.get(&format!("/v1/pools/{id}"))?)
+            }
+            PoolVerb::Create {
+                name,
+                drives,
+                subsystem,
+                description,
+                default_type,
+                raid_type,
+                thin_provisioned,
+                no_single_point_of_failure,
+                stripe_size,
+                columns,
+                intended_usage,
+            } => {
+                let sub = self.one_subsystem(subsystem.as_deref())?;
+                let ids = drives
+                    .iter()
+                    .map(|d| self.drive_id(d))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut body = json!({"friendly_name": name, "drives": ids});
+                if let Some(d) = description {
+                    body["description"] = json!(d);
+                }
+                if let Some(t) = default_type {
+                    body["default_type"] = enum_value(&t);
+                }
+                let mut attrs = Map::new();
+                if let Some(r) = raid_type {
+                    attrs.insert("raid_type".into(), enum_value(&r));
+                }
+                if let Some(b) = thin_provisioned {
+                    attrs.insert("thin_provisioned".into(), json!(b));
+                }
+                if let Some(b) = no_single_point_of_failure {
+                    attrs.insert("no_single_point_of_failure".into(), json!(b));
+                }
+                if let Some(s) = stripe_size {
+                    attrs.insert("stripe_size".into(), json!(s));
+                }
+                if let Some(c) = columns {
+                    attrs.insert("number_of_columns".into(), json!(c));
+                }
+                if let Some(u) = intended_usage {
+                    attrs.insert("intended_usage".into(), json!(u));
+                }
+                if !attrs.is_empty() {
+                    body["attributes"] = Value::Object(attrs);
+                }
+                self.show_reply(&self.send(
+                    "POST",
+                    &format!("/v1/subsystems/{sub}/pools"),
+                    Some(body),
+                )?)
+            }
+            PoolVerb::Delete { pool } => {
+                let id = self.pool_id(&pool)?;
+                self.show_reply(&self.send("DELETE", &format!("/v1/pools/{id}"), None)?)
+            }
+            PoolVerb::Drives { pool } => {
+                let id = self.pool_id(&pool)?;
+                let r = self.get(&format!("/v1/pools/{id}/drives"))?;
+                let items = as_array(r.json()?, "drives")?;
+                self.show_list(Kind::Drive, &items, Some(&r.body));
+                Ok(())
+            }
+            PoolVerb::Luns { pool } => {
+                let id = self.pool_id(&pool)?;
+                let r = self.get(&format!("/v1/pools/{id}/luns"))?;
+                let items = as_array(r.json()?, "LUNs")?;
+                self.show_list(Kind::Lun, &items, Some(&r.body));
+                Ok(())
+            }
+            PoolVerb::MaxLunSize { pool, args } => {
+                let id = self.pool_id(&pool)?;
+                let q = self.max_size_query(&args)?;
+                self.show_reply(&self.get(&format!("/v1/pools/{id}/max-lun-size{q}"))?)
+            }
+        }
+    }
+
     fn drive_id(&self, s: &str) -> Result<String, CliError> {
         resolve_id("drive", Naming::FriendlyName, s, || {
             Ok(self.children(None, "drives")?.0)
@@ -544,6 +667,7 @@ impl Ctx {
             Noun::Target { verb } => self.target(verb),
             Noun::PortalGroup { verb } => self.portal_group(verb),
             Noun::Portal { verb } => self.portal(verb),
+            Noun::Pool { verb } => self.pool(verb),
             Noun::Session { verb } => self.session(verb),
             Noun::Plex { verb } => match verb {
                 PlexVerb::Remove { plex } => {
@@ -660,6 +784,11 @@ impl Ctx {
                 let id = self.subsystem_id(&subsystem)?;
                 self.show_reply(&self.get(&format!("/v1/subsystems/{id}/drives/{bus}/{slot}"))?)
             }
+            SubsystemVerb::MaxLunSize { subsystem, args } => {
+                let id = self.subsystem_id(&subsystem)?;
+                let q = self.max_size_query(&args)?;
+                self.show_reply(&self.get(&format!("/v1/subsystems/{id}/max-lun-size{q}"))?)
+            }
         }
     }
 
@@ -747,6 +876,25 @@ impl Ctx {
                 let id = self.lun_id(&lun)?;
                 self.show_reply(&self.get(&format!("/v1/luns/{id}"))?)
             }
+            LunVerb::Create(c) if c.pool.is_some() => {
+                let pool = self.pool_id(c.pool.as_deref().unwrap_or_default())?;
+                let drives = c
+                    .drives
+                    .iter()
+                    .map(|d| self.drive_id(d))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let targets = c
+                    .targets
+                    .iter()
+                    .map(|t| self.target_id(t))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let body = lun_create_body(&c, None, drives, targets)?;
+                self.job_started(self.send(
+                    "POST",
+                    &format!("/v1/pools/{pool}/luns"),
+                    Some(body),
+                )?)
+            }
             LunVerb::Create(c) => {
                 let sub = self.one_subsystem(c.subsystem.as_deref())?;
                 let drive = c.drive.as_deref().map(|d| self.drive_id(d)).transpose()?;
@@ -776,10 +924,30 @@ impl Ctx {
                 let body = json!({"status": enum_value(&status)});
                 self.show_reply(&self.send("POST", &format!("/v1/luns/{id}/status"), Some(body))?)
             }
-            LunVerb::Extend { lun, size } => {
+            LunVerb::Extend { lun, size, drives } => {
                 let id = self.lun_id(&lun)?;
-                let body = json!({"bytes": size});
+                let mut body = json!({"bytes": size});
+                if !drives.is_empty() {
+                    let ids = drives
+                        .iter()
+                        .map(|d| self.drive_id(d))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    body["drives"] = json!(ids);
+                }
                 self.job_started(self.send("POST", &format!("/v1/luns/{id}/extend"), Some(body))?)
+            }
+            LunVerb::MaxExtendSize { lun, drives } => {
+                let id = self.lun_id(&lun)?;
+                let q = if drives.is_empty() {
+                    String::new()
+                } else {
+                    let ids = drives
+                        .iter()
+                        .map(|d| self.drive_id(d))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    format!("?drives={}", ids.join(","))
+                };
+                self.show_reply(&self.get(&format!("/v1/luns/{id}/max-extend-size{q}"))?)
             }
             LunVerb::Shrink { lun, size } => {
                 let id = self.lun_id(&lun)?;

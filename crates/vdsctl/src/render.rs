@@ -25,6 +25,8 @@ pub enum Kind {
     Plex,
     /// A range of a drive (`GET /v1/drives/{id}/extents`).
     Extent,
+    /// A storage pool (`GET /v1/subsystems/{id}/pools`).
+    Pool,
 }
 
 type Column = (&'static str, fn(&Value) -> String);
@@ -145,6 +147,17 @@ fn columns(kind: Kind) -> Vec<Column> {
             ("HEALTH", |v| field(v, "health")),
             ("STRIPE", |v| field(v, "stripe_size")),
             ("EXTENTS", |v| count(v, "extents")),
+        ],
+        Kind::Pool => vec![
+            ("ID", |v| field(v, "id")),
+            ("NAME", |v| field(v, "friendly_name")),
+            ("TYPE", |v| field(v, "type")),
+            ("STATUS", |v| field(v, "status")),
+            ("HEALTH", |v| field(v, "health")),
+            ("DRIVES", |v| count(v, "drives")),
+            ("TOTAL", |v| size(v, "total_managed_space")),
+            ("CONSUMED", |v| size(v, "consumed_space")),
+            ("FREE", |v| size(v, "remaining_free_space")),
         ],
         Kind::Extent => vec![
             ("OFFSET", |v| field(v, "offset")),

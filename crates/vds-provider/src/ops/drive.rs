@@ -343,6 +343,12 @@ impl Provider {
                 format!("drive {id} holds an extent of LUN {lun}, being created"),
             ));
         }
+        if let Some(pool) = super::pool::named_pool_of(st, id) {
+            return Err(VdsError::new(
+                Hresult::VDS_E_DEVICE_IN_USE,
+                format!("drive {id} is in pool {pool}; delete the pool first"),
+            ));
+        }
         st.check_free(&[(ObjectKind::Drive, id)])?;
         let change = Change::new()
             .store(move |tx| {
@@ -424,6 +430,12 @@ impl Provider {
                         "drive {id} holds LUN {}; a hot spare holds none",
                         e.rec.lun.id
                     ),
+                ));
+            }
+            if let Some(pool) = super::pool::named_pool_of(st, id) {
+                return Err(VdsError::new(
+                    Hresult::VDS_E_DEVICE_IN_USE,
+                    format!("drive {id} is in pool {pool}; a hot spare is in no pool"),
                 ));
             }
         }

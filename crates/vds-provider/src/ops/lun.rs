@@ -87,7 +87,8 @@ impl Provider {
                 })
                 .event(ObjectKind::Lun, EventKind::Depart, id))
         };
-        let extent_files = crate::extents::files_of(&g.drives, &entry.rec.lun);
+        let mut extent_files = crate::extents::files_of(&g.drives, &entry.rec.lun);
+        extent_files.extend(crate::extents::stray_files_of(&g.drives, &entry.rec.lun));
         let (g, (), r) = inner.commit_prepared(g, slots, drain, undo, build);
         r?;
         drop(g);

@@ -148,7 +148,7 @@ impl Provider {
             friendly.clone(),
             plan.size,
             mask.to_string(),
-            lun_type,
+            plan.lun_type,
             a.thin.unwrap_or(true),
             Vec::new(),
             Backing {
@@ -197,6 +197,12 @@ fn create_composite_work(
     let files: Vec<PathBuf> = extents::make_files(&w.drives, w.lun.id, &w.lun.extents, !w.lun.thin)
         .map_err(|e| storage_err("making the LUN's extent files".to_string(), &e))?;
     let r = (|| {
+        // A range of a `block` drive may hold the data of a LUN deleted before: the new LUN
+        // must never read it.
+        inner
+            .drive_io
+            .zero_block_extents(&w.drives, &w.lun.extents)
+            .map_err(|e| storage_err("zeroing the LUN's extents".to_string(), &e))?;
         job.set_percent(50);
         if job.cancel_requested() {
             return Err(canceled());

@@ -1,18 +1,23 @@
 //! ExtendLun and ShrinkLun (jobs): the file or store is resized (and a fully allocated file's
 //! new end allocated) without the lock, then the new size is committed; a failure, a cancel
-//! or a store error puts the old size back.
+//! or a store error puts the old size back. An extent-backed LUN (BEHAVIOUR.md §15) grows by
+//! a new extent at the end of every column (`extents::plan_extend`) and shrinks by dropping
+//! or cutting its trailing extents (`extents::plan_shrink`); its composite store is laid out
+//! again before the commit and back on failure. QueryMaxLunExtendSize answers from the same
+//! planner (`extents::max_extend`).
 
 use std::sync::Arc;
 
 use uuid::Uuid;
 use vds_backstore::{BackingStore, Filtered};
 use vds_model::{
-    AsyncOutputType, BackingKind, Hresult, JobOutput, Lun, LunStatus, ObjectKind, TransitionState,
+    AsyncOutputType, BackingKind, DriveKind, Extent, Health, Hresult, JobOutput, Lun,
+    LunPlexStatus, LunStatus, ObjectKind, TransitionState,
 };
 use vds_scsi::LogicalUnit;
 
 use crate::commit::Change;
-use crate::engine::{round_up, Inner, Slots, MAX_LUN_SIZE};
+use crate::engine::{round_up, Inner, Slots, BLOCK_SIZE, MAX_LUN_SIZE};
 use crate::jobs::JobHandle;
 use crate::state::State;
 use crate::storage::{allocate, fs_space};
@@ -30,6 +35,8 @@ struct Resize {
     filtered: Arc<Filtered>,
     /// The LU told of the new capacity.
     lu: Arc<LogicalUnit>,
+    /// An extent-backed LUN's new extents.
+    extents: Option<ExtentResize>,
 }
 
 impl Provider {
@@ -38,23 +45,35 @@ impl Provider {
         id: Uuid,
         bytes: u64,
         extend: bool,
+        drives: Option<Vec<Uuid>>,
     ) -> Result<Outcome, VdsError> {
         let inner = &self.inner;
         let mut g = inner.state.lock();
         let st = &mut *g;
         inner.object_call(st, ObjectKind::Lun, id)?;
-        if st.luns[&id].rec.lun.backing.kind == vds_model::BackingKind::Extents {
-            return Err(VdsError::not_supported(format!(
-                "LUN {id} is extent-backed; extending or shrinking it is not supported yet"
-            )));
+        for (i, d) in drives.iter().flatten().enumerate() {
+            st.lookup(ObjectKind::Drive, *d, Some(&format!("drives[{i}]")))?;
         }
-        let r = check_resize(st, id, bytes, extend)?;
+        let is_extents = st.luns[&id].rec.lun.backing.kind == BackingKind::Extents;
+        if drives.is_some() && !is_extents {
+            return Err(VdsError::invalid_arg(
+                "drives",
+                format!("LUN {id} is not extent-backed; it grows where its storage is"),
+            ));
+        }
+        let mut r = check_resize(st, id, bytes, extend)?;
+        if is_extents {
+            r.extents = Some(check_extents(inner, st, &r, bytes, drives.as_deref())?);
+        }
         let slots = inner.claim(st, &[id]);
         let transition = if extend {
             TransitionState::Extending
         } else {
             TransitionState::Shrinking
         };
+        if let Some(ExtentResize::Grow(g)) = &r.extents {
+            st.pending_extents.insert(id, g.extents.clone());
+        }
         inner.stage(
             st,
             Change::new().apply(|st| set_transition(st, id, transition)),
@@ -66,8 +85,128 @@ impl Provider {
             AsyncOutputType::ShrinkLun
         };
         self.spawn_job(op, id, slots, move |inner, job, slots| {
-            resize_work(inner, job, r, slots)
+            let r = if r.extents.is_some() {
+                extents_work(inner, job, r, slots)
+            } else {
+                resize_work(inner, job, r, slots)
+            };
+            inner.state.lock().pending_extents.remove(&id);
+            r
         })
+    }
+
+    /// `GET /v1/luns/{id}/max-extend-size` (QueryMaxLunExtendSize): the most bytes an extend
+    /// adds now. An extent-backed LUN answers from its planner (onto `drives` when given, a
+    /// span only); a thin file LUN what the size limit leaves; a fully allocated one also no
+    /// more than its filesystem has free; a block device's size is the device's.
+    pub(super) fn max_extend_size(
+        &self,
+        id: Uuid,
+        drives: Option<Vec<Uuid>>,
+    ) -> Result<Outcome, VdsError> {
+        let inner = &self.inner;
+        let mut st = inner.state.lock();
+        inner.object_call(&mut st, ObjectKind::Lun, id)?;
+        for (i, d) in drives.iter().flatten().enumerate() {
+            st.lookup(ObjectKind::Drive, *d, Some(&format!("drives[{i}]")))?;
+        }
+        let lun = st.luns[&id].rec.lun.clone();
+        let left = MAX_LUN_SIZE.saturating_sub(lun.size_bytes);
+        match lun.backing.kind {
+            BackingKind::Extents => {
+                check_plexes(&lun)?;
+                let n = crate::extents::max_extend(
+                    &st,
+                    &inner.config.data_dir,
+                    &lun,
+                    drives.as_deref(),
+                )?;
+                Ok(Outcome::Size(n))
+            }
+            _ if drives.is_some() => Err(VdsError::invalid_arg(
+                "drives",
+                format!("LUN {id} is not extent-backed; it grows where its storage is"),
+            )),
+            BackingKind::Block => Err(VdsError::not_supported(format!(
+                "LUN {id} is a block device: its size is the device's"
+            ))),
+            BackingKind::File if !lun.thin => {
+                let avail = lun
+                    .backing
+                    .path
+                    .as_deref()
+                    .and_then(|p| std::path::Path::new(p).parent())
+                    .and_then(|d| fs_space(d).ok())
+                    .map_or(0, |(_, a)| a);
+                Ok(Outcome::Size(avail.min(left) / BLOCK_SIZE * BLOCK_SIZE))
+            }
+            _ => Ok(Outcome::Size(left)),
+        }
+    }
+}
+
+/// What an extent-backed LUN's resize does to its extents.
+enum ExtentResize {
+    /// New extents at the ends of the columns.
+    Grow(crate::extents::Growth),
+    /// The extents after (some cut short), those dropped, the new size.
+    Cut(Vec<Extent>, Vec<Extent>, u64),
+}
+
+/// Refuses a resize of an extent-backed LUN while a plex is not ONLINE and healthy (a plex
+/// being rebuilt or failed would have to grow too).
+fn check_plexes(lun: &Lun) -> Result<(), VdsError> {
+    if let Some(p) = lun
+        .plexes
+        .iter()
+        .find(|p| p.status != LunPlexStatus::Online || p.health != Health::Healthy)
+    {
+        return Err(VdsError::new(
+            Hresult::VDS_E_OBJECT_STATUS_FAILED,
+            format!(
+                "plex {} of LUN {} is {} and {}; recover it before resizing",
+                p.id,
+                lun.id,
+                p.status.short_name(),
+                p.health.short_name()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Steps 4-7 of a resize of an extent-backed LUN: its plexes, the hint that keeps a
+/// write-intent bitmap, and the layout (the space: `VDS_E_NOT_ENOUGH_SPACE`).
+fn check_extents(
+    inner: &Inner,
+    st: &State,
+    r: &Resize,
+    bytes: u64,
+    drives: Option<&[Uuid]>,
+) -> Result<ExtentResize, VdsError> {
+    let lun = &r.lun;
+    if drives.is_some() && !r.extend {
+        return Err(VdsError::invalid_arg(
+            "drives",
+            "a shrink gives back the LUN's last extents; it takes no drives",
+        ));
+    }
+    check_plexes(lun)?;
+    // The write-intent bitmap is made for one size (RaidStore::relayout refuses another).
+    if st.luns[&r.id].hints.fast_crash_recovery_required {
+        return Err(VdsError::not_supported(format!(
+            "LUN {} keeps a write-intent bitmap (the fast_crash_recovery_required hint), which \
+             is made for its size; clear the hint, resize, then set it again",
+            r.id
+        )));
+    }
+    let delta = round_up(bytes.min(MAX_LUN_SIZE + 1));
+    if r.extend {
+        let g = crate::extents::plan_extend(st, &inner.config.data_dir, lun, delta, drives)?;
+        Ok(ExtentResize::Grow(g))
+    } else {
+        let (kept, dropped, size) = crate::extents::plan_shrink(lun, delta)?;
+        Ok(ExtentResize::Cut(kept, dropped, size))
     }
 }
 
@@ -148,6 +287,7 @@ fn check_resize(st: &State, id: Uuid, bytes: u64, extend: bool) -> Result<Resize
         extend,
         filtered,
         lu: st.lun(id)?.lu.clone(),
+        extents: None,
     })
 }
 
@@ -160,6 +300,7 @@ fn resize_work(inner: &Arc<Inner>, job: &JobHandle, r: Resize, slots: Slots) -> 
         extend,
         filtered,
         lu,
+        extents: _,
     } = r;
     let old = lun.size_bytes;
     let resize = || {
@@ -204,4 +345,145 @@ fn resize_work(inner: &Arc<Inner>, job: &JobHandle, r: Resize, slots: Slots) -> 
     r?;
     let lun = g.lun(id)?.rec.lun.clone();
     Ok((Hresult::S_OK, Some(JobOutput::Lun(Box::new(lun)))))
+}
+
+/// The job body of ExtendLun and ShrinkLun of an extent-backed LUN: an extend makes the new
+/// extent files (allocated when the LUN is not thin) and zeroes new `block` ranges, then the
+/// store is laid out again and the record committed; a shrink is laid out, committed, and
+/// only then are the extents cut (files truncated or removed; `block` ranges need nothing).
+/// On any failure the old layout is put back and new files removed.
+fn extents_work(inner: &Arc<Inner>, job: &JobHandle, r: Resize, slots: Slots) -> JobResult {
+    let Resize {
+        id,
+        lun,
+        lu,
+        extents,
+        ..
+    } = r;
+    let extents = extents.expect("an extent resize");
+    let (drives, raid) = {
+        let st = inner.state.lock();
+        let e = st.lun(id)?;
+        let raid = e.raid.clone().ok_or_else(|| {
+            VdsError::new(
+                Hresult::VDS_E_OBJECT_STATUS_FAILED,
+                format!("LUN {id} has no composite store open"),
+            )
+        })?;
+        (st.drives.clone(), raid)
+    };
+    let mut new = lun.clone();
+    let (made, dropped) = match &extents {
+        ExtentResize::Grow(g) => {
+            new.extents.extend(g.extents.iter().copied());
+            set_size(&mut new, g.size);
+            // A file of the same name is what a crash left between making it and the commit
+            // (the name holds this LUN's id and a position it does not use): not kept.
+            let stale = Lun {
+                extents: g.extents.clone(),
+                ..lun.clone()
+            };
+            crate::extents::remove_files(&crate::extents::files_of(&drives, &stale));
+            let made = crate::extents::make_files(&drives, id, &g.extents, !lun.thin)
+                .map_err(|e| storage_err("making the new extent files".to_string(), &e))?;
+            (made, Vec::new())
+        }
+        ExtentResize::Cut(kept, dropped, size) => {
+            new.extents = kept.clone();
+            set_size(&mut new, *size);
+            (Vec::new(), dropped.clone())
+        }
+    };
+    let r = (|| {
+        if let ExtentResize::Grow(g) = &extents {
+            inner
+                .drive_io
+                .zero_block_extents(&drives, &g.extents)
+                .map_err(|e| storage_err("zeroing the new extents".to_string(), &e))?;
+        }
+        job.set_percent(50);
+        let layouts = |l: &Lun| {
+            crate::extents::layouts(&inner.drive_io, &drives, l).and_then(|(ls, _, broken)| {
+                if broken.is_empty() {
+                    Ok(ls)
+                } else {
+                    Err(std::io::Error::other(format!(
+                        "plexes {broken:?} cannot be opened"
+                    )))
+                }
+            })
+        };
+        let old_layout =
+            layouts(&lun).map_err(|e| storage_err(format!("LUN {id}: its extents"), &e))?;
+        let new_layout =
+            layouts(&new).map_err(|e| storage_err(format!("LUN {id}: the new extents"), &e))?;
+        let g = inner.state.lock();
+        let (_g, _, r) = inner.commit_prepared(
+            g,
+            slots,
+            || raid.relayout(new_layout),
+            |_, _| {
+                let _ = raid.relayout(old_layout);
+                Change::new().apply(|st| set_transition(st, id, TransitionState::Stable))
+            },
+            |st, io| {
+                if let Err(e) = io {
+                    return Err(storage_err(format!("LUN {id}: laying out its store"), e));
+                }
+                if !job.begin_commit() {
+                    return Err(canceled());
+                }
+                let mut rec = st.lun(id)?.rec.clone();
+                rec.lun.extents = new.extents.clone();
+                set_size(&mut rec.lun, new.size_bytes);
+                rec.lun.transition_state = TransitionState::Stable;
+                Ok(Change::new()
+                    .lun_record(rec)
+                    .apply(move |_| lu.capacity_changed()))
+            },
+        );
+        r
+    })();
+    if let Err(e) = r {
+        crate::extents::remove_files(&made);
+        return Err(e);
+    }
+    // Committed: the space after the new end is given back.
+    if let ExtentResize::Cut(kept, _, _) = &extents {
+        cut_files(&drives, id, &lun, kept, &dropped);
+    }
+    let st = inner.state.lock();
+    let lun = st.lun(id)?.rec.lun.clone();
+    Ok((Hresult::S_OK, Some(JobOutput::Lun(Box::new(lun)))))
+}
+
+/// After a committed shrink: the files of `dropped` extents removed, those of extents cut
+/// short truncated to their new size.
+fn cut_files(
+    drives: &std::collections::HashMap<Uuid, vds_model::Drive>,
+    id: Uuid,
+    old: &Lun,
+    kept: &[Extent],
+    dropped: &[Extent],
+) {
+    let gone = Lun {
+        extents: dropped.to_vec(),
+        ..old.clone()
+    };
+    crate::extents::remove_files(&crate::extents::files_of(drives, &gone));
+    for x in kept {
+        let was = old
+            .extents
+            .iter()
+            .find(|o| (o.plex, o.column, o.seq) == (x.plex, x.column, x.seq));
+        if was.is_some_and(|o| o.size != x.size) {
+            let Some(d) = drives.get(&x.drive).filter(|d| d.kind == DriveKind::Dir) else {
+                continue;
+            };
+            let path = crate::extents::extent_file(d, id, x);
+            if let Err(e) = crate::extents::cut_file(&path, x.size) {
+                tracing::warn!(path = %path.display(), error = %e, "extent file not cut short");
+            }
+        }
+    }
 }

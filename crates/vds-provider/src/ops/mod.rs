@@ -40,6 +40,7 @@ mod maintenance;
 mod path;
 mod plex;
 mod plex_ops;
+pub(crate) mod pool;
 mod replace_drive;
 pub(crate) use replace_drive::unreserve;
 mod portal;
@@ -282,6 +283,15 @@ impl Provider {
             Command::SetDriveStatus { id, status } => {
                 self.set_path_status(ObjectKind::Drive, id, status)
             }
+            Command::ListPools { subsystem } => self.list_pools(subsystem),
+            Command::GetPool { id } => self.get_pool(id),
+            Command::GetPoolDrives { id } => self.pool_drives(id),
+            Command::GetPoolLuns { id } => self.pool_luns(id),
+            Command::CreatePool(a) => self.create_pool(a),
+            Command::DeletePool { id } => self.delete_pool(id),
+            Command::CreateLunInPool { pool, args } => self.create_lun_in_pool(pool, args),
+            Command::MaxLunSize(a) => self.max_lun_size(a),
+            Command::MaxExtendSize { id, drives } => self.max_extend_size(id, drives),
             Command::ListLuns { subsystem } => self.list(ObjectKind::Lun, subsystem),
             Command::FindLuns { identifier } => self.find_luns(&identifier),
             Command::GetLunIdentification { id } => self.lun_identification(id),
@@ -297,8 +307,11 @@ impl Provider {
                 read_only,
             } => self.patch_lun(id, friendly_name, unmasking_list, read_only),
             Command::SetLunStatus { id, status } => self.set_lun_status(id, status),
-            Command::ExtendLun { id, bytes } => self.resize_lun(id, bytes, true),
-            Command::ShrinkLun { id, bytes } => self.resize_lun(id, bytes, false),
+            Command::ExtendLun { id, bytes } => self.resize_lun(id, bytes, true, None),
+            Command::ExtendLunOnto { id, bytes, drives } => {
+                self.resize_lun(id, bytes, true, Some(drives))
+            }
+            Command::ShrinkLun { id, bytes } => self.resize_lun(id, bytes, false, None),
             Command::RecoverLun { id } => self.recover_lun(id),
             Command::AddPlex { id, lun } => self.add_plex(id, lun),
             Command::RemovePlex { id } => self.remove_plex(id),

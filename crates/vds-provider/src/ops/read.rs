@@ -30,7 +30,9 @@ impl Provider {
             ObjectKind::Target => Outcome::Target(st.targets[&id].t.clone()),
             ObjectKind::PortalGroup => Outcome::PortalGroup(st.pgs[&id].0.clone()),
             ObjectKind::Portal => Outcome::Portal(st.portals[&id].p.clone()),
-            ObjectKind::Provider | ObjectKind::Job => return Err(not_an_object(kind)),
+            ObjectKind::Provider | ObjectKind::Job | ObjectKind::Pool => {
+                return Err(not_an_object(kind))
+            }
         })
     }
 

@@ -94,13 +94,6 @@ fn a_stripe_lun_on_dir_drives_has_one_sparse_file_per_column_and_survives_a_rest
     // A drive holding an extent is not removed.
     let e = f.err(Command::RemoveDrive { id: a.id });
     assert_eq!(e.hresult, Hresult::VDS_E_DEVICE_IN_USE, "{e}");
-    // Extend and shrink: not yet.
-    let e = f.err(Command::ExtendLun {
-        id: lun.id,
-        bytes: 1 << 20,
-    });
-    assert_eq!(e.hresult, Hresult::VDS_E_NOT_SUPPORTED, "{e}");
-    assert!(e.message.contains("extent-backed"), "{e}");
 
     f.restart();
     let back = f.lun(lun.id);
@@ -306,4 +299,33 @@ fn leftover_extent_files_are_removed_at_start() {
     );
     assert!(ours[0].exists());
     assert_eq!(files_in(&b).len(), 1);
+}
+
+/// A new LUN on a `block` drive never reads what an earlier LUN (or anything else) left in
+/// its range: the extents are zeroed before the LUN is created.
+#[test]
+fn a_new_lun_on_a_block_drive_reads_zeroes_not_old_data() {
+    use std::os::unix::fs::FileExt;
+    let f = Fixture::new(41091, false);
+    let root = tempfile::tempdir().unwrap();
+    let d = block_drive(&f, root.path(), "disk.img", 16 << 20);
+    // What a deleted LUN left behind, everywhere after the label.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&d.path)
+        .unwrap();
+    file.write_all_at(&vec![0xab; 15 << 20], LABEL_AREA)
+        .unwrap();
+    drop(file);
+    let lun = f.create_lun(composite(LunType::Simple, &[d.id], 4 << 20));
+    let x = lun.extents[0];
+    let mut buf = vec![1u8; x.size as usize];
+    std::fs::File::open(&d.path)
+        .unwrap()
+        .read_exact_at(&mut buf, x.offset)
+        .unwrap();
+    assert!(
+        buf.iter().all(|&b| b == 0),
+        "the new LUN's extent holds old data"
+    );
 }

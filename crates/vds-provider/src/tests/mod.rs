@@ -12,6 +12,7 @@ mod leftovers;
 mod maintenance;
 mod model;
 mod plex_ops;
+mod pools;
 mod power_cut;
 mod read_only;
 mod rules;

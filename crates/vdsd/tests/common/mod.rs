@@ -3,9 +3,9 @@
 //! `vdsctl` and the libiscsi tools with time limits, and logs in with the in-repo initiator
 //! (`vds-testkit`) to observe what a host sees. Every wait here is bounded.
 //!
-//! Ports: test slot `s` (0..=99, unique per test across all files) uses the API on
+//! Ports: test slot `s` (0..=109, unique per test across all files) uses the API on
 //! `127.0.0.2:45100 + s` and portals `127.0.0.3:45000 + s` (first) and `127.0.0.2:45000 + s`
-//! (second). Nothing listens on 127.0.0.1: every outgoing loopback connection takes its
+//! (second; not for slots 100..=109, whose second portal would be the API of slot s - 100). Nothing listens on 127.0.0.1: every outgoing loopback connection takes its
 //! ephemeral source port there (32768-60999 holds these numbers), and a listener must never
 //! collide with one.
 
@@ -71,12 +71,10 @@ pub fn vdsctl_path() -> PathBuf {
 
 impl Daemon {
     pub fn start(slot: u16, opts: Opts) -> Daemon {
-        // 100-109: the slots of the drive, pool and plex tests (API 45200-45209 on
-        // 127.0.0.2, portals 45100-45109 on 127.0.0.3: clear of slots 0-99's ports).
         assert!(slot < 110, "slot {slot} is outside 0..110");
         assert!(
             slot < 100 || !opts.two_portals,
-            "slot {slot}: a second portal on 127.0.0.2 would take slot {}'s API port",
+            "slot {slot}'s second portal would be slot {}'s API",
             slot - 100
         );
         let dir = tempfile::tempdir().expect("temp dir");
