@@ -144,6 +144,7 @@ pub fn router_with_metrics(
             get(list_drives).post(add_drive),
         )
         .route("/v1/subsystems/{id}/drives/{bus}/{slot}", get(get_drive_at))
+        .route("/v1/subsystems/{id}/replace-drive", post(replace_drive))
         .route(
             "/v1/subsystems/{id}/pools",
             get(list_pools).post(create_pool),
@@ -193,8 +194,11 @@ pub fn router_with_metrics(
         .route("/v1/drives/{id}", get(get_drive).delete(remove_drive))
         .route("/v1/drives/{id}/extents", get(get_drive_extents))
         .route("/v1/drives/{id}/faults", put(set_drive_faults))
-        .route("/v1/luns/{id}/plexes", get(get_lun_plexes))
-        .route("/v1/plexes/{id}", get(get_plex))
+        .route(
+            "/v1/luns/{id}/plexes",
+            get(get_lun_plexes).post(add_lun_plex),
+        )
+        .route("/v1/plexes/{id}", get(get_plex).delete(remove_plex))
         .route("/v1/drives/{id}/flags", put(set_drive_flags))
         .route("/v1/drives/{id}/status", post(set_drive_status))
         .route("/v1/luns", get(list_all_luns))

@@ -525,6 +525,24 @@ pub struct SizeJson {
     pub size_bytes: u64,
 }
 
+/// `POST /v1/subsystems/{id}/replace-drive` (ReplaceDrive).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaceDriveBody {
+    /// The drive emptied.
+    pub old: Uuid,
+    /// The drive that takes every extent of `old`.
+    pub new: Uuid,
+}
+
+/// `POST /v1/luns/{id}/plexes` (AddPlex).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddPlexBody {
+    /// The LUN that becomes the new plex (it departs; its data is gone).
+    pub lun: Uuid,
+}
+
 /// `PUT /v1/luns/{id}/faults`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

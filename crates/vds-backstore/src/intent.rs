@@ -13,7 +13,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -78,6 +78,9 @@ impl WriteIntent {
             .write(true)
             .create(true)
             .truncate(false)
+            // The bitmap says where the LUN's data was written: the data dir's user only.
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(path)?;
         let found = file.metadata()?.len();
         let bits: Vec<AtomicU64> = (0..words).map(|_| AtomicU64::new(0)).collect();

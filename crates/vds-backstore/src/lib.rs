@@ -46,7 +46,7 @@ pub use lifecycle::create_file;
 pub use memory::MemoryStore;
 pub use null::NullStore;
 pub use powercut::{Loss, PowerCut};
-pub use raid::{PlexLayout, PlexObserver, PlexState, RaidStore, Segment};
+pub use raid::{PlexLayout, PlexObserver, PlexState, RaidStore, RangeResync, Segment};
 
 /// Where a LUN's blocks live. All offsets and lengths are in bytes; callers (the SCSI engine)
 /// have already checked `offset + len <= size()`.

@@ -158,6 +158,14 @@ pub fn open_in(dir: &File, name: &str) -> io::Result<File> {
     Ok(f)
 }
 
+/// Renames the file `from` of `dir` to `to`, never over an existing `to` (a link, then the
+/// old name removed; a crash in between leaves both names of one file); durable.
+pub fn rename_in(dir: &File, from: &str, to: &str) -> io::Result<()> {
+    sys::linkat(dir, from, to)?;
+    sys::unlinkat(dir, from)?;
+    dir.sync_all()
+}
+
 /// Removes the file `name` of `dir`; the removal is durable.
 pub fn remove_in(dir: &File, name: &str) -> io::Result<()> {
     sys::unlinkat(dir, name)?;
@@ -510,6 +518,22 @@ mod tests {
 
     /// Leftovers: only files the caller claims as its own, not used by any path (compared
     /// canonically, so a link or another spelling of a used path keeps it).
+    #[test]
+    fn rename_in_never_replaces_a_file() {
+        let d = tempfile::tempdir().unwrap();
+        let ext = d.path().join("vds-extents");
+        let dir = open_private_dir(&ext).unwrap();
+        create_new_in(&dir, "a", 4096).unwrap();
+        create_new_in(&dir, "b", 8192).unwrap();
+        let e = rename_in(&dir, "a", "b").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::metadata(ext.join("b")).unwrap().len(), 8192);
+        rename_in(&dir, "a", "c").unwrap();
+        assert!(!ext.join("a").exists());
+        assert_eq!(std::fs::metadata(ext.join("c")).unwrap().len(), 4096);
+        assert!(rename_in(&dir, "c", "../c").is_err(), "one name, no path");
+    }
+
     #[test]
     fn leftover_files_are_the_claimed_ones_nothing_uses() {
         let d = tempfile::tempdir().unwrap();

@@ -175,18 +175,51 @@ impl PlexObserver for NoObserver {
     fn plex_failed(&self, _plex: usize, _error: &io::Error) {}
 }
 
+/// Most plexes a store has (AddPlex stops there).
+pub const MAX_PLEXES: usize = 4;
+
+/// The plexes and their states: a state belongs to its plex (it moves with it when another
+/// plex is removed), so an I/O that loaded a layout fails the plex it used and no other.
 struct Layout {
     plexes: Vec<PlexLayout>,
+    states: Vec<Arc<AtomicU8>>,
     size: u64,
+}
+
+impl Layout {
+    fn state(&self, plex: usize) -> PlexState {
+        self.states.get(plex).map_or(PlexState::Failed, |s| {
+            PlexState::from_u8(s.load(Ordering::Acquire))
+        })
+    }
 }
 
 /// One or more plexes serving one LUN (see the module documentation).
 pub struct RaidStore {
     layout: ArcSwap<Layout>,
-    states: Vec<AtomicU8>,
+    /// Serialises the layout changes (relayout, add and remove a plex).
+    reshape: Mutex<()>,
     observer: Arc<dyn PlexObserver>,
     gate: Gate,
     intent: ArcSwapOption<WriteIntent>,
+    /// A crash may have left the plexes unequal and [`RaidStore::resync_ranges`] has not
+    /// finished: every read comes from the first current plex (the one copied from), so a
+    /// region not repaired yet never reads differently twice, and a flush keeps the
+    /// write-intent bitmap's bits (they are the record of what is still to repair).
+    recovering: AtomicBool,
+    /// One copy at a time (a rebuild and a crash resync share the gate).
+    copier: Mutex<()>,
+}
+
+/// What [`RaidStore::resync_ranges`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RangeResync {
+    /// Bytes of the ranges compared (each once, whatever the number of plexes).
+    pub examined: u64,
+    /// Bytes written onto other plexes because they differed (summed over the plexes).
+    pub repaired: u64,
+    /// The copy was stopped by its progress callback before the end.
+    pub stopped: bool,
 }
 
 /// What keeps a resync's copy and the writes apart (see [`RaidStore::resync`]). A write and
@@ -194,7 +227,7 @@ pub struct RaidStore {
 /// the stale one, so a write landing in between would be undone on the stale plex.
 ///
 /// Without a resync the only cost of a write is an increment and a decrement of `untracked`
-/// (stores of one plex skip even that). While a resync runs (`active`), writes register their
+/// (every store pays it, one plex or more: a plex can be added under a running write). While a resync runs (`active`), writes register their
 /// range in `ranges` and wait for a chunk being copied over it; the copy waits for the
 /// registered writes over its chunk. `active` is set, then `untracked` drained, so a write that
 /// missed `active` has finished before the first chunk is copied (both sides `SeqCst`).
@@ -324,17 +357,26 @@ impl RaidStore {
         if !states.contains(&PlexState::Current) {
             return Err(invalid("no current plex"));
         }
-        let layout = Self::check(plexes)?;
+        if plexes.len() > MAX_PLEXES {
+            return Err(invalid("more than 4 plexes"));
+        }
+        let states = states
+            .into_iter()
+            .map(|s| Arc::new(AtomicU8::new(s as u8)))
+            .collect();
+        let layout = Self::check(plexes, states)?;
         Ok(RaidStore {
             layout: ArcSwap::from_pointee(layout),
-            states: states.into_iter().map(|s| AtomicU8::new(s as u8)).collect(),
+            reshape: Mutex::new(()),
             observer,
             gate: Gate::default(),
             intent: ArcSwapOption::empty(),
+            recovering: AtomicBool::new(false),
+            copier: Mutex::new(()),
         })
     }
 
-    fn check(plexes: Vec<PlexLayout>) -> io::Result<Layout> {
+    fn check(plexes: Vec<PlexLayout>, states: Vec<Arc<AtomicU8>>) -> io::Result<Layout> {
         let Some(first) = plexes.first() else {
             return Err(invalid("no plex"));
         };
@@ -342,16 +384,22 @@ impl RaidStore {
         if plexes.iter().any(|p| p.size() != size) {
             return Err(invalid("plexes of different sizes"));
         }
-        Ok(Layout { plexes, size })
+        Ok(Layout {
+            plexes,
+            states,
+            size,
+        })
     }
 
     /// Replace every plex's layout (extend, shrink, a migrated extent): the same number of
     /// plexes, each of the same new size, holding the same data where the old ones did.
     pub fn relayout(&self, plexes: Vec<PlexLayout>) -> io::Result<()> {
-        if plexes.len() != self.states.len() {
+        let _one = self.reshape.lock();
+        let cur = self.layout.load();
+        if plexes.len() != cur.states.len() {
             return Err(invalid("relayout changes the number of plexes"));
         }
-        let layout = Self::check(plexes)?;
+        let layout = Self::check(plexes, cur.states.clone())?;
         if let Some(wi) = self.intent.load().as_deref() {
             if wi.size() != layout.size {
                 return Err(invalid(
@@ -363,38 +411,111 @@ impl RaidStore {
         Ok(())
     }
 
-    /// How many plexes.
-    pub fn plex_count(&self) -> usize {
-        self.states.len()
+    /// Add a plex (AddPlex): of the store's size exactly, stale (it receives every write
+    /// from now on and serves no read until [`RaidStore::resync`] has copied it). Returns its
+    /// index, the last. A write that loaded the old layout entered the gate before, so a
+    /// resync started afterwards waits for it.
+    pub fn add_plex(&self, plex: PlexLayout) -> io::Result<usize> {
+        let _one = self.reshape.lock();
+        let cur = self.layout.load();
+        if cur.plexes.len() >= MAX_PLEXES {
+            return Err(invalid("a store has at most 4 plexes"));
+        }
+        let mut plexes = cur.plexes.clone();
+        plexes.push(plex);
+        let mut states = cur.states.clone();
+        states.push(Arc::new(AtomicU8::new(PlexState::Stale as u8)));
+        let layout = Self::check(plexes, states)?;
+        let index = layout.plexes.len() - 1;
+        self.layout.store(Arc::new(layout));
+        Ok(index)
     }
 
-    /// The state of plex `plex`.
+    /// Whether a resync or a crash resync runs (a plex is not removed meanwhile).
+    pub fn copying(&self) -> bool {
+        self.copier.is_locked()
+    }
+
+    /// Remove plex `plex` (RemovePlex): never the last plex nor the last current one, never
+    /// while a resync runs. Returns once no write that could still reach the removed plex's
+    /// extents is in flight, so the caller may free them.
+    pub fn remove_plex(&self, plex: usize) -> io::Result<()> {
+        let _one = self.reshape.lock();
+        let Some(_copy) = self.copier.try_lock() else {
+            return Err(io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                "a resync runs on the store",
+            ));
+        };
+        let cur = self.layout.load();
+        if plex >= cur.plexes.len() {
+            return Err(invalid("no such plex"));
+        }
+        if cur.plexes.len() == 1 {
+            return Err(invalid("the last plex is not removed"));
+        }
+        let others_current =
+            (0..cur.plexes.len()).any(|i| i != plex && cur.state(i) == PlexState::Current);
+        if !others_current {
+            return Err(invalid("the last current plex is not removed"));
+        }
+        let mut plexes = cur.plexes.clone();
+        let mut states = cur.states.clone();
+        plexes.remove(plex);
+        states.remove(plex);
+        self.layout.store(Arc::new(Self::check(plexes, states)?));
+        // Writes that loaded the old layout: drained (untracked) or waited for (tracked).
+        self.gate.begin();
+        let hold = Resyncing(&self.gate);
+        self.gate.lock_chunk((0, u64::MAX));
+        drop(hold);
+        Ok(())
+    }
+
+    /// How many plexes.
+    pub fn plex_count(&self) -> usize {
+        self.layout.load().states.len()
+    }
+
+    /// The state of plex `plex` (`Failed` for an index it does not have).
     pub fn plex_state(&self, plex: usize) -> PlexState {
-        PlexState::from_u8(self.states[plex].load(Ordering::Acquire))
+        self.layout.load().state(plex)
     }
 
     /// Set the state of plex `plex` (the provider's decision: a replaced drive, a finished
     /// resync). Does not notify the observer.
     pub fn set_plex_state(&self, plex: usize, state: PlexState) {
-        self.states[plex].store(state as u8, Ordering::Release);
-    }
-
-    /// Mark `plex` failed after `e`; the observer hears it if this call made the change.
-    fn fail(&self, plex: usize, e: &io::Error) {
-        let was = self.states[plex].swap(PlexState::Failed as u8, Ordering::AcqRel);
-        if was != PlexState::Failed as u8 {
-            tracing::warn!(plex, error = %e, "plex failed");
-            self.observer.plex_failed(plex, e);
+        if let Some(s) = self.layout.load().states.get(plex) {
+            s.store(state as u8, Ordering::Release);
         }
     }
 
-    /// The current plexes, starting with the one `offset` prefers.
-    fn readers(&self, offset: u64) -> impl Iterator<Item = usize> + '_ {
-        let n = self.states.len();
-        let first = ((offset >> 20) as usize) % n.max(1);
+    /// Mark plex `plex` of `layout` failed after `e`; the observer hears it (with the plex's
+    /// index in the store's layout now) if this call made the change.
+    fn fail(&self, layout: &Layout, plex: usize, e: &io::Error) {
+        let state = &layout.states[plex];
+        let was = state.swap(PlexState::Failed as u8, Ordering::AcqRel);
+        if was != PlexState::Failed as u8 {
+            let now = self.layout.load();
+            let Some(index) = now.states.iter().position(|s| Arc::ptr_eq(s, state)) else {
+                return; // removed meanwhile
+            };
+            tracing::warn!(plex = index, error = %e, "plex failed");
+            self.observer.plex_failed(index, e);
+        }
+    }
+
+    /// The current plexes of `layout`, starting with the one `offset` prefers.
+    fn readers<'l>(&self, layout: &'l Layout, offset: u64) -> impl Iterator<Item = usize> + 'l {
+        let n = layout.states.len();
+        let first = if self.recovering.load(Ordering::Acquire) {
+            0
+        } else {
+            ((offset >> 20) as usize) % n.max(1)
+        };
         (0..n)
             .map(move |i| (first + i) % n)
-            .filter(|&i| self.plex_state(i) == PlexState::Current)
+            .filter(move |&i| layout.state(i) == PlexState::Current)
     }
 
     fn read_plex(p: &PlexLayout, buf: &mut [u8], offset: u64, try_only: bool) -> io::Result<()> {
@@ -412,12 +533,12 @@ impl RaidStore {
         let layout = self.layout.load();
         check_range(offset, buf.len() as u64, layout.size)?;
         let mut last = None;
-        for i in self.readers(offset) {
+        for i in self.readers(&layout, offset) {
             match Self::read_plex(&layout.plexes[i], buf, offset, try_only) {
                 Ok(()) => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(e),
                 Err(e) => {
-                    self.fail(i, &e);
+                    self.fail(&layout, i, &e);
                     last = Some(e);
                 }
             }
@@ -443,7 +564,7 @@ impl RaidStore {
         let mut ok = false;
         let mut last = None;
         for (i, p) in layout.plexes.iter().enumerate() {
-            let state = self.plex_state(i);
+            let state = layout.state(i);
             if state == PlexState::Failed || only.is_some_and(|o| o != i) {
                 continue;
             }
@@ -452,7 +573,7 @@ impl RaidStore {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(e),
                 Err(e) if e.kind() == io::ErrorKind::InvalidInput => return Err(e),
                 Err(e) => {
-                    self.fail(i, &e);
+                    self.fail(&layout, i, &e);
                     last = Some(e);
                 }
             }
@@ -467,10 +588,7 @@ impl RaidStore {
     fn write(&self, buf: &[u8], offset: u64, fua: bool, try_only: bool) -> io::Result<()> {
         let len = buf.len() as u64;
         check_range(offset, len, self.layout.load().size)?;
-        let _pass = match self.states.len() {
-            1 => None,
-            _ => Some(self.gate.enter((offset, offset + len), try_only)?),
-        };
+        let _pass = self.gate.enter((offset, offset + len), try_only)?;
         let intent = self.intent.load();
         let _intent = match intent.as_deref() {
             Some(wi) => Some(wi.begin(offset, len, try_only)?),
@@ -494,42 +612,84 @@ impl RaidStore {
         self.intent.store(intent);
     }
 
-    /// Copy `ranges` (byte ranges, e.g. a write-intent bitmap's dirty regions after a crash)
-    /// from the first current plex onto every other plex that is not failed, `chunk` bytes at
-    /// a time; then flush. The plexes are equal there afterwards.
-    pub fn resync_ranges(&self, ranges: &[(u64, u64)], chunk: u64) -> io::Result<()> {
-        let size = self.layout.load().size;
-        let Some(src) = (0..self.states.len()).find(|&i| self.plex_state(i) == PlexState::Current)
-        else {
-            return Err(no_plex());
+    /// Make every current plex equal to the first current one over `ranges` (byte ranges: a
+    /// write-intent bitmap's dirty regions after a crash, or the whole LUN): `chunk` bytes at a
+    /// time, behind the same gate as [`RaidStore::resync`] (writes go on meanwhile), each chunk
+    /// read from the source and from each other current plex and written there only where it
+    /// differs; then a flush. Stale plexes are left to their regeneration, failed ones alone.
+    /// While it runs every read is served by the source plex. `progress(done, total)` after
+    /// each chunk; answering `false` stops the copy (`stopped`).
+    pub fn resync_ranges(
+        &self,
+        ranges: &[(u64, u64)],
+        chunk: u64,
+        progress: &mut dyn FnMut(u64, u64) -> bool,
+    ) -> io::Result<RangeResync> {
+        let _one = self.copier.lock();
+        let (size, src) = {
+            let l = self.layout.load();
+            let src = (0..l.states.len()).find(|&i| l.state(i) == PlexState::Current);
+            (l.size, src.ok_or_else(no_plex)?)
         };
+        let total: u64 = ranges
+            .iter()
+            .map(|&(s, e)| e.min(size).saturating_sub(s))
+            .sum();
         let chunk = chunk.max(4096);
         let mut buf = vec![0u8; chunk as usize];
+        let mut other = vec![0u8; chunk as usize];
+        let mut out = RangeResync::default();
+        self.recovering.store(true, Ordering::Release);
         self.gate.begin();
-        let _hold = Resyncing(&self.gate);
-        for &(start, end) in ranges {
+        let hold = Resyncing(&self.gate);
+        'all: for &(start, end) in ranges {
             let end = end.min(size);
             let mut at = start;
             while at < end {
                 let l = chunk.min(end - at) as usize;
+                // No write over this chunk lands between the reads and the repair.
                 self.gate.lock_chunk((at, at + l as u64));
                 self.read_plex_at(src, &mut buf[..l], at)?;
                 let layout = self.layout.load();
                 for (i, p) in layout.plexes.iter().enumerate() {
-                    if i == src || self.plex_state(i) == PlexState::Failed {
+                    if i == src || layout.state(i) != PlexState::Current {
                         continue;
                     }
-                    if let Err(e) = p.map(at, l as u64, |seg, o, pl, b| {
+                    let equal = Self::read_plex(p, &mut other[..l], at, false)
+                        .is_ok_and(|()| other[..l] == buf[..l]);
+                    if equal {
+                        continue;
+                    }
+                    match p.map(at, l as u64, |seg, o, pl, b| {
                         seg.store.write_at(&buf[b..b + pl as usize], o, false)
                     }) {
-                        self.fail(i, &e);
+                        Ok(()) => out.repaired += l as u64,
+                        Err(e) => self.fail(&layout, i, &e),
                     }
                 }
                 self.gate.unlock_chunk();
                 at += l as u64;
+                out.examined += l as u64;
+                if !progress(out.examined, total) {
+                    out.stopped = true;
+                    break 'all;
+                }
             }
         }
-        self.each_plex_flush(None)
+        drop(hold);
+        self.each_plex_flush(None)?;
+        if !out.stopped {
+            // Equal everywhere the bitmap marked: it may be cleared by this flush on.
+            self.recovering.store(false, Ordering::Release);
+            BackingStore::flush(self)?;
+        }
+        Ok(out)
+    }
+
+    /// A crash may have left the plexes unequal: until [`RaidStore::resync_ranges`] finishes,
+    /// reads come from the first current plex and flushes keep the write-intent bitmap.
+    pub fn set_recovering(&self) {
+        self.recovering.store(true, Ordering::Release);
     }
 
     /// Read plex `plex` alone (comparing plexes; a failed plex reads too, if its drive
@@ -553,32 +713,56 @@ impl RaidStore {
         chunk: u64,
         progress: &mut dyn FnMut(u64, u64) -> bool,
     ) -> io::Result<()> {
+        let total = self.layout.load().size;
+        self.resync_onto(plex, &[(0, total)], chunk, progress)
+    }
+
+    /// [`RaidStore::resync`] of the byte ranges `ranges` only: the stale plex `plex` holds the
+    /// current data everywhere else already (ReplaceDrive: a copy of a plex that shares every
+    /// extent but the one moved). `progress(done, total)` counts the ranges' bytes.
+    pub fn resync_onto(
+        &self,
+        plex: usize,
+        ranges: &[(u64, u64)],
+        chunk: u64,
+        progress: &mut dyn FnMut(u64, u64) -> bool,
+    ) -> io::Result<()> {
         if self.plex_state(plex) != PlexState::Stale {
             return Err(invalid("only a stale plex is resynchronised"));
         }
-        let total = self.layout.load().size;
+        let _one = self.copier.lock();
+        let size = self.layout.load().size;
+        let total: u64 = ranges
+            .iter()
+            .map(|&(s, e)| e.min(size).saturating_sub(s))
+            .sum();
         let chunk = chunk.max(4096);
         let mut buf = vec![0u8; chunk as usize];
         let mut done = 0u64;
         self.gate.begin();
         let hold = Resyncing(&self.gate);
-        while done < total {
-            let l = chunk.min(total - done) as usize;
-            // No write over this chunk lands between the read and the copy's write.
-            self.gate.lock_chunk((done, done + l as u64));
-            self.read(&mut buf[..l], done, false)?;
-            let layout = self.layout.load();
-            let target = &layout.plexes[plex];
-            if let Err(e) = target.map(done, l as u64, |seg, at, pl, b| {
-                seg.store.write_at(&buf[b..b + pl as usize], at, false)
-            }) {
-                self.fail(plex, &e);
-                return Err(e);
-            }
-            self.gate.unlock_chunk();
-            done += l as u64;
-            if !progress(done, total) {
-                return Ok(());
+        for &(start, end) in ranges {
+            let end = end.min(size);
+            let mut at = start;
+            while at < end {
+                let l = chunk.min(end - at) as usize;
+                // No write over this chunk lands between the read and the copy's write.
+                self.gate.lock_chunk((at, at + l as u64));
+                self.read(&mut buf[..l], at, false)?;
+                let layout = self.layout.load();
+                let target = &layout.plexes[plex];
+                if let Err(e) = target.map(at, l as u64, |seg, o, pl, b| {
+                    seg.store.write_at(&buf[b..b + pl as usize], o, false)
+                }) {
+                    self.fail(&layout, plex, &e);
+                    return Err(e);
+                }
+                self.gate.unlock_chunk();
+                at += l as u64;
+                done += l as u64;
+                if !progress(done, total) {
+                    return Ok(());
+                }
             }
         }
         drop(hold);
@@ -631,18 +815,18 @@ impl BackingStore for RaidStore {
     fn flush(&self) -> io::Result<()> {
         self.each_plex_flush(None)?;
         if let Some(wi) = self.intent.load().as_deref() {
-            // Every plex holds every completed write: their regions are equal now.
-            wi.clear()?;
+            // Every plex holds every completed write: their regions are equal now, unless a
+            // crash left them unequal and the repair has not finished.
+            if !self.recovering.load(Ordering::Acquire) {
+                wi.clear()?;
+            }
         }
         Ok(())
     }
 
     fn unmap(&self, offset: u64, len: u64) -> io::Result<()> {
         check_range(offset, len, self.layout.load().size)?;
-        let _pass = match self.states.len() {
-            1 => None,
-            _ => Some(self.gate.enter((offset, offset + len), false)?),
-        };
+        let _pass = self.gate.enter((offset, offset + len), false)?;
         let intent = self.intent.load();
         let _intent = match intent.as_deref() {
             Some(wi) => Some(wi.begin(offset, len, false)?),
@@ -815,6 +999,52 @@ mod tests {
     }
 
     #[test]
+    fn a_plex_is_added_resynced_and_removed() {
+        const SIZE: u64 = 1 << 20;
+        let (store, [a, _b]) = mirror(SIZE, false);
+        store.set_plex_state(1, PlexState::Current);
+        store.write_at(&[5u8; 8192], 0, false).unwrap();
+        let c: Arc<dyn BackingStore> = Arc::new(MemoryStore::new(SIZE + 4096));
+        let short = PlexLayout {
+            columns: vec![vec![seg(&c, 4096, SIZE - 4096)]],
+            stripe_size: 0,
+        };
+        assert!(store.add_plex(short).is_err(), "a plex of another size");
+        let plex = PlexLayout {
+            columns: vec![vec![seg(&c, 4096, SIZE)]],
+            stripe_size: 0,
+        };
+        assert_eq!(store.add_plex(plex).unwrap(), 2);
+        assert_eq!(store.plex_state(2), PlexState::Stale);
+        store.write_at(&[6u8; 4096], 65536, false).unwrap();
+        let mut x = [0u8; 4096];
+        c.read_at(&mut x, 4096 + 65536).unwrap();
+        assert_eq!(x, [6u8; 4096], "the new plex takes writes at once");
+        store.resync(2, 65536, &mut |_, _| true).unwrap();
+        assert_eq!(store.plex_state(2), PlexState::Current);
+        c.read_at(&mut x, 4096).unwrap();
+        assert_eq!(x, [5u8; 4096], "and the older data after its resync");
+        // Plex 0 goes; the others keep their states and data, and plex 0's store no writes.
+        store.set_plex_state(1, PlexState::Stale);
+        store.remove_plex(0).unwrap();
+        assert_eq!(store.plex_count(), 2);
+        assert_eq!(
+            (store.plex_state(0), store.plex_state(1)),
+            (PlexState::Stale, PlexState::Current),
+            "states moved with their plexes"
+        );
+        store.write_at(&[7u8; 4096], 0, false).unwrap();
+        a.read_at(&mut x, 0).unwrap();
+        assert_eq!(x, [5u8; 4096], "the removed plex gets nothing");
+        store.read_at(&mut x, 0).unwrap();
+        assert_eq!(x, [7u8; 4096]);
+        assert!(store.remove_plex(1).is_err(), "the last current plex stays");
+        store.set_plex_state(0, PlexState::Current);
+        store.remove_plex(1).unwrap();
+        assert!(store.remove_plex(0).is_err(), "the last plex stays");
+    }
+
+    #[test]
     fn a_stale_plex_takes_writes_but_serves_no_read() {
         let (store, [a, b]) = mirror(1 << 20, false);
         a.write_at(&[7u8; 4096], 0, false).unwrap();
@@ -864,8 +1094,28 @@ mod tests {
             Arc::new(NoObserver),
         )
         .unwrap();
-        store.resync_ranges(&ranges, 16 << 10).unwrap();
+        let wi = Arc::new(wi);
+        store.set_write_intent(Some(wi.clone()));
+        store.set_recovering();
         let mut x = [0u8; 4096];
+        store.read_at(&mut x, 20 * R).unwrap();
+        assert_eq!(x, [0u8; 4096], "while recovering, reads come from plex a");
+        store.flush().unwrap();
+        assert_eq!(
+            wi.dirty(),
+            ranges,
+            "a flush keeps the bits until the repair ends"
+        );
+        let done = store
+            .resync_ranges(&ranges, 16 << 10, &mut |_, _| true)
+            .unwrap();
+        assert_eq!(wi.dirty(), vec![], "cleared once the repair ended");
+        assert_eq!(done.examined, R, "one region examined");
+        assert_eq!(
+            done.repaired,
+            16 << 10,
+            "only the chunk that differed written"
+        );
         b.read_at(&mut x, 7 * R).unwrap();
         assert_eq!(x, [7u8; 4096], "region 7 copied from a");
         b.read_at(&mut x, 20 * R).unwrap();
@@ -873,8 +1123,7 @@ mod tests {
             x, [9u8; 4096],
             "region 20 not copied: only dirty regions are"
         );
-        store.set_write_intent(Some(Arc::new(wi)));
-        store.flush().unwrap();
+        drop(store);
         let (_, dirty) = crate::intent::WriteIntent::open(&bitmap, 64 * R, R).unwrap();
         assert_eq!(
             dirty,

@@ -80,6 +80,15 @@ pub fn unlinkat(dir: &impl AsRawFd, name: &str) -> io::Result<()> {
     cvt(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) }).map(|_| ())
 }
 
+/// `linkat(dir, from, dir, to, 0)`: a second name `to` for the file `from` of the directory;
+/// `EEXIST` when `to` exists (never replaces it), and a link `from` is not followed.
+pub fn linkat(dir: &impl AsRawFd, from: &str, to: &str) -> io::Result<()> {
+    let (f, t) = (one_component(from)?, one_component(to)?);
+    let fd = dir.as_raw_fd();
+    // SAFETY: `f` and `t` are NUL-terminated strings that outlive the call; the fd is valid.
+    cvt(unsafe { libc::linkat(fd, f.as_ptr(), fd, t.as_ptr(), 0) }).map(|_| ())
+}
+
 /// The daemon's effective user id.
 pub fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.

@@ -499,6 +499,29 @@ pub enum Command {
         /// LUN id.
         id: Uuid,
     },
+    /// `POST /v1/subsystems/{id}/replace-drive` (`IVdsSubSystem::ReplaceDrive`, *job*
+    /// ReplaceDisk): every extent on drive `old` moves to drive `new`.
+    ReplaceDrive {
+        /// Subsystem id.
+        id: Uuid,
+        /// The drive emptied.
+        old: Uuid,
+        /// The drive that takes its extents.
+        new: Uuid,
+    },
+    /// `POST /v1/luns/{id}/plexes` (`IVdsLun::AddPlex`, *job* AddLunPlex): LUN `lun` becomes
+    /// a new plex of LUN `id` (it departs; its data is gone) and is regenerated.
+    AddPlex {
+        /// LUN id.
+        id: Uuid,
+        /// The LUN that becomes the plex.
+        lun: Uuid,
+    },
+    /// `DELETE /v1/plexes/{id}` (`IVdsLun::RemovePlex`, *job* RemoveLunPlex, finished at once).
+    RemovePlex {
+        /// Plex id.
+        id: Uuid,
+    },
     /// `PUT /v1/luns/{id}/faults`: replaces the fault filters (fault injection only).
     SetLunFaults {
         /// LUN id.
@@ -779,6 +802,9 @@ impl Command {
                 | Command::ExtendLunOnto { .. }
                 | Command::ShrinkLun { .. }
                 | Command::RecoverLun { .. }
+                | Command::AddPlex { .. }
+                | Command::RemovePlex { .. }
+                | Command::ReplaceDrive { .. }
                 | Command::CreateTarget { .. }
                 | Command::DeleteTarget { .. }
                 | Command::CreatePortalGroup { .. }

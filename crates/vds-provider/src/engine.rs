@@ -50,6 +50,11 @@ pub(crate) struct Inner {
     pub hooks: Arc<Hooks>,
     /// The open stores and fault filters of the drives under extent-backed LUNs.
     pub drive_io: crate::extents::DriveIo,
+    /// The last run ended with a clean shutdown (every LUN flushed).
+    pub clean_start: bool,
+    /// What a crash may have left unequal, per LUN, noted when its store opens (at start, or
+    /// by a Refresh that reloads the store), started as jobs right after (`recovery.rs`).
+    pub pending_recovery: Mutex<crate::recovery::Pending>,
 }
 
 /// Slots held by one operation; released under the state lock by [`Slots::release`], or on
@@ -602,6 +607,8 @@ impl Inner {
                         }
                         changed.push(rec.clone());
                     }
+                    // Before any I/O: the bitmap attached, what a crash left noted.
+                    self.open_recovery(&rec.lun, &hints, raid.as_deref());
                     let lu = self.make_lu(&rec.lun, f.clone(), LuState::Offline, pr_state);
                     inherit(&lu);
                     apply_hints(&lu, &hints);
@@ -905,6 +912,7 @@ pub(crate) fn open(
     dataplane: Arc<dyn DataPlane>,
 ) -> Result<Arc<Inner>, VdsError> {
     let store = Store::open(&config.data_dir).map_err(store_err)?;
+    let clean_start = crate::recovery::take_clean_marker(&config.data_dir);
     let (tx, rx) = std::sync::mpsc::channel::<DataPathMsg>();
     let (events, _) = broadcast::channel(4096);
     let inner = Arc::new(Inner {
@@ -915,6 +923,8 @@ pub(crate) fn open(
         jobs: Jobs::default(),
         hooks: Arc::new(Hooks::new(tx)),
         drive_io: Default::default(),
+        clean_start,
+        pending_recovery: Default::default(),
     });
     {
         let mut g = inner.state.lock();
@@ -927,6 +937,7 @@ pub(crate) fn open(
         remove_leftover_lun_files(&inner.config.data_dir, st);
         crate::extents::remove_leftover_files(st);
         inner.resume_rebuilds(st);
+        inner.resume_crash_resyncs(st);
     }
     let weak = Arc::downgrade(&inner);
     std::thread::Builder::new()

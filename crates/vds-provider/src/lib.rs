@@ -24,6 +24,7 @@ mod jobs;
 mod ops;
 mod rbd;
 mod rebuild;
+mod recovery;
 mod redundancy;
 mod spare;
 mod state;
@@ -181,6 +182,12 @@ impl Provider {
             }
             if let Err(e) = lu.flush() {
                 first.get_or_insert(VdsError::io(format!("flushing LUN {}", lu.id()), &e));
+            }
+        }
+        if first.is_none() {
+            // Every LUN flushed: the next start need not compare mirrors (recovery.rs).
+            if let Err(e) = crate::recovery::write_clean_marker(&self.inner.config.data_dir) {
+                first = Some(VdsError::io("writing the clean-shutdown marker", &e));
             }
         }
         first.map_or(Ok(()), Err)

@@ -44,7 +44,18 @@ impl Inner {
         store: Arc<RaidStore>,
         priority: i16,
     ) -> Result<Arc<JobHandle>, VdsError> {
-        let handle = self.jobs.start(AsyncOutputType::RecoverLun, target.lun);
+        self.spawn_regenerate_as(AsyncOutputType::RecoverLun, target, store, priority)
+    }
+
+    /// [`Inner::spawn_regenerate`] as a job of type `operation` (AddPlex: AddLunPlex).
+    pub(crate) fn spawn_regenerate_as(
+        self: &Arc<Self>,
+        operation: AsyncOutputType,
+        target: Target,
+        store: Arc<RaidStore>,
+        priority: i16,
+    ) -> Result<Arc<JobHandle>, VdsError> {
+        let handle = self.jobs.start(operation, target.lun);
         let inner = self.clone();
         crate::jobs::run_on_thread(&handle, "vds-regenerate".into(), move |h| {
             let r = inner.regenerate(target, &store, priority, h);

@@ -52,7 +52,8 @@ fn place_all(st: &mut State, lun: Uuid, old: &[Extent], d: &Drive) -> Option<Vec
             }
         }
     }
-    st.pending_extents.remove(&lun);
+    // Only the trial placements go: a ReplaceDrive may hold reservations for this LUN.
+    crate::ops::unreserve(st, lun, &new);
     fits.then_some(new)
 }
 

@@ -669,6 +669,12 @@ impl Ctx {
             Noun::Portal { verb } => self.portal(verb),
             Noun::Pool { verb } => self.pool(verb),
             Noun::Session { verb } => self.session(verb),
+            Noun::Plex { verb } => match verb {
+                PlexVerb::Remove { plex } => {
+                    let id = require_uuid("plex", &plex)?;
+                    self.job_started(self.send("DELETE", &format!("/v1/plexes/{id}"), None)?)
+                }
+            },
             Noun::Job { verb } => self.job(verb),
             Noun::Maintenance(m) => self.maintenance(m),
             Noun::Events => {
@@ -715,6 +721,19 @@ impl Ctx {
     fn subsystem(&self, verb: SubsystemVerb) -> Result<(), CliError> {
         match verb {
             SubsystemVerb::Simple(_) => Err(CliError::Usage("unexpected subsystem verb".into())),
+            SubsystemVerb::ReplaceDrive {
+                subsystem,
+                old,
+                new,
+            } => {
+                let id = self.subsystem_id(&subsystem)?;
+                let body = json!({ "old": self.drive_id(&old)?, "new": self.drive_id(&new)? });
+                self.job_started(self.send(
+                    "POST",
+                    &format!("/v1/subsystems/{id}/replace-drive"),
+                    Some(body),
+                )?)
+            }
             SubsystemVerb::SetStatus { subsystem, status } => {
                 let body = status_body(&status, vds_model::SubsystemStatus::parse)?;
                 let id = self.subsystem_id(&subsystem)?;
@@ -938,6 +957,12 @@ impl Ctx {
             LunVerb::Recover { lun } => {
                 let id = self.lun_id(&lun)?;
                 self.job_started(self.send("POST", &format!("/v1/luns/{id}/recover"), None)?)
+            }
+            LunVerb::AddPlex { lun, other } => {
+                let id = self.lun_id(&lun)?;
+                let other = self.lun_id(&other)?;
+                let body = json!({ "lun": other });
+                self.job_started(self.send("POST", &format!("/v1/luns/{id}/plexes"), Some(body))?)
             }
             LunVerb::SetMask { lun, mask } => {
                 let id = self.lun_id(&lun)?;

@@ -67,6 +67,8 @@ impl Provider {
                 .is_some_and(|w| w.contains("another process"));
             if external {
                 reload(&self.inner, st)?;
+                // A mirror opened by the reload is made equal where a crash may have left it not.
+                self.inner.resume_crash_resyncs(st);
             }
             // Re-read every LUN's storage: adopt new sizes, reopen replaced files, fail gone ones.
             let ids: Vec<Uuid> = st.luns.keys().copied().collect();

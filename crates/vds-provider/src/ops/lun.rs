@@ -99,6 +99,7 @@ impl Provider {
             if let Err(err) = vds_backstore::journal::remove_journal(&data) {
                 tracing::warn!(lun = %id, error = %err, "could not remove the atomic-write journal");
             }
+            crate::recovery::remove_bitmap(&inner.config.data_dir, id);
         }
         Ok(Outcome::Deleted {
             kind: ObjectKind::Lun,

@@ -493,6 +493,7 @@ pub(super) fn commit_new_lun(
         .iter()
         .map(|c| c.id)
         .collect();
+    inner.new_lun_recovery(lun.id, &hints, raid.as_deref());
     let lu = inner.make_lu(lun, filtered.clone(), st.lu_state(lun), None);
     crate::engine::apply_hints(&lu, &hints);
     st.first_access_states(lun, &lu);

@@ -217,25 +217,62 @@ impl Provider {
         if new == old {
             return answer(old);
         }
-        let lu = st.lun(id)?.lu.clone();
+        let (lu, raid) = {
+            let e = st.lun(id)?;
+            (e.lu.clone(), e.raid.clone())
+        };
+        // The write-intent bitmap follows `fast_crash_recovery_required` (recovery.rs).
+        let had = crate::recovery::wants_bitmap(&old, raid.as_deref());
+        let wants = crate::recovery::wants_bitmap(&new, raid.as_deref());
+        let bitmap = |on: bool| -> Result<(), std::io::Error> {
+            match (raid.as_deref(), on) {
+                (Some(r), true) => inner.attach_bitmap(id, r),
+                (Some(r), false) => inner.detach_bitmap(r),
+                (None, _) => Ok(()),
+            }
+        };
         let slots = inner.claim(st, &[id]);
-        let prepare = || -> Result<(), std::io::Error> {
+        let prepare = || -> Result<(), (&'static str, std::io::Error)> {
             lu.set_hints(lu_hints(&new));
             lu.set_write_cache(new.write_caching_enabled)
+                .map_err(|e| ("flushing the write-back cache before turning it off", e))?;
+            if had != wants {
+                bitmap(wants).map_err(|e| {
+                    if wants {
+                        ("attaching the write-intent bitmap", e)
+                    } else {
+                        (
+                            "flushing every plex before dropping the write-intent bitmap",
+                            e,
+                        )
+                    }
+                })?;
+            }
+            Ok(())
         };
-        let undo = |_: &mut State, _: &Result<(), std::io::Error>| {
+        let undo = |_: &mut State, _: &Result<(), (&'static str, std::io::Error)>| {
             apply_hints(&lu, &old);
+            if had != wants {
+                // As it was: attached again over the kept file, or detached and removed.
+                if let Err(err) = bitmap(had) {
+                    tracing::warn!(lun = %id, error = %err, "could not put the write-intent bitmap back");
+                }
+                if !had {
+                    crate::recovery::remove_bitmap(&inner.config.data_dir, id);
+                }
+            }
             Change::new()
         };
-        let build = |st: &mut State, done: &Result<(), std::io::Error>| match done {
+        let build = |st: &mut State, done: &Result<(), (&'static str, std::io::Error)>| match done {
             Ok(()) => hints_change(st, id, new),
-            Err(e) => Err(storage_err(
-                format!("LUN {id}: flushing the write-back cache before turning it off"),
-                e,
-            )),
+            Err((what, e)) => Err(storage_err(format!("LUN {id}: {what}"), e)),
         };
         let (_g, _, r) = inner.commit_prepared(g, slots, prepare, undo, build);
         r?;
+        if had && !wants {
+            // Every plex was flushed with the bitmap detached: it is no longer needed.
+            crate::recovery::remove_bitmap(&inner.config.data_dir, id);
+        }
         answer(new)
     }
 

@@ -39,7 +39,10 @@ mod lun_resize;
 mod maintenance;
 mod path;
 mod plex;
+mod plex_ops;
 pub(crate) mod pool;
+mod replace_drive;
+pub(crate) use replace_drive::unreserve;
 mod portal;
 mod portal_group;
 mod read;
@@ -310,6 +313,9 @@ impl Provider {
             }
             Command::ShrinkLun { id, bytes } => self.resize_lun(id, bytes, false, None),
             Command::RecoverLun { id } => self.recover_lun(id),
+            Command::AddPlex { id, lun } => self.add_plex(id, lun),
+            Command::RemovePlex { id } => self.remove_plex(id),
+            Command::ReplaceDrive { id, old, new } => self.replace_drive(id, old, new),
             Command::SetLunFaults { id, filters } => self.set_lun_faults(id, filters),
             Command::SetLunTargets { id, targets } => self.set_lun_targets(id, targets),
             Command::ListTargets { subsystem } => self.list(ObjectKind::Target, subsystem),
