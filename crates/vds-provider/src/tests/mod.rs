@@ -14,6 +14,7 @@ mod model;
 mod plex_ops;
 mod pools;
 mod power_cut;
+mod rbd;
 mod read_only;
 mod rules;
 mod surface;
