@@ -152,12 +152,16 @@ impl Cluster {
         check(r.into(), &format!("creating image {pool}/{name}")).map(|_| ())
     }
 
-    /// Removes the image `pool/name` and its data.
+    /// Removes the image `pool/name` and its data. An image still open somewhere (a watcher:
+    /// this daemon's own handle not yet closed, or another client's) answers the raw `EBUSY`.
     pub fn remove_image(&self, pool: &str, name: &str) -> io::Result<()> {
         let io = self.ioctx(pool)?;
         let n = cstr(name, "image")?;
         // SAFETY: an open ioctx and a NUL-terminated name.
         let r = unsafe { self.api.rbd_remove(io.io, n.as_ptr()) };
+        if r == -libc::EBUSY {
+            return Err(io::Error::from_raw_os_error(libc::EBUSY));
+        }
         check(r.into(), &format!("removing image {pool}/{name}")).map(|_| ())
     }
 

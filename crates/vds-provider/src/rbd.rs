@@ -127,3 +127,37 @@ pub(crate) fn remove(lun: &Lun) -> io::Result<()> {
     let (pool, image) = split(path)?;
     vds_backstore::rbd::cluster()?.remove_image(pool, image)
 }
+
+/// How long a deleted LUN's image waits for its last handle to close before it is left.
+const REMOVE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Removes a deleted LUN's image on a thread of its own, once the handles the data path still
+/// holds (a command in flight, a connection yet to see the new view) are closed: librbd
+/// refuses to remove an image that is open (`EBUSY`). Bounded by [`REMOVE_PATIENCE`]; an
+/// image still open then is left, and said so in the log.
+pub(crate) fn remove_when_closed(lun: Lun) {
+    let run = move || {
+        let start = std::time::Instant::now();
+        loop {
+            match remove(&lun) {
+                Ok(()) => return,
+                Err(e)
+                    if e.raw_os_error() == Some(libc::EBUSY)
+                        && start.elapsed() < REMOVE_PATIENCE =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(err) => {
+                    tracing::warn!(lun = %lun.id, image = lun.backing.path.as_deref().unwrap_or_default(), error = %err, "could not remove the deleted LUN's RBD image");
+                    return;
+                }
+            }
+        }
+    };
+    if let Err(err) = std::thread::Builder::new()
+        .name("vds-rbd-remove".into())
+        .spawn(run)
+    {
+        tracing::warn!(error = %err, "could not start the thread that removes an RBD image");
+    }
+}

@@ -275,9 +275,7 @@ pub(crate) fn free_storage(e: &LunEntry) {
     // Before anything that takes the path for a file's: `pool/image` names no file.
     if lun.backing.kind == BackingKind::Rbd {
         if e.rec.owns_file {
-            if let Err(err) = crate::rbd::remove(lun) {
-                tracing::warn!(lun = %lun.id, image = path, error = %err, "could not remove the LUN's RBD image");
-            }
+            crate::rbd::remove_when_closed(lun.clone());
         }
         return;
     }

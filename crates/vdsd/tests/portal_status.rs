@@ -388,6 +388,7 @@ fn portal_offline_loses_no_acknowledged_write() {
             two_portals: true,
             fault_injection: true,
             config: Some("logout_timeout_secs = 1\n".into()),
+            ..Default::default()
         },
     );
     let lun = d.default_lun();

@@ -372,9 +372,7 @@ fn plan_storage(inner: &Inner, id: Uuid, c: &Checked, thin: bool) -> Result<Stor
 fn remove_own_file(lun: &Lun, plan: &StoragePlan) {
     if lun.backing.kind == BackingKind::Rbd {
         if plan.owns_file {
-            if let Err(e) = crate::rbd::remove(lun) {
-                tracing::warn!(lun = %lun.id, error = %e, "could not remove the image of a LUN not created");
-            }
+            crate::rbd::remove_when_closed(lun.clone());
         }
         return;
     }

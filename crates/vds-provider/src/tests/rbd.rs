@@ -28,10 +28,26 @@ fn rbd_backings_are_checked_precisely_and_need_a_cluster() {
     let cases: Vec<(BackingSpec, Hresult, &str)> = vec![
         (rbd(None, Some("i")), Hresult::E_INVALIDARG, "backing.pool"),
         (rbd(Some("p"), None), Hresult::E_INVALIDARG, "backing.image"),
-        (rbd(Some("p/q"), Some("i")), Hresult::E_INVALIDARG, "backing.pool"),
-        (rbd(Some("p"), Some("i@snap")), Hresult::E_INVALIDARG, "backing.image"),
-        (rbd(Some("p"), Some("")), Hresult::E_INVALIDARG, "backing.image"),
-        (rbd(Some("p"), Some(&"x".repeat(256))), Hresult::E_INVALIDARG, "backing.image"),
+        (
+            rbd(Some("p/q"), Some("i")),
+            Hresult::E_INVALIDARG,
+            "backing.pool",
+        ),
+        (
+            rbd(Some("p"), Some("i@snap")),
+            Hresult::E_INVALIDARG,
+            "backing.image",
+        ),
+        (
+            rbd(Some("p"), Some("")),
+            Hresult::E_INVALIDARG,
+            "backing.image",
+        ),
+        (
+            rbd(Some("p"), Some(&"x".repeat(256))),
+            Hresult::E_INVALIDARG,
+            "backing.image",
+        ),
         (
             BackingSpec {
                 path: Some("/tmp/x".into()),
@@ -64,7 +80,11 @@ fn rbd_backings_are_checked_precisely_and_need_a_cluster() {
             Hresult::E_INVALIDARG,
             "backing.image",
         ),
-        (rbd(Some("p"), Some("i")), Hresult::VDS_E_NOT_SUPPORTED, "--ceph-conf"),
+        (
+            rbd(Some("p"), Some("i")),
+            Hresult::VDS_E_NOT_SUPPORTED,
+            "--ceph-conf",
+        ),
     ];
     for (b, code, says) in cases {
         let what = format!("{b:?}");

@@ -34,6 +34,8 @@ pub struct Opts {
     pub fault_injection: bool,
     /// Contents of a `--config` file.
     pub config: Option<String>,
+    /// A ceph.conf for `--ceph-conf` (RBD LUNs).
+    pub ceph_conf: Option<PathBuf>,
 }
 
 /// A running `vdsd` (killed by pid on drop).
@@ -148,6 +150,9 @@ impl Daemon {
         if self.opts.fault_injection {
             cmd.arg("--enable-fault-injection");
         }
+        if let Some(conf) = &self.opts.ceph_conf {
+            cmd.arg("--ceph-conf").arg(conf);
+        }
         if let Some(text) = &self.opts.config {
             let path = self.dir.path().join("vdsd.conf");
             std::fs::write(&path, text).expect("write config");
@@ -162,6 +167,7 @@ impl Daemon {
             .env_remove("VDS_API_ADDR")
             .env_remove("VDS_DATA_DIR")
             .env_remove("VDS_LOG")
+            .env_remove("VDS_CEPH_CONF")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))

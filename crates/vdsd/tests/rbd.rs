@@ -1,0 +1,201 @@
+//! RBD LUNs against a real one-node Ceph (docs/SCALEOUT.md, `scripts/ceph-cluster`): a LUN
+//! made on a new image is written and read through iSCSI, survives a restart, grows (the
+//! initiator sees the new capacity), and its image is removed with it; an existing image is
+//! adopted with its data and size and left in place when its LUN is deleted; the refusals. A
+//! missing Ceph fails the test. Slot 101; the cluster's monitor on 127.0.0.1:46793.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use serde_json::json;
+
+/// The one-node cluster of this test, stopped by its recorded pids when dropped.
+struct Ceph {
+    dir: PathBuf,
+}
+
+impl Ceph {
+    fn start(port: u16) -> Ceph {
+        let dir = std::env::temp_dir().join(format!("vds-rbd-e2e-{}", std::process::id()));
+        let out = Command::new(script())
+            .arg("start")
+            .arg(&dir)
+            .arg(port.to_string())
+            .output()
+            .expect("scripts/ceph-cluster runs");
+        assert!(
+            out.status.success(),
+            "the one-node Ceph did not start (apt-get install ceph-mon ceph-osd ceph-mgr ceph-common): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ceph { dir }
+    }
+
+    fn conf(&self) -> PathBuf {
+        self.dir.join("ceph.conf")
+    }
+
+    /// `rbd ARGS` against this cluster.
+    fn rbd(&self, args: &[&str]) -> std::process::Output {
+        let mut all = vec!["-c".to_string(), self.conf().display().to_string()];
+        all.extend(args.iter().map(|s| s.to_string()));
+        run_limited(Path::new("rbd"), &all, std::time::Duration::from_secs(60))
+    }
+
+    fn images(&self) -> Vec<String> {
+        let o = self.rbd(&["ls", "rbd"]);
+        assert!(o.status.success(), "rbd ls: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Ceph {
+    fn drop(&mut self) {
+        let _ = Command::new(script()).arg("stop").arg(&self.dir).status();
+    }
+}
+
+/// Asserts an error answer by HTTP status and HRESULT name.
+fn refused(r: &(u16, serde_json::Value), http: u16, name: &str, what: &str) {
+    assert_eq!(r.0, http, "{what}: {}", r.1);
+    assert_eq!(r.1["error"]["name"], name, "{what}: {}", r.1);
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ceph-cluster")
+}
+
+#[test]
+fn rbd_luns_are_made_served_resized_adopted_and_removed() {
+    let ceph = Ceph::start(46793);
+    let mut d = Daemon::start(
+        101,
+        Opts {
+            ceph_conf: Some(ceph.conf()),
+            ..Default::default()
+        },
+    );
+    let sub = d.subsystem();
+    let target = d.target();
+    let luns = format!("/v1/subsystems/{sub}/luns?wait=true");
+
+    // Refusals, each changing nothing.
+    let bad = |backing: serde_json::Value, code: &str| {
+        let r = d.call(
+            "POST",
+            &luns,
+            Some(&json!({"size_bytes": 8 << 20, "backing": backing})),
+        );
+        refused(&r, 400, code, &format!("{backing}"));
+    };
+    bad(json!({"kind": "rbd", "pool": "rbd"}), "E_INVALIDARG");
+    bad(
+        json!({"kind": "rbd", "pool": "rbd", "image": "a/b"}),
+        "E_INVALIDARG",
+    );
+    let r = d.call(
+        "POST",
+        &luns,
+        Some(&json!({"size_bytes": 8 << 20, "backing": {"kind": "rbd", "pool": "nopool", "image": "x"}})),
+    );
+    refused(
+        &r,
+        404,
+        "VDS_E_OBJECT_NOT_FOUND",
+        "a pool Ceph does not have",
+    );
+    assert!(ceph.images().is_empty());
+
+    // A new image: made by vds.
+    let lun = d.ok(
+        "POST",
+        &luns,
+        json!({"size_bytes": 8 << 20, "friendly_name": "r1", "targets": [target],
+               "backing": {"kind": "rbd", "pool": "rbd", "image": "r1"}}),
+        201,
+    );
+    let id = lun["id"].as_str().unwrap().to_string();
+    assert_eq!(lun["backing"]["kind"], "rbd", "{lun}");
+    assert_eq!(lun["backing"]["path"], "rbd/r1", "{lun}");
+    assert_eq!(ceph.images(), ["r1"]);
+    let number = lun["lun_numbers"][&target].as_u64().unwrap();
+    // The same image twice is refused.
+    let r = d.call(
+        "POST",
+        &luns,
+        Some(&json!({"size_bytes": 8 << 20, "backing": {"kind": "rbd", "pool": "rbd", "image": "r1"}})),
+    );
+    refused(&r, 409, "VDS_E_DEVICE_IN_USE", "the same image again");
+
+    let data = pattern(7, 64 << 10);
+    let mut ini = d.login(0, 1);
+    assert_good(&write_fua(&mut ini, number, 100, &data), "WRITE FUA");
+    let r = read(&mut ini, number, 100, 128);
+    assert_good(&r, "READ");
+    assert!(r.data == data, "read back what was written");
+    assert_eq!(capacity_bytes(&capacity(&mut ini, number)), 8 << 20);
+    drop(ini);
+
+    // A restart reopens the image with its data.
+    assert_eq!(d.terminate(), Some(0));
+    d.restart();
+    let mut ini = d.login(0, 2);
+    let r = read(&mut ini, number, 100, 128);
+    assert_good(&r, "READ after the restart");
+    assert!(r.data == data, "the data survived the restart");
+
+    // Extend: the image grows and the initiator sees it.
+    let v = d.ok(
+        "POST",
+        &format!("/v1/luns/{id}/extend?wait=true"),
+        json!({"bytes": 8 << 20}),
+        200,
+    );
+    assert_eq!(v["size_bytes"], 16 << 20, "{v}");
+    let o = ceph.rbd(&["info", "rbd/r1", "--format", "json"]);
+    let info: serde_json::Value = serde_json::from_slice(&o.stdout).expect("rbd info json");
+    assert_eq!(info["size"], 16 << 20, "{info}");
+    let _ = tur(&mut ini, number); // the capacity-changed unit attention
+    assert_eq!(capacity_bytes(&capacity(&mut ini, number)), 16 << 20);
+    drop(ini);
+
+    // An existing image is adopted as it is (its size; a different size is refused).
+    let o = ceph.rbd(&["create", "rbd/mine", "--size", "4M"]);
+    assert!(o.status.success(), "rbd create: {}", text(&o));
+    let r = d.call(
+        "POST",
+        &luns,
+        Some(&json!({"size_bytes": 8 << 20, "backing": {"kind": "rbd", "pool": "rbd", "image": "mine"}})),
+    );
+    refused(&r, 400, "E_INVALIDARG", "an adopted image keeps its size");
+    let mine = d.ok(
+        "POST",
+        &luns,
+        json!({"size_bytes": 4 << 20, "backing": {"kind": "rbd", "pool": "rbd", "image": "mine"}}),
+        201,
+    );
+    let mine_id = mine["id"].as_str().unwrap().to_string();
+
+    // Deleting: vds's own image goes, the adopted one stays.
+    for (id, what) in [(&id, "r1"), (&mine_id, "mine")] {
+        let (status, v) = d.call("DELETE", &format!("/v1/luns/{id}"), None);
+        assert_eq!(status, 204, "DELETE {what}: {v}");
+    }
+    // The image goes once the data path has closed it (bounded).
+    let t0 = std::time::Instant::now();
+    while ceph.images() != ["mine"] {
+        assert!(
+            t0.elapsed().as_secs() < 20,
+            "images left: {:?}",
+            ceph.images()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
