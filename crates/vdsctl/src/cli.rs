@@ -387,6 +387,8 @@ pub enum PlexVerb {
 }
 
 #[derive(Debug, Subcommand)]
+// One parsed command line per process: the size of the largest verb costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum LunVerb {
     /// List LUNs.
     List(LunList),
@@ -589,12 +591,15 @@ pub struct LunCreate {
     /// Target to expose the LUN through (repeatable).
     #[arg(long = "target")]
     pub targets: Vec<String>,
-    /// Backing store kind: file, block, memory, null.
+    /// Backing store kind: file, block, memory, null, rbd.
     #[arg(long)]
     pub backing: Option<String>,
     /// Path of the backing file or block device.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "image")]
     pub path: Option<String>,
+    /// An RBD image, POOL/IMAGE (backing kind rbd; vdsd started with --ceph-conf).
+    #[arg(long)]
+    pub image: Option<String>,
     /// A fault filter as JSON, e.g. '{"delay":{"flush_ms":3000}}' (repeatable).
     #[arg(long = "fault")]
     pub faults: Vec<String>,

@@ -180,11 +180,24 @@ pub fn lun_create_body(
     if !targets.is_empty() {
         body.insert("targets".into(), json!(targets));
     }
-    if c.backing.is_some() || c.path.is_some() || !c.faults.is_empty() {
+    if c.backing.is_some() || c.path.is_some() || c.image.is_some() || !c.faults.is_empty() {
         let mut b = Map::new();
-        b.insert("kind".into(), json!(c.backing.as_deref().unwrap_or("file")));
+        // `--image POOL/IMAGE` alone means an rbd backing.
+        let kind = match (&c.backing, &c.image) {
+            (Some(k), _) => k.as_str(),
+            (None, Some(_)) => "rbd",
+            (None, None) => "file",
+        };
+        b.insert("kind".into(), json!(kind));
         if let Some(p) = &c.path {
             b.insert("path".into(), json!(p));
+        }
+        if let Some(spec) = &c.image {
+            let (pool, image) = spec
+                .split_once('/')
+                .ok_or_else(|| CliError::Usage(format!("--image {spec:?}: expected POOL/IMAGE")))?;
+            b.insert("pool".into(), json!(pool));
+            b.insert("image".into(), json!(image));
         }
         if !c.faults.is_empty() {
             let f: Result<Vec<Value>, CliError> = c

@@ -183,6 +183,21 @@ fn rbd_luns_are_made_served_resized_adopted_and_removed() {
     );
     let mine_id = mine["id"].as_str().unwrap().to_string();
 
+    // The same through vdsctl: `--image POOL/IMAGE`.
+    let o = d.vdsctl(&[
+        "lun", "create", "--size", "4MiB", "--name", "r2", "--image", "rbd/r2",
+    ]);
+    assert!(
+        o.status.success(),
+        "vdsctl lun create --image: {}",
+        text(&o)
+    );
+    assert!(ceph.images().contains(&"r2".to_string()));
+    let o = d.vdsctl(&["lun", "create", "--size", "4MiB", "--image", "no-slash"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let o = d.vdsctl(&["lun", "delete", "r2"]);
+    assert!(o.status.success(), "vdsctl lun delete: {}", text(&o));
+
     // Deleting: vds's own image goes, the adopted one stays.
     for (id, what) in [(&id, "r1"), (&mine_id, "mine")] {
         let (status, v) = d.call("DELETE", &format!("/v1/luns/{id}"), None);
