@@ -101,6 +101,17 @@ pub struct Vdsd {
 impl Vdsd {
     /// Start on an empty `data_dir` and wait for its "ready" line.
     pub fn start(bin: &Path, data_dir: &Path, api: SocketAddr, portal: SocketAddr) -> Result<Vdsd> {
+        Vdsd::start_with(bin, data_dir, api, portal, &[])
+    }
+
+    /// [`Vdsd::start`] with more flags (e.g. `--ceph-conf`).
+    pub fn start_with(
+        bin: &Path,
+        data_dir: &Path,
+        api: SocketAddr,
+        portal: SocketAddr,
+        extra: &[&str],
+    ) -> Result<Vdsd> {
         std::fs::create_dir_all(data_dir)?;
         let log = std::fs::File::create(data_dir.with_extension("log"))?;
         let mut child = Command::new(bin)
@@ -111,6 +122,7 @@ impl Vdsd {
             .arg("--portal")
             .arg(portal.to_string())
             .args(["--log-level", "warn"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .spawn()

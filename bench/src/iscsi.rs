@@ -147,7 +147,7 @@ pub struct Workload {
     pub sessions: usize,
 }
 
-fn wl(
+pub(crate) fn wl(
     name: &str,
     driver: Driver,
     io: u32,
@@ -300,12 +300,12 @@ pub struct Row {
 
 /// One side under test.
 #[derive(Clone)]
-struct Side {
-    name: &'static str,
-    pid: u32,
-    addr: SocketAddr,
-    iqn: String,
-    lun: u64,
+pub(crate) struct Side {
+    pub(crate) name: &'static str,
+    pub(crate) pid: u32,
+    pub(crate) addr: SocketAddr,
+    pub(crate) iqn: String,
+    pub(crate) lun: u64,
 }
 
 pub fn run(opts: IscsiOpts) -> Result<()> {
@@ -759,7 +759,7 @@ fn run_one(side: &Side, w: &Workload, seconds: u64) -> Result<RunResult> {
 /// Drive `w` with the built-in initiator: each session on a thread of its own (as separate
 /// initiators, or iscsi-perf's one process per session, would be), so several sessions are
 /// not capped by one core of the generator.
-fn run_generator(side: &Side, w: &Workload, seconds: u64) -> Result<Stats> {
+pub(crate) fn run_generator(side: &Side, w: &Workload, seconds: u64) -> Result<Stats> {
     let ep = Endpoint {
         addr: side.addr,
         iqn: side.iqn.clone(),

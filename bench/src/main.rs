@@ -12,6 +12,7 @@ mod daemons;
 mod initiator;
 mod iscsi;
 mod procstat;
+mod rbd;
 mod rss;
 mod stats;
 
@@ -41,6 +42,8 @@ enum Cmd {
     Load(iscsi::LoadOpts),
     /// Peak RSS of vdsd serving 64 sessions over 1,000 LUNs (must stay under 256 MiB).
     Rss(rss::RssOpts),
+    /// An RBD LUN through vds against fio's rbd engine on the same image (one-node Ceph).
+    Rbd(rbd::RbdOpts),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         Cmd::ApiScale(o) => api_scale::run(o),
         Cmd::Load(o) => iscsi::run_load(o),
         Cmd::Rss(o) => rss::run(o),
+        Cmd::Rbd(o) => rbd::run(o),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
