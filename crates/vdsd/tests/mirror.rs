@@ -4,7 +4,8 @@
 //! no error, the LUN stays ONLINE with `failed_redundancy`, a rebuild onto the spare starts by
 //! itself (`rebuilding`), completes, and the LUN is `healthy` again, with the MODIFY events in
 //! that order; afterwards every byte reads back as written and the two current plexes are
-//! byte-equal on disk. Slots 96–97.
+//! byte-equal on disk (slot 96); the same failure under a libiscsi write load (qemu-img convert
+//! onto iscsi://) with no error and the data intact (slot 97).
 
 mod common;
 
@@ -204,4 +205,107 @@ fn a_mirror_loses_a_drive_under_load_and_rebuilds_onto_the_hot_spare() {
     assert_eq!(on_b.len(), on_spare.len(), "extent sizes");
     let first_diff = on_b.iter().zip(&on_spare).position(|(x, y)| x != y);
     assert_eq!(first_diff, None, "the plexes on b and on the spare differ");
+}
+
+/// The same failure under a write load from libiscsi (QEMU's iSCSI client: `qemu-img convert`
+/// onto `iscsi://`, with fsync at the end): a drive of the mirror starts failing while the
+/// copy runs; qemu-img reports no error, the LUN is `failed_redundancy`, and what is read
+/// back through libiscsi is exactly the source.
+#[test]
+fn a_mirror_loses_a_drive_under_a_libiscsi_write_load() {
+    let d = Daemon::start(
+        97,
+        Opts {
+            fault_injection: true,
+            ..Default::default()
+        },
+    );
+    let sub = d.subsystem();
+    let target = d.target();
+    let root = tempfile::tempdir().unwrap();
+    let dirs: Vec<PathBuf> = ["la", "lb"]
+        .iter()
+        .map(|n| {
+            let p = root.path().join(n);
+            std::fs::create_dir(&p).unwrap();
+            p
+        })
+        .collect();
+    let a = add_drive(&d, &sub, &dirs[0], "libiscsi-a");
+    let b = add_drive(&d, &sub, &dirs[1], "libiscsi-b");
+    const LEN: u64 = 256 << 20;
+    let lun = d.ok(
+        "POST",
+        &format!("/v1/subsystems/{sub}/luns?wait=true"),
+        json!({"size_bytes": LEN, "type": "mirror", "drives": [a, b], "plexes": 2,
+               "targets": [target]}),
+        201,
+    );
+    let id = lun["id"].as_str().unwrap().to_string();
+    let number = lun["lun_numbers"][&target].as_u64().unwrap();
+    let src = root.path().join("src.img");
+    let data: Vec<u8> = (0..LEN as usize)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).rotate_left(7) as u8)
+        .collect();
+    std::fs::write(&src, &data).unwrap();
+    let url = format!("iscsi://{}/{}/{number}", d.portals[0], TARGET);
+    // qemu-img writes in the background while drive a starts failing.
+    let mut copy = std::process::Command::new("qemu-img")
+        .args([
+            "convert", "-n", "-p", "-t", "none", "-W", "-f", "raw", "-O", "raw",
+        ])
+        .arg(&src)
+        .arg(&url)
+        .env(
+            "LIBISCSI_INITIATOR_NAME",
+            "iqn.2026-12.test:mirror-libiscsi",
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("qemu-img (apt-get install qemu-utils qemu-block-extra)");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    d.ok(
+        "PUT",
+        &format!("/v1/drives/{a}/faults"),
+        json!({"filters": [{"error": {"ops": ["read", "write", "flush"], "after": 0}}]}),
+        200,
+    );
+    assert!(
+        copy.try_wait().unwrap().is_none(),
+        "qemu-img finished before the drive failed: the load did not cover the failure"
+    );
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = copy.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t0.elapsed().as_secs() < 120, "qemu-img did not finish");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(copy.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "qemu-img convert saw an error: {err}");
+    assert_eq!(health(&d, &id), "failed_redundancy");
+    assert_eq!(d.lun(&id)["status"], "online");
+    // Read back through libiscsi too.
+    let back = root.path().join("back.img");
+    let o = run_limited(
+        Path::new("qemu-img"),
+        &[
+            "convert".into(),
+            "-f".into(),
+            "raw".into(),
+            "-O".into(),
+            "raw".into(),
+            url.clone(),
+            back.display().to_string(),
+        ],
+        std::time::Duration::from_secs(120),
+    );
+    assert!(o.status.success(), "qemu-img read back: {}", text(&o));
+    assert!(
+        std::fs::read(&back).unwrap() == data,
+        "the LUN holds exactly the source"
+    );
 }
