@@ -192,14 +192,6 @@ fn check_extents(
         ));
     }
     check_plexes(lun)?;
-    // The write-intent bitmap is made for one size (RaidStore::relayout refuses another).
-    if st.luns[&r.id].hints.fast_crash_recovery_required {
-        return Err(VdsError::not_supported(format!(
-            "LUN {} keeps a write-intent bitmap (the fast_crash_recovery_required hint), which \
-             is made for its size; clear the hint, resize, then set it again",
-            r.id
-        )));
-    }
     let delta = round_up(bytes.min(MAX_LUN_SIZE + 1));
     if r.extend {
         let g = crate::extents::plan_extend(st, &inner.config.data_dir, lun, delta, drives)?;
@@ -361,16 +353,21 @@ fn extents_work(inner: &Arc<Inner>, job: &JobHandle, r: Resize, slots: Slots) ->
         ..
     } = r;
     let extents = extents.expect("an extent resize");
-    let (drives, raid) = {
+    let (drives, raid, bitmap) = {
         let st = inner.state.lock();
         let e = st.lun(id)?;
+        // A write-intent bitmap is made for one size (RaidStore::relayout refuses another):
+        // it is detached around the relayout, with the I/O drained and every plex flushed
+        // (so no region is dirty), and one for the new size attached. A crash in between
+        // finds a bitmap for another size: the whole LUN is compared at the next start.
+        let bitmap = crate::recovery::wants_bitmap(&e.hints, e.raid.as_deref());
         let raid = e.raid.clone().ok_or_else(|| {
             VdsError::new(
                 Hresult::VDS_E_OBJECT_STATUS_FAILED,
                 format!("LUN {id} has no composite store open"),
             )
         })?;
-        (st.drives.clone(), raid)
+        (st.drives.clone(), raid, bitmap)
     };
     let mut new = lun.clone();
     let (made, dropped) = match &extents {
@@ -421,9 +418,27 @@ fn extents_work(inner: &Arc<Inner>, job: &JobHandle, r: Resize, slots: Slots) ->
         let (_g, _, r) = inner.commit_prepared(
             g,
             slots,
-            || raid.relayout(new_layout),
+            || {
+                if bitmap {
+                    inner.detach_bitmap(&raid)?;
+                }
+                let r = raid.relayout(new_layout);
+                if bitmap {
+                    // For the new size, or (the relayout failed) the old one again.
+                    inner.attach_bitmap(id, &raid)?;
+                }
+                r
+            },
             |_, _| {
+                if bitmap {
+                    let _ = inner.detach_bitmap(&raid);
+                }
                 let _ = raid.relayout(old_layout);
+                if bitmap {
+                    if let Err(err) = inner.attach_bitmap(id, &raid) {
+                        tracing::error!(lun = %id, error = %err, "cannot make the write-intent bitmap again; the LUN runs without one");
+                    }
+                }
                 Change::new().apply(|st| set_transition(st, id, TransitionState::Stable))
             },
             |st, io| {

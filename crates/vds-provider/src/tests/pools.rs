@@ -576,7 +576,7 @@ fn automagic_types_resolve_from_the_drives_and_the_stripe_size() {
 }
 
 #[test]
-fn a_lun_with_a_write_intent_bitmap_or_a_failed_plex_is_not_resized() {
+fn a_mirror_with_a_write_intent_bitmap_is_resized_with_a_bitmap_for_its_new_size() {
     let f = Fixture::new(41206, false);
     let root = tempfile::tempdir().unwrap();
     let a = block_drive(&f, root.path(), "a.img", 9 << 20);
@@ -590,13 +590,26 @@ fn a_lun_with_a_write_intent_bitmap_or_a_failed_plex_is_not_resized() {
             ..Default::default()
         });
     });
-    let e = f.err(Command::ExtendLun {
+    // The LUN size the bitmap file was made for (header bytes 20..28, docs/PERSISTENT_FORMAT.md).
+    let bitmap_size = || {
+        let path = crate::recovery::bitmap_path(&f.p.inner.config.data_dir, lun.id);
+        let b = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        u64::from_le_bytes(b[20..28].try_into().unwrap())
+    };
+    assert_eq!(bitmap_size(), 1 << 20);
+    let j = f.job(Command::ExtendLun {
         id: lun.id,
         bytes: 1 << 20,
     });
-    assert_eq!(e.hresult, Hresult::VDS_E_NOT_SUPPORTED, "{e}");
-    assert!(e.message.contains("write-intent"), "{e}");
-    assert_eq!(f.lun(lun.id).size_bytes, 1 << 20, "nothing changed");
+    assert_eq!(j.state, vds_model::JobState::Succeeded, "{j:?}");
+    assert_eq!(f.lun(lun.id).size_bytes, 2 << 20);
+    assert_eq!(bitmap_size(), 2 << 20, "the bitmap follows the size");
+    let j = f.job(Command::ShrinkLun {
+        id: lun.id,
+        bytes: 1 << 20,
+    });
+    assert_eq!(j.state, vds_model::JobState::Succeeded, "{j:?}");
+    assert_eq!(bitmap_size(), 1 << 20);
     assert!(f.p.inner.state.lock().pending_extents.is_empty());
 }
 
