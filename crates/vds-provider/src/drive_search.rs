@@ -12,6 +12,7 @@
 use std::collections::HashSet;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use vds_backstore::label::{self, Found, Medium};
 use vds_model::{Drive, DriveKind};
@@ -21,6 +22,10 @@ use vds_store::LunRecord;
 
 /// What the kernel lists every block device in (a directory per device and partition).
 const SYS_CLASS_BLOCK: &str = "/sys/class/block";
+
+/// How long one candidate's label may take to read: a dying disk that hangs a read is
+/// skipped, not waited for (its reading thread is left to end on its own).
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a search found.
 #[derive(Debug, PartialEq, Eq)]
@@ -93,7 +98,11 @@ fn candidates(dirs: &[PathBuf]) -> Vec<(PathBuf, Identity)> {
             let Ok(rd) = std::fs::read_dir(SYS_CLASS_BLOCK) else {
                 continue;
             };
-            names.extend(rd.flatten().map(|e| dir.join(e.file_name())));
+            // `cciss!c0d0` is `/dev/cciss/c0d0`: the kernel writes `/` in a name as `!`.
+            names.extend(
+                rd.flatten()
+                    .map(|e| dir.join(e.file_name().to_string_lossy().replace('!', "/"))),
+            );
         } else if let Ok(rd) = std::fs::read_dir(dir) {
             names.extend(rd.flatten().map(|e| e.path()));
         }
@@ -110,6 +119,23 @@ fn candidates(dirs: &[PathBuf]) -> Vec<(PathBuf, Identity)> {
         .collect()
 }
 
+/// [`label::read_candidate`] on a thread of its own, given up after [`READ_TIMEOUT`].
+fn read_bounded(p: &Path) -> std::io::Result<Option<label::Label>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = p.to_path_buf();
+    std::thread::Builder::new()
+        .name("vds-drive-search".into())
+        .spawn(move || {
+            let _ = tx.send(label::read_candidate(&path));
+        })?;
+    rx.recv_timeout(READ_TIMEOUT).unwrap_or_else(|_| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {} s", READ_TIMEOUT.as_secs()),
+        ))
+    })
+}
+
 /// Looks for the node carrying drive `d`'s label among the candidates of `dirs`, leaving out
 /// what `taken` holds.
 pub(crate) fn search(dirs: &[PathBuf], d: &Drive, taken: &Taken) -> Search {
@@ -119,7 +145,7 @@ pub(crate) fn search(dirs: &[PathBuf], d: &Drive, taken: &Taken) -> Search {
         if taken.ids.contains(&id) {
             continue;
         }
-        match label::read_candidate(&p) {
+        match read_bounded(&p) {
             Ok(Some(l)) if l == want => found.push(p),
             Ok(_) => {}
             Err(e) => tracing::debug!(path = %p.display(), error = %e, "drive candidate skipped"),
