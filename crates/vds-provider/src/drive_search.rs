@@ -73,7 +73,9 @@ impl Taken {
         Taken { ids }
     }
 
-    /// Every other drive's path and every LUN's backing path, for drive `me`.
+    /// For drive `me`: every other block drive's node that carries that drive's label, and
+    /// every LUN's backing path. A node whose label is not its recorded drive's is free: two
+    /// nodes swapped between boots hold each other's drives.
     pub(crate) fn for_drive<'a>(
         me: &Drive,
         drives: impl IntoIterator<Item = &'a Drive>,
@@ -81,7 +83,7 @@ impl Taken {
     ) -> Taken {
         let drives = drives
             .into_iter()
-            .filter(|d| d.id != me.id)
+            .filter(|d| d.id != me.id && d.kind == DriveKind::Block && label_in_place(d))
             .map(|d| d.path.as_str());
         let luns = luns
             .into_iter()

@@ -243,3 +243,41 @@ fn another_subsystems_label_or_a_luns_storage_is_not_taken() {
     assert_eq!(drive(&f, d.id).path, resolved(devs.path().join("sde")));
     assert_eq!(drive(&f, d.id).status, DriveStatus::Online);
 }
+
+/// Two nodes swapped between boots (sdb is sdc and sdc is sdb): each drive is found at the
+/// other's old node, its LUN's data with it.
+#[test]
+fn two_swapped_block_drives_are_each_found_at_the_others_node() {
+    let (mut f, devs) = fixture(41265);
+    let a = block_drive(&f, devs.path(), "sdb");
+    let b = block_drive(&f, devs.path(), "sdc");
+    let (lun, data) = lun_with_data(&f, b.id);
+    let (sdb, sdc, tmp) = (
+        devs.path().join("sdb"),
+        devs.path().join("sdc"),
+        devs.path().join("tmp"),
+    );
+    std::fs::rename(&sdb, &tmp).unwrap();
+    std::fs::rename(&sdc, &sdb).unwrap();
+    std::fs::rename(&tmp, &sdc).unwrap();
+    f.restart();
+    assert_eq!(drive(&f, a.id).path, resolved(sdc.clone()));
+    assert_eq!(drive(&f, b.id).path, resolved(sdb.clone()));
+    for id in [a.id, b.id] {
+        assert_eq!(drive(&f, id).status, DriveStatus::Online);
+    }
+    let l = f.lun(lun);
+    assert_eq!((l.status, l.health), (LunStatus::Online, Health::Healthy));
+    assert_eq!(data_of(&f, lun), data);
+    // And back again, found by Reenumerate this time.
+    std::fs::rename(&sdb, &tmp).unwrap();
+    std::fs::rename(&sdc, &sdb).unwrap();
+    std::fs::rename(&tmp, &sdc).unwrap();
+    f.ok(Command::Reenumerate);
+    assert_eq!(drive(&f, a.id).path, resolved(sdb));
+    assert_eq!(drive(&f, b.id).path, resolved(sdc));
+    for id in [a.id, b.id] {
+        assert_eq!(drive(&f, id).status, DriveStatus::Online);
+    }
+    assert_eq!(data_of(&f, lun), data);
+}
