@@ -192,6 +192,31 @@ pub fn read(path: &Path, medium: Medium) -> io::Result<Found> {
     }
 }
 
+/// The label of a candidate for a `block` drive that moved to another node, if it carries one
+/// whole: opened read-only, never `O_EXCL` (looking must not claim anything), never through a
+/// link, non-blocking (a drive with no medium answers at once), and at most the label area
+/// read. Anything but a regular file or block device of more than the label area is `None`.
+pub fn read_candidate(path: &Path) -> io::Result<Option<Label>> {
+    use std::io::Seek;
+    let mut f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    let ft = f.metadata()?.file_type();
+    if !ft.is_block_device() && !ft.is_file() {
+        return Ok(None);
+    }
+    if f.seek(io::SeekFrom::End(0))? <= LABEL_AREA {
+        return Ok(None);
+    }
+    let mut b = vec![0u8; usize::try_from(LABEL_AREA).unwrap_or(usize::MAX)];
+    f.read_exact_at(&mut b, 0)?;
+    Ok(match Label::decode(&b) {
+        Some(l) if b[LABEL_LEN..].iter().all(|&x| x == 0) => Some(l),
+        _ => None,
+    })
+}
+
 /// Writes `label` as the drive at `path`, durably. Refused when what is there is neither blank
 /// nor already this drive's label, unless `force`. A `block` drive's whole label area is
 /// written (the label, then zeros).
@@ -316,6 +341,32 @@ mod tests {
             write(&file, Medium::Dir, &label(1), false),
             Err(Refused::WrongNode(_))
         ));
+    }
+
+    #[test]
+    fn a_candidate_is_read_without_claiming_it_and_only_a_whole_label_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("disk");
+        File::create(&p).unwrap().set_len(2 * LABEL_AREA).unwrap();
+        assert_eq!(read_candidate(&p).unwrap(), None);
+        write(&p, Medium::Block, &label(4), false).unwrap();
+        assert_eq!(read_candidate(&p).unwrap(), Some(label(4)));
+        // Something after the label in the label area: not a vds label.
+        File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .write_all_at(b"x", 4096)
+            .unwrap();
+        assert_eq!(read_candidate(&p).unwrap(), None);
+        // Too small to be a drive, a directory, a link: never a candidate.
+        let small = dir.path().join("small");
+        std::fs::write(&small, label(4).encode()).unwrap();
+        assert_eq!(read_candidate(&small).unwrap(), None);
+        assert_eq!(read_candidate(dir.path()).unwrap(), None);
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&p, &link).unwrap();
+        assert!(read_candidate(&link).is_err());
     }
 
     #[test]

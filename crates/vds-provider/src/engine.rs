@@ -932,8 +932,24 @@ pub(crate) fn open(
         if st.store.is_empty().map_err(store_err)? {
             inner.create_default(st)?;
         }
-        let snap = st.store.load().map_err(store_err)?;
+        let mut snap = st.store.load().map_err(store_err)?;
+        // Before any LUN opens: a block drive under a new node is opened there, never
+        // whatever now sits at its old node (BEHAVIOUR.md §15).
+        let moved = crate::drive_search::relocate_at_start(
+            &inner.config.drive_search_dirs,
+            &mut snap.drives,
+            &snap.luns,
+        );
         inner.install(st, snap, false)?;
+        for d in moved {
+            let id = d.id;
+            let change = Change::new().store(move |tx| tx.put_drive(&d)).event(
+                ObjectKind::Drive,
+                EventKind::Modify,
+                id,
+            );
+            inner.commit(st, change, None)?;
+        }
         remove_leftover_lun_files(&inner.config.data_dir, st);
         crate::extents::remove_leftover_files(st);
         inner.resume_rebuilds(st);

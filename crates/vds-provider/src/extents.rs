@@ -939,6 +939,14 @@ impl DriveIo {
         Ok(())
     }
 
+    /// Drops a block drive's open store (it closes with its last extent), so the next extent
+    /// opens the drive's node again: the drive was found under a new one.
+    pub(crate) fn close_block(&self, id: Uuid) {
+        if let Some(e) = self.drives.lock().get_mut(&id) {
+            e.block = None;
+        }
+    }
+
     /// Forgets a removed drive (its block store closes with its last extent).
     pub(crate) fn forget(&self, id: Uuid) {
         self.drives.lock().remove(&id);

@@ -16,6 +16,7 @@ mod alua;
 mod backing;
 pub mod command;
 mod commit;
+mod drive_search;
 mod engine;
 pub mod events;
 mod extents;
@@ -67,6 +68,10 @@ pub struct ProviderConfig {
     pub default_target_iqn: String,
     /// Time source for events.
     pub clock: Arc<dyn Clock>,
+    /// Where a `block` drive whose label left its recorded path is looked for (BEHAVIOUR.md
+    /// §15): `/dev` means every block device in `/sys/class/block`; another directory the
+    /// block devices and regular files in it. Empty: never looked for.
+    pub drive_search_dirs: Vec<PathBuf>,
 }
 
 impl ProviderConfig {
@@ -83,6 +88,7 @@ impl ProviderConfig {
             default_lun_size: 1 << 30,
             default_target_iqn: "iqn.2026-11.local.vds:default".to_string(),
             clock: Arc::new(SystemClock),
+            drive_search_dirs: vec![PathBuf::from("/dev")],
         }
     }
 }
@@ -97,6 +103,7 @@ impl std::fmt::Debug for ProviderConfig {
             .field("portal_status_settable", &self.portal_status_settable)
             .field("default_lun_size", &self.default_lun_size)
             .field("default_target_iqn", &self.default_target_iqn)
+            .field("drive_search_dirs", &self.drive_search_dirs)
             .finish()
     }
 }

@@ -3,7 +3,7 @@
 //! the line number and the key, never the value or the line: the line may hold a secret
 //! (`api_token`), and errors go to logs.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The configured API token; its `Debug` never shows it (a config printed in a log or a panic
@@ -52,6 +52,9 @@ pub struct DaemonConfig {
     pub api_body_limit: usize,
     pub api_rate_limit: u32,
     pub api_rate_burst: u32,
+    /// Where a block drive under a new device node is looked for (`None`: the provider's
+    /// default, `/dev`; empty: never looked for). BEHAVIOUR.md §15.
+    pub drive_search_dirs: Option<Vec<PathBuf>>,
 }
 
 impl Default for DaemonConfig {
@@ -76,6 +79,7 @@ impl Default for DaemonConfig {
             api_body_limit: vds_api::ApiLimits::default().body_limit,
             api_rate_limit: vds_api::ApiLimits::default().rate_per_sec,
             api_rate_burst: vds_api::ApiLimits::default().burst,
+            drive_search_dirs: None,
         }
     }
 }
@@ -120,6 +124,22 @@ fn parse_hosts(n: usize, v: &str) -> Result<Vec<String>, String> {
         ));
     }
     Ok(names)
+}
+
+/// `drive_search_dirs = /dev, /srv/disks` (absolute directories, at most 16), or `none`.
+fn parse_search_dirs(n: usize, v: &str) -> Result<Vec<PathBuf>, String> {
+    if v.eq_ignore_ascii_case("none") {
+        return Ok(Vec::new());
+    }
+    let dirs: Vec<PathBuf> = v.split(',').map(|d| PathBuf::from(d.trim())).collect();
+    let valid = |d: &PathBuf| d.is_absolute() && d.as_os_str().len() <= 4096;
+    if dirs.len() > 16 || !dirs.iter().all(valid) {
+        return Err(format!(
+            "line {n}: drive_search_dirs must be `none` or a comma-separated list of at most 16 \
+             absolute directories"
+        ));
+    }
+    Ok(dirs)
 }
 
 fn parse_bool(v: &str) -> Option<bool> {
@@ -206,6 +226,7 @@ impl DaemonConfig {
                 "api_body_limit_bytes" => c.api_body_limit = parse_in(n, k, v, 1024..=1 << 30)?,
                 "api_rate_limit_per_sec" => c.api_rate_limit = parse_in(n, k, v, 0..=1_000_000)?,
                 "api_rate_burst" => c.api_rate_burst = parse_in(n, k, v, 1..=1_000_000)?,
+                "drive_search_dirs" => c.drive_search_dirs = Some(parse_search_dirs(n, v)?),
                 other => return Err(format!("line {n}: unknown key {:?}", shorten(other))),
             }
         }
@@ -303,6 +324,27 @@ mod tests {
         .unwrap();
         assert_eq!(c.logout_timeout, Duration::from_secs(5));
         assert!(!c.portal_status_settable);
+    }
+
+    #[test]
+    fn drive_search_dirs_are_absolute_directories_or_none() {
+        assert_eq!(DaemonConfig::default().drive_search_dirs, None);
+        let c = DaemonConfig::parse("drive_search_dirs = /dev, /srv/disks\n").unwrap();
+        assert_eq!(
+            c.drive_search_dirs,
+            Some(vec![PathBuf::from("/dev"), PathBuf::from("/srv/disks")])
+        );
+        let c = DaemonConfig::parse("drive_search_dirs = none").unwrap();
+        assert_eq!(c.drive_search_dirs, Some(vec![]));
+        for bad in ["", "dev", "/dev,", "/dev, relative"] {
+            let e = DaemonConfig::parse(&format!("\ndrive_search_dirs = {bad}")).unwrap_err();
+            assert!(
+                e.contains("line 2") && e.contains("drive_search_dirs"),
+                "{bad:?}: {e}"
+            );
+        }
+        let many = vec!["/d"; 17].join(",");
+        assert!(DaemonConfig::parse(&format!("drive_search_dirs = {many}")).is_err());
     }
 
     #[test]

@@ -77,6 +77,9 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
     pcfg.fault_injection = args.enable_fault_injection;
     pcfg.logout_timeout = daemon_cfg.logout_timeout;
     pcfg.portal_status_settable = daemon_cfg.portal_status_settable;
+    if let Some(dirs) = &daemon_cfg.drive_search_dirs {
+        pcfg.drive_search_dirs = dirs.clone();
+    }
     let provider = Arc::new(
         Provider::open(pcfg, Arc::new(datapath.clone()))
             .map_err(|e| anyhow::anyhow!("cannot open the provider: {e}"))?,

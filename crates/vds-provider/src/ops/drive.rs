@@ -31,7 +31,7 @@ fn medium(kind: DriveKind) -> Medium {
     }
 }
 
-fn label_of(d: &Drive) -> Label {
+pub(crate) fn label_of(d: &Drive) -> Label {
     Label {
         drive: *d.id.as_bytes(),
         subsystem: *d.subsystem.as_bytes(),
@@ -189,9 +189,21 @@ fn rediscover(d: &Drive, data_dir: &Path) -> Option<u64> {
 }
 
 impl Provider {
+    /// Where block drive `d` is now when its label left its recorded node: the one candidate
+    /// of the search dirs carrying it that no other drive or LUN uses (BEHAVIOUR.md §15).
+    fn locate_drive(&self, st: &State, d: &Drive) -> Option<PathBuf> {
+        let taken = crate::drive_search::Taken::for_drive(
+            d,
+            st.drives.values(),
+            st.luns.values().map(|e| &e.rec),
+        );
+        crate::drive_search::locate(&self.inner.config.drive_search_dirs, d, &taken)
+    }
+
     /// Reenumerate's drive half (BEHAVIOUR.md §15): every drive's label is read again. One
     /// whose label is gone DEPARTs (FAILED, health failed); a FAILED one whose label is back
-    /// ARRIVEs (ONLINE, healthy); a size that changed is a MODIFY. One commit per drive. Run
+    /// ARRIVEs (ONLINE, healthy); a size that changed is a MODIFY; a block drive found under a new
+    /// node gets that path (a MODIFY) and stays ONLINE or ARRIVEs. One commit per drive. Run
     /// by Reenumerate and once at start.
     pub(crate) fn rediscover_drives(&self, st: &mut State) -> Result<(), VdsError> {
         let inner = &self.inner;
@@ -204,32 +216,58 @@ impl Provider {
         for (_, _, id) in ids {
             let old = st.drives[&id].clone();
             let mut d = old.clone();
-            let event = match (rediscover(&old, &inner.config.data_dir), old.status) {
+            let mut found = rediscover(&old, &inner.config.data_dir);
+            // A block drive's label gone from its node: it may be under another one now.
+            let mut moved = false;
+            if found.is_none() {
+                if let Some(p) = self.locate_drive(st, &old) {
+                    crate::drive_search::move_to(&mut d, &p);
+                    found = rediscover(&d, &inner.config.data_dir);
+                    moved = found.is_some();
+                    if !moved {
+                        d = old.clone();
+                    }
+                }
+            }
+            let mut events = Vec::new();
+            if moved {
+                events.push(EventKind::Modify);
+                if old.status == DriveStatus::Failed {
+                    // What was opened at the old node is not this drive any more.
+                    inner.drive_io.close_block(id);
+                }
+            }
+            match (found, old.status) {
                 (None, DriveStatus::Failed) => continue,
                 (None, _) => {
                     d.status = DriveStatus::Failed;
                     d.health = Health::Failed;
-                    EventKind::Depart
+                    events.push(EventKind::Depart);
                 }
                 (Some(size), DriveStatus::Failed) => {
                     d.status = DriveStatus::Online;
                     d.health = Health::Healthy;
                     d.size_bytes = size;
-                    EventKind::Arrive
+                    events.push(EventKind::Arrive);
                 }
                 (Some(size), _) if size != old.size_bytes => {
                     d.size_bytes = size;
-                    EventKind::Modify
+                    if !moved {
+                        events.push(EventKind::Modify);
+                    }
                 }
+                (Some(_), _) if moved => {}
                 (Some(_), _) => continue,
-            };
+            }
             let row = d.clone();
             let change = Change::new()
                 .store(move |tx| tx.put_drive(&row))
                 .apply(move |st| {
                     st.drives.insert(id, d);
-                })
-                .event(ObjectKind::Drive, event, id);
+                });
+            let change = events
+                .into_iter()
+                .fold(change, |c, e| c.event(ObjectKind::Drive, e, id));
             inner.commit(st, change, None)?;
         }
         Ok(())

@@ -5,6 +5,7 @@
 mod alua;
 mod aptpl;
 mod commit;
+mod drive_search;
 mod drives;
 mod extents;
 mod hints;
@@ -88,6 +89,8 @@ pub(crate) struct Fixture {
     pub p: Provider,
     pub port: u16,
     pub fault_injection: bool,
+    /// `ProviderConfig::drive_search_dirs` of the next `restart`.
+    pub drive_search_dirs: Vec<std::path::PathBuf>,
 }
 
 pub(crate) fn config(dir: &std::path::Path, port: u16, fault_injection: bool) -> ProviderConfig {
@@ -109,6 +112,7 @@ impl Fixture {
             p,
             port,
             fault_injection,
+            drive_search_dirs: ProviderConfig::new("").drive_search_dirs,
         }
     }
 
@@ -118,11 +122,9 @@ impl Fixture {
         // Free the listeners the way process death would.
         self.plane.listeners.lock().clear();
         let plane = Arc::new(TestPlane::default());
-        let p = Provider::open(
-            config(self.dir.path(), self.port, self.fault_injection),
-            plane.clone(),
-        )
-        .unwrap();
+        let mut c = config(self.dir.path(), self.port, self.fault_injection);
+        c.drive_search_dirs = self.drive_search_dirs.clone();
+        let p = Provider::open(c, plane.clone()).unwrap();
         self.p = p;
         self.plane = plane;
     }
