@@ -34,6 +34,7 @@ mod memory;
 mod nowait;
 mod null;
 pub mod powercut;
+pub mod rados;
 pub mod raid;
 pub mod rbd;
 mod sys;

@@ -23,7 +23,7 @@ use vds_rbd_sys::{ceph, rados_ioctx_t, rados_t, rbd_image_t, Ceph};
 use crate::{check_range, would_block, BackingStore};
 
 /// A negative errno from librbd/librados as an `io::Error` naming the call.
-fn check(r: i64, what: &str) -> io::Result<i64> {
+pub(crate) fn check(r: i64, what: &str) -> io::Result<i64> {
     if r < 0 {
         let e = io::Error::from_raw_os_error(i32::try_from(-r).unwrap_or(libc::EIO));
         Err(io::Error::new(e.kind(), format!("{what}: {e}")))
@@ -32,7 +32,7 @@ fn check(r: i64, what: &str) -> io::Result<i64> {
     }
 }
 
-fn cstr(s: &str, what: &str) -> io::Result<CString> {
+pub(crate) fn cstr(s: &str, what: &str) -> io::Result<CString> {
     CString::new(s).map_err(|_| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -70,8 +70,8 @@ pub fn cluster() -> io::Result<Arc<Cluster>> {
 
 /// One connection to a Ceph cluster (a RADOS client), shared by the images opened through it.
 pub struct Cluster {
-    api: &'static Ceph,
-    handle: rados_t,
+    pub(crate) api: &'static Ceph,
+    pub(crate) handle: rados_t,
 }
 
 // SAFETY: a connected `rados_t` may be used from any thread at once (librados is thread-safe);
@@ -116,7 +116,7 @@ impl Cluster {
         check(r.into(), &format!("setting {option}")).map(|_| ())
     }
 
-    fn ioctx(&self, pool: &str) -> io::Result<IoCtx> {
+    pub(crate) fn ioctx(&self, pool: &str) -> io::Result<IoCtx> {
         let p = cstr(pool, "pool")?;
         let mut io: rados_ioctx_t = ptr::null_mut();
         // SAFETY: a connected handle, a NUL-terminated pool name, a valid out-pointer.
@@ -198,10 +198,16 @@ impl Drop for Cluster {
 }
 
 /// An open pool (a RADOS I/O context), destroyed on drop.
-struct IoCtx {
+pub(crate) struct IoCtx {
     api: &'static Ceph,
-    io: rados_ioctx_t,
+    pub(crate) io: rados_ioctx_t,
 }
+
+// SAFETY: a RADOS I/O context may be used from several threads at once (librados serialises
+// what it must); it is destroyed only in Drop.
+unsafe impl Send for IoCtx {}
+// SAFETY: as for Send.
+unsafe impl Sync for IoCtx {}
 
 impl Drop for IoCtx {
     fn drop(&mut self) {
@@ -420,6 +426,91 @@ mod tests {
                 .arg(&self.dir)
                 .status();
         }
+    }
+
+    /// The config object: create once, compare-and-set (a stale writer loses and changes
+    /// nothing), pagination past one page, notify reaching another client's watch, and no
+    /// update lost between two clients racing (each retries from what it re-read).
+    #[test]
+    fn a_config_object_changes_only_by_compare_and_set_and_notifies_its_watchers() {
+        use crate::rados::ConfigObject;
+        let tc = TestCluster::start(46794);
+        let c1 = Cluster::connect(&tc.conf(), "client.admin").unwrap();
+        let c2 = Cluster::connect(&tc.conf(), "client.admin").unwrap();
+        let o1 = ConfigObject::open(&c1, "rbd", "vds.test.config").unwrap();
+        let o2 = ConfigObject::open(&c2, "rbd", "vds.test.config").unwrap();
+        assert!(o1.create().unwrap());
+        assert!(!o2.create().unwrap(), "a second create changes nothing");
+        let s = o2.read().unwrap();
+        assert_eq!((s.version, s.keys.len()), (0, 0));
+
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let tx = std::sync::Mutex::new(tx);
+        let watch = o2
+            .watch(move |p| {
+                let _ = tx.lock().unwrap().send(p.to_vec());
+            })
+            .unwrap();
+
+        let kv = |k: &str, v: &str| (k.to_string(), v.as_bytes().to_vec());
+        assert_eq!(o1.update(0, &[kv("lun/a", "x")], &[]).unwrap(), Ok(1));
+        // A writer still at version 0 loses and changes nothing.
+        assert_eq!(o2.update(0, &[kv("lun/b", "y")], &[]).unwrap(), Err(1));
+        let s = o2.read().unwrap();
+        assert_eq!(s.version, 1);
+        assert_eq!(s.keys.keys().collect::<Vec<_>>(), ["lun/a"]);
+        assert_eq!(
+            o2.update(1, &[kv("lun/b", "y")], &["lun/a".to_string()])
+                .unwrap(),
+            Ok(2)
+        );
+        assert_eq!(
+            o1.read().unwrap().keys.keys().collect::<Vec<_>>(),
+            ["lun/b"]
+        );
+        assert!(
+            o1.update(2, &[kv("version", "9")], &[]).is_err(),
+            "the version is not a key to set"
+        );
+
+        // Notify reaches the other client's watch, acknowledged.
+        o1.notify(b"v2", 5000).unwrap();
+        let got = rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
+        assert_eq!(got, b"v2");
+
+        // More keys than one page.
+        let many: Vec<(String, Vec<u8>)> =
+            (0..1500).map(|i| kv(&format!("k/{i:05}"), "v")).collect();
+        assert_eq!(o1.update(2, &many, &[]).unwrap(), Ok(3));
+        assert_eq!(o2.read().unwrap().keys.len(), 1501);
+
+        // Two clients incrementing a counter 25 times each: every increment lands once.
+        let bump = |o: &ConfigObject| {
+            for _ in 0..25 {
+                loop {
+                    let s = o.read().unwrap();
+                    let n: u64 = std::str::from_utf8(&s.keys["counter"])
+                        .map(|x| x.parse().unwrap())
+                        .unwrap_or(0);
+                    if o.update(s.version, &[kv("counter", &(n + 1).to_string())], &[])
+                        .unwrap()
+                        .is_ok()
+                    {
+                        break;
+                    }
+                }
+            }
+        };
+        assert_eq!(o1.update(3, &[kv("counter", "0")], &[]).unwrap(), Ok(4));
+        std::thread::scope(|sc| {
+            sc.spawn(|| bump(&o1));
+            sc.spawn(|| bump(&o2));
+        });
+        let s = o1.read().unwrap();
+        assert_eq!(s.keys["counter"], b"50");
+        assert_eq!(s.version, 54);
+        drop(watch);
+        drop(o2);
     }
 
     #[test]

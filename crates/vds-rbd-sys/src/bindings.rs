@@ -69,6 +69,7 @@ pub const RBD_SNAP_REMOVE_FORCE: u32 = 3;
 pub const RBD_MIRROR_PEER_ATTRIBUTE_NAME_MON_HOST: &[u8; 9] = b"mon_host\0";
 pub const RBD_MIRROR_PEER_ATTRIBUTE_NAME_KEY: &[u8; 4] = b"key\0";
 pub type __time_t = ::std::os::raw::c_long;
+pub type __syscall_slong_t = ::std::os::raw::c_long;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct iovec {
@@ -76,6 +77,12 @@ pub struct iovec {
     pub iov_len: usize,
 }
 pub type time_t = __time_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct timespec {
+    pub tv_sec: __time_t,
+    pub tv_nsec: __syscall_slong_t,
+}
 pub const LIBRADOS_OP_FLAG_EXCL: _bindgen_ty_10 = 1;
 pub const LIBRADOS_OP_FLAG_FAILOK: _bindgen_ty_10 = 2;
 pub const LIBRADOS_OP_FLAG_FADVISE_RANDOM: _bindgen_ty_10 = 4;
@@ -118,6 +125,22 @@ pub const LIBRADOS_ALLOC_HINT_FLAG_INCOMPRESSIBLE: _bindgen_ty_13 = 512;
 pub type _bindgen_ty_13 = ::std::os::raw::c_uint;
 pub type rados_t = *mut ::std::os::raw::c_void;
 pub type rados_ioctx_t = *mut ::std::os::raw::c_void;
+pub type rados_omap_iter_t = *mut ::std::os::raw::c_void;
+pub type rados_write_op_t = *mut ::std::os::raw::c_void;
+pub type rados_read_op_t = *mut ::std::os::raw::c_void;
+pub type rados_watchcb2_t = ::std::option::Option<
+    unsafe extern "C" fn(
+        arg: *mut ::std::os::raw::c_void,
+        notify_id: u64,
+        handle: u64,
+        notifier_id: u64,
+        data: *mut ::std::os::raw::c_void,
+        data_len: usize,
+    ),
+>;
+pub type rados_watcherrcb_t = ::std::option::Option<
+    unsafe extern "C" fn(pre: *mut ::std::os::raw::c_void, cookie: u64, err: ::std::os::raw::c_int),
+>;
 pub type rbd_image_t = *mut ::std::os::raw::c_void;
 pub type rbd_image_options_t = *mut ::std::os::raw::c_void;
 pub type rbd_completion_t = *mut ::std::os::raw::c_void;
@@ -302,6 +325,174 @@ pub struct Ceph {
         unsafe extern "C" fn(cluster: rados_t, pool_name: *const ::std::os::raw::c_char) -> i64,
         ::libloading::Error,
     >,
+    pub rados_remove: Result<
+        unsafe extern "C" fn(
+            io: rados_ioctx_t,
+            oid: *const ::std::os::raw::c_char,
+        ) -> ::std::os::raw::c_int,
+        ::libloading::Error,
+    >,
+    pub rados_omap_get_next2: Result<
+        unsafe extern "C" fn(
+            iter: rados_omap_iter_t,
+            key: *mut *mut ::std::os::raw::c_char,
+            val: *mut *mut ::std::os::raw::c_char,
+            key_len: *mut usize,
+            val_len: *mut usize,
+        ) -> ::std::os::raw::c_int,
+        ::libloading::Error,
+    >,
+    pub rados_omap_iter_size: Result<
+        unsafe extern "C" fn(iter: rados_omap_iter_t) -> ::std::os::raw::c_uint,
+        ::libloading::Error,
+    >,
+    pub rados_omap_get_end:
+        Result<unsafe extern "C" fn(iter: rados_omap_iter_t), ::libloading::Error>,
+    pub rados_watch3: Result<
+        unsafe extern "C" fn(
+            io: rados_ioctx_t,
+            o: *const ::std::os::raw::c_char,
+            cookie: *mut u64,
+            watchcb: rados_watchcb2_t,
+            watcherrcb: rados_watcherrcb_t,
+            timeout: u32,
+            arg: *mut ::std::os::raw::c_void,
+        ) -> ::std::os::raw::c_int,
+        ::libloading::Error,
+    >,
+    pub rados_watch_check: Result<
+        unsafe extern "C" fn(io: rados_ioctx_t, cookie: u64) -> ::std::os::raw::c_int,
+        ::libloading::Error,
+    >,
+    pub rados_unwatch2: Result<
+        unsafe extern "C" fn(io: rados_ioctx_t, cookie: u64) -> ::std::os::raw::c_int,
+        ::libloading::Error,
+    >,
+    pub rados_notify2: Result<
+        unsafe extern "C" fn(
+            io: rados_ioctx_t,
+            o: *const ::std::os::raw::c_char,
+            buf: *const ::std::os::raw::c_char,
+            buf_len: ::std::os::raw::c_int,
+            timeout_ms: u64,
+            reply_buffer: *mut *mut ::std::os::raw::c_char,
+            reply_buffer_len: *mut usize,
+        ) -> ::std::os::raw::c_int,
+        ::libloading::Error,
+    >,
+    pub rados_notify_ack: Result<
+        unsafe extern "C" fn(
+            io: rados_ioctx_t,
+            o: *const ::std::os::raw::c_char,
+            notify_id: u64,
+            cookie: u64,
+            buf: *const ::std::os::raw::c_char,
+            buf_len: ::std::os::raw::c_int,
+        ) -> ::std::os::raw::c_int,
+        ::libloading::Error,
+    >,
+    pub rados_watch_flush: Result<
+        unsafe extern "C" fn(cluster: rados_t) -> ::std::os::raw::c_int,
+        ::libloading::Error,
+    >,
+    pub rados_create_write_op:
+        Result<unsafe extern "C" fn() -> rados_write_op_t, ::libloading::Error>,
+    pub rados_release_write_op:
+        Result<unsafe extern "C" fn(write_op: rados_write_op_t), ::libloading::Error>,
+    pub rados_write_op_assert_exists:
+        Result<unsafe extern "C" fn(write_op: rados_write_op_t), ::libloading::Error>,
+    pub rados_write_op_omap_cmp2: Result<
+        unsafe extern "C" fn(
+            write_op: rados_write_op_t,
+            key: *const ::std::os::raw::c_char,
+            comparison_operator: u8,
+            val: *const ::std::os::raw::c_char,
+            key_len: usize,
+            val_len: usize,
+            prval: *mut ::std::os::raw::c_int,
+        ),
+        ::libloading::Error,
+    >,
+    pub rados_write_op_create: Result<
+        unsafe extern "C" fn(
+            write_op: rados_write_op_t,
+            exclusive: ::std::os::raw::c_int,
+            category: *const ::std::os::raw::c_char,
+        ),
+        ::libloading::Error,
+    >,
+    pub rados_write_op_remove:
+        Result<unsafe extern "C" fn(write_op: rados_write_op_t), ::libloading::Error>,
+    pub rados_write_op_omap_set2: Result<
+        unsafe extern "C" fn(
+            write_op: rados_write_op_t,
+            keys: *const *const ::std::os::raw::c_char,
+            vals: *const *const ::std::os::raw::c_char,
+            key_lens: *const usize,
+            val_lens: *const usize,
+            num: usize,
+        ),
+        ::libloading::Error,
+    >,
+    pub rados_write_op_omap_rm_keys2: Result<
+        unsafe extern "C" fn(
+            write_op: rados_write_op_t,
+            keys: *const *const ::std::os::raw::c_char,
+            key_lens: *const usize,
+            keys_len: usize,
+        ),
+        ::libloading::Error,
+    >,
+    pub rados_write_op_omap_clear:
+        Result<unsafe extern "C" fn(write_op: rados_write_op_t), ::libloading::Error>,
+    pub rados_write_op_operate2: Result<
+        unsafe extern "C" fn(
+            write_op: rados_write_op_t,
+            io: rados_ioctx_t,
+            oid: *const ::std::os::raw::c_char,
+            mtime: *mut timespec,
+            flags: ::std::os::raw::c_int,
+        ) -> ::std::os::raw::c_int,
+        ::libloading::Error,
+    >,
+    pub rados_create_read_op:
+        Result<unsafe extern "C" fn() -> rados_read_op_t, ::libloading::Error>,
+    pub rados_release_read_op:
+        Result<unsafe extern "C" fn(read_op: rados_read_op_t), ::libloading::Error>,
+    pub rados_read_op_assert_exists:
+        Result<unsafe extern "C" fn(read_op: rados_read_op_t), ::libloading::Error>,
+    pub rados_read_op_omap_get_vals2: Result<
+        unsafe extern "C" fn(
+            read_op: rados_read_op_t,
+            start_after: *const ::std::os::raw::c_char,
+            filter_prefix: *const ::std::os::raw::c_char,
+            max_return: u64,
+            iter: *mut rados_omap_iter_t,
+            pmore: *mut ::std::os::raw::c_uchar,
+            prval: *mut ::std::os::raw::c_int,
+        ),
+        ::libloading::Error,
+    >,
+    pub rados_read_op_omap_get_vals_by_keys2: Result<
+        unsafe extern "C" fn(
+            read_op: rados_read_op_t,
+            keys: *const *const ::std::os::raw::c_char,
+            num_keys: usize,
+            key_lens: *const usize,
+            iter: *mut rados_omap_iter_t,
+            prval: *mut ::std::os::raw::c_int,
+        ),
+        ::libloading::Error,
+    >,
+    pub rados_read_op_operate: Result<
+        unsafe extern "C" fn(
+            read_op: rados_read_op_t,
+            io: rados_ioctx_t,
+            oid: *const ::std::os::raw::c_char,
+            flags: ::std::os::raw::c_int,
+        ) -> ::std::os::raw::c_int,
+        ::libloading::Error,
+    >,
     pub rados_blocklist_add: Result<
         unsafe extern "C" fn(
             cluster: rados_t,
@@ -317,6 +508,8 @@ pub struct Ceph {
         ) -> ::std::os::raw::c_int,
         ::libloading::Error,
     >,
+    pub rados_buffer_free:
+        Result<unsafe extern "C" fn(buf: *mut ::std::os::raw::c_char), ::libloading::Error>,
     pub rbd_image_options_create:
         Result<unsafe extern "C" fn(opts: *mut rbd_image_options_t), ::libloading::Error>,
     pub rbd_image_options_destroy:
@@ -856,8 +1049,47 @@ impl Ceph {
         let rados_ioctx_create = __library.get(b"rados_ioctx_create\0").map(|sym| *sym);
         let rados_ioctx_destroy = __library.get(b"rados_ioctx_destroy\0").map(|sym| *sym);
         let rados_pool_lookup = __library.get(b"rados_pool_lookup\0").map(|sym| *sym);
+        let rados_remove = __library.get(b"rados_remove\0").map(|sym| *sym);
+        let rados_omap_get_next2 = __library.get(b"rados_omap_get_next2\0").map(|sym| *sym);
+        let rados_omap_iter_size = __library.get(b"rados_omap_iter_size\0").map(|sym| *sym);
+        let rados_omap_get_end = __library.get(b"rados_omap_get_end\0").map(|sym| *sym);
+        let rados_watch3 = __library.get(b"rados_watch3\0").map(|sym| *sym);
+        let rados_watch_check = __library.get(b"rados_watch_check\0").map(|sym| *sym);
+        let rados_unwatch2 = __library.get(b"rados_unwatch2\0").map(|sym| *sym);
+        let rados_notify2 = __library.get(b"rados_notify2\0").map(|sym| *sym);
+        let rados_notify_ack = __library.get(b"rados_notify_ack\0").map(|sym| *sym);
+        let rados_watch_flush = __library.get(b"rados_watch_flush\0").map(|sym| *sym);
+        let rados_create_write_op = __library.get(b"rados_create_write_op\0").map(|sym| *sym);
+        let rados_release_write_op = __library.get(b"rados_release_write_op\0").map(|sym| *sym);
+        let rados_write_op_assert_exists = __library
+            .get(b"rados_write_op_assert_exists\0")
+            .map(|sym| *sym);
+        let rados_write_op_omap_cmp2 = __library.get(b"rados_write_op_omap_cmp2\0").map(|sym| *sym);
+        let rados_write_op_create = __library.get(b"rados_write_op_create\0").map(|sym| *sym);
+        let rados_write_op_remove = __library.get(b"rados_write_op_remove\0").map(|sym| *sym);
+        let rados_write_op_omap_set2 = __library.get(b"rados_write_op_omap_set2\0").map(|sym| *sym);
+        let rados_write_op_omap_rm_keys2 = __library
+            .get(b"rados_write_op_omap_rm_keys2\0")
+            .map(|sym| *sym);
+        let rados_write_op_omap_clear = __library
+            .get(b"rados_write_op_omap_clear\0")
+            .map(|sym| *sym);
+        let rados_write_op_operate2 = __library.get(b"rados_write_op_operate2\0").map(|sym| *sym);
+        let rados_create_read_op = __library.get(b"rados_create_read_op\0").map(|sym| *sym);
+        let rados_release_read_op = __library.get(b"rados_release_read_op\0").map(|sym| *sym);
+        let rados_read_op_assert_exists = __library
+            .get(b"rados_read_op_assert_exists\0")
+            .map(|sym| *sym);
+        let rados_read_op_omap_get_vals2 = __library
+            .get(b"rados_read_op_omap_get_vals2\0")
+            .map(|sym| *sym);
+        let rados_read_op_omap_get_vals_by_keys2 = __library
+            .get(b"rados_read_op_omap_get_vals_by_keys2\0")
+            .map(|sym| *sym);
+        let rados_read_op_operate = __library.get(b"rados_read_op_operate\0").map(|sym| *sym);
         let rados_blocklist_add = __library.get(b"rados_blocklist_add\0").map(|sym| *sym);
         let rados_getaddrs = __library.get(b"rados_getaddrs\0").map(|sym| *sym);
+        let rados_buffer_free = __library.get(b"rados_buffer_free\0").map(|sym| *sym);
         let rbd_image_options_create = __library.get(b"rbd_image_options_create\0").map(|sym| *sym);
         let rbd_image_options_destroy = __library
             .get(b"rbd_image_options_destroy\0")
@@ -978,8 +1210,35 @@ impl Ceph {
             rados_ioctx_create,
             rados_ioctx_destroy,
             rados_pool_lookup,
+            rados_remove,
+            rados_omap_get_next2,
+            rados_omap_iter_size,
+            rados_omap_get_end,
+            rados_watch3,
+            rados_watch_check,
+            rados_unwatch2,
+            rados_notify2,
+            rados_notify_ack,
+            rados_watch_flush,
+            rados_create_write_op,
+            rados_release_write_op,
+            rados_write_op_assert_exists,
+            rados_write_op_omap_cmp2,
+            rados_write_op_create,
+            rados_write_op_remove,
+            rados_write_op_omap_set2,
+            rados_write_op_omap_rm_keys2,
+            rados_write_op_omap_clear,
+            rados_write_op_operate2,
+            rados_create_read_op,
+            rados_release_read_op,
+            rados_read_op_assert_exists,
+            rados_read_op_omap_get_vals2,
+            rados_read_op_omap_get_vals_by_keys2,
+            rados_read_op_operate,
             rados_blocklist_add,
             rados_getaddrs,
+            rados_buffer_free,
             rbd_image_options_create,
             rbd_image_options_destroy,
             rbd_image_options_set_string,
@@ -1208,6 +1467,343 @@ impl Ceph {
     }
     /// # Safety
     /// The caller upholds the contract of this call in librbd.h or librados.h.
+    pub unsafe fn rados_remove(
+        &self,
+        io: rados_ioctx_t,
+        oid: *const ::std::os::raw::c_char,
+    ) -> ::std::os::raw::c_int {
+        (self
+            .rados_remove
+            .as_ref()
+            .expect("Expected function, got error."))(io, oid)
+    }
+    /// # Safety
+    /// The caller upholds the contract of this call in librbd.h or librados.h.
+    pub unsafe fn rados_omap_get_next2(
+        &self,
+        iter: rados_omap_iter_t,
+        key: *mut *mut ::std::os::raw::c_char,
+        val: *mut *mut ::std::os::raw::c_char,
+        key_len: *mut usize,
+        val_len: *mut usize,
+    ) -> ::std::os::raw::c_int {
+        (self
+            .rados_omap_get_next2
+            .as_ref()
+            .expect("Expected function, got error."))(iter, key, val, key_len, val_len)
+    }
+    /// # Safety
+    /// The caller upholds the contract of this call in librbd.h or librados.h.
+    pub unsafe fn rados_omap_iter_size(&self, iter: rados_omap_iter_t) -> ::std::os::raw::c_uint {
+        (self
+            .rados_omap_iter_size
+            .as_ref()
+            .expect("Expected function, got error."))(iter)
+    }
+    /// # Safety
+    /// The caller upholds the contract of this call in librbd.h or librados.h.
+    pub unsafe fn rados_omap_get_end(&self, iter: rados_omap_iter_t) {
+        (self
+            .rados_omap_get_end
+            .as_ref()
+            .expect("Expected function, got error."))(iter)
+    }
+    /// # Safety
+    /// The caller upholds the contract of this call in librbd.h or librados.h.
+    pub unsafe fn rados_watch3(
+        &self,
+        io: rados_ioctx_t,
+        o: *const ::std::os::raw::c_char,
+        cookie: *mut u64,
+        watchcb: rados_watchcb2_t,
+        watcherrcb: rados_watcherrcb_t,
+        timeout: u32,
+        arg: *mut ::std::os::raw::c_void,
+    ) -> ::std::os::raw::c_int {
+        (self
+            .rados_watch3
+            .as_ref()
+            .expect("Expected function, got error."))(
+            io, o, cookie, watchcb, watcherrcb, timeout, arg,
+        )
+    }
+    /// # Safety
+    /// The caller upholds the contract of this call in librbd.h or librados.h.
+    pub unsafe fn rados_watch_check(
+        &self,
+        io: rados_ioctx_t,
+        cookie: u64,
+    ) -> ::std::os::raw::c_int {
+        (self
+            .rados_watch_check
+            .as_ref()
+            .expect("Expected function, got error."))(io, cookie)
+    }
+    /// # Safety
+    /// The caller upholds the contract of this call in librbd.h or librados.h.
+    pub unsafe fn rados_unwatch2(&self, io: rados_ioctx_t, cookie: u64) -> ::std::os::raw::c_int {
+        (self
+            .rados_unwatch2
+            .as_ref()
+            .expect("Expected function, got error."))(io, cookie)
+    }
+    /// # Safety
+    /// The caller upholds the contract of this call in librbd.h or librados.h.
+    pub unsafe fn rados_notify2(
+        &self,
+        io: rados_ioctx_t,
+        o: *const ::std::os::raw::c_char,
+        buf: *const ::std::os::raw::c_char,
+        buf_len: ::std::os::raw::c_int,
+        timeout_ms: u64,
+        reply_buffer: *mut *mut ::std::os::raw::c_char,
+        reply_buffer_len: *mut usize,
+    ) -> ::std::os::raw::c_int {
+        (self
+            .rados_notify2
+            .as_ref()
+            .expect("Expected function, got error."))(
+            io,
+            o,
+            buf,
+            buf_len,
+            timeout_ms,
+            reply_buffer,
+            reply_buffer_len,
+        )
+    }
+    /// # Safety
+    /// The caller upholds the contract of this call in librbd.h or librados.h.
+    pub unsafe fn rados_notify_ack(
+        &self,
+        io: rados_ioctx_t,
+        o: *const ::std::os::raw::c_char,
+        notify_id: u64,
+        cookie: u64,
+        buf: *const ::std::os::raw::c_char,
+        buf_len: ::std::os::raw::c_int,
+    ) -> ::std::os::raw::c_int {
+        (self
+            .rados_notify_ack
+            .as_ref()
+            .expect("Expected function, got error."))(io, o, notify_id, cookie, buf, buf_len)
+    }
+    /// # Safety
+    /// The caller upholds the contract of this call in librbd.h or librados.h.
+    pub unsafe fn rados_watch_flush(&self, cluster: rados_t) -> ::std::os::raw::c_int {
+        (self
+            .rados_watch_flush
+            .as_ref()
+            .expect("Expected function, got error."))(cluster)
+    }
+    /// # Safety
+    /// The caller upholds the contract of this call in librbd.h or librados.h.
+    pub unsafe fn rados_create_write_op(&self) -> rados_write_op_t {
+        (self
+            .rados_create_write_op
+            .as_ref()
+            .expect("Expected function, got error."))()
+    }
+    /// # Safety
+    /// The caller upholds the contract of this call in librbd.h or librados.h.
+    pub unsafe fn rados_release_write_op(&self, write_op: rados_write_op_t) {
+        (self
+            .rados_release_write_op
+            .as_ref()
+            .expect("Expected function, got error."))(write_op)
+    }
+    /// # Safety
+    /// The caller upholds the contract of this call in librbd.h or librados.h.
+    pub unsafe fn rados_write_op_assert_exists(&self, write_op: rados_write_op_t) {
+        (self
+            .rados_write_op_assert_exists
+            .as_ref()
+            .expect("Expected function, got error."))(write_op)
+    }
+    /// # Safety
+    /// The caller upholds the contract of this call in librbd.h or librados.h.
+    pub unsafe fn rados_write_op_omap_cmp2(
+        &self,
+        write_op: rados_write_op_t,
+        key: *const ::std::os::raw::c_char,
+        comparison_operator: u8,
+        val: *const ::std::os::raw::c_char,
+        key_len: usize,
+        val_len: usize,
+        prval: *mut ::std::os::raw::c_int,
+    ) {
+        (self
+            .rados_write_op_omap_cmp2
+            .as_ref()
+            .expect("Expected function, got error."))(
+            write_op,
+            key,
+            comparison_operator,
+            val,
+            key_len,
+            val_len,
+            prval,
+        )
+    }
+    /// # Safety
+    /// The caller upholds the contract of this call in librbd.h or librados.h.
+    pub unsafe fn rados_write_op_create(
+        &self,
+        write_op: rados_write_op_t,
+        exclusive: ::std::os::raw::c_int,
+        category: *const ::std::os::raw::c_char,
+    ) {
+        (self
+            .rados_write_op_create
+            .as_ref()
+            .expect("Expected function, got error."))(write_op, exclusive, category)
+    }
+    /// # Safety
+    /// The caller upholds the contract of this call in librbd.h or librados.h.
+    pub unsafe fn rados_write_op_remove(&self, write_op: rados_write_op_t) {
+        (self
+            .rados_write_op_remove
+            .as_ref()
+            .expect("Expected function, got error."))(write_op)
+    }
+    /// # Safety
+    /// The caller upholds the contract of this call in librbd.h or librados.h.
+    pub unsafe fn rados_write_op_omap_set2(
+        &self,
+        write_op: rados_write_op_t,
+        keys: *const *const ::std::os::raw::c_char,
+        vals: *const *const ::std::os::raw::c_char,
+        key_lens: *const usize,
+        val_lens: *const usize,
+        num: usize,
+    ) {
+        (self
+            .rados_write_op_omap_set2
+            .as_ref()
+            .expect("Expected function, got error."))(
+            write_op, keys, vals, key_lens, val_lens, num
+        )
+    }
+    /// # Safety
+    /// The caller upholds the contract of this call in librbd.h or librados.h.
+    pub unsafe fn rados_write_op_omap_rm_keys2(
+        &self,
+        write_op: rados_write_op_t,
+        keys: *const *const ::std::os::raw::c_char,
+        key_lens: *const usize,
+        keys_len: usize,
+    ) {
+        (self
+            .rados_write_op_omap_rm_keys2
+            .as_ref()
+            .expect("Expected function, got error."))(write_op, keys, key_lens, keys_len)
+    }
+    /// # Safety
+    /// The caller upholds the contract of this call in librbd.h or librados.h.
+    pub unsafe fn rados_write_op_omap_clear(&self, write_op: rados_write_op_t) {
+        (self
+            .rados_write_op_omap_clear
+            .as_ref()
+            .expect("Expected function, got error."))(write_op)
+    }
+    /// # Safety
+    /// The caller upholds the contract of this call in librbd.h or librados.h.
+    pub unsafe fn rados_write_op_operate2(
+        &self,
+        write_op: rados_write_op_t,
+        io: rados_ioctx_t,
+        oid: *const ::std::os::raw::c_char,
+        mtime: *mut timespec,
+        flags: ::std::os::raw::c_int,
+    ) -> ::std::os::raw::c_int {
+        (self
+            .rados_write_op_operate2
+            .as_ref()
+            .expect("Expected function, got error."))(write_op, io, oid, mtime, flags)
+    }
+    /// # Safety
+    /// The caller upholds the contract of this call in librbd.h or librados.h.
+    pub unsafe fn rados_create_read_op(&self) -> rados_read_op_t {
+        (self
+            .rados_create_read_op
+            .as_ref()
+            .expect("Expected function, got error."))()
+    }
+    /// # Safety
+    /// The caller upholds the contract of this call in librbd.h or librados.h.
+    pub unsafe fn rados_release_read_op(&self, read_op: rados_read_op_t) {
+        (self
+            .rados_release_read_op
+            .as_ref()
+            .expect("Expected function, got error."))(read_op)
+    }
+    /// # Safety
+    /// The caller upholds the contract of this call in librbd.h or librados.h.
+    pub unsafe fn rados_read_op_assert_exists(&self, read_op: rados_read_op_t) {
+        (self
+            .rados_read_op_assert_exists
+            .as_ref()
+            .expect("Expected function, got error."))(read_op)
+    }
+    /// # Safety
+    /// The caller upholds the contract of this call in librbd.h or librados.h.
+    pub unsafe fn rados_read_op_omap_get_vals2(
+        &self,
+        read_op: rados_read_op_t,
+        start_after: *const ::std::os::raw::c_char,
+        filter_prefix: *const ::std::os::raw::c_char,
+        max_return: u64,
+        iter: *mut rados_omap_iter_t,
+        pmore: *mut ::std::os::raw::c_uchar,
+        prval: *mut ::std::os::raw::c_int,
+    ) {
+        (self
+            .rados_read_op_omap_get_vals2
+            .as_ref()
+            .expect("Expected function, got error."))(
+            read_op,
+            start_after,
+            filter_prefix,
+            max_return,
+            iter,
+            pmore,
+            prval,
+        )
+    }
+    /// # Safety
+    /// The caller upholds the contract of this call in librbd.h or librados.h.
+    pub unsafe fn rados_read_op_omap_get_vals_by_keys2(
+        &self,
+        read_op: rados_read_op_t,
+        keys: *const *const ::std::os::raw::c_char,
+        num_keys: usize,
+        key_lens: *const usize,
+        iter: *mut rados_omap_iter_t,
+        prval: *mut ::std::os::raw::c_int,
+    ) {
+        (self
+            .rados_read_op_omap_get_vals_by_keys2
+            .as_ref()
+            .expect("Expected function, got error."))(
+            read_op, keys, num_keys, key_lens, iter, prval,
+        )
+    }
+    /// # Safety
+    /// The caller upholds the contract of this call in librbd.h or librados.h.
+    pub unsafe fn rados_read_op_operate(
+        &self,
+        read_op: rados_read_op_t,
+        io: rados_ioctx_t,
+        oid: *const ::std::os::raw::c_char,
+        flags: ::std::os::raw::c_int,
+    ) -> ::std::os::raw::c_int {
+        (self
+            .rados_read_op_operate
+            .as_ref()
+            .expect("Expected function, got error."))(read_op, io, oid, flags)
+    }
+    /// # Safety
+    /// The caller upholds the contract of this call in librbd.h or librados.h.
     pub unsafe fn rados_blocklist_add(
         &self,
         cluster: rados_t,
@@ -1232,6 +1828,14 @@ impl Ceph {
             .rados_getaddrs
             .as_ref()
             .expect("Expected function, got error."))(cluster, addrs)
+    }
+    /// # Safety
+    /// The caller upholds the contract of this call in librbd.h or librados.h.
+    pub unsafe fn rados_buffer_free(&self, buf: *mut ::std::os::raw::c_char) {
+        (self
+            .rados_buffer_free
+            .as_ref()
+            .expect("Expected function, got error."))(buf)
     }
     /// # Safety
     /// The caller upholds the contract of this call in librbd.h or librados.h.
