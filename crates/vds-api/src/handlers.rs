@@ -89,6 +89,7 @@ fn outcome_bytes(o: &Outcome) -> Option<Vec<u8>> {
         Outcome::Lun(l) => to_bytes(&LunJson::from(l.as_ref())),
         Outcome::Identification(i) => to_bytes(&IdentificationJson::from(i.as_ref())),
         Outcome::Hints(h) => to_bytes(&HintsJson::from(h.as_ref())),
+        Outcome::PlexHints(h) => to_bytes(&PlexHintsJson::from(h.as_ref())),
         Outcome::Targets(v) => list::<_, TargetJson>(v),
         Outcome::Target(t) => to_bytes(&TargetJson::from(t)),
         Outcome::PortalGroups(v) => list::<_, PortalGroupJson>(v),
@@ -306,6 +307,7 @@ mod get {
         pool => GetPool,
         lun => GetLun,
         plex => GetPlex,
+        plex_hints => GetPlexHints,
         target => GetTarget,
         portal_group => GetPortalGroup,
         portal => GetPortal,
@@ -526,6 +528,30 @@ pub async fn get_lun_plexes(State(s): State<AppState>, p: PathParams) -> ApiResu
     responses((status = 200, body = LunPlexJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub async fn get_plex(State(s): State<AppState>, p: PathParams) -> ApiResult {
     s.by_id(&p, |id| Command::GetPlex { id }).await
+}
+
+#[utoipa::path(get, path = "/v1/plexes/{id}/hints", tag = "lun",
+    description = "IVdsLunPlex::QueryHints: the hints of the plex's LUN (hints apply to all its plexes at once), VDS_HINTS members only.",
+    params(("id" = Uuid, Path, description = "plex id")),
+    responses((status = 200, body = PlexHintsJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn get_plex_hints(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.by_id(&p, |id| Command::GetPlexHints { id }).await
+}
+
+#[utoipa::path(put, path = "/v1/plexes/{id}/hints", tag = "lun",
+    description = "IVdsLunPlex::ApplyHints: VDS_HINTS applied to the plex's LUN, so to all its plexes at once, as PUT /v1/luns/{id}/hints; a VDS_HINTS2-only member is E_INVALIDARG naming it.",
+    params(("id" = Uuid, Path, description = "plex id")), request_body = HintsBody,
+    responses((status = 200, body = PlexHintsJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn set_plex_hints(
+    State(s): State<AppState>,
+    p: PathParams,
+    body: JsonArg<HintsBody>,
+) -> ApiResult {
+    s.with_body(&p, body, get::plex_hints, |id, b| Command::SetPlexHints {
+        id,
+        hints: b.into(),
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/v1/drives/{id}/status", tag = "drive",

@@ -34,7 +34,7 @@ use crate::wire::*;
         get_controller_luns, get_lun_controllers, associate_controllers, get_load_balance,
         set_load_balance,
         list_drives, get_drive, set_drive_status, get_drive_at, add_drive, remove_drive, replace_drive,
-        set_drive_flags, get_drive_extents, get_lun_plexes, get_plex, add_lun_plex, remove_plex,
+        set_drive_flags, get_drive_extents, get_lun_plexes, get_plex, get_plex_hints, set_plex_hints, add_lun_plex, remove_plex,
         set_drive_faults,
         list_pools, create_pool, get_pool, delete_pool, get_pool_drives, get_pool_luns,
         create_pool_lun, subsystem_max_lun_size, pool_max_lun_size, lun_max_extend_size,
@@ -63,7 +63,7 @@ use crate::wire::*;
         PatchSubsystemBody, ControllerStatusBody, FlagsJson, MaintenanceBody, MaintenanceActionArg,
         SessionJson, ConnectionJson, KeysJson, CountersJson, PathJson, PathIdJson,
         IdentificationJson, InterconnectJson, InterconnectPortJson, StorageIdentifierJson,
-        HintsBody, HintsJson, NotAppliedJson,
+        HintsBody, HintsJson, PlexHintsJson, NotAppliedJson,
         AddControllerBody, AddDriveBody, DriveFlagsBody, AssociateControllersBody, LoadBalanceRequest, LoadBalanceJson,
     )),
     tags(

@@ -324,6 +324,20 @@ pub enum Command {
         /// Plex id.
         id: Uuid,
     },
+    /// `GET /v1/plexes/{id}/hints` (`IVdsLunPlex::QueryHints`): the hints of the plex's LUN,
+    /// the `VDS_HINTS` members only.
+    GetPlexHints {
+        /// Plex id.
+        id: Uuid,
+    },
+    /// `PUT /v1/plexes/{id}/hints` (`IVdsLunPlex::ApplyHints`): `VDS_HINTS` applied to the
+    /// plex's LUN, so to all its plexes at once, as [`Command::SetLunHints`].
+    SetPlexHints {
+        /// Plex id.
+        id: Uuid,
+        /// The members given (a `VDS_HINTS2`-only member is refused).
+        hints: HintsRequest,
+    },
     /// `POST /v1/subsystems/{id}/drives`: adds a drive at a caller's path (BEHAVIOUR.md §15).
     AddDrive {
         /// Subsystem id.
@@ -766,6 +780,7 @@ impl Command {
                 | Command::GetDriveExtents { .. }
                 | Command::GetLunPlexes { .. }
                 | Command::GetPlex { .. }
+                | Command::GetPlexHints { .. }
                 | Command::ListPools { .. }
                 | Command::GetPool { .. }
                 | Command::GetPoolDrives { .. }
@@ -880,6 +895,8 @@ pub enum Outcome {
     Identification(Box<vds_model::LunInformation>),
     /// A LUN's hints.
     Hints(Box<AppliedHints>),
+    /// A plex's hints (its LUN's): the `VDS_HINTS` members only.
+    PlexHints(Box<AppliedHints>),
     /// Targets.
     Targets(Vec<Target>),
     /// One target.

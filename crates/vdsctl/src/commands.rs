@@ -674,6 +674,15 @@ impl Ctx {
                     let id = require_uuid("plex", &plex)?;
                     self.job_started(self.send("DELETE", &format!("/v1/plexes/{id}"), None)?)
                 }
+                PlexVerb::Hints { plex, set } => {
+                    let id = require_uuid("plex", &plex)?;
+                    let path = format!("/v1/plexes/{id}/hints");
+                    if set.is_empty() {
+                        return self.show_reply(&self.get(&path)?);
+                    }
+                    let body: serde_json::Map<String, Value> = set.into_iter().collect();
+                    self.show_reply(&self.send("PUT", &path, Some(Value::Object(body)))?)
+                }
             },
             Noun::Job { verb } => self.job(verb),
             Noun::Maintenance(m) => self.maintenance(m),

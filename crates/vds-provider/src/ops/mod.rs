@@ -38,7 +38,7 @@ pub(crate) mod lun_info;
 mod lun_resize;
 mod maintenance;
 mod path;
-mod plex;
+pub(crate) mod plex;
 mod plex_ops;
 pub(crate) mod pool;
 mod replace_drive;
@@ -270,6 +270,8 @@ impl Provider {
             Command::GetDriveExtents { id } => self.drive_extents(id),
             Command::GetLunPlexes { id } => self.lun_plexes(id),
             Command::GetPlex { id } => self.plex(id),
+            Command::GetPlexHints { id } => self.plex_hints(id),
+            Command::SetPlexHints { id, hints } => self.set_plex_hints(id, hints),
             Command::AddDrive {
                 subsystem,
                 kind,
