@@ -80,6 +80,7 @@ fn outcome_bytes(o: &Outcome) -> Option<Vec<u8>> {
         Outcome::Drives(v) => list::<_, DriveJson>(v),
         Outcome::Drive(d) => to_bytes(&DriveJson::from(d)),
         Outcome::DriveExtents(v) => list::<_, DriveRangeJson>(v),
+        Outcome::PoolDriveExtents(v) => list::<_, PoolDriveExtentJson>(v),
         Outcome::Plexes(v) => list::<_, LunPlexJson>(v),
         Outcome::Plex(p) => to_bytes(&LunPlexJson::from(p.as_ref())),
         Outcome::Pools(v) => list::<_, PoolJson>(v),
@@ -1589,6 +1590,14 @@ pub async fn delete_pool(State(s): State<AppState>, p: PathParams) -> ApiResult 
     responses((status = 200, body = Vec<DriveJson>), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub async fn get_pool_drives(State(s): State<AppState>, p: PathParams) -> ApiResult {
     s.by_id(&p, |id| Command::GetPoolDrives { id }).await
+}
+
+#[utoipa::path(get, path = "/v1/pools/{id}/drive-extents", tag = "pool",
+    description = "IVdsStoragePool::QueryDriveExtents: every used and free range of every drive of the pool (VDS_STORAGE_POOL_DRIVE_EXTENT), in the pool's drive order, each drive's as GET /v1/drives/{id}/extents answers them; per drive they add up to its capacity.",
+    params(("id" = Uuid, Path, description = "pool id")),
+    responses((status = 200, body = Vec<PoolDriveExtentJson>), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn get_pool_drive_extents(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.by_id(&p, |id| Command::GetPoolDriveExtents { id }).await
 }
 
 #[utoipa::path(get, path = "/v1/pools/{id}/luns", tag = "pool",

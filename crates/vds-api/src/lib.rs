@@ -155,6 +155,7 @@ pub fn router_with_metrics(
         )
         .route("/v1/pools/{id}", get(get_pool).delete(delete_pool))
         .route("/v1/pools/{id}/drives", get(get_pool_drives))
+        .route("/v1/pools/{id}/drive-extents", get(get_pool_drive_extents))
         .route(
             "/v1/pools/{id}/luns",
             get(get_pool_luns).post(create_pool_lun),

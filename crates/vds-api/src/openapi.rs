@@ -36,7 +36,7 @@ use crate::wire::*;
         list_drives, get_drive, set_drive_status, get_drive_at, add_drive, remove_drive, replace_drive,
         set_drive_flags, get_drive_extents, get_lun_plexes, get_plex, get_plex_hints, set_plex_hints, add_lun_plex, remove_plex,
         set_drive_faults,
-        list_pools, create_pool, get_pool, delete_pool, get_pool_drives, get_pool_luns,
+        list_pools, create_pool, get_pool, delete_pool, get_pool_drives, get_pool_drive_extents, get_pool_luns,
         create_pool_lun, subsystem_max_lun_size, pool_max_lun_size, lun_max_extend_size,
         subsystem_maintenance, controller_maintenance, drive_maintenance, lun_maintenance,
         list_luns, list_all_luns, create_lun, get_lun, delete_lun, patch_lun, set_lun_status,
@@ -54,7 +54,7 @@ use crate::wire::*;
     components(schemas(
         ErrorBody, ErrorDetail, EnumValue, StatusRequest,
         ProviderJson, SubsystemJson, ControllerJson, DriveJson, LunJson, PlexJson, BackingJson,
-        LunPlexJson, ExtentJson, DriveRangeJson, PoolJson, PoolAttributesJson,
+        LunPlexJson, ExtentJson, DriveRangeJson, PoolDriveExtentJson, PoolJson, PoolAttributesJson,
         PoolAttributesOut, CreatePoolBody, CreatePoolLunBody, SizeJson, ShrinkBody,
         TargetJson, PortalGroupJson, PortalJson, JobJson, JobOutputJson, DeletedJson, EventJson,
         CreateLunBody, BackingBody, FaultFilterBody, DelayBody, ErrorFaultBody, PatchLunBody,

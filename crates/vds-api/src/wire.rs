@@ -986,6 +986,27 @@ impl From<&vds_provider::DriveRange> for DriveRangeJson {
     }
 }
 
+/// `VDS_STORAGE_POOL_DRIVE_EXTENT` (`GET /v1/pools/{id}/drive-extents`): one used or free range
+/// of a drive of the pool, as the drive's own `GET /v1/drives/{id}/extents` answers it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PoolDriveExtentJson {
+    /// The drive.
+    pub drive: Uuid,
+    pub size_bytes: u64,
+    /// `true` when a plex of a LUN uses it.
+    pub used: bool,
+}
+
+impl From<&(Uuid, vds_provider::DriveRange)> for PoolDriveExtentJson {
+    fn from((drive, r): &(Uuid, vds_provider::DriveRange)) -> Self {
+        PoolDriveExtentJson {
+            drive: *drive,
+            size_bytes: r.size,
+            used: r.used_by.is_some(),
+        }
+    }
+}
+
 /// Where a LUN's blocks live.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct BackingJson {

@@ -386,6 +386,12 @@ pub enum Command {
         /// Pool id.
         id: Uuid,
     },
+    /// `GET /v1/pools/{id}/drive-extents` (`IVdsStoragePool::QueryDriveExtents`): every used
+    /// and free range of every drive of the pool.
+    GetPoolDriveExtents {
+        /// Pool id.
+        id: Uuid,
+    },
     /// `GET /v1/pools/{id}/luns` (`IVdsStoragePool::QueryAllocatedLuns`).
     GetPoolLuns {
         /// Pool id.
@@ -784,6 +790,7 @@ impl Command {
                 | Command::ListPools { .. }
                 | Command::GetPool { .. }
                 | Command::GetPoolDrives { .. }
+                | Command::GetPoolDriveExtents { .. }
                 | Command::GetPoolLuns { .. }
                 | Command::MaxLunSize(_)
                 | Command::MaxExtendSize { .. }
@@ -877,6 +884,8 @@ pub enum Outcome {
     Drive(Drive),
     /// A drive's ranges (`QueryExtents`).
     DriveExtents(Vec<DriveRange>),
+    /// The ranges of a pool's drives, each with its drive (`QueryDriveExtents`).
+    PoolDriveExtents(Vec<(Uuid, DriveRange)>),
     /// Plexes with their LUN and extents.
     Plexes(Vec<PlexInfo>),
     /// One plex with its LUN and extents.

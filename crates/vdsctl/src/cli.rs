@@ -274,6 +274,8 @@ pub enum PoolVerb {
     Delete { pool: String },
     /// The pool's drives.
     Drives { pool: String },
+    /// Every used and free range of every drive of the pool (QueryDriveExtents).
+    DriveExtents { pool: String },
     /// The LUNs with an extent on the pool's drives (QueryAllocatedLuns).
     Luns { pool: String },
     /// The largest LUN a create in the pool gets now (QueryMaxLunCreateSizeInStoragePool).

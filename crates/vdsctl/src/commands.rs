@@ -470,6 +470,13 @@ impl Ctx {
                 self.show_list(Kind::Drive, &items, Some(&r.body));
                 Ok(())
             }
+            PoolVerb::DriveExtents { pool } => {
+                let id = self.pool_id(&pool)?;
+                let r = self.get(&format!("/v1/pools/{id}/drive-extents"))?;
+                let items = as_array(r.json()?, "drive extents")?;
+                self.show_list(Kind::PoolExtent, &items, Some(&r.body));
+                Ok(())
+            }
             PoolVerb::Luns { pool } => {
                 let id = self.pool_id(&pool)?;
                 let r = self.get(&format!("/v1/pools/{id}/luns"))?;

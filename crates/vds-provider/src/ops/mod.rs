@@ -288,6 +288,7 @@ impl Provider {
             Command::ListPools { subsystem } => self.list_pools(subsystem),
             Command::GetPool { id } => self.get_pool(id),
             Command::GetPoolDrives { id } => self.pool_drives(id),
+            Command::GetPoolDriveExtents { id } => self.pool_drive_extents(id),
             Command::GetPoolLuns { id } => self.pool_luns(id),
             Command::CreatePool(a) => self.create_pool(a),
             Command::DeletePool { id } => self.delete_pool(id),

@@ -139,44 +139,52 @@ impl Provider {
         self.set_lun_hints(lun, req).map(as_plex_hints)
     }
 
-    /// `GET /v1/drives/{id}/extents`: used ranges (by offset) and free ones. A `block`
-    /// drive's free ranges are the gaps after its label; a `dir` drive's free range is what
-    /// its extents leave of its capacity.
+    /// `GET /v1/drives/{id}/extents`: [`drive_ranges`].
     pub(super) fn drive_extents(&self, id: Uuid) -> Result<Outcome, VdsError> {
         let mut st = self.inner.state.lock();
         self.inner.object_call(&mut st, ObjectKind::Drive, id)?;
-        let d = &st.drives[&id];
-        let used = extents_on(&st, id);
-        let mut v: Vec<DriveRange> = used
-            .iter()
-            .map(|(lun, x)| DriveRange {
-                offset: x.offset,
-                size: x.size,
-                used_by: Some((*lun, x.plex)),
-                column: x.column,
-                seq: x.seq,
-            })
-            .collect();
-        let free = |offset, size| DriveRange {
-            offset,
-            size,
-            used_by: None,
-            column: 0,
-            seq: 0,
-        };
-        match d.kind {
-            DriveKind::Block => {
-                v.extend(free_ranges(&st, d).into_iter().map(|(o, l)| free(o, l)));
-                v.sort_by_key(|r| r.offset);
-            }
-            DriveKind::Dir => {
-                let taken: u64 = used.iter().map(|(_, x)| x.size).sum();
-                let left = d.size_bytes.saturating_sub(taken);
-                if left > 0 {
-                    v.push(free(0, left));
-                }
+        Ok(Outcome::DriveExtents(drive_ranges(&st, id)))
+    }
+}
+
+/// Drive `id`'s used ranges (by offset) and free ones: `IVdsDrive::QueryExtents`, and per
+/// drive `IVdsStoragePool::QueryDriveExtents`. A `block` drive's free ranges are the gaps
+/// after its label; a `dir` drive's free range is what its extents leave of its capacity.
+/// Used and free add up to the drive's capacity. An unknown drive has no ranges.
+pub(super) fn drive_ranges(st: &State, id: Uuid) -> Vec<DriveRange> {
+    let Some(d) = st.drives.get(&id) else {
+        return Vec::new();
+    };
+    let used = extents_on(st, id);
+    let mut v: Vec<DriveRange> = used
+        .iter()
+        .map(|(lun, x)| DriveRange {
+            offset: x.offset,
+            size: x.size,
+            used_by: Some((*lun, x.plex)),
+            column: x.column,
+            seq: x.seq,
+        })
+        .collect();
+    let free = |offset, size| DriveRange {
+        offset,
+        size,
+        used_by: None,
+        column: 0,
+        seq: 0,
+    };
+    match d.kind {
+        DriveKind::Block => {
+            v.extend(free_ranges(st, d).into_iter().map(|(o, l)| free(o, l)));
+            v.sort_by_key(|r| r.offset);
+        }
+        DriveKind::Dir => {
+            let taken: u64 = used.iter().map(|(_, x)| x.size).sum();
+            let left = d.size_bytes.saturating_sub(taken);
+            if left > 0 {
+                v.push(free(0, left));
             }
         }
-        Ok(Outcome::DriveExtents(v))
     }
+    v
 }

@@ -2,7 +2,9 @@
 //! vdsctl against the real daemon (BEHAVIOUR.md §15): a mirror on two `dir` drives; its plexes
 //! answer the LUN's hints in VDS_HINTS form, hints applied through one plex are the LUN's and
 //! the other plex's, a VDS_HINTS2-only member is refused by name (and by vdsctl), an unknown
-//! plex is not found and a deleted LUN's plex is deleted. Slot 102.
+//! plex is not found and a deleted LUN's plex is deleted (slot 102). A pool's drive extents
+//! over HTTP and `vdsctl pool drive-extents`: every drive's ranges, as its own extents, adding
+//! up to its capacity (slot 103).
 
 mod common;
 
@@ -179,4 +181,90 @@ fn plex_hints_are_the_luns_over_http_and_vdsctl() {
         Some(&json!({"rebuild_priority": 1})),
     );
     assert_error(&r, 410, "0x8004240B", "VDS_E_OBJECT_DELETED");
+}
+
+/// The ranges of `drive` in a pool's answer: (size, used).
+fn of_drive(v: &Value, drive: &str) -> Vec<(u64, bool)> {
+    v.as_array()
+        .expect("a list")
+        .iter()
+        .filter(|r| r["drive"] == drive)
+        .map(|r| {
+            (
+                r["size_bytes"].as_u64().unwrap(),
+                r["used"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn pool_drive_extents_over_http_and_vdsctl() {
+    let d = Daemon::start(103, Opts::default());
+    let sub = d.subsystem();
+    let root = tempfile::tempdir().unwrap();
+    let img = root.path().join("a.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(16 << 20)
+        .unwrap();
+    let a = d.ok(
+        "POST",
+        &format!("/v1/subsystems/{sub}/drives?wait=true"),
+        json!({"kind": "block", "path": img, "friendly_name": "pe-a"}),
+        201,
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pb = root.path().join("b");
+    std::fs::create_dir_all(&pb).unwrap();
+    let b = add_drive(&d, &sub, &pb, "pe-b");
+    let pool = d.ok(
+        "POST",
+        &format!("/v1/subsystems/{sub}/pools"),
+        json!({"friendly_name": "pe-pool", "drives": [a, b]}),
+        201,
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    d.ok(
+        "POST",
+        &format!("/v1/subsystems/{sub}/luns?wait=true"),
+        json!({"size_bytes": 3 << 20, "friendly_name": "pe-span", "type": "span",
+               "drives": [a, b]}),
+        201,
+    );
+    let got = d.get(&format!("/v1/pools/{pool}/drive-extents"));
+    for drive in [&a, &b] {
+        let mine = of_drive(&got, drive);
+        let own = d.get(&format!("/v1/drives/{drive}/extents"));
+        let own: Vec<(u64, bool)> = own
+            .as_array()
+            .cloned()
+            .unwrap_or_else(|| own["items"].as_array().cloned().unwrap_or_default())
+            .iter()
+            .map(|r| (r["size_bytes"].as_u64().unwrap(), r["free"] == false))
+            .collect();
+        assert_eq!(mine, own, "drive {drive}: {got}");
+        assert!(
+            mine.iter().any(|r| r.1),
+            "drive {drive} holds the span: {got}"
+        );
+        let cap = d.get(&format!("/v1/drives/{drive}"))["size_bytes"]
+            .as_u64()
+            .unwrap();
+        assert_eq!(mine.iter().map(|r| r.0).sum::<u64>(), cap, "{got}");
+    }
+    let out = d.vdsctl(&["--json", "pool", "drive-extents", &pool]);
+    assert!(out.status.success(), "{out:?}");
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown, got);
+    let out = d.vdsctl(&["pool", "drive-extents", &pool]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&a), "{out:?}");
+    let never = "0b6e4ad6-36d6-4c4b-9d0f-0a1b2c3d4e5f";
+    let r = d.call("GET", &format!("/v1/pools/{never}/drive-extents"), None);
+    assert_error(&r, 404, "0x80042405", "VDS_E_OBJECT_NOT_FOUND");
 }
