@@ -6,9 +6,9 @@
 use std::path::Path;
 
 use uuid::Uuid;
-use vds_model::{hint_mask, Hresult, LunHints, LunType};
+use vds_model::{hint_mask, EventKind, Hresult, LunHints, LunType, ObjectKind};
 
-use super::Fixture;
+use super::{drain, Fixture};
 use crate::ops::plex::HINTS_V1_MASK;
 use crate::{AppliedHints, Command, HintsRequest, Outcome};
 
@@ -67,7 +67,8 @@ fn plex_hints_are_the_luns_and_apply_to_every_plex() {
     assert_eq!(got.mask, hint_mask::APPLIED & HINTS_V1_MASK);
     assert_eq!(got.mask & hint_mask::WRITE_CACHING_ENABLED, 0);
 
-    // ApplyHints through plex 0: the LUN (and so plex 1) has them.
+    // ApplyHints through plex 0: the LUN (and so plex 1) has them; one MODIFY of the LUN.
+    let mut rx = f.p.subscribe();
     let req = HintsRequest {
         read_back_verify_enabled: Some(true),
         rebuild_priority: Some(7),
@@ -82,6 +83,10 @@ fn plex_hints_are_the_luns_and_apply_to_every_plex() {
     assert_eq!(applied.mask, hint_mask::READ_BACK_VERIFY_ENABLED);
     assert_eq!(applied.not_applied.len(), 1);
     assert_eq!(applied.not_applied[0].field, "mostly_reads");
+    assert_eq!(
+        drain(&mut rx),
+        vec![(ObjectKind::Lun, EventKind::Modify, lun.id)]
+    );
     let now = lun_hints(&f, lun.id);
     assert!(now.read_back_verify_enabled);
     assert_eq!(now.rebuild_priority, 7);
@@ -145,6 +150,10 @@ fn plex_hints_are_the_luns_and_apply_to_every_plex() {
         );
         assert_eq!(
             f.code(put(p1, HintsRequest::default())),
+            Hresult::VDS_E_OBJECT_DELETED
+        );
+        assert_eq!(
+            f.code(Command::GetPlex { id: p1 }),
             Hresult::VDS_E_OBJECT_DELETED
         );
         f.restart();
