@@ -80,6 +80,7 @@ fn outcome_bytes(o: &Outcome) -> Option<Vec<u8>> {
         Outcome::Drives(v) => list::<_, DriveJson>(v),
         Outcome::Drive(d) => to_bytes(&DriveJson::from(d)),
         Outcome::DriveExtents(v) => list::<_, DriveRangeJson>(v),
+        Outcome::PoolDriveExtents(v) => list::<_, PoolDriveExtentJson>(v),
         Outcome::Plexes(v) => list::<_, LunPlexJson>(v),
         Outcome::Plex(p) => to_bytes(&LunPlexJson::from(p.as_ref())),
         Outcome::Pools(v) => list::<_, PoolJson>(v),
@@ -89,6 +90,7 @@ fn outcome_bytes(o: &Outcome) -> Option<Vec<u8>> {
         Outcome::Lun(l) => to_bytes(&LunJson::from(l.as_ref())),
         Outcome::Identification(i) => to_bytes(&IdentificationJson::from(i.as_ref())),
         Outcome::Hints(h) => to_bytes(&HintsJson::from(h.as_ref())),
+        Outcome::PlexHints(h) => to_bytes(&PlexHintsJson::from(h.as_ref())),
         Outcome::Targets(v) => list::<_, TargetJson>(v),
         Outcome::Target(t) => to_bytes(&TargetJson::from(t)),
         Outcome::PortalGroups(v) => list::<_, PortalGroupJson>(v),
@@ -306,6 +308,7 @@ mod get {
         pool => GetPool,
         lun => GetLun,
         plex => GetPlex,
+        plex_hints => GetPlexHints,
         target => GetTarget,
         portal_group => GetPortalGroup,
         portal => GetPortal,
@@ -526,6 +529,30 @@ pub async fn get_lun_plexes(State(s): State<AppState>, p: PathParams) -> ApiResu
     responses((status = 200, body = LunPlexJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub async fn get_plex(State(s): State<AppState>, p: PathParams) -> ApiResult {
     s.by_id(&p, |id| Command::GetPlex { id }).await
+}
+
+#[utoipa::path(get, path = "/v1/plexes/{id}/hints", tag = "lun",
+    description = "IVdsLunPlex::QueryHints: the hints of the plex's LUN (hints apply to all its plexes at once), VDS_HINTS members only.",
+    params(("id" = Uuid, Path, description = "plex id")),
+    responses((status = 200, body = PlexHintsJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn get_plex_hints(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.by_id(&p, |id| Command::GetPlexHints { id }).await
+}
+
+#[utoipa::path(put, path = "/v1/plexes/{id}/hints", tag = "lun",
+    description = "IVdsLunPlex::ApplyHints: VDS_HINTS applied to the plex's LUN, so to all its plexes at once, as PUT /v1/luns/{id}/hints; a VDS_HINTS2-only member is E_INVALIDARG naming it.",
+    params(("id" = Uuid, Path, description = "plex id")), request_body = HintsBody,
+    responses((status = 200, body = PlexHintsJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn set_plex_hints(
+    State(s): State<AppState>,
+    p: PathParams,
+    body: JsonArg<HintsBody>,
+) -> ApiResult {
+    s.with_body(&p, body, get::plex_hints, |id, b| Command::SetPlexHints {
+        id,
+        hints: b.into(),
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/v1/drives/{id}/status", tag = "drive",
@@ -1563,6 +1590,14 @@ pub async fn delete_pool(State(s): State<AppState>, p: PathParams) -> ApiResult 
     responses((status = 200, body = Vec<DriveJson>), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 pub async fn get_pool_drives(State(s): State<AppState>, p: PathParams) -> ApiResult {
     s.by_id(&p, |id| Command::GetPoolDrives { id }).await
+}
+
+#[utoipa::path(get, path = "/v1/pools/{id}/drive-extents", tag = "pool",
+    description = "IVdsStoragePool::QueryDriveExtents: every used and free range of every drive of the pool (VDS_STORAGE_POOL_DRIVE_EXTENT), in the pool's drive order, each drive's as GET /v1/drives/{id}/extents answers them; per drive they add up to its capacity.",
+    params(("id" = Uuid, Path, description = "pool id")),
+    responses((status = 200, body = Vec<PoolDriveExtentJson>), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn get_pool_drive_extents(State(s): State<AppState>, p: PathParams) -> ApiResult {
+    s.by_id(&p, |id| Command::GetPoolDriveExtents { id }).await
 }
 
 #[utoipa::path(get, path = "/v1/pools/{id}/luns", tag = "pool",

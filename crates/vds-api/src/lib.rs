@@ -155,6 +155,7 @@ pub fn router_with_metrics(
         )
         .route("/v1/pools/{id}", get(get_pool).delete(delete_pool))
         .route("/v1/pools/{id}/drives", get(get_pool_drives))
+        .route("/v1/pools/{id}/drive-extents", get(get_pool_drive_extents))
         .route(
             "/v1/pools/{id}/luns",
             get(get_pool_luns).post(create_pool_lun),
@@ -199,6 +200,10 @@ pub fn router_with_metrics(
             get(get_lun_plexes).post(add_lun_plex),
         )
         .route("/v1/plexes/{id}", get(get_plex).delete(remove_plex))
+        .route(
+            "/v1/plexes/{id}/hints",
+            get(get_plex_hints).put(set_plex_hints),
+        )
         .route("/v1/drives/{id}/flags", put(set_drive_flags))
         .route("/v1/drives/{id}/status", post(set_drive_status))
         .route("/v1/luns", get(list_all_luns))

@@ -986,6 +986,27 @@ impl From<&vds_provider::DriveRange> for DriveRangeJson {
     }
 }
 
+/// `VDS_STORAGE_POOL_DRIVE_EXTENT` (`GET /v1/pools/{id}/drive-extents`): one used or free range
+/// of a drive of the pool, as the drive's own `GET /v1/drives/{id}/extents` answers it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PoolDriveExtentJson {
+    /// The drive.
+    pub drive: Uuid,
+    pub size_bytes: u64,
+    /// `true` when a plex of a LUN uses it.
+    pub used: bool,
+}
+
+impl From<&(Uuid, vds_provider::DriveRange)> for PoolDriveExtentJson {
+    fn from((drive, r): &(Uuid, vds_provider::DriveRange)) -> Self {
+        PoolDriveExtentJson {
+            drive: *drive,
+            size_bytes: r.size,
+            used: r.used_by.is_some(),
+        }
+    }
+}
+
 /// Where a LUN's blocks live.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct BackingJson {
@@ -1653,6 +1674,60 @@ impl From<&vds_provider::AppliedHints> for HintsJson {
                     reason: n.reason,
                 })
                 .collect(),
+        }
+    }
+}
+
+/// `VDS_HINTS` of a plex (`GET`/`PUT /v1/plexes/{id}/hints`, `IVdsLunPlex::QueryHints` /
+/// `ApplyHints`): its LUN's hints, the `VDS_HINTS` members only (names as in [`HintsJson`]);
+/// the mask has only `VDS_HINTS` bits.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PlexHintsJson {
+    pub hint_mask: u64,
+    pub expected_maximum_size: u64,
+    pub optimal_read_size: u32,
+    pub optimal_read_alignment: u32,
+    pub optimal_write_size: u32,
+    pub optimal_write_alignment: u32,
+    pub maximum_drive_count: u32,
+    pub stripe_size: u32,
+    pub fast_crash_recovery_required: bool,
+    pub mostly_reads: bool,
+    pub optimize_for_sequential_reads: bool,
+    pub optimize_for_sequential_writes: bool,
+    pub remap_enabled: bool,
+    pub read_back_verify_enabled: bool,
+    pub write_through_caching_enabled: bool,
+    pub hardware_checksum_enabled: bool,
+    pub is_yankable: bool,
+    pub rebuild_priority: i16,
+    pub not_applied: Vec<NotAppliedJson>,
+}
+
+impl From<&vds_provider::AppliedHints> for PlexHintsJson {
+    /// The `VDS_HINTS` subset of the LUN's answer: one conversion, then the members copied.
+    fn from(a: &vds_provider::AppliedHints) -> Self {
+        let h = HintsJson::from(a);
+        PlexHintsJson {
+            hint_mask: h.hint_mask,
+            expected_maximum_size: h.expected_maximum_size,
+            optimal_read_size: h.optimal_read_size,
+            optimal_read_alignment: h.optimal_read_alignment,
+            optimal_write_size: h.optimal_write_size,
+            optimal_write_alignment: h.optimal_write_alignment,
+            maximum_drive_count: h.maximum_drive_count,
+            stripe_size: h.stripe_size,
+            fast_crash_recovery_required: h.fast_crash_recovery_required,
+            mostly_reads: h.mostly_reads,
+            optimize_for_sequential_reads: h.optimize_for_sequential_reads,
+            optimize_for_sequential_writes: h.optimize_for_sequential_writes,
+            remap_enabled: h.remap_enabled,
+            read_back_verify_enabled: h.read_back_verify_enabled,
+            write_through_caching_enabled: h.write_through_caching_enabled,
+            hardware_checksum_enabled: h.hardware_checksum_enabled,
+            is_yankable: h.is_yankable,
+            rebuild_priority: h.rebuild_priority,
+            not_applied: h.not_applied,
         }
     }
 }

@@ -324,6 +324,20 @@ pub enum Command {
         /// Plex id.
         id: Uuid,
     },
+    /// `GET /v1/plexes/{id}/hints` (`IVdsLunPlex::QueryHints`): the hints of the plex's LUN,
+    /// the `VDS_HINTS` members only.
+    GetPlexHints {
+        /// Plex id.
+        id: Uuid,
+    },
+    /// `PUT /v1/plexes/{id}/hints` (`IVdsLunPlex::ApplyHints`): `VDS_HINTS` applied to the
+    /// plex's LUN, so to all its plexes at once, as [`Command::SetLunHints`].
+    SetPlexHints {
+        /// Plex id.
+        id: Uuid,
+        /// The members given (a `VDS_HINTS2`-only member is refused).
+        hints: HintsRequest,
+    },
     /// `POST /v1/subsystems/{id}/drives`: adds a drive at a caller's path (BEHAVIOUR.md §15).
     AddDrive {
         /// Subsystem id.
@@ -369,6 +383,12 @@ pub enum Command {
     },
     /// `GET /v1/pools/{id}/drives`.
     GetPoolDrives {
+        /// Pool id.
+        id: Uuid,
+    },
+    /// `GET /v1/pools/{id}/drive-extents` (`IVdsStoragePool::QueryDriveExtents`): every used
+    /// and free range of every drive of the pool.
+    GetPoolDriveExtents {
         /// Pool id.
         id: Uuid,
     },
@@ -766,9 +786,11 @@ impl Command {
                 | Command::GetDriveExtents { .. }
                 | Command::GetLunPlexes { .. }
                 | Command::GetPlex { .. }
+                | Command::GetPlexHints { .. }
                 | Command::ListPools { .. }
                 | Command::GetPool { .. }
                 | Command::GetPoolDrives { .. }
+                | Command::GetPoolDriveExtents { .. }
                 | Command::GetPoolLuns { .. }
                 | Command::MaxLunSize(_)
                 | Command::MaxExtendSize { .. }
@@ -862,6 +884,8 @@ pub enum Outcome {
     Drive(Drive),
     /// A drive's ranges (`QueryExtents`).
     DriveExtents(Vec<DriveRange>),
+    /// The ranges of a pool's drives, each with its drive (`QueryDriveExtents`).
+    PoolDriveExtents(Vec<(Uuid, DriveRange)>),
     /// Plexes with their LUN and extents.
     Plexes(Vec<PlexInfo>),
     /// One plex with its LUN and extents.
@@ -880,6 +904,8 @@ pub enum Outcome {
     Identification(Box<vds_model::LunInformation>),
     /// A LUN's hints.
     Hints(Box<AppliedHints>),
+    /// A plex's hints (its LUN's): the `VDS_HINTS` members only.
+    PlexHints(Box<AppliedHints>),
     /// Targets.
     Targets(Vec<Target>),
     /// One target.

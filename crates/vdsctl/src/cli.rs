@@ -274,6 +274,8 @@ pub enum PoolVerb {
     Delete { pool: String },
     /// The pool's drives.
     Drives { pool: String },
+    /// Every used and free range of every drive of the pool (QueryDriveExtents).
+    DriveExtents { pool: String },
     /// The LUNs with an extent on the pool's drives (QueryAllocatedLuns).
     Luns { pool: String },
     /// The largest LUN a create in the pool gets now (QueryMaxLunCreateSizeInStoragePool).
@@ -384,6 +386,15 @@ pub enum PlexVerb {
     /// RemovePlex: free a plex (by UUID) of a LUN of several; never the last nor the last
     /// current one.
     Remove { plex: String },
+    /// Show the plex's hints (IVdsLunPlex::QueryHints: its LUN's, VDS_HINTS members), or apply
+    /// some with --set NAME=VALUE (repeatable) to its LUN, so to all its plexes at once.
+    Hints {
+        plex: String,
+        /// NAME=VALUE: a VDS_HINTS member in snake_case (as for `lun hints --set`; a
+        /// VDS_HINTS2-only member is refused by vdsd).
+        #[arg(long = "set", value_parser = hint_arg)]
+        set: Vec<(String, serde_json::Value)>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -483,6 +483,13 @@ impl Ctx {
                 self.show_list(Kind::Drive, &items, Some(&r.body));
                 Ok(())
             }
+            PoolVerb::DriveExtents { pool } => {
+                let id = self.pool_id(&pool)?;
+                let r = self.get(&format!("/v1/pools/{id}/drive-extents"))?;
+                let items = as_array(r.json()?, "drive extents")?;
+                self.show_list(Kind::PoolExtent, &items, Some(&r.body));
+                Ok(())
+            }
             PoolVerb::Luns { pool } => {
                 let id = self.pool_id(&pool)?;
                 let r = self.get(&format!("/v1/pools/{id}/luns"))?;
@@ -686,6 +693,15 @@ impl Ctx {
                 PlexVerb::Remove { plex } => {
                     let id = require_uuid("plex", &plex)?;
                     self.job_started(self.send("DELETE", &format!("/v1/plexes/{id}"), None)?)
+                }
+                PlexVerb::Hints { plex, set } => {
+                    let id = require_uuid("plex", &plex)?;
+                    let path = format!("/v1/plexes/{id}/hints");
+                    if set.is_empty() {
+                        return self.show_reply(&self.get(&path)?);
+                    }
+                    let body: serde_json::Map<String, Value> = set.into_iter().collect();
+                    self.show_reply(&self.send("PUT", &path, Some(Value::Object(body)))?)
                 }
             },
             Noun::Job { verb } => self.job(verb),

@@ -27,6 +27,8 @@ pub enum Kind {
     Extent,
     /// A storage pool (`GET /v1/subsystems/{id}/pools`).
     Pool,
+    /// A range of a drive of a pool (`GET /v1/pools/{id}/drive-extents`).
+    PoolExtent,
 }
 
 type Column = (&'static str, fn(&Value) -> String);
@@ -158,6 +160,11 @@ fn columns(kind: Kind) -> Vec<Column> {
             ("TOTAL", |v| size(v, "total_managed_space")),
             ("CONSUMED", |v| size(v, "consumed_space")),
             ("FREE", |v| size(v, "remaining_free_space")),
+        ],
+        Kind::PoolExtent => vec![
+            ("DRIVE", |v| field(v, "drive")),
+            ("SIZE", |v| size(v, "size_bytes")),
+            ("USED", |v| field(v, "used")),
         ],
         Kind::Extent => vec![
             ("OFFSET", |v| field(v, "offset")),

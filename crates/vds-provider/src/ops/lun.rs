@@ -33,6 +33,7 @@ impl Provider {
         ids.extend(&targets);
         let slots = inner.claim(st, &ids);
         let numbers = entry.rec.lun.lun_numbers.clone();
+        let plexes: Vec<Uuid> = entry.rec.lun.plexes.iter().map(|p| p.id).collect();
         // Leave the data path first: new commands get 05/25/00, the others see 06/3F/0E.
         let leave = Change::new()
             .apply(|st| {
@@ -76,10 +77,17 @@ impl Provider {
             Ok(Change::new()
                 .store(|tx| {
                     tx.delete_lun(id)?;
-                    tx.add_tombstone(id, ObjectKind::Lun)
+                    tx.add_tombstone(id, ObjectKind::Lun)?;
+                    // A plex of a deleted LUN answers OBJECT_DELETED too (`ops/plex.rs`).
+                    for p in &plexes {
+                        tx.add_tombstone(*p, ObjectKind::Lun)?;
+                    }
+                    Ok(())
                 })
                 .apply(|st| {
                     st.tombstones.insert(id, ObjectKind::Lun);
+                    st.tombstones
+                        .extend(plexes.iter().map(|p| (*p, ObjectKind::Lun)));
                     st.lun_names.remove(&entry.rec.lun.friendly_name);
                     if let Some(p) = &entry.rec.lun.backing.path {
                         st.backing_paths.remove(p);

@@ -38,7 +38,7 @@ pub(crate) mod lun_info;
 mod lun_resize;
 mod maintenance;
 mod path;
-mod plex;
+pub(crate) mod plex;
 mod plex_ops;
 pub(crate) mod pool;
 mod replace_drive;
@@ -270,6 +270,8 @@ impl Provider {
             Command::GetDriveExtents { id } => self.drive_extents(id),
             Command::GetLunPlexes { id } => self.lun_plexes(id),
             Command::GetPlex { id } => self.plex(id),
+            Command::GetPlexHints { id } => self.plex_hints(id),
+            Command::SetPlexHints { id, hints } => self.set_plex_hints(id, hints),
             Command::AddDrive {
                 subsystem,
                 kind,
@@ -286,6 +288,7 @@ impl Provider {
             Command::ListPools { subsystem } => self.list_pools(subsystem),
             Command::GetPool { id } => self.get_pool(id),
             Command::GetPoolDrives { id } => self.pool_drives(id),
+            Command::GetPoolDriveExtents { id } => self.pool_drive_extents(id),
             Command::GetPoolLuns { id } => self.pool_luns(id),
             Command::CreatePool(a) => self.create_pool(a),
             Command::DeletePool { id } => self.delete_pool(id),

@@ -230,6 +230,24 @@ impl Provider {
         ))
     }
 
+    /// `GET /v1/pools/{id}/drive-extents` (`QueryDriveExtents`): every used and free range of
+    /// every drive of the pool, in the pool's drive order, each as the drive's own
+    /// `QueryExtents` answers it.
+    pub(super) fn pool_drive_extents(&self, id: Uuid) -> Result<Outcome, VdsError> {
+        let mut st = self.inner.state.lock();
+        let p = self.pool_call(&mut st, id)?;
+        Ok(Outcome::PoolDriveExtents(
+            p.drives
+                .iter()
+                .flat_map(|d| {
+                    super::plex::drive_ranges(&st, *d)
+                        .into_iter()
+                        .map(move |r| (*d, r))
+                })
+                .collect(),
+        ))
+    }
+
     /// `GET /v1/pools/{id}/luns` (`QueryAllocatedLuns`): the LUNs with an extent on one of
     /// the pool's drives.
     pub(super) fn pool_luns(&self, id: Uuid) -> Result<Outcome, VdsError> {

@@ -12,6 +12,7 @@ mod hints;
 mod leftovers;
 mod maintenance;
 mod model;
+mod plex_hints;
 mod plex_ops;
 mod pools;
 mod power_cut;

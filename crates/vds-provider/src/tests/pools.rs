@@ -720,3 +720,107 @@ fn a_deleted_lun_takes_the_files_a_crashed_resize_left_with_it() {
     assert!(!stray.exists() && !stray2.exists());
     assert!(foreign.exists(), "another LUN's file is not touched");
 }
+
+fn pool_extents(f: &Fixture, id: Uuid) -> Vec<(Uuid, crate::DriveRange)> {
+    match f.ok(Command::GetPoolDriveExtents { id }) {
+        Outcome::PoolDriveExtents(v) => v,
+        o => panic!("{o:?}"),
+    }
+}
+
+/// Every drive of pool `p` answers its ranges, exactly as the drive's own QueryExtents, and
+/// they add up to the drive's capacity.
+fn check_pool_extents(f: &Fixture, p: &StoragePool) -> Vec<(Uuid, crate::DriveRange)> {
+    let got = pool_extents(f, p.id);
+    let mut seen: Vec<Uuid> = got.iter().map(|(d, _)| *d).collect();
+    seen.dedup();
+    assert_eq!(seen, p.drives, "every drive of the pool, in its order");
+    for d in &p.drives {
+        let mine: Vec<crate::DriveRange> = got
+            .iter()
+            .filter(|(x, _)| x == d)
+            .map(|(_, r)| r.clone())
+            .collect();
+        let Outcome::DriveExtents(own) = f.ok(Command::GetDriveExtents { id: *d }) else {
+            panic!()
+        };
+        assert_eq!(
+            mine, own,
+            "drive {d}: the pool answers the drive's own ranges"
+        );
+        let Outcome::Drive(drive) = f.ok(Command::GetDrive { id: *d }) else {
+            panic!()
+        };
+        let sum: u64 = mine.iter().map(|r| r.size).sum();
+        assert_eq!(sum, drive.size_bytes, "drive {d}: {mine:?}");
+    }
+    got
+}
+
+#[test]
+fn pool_drive_extents_cover_every_drive_of_the_pool() {
+    let f = Fixture::new(41412, false);
+    let root = tempfile::tempdir().unwrap();
+    let a = block_drive(&f, root.path(), "a.img", 16 << 20);
+    let b = block_drive(&f, root.path(), "b.img", 24 << 20);
+    let cdir = root.path().join("c");
+    std::fs::create_dir(&cdir).unwrap();
+    let c = add(&f, "dir", &cdir);
+    let Outcome::Pool(named) = f.ok(Command::CreatePool(pool_args(&f, "pair", &[a.id, b.id])))
+    else {
+        panic!()
+    };
+    // Nothing used yet: one free range per drive.
+    let got = check_pool_extents(&f, &named);
+    assert!(got.iter().all(|(_, r)| r.used_by.is_none()), "{got:?}");
+    assert_eq!(got.len(), 2, "{got:?}");
+
+    let mut la = f.lun_args();
+    la.size_bytes = 4 << 20;
+    let mirror = lun_of(f.job(Command::CreateLunInPool {
+        pool: named.id,
+        args: la,
+    }));
+    let span = f.create_lun(|x| {
+        x.lun_type = Some(LunType::Span);
+        x.drives = Some(vec![b.id, c.id]);
+        x.size_bytes = 6 << 20;
+    });
+    let got = check_pool_extents(&f, &named);
+    for l in [&mirror, &span] {
+        for x in l.extents.iter().filter(|x| x.drive != c.id) {
+            assert!(
+                got.iter().any(|(d, r)| *d == x.drive
+                    && r.used_by.map(|u| u.0) == Some(l.id)
+                    && r.size == x.size
+                    && r.offset == x.offset),
+                "LUN {}'s extent {x:?} in {got:?}",
+                l.id
+            );
+        }
+    }
+    let prim = pools(&f)
+        .into_iter()
+        .find(|p| p.pool_type == StoragePoolType::Primordial)
+        .expect("the primordial pool");
+    assert!(prim.drives.contains(&c.id), "{prim:?}");
+    let got = check_pool_extents(&f, &pool(&f, prim.id));
+    assert!(
+        got.iter()
+            .any(|(d, r)| *d == c.id && r.used_by.map(|u| u.0) == Some(span.id)),
+        "{got:?}"
+    );
+
+    // An unknown pool; a deleted one.
+    assert_eq!(
+        f.code(Command::GetPoolDriveExtents { id: Uuid::new_v4() }),
+        Hresult::VDS_E_OBJECT_NOT_FOUND
+    );
+    f.ok(Command::DeleteLun { id: mirror.id });
+    f.ok(Command::DeleteLun { id: span.id });
+    f.ok(Command::DeletePool { id: named.id });
+    assert_eq!(
+        f.code(Command::GetPoolDriveExtents { id: named.id }),
+        Hresult::VDS_E_OBJECT_DELETED
+    );
+}
