@@ -6,44 +6,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
 use common::*;
 use serde_json::{json, Value};
 
 const STRIPE: usize = 64 << 10;
-
-fn add_drive(d: &Daemon, sub: &str, path: &Path) -> String {
-    let v = d.ok(
-        "POST",
-        &format!("/v1/subsystems/{sub}/drives?wait=true"),
-        json!({"kind": "dir", "path": path}),
-        201,
-    );
-    v["id"].as_str().expect("drive id").to_string()
-}
-
-fn dirs(root: &Path, names: &[&str]) -> Vec<PathBuf> {
-    names
-        .iter()
-        .map(|n| {
-            let p = root.join(n);
-            std::fs::create_dir(&p).unwrap();
-            p
-        })
-        .collect()
-}
-
-/// The one extent file under a `dir` drive.
-fn extent_file(drive_dir: &Path) -> PathBuf {
-    let dir = drive_dir.join("vds-extents");
-    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(files.len(), 1, "one extent in {}: {files:?}", dir.display());
-    files[0].clone()
-}
 
 /// Stripe unit `k`'s bytes: every unit different.
 fn unit(k: usize) -> Vec<u8> {
@@ -76,7 +42,7 @@ fn a_stripe_luns_units_land_in_their_columns_and_survive_a_restart() {
     let target = d.target();
     let root = tempfile::tempdir().unwrap();
     let ds = dirs(root.path(), &["c0", "c1"]);
-    let ids: Vec<String> = ds.iter().map(|p| add_drive(&d, &sub, p)).collect();
+    let ids: Vec<String> = ds.iter().map(|p| add_drive(&d, &sub, p, "")).collect();
     let lun = d.ok(
         "POST",
         &format!("/v1/subsystems/{sub}/luns?wait=true"),
@@ -180,7 +146,7 @@ fn a_mirror_luns_plexes_are_byte_equal_on_disk_and_a_failing_drive_fails_only_it
     let target = d.target();
     let root = tempfile::tempdir().unwrap();
     let ds = dirs(root.path(), &["m0", "m1", "m2"]);
-    let mut ids: Vec<String> = ds.iter().map(|p| add_drive(&d, &sub, p)).collect();
+    let mut ids: Vec<String> = ds.iter().map(|p| add_drive(&d, &sub, p, "")).collect();
     // m2 is neither in the LUN nor a spare: only Recover uses it.
     let spare_less = ids.pop().unwrap();
     let lun = d.ok(

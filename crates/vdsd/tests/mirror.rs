@@ -35,29 +35,6 @@ fn pattern(i: usize, seq: u32) -> Vec<u8> {
     v
 }
 
-/// The one data file of the LUN's extent on a `dir` drive (extents are sparse files under the
-/// drive's `vds-extents/`).
-fn extent_file(drive_dir: &Path) -> PathBuf {
-    let dir = drive_dir.join("vds-extents");
-    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .collect();
-    assert_eq!(files.len(), 1, "one extent in {}: {files:?}", dir.display());
-    files[0].clone()
-}
-
-fn add_drive(d: &Daemon, sub: &str, path: &Path, name: &str) -> String {
-    let v = d.ok(
-        "POST",
-        &format!("/v1/subsystems/{sub}/drives?wait=true"),
-        json!({"kind": "dir", "path": path, "friendly_name": name}),
-        201,
-    );
-    v["id"].as_str().expect("drive id").to_string()
-}
-
 fn health(d: &Daemon, lun: &str) -> String {
     d.lun(lun)["health"].as_str().unwrap_or("").to_string()
 }

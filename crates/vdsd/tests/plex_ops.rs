@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use common::*;
 use serde_json::{json, Value};
@@ -27,16 +27,6 @@ fn pattern(i: usize, seq: u32) -> Vec<u8> {
     v
 }
 
-fn add_drive(d: &Daemon, sub: &str, path: &Path, name: &str) -> String {
-    let v = d.ok(
-        "POST",
-        &format!("/v1/subsystems/{sub}/drives?wait=true"),
-        json!({"kind": "dir", "path": path, "friendly_name": name}),
-        201,
-    );
-    v["id"].as_str().expect("drive id").to_string()
-}
-
 fn simple_lun(d: &Daemon, sub: &str, name: &str, drive: &str, size: u64, targets: Value) -> String {
     let v = d.ok(
         "POST",
@@ -48,26 +38,11 @@ fn simple_lun(d: &Daemon, sub: &str, name: &str, drive: &str, size: u64, targets
     v["id"].as_str().unwrap().to_string()
 }
 
-fn files(drive_dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(drive_dir.join("vds-extents"))
-        .map(|r| r.map(|e| e.unwrap().path()).collect())
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
 fn plexes(d: &Daemon, lun: &str) -> Vec<Value> {
     let v = d.get(&format!("/v1/luns/{lun}/plexes"));
     v.as_array()
         .cloned()
         .unwrap_or_else(|| v["items"].as_array().cloned().unwrap_or_default())
-}
-
-fn refused(got: (u16, Value), name: &str, what: &str) {
-    assert!(got.0 >= 400, "{what}: refused, got {} {}", got.0, got.1);
-    assert_eq!(got.1["error"]["name"], name, "{what}: {}", got.1);
-    let msg = got.1["error"]["message"].as_str().unwrap_or("");
-    assert!(!msg.is_empty(), "{what}: a message");
 }
 
 #[test]
@@ -133,29 +108,29 @@ fn a_lun_becomes_a_plex_under_writes_and_plexes_are_removed_down_to_one() {
             Some(&json!({"lun": other})),
         )
     };
-    refused(add(json!(l)), "E_INVALIDARG", "itself");
-    refused(
+    assert_refused(add(json!(l)), "E_INVALIDARG", "itself");
+    assert_refused(
         add(json!(small)),
         "VDS_E_INVALID_OPERATION",
         "a smaller LUN",
     );
-    refused(
+    assert_refused(
         add(json!(mapped)),
         "VDS_E_DEVICE_IN_USE",
         "a LUN on a target",
     );
-    refused(
+    assert_refused(
         add(json!(same)),
         "E_INVALIDARG",
         "a LUN on this LUN's drive",
     );
-    refused(add(json!("not-a-uuid")), "E_INVALIDARG", "a malformed id");
-    refused(
+    assert_refused(add(json!("not-a-uuid")), "E_INVALIDARG", "a malformed id");
+    assert_refused(
         add(json!("00000000-0000-4000-8000-000000000001")),
         "VDS_E_OBJECT_NOT_FOUND",
         "an unknown LUN",
     );
-    refused(
+    assert_refused(
         d.call(
             "POST",
             &format!("/v1/luns/{l}/plexes"),
@@ -257,12 +232,12 @@ fn a_lun_becomes_a_plex_under_writes_and_plexes_are_removed_down_to_one() {
     assert!(s == 404 || s == 410);
 
     // RemovePlex: the plex on a over HTTP, then the one on b through vdsctl.
-    refused(
+    assert_refused(
         d.call("DELETE", "/v1/plexes/nope", None),
         "E_INVALIDARG",
         "a malformed plex id",
     );
-    refused(
+    assert_refused(
         d.call(
             "DELETE",
             "/v1/plexes/00000000-0000-4000-8000-000000000002",
@@ -302,7 +277,7 @@ fn a_lun_becomes_a_plex_under_writes_and_plexes_are_removed_down_to_one() {
     assert_eq!(p.len(), 1, "{p:?}");
     assert_eq!(p[0]["extents"][0]["drive"], c.as_str());
     assert!(!wib.exists(), "one plex again: the bitmap is gone");
-    refused(
+    assert_refused(
         d.call(
             "DELETE",
             &format!("/v1/plexes/{}", p[0]["id"].as_str().unwrap()),
@@ -341,7 +316,7 @@ fn a_lun_becomes_a_plex_under_writes_and_plexes_are_removed_down_to_one() {
     let p = plexes(&d, &l);
     let healthy = p.iter().find(|p| p["health"] == "healthy").unwrap();
     let failed = p.iter().find(|p| p["status"] == "failed").unwrap();
-    refused(
+    assert_refused(
         d.call(
             "DELETE",
             &format!("/v1/plexes/{}", healthy["id"].as_str().unwrap()),

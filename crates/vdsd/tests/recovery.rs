@@ -16,7 +16,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -42,43 +42,10 @@ fn pattern(i: usize, seq: u32) -> Vec<u8> {
     v
 }
 
-fn add_drive(d: &Daemon, sub: &str, path: &Path, name: &str) -> String {
-    let v = d.ok(
-        "POST",
-        &format!("/v1/subsystems/{sub}/drives?wait=true"),
-        json!({"kind": "dir", "path": path, "friendly_name": name}),
-        201,
-    );
-    v["id"].as_str().expect("drive id").to_string()
-}
-
-/// The one extent file of a `dir` drive.
-fn extent_file(drive_dir: &Path) -> PathBuf {
-    let dir = drive_dir.join("vds-extents");
-    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .collect();
-    assert_eq!(files.len(), 1, "one extent in {}: {files:?}", dir.display());
-    files[0].clone()
-}
-
 fn items(v: Value) -> Vec<Value> {
     v.as_array()
         .cloned()
         .unwrap_or_else(|| v["items"].as_array().cloned().unwrap_or_default())
-}
-
-fn dirs(root: &Path, names: &[&str]) -> Vec<PathBuf> {
-    names
-        .iter()
-        .map(|n| {
-            let p = root.join(n);
-            std::fs::create_dir(&p).unwrap();
-            p
-        })
-        .collect()
 }
 
 /// The dirty regions a write-intent bitmap file records, and its region size (the layout of

@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use common::*;
 use serde_json::{json, Value};
@@ -26,33 +26,10 @@ fn pattern(i: usize, seq: u32, salt: u32) -> Vec<u8> {
     v
 }
 
-fn add_drive(d: &Daemon, sub: &str, path: &Path, name: &str) -> String {
-    let v = d.ok(
-        "POST",
-        &format!("/v1/subsystems/{sub}/drives?wait=true"),
-        json!({"kind": "dir", "path": path, "friendly_name": name}),
-        201,
-    );
-    v["id"].as_str().expect("drive id").to_string()
-}
-
-fn files(drive_dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(drive_dir.join("vds-extents"))
-        .map(|r| r.map(|e| e.unwrap().path()).collect())
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
 fn list(v: Value) -> Vec<Value> {
     v.as_array()
         .cloned()
         .unwrap_or_else(|| v["items"].as_array().cloned().unwrap_or_default())
-}
-
-fn refused(got: (u16, Value), name: &str, what: &str) {
-    assert!(got.0 >= 400, "{what}: refused, got {} {}", got.0, got.1);
-    assert_eq!(got.1["error"]["name"], name, "{what}: {}", got.1);
 }
 
 /// One LUN under the load: its number, its chunks and the last pass written to each.
@@ -143,23 +120,23 @@ fn a_drive_is_replaced_under_writes_and_left_empty() {
     // Refusals first; nothing changes.
     let url = format!("/v1/subsystems/{sub}/replace-drive");
     let call = |body: Value| d.call("POST", &url, Some(&body));
-    refused(
+    assert_refused(
         call(json!({"old": a, "new": a})),
         "E_INVALIDARG",
         "the same drive",
     );
-    refused(
+    assert_refused(
         call(json!({"old": a, "new": c})),
         "E_INVALIDARG",
         "a drive holding the mirror's other plex",
     );
-    refused(
+    assert_refused(
         call(json!({"old": a, "new": "x"})),
         "E_INVALIDARG",
         "a malformed id",
     );
-    refused(call(json!({"old": a})), "E_INVALIDARG", "new missing");
-    refused(
+    assert_refused(call(json!({"old": a})), "E_INVALIDARG", "new missing");
+    assert_refused(
         call(json!({"old": a, "new": "00000000-0000-4000-8000-000000000003"})),
         "VDS_E_OBJECT_NOT_FOUND",
         "an unknown drive",

@@ -848,3 +848,63 @@ pub fn raw_http(api: SocketAddr, request: &str) -> String {
     let _ = s.read_to_string(&mut out);
     out
 }
+
+/// Adds a `dir` drive at `path` (named `name`, or the default name when empty); its id.
+pub fn add_drive(d: &Daemon, sub: &str, path: &Path, name: &str) -> String {
+    let mut body = json!({"kind": "dir", "path": path});
+    if !name.is_empty() {
+        body["friendly_name"] = json!(name);
+    }
+    let v = d.ok(
+        "POST",
+        &format!("/v1/subsystems/{sub}/drives?wait=true"),
+        body,
+        201,
+    );
+    v["id"].as_str().expect("drive id").to_string()
+}
+
+/// Makes the directories `names` under `root`.
+pub fn dirs(root: &Path, names: &[&str]) -> Vec<PathBuf> {
+    names
+        .iter()
+        .map(|n| {
+            let p = root.join(n);
+            std::fs::create_dir(&p).unwrap();
+            p
+        })
+        .collect()
+}
+
+/// The extent files under a `dir` drive, sorted (none when it has no `vds-extents`).
+pub fn files(drive_dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(drive_dir.join("vds-extents"))
+        .map(|r| {
+            r.map(|e| e.unwrap().path())
+                .filter(|p| p.is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The one extent file under a `dir` drive.
+pub fn extent_file(drive_dir: &Path) -> PathBuf {
+    let files = files(drive_dir);
+    assert_eq!(
+        files.len(),
+        1,
+        "one extent under {}: {files:?}",
+        drive_dir.display()
+    );
+    files[0].clone()
+}
+
+/// Asserts an error answer: a 4xx/5xx status, the HRESULT name, a message.
+pub fn assert_refused(got: (u16, Value), name: &str, what: &str) {
+    assert!(got.0 >= 400, "{what}: refused, got {} {}", got.0, got.1);
+    assert_eq!(got.1["error"]["name"], name, "{what}: {}", got.1);
+    let msg = got.1["error"]["message"].as_str().unwrap_or("");
+    assert!(!msg.is_empty(), "{what}: a message");
+}
