@@ -131,16 +131,40 @@ pub(crate) fn remove(lun: &Lun) -> io::Result<()> {
 /// How long a deleted LUN's image waits for its last handle to close before it is left.
 const REMOVE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// The images of deleted LUNs not yet removed (`pool/image`): a new LUN may not take one, or
+/// the removal would take its storage away later.
+static REMOVING: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Whether the image at `path` is waiting to be removed.
+pub(crate) fn being_removed(path: &str) -> bool {
+    REMOVING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .any(|p| p == path)
+}
+
 /// Removes a deleted LUN's image on a thread of its own, once the handles the data path still
 /// holds (a command in flight, a connection yet to see the new view) are closed: librbd
 /// refuses to remove an image that is open (`EBUSY`). Bounded by [`REMOVE_PATIENCE`]; an
 /// image still open then is left, and said so in the log.
 pub(crate) fn remove_when_closed(lun: Lun) {
+    let path = lun.backing.path.clone().unwrap_or_default();
+    REMOVING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(path.clone());
+    let done = move || {
+        REMOVING
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|p| *p != path);
+    };
     let run = move || {
         let start = std::time::Instant::now();
         loop {
             match remove(&lun) {
-                Ok(()) => return,
+                Ok(()) => return done(),
                 Err(e)
                     if e.raw_os_error() == Some(libc::EBUSY)
                         && start.elapsed() < REMOVE_PATIENCE =>
@@ -149,7 +173,7 @@ pub(crate) fn remove_when_closed(lun: Lun) {
                 }
                 Err(err) => {
                     tracing::warn!(lun = %lun.id, image = lun.backing.path.as_deref().unwrap_or_default(), error = %err, "could not remove the deleted LUN's RBD image");
-                    return;
+                    return done();
                 }
             }
         }

@@ -198,10 +198,58 @@ fn rbd_luns_are_made_served_resized_adopted_and_removed() {
     let o = d.vdsctl(&["lun", "delete", "r2"]);
     assert!(o.status.success(), "vdsctl lun delete: {}", text(&o));
 
-    // Deleting: vds's own image goes, the adopted one stays.
+    // Deleting: vds's own image goes, the adopted one stays. While another client watches
+    // r1 librbd cannot remove it: until it is gone no new LUN may take it.
+    let mut watcher = Command::new("rbd")
+        .arg("-c")
+        .arg(ceph.conf())
+        .args(["watch", "rbd/r1"])
+        // It watches until a line arrives on its stdin: kept open until it is killed.
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("rbd watch");
+    // Registered once `rbd status` lists two watchers (vdsd's and this one).
+    let t0 = std::time::Instant::now();
+    loop {
+        let o = ceph.rbd(&["status", "rbd/r1"]);
+        if String::from_utf8_lossy(&o.stdout)
+            .matches("watcher=")
+            .count()
+            >= 2
+        {
+            break;
+        }
+        assert!(
+            t0.elapsed().as_secs() < 20,
+            "rbd watch did not register: {}",
+            text(&o)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     for (id, what) in [(&id, "r1"), (&mine_id, "mine")] {
         let (status, v) = d.call("DELETE", &format!("/v1/luns/{id}"), None);
         assert_eq!(status, 204, "DELETE {what}: {v}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        ceph.images().contains(&"r1".to_string()),
+        "watched: not removable yet"
+    );
+    let r = d.call(
+        "POST",
+        &luns,
+        Some(&json!({"size_bytes": 16 << 20, "backing": {"kind": "rbd", "pool": "rbd", "image": "r1"}})),
+    );
+    refused(&r, 409, "VDS_E_DEVICE_IN_USE", "an image being removed");
+    // A line on its stdin makes `rbd watch` unwatch and exit (a kill would leave the watch
+    // until the OSD times it out).
+    std::io::Write::write_all(watcher.stdin.as_mut().unwrap(), b"\n").unwrap();
+    let t0 = std::time::Instant::now();
+    while watcher.try_wait().unwrap().is_none() {
+        assert!(t0.elapsed().as_secs() < 20, "rbd watch did not exit");
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
     // The image goes once the data path has closed it (bounded).
     let t0 = std::time::Instant::now();

@@ -265,6 +265,12 @@ fn check_conflicts(st: &State, data_dir: &Path, c: &Checked) -> Result<(), VdsEr
                 format!("backing: image {path} already backs LUN {other}"),
             ));
         }
+        if crate::rbd::being_removed(&path) {
+            return Err(VdsError::new(
+                Hresult::VDS_E_DEVICE_IN_USE,
+                format!("backing: image {path} belonged to a deleted LUN and is being removed"),
+            ));
+        }
     }
     let backing_path = c.judged.as_ref().map(|j| j.path.clone());
     if let Some(p) = &backing_path {
