@@ -45,9 +45,16 @@ impl<'a> Change<'a> {
         Change::default()
     }
 
-    /// The store write, in one transaction.
+    /// The store write, in one transaction; a second call adds its writes after the first's,
+    /// in the same transaction.
     pub fn store(mut self, write: impl FnOnce(&mut Tx<'_>) -> Result<(), StoreError> + 'a) -> Self {
-        self.store = Some(Box::new(write));
+        self.store = Some(match self.store.take() {
+            None => Box::new(write),
+            Some(first) => Box::new(move |tx: &mut Tx<'_>| {
+                first(tx)?;
+                write(tx)
+            }),
+        });
         self
     }
 

@@ -36,7 +36,7 @@ pub(crate) const HINTS2_ONLY: &[&str] = &[
 
 /// The LUN that has plex `plex`. A plex of a deleted LUN answers `VDS_E_OBJECT_DELETED` (its
 /// id is a tombstone), one never known `VDS_E_OBJECT_NOT_FOUND`.
-fn lun_of_plex(st: &State, plex: Uuid) -> Result<Uuid, VdsError> {
+pub(super) fn lun_of_plex(st: &State, plex: Uuid) -> Result<Uuid, VdsError> {
     if let Some(e) = st
         .luns
         .values()
@@ -47,7 +47,7 @@ fn lun_of_plex(st: &State, plex: Uuid) -> Result<Uuid, VdsError> {
     if st.tombstones.contains_key(&plex) {
         return Err(VdsError::new(
             Hresult::VDS_E_OBJECT_DELETED,
-            format!("plex {plex}: its LUN is no longer present"),
+            format!("plex {plex} was removed, or its LUN deleted"),
         ));
     }
     Err(VdsError::new(

@@ -355,17 +355,7 @@ impl Provider {
         let inner = &self.inner;
         let mut g = inner.state.lock();
         let st = &mut *g;
-        let Some(id) = st
-            .luns
-            .values()
-            .find(|e| e.rec.lun.plexes.iter().any(|p| p.id == plex))
-            .map(|e| e.rec.lun.id)
-        else {
-            return Err(VdsError::new(
-                Hresult::VDS_E_OBJECT_NOT_FOUND,
-                format!("no LUN has plex {plex}"),
-            ));
-        };
+        let id = super::plex::lun_of_plex(st, plex)?;
         inner.object_call(st, ObjectKind::Lun, id)?;
         st.check_free(&[(ObjectKind::Lun, id)])?;
         let e = st.lun(id)?;
@@ -428,7 +418,14 @@ impl Provider {
         rec.lun.plexes.remove(index);
         rec.lun.extents.retain(|x| x.plex != plex);
         rec.lun.health = lun_health(&rec.lun.plexes);
-        if let Err(e) = inner.commit(st, Change::new().lun_record(rec), None) {
+        // The plex answers OBJECT_DELETED from now on, as a deleted LUN's plexes do.
+        let gone = Change::new()
+            .lun_record(rec)
+            .store(move |tx| tx.add_tombstone(plex, ObjectKind::Lun))
+            .apply(move |st| {
+                st.tombstones.insert(plex, ObjectKind::Lun);
+            });
+        if let Err(e) = inner.commit(st, gone, None) {
             // The store no longer writes the plex: the next start, from the stored record,
             // opens it and finds it out of date only if it was; keep its files.
             tracing::error!(lun = %id, plex = %plex, error = %e.message,

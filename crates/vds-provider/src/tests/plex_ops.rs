@@ -183,6 +183,15 @@ fn add_plex_stops_at_four_and_remove_plex_waits_for_the_copy() {
         f.code(Command::RemovePlex { id: plexes[3] }),
         Hresult::VDS_E_PLEX_LAST_ACTIVE
     );
+    // A removed plex is gone for good: OBJECT_DELETED (a stored tombstone).
+    assert_eq!(
+        f.code(Command::RemovePlex { id: plexes[0] }),
+        Hresult::VDS_E_OBJECT_DELETED
+    );
+    assert_eq!(
+        f.code(Command::GetPlex { id: plexes[1] }),
+        Hresult::VDS_E_OBJECT_DELETED
+    );
     for drive in &d[..3] {
         assert_eq!(used(&f, drive.id), 0, "drive {} freed", drive.id);
     }
