@@ -15,6 +15,8 @@ pub(crate) enum Fail {
     Check(Sense),
     /// RESERVATION CONFLICT (no sense).
     Conflict,
+    /// BUSY (no sense): the target cannot take the command now; the host retries.
+    Busy,
     /// The backing store failed: MEDIUM ERROR, and the LU goes FAILED.
     Io { write: bool, err: io::Error },
     /// In [`crate::Mode::Inline`]: the command would have had to wait (not an inline command,

@@ -207,6 +207,50 @@ pub trait LuEvents: Send + Sync {
     /// shows in its API and survives a restart. Called after the change took effect; must not
     /// block. A manager that keeps no such setting ignores it (the default).
     fn write_cache_changed(&self, _lu: uuid::Uuid, _enabled: bool) {}
+    /// Persistent reservations kept by several gateways at once (docs/SCALEOUT.md "Persistent
+    /// reservations across gateways"): a PERSISTENT RESERVE OUT computed `change` from the
+    /// shared state of version `change.base`; the manager stores it by compare-and-set and
+    /// answers once every gateway serving the LU holds it (or has been fenced). May block
+    /// (boundedly): PERSISTENT RESERVE OUT runs on the blocking pool. A manager whose
+    /// reservations are this LU's own answers [`SharedPr::NotShared`] (the default), and the
+    /// LU keeps them itself (APTPL through [`LuEvents::persist_reservations`]).
+    fn share_reservations(&self, _lu: uuid::Uuid, _change: &PrChange<'_>) -> SharedPr {
+        SharedPr::NotShared
+    }
+}
+
+/// A change of a LU's persistent reservations, for [`LuEvents::share_reservations`].
+pub struct PrChange<'a> {
+    /// The version of the shared state the change was computed from.
+    pub base: u64,
+    /// The new state (the opaque blob of `LuConfig::pr_state`; never empty).
+    pub state: &'a [u8],
+    /// The unit attentions the change raises, on whichever gateway each I_T nexus is.
+    pub uas: &'a [PrUnitAttention],
+}
+
+/// A unit attention raised by a reservation change for one I_T nexus, by its port names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrUnitAttention {
+    pub initiator_port: String,
+    pub target_port: String,
+    /// Additional sense code and qualifier.
+    pub asc: u8,
+    pub ascq: u8,
+}
+
+/// The answer of [`LuEvents::share_reservations`].
+#[derive(Debug)]
+pub enum SharedPr {
+    /// This LU's reservations are its own.
+    NotShared,
+    /// Stored as `version`; every gateway serving the LU holds it.
+    Committed { version: u64 },
+    /// Another gateway changed the state first: it is `state` at `version` (empty: none).
+    /// The LU installs it and computes the command again.
+    Stale { version: u64, state: Vec<u8> },
+    /// Not stored (the shared store cannot be reached): the command fails, nothing changed.
+    Failed(std::io::Error),
 }
 
 /// One entry of a target's LUN map.

@@ -120,6 +120,9 @@ pub(crate) struct Reservations {
     /// Nexus id holding a RESERVE(6)/(10) reservation.
     pub spc2: Option<u64>,
     pub pr: PrState,
+    /// The version of the shared state `pr` is, when several gateways share it
+    /// ([`crate::LuEvents::share_reservations`]); 0 otherwise.
+    pub shared_version: u64,
 }
 
 /// Mode page values that can be changed (MODE SELECT), shared by every nexus.
@@ -289,7 +292,11 @@ impl LogicalUnit {
             transition: Mutex::new(()),
             nexuses: RwLock::new(HashMap::new()),
             res_active: AtomicBool::new(res_active),
-            res: Mutex::new(Reservations { spc2: None, pr }),
+            res: Mutex::new(Reservations {
+                spc2: None,
+                pr,
+                shared_version: 0,
+            }),
             persist_order: Default::default(),
             mode: ModeState {
                 wce: AtomicBool::new(true),
@@ -510,6 +517,7 @@ impl LogicalUnit {
             let mut res = self.res.lock();
             res.spc2 = from.spc2;
             res.pr = from.pr.clone();
+            res.shared_version = from.shared_version;
             self.update_res_active(&res);
         }
         {
@@ -563,6 +571,53 @@ impl LogicalUnit {
             self.update_res_active(&res);
         }
         self.ua_all(sense::BUS_DEVICE_RESET_FUNCTION_OCCURRED, None);
+    }
+
+    /// Installs the shared persistent-reservation state `blob` of `version` (docs/SCALEOUT.md
+    /// "Persistent reservations across gateways"), with the unit attentions its change raised
+    /// for the I_T nexuses this LU knows; a version not newer than the one held changes nothing
+    /// (the change is already here). Answers whether it was installed; an unreadable blob is an
+    /// error and changes nothing. Never waits for a PERSISTENT RESERVE OUT in progress (the
+    /// gateway running one waits for every gateway, this one included, to install it).
+    pub fn install_shared_reservations(
+        &self,
+        version: u64,
+        blob: &[u8],
+        uas: &[crate::PrUnitAttention],
+    ) -> Result<bool, String> {
+        let pr = if blob.is_empty() {
+            PrState::default()
+        } else {
+            PrState::decode(blob)?
+        };
+        Ok(self.install_shared(version, pr, uas))
+    }
+
+    /// The version of the shared reservation state this LU holds (0: none installed).
+    pub fn shared_reservations_version(&self) -> u64 {
+        self.res.lock().shared_version
+    }
+
+    /// Installs `pr` as the shared state of `version` unless this LU holds that version or a
+    /// newer one already; whoever installs a version raises its unit attentions, once.
+    pub(crate) fn install_shared(
+        &self,
+        version: u64,
+        pr: PrState,
+        uas: &[crate::PrUnitAttention],
+    ) -> bool {
+        let mut res = self.res.lock();
+        if version <= res.shared_version {
+            return false;
+        }
+        res.pr = pr;
+        res.shared_version = version;
+        self.update_res_active(&res);
+        drop(res);
+        for ua in uas {
+            self.ua_port(&ua.initiator_port, &ua.target_port, Asc(ua.asc, ua.ascq));
+        }
+        true
     }
 
     pub(crate) fn update_res_active(&self, res: &Reservations) {
@@ -657,6 +712,10 @@ impl LogicalUnit {
             Fail::WouldBlock => return Err(WouldBlock),
             Fail::Conflict => ScsiOutcome {
                 status: ScsiStatus::ReservationConflict,
+                sense: None,
+            },
+            Fail::Busy => ScsiOutcome {
+                status: ScsiStatus::Busy,
                 sense: None,
             },
             Fail::Check(s) => self.check(s),

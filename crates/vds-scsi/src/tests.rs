@@ -1226,6 +1226,7 @@ fn extended_copy_between_two_memory_lus() {
 mod alua;
 mod hints;
 mod isolation;
+mod shared_pr;
 
 #[test]
 fn copy_status_by_list_identifier() {

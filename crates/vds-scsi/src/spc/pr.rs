@@ -338,6 +338,10 @@ fn not_stored() -> Fail {
     ))
 }
 
+/// How many times a PERSISTENT RESERVE OUT is computed again after other gateways changed the
+/// shared state first, before it gives up (BUSY: the host retries).
+const SHARED_ATTEMPTS: usize = 8;
+
 pub(crate) fn pr_out(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
     let sa = c.cdb.u8(1) & 0x1F;
     let scope = c.cdb.u8(2) >> 4;
@@ -345,49 +349,90 @@ pub(crate) fn pr_out(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
     let plen = c.cdb.be32(5) as usize;
     let p = &c.data_out[..plen.min(c.data_out.len())];
     let _order = lu.persist_order.lock();
-    let mut res = lu.res.lock();
-    if res.spc2.is_some_and(|h| h != c.nexus.id) {
-        return Err(Fail::Conflict);
-    }
-    // The change is made on a copy and installed only once it is stored (with APTPL), so no
-    // command (PR IN, a WRITE checked against the reservation) sees a state that may yet be
-    // refused, and a refused change leaves nothing to roll back.
-    let was_aptpl = res.pr.aptpl;
-    let mut next = Reservations {
-        spc2: res.spc2,
-        pr: res.pr.clone(),
-    };
-    let mut fx = Effects {
-        uas: Vec::new(),
-        persist: false,
-    };
-    let r = if sa == 0x07 {
-        register_and_move(lu, &mut next, c, p, plen, &mut fx)
-    } else {
-        basic(&mut next, c.nexus, sa, scope, rtype, p, plen, &mut fx)
-    };
-    if fx.persist && (next.pr.aptpl || was_aptpl) {
-        let blob = if next.pr.aptpl {
-            next.pr.encode()
-        } else {
-            Vec::new()
-        };
-        drop(res);
-        if let Err(err) = lu.events().persist_reservations(lu.id(), &blob) {
-            tracing::error!(lu = %lu.id(), error = %err, "PERSISTENT RESERVE OUT failed: its APTPL state was not stored");
-            return Err(not_stored());
+    for _ in 0..SHARED_ATTEMPTS {
+        let mut res = lu.res.lock();
+        if res.spc2.is_some_and(|h| h != c.nexus.id) {
+            return Err(Fail::Conflict);
         }
-        // Only PR OUT (serialised above) changes `pr`, so the state the change was computed
-        // from is still the one in place.
-        res = lu.res.lock();
+        // The change is made on a copy and installed only once it is stored (with APTPL, or
+        // shared by several gateways), so no command (PR IN, a WRITE checked against the
+        // reservation) sees a state that may yet be refused, and a refused change leaves
+        // nothing to roll back.
+        let was_aptpl = res.pr.aptpl;
+        let base = res.shared_version;
+        let mut next = Reservations {
+            spc2: res.spc2,
+            pr: res.pr.clone(),
+            shared_version: base,
+        };
+        let mut fx = Effects {
+            uas: Vec::new(),
+            persist: false,
+        };
+        let r = if sa == 0x07 {
+            register_and_move(lu, &mut next, c, p, plen, &mut fx)
+        } else {
+            basic(&mut next, c.nexus, sa, scope, rtype, p, plen, &mut fx)
+        };
+        if fx.persist {
+            drop(res);
+            let blob = next.pr.encode();
+            let uas: Vec<crate::PrUnitAttention> = fx
+                .uas
+                .iter()
+                .map(|(ip, tp, asc)| crate::PrUnitAttention {
+                    initiator_port: ip.clone(),
+                    target_port: tp.clone(),
+                    asc: asc.0,
+                    ascq: asc.1,
+                })
+                .collect();
+            let change = crate::PrChange {
+                base,
+                state: &blob,
+                uas: &uas,
+            };
+            match lu.events().share_reservations(lu.id(), &change) {
+                crate::SharedPr::NotShared => {}
+                crate::SharedPr::Committed { version } => {
+                    // Installed here unless the manager's notification of this very version
+                    // already did (with its unit attentions).
+                    lu.install_shared(version, next.pr, &uas);
+                    return r;
+                }
+                crate::SharedPr::Stale { version, state } => {
+                    if let Err(e) = lu.install_shared_reservations(version, &state, &[]) {
+                        tracing::error!(lu = %lu.id(), error = %e, "the shared reservation state is unreadable");
+                        return Err(not_stored());
+                    }
+                    continue;
+                }
+                crate::SharedPr::Failed(err) => {
+                    tracing::error!(lu = %lu.id(), error = %err, "PERSISTENT RESERVE OUT failed: the shared reservation state was not stored");
+                    return Err(not_stored());
+                }
+            }
+            if next.pr.aptpl || was_aptpl {
+                let blob = if next.pr.aptpl { blob } else { Vec::new() };
+                if let Err(err) = lu.events().persist_reservations(lu.id(), &blob) {
+                    tracing::error!(lu = %lu.id(), error = %err, "PERSISTENT RESERVE OUT failed: its APTPL state was not stored");
+                    return Err(not_stored());
+                }
+            }
+            // Only PR OUT (serialised above) changes `pr`, so the state the change was
+            // computed from is still the one in place.
+            res = lu.res.lock();
+        }
+        res.pr = next.pr;
+        lu.update_res_active(&res);
+        drop(res);
+        for (ip, tp, asc) in fx.uas {
+            lu.ua_port(&ip, &tp, asc);
+        }
+        return r;
     }
-    res.pr = next.pr;
-    lu.update_res_active(&res);
-    drop(res);
-    for (ip, tp, asc) in fx.uas {
-        lu.ua_port(&ip, &tp, asc);
-    }
-    r
+    tracing::warn!(lu = %lu.id(), "PERSISTENT RESERVE OUT lost {SHARED_ATTEMPTS} races with other gateways; BUSY");
+    Err(Fail::Busy)
 }
 
 #[allow(clippy::too_many_arguments)]
