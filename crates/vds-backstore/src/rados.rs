@@ -365,6 +365,52 @@ impl ConfigObject {
         .map(|_| ())
     }
 
+    /// Notifies every watcher with `payload` and waits (at most `timeout_ms`) for their
+    /// acknowledgements, answering who acknowledged and who did not in time (a watcher that
+    /// died keeps its watch until the watch times out): what a change that must reach every
+    /// gateway needs to know before it fences the silent ones.
+    pub fn notify_all(&self, payload: &[u8], timeout_ms: u64) -> io::Result<NotifyReply> {
+        let len = i32::try_from(payload.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "payload too large"))?;
+        let mut reply: *mut c_char = ptr::null_mut();
+        let mut reply_len = 0usize;
+        // SAFETY: an open ioctx, a NUL-terminated oid, `payload` valid for `len` bytes; the
+        // reply buffer librados allocates is copied and freed below.
+        let r = unsafe {
+            self.api().rados_notify2(
+                self.io.io,
+                self.oid.as_ptr(),
+                payload.as_ptr().cast(),
+                len,
+                timeout_ms,
+                &mut reply,
+                &mut reply_len,
+            )
+        };
+        let bytes = if reply.is_null() {
+            Vec::new()
+        } else {
+            // SAFETY: librados allocated `reply_len` bytes at `reply` for this call; copied
+            // before the one free.
+            let v = unsafe { std::slice::from_raw_parts(reply.cast::<u8>(), reply_len) }.to_vec();
+            // SAFETY: allocated by librados for this call, freed once.
+            unsafe { self.api().rados_buffer_free(reply) };
+            v
+        };
+        if r < 0 && r != -libc::ETIMEDOUT {
+            check(
+                r.into(),
+                &format!("notifying the watchers of {}", self.name),
+            )?;
+        }
+        NotifyReply::parse(&bytes).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the notify reply of {} is malformed", self.name),
+            )
+        })
+    }
+
     /// Calls `f` with the payload of every notify on the object (on a librados thread; `f`
     /// must not block for long), acknowledging each after `f` returns, until the answer is
     /// dropped.
@@ -406,6 +452,49 @@ impl ConfigObject {
             cookie,
             ctx: raw,
         })
+    }
+}
+
+/// Who answered a notify ([`ConfigObject::notify_all`]): watchers by RADOS client id
+/// (`client.<gid>`) and watch cookie.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NotifyReply {
+    pub acked: Vec<(u64, u64)>,
+    pub timed_out: Vec<(u64, u64)>,
+}
+
+impl NotifyReply {
+    /// librados's reply encoding: `le32 n, n × (le64 gid, le64 cookie, le32 len, len bytes),
+    /// le32 m, m × (le64 gid, le64 cookie)`; an empty buffer is nobody. `None` when malformed
+    /// (short, or counts beyond the buffer).
+    fn parse(b: &[u8]) -> Option<NotifyReply> {
+        if b.is_empty() {
+            return Some(NotifyReply::default());
+        }
+        let mut at = 0usize;
+        let mut take = |n: usize| -> Option<&[u8]> {
+            let s = b.get(at..at.checked_add(n)?)?;
+            at += n;
+            Some(s)
+        };
+        let u32le = |s: &[u8]| u32::from_le_bytes(s.try_into().unwrap_or_default());
+        let u64le = |s: &[u8]| u64::from_le_bytes(s.try_into().unwrap_or_default());
+        let mut out = NotifyReply::default();
+        let acks = u32le(take(4)?);
+        for _ in 0..acks {
+            let gid = u64le(take(8)?);
+            let cookie = u64le(take(8)?);
+            let len = u32le(take(4)?) as usize;
+            take(len)?;
+            out.acked.push((gid, cookie));
+        }
+        let timeouts = u32le(take(4)?);
+        for _ in 0..timeouts {
+            let gid = u64le(take(8)?);
+            let cookie = u64le(take(8)?);
+            out.timed_out.push((gid, cookie));
+        }
+        Some(out)
     }
 }
 
@@ -498,4 +587,53 @@ fn parse_version(v: &[u8], name: &str) -> io::Result<u64> {
                 format!("{name}: the version key is not a number"),
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NotifyReply;
+
+    fn le32(v: &mut Vec<u8>, x: u32) {
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    fn le64(v: &mut Vec<u8>, x: u64) {
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+
+    #[test]
+    fn a_notify_reply_is_parsed_and_a_malformed_one_refused() {
+        let mut b = Vec::new();
+        le32(&mut b, 2);
+        for (gid, payload) in [(7u64, &b"ok"[..]), (9, &b""[..])] {
+            le64(&mut b, gid);
+            le64(&mut b, 100 + gid);
+            le32(&mut b, payload.len() as u32);
+            b.extend_from_slice(payload);
+        }
+        le32(&mut b, 1);
+        le64(&mut b, 11);
+        le64(&mut b, 111);
+        assert_eq!(
+            NotifyReply::parse(&b),
+            Some(NotifyReply {
+                acked: vec![(7, 107), (9, 109)],
+                timed_out: vec![(11, 111)],
+            })
+        );
+        assert_eq!(NotifyReply::parse(&[]), Some(NotifyReply::default()));
+        // Every truncation is refused, never read past the end.
+        for n in 1..b.len() {
+            assert_eq!(NotifyReply::parse(&b[..n]), None, "cut at {n}");
+        }
+        // A count or payload length beyond the buffer is refused.
+        let mut huge = Vec::new();
+        le32(&mut huge, 1);
+        le64(&mut huge, 1);
+        le64(&mut huge, 1);
+        le32(&mut huge, u32::MAX);
+        assert_eq!(NotifyReply::parse(&huge), None);
+        let mut many = Vec::new();
+        le32(&mut many, u32::MAX);
+        assert_eq!(NotifyReply::parse(&many), None);
+    }
 }

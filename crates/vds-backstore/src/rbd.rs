@@ -513,6 +513,36 @@ mod tests {
         drop(o2);
     }
 
+    /// A notify reports who acknowledged and who stayed silent past the timeout (a watcher
+    /// busy longer than that, as a dead gateway whose watch has not yet timed out).
+    #[test]
+    fn a_notify_names_the_watchers_that_did_not_acknowledge() {
+        use crate::rados::ConfigObject;
+        let tc = TestCluster::start(46840);
+        let c: Vec<Arc<Cluster>> = (0..3)
+            .map(|_| Cluster::connect(&tc.conf(), "client.admin").unwrap())
+            .collect();
+        let o: Vec<ConfigObject> = c
+            .iter()
+            .map(|c| ConfigObject::open(c, "rbd", "vds.test.notify").unwrap())
+            .collect();
+        o[0].create().unwrap();
+        let quick = o[1].watch(|_| {}).unwrap();
+        let silent = o[2]
+            .watch(|_| std::thread::sleep(std::time::Duration::from_secs(3)))
+            .unwrap();
+        let t = std::time::Instant::now();
+        let r = o[0].notify_all(b"x", 1000).unwrap();
+        assert!(t.elapsed() < std::time::Duration::from_millis(2500));
+        assert_eq!((r.acked.len(), r.timed_out.len()), (1, 1), "{r:?}");
+        assert_ne!(r.acked[0].0, r.timed_out[0].0, "two clients, two ids");
+        // Once nobody is slow, everybody acknowledges.
+        drop(silent);
+        let r = o[0].notify_all(b"y", 5000).unwrap();
+        assert_eq!((r.acked.len(), r.timed_out.len()), (1, 0), "{r:?}");
+        drop(quick);
+    }
+
     #[test]
     fn an_image_reads_writes_discards_resizes_and_is_removed() {
         let tc = TestCluster::start(46790);
