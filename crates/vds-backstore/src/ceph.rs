@@ -285,6 +285,21 @@ mod tests {
             rbd.pg_states.iter().all(|s| s.contains("active")),
             "{rbd:?}"
         );
+        // The caps docs/SCALEOUT.md gives a gateway are enough to read the pools and PGs.
+        let keyring = tc.dir.join("client.gw1.keyring");
+        let conf = tc.conf().display().to_string();
+        let o = std::process::Command::new("ceph")
+            .args(["-c", &conf, "auth", "get-or-create", "client.gw1"])
+            .args(["mon", "profile rbd", "osd", "profile rbd pool=rbd", "-o"])
+            .arg(&keyring)
+            .output()
+            .expect("ceph auth runs");
+        assert!(o.status.success(), "{o:?}");
+        let gw = Cluster::connect(&tc.conf(), "client.gw1").unwrap();
+        let names = |v: &[PoolReport]| v.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
+        let seen = gw.pool_reports().unwrap();
+        assert_eq!(names(&seen), names(&r));
+        assert!(seen.iter().all(|p| !p.pg_states.is_empty()), "{seen:?}");
         // A malformed command is the monitor's error, not a panic.
         let e = c.mon_command("{\"prefix\":\"no such thing\"}").unwrap_err();
         assert!(e.to_string().contains("no such thing"), "{e}");

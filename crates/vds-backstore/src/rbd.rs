@@ -392,7 +392,7 @@ pub(crate) mod tests {
 
     /// The cluster of one test, stopped (by its pids) when dropped.
     pub(crate) struct TestCluster {
-        dir: PathBuf,
+        pub(crate) dir: PathBuf,
         script: PathBuf,
     }
 
