@@ -129,7 +129,7 @@ async function api(method, path, body) {
     const failure = e
       ? new ApiFailure(resp.status, e.name, e.hresult, e.message)
       : new ApiFailure(resp.status, `HTTP ${resp.status}`, "", text.slice(0, 300));
-    if (resp.status === 401) signOut("The token was refused: " + failure.message);
+    if (resp.status === 401) signOut(`The token was refused: ${failure.name} (${failure.hresult}): ${failure.message}`);
     throw failure;
   }
   return json;
@@ -416,7 +416,7 @@ function renderLunDetail() {
           );
         },
       },
-      h("label", {}, "Unmasking list (initiator IQNs separated by ',', or '*')", mask),
+      h("label", {}, "Unmasking list (initiator IQNs separated by ';', or '*' for every initiator)", mask),
       h("button", { type: "submit" }, "Set mask"),
     ),
     h(
@@ -824,8 +824,7 @@ function signOut(message) {
   state.token = null;
   sessionStorage.removeItem(TOKEN_KEY);
   if (state.streamAbort) state.streamAbort.abort();
-  if (state.pollTimer) clearInterval(state.pollTimer);
-  state.pollTimer = null;
+  stopPolling();
   $("#app").hidden = true;
   $("#logout").hidden = true;
   $("#stream-state").hidden = true;
@@ -849,11 +848,23 @@ async function signIn(token) {
   $("#logout").hidden = false;
   await refresh();
   streamEvents();
+  startPolling();
+}
+
+/** Polls the sessions (their counters feed the sparklines) and, while jobs run, the jobs. */
+function startPolling() {
+  stopPolling();
   pollSessions();
   state.pollTimer = setInterval(() => {
     pollSessions();
     if (state.jobs.some((j) => j.state === "running" || j.state === "queued")) scheduleRefresh(0);
   }, POLL_MS);
+}
+
+/** The browser tests stop the polling to prove that a change arrives through the events. */
+function stopPolling() {
+  if (state.pollTimer) clearInterval(state.pollTimer);
+  state.pollTimer = null;
 }
 
 function parseSize(text, unit) {
