@@ -240,7 +240,39 @@ async function refresh() {
 
 // ---- rendering: the array ---------------------------------------------------------------------
 
+/**
+ * The views are rebuilt from the API after every event: what the operator has typed or picked
+ * but not yet sent (an input with `data-keep`, marked `data-dirty` on input) and the focus are
+ * carried over to the rebuilt element with the same key, so an event never wipes a form.
+ */
+function keepingInput(render) {
+  const kept = new Map();
+  for (const el of document.querySelectorAll("[data-keep][data-dirty]")) {
+    kept.set(el.dataset.keep, { value: el.value, checked: el.checked });
+  }
+  const active = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.keep : null;
+  render();
+  for (const el of document.querySelectorAll("[data-keep]")) {
+    const k = kept.get(el.dataset.keep);
+    if (k) {
+      el.value = k.value;
+      el.checked = k.checked;
+      el.dataset.dirty = "1";
+    }
+    if (active && el.dataset.keep === active) el.focus();
+  }
+}
+
+/** Sending a form makes its inputs clean again: the next rebuild shows the API's values. */
+function sent(...inputs) {
+  for (const i of inputs) delete i.dataset.dirty;
+}
+
 function renderAll() {
+  keepingInput(renderViews);
+}
+
+function renderViews() {
   renderSubsystems();
   renderLuns();
   renderLunDetail();
@@ -252,17 +284,20 @@ function renderAll() {
   renderJobs();
 }
 
-function statusSelect(current, values, onset, label) {
+function statusSelect(current, values, onset, label, key) {
   const sel = h(
     "select",
-    { "aria-label": label },
+    { "aria-label": label, "data-keep": key },
     values.map((v) => h("option", { value: v, selected: v === current }, v)),
   );
   return h(
     "span",
     { class: "actions" },
     sel,
-    h("button", { type: "button", class: "secondary", onclick: () => onset(sel.value) }, "Set"),
+    h("button", { type: "button", class: "secondary", onclick: () => {
+      sent(sel);
+      onset(sel.value);
+    } }, "Set"),
   );
 }
 
@@ -328,7 +363,7 @@ function renderLuns() {
         h(
           "span",
           { class: "actions" },
-          statusSelect(l.status, ["online", "offline"], (v) => setLunStatus(l, v), `Status of ${l.friendly_name}`),
+          statusSelect(l.status, ["online", "offline"], (v) => setLunStatus(l, v), `Status of ${l.friendly_name}`, `lun-status-${l.id}`),
           h("button", { type: "button", class: "danger", onclick: () => deleteLun(l) }, "Delete"),
         ),
       ),
@@ -350,8 +385,10 @@ function deleteLun(l) {
 
 function selectLun(id) {
   state.selectedLun = id;
-  renderLuns();
-  renderLunDetail();
+  keepingInput(() => {
+    renderLuns();
+    renderLunDetail();
+  });
   $("#lun-detail").scrollIntoView({ block: "nearest" });
 }
 
@@ -365,14 +402,14 @@ function renderLunDetail() {
   sec.hidden = false;
   $("#lun-detail-title").textContent = `LUN ${l.friendly_name}`;
   const body = clear($("#lun-detail-body"));
-  const mask = h("input", { value: l.unmasking_list || "", "aria-label": "Unmasking list", size: 40 });
+  const mask = h("input", { value: l.unmasking_list || "", "aria-label": "Unmasking list", size: 40, "data-keep": `mask-${l.id}` });
   const targetBoxes = state.targets
     .filter((t) => t.subsystem === l.subsystem)
     .map((t) =>
       h(
         "label",
         {},
-        h("input", { type: "checkbox", value: t.id, checked: (l.targets || []).includes(t.id) }),
+        h("input", { type: "checkbox", value: t.id, checked: (l.targets || []).includes(t.id), "data-keep": `lun-target-${l.id}-${t.id}` }),
         ` ${t.friendly_name}`,
       ),
     );
@@ -397,12 +434,7 @@ function renderLunDetail() {
       h("dt", {}, "Flags"),
       h("dd", { class: "mono" }, (l.flags || []).join(" ")),
       h("dt", {}, "Throughput"),
-      h(
-        "dd",
-        {},
-        lunSpark(l),
-        h("span", { class: "note" }, "of the sessions of its targets (per-LUN counters come with the telemetry)"),
-      ),
+      h("dd", { id: "lun-spark" }, lunSparkParts(l)),
     ),
     h(
       "form",
@@ -411,6 +443,7 @@ function renderLunDetail() {
         "data-testid": "mask-form",
         onsubmit: (ev) => {
           ev.preventDefault();
+          sent(mask);
           act(`Set the unmasking list of ${l.friendly_name}`, () =>
             api("PATCH", `/v1/luns/${l.id}`, { unmasking_list: mask.value }),
           );
@@ -425,7 +458,9 @@ function renderLunDetail() {
         class: "inline-form",
         onsubmit: (ev) => {
           ev.preventDefault();
-          const ids = targetBoxes.map((lb) => lb.querySelector("input")).filter((i) => i.checked).map((i) => i.value);
+          const boxes = targetBoxes.map((lb) => lb.querySelector("input"));
+          sent(...boxes);
+          const ids = boxes.filter((i) => i.checked).map((i) => i.value);
           act(`Set the targets of ${l.friendly_name}`, () => api("PUT", `/v1/luns/${l.id}/targets`, { targets: ids }));
         },
       },
@@ -452,7 +487,7 @@ function renderControllers() {
           statusSelect(c.status, ["online", "offline"], (v) =>
             act(`Set the status of controller ${c.friendly_name} to ${v}`, () =>
               api("POST", `/v1/controllers/${c.id}/status`, { status: v }),
-            ), `Status of ${c.friendly_name}`),
+            ), `Status of ${c.friendly_name}`, `controller-status-${c.id}`),
         ),
       ),
     );
@@ -516,7 +551,7 @@ function renderPortals() {
           statusSelect(p.status, ["online", "offline"], (v) =>
             act(`Set the status of portal ${portalAddr(p)} to ${v}`, () =>
               api("POST", `/v1/portals/${p.id}/status`, { status: v }),
-            ), `Status of portal ${portalAddr(p)}`),
+            ), `Status of portal ${portalAddr(p)}`, `portal-status-${p.id}`),
         ),
       ),
     );
@@ -531,9 +566,9 @@ function renderTargets() {
   for (const t of state.targets) {
     sel.append(h("option", { value: t.id, selected: t.id === keep }, t.friendly_name));
     const groups = state.portalGroups[t.id] || [];
-    const secret = h("input", { type: "password", "aria-label": `CHAP secret of ${t.friendly_name}`, placeholder: "12 to 16 characters", autocomplete: "new-password" });
-    const iname = h("input", { "aria-label": "Initiator name", placeholder: "iqn.… of the initiator" });
-    const isecret = h("input", { type: "password", "aria-label": "Initiator's secret", placeholder: "secret (empty: forget)", autocomplete: "new-password" });
+    const secret = h("input", { type: "password", "aria-label": `CHAP secret of ${t.friendly_name}`, placeholder: "12 to 16 characters", autocomplete: "new-password", "data-keep": `secret-${t.id}` });
+    const iname = h("input", { "aria-label": "Initiator name", placeholder: "iqn.… of the initiator", "data-keep": `initiator-${t.id}` });
+    const isecret = h("input", { type: "password", "aria-label": "Initiator's secret", placeholder: "secret (empty: forget)", autocomplete: "new-password", "data-keep": `initiator-secret-${t.id}` });
     box.append(
       h(
         "div",
@@ -556,6 +591,7 @@ function renderTargets() {
           ev.preventDefault();
           const v = secret.value;
           secret.value = "";
+          sent(secret);
           act(`Set the CHAP secret of ${t.friendly_name}`, () =>
             api("PUT", `/v1/targets/${t.id}/shared-secret`, v ? { secret: v } : {}));
         } },
@@ -565,6 +601,7 @@ function renderTargets() {
           ev.preventDefault();
           const v = isecret.value;
           isecret.value = "";
+          sent(iname, isecret);
           act(`Set the CHAP secret of initiator ${iname.value} on ${t.friendly_name}`, () =>
             api("PUT", `/v1/targets/${t.id}/initiator-secrets/${encodeURIComponent(iname.value)}`, v ? { secret: v } : {}));
         } },
@@ -581,7 +618,8 @@ function renderTargets() {
 function renderJobs() {
   const list = clear($("#jobs"));
   if (state.jobs.length === 0) list.append(h("li", { class: "empty" }, "No jobs."));
-  for (const j of state.jobs.slice().reverse()) {
+  // The newest 50: the daemon remembers more than a person reads.
+  for (const j of state.jobs.slice(-50).reverse()) {
     list.append(
       h(
         "li",
@@ -769,6 +807,13 @@ function sparkline(read, write, label) {
   );
 }
 
+function lunSparkParts(l) {
+  return [
+    lunSpark(l),
+    h("span", { class: "note" }, "of the sessions of its targets (per-LUN counters come with the telemetry)"),
+  ];
+}
+
 function lunSpark(l) {
   const read = [];
   const write = [];
@@ -810,7 +855,10 @@ function renderSessions() {
     const tr = state.targetRates.get(t.id) || { read: [], write: [] };
     sparks.append(h("div", { "data-target": t.id }, h("strong", {}, t.friendly_name), sparkline(tr.read, tr.write, `Throughput of ${t.friendly_name}`)));
   }
-  if (state.selectedLun && !$("#lun-detail").hidden) renderLunDetail();
+  // Only the LUN pane's sparkline: the rest of the pane (its forms) stays as the operator left it.
+  const l = state.luns.find((x) => x.id === state.selectedLun);
+  const box = document.getElementById("lun-spark");
+  if (l && box) box.replaceChildren(...lunSparkParts(l));
 }
 
 // ---- sign-in, views, start ------------------------------------------------------------------
@@ -875,6 +923,11 @@ function parseSize(text, unit) {
 }
 
 function init() {
+  const dirty = (ev) => {
+    if (ev.target.dataset && ev.target.dataset.keep) ev.target.dataset.dirty = "1";
+  };
+  document.addEventListener("input", dirty);
+  document.addEventListener("change", dirty);
   $("#login-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     const input = $("#token");

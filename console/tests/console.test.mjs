@@ -154,6 +154,14 @@ await scenario("create a LUN; it appears through the event stream", async () => 
 await scenario("a LUN created by another client appears through SSE alone", async () => {
   // No click in the page and no polling: only the event stream can tell it.
   await page.evaluate(() => stopPolling());
+  try {
+    await createdElsewhereAppears();
+  } finally {
+    await page.evaluate(() => startPolling());
+  }
+});
+
+async function createdElsewhereAppears() {
   const name = `${lunName}-cli`;
   const r = await api("POST", (await firstSubsystemPath()) + "/luns?wait=true", { size_bytes: 1 << 20, friendly_name: name });
   if (r.status !== 201) fail(`create: ${r.status} ${JSON.stringify(r.json)}`);
@@ -161,8 +169,7 @@ await scenario("a LUN created by another client appears through SSE alone", asyn
   const del = await api("DELETE", `/v1/luns/${r.json.id}`);
   if (del.status >= 300) fail(`delete: ${del.status}`);
   await page.locator(`[data-testid=luns] tr[data-name="${name}"]`).waitFor({ state: "detached", timeout: 10000 });
-  await page.evaluate(() => startPolling());
-});
+}
 
 async function firstSubsystemPath() {
   const s = (await api("GET", "/v1/subsystems")).json[0];
@@ -192,6 +199,12 @@ await scenario("set the LUN OFFLINE: the status changes and the event is shown",
 await scenario("set the unmasking list of the LUN (a mask)", async () => {
   const mask = "iqn.2026-12.test:console-a;iqn.2026-12.test:console-b";
   await page.fill("[data-testid=mask-form] input", mask);
+  // An event rebuilds the views while the operator types: what was typed stays.
+  const other = await api("POST", (await firstSubsystemPath()) + "/luns?wait=true", { size_bytes: 1 << 20, friendly_name: `${lunName}-typing` });
+  await page.locator(`[data-testid=luns] tr[data-name="${lunName}-typing"]`).waitFor();
+  const typed = await page.inputValue("[data-testid=mask-form] input");
+  if (typed !== mask) fail(`an event wiped the typed mask: ${typed}`);
+  await api("DELETE", `/v1/luns/${other.json.id}`);
   await page.click("[data-testid=mask-form] button[type=submit]");
   await page.waitForFunction(
     (m) => [...document.querySelectorAll("[data-testid=luns] td[data-label=Mask]")].some((td) => td.textContent === m),
@@ -241,11 +254,12 @@ await scenario("a libiscsi session appears in the sessions view, with its throug
   } catch (e) {
     fail(`no session row; iscsi-perf said: ${stderr.slice(0, 500)}`);
   }
-  // Two polls later the sparkline has a rate above zero.
+  // Three polls later the sparkline has three points and a rate above zero.
   await page.waitForFunction(
     (ini) => {
       const tr = document.querySelector(`[data-testid=sessions] tr[data-initiator="${ini}"]`);
-      return tr && /read [1-9][0-9.]* [KMG]iB\/s/.test(tr.textContent);
+      const line = tr && tr.querySelector("polyline");
+      return line && line.getAttribute("points").split(" ").length >= 3 && /read [1-9][0-9.]* [KMG]iB\/s/.test(tr.textContent);
     },
     initiator,
     { timeout: 15000 },
