@@ -433,6 +433,8 @@ function renderLunDetail() {
       h("dd", {}, (l.plexes || []).map((p) => h("span", {}, `${shortId(p.id)} ${p.type} `, badge(p.status), " "))),
       h("dt", {}, "Flags"),
       h("dd", { class: "mono" }, (l.flags || []).join(" ")),
+      h("dt", {}, "Paths"),
+      h("dd", { id: "lun-paths", "data-testid": "lun-paths" }, h("span", { class: "empty" }, "…")),
       h("dt", {}, "Throughput"),
       h("dd", { id: "lun-spark" }, lunSparkParts(l)),
     ),
@@ -468,6 +470,30 @@ function renderLunDetail() {
       h("button", { type: "submit" }, "Set targets"),
     ),
   );
+  loadLunPaths(l);
+}
+
+/** The LUN's live paths (`GET /v1/luns/{id}/paths`): which sessions reach it, through where. */
+async function loadLunPaths(l) {
+  let paths;
+  try {
+    paths = await api("GET", `/v1/luns/${l.id}/paths`);
+  } catch (e) {
+    paths = null;
+  }
+  const box = document.getElementById("lun-paths");
+  if (!box || state.selectedLun !== l.id) return;
+  if (paths === null) {
+    box.replaceChildren(h("span", { class: "empty" }, "not available"));
+  } else if (paths.length === 0) {
+    box.replaceChildren(h("span", { class: "empty" }, "no session reaches this LUN"));
+  } else {
+    box.replaceChildren(
+      ...paths.map((p) =>
+        h("div", { "data-initiator": p.initiator }, h("code", {}, `${p.initiator} ${p.initiator_address}:${p.initiator_port}`), " → ", targetName(p.target), " ", badge(p.status)),
+      ),
+    );
+  }
 }
 
 function renderControllers() {
@@ -704,7 +730,10 @@ async function streamEvents() {
         if (buf.length > 1 << 20) buf = ""; // a broken stream cannot grow without bound
       }
     } catch (e) {
-      if (abort.signal.aborted) return;
+      if (abort.signal.aborted) {
+        setStreamState(false, "events: off");
+        return;
+      }
     }
     setStreamState(false, "events: reconnecting");
     await new Promise((r) => setTimeout(r, 2000));
@@ -855,10 +884,14 @@ function renderSessions() {
     const tr = state.targetRates.get(t.id) || { read: [], write: [] };
     sparks.append(h("div", { "data-target": t.id }, h("strong", {}, t.friendly_name), sparkline(tr.read, tr.write, `Throughput of ${t.friendly_name}`)));
   }
-  // Only the LUN pane's sparkline: the rest of the pane (its forms) stays as the operator left it.
+  // Only the LUN pane's sparkline and paths: the rest of the pane (its forms) stays as the
+  // operator left it.
   const l = state.luns.find((x) => x.id === state.selectedLun);
   const box = document.getElementById("lun-spark");
-  if (l && box) box.replaceChildren(...lunSparkParts(l));
+  if (l && box) {
+    box.replaceChildren(...lunSparkParts(l));
+    loadLunPaths(l);
+  }
 }
 
 // ---- sign-in, views, start ------------------------------------------------------------------

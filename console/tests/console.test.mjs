@@ -227,12 +227,29 @@ await scenario("an error is shown with its HRESULT name (bad size, CHAP secret, 
   await t.locator("input[type=password]").first().fill("short");
   await t.locator("button", { hasText: "Set target secret" }).click();
   await page.waitForFunction(() => document.querySelector("[data-testid=error]").textContent.includes("12 to 16"), null, { timeout: 10000 });
-  // Delete the LUN twice: a double click sends two DELETEs; the second is answered
-  // VDS_E_OBJECT_DELETED, shown with its name.
+  // Delete the LUN twice: another client deletes it while the page has not heard (its event
+  // stream and polling stopped), then the page's Delete is answered VDS_E_OBJECT_DELETED,
+  // shown with its name, and the page's reload drops the row.
   const row = page.locator(`[data-testid=luns] tr[data-name="${lunName}"]`);
-  await row.locator("button.danger").dblclick();
-  await page.waitForSelector("[data-testid=error][data-hresult-name=VDS_E_OBJECT_DELETED]", { timeout: 10000 });
-  await row.waitFor({ state: "detached", timeout: 10000 });
+  const lun = (await api("GET", "/v1/luns")).json.find((l) => l.friendly_name === lunName);
+  await page.evaluate(() => {
+    stopPolling();
+    state.streamAbort.abort();
+  });
+  try {
+    await page.waitForSelector("[data-testid=stream-state][data-live=no]");
+    const first = await api("DELETE", `/v1/luns/${lun.id}`);
+    if (first.status !== 204) fail(`first delete: ${first.status} ${JSON.stringify(first.json)}`);
+    await row.locator("button.danger").click();
+    await page.waitForSelector("[data-testid=error][data-hresult-name=VDS_E_OBJECT_DELETED]", { timeout: 10000 });
+    await row.waitFor({ state: "detached", timeout: 10000 });
+  } finally {
+    await page.evaluate(() => {
+      streamEvents();
+      startPolling();
+    });
+  }
+  await page.waitForSelector("[data-testid=stream-state][data-live=yes]");
   const gone = (await api("GET", "/v1/luns")).json.find((l) => l.friendly_name === lunName);
   if (gone) fail("the LUN is still there");
   await page.locator("[data-testid=error]").first().scrollIntoViewIfNeeded();
@@ -243,7 +260,7 @@ await scenario("a libiscsi session appears in the sessions view, with its throug
   const initiator = "iqn.2026-12.test:console-perf";
   const target = (await api("GET", (await firstSubsystemPath()) + "/targets")).json.find((t) => t.friendly_name === "default");
   const TARGET_IQN = target.iscsi_name;
-  const perf = spawn("iscsi-perf", ["-t", "12", "-i", initiator, `iscsi://${PORTAL}/${TARGET_IQN}/0`], { stdio: ["ignore", "ignore", "pipe"] });
+  const perf = spawn("iscsi-perf", ["-t", "15", "-i", initiator, `iscsi://${PORTAL}/${TARGET_IQN}/0`], { stdio: ["ignore", "ignore", "pipe"] });
   children.push(perf);
   let stderr = "";
   perf.stderr.on("data", (d) => (stderr += d));
@@ -267,6 +284,11 @@ await scenario("a libiscsi session appears in the sessions view, with its throug
   const s = (await api("GET", "/v1/sessions")).json.find((x) => x.initiator === initiator);
   if (!s || s.counters.bytes_read === 0) fail("the API shows no reads for the session");
   await shot(page, "sessions");
+  // The LUN the session reads shows it among its paths.
+  await page.click("[data-view=overview]");
+  await page.locator(`[data-testid=luns] tr[data-name="default"] button.linklike`).click();
+  await page.waitForSelector(`[data-testid=lun-paths] [data-initiator="${initiator}"]`, { timeout: 8000 });
+  await page.click("[data-view=sessions]");
   perf.kill("SIGTERM");
   await row.waitFor({ state: "detached", timeout: 20000 });
 });
@@ -317,7 +339,58 @@ await scenario("phone width: one column, nothing wider than the screen", async (
   const display = await p.evaluate(() => getComputedStyle(document.querySelector("[data-testid=luns] thead")).display);
   if (display !== "none") fail("tables are not stacked at phone width");
   await shot(p, "phone");
+  const bad = await contrastFailures(p, "phone");
+  if (bad.length) fail(bad.join("; "));
   await phone.close();
+});
+
+/** Every visible text of the page against its background: WCAG AA (4.5:1, 3:1 for large). */
+async function contrastFailures(p, where) {
+  const bad = await p.evaluate(() => {
+    const parse = (c) => {
+      const m = c.match(/rgba?\(([^)]+)\)/);
+      if (!m) return { rgb: [0, 0, 0], a: 0 };
+      const v = m[1].split(/[\s,/]+/).filter(Boolean).map(Number);
+      return { rgb: v.slice(0, 3), a: v.length > 3 ? v[3] : 1 };
+    };
+    const lum = ([r, g, b]) => {
+      const f = (c) => ((c /= 255) <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4);
+      return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+    };
+    const background = (el) => {
+      for (let e = el; e; e = e.parentElement) {
+        const c = parse(getComputedStyle(e).backgroundColor);
+        if (c.a >= 0.5) return c.rgb;
+      }
+      return [255, 255, 255];
+    };
+    const out = [];
+    for (const el of document.querySelectorAll("body *")) {
+      const text = [...el.childNodes].filter((n) => n.nodeType === 3).map((n) => n.textContent.trim()).join("");
+      if (!text || el.getClientRects().length === 0 || el.closest("[hidden]")) continue;
+      const st = getComputedStyle(el);
+      if (st.visibility === "hidden" || st.display === "none") continue;
+      const fg = parse(st.color).rgb;
+      const l1 = lum(fg);
+      const l2 = lum(background(el));
+      const ratio = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
+      const size = parseFloat(st.fontSize);
+      const large = size >= 24 || (size >= 18.66 && Number(st.fontWeight) >= 700);
+      if (ratio < (large ? 3 : 4.5)) out.push(`${el.tagName}.${el.className} "${text.slice(0, 30)}" ${ratio.toFixed(2)}`);
+    }
+    return out;
+  });
+  return bad.map((b) => `${where}: ${b}`);
+}
+
+await scenario("WCAG AA contrast of every visible text, in every view", async () => {
+  const bad = [];
+  for (const view of ["overview", "sessions", "activity"]) {
+    await page.click(`[data-view=${view}]`);
+    bad.push(...(await contrastFailures(page, view)));
+  }
+  await page.click("[data-view=overview]");
+  if (bad.length) fail(bad.join("; "));
 });
 
 await scenario("no console errors, no request leaves for another host, no token in a URL", async () => {
