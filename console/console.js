@@ -30,6 +30,8 @@ const state = {
   rates: new Map(),
   targetRates: new Map(), // target id -> { read: [], write: [] }
   events: 0,
+  pendingEvents: [], // { id, what (span), departed, tries } of events not yet named
+  names: new Map(), // object id -> friendly name, kept after the object goes
   streamAbort: null,
   refreshTimer: null,
   pollTimer: null,
@@ -270,6 +272,11 @@ function sent(...inputs) {
 
 function renderAll() {
   keepingInput(renderViews);
+  for (const list of [state.luns, state.targets, state.controllers, state.drives, state.pools]) {
+    for (const o of list) state.names.set(o.id, o.friendly_name);
+  }
+  for (const p of state.portals) state.names.set(p.id, portalAddr(p));
+  describeEvents();
 }
 
 function renderViews() {
@@ -650,7 +657,16 @@ function renderJobs() {
       h(
         "li",
         { "data-job": j.id },
-        h("div", {}, h("strong", {}, j.operation), " ", badge(j.state), " ", h("code", {}, shortId(j.object))),
+        h(
+          "div",
+          {},
+          h("strong", {}, j.operation.replace(/_/g, " ")),
+          " ",
+          badge(j.state),
+          " ",
+          j.output && j.output.friendly_name ? j.output.friendly_name : h("code", {}, shortId(j.object)),
+          ` ${j.percent || 0}%`,
+        ),
         h("progress", { max: 100, value: j.percent || 0, "aria-label": `${j.operation} progress` }, `${j.percent}%`),
         j.name && j.name !== "S_OK" && j.state !== "running"
           ? h("div", { class: "hr-name" }, `${j.name} (${j.hresult}) ${j.message || ""}`)
@@ -675,18 +691,42 @@ function addEvent(kind, data) {
       : ev
         ? `${ev.object_type} ${ev.event}${ev.status ? " → " + ev.status : ""} ${shortId(ev.id)}`
         : data;
-  const obj = ev && (state.luns.find((l) => l.id === ev.id) || state.targets.find((t) => t.id === ev.id));
-  list.prepend(
-    h(
-      "li",
-      { "data-event": ev ? ev.event : kind, "data-object": ev ? ev.id : "" },
-      h("time", { datetime: time.toISOString() }, time.toLocaleTimeString()),
-      text,
-      obj ? ` (${obj.friendly_name})` : "",
-    ),
+  const what = h("span", { class: "what" });
+  const li = h(
+    "li",
+    { "data-event": ev ? ev.event : kind, "data-object": ev ? ev.id : "" },
+    h("time", { datetime: time.toISOString() }, time.toLocaleTimeString()),
+    text,
+    " ",
+    what,
   );
+  list.prepend(li);
   while (list.children.length > 300) list.lastChild.remove();
   state.events++;
+  // The event names only the object; its name and status are filled in by the reload the
+  // event causes (a departed object keeps the name it had).
+  if (ev && ev.id) state.pendingEvents.push({ id: ev.id, what, departed: ev.event === "depart" || ev.event === "removed", tries: 0 });
+}
+
+/** Every object the console knows, by id. */
+function objectById(id) {
+  for (const list of [state.luns, state.targets, state.portals, state.controllers, state.drives, state.pools, state.subsystems]) {
+    const o = list.find((x) => x.id === id);
+    if (o) return o;
+  }
+  return null;
+}
+
+/** Names the objects of the events shown since the last reload (and remembers the names). */
+function describeEvents() {
+  const still = [];
+  for (const p of state.pendingEvents) {
+    const o = objectById(p.id);
+    const name = o ? o.friendly_name || (o.address ? portalAddr(o) : "") : state.names.get(p.id);
+    if (name) p.what.replaceChildren(`(${name})`, o && o.status && !p.departed ? " " : "", o && o.status && !p.departed ? badge(o.status) : "");
+    else if (p.tries++ < 3) still.push(p);
+  }
+  state.pendingEvents = still;
 }
 
 function setStreamState(live, text) {

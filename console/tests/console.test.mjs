@@ -186,7 +186,11 @@ await scenario("set the LUN OFFLINE: the status changes and the event is shown",
   await page.click("[data-view=activity]");
   const ev = page.locator(`[data-testid=events] li[data-object="${lun.id}"]:not([data-event=arrive])`);
   await ev.first().waitFor({ timeout: 10000 });
+  // The event is named after the reload it caused, with the status it left the LUN in.
+  await ev.first().locator(".badge[data-value=offline]").waitFor({ timeout: 10000 });
+  if (!(await ev.first().textContent()).includes(lunName)) fail("the event does not name the LUN");
   console.log(`  event: ${(await ev.first().textContent()).trim()}`);
+  await shot(page, "activity");
   await page.click("[data-view=overview]");
   await row.locator("button.linklike").click();
   await page.waitForSelector("[data-testid=lun-detail]:not([hidden])");
