@@ -107,7 +107,11 @@ page.on("request", (r) => {
 const lunName = `web-${Date.now() % 100000}`;
 
 await scenario("a wrong token is refused, the right one signs in", async () => {
-  await page.goto(URL_ + "/");
+  const resp = await page.goto(URL_ + "/");
+  const ctype = resp.headers()["content-type"] || "";
+  if (resp.status() !== 200 || !ctype.startsWith("text/html")) {
+    fail(`this vdsd does not serve the console at / (${resp.status()} ${ctype}): a binary built without it?`);
+  }
   await page.fill("#token", "not-the-token-000000");
   await page.click("#login-form button[type=submit]");
   await page.waitForSelector("[data-testid=login-error]", { timeout: 10000 });
