@@ -321,6 +321,21 @@ struct AioCtx {
     read_len: Option<usize>,
 }
 
+/// The offset of a miscompare from the start of the compared range, from what librbd put in
+/// `mismatch_off`. Ceph 16 puts the start of the *object* plus that offset there (the
+/// object-relative offset of the OSD's answer converted as if it were the object offset), not
+/// the image offset of the byte that differs; later releases the image offset. The compare
+/// lies inside one 512-byte sector ([`CAW_SECTOR`]) and object starts are multiples of it, so
+/// an answer below the range's start is the former and its remainder in the sector is the
+/// offset (exact for sector-aligned ranges, which SCSI's are).
+fn mismatch_at(mismatch: u64, offset: u64) -> u64 {
+    if mismatch >= offset {
+        mismatch - offset
+    } else {
+        mismatch % CAW_SECTOR
+    }
+}
+
 /// librbd's completion callback: hands the result and the buffers to the caller's `done`.
 unsafe extern "C" fn aio_cb(c: rbd_completion_t, arg: *mut c_void) {
     // SAFETY: `arg` is the `AioCtx` that `submit` leaked for this completion; librbd calls
@@ -342,7 +357,7 @@ unsafe extern "C" fn aio_cb(c: rbd_completion_t, arg: *mut c_void) {
         ..
     } = *ctx;
     let result = if r == -(libc::EILSEQ as isize) {
-        Err(AioError::Miscompare(mismatch.saturating_sub(offset)))
+        Err(AioError::Miscompare(mismatch_at(mismatch, offset)))
     } else if r < 0 {
         Err(AioError::Io(
             check(r as i64, "rbd aio").expect_err("a negative errno"),
@@ -895,6 +910,15 @@ mod tests {
         cluster.remove_image("rbd", "t").unwrap();
         let e = cluster.open_image("rbd", "t").map(|_| ()).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+    }
+
+    #[test]
+    fn a_miscompare_offset_is_found_in_either_form_librbd_reports() {
+        // Ceph 16: object start + offset; later: the image offset of the byte.
+        assert_eq!(mismatch_at((4 << 20) + 100, 4 << 20), 100);
+        assert_eq!(mismatch_at(77, 20480), 77);
+        assert_eq!(mismatch_at(20480 + 77, 20480), 77);
+        assert_eq!(mismatch_at((8 << 20) + 511, (8 << 20) + 3 * 512), 511);
     }
 
     /// Runs `op` through [`AioStore::submit`] and waits for its callback (a test may wait).

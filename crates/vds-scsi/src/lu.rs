@@ -812,9 +812,8 @@ impl LogicalUnit {
             return Err(crate::cdb::illegal(sense::INVALID_COMMAND_OPERATION_CODE));
         }
         let found = ops::lookup(cmd.cdb);
-        let runs_here = |op: &ops::OpDesc| {
-            op.inline || (aio && op.aio && self.backing.aio().is_some())
-        };
+        let runs_here =
+            |op: &ops::OpDesc| op.inline || (aio && op.aio && self.backing.aio().is_some());
         if mode == Mode::Inline && !matches!(found, Lookup::Found(op) if runs_here(op)) {
             // Before anything with an effect (a new nexus, a unit attention consumed).
             return Err(Fail::WouldBlock);

@@ -99,7 +99,13 @@ pub(crate) fn read(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
         return Ok(());
     }
     if c.aio_store(lu).is_some() {
-        return pending(AioOp::Read { offset: off, len: len as usize }, false);
+        return pending(
+            AioOp::Read {
+                offset: off,
+                len: len as usize,
+            },
+            false,
+        );
     }
     let store = lu.backing();
     match c.mode {
@@ -126,7 +132,13 @@ pub(crate) fn write(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
     }
     let f = fua(lu, c);
     if c.aio_store(lu).is_some() && !lu.read_back_verify() {
-        return pending(AioOp::Write { offset: off, len: n }, f);
+        return pending(
+            AioOp::Write {
+                offset: off,
+                len: n,
+            },
+            f,
+        );
     }
     let store = lu.backing();
     match c.mode {

@@ -72,7 +72,11 @@ impl QueuedStore {
             AioOp::CompareAndWrite { offset, len } => {
                 let mut cur = vec![0u8; len];
                 m.read_at(&mut cur, offset).map_err(AioError::Io)?;
-                if let Some(i) = cur.iter().zip(&bufs.data_out[..len]).position(|(a, b)| a != b) {
+                if let Some(i) = cur
+                    .iter()
+                    .zip(&bufs.data_out[..len])
+                    .position(|(a, b)| a != b)
+                {
                     return Err(AioError::Miscompare(i as u64));
                 }
                 m.write_at(&bufs.data_out[len..2 * len], offset, false)
@@ -242,7 +246,13 @@ fn started_commands_hand_their_store_operation_back_and_end_in_finish() {
     assert_eq!(ops, 2);
     assert_eq!(
         r.store.log.lock().clone(),
-        [AioOp::Write { offset: 512, len: 1024 }, AioOp::Flush]
+        [
+            AioOp::Write {
+                offset: 512,
+                len: 1024
+            },
+            AioOp::Flush
+        ]
     );
     // READ(10): the Data-In the store filled.
     let (rep, ops) = r.start(&n, &read10(1, 2), &[]);
@@ -270,7 +280,8 @@ fn started_commands_hand_their_store_operation_back_and_end_in_finish() {
     let mut out = vec![b'B'; 512];
     out.extend(&data[512..]);
     out.extend(vec![b'D'; 1024]);
-    r.map.execute(&n, 0, &cmd(&caw(1, 2), &out), &mut Vec::new());
+    r.map
+        .execute(&n, 0, &cmd(&caw(1, 2), &out), &mut Vec::new());
     assert_eq!(r.start(&n, &read10(1, 2), &[]).0.data, vec![b'D'; 1024]);
 
     // WRITE SAME(10) of 4 blocks is one writesame; with UNMAP one discard.
@@ -286,9 +297,19 @@ fn started_commands_hand_their_store_operation_back_and_end_in_finish() {
     assert_eq!(
         r.store.log.lock()[..3],
         [
-            AioOp::WriteSame { offset: 4096, len: 2048, block: 512 },
-            AioOp::Read { offset: 4096, len: 2048 },
-            AioOp::Discard { offset: 4096, len: 1024 },
+            AioOp::WriteSame {
+                offset: 4096,
+                len: 2048,
+                block: 512
+            },
+            AioOp::Read {
+                offset: 4096,
+                len: 2048
+            },
+            AioOp::Discard {
+                offset: 4096,
+                len: 1024
+            },
         ]
     );
     // Commands without a store operation to hand back are answered or refused as inline.
@@ -307,7 +328,9 @@ fn offline_waits_for_a_pending_command_and_a_filter_sends_it_the_blocking_way() 
     let r = aio_rig();
     let n = nexus(1);
     let mut data = Vec::new();
-    let Ok(Started::Pending(p)) = r.map.start(&n, 0, &cmd(&write10(0, 1), &[9; 512]), &mut data)
+    let Ok(Started::Pending(p)) = r
+        .map
+        .start(&n, 0, &cmd(&write10(0, 1), &[9; 512]), &mut data)
     else {
         panic!("pending");
     };
@@ -321,7 +344,10 @@ fn offline_waits_for_a_pending_command_and_a_filter_sends_it_the_blocking_way() 
     let lu = r.lu.clone();
     let offline = std::thread::spawn(move || lu.set_state(LuState::Offline).unwrap());
     std::thread::sleep(Duration::from_millis(150));
-    assert!(!offline.is_finished(), "OFFLINE waits for the pending write");
+    assert!(
+        !offline.is_finished(),
+        "OFFLINE waits for the pending write"
+    );
     r.store.run_queued();
     let (p, res, mut b) = rx.recv().unwrap();
     assert!(!offline.is_finished(), "until the command ends");
@@ -364,14 +390,23 @@ fn a_store_without_aio_starts_commands_as_inline_dispatch_does() {
     let r = rig();
     let n = nexus(1);
     let mut data = Vec::new();
-    let w = r.map.start(&n, 0, &cmd(&write10(0, 1), &[5; 512]), &mut data);
+    let w = r
+        .map
+        .start(&n, 0, &cmd(&write10(0, 1), &[5; 512]), &mut data);
     assert!(matches!(w, Ok(Started::Done(ref d)) if d.outcome == ScsiOutcome::GOOD));
     let rd = r.map.start(&n, 0, &cmd(&read10(0, 1), &[]), &mut data);
     assert!(matches!(rd, Ok(Started::Done(_))));
     assert_eq!(data, vec![5; 512]);
-    for cdb in [&caw(0, 1)[..], &[0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[0x41, 0, 0, 0, 0, 0, 0, 0, 1, 0]] {
+    for cdb in [
+        &caw(0, 1)[..],
+        &[0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        &[0x41, 0, 0, 0, 0, 0, 0, 0, 1, 0],
+    ] {
         assert!(
-            matches!(r.map.start(&n, 0, &cmd(cdb, &[0; 1024]), &mut data), Err(WouldBlock)),
+            matches!(
+                r.map.start(&n, 0, &cmd(cdb, &[0; 1024]), &mut data),
+                Err(WouldBlock)
+            ),
             "{cdb:02x?}"
         );
     }
