@@ -332,6 +332,37 @@ mod tests {
         }
     }
 
+    /// The commands a store with asynchronous I/O takes from the I/O thread are the inline
+    /// ones plus the single-operation writes and the flush; each is a gated data command.
+    #[test]
+    fn aio_commands_are_read_write_sync_cache_compare_and_write_write_same() {
+        let aio: Vec<&str> = OPS.iter().filter(|o| o.aio).map(|o| o.name).collect();
+        assert_eq!(
+            aio,
+            [
+                "READ(6)",
+                "WRITE(6)",
+                "READ(10)",
+                "WRITE(10)",
+                "SYNCHRONIZE CACHE(10)",
+                "WRITE SAME(10)",
+                "READ(16)",
+                "COMPARE AND WRITE",
+                "WRITE(16)",
+                "SYNCHRONIZE CACHE(16)",
+                "WRITE SAME(16)",
+                "READ(12)",
+                "WRITE(12)"
+            ]
+        );
+        for o in OPS.iter() {
+            assert!(!o.inline || o.aio, "{}: inline but not aio", o.name);
+            if o.aio {
+                assert!(o.gate == Gate::Media && !o.standby, "{}", o.name);
+            }
+        }
+    }
+
     /// The commands that may run inline are exactly those the transport used to retry inline
     /// (READ and WRITE 6, 10, 12, 16): one positioned store I/O each, safe to run again.
     #[test]
