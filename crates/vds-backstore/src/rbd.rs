@@ -295,7 +295,7 @@ impl Shared {
 /// `rbd_update_watch`'s callback: a header update (a resize among others). The size is read
 /// on a new thread, since a librbd call from librbd's own notification thread may wait for
 /// that thread.
-unsafe extern "C" fn update_cb(arg: *mut c_void) {
+extern "C" fn update_cb(arg: *mut c_void) {
     // SAFETY: `arg` is the `Arc<Shared>` pointer `watch` leaked; it stays valid until Drop
     // unwatches (which waits for running callbacks) and takes it back.
     // The thread gets a reference of its own; the watch keeps the leaked one.
@@ -337,7 +337,7 @@ fn mismatch_at(mismatch: u64, offset: u64) -> u64 {
 }
 
 /// librbd's completion callback: hands the result and the buffers to the caller's `done`.
-unsafe extern "C" fn aio_cb(c: rbd_completion_t, arg: *mut c_void) {
+extern "C" fn aio_cb(c: rbd_completion_t, arg: *mut c_void) {
     // SAFETY: `arg` is the `AioCtx` that `submit` leaked for this completion; librbd calls
     // this once.
     let ctx = unsafe { Box::from_raw(arg.cast::<AioCtx>()) };
@@ -901,10 +901,16 @@ mod tests {
         assert_eq!(s.size(), 8 << 20);
         s.read_at(&mut buf, (4 << 20) - 4096).unwrap();
         assert_eq!(buf[1024..], data[1024..]);
-        // A second opener resizing the image is seen by probe.
+        // A second opener resizing the image: the update watch makes it this store's size
+        // (a foreign resize, counted), and probe then finds the image as served.
         let other = cluster.open_image("rbd", "t").unwrap();
         other.resize(12 << 20).unwrap();
-        assert!(s.probe().is_err());
+        let t = std::time::Instant::now();
+        while s.size() != 12 << 20 && t.elapsed() < std::time::Duration::from_secs(10) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!((s.size(), s.resized_elsewhere()), (12 << 20, 1));
+        s.probe().unwrap();
         drop(other);
         drop(s);
         cluster.remove_image("rbd", "t").unwrap();
