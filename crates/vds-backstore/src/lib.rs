@@ -24,11 +24,13 @@ use std::sync::Arc;
 
 pub mod aio;
 mod block;
+pub mod ceph;
 mod file;
 mod filter;
 mod fsync;
 pub mod intent;
 pub mod journal;
+pub mod json;
 pub mod label;
 pub mod lifecycle;
 mod memory;

@@ -84,13 +84,12 @@ impl Daemon {
         if opts.two_portals {
             portals.push(SocketAddr::from(([127, 0, 0, 2], 45000 + slot)));
         }
-        Self::start_at(slot, api, portals, opts)
+        Daemon::start_at(slot, api, portals, opts)
     }
 
-    /// A daemon on addresses its test chose (a loopback address of its own, outside the
-    /// slots' 127.0.0.2/127.0.0.3); `tag` names its initiator (`initiator_name`) and its log.
-    pub fn start_at(tag: u16, api: SocketAddr, portals: Vec<SocketAddr>, opts: Opts) -> Daemon {
-        let slot = tag;
+    /// A daemon on addresses of the caller's (a test outside the slot table, on loopback
+    /// addresses of its own); `slot` only names its initiators.
+    pub fn start_at(slot: u16, api: SocketAddr, portals: Vec<SocketAddr>, opts: Opts) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(5))
