@@ -30,6 +30,10 @@ use vds_model::{
     Subsystem, SubsystemStatus, Target, TransitionState,
 };
 
+/// What the message of [`StoreError::Stale`] always holds (how a caller that sees only the
+/// message tells a lost race from another busy answer).
+pub const STALE_MARK: &str = "another gateway changed the array first";
+
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = 8;
 

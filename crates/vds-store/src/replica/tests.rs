@@ -201,6 +201,7 @@ fn writes_replicate_and_a_second_store_becomes_equal() {
         matches!(e, StoreError::Stale { base: 3, found: 4 }),
         "{e:?}"
     );
+    assert!(e.to_string().contains(crate::STALE_MARK));
     assert_eq!(a.load().unwrap().targets, before);
     assert_eq!(a.cluster_version().unwrap(), 3);
     // A syncs and then writes; rowids agree, so B applying the result is A's state.

@@ -36,6 +36,8 @@ pub struct Opts {
     pub config: Option<String>,
     /// A ceph.conf for `--ceph-conf` (RBD LUNs).
     pub ceph_conf: Option<PathBuf>,
+    /// More flags, after every other.
+    pub args: Vec<String>,
 }
 
 /// A running `vdsd` (killed by pid on drop).
@@ -103,6 +105,27 @@ impl Daemon {
         d
     }
 
+    /// A daemon on addresses of the caller's own (a test whose addresses are not a slot's):
+    /// `label` stands for the slot in logs and initiator names.
+    pub fn start_at(label: u16, api: SocketAddr, portals: Vec<SocketAddr>, opts: Opts) -> Daemon {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(5))
+            .timeout(Duration::from_secs(60))
+            .build();
+        let mut d = Daemon {
+            slot: label,
+            api,
+            token: String::new(),
+            portals,
+            opts,
+            child: None,
+            dir: tempfile::tempdir().expect("temp dir"),
+            agent,
+        };
+        d.spawn();
+        d
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
@@ -158,6 +181,7 @@ impl Daemon {
             std::fs::write(&path, text).expect("write config");
             cmd.arg("--config").arg(path);
         }
+        cmd.args(&self.opts.args);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -168,6 +192,8 @@ impl Daemon {
             .env_remove("VDS_DATA_DIR")
             .env_remove("VDS_LOG")
             .env_remove("VDS_CEPH_CONF")
+            .env_remove("VDS_CEPH_POOL")
+            .env_remove("VDS_GATEWAY")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
