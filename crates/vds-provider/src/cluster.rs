@@ -541,3 +541,151 @@ impl Drop for ClusterCtx {
         self.watch.lock().take();
     }
 }
+
+/// The jobs object `vds.<subsystem-id>.jobs`: one key `job/<id>` per job, its record written
+/// by the gateway that runs it (plain sets: nobody else writes that key).
+pub(crate) struct JobsBoard {
+    object: ConfigObject,
+}
+
+/// The prefix of a job's key.
+const JOB_PREFIX: &str = "job/";
+
+impl JobsBoard {
+    pub(crate) fn open(ctx: &ClusterCtx) -> Result<JobsBoard, VdsError> {
+        let c = vds_backstore::rbd::cluster()
+            .map_err(|e| VdsError::not_supported(format!("--ceph-pool: {e}")))?;
+        let object = ConfigObject::open(
+            &c,
+            &ctx.config.pool,
+            &format!("vds.{}.jobs", ctx.subsystem),
+        )
+        .map_err(|e| io_err("the jobs object", &e))?;
+        Ok(JobsBoard { object })
+    }
+}
+
+impl crate::jobs::Board for JobsBoard {
+    fn publish(&self, job: &vds_model::Job) {
+        let set = [(format!("{JOB_PREFIX}{}", job.id), encode_job(job))];
+        if let Err(e) = self.object.set(&set) {
+            // The job runs all the same; the other gateways see it late or not at all.
+            tracing::warn!(job = %job.id, error = %e, "cannot show the job to the other gateways");
+        }
+    }
+
+    fn records(&self) -> Vec<vds_model::Job> {
+        match self.object.read_all() {
+            Ok(keys) => keys
+                .iter()
+                .filter_map(|(k, v)| {
+                    let id = Uuid::parse_str(k.strip_prefix(JOB_PREFIX)?).ok()?;
+                    match decode_job(id, v) {
+                        Some(j) => Some(j),
+                        None => {
+                            tracing::warn!(key = %k, "a malformed job record is ignored");
+                            None
+                        }
+                    }
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the other gateways' jobs");
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// A job's record: `1 <type> <object> <state> <percent> <hresult> <message>`, tab-separated
+/// (the message's tabs and line breaks become spaces). The output is not part of it.
+pub(crate) fn encode_job(j: &vds_model::Job) -> Vec<u8> {
+    let message: String = j
+        .message
+        .as_deref()
+        .unwrap_or_default()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    format!(
+        "1\t{}\t{}\t{}\t{}\t{:08x}\t{message}",
+        j.operation.value(),
+        j.object,
+        j.state.short_name(),
+        j.percent,
+        j.hresult.value()
+    )
+    .into_bytes()
+}
+
+/// Decodes [`encode_job`]'s bytes strictly (`None` for anything else).
+pub(crate) fn decode_job(id: Uuid, b: &[u8]) -> Option<vds_model::Job> {
+    use vds_model::JobState;
+    let s = std::str::from_utf8(b).ok()?;
+    let f: Vec<&str> = s.splitn(7, '\t').collect();
+    if f.len() != 7 || f[0] != "1" {
+        return None;
+    }
+    let state = match f[3] {
+        "running" => JobState::Running,
+        "succeeded" => JobState::Succeeded,
+        "failed" => JobState::Failed,
+        "canceled" => JobState::Canceled,
+        _ => return None,
+    };
+    let percent: u32 = f[4].parse().ok().filter(|p| *p <= 100)?;
+    if f[5].len() != 8 {
+        return None;
+    }
+    Some(vds_model::Job {
+        id,
+        operation: vds_model::AsyncOutputType::from_i64(f[1].parse().ok()?)?,
+        object: Uuid::parse_str(f[2]).ok()?,
+        state,
+        percent,
+        hresult: Hresult(u32::from_str_radix(f[5], 16).ok()?),
+        message: (!f[6].is_empty()).then(|| f[6].to_string()),
+        output: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_records_round_trip_and_malformed_ones_are_refused() {
+        let j = vds_model::Job {
+            id: Uuid::new_v4(),
+            operation: vds_model::AsyncOutputType::CreateLun,
+            object: Uuid::new_v4(),
+            state: vds_model::JobState::Failed,
+            percent: 100,
+            hresult: Hresult::VDS_E_IO_ERROR,
+            message: Some("two\tlines\nhere".into()),
+            output: None,
+        };
+        let enc = encode_job(&j);
+        let back = decode_job(j.id, &enc).unwrap();
+        assert_eq!(back.message.as_deref(), Some("two lines here"));
+        assert_eq!(
+            vds_model::Job {
+                message: j.message.clone(),
+                ..back
+            },
+            j
+        );
+        for n in 0..enc.len() - "two lines here".len() {
+            assert!(decode_job(j.id, &enc[..n]).is_none(), "truncated at {n}");
+        }
+        for bad in [
+            "2\t50\tx\trunning\t0\t00000000\t",
+            "1\t9999\t00000000-0000-0000-0000-000000000000\trunning\t0\t00000000\t",
+            "1\t50\t00000000-0000-0000-0000-000000000000\tdone\t0\t00000000\t",
+            "1\t50\t00000000-0000-0000-0000-000000000000\trunning\t101\t00000000\t",
+            "1\t50\t00000000-0000-0000-0000-000000000000\trunning\t1\t0000\t",
+        ] {
+            assert!(decode_job(j.id, bad.as_bytes()).is_none(), "{bad:?}");
+        }
+    }
+}

@@ -952,6 +952,11 @@ pub(crate) fn open(
         pending_recovery: Default::default(),
         cluster,
     });
+    if let Some(ctx) = &inner.cluster {
+        inner
+            .jobs
+            .set_board(Arc::new(crate::cluster::JobsBoard::open(ctx)?));
+    }
     {
         let mut g = inner.state.lock();
         let st = &mut *g;

@@ -243,14 +243,16 @@ fn gateways_serve_one_subsystem_from_the_shared_configuration() {
     let r = b.call("GET", &format!("/v1/luns/{id}"), None);
     assert_eq!(r.1["error"]["name"], "VDS_E_OBJECT_DELETED", "{}", r.1);
 
-    // Creates raced on A and B: both succeed (the loser of the compare-and-set syncs and
-    // commits again), nothing lost, the same LUNs on both.
-    let (ra, rb) = std::thread::scope(|s| {
-        let ta = s.spawn(|| a.create_lun("race-a", 4 << 20));
-        let tb = s.spawn(|| b.create_lun("race-b", 4 << 20));
-        (ta.join().unwrap(), tb.join().unwrap())
-    });
-    assert_ne!(lun_number(&ra, &target), lun_number(&rb, &target));
+    // Creates raced on A and B, three times: all succeed (the loser of the compare-and-set
+    // syncs and commits again), nothing lost, the same LUNs on both.
+    for round in 0..3 {
+        let (ra, rb) = std::thread::scope(|s| {
+            let ta = s.spawn(|| a.create_lun(&format!("race-a{round}"), 4 << 20));
+            let tb = s.spawn(|| b.create_lun(&format!("race-b{round}"), 4 << 20));
+            (ta.join().unwrap(), tb.join().unwrap())
+        });
+        assert_ne!(lun_number(&ra, &target), lun_number(&rb, &target));
+    }
     let names = |d: &Daemon| {
         let mut v: Vec<String> = d
             .luns()
@@ -260,9 +262,28 @@ fn gateways_serve_one_subsystem_from_the_shared_configuration() {
         v.sort();
         v
     };
-    within(BOUND, "both raced LUNs on both gateways", || {
-        names(&a) == names(&b) && names(&a).len() == 3
+    within(BOUND, "every raced LUN on both gateways", || {
+        names(&a) == names(&b) && names(&a).len() == 7
     });
+
+    // A job started on A is visible on B, to its end.
+    let (s, v, loc) = a.call_full(
+        "POST",
+        &format!("/v1/subsystems/{sub}/luns"),
+        Some(&json!({"size_bytes": 4 << 20, "friendly_name": "by-job", "targets": [target]})),
+    );
+    assert_eq!(s, 202, "{v}");
+    let job = loc.expect("a job's Location");
+    within(BOUND * 5, "A's job seen on B, finished", || {
+        let (s, v) = b.call("GET", &job, None);
+        s == 200 && v["state"] == "succeeded"
+    });
+    let jid = job.rsplit('/').next().unwrap().to_string();
+    let listed = b.get("/v1/jobs");
+    assert!(
+        listed.as_array().unwrap().iter().any(|j| j["id"] == jid.as_str()),
+        "GET /v1/jobs on B lists A's job: {listed}"
+    );
 
     // B restarted keeps its controller (no second one is made).
     b.terminate();
