@@ -83,7 +83,9 @@ pub(crate) fn connect(cfg: &ClusterConfig) -> Result<ClusterCtx, VdsError> {
     }
     crate::rbd::check_name("--ceph-pool", Some(&cfg.pool))?;
     let c = vds_backstore::rbd::cluster().map_err(|e| {
-        VdsError::not_supported(format!("--ceph-pool needs a Ceph cluster (--ceph-conf): {e}"))
+        VdsError::not_supported(format!(
+            "--ceph-pool needs a Ceph cluster (--ceph-conf): {e}"
+        ))
     })?;
     let root = ConfigObject::open(&c, &cfg.pool, ROOT_OBJECT)
         .map_err(|e| io_err(&format!("pool {}", cfg.pool), &e))?;
@@ -98,7 +100,9 @@ pub(crate) fn connect(cfg: &ClusterConfig) -> Result<ClusterCtx, VdsError> {
             Ok(Err(v)) => {
                 return Err(VdsError::new(
                     Hresult::VDS_E_PROVIDER_FAILURE,
-                    format!("{ROOT_OBJECT} was changed (version {v}) right after this gateway created it"),
+                    format!(
+                    "{ROOT_OBJECT} was changed (version {v}) right after this gateway created it"
+                ),
                 ))
             }
             Err(e) => return Err(io_err(&format!("writing {ROOT_OBJECT}"), &e)),
@@ -273,7 +277,8 @@ fn apply_latest(ctx: &ClusterCtx, store: &mut Store, since: Instant) -> Result<b
 
 /// Whether `e` is a commit that lost its race with another gateway.
 pub(crate) fn is_stale(e: &VdsError) -> bool {
-    e.hresult == Hresult::VDS_E_ANOTHER_CALL_IN_PROGRESS && e.message.contains(vds_store::STALE_MARK)
+    e.hresult == Hresult::VDS_E_ANOTHER_CALL_IN_PROGRESS
+        && e.message.contains(vds_store::STALE_MARK)
 }
 
 pub(crate) fn stale_too_often() -> VdsError {
@@ -334,7 +339,13 @@ fn create_default(inner: &Inner, ctx: &ClusterCtx, st: &mut State) -> Result<(),
     );
     lun.active_controllers = vec![ctl.id];
     crate::rbd::create(&lun).map_err(|e| {
-        VdsError::io(format!("creating the RBD image {}", lun.backing.path.as_deref().unwrap_or_default()), &e)
+        VdsError::io(
+            format!(
+                "creating the RBD image {}",
+                lun.backing.path.as_deref().unwrap_or_default()
+            ),
+            &e,
+        )
     })?;
     let rec = LunRecord {
         lun,
@@ -387,11 +398,20 @@ fn join(inner: &Inner, ctx: &ClusterCtx, store: &mut Store) -> Result<(), VdsErr
         status: ControllerStatus::Online,
         health: Health::Healthy,
         number_of_ports: 0,
-        port_group: snap.controllers.iter().map(|c| c.port_group).max().unwrap_or(0) + 1,
+        port_group: snap
+            .controllers
+            .iter()
+            .map(|c| c.port_group)
+            .max()
+            .unwrap_or(0)
+            + 1,
     };
     let mut portals = Vec::new();
     for addr in &inner.config.first_start_portals {
-        if portals.iter().any(|p: &vds_model::Portal| p.socket_addr() == *addr) {
+        if portals
+            .iter()
+            .any(|p: &vds_model::Portal| p.socket_addr() == *addr)
+        {
             continue;
         }
         if snap.portals.iter().any(|p| p.socket_addr() == *addr) {
@@ -555,12 +575,9 @@ impl JobsBoard {
     pub(crate) fn open(ctx: &ClusterCtx) -> Result<JobsBoard, VdsError> {
         let c = vds_backstore::rbd::cluster()
             .map_err(|e| VdsError::not_supported(format!("--ceph-pool: {e}")))?;
-        let object = ConfigObject::open(
-            &c,
-            &ctx.config.pool,
-            &format!("vds.{}.jobs", ctx.subsystem),
-        )
-        .map_err(|e| io_err("the jobs object", &e))?;
+        let object =
+            ConfigObject::open(&c, &ctx.config.pool, &format!("vds.{}.jobs", ctx.subsystem))
+                .map_err(|e| io_err("the jobs object", &e))?;
         Ok(JobsBoard { object })
     }
 }

@@ -17,9 +17,7 @@ use std::path::{Path, PathBuf};
 
 mod replica;
 
-pub use replica::{
-    decode_row, encode_row, row_key, Replicator, CLUSTER_VERSION_KEY, ROW_PREFIX,
-};
+pub use replica::{decode_row, encode_row, row_key, Replicator, CLUSTER_VERSION_KEY, ROW_PREFIX};
 use rusqlite::{params, Connection, OptionalExtension};
 use uuid::Uuid;
 use vds_model::{

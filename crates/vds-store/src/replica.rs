@@ -28,6 +28,12 @@ pub const ROW_PREFIX: &str = "row/";
 /// Tables that are never replicated: the gateway's own settings and SQLite's bookkeeping.
 const LOCAL_TABLES: &[&str] = &["meta", "schema_version"];
 
+/// Rows to set (key, encoded row) and keys to remove.
+pub(crate) type Touched = (Vec<(String, Vec<u8>)>, Vec<String>);
+
+/// A decoded row: its columns by name.
+type Row = Vec<(String, Value)>;
+
 /// The first byte of an encoded row (the encoding's version).
 const MAGIC: u8 = 0xD1;
 
@@ -223,7 +229,7 @@ pub(crate) fn install_triggers(c: &Connection) -> Result<()> {
 
 /// The rows a transaction touched: what to set (rows present, encoded) and what to remove
 /// (rows gone). Empties the notes.
-pub(crate) fn touched(c: &Connection) -> Result<(Vec<(String, Vec<u8>)>, Vec<String>)> {
+pub(crate) fn touched(c: &Connection) -> Result<Touched> {
     let notes: Vec<(String, i64)> = {
         let mut st = c.prepare("SELECT tbl, rid FROM temp.vds_touched ORDER BY tbl, rid")?;
         let v = st
@@ -271,7 +277,7 @@ pub(crate) fn touched(c: &Connection) -> Result<(Vec<(String, Vec<u8>)>, Vec<Str
 /// against its table's columns before anything is written.
 pub(crate) fn replace(c: &Connection, rows: &[(String, Vec<u8>)]) -> Result<()> {
     let tables = tables(c)?;
-    let mut by_table: BTreeMap<&str, Vec<(i64, Vec<(String, Value)>)>> = BTreeMap::new();
+    let mut by_table: BTreeMap<&str, Vec<(i64, Row)>> = BTreeMap::new();
     for (key, val) in rows {
         if !key.starts_with(ROW_PREFIX) {
             continue;
@@ -302,12 +308,7 @@ pub(crate) fn replace(c: &Connection, rows: &[(String, Vec<u8>)]) -> Result<()> 
             for name in &cols {
                 match vals.iter().find(|(n, _)| n == name) {
                     Some((_, v)) => args.push(v.clone()),
-                    None => {
-                        return Err(bad(format!(
-                            "{}: no column {name}",
-                            row_key(table, rid)
-                        )))
-                    }
+                    None => return Err(bad(format!("{}: no column {name}", row_key(table, rid)))),
                 }
             }
             if vals.len() != cols.len() {

@@ -33,12 +33,13 @@ struct Ceph {
 impl Ceph {
     fn start(port: u16) -> Ceph {
         let dir = std::env::temp_dir().join(format!("vds-gateways-{}", std::process::id()));
-        let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ceph-cluster"))
-            .arg("start")
-            .arg(&dir)
-            .arg(port.to_string())
-            .output()
-            .expect("scripts/ceph-cluster runs");
+        let out =
+            Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ceph-cluster"))
+                .arg("start")
+                .arg(&dir)
+                .arg(port.to_string())
+                .output()
+                .expect("scripts/ceph-cluster runs");
         assert!(
             out.status.success(),
             "the one-node Ceph did not start (apt-get install ceph-mon ceph-osd ceph-mgr ceph-common): {}{}",
@@ -55,10 +56,11 @@ impl Ceph {
 
 impl Drop for Ceph {
     fn drop(&mut self) {
-        let _ = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ceph-cluster"))
-            .arg("stop")
-            .arg(&self.dir)
-            .status();
+        let _ =
+            Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ceph-cluster"))
+                .arg("stop")
+                .arg(&self.dir)
+                .status();
     }
 }
 
@@ -91,7 +93,13 @@ fn opts(chap: Option<&str>) -> LoginOptions {
 }
 
 /// A command through `ini`, past the unit attentions a new LUN or nexus raises (bounded).
-fn command(ini: &mut Initiator, lun: u64, cdb: &[u8], data: &[u8], len: u32) -> vds_testkit::ScsiResult {
+fn command(
+    ini: &mut Initiator,
+    lun: u64,
+    cdb: &[u8],
+    data: &[u8],
+    len: u32,
+) -> vds_testkit::ScsiResult {
     for _ in 0..6 {
         let r = ini.command(lun, cdb, data, len).expect("command");
         if r.status == 0x02 && sense_of(&r).is_some_and(|(k, _, _)| k == 0x06) {
@@ -104,7 +112,13 @@ fn command(ini: &mut Initiator, lun: u64, cdb: &[u8], data: &[u8], len: u32) -> 
 
 /// REPORT TARGET PORT GROUPS: (group id, state, relative port ids) of every group.
 fn rtpg(ini: &mut Initiator, lun: u64) -> Vec<(u16, u8, Vec<u16>)> {
-    let r = command(ini, lun, &[0xA3, 0x0A, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0], &[], 1024);
+    let r = command(
+        ini,
+        lun,
+        &[0xA3, 0x0A, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0],
+        &[],
+        1024,
+    );
     assert_good(&r, "REPORT TARGET PORT GROUPS");
     let d = &r.data;
     let mut out = Vec::new();
@@ -165,7 +179,8 @@ fn gateways_serve_one_subsystem_from_the_shared_configuration() {
     assert!(!refused(a.portals[0]) && !refused(b.portals[0]));
     let listed = send_targets(b.portals[0], INITIATOR);
     assert!(
-        listed.iter().any(|l| l.contains("127.0.10.1:3260")) && listed.iter().any(|l| l.contains("127.0.10.2:3260")),
+        listed.iter().any(|l| l.contains("127.0.10.1:3260"))
+            && listed.iter().any(|l| l.contains("127.0.10.2:3260")),
         "SendTargets through B: {listed:?}"
     );
 
@@ -175,12 +190,18 @@ fn gateways_serve_one_subsystem_from_the_shared_configuration() {
     let lun = a.create_lun("shared-1", 8 << 20);
     let created = Instant::now();
     let id = lun["id"].as_str().unwrap().to_string();
-    assert_eq!(lun["backing"]["kind"], "rbd", "a gateway's LUN is an RBD image: {lun}");
+    assert_eq!(
+        lun["backing"]["kind"], "rbd",
+        "a gateway's LUN is an RBD image: {lun}"
+    );
     let n = lun_number(&lun, &target);
     within(BOUND, "the LUN made on A served through B", || {
         report_luns(&mut ib).contains(&n)
     });
-    println!("LUN created on A served through B after {:?}", created.elapsed());
+    println!(
+        "LUN created on A served through B after {:?}",
+        created.elapsed()
+    );
     let evs = ev_b.collect(Duration::from_millis(500));
     assert_eq!(count(&evs, &id, LUN_ARRIVE), 1, "B's event stream: {evs:?}");
 
@@ -231,7 +252,10 @@ fn gateways_serve_one_subsystem_from_the_shared_configuration() {
         &format!("/v1/targets/{target}/shared-secret"),
         Some(&json!({})),
     );
-    assert!((200..300).contains(&r.0), "forgetting the secret on A: {r:?}");
+    assert!(
+        (200..300).contains(&r.0),
+        "forgetting the secret on A: {r:?}"
+    );
 
     // Deleted on A: gone on B, and answered as deleted there.
     let (s, v) = a.call("DELETE", &format!("/v1/luns/{id}?wait=true"), None);
@@ -281,7 +305,11 @@ fn gateways_serve_one_subsystem_from_the_shared_configuration() {
     let jid = job.rsplit('/').next().unwrap().to_string();
     let listed = b.get("/v1/jobs");
     assert!(
-        listed.as_array().unwrap().iter().any(|j| j["id"] == jid.as_str()),
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["id"] == jid.as_str()),
         "GET /v1/jobs on B lists A's job: {listed}"
     );
 

@@ -150,7 +150,10 @@ impl Provider {
 /// A gateway's LUNs are RBD images (docs/SCALEOUT.md): one created without a backing is an
 /// image in `--ceph-pool`; files, devices and drives are one machine's and answer
 /// VDS_E_NOT_SUPPORTED.
-fn cluster_backing(ctx: &crate::cluster::ClusterCtx, a: &mut CreateLunArgs) -> Result<(), VdsError> {
+fn cluster_backing(
+    ctx: &crate::cluster::ClusterCtx,
+    a: &mut CreateLunArgs,
+) -> Result<(), VdsError> {
     let why = "this gateway is one of several serving the subsystem from Ceph (--ceph-pool): its LUNs are RBD images";
     if a.drives.is_some() || a.plexes.is_some() || a.stripe_size.is_some() {
         return Err(VdsError::not_supported(format!(

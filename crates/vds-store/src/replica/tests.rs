@@ -161,7 +161,8 @@ fn writes_replicate_and_a_second_store_becomes_equal() {
     assert_eq!(obj.version(), 1);
     assert_eq!(a.cluster_version().unwrap(), 1);
     // INSERT OR REPLACE deletes the old row: its key must go too.
-    a.write(|tx| tx.put_subsystem(&subsystem(sub, "two"))).unwrap();
+    a.write(|tx| tx.put_subsystem(&subsystem(sub, "two")))
+        .unwrap();
     a.write(|tx| {
         tx.delete_target(t2.id)?;
         tx.add_tombstone(t2.id, ObjectKind::Target)
@@ -170,7 +171,9 @@ fn writes_replicate_and_a_second_store_becomes_equal() {
     assert_eq!(obj.version(), 3);
     let keys = obj.keys();
     assert_eq!(
-        keys.iter().filter(|(k, _)| k.starts_with("row/subsystems/")).count(),
+        keys.iter()
+            .filter(|(k, _)| k.starts_with("row/subsystems/"))
+            .count(),
         1,
         "{keys:?}"
     );
@@ -223,7 +226,8 @@ fn a_malformed_replicated_row_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = Store::open(dir.path()).unwrap();
     let sub = Uuid::new_v4();
-    s.write(|tx| tx.put_subsystem(&subsystem(sub, "kept"))).unwrap();
+    s.write(|tx| tx.put_subsystem(&subsystem(sub, "kept")))
+        .unwrap();
     let good = encode_row(&[("id".into(), Value::Text("x".into()))]);
     for (k, v) in [
         ("row/subsystems/1", vec![1u8, 2, 3]),
