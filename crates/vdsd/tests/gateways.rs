@@ -1,11 +1,11 @@
 //! Several gateways that are one subsystem (docs/SCALEOUT.md "Shared configuration"), against
 //! a real one-node Ceph started by `scripts/ceph-cluster` (monitor on 127.0.0.1:46800):
-//! gateways A and B on 127.0.10.1 and 127.0.10.2, each with its own data dir and API, serve
-//! the same subsystem; a LUN created on A is served on B within the stated bound (measured and
+//! gateways A, B and C on 127.0.10.1-3, each with its own data dir and API, serve the same
+//! subsystem; a LUN created on A is served on B within the stated bound (measured and
 //! printed); data written through A's portal reads back equal through B's; a CHAP secret and a
 //! mask set on A are enforced on B; a LUN deleted on A answers VDS_E_OBJECT_DELETED on B;
 //! creates raced on A and B both succeed; B's event stream shows the ARRIVE of a LUN created
-//! on A; REPORT TARGET PORT GROUPS is the same through both; B restarted keeps its controller.
+//! on A; REPORT TARGET PORT GROUPS is the same through every gateway; B restarted keeps its controller.
 //! A missing Ceph fails the test.
 
 mod common;
@@ -158,16 +158,19 @@ fn gateways_serve_one_subsystem_from_the_shared_configuration() {
     let ceph = Ceph::start(46800);
     let a = gateway(&ceph, 1, "gw-a");
     let mut b = gateway(&ceph, 2, "gw-b");
-    println!("cluster and two gateways up in {:?}", t0.elapsed());
+    let c = gateway(&ceph, 3, "gw-c");
+    println!("cluster and three gateways up in {:?}", t0.elapsed());
 
-    // One subsystem, one target, both controllers on both.
+    // One subsystem, one target, every controller on every gateway.
     let sub = a.subsystem();
     assert_eq!(b.subsystem(), sub, "the same subsystem on every gateway");
+    assert_eq!(c.subsystem(), sub, "the same subsystem on every gateway");
     let target = a.target();
     assert_eq!(b.target(), target);
     let ctls = format!("/v1/subsystems/{sub}/controllers");
-    within(BOUND * 2, "A sees B's controller", || {
-        a.get(&ctls).as_array().map(Vec::len) == Some(2)
+    within(BOUND * 2, "A and B see every controller", || {
+        a.get(&ctls).as_array().map(Vec::len) == Some(3)
+            && b.get(&ctls).as_array().map(Vec::len) == Some(3)
     });
     let b_ctl: Vec<Value> = b.get(&ctls).as_array().unwrap().clone();
     let b_ctl_id = b_ctl
@@ -175,7 +178,7 @@ fn gateways_serve_one_subsystem_from_the_shared_configuration() {
         .find(|c| c["friendly_name"] == "gw-b")
         .expect("B's controller is named after it")["id"]
         .clone();
-    // Each gateway listens on its own portal only; SendTargets lists both.
+    // Each gateway listens on its own portal only; SendTargets lists them all.
     assert!(!refused(a.portals[0]) && !refused(b.portals[0]));
     let listed = send_targets(b.portals[0], INITIATOR);
     assert!(
@@ -214,11 +217,15 @@ fn gateways_serve_one_subsystem_from_the_shared_configuration() {
     assert_good(&r, "READ through B");
     assert!(r.data == data, "B reads what A wrote");
 
-    // REPORT TARGET PORT GROUPS: the same groups through A and B.
+    // REPORT TARGET PORT GROUPS: the same groups through A, B and C.
     let ga = rtpg(&mut ia, n);
     let gb = rtpg(&mut ib, n);
+    let mut ic = Initiator::connect(c.portals[0], &opts(None)).expect("login through C");
+    let gc = rtpg(&mut ic, n);
+    ic.logout().ok();
     assert_eq!(ga, gb, "RTPG through A and through B");
-    assert_eq!(ga.len(), 2, "one group per gateway: {ga:?}");
+    assert_eq!(ga, gc, "RTPG through A and through C");
+    assert_eq!(ga.len(), 3, "one group per gateway: {ga:?}");
     ia.logout().ok();
     ib.logout().ok();
 
@@ -268,7 +275,7 @@ fn gateways_serve_one_subsystem_from_the_shared_configuration() {
     assert_eq!(r.1["error"]["name"], "VDS_E_OBJECT_DELETED", "{}", r.1);
 
     // Creates raced on A and B, three times: all succeed (the loser of the compare-and-set
-    // syncs and commits again), nothing lost, the same LUNs on both.
+    // syncs and commits again), nothing lost, the same LUNs on every gateway.
     for round in 0..3 {
         let (ra, rb) = std::thread::scope(|s| {
             let ta = s.spawn(|| a.create_lun(&format!("race-a{round}"), 4 << 20));
@@ -286,8 +293,8 @@ fn gateways_serve_one_subsystem_from_the_shared_configuration() {
         v.sort();
         v
     };
-    within(BOUND, "every raced LUN on both gateways", || {
-        names(&a) == names(&b) && names(&a).len() == 7
+    within(BOUND, "every raced LUN on every gateway", || {
+        names(&a) == names(&b) && names(&a) == names(&c) && names(&a).len() == 7
     });
 
     // A job started on A is visible on B, to its end.
@@ -317,7 +324,7 @@ fn gateways_serve_one_subsystem_from_the_shared_configuration() {
     b.terminate();
     b.restart();
     let after: Vec<Value> = b.get(&ctls).as_array().unwrap().clone();
-    assert_eq!(after.len(), 2, "{after:?}");
+    assert_eq!(after.len(), 3, "{after:?}");
     assert!(after.iter().any(|c| c["id"] == b_ctl_id), "{after:?}");
     assert_eq!(names(&b), names(&a));
     println!("whole test {:?}", t0.elapsed());
