@@ -186,6 +186,13 @@ fn gateways_serve_one_subsystem_from_the_shared_configuration() {
             && listed.iter().any(|l| l.contains("127.0.10.2:3260")),
         "SendTargets through B: {listed:?}"
     );
+    // No gateway marks another's portal FAILED for not binding it.
+    for d in [&a, &b, &c] {
+        let portals = d.get(&format!("/v1/subsystems/{sub}/portals"));
+        let all = portals.as_array().unwrap();
+        assert_eq!(all.len(), 3, "{portals}");
+        assert!(all.iter().all(|p| p["status"] == "online"), "{portals}");
+    }
 
     // A LUN created on A is served through B within the bound; B's event stream shows it.
     let ev_b = b.events();
