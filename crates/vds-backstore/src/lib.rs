@@ -23,11 +23,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 mod block;
+pub mod ceph;
 mod file;
 mod filter;
 mod fsync;
 pub mod intent;
 pub mod journal;
+pub mod json;
 pub mod label;
 pub mod lifecycle;
 mod memory;

@@ -100,6 +100,8 @@ impl Cluster {
         cluster.set("rbd_discard_granularity_bytes", "4096")?;
         // A cluster that does not answer fails the start in seconds, not librados's 5 minutes.
         cluster.set("client_mount_timeout", "15")?;
+        // A monitor command (pool figures, PG states) that gets no answer fails in seconds.
+        cluster.set("rados_mon_op_timeout", "10")?;
         // SAFETY: a configured handle, connected once.
         let r = unsafe { api.rados_connect(handle) };
         check(
@@ -379,7 +381,7 @@ impl BackingStore for RbdStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! Against a real one-node Ceph started by `scripts/ceph-cluster` (mon, mgr, memstore OSD
     //! on 127.0.0.1:46790): a missing Ceph fails the test, it never passes without one.
 
@@ -389,13 +391,13 @@ mod tests {
     use super::*;
 
     /// The cluster of one test, stopped (by its pids) when dropped.
-    struct TestCluster {
-        dir: PathBuf,
+    pub(crate) struct TestCluster {
+        pub(crate) dir: PathBuf,
         script: PathBuf,
     }
 
     impl TestCluster {
-        fn start(port: u16) -> TestCluster {
+        pub(crate) fn start(port: u16) -> TestCluster {
             let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ceph-cluster");
             let dir =
                 std::env::temp_dir().join(format!("vds-rbd-test-{}-{port}", std::process::id()));
@@ -414,7 +416,7 @@ mod tests {
             TestCluster { dir, script }
         }
 
-        fn conf(&self) -> PathBuf {
+        pub(crate) fn conf(&self) -> PathBuf {
             self.dir.join("ceph.conf")
         }
     }

@@ -14,6 +14,7 @@
 
 mod alua;
 mod backing;
+mod ceph_pools;
 mod cluster;
 pub mod command;
 mod commit;
