@@ -36,6 +36,8 @@ pub struct Opts {
     pub config: Option<String>,
     /// A ceph.conf for `--ceph-conf` (RBD LUNs).
     pub ceph_conf: Option<PathBuf>,
+    /// More flags, after every other.
+    pub args: Vec<String>,
 }
 
 /// A running `vdsd` (killed by pid on drop).
@@ -79,12 +81,18 @@ impl Daemon {
             "slot {slot}'s second portal would be slot {}'s API",
             slot - 100
         );
-        let dir = tempfile::tempdir().expect("temp dir");
         let api = SocketAddr::from(([127, 0, 0, 2], 45100 + slot));
         let mut portals = vec![SocketAddr::from(([127, 0, 0, 3], 45000 + slot))];
         if opts.two_portals {
             portals.push(SocketAddr::from(([127, 0, 0, 2], 45000 + slot)));
         }
+        Daemon::start_at(slot, api, portals, opts)
+    }
+
+    /// A daemon on addresses of the caller's (a test outside the slot table, on loopback
+    /// addresses of its own); `slot` only names its initiators.
+    pub fn start_at(slot: u16, api: SocketAddr, portals: Vec<SocketAddr>, opts: Opts) -> Daemon {
+        let dir = tempfile::tempdir().expect("temp dir");
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(5))
             .timeout(Duration::from_secs(60))
@@ -158,6 +166,7 @@ impl Daemon {
             std::fs::write(&path, text).expect("write config");
             cmd.arg("--config").arg(path);
         }
+        cmd.args(&self.opts.args);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -168,6 +177,8 @@ impl Daemon {
             .env_remove("VDS_DATA_DIR")
             .env_remove("VDS_LOG")
             .env_remove("VDS_CEPH_CONF")
+            .env_remove("VDS_CEPH_POOL")
+            .env_remove("VDS_GATEWAY")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
