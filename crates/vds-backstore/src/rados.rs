@@ -543,6 +543,14 @@ impl ConfigObject {
     }
 }
 
+impl Cluster {
+    /// This client's global id (the `gid` of `client.<gid>`), as notify replies name watchers.
+    pub fn instance_id(&self) -> u64 {
+        // SAFETY: a connected handle.
+        unsafe { self.api.rados_get_instance_id(self.handle) }
+    }
+}
+
 /// Who answered a notify ([`ConfigObject::notify_all`]): watchers by RADOS client id
 /// (`client.<gid>`) and watch cookie.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

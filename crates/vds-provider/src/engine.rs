@@ -251,7 +251,7 @@ impl Inner {
         state: LuState,
         pr_state: Option<Vec<u8>>,
     ) -> Arc<LogicalUnit> {
-        Arc::new(LogicalUnit::new(LuConfig {
+        let lu = Arc::new(LogicalUnit::new(LuConfig {
             id: lun.id,
             backing: store,
             block_size: lun.block_size,
@@ -259,7 +259,16 @@ impl Inner {
             pr_state,
             events: self.hooks.clone(),
             write_protected: lun.read_only,
-        }))
+        }));
+        if let Some(shared) = self.hooks.shared() {
+            // Several gateways: the LU's reservations are the cluster's. A LU that cannot
+            // reach them refuses every PERSISTENT RESERVE OUT (its LUN is not served by this
+            // gateway as far as they are concerned) rather than keep a private state.
+            if let Err(e) = shared.attach(&lu) {
+                tracing::error!(lun = %lun.id, error = %e, "the LUN's shared reservations cannot be served");
+            }
+        }
+        lu
     }
 
     /// An LU for a LUN whose storage cannot be opened: FAILED, every I/O fails.
@@ -956,6 +965,9 @@ pub(crate) fn open(
         inner
             .jobs
             .set_board(Arc::new(crate::cluster::JobsBoard::open(ctx)?));
+        inner
+            .hooks
+            .share_with(crate::shared_pr::SharedReservations::open(ctx)?);
     }
     {
         let mut g = inner.state.lock();

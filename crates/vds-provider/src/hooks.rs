@@ -116,11 +116,26 @@ impl Claim {
 /// The provider's `LuEvents` implementation.
 pub(crate) struct Hooks {
     tx: Mutex<Sender<DataPathMsg>>,
+    /// Several gateways: the reservations every gateway shares (`shared_pr.rs`).
+    shared: std::sync::OnceLock<Arc<crate::shared_pr::SharedReservations>>,
 }
 
 impl Hooks {
     pub(crate) fn new(tx: Sender<DataPathMsg>) -> Hooks {
-        Hooks { tx: Mutex::new(tx) }
+        Hooks {
+            tx: Mutex::new(tx),
+            shared: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Several gateways: reservations are shared from now on (set once, before any LU).
+    pub(crate) fn share_with(&self, shared: Arc<crate::shared_pr::SharedReservations>) {
+        let _ = self.shared.set(shared);
+    }
+
+    /// The shared reservations, when this provider is one of several gateways.
+    pub(crate) fn shared(&self) -> Option<&Arc<crate::shared_pr::SharedReservations>> {
+        self.shared.get()
     }
 
     /// Hands the provider what the Ceph cluster says (the poller of `ceph_pools.rs`).
@@ -174,6 +189,13 @@ impl vds_scsi::LuEvents for Hooks {
             .tx
             .lock()
             .send(DataPathMsg(Arc::new(HookMsg::WriteCache(lu))));
+    }
+
+    fn share_reservations(&self, lu: Uuid, change: &vds_scsi::PrChange<'_>) -> vds_scsi::SharedPr {
+        match self.shared.get() {
+            Some(shared) => shared.share(lu, change),
+            None => vds_scsi::SharedPr::NotShared,
+        }
     }
 
     fn persist_reservations(&self, lu: Uuid, state: &[u8]) -> io::Result<()> {

@@ -29,6 +29,7 @@ mod rbd;
 mod rebuild;
 mod recovery;
 mod redundancy;
+mod shared_pr;
 mod spare;
 mod state;
 mod storage;

@@ -11,6 +11,8 @@
 
 #![allow(dead_code)]
 
+pub mod ceph;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
