@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 mod block;
+pub mod fence;
 mod file;
 mod filter;
 mod fsync;

@@ -22,8 +22,12 @@ use vds_rbd_sys::{ceph, rados_ioctx_t, rados_t, rbd_image_t, Ceph};
 
 use crate::{check_range, would_block, BackingStore};
 
-/// A negative errno from librbd/librados as an `io::Error` naming the call.
+/// A negative errno from librbd/librados as an `io::Error` naming the call; `EBLOCKLISTED`
+/// (this client is fenced) is [`crate::fence::fenced`], never a plain I/O error.
 pub(crate) fn check(r: i64, what: &str) -> io::Result<i64> {
+    if r == -i64::from(crate::fence::EBLOCKLISTED) {
+        return Err(crate::fence::fenced(what));
+    }
     if r < 0 {
         let e = io::Error::from_raw_os_error(i32::try_from(-r).unwrap_or(libc::EIO));
         Err(io::Error::new(e.kind(), format!("{what}: {e}")))
@@ -219,12 +223,12 @@ impl Drop for IoCtx {
 
 /// An RBD image serving a LUN.
 pub struct RbdStore {
-    image: rbd_image_t,
+    pub(crate) image: rbd_image_t,
     /// The pool the image was opened in, which must outlive it.
     _io: IoCtx,
-    cluster: Arc<Cluster>,
+    pub(crate) cluster: Arc<Cluster>,
     size: AtomicU64,
-    name: String,
+    pub(crate) name: String,
 }
 
 // SAFETY: librbd serialises what it must inside an image; concurrent reads and writes on one
@@ -379,7 +383,7 @@ impl BackingStore for RbdStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! Against a real one-node Ceph started by `scripts/ceph-cluster` (mon, mgr, memstore OSD
     //! on 127.0.0.1:46790): a missing Ceph fails the test, it never passes without one.
 
@@ -389,13 +393,13 @@ mod tests {
     use super::*;
 
     /// The cluster of one test, stopped (by its pids) when dropped.
-    struct TestCluster {
+    pub(crate) struct TestCluster {
         dir: PathBuf,
         script: PathBuf,
     }
 
     impl TestCluster {
-        fn start(port: u16) -> TestCluster {
+        pub(crate) fn start(port: u16) -> TestCluster {
             let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ceph-cluster");
             let dir =
                 std::env::temp_dir().join(format!("vds-rbd-test-{}-{port}", std::process::id()));
@@ -414,7 +418,7 @@ mod tests {
             TestCluster { dir, script }
         }
 
-        fn conf(&self) -> PathBuf {
+        pub(crate) fn conf(&self) -> PathBuf {
             self.dir.join("ceph.conf")
         }
     }
