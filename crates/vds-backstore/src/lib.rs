@@ -23,12 +23,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 mod block;
+pub mod ceph;
 pub mod fence;
 mod file;
 mod filter;
 mod fsync;
 pub mod intent;
 pub mod journal;
+pub mod json;
 pub mod label;
 pub mod lifecycle;
 mod memory;

@@ -104,6 +104,8 @@ impl Cluster {
         cluster.set("rbd_discard_granularity_bytes", "4096")?;
         // A cluster that does not answer fails the start in seconds, not librados's 5 minutes.
         cluster.set("client_mount_timeout", "15")?;
+        // A monitor command (pool figures, PG states) that gets no answer fails in seconds.
+        cluster.set("rados_mon_op_timeout", "10")?;
         // SAFETY: a configured handle, connected once.
         let r = unsafe { api.rados_connect(handle) };
         check(
@@ -394,7 +396,7 @@ pub(crate) mod tests {
 
     /// The cluster of one test, stopped (by its pids) when dropped.
     pub(crate) struct TestCluster {
-        dir: PathBuf,
+        pub(crate) dir: PathBuf,
         script: PathBuf,
     }
 

@@ -960,6 +960,8 @@ pub(crate) fn open(
         .name("vds-lu-events".into())
         .spawn(move || hook_loop(weak, rx))
         .map_err(|e| VdsError::io("starting the LU event thread", &e))?;
+    crate::ceph_pools::start_poller(Arc::downgrade(&inner))
+        .map_err(|e| VdsError::io("starting the Ceph poller", &e))?;
     Ok(inner)
 }
 

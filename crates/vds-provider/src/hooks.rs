@@ -52,6 +52,7 @@ impl std::fmt::Debug for DataPathMsg {
                 write!(f, "DataPathMsg::Reservations({lu}, {} bytes)", blob.len())
             }
             HookMsg::WriteCache(lu) => write!(f, "DataPathMsg::WriteCache({lu})"),
+            HookMsg::Ceph(v) => write!(f, "DataPathMsg::Ceph({} pools)", v.pools.len()),
             HookMsg::PlexFailed(lu, plex, why) => {
                 write!(f, "DataPathMsg::PlexFailed({lu}, {plex}, {why:?})")
             }
@@ -71,6 +72,9 @@ pub(crate) enum HookMsg {
     /// Plex `usize` (its index in the LUN's `plexes`) of a composite LUN failed an I/O; the
     /// LUN goes on serving from the others (BEHAVIOUR.md §15).
     PlexFailed(Uuid, usize, String),
+    /// What the Ceph cluster says about its pools now (`ceph_pools.rs`'s poller): RBD LUNs'
+    /// type, plexes and health follow it.
+    Ceph(crate::ceph_pools::CephView),
 }
 
 /// Longest a PERSISTENT RESERVE OUT waits for the provider thread to take its APTPL state up.
@@ -117,6 +121,15 @@ pub(crate) struct Hooks {
 impl Hooks {
     pub(crate) fn new(tx: Sender<DataPathMsg>) -> Hooks {
         Hooks { tx: Mutex::new(tx) }
+    }
+
+    /// Hands the provider what the Ceph cluster says (the poller of `ceph_pools.rs`).
+    pub(crate) fn report_ceph(&self, view: crate::ceph_pools::CephView) {
+        // A closed channel means the provider is gone; nothing is left to record it.
+        let _ = self
+            .tx
+            .lock()
+            .send(DataPathMsg(Arc::new(HookMsg::Ceph(view))));
     }
 
     /// The observer of LUN `lun`'s composite store: a failed plex becomes a

@@ -14,6 +14,7 @@
 
 mod alua;
 mod backing;
+mod ceph_pools;
 pub mod command;
 mod commit;
 mod drive_search;

@@ -131,6 +131,8 @@ pub(crate) struct State {
     /// instead of rebuilding it, so creating a LUN does not cost a walk over every LUN of the
     /// target (a rebuild parses every unmasking list and looks up every LUN).
     pub added: HashMap<Uuid, Vec<Uuid>>,
+    /// What the Ceph cluster said at the last poll (`ceph_pools.rs`); derived, never stored.
+    pub ceph: Option<Arc<crate::ceph_pools::CephView>>,
 }
 
 impl State {
@@ -159,6 +161,7 @@ impl State {
             lunmaps: HashMap::new(),
             dirty: HashSet::new(),
             added: HashMap::new(),
+            ceph: None,
         }
     }
 
@@ -196,7 +199,9 @@ impl State {
             ObjectKind::Portal => self.portals.contains_key(&id),
             ObjectKind::Job => false,
             ObjectKind::Pool => {
-                self.pools.contains_key(&id) || crate::ops::pool::primordial_of(self, id).is_some()
+                self.pools.contains_key(&id)
+                    || crate::ops::pool::primordial_of(self, id).is_some()
+                    || crate::ceph_pools::report(self, id).is_some()
             }
         }
     }

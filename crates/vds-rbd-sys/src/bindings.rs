@@ -508,6 +508,34 @@ pub struct Ceph {
         ) -> ::std::os::raw::c_int,
         ::libloading::Error,
     >,
+    pub rados_mon_command: Result<
+        unsafe extern "C" fn(
+            cluster: rados_t,
+            cmd: *mut *const ::std::os::raw::c_char,
+            cmdlen: usize,
+            inbuf: *const ::std::os::raw::c_char,
+            inbuflen: usize,
+            outbuf: *mut *mut ::std::os::raw::c_char,
+            outbuflen: *mut usize,
+            outs: *mut *mut ::std::os::raw::c_char,
+            outslen: *mut usize,
+        ) -> ::std::os::raw::c_int,
+        ::libloading::Error,
+    >,
+    pub rados_mgr_command: Result<
+        unsafe extern "C" fn(
+            cluster: rados_t,
+            cmd: *mut *const ::std::os::raw::c_char,
+            cmdlen: usize,
+            inbuf: *const ::std::os::raw::c_char,
+            inbuflen: usize,
+            outbuf: *mut *mut ::std::os::raw::c_char,
+            outbuflen: *mut usize,
+            outs: *mut *mut ::std::os::raw::c_char,
+            outslen: *mut usize,
+        ) -> ::std::os::raw::c_int,
+        ::libloading::Error,
+    >,
     pub rados_buffer_free:
         Result<unsafe extern "C" fn(buf: *mut ::std::os::raw::c_char), ::libloading::Error>,
     pub rbd_image_options_create:
@@ -1089,6 +1117,8 @@ impl Ceph {
         let rados_read_op_operate = __library.get(b"rados_read_op_operate\0").map(|sym| *sym);
         let rados_blocklist_add = __library.get(b"rados_blocklist_add\0").map(|sym| *sym);
         let rados_getaddrs = __library.get(b"rados_getaddrs\0").map(|sym| *sym);
+        let rados_mon_command = __library.get(b"rados_mon_command\0").map(|sym| *sym);
+        let rados_mgr_command = __library.get(b"rados_mgr_command\0").map(|sym| *sym);
         let rados_buffer_free = __library.get(b"rados_buffer_free\0").map(|sym| *sym);
         let rbd_image_options_create = __library.get(b"rbd_image_options_create\0").map(|sym| *sym);
         let rbd_image_options_destroy = __library
@@ -1238,6 +1268,8 @@ impl Ceph {
             rados_read_op_operate,
             rados_blocklist_add,
             rados_getaddrs,
+            rados_mon_command,
+            rados_mgr_command,
             rados_buffer_free,
             rbd_image_options_create,
             rbd_image_options_destroy,
@@ -1828,6 +1860,48 @@ impl Ceph {
             .rados_getaddrs
             .as_ref()
             .expect("Expected function, got error."))(cluster, addrs)
+    }
+    /// # Safety
+    /// The caller upholds the contract of this call in librbd.h or librados.h.
+    pub unsafe fn rados_mon_command(
+        &self,
+        cluster: rados_t,
+        cmd: *mut *const ::std::os::raw::c_char,
+        cmdlen: usize,
+        inbuf: *const ::std::os::raw::c_char,
+        inbuflen: usize,
+        outbuf: *mut *mut ::std::os::raw::c_char,
+        outbuflen: *mut usize,
+        outs: *mut *mut ::std::os::raw::c_char,
+        outslen: *mut usize,
+    ) -> ::std::os::raw::c_int {
+        (self
+            .rados_mon_command
+            .as_ref()
+            .expect("Expected function, got error."))(
+            cluster, cmd, cmdlen, inbuf, inbuflen, outbuf, outbuflen, outs, outslen,
+        )
+    }
+    /// # Safety
+    /// The caller upholds the contract of this call in librbd.h or librados.h.
+    pub unsafe fn rados_mgr_command(
+        &self,
+        cluster: rados_t,
+        cmd: *mut *const ::std::os::raw::c_char,
+        cmdlen: usize,
+        inbuf: *const ::std::os::raw::c_char,
+        inbuflen: usize,
+        outbuf: *mut *mut ::std::os::raw::c_char,
+        outbuflen: *mut usize,
+        outs: *mut *mut ::std::os::raw::c_char,
+        outslen: *mut usize,
+    ) -> ::std::os::raw::c_int {
+        (self
+            .rados_mgr_command
+            .as_ref()
+            .expect("Expected function, got error."))(
+            cluster, cmd, cmdlen, inbuf, inbuflen, outbuf, outbuflen, outs, outslen,
+        )
     }
     /// # Safety
     /// The caller upholds the contract of this call in librbd.h or librados.h.

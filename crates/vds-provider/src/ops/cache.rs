@@ -34,6 +34,8 @@ impl Provider {
     }
 
     pub(super) fn refresh(&self) -> Result<Outcome, VdsError> {
+        // Ceph is asked before the lock is taken (the answer may take seconds).
+        let ceph = crate::ceph_pools::fetch();
         let slots;
         let cure;
         {
@@ -53,6 +55,11 @@ impl Provider {
         let mut g = self.inner.state.lock();
         let st = &mut *g;
         let r = self.refresh_locked(st, cure);
+        match ceph {
+            Some(Ok(view)) => self.inner.record_ceph(st, view),
+            Some(Err(e)) => tracing::warn!(error = %e, "Refresh: cannot read Ceph's pools"),
+            None => {}
+        }
         // What Refresh changed was committed LUN by LUN under its one slot, released now.
         self.inner.commit(st, Change::new(), Some(slots))?;
         r?;

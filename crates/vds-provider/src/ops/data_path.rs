@@ -1,7 +1,8 @@
 //! What the data path reports ([`Command::DataPath`](crate::Command::DataPath)): a LU that
 //! failed an I/O, and APTPL reservation state to store before the PERSISTENT RESERVE OUT that
 //! changed it is acknowledged (see `hooks`), and a write-back cache (WCE) a MODE SELECT
-//! changed, which is the LUN's `write_caching_enabled` hint (BEHAVIOUR.md §14).
+//! changed, which is the LUN's `write_caching_enabled` hint (BEHAVIOUR.md §14), and what the
+//! Ceph poller read (RBD LUNs' health from their pools' PGs, `ceph_pools.rs`).
 
 use vds_model::{Hresult, ObjectKind};
 
@@ -46,6 +47,10 @@ impl Provider {
                 inner.record_plex_failed(st, *id, *plex, why);
                 inner.hot_spare(st, *id, *plex);
                 *id
+            }
+            HookMsg::Ceph(view) => {
+                inner.record_ceph(st, view.clone());
+                return Ok(Outcome::Provider(inner.provider_info(st)));
             }
             HookMsg::WriteCache(id) => {
                 if let Some(e) = st.luns.get(id) {

@@ -122,6 +122,10 @@ impl Provider {
         model.read_only = a.read_only.unwrap_or(false);
         model.flags = hints.lun_flags();
         model.rebuild_priority = hints.rebuild_priority;
+        // An RBD LUN's type, plexes and health are its pool's (the last poll's).
+        if let Some(r) = crate::ceph_pools::pool_report_of(st, &model).cloned() {
+            crate::ceph_pools::shape(Some(&r), &mut model);
+        }
         drop(g);
         let targets = c.targets;
         self.spawn_job(

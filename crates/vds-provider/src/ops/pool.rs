@@ -74,7 +74,9 @@ pub(crate) fn pool_view(st: &State, data_dir: &Path, id: Uuid) -> Option<Storage
     let mut p = match st.pools.get(&id) {
         Some((p, _)) => p.clone(),
         None => {
-            let sub = primordial_of(st, id)?;
+            let Some(sub) = primordial_of(st, id) else {
+                return crate::ceph_pools::pool_view(st, id);
+            };
             StoragePool {
                 id,
                 subsystem: sub,
@@ -199,7 +201,7 @@ impl Provider {
     }
 
     /// `GET /v1/subsystems/{id}/pools` (`QueryStoragePools`): the primordial pool first, then
-    /// the named pools in creation order.
+    /// the named pools in creation order, then the Ceph pools in Ceph's id order.
     pub(super) fn list_pools(&self, subsystem: Uuid) -> Result<Outcome, VdsError> {
         let mut st = self.inner.state.lock();
         self.inner
@@ -212,9 +214,13 @@ impl Provider {
             .map(|(p, s)| (*s, p.id))
             .collect();
         named.sort();
-        let ids = std::iter::once(primordial_id(subsystem)).chain(named.into_iter().map(|x| x.1));
+        let ids = std::iter::once(primordial_id(subsystem))
+            .chain(named.into_iter().map(|x| x.1))
+            .chain(crate::ceph_pools::pool_ids(&st));
         Ok(Outcome::Pools(
-            ids.filter_map(|id| pool_view(&st, dd, id)).collect(),
+            ids.filter_map(|id| pool_view(&st, dd, id))
+                .filter(|p| p.subsystem == subsystem)
+                .collect(),
         ))
     }
 
@@ -253,6 +259,9 @@ impl Provider {
     pub(super) fn pool_luns(&self, id: Uuid) -> Result<Outcome, VdsError> {
         let mut st = self.inner.state.lock();
         let p = self.pool_call(&mut st, id)?;
+        if let Some(luns) = crate::ceph_pools::luns_in(&st, id) {
+            return Ok(Outcome::Luns(luns));
+        }
         Ok(Outcome::Luns(luns_on(&st, &p.drives)))
     }
 
@@ -387,6 +396,12 @@ impl Provider {
                 "pool {id} is the subsystem's primordial pool; it is never deleted"
             )));
         }
+        if let Some(c) = crate::ceph_pools::report(st, id) {
+            return Err(VdsError::not_supported(format!(
+                "pool {id} is Ceph pool {:?}; Ceph's own tools delete it",
+                c.name
+            )));
+        }
         let busy: Vec<(ObjectKind, Uuid)> =
             p.drives.iter().map(|d| (ObjectKind::Drive, *d)).collect();
         st.check_free(&busy)?;
@@ -434,6 +449,20 @@ impl Provider {
             let mut st = self.inner.state.lock();
             let p = self.pool_call(&mut st, pool)?;
             a.subsystem = p.subsystem;
+            if let Some(c) = crate::ceph_pools::report(&st, pool) {
+                crate::ceph_pools::check_create(
+                    c,
+                    a.lun_type,
+                    a.drives.is_some(),
+                    a.plexes.is_some(),
+                    a.stripe_size.is_some(),
+                )?;
+                a.backing = Some(crate::ceph_pools::backing_in(c, a.backing.take())?);
+                // The pool's replication gives the type (`ceph_pools::shape`).
+                a.lun_type = None;
+                drop(st);
+                return self.create_lun(a);
+            }
             a.lun_type = Some(a.lun_type.unwrap_or(p.default_type));
             a.drives = Some(pool_drives_for(
                 &st,
@@ -454,7 +483,19 @@ impl Provider {
         let mut st = inner.state.lock();
         let (subsystem, pool) = match a.pool {
             Some(p) => {
-                let p = self.pool_call(&mut st, p)?;
+                let id = p;
+                let p = self.pool_call(&mut st, id)?;
+                if let Some(c) = crate::ceph_pools::report(&st, id) {
+                    crate::ceph_pools::check_create(
+                        c,
+                        a.lun_type,
+                        a.drives.is_some(),
+                        a.plexes.is_some(),
+                        a.stripe_size.is_some(),
+                    )?;
+                    let max = crate::ceph_pools::max_size(&st, id).unwrap_or(0);
+                    return Ok(Outcome::Size(max));
+                }
                 (p.subsystem, Some(p))
             }
             None => {

@@ -4,6 +4,7 @@
 
 mod alua;
 mod aptpl;
+mod ceph_pools;
 mod commit;
 mod drive_search;
 mod drives;

@@ -79,12 +79,18 @@ impl Daemon {
             "slot {slot}'s second portal would be slot {}'s API",
             slot - 100
         );
-        let dir = tempfile::tempdir().expect("temp dir");
         let api = SocketAddr::from(([127, 0, 0, 2], 45100 + slot));
         let mut portals = vec![SocketAddr::from(([127, 0, 0, 3], 45000 + slot))];
         if opts.two_portals {
             portals.push(SocketAddr::from(([127, 0, 0, 2], 45000 + slot)));
         }
+        Daemon::start_at(slot, api, portals, opts)
+    }
+
+    /// A daemon on addresses of the caller's (a test outside the slot table, on loopback
+    /// addresses of its own); `slot` only names its initiators.
+    pub fn start_at(slot: u16, api: SocketAddr, portals: Vec<SocketAddr>, opts: Opts) -> Daemon {
+        let dir = tempfile::tempdir().expect("temp dir");
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(5))
             .timeout(Duration::from_secs(60))
