@@ -65,6 +65,17 @@ pub fn is_fenced(err: &io::Error) -> bool {
     false
 }
 
+/// [`check`] for an image's I/O: besides `EBLOCKLISTED`, `EROFS` is fencing too. A handle in
+/// manual lock mode (every gateway's, see [`RbdStore::lock_acquire`]) that does not hold the
+/// exclusive lock gets it for a write: the owner is another gateway, and the host must use
+/// another path, never see GOOD.
+pub(crate) fn check_io(r: i64, what: &str) -> io::Result<i64> {
+    if r == -i64::from(libc::EROFS) {
+        return Err(fenced(what));
+    }
+    check(r, what)
+}
+
 impl Cluster {
     /// This client's own address as the OSDs see it (what a survivor blocklists).
     pub fn address(&self) -> io::Result<String> {
@@ -279,6 +290,19 @@ mod tests {
         println!("B's lock_acquire while A holds it: {e} ({:?})", t.elapsed());
         assert!(!is_fenced(&e), "{e}");
         assert_eq!(sb.lock_owners().unwrap(), [aa.as_str()]);
+        // Refused, B's handle is in manual mode all the same: its write does not steal the
+        // lock, it is refused as fenced (the host must use the owner's path).
+        let t = Instant::now();
+        let e = sb.write_at(&[9u8; 4096], 0, false).unwrap_err();
+        assert!(
+            is_fenced(&e),
+            "a non-owner's write: {e} ({:?})",
+            t.elapsed()
+        );
+        assert_eq!(sb.lock_owners().unwrap(), [aa.as_str()]);
+        let mut buf = [0u8; 4096];
+        sb.read_at(&mut buf, 0).unwrap();
+        assert_eq!(buf, [1u8; 4096], "a non-owner reads");
 
         b.blocklist(&aa, Duration::from_secs(600)).unwrap();
         b.wait_for_latest_osdmap().unwrap();
@@ -293,7 +317,6 @@ mod tests {
         sb.lock_acquire().unwrap();
         assert_eq!(sb.lock_owners().unwrap(), [ba.as_str()]);
         sb.write_at(&[3u8; 4096], 0, true).unwrap();
-        let mut buf = [0u8; 4096];
         sb.read_at(&mut buf, 0).unwrap();
         assert_eq!(buf, [3u8; 4096]);
         let e = sa.write_at(&[4u8; 4096], 0, true).unwrap_err();

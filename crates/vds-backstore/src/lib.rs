@@ -136,6 +136,11 @@ pub trait BackingStore: Send + Sync {
     fn probe(&self) -> io::Result<()> {
         Ok(())
     }
+    /// The RBD image under this store, if it is one (a wrapper answers its inner store's):
+    /// what a gateway locks and fences (`fence.rs`).
+    fn rbd(&self) -> Option<&rbd::RbdStore> {
+        None
+    }
 }
 
 /// What a backing store is made of (the `B` object of INTERFACE.md, minus the filters).

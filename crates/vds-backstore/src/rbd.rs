@@ -272,7 +272,7 @@ impl RbdStore {
     }
 
     fn whole(&self, r: isize, len: usize, what: &str) -> io::Result<()> {
-        let n = check(r as i64, &format!("{what} {}", self.name))?;
+        let n = crate::fence::check_io(r as i64, &format!("{what} {}", self.name))?;
         if n as usize != len {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -286,6 +286,10 @@ impl RbdStore {
 impl BackingStore for RbdStore {
     fn kind(&self) -> &'static str {
         "rbd"
+    }
+
+    fn rbd(&self) -> Option<&RbdStore> {
+        Some(self)
     }
 
     fn size(&self) -> u64 {
@@ -337,14 +341,14 @@ impl BackingStore for RbdStore {
     fn flush(&self) -> io::Result<()> {
         // SAFETY: an open image.
         let r = unsafe { self.api().rbd_flush(self.image) };
-        check(r.into(), &format!("flushing {}", self.name)).map(|_| ())
+        crate::fence::check_io(r.into(), &format!("flushing {}", self.name)).map(|_| ())
     }
 
     fn unmap(&self, offset: u64, len: u64) -> io::Result<()> {
         check_range(offset, len, self.size())?;
         // SAFETY: an open image; integers only.
         let r = unsafe { self.api().rbd_discard(self.image, offset, len) };
-        check(r.into(), &format!("discarding in {}", self.name)).map(|_| ())
+        crate::fence::check_io(r.into(), &format!("discarding in {}", self.name)).map(|_| ())
     }
 
     fn thin(&self) -> bool {
