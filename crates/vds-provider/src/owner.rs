@@ -218,6 +218,13 @@ impl Owner {
                         .and_then(|v| Lease::decode(&v).ok())
                         .map(|l| l.owner);
                 }
+                Err(e) if vds_backstore::fence::is_fenced(&e) => {
+                    // Blocklisted: another gateway took the LUN. This one can no longer read
+                    // who: it reports no controller optimized (its writes answer 02/04/0A).
+                    tracing::error!(lun, "this gateway is fenced: the LUN was taken over");
+                    k.mine = None;
+                    return Some(String::new());
+                }
                 Err(e) => {
                     tracing::warn!(lun, error = %e, "lease renewal failed");
                     return Some(l.owner);
