@@ -26,6 +26,9 @@ pub struct RbdOpts {
     /// The monitor's port; vdsd's API and portal are the next two.
     #[arg(long, default_value_t = 46030)]
     pub port_base: u16,
+    /// The loopback address vdsd's API and portal listen on (the monitor is on 127.0.0.1).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub addr: std::net::Ipv4Addr,
     /// The vdsd binary (default: build and use the workspace's release vdsd).
     #[arg(long)]
     pub vdsd: Option<PathBuf>,
@@ -158,8 +161,11 @@ pub fn run(o: RbdOpts) -> Result<()> {
         eprintln!("  librbd (fio) {name}: {iops:.0} IOPS");
         raw.push(iops);
     }
-    let api = SocketAddr::from(([127, 0, 0, 1], o.port_base + 1));
-    let portal = SocketAddr::from(([127, 0, 0, 1], o.port_base + 2));
+    if !o.addr.is_loopback() {
+        bail!("--addr {}: vdsd listens on a loopback address only", o.addr);
+    }
+    let api = SocketAddr::from((o.addr, o.port_base + 1));
+    let portal = SocketAddr::from((o.addr, o.port_base + 2));
     let conf_s = conf.display().to_string();
     let vdsd = Vdsd::start_with(
         &bin,

@@ -4,7 +4,9 @@
 //!    name the operator listed), else `403 E_ACCESSDENIED`: a web page that rebinds its DNS name
 //!    to 127.0.0.1 still sends its own name, so it never reaches a handler;
 //! 2. `Authorization: Bearer <token>`, compared in constant time, else `401 E_ACCESSDENIED` with
-//!    `WWW-Authenticate: Bearer` (`GET /metrics` may be public by configuration);
+//!    `WWW-Authenticate: Bearer` (`GET /metrics` may be public by configuration; a `GET` of the
+//!    web console's page or of one of its embedded assets is always public: they hold no data,
+//!    and the page sends the token with every API call it makes);
 //! 3. a request with a body says `Content-Type: application/json`, else `415 E_INVALIDARG`: an
 //!    HTML form or a `text/plain` fetch (the "simple" requests a browser sends cross-origin
 //!    without asking) never reaches a handler.
@@ -18,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
@@ -115,7 +117,10 @@ impl Access {
     }
 
     /// `Ok` if the bearer token in `headers` is right (or none is needed for this request).
-    fn authorised(&self, headers: &HeaderMap, path: &str) -> Result<(), ApiError> {
+    fn authorised(&self, headers: &HeaderMap, method: &Method, path: &str) -> Result<(), ApiError> {
+        if crate::console::is_public(method, path) {
+            return Ok(());
+        }
         let token = match &self.auth {
             Auth::InsecureLoopback => {
                 self.warn_insecure();
@@ -245,7 +250,7 @@ pub(crate) async fn guard(State(access): State<Arc<Access>>, req: Request, next:
             .into_response();
         }
     }
-    if let Err(e) = access.authorised(headers, req.uri().path()) {
+    if let Err(e) = access.authorised(headers, req.method(), req.uri().path()) {
         return e.into_response();
     }
     if let Err(e) = json_body(headers, has_body(headers, req.body())) {
@@ -305,7 +310,10 @@ mod tests {
     fn bearer_scheme_and_token() {
         let a = access("127.0.0.1:1", &[]);
         let mut h = HeaderMap::new();
-        let st = |h: &HeaderMap| a.authorised(h, "/v1/provider").map_err(|e| e.status());
+        let st = |h: &HeaderMap| {
+            a.authorised(h, &Method::GET, "/v1/provider")
+                .map_err(|e| e.status())
+        };
         assert_eq!(st(&h), Err(StatusCode::UNAUTHORIZED));
         h.insert(header::AUTHORIZATION, "Bearer wrong".parse().unwrap());
         assert_eq!(st(&h), Err(StatusCode::UNAUTHORIZED));

@@ -6,15 +6,17 @@
 //! - `wire`: the JSON objects and request bodies; `sessions`: the JSON of the live sessions
 //!   and a LUN's paths; `extract`: body/path/query extraction with
 //!   `E_INVALIDARG` answers that name the field; `error`: the error body and HTTP status;
-//! - `metrics`: Prometheus `/metrics`; `openapi`: `/v1/openapi.json`.
+//! - `metrics`: Prometheus `/metrics`; `openapi`: `/v1/openapi.json`;
+//! - `console`: the web console's page and assets at `/` and `/console/` (embedded).
 //!
 //! Access (BEHAVIOUR.md §11, `access`): every request, loopback included, needs
 //! `Authorization: Bearer <token>` (`401 E_ACCESSDENIED` and `WWW-Authenticate: Bearer`
 //! otherwise), a `Host` that names the API (`403`), and a JSON content type for its body
-//! (`415`). Bodies are limited to 1 MiB (`413`, `E_INVALIDARG`);
+//! (`415`); only the console's page and assets may be fetched without the token. Bodies are limited to 1 MiB (`413`, `E_INVALIDARG`);
 //! [`with_limits`] sets another body limit and a request rate limit (`limits`).
 
 pub mod access;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod handlers;
@@ -257,6 +259,8 @@ pub fn router_with_metrics(
         .route("/v1/events", get(events))
         .route("/v1/openapi.json", get(openapi_json))
         .route("/metrics", get(metrics_text))
+        .route("/", get(console::index))
+        .route("/console/{name}", get(console::asset))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .with_state(state);

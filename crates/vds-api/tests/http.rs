@@ -1800,3 +1800,127 @@ async fn controllers_associations_and_load_balance_over_http() {
     assert_eq!(a.body["load_balance"], "failover");
     assert_eq!(a.body["active_controllers"], json!([ctl1]));
 }
+
+/// INTERFACE.md "Web console": the page and its embedded assets are served without the token,
+/// with their content types and strict headers; nothing else is (an unknown file under the
+/// console prefix, another method, an API route), and the Host check still applies.
+#[tokio::test]
+async fn the_console_is_public_embedded_and_strict() {
+    let f = fixture();
+    let get = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
+    let files = [
+        ("/", "text/html; charset=utf-8", "<!doctype html>"),
+        (
+            "/console/index.html",
+            "text/html; charset=utf-8",
+            "<!doctype html>",
+        ),
+        (
+            "/console/console.js",
+            "text/javascript; charset=utf-8",
+            "// vds console",
+        ),
+        (
+            "/console/console.css",
+            "text/css; charset=utf-8",
+            "/* vds console",
+        ),
+        ("/console/favicon.svg", "image/svg+xml", "<svg"),
+    ];
+    for (uri, ctype, starts) in files {
+        for req in [get(uri), Request::head(uri).body(Body::empty()).unwrap()] {
+            let head = req.method() == Method::HEAD;
+            let resp = f.app.clone().oneshot(req).await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK, "{uri} head={head}");
+            let h = resp.headers().clone();
+            assert_eq!(h[header::CONTENT_TYPE], ctype, "{uri}");
+            assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{uri}");
+            assert_eq!(h[header::X_FRAME_OPTIONS], "DENY", "{uri}");
+            let csp = h[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+            assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+            assert!(csp.contains("script-src 'self'"), "{csp}");
+            assert!(csp.contains("default-src 'none'"), "{csp}");
+            assert!(
+                !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+                "{csp}"
+            );
+            let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            if head {
+                assert!(body.is_empty(), "{uri}: HEAD has no body");
+            } else {
+                let text = String::from_utf8(body.to_vec()).unwrap();
+                assert!(text.trim_start().starts_with(starts), "{uri}: {text:.80}");
+            }
+        }
+    }
+    // The page loads only what is embedded, and no inline script.
+    let page = send_raw(&f.app, get("/")).await;
+    let page = page.body.as_str().unwrap().to_string();
+    assert!(page.contains("src=\"/console/console.js\""));
+    assert!(!page.contains("<script>"));
+
+    // Without the token: an unknown console file, another method, a path trying to climb out,
+    // and the API itself are all refused.
+    for (m, uri) in [
+        (Method::GET, "/console/missing.js"),
+        (Method::GET, "/console/"),
+        (Method::GET, "/console/..%2FCargo.toml"),
+        (Method::GET, "/console/../Cargo.toml"),
+        (Method::GET, "/console/console.js/x"),
+        (Method::GET, "/index.html"),
+        (Method::POST, "/"),
+        (Method::DELETE, "/console/console.js"),
+        (Method::GET, "/v1/luns"),
+        (Method::GET, "/v1/events"),
+    ] {
+        let a = send_raw(
+            &f.app,
+            Request::builder()
+                .method(m.clone())
+                .uri(uri)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{m} {uri}");
+        assert_eq!(error_of(&a).0, "E_ACCESSDENIED", "{m} {uri}");
+    }
+    // With the token, a file that is not embedded is 404 (never read from disk), as is a
+    // climb out of the prefix; a wrong method is 405.
+    for uri in [
+        "/console/missing.js",
+        "/console/..%2FCargo.toml",
+        "/console/..%2F..%2F..%2FCargo.toml",
+        "/console/console.js/x",
+        "/console/../../Cargo.toml",
+        "/index.html",
+    ] {
+        let a = call(&f.app, Method::GET, uri, None).await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "{uri}");
+        assert_eq!(error_of(&a).0, "E_INVALIDARG", "{uri}");
+    }
+    assert_eq!(
+        call(&f.app, Method::POST, "/", None).await.status,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+
+    // The Host rule (DNS rebinding) holds for the console too.
+    let mut cfg = ApiConfig::with_token(TOKEN);
+    cfg.listen = Some("127.0.0.1:3280".parse().unwrap());
+    let bound = router(f.provider.clone(), cfg);
+    let with_host = |host: &str| {
+        Request::get("/")
+            .header(header::HOST, host)
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(
+        send_raw(&bound, with_host("127.0.0.1:3280")).await.status,
+        StatusCode::OK
+    );
+    let a = send_raw(&bound, with_host("evil.example:3280")).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert_eq!(error_of(&a).0, "E_ACCESSDENIED");
+}

@@ -22,6 +22,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub mod aio;
 mod block;
 pub mod ceph;
 pub mod fence;
@@ -42,6 +43,7 @@ pub mod raid;
 pub mod rbd;
 mod sys;
 
+pub use aio::{AioBufs, AioDone, AioError, AioOp, AioStore};
 pub use block::BlockStore;
 pub use file::FileStore;
 pub use filter::{FaultFilter, FaultOp, Filtered};
@@ -130,6 +132,20 @@ pub trait BackingStore: Send + Sync {
     fn write_atomic(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()> {
         let _ = (buf, offset, fua);
         Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+    /// The store's asynchronous I/O, when it has one that needs no waiting thread (RBD):
+    /// the data path then submits READ, WRITE, flush, COMPARE AND WRITE, WRITE SAME and
+    /// discards from its I/O thread and is woken by the completion ([`aio`]). `None` (the
+    /// default): the store is reached through `try_*` and the blocking methods. A wrapper
+    /// forwards its inner store's only while it adds nothing to the I/O (see [`Filtered`]).
+    fn aio(&self) -> Option<&dyn AioStore> {
+        None
+    }
+    /// How many times the store's size changed behind the array's back (another client
+    /// resized the image); the logical unit compares it with what it last saw and reports
+    /// CAPACITY DATA HAS CHANGED. Stores nobody else can resize answer 0.
+    fn resized_elsewhere(&self) -> u64 {
+        0
     }
     /// Re-check the store against what it was opened as (size, and for files the device and
     /// inode at its path). `Ok(())` if it is still the same and answering I/O.

@@ -334,6 +334,94 @@ impl ConfigObject {
         Ok(Ok(expected + 1))
     }
 
+    /// Sets `set` as they are, with no comparison and no version change (a record only its
+    /// writer changes, such as a job's progress); creates the object when missing.
+    pub fn set(&self, set: &[(String, Vec<u8>)]) -> io::Result<()> {
+        if set.iter().any(|(k, _)| k == VERSION_KEY) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the version key is the object's own",
+            ));
+        }
+        let op = self.write_op()?;
+        let api = self.api();
+        let keys: Vec<*const c_char> = set.iter().map(|(k, _)| k.as_ptr().cast()).collect();
+        let klens: Vec<usize> = set.iter().map(|(k, _)| k.len()).collect();
+        let vals: Vec<*const c_char> = set.iter().map(|(_, v)| v.as_ptr().cast()).collect();
+        let vlens: Vec<usize> = set.iter().map(|(_, v)| v.len()).collect();
+        // SAFETY: a live op; the key and value arrays and their lengths outlive the operate
+        // call below (librados copies them when the op is built).
+        unsafe {
+            api.rados_write_op_omap_set2(
+                op.op,
+                keys.as_ptr(),
+                vals.as_ptr(),
+                klens.as_ptr(),
+                vlens.as_ptr(),
+                keys.len(),
+            );
+        }
+        // SAFETY: a live op, an open ioctx, a NUL-terminated oid; no mtime.
+        let r = unsafe {
+            api.rados_write_op_operate2(op.op, self.io.io, self.oid.as_ptr(), ptr::null_mut(), 0)
+        };
+        check(r.into(), &format!("setting keys of {}", self.name)).map(|_| ())
+    }
+
+    /// Every key of an object written only by [`ConfigObject::set`] (no version key; no
+    /// consistency across pages is promised). A missing object has none.
+    pub fn read_all(&self) -> io::Result<BTreeMap<String, Vec<u8>>> {
+        let api = self.api();
+        let mut keys = BTreeMap::new();
+        let mut after = CString::default();
+        loop {
+            // SAFETY: no arguments; a NULL answer is checked.
+            let op = unsafe { api.rados_create_read_op() };
+            if op.is_null() {
+                return Err(io::Error::other("rados_create_read_op failed"));
+            }
+            struct ReadOp<'a>(&'a Ceph, vds_rbd_sys::rados_read_op_t);
+            impl Drop for ReadOp<'_> {
+                fn drop(&mut self) {
+                    // SAFETY: created by rados_create_read_op and released once, after the
+                    // iterator it filled was ended.
+                    unsafe { self.0.rados_release_read_op(self.1) };
+                }
+            }
+            let op = ReadOp(api, op);
+            let mut iter: vds_rbd_sys::rados_omap_iter_t = ptr::null_mut();
+            let mut more: u8 = 0;
+            let mut rval: i32 = 0;
+            // SAFETY: a live op; `after` outlives the operate call; the out-pointers are
+            // valid until then.
+            unsafe {
+                api.rados_read_op_omap_get_vals2(
+                    op.1,
+                    after.as_ptr(),
+                    ptr::null(),
+                    PAGE,
+                    &mut iter,
+                    &mut more,
+                    &mut rval,
+                );
+            }
+            // SAFETY: a live op, an open ioctx, a NUL-terminated oid.
+            let r = unsafe { api.rados_read_op_operate(op.1, self.io.io, self.oid.as_ptr(), 0) };
+            if r == -libc::ENOENT {
+                return Ok(keys);
+            }
+            check(r.into(), &format!("reading {}", self.name))?;
+            check(rval.into(), &format!("reading the keys of {}", self.name))?;
+            let page = self.drain(iter)?;
+            let last = page.keys().next_back().cloned();
+            keys.extend(page);
+            match (more != 0, last) {
+                (true, Some(l)) => after = cstr(&l, "key")?,
+                _ => return Ok(keys),
+            }
+        }
+    }
+
     /// Notifies every watcher with `payload` and waits (at most `timeout_ms`) for their
     /// acknowledgements; a watcher that did not acknowledge in time is an error (`TimedOut`).
     pub fn notify(&self, payload: &[u8], timeout_ms: u64) -> io::Result<()> {

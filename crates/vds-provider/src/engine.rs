@@ -55,6 +55,8 @@ pub(crate) struct Inner {
     /// What a crash may have left unequal, per LUN, noted when its store opens (at start, or
     /// by a Refresh that reloads the store), started as jobs right after (`recovery.rs`).
     pub pending_recovery: Mutex<crate::recovery::Pending>,
+    /// The shared configuration (`--ceph-pool`), if this daemon is one of several gateways.
+    pub cluster: Option<crate::cluster::ClusterCtx>,
 }
 
 /// Slots held by one operation; released under the state lock by [`Slots::release`], or on
@@ -355,7 +357,7 @@ impl Inner {
 
     /// The subsystem, controller, drive (the data dir's filesystem), portals, target and
     /// portal group of the embedded default.
-    fn default_objects(
+    pub(crate) fn default_objects(
         &self,
         data_dir: &std::path::Path,
         provider_id: Uuid,
@@ -512,12 +514,21 @@ impl Inner {
         // The events of a reload: one per object that arrived, departed or changed.
         let mut change = Change::new().publish();
         if !changed.is_empty() {
-            change = change.store(|tx| {
+            // What the storage says is already what the data path serves: a store (or, for
+            // a gateway, the shared configuration) that cannot take it is logged, and the next
+            // open finds it again.
+            let r = st.store.write(|tx| {
                 for rec in &changed {
                     tx.put_lun(rec)?;
                 }
                 Ok(())
             });
+            if let Err(e) = r {
+                if self.cluster.is_none() {
+                    return Err(store_err(e));
+                }
+                tracing::warn!(error = %e, "cannot store what the LUNs' storage says");
+            }
         }
         if let Some(old) = old_models {
             let new = Models::of(st);
@@ -760,10 +771,19 @@ impl Inner {
         let mut ids: Vec<(u64, Uuid)> = st.portals.iter().map(|(id, pe)| (pe.seq, *id)).collect();
         ids.sort_unstable();
         let ids: Vec<Uuid> = ids.into_iter().map(|(_, id)| id).collect();
+        // A gateway binds only its own controller's portals; the others' are in the model
+        // (SendTargets lists them) but served elsewhere.
+        let own = self
+            .cluster
+            .as_ref()
+            .and_then(|ctx| crate::cluster::own_controller(ctx, st));
         for id in ids {
             let Some(pe) = st.portals.get_mut(&id) else {
                 continue;
             };
+            if self.cluster.is_some() && Some(pe.p.controller) != own {
+                continue;
+            }
             let want_online = pe.p.status == PortalStatus::Online;
             if want_online && !pe.bound {
                 match self.dataplane.bind_portal(id, pe.p.socket_addr()) {
@@ -782,13 +802,13 @@ impl Inner {
 }
 
 /// The objects of the embedded default other than its LUN.
-struct DefaultArray {
-    sub: Subsystem,
-    ctl: Controller,
-    drive: Drive,
-    portals: Vec<Portal>,
-    target: Target,
-    pg: PortalGroup,
+pub(crate) struct DefaultArray {
+    pub sub: Subsystem,
+    pub ctl: Controller,
+    pub drive: Drive,
+    pub portals: Vec<Portal>,
+    pub target: Target,
+    pub pg: PortalGroup,
 }
 
 /// Comparable copies of every object (for the events of a reload).
@@ -912,6 +932,11 @@ pub(crate) fn open(
     dataplane: Arc<dyn DataPlane>,
 ) -> Result<Arc<Inner>, VdsError> {
     let store = Store::open(&config.data_dir).map_err(store_err)?;
+    let cluster = config
+        .cluster
+        .as_ref()
+        .map(crate::cluster::connect)
+        .transpose()?;
     let clean_start = crate::recovery::take_clean_marker(&config.data_dir);
     let (tx, rx) = std::sync::mpsc::channel::<DataPathMsg>();
     let (events, _) = broadcast::channel(4096);
@@ -925,11 +950,19 @@ pub(crate) fn open(
         drive_io: Default::default(),
         clean_start,
         pending_recovery: Default::default(),
+        cluster,
     });
+    if let Some(ctx) = &inner.cluster {
+        inner
+            .jobs
+            .set_board(Arc::new(crate::cluster::JobsBoard::open(ctx)?));
+    }
     {
         let mut g = inner.state.lock();
         let st = &mut *g;
-        if st.store.is_empty().map_err(store_err)? {
+        if let Some(ctx) = &inner.cluster {
+            crate::cluster::start(&inner, ctx, st)?;
+        } else if st.store.is_empty().map_err(store_err)? {
             inner.create_default(st)?;
         }
         let mut snap = st.store.load().map_err(store_err)?;
@@ -962,6 +995,7 @@ pub(crate) fn open(
         .map_err(|e| VdsError::io("starting the LU event thread", &e))?;
     crate::ceph_pools::start_poller(Arc::downgrade(&inner))
         .map_err(|e| VdsError::io("starting the Ceph poller", &e))?;
+    crate::cluster::spawn_sync(&inner)?;
     Ok(inner)
 }
 

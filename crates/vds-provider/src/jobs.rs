@@ -51,12 +51,27 @@ struct JobInner {
     job: Job,
     cancel_requested: bool,
     committing: bool,
+    /// When the job's record was last written to the board.
+    published: Option<Instant>,
 }
+
+/// Where a gateway shows its jobs to the others (docs/SCALEOUT.md): each job's record written
+/// at its start, at most once a second while it runs, and at its end.
+pub(crate) trait Board: Send + Sync {
+    /// Writes (or rewrites) a job's record.
+    fn publish(&self, job: &Job);
+    /// Every record on the board (this gateway's included).
+    fn records(&self) -> Vec<Job>;
+}
+
+/// How often a running job's progress is written to the board at most.
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
 /// One job, shared by the registry and its worker.
 pub(crate) struct JobHandle {
     inner: Mutex<JobInner>,
     done: Condvar,
+    board: Option<Arc<dyn Board>>,
 }
 
 impl JobHandle {
@@ -70,6 +85,13 @@ impl JobHandle {
         let mut g = self.inner.lock();
         if g.job.state == JobState::Running {
             g.job.percent = percent.min(99);
+        }
+        let due = g.published.is_none_or(|t| t.elapsed() >= PUBLISH_EVERY);
+        if let (Some(board), true) = (&self.board, due) {
+            g.published = Some(Instant::now());
+            let job = g.job.clone();
+            drop(g);
+            board.publish(&job);
         }
     }
 
@@ -111,7 +133,11 @@ impl JobHandle {
             }
         }
         g.job.percent = 100;
+        let job = g.job.clone();
         drop(g);
+        if let Some(board) = &self.board {
+            board.publish(&job);
+        }
         self.done.notify_all();
     }
 }
@@ -123,6 +149,8 @@ type JobMap = (HashMap<Uuid, Arc<JobHandle>>, VecDeque<Uuid>);
 pub(crate) struct Jobs {
     /// Jobs by id, and ids in start order.
     map: Mutex<JobMap>,
+    /// The other gateways' jobs and where this one's are shown (cluster mode only).
+    board: std::sync::OnceLock<Arc<dyn Board>>,
 }
 
 impl Jobs {
@@ -143,9 +171,14 @@ impl Jobs {
                 },
                 cancel_requested: false,
                 committing: false,
+                published: Some(Instant::now()),
             }),
             done: Condvar::new(),
+            board: self.board.get().cloned(),
         });
+        if let Some(board) = &handle.board {
+            board.publish(&handle.job());
+        }
         let mut g = self.map.lock();
         g.0.insert(id, handle.clone());
         g.1.push_back(id);
@@ -164,6 +197,24 @@ impl Jobs {
         handle
     }
 
+    /// From now on jobs are shown on `board`, and the others' read from it.
+    pub(crate) fn set_board(&self, board: Arc<dyn Board>) {
+        let _ = self.board.set(board);
+    }
+
+    /// The other gateways' jobs: the board's records of ids this gateway does not run.
+    fn remote(&self) -> Vec<Job> {
+        let Some(board) = self.board.get() else {
+            return Vec::new();
+        };
+        let records = board.records();
+        let g = self.map.lock();
+        records
+            .into_iter()
+            .filter(|j| !g.0.contains_key(&j.id))
+            .collect()
+    }
+
     fn get(&self, id: Uuid) -> Result<Arc<JobHandle>, VdsError> {
         self.map.lock().0.get(&id).cloned().ok_or_else(|| {
             VdsError::new(
@@ -175,16 +226,23 @@ impl Jobs {
 
     /// `QueryStatus`.
     pub(crate) fn query(&self, id: Uuid) -> Result<Job, VdsError> {
-        Ok(self.get(id)?.job())
+        match self.get(id) {
+            Ok(h) => Ok(h.job()),
+            Err(e) => self.remote().into_iter().find(|j| j.id == id).ok_or(e),
+        }
     }
 
-    /// Every job, oldest first.
+    /// Every job, oldest first (then the other gateways' jobs, in id order).
     pub(crate) fn list(&self) -> Vec<Job> {
-        let g = self.map.lock();
-        g.1.iter()
-            .filter_map(|id| g.0.get(id))
-            .map(|h| h.job())
-            .collect()
+        let mut out: Vec<Job> = {
+            let g = self.map.lock();
+            g.1.iter()
+                .filter_map(|id| g.0.get(id))
+                .map(|h| h.job())
+                .collect()
+        };
+        out.extend(self.remote());
+        out
     }
 
     /// `Wait`: until the job ends or `timeout` passes; returns the job as it is then.

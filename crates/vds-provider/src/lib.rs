@@ -15,6 +15,7 @@
 mod alua;
 mod backing;
 mod ceph_pools;
+mod cluster;
 pub mod command;
 mod commit;
 mod drive_search;
@@ -40,6 +41,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use cluster::ClusterConfig;
 pub use command::{
     AppliedHints, BackingSpec, Command, CreateLunArgs, DriveRange, HintsRequest, MaintenanceAction,
     MaxSizeArgs, NotApplied, Outcome, PlexInfo, PoolArgs, SecretBytes, VdsError,
@@ -75,6 +77,9 @@ pub struct ProviderConfig {
     /// §15): `/dev` means every block device in `/sys/class/block`; another directory the
     /// block devices and regular files in it. Empty: never looked for.
     pub drive_search_dirs: Vec<PathBuf>,
+    /// One of several gateways that are one subsystem (docs/SCALEOUT.md): the pool of the
+    /// shared configuration and of new LUNs, and this gateway's name. `None`: single node.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl ProviderConfig {
@@ -92,6 +97,7 @@ impl ProviderConfig {
             default_target_iqn: "iqn.2026-11.local.vds:default".to_string(),
             clock: Arc::new(SystemClock),
             drive_search_dirs: vec![PathBuf::from("/dev")],
+            cluster: None,
         }
     }
 }
@@ -107,6 +113,7 @@ impl std::fmt::Debug for ProviderConfig {
             .field("default_lun_size", &self.default_lun_size)
             .field("default_target_iqn", &self.default_target_iqn)
             .field("drive_search_dirs", &self.drive_search_dirs)
+            .field("cluster", &self.cluster)
             .finish()
     }
 }
@@ -163,9 +170,22 @@ impl Provider {
         &self.inner.config
     }
 
-    /// Applies one command (see [`Command`] for what each does).
+    /// Applies one command (see [`Command`] for what each does). A gateway whose commit lost
+    /// its race with another gateway's applies the shared configuration and runs the command
+    /// again (a few times at most).
     pub fn apply(&self, cmd: Command) -> Result<Outcome, VdsError> {
-        self.dispatch(cmd)
+        if self.inner.cluster.is_none() {
+            return self.dispatch(cmd);
+        }
+        for _ in 0..cluster::STALE_RETRIES {
+            match self.dispatch(cmd.clone()) {
+                Err(e) if cluster::is_stale(&e) => {
+                    cluster::sync(&self.inner)?;
+                }
+                r => return r,
+            }
+        }
+        Err(cluster::stale_too_often())
     }
 
     /// A new receiver of every event from now on.

@@ -15,7 +15,7 @@ use crate::VdsError;
 /// and every peer use in practice).
 const NAME_MAX: usize = 255;
 
-fn check_name(field: &str, v: Option<&str>) -> Result<String, VdsError> {
+pub(crate) fn check_name(field: &str, v: Option<&str>) -> Result<String, VdsError> {
     let Some(v) = v else {
         return Err(VdsError::invalid_arg(
             field,

@@ -20,6 +20,18 @@ pub(crate) enum Fail {
     /// In [`crate::Mode::Inline`]: the command would have had to wait (not an inline command,
     /// or the store answered `WouldBlock`). Not a failure: it runs again in blocking mode.
     WouldBlock,
+    /// Started by [`crate::LunMap::start`] on a store with asynchronous I/O: the checks are
+    /// done and what is left is this one store operation, which the caller submits; the
+    /// command ends in [`crate::Pending::finish`].
+    Pending(StoreIo),
+}
+
+/// The store operation a pending command waits for, and what follows it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StoreIo {
+    pub op: vds_backstore::AioOp,
+    /// Flush once the operation succeeded (FUA, write-through), before GOOD.
+    pub flush_after: bool,
 }
 
 impl From<Sense> for Fail {

@@ -135,6 +135,153 @@ pub enum Mode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WouldBlock;
 
+/// What [`LunMap::start`] produced: the command's answer, or the store operation it waits
+/// for.
+pub enum Started {
+    Done(Executed),
+    Pending(Pending),
+}
+
+/// A command started by [`LunMap::start`] whose checks are done and whose one store
+/// operation is left: the caller [`Pending::submit`]s it to the store's asynchronous I/O and,
+/// when the store's callback hands the result back, ends it with [`Pending::finish`] on its
+/// own thread. Nobody waits in between. Until it ends (or is dropped) the command counts as
+/// in flight on its LU, so OFFLINE and write protection wait for it.
+pub struct Pending {
+    held: Held,
+    io: cdb::StoreIo,
+    data_out_len: Option<u64>,
+}
+
+/// A pending command's place among its LU's commands in flight, given up on drop.
+struct Held(Arc<LogicalUnit>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.leave_inflight();
+    }
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pending({:?})", self.io)
+    }
+}
+
+impl Pending {
+    /// The store operation.
+    pub fn op(&self) -> vds_backstore::AioOp {
+        self.io.op
+    }
+
+    /// Hands the operation to the store's asynchronous I/O with its buffers (`data_out`: the
+    /// command's Data-Out; `data_in`: the buffer a read fills). `done` is called once, from the
+    /// store's thread, with this command, the result and the buffers: it must only hand them
+    /// to the thread that calls [`Pending::finish`]. `Err` (nothing submitted, buffers back)
+    /// when the store no longer offers asynchronous I/O (a fault filter was installed since
+    /// the command started): nothing that matters has happened, so the caller runs the
+    /// command again in [`Mode::Blocking`] (as after [`WouldBlock`]).
+    pub fn submit(
+        self,
+        bufs: vds_backstore::AioBufs,
+        done: impl FnOnce(Pending, Result<(), vds_backstore::AioError>, vds_backstore::AioBufs)
+            + Send
+            + 'static,
+    ) -> Result<(), (Pending, vds_backstore::AioBufs)> {
+        let lu = self.held.0.clone();
+        let Some(store) = lu.backing().aio() else {
+            return Err((self, bufs));
+        };
+        let op = self.io.op;
+        store.submit(op, bufs, Box::new(move |r, b| done(self, r, b)));
+        Ok(())
+    }
+
+    /// Runs the operation through the store's blocking methods, on a thread that may wait:
+    /// for a store that stopped offering asynchronous I/O ([`Pending::submit`] answered
+    /// `Err`) while the command was already past its checks. Then [`Pending::finish`].
+    pub fn run_blocking(
+        &self,
+        bufs: &mut vds_backstore::AioBufs,
+    ) -> Result<(), vds_backstore::AioError> {
+        use vds_backstore::{AioError, AioOp};
+        let lu = &self.held.0;
+        let store = lu.backing();
+        let io = AioError::Io;
+        match self.io.op {
+            AioOp::Read { offset, len } => store.read_into(&mut bufs.data_in, len, offset),
+            AioOp::Write { offset, len } => store.write_at(&bufs.data_out[..len], offset, false),
+            AioOp::Flush => store.flush(),
+            AioOp::Discard { offset, len } => store.unmap(offset, len),
+            AioOp::WriteSame { offset, len, block } => {
+                let mut at = 0;
+                while at < len {
+                    store
+                        .write_at(&bufs.data_out[..block], offset + at, false)
+                        .map_err(io)?;
+                    at += block as u64;
+                }
+                Ok(())
+            }
+            AioOp::CompareAndWrite { offset, len } => {
+                let _atomic = lu.atomic_lock.lock();
+                let mut cur = vec![0u8; len];
+                store.read_at(&mut cur, offset).map_err(io)?;
+                let (verify, data) = bufs.data_out.split_at(len);
+                if let Some(i) = cur.iter().zip(verify).position(|(a, b)| a != b) {
+                    return Err(AioError::Miscompare(i as u64));
+                }
+                store.write_at(&data[..len], offset, false)
+            }
+        }
+        .map_err(io)
+    }
+
+    /// The command's end once its operation completed: its answer (Data-In of a read in
+    /// `data_in`, the buffer the operation filled), or, after a write with FUA, the flush
+    /// that must complete first, to submit in turn.
+    pub fn finish(
+        self,
+        result: Result<(), vds_backstore::AioError>,
+        data_in: &mut Vec<u8>,
+    ) -> Result<Executed, Pending> {
+        use vds_backstore::{AioError, AioOp};
+        let lu = self.held.0.clone();
+        let op = self.io.op;
+        if !matches!(op, AioOp::Read { .. }) || result.is_err() {
+            data_in.clear();
+        }
+        let fail = match result {
+            Ok(()) if self.io.flush_after => {
+                return Err(Pending {
+                    io: cdb::StoreIo {
+                        op: AioOp::Flush,
+                        flush_after: false,
+                    },
+                    ..self
+                })
+            }
+            Ok(()) => None,
+            Err(AioError::Io(err)) => Some(cdb::Fail::Io {
+                write: op.writes(),
+                err,
+            }),
+            Err(AioError::Miscompare(at)) => Some(sbc::rw::miscompare(at as usize)),
+        };
+        let outcome = match fail {
+            None => ScsiOutcome::GOOD,
+            Some(f) => match lu.outcome(f) {
+                Ok(o) => o,
+                Err(_) => unreachable!("a store failure is an outcome"),
+            },
+        };
+        Ok(Executed {
+            outcome,
+            data_out_len: self.data_out_len,
+        })
+    }
+}
+
 /// What one dispatch of a command produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Executed {
@@ -228,6 +375,7 @@ pub struct LunMap {
 
 mod lu;
 pub use lu::{LogicalUnit, LuConfig, LuHints};
+pub use vds_backstore::{AioBufs, AioError, AioOp};
 
 /// Encode a LUN number as the 8-byte LUN field: peripheral device addressing below 256, flat
 /// space addressing below 16384, extended flat space (0xD2) below 2^24. Larger numbers are
@@ -329,24 +477,62 @@ impl LunMap {
         cmd: &ScsiCommand<'_>,
         data_in: &mut Vec<u8>,
     ) -> Result<Executed, WouldBlock> {
+        match self.dispatch_any(mode, false, nexus, lun, cmd, data_in)? {
+            Started::Done(done) => Ok(done),
+            Started::Pending(_) => unreachable!("only LunMap::start hands I/O back"),
+        }
+    }
+
+    /// [`LunMap::dispatch`] in [`Mode::Inline`] for a caller that can be woken by a store's
+    /// asynchronous I/O: a command the table marks `aio` on a store that has it (RBD) hands
+    /// its store operation back as [`Started::Pending`] (READ, WRITE, SYNCHRONIZE CACHE,
+    /// COMPARE AND WRITE, WRITE SAME) after every check; anything else is as in
+    /// [`Mode::Inline`].
+    pub fn start(
+        &self,
+        nexus: &ItNexus,
+        lun: u64,
+        cmd: &ScsiCommand<'_>,
+        data_in: &mut Vec<u8>,
+    ) -> Result<Started, WouldBlock> {
+        self.dispatch_any(Mode::Inline, true, nexus, lun, cmd, data_in)
+    }
+
+    fn dispatch_any(
+        &self,
+        mode: Mode,
+        aio: bool,
+        nexus: &ItNexus,
+        lun: u64,
+        cmd: &ScsiCommand<'_>,
+        data_in: &mut Vec<u8>,
+    ) -> Result<Started, WouldBlock> {
         data_in.clear();
         let lu = self.lookup(&nexus.initiator_name, lun);
         if let Some(lu) = lu {
             if cmd.cdb.first() != Some(&0xA0) {
-                let outcome = lu.execute_in(Some(self), nexus, cmd, data_in, mode)?;
-                return Ok(Executed {
-                    outcome,
-                    data_out_len: cdb_transfer_len(cmd.cdb, lu.block_size()),
-                });
+                let data_out_len = cdb_transfer_len(cmd.cdb, lu.block_size());
+                return match lu.execute_any(Some(self), nexus, cmd, data_in, mode, aio) {
+                    Ok(outcome) => Ok(Started::Done(Executed {
+                        outcome,
+                        data_out_len,
+                    })),
+                    Err(lu::Deferred::WouldBlock) => Err(WouldBlock),
+                    Err(lu::Deferred::Pending(io)) => Ok(Started::Pending(Pending {
+                        held: Held(lu.clone()),
+                        io,
+                        data_out_len,
+                    })),
+                };
             }
         }
         if mode == Mode::Inline && !may_run_inline(cmd.cdb) {
             return Err(WouldBlock);
         }
-        Ok(Executed {
+        Ok(Started::Done(Executed {
             outcome: self.answer_here(lu, nexus, cmd, data_in),
             data_out_len: None,
-        })
+        }))
     }
 
     /// The commands the map answers itself: REPORT LUNS, and every command to a LUN that is

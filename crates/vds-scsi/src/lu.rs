@@ -150,6 +150,32 @@ pub(crate) struct Cmd<'a> {
     pub data_in: &'a mut Vec<u8>,
     /// Whether the handler may wait for the backing store (see [`Mode`]).
     pub mode: Mode,
+    /// Started by [`crate::LunMap::start`]: a handler whose table row says `aio` hands its
+    /// store operation back ([`Fail::Pending`]) when the store has asynchronous I/O.
+    pub aio: bool,
+}
+
+impl Cmd<'_> {
+    /// The store's asynchronous I/O, when this command may hand its operation back to it.
+    pub(crate) fn aio_store<'s>(
+        &self,
+        lu: &'s LogicalUnit,
+    ) -> Option<&'s dyn vds_backstore::AioStore> {
+        if self.aio {
+            lu.backing().aio()
+        } else {
+            None
+        }
+    }
+}
+
+/// Why [`LogicalUnit::execute_any`] did not answer at once.
+pub(crate) enum Deferred {
+    /// See [`WouldBlock`].
+    WouldBlock,
+    /// The command waits for this store operation ([`crate::Pending`]); it holds its place
+    /// among the commands in flight until [`LogicalUnit::leave_inflight`].
+    Pending(crate::cdb::StoreIo),
 }
 
 /// The engine for one LUN. Shared (`Arc`) by every target that maps it.
@@ -171,6 +197,9 @@ pub struct LogicalUnit {
     /// Orders this LU's PERSISTENT RESERVE OUT (and RESERVE) through the storing of its state.
     pub(crate) persist_order: crate::spc::pr::PersistOrder,
     pub(crate) mode: ModeState,
+    /// The store's [`BackingStore::resized_elsewhere`] count last reported as CAPACITY DATA
+    /// HAS CHANGED.
+    resized_seen: AtomicU64,
     /// Write protection set by the provider (not by MODE SELECT: that is `mode.swp`).
     write_protected: AtomicBool,
     /// COMPARE AND WRITE and ORWRITE are atomic with respect to each other.
@@ -248,7 +277,14 @@ pub(crate) struct InflightGuard<'a>(&'a Inflight);
 
 impl Drop for InflightGuard<'_> {
     fn drop(&mut self) {
-        let i = self.0;
+        self.0.leave();
+    }
+}
+
+impl Inflight {
+    /// One command in flight is done.
+    fn leave(&self) {
+        let i = self;
         if i.count.fetch_sub(1, Ordering::SeqCst) == 1 && i.waiting.load(Ordering::SeqCst) {
             // Under the lock, so the drainer is either before its look at the count or
             // already waiting.
@@ -286,6 +322,7 @@ impl LogicalUnit {
             events: config.events,
             state: AtomicU8::new(state_code(config.state)),
             inflight: Inflight::new(),
+            resized_seen: AtomicU64::new(0),
             transition: Mutex::new(()),
             nexuses: RwLock::new(HashMap::new()),
             res_active: AtomicBool::new(res_active),
@@ -658,9 +695,10 @@ impl LogicalUnit {
     /// Turn a failure into the wire outcome (the one place this happens); `Err` for a
     /// command that would have had to wait in [`Mode::Inline`] (nothing failed: the caller runs
     /// it again in [`Mode::Blocking`]).
-    fn outcome(&self, fail: Fail) -> Result<ScsiOutcome, WouldBlock> {
+    pub(crate) fn outcome(&self, fail: Fail) -> Result<ScsiOutcome, Deferred> {
         Ok(match fail {
-            Fail::WouldBlock => return Err(WouldBlock),
+            Fail::WouldBlock => return Err(Deferred::WouldBlock),
+            Fail::Pending(io) => return Err(Deferred::Pending(io)),
             Fail::Conflict => ScsiOutcome {
                 status: ScsiStatus::ReservationConflict,
                 sense: None,
@@ -725,13 +763,48 @@ impl LogicalUnit {
         data_in: &mut Vec<u8>,
         mode: Mode,
     ) -> Result<ScsiOutcome, WouldBlock> {
+        match self.execute_any(scope, nexus, cmd, data_in, mode, false) {
+            Ok(o) => Ok(o),
+            Err(Deferred::WouldBlock) => Err(WouldBlock),
+            Err(Deferred::Pending(_)) => unreachable!("only LunMap::start hands I/O back"),
+        }
+    }
+
+    /// [`Self::execute_in`], and with `aio` a command whose store has asynchronous I/O
+    /// hands its store operation back ([`Deferred::Pending`]).
+    pub(crate) fn execute_any(
+        &self,
+        scope: Option<&crate::LunMap>,
+        nexus: &ItNexus,
+        cmd: &ScsiCommand<'_>,
+        data_in: &mut Vec<u8>,
+        mode: Mode,
+        aio: bool,
+    ) -> Result<ScsiOutcome, Deferred> {
         data_in.clear();
-        match self.run(scope, nexus, cmd, data_in, mode) {
+        match self.run(scope, nexus, cmd, data_in, mode, aio) {
             Ok(()) => Ok(ScsiOutcome::GOOD),
             Err(f) => {
                 data_in.clear();
                 self.outcome(f)
             }
+        }
+    }
+
+    /// A pending command ended (see [`Deferred::Pending`]).
+    pub(crate) fn leave_inflight(&self) {
+        self.inflight.leave();
+    }
+
+    /// The image grew or shrank behind the array (another gateway, `rbd resize`): UNIT
+    /// ATTENTION 06/2A/09 for every nexus, once per change. One load per command otherwise.
+    fn note_foreign_resize(&self) {
+        let n = self.backing.resized_elsewhere();
+        if n != self.resized_seen.load(Ordering::Relaxed)
+            && self.resized_seen.swap(n, Ordering::SeqCst) != n
+        {
+            tracing::info!(lu = %self.id, blocks = self.num_blocks(), "capacity changed by another client");
+            self.capacity_changed();
         }
     }
 
@@ -742,6 +815,7 @@ impl LogicalUnit {
         cmd: &ScsiCommand<'_>,
         data_in: &mut Vec<u8>,
         mode: Mode,
+        aio: bool,
     ) -> Res {
         if cmd.cdb.is_empty() {
             if mode == Mode::Inline {
@@ -750,11 +824,14 @@ impl LogicalUnit {
             return Err(crate::cdb::illegal(sense::INVALID_COMMAND_OPERATION_CODE));
         }
         let found = ops::lookup(cmd.cdb);
-        if mode == Mode::Inline && !matches!(found, Lookup::Found(op) if op.inline) {
+        let runs_here =
+            |op: &ops::OpDesc| op.inline || (aio && op.aio && self.backing.aio().is_some());
+        if mode == Mode::Inline && !matches!(found, Lookup::Found(op) if runs_here(op)) {
             // Before anything with an effect (a new nexus, a unit attention consumed).
             return Err(Fail::WouldBlock);
         }
         let ns = self.nexus_state(nexus);
+        self.note_foreign_resize();
         let gate = match &found {
             Lookup::Found(op) => op.gate,
             _ => Gate::Media,
@@ -810,8 +887,16 @@ impl LogicalUnit {
             data_out: cmd.data_out,
             data_in,
             mode,
+            aio,
         };
-        (op.handler)(self, &mut c)
+        let r = (op.handler)(self, &mut c);
+        if let Err(Fail::Pending(_)) = &r {
+            // The command goes on after this call: its place among the commands in flight
+            // (what OFFLINE and write protection drain) goes with it, until the pending
+            // command ends and calls `leave_inflight`.
+            std::mem::forget(_guard.unwrap_or_else(|| self.inflight.enter()));
+        }
+        r
     }
 
     /// RESERVATION CONFLICT if a reservation denies `nexus` this kind of access.

@@ -64,6 +64,12 @@ pub(crate) struct OpDesc {
     /// Whether the command may run in [`crate::Mode::Inline`]: its handler does one store
     /// I/O through the `try_` methods there, and it is safe to run again after a refusal.
     pub inline: bool,
+    /// Whether, started through [`crate::LunMap::start`] on a store with asynchronous I/O
+    /// (`BackingStore::aio`), the handler hands its one store operation back as pending
+    /// instead of waiting: READ, WRITE, SYNCHRONIZE CACHE, COMPARE AND WRITE, WRITE SAME.
+    /// Such a handler honours `c.aio` and, in [`crate::Mode::Inline`] without it (or without
+    /// the store's aio), answers `WouldBlock` before any effect.
+    pub aio: bool,
     /// Whether the command runs through a target port in the Standby access state (SPC-4
     /// 5.16.2.4.4).
     pub standby: bool,
@@ -101,6 +107,7 @@ macro_rules! op {
             handler: $h,
             dpofua: false,
             inline: false,
+            aio: false,
             standby: false,
             unavailable: false,
         };
@@ -114,8 +121,8 @@ macro_rules! op {
 pub(crate) const OPS: &[OpDesc] = &[
     op!(0x00, None, "TEST UNIT READY", [0x00, 0, 0, 0, 0, 0], Media, Allowed, spc::misc::test_unit_ready),
     op!(0x03, None, "REQUEST SENSE", [0x03, 0x01, 0, 0, F, 0], Sense, Allowed, spc::misc::request_sense, unavailable),
-    op!(0x08, None, "READ(6)", [0x08, 0x1F, F, F, F, 0], Media, Read, sbc::rw::read, inline),
-    op!(0x0A, None, "WRITE(6)", [0x0A, 0x1F, F, F, F, 0], Media, Write, sbc::rw::write, inline),
+    op!(0x08, None, "READ(6)", [0x08, 0x1F, F, F, F, 0], Media, Read, sbc::rw::read, inline, aio),
+    op!(0x0A, None, "WRITE(6)", [0x0A, 0x1F, F, F, F, 0], Media, Write, sbc::rw::write, inline, aio),
     op!(0x12, None, "INQUIRY", [0x12, 0x01, F, F, F, 0], Always, Allowed, spc::inquiry::inquiry, unavailable),
     op!(0x15, None, "MODE SELECT(6)", [0x15, 0x11, 0, 0, F, 0], Media, Write, spc::mode::mode_select, standby),
     op!(0x16, None, "RESERVE(6)", [0x16, 0, 0, 0, 0, 0], Media, Reserve, spc::reserve::reserve),
@@ -124,14 +131,14 @@ pub(crate) const OPS: &[OpDesc] = &[
     op!(0x1B, None, "START STOP UNIT", [0x1B, 0x01, 0, 0x0F, 0xF7, 0], Media, Allowed, sbc::capacity::start_stop_unit),
     op!(0x1E, None, "PREVENT ALLOW MEDIUM REMOVAL", [0x1E, 0, 0, 0, 0x03, 0], Media, Allowed, sbc::capacity::prevent_allow),
     op!(0x25, None, "READ CAPACITY(10)", [0x25, 0, F, F, F, F, 0, 0, 0x01, 0], Media, Allowed, sbc::capacity::read_capacity10),
-    op!(0x28, None, "READ(10)", [0x28, 0x18, F, F, F, F, 0x1F, F, F, 0], Media, Read, sbc::rw::read, dpofua, inline),
-    op!(0x2A, None, "WRITE(10)", [0x2A, 0x18, F, F, F, F, 0x1F, F, F, 0], Media, Write, sbc::rw::write, dpofua, inline),
+    op!(0x28, None, "READ(10)", [0x28, 0x18, F, F, F, F, 0x1F, F, F, 0], Media, Read, sbc::rw::read, dpofua, inline, aio),
+    op!(0x2A, None, "WRITE(10)", [0x2A, 0x18, F, F, F, F, 0x1F, F, F, 0], Media, Write, sbc::rw::write, dpofua, inline, aio),
     op!(0x2E, None, "WRITE AND VERIFY(10)", [0x2E, 0x12, F, F, F, F, 0x1F, F, F, 0], Media, Write, sbc::rw::write_and_verify),
     op!(0x2F, None, "VERIFY(10)", [0x2F, 0x16, F, F, F, F, 0x1F, F, F, 0], Media, Read, sbc::rw::verify),
     op!(0x34, None, "PRE-FETCH(10)", [0x34, 0x02, F, F, F, F, 0x1F, F, F, 0], Media, Read, sbc::rw::prefetch),
-    op!(0x35, None, "SYNCHRONIZE CACHE(10)", [0x35, 0x02, F, F, F, F, 0x1F, F, F, 0], Media, Write, sbc::rw::synchronize_cache),
+    op!(0x35, None, "SYNCHRONIZE CACHE(10)", [0x35, 0x02, F, F, F, F, 0x1F, F, F, 0], Media, Write, sbc::rw::synchronize_cache, aio),
     op!(0x37, None, "READ DEFECT DATA(10)", [0x37, 0, 0x1F, 0, 0, 0, 0, F, F, 0], Media, Read, sbc::capacity::read_defect_data),
-    op!(0x41, None, "WRITE SAME(10)", [0x41, 0x08, F, F, F, F, 0x1F, F, F, 0], Media, Write, sbc::provisioning::write_same),
+    op!(0x41, None, "WRITE SAME(10)", [0x41, 0x08, F, F, F, F, 0x1F, F, F, 0], Media, Write, sbc::provisioning::write_same, aio),
     op!(0x42, None, "UNMAP", [0x42, 0, 0, 0, 0, 0, 0x1F, F, F, 0], Media, Write, sbc::provisioning::unmap),
     op!(0x55, None, "MODE SELECT(10)", [0x55, 0x11, 0, 0, 0, 0, 0, F, F, 0], Media, Write, spc::mode::mode_select, standby),
     op!(0x56, None, "RESERVE(10)", [0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0], Media, Reserve, spc::reserve::reserve),
@@ -152,15 +159,15 @@ pub(crate) const OPS: &[OpDesc] = &[
     op!(0x83, Some(0x00), "EXTENDED COPY(LID1)", [0x83, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, F, F, F, F, 0, 0], Media, Write, spc::xcopy::extended_copy),
     op!(0x84, Some(0x00), "RECEIVE COPY RESULTS / COPY STATUS", [0x84, 0x1F, F, 0, 0, 0, 0, 0, 0, 0, F, F, F, F, 0, 0], Media, Write, spc::xcopy::receive_copy_results),
     op!(0x84, Some(0x03), "RECEIVE COPY RESULTS / OPERATING PARAMETERS", [0x84, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, F, F, F, F, 0, 0], Media, Write, spc::xcopy::receive_copy_results),
-    op!(0x88, None, "READ(16)", [0x88, 0x18, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, 0], Media, Read, sbc::rw::read, dpofua, inline),
-    op!(0x89, None, "COMPARE AND WRITE", [0x89, 0x18, F, F, F, F, F, F, F, F, 0, 0, 0, F, 0x1F, 0], Media, Write, sbc::rw::compare_and_write, dpofua),
-    op!(0x8A, None, "WRITE(16)", [0x8A, 0x18, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, 0], Media, Write, sbc::rw::write, dpofua, inline),
+    op!(0x88, None, "READ(16)", [0x88, 0x18, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, 0], Media, Read, sbc::rw::read, dpofua, inline, aio),
+    op!(0x89, None, "COMPARE AND WRITE", [0x89, 0x18, F, F, F, F, F, F, F, F, 0, 0, 0, F, 0x1F, 0], Media, Write, sbc::rw::compare_and_write, dpofua, aio),
+    op!(0x8A, None, "WRITE(16)", [0x8A, 0x18, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, 0], Media, Write, sbc::rw::write, dpofua, inline, aio),
     op!(0x8B, None, "ORWRITE(16)", [0x8B, 0x18, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, 0], Media, Write, sbc::rw::orwrite, dpofua),
     op!(0x8E, None, "WRITE AND VERIFY(16)", [0x8E, 0x12, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, 0], Media, Write, sbc::rw::write_and_verify),
     op!(0x8F, None, "VERIFY(16)", [0x8F, 0x16, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, 0], Media, Read, sbc::rw::verify),
     op!(0x90, None, "PRE-FETCH(16)", [0x90, 0x02, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, 0], Media, Read, sbc::rw::prefetch),
-    op!(0x91, None, "SYNCHRONIZE CACHE(16)", [0x91, 0x02, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, 0], Media, Write, sbc::rw::synchronize_cache),
-    op!(0x93, None, "WRITE SAME(16)", [0x93, 0x09, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, 0], Media, Write, sbc::provisioning::write_same),
+    op!(0x91, None, "SYNCHRONIZE CACHE(16)", [0x91, 0x02, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, 0], Media, Write, sbc::rw::synchronize_cache, aio),
+    op!(0x93, None, "WRITE SAME(16)", [0x93, 0x09, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, 0], Media, Write, sbc::provisioning::write_same, aio),
     op!(0x9C, None, "WRITE ATOMIC(16)", [0x9C, 0x18, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, 0], Media, Write, sbc::rw::write_atomic, dpofua),
     op!(0x9E, Some(0x10), "READ CAPACITY(16)", [0x9E, 0x1F, F, F, F, F, F, F, F, F, F, F, F, F, 0x01, 0], Media, Allowed, sbc::capacity::read_capacity16),
     op!(0x9E, Some(0x12), "GET LBA STATUS", [0x9E, 0x1F, F, F, F, F, F, F, F, F, F, F, F, F, 0, 0], Media, Read, sbc::provisioning::get_lba_status),
@@ -168,8 +175,8 @@ pub(crate) const OPS: &[OpDesc] = &[
     op!(0xA3, Some(0x0A), "REPORT TARGET PORT GROUPS", [0xA3, 0x3F, 0, 0, 0, 0, F, F, F, F, 0, 0], Media, Allowed, spc::alua::report_target_port_groups, unavailable),
     op!(0xA3, Some(0x0C), "REPORT SUPPORTED OPERATION CODES", [0xA3, 0x1F, 0x87, F, F, F, F, F, F, F, 0, 0], Media, Allowed, spc::rsoc::report_supported_opcodes),
     op!(0xA3, Some(0x0D), "REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS", [0xA3, 0x1F, 0x80, 0, 0, 0, F, F, F, F, 0, 0], Media, Allowed, spc::rsoc::report_supported_tmfs),
-    op!(0xA8, None, "READ(12)", [0xA8, 0x18, F, F, F, F, F, F, F, F, 0x1F, 0], Media, Read, sbc::rw::read, dpofua, inline),
-    op!(0xAA, None, "WRITE(12)", [0xAA, 0x18, F, F, F, F, F, F, F, F, 0x1F, 0], Media, Write, sbc::rw::write, dpofua, inline),
+    op!(0xA8, None, "READ(12)", [0xA8, 0x18, F, F, F, F, F, F, F, F, 0x1F, 0], Media, Read, sbc::rw::read, dpofua, inline, aio),
+    op!(0xAA, None, "WRITE(12)", [0xAA, 0x18, F, F, F, F, F, F, F, F, 0x1F, 0], Media, Write, sbc::rw::write, dpofua, inline, aio),
     op!(0xAE, None, "WRITE AND VERIFY(12)", [0xAE, 0x12, F, F, F, F, F, F, F, F, 0x1F, 0], Media, Write, sbc::rw::write_and_verify),
     op!(0xAF, None, "VERIFY(12)", [0xAF, 0x16, F, F, F, F, F, F, F, F, 0x1F, 0], Media, Read, sbc::rw::verify),
     op!(0xB7, None, "READ DEFECT DATA(12)", [0xB7, 0x1F, 0, 0, 0, 0, F, F, F, F, 0, 0], Media, Read, sbc::capacity::read_defect_data),
@@ -321,6 +328,37 @@ mod tests {
             }
             if o.dpofua {
                 assert_eq!(o.usage[1] & 0x18, 0x18, "{}", o.name);
+            }
+        }
+    }
+
+    /// The commands a store with asynchronous I/O takes from the I/O thread are the inline
+    /// ones plus the single-operation writes and the flush; each is a gated data command.
+    #[test]
+    fn aio_commands_are_read_write_sync_cache_compare_and_write_write_same() {
+        let aio: Vec<&str> = OPS.iter().filter(|o| o.aio).map(|o| o.name).collect();
+        assert_eq!(
+            aio,
+            [
+                "READ(6)",
+                "WRITE(6)",
+                "READ(10)",
+                "WRITE(10)",
+                "SYNCHRONIZE CACHE(10)",
+                "WRITE SAME(10)",
+                "READ(16)",
+                "COMPARE AND WRITE",
+                "WRITE(16)",
+                "SYNCHRONIZE CACHE(16)",
+                "WRITE SAME(16)",
+                "READ(12)",
+                "WRITE(12)"
+            ]
+        );
+        for o in OPS.iter() {
+            assert!(!o.inline || o.aio, "{}: inline but not aio", o.name);
+            if o.aio {
+                assert!(o.gate == Gate::Media && !o.standby, "{}", o.name);
             }
         }
     }

@@ -1311,6 +1311,7 @@ fn extended_copy_between_two_memory_lus() {
     check(&a.x(&n, &xcopy_cdb(p.len()), &p), (5, 0x0D, 0x02));
 }
 
+mod aio;
 mod alua;
 mod hints;
 mod isolation;

@@ -15,6 +15,9 @@ use std::net::IpAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+mod replica;
+
+pub use replica::{decode_row, encode_row, row_key, Replicator, CLUSTER_VERSION_KEY, ROW_PREFIX};
 use rusqlite::{params, Connection, OptionalExtension};
 use uuid::Uuid;
 use vds_model::{
@@ -24,6 +27,10 @@ use vds_model::{
     Portal, PortalGroup, PortalStatus, RaidType, StoragePool, StoragePoolStatus, StoragePoolType,
     Subsystem, SubsystemStatus, Target, TransitionState,
 };
+
+/// What the message of [`StoreError::Stale`] always holds (how a caller that sees only the
+/// message tells a lost race from another busy answer).
+pub const STALE_MARK: &str = "another gateway changed the array first";
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = 8;
@@ -190,6 +197,18 @@ pub enum StoreError {
     /// SQLite failed.
     #[error("store: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The shared configuration moved on since this store last applied it (another gateway
+    /// changed the array first): nothing was written; sync and try again.
+    #[error("the shared configuration is at version {found}, this gateway holds {base}: another gateway changed the array first")]
+    Stale {
+        /// The version this store holds.
+        base: u64,
+        /// The version found.
+        found: u64,
+    },
+    /// The shared configuration could not be written: nothing was written.
+    #[error("the shared configuration could not be written: {0}")]
+    Replication(String),
 }
 
 impl StoreError {
@@ -217,6 +236,9 @@ impl StoreError {
                 _ => Hresult::VDS_E_PROVIDER_FAILURE,
             },
             StoreError::Sqlite(_) => Hresult::VDS_E_PROVIDER_FAILURE,
+            // Another gateway's change came first: the call may be made again.
+            StoreError::Stale { .. } => Hresult::VDS_E_ANOTHER_CALL_IN_PROGRESS,
+            StoreError::Replication(_) => Hresult::VDS_E_IO_ERROR,
         }
     }
 }
@@ -325,6 +347,8 @@ pub struct Store {
     path: PathBuf,
     data_version: i64,
     seq: i64,
+    /// Where every write is replicated before it commits (cluster mode), if anywhere.
+    replicator: Option<Box<dyn Replicator>>,
 }
 
 fn bad(what: impl Into<String>) -> StoreError {
@@ -428,6 +452,7 @@ impl Store {
             path,
             data_version: 0,
             seq: 0,
+            replicator: None,
         };
         store.migrate()?;
         store.seq = store.max_seq()?;
@@ -519,7 +544,10 @@ impl Store {
     }
 
     /// Runs `f` in one transaction and commits it (durably) before returning. On error
-    /// nothing is written.
+    /// nothing is written. With a replicator ([`Store::set_replicator`]) the rows `f` touched
+    /// are replicated first, by one compare-and-set from the cluster version this store
+    /// holds; the local transaction commits (with the new version) only when it succeeded,
+    /// else the answer is [`StoreError::Stale`] or [`StoreError::Replication`].
     pub fn write<T>(&mut self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
         let tx = self.conn.transaction()?;
         let mut t = Tx {
@@ -527,9 +555,51 @@ impl Store {
             seq: &mut self.seq,
         };
         let out = f(&mut t)?;
+        if let Some(rep) = &self.replicator {
+            let (set, remove) = replica::touched(&t.tx)?;
+            if !set.is_empty() || !remove.is_empty() {
+                let base = version_in(&t.tx)?;
+                match rep.update(base, &set, &remove) {
+                    Ok(Ok(v)) => t.set_meta(CLUSTER_VERSION_KEY, &v.to_string())?,
+                    Ok(Err(found)) => return Err(StoreError::Stale { base, found }),
+                    Err(e) => return Err(StoreError::Replication(e.to_string())),
+                }
+            }
+        }
         t.tx.commit()?;
         // Our own commit does not change data_version for this connection; nothing to do.
         Ok(out)
+    }
+
+    /// From now on every [`Store::write`] is replicated through `rep` (cluster mode).
+    pub fn set_replicator(&mut self, rep: Box<dyn Replicator>) -> Result<()> {
+        replica::install_triggers(&self.conn)?;
+        self.replicator = Some(rep);
+        Ok(())
+    }
+
+    /// The cluster version this store holds (0: none applied yet).
+    pub fn cluster_version(&self) -> Result<u64> {
+        version_in(&self.conn)
+    }
+
+    /// Makes the replicated tables exactly the `row/` keys of `keys` (other keys are not the
+    /// store's and are ignored) and records `version`, in one transaction; the replicator is
+    /// not called. A malformed row changes nothing.
+    pub fn replace_replicated(&mut self, keys: &[(String, Vec<u8>)], version: u64) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        replica::replace(&tx, keys)?;
+        if self.replicator.is_some() {
+            // What the triggers noted of this replacement is not a change to replicate.
+            tx.execute("DELETE FROM temp.vds_touched", [])?;
+        }
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![CLUSTER_VERSION_KEY, version.to_string()],
+        )?;
+        tx.commit()?;
+        self.seq = self.max_seq()?;
+        Ok(())
     }
 
     /// Reads everything.
@@ -1314,6 +1384,23 @@ impl Tx<'_> {
 
 #[cfg(test)]
 mod tests;
+
+/// The cluster version recorded in `meta` (0 when none).
+fn version_in(c: &Connection) -> Result<u64> {
+    let v: Option<String> = c
+        .query_row(
+            "SELECT value FROM meta WHERE key = ?1",
+            [CLUSTER_VERSION_KEY],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match v {
+        None => Ok(0),
+        Some(v) => v
+            .parse()
+            .map_err(|_| bad(format!("{CLUSTER_VERSION_KEY} {v:?} is not a number"))),
+    }
+}
 
 /// The named pools and their drives (schema 8).
 fn load_pools(c: &Connection, snap: &mut Snapshot) -> Result<()> {

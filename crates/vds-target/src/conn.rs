@@ -7,6 +7,11 @@
 //! blocking: a page-cached file, memory, null; see `BackingStore::try_read_at`), the commands
 //! the engine answers `WouldBlock` for (every other command, and refused I/O) go to tokio's
 //! blocking pool, and the responses of the whole batch leave in one vectored write.
+//!
+//! On a store with asynchronous I/O (RBD) the engine hands a command's store operation back
+//! instead (`vds_scsi::Pending`): it is submitted from this task, the store's own thread runs
+//! the completion callback, which only sends the result down the connection's completion
+//! channel, and this task ends the command when it reads it. No thread waits on the store.
 
 use std::io::IoSlice;
 use std::net::SocketAddr;
@@ -24,7 +29,7 @@ use vds_iscsi::conn::{CloseReason, ConnEnv, Connection, Event};
 use vds_iscsi::login::{ChapSecrets, Login, LoginEnv, LoginStep, LoginTarget, LOGIN_MAX_DATA};
 use vds_iscsi::pdu::{Bhs, Digests, Header, Pdu, PduError, BHS_LEN};
 use vds_iscsi::{SessionParams, SessionType};
-use vds_scsi::{ItNexus, Mode, WouldBlock};
+use vds_scsi::{AioBufs, AioError, ItNexus, Pending, WouldBlock};
 
 use crate::address::target_address;
 use crate::session::{SessionDetail, SessionEntry, SessionStats};
@@ -754,7 +759,7 @@ impl Drop for Spin {
 enum Input {
     Readable,
     Writable,
-    Done(Completion),
+    Done(Done),
     Ctl(Option<ConnCtl>),
     Tick,
     /// Commands wait for memory: try them again.
@@ -766,6 +771,43 @@ enum Input {
 const MEMORY_RETRY: Duration = Duration::from_millis(5);
 
 /// A command that ran on a blocking thread.
+/// What comes back down a connection's completion channel.
+enum Done {
+    /// A command that ran on the blocking pool.
+    Ran(Completion),
+    /// A pending command's store operation ended (sent from the store's thread).
+    Io(IoDone),
+}
+
+/// A pending command's store operation ended, with what the command needs to end.
+struct IoDone {
+    pending: Pending,
+    result: Result<(), AioError>,
+    bufs: AioBufs,
+    meta: IoMeta,
+}
+
+/// What a pending command's answer needs from its iSCSI command.
+#[derive(Clone, Copy)]
+struct IoMeta {
+    itt: u32,
+    read: bool,
+    edtl: u32,
+    /// See [`Completion::read_limit`].
+    read_limit: usize,
+}
+
+/// Sends a completion from whatever thread has it. Should the connection be gone, what it
+/// holds (a pending command keeps its LU, and so its store, alive) is dropped on a thread of
+/// its own: never on the store's completion thread, which closing the store would wait for.
+fn send_done(tx: &mpsc::UnboundedSender<Done>, d: Done) {
+    if let Err(mpsc::error::SendError(d)) = tx.send(d) {
+        let _ = std::thread::Builder::new()
+            .name("vds-io-drop".into())
+            .spawn(move || drop(d));
+    }
+}
+
 struct Completion {
     itt: u32,
     outcome: vds_scsi::ScsiOutcome,
@@ -822,7 +864,7 @@ struct Ffp<'a> {
     tx: TxQueue,
     pool: BufPool,
     maps: MapCache,
-    done_tx: mpsc::UnboundedSender<Completion>,
+    done_tx: mpsc::UnboundedSender<Done>,
     executing: usize,
     draining: bool,
     killed: bool,
@@ -923,7 +965,7 @@ impl Ffp<'_> {
     /// memory and null stores answer at once), and whatever the engine answers `WouldBlock`
     /// for (every command its table does not mark inline, and refused store I/O) on a
     /// blocking thread.
-    fn execute(&mut self, conn: &mut Connection, cmd: vds_iscsi::conn::Command) {
+    fn execute(&mut self, conn: &mut Connection, mut cmd: vds_iscsi::conn::Command) {
         let map = self.maps.get(self.inner, self.target);
         let (Some(map), Some(nexus)) = (map, self.nexus.clone()) else {
             conn.fail(cmd.itt);
@@ -944,9 +986,24 @@ impl Ffp<'_> {
             }
         }
         let mut buf = self.pool.take();
-        let ran = run_contained(|| exec::execute(&map, &nexus, &cmd, &mut buf, Mode::Inline));
+        let ran = run_contained(|| exec::start(&map, &nexus, &cmd, &mut buf));
         let answered = match ran {
-            Some(Ok(done)) => Some(done),
+            Some(Ok(exec::Began::Done(o, r))) => Some((o, r)),
+            Some(Ok(exec::Began::Pending(p))) => {
+                let meta = IoMeta {
+                    itt: cmd.itt,
+                    read: cmd.read,
+                    edtl: cmd.edtl,
+                    read_limit: sent_in(&cmd, usize::MAX),
+                };
+                let bufs = AioBufs {
+                    data_in: buf,
+                    data_out: std::mem::take(&mut cmd.data_out),
+                };
+                self.executing += 1;
+                self.submit(p, bufs, meta);
+                return;
+            }
             Some(Err(WouldBlock)) => None,
             None => {
                 // Answered now, not run again on the blocking pool.
@@ -977,6 +1034,7 @@ impl Ffp<'_> {
         self.executing += 1;
         let tx = self.done_tx.clone();
         let hold = self.loss.clone();
+        let tx_ran = move |c: Completion| send_done(&tx, Done::Ran(c));
         tokio::task::spawn_blocking(move || {
             let ran = run_contained(|| {
                 if injected == Some(exec::PanicSite::Job) {
@@ -996,7 +1054,7 @@ impl Ffp<'_> {
             // Before the completion is sent: once the connection has every completion, it
             // holds the last reference and releases the nexus itself, in order.
             drop(hold);
-            let _ = tx.send(Completion {
+            tx_ran(Completion {
                 itt: cmd.itt,
                 outcome,
                 data: buf,
@@ -1006,6 +1064,87 @@ impl Ffp<'_> {
                 panicked,
             });
         });
+    }
+
+    /// Submits a pending command's store operation (counted in `executing` by the caller);
+    /// its completion comes back as [`Done::Io`]. A store that no longer offers asynchronous
+    /// I/O (a fault filter installed meanwhile) gets the operation on the blocking pool.
+    fn submit(&mut self, p: Pending, bufs: AioBufs, meta: IoMeta) {
+        let tx = self.done_tx.clone();
+        let sent = p.submit(bufs, move |pending, result, bufs| {
+            send_done(
+                &tx,
+                Done::Io(IoDone {
+                    pending,
+                    result,
+                    bufs,
+                    meta,
+                }),
+            );
+        });
+        if let Err((pending, mut bufs)) = sent {
+            let tx = self.done_tx.clone();
+            let hold = self.loss.clone();
+            tokio::task::spawn_blocking(move || {
+                let result = pending.run_blocking(&mut bufs);
+                drop(hold);
+                let d = IoDone {
+                    pending,
+                    result,
+                    bufs,
+                    meta,
+                };
+                send_done(&tx, Done::Io(d));
+            });
+        }
+    }
+
+    /// A pending command's operation ended: the command's answer, or its next operation (the
+    /// flush of a FUA write) submitted.
+    fn io_done(&mut self, conn: &mut Connection, d: IoDone) {
+        let IoDone {
+            pending,
+            result,
+            bufs,
+            meta,
+        } = d;
+        let AioBufs {
+            mut data_in,
+            data_out,
+        } = bufs;
+        let ran = run_contained(move || {
+            let r = pending.finish(result, &mut data_in);
+            (r, data_in)
+        });
+        let (done, data) = match ran {
+            Some((Ok(done), data)) => (exec::answer(done, meta.read, meta.edtl), data),
+            Some((Err(next), data_in)) => {
+                self.submit(next, AioBufs { data_in, data_out }, meta);
+                return;
+            }
+            None => {
+                self.draining = true;
+                ((exec::internal_failure(), 0), Vec::new())
+            }
+        };
+        self.executing -= 1;
+        let (outcome, wres) = done;
+        self.stats.command(
+            outcome.status as u8,
+            data.len().min(meta.read_limit),
+            data_out.len(),
+        );
+        conn.recycle(data_out);
+        let back = conn.complete_owned(
+            meta.itt,
+            outcome.status as u8,
+            outcome.sense.as_deref(),
+            data,
+            wres,
+        );
+        if let Some(b) = back {
+            self.pool.give(b);
+        }
     }
 
     /// A command's execution panicked: it was answered 04/44/00, and the connection ends (its
@@ -1140,7 +1279,7 @@ async fn full_feature(
         portal,
         local: stream.local_addr().ok(),
     };
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Completion>();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let view = inner.view.load_full();
     let mut st = Ffp {
         inner: &inner,
@@ -1253,7 +1392,8 @@ async fn full_feature(
                 st.take_frames(&mut rx, &mut conn, &mut env, &mut reader_done);
             }
             Input::Writable => {}
-            Input::Done(c) => {
+            Input::Done(Done::Io(d)) => st.io_done(&mut conn, d),
+            Input::Done(Done::Ran(c)) => {
                 st.executing -= 1;
                 st.stats.command(
                     c.outcome.status as u8,

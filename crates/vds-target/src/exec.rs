@@ -1,12 +1,16 @@
 //! The one place the data path calls into the SCSI engine: command execution (in the mode the
-//! engine's command table allows, with the write residual from the same dispatch), the
+//! engine's command table allows, with the write residual from the same dispatch; started
+//! with the store operation handed back as pending on a store with asynchronous I/O), the
 //! logical-unit side of task management, and I_T nexus loss.
 
 use vds_iscsi::codes::{tmf, tmf_response};
 use vds_iscsi::conn::Command;
 use vds_iscsi::pdu::TaskAttr as WireAttr;
 use vds_scsi::sense::{self, key, Sense};
-use vds_scsi::{ItNexus, LunMap, Mode, ScsiCommand, ScsiOutcome, ScsiStatus, TaskAttr, WouldBlock};
+use vds_scsi::{
+    Executed, ItNexus, LunMap, Mode, Pending, ScsiCommand, ScsiOutcome, ScsiStatus, Started,
+    TaskAttr, WouldBlock,
+};
 
 /// The LUN number from the 8-byte iSCSI LUN field.
 pub(crate) fn lun_number(lun: u64) -> u64 {
@@ -25,7 +29,12 @@ pub(crate) fn execute(
     buf: &mut Vec<u8>,
     mode: Mode,
 ) -> Result<(ScsiOutcome, i64), WouldBlock> {
-    let cmd = ScsiCommand {
+    let done = map.dispatch(mode, nexus, lun_number(c.lun), &scsi_command(c), buf)?;
+    Ok(answer(done, c.read, c.edtl))
+}
+
+fn scsi_command(c: &Command) -> ScsiCommand<'_> {
+    ScsiCommand {
         cdb: &c.cdb,
         data_out: &c.data_out,
         expected_in_len: c.expected_in_len,
@@ -35,14 +44,41 @@ pub(crate) fn execute(
             WireAttr::HeadOfQueue => TaskAttr::HeadOfQueue,
             WireAttr::Aca => TaskAttr::Aca,
         },
-    };
-    let done = map.dispatch(mode, nexus, lun_number(c.lun), &cmd, buf)?;
-    let residual = if c.read {
-        0
-    } else {
-        done.write_residual(c.edtl)
-    };
-    Ok((done.outcome, residual))
+    }
+}
+
+/// The outcome and write residual of an executed command (`read`: it has the R bit; `edtl`:
+/// its expected data transfer length).
+pub(crate) fn answer(done: Executed, read: bool, edtl: u32) -> (ScsiOutcome, i64) {
+    let residual = if read { 0 } else { done.write_residual(edtl) };
+    (done.outcome, residual)
+}
+
+/// What [`start`] produced.
+pub(crate) enum Began {
+    /// Answered: outcome and write residual.
+    Done(ScsiOutcome, i64),
+    /// Waiting for its store operation, to submit ([`vds_scsi::Pending`]).
+    Pending(Pending),
+}
+
+/// [`execute`] in [`Mode::Inline`] for the connection's task, which a store's asynchronous
+/// I/O can wake: see [`LunMap::start`].
+pub(crate) fn start(
+    map: &LunMap,
+    nexus: &ItNexus,
+    c: &Command,
+    buf: &mut Vec<u8>,
+) -> Result<Began, WouldBlock> {
+    Ok(
+        match map.start(nexus, lun_number(c.lun), &scsi_command(c), buf)? {
+            Started::Done(done) => {
+                let (o, r) = answer(done, c.read, c.edtl);
+                Began::Done(o, r)
+            }
+            Started::Pending(p) => Began::Pending(p),
+        },
+    )
 }
 
 /// [`execute`] on a thread that may block (the blocking pool).

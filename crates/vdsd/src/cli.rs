@@ -53,6 +53,22 @@ pub struct Args {
     )]
     pub ceph_client: String,
 
+    /// Be one of several gateways that are one subsystem (docs/SCALEOUT.md): the Ceph pool
+    /// holding the shared configuration (`vds.root`, `vds.<subsystem-id>.config`) and the
+    /// images of new LUNs. Needs --ceph-conf and --gateway.
+    #[arg(
+        long,
+        env = "VDS_CEPH_POOL",
+        value_name = "POOL",
+        requires_all = ["ceph_conf", "gateway"]
+    )]
+    pub ceph_pool: Option<String>,
+
+    /// This gateway's name: its controller's friendly name, stable across restarts (a
+    /// friendly name: 1 to 255 bytes, no control characters). Needs --ceph-pool.
+    #[arg(long, env = "VDS_GATEWAY", value_name = "NAME", requires_all = ["ceph_conf", "ceph_pool"])]
+    pub gateway: Option<String>,
+
     /// Serve the API without the bearer token (development only). Refused unless the API is
     /// bound to a loopback address; warns once a minute while requests are served so.
     #[arg(long)]

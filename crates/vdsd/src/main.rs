@@ -80,6 +80,12 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
     if let Some(dirs) = &daemon_cfg.drive_search_dirs {
         pcfg.drive_search_dirs = dirs.clone();
     }
+    if let (Some(pool), Some(gateway)) = (&args.ceph_pool, &args.gateway) {
+        pcfg.cluster = Some(vds_provider::ClusterConfig {
+            pool: pool.clone(),
+            gateway: gateway.clone(),
+        });
+    }
     let provider = Arc::new(
         Provider::open(pcfg, Arc::new(datapath.clone()))
             .map_err(|e| anyhow::anyhow!("cannot open the provider: {e}"))?,

@@ -3,6 +3,12 @@
 //! initiator sees the new capacity), and its image is removed with it; an existing image is
 //! adopted with its data and size and left in place when its LUN is deleted; the refusals. A
 //! missing Ceph fails the test. Slot 101; the cluster's monitor on 127.0.0.1:46793.
+//!
+//! The asynchronous data path (librbd's aio, completions on librbd's thread): COMPARE AND
+//! WRITE (and its miscompare offset), WRITE SAME and WRITE SAME with UNMAP, SYNCHRONIZE CACHE,
+//! and a resize made by `rbd resize` behind the gateway seen as 06/2A/09 with the new
+//! capacity. That daemon is on 127.0.12.1 (API :3280, portal :3260), its cluster's monitor on
+//! 127.0.0.1:46821.
 
 mod common;
 
@@ -19,7 +25,7 @@ struct Ceph {
 
 impl Ceph {
     fn start(port: u16) -> Ceph {
-        let dir = std::env::temp_dir().join(format!("vds-rbd-e2e-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("vds-rbd-e2e-{}-{port}", std::process::id()));
         let out = Command::new(script())
             .arg("start")
             .arg(&dir)
@@ -261,4 +267,122 @@ fn rbd_luns_are_made_served_resized_adopted_and_removed() {
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+}
+
+/// SCSI on an RBD LUN through librbd's asynchronous calls, and a resize behind the gateway.
+#[test]
+fn rbd_aio_commands_and_a_resize_behind_the_gateway() {
+    let ceph = Ceph::start(46821);
+    let ip = [127, 0, 12, 1];
+    let d = Daemon::start_at(
+        120,
+        std::net::SocketAddr::from((ip, 3280)),
+        vec![std::net::SocketAddr::from((ip, 3260))],
+        Opts {
+            ceph_conf: Some(ceph.conf()),
+            ..Default::default()
+        },
+    );
+    let sub = d.subsystem();
+    let target = d.target();
+    let lun = d.ok(
+        "POST",
+        &format!("/v1/subsystems/{sub}/luns?wait=true"),
+        json!({"size_bytes": 8 << 20, "friendly_name": "a1", "targets": [target],
+               "backing": {"kind": "rbd", "pool": "rbd", "image": "a1"}}),
+        201,
+    );
+    let n = lun["lun_numbers"][&target].as_u64().unwrap();
+    let mut ini = d.login(0, 1);
+    let _ = tur(&mut ini, n);
+    assert_eq!(capacity_bytes(&capacity(&mut ini, n)), 8 << 20);
+    let cmd = |ini: &mut vds_testkit::Initiator, cdb: &[u8], out: &[u8], len: u32| {
+        ini.command(n, cdb, out, len).expect("command")
+    };
+
+    // WRITE (FUA), READ and SYNCHRONIZE CACHE.
+    let data = pattern(3, 32 << 10);
+    assert_good(&write_fua(&mut ini, n, 40, &data), "WRITE FUA");
+    let r = read(&mut ini, n, 40, 64);
+    assert_good(&r, "READ");
+    assert!(r.data == data, "read back what was written");
+    assert_good(
+        &cmd(&mut ini, &cdb::sync_cache(), &[], 0),
+        "SYNCHRONIZE CACHE",
+    );
+
+    // COMPARE AND WRITE of block 40: equal → written; a miscompare at byte 77 → 0E/1D/00
+    // with INFORMATION 77, and nothing written.
+    let mut caw = vec![0u8; 16];
+    caw[0] = 0x89;
+    caw[9] = 40;
+    caw[13] = 1;
+    let mut out = data[..512].to_vec();
+    out.extend(vec![0xC1; 512]);
+    assert_good(&cmd(&mut ini, &caw, &out, 0), "COMPARE AND WRITE");
+    assert_eq!(read(&mut ini, n, 40, 1).data, vec![0xC1; 512]);
+    let mut bad = vec![0xC1; 512];
+    bad[77] = 0;
+    bad.extend(vec![0xC2; 512]);
+    let r = cmd(&mut ini, &caw, &bad, 0);
+    assert_sense(&r, (0x0E, 0x1D, 0x00), "COMPARE AND WRITE miscompare");
+    assert_eq!(&r.sense[3..7], &[0, 0, 0, 77], "the miscompare offset");
+    assert_eq!(read(&mut ini, n, 40, 1).data, vec![0xC1; 512]);
+
+    // WRITE SAME(16) of one block over 64 blocks, then WRITE SAME with UNMAP over 16.
+    let block = pattern(9, 512);
+    let mut ws = vec![0u8; 16];
+    ws[0] = 0x93;
+    ws[9] = 200;
+    ws[13] = 64;
+    assert_good(&cmd(&mut ini, &ws, &block, 512), "WRITE SAME(16)");
+    let r = read(&mut ini, n, 200, 64);
+    assert!(
+        r.data.chunks(512).all(|c| c == block.as_slice()),
+        "WRITE SAME pattern"
+    );
+    ws[1] = 0x08;
+    ws[13] = 16;
+    assert_good(&cmd(&mut ini, &ws, &block, 512), "WRITE SAME(16) UNMAP");
+    let r = read(&mut ini, n, 200, 64);
+    assert!(
+        r.data[..16 * 512].iter().all(|&b| b == 0),
+        "unmapped blocks read zero"
+    );
+    assert!(r.data[16 * 512..]
+        .chunks(512)
+        .all(|c| c == block.as_slice()));
+
+    // `rbd resize` behind the gateway: the next command gets 06/2A/09 (within 10 s) and READ
+    // CAPACITY the new size, growing and shrinking.
+    for (size, args) in [
+        (24u64 << 20, &["resize", "rbd/a1", "--size", "24M"][..]),
+        (
+            12 << 20,
+            &["resize", "rbd/a1", "--size", "12M", "--allow-shrink"][..],
+        ),
+    ] {
+        let o = ceph.rbd(args);
+        assert!(o.status.success(), "rbd resize: {}", text(&o));
+        let t0 = std::time::Instant::now();
+        loop {
+            let r = tur(&mut ini, n);
+            if r.status == CHECK {
+                assert_sense(&r, (6, 0x2A, 0x09), "CAPACITY DATA HAS CHANGED");
+                break;
+            }
+            assert!(
+                t0.elapsed().as_secs() < 10,
+                "no capacity-changed UA for {size}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert_eq!(capacity_bytes(&capacity(&mut ini, n)), size);
+        assert_good(&tur(&mut ini, n), "once per change");
+    }
+    // Data below the new end is still there; the old end is now out of range (05/21/00).
+    assert_eq!(read(&mut ini, n, 40, 1).data, vec![0xC1; 512]);
+    let r = read(&mut ini, n, (12 << 20) / 512, 1);
+    assert_sense(&r, (5, 0x21, 0x00), "READ beyond the shrunk image");
+    drop(ini);
 }

@@ -51,7 +51,10 @@ struct StoragePlan {
 }
 
 impl Provider {
-    pub(super) fn create_lun(&self, a: CreateLunArgs) -> Result<Outcome, VdsError> {
+    pub(super) fn create_lun(&self, mut a: CreateLunArgs) -> Result<Outcome, VdsError> {
+        if let Some(ctx) = &self.inner.cluster {
+            cluster_backing(ctx, &mut a)?;
+        }
         if a.drives.is_some() || a.plexes.is_some() || a.stripe_size.is_some() {
             return self.create_composite_lun(a);
         }
@@ -148,6 +151,42 @@ impl Provider {
     }
 }
 
+/// A gateway's LUNs are RBD images (docs/SCALEOUT.md): one created without a backing is an
+/// image in `--ceph-pool`; files, devices and drives are one machine's and answer
+/// VDS_E_NOT_SUPPORTED.
+fn cluster_backing(
+    ctx: &crate::cluster::ClusterCtx,
+    a: &mut CreateLunArgs,
+) -> Result<(), VdsError> {
+    let why = "this gateway is one of several serving the subsystem from Ceph (--ceph-pool): its LUNs are RBD images";
+    if a.drives.is_some() || a.plexes.is_some() || a.stripe_size.is_some() {
+        return Err(VdsError::not_supported(format!(
+            "drives, plexes, stripe_size: {why}, not extents on drives"
+        )));
+    }
+    if a.drive.is_some() {
+        return Err(VdsError::not_supported(format!("drive: {why}")));
+    }
+    match &a.backing {
+        None => {
+            a.backing = Some(BackingSpec {
+                kind: BackingKind::Rbd,
+                pool: Some(ctx.config.pool.clone()),
+                image: Some(crate::cluster::image_name(Uuid::new_v4())),
+                ..BackingSpec::default()
+            });
+        }
+        Some(b) if b.kind != BackingKind::Rbd => {
+            return Err(VdsError::not_supported(format!(
+                "backing.kind {}: {why}",
+                b.kind.short_name()
+            )));
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}
+
 /// Steps 4 (E_INVALIDARG) and 5 (NOT_SUPPORTED) for the arguments of CreateLun.
 fn check_args(
     inner: &Inner,
@@ -231,6 +270,8 @@ fn check_args(
             )));
         }
         (None, Some(data)) => data,
+        // A gateway's RBD LUN is on no drive of this machine.
+        (None, None) if inner.cluster.is_some() => Uuid::nil(),
         (None, None) => {
             return Err(VdsError::new(
                 Hresult::VDS_E_NOT_ENOUGH_DRIVE,
@@ -410,19 +451,47 @@ fn create_lun_work(
         }
     };
     job.set_percent(90);
-    let mut g = inner.state.lock();
-    let r = commit_new_lun(
-        inner,
-        job,
-        &mut g,
-        &mut lun,
-        hints,
-        &targets,
-        (filtered, None),
-        identity,
-        plan.owns_file,
-        slots,
-    );
+    let mut slots = Some(slots);
+    let mut tries = 0;
+    let r = loop {
+        let mut g = inner.state.lock();
+        let Some(s) = slots.take() else {
+            break Err(crate::cluster::stale_too_often());
+        };
+        let r = commit_new_lun(
+            inner,
+            job,
+            &mut g,
+            &mut lun,
+            hints,
+            &targets,
+            (filtered.clone(), None),
+            identity,
+            plan.owns_file,
+            s,
+        );
+        drop(g);
+        match r {
+            // Another gateway committed first: apply its change and commit again (new LUN
+            // numbers), with the slots taken again.
+            Err(e) if crate::cluster::is_stale(&e) && tries < crate::cluster::STALE_RETRIES => {
+                tries += 1;
+                if let Err(e) = crate::cluster::sync(inner) {
+                    break Err(e);
+                }
+                let mut g = inner.state.lock();
+                let mut ids = vec![lun.id];
+                ids.extend(&targets);
+                let busy: Vec<(ObjectKind, Uuid)> =
+                    targets.iter().map(|t| (ObjectKind::Target, *t)).collect();
+                if let Err(e) = g.check_free(&busy) {
+                    break Err(e);
+                }
+                slots = Some(inner.claim(&mut g, &ids));
+            }
+            r => break r,
+        }
+    };
     if r.is_err() {
         remove_own_file(&lun, &plan);
     }

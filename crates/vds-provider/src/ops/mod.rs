@@ -55,7 +55,7 @@ const MAX_NAME_LEN: usize = 255;
 
 use crate::jobs::JobResult;
 
-fn check_name(field: &str, name: &str) -> Result<String, VdsError> {
+pub(crate) fn check_name(field: &str, name: &str) -> Result<String, VdsError> {
     let n = name.trim();
     if n.is_empty() {
         return Err(VdsError::invalid_arg(field, "must not be empty"));
@@ -272,6 +272,11 @@ impl Provider {
             Command::GetPlex { id } => self.plex(id),
             Command::GetPlexHints { id } => self.plex_hints(id),
             Command::SetPlexHints { id, hints } => self.set_plex_hints(id, hints),
+            Command::AddDrive { .. } if self.inner.cluster.is_some() => {
+                Err(VdsError::not_supported(
+                    "this gateway is one of several serving the subsystem from Ceph (--ceph-pool): a drive is one machine's disk, which the other gateways cannot reach",
+                ))
+            }
             Command::AddDrive {
                 subsystem,
                 kind,

@@ -1,6 +1,6 @@
 //! Thin provisioning: UNMAP, WRITE SAME (with UNMAP and NDOB) and GET LBA STATUS.
 
-use crate::cdb::{be_at, illegal, invalid_cdb, invalid_param, read_err, write_err, Res};
+use crate::cdb::{be_at, illegal, invalid_cdb, invalid_param, read_err, write_err, Fail, Res};
 use crate::lu::{Cmd, LogicalUnit};
 use crate::sense;
 use crate::spc::inquiry::{MAX_UNMAP_DESCRIPTORS, MAX_UNMAP_LBA_COUNT, MAX_WRITE_SAME_BLOCKS};
@@ -99,7 +99,31 @@ pub(crate) fn write_same(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
     let total = blocks << lu.block_shift();
     // UNMAP on a thin LU deallocates whatever the data block holds (as LIO does; libiscsi's
     // UnmapUntilEnd reads zeroes back); on a thick LU only zeroes may be "unmapped".
-    if (unmap_bit && lu.backing().thin()) || (zero && (unmap_bit || ndob)) {
+    let discard = (unmap_bit && lu.backing().thin()) || (zero && (unmap_bit || ndob));
+    if c.mode == crate::Mode::Inline {
+        // Started on a store with asynchronous I/O: one discard (WRITE SAME with UNMAP) or
+        // one `writesame` of the data block; NDOB without UNMAP runs the blocking way.
+        let wt = lu.write_through();
+        return match c.aio_store(lu) {
+            Some(_) if discard => crate::sbc::rw::pending(
+                vds_backstore::AioOp::Discard {
+                    offset: off,
+                    len: total,
+                },
+                wt,
+            ),
+            Some(_) if !ndob => crate::sbc::rw::pending(
+                vds_backstore::AioOp::WriteSame {
+                    offset: off,
+                    len: total,
+                    block: bs,
+                },
+                wt,
+            ),
+            _ => Err(Fail::WouldBlock),
+        };
+    }
+    if discard {
         lu.backing().unmap(off, total).map_err(write_err)?;
         return forced(lu);
     }

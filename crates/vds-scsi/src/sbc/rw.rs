@@ -4,11 +4,17 @@
 //! through the store's `try_` methods and a `WouldBlock` answer becomes
 //! [`Fail::WouldBlock`], not a medium error.
 //!
+//! Started through [`crate::LunMap::start`] on a store with asynchronous I/O (RBD), READ,
+//! WRITE, COMPARE AND WRITE and SYNCHRONIZE CACHE do their checks and hand the one store
+//! operation back ([`Fail::Pending`]); the command ends in [`crate::Pending::finish`].
+//!
 //! Under the read-back-verify hint (BEHAVIOUR.md §14) every write of this module is made
 //! durable (FUA), read back and compared; a WRITE under it never runs inline (the read-back
 //! would wait, and a command answered `WouldBlock` must have changed nothing).
 
-use crate::cdb::{invalid_cdb, io_err, read_err, write_err, Cdb, Fail, Res};
+use vds_backstore::AioOp;
+
+use crate::cdb::{invalid_cdb, io_err, read_err, write_err, Cdb, Fail, Res, StoreIo};
 use crate::lu::{Cmd, LogicalUnit};
 use crate::sense::{self, key, Sense};
 use crate::spc::inquiry::{MAX_CAW_BLOCKS, MAX_TRANSFER_BYTES};
@@ -92,6 +98,15 @@ pub(crate) fn read(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
     if len == 0 {
         return Ok(());
     }
+    if c.aio_store(lu).is_some() {
+        return pending(
+            AioOp::Read {
+                offset: off,
+                len: len as usize,
+            },
+            false,
+        );
+    }
     let store = lu.backing();
     match c.mode {
         Mode::Blocking => store.read_into(c.data_in, len as usize, off),
@@ -116,6 +131,15 @@ pub(crate) fn write(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
         return Err(Fail::WouldBlock);
     }
     let f = fua(lu, c);
+    if c.aio_store(lu).is_some() && !lu.read_back_verify() {
+        return pending(
+            AioOp::Write {
+                offset: off,
+                len: n,
+            },
+            f,
+        );
+    }
     let store = lu.backing();
     match c.mode {
         Mode::Blocking => store.write_at(&c.data_out[..n], off, f),
@@ -140,7 +164,13 @@ pub(crate) fn write_and_verify(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
     read_back(lu, &c.data_out[..n], off)
 }
 
-fn miscompare(offset: usize) -> Fail {
+/// The command's store operation, handed back to be submitted asynchronously.
+pub(crate) fn pending(op: AioOp, flush_after: bool) -> Res {
+    Err(Fail::Pending(StoreIo { op, flush_after }))
+}
+
+/// MISCOMPARE DURING VERIFY OPERATION with the offset of the first differing byte.
+pub(crate) fn miscompare(offset: usize) -> Fail {
     Fail::Check(
         Sense::new(key::MISCOMPARE, sense::MISCOMPARE_DURING_VERIFY_OPERATION)
             .with_info(offset as u64),
@@ -223,9 +253,19 @@ pub(crate) fn compare_and_write(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
     if blocks == 0 {
         return Ok(());
     }
-    let (verify, data) = c.data_out.split_at(len);
     let off = lu.offset(lba);
     let f = fua(lu, c);
+    if c.mode == Mode::Inline {
+        // The store compares and writes atomically when the range fits its one operation
+        // (librbd: one 512-byte sector); anything wider runs the blocking way below.
+        return match c.aio_store(lu) {
+            Some(s) if !lu.read_back_verify() && s.compare_and_write_in_one(off, len as u64) => {
+                pending(AioOp::CompareAndWrite { offset: off, len }, f)
+            }
+            _ => Err(Fail::WouldBlock),
+        };
+    }
+    let (verify, data) = c.data_out.split_at(len);
     let _atomic = lu.atomic_lock.lock();
     let mut cur = vec![0u8; len];
     lu.backing().read_at(&mut cur, off).map_err(read_err)?;
@@ -282,5 +322,11 @@ pub(crate) fn prefetch(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
 pub(crate) fn synchronize_cache(lu: &LogicalUnit, c: &mut Cmd<'_>) -> Res {
     let r = range(c.cdb);
     lu.check_range(r.lba, r.blocks)?;
+    if c.mode == Mode::Inline {
+        return match c.aio_store(lu) {
+            Some(_) => pending(AioOp::Flush, false),
+            None => Err(Fail::WouldBlock),
+        };
+    }
     lu.backing().flush().map_err(write_err)
 }

@@ -36,6 +36,8 @@ pub struct Opts {
     pub config: Option<String>,
     /// A ceph.conf for `--ceph-conf` (RBD LUNs).
     pub ceph_conf: Option<PathBuf>,
+    /// More flags, after every other.
+    pub args: Vec<String>,
 }
 
 /// A running `vdsd` (killed by pid on drop).
@@ -164,6 +166,7 @@ impl Daemon {
             std::fs::write(&path, text).expect("write config");
             cmd.arg("--config").arg(path);
         }
+        cmd.args(&self.opts.args);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -174,6 +177,8 @@ impl Daemon {
             .env_remove("VDS_DATA_DIR")
             .env_remove("VDS_LOG")
             .env_remove("VDS_CEPH_CONF")
+            .env_remove("VDS_CEPH_POOL")
+            .env_remove("VDS_GATEWAY")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
