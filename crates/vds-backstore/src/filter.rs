@@ -138,6 +138,10 @@ impl BackingStore for Filtered {
         self.inner.kind()
     }
 
+    fn rbd(&self) -> Option<&crate::rbd::RbdStore> {
+        self.inner.rbd()
+    }
+
     fn size(&self) -> u64 {
         self.inner.size()
     }

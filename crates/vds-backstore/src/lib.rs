@@ -25,6 +25,7 @@ use std::sync::Arc;
 pub mod aio;
 mod block;
 pub mod ceph;
+pub mod fence;
 mod file;
 mod filter;
 mod fsync;
@@ -150,6 +151,11 @@ pub trait BackingStore: Send + Sync {
     /// inode at its path). `Ok(())` if it is still the same and answering I/O.
     fn probe(&self) -> io::Result<()> {
         Ok(())
+    }
+    /// The RBD image under this store, if it is one (a wrapper answers its inner store's):
+    /// what a gateway locks and fences (`fence.rs`).
+    fn rbd(&self) -> Option<&rbd::RbdStore> {
+        None
     }
 }
 

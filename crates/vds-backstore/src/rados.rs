@@ -594,6 +594,235 @@ impl NotifyReply {
     }
 }
 
+/// The prefix of the lease keys: `lease/<lun-id>` holds the LUN's owner lease
+/// (docs/SCALEOUT.md "Ownership, ALUA and failover").
+pub const LEASE_PREFIX: &str = "lease/";
+
+/// A LUN's owner lease, the value of its `lease/<lun-id>` key. It holds no time: each
+/// survivor judges expiry on its own monotonic clock ([`LeaseClock`]), from how long the value
+/// stayed the same, never by comparing clocks across machines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The owner gateway's name.
+    pub owner: String,
+    /// The owner's RADOS client address (what a survivor blocklists).
+    pub addr: String,
+    /// Moves by one at every change of owner.
+    pub generation: u64,
+    /// Moves by one at every renewal by the same owner (so a renewal changes the value).
+    pub renewals: u64,
+}
+
+/// The first line of an encoded lease (format 1).
+const LEASE_MAGIC: &str = "vds-lease 1";
+
+impl Lease {
+    /// `vds-lease 1`, generation, renewals, owner, address: one per line.
+    pub fn encode(&self) -> Vec<u8> {
+        format!(
+            "{LEASE_MAGIC}\n{}\n{}\n{}\n{}",
+            self.generation, self.renewals, self.owner, self.addr
+        )
+        .into_bytes()
+    }
+
+    /// The lease `v` holds; anything else (another format, a field missing or extra, a number
+    /// that is not one) is `InvalidData`.
+    pub fn decode(v: &[u8]) -> io::Result<Lease> {
+        let bad = || io::Error::new(io::ErrorKind::InvalidData, "a lease value is malformed");
+        let s = std::str::from_utf8(v).map_err(|_| bad())?;
+        let f: Vec<&str> = s.split('\n').collect();
+        let [magic, generation, renewals, owner, addr] = f[..] else {
+            return Err(bad());
+        };
+        let lease = Lease {
+            owner: owner.to_string(),
+            addr: addr.to_string(),
+            generation: generation.parse().map_err(|_| bad())?,
+            renewals: renewals.parse().map_err(|_| bad())?,
+        };
+        if magic != LEASE_MAGIC || lease.check().is_err() {
+            return Err(bad());
+        }
+        Ok(lease)
+    }
+
+    /// The same lease renewed (the next renewal count).
+    pub fn renewed(&self) -> Lease {
+        Lease {
+            renewals: self.renewals + 1,
+            ..self.clone()
+        }
+    }
+
+    /// Owner and address are non-empty single lines of at most 256 bytes.
+    fn check(&self) -> io::Result<()> {
+        for (what, v) in [("owner", &self.owner), ("address", &self.addr)] {
+            if v.is_empty() || v.len() > 256 || v.contains(['\n', '\0']) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("a lease {what} must be one line of 1 to 256 bytes: {v:?}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The key of `lun`'s lease; a LUN id is 1 to 128 bytes with no `/` and no NUL.
+fn lease_key(lun: &str) -> io::Result<String> {
+    if lun.is_empty() || lun.len() > 128 || lun.contains(['/', '\0']) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("a LUN id for a lease must be 1 to 128 bytes without '/' or NUL: {lun:?}"),
+        ));
+    }
+    Ok(format!("{LEASE_PREFIX}{lun}"))
+}
+
+impl ConfigObject {
+    /// The raw value of `lun`'s lease; empty when there is none.
+    pub fn lease(&self, lun: &str) -> io::Result<Vec<u8>> {
+        let key = lease_key(lun)?;
+        let api = self.api();
+        // SAFETY: no arguments; a NULL answer is checked.
+        let op = unsafe { api.rados_create_read_op() };
+        if op.is_null() {
+            return Err(io::Error::other("rados_create_read_op failed"));
+        }
+        struct ReadOp<'a>(&'a Ceph, vds_rbd_sys::rados_read_op_t);
+        impl Drop for ReadOp<'_> {
+            fn drop(&mut self) {
+                // SAFETY: created by rados_create_read_op and released once, after the
+                // iterator it filled was ended.
+                unsafe { self.0.rados_release_read_op(self.1) };
+            }
+        }
+        let op = ReadOp(api, op);
+        let mut iter: vds_rbd_sys::rados_omap_iter_t = ptr::null_mut();
+        let mut rval: i32 = 0;
+        let keys = [key.as_ptr().cast::<c_char>()];
+        let lens = [key.len()];
+        // SAFETY: a live op; `keys` and `lens` outlive the operate call; the out-pointers are
+        // valid until then.
+        unsafe {
+            api.rados_read_op_omap_get_vals_by_keys2(
+                op.1,
+                keys.as_ptr(),
+                1,
+                lens.as_ptr(),
+                &mut iter,
+                &mut rval,
+            );
+        }
+        // SAFETY: a live op, an open ioctx, a NUL-terminated oid.
+        let r = unsafe { api.rados_read_op_operate(op.1, self.io.io, self.oid.as_ptr(), 0) };
+        check(r.into(), &format!("reading {key} of {}", self.name))?;
+        check(rval.into(), &format!("reading {key} of {}", self.name))?;
+        Ok(self.drain(iter)?.remove(&key).unwrap_or_default())
+    }
+
+    /// Compare-and-set of `lun`'s lease on the key's own value: when it is still `expected`
+    /// (empty: no lease), writes `new` and answers `true`; otherwise changes nothing and
+    /// answers `false`. The object's `version` is neither compared nor bumped: leases move
+    /// every few seconds and are not configuration.
+    pub fn lease_cas(&self, lun: &str, expected: &[u8], new: &Lease) -> io::Result<bool> {
+        new.check()?;
+        let value = new.encode();
+        self.lease_op(lun, expected, Some(&value))
+    }
+
+    /// Removes `lun`'s lease when its value is still `expected` (`false`, nothing changed,
+    /// when it is not).
+    pub fn lease_remove(&self, lun: &str, expected: &[u8]) -> io::Result<bool> {
+        self.lease_op(lun, expected, None)
+    }
+
+    /// One write op: compare the lease key with `expected` (a missing key compares as empty),
+    /// then set it to `value` or remove it.
+    fn lease_op(&self, lun: &str, expected: &[u8], value: Option<&[u8]>) -> io::Result<bool> {
+        let key = lease_key(lun)?;
+        let op = self.write_op()?;
+        let api = self.api();
+        let mut cmp_rval: i32 = 0;
+        let keys = [key.as_ptr().cast::<c_char>()];
+        let klens = [key.len()];
+        let vals = [value.unwrap_or_default().as_ptr().cast::<c_char>()];
+        let vlens = [value.map_or(0, <[u8]>::len)];
+        // SAFETY: a live op; the key, the values and their length arrays outlive the operate
+        // call below (librados copies them into the op as it is built); `cmp_rval` too.
+        unsafe {
+            api.rados_write_op_assert_exists(op.op);
+            api.rados_write_op_omap_cmp2(
+                op.op,
+                key.as_ptr().cast(),
+                LIBRADOS_CMPXATTR_OP_EQ as u8,
+                expected.as_ptr().cast(),
+                key.len(),
+                expected.len(),
+                &mut cmp_rval,
+            );
+            if value.is_some() {
+                api.rados_write_op_omap_set2(
+                    op.op,
+                    keys.as_ptr(),
+                    vals.as_ptr(),
+                    klens.as_ptr(),
+                    vlens.as_ptr(),
+                    1,
+                );
+            } else {
+                api.rados_write_op_omap_rm_keys2(op.op, keys.as_ptr(), klens.as_ptr(), 1);
+            }
+        }
+        // SAFETY: a live op, an open ioctx, a NUL-terminated oid.
+        let r = unsafe {
+            api.rados_write_op_operate2(op.op, self.io.io, self.oid.as_ptr(), ptr::null_mut(), 0)
+        };
+        if r == -libc::ECANCELED {
+            return Ok(false);
+        }
+        check(r.into(), &format!("changing {key} of {}", self.name))?;
+        Ok(true)
+    }
+}
+
+/// Judges a lease's expiry on this gateway's own monotonic clock: expired once its value has
+/// stayed the same for the lease time, counted from when this gateway first saw that value
+/// (so a gateway that just started waits a whole lease time). No lease at all (an empty value)
+/// is free at once.
+#[derive(Debug)]
+pub struct LeaseClock {
+    lease_time: std::time::Duration,
+    seen: Option<(Vec<u8>, std::time::Instant)>,
+}
+
+impl LeaseClock {
+    pub fn new(lease_time: std::time::Duration) -> LeaseClock {
+        LeaseClock {
+            lease_time,
+            seen: None,
+        }
+    }
+
+    /// Records `value` as read at `now`; whether the lease it holds is expired (or absent).
+    pub fn observe(&mut self, value: &[u8], now: std::time::Instant) -> bool {
+        if value.is_empty() {
+            self.seen = None;
+            return true;
+        }
+        match &self.seen {
+            Some((v, since)) if v == value => {
+                now.saturating_duration_since(*since) >= self.lease_time
+            }
+            _ => {
+                self.seen = Some((value.to_vec(), now));
+                false
+            }
+        }
+    }
+}
+
 /// What a watch's callbacks reach.
 struct WatchCtx {
     api: &'static Ceph,

@@ -31,8 +31,12 @@ use vds_rbd_sys::{ceph, rados_ioctx_t, rados_t, rbd_completion_t, rbd_image_t, C
 use crate::aio::{AioBufs, AioDone, AioError, AioOp, AioStore};
 use crate::{check_range, would_block, BackingStore};
 
-/// A negative errno from librbd/librados as an `io::Error` naming the call.
+/// A negative errno from librbd/librados as an `io::Error` naming the call; `EBLOCKLISTED`
+/// (this client is fenced) is [`crate::fence::fenced`], never a plain I/O error.
 pub(crate) fn check(r: i64, what: &str) -> io::Result<i64> {
+    if r == -i64::from(crate::fence::EBLOCKLISTED) {
+        return Err(crate::fence::fenced(what));
+    }
     if r < 0 {
         let e = io::Error::from_raw_os_error(i32::try_from(-r).unwrap_or(libc::EIO));
         Err(io::Error::new(e.kind(), format!("{what}: {e}")))
@@ -237,15 +241,15 @@ impl Drop for IoCtx {
 
 /// An RBD image serving a LUN.
 pub struct RbdStore {
-    image: rbd_image_t,
+    pub(crate) image: rbd_image_t,
     /// The pool the image was opened in, which must outlive it.
     _io: IoCtx,
-    cluster: Arc<Cluster>,
+    pub(crate) cluster: Arc<Cluster>,
     /// What the update watch shares with the threads it starts.
     shared: Arc<Shared>,
     /// The `rbd_update_watch` handle and the argument its callback was given.
     watch: Option<(u64, *const Shared)>,
-    name: String,
+    pub(crate) name: String,
 }
 
 /// The span librbd's `rbd_aio_compare_and_write` works within.
@@ -362,7 +366,7 @@ extern "C" fn aio_cb(c: rbd_completion_t, arg: *mut c_void) {
         Err(AioError::Miscompare(mismatch_at(mismatch, offset)))
     } else if r < 0 {
         Err(AioError::Io(
-            check(r as i64, "rbd aio").expect_err("a negative errno"),
+            crate::fence::check_io(r as i64, "rbd aio").expect_err("a negative errno"),
         ))
     } else if read_len.is_some_and(|n| r as usize != n) {
         Err(AioError::Io(io::Error::new(
@@ -543,7 +547,7 @@ impl RbdStore {
     }
 
     fn whole(&self, r: isize, len: usize, what: &str) -> io::Result<()> {
-        let n = check(r as i64, &format!("{what} {}", self.name))?;
+        let n = crate::fence::check_io(r as i64, &format!("{what} {}", self.name))?;
         if n as usize != len {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -557,6 +561,10 @@ impl RbdStore {
 impl BackingStore for RbdStore {
     fn kind(&self) -> &'static str {
         "rbd"
+    }
+
+    fn rbd(&self) -> Option<&RbdStore> {
+        Some(self)
     }
 
     fn size(&self) -> u64 {
@@ -616,14 +624,14 @@ impl BackingStore for RbdStore {
     fn flush(&self) -> io::Result<()> {
         // SAFETY: an open image.
         let r = unsafe { self.api().rbd_flush(self.image) };
-        check(r.into(), &format!("flushing {}", self.name)).map(|_| ())
+        crate::fence::check_io(r.into(), &format!("flushing {}", self.name)).map(|_| ())
     }
 
     fn unmap(&self, offset: u64, len: u64) -> io::Result<()> {
         check_range(offset, len, self.size())?;
         // SAFETY: an open image; integers only.
         let r = unsafe { self.api().rbd_discard(self.image, offset, len) };
-        check(r.into(), &format!("discarding in {}", self.name)).map(|_| ())
+        crate::fence::check_io(r.into(), &format!("discarding in {}", self.name)).map(|_| ())
     }
 
     fn thin(&self) -> bool {

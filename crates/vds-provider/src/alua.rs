@@ -64,17 +64,20 @@ impl State {
         v
     }
 
-    /// What `lun`'s logical unit reports through each controller of its subsystem.
+    /// What `lun`'s logical unit reports through each controller of its subsystem. A LUN with
+    /// an owner gateway (`owner.rs`, gateways sharing a cluster) is active through its owner's
+    /// controller only; any other through its active controllers.
     pub fn lun_access_states(&self, lun: &Lun) -> AccessStates {
+        let owner = self.owners.get(&lun.id);
         let groups: Vec<(u16, ControllerStatus, bool)> = self
             .controllers_of(lun.subsystem)
             .into_iter()
             .map(|c| {
-                (
-                    c.port_group,
-                    c.status,
-                    lun.active_controllers.contains(&c.id),
-                )
+                let active = match owner {
+                    Some(o) => c.friendly_name == *o,
+                    None => lun.active_controllers.contains(&c.id),
+                };
+                (c.port_group, c.status, active)
             })
             .collect();
         access_states(&groups, lun.load_balance)

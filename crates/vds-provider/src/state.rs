@@ -133,6 +133,10 @@ pub(crate) struct State {
     pub added: HashMap<Uuid, Vec<Uuid>>,
     /// What the Ceph cluster said at the last poll (`ceph_pools.rs`); derived, never stored.
     pub ceph: Option<Arc<crate::ceph_pools::CephView>>,
+    /// The owner gateway of each RBD LUN whose lease this gateway has read (`owner.rs`):
+    /// its controller (by friendly name) is the LUN's Active/Optimized one. Derived from the
+    /// leases, never stored; empty unless the gateway runs the ownership thread.
+    pub owners: HashMap<Uuid, String>,
 }
 
 impl State {
@@ -158,6 +162,7 @@ impl State {
             portal_addrs: HashMap::new(),
             backing_paths: HashMap::new(),
             pending_extents: HashMap::new(),
+            owners: HashMap::new(),
             lunmaps: HashMap::new(),
             dirty: HashSet::new(),
             added: HashMap::new(),

@@ -715,8 +715,14 @@ impl LogicalUnit {
             .clone()
     }
 
-    /// The LU switched itself to FAILED because the backing store failed.
+    /// The LU switched itself to FAILED because the backing store failed. A store that
+    /// refuses I/O because this gateway is fenced (`vds_backstore::fence::is_fenced`) has not
+    /// failed: the LUN is served by its new owner, so the LU stays as it is.
     pub(crate) fn mark_failed(&self, err: &io::Error) {
+        if vds_backstore::fence::is_fenced(err) {
+            tracing::warn!(lu = %self.id, error = %err, "fenced: I/O refused, LU state kept");
+            return;
+        }
         let prev = self
             .state
             .swap(state_code(LuState::Failed), Ordering::SeqCst);
@@ -764,6 +770,12 @@ impl LogicalUnit {
                 key::DATA_PROTECT,
                 sense::SPACE_ALLOCATION_FAILED_WRITE_PROTECT,
             )),
+            // Fenced (another gateway took this LUN over): not a failed medium. NOT READY,
+            // ASYMMETRIC ACCESS STATE TRANSITION makes the host retry through another path;
+            // the LU is not marked FAILED (BEHAVIOUR.md "RBD LUNs").
+            Fail::Io { err, .. } if vds_backstore::fence::is_fenced(&err) => self.check(
+                Sense::new(key::NOT_READY, sense::ASYMMETRIC_ACCESS_STATE_TRANSITION),
+            ),
             Fail::Io { write, err } => {
                 self.mark_failed(&err);
                 let asc = if write {

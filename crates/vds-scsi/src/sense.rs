@@ -23,6 +23,7 @@ pub struct Asc(pub u8, pub u8);
 pub const NO_ADDITIONAL_SENSE: Asc = Asc(0x00, 0x00);
 pub const LUN_BECOMING_READY: Asc = Asc(0x04, 0x01);
 pub const LUN_MANUAL_INTERVENTION_REQUIRED: Asc = Asc(0x04, 0x03);
+pub const ASYMMETRIC_ACCESS_STATE_TRANSITION: Asc = Asc(0x04, 0x0A);
 pub const LUN_NOT_ACCESSIBLE_TARGET_PORT_IN_STANDBY_STATE: Asc = Asc(0x04, 0x0B);
 pub const LUN_NOT_ACCESSIBLE_TARGET_PORT_IN_UNAVAILABLE_STATE: Asc = Asc(0x04, 0x0C);
 pub const LUN_OFFLINE: Asc = Asc(0x04, 0x12);

@@ -509,6 +509,94 @@ fn io_error_is_a_medium_error_and_fails_the_lu_once() {
     assert_eq!(r.events.failed.load(Ordering::SeqCst), 2);
 }
 
+/// A memory store whose I/O is refused as a fenced RBD client's is, while `fenced` is set.
+struct FencedStore {
+    fenced: AtomicBool,
+    mem: MemoryStore,
+}
+
+impl FencedStore {
+    fn gate(&self) -> std::io::Result<()> {
+        if self.fenced.load(Ordering::SeqCst) {
+            return Err(vds_backstore::fence::fenced("writing rbd/lun"));
+        }
+        Ok(())
+    }
+}
+
+impl BackingStore for FencedStore {
+    fn kind(&self) -> &'static str {
+        "fenced"
+    }
+    fn size(&self) -> u64 {
+        self.mem.size()
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.gate()?;
+        self.mem.read_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64, fua: bool) -> std::io::Result<()> {
+        self.gate()?;
+        self.mem.write_at(buf, offset, fua)
+    }
+    fn try_read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.read_at(buf, offset)
+    }
+    fn try_write_at(&self, buf: &[u8], offset: u64, fua: bool) -> std::io::Result<()> {
+        self.write_at(buf, offset, fua)
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        self.gate()?;
+        self.mem.flush()
+    }
+    fn unmap(&self, offset: u64, len: u64) -> std::io::Result<()> {
+        self.gate()?;
+        self.mem.unmap(offset, len)
+    }
+}
+
+/// A fenced store's refusal is NOT READY, ASYMMETRIC ACCESS STATE TRANSITION (04/0A): never
+/// GOOD, never a medium error, and the LU is not marked FAILED (no event, state kept), so the
+/// host retries through another path and the LUN is not recorded failed anywhere.
+#[test]
+fn a_fenced_store_answers_04_0a_and_never_fails_the_lu() {
+    let store = Arc::new(FencedStore {
+        fenced: AtomicBool::new(false),
+        mem: MemoryStore::new(BLOCKS * u64::from(BS)),
+    });
+    let (lu, events) = lu_with(store.clone(), None);
+    let map = LunMap {
+        entries: vec![LunEntry {
+            number: 0,
+            lu: lu.clone(),
+            mask: Mask::Everyone,
+        }],
+        port_groups: Default::default(),
+    };
+    let n = nexus(1);
+    run(&map, &n, 0, &TUR, &[]);
+    run(&map, &n, 0, &write10(0, 1), &[7; 512]).good();
+    store.fenced.store(true, Ordering::SeqCst);
+    for _ in 0..2 {
+        check(
+            &run(&map, &n, 0, &write10(0, 1), &[8; 512]),
+            (2, 0x04, 0x0A),
+        );
+        check(&run(&map, &n, 0, &read10(0, 1), &[]), (2, 0x04, 0x0A));
+        // SYNCHRONIZE CACHE(10).
+        check(
+            &run(&map, &n, 0, &[0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[]),
+            (2, 0x04, 0x0A),
+        );
+    }
+    assert!(lu.flush().is_err());
+    assert_eq!(lu.state(), LuState::Online);
+    assert_eq!(events.failed.load(Ordering::SeqCst), 0);
+    // Unfenced, the same LU serves again: it was never FAILED.
+    store.fenced.store(false, Ordering::SeqCst);
+    run(&map, &n, 0, &read10(0, 1), &[]).good();
+}
+
 #[test]
 fn masking_report_luns_and_missing_luns() {
     let a = rig();

@@ -357,3 +357,44 @@ fn portals_belong_to_one_controller_and_a_portal_group_to_one_port_group() {
     f.ok(Command::DeletePortal { id: p1.id });
     assert_eq!(ports(ctl1.id), 0);
 }
+
+/// A LUN with an owner gateway (`owner.rs`, derived from its lease) is Active/Optimized
+/// through its owner's controller only, whatever its active controllers; the owner moving
+/// moves the states (through `push_access_states`, the one path); no owner known, the active
+/// controllers decide again.
+#[test]
+fn an_owner_gateway_is_the_only_optimized_controller_of_its_lun() {
+    let f = Fixture::new(41093, false);
+    let lun = f.luns()[0].id;
+    let gw_b = match f.ok(Command::AddController {
+        subsystem: f.subsystem(),
+        friendly_name: Some("gw-b".into()),
+    }) {
+        Outcome::Controller(c) => c,
+        o => panic!("{o:?}"),
+    };
+    let gw_a = f.controllers()[0].clone();
+    f.ok(f.associate(lun, &[gw_a.id, gw_b.id], &[]));
+    assert_eq!(f.states(lun), vec![(1, Ao), (2, Ao)]);
+    let own = |owner: Option<&str>| {
+        let mut st = f.p.inner.state.lock();
+        match owner {
+            Some(o) => st.owners.insert(lun, o.to_string()),
+            None => st.owners.remove(&lun),
+        };
+        st.push_access_states([lun]);
+    };
+    own(Some("gw-b"));
+    assert_eq!(f.states(lun), vec![(1, Ano), (2, Ao)]);
+    own(Some(&gw_a.friendly_name));
+    assert_eq!(f.states(lun), vec![(1, Ao), (2, Ano)]);
+    // An owner whose controller is not ONLINE: nobody optimized, the others usable.
+    f.ok(Command::SetControllerStatus {
+        id: gw_a.id,
+        status: 4, // VDS_CS_OFFLINE
+    });
+    own(Some(&gw_a.friendly_name));
+    assert_eq!(f.states(lun), vec![(1, Unavailable), (2, Ano)]);
+    own(None);
+    assert_eq!(f.states(lun)[0], (1, Unavailable));
+}
