@@ -314,7 +314,10 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_malformed_ones_are_refused() {
-        let uas = vec![ua("iqn.a,i,0x1", "iqn.t,t,0x1"), ua("iqn.b,i,0x2", "iqn.t,t,0x2")];
+        let uas = vec![
+            ua("iqn.a,i,0x1", "iqn.t,t,0x1"),
+            ua("iqn.b,i,0x2", "iqn.t,t,0x2"),
+        ];
         let b = encode_record(7, b"blob", &uas);
         assert_eq!(decode_record(&b), Some((7, b"blob".to_vec(), uas.clone())));
         for n in 0..b.len() {

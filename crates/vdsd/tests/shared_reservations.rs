@@ -82,7 +82,11 @@ fn gateway_address(ceph: &Ceph, sub: &str, name: &str) -> String {
         .arg(&file)
         .output()
         .expect("rados runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v = std::fs::read_to_string(&file).expect("the record");
     let _ = std::fs::remove_file(&file);
     let (_, addr) = v.trim().split_once(' ').expect("`gid addr`");
@@ -117,30 +121,62 @@ fn reservations_are_one_state_across_gateways_and_a_silent_gateway_is_fenced() {
     let (c, p) = prout(1, 3, 0xA, 0);
     assert_good(&settle(&mut i1, &c, &p, 0), "RESERVE through A");
     let data = vec![0x5A; 512];
-    assert_eq!(settle(&mut i2, &WRITE, &data, 0).status, CONFLICT, "WRITE through B");
-    assert_eq!(settle(&mut i2, &READ, &[], 512).status, CONFLICT, "READ through B");
-    assert_good(&settle(&mut i1, &WRITE, &data, 0), "WRITE by the holder through A");
+    assert_eq!(
+        settle(&mut i2, &WRITE, &data, 0).status,
+        CONFLICT,
+        "WRITE through B"
+    );
+    assert_eq!(
+        settle(&mut i2, &READ, &[], 512).status,
+        CONFLICT,
+        "READ through B"
+    );
+    assert_good(
+        &settle(&mut i1, &WRITE, &data, 0),
+        "WRITE by the holder through A",
+    );
     // host1 through B is another I_T nexus, registered nowhere: refused as well.
     let mut i1b = login(&b, "iqn.2026-11.local.test:host1");
-    assert_eq!(settle(&mut i1b, &WRITE, &data, 0).status, CONFLICT, "host1 through B");
+    assert_eq!(
+        settle(&mut i1b, &WRITE, &data, 0).status,
+        CONFLICT,
+        "host1 through B"
+    );
     i1b.logout().ok();
 
     // host2 preempts host1 through B: host1, on A, hears REGISTRATIONS PREEMPTED first and is
     // then shut out; host2 holds the reservation.
     let (c, p) = prout(4, 3, 0xB, 0xA);
     assert_good(&settle(&mut i2, &c, &p, 0), "PREEMPT through B");
-    let r = i1.command(0, &[0, 0, 0, 0, 0, 0], &[], 0).expect("TUR through A");
-    assert_eq!(sense_of(&r), Some((0x06, 0x2A, 0x05)), "host1's unit attention on A");
-    assert_eq!(settle(&mut i1, &WRITE, &data, 0).status, CONFLICT, "WRITE by host1 through A");
-    assert_good(&settle(&mut i2, &WRITE, &data, 0), "WRITE by host2 through B");
+    let r = i1
+        .command(0, &[0, 0, 0, 0, 0, 0], &[], 0)
+        .expect("TUR through A");
+    assert_eq!(
+        sense_of(&r),
+        Some((0x06, 0x2A, 0x05)),
+        "host1's unit attention on A"
+    );
+    assert_eq!(
+        settle(&mut i1, &WRITE, &data, 0).status,
+        CONFLICT,
+        "WRITE by host1 through A"
+    );
+    assert_good(
+        &settle(&mut i2, &WRITE, &data, 0),
+        "WRITE by host2 through B",
+    );
     assert_eq!(keys(&mut i1).1, vec![0xB]);
 
     // The state outlives a gateway's restart (it is the cluster's).
     i2.logout().ok();
+    b.terminate();
     b.restart();
     let mut i2 = login(&b, "iqn.2026-11.local.test:host2");
     assert_eq!(keys(&mut i2).1, vec![0xB], "after B's restart");
-    assert_good(&settle(&mut i2, &WRITE, &data, 0), "the holder's WRITE after B's restart");
+    assert_good(
+        &settle(&mut i2, &WRITE, &data, 0),
+        "the holder's WRITE after B's restart",
+    );
 
     // A dies without a word: its watch lingers, so the next change cannot be acknowledged by
     // A; B blocklists A and the command completes.
@@ -150,7 +186,10 @@ fn reservations_are_one_state_across_gateways_and_a_silent_gateway_is_fenced() {
     a.kill9();
     let t = Instant::now();
     let (c, p) = prout(0, 0, 0xB, 0xC);
-    assert_good(&settle(&mut i2, &c, &p, 0), "REGISTER (new key) through B with A dead");
+    assert_good(
+        &settle(&mut i2, &c, &p, 0),
+        "REGISTER (new key) through B with A dead",
+    );
     let took = t.elapsed();
     println!("a reservation change with a dead gateway completed in {took:?}");
     assert!(took < Duration::from_secs(15), "{took:?}");
