@@ -40,9 +40,9 @@ use vds_model::{BackingKind, ControllerStatus};
 
 use crate::engine::Inner;
 
-/// The lease time of a gateway's LUNs (`Provider::start_ownership`): a killed owner's LUNs are
+/// The lease time of a gateway's LUNs: a killed owner's LUNs are
 /// taken over about this long after its last renewal (renewals every quarter of it).
-pub const LEASE_TIME: Duration = Duration::from_secs(4);
+pub(crate) const LEASE_TIME: Duration = Duration::from_secs(4);
 
 /// What the thread knows of one LUN between rounds.
 #[derive(Default)]
