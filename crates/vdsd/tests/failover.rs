@@ -7,7 +7,8 @@
 //! and reports Active/Optimized with 06/2A/06; the failover time is measured and printed (and
 //! must be under 10 s); every acknowledged write reads back through B; A is on the blocklist;
 //! A restarted (a new RADOS client) is a non-owner whose writes are never GOOD, and both
-//! gateways report the same port groups again. A missing Ceph fails the test.
+//! gateways report the same port groups again. B's controller set OFFLINE gives its lease up
+//! and A takes the LUN; B set ONLINE again takes nothing back. A missing Ceph fails the test.
 
 mod common;
 
@@ -20,6 +21,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::*;
+use serde_json::json;
 use vds_testkit::Initiator;
 
 /// The failover target of docs/SCALEOUT.md (the lease time is 4 s).
@@ -28,6 +30,7 @@ const INITIATOR: &str = "iqn.2026-11.local.test:failover";
 /// ALUA states in REPORT TARGET PORT GROUPS.
 const AO: u8 = 0;
 const ANO: u8 = 1;
+const UNAVAILABLE: u8 = 3;
 
 /// The one-node cluster of this test, stopped by its recorded pids when dropped.
 struct Ceph {
@@ -164,31 +167,29 @@ fn within(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
 
 /// The lease value of `lun` (empty when none), read with `rados`.
 fn lease(ceph: &Ceph, subsystem: &str, lun: &str) -> String {
-    let keys = ceph.tool(
-        "rados",
-        &[
-            "-p",
-            "rbd",
-            "listomapkeys",
-            &format!("vds.{subsystem}.config"),
-        ],
-    );
-    let key = format!("lease/{lun}");
-    if !keys.lines().any(|k| k == key) {
-        return String::new();
-    }
     let tmp = tempfile::NamedTempFile::new().unwrap();
-    ceph.tool(
-        "rados",
-        &[
+    let out = Command::new("rados")
+        .arg("-c")
+        .arg(ceph.conf())
+        .args([
             "-p",
             "rbd",
             "getomapval",
             &format!("vds.{subsystem}.config"),
-            &key,
-            tmp.path().to_str().unwrap(),
-        ],
-    );
+        ])
+        .arg(format!("lease/{lun}"))
+        .arg(tmp.path())
+        .output()
+        .expect("rados runs");
+    if !out.status.success() {
+        let err = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(err.contains("No such key"), "rados getomapval: {err}");
+        return String::new();
+    }
     std::fs::read_to_string(tmp.path()).unwrap()
 }
 
@@ -414,5 +415,51 @@ fn a_killed_owner_fails_over_to_the_survivor_fenced_and_within_the_budget() {
         field(&lease(&ceph, &sub, &lun_id), 3),
         "gw-b",
         "no ping-pong"
+    );
+    drop(ini);
+
+    // Manual failover: B's controller set OFFLINE gives its lease up; A takes it (after a
+    // lease time free) and is the only optimized group; B set ONLINE again takes nothing
+    // back (failback is manual).
+    let ctls = a.get(&format!("/v1/subsystems/{sub}/controllers"));
+    let ctl_b = ctls
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["friendly_name"] == "gw-b")
+        .expect("B's controller")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let status = |s: &str| {
+        let (code, v) = a.call(
+            "POST",
+            &format!("/v1/controllers/{ctl_b}/status"),
+            Some(&json!({ "status": s })),
+        );
+        assert_eq!(code, 200, "{v}");
+    };
+    status("offline");
+    within(
+        Duration::from_secs(15),
+        "A takes the lease B gave up",
+        || field(&lease(&ceph, &sub, &lun_id), 3) == "gw-a",
+    );
+    within(
+        Duration::from_secs(5),
+        "A's group optimized, B's unavailable",
+        || rtpg(pa, lun) == vec![(ga, AO), (gb, UNAVAILABLE)],
+    );
+    let mut ini = connect(pa, 5).expect("login through A");
+    let r = command(&mut ini, lun, &cdb::write10_fua(3, 1), &[0xA5; 512], 0).unwrap();
+    assert_good(&r, "a write through the new owner A");
+    let generation = field(&lease(&ceph, &sub, &lun_id), 1);
+    status("online");
+    std::thread::sleep(Duration::from_secs(6));
+    let l = lease(&ceph, &sub, &lun_id);
+    assert_eq!(
+        (field(&l, 3), field(&l, 1)),
+        ("gw-a".to_string(), generation),
+        "no failback"
     );
 }
