@@ -333,6 +333,12 @@ fn judge_portals(
                     plan.steps
                         .push(format!("set portal {a}'s advertised address"));
                 }
+                if p.status != status && !st.subsystems[&sub].portal_status_settable {
+                    return Err(VdsError::not_supported(format!(
+                        "{f}.status: subsystem {sub} does not implement IVdsIscsiPortal::SetStatus \
+                         (portal_status_settable = false)"
+                    )));
+                }
                 if p.status != status {
                     plan.steps.push(format!(
                         "set portal {a} {}",

@@ -79,12 +79,22 @@ impl Daemon {
             "slot {slot}'s second portal would be slot {}'s API",
             slot - 100
         );
-        let dir = tempfile::tempdir().expect("temp dir");
         let api = SocketAddr::from(([127, 0, 0, 2], 45100 + slot));
         let mut portals = vec![SocketAddr::from(([127, 0, 0, 3], 45000 + slot))];
         if opts.two_portals {
             portals.push(SocketAddr::from(([127, 0, 0, 2], 45000 + slot)));
         }
+        Daemon::start_on(slot, api, portals, opts)
+    }
+
+    /// A daemon on addresses outside the slot numbering (a test file given its own loopback
+    /// addresses, such as 127.0.21.x); `slot` only names its initiator.
+    pub fn start_at(api: SocketAddr, portals: Vec<SocketAddr>, opts: Opts) -> Daemon {
+        Daemon::start_on(200, api, portals, opts)
+    }
+
+    fn start_on(slot: u16, api: SocketAddr, portals: Vec<SocketAddr>, opts: Opts) -> Daemon {
+        let dir = tempfile::tempdir().expect("temp dir");
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(5))
             .timeout(Duration::from_secs(60))
