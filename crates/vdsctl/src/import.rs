@@ -342,7 +342,7 @@ fn target(
         let demo = int(&attrs, "generate_node_acls").unwrap_or(0) == 1;
         for (key, want) in TPG_ATTRIBUTES {
             if let Some(v) = int(&attrs, key) {
-                if v != *want && !(*key == "demo_mode_write_protect" && !demo) {
+                if v != *want && (demo || *key != "demo_mode_write_protect") {
                     t.unmapped.push((
                         format!("{tp}.attributes.{key}"),
                         format!("{v}; vds behaves as {want}"),
