@@ -16,7 +16,7 @@ use vds_model::{
     AdvertisedAddress, AsyncOutputType, BackingKind, EventKind, Hresult, Lun, LunHints, LunType,
     ObjectKind, Portal, PortalGroup, PortalStatus, SubsystemStatus, Target, UnmaskingList,
 };
-use vds_store::{LunRecord, SecretKind, SecretRow};
+use vds_store::{LunRecord, SecretKind, SecretRow, StoreError};
 
 use crate::command::{
     BackingSpec, ConfigChap, ConfigDoc, ConfigLun, ConfigPortal, ConfigTarget, SecretBytes,
@@ -1136,9 +1136,46 @@ fn build_change<'a>(
     plan: &'a Plan,
     made: Vec<Made>,
 ) -> Change<'a> {
-    // The new LUNs' engines.
+    let new_entries = new_entries(inner, st, plan, made);
+    let fin = final_targets(st, plan, &new_entries);
+    let rows = rows_of(st, plan, &fin, &new_entries);
+    let events = events_of(st, plan, &rows);
+    let unprotect: Vec<Arc<vds_scsi::LogicalUnit>> = rows
+        .luns
+        .iter()
+        .filter(|r| !r.lun.read_only)
+        .filter_map(|r| st.luns.get(&r.lun.id))
+        .filter(|e| e.rec.lun.read_only)
+        .map(|e| e.lu.clone())
+        .collect();
+    let written = rows.clone();
+    let lun_set_changed = fin.lun_set_changed.clone();
+    let mut change = Change::new()
+        .store(move |tx| write_rows(tx, plan, &written))
+        .apply(move |st| {
+            install(st, plan, rows, fin, new_entries);
+            // Writable again only once the store says so.
+            for lu in unprotect {
+                lu.set_write_protected(false);
+            }
+        })
+        .publish_then(move |st| {
+            for t in &lun_set_changed {
+                for lu in st.lus_of_target(*t) {
+                    lu.luns_changed();
+                }
+            }
+        });
+    for (k, e, id) in events {
+        change = change.event(k, e, id);
+    }
+    change
+}
+
+/// The engines of the new LUNs (active on every controller of the subsystem).
+fn new_entries(inner: &Inner, st: &State, plan: &Plan, made: Vec<Made>) -> Vec<LunEntry> {
     let controllers: Vec<Uuid> = st.controllers_of(plan.sub).iter().map(|c| c.id).collect();
-    let mut new_entries = Vec::new();
+    let mut out = Vec::new();
     for m in made {
         let mut lun = m.lun;
         lun.active_controllers = controllers.clone();
@@ -1146,7 +1183,7 @@ fn build_change<'a>(
         crate::engine::apply_hints(&lu, &LunHints::default());
         st.first_access_states(&lun, &lu);
         lun.identification = naa_hex(&lu);
-        new_entries.push(LunEntry {
+        out.push(LunEntry {
             rec: LunRecord {
                 lun,
                 identity: m.identity,
@@ -1159,18 +1196,40 @@ fn build_change<'a>(
             raid: None,
         });
     }
-    // Associations as they will be.
+    out
+}
+
+/// The targets as they will be, with their LUN numbers.
+struct Final {
+    targets: BTreeMap<Uuid, Target>,
+    numbers: HashMap<Uuid, Vec<u64>>,
+    /// Targets whose LUNs or LUN numbers change (REPORTED LUNS DATA HAS CHANGED).
+    lun_set_changed: Vec<Uuid>,
+}
+
+/// A target's `(LUN, number)` pairs among `luns`, sorted.
+fn numbered<'l>(luns: impl Iterator<Item = &'l Lun>, target: Uuid) -> Vec<(Uuid, u64)> {
+    let mut v: Vec<(Uuid, u64)> = luns
+        .filter_map(|l| {
+            l.lun_numbers
+                .iter()
+                .find(|(x, _)| *x == target)
+                .map(|(_, n)| (l.id, *n))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn final_targets(st: &State, plan: &Plan, new: &[LunEntry]) -> Final {
     let mut targets: BTreeMap<Uuid, Target> = plan
         .targets
         .iter()
         .map(|(id, (t, _))| (*id, t.clone()))
         .collect();
     let mut numbers: HashMap<Uuid, Vec<u64>> = HashMap::new();
-    let all_luns = plan
-        .luns
-        .values()
-        .chain(new_entries.iter().map(|e| &e.rec.lun));
-    for l in all_luns {
+    let all = || plan.luns.values().chain(new.iter().map(|e| &e.rec.lun));
+    for l in all() {
         for (t, n) in &l.lun_numbers {
             if let Some(x) = targets.get_mut(t) {
                 x.luns.push(l.id);
@@ -1181,36 +1240,16 @@ fn build_change<'a>(
     let mut lun_set_changed = Vec::new();
     for (id, t) in targets.iter_mut() {
         t.luns.sort();
-        let before: Option<Vec<(Uuid, u64)>> = st.targets.get(id).map(|te| {
-            let mut v: Vec<(Uuid, u64)> =
+        let before = st.targets.get(id).map(|te| {
+            numbered(
                 te.t.luns
                     .iter()
                     .filter_map(|l| st.luns.get(l))
-                    .filter_map(|e| {
-                        e.rec
-                            .lun
-                            .lun_numbers
-                            .iter()
-                            .find(|(x, _)| x == id)
-                            .map(|(_, n)| (e.rec.lun.id, *n))
-                    })
-                    .collect();
-            v.sort();
-            v
+                    .map(|e| &e.rec.lun),
+                *id,
+            )
         });
-        let mut after: Vec<(Uuid, u64)> = plan
-            .luns
-            .values()
-            .chain(new_entries.iter().map(|e| &e.rec.lun))
-            .filter_map(|l| {
-                l.lun_numbers
-                    .iter()
-                    .find(|(x, _)| x == id)
-                    .map(|(_, n)| (l.id, *n))
-            })
-            .collect();
-        after.sort();
-        if before.as_ref() != Some(&after) {
+        if before != Some(numbered(all(), *id)) {
             lun_set_changed.push(*id);
         }
         // Keep the order of an unchanged list (no spurious MODIFY).
@@ -1226,12 +1265,35 @@ fn build_change<'a>(
             None => st.targets.get(id).is_some_and(|te| te.t.chap_enabled),
         };
     }
+    Final {
+        targets,
+        numbers,
+        lun_set_changed,
+    }
+}
+
+/// The rows the commit writes: what is new or differs from the state.
+#[derive(Clone)]
+struct Rows {
+    subsystem: Option<vds_model::Subsystem>,
+    controllers: Vec<vds_model::Controller>,
+    portals: Vec<Portal>,
+    targets: Vec<Target>,
+    /// `(target, rows now, rows to be)`.
+    secrets: Vec<(Uuid, Vec<SecretRow>, Vec<SecretRow>)>,
+    pgs: Vec<PortalGroup>,
+    luns: Vec<LunRecord>,
+    new_luns: Vec<LunRecord>,
+    gone_plexes: Vec<Uuid>,
+}
+
+fn rows_of(st: &State, plan: &Plan, fin: &Final, new: &[LunEntry]) -> Rows {
     // Controllers: their ports are their portals.
     let mut ports: HashMap<Uuid, u32> = HashMap::new();
     for p in plan.portals.values() {
         *ports.entry(p.controller).or_default() += 1;
     }
-    let ctls: Vec<vds_model::Controller> = st
+    let controllers = st
         .controllers
         .values()
         .filter(|c| c.subsystem == plan.sub)
@@ -1243,22 +1305,7 @@ fn build_change<'a>(
             })
         })
         .collect();
-    let changed_portals: Vec<Portal> = plan
-        .portals
-        .values()
-        .filter(|p| {
-            st.portals
-                .get(&p.id)
-                .is_none_or(|pe| !same_portal(&pe.p, p))
-        })
-        .cloned()
-        .collect();
-    let changed_targets: Vec<Target> = targets
-        .values()
-        .filter(|t| st.targets.get(&t.id).is_none_or(|te| te.t != **t))
-        .cloned()
-        .collect();
-    let secret_changes: Vec<(Uuid, Vec<SecretRow>, Vec<SecretRow>)> = plan
+    let secrets = plan
         .targets
         .iter()
         .filter_map(|(id, (_, rows))| {
@@ -1271,282 +1318,248 @@ fn build_change<'a>(
             (!same_secrets(rows, &old)).then(|| (*id, old, rows.clone()))
         })
         .collect();
-    let changed_pgs: Vec<PortalGroup> = plan
-        .pgs
-        .values()
-        .filter(|g| st.pgs.get(&g.id).is_none_or(|(o, _)| o != *g))
-        .cloned()
-        .collect();
-    let changed_luns: Vec<LunRecord> = plan
-        .luns
-        .values()
-        .filter(|l| st.luns.get(&l.id).is_some_and(|e| e.rec.lun != **l))
-        .filter_map(|l| {
-            st.luns.get(&l.id).map(|e| LunRecord {
-                lun: l.clone(),
-                ..e.rec.clone()
+    Rows {
+        subsystem: plan.rename.as_ref().map(|n| vds_model::Subsystem {
+            friendly_name: n.clone(),
+            ..st.subsystems[&plan.sub].clone()
+        }),
+        controllers,
+        portals: plan
+            .portals
+            .values()
+            .filter(|p| {
+                st.portals
+                    .get(&p.id)
+                    .is_none_or(|pe| !same_portal(&pe.p, p))
             })
-        })
-        .collect();
-    let gone_plexes: Vec<Uuid> = plan
-        .gone_luns
-        .iter()
-        .filter_map(|id| st.luns.get(id))
-        .flat_map(|e| e.rec.lun.plexes.iter().map(|p| p.id))
-        .collect();
-    let unprotect: Vec<Arc<vds_scsi::LogicalUnit>> = changed_luns
-        .iter()
-        .filter(|r| !r.lun.read_only && st.luns.get(&r.lun.id).is_some_and(|e| e.rec.lun.read_only))
-        .filter_map(|r| st.luns.get(&r.lun.id).map(|e| e.lu.clone()))
-        .collect();
-    let subsystem = plan.rename.as_ref().map(|n| vds_model::Subsystem {
-        friendly_name: n.clone(),
-        ..st.subsystems[&plan.sub].clone()
-    });
+            .cloned()
+            .collect(),
+        targets: fin
+            .targets
+            .values()
+            .filter(|t| st.targets.get(&t.id).is_none_or(|te| te.t != **t))
+            .cloned()
+            .collect(),
+        secrets,
+        pgs: plan
+            .pgs
+            .values()
+            .filter(|g| st.pgs.get(&g.id).is_none_or(|(o, _)| o != *g))
+            .cloned()
+            .collect(),
+        luns: plan
+            .luns
+            .values()
+            .filter_map(|l| {
+                let e = st.luns.get(&l.id).filter(|e| e.rec.lun != *l)?;
+                Some(LunRecord {
+                    lun: l.clone(),
+                    ..e.rec.clone()
+                })
+            })
+            .collect(),
+        new_luns: new.iter().map(|e| e.rec.clone()).collect(),
+        gone_plexes: plan
+            .gone_luns
+            .iter()
+            .filter_map(|id| st.luns.get(id))
+            .flat_map(|e| e.rec.lun.plexes.iter().map(|p| p.id))
+            .collect(),
+    }
+}
 
-    // Events, in the order of the writes.
+/// One event per object that goes, changes or comes, in the order of the writes.
+fn events_of(st: &State, plan: &Plan, rows: &Rows) -> Vec<(ObjectKind, EventKind, Uuid)> {
     let mut events: Vec<(ObjectKind, EventKind, Uuid)> = Vec::new();
-    events.extend(
-        plan.gone_luns
-            .iter()
-            .map(|i| (ObjectKind::Lun, EventKind::Depart, *i)),
-    );
-    events.extend(
-        plan.gone_pgs
-            .iter()
-            .map(|i| (ObjectKind::PortalGroup, EventKind::Depart, *i)),
-    );
-    events.extend(
-        plan.gone_targets
-            .iter()
-            .map(|i| (ObjectKind::Target, EventKind::Depart, *i)),
-    );
-    events.extend(
-        plan.gone_portals
-            .iter()
-            .map(|i| (ObjectKind::Portal, EventKind::Depart, *i)),
-    );
-    let kind_of = |exists: bool| {
+    for (kind, ids) in [
+        (ObjectKind::Lun, &plan.gone_luns),
+        (ObjectKind::PortalGroup, &plan.gone_pgs),
+        (ObjectKind::Target, &plan.gone_targets),
+        (ObjectKind::Portal, &plan.gone_portals),
+    ] {
+        events.extend(ids.iter().map(|i| (kind, EventKind::Depart, *i)));
+    }
+    let came_or_changed = |exists: bool| {
         if exists {
             EventKind::Modify
         } else {
             EventKind::Arrive
         }
     };
-    if subsystem.is_some() {
+    if rows.subsystem.is_some() {
         events.push((ObjectKind::Subsystem, EventKind::Modify, plan.sub));
     }
-    events.extend(
-        ctls.iter()
-            .map(|c| (ObjectKind::Controller, EventKind::Modify, c.id)),
-    );
-    events.extend(changed_portals.iter().map(|p| {
-        (
-            ObjectKind::Portal,
-            kind_of(st.portals.contains_key(&p.id)),
-            p.id,
-        )
-    }));
-    let mut touched_targets: Vec<Uuid> = changed_targets.iter().map(|t| t.id).collect();
-    for (id, _, _) in &secret_changes {
-        if !touched_targets.contains(id) {
-            touched_targets.push(*id);
+    for c in &rows.controllers {
+        events.push((ObjectKind::Controller, EventKind::Modify, c.id));
+    }
+    for p in &rows.portals {
+        let e = came_or_changed(st.portals.contains_key(&p.id));
+        events.push((ObjectKind::Portal, e, p.id));
+    }
+    let mut targets: Vec<Uuid> = rows.targets.iter().map(|t| t.id).collect();
+    for (id, _, _) in &rows.secrets {
+        if !targets.contains(id) {
+            targets.push(*id);
         }
     }
-    events.extend(
-        touched_targets
-            .iter()
-            .map(|t| (ObjectKind::Target, kind_of(st.targets.contains_key(t)), *t)),
-    );
-    events.extend(changed_pgs.iter().map(|g| {
-        (
-            ObjectKind::PortalGroup,
-            kind_of(st.pgs.contains_key(&g.id)),
-            g.id,
-        )
-    }));
-    events.extend(
-        changed_luns
-            .iter()
-            .map(|r| (ObjectKind::Lun, EventKind::Modify, r.lun.id)),
-    );
-    events.extend(
-        new_entries
-            .iter()
-            .map(|e| (ObjectKind::Lun, EventKind::Arrive, e.rec.lun.id)),
-    );
+    for t in targets {
+        let e = came_or_changed(st.targets.contains_key(&t));
+        events.push((ObjectKind::Target, e, t));
+    }
+    for g in &rows.pgs {
+        let e = came_or_changed(st.pgs.contains_key(&g.id));
+        events.push((ObjectKind::PortalGroup, e, g.id));
+    }
+    for r in &rows.luns {
+        events.push((ObjectKind::Lun, EventKind::Modify, r.lun.id));
+    }
+    for r in &rows.new_luns {
+        events.push((ObjectKind::Lun, EventKind::Arrive, r.lun.id));
+    }
+    events
+}
 
-    let new_rows: Vec<LunRecord> = new_entries.iter().map(|e| e.rec.clone()).collect();
-    let rows = (
-        subsystem.clone(),
-        ctls.clone(),
-        changed_portals.clone(),
-        changed_targets.clone(),
-        secret_changes.clone(),
-        changed_pgs.clone(),
-        changed_luns.clone(),
-        new_rows,
-        gone_plexes.clone(),
-    );
-    let store = move |tx: &mut vds_store::Tx<'_>| {
-        let (subsystem, ctls, portals, targets, secrets, pgs, luns, new_luns, plexes) = rows;
-        for id in &plan.gone_luns {
-            tx.delete_lun(*id)?;
-            tx.add_tombstone(*id, ObjectKind::Lun)?;
+/// The store half: deletes first (LUNs before the targets they name), then every new or
+/// changed row (portals and targets before the groups and LUNs that name them).
+fn write_rows(tx: &mut vds_store::Tx<'_>, plan: &Plan, rows: &Rows) -> Result<(), StoreError> {
+    for id in &plan.gone_luns {
+        tx.delete_lun(*id)?;
+        tx.add_tombstone(*id, ObjectKind::Lun)?;
+    }
+    for p in &rows.gone_plexes {
+        tx.add_tombstone(*p, ObjectKind::Lun)?;
+    }
+    for id in &plan.gone_pgs {
+        tx.delete_portal_group(*id)?;
+        tx.add_tombstone(*id, ObjectKind::PortalGroup)?;
+    }
+    for id in &plan.gone_targets {
+        tx.delete_target(*id)?;
+        tx.add_tombstone(*id, ObjectKind::Target)?;
+    }
+    for id in &plan.gone_portals {
+        tx.delete_portal(*id)?;
+        tx.add_tombstone(*id, ObjectKind::Portal)?;
+    }
+    if let Some(s) = &rows.subsystem {
+        tx.put_subsystem(s)?;
+    }
+    for c in &rows.controllers {
+        tx.put_controller(c)?;
+    }
+    for p in &rows.portals {
+        tx.put_portal(&Inner::portal_row(p))?;
+    }
+    for t in &rows.targets {
+        tx.put_target(t)?;
+    }
+    for (id, old, new) in &rows.secrets {
+        for r in old {
+            tx.set_secret(*id, r.kind, &r.initiator, None)?;
         }
-        for p in &plexes {
-            tx.add_tombstone(*p, ObjectKind::Lun)?;
+        for r in new {
+            tx.set_secret(*id, r.kind, &r.initiator, Some(&r.secret))?;
         }
-        for id in &plan.gone_pgs {
-            tx.delete_portal_group(*id)?;
-            tx.add_tombstone(*id, ObjectKind::PortalGroup)?;
-        }
-        for id in &plan.gone_targets {
-            tx.delete_target(*id)?;
-            tx.add_tombstone(*id, ObjectKind::Target)?;
-        }
-        for id in &plan.gone_portals {
-            tx.delete_portal(*id)?;
-            tx.add_tombstone(*id, ObjectKind::Portal)?;
-        }
-        if let Some(s) = &subsystem {
-            tx.put_subsystem(s)?;
-        }
-        for c in &ctls {
-            tx.put_controller(c)?;
-        }
-        for p in &portals {
-            tx.put_portal(&Inner::portal_row(p))?;
-        }
-        for t in &targets {
-            tx.put_target(t)?;
-        }
-        for (id, old, new) in &secrets {
-            for r in old {
-                tx.set_secret(*id, r.kind, &r.initiator, None)?;
-            }
-            for r in new {
-                tx.set_secret(*id, r.kind, &r.initiator, Some(&r.secret))?;
-            }
-        }
-        for g in &pgs {
-            tx.put_portal_group(g)?;
-        }
-        for r in luns.iter().chain(new_luns.iter()) {
-            tx.put_lun(r)?;
-        }
-        Ok(())
-    };
-    let apply = move |st: &mut State| {
-        for id in &plan.gone_luns {
-            st.luns.remove(id);
-            st.tombstones.insert(*id, ObjectKind::Lun);
-        }
-        st.tombstones
-            .extend(gone_plexes.iter().map(|p| (*p, ObjectKind::Lun)));
-        for id in &plan.gone_pgs {
-            st.pgs.remove(id);
-            st.tombstones.insert(*id, ObjectKind::PortalGroup);
-        }
-        for id in &plan.gone_targets {
-            st.targets.remove(id);
-            st.lunmaps.remove(id);
-            st.tombstones.insert(*id, ObjectKind::Target);
-        }
-        for id in &plan.gone_portals {
-            st.portals.remove(id);
-            st.tombstones.insert(*id, ObjectKind::Portal);
-        }
-        if let Some(s) = subsystem {
-            st.subsystems.insert(s.id, s);
-        }
-        for c in ctls {
-            st.controllers.insert(c.id, c);
-        }
-        for p in plan.portals.values() {
-            let online = p.status == PortalStatus::Online;
-            match st.portals.get_mut(&p.id) {
-                Some(pe) => {
-                    pe.p = p.clone();
-                    pe.bound = pe.bound && online;
-                }
-                None => {
-                    let seq = st.next_seq();
-                    st.portals.insert(
-                        p.id,
-                        PortalEntry {
-                            p: p.clone(),
-                            seq,
-                            bound: online,
-                        },
-                    );
-                }
-            }
-        }
-        for (id, t) in targets {
-            let secrets = match &plan.targets[&id].1 {
-                Some(rows) => rows.clone(),
-                None => st
-                    .targets
-                    .get(&id)
-                    .map(|te| te.secrets.clone())
-                    .unwrap_or_default(),
-            };
-            let seq = match st.targets.get(&id) {
-                Some(te) => te.seq,
-                None => st.next_seq(),
-            };
-            st.targets.insert(
-                id,
-                TargetEntry {
-                    t,
+    }
+    for g in &rows.pgs {
+        tx.put_portal_group(g)?;
+    }
+    for r in rows.luns.iter().chain(&rows.new_luns) {
+        tx.put_lun(r)?;
+    }
+    Ok(())
+}
+
+/// The state half, once the store holds the change.
+fn install(st: &mut State, plan: &Plan, rows: Rows, mut fin: Final, new_entries: Vec<LunEntry>) {
+    for id in &plan.gone_luns {
+        st.luns.remove(id);
+        st.tombstones.insert(*id, ObjectKind::Lun);
+    }
+    st.tombstones
+        .extend(rows.gone_plexes.iter().map(|p| (*p, ObjectKind::Lun)));
+    for id in &plan.gone_pgs {
+        st.pgs.remove(id);
+        st.tombstones.insert(*id, ObjectKind::PortalGroup);
+    }
+    for id in &plan.gone_targets {
+        st.targets.remove(id);
+        st.lunmaps.remove(id);
+        st.tombstones.insert(*id, ObjectKind::Target);
+    }
+    for id in &plan.gone_portals {
+        st.portals.remove(id);
+        st.tombstones.insert(*id, ObjectKind::Portal);
+    }
+    if let Some(s) = rows.subsystem {
+        st.subsystems.insert(s.id, s);
+    }
+    for c in rows.controllers {
+        st.controllers.insert(c.id, c);
+    }
+    for p in plan.portals.values() {
+        let online = p.status == PortalStatus::Online;
+        if let Some(pe) = st.portals.get_mut(&p.id) {
+            pe.p = p.clone();
+            // A portal going OFFLINE is unbound right after the commit.
+            pe.bound = pe.bound && online;
+        } else {
+            let seq = st.next_seq();
+            let p = p.clone();
+            st.portals.insert(
+                p.id,
+                PortalEntry {
+                    p,
                     seq,
-                    secrets,
-                    numbers: numbers
-                        .remove(&id)
-                        .unwrap_or_default()
-                        .into_iter()
-                        .collect(),
-                    next_free: 0,
+                    bound: online,
                 },
             );
         }
-        for g in plan.pgs.values() {
-            let seq = match st.pgs.get(&g.id) {
-                Some((_, s)) => *s,
-                None => st.next_seq(),
-            };
-            st.pgs.insert(g.id, (g.clone(), seq));
-        }
-        for r in changed_luns {
-            if let Some(e) = st.luns.get_mut(&r.lun.id) {
-                e.lu.set_write_protected(r.lun.read_only);
-                e.rec = r;
-            }
-        }
-        for lu in unprotect {
-            lu.set_write_protected(false);
-        }
-        for mut e in new_entries {
-            e.seq = st.next_seq();
-            st.luns.insert(e.rec.lun.id, e);
-        }
-        st.reindex();
-    };
-    let mut change = Change::new()
-        .store(store)
-        .apply(apply)
-        .publish_then(move |st| {
-            for t in &lun_set_changed {
-                for lu in st.lus_of_target(*t) {
-                    lu.luns_changed();
-                }
-            }
-        });
-    for (k, e, id) in events {
-        change = change.event(k, e, id);
     }
-    change
+    for (id, t) in fin.targets {
+        let old = st.targets.get(&id);
+        let secrets = match &plan.targets[&id].1 {
+            Some(rows) => rows.clone(),
+            None => old.map(|te| te.secrets.clone()).unwrap_or_default(),
+        };
+        let seq = match old {
+            Some(te) => te.seq,
+            None => st.next_seq(),
+        };
+        let numbers = fin
+            .numbers
+            .remove(&id)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        st.targets.insert(
+            id,
+            TargetEntry {
+                t,
+                seq,
+                secrets,
+                numbers,
+                next_free: 0,
+            },
+        );
+    }
+    for g in plan.pgs.values() {
+        let seq = match st.pgs.get(&g.id) {
+            Some((_, s)) => *s,
+            None => st.next_seq(),
+        };
+        st.pgs.insert(g.id, (g.clone(), seq));
+    }
+    for r in rows.luns {
+        if let Some(e) = st.luns.get_mut(&r.lun.id) {
+            e.rec = r;
+        }
+    }
+    for mut e in new_entries {
+        e.seq = st.next_seq();
+        st.luns.insert(e.rec.lun.id, e);
+    }
+    st.reindex();
 }
 
 /// Whether a portal's stored properties are the same (its listener aside).
