@@ -559,3 +559,98 @@ pub fn merge(current: &mut Value, imported: Value) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small(acl_index: u64, demo: i64) -> Value {
+        json!({
+            "storage_objects": [
+                {"plugin": "fileio", "name": "d1", "dev": "/srv/d1.img", "size": 1048576},
+                {"plugin": "block", "name": "b1", "dev": "/dev/sdz", "readonly": true}
+            ],
+            "targets": [{"fabric": "iscsi", "wwn": "iqn.2003-01.org.x:t1", "tpgs": [{
+                "tag": 1, "enable": true,
+                "attributes": {"generate_node_acls": demo},
+                "portals": [{"ip_address": "[::1]", "port": 3261}],
+                "luns": [
+                    {"index": 0, "storage_object": "/backstores/fileio/d1"},
+                    {"index": 1, "storage_object": "/backstores/block/b1"}
+                ],
+                "node_acls": [{"node_wwn": "iqn.1994-05.com.x:h1",
+                    "mapped_luns": [{"index": acl_index, "tpg_lun": 0, "write_protect": false}]}]
+            }]}]
+        })
+    }
+
+    #[test]
+    fn acls_become_masks_and_numbers_stay() {
+        let t = from_targetcli(&small(0, 0)).unwrap();
+        assert!(t.unmapped.is_empty(), "{:?}", t.unmapped);
+        let luns = t.doc["luns"].as_array().unwrap();
+        let d1 = luns.iter().find(|l| l["name"] == "d1").unwrap();
+        assert_eq!(d1["unmasking_list"], "iqn.1994-05.com.x:h1");
+        assert_eq!(d1["size_bytes"], 1048576);
+        assert_eq!(
+            d1["targets"],
+            json!([{"iscsi_name": "iqn.2003-01.org.x:t1", "lun": 0}])
+        );
+        let b1 = luns.iter().find(|l| l["name"] == "b1").unwrap();
+        // No ACL maps TPG LUN 1: nobody sees it; a block LUN takes the device's size.
+        assert_eq!(b1["unmasking_list"], "");
+        assert_eq!(b1["read_only"], true);
+        assert!(b1.get("size_bytes").is_none());
+        assert_eq!(
+            t.doc["portals"],
+            json!([{"address": "[::1]:3261", "status": "online"}])
+        );
+    }
+
+    #[test]
+    fn demo_mode_is_everyone() {
+        let t = from_targetcli(&small(0, 1)).unwrap();
+        for l in t.doc["luns"].as_array().unwrap() {
+            assert_eq!(l["unmasking_list"], "*");
+        }
+    }
+
+    #[test]
+    fn a_renumbered_mapped_lun_is_listed_by_place() {
+        let t = from_targetcli(&small(7, 0)).unwrap();
+        assert_eq!(t.unmapped.len(), 1, "{:?}", t.unmapped);
+        assert_eq!(
+            t.unmapped[0].0,
+            "targets[0].tpgs[0].node_acls[0].mapped_luns[0]"
+        );
+        assert!(t.unmapped[0].1.contains("as LUN 7"), "{}", t.unmapped[0].1);
+    }
+
+    #[test]
+    fn wrong_shapes_are_errors_with_their_place() {
+        for (v, want) in [
+            (json!("x"), "(top): not an object"),
+            (json!({"targets": 3}), "(top).targets: not a list"),
+            (
+                json!({"targets": [{"fabric": "iscsi", "wwn": "iqn.2003-01.org.x:t", "tpgs": [{"tag": 1, "portals": [{"ip_address": "nowhere"}]}]}]}),
+                "targets[0].tpgs[0].portals[0].ip_address",
+            ),
+        ] {
+            let e = from_targetcli(&v).unwrap_err();
+            assert!(e.contains(want), "{want:?} not in {e:?}");
+        }
+    }
+
+    #[test]
+    fn merge_adds_and_refuses_what_exists() {
+        let mut cur = json!({"format": "vds-config/1", "portals": [{"address": "127.0.0.1:3260"}],
+            "targets": [{"iscsi_name": "iqn.2003-01.org.x:t1"}], "luns": [{"name": "lun0"}]});
+        let new = json!({"portals": [{"address": "127.0.0.1:3260"}, {"address": "127.0.0.2:3260"}],
+            "targets": [{"iscsi_name": "iqn.2003-01.org.x:t2"}], "luns": [{"name": "d1"}]});
+        merge(&mut cur, new).unwrap();
+        assert_eq!(cur["portals"].as_array().unwrap().len(), 2);
+        assert_eq!(cur["targets"].as_array().unwrap().len(), 2);
+        let clash = json!({"luns": [{"name": "LUN0"}]});
+        assert!(merge(&mut cur, clash).unwrap_err().contains("LUN"));
+    }
+}
