@@ -1002,6 +1002,7 @@ fn apply_work(
         if let Some(e) = &p.bind_error {
             return Err(e.clone());
         }
+        recheck(st, &plan)?;
         if !job.begin_commit() {
             return Err(canceled());
         }
@@ -1021,6 +1022,34 @@ fn apply_work(
         crate::storage::free_storage(e);
     }
     Ok((Hresult::S_OK, None))
+}
+
+/// The objects the job holds cannot change meanwhile, but a portal or a target made by another
+/// call while the storage was prepared may have taken an address or IQN the document gives a
+/// new object (LUN names and paths are reserved at the call).
+fn recheck(st: &State, plan: &Plan) -> Result<(), VdsError> {
+    for p in plan.portals.values() {
+        if let Some(other) = st
+            .portal_addrs
+            .get(&p.socket_addr())
+            .filter(|o| **o != p.id)
+        {
+            return Err(VdsError::new(
+                Hresult::VDS_E_OBJECT_EXISTS,
+                format!("portal {} was created meanwhile ({other})", p.socket_addr()),
+            ));
+        }
+    }
+    for (id, (t, _)) in &plan.targets {
+        let key = t.iscsi_name.to_ascii_lowercase();
+        if let Some(other) = st.iqns.get(&key).filter(|o| *o != id) {
+            return Err(VdsError::new(
+                Hresult::VDS_E_NAME_NOT_UNIQUE,
+                format!("target {} was created meanwhile ({other})", t.iscsi_name),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `Result<Vec<Made>>` is not `Clone` (a store is shared, not copied): the commit takes shared
