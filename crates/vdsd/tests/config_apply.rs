@@ -470,6 +470,23 @@ fn targetcli_saveconfig_is_imported_in_one_transaction() {
         json!([{"tag": 1, "portals": ["127.0.21.6:45253"]}, {"tag": 2, "portals": ["127.0.21.7:45253"]}])
     );
     assert!(std::net::TcpStream::connect("127.0.21.7:45253").is_ok());
+    // On the wire: client1 logs in with its CHAP secret, proves the target by the mutual one,
+    // and sees the two LUNs its ACL maps, at their LIO numbers; without CHAP it is refused.
+    let client1 = "iqn.1994-05.com.redhat:client1";
+    let mut o = common::login_opts(client1, 1);
+    o.target_name = Some(a.to_string());
+    o.chap = Some((client1.to_string(), b"client1secret".to_vec()));
+    o.mutual_secret = Some(b"target1secret".to_vec());
+    let mut ini = vds_testkit::Initiator::connect(addr("127.0.21.6:45252"), &o)
+        .expect("CHAP login with the imported secrets");
+    assert_eq!(common::report_luns(&mut ini), vec![0, 1]);
+    let _ = ini.logout();
+    let mut o = common::login_opts("iqn.1994-05.com.redhat:client2", 2);
+    o.target_name = Some(a.to_string());
+    assert!(
+        vds_testkit::Initiator::connect(addr("127.0.21.6:45252"), &o).is_err(),
+        "a login without CHAP was let in"
+    );
     // What was there before is still there (an import adds).
     for l in before["luns"].as_array().unwrap() {
         lun_named(&doc, l["name"].as_str().unwrap());
