@@ -8,7 +8,9 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use vds_model::BackingKind;
-use vds_provider::{ConfigChap, ConfigDoc, ConfigLun, ConfigPortal, ConfigTarget, SecretBytes};
+use vds_provider::{
+    ConfigChap, ConfigDoc, ConfigLun, ConfigPortal, ConfigTarget, HintsRequest, SecretBytes,
+};
 
 use crate::error::ApiError;
 
@@ -130,6 +132,66 @@ pub struct ConfigLunJson {
     /// The targets that show the LUN, each with its LUN number.
     #[serde(default)]
     pub targets: Vec<ConfigLunTargetJson>,
+    /// The LUN's hints (a new LUN is made with them; an existing LUN's must be these).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hints: Option<ConfigHintsJson>,
+}
+
+/// A LUN's hints (INTERFACE.md "Identification and hints"); absent members: the default.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigHintsJson {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_caching_enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_through_caching_enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_back_verify_enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optimal_read_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optimal_read_alignment: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optimal_write_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optimal_write_alignment: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebuild_priority: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fast_crash_recovery_required: Option<bool>,
+}
+
+impl From<&HintsRequest> for ConfigHintsJson {
+    fn from(h: &HintsRequest) -> Self {
+        ConfigHintsJson {
+            write_caching_enabled: h.write_caching_enabled,
+            write_through_caching_enabled: h.write_through_caching_enabled,
+            read_back_verify_enabled: h.read_back_verify_enabled,
+            optimal_read_size: h.optimal_read_size,
+            optimal_read_alignment: h.optimal_read_alignment,
+            optimal_write_size: h.optimal_write_size,
+            optimal_write_alignment: h.optimal_write_alignment,
+            rebuild_priority: h.rebuild_priority,
+            fast_crash_recovery_required: h.fast_crash_recovery_required,
+        }
+    }
+}
+
+impl From<ConfigHintsJson> for HintsRequest {
+    fn from(h: ConfigHintsJson) -> Self {
+        HintsRequest {
+            write_caching_enabled: h.write_caching_enabled,
+            write_through_caching_enabled: h.write_through_caching_enabled,
+            read_back_verify_enabled: h.read_back_verify_enabled,
+            optimal_read_size: h.optimal_read_size,
+            optimal_read_alignment: h.optimal_read_alignment,
+            optimal_write_size: h.optimal_write_size,
+            optimal_write_alignment: h.optimal_write_alignment,
+            rebuild_priority: h.rebuild_priority,
+            fast_crash_recovery_required: h.fast_crash_recovery_required,
+            other: Vec::new(),
+        }
+    }
 }
 
 /// Where a LUN's blocks are.
@@ -223,6 +285,7 @@ impl From<&ConfigDoc> for ConfigJson {
                             lun: *n,
                         })
                         .collect(),
+                    hints: l.hints.as_ref().map(ConfigHintsJson::from),
                 })
                 .collect(),
         }
@@ -317,6 +380,7 @@ impl ConfigJson {
                     .into_iter()
                     .map(|t| (t.iscsi_name, t.lun))
                     .collect(),
+                hints: l.hints.map(HintsRequest::from),
             });
         }
         Ok(ConfigDoc {

@@ -55,7 +55,7 @@ use crate::wire::*;
     components(schemas(
         ErrorBody, ErrorDetail, EnumValue, StatusRequest,
         ConfigJson, ConfigPortalJson, ConfigTargetJson, ConfigChapJson, ConfigSecretJson,
-        ConfigPortalGroupJson, ConfigLunJson, ConfigBackingJson, ConfigLunTargetJson, ConfigPlanJson,
+        ConfigPortalGroupJson, ConfigLunJson, ConfigBackingJson, ConfigLunTargetJson, ConfigPlanJson, ConfigHintsJson,
         ProviderJson, SubsystemJson, ControllerJson, DriveJson, LunJson, PlexJson, BackingJson,
         LunPlexJson, ExtentJson, DriveRangeJson, PoolDriveExtentJson, PoolJson, PoolAttributesJson,
         PoolAttributesOut, CreatePoolBody, CreatePoolLunBody, SizeJson, ShrinkBody,

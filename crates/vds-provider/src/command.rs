@@ -117,6 +117,9 @@ pub struct ConfigLun {
     pub read_only: bool,
     /// The targets (by IQN) that show the LUN, each with its LUN number.
     pub targets: Vec<(String, u64)>,
+    /// Its hints (BEHAVIOUR.md §14): given to a new LUN; an existing LUN's must be the same
+    /// (`None`: the defaults for a new LUN, as they are for an existing one).
+    pub hints: Option<HintsRequest>,
 }
 
 /// The backing store requested for a new LUN (INTERFACE.md `B`).

@@ -104,6 +104,12 @@ fn populate(d: &Daemon, dir: &Path) {
         json!({"portal": p["id"]}),
         200,
     );
+    d.ok(
+        "PUT",
+        &format!("/v1/luns/{}/hints", alpha["id"].as_str().unwrap()),
+        json!({"optimal_write_size": 65536, "write_caching_enabled": false}),
+        200,
+    );
     let default_target = d.target();
     let alpha_id = alpha["id"].as_str().unwrap();
     d.ok(
@@ -140,6 +146,9 @@ fn export_applied_to_a_fresh_daemon_exports_the_same_and_a_second_apply_changes_
     let doc_a = export(&a);
     assert_eq!(doc_a["format"], "vds-config/1");
     assert_eq!(doc_a["luns"].as_array().unwrap().len(), 3, "{doc_a:#}");
+    assert_eq!(doc_a["luns"][0]["name"], "alpha");
+    assert_eq!(doc_a["luns"][0]["hints"]["optimal_write_size"], 65536);
+    assert_eq!(doc_a["luns"][0]["hints"]["write_caching_enabled"], false);
     assert!(
         doc_a.to_string().contains("mutualsecret1"),
         "secrets with --include-secrets: {doc_a:#}"
@@ -257,6 +266,20 @@ fn a_bad_document_changes_nothing_and_names_the_field() {
         (
             edited(&doc0, |x| x["luns"][0]["backing"]["kind"] = json!("tape")),
             "luns[0].backing.kind",
+        ),
+        (
+            edited(&doc0, |x| {
+                x["luns"][0]["hints"]["rebuild_priority"] = json!(7)
+            }),
+            "luns[0].hints",
+        ),
+        (
+            edited(&doc0, |x| {
+                let mut l = new_lun.clone();
+                l["hints"] = json!({"optimal_write_size": 1000});
+                x["luns"].as_array_mut().unwrap().push(l);
+            }),
+            "luns[1].hints.optimal_write_size",
         ),
     ];
     for (doc, field) in cases {

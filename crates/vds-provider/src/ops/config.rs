@@ -19,10 +19,11 @@ use vds_model::{
 use vds_store::{LunRecord, SecretKind, SecretRow, StoreError};
 
 use crate::command::{
-    BackingSpec, ConfigChap, ConfigDoc, ConfigLun, ConfigPortal, ConfigTarget, SecretBytes,
+    BackingSpec, ConfigChap, ConfigDoc, ConfigLun, ConfigPortal, ConfigTarget, HintsRequest,
+    SecretBytes,
 };
 use crate::commit::Change;
-use crate::engine::{naa_hex, new_lun_model, round_up, Inner, MAX_LUN_SIZE};
+use crate::engine::{naa_hex, new_lun_model, round_up, Inner, BLOCK_SIZE, MAX_LUN_SIZE};
 use crate::jobs::JobHandle;
 use crate::state::{LunEntry, PortalEntry, State, TargetEntry, MAX_LUN_NUMBER};
 use crate::storage::{default_lun_path, identity_of, open_backing, prepare_storage, Prep};
@@ -181,6 +182,7 @@ fn export(st: &State, sub: Uuid, include_secrets: bool) -> ConfigDoc {
                 unmasking_list: l.unmasking_list.clone(),
                 read_only: l.read_only,
                 targets,
+                hints: Some(request_of(&e.hints)),
             }
         })
         .collect();
@@ -191,6 +193,33 @@ fn export(st: &State, sub: Uuid, include_secrets: bool) -> ConfigDoc {
         targets,
         luns,
     }
+}
+
+/// Every hint as a request that asks for it as it is.
+fn request_of(h: &LunHints) -> HintsRequest {
+    HintsRequest {
+        write_caching_enabled: Some(h.write_caching_enabled),
+        write_through_caching_enabled: Some(h.write_through_caching_enabled),
+        read_back_verify_enabled: Some(h.read_back_verify_enabled),
+        optimal_read_size: Some(h.optimal_read_size.into()),
+        optimal_read_alignment: Some(h.optimal_read_alignment.into()),
+        optimal_write_size: Some(h.optimal_write_size.into()),
+        optimal_write_alignment: Some(h.optimal_write_alignment.into()),
+        rebuild_priority: Some(h.rebuild_priority.into()),
+        fast_crash_recovery_required: Some(h.fast_crash_recovery_required),
+        other: Vec::new(),
+    }
+}
+
+/// The hints a document gives over `cur`, judged as ApplyHints2 judges them, the fields named
+/// under `f`.
+fn judge_doc_hints(f: &str, req: &HintsRequest, cur: LunHints) -> Result<LunHints, VdsError> {
+    let (h, _, not_applied) = super::lun_info::judge_hints(req, cur, BLOCK_SIZE as u32)
+        .map_err(|e| under(&format!("{f}.hints"), e))?;
+    if let Some(n) = not_applied.first() {
+        return Err(bad(&format!("{f}.hints.{}", n.field), n.reason));
+    }
+    Ok(h)
 }
 
 /// A target's secrets as a document holds them.
@@ -212,6 +241,7 @@ fn chap_of(secrets: &[SecretRow]) -> ConfigChap {
 /// A LUN to be made by the job.
 struct NewLun {
     lun: Lun,
+    hints: LunHints,
     owns_file: bool,
     prep: Prep,
     /// The size the document asked for when an existing file or device is adopted (it keeps
@@ -761,6 +791,18 @@ fn judge_existing_lun(
             ),
         ));
     }
+    if let Some(req) = &dl.hints {
+        if judge_doc_hints(f, req, e.hints)? != e.hints {
+            return Err(bad(
+                &format!("{f}.hints"),
+                format!(
+                    "differ from LUN {:?}'s; a document gives hints to new LUNs only (use \
+                     `vdsctl lun hints --set`)",
+                    l.friendly_name
+                ),
+            ));
+        }
+    }
     let mut have = l.lun_numbers.clone();
     have.sort();
     let mut want = lun_numbers.clone();
@@ -884,7 +926,14 @@ fn judge_new_lun(
         Vec::new(),
     );
     lun.read_only = dl.read_only;
+    let hints = match &dl.hints {
+        Some(req) => judge_doc_hints(f, req, LunHints::default())?,
+        None => LunHints::default(),
+    };
+    lun.flags = hints.lun_flags();
+    lun.rebuild_priority = hints.rebuild_priority;
     Ok(NewLun {
+        hints,
         lun,
         owns_file,
         prep: Prep {
@@ -900,6 +949,7 @@ fn judge_new_lun(
 /// A new LUN with its storage open.
 struct Made {
     lun: Lun,
+    hints: LunHints,
     owns_file: bool,
     filtered: Arc<Filtered>,
     identity: Option<(u64, u64)>,
@@ -1065,6 +1115,7 @@ impl CloneMade for Result<Vec<Made>, VdsError> {
                 .iter()
                 .map(|m| Made {
                     lun: m.lun.clone(),
+                    hints: m.hints,
                     owns_file: m.owns_file,
                     filtered: m.filtered.clone(),
                     identity: m.identity,
@@ -1124,6 +1175,7 @@ fn make_storage(job: &JobHandle, new_luns: &[NewLun]) -> Result<Vec<Made>, VdsEr
         let identity = identity_of(&lun.backing).ok().flatten();
         let m = Made {
             lun,
+            hints: n.hints,
             owns_file: n.owns_file,
             filtered,
             identity,
@@ -1209,7 +1261,7 @@ fn new_entries(inner: &Inner, st: &State, plan: &Plan, made: Vec<Made>) -> Vec<L
         let mut lun = m.lun;
         lun.active_controllers = controllers.clone();
         let lu = inner.make_lu(&lun, m.filtered.clone(), st.lu_state(&lun), None);
-        crate::engine::apply_hints(&lu, &LunHints::default());
+        crate::engine::apply_hints(&lu, &m.hints);
         st.first_access_states(&lun, &lu);
         lun.identification = naa_hex(&lu);
         out.push(LunEntry {
@@ -1221,7 +1273,7 @@ fn new_entries(inner: &Inner, st: &State, plan: &Plan, made: Vec<Made>) -> Vec<L
             seq: 0,
             lu,
             filtered: Some(m.filtered),
-            hints: LunHints::default(),
+            hints: m.hints,
             raid: None,
         });
     }
@@ -1313,6 +1365,8 @@ struct Rows {
     pgs: Vec<PortalGroup>,
     luns: Vec<LunRecord>,
     new_luns: Vec<LunRecord>,
+    /// The hints of new LUNs that are not the defaults.
+    new_hints: Vec<(Uuid, LunHints)>,
     gone_plexes: Vec<Uuid>,
 }
 
@@ -1388,6 +1442,11 @@ fn rows_of(st: &State, plan: &Plan, fin: &Final, new: &[LunEntry]) -> Rows {
             })
             .collect(),
         new_luns: new.iter().map(|e| e.rec.clone()).collect(),
+        new_hints: new
+            .iter()
+            .filter(|e| e.hints != LunHints::default())
+            .map(|e| (e.rec.lun.id, e.hints))
+            .collect(),
         gone_plexes: plan
             .gone_luns
             .iter()
@@ -1495,6 +1554,9 @@ fn write_rows(tx: &mut vds_store::Tx<'_>, plan: &Plan, rows: &Rows) -> Result<()
     }
     for r in rows.luns.iter().chain(&rows.new_luns) {
         tx.put_lun(r)?;
+    }
+    for (id, h) in &rows.new_hints {
+        tx.set_lun_hints(*id, h)?;
     }
     Ok(())
 }
