@@ -741,6 +741,15 @@ fn judge_luns(
         }
     }
     for e in st.luns.values().filter(|e| e.rec.lun.subsystem == sub) {
+        if !plan.luns.contains_key(&e.rec.lun.id) && e.rec.lun.backing.kind == BackingKind::Extents
+        {
+            // Its extents, journal and bitmap are freed by DeleteLun alone (ops/lun.rs).
+            return Err(VdsError::not_supported(format!(
+                "luns: LUN {:?} is on drives and not in the document; delete it with \
+                 `vdsctl lun delete` first",
+                e.rec.lun.friendly_name
+            )));
+        }
         if !plan.luns.contains_key(&e.rec.lun.id) {
             plan.steps
                 .push(format!("delete LUN {:?}", e.rec.lun.friendly_name));
