@@ -367,8 +367,12 @@ fn target(
         }
         pgs.push(json!({"tag": tag, "portals": addrs}));
         // TPG-level CHAP (demo mode): the target-wide secret.
+        let count = |c: &Value| c["initiators"].as_array().map_or(0, Vec::len);
+        let acl_secrets_before = count(&chap);
+        let mut tpg_secret = false;
         if let Some(pw) = text(tpg, "chap_password") {
             if secret_ok(pw, &format!("{tp}.chap_password"), t) {
+                tpg_secret = true;
                 chap["shared"] = json!(pw);
                 chap_set = true;
                 if text(tpg, "chap_userid").is_some() {
@@ -415,6 +419,21 @@ fn target(
                     .insert(who.to_string());
             }
             acl_chap(acl, who, &ap, &mut chap, &mut chap_set, t);
+        }
+        // vds asks for CHAP exactly when the target has a secret (BEHAVIOUR.md §10).
+        let secret = tpg_secret || count(&chap) > acl_secrets_before;
+        match (int(&attrs, "authentication"), secret) {
+            (Some(0), true) => t.unmapped.push((
+                format!("{tp}.attributes.authentication"),
+                "0: LIO lets initiators in without CHAP here, vds asks for CHAP whenever the \
+                 target has a secret"
+                    .into(),
+            )),
+            (Some(1), false) => t.unmapped.push((
+                format!("{tp}.attributes.authentication"),
+                "1 without a secret vds can take: LIO asks for CHAP here, vds would not".into(),
+            )),
+            _ => {}
         }
         for (k, l) in list(tpg, "luns", &tp)?.iter().enumerate() {
             let lp = format!("{tp}.luns[{k}]");
@@ -605,6 +624,21 @@ mod tests {
             t.doc["portals"],
             json!([{"address": "[::1]:3261", "status": "online"}])
         );
+    }
+
+    #[test]
+    fn chap_asked_for_exactly_as_lio_asks() {
+        let mut v = small(0, 0);
+        v["targets"][0]["tpgs"][0]["attributes"]["authentication"] = json!(0);
+        v["targets"][0]["tpgs"][0]["node_acls"][0]["chap_password"] = json!("client1secret");
+        let t = from_targetcli(&v).unwrap();
+        assert_eq!(
+            t.unmapped[0].0, "targets[0].tpgs[0].attributes.authentication",
+            "{:?}",
+            t.unmapped
+        );
+        v["targets"][0]["tpgs"][0]["attributes"]["authentication"] = json!(1);
+        assert!(from_targetcli(&v).unwrap().unmapped.is_empty());
     }
 
     #[test]

@@ -420,6 +420,7 @@ fn targetcli_saveconfig_is_imported_in_one_transaction() {
         "not mapped: targets[0].tpgs[0].node_acls[0].chap_password: a 5-byte secret",
         "not mapped: targets[0].tpgs[0].luns[1].storage_object",
         "not mapped: targets[1]: a loopback target",
+        "not mapped: targets[0].tpgs[0].attributes.authentication: 1 without a secret",
     ] {
         assert!(err.contains(place), "{place:?} not listed:\n{err}");
     }
