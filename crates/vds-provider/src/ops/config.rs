@@ -36,7 +36,7 @@ use super::{canceled, check_initiator, check_name, storage_err, JobResult};
 
 /// The most objects of each kind a document may hold (a hostile document is refused before
 /// any work is done for it).
-const MAX_OBJECTS: usize = 4096;
+const MAX_OBJECTS: usize = 65536;
 
 impl Provider {
     pub(super) fn export_config(&self, include_secrets: bool) -> Result<Outcome, VdsError> {
