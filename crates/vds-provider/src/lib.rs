@@ -43,8 +43,9 @@ use std::time::Duration;
 
 pub use cluster::ClusterConfig;
 pub use command::{
-    AppliedHints, BackingSpec, Command, CreateLunArgs, DriveRange, HintsRequest, MaintenanceAction,
-    MaxSizeArgs, NotApplied, Outcome, PlexInfo, PoolArgs, SecretBytes, VdsError,
+    AppliedHints, BackingSpec, Command, ConfigChap, ConfigDoc, ConfigLun, ConfigPortal,
+    ConfigTarget, CreateLunArgs, DriveRange, HintsRequest, MaintenanceAction, MaxSizeArgs,
+    NotApplied, Outcome, PlexInfo, PoolArgs, SecretBytes, VdsError,
 };
 pub use events::{Clock, Event, SystemClock};
 pub use hooks::DataPathMsg;
