@@ -33,6 +33,7 @@ use vds_model::{
 };
 use vds_provider::{BackingSpec, Command, CreateLunArgs, MaintenanceAction, Outcome, Provider};
 
+use crate::config::{ConfigJson, ConfigPlanJson};
 use crate::error::ApiError;
 use crate::extract::{JsonArg, PathParams, Query};
 use crate::metrics::{self, Metrics};
@@ -115,6 +116,10 @@ fn outcome_bytes(o: &Outcome) -> Option<Vec<u8>> {
         }
         Outcome::Deleted { .. } => return None,
         Outcome::AlreadyExists(inner) => return outcome_bytes(inner),
+        Outcome::Config(d) => to_bytes(&ConfigJson::from(d.as_ref())),
+        Outcome::ConfigPlan(steps) => to_bytes(&ConfigPlanJson {
+            steps: steps.clone(),
+        }),
     })
 }
 
@@ -344,6 +349,49 @@ pub async fn refresh(State(s): State<AppState>) -> ApiResult {
     responses((status = 200, body = FlagsJson), (status = "5XX", body = ErrorBody)))]
 pub async fn get_version_support(State(s): State<AppState>) -> ApiResult {
     s.call(Command::GetVersionSupport).await
+}
+
+// ---- the configuration document ------------------------------------------------------------
+
+#[utoipa::path(get, path = "/v1/config", tag = "config",
+    description = "The whole configuration as one document (INTERFACE.md \"Configuration documents\"); \
+                   CHAP secrets only with include_secrets=true.",
+    params(("include_secrets" = Option<bool>, Query, description = "put the CHAP secrets in the document")),
+    responses((status = 200, body = ConfigJson), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn get_config(State(s): State<AppState>, mut q: Query) -> ApiResult {
+    let include_secrets = q.take_bool("include_secrets")?;
+    q.finish()?;
+    s.call(Command::ExportConfig { include_secrets }).await
+}
+
+#[utoipa::path(put, path = "/v1/config", tag = "config",
+    description = "Make the array match the document: objects matched by name, created, changed \
+                   and deleted in one job and one commit, all or nothing (a job, no output). With \
+                   dry_run=true: the plan only, nothing changed.",
+    params(("dry_run" = Option<bool>, Query, description = "answer the plan, change nothing"),
+           ("wait" = Option<bool>, Query, description = "answer when the job ends")),
+    request_body = ConfigJson,
+    responses((status = 202, body = JobJson), (status = 204, description = "with ?wait=true"),
+              (status = 200, body = ConfigPlanJson, description = "with ?dry_run=true"),
+              (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+pub async fn put_config(
+    State(s): State<AppState>,
+    mut q: Query,
+    body: JsonArg<ConfigJson>,
+) -> ApiResult {
+    let dry_run = q.take_bool("dry_run")?;
+    let doc = Box::new(body.0?.into_doc()?);
+    if dry_run {
+        q.finish()?;
+        return s.call(Command::ApplyConfig { doc, dry_run }).await;
+    }
+    s.job(
+        Command::ApplyConfig { doc, dry_run },
+        q,
+        Command::GetProvider,
+        false,
+    )
+    .await
 }
 
 // ---- subsystems, controllers, drives -------------------------------------------------------

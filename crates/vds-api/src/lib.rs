@@ -16,6 +16,7 @@
 //! [`with_limits`] sets another body limit and a request rate limit (`limits`).
 
 pub mod access;
+pub mod config;
 pub mod console;
 pub mod error;
 pub mod extract;
@@ -126,6 +127,7 @@ pub fn router_with_metrics(
         .route("/v1/provider/reenumerate", post(reenumerate))
         .route("/v1/provider/refresh", post(refresh))
         .route("/v1/provider/version-support", get(get_version_support))
+        .route("/v1/config", get(get_config).put(put_config))
         .route("/v1/subsystems", get(list_subsystems))
         .route(
             "/v1/subsystems/{id}",

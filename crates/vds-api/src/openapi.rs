@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use crate::config::*;
 use crate::handlers::*;
 use crate::sessions::*;
 use crate::wire::*;
@@ -27,7 +28,7 @@ use crate::wire::*;
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     paths(
-        get_provider, reenumerate, refresh, get_version_support,
+        get_provider, reenumerate, refresh, get_version_support, get_config, put_config,
         list_subsystems, get_subsystem, patch_subsystem, set_subsystem_status,
         set_controller_statuses, get_interconnects,
         list_controllers, get_controller, set_controller_status, add_controller,
@@ -53,6 +54,8 @@ use crate::wire::*;
     ),
     components(schemas(
         ErrorBody, ErrorDetail, EnumValue, StatusRequest,
+        ConfigJson, ConfigPortalJson, ConfigTargetJson, ConfigChapJson, ConfigSecretJson,
+        ConfigPortalGroupJson, ConfigLunJson, ConfigBackingJson, ConfigLunTargetJson, ConfigPlanJson, ConfigHintsJson,
         ProviderJson, SubsystemJson, ControllerJson, DriveJson, LunJson, PlexJson, BackingJson,
         LunPlexJson, ExtentJson, DriveRangeJson, PoolDriveExtentJson, PoolJson, PoolAttributesJson,
         PoolAttributesOut, CreatePoolBody, CreatePoolLunBody, SizeJson, ShrinkBody,
@@ -67,7 +70,7 @@ use crate::wire::*;
         AddControllerBody, AddDriveBody, DriveFlagsBody, AssociateControllersBody, LoadBalanceRequest, LoadBalanceJson,
     )),
     tags(
-        (name = "provider"), (name = "subsystem"), (name = "controller"), (name = "drive"),
+        (name = "provider"), (name = "config"), (name = "subsystem"), (name = "controller"), (name = "drive"),
         (name = "lun"), (name = "target"), (name = "portal_group"), (name = "portal"),
         (name = "job"), (name = "session"), (name = "events"), (name = "metrics"),
         (name = "documentation"),

@@ -206,7 +206,9 @@ pub enum TakeOver {
 /// Takes the LUN `lun` over from the lease value `seen` (the raw value the caller judged
 /// expired, empty for none): compare-and-set of the lease to `me` with the next generation;
 /// then, only when that won, the old owner's address blocklisted, the latest OSD map awaited
-/// and the image's exclusive lock taken (a stale owner's lock broken first).
+/// and the image's exclusive lock taken (a stale owner's lock broken first). An error after
+/// the compare-and-set leaves the lease won but maybe not the lock: the caller takes the lock
+/// again later (it renews a lease it holds).
 ///
 /// The compare-and-set is the one decision: of several survivors racing from the same value,
 /// one wins; the others change nothing (not the blocklist, not the lock).
@@ -238,7 +240,15 @@ pub fn take_over(
         tracing::warn!(lun, owner = %old.owner, addr = %old.addr, "lease taken over; the old owner is blocklisted");
     }
     cluster.wait_for_latest_osdmap()?;
-    for owner in image.lock_owners()? {
+    // A lock without a previous lease is held, if at all, by a live gateway's I/O before any
+    // owner existed (librbd's automatic mode): asked for, it hands the lock over. Breaking it
+    // would blocklist that gateway's whole client.
+    let stale = if seen.is_empty() {
+        Vec::new()
+    } else {
+        image.lock_owners()?
+    };
+    for owner in stale {
         if owner != addr {
             match image.lock_break(&owner) {
                 Ok(()) => {}

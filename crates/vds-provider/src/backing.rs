@@ -115,7 +115,9 @@ pub(crate) fn judge(
         (_, Some(Node::File)) => (seen.identity(Node::File), seen.len()),
         _ => return Err(invalid(format!("{requested} is not a regular file"))),
     };
-    if size != size_bytes {
+    // 0: whatever size it has (a configuration document that adopts without naming a size;
+    // CreateLun refuses 0 before it gets here).
+    if size_bytes != 0 && size != size_bytes {
         return Err(VdsError::invalid_arg(
             "size_bytes",
             format!(

@@ -18,7 +18,6 @@ use vds_model::{
     ObjectKind, Portal, PortalGroup, ProviderInfo, Subsystem, Target,
 };
 
-/// The backing store requested for a new LUN (INTERFACE.md `B`).
 /// A CHAP secret as a command carries it, not yet checked: its `Debug` shows only the length,
 /// so a command in a log or a panic message never carries the secret.
 #[derive(Clone, PartialEq, Eq)]
@@ -36,6 +35,94 @@ impl std::fmt::Debug for SecretBytes {
     }
 }
 
+/// A configuration document (INTERFACE.md "Configuration documents"): the whole array of one
+/// subsystem by names (LUN names, target IQNs, portal addresses, portal group tags), which
+/// `ApplyConfig` makes true in one commit. Secrets are `None` when not exported.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConfigDoc {
+    /// The subsystem's friendly name (`None`: left as it is).
+    pub subsystem: Option<String>,
+    /// Every portal.
+    pub portals: Vec<ConfigPortal>,
+    /// Every target.
+    pub targets: Vec<ConfigTarget>,
+    /// Every LUN.
+    pub luns: Vec<ConfigLun>,
+}
+
+/// A portal of a [`ConfigDoc`], known by its address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigPortal {
+    /// Bind address and port.
+    pub address: std::net::SocketAddr,
+    /// What SendTargets reports instead (BEHAVIOUR.md §4).
+    pub advertise: Option<String>,
+    /// ONLINE (listening) rather than OFFLINE.
+    pub online: bool,
+}
+
+/// A target of a [`ConfigDoc`], known by its IQN (case-insensitively).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigTarget {
+    /// The IQN.
+    pub iscsi_name: String,
+    /// The alias.
+    pub friendly_name: String,
+    /// The CHAP secrets; `None`: the target's secrets are left as they are.
+    pub chap: Option<ConfigChap>,
+    /// Portal groups by tag, each with its portals by address.
+    pub portal_groups: Vec<(u16, Vec<std::net::SocketAddr>)>,
+}
+
+/// A target's CHAP secrets in a [`ConfigDoc`] (BEHAVIOUR.md §10): exactly these, no others.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct ConfigChap {
+    /// The target-wide secret (`SetSharedSecret` without an initiator).
+    pub shared: Option<SecretBytes>,
+    /// Per-initiator secrets (`SetSharedSecret` with an initiator).
+    pub initiators: Vec<(String, SecretBytes)>,
+    /// Mutual secrets (`RememberInitiatorSharedSecret`).
+    pub mutual: Vec<(String, SecretBytes)>,
+}
+
+impl std::fmt::Debug for ConfigChap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names =
+            |l: &[(String, SecretBytes)]| l.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        f.debug_struct("ConfigChap")
+            .field("shared", &self.shared)
+            .field("initiators", &names(&self.initiators))
+            .field("mutual", &names(&self.mutual))
+            .finish()
+    }
+}
+
+/// A LUN of a [`ConfigDoc`], known by its friendly name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigLun {
+    /// Friendly name (unique).
+    pub name: String,
+    /// Size in bytes; `None`: an adopted file or device, whatever its size (an adopted one
+    /// keeps its own size; a size given must match it).
+    pub size_bytes: Option<u64>,
+    /// `file`, `block`, `memory` or `null`.
+    pub kind: BackingKind,
+    /// The file or device (`None` for a file: vds's own file in the data dir).
+    pub path: Option<String>,
+    /// Thin (sparse) when vds makes the file.
+    pub thin: bool,
+    /// The unmasking list (`*`, empty, or initiator names).
+    pub unmasking_list: String,
+    /// Write-protected.
+    pub read_only: bool,
+    /// The targets (by IQN) that show the LUN, each with its LUN number.
+    pub targets: Vec<(String, u64)>,
+    /// Its hints (BEHAVIOUR.md §14): given to a new LUN; an existing LUN's must be the same
+    /// (`None`: the defaults for a new LUN, as they are for an existing one).
+    pub hints: Option<HintsRequest>,
+}
+
+/// The backing store requested for a new LUN (INTERFACE.md `B`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackingSpec {
     /// `file` (default), `block`, `memory`, `null` or `rbd`.
@@ -200,6 +287,20 @@ pub enum Command {
     /// `POST /v1/provider/refresh`: re-read state and properties of every known object; after a
     /// Reenumerate this cures a corrupt cache. Re-probes FAILED LUNs (→ OFFLINE, HEALTHY).
     Refresh,
+    /// `GET /v1/config` (ops/config.rs): the whole configuration as one document, with the
+    /// CHAP secrets only when `include_secrets`.
+    ExportConfig {
+        /// Put the CHAP secrets in the document.
+        include_secrets: bool,
+    },
+    /// `PUT /v1/config`: make the array match the document, all or nothing, in one commit (a
+    /// job); with `dry_run`, only the plan (what would be created, changed and deleted).
+    ApplyConfig {
+        /// The document.
+        doc: Box<ConfigDoc>,
+        /// Only judge the document and answer the plan.
+        dry_run: bool,
+    },
     /// `GET /v1/provider/version-support` (`IVdsProviderSupport::GetVersionSupport`): the
     /// `VDS_VERSION_SUPPORT_FLAG` bits this provider implements (BEHAVIOUR.md §14).
     GetVersionSupport,
@@ -946,6 +1047,10 @@ pub enum Outcome {
     },
     /// Nothing new was created (`VDS_S_ALREADY_EXISTS`); the existing object is inside.
     AlreadyExists(Box<Outcome>),
+    /// The configuration document (`ExportConfig`).
+    Config(Box<ConfigDoc>),
+    /// What an `ApplyConfig` would do, one sentence per step (empty: nothing).
+    ConfigPlan(Vec<String>),
 }
 
 impl Outcome {

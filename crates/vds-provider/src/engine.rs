@@ -1008,6 +1008,16 @@ pub(crate) fn open(
     crate::ceph_pools::start_poller(Arc::downgrade(&inner))
         .map_err(|e| VdsError::io("starting the Ceph poller", &e))?;
     crate::cluster::spawn_sync(&inner)?;
+    if let Some(ctx) = &inner.cluster {
+        // Each RBD LUN's owner, by lease (docs/SCALEOUT.md "Ownership, ALUA and failover").
+        crate::owner::start(
+            Arc::downgrade(&inner),
+            ctx.object.clone(),
+            ctx.config.gateway.clone(),
+            crate::owner::LEASE_TIME,
+        )
+        .map_err(|e| VdsError::io("starting LUN ownership", &e))?;
+    }
     Ok(inner)
 }
 

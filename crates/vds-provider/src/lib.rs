@@ -44,12 +44,12 @@ use std::time::Duration;
 
 pub use cluster::ClusterConfig;
 pub use command::{
-    AppliedHints, BackingSpec, Command, CreateLunArgs, DriveRange, HintsRequest, MaintenanceAction,
-    MaxSizeArgs, NotApplied, Outcome, PlexInfo, PoolArgs, SecretBytes, VdsError,
+    AppliedHints, BackingSpec, Command, ConfigChap, ConfigDoc, ConfigLun, ConfigPortal,
+    ConfigTarget, CreateLunArgs, DriveRange, HintsRequest, MaintenanceAction, MaxSizeArgs,
+    NotApplied, Outcome, PlexInfo, PoolArgs, SecretBytes, VdsError,
 };
 pub use events::{Clock, Event, SystemClock};
 pub use hooks::DataPathMsg;
-pub use owner::LEASE_TIME;
 /// What `Outcome::Sessions` holds: the data path's snapshot of one session.
 pub use vds_dataplane::{ConnectionSnapshot, NegotiatedKeys, SessionCounters, SessionSnapshot};
 
@@ -146,24 +146,6 @@ impl Provider {
             p.rediscover_drives(&mut g)?;
         }
         Ok(p)
-    }
-
-    /// Runs LUN ownership for this gateway (`owner.rs`, docs/SCALEOUT.md "Ownership, ALUA
-    /// and failover"): the leases of its RBD LUNs in `object`, its controller the one named
-    /// `gateway`, renewed every quarter of `lease_time`. Needs the daemon's Ceph cluster.
-    pub fn start_ownership(
-        &self,
-        object: Arc<vds_backstore::rados::ConfigObject>,
-        gateway: &str,
-        lease_time: Duration,
-    ) -> Result<(), VdsError> {
-        owner::start(
-            Arc::downgrade(&self.inner),
-            object,
-            gateway.to_string(),
-            lease_time,
-        )
-        .map_err(|e| VdsError::io("starting LUN ownership", &e))
     }
 
     /// The configuration it was opened with.

@@ -5,10 +5,10 @@
 //!
 //! One thread per gateway ([`start`]) does all of it, every quarter of the lease time, off the
 //! state lock: for each RBD LUN it reads the lease and
-//! - renews it when it is this gateway's (same name and same RADOS address);
-//! - takes it when it is free and this gateway owns no more LUNs than any other owner (new
-//!   LUNs go to the least-loaded gateway; the creating one is usually first), or when it stayed
-//!   free for a whole lease time;
+//! - renews it when it is this gateway's (same name and same RADOS address), taking the lock
+//!   again if a take-over won the lease but not the lock;
+//! - takes it when it is free and the LUN was created here (or this gateway is the
+//!   subsystem's only one), or when it stayed free for a whole lease time (its creator died);
 //! - takes it over when this gateway judged it expired on its own monotonic clock (its value
 //!   unchanged for the lease time: `LeaseClock`): compare-and-set to self with the next
 //!   generation, blocklist of the old owner, latest OSD map, the exclusive lock
@@ -40,9 +40,9 @@ use vds_model::{BackingKind, ControllerStatus};
 
 use crate::engine::Inner;
 
-/// The lease time of a gateway's LUNs (`Provider::start_ownership`): a killed owner's LUNs are
+/// The lease time of a gateway's LUNs: a killed owner's LUNs are
 /// taken over about this long after its last renewal (renewals every quarter of it).
-pub const LEASE_TIME: Duration = Duration::from_secs(4);
+pub(crate) const LEASE_TIME: Duration = Duration::from_secs(4);
 
 /// What the thread knows of one LUN between rounds.
 #[derive(Default)]
@@ -50,9 +50,11 @@ struct Known {
     clock: Option<LeaseClock>,
     /// The lease value this gateway last wrote, while it holds the lease.
     mine: Option<Vec<u8>>,
+    /// This gateway holds the image's exclusive lock (with the lease).
+    locked: bool,
     /// The image handle was put in manual lock mode.
     manual: bool,
-    /// Since when the lease has been seen free (for the least-loaded rule).
+    /// Since when the lease has been seen free.
     free_since: Option<Instant>,
 }
 
@@ -60,6 +62,9 @@ struct Known {
 struct Target {
     lun: Uuid,
     store: Arc<Filtered>,
+    /// Created by this gateway, or this gateway is the subsystem's only one: a free lease is
+    /// taken at once.
+    first: bool,
 }
 
 /// The ownership thread of one gateway.
@@ -111,6 +116,7 @@ impl Owner {
                 .controllers
                 .values()
                 .any(|c| c.friendly_name == self.gateway && c.status == ControllerStatus::Online);
+            let alone = st.controllers.len() <= 1;
             let targets: Vec<Target> = st
                 .luns
                 .values()
@@ -119,6 +125,7 @@ impl Owner {
                     Some(Target {
                         lun: e.rec.lun.id,
                         store: e.filtered.clone()?,
+                        first: alone || st.created_here.contains(&e.rec.lun.id),
                     })
                 })
                 .collect();
@@ -133,7 +140,6 @@ impl Owner {
             }
         };
         let present: std::collections::HashSet<Uuid> = targets.iter().map(|t| t.lun).collect();
-        // Read every lease first: the loads decide who takes a free one.
         let mut seen: Vec<(Target, Vec<u8>)> = Vec::new();
         for t in targets {
             match self.object.lease(&t.lun.to_string()) {
@@ -141,20 +147,9 @@ impl Owner {
                 Err(e) => tracing::warn!(lun = %t.lun, error = %e, "ownership: reading a lease"),
             }
         }
-        let mut load: HashMap<String, usize> = HashMap::new();
-        for (_, v) in &seen {
-            if let Ok(l) = Lease::decode(v) {
-                *load.entry(l.owner).or_default() += 1;
-            }
-        }
-        let mine = load.get(&self.gateway).copied().unwrap_or(0);
-        let least = load
-            .iter()
-            .filter(|(g, _)| **g != self.gateway)
-            .all(|(_, n)| mine <= *n);
         let mut owners = HashMap::new();
         for (t, v) in &seen {
-            let owner = self.one(t, v, &me, online, least);
+            let owner = self.one(t, v, &me, online);
             owners.insert(t.lun, owner);
         }
         self.forget_gone(&present);
@@ -183,7 +178,7 @@ impl Owner {
 
     /// Renews, takes, takes over or gives up one LUN's lease; answers its owner's name as this
     /// gateway now knows it.
-    fn one(&mut self, t: &Target, v: &[u8], me: &str, online: bool, least: bool) -> Option<String> {
+    fn one(&mut self, t: &Target, v: &[u8], me: &str, online: bool) -> Option<String> {
         let lun = t.lun.to_string();
         let image = t.store.rbd()?;
         let lease = Lease::decode(v).ok();
@@ -198,6 +193,7 @@ impl Owner {
                     let _ = image.lock_release();
                     tracing::warn!(lun, "controller not ONLINE: lease given up");
                     k.mine = None;
+                    k.locked = false;
                     return None;
                 }
                 return Some(l.owner);
@@ -206,6 +202,13 @@ impl Owner {
             match self.object.lease_cas(&lun, v, &next) {
                 Ok(true) => {
                     k.mine = Some(next.encode());
+                    if !k.locked {
+                        // A take-over that won the lease but not yet the lock.
+                        match image.lock_acquire() {
+                            Ok(()) => k.locked = true,
+                            Err(e) => tracing::warn!(lun, error = %e, "the owner's lock"),
+                        }
+                    }
                     return Some(l.owner);
                 }
                 Ok(false) => {
@@ -239,7 +242,7 @@ impl Owner {
         let take = online
             && if v.is_empty() {
                 let since = *k.free_since.get_or_insert_with(Instant::now);
-                least || since.elapsed() >= self.lease_time
+                t.first || since.elapsed() >= self.lease_time
             } else {
                 k.free_since = None;
                 expired
@@ -269,6 +272,7 @@ impl Owner {
                 );
                 k.mine = Some(l.encode());
                 k.manual = true;
+                k.locked = true;
                 k.free_since = None;
                 Some(l.owner)
             }

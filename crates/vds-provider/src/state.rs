@@ -137,6 +137,9 @@ pub(crate) struct State {
     /// its controller (by friendly name) is the LUN's Active/Optimized one. Derived from the
     /// leases, never stored; empty unless the gateway runs the ownership thread.
     pub owners: HashMap<Uuid, String>,
+    /// RBD LUNs created by this gateway (this run): it takes their leases at once, the
+    /// others only after a lease time without an owner (`owner.rs`).
+    pub created_here: HashSet<Uuid>,
 }
 
 impl State {
@@ -163,6 +166,7 @@ impl State {
             backing_paths: HashMap::new(),
             pending_extents: HashMap::new(),
             owners: HashMap::new(),
+            created_here: HashSet::new(),
             lunmaps: HashMap::new(),
             dirty: HashSet::new(),
             added: HashMap::new(),

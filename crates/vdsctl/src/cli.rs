@@ -108,6 +108,43 @@ pub enum Noun {
     Maintenance(MaintenanceArgs),
     /// Follow the event stream, one line per event.
     Events,
+    /// Print the whole configuration as one JSON document (INTERFACE.md "Configuration
+    /// documents").
+    Export {
+        /// Put the CHAP secrets in the document (otherwise `apply` leaves secrets as they are).
+        #[arg(long)]
+        include_secrets: bool,
+    },
+    /// Make the array match a configuration document: objects matched by name are created,
+    /// changed and deleted in one job, all or nothing.
+    Apply {
+        /// The document (`-` for stdin).
+        file: std::path::PathBuf,
+        /// Print the plan only; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Import another target's configuration (in one transaction, or nothing).
+    Import {
+        #[command(subcommand)]
+        from: ImportFrom,
+    },
+}
+
+/// `vdsctl import ...`.
+#[derive(Debug, Subcommand)]
+pub enum ImportFrom {
+    /// A targetcli-fb / rtslib-fb `saveconfig.json` (LIO).
+    Targetcli {
+        /// The saveconfig.json (`-` for stdin).
+        file: std::path::PathBuf,
+        /// Import what can be mapped even when some of the file cannot.
+        #[arg(long)]
+        partial: bool,
+        /// Print what cannot be mapped and the plan; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// `vdsctl maintenance KIND OBJECT OPERATION ACTION [--count N]`.

@@ -710,7 +710,91 @@ impl Ctx {
                 let json = self.json;
                 crate::events::follow(&self.client, json, &mut |l| emit_line(l))
             }
+            Noun::Export { include_secrets } => {
+                let q = if include_secrets {
+                    "?include_secrets=true"
+                } else {
+                    ""
+                };
+                let doc = self.get(&format!("/v1/config{q}"))?.json()?;
+                emit_line(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+                Ok(())
+            }
+            Noun::Apply { file, dry_run } => {
+                let doc: Value = serde_json::from_slice(&read_document(&file)?)
+                    .map_err(|e| CliError::Usage(format!("{}: not JSON: {e}", file.display())))?;
+                self.apply_doc(doc, dry_run)
+            }
+            Noun::Import {
+                from:
+                    ImportFrom::Targetcli {
+                        file,
+                        partial,
+                        dry_run,
+                    },
+            } => self.import_targetcli(&file, partial, dry_run),
         }
+    }
+
+    /// `PUT /v1/config`: the plan with `dry_run`, else the job (waited for).
+    fn apply_doc(&self, doc: Value, dry_run: bool) -> Result<(), CliError> {
+        if dry_run {
+            let plan = self.send("PUT", "/v1/config?dry_run=true", Some(doc))?;
+            if self.json {
+                return self.show_reply(&plan);
+            }
+            let steps = plan.json()?;
+            let steps = steps
+                .get("steps")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if steps.is_empty() {
+                emit_line("nothing to do: the array matches the document");
+            }
+            for s in steps {
+                emit_line(&format!("plan: {}", s.as_str().unwrap_or_default()));
+            }
+            return Ok(());
+        }
+        let r = self.send("PUT", "/v1/config", Some(doc))?;
+        self.job_started(r)
+    }
+
+    /// `vdsctl import targetcli FILE`: translated here, applied by the daemon in one commit.
+    fn import_targetcli(
+        &self,
+        file: &std::path::Path,
+        partial: bool,
+        dry_run: bool,
+    ) -> Result<(), CliError> {
+        let raw = read_document(file)?;
+        let root: Value = serde_json::from_slice(&raw)
+            .map_err(|e| CliError::Usage(format!("{}: not JSON: {e}", file.display())))?;
+        let t = crate::import::from_targetcli(&root)
+            .map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
+        for (place, why) in &t.unmapped {
+            eprintln!("not mapped: {place}: {why}");
+        }
+        for (place, what) in &t.notes {
+            eprintln!("note: {place}: {what}");
+        }
+        if !t.unmapped.is_empty() && !partial && !dry_run {
+            return Err(CliError::Usage(format!(
+                "{} part(s) of {} cannot be mapped (listed above); nothing was changed (--partial \
+                 imports the rest)",
+                t.unmapped.len(),
+                file.display()
+            )));
+        }
+        // An import adds to the array: the current configuration (secrets left out, so left
+        // as they are) with the imported objects added, applied as one document.
+        let mut doc = self.get("/v1/config")?.json()?;
+        crate::import::merge(&mut doc, t.doc).map_err(CliError::Usage)?;
+        if self.json && dry_run {
+            emit_line(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+        }
+        self.apply_doc(doc, dry_run)
     }
 
     fn provider(&self, verb: ProviderVerb) -> Result<(), CliError> {
@@ -1308,6 +1392,33 @@ impl Ctx {
 
 /// Percent-encodes one path segment (initiator names contain ':' which is fine, but a name may
 /// hold anything the provider will judge; only unreserved characters go through as they are).
+/// The largest document `apply` and `import` read (a bigger file is refused unread).
+const MAX_DOCUMENT: u64 = 64 << 20;
+
+/// Reads a document file (`-`: stdin), at most [`MAX_DOCUMENT`] bytes.
+fn read_document(file: &std::path::Path) -> Result<Vec<u8>, CliError> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let r: Box<dyn Read> = if file.as_os_str() == "-" {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(
+            std::fs::File::open(file)
+                .map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?,
+        )
+    };
+    r.take(MAX_DOCUMENT + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
+    if buf.len() as u64 > MAX_DOCUMENT {
+        return Err(CliError::Usage(format!(
+            "{}: larger than {MAX_DOCUMENT} bytes",
+            file.display()
+        )));
+    }
+    Ok(buf)
+}
+
 pub fn encode_segment(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {

@@ -5,6 +5,7 @@ mod client;
 mod commands;
 mod error;
 mod events;
+mod import;
 mod render;
 mod resolve;
 mod size;

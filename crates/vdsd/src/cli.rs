@@ -34,6 +34,11 @@ pub struct Args {
     #[arg(long, env = "VDS_LOG", default_value = "info")]
     pub log_level: String,
 
+    /// Log line format: `text` (plain text; ANSI colours only when stderr is a terminal) or
+    /// `json` (one JSON object per line, for log shippers).
+    #[arg(long, env = "VDS_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
     /// Tests only: accept fault filters (delay, error) on backing stores, and make the data
     /// path panic on the magic CDB `FF "vds-panic" 01|02` (panic containment tests).
     #[arg(long)]
@@ -73,6 +78,15 @@ pub struct Args {
     /// bound to a loopback address; warns once a minute while requests are served so.
     #[arg(long)]
     pub insecure_loopback_api: bool,
+}
+
+/// What `--log-format` chooses (INTERFACE.md "Flags").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `fields.message`, `target`, spans.
+    Json,
 }
 
 /// One `--portal`: the bind address and, optionally, the advertised address.

@@ -17,13 +17,16 @@ use vds_provider::{Command, Outcome, Provider, ProviderConfig};
 fn main() -> ExitCode {
     let args = cli::Args::parse();
     let filter = EnvFilter::try_new(&args.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr);
+    match args.log_format {
         // Colour codes only for a person at a terminal; a log file, journald or a pipe gets
         // plain text.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        cli::LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).init(),
+        // Log shippers parse each line on its own; JSON strings never carry colour codes.
+        cli::LogFormat::Json => fmt.json().with_ansi(false).init(),
+    }
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

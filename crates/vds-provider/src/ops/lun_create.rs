@@ -601,6 +601,8 @@ pub(super) fn commit_new_lun(
             };
             st.pending_extents.remove(&id);
             st.luns.insert(id, entry);
+            // The creating gateway is the new LUN's first owner (`owner.rs`).
+            st.created_here.insert(id);
             for t in targets {
                 if let Some(te) = st.targets.get_mut(t) {
                     te.t.luns.push(id);

@@ -28,6 +28,7 @@ use crate::state::State;
 use crate::{Command, Outcome, Provider, VdsError};
 
 mod cache;
+mod config;
 mod controller;
 mod data_path;
 pub(crate) mod drive;
@@ -216,6 +217,8 @@ impl Provider {
                 Ok(Outcome::Provider(self.inner.provider_info(&st)))
             }
             Command::Reenumerate => self.reenumerate(),
+            Command::ExportConfig { include_secrets } => self.export_config(include_secrets),
+            Command::ApplyConfig { doc, dry_run } => self.apply_config(*doc, dry_run),
             Command::Refresh => self.refresh(),
             Command::GetVersionSupport => Ok(Outcome::VersionSupport(
                 vds_model::VersionSupportFlag::bits(subsystem::VERSION_SUPPORT),
