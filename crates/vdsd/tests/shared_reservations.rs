@@ -105,7 +105,7 @@ const CONFLICT: u8 = 0x18;
 #[test]
 fn reservations_are_one_state_across_gateways_and_a_silent_gateway_is_fenced() {
     let ceph = Ceph::start("shared-pr", 46841);
-    let mut a = gateway(&ceph, 1, "gw-a");
+    let a = gateway(&ceph, 1, "gw-a");
     let mut b = gateway(&ceph, 2, "gw-b");
     let mut i1 = login(&a, "iqn.2026-11.local.test:host1");
     let mut i2 = login(&b, "iqn.2026-11.local.test:host2");
