@@ -11,77 +11,11 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::ceph::Ceph;
 use common::*;
 use serde_json::{json, Value};
-
-/// The one-node cluster of this test, stopped by its recorded pids when dropped.
-struct Ceph {
-    dir: PathBuf,
-}
-
-impl Ceph {
-    fn start(port: u16) -> Ceph {
-        let dir = std::env::temp_dir().join(format!("vds-ceph-pools-e2e-{}", std::process::id()));
-        let out = Command::new(script())
-            .arg("start")
-            .arg(&dir)
-            .arg(port.to_string())
-            .output()
-            .expect("scripts/ceph-cluster runs");
-        assert!(
-            out.status.success(),
-            "the one-node Ceph did not start (apt-get install ceph-mon ceph-osd ceph-mgr ceph-common): {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ceph { dir }
-    }
-
-    fn conf(&self) -> PathBuf {
-        self.dir.join("ceph.conf")
-    }
-
-    /// `PROGRAM -c ceph.conf ARGS` against this cluster; it must succeed.
-    fn run(&self, program: &str, args: &[&str]) -> String {
-        let mut all = vec!["-c".to_string(), self.conf().display().to_string()];
-        all.extend(args.iter().map(|s| s.to_string()));
-        let o = run_limited(Path::new(program), &all, Duration::from_secs(60));
-        assert!(o.status.success(), "{program} {args:?}: {}", text(&o));
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    fn ceph(&self, args: &[&str]) -> String {
-        self.run("ceph", args)
-    }
-
-    /// Pool `name`'s max_avail as `ceph df detail` says it now.
-    fn max_avail(&self, name: &str) -> u64 {
-        let df: Value =
-            serde_json::from_str(&self.ceph(&["df", "detail", "-f", "json"])).expect("df JSON");
-        df["pools"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == name)
-            .unwrap_or_else(|| panic!("no pool {name} in {df}"))["stats"]["max_avail"]
-            .as_u64()
-            .unwrap()
-    }
-}
-
-impl Drop for Ceph {
-    fn drop(&mut self) {
-        let _ = Command::new(script()).arg("stop").arg(&self.dir).status();
-    }
-}
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ceph-cluster")
-}
 
 /// How long a Ceph change may take to reach a LUN: peering, the manager's PG stats, and the
 /// poller's period.
@@ -113,7 +47,7 @@ fn pool_named<'a>(pools: &'a Value, name: &str) -> Option<&'a Value> {
 
 #[test]
 fn ceph_pools_are_storage_pools_and_luns_follow_pg_health() {
-    let ceph = Ceph::start(46831);
+    let ceph = Ceph::start("ceph-pools", 46831);
     ceph.ceph(&["osd", "pool", "create", "vds2", "8", "8"]);
     ceph.ceph(&["osd", "pool", "application", "enable", "vds2", "rbd"]);
     let api = SocketAddr::from(([127, 0, 13, 1], 46840));
@@ -152,12 +86,12 @@ fn ceph_pools_are_storage_pools_and_luns_follow_pg_health() {
     // held still between our two looks: the manager may write meanwhile).
     let mut seen = Vec::new();
     let ok = (0..10).any(|_| {
-        let before = ceph.max_avail("vds2");
+        let before = max_avail(&ceph, "vds2");
         d.ok("POST", "/v1/provider/refresh", json!({}), 200);
         let got = d.get(&format!("/v1/pools/{pool}/max-lun-size"))["size_bytes"]
             .as_u64()
             .unwrap();
-        let after = ceph.max_avail("vds2");
+        let after = max_avail(&ceph, "vds2");
         seen.push((before, got, after));
         before == after && got == before / 512 * 512
     });
@@ -293,4 +227,18 @@ fn ceph_pools_are_storage_pools_and_luns_follow_pg_health() {
         assert!(Instant::now() < deadline, "the image was not removed");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Pool `name`'s max_avail as `ceph df detail` says it now.
+fn max_avail(ceph: &Ceph, name: &str) -> u64 {
+    let df: Value =
+        serde_json::from_str(&ceph.ceph(&["df", "detail", "-f", "json"])).expect("df JSON");
+    df["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no pool {name} in {df}"))["stats"]["max_avail"]
+        .as_u64()
+        .unwrap()
 }

@@ -14,12 +14,12 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::ceph::Ceph;
 use common::*;
 use serde_json::json;
 use vds_testkit::Initiator;
@@ -31,60 +31,6 @@ const INITIATOR: &str = "iqn.2026-11.local.test:failover";
 const AO: u8 = 0;
 const ANO: u8 = 1;
 const UNAVAILABLE: u8 = 3;
-
-/// The one-node cluster of this test, stopped by its recorded pids when dropped.
-struct Ceph {
-    dir: PathBuf,
-}
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ceph-cluster")
-}
-
-impl Ceph {
-    fn start(port: u16) -> Ceph {
-        let dir = std::env::temp_dir().join(format!("vds-failover-{}", std::process::id()));
-        let out = Command::new(script())
-            .arg("start")
-            .arg(&dir)
-            .arg(port.to_string())
-            .output()
-            .expect("scripts/ceph-cluster runs");
-        assert!(
-            out.status.success(),
-            "the one-node Ceph did not start (apt-get install ceph-mon ceph-osd ceph-mgr ceph-common): {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ceph { dir }
-    }
-
-    fn conf(&self) -> PathBuf {
-        self.dir.join("ceph.conf")
-    }
-
-    /// A command of Ceph's own tools (`rados`, `ceph`) against this cluster; its stdout.
-    fn tool(&self, tool: &str, args: &[&str]) -> String {
-        let out = Command::new(tool)
-            .arg("-c")
-            .arg(self.conf())
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("{tool} runs: {e}"));
-        assert!(
-            out.status.success(),
-            "{tool} {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Ceph {
-    fn drop(&mut self) {
-        let _ = Command::new(script()).arg("stop").arg(&self.dir).status();
-    }
-}
 
 /// Gateway `n` (1, 2) on 127.0.11.n: API port 46820, portal 3260.
 fn gateway(ceph: &Ceph, n: u8, name: &str) -> Daemon {
@@ -270,7 +216,7 @@ fn writer(
 
 #[test]
 fn a_killed_owner_fails_over_to_the_survivor_fenced_and_within_the_budget() {
-    let ceph = Ceph::start(46811);
+    let ceph = Ceph::start("failover", 46811);
     let mut a = gateway(&ceph, 1, "gw-a");
     let sub = a.subsystem();
     let lun_id = a.default_lun();
@@ -386,7 +332,7 @@ fn a_killed_owner_fails_over_to_the_survivor_fenced_and_within_the_budget() {
         (field(&b_lease, 1), field(&b_lease, 3)),
         ("2".to_string(), "gw-b".to_string())
     );
-    let blocklist = ceph.tool("ceph", &["osd", "blocklist", "ls"]);
+    let blocklist = ceph.run("ceph", &["osd", "blocklist", "ls"]);
     assert!(
         blocklist.contains(a_addr.trim_start_matches("v2:")),
         "{a_addr} blocklisted: {blocklist}"

@@ -11,10 +11,9 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::ceph::Ceph;
 use common::*;
 use serde_json::{json, Value};
 use vds_testkit::{Initiator, LoginOptions};
@@ -24,45 +23,6 @@ use vds_testkit::{Initiator, LoginOptions};
 const BOUND: Duration = Duration::from_secs(2);
 /// VDS_NF_LUN_ARRIVE.
 const LUN_ARRIVE: u64 = 108;
-
-/// The one-node cluster of this test, stopped by its recorded pids when dropped.
-struct Ceph {
-    dir: PathBuf,
-}
-
-impl Ceph {
-    fn start(port: u16) -> Ceph {
-        let dir = std::env::temp_dir().join(format!("vds-gateways-{}", std::process::id()));
-        let out =
-            Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ceph-cluster"))
-                .arg("start")
-                .arg(&dir)
-                .arg(port.to_string())
-                .output()
-                .expect("scripts/ceph-cluster runs");
-        assert!(
-            out.status.success(),
-            "the one-node Ceph did not start (apt-get install ceph-mon ceph-osd ceph-mgr ceph-common): {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ceph { dir }
-    }
-
-    fn conf(&self) -> PathBuf {
-        self.dir.join("ceph.conf")
-    }
-}
-
-impl Drop for Ceph {
-    fn drop(&mut self) {
-        let _ =
-            Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ceph-cluster"))
-                .arg("stop")
-                .arg(&self.dir)
-                .status();
-    }
-}
 
 /// Gateway `n` (1, 2, ...) on 127.0.10.n: API port 46810, portal 3260.
 fn gateway(ceph: &Ceph, n: u8, name: &str) -> Daemon {
@@ -155,7 +115,7 @@ fn lun_number(lun: &Value, target: &str) -> u64 {
 #[test]
 fn gateways_serve_one_subsystem_from_the_shared_configuration() {
     let t0 = Instant::now();
-    let ceph = Ceph::start(46800);
+    let ceph = Ceph::start("gateways", 46800);
     let a = gateway(&ceph, 1, "gw-a");
     let mut b = gateway(&ceph, 2, "gw-b");
     let c = gateway(&ceph, 3, "gw-c");

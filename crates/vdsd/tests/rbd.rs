@@ -12,61 +12,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
+use common::ceph::Ceph;
 use common::*;
 use serde_json::json;
-
-/// The one-node cluster of this test, stopped by its recorded pids when dropped.
-struct Ceph {
-    dir: PathBuf,
-}
-
-impl Ceph {
-    fn start(port: u16) -> Ceph {
-        let dir = std::env::temp_dir().join(format!("vds-rbd-e2e-{}-{port}", std::process::id()));
-        let out = Command::new(script())
-            .arg("start")
-            .arg(&dir)
-            .arg(port.to_string())
-            .output()
-            .expect("scripts/ceph-cluster runs");
-        assert!(
-            out.status.success(),
-            "the one-node Ceph did not start (apt-get install ceph-mon ceph-osd ceph-mgr ceph-common): {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ceph { dir }
-    }
-
-    fn conf(&self) -> PathBuf {
-        self.dir.join("ceph.conf")
-    }
-
-    /// `rbd ARGS` against this cluster.
-    fn rbd(&self, args: &[&str]) -> std::process::Output {
-        let mut all = vec!["-c".to_string(), self.conf().display().to_string()];
-        all.extend(args.iter().map(|s| s.to_string()));
-        run_limited(Path::new("rbd"), &all, std::time::Duration::from_secs(60))
-    }
-
-    fn images(&self) -> Vec<String> {
-        let o = self.rbd(&["ls", "rbd"]);
-        assert!(o.status.success(), "rbd ls: {}", text(&o));
-        String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-}
-
-impl Drop for Ceph {
-    fn drop(&mut self) {
-        let _ = Command::new(script()).arg("stop").arg(&self.dir).status();
-    }
-}
 
 /// Asserts an error answer by HTTP status and HRESULT name.
 fn refused(r: &(u16, serde_json::Value), http: u16, name: &str, what: &str) {
@@ -74,13 +22,9 @@ fn refused(r: &(u16, serde_json::Value), http: u16, name: &str, what: &str) {
     assert_eq!(r.1["error"]["name"], name, "{what}: {}", r.1);
 }
 
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ceph-cluster")
-}
-
 #[test]
 fn rbd_luns_are_made_served_resized_adopted_and_removed() {
-    let ceph = Ceph::start(46793);
+    let ceph = Ceph::start("rbd", 46793);
     let mut d = Daemon::start(
         101,
         Opts {
@@ -206,7 +150,7 @@ fn rbd_luns_are_made_served_resized_adopted_and_removed() {
 
     // Deleting: vds's own image goes, the adopted one stays. While another client watches
     // r1 librbd cannot remove it: until it is gone no new LUN may take it.
-    let mut watcher = Command::new("rbd")
+    let mut watcher = std::process::Command::new("rbd")
         .arg("-c")
         .arg(ceph.conf())
         .args(["watch", "rbd/r1"])
@@ -272,7 +216,7 @@ fn rbd_luns_are_made_served_resized_adopted_and_removed() {
 /// SCSI on an RBD LUN through librbd's asynchronous calls, and a resize behind the gateway.
 #[test]
 fn rbd_aio_commands_and_a_resize_behind_the_gateway() {
-    let ceph = Ceph::start(46821);
+    let ceph = Ceph::start("rbd", 46821);
     let ip = [127, 0, 12, 1];
     let d = Daemon::start_at(
         120,

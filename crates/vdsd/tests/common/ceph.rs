@@ -1,10 +1,13 @@
 //! A one-node Ceph for one test (`scripts/ceph-cluster`, docs/SCALEOUT.md "Testing on one
 //! machine"): started on its own monitor port in a temporary directory, stopped by its recorded
-//! pids when dropped. A missing Ceph fails the test.
+//! pids when dropped, and Ceph's own tools run against it with time limits. A missing Ceph
+//! fails the test.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
+use std::time::Duration;
 
+/// The one-node cluster of a test.
 pub struct Ceph {
     dir: PathBuf,
 }
@@ -16,7 +19,7 @@ fn script() -> PathBuf {
 impl Ceph {
     /// Starts the cluster of the test `name` with its monitor on 127.0.0.1:`port`.
     pub fn start(name: &str, port: u16) -> Ceph {
-        let dir = std::env::temp_dir().join(format!("vds-{name}-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("vds-{name}-{}-{port}", std::process::id()));
         let out = Command::new(script())
             .arg("start")
             .arg(&dir)
@@ -37,22 +40,40 @@ impl Ceph {
         self.dir.join("ceph.conf")
     }
 
-    /// Runs `ceph ARGS` against it (bounded), answering stdout.
-    pub fn ceph(&self, args: &[&str]) -> String {
-        let out = Command::new("timeout")
-            .arg("30")
-            .arg("ceph")
-            .arg("-c")
-            .arg(self.conf())
-            .args(args)
-            .output()
-            .expect("ceph runs");
+    /// `PROGRAM -c ceph.conf ARGS` against this cluster (at most 60 s), as it ended.
+    pub fn output(&self, program: &str, args: &[&str]) -> Output {
+        let mut all = vec!["-c".to_string(), self.conf().display().to_string()];
+        all.extend(args.iter().map(|s| s.to_string()));
+        super::run_limited(Path::new(program), &all, Duration::from_secs(60))
+    }
+
+    /// `PROGRAM -c ceph.conf ARGS` against this cluster; it must succeed; its stdout.
+    pub fn run(&self, program: &str, args: &[&str]) -> String {
+        let o = self.output(program, args);
         assert!(
-            out.status.success(),
-            "ceph {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
+            o.status.success(),
+            "{program} {args:?}: {}",
+            super::text(&o)
         );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// `ceph ARGS`; it must succeed; its stdout.
+    pub fn ceph(&self, args: &[&str]) -> String {
+        self.run("ceph", args)
+    }
+
+    /// `rbd ARGS`, as it ended.
+    pub fn rbd(&self, args: &[&str]) -> Output {
+        self.output("rbd", args)
+    }
+
+    /// The images of pool `rbd`.
+    pub fn images(&self) -> Vec<String> {
+        self.run("rbd", &["ls", "rbd"])
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 }
 
