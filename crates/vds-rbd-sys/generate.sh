@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 bindgen wrapper.h \
   --dynamic-loading Ceph \
-  --allowlist-function 'rbd_(open|close|create|create4|remove|get_size|stat|resize|resize2|read2|write2|flush|discard|write_zeroes|writesame|compare_and_write|invalidate_cache|aio_.*|lock_.*|update_.*|image_options_.*|get_features|get_id)' \
+  --allowlist-function 'rbd_(open|close|create|create4|remove|get_size|stat|resize|resize2|read2|write2|flush|discard|write_zeroes|writesame|compare_and_write|invalidate_cache|aio_.*|lock_.*|update_.*|image_options_.*|get_features|get_id|metadata_set|metadata_get)' \
   --allowlist-function 'rados_(mon_command|mgr_command|create2|create|conf_read_file|conf_set|conf_get|connect|shutdown|ioctx_create|ioctx_destroy|pool_lookup|cluster_fsid|get_instance_id|getaddrs|blocklist_add|wait_for_latest_osdmap|version|buffer_free|remove|watch3|watch_check|unwatch2|watch_flush|notify2|notify_ack|omap_get_next2|omap_get_end|omap_iter_size)' \
   --allowlist-function 'rados_(create|release)_(read|write)_op' \
   --allowlist-function 'rados_write_op_(create|assert_exists|omap_cmp2|omap_set2|omap_rm_keys2|omap_clear|operate2|remove)' \

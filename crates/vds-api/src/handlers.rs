@@ -765,6 +765,7 @@ pub async fn create_lun(
             drives: b.drives,
             plexes: b.plexes,
             stripe_size: b.stripe_size,
+            load_balance: b.load_balance.map(|p| p.value),
         })
     };
     s.job_with_body(&p, q, body, get::subsystem, cmd, true)
@@ -1689,6 +1690,7 @@ pub async fn create_pool_lun(
             drives: b.drives,
             plexes: b.plexes,
             stripe_size: b.stripe_size,
+            load_balance: None,
         },
     };
     s.job_with_body(&p, q, body, get::pool, cmd, true).await

@@ -328,6 +328,11 @@ pub struct CreateLunBody {
     pub plexes: Option<u32>,
     /// Stripe size of a stripe or RAID-10 LUN: a power of two, 4096 to 1048576 (default 65536).
     pub stripe_size: Option<u64>,
+    /// The load-balance policy from the start, as `PUT .../load-balance` takes it (default
+    /// `round_robin_with_subset`). For an RBD LUN of several gateways, `round_robin` makes it
+    /// active/active: served by every gateway, with no owner (docs/SCALEOUT.md).
+    #[schema(value_type = Option<EnumValue>)]
+    pub load_balance: Option<StatusArg<LoadBalancePolicy>>,
 }
 
 /// `PATCH /v1/luns/{id}`.

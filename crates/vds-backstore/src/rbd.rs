@@ -167,6 +167,33 @@ impl Cluster {
         check(r.into(), &format!("creating image {pool}/{name}")).map(|_| ())
     }
 
+    /// Sets the image `pool/name`'s metadata `key` to `value` (`conf_<option>` keys override
+    /// that librbd option for every client that opens the image afterwards).
+    pub fn set_image_metadata(
+        &self,
+        pool: &str,
+        name: &str,
+        key: &str,
+        value: &str,
+    ) -> io::Result<()> {
+        let io = self.ioctx(pool)?;
+        let n = cstr(name, "image")?;
+        let k = cstr(key, "metadata key")?;
+        let v = cstr(value, "metadata value")?;
+        let mut image: rbd_image_t = ptr::null_mut();
+        // SAFETY: an open ioctx, a NUL-terminated name, a valid out-pointer; no snapshot.
+        let r = unsafe {
+            self.api
+                .rbd_open(io.io, n.as_ptr(), &mut image, ptr::null())
+        };
+        check(r.into(), &format!("opening image {pool}/{name}"))?;
+        // SAFETY: an open image; NUL-terminated key and value, only read.
+        let r = unsafe { self.api.rbd_metadata_set(image, k.as_ptr(), v.as_ptr()) };
+        // SAFETY: opened above, closed once.
+        unsafe { self.api.rbd_close(image) };
+        check(r.into(), &format!("setting {key} of image {pool}/{name}")).map(|_| ())
+    }
+
     /// Removes the image `pool/name` and its data. An image still open somewhere (a watcher:
     /// this daemon's own handle not yet closed, or another client's) answers the raw `EBUSY`.
     pub fn remove_image(&self, pool: &str, name: &str) -> io::Result<()> {

@@ -192,6 +192,11 @@ pub struct CreateLunArgs {
     pub plexes: Option<u32>,
     /// Stripe size of a stripe or RAID-10 LUN (a power of two, 4 KiB-1 MiB, default 64 KiB).
     pub stripe_size: Option<u64>,
+    /// The load-balance policy from the start (`IVdsLunMpio::SetLoadBalancePolicy`, judged
+    /// alike; default round robin with subset). For an RBD LUN of several gateways it also
+    /// decides, for the LUN's life, whether one gateway owns it (every policy but round robin)
+    /// or every gateway serves it (round robin: docs/SCALEOUT.md "Active/active LUNs").
+    pub load_balance: Option<i64>,
 }
 
 /// What a caller gives to create a named pool.

@@ -191,6 +191,16 @@ impl vds_scsi::LuEvents for Hooks {
             .send(DataPathMsg(Arc::new(HookMsg::WriteCache(lu))));
     }
 
+    fn shares_resets(&self) -> bool {
+        self.shared.get().is_some()
+    }
+
+    fn reset_elsewhere(&self, lu: Uuid) {
+        if let Some(shared) = self.shared.get() {
+            shared.reset_elsewhere(lu);
+        }
+    }
+
     fn share_reservations(&self, lu: Uuid, change: &vds_scsi::PrChange<'_>) -> vds_scsi::SharedPr {
         match self.shared.get() {
             Some(shared) => shared.share(lu, change),

@@ -22,6 +22,9 @@
 //! gateway set OFFLINE and back ONLINE does not take its LUNs back while their new owner
 //! renews.
 //!
+//! A LUN created with the round-robin load-balance policy is active/active instead: no lease,
+//! no owner, its handle never in manual mode (docs/SCALEOUT.md "Active/active LUNs").
+//!
 //! What the thread learns is the `owners` map of the state (derived, never stored):
 //! `State::lun_access_states` gives the owner's controller Active/Optimized through the one
 //! state function (`alua::access_states`), and `push_access_states` raises 06/2A/06 on every
@@ -36,7 +39,7 @@ use vds_backstore::fence::{take_over, TakeOver};
 use vds_backstore::rados::{ConfigObject, Lease, LeaseClock};
 use vds_backstore::rbd::Cluster;
 use vds_backstore::{BackingStore, Filtered};
-use vds_model::{BackingKind, ControllerStatus};
+use vds_model::{BackingKind, ControllerStatus, LoadBalancePolicy};
 
 use crate::engine::Inner;
 
@@ -65,6 +68,9 @@ struct Target {
     /// Created by this gateway, or this gateway is the subsystem's only one: a free lease is
     /// taken at once.
     first: bool,
+    /// Active/active (load-balance policy round robin, chosen at creation): no owner, no
+    /// lease, no lock taken here; librbd moves the lock between gateways as they write.
+    shared: bool,
 }
 
 /// The ownership thread of one gateway.
@@ -126,6 +132,7 @@ impl Owner {
                         lun: e.rec.lun.id,
                         store: e.filtered.clone()?,
                         first: alone || st.created_here.contains(&e.rec.lun.id),
+                        shared: e.rec.lun.load_balance == LoadBalancePolicy::RoundRobin,
                     })
                 })
                 .collect();
@@ -149,7 +156,13 @@ impl Owner {
         }
         let mut owners = HashMap::new();
         for (t, v) in &seen {
-            let owner = self.one(t, v, &me, online);
+            // An active/active LUN's handle never enters manual lock mode (no `lock_acquire`
+            // on it), so every gateway may write it; it has no owner.
+            let owner = if t.shared {
+                None
+            } else {
+                self.one(t, v, &me, online)
+            };
             owners.insert(t.lun, owner);
         }
         self.forget_gone(&present);

@@ -118,7 +118,18 @@ pub(crate) fn existing_size(path: &str) -> Result<Option<u64>, VdsError> {
 pub(crate) fn create(lun: &Lun) -> io::Result<()> {
     let path = lun.backing.path.as_deref().unwrap_or_default();
     let (pool, image) = split(path)?;
-    vds_backstore::rbd::cluster()?.create_image(pool, image, lun.size_bytes)
+    let cluster = vds_backstore::rbd::cluster()?;
+    cluster.create_image(pool, image, lun.size_bytes)?;
+    if lun.load_balance == vds_model::LoadBalancePolicy::RoundRobin {
+        // Active/active (docs/SCALEOUT.md): every gateway writes and reads the image, so none
+        // may serve a read from a cache another gateway's write made stale. Set before any
+        // gateway opens it; an image that cannot be made so is not used.
+        if let Err(e) = cluster.set_image_metadata(pool, image, "conf_rbd_cache", "false") {
+            let _ = cluster.remove_image(pool, image);
+            return Err(e);
+        }
+    }
+    Ok(())
 }
 
 /// Removes the image vds created for a LUN.

@@ -41,6 +41,10 @@ const FENCE_FOR: Duration = Duration::from_secs(3600);
 const MAX_NAME: usize = 1024;
 /// At most this many unit attentions in a record.
 const MAX_UAS: usize = 4096;
+/// The payload of a LOGICAL UNIT RESET notify: this prefix, then the notifier's RADOS id.
+const RESET_PREFIX: &[u8] = b"vds-reset ";
+/// How long a reset waits for the other gateways to raise its unit attention.
+const RESET_TIMEOUT_MS: u64 = 3000;
 
 /// One LUN's shared reservations on this gateway.
 struct Entry {
@@ -132,11 +136,19 @@ impl SharedReservations {
         Ok(())
     }
 
-    /// A notify on a LUN's object: the new record, installed before the acknowledgement.
+    /// A notify on a LUN's object, acted on before the acknowledgement: a reset on another
+    /// gateway (its unit attention raised here), or the new reservation record (installed).
     fn on_notify(&self, lun: Uuid, payload: &[u8]) {
         let Some(lu) = self.entries.lock().get(&lun).and_then(|e| e.lu.upgrade()) else {
             return;
         };
+        if let Some(from) = payload.strip_prefix(RESET_PREFIX) {
+            // The gateway that was asked has reset its own LU already.
+            if from != self.cluster.instance_id().to_string().as_bytes() {
+                lu.reset(None);
+            }
+            return;
+        }
         match decode_record(payload) {
             Some((version, state, uas)) => {
                 if let Err(e) = lu.install_shared_reservations(version, &state, &uas) {
@@ -144,6 +156,26 @@ impl SharedReservations {
                 }
             }
             None => tracing::warn!(lun = %lun, "a malformed reservation notify was ignored"),
+        }
+    }
+
+    /// [`vds_scsi::LuEvents::reset_elsewhere`]: every other gateway serving LUN `lun` raises
+    /// the reset's unit attention before it acknowledges; a gateway silent past the timeout is
+    /// left to the ownership and reservation fencing (a reset changes no shared state).
+    pub(crate) fn reset_elsewhere(&self, lun: Uuid) {
+        let Some(object) = self.entries.lock().get(&lun).map(|e| e.object.clone()) else {
+            return;
+        };
+        let mut payload = RESET_PREFIX.to_vec();
+        payload.extend_from_slice(self.cluster.instance_id().to_string().as_bytes());
+        match object.notify_all(&payload, RESET_TIMEOUT_MS) {
+            Ok(r) if r.timed_out.is_empty() => {}
+            Ok(r) => {
+                tracing::warn!(lun = %lun, silent = ?r.timed_out, "a LUN reset was not acknowledged by every gateway in time")
+            }
+            Err(e) => {
+                tracing::warn!(lun = %lun, error = %e, "a LUN reset could not be told to the other gateways")
+            }
         }
     }
 

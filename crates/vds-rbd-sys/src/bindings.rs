@@ -973,6 +973,23 @@ pub struct Ceph {
         unsafe extern "C" fn(image: rbd_image_t) -> ::std::os::raw::c_int,
         ::libloading::Error,
     >,
+    pub rbd_metadata_get: Result<
+        unsafe extern "C" fn(
+            image: rbd_image_t,
+            key: *const ::std::os::raw::c_char,
+            value: *mut ::std::os::raw::c_char,
+            val_len: *mut usize,
+        ) -> ::std::os::raw::c_int,
+        ::libloading::Error,
+    >,
+    pub rbd_metadata_set: Result<
+        unsafe extern "C" fn(
+            image: rbd_image_t,
+            key: *const ::std::os::raw::c_char,
+            value: *const ::std::os::raw::c_char,
+        ) -> ::std::os::raw::c_int,
+        ::libloading::Error,
+    >,
     pub rbd_aio_mirror_image_promote: Result<
         unsafe extern "C" fn(
             image: rbd_image_t,
@@ -1201,6 +1218,8 @@ impl Ceph {
         let rbd_flush = __library.get(b"rbd_flush\0").map(|sym| *sym);
         let rbd_aio_flush = __library.get(b"rbd_aio_flush\0").map(|sym| *sym);
         let rbd_invalidate_cache = __library.get(b"rbd_invalidate_cache\0").map(|sym| *sym);
+        let rbd_metadata_get = __library.get(b"rbd_metadata_get\0").map(|sym| *sym);
+        let rbd_metadata_set = __library.get(b"rbd_metadata_set\0").map(|sym| *sym);
         let rbd_aio_mirror_image_promote = __library
             .get(b"rbd_aio_mirror_image_promote\0")
             .map(|sym| *sym);
@@ -1330,6 +1349,8 @@ impl Ceph {
             rbd_flush,
             rbd_aio_flush,
             rbd_invalidate_cache,
+            rbd_metadata_get,
+            rbd_metadata_set,
             rbd_aio_mirror_image_promote,
             rbd_aio_mirror_image_demote,
             rbd_aio_mirror_image_get_info,
@@ -2680,6 +2701,33 @@ impl Ceph {
             .rbd_invalidate_cache
             .as_ref()
             .expect("Expected function, got error."))(image)
+    }
+    /// # Safety
+    /// The caller upholds the contract of this call in librbd.h or librados.h.
+    pub unsafe fn rbd_metadata_get(
+        &self,
+        image: rbd_image_t,
+        key: *const ::std::os::raw::c_char,
+        value: *mut ::std::os::raw::c_char,
+        val_len: *mut usize,
+    ) -> ::std::os::raw::c_int {
+        (self
+            .rbd_metadata_get
+            .as_ref()
+            .expect("Expected function, got error."))(image, key, value, val_len)
+    }
+    /// # Safety
+    /// The caller upholds the contract of this call in librbd.h or librados.h.
+    pub unsafe fn rbd_metadata_set(
+        &self,
+        image: rbd_image_t,
+        key: *const ::std::os::raw::c_char,
+        value: *const ::std::os::raw::c_char,
+    ) -> ::std::os::raw::c_int {
+        (self
+            .rbd_metadata_set
+            .as_ref()
+            .expect("Expected function, got error."))(image, key, value)
     }
     /// # Safety
     /// The caller upholds the contract of this call in librbd.h or librados.h.

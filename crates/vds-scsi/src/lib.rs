@@ -364,6 +364,15 @@ pub trait LuEvents: Send + Sync {
     fn share_reservations(&self, _lu: uuid::Uuid, _change: &PrChange<'_>) -> SharedPr {
         SharedPr::NotShared
     }
+    /// Whether other gateways serve this LU too, so that a LOGICAL UNIT RESET here must reach
+    /// their I_T nexuses (docs/SCALEOUT.md). Must not block. Default: no.
+    fn shares_resets(&self) -> bool {
+        false
+    }
+    /// Tells the other gateways of a LOGICAL UNIT RESET of `lu`, waiting (boundedly) until
+    /// each has raised its unit attention. May block: it runs on the blocking pool, and the
+    /// task management function is answered after it.
+    fn reset_elsewhere(&self, _lu: uuid::Uuid) {}
 }
 
 /// A change of a LU's persistent reservations, for [`LuEvents::share_reservations`].

@@ -596,6 +596,17 @@ impl LogicalUnit {
         }
     }
 
+    /// Whether a reset of this LU must also reach other gateways ([`LuEvents::shares_resets`]).
+    pub fn resets_are_shared(&self) -> bool {
+        self.events.shares_resets()
+    }
+
+    /// Tells the other gateways serving this LU of its reset (blocks, boundedly:
+    /// [`LuEvents::reset_elsewhere`]).
+    pub fn reset_elsewhere(&self) {
+        self.events.reset_elsewhere(self.id);
+    }
+
     /// LOGICAL UNIT RESET (also used per LU by TARGET RESET): RESERVE(6) reservations are
     /// released and every nexus, including `by` (the one that asked, for the log), gets UNIT
     /// ATTENTION 06/29/03 (SAM-5; libiscsi's MultipathIO.Reset checks both paths).

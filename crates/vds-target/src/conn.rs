@@ -777,6 +777,9 @@ enum Done {
     Ran(Completion),
     /// A pending command's store operation ended (sent from the store's thread).
     Io(IoDone),
+    /// A task management function whose reset reached the other gateways: its itt and
+    /// response.
+    Tmf(u32, Option<u8>),
 }
 
 /// A pending command's store operation ended, with what the command needs to end.
@@ -905,16 +908,30 @@ impl Ffp<'_> {
                 Event::Execute(cmd) => self.execute(conn, cmd),
                 Event::TaskMgmt(req) => {
                     let map = self.maps.get(self.inner, self.target);
-                    let resp = match (&map, &self.nexus) {
+                    let (resp, elsewhere) = match (&map, &self.nexus) {
                         (Some(m), Some(n)) => exec::task_mgmt(m, n, req.function, req.lun),
-                        _ => None,
+                        _ => (None, Vec::new()),
                     };
                     if req.function == tmf::TARGET_COLD_RESET {
                         if let Some(t) = self.target {
                             cold_reset_others(self.inner, t, self.conn_id);
                         }
                     }
-                    conn.tmf_done(req.itt, resp);
+                    if elsewhere.is_empty() {
+                        conn.tmf_done(req.itt, resp);
+                    } else {
+                        // Other gateways serve these LUs: the function is answered once they
+                        // raised the reset's unit attention too (waited for off this thread).
+                        self.executing += 1;
+                        let tx = self.done_tx.clone();
+                        let itt = req.itt;
+                        tokio::task::spawn_blocking(move || {
+                            for lu in &elsewhere {
+                                run_contained(|| lu.reset_elsewhere());
+                            }
+                            send_done(&tx, Done::Tmf(itt, resp));
+                        });
+                    }
                 }
                 Event::Close(reason) => {
                     tracing::debug!(?reason, "connection closing");
@@ -1393,6 +1410,10 @@ async fn full_feature(
             }
             Input::Writable => {}
             Input::Done(Done::Io(d)) => st.io_done(&mut conn, d),
+            Input::Done(Done::Tmf(itt, resp)) => {
+                st.executing -= 1;
+                conn.tmf_done(itt, resp);
+            }
             Input::Done(Done::Ran(c)) => {
                 st.executing -= 1;
                 st.stats.command(

@@ -3,6 +3,8 @@
 //! with the store operation handed back as pending on a store with asynchronous I/O), the
 //! logical-unit side of task management, and I_T nexus loss.
 
+use std::sync::Arc;
+
 use vds_iscsi::codes::{tmf, tmf_response};
 use vds_iscsi::conn::Command;
 use vds_iscsi::pdu::TaskAttr as WireAttr;
@@ -95,27 +97,48 @@ pub(crate) fn execute_blocking(
 }
 
 /// The logical-unit side of a task management function; `Some(response)` overrides the
-/// result (LUN does not exist).
-pub(crate) fn task_mgmt(map: &LunMap, nexus: &ItNexus, function: u8, lun: u64) -> Option<u8> {
+/// result (LUN does not exist). The LUs it reset that other gateways serve too come back
+/// with it: their reset must reach those gateways before the function is answered.
+pub(crate) fn task_mgmt(
+    map: &LunMap,
+    nexus: &ItNexus,
+    function: u8,
+    lun: u64,
+) -> (Option<u8>, Vec<Arc<vds_scsi::LogicalUnit>>) {
     let n = lun_number(lun);
     match function {
         tmf::ABORT_TASK_SET | tmf::CLEAR_TASK_SET => match map.lookup(&nexus.initiator_name, n) {
-            Some(_) => None,
-            None => Some(tmf_response::LUN_DOES_NOT_EXIST),
+            Some(_) => (None, Vec::new()),
+            None => (Some(tmf_response::LUN_DOES_NOT_EXIST), Vec::new()),
         },
         tmf::LOGICAL_UNIT_RESET => {
             // SAM-5: the unit attention goes to every I_T nexus, the requester's included
-            // (libiscsi MultipathIO.Reset checks it on the resetting path too).
-            if map.lookup(&nexus.initiator_name, n).is_none() || !map.reset_lun(n, None) {
-                return Some(tmf_response::LUN_DOES_NOT_EXIST);
+            // (libiscsi MultipathIO.Reset checks it on the resetting path too), and on every
+            // gateway (docs/SCALEOUT.md).
+            let Some(lu) = map.lookup(&nexus.initiator_name, n).cloned() else {
+                return (Some(tmf_response::LUN_DOES_NOT_EXIST), Vec::new());
+            };
+            if !map.reset_lun(n, None) {
+                return (Some(tmf_response::LUN_DOES_NOT_EXIST), Vec::new());
             }
-            None
+            let elsewhere = if lu.resets_are_shared() {
+                vec![lu]
+            } else {
+                Vec::new()
+            };
+            (None, elsewhere)
         }
         tmf::TARGET_WARM_RESET | tmf::TARGET_COLD_RESET => {
             map.target_reset(Some(nexus.id));
-            None
+            let elsewhere = map
+                .entries
+                .iter()
+                .filter(|e| e.lu.resets_are_shared())
+                .map(|e| e.lu.clone())
+                .collect();
+            (None, elsewhere)
         }
-        _ => None,
+        _ => (None, Vec::new()),
     }
 }
 

@@ -173,6 +173,18 @@ impl Provider {
                 format!("LUN {id} is FAILED"),
             ));
         }
+        let shared = |p: LoadBalancePolicy| p == LoadBalancePolicy::RoundRobin;
+        if inner.cluster.is_some()
+            && rec.lun.backing.kind == vds_model::BackingKind::Rbd
+            && shared(rec.lun.load_balance) != shared(policy)
+        {
+            // Active/active or owned is the image handles' mode on every gateway, fixed when
+            // they open it (docs/SCALEOUT.md "Active/active LUNs").
+            return Err(VdsError::not_supported(format!(
+                "policy: an RBD LUN of several gateways is active/active (round_robin) or owned by one gateway (the other policies) from its creation; LUN {id} is {}",
+                rec.lun.load_balance.short_name()
+            )));
+        }
         if rec.lun.load_balance != policy {
             rec.lun.load_balance = policy;
             let change = Change::new()
@@ -189,7 +201,7 @@ impl Provider {
 
 /// Step 4/5 for a requested policy: not a member or UNKNOWN → E_INVALIDARG; a member the
 /// target side cannot mean → NOT_SUPPORTED (both naming `policy`).
-fn judge_policy(raw: i64) -> Result<LoadBalancePolicy, VdsError> {
+pub(super) fn judge_policy(raw: i64) -> Result<LoadBalancePolicy, VdsError> {
     let p = LoadBalancePolicy::from_i64(raw).ok_or_else(|| {
         VdsError::invalid_arg(
             "policy",

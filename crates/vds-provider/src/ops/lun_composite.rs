@@ -160,6 +160,13 @@ impl Provider {
         lun.plexes = plan.plexes;
         lun.extents = plan.extents;
         lun.read_only = a.read_only.unwrap_or(false);
+        // Judged by `create_lun` before anything was reserved.
+        if let Some(p) = a
+            .load_balance
+            .and_then(vds_model::LoadBalancePolicy::from_i64)
+        {
+            lun.load_balance = p;
+        }
         lun.flags = hints.lun_flags();
         lun.rebuild_priority = hints.rebuild_priority;
         let work = Work {

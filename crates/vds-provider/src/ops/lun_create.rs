@@ -55,6 +55,11 @@ impl Provider {
         if let Some(ctx) = &self.inner.cluster {
             cluster_backing(ctx, &mut a)?;
         }
+        // Judged first, as SetLoadBalancePolicy judges it (before anything is reserved).
+        let policy = a
+            .load_balance
+            .map(super::controller::judge_policy)
+            .transpose()?;
         if a.drives.is_some() || a.plexes.is_some() || a.stripe_size.is_some() {
             return self.create_composite_lun(a);
         }
@@ -123,6 +128,9 @@ impl Provider {
             c.backing.filters.clone(),
         );
         model.read_only = a.read_only.unwrap_or(false);
+        if let Some(p) = policy {
+            model.load_balance = p;
+        }
         model.flags = hints.lun_flags();
         model.rebuild_priority = hints.rebuild_priority;
         // An RBD LUN's type, plexes and health are its pool's (the last poll's).

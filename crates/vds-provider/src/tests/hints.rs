@@ -278,6 +278,7 @@ fn create_lun_takes_hints() {
         drives: None,
         plexes: None,
         stripe_size: None,
+        load_balance: None,
     }));
     assert_eq!(e.hresult, Hresult::E_INVALIDARG);
     assert!(e.message.starts_with("optimal_read_alignment"), "{e}");

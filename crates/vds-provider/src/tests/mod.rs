@@ -217,6 +217,7 @@ impl Fixture {
             drives: None,
             plexes: None,
             stripe_size: None,
+            load_balance: None,
             backing: None,
         }
     }

@@ -150,6 +150,7 @@ impl World {
                     drives: None,
                     plexes: None,
                     stripe_size: None,
+                    load_balance: None,
                     backing: None,
                 }));
                 assert_eq!(code(&r), expect, "{op:?}: {r:?}");

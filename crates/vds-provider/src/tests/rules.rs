@@ -726,6 +726,7 @@ fn bad_lun_create_arguments_name_the_field_and_change_nothing() {
         drives: None,
         plexes: None,
         stripe_size: None,
+        load_balance: None,
         backing: None,
     };
     type Edit = Box<dyn Fn(&mut crate::CreateLunArgs)>;
@@ -957,6 +958,7 @@ fn lun_create_on_memory_and_existing_file_adopts_it_and_wipe_zeroes_its_ends() {
         drives: None,
         plexes: None,
         stripe_size: None,
+        load_balance: None,
         backing: Some(BackingSpec {
             kind: BackingKind::File,
             path: Some(path.display().to_string()),
