@@ -633,6 +633,10 @@ pub struct LunCreate {
     /// Stripe size of a stripe or raid10 LUN, e.g. 64KiB (a power of two, 4KiB-1MiB).
     #[arg(long, value_parser = size_arg)]
     pub stripe_size: Option<u64>,
+    /// Load-balance policy from the start (as `lun load-balance --set`); with several
+    /// gateways, round_robin makes an RBD LUN active/active.
+    #[arg(long)]
+    pub load_balance: Option<String>,
     /// Unmasking list ("*", "", or IQNs separated by ';').
     #[arg(long)]
     pub mask: Option<String>,

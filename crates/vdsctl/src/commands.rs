@@ -162,6 +162,9 @@ pub fn lun_create_body(
     if let Some(s) = c.stripe_size {
         body.insert("stripe_size".into(), json!(s));
     }
+    if let Some(p) = &c.load_balance {
+        body.insert("load_balance".into(), enum_value(p));
+    }
     if let Some(n) = &c.name {
         body.insert("friendly_name".into(), json!(n));
     }
