@@ -17,6 +17,7 @@
 
 pub mod access;
 pub mod console;
+pub mod datapath_metrics;
 pub mod error;
 pub mod extract;
 pub mod handlers;

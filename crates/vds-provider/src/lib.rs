@@ -48,7 +48,9 @@ pub use command::{
 pub use events::{Clock, Event, SystemClock};
 pub use hooks::DataPathMsg;
 /// What `Outcome::Sessions` holds: the data path's snapshot of one session.
-pub use vds_dataplane::{ConnectionSnapshot, NegotiatedKeys, SessionCounters, SessionSnapshot};
+pub use vds_dataplane::{
+    ConnectionSnapshot, NegotiatedKeys, SessionCounters, SessionSnapshot, Telemetry,
+};
 
 /// How the provider starts.
 #[derive(Clone)]
