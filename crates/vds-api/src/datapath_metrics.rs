@@ -12,8 +12,10 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use uuid::Uuid;
-use vds_dataplane::{Histogram, LunTelemetry, Telemetry, LATENCY_BUCKETS_SECONDS, SENSE_KEY_NAMES};
-use vds_provider::{Command, Outcome, Provider};
+use vds_provider::{
+    Command, Histogram, LunTelemetry, Outcome, Provider, Telemetry, LATENCY_BUCKETS_SECONDS,
+    SENSE_KEY_NAMES,
+};
 
 use crate::metrics::escape;
 
@@ -252,7 +254,7 @@ pub fn render(provider: &Provider, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vds_dataplane::{LoginTelemetry, PortTelemetry};
+    use vds_provider::{LoginTelemetry, PortTelemetry};
 
     fn sample() -> (Telemetry, HashMap<Uuid, String>) {
         let lun = Uuid::from_u128(0xA);

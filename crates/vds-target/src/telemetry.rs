@@ -19,10 +19,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use uuid::Uuid;
-use vds_dataplane::{
-    DataView, Histogram, LoginTelemetry, LunTelemetry, PortTelemetry, Telemetry,
-    LATENCY_BUCKETS_SECONDS,
-};
+use vds_dataplane::{DataView, Histogram, LoginTelemetry, LunTelemetry, PortTelemetry, Telemetry};
 use vds_iscsi::codes::{name_in, reject, tmf, tmf_response, LoginStatus};
 use vds_scsi::sense;
 
@@ -35,7 +32,7 @@ fn get(c: &AtomicU64) -> u64 {
     c.load(Ordering::Relaxed)
 }
 
-/// [`LATENCY_BUCKETS_SECONDS`] in nanoseconds (a unit test keeps them equal).
+/// `vds_dataplane::LATENCY_BUCKETS_SECONDS` in nanoseconds (a unit test keeps them equal).
 const BUCKET_NANOS: [u64; 14] = [
     50_000,
     100_000,
@@ -576,7 +573,7 @@ impl Drop for ConnTelemetry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vds_dataplane::TargetView;
+    use vds_dataplane::{TargetView, LATENCY_BUCKETS_SECONDS};
     use vds_scsi::{LogicalUnit, LuConfig, LuEvents, LuState, LunEntry, LunMap, Mask};
 
     struct NoEvents;
