@@ -265,9 +265,14 @@ struct Retired {
 }
 
 impl Retired {
-    fn add(&mut self, c: &ConnCounters) {
+    /// Adds connection `c`'s counts; `ended`: the connection is gone.
+    fn add(&mut self, c: &ConnCounters, ended: bool) {
         for l in c.luns.load().iter() {
-            let t = l.read();
+            let mut t = l.read();
+            if ended {
+                // An ended connection answers nothing more: nothing of it is in flight.
+                t.in_flight = 0;
+            }
             add_lun(
                 self.luns.entry(t.lun).or_insert(LunTelemetry {
                     lun: t.lun,
@@ -366,7 +371,7 @@ impl Registry {
             all.unit_attentions = retired.unit_attentions;
             drop(retired);
             for c in conns.values() {
-                all.add(c);
+                all.add(c, false);
             }
         }
         let mut luns: Vec<LunTelemetry> = all
@@ -566,7 +571,7 @@ impl Drop for ConnTelemetry {
     fn drop(&mut self) {
         let mut conns = self.reg.conns.lock();
         conns.remove(&self.conn_id);
-        self.reg.retired.lock().add(&self.shared);
+        self.reg.retired.lock().add(&self.shared, true);
     }
 }
 

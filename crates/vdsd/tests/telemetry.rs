@@ -242,15 +242,15 @@ fn data_path_counters_move_by_exactly_what_was_done() {
         1.0
     );
     assert_eq!(
-        delta(&format!(
-            "vds_task_management_total{{function=\"abort_task\",response=\"task_does_not_exist\"}}"
-        )),
+        delta(
+            "vds_task_management_total{function=\"abort_task\",response=\"task_does_not_exist\"}"
+        ),
         1.0
     );
     assert_eq!(
-        delta(&format!(
-            "vds_task_management_total{{function=\"logical_unit_reset\",response=\"function_complete\"}}"
-        )),
+        delta(
+            "vds_task_management_total{function=\"logical_unit_reset\",response=\"function_complete\"}"
+        ),
         1.0
     );
     assert_eq!(
