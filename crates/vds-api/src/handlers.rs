@@ -1546,6 +1546,7 @@ pub async fn metrics_text(State(s): State<AppState>) -> Response {
     let provider_part = tokio::task::spawn_blocking(move || {
         let mut o = String::new();
         metrics::render_provider(&p, &mut o);
+        crate::datapath_metrics::render(&p, &mut o);
         o
     })
     .await

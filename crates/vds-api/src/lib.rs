@@ -18,6 +18,7 @@
 pub mod access;
 pub mod config;
 pub mod console;
+pub mod datapath_metrics;
 pub mod error;
 pub mod extract;
 pub mod handlers;

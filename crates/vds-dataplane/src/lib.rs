@@ -176,6 +176,120 @@ pub struct SessionSnapshot {
     pub counters: SessionCounters,
 }
 
+/// Upper bounds of the data path's latency histograms, in seconds (50 us to 1 s); a last,
+/// implicit bucket holds what took longer.
+pub const LATENCY_BUCKETS_SECONDS: [f64; 14] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0,
+];
+
+/// Sense key names (SPC-5 table 52), for the `sense_key` label.
+pub const SENSE_KEY_NAMES: [&str; 16] = [
+    "no_sense",
+    "recovered_error",
+    "not_ready",
+    "medium_error",
+    "hardware_error",
+    "illegal_request",
+    "unit_attention",
+    "data_protect",
+    "blank_check",
+    "vendor_specific",
+    "copy_aborted",
+    "aborted_command",
+    "reserved_0c",
+    "volume_overflow",
+    "miscompare",
+    "completed",
+];
+
+/// A latency histogram: `buckets[i]` counts what took at most `LATENCY_BUCKETS_SECONDS[i]`
+/// and more than the bound before it (not cumulative); the last entry counts the rest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Histogram {
+    pub buckets: [u64; 15],
+    pub sum_nanos: u64,
+}
+
+impl Histogram {
+    /// Observations in all buckets.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &Histogram) {
+        for (a, b) in self.buckets.iter_mut().zip(other.buckets.iter()) {
+            *a += b;
+        }
+        self.sum_nanos += other.sum_nanos;
+    }
+}
+
+/// What the commands sent to one logical unit did, summed over every connection since the
+/// daemon started (or since the LU was last mapped).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LunTelemetry {
+    pub lun: Uuid,
+    /// Commands answered, by kind: READ (6/10/12/16), WRITE (6/10/12/16, WRITE AND VERIFY),
+    /// SYNCHRONIZE CACHE (10/16) and every other command.
+    pub reads: u64,
+    pub writes: u64,
+    pub flushes: u64,
+    pub others: u64,
+    /// Data-In bytes sent and Data-Out bytes received, every command.
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    /// Commands answered CHECK CONDITION, by sense key (0..=15).
+    pub errors_by_sense_key: [u64; 16],
+    /// Commands handed to the LU and not yet answered.
+    pub in_flight: u64,
+    /// From the command's hand-over to the LU to its answer.
+    pub read_latency: Histogram,
+    pub write_latency: Histogram,
+    /// SYNCHRONIZE CACHE: the backing store's flush.
+    pub flush_latency: Histogram,
+}
+
+/// Sessions and connections of one target through one portal, now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortTelemetry {
+    pub target: Uuid,
+    pub portal: Uuid,
+    pub sessions: u64,
+}
+
+/// Logins through a portal that ended with one status (`target`: the target the initiator
+/// named, when it exists; `None` for discovery sessions and unknown targets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginTelemetry {
+    pub target: Option<Uuid>,
+    pub portal: Uuid,
+    /// The login status class and detail (0x0000: accepted).
+    pub status: u16,
+    /// Its name (`vds_iscsi::codes::LoginStatus::name`).
+    pub status_name: &'static str,
+    pub count: u64,
+}
+
+/// Everything the data path counts, merged at the moment it is asked (each counter exact,
+/// the whole not one atomic instant). Bounded: LUNs, targets and portals by the
+/// configuration, reasons and functions by fixed tables.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Telemetry {
+    pub luns: Vec<LunTelemetry>,
+    pub ports: Vec<PortTelemetry>,
+    /// Open TCP connections by portal (logged in or not).
+    pub portal_connections: Vec<(Uuid, u64)>,
+    pub logins: Vec<LoginTelemetry>,
+    /// PDUs answered with Reject, by reason name.
+    pub rejects: Vec<(&'static str, u64)>,
+    /// Task management functions answered, by function name and response name.
+    pub tmfs: Vec<(&'static str, &'static str, u64)>,
+    /// Unit attention conditions reported to initiators, by ASC/ASCQ name.
+    pub unit_attentions: Vec<(&'static str, u64)>,
+}
+
 /// Implemented by the data path (`vds-target`); called by the provider. Methods may block
 /// (the provider calls them from its own worker threads, never from an async executor).
 pub trait DataPlane: Send + Sync {
@@ -196,6 +310,11 @@ pub trait DataPlane: Send + Sync {
     /// the session limits; takes the session table's lock once and reads no connection's
     /// state but its counters.
     fn sessions_snapshot(&self) -> Vec<SessionSnapshot>;
+    /// The data path's counters, merged now (see [`Telemetry`]). Takes no lock the command
+    /// path takes. A data plane that serves no connections has nothing to count.
+    fn telemetry(&self) -> Telemetry {
+        Telemetry::default()
+    }
 }
 
 #[cfg(test)]

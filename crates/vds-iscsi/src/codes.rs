@@ -61,6 +61,65 @@ impl LoginStatus {
     pub fn from_parts(class: u8, detail: u8) -> Self {
         LoginStatus(u16::from(class) << 8 | u16::from(detail))
     }
+
+    /// The status's name in lower case (RFC 7143 §11.13.5), as metrics label it; a status
+    /// outside the table is `other`, so the set of names is fixed.
+    pub fn name(self) -> &'static str {
+        LOGIN_STATUS_NAMES
+            .iter()
+            .find(|(s, _)| *s == self)
+            .map(|(_, n)| *n)
+            .unwrap_or("other")
+    }
+}
+
+/// Every login status the target sends, with its name.
+pub const LOGIN_STATUS_NAMES: &[(LoginStatus, &str)] = &[
+    (LoginStatus::SUCCESS, "success"),
+    (
+        LoginStatus::TARGET_MOVED_TEMPORARILY,
+        "target_moved_temporarily",
+    ),
+    (
+        LoginStatus::TARGET_MOVED_PERMANENTLY,
+        "target_moved_permanently",
+    ),
+    (LoginStatus::INITIATOR_ERROR, "initiator_error"),
+    (
+        LoginStatus::AUTHENTICATION_FAILURE,
+        "authentication_failure",
+    ),
+    (LoginStatus::AUTHORIZATION_FAILURE, "authorization_failure"),
+    (LoginStatus::TARGET_NOT_FOUND, "target_not_found"),
+    (LoginStatus::TARGET_REMOVED, "target_removed"),
+    (LoginStatus::UNSUPPORTED_VERSION, "unsupported_version"),
+    (LoginStatus::TOO_MANY_CONNECTIONS, "too_many_connections"),
+    (LoginStatus::MISSING_PARAMETER, "missing_parameter"),
+    (
+        LoginStatus::CANT_INCLUDE_IN_SESSION,
+        "cant_include_in_session",
+    ),
+    (
+        LoginStatus::SESSION_TYPE_NOT_SUPPORTED,
+        "session_type_not_supported",
+    ),
+    (
+        LoginStatus::SESSION_DOES_NOT_EXIST,
+        "session_does_not_exist",
+    ),
+    (LoginStatus::INVALID_DURING_LOGIN, "invalid_during_login"),
+    (LoginStatus::TARGET_ERROR, "target_error"),
+    (LoginStatus::SERVICE_UNAVAILABLE, "service_unavailable"),
+    (LoginStatus::OUT_OF_RESOURCES, "out_of_resources"),
+];
+
+/// The name of `code` in `table`, `other` when it is not there.
+pub fn name_in(table: &'static [(u8, &'static str)], code: u8) -> &'static str {
+    table
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map(|(_, n)| *n)
+        .unwrap_or("other")
 }
 
 /// Reject reasons (RFC 7143 §11.17.1).
@@ -76,6 +135,21 @@ pub mod reject {
     pub const LONG_OPERATION_REJECT: u8 = 0x0a;
     pub const NEGOTIATION_RESET: u8 = 0x0b;
     pub const WAITING_FOR_LOGOUT: u8 = 0x0c;
+
+    /// Every reason with its name, as metrics label it.
+    pub const NAMES: &[(u8, &str)] = &[
+        (DATA_DIGEST_ERROR, "data_digest_error"),
+        (SNACK_REJECT, "snack_reject"),
+        (PROTOCOL_ERROR, "protocol_error"),
+        (COMMAND_NOT_SUPPORTED, "command_not_supported"),
+        (IMMEDIATE_COMMAND_REJECT, "immediate_command_reject"),
+        (TASK_IN_PROGRESS, "task_in_progress"),
+        (INVALID_DATA_ACK, "invalid_data_ack"),
+        (INVALID_PDU_FIELD, "invalid_pdu_field"),
+        (LONG_OPERATION_REJECT, "long_operation_reject"),
+        (NEGOTIATION_RESET, "negotiation_reset"),
+        (WAITING_FOR_LOGOUT, "waiting_for_logout"),
+    ];
 }
 
 /// Task management functions (RFC 7143 §11.5.1).
@@ -88,6 +162,18 @@ pub mod tmf {
     pub const TARGET_WARM_RESET: u8 = 6;
     pub const TARGET_COLD_RESET: u8 = 7;
     pub const TASK_REASSIGN: u8 = 8;
+
+    /// Every function with its name, as metrics label it.
+    pub const NAMES: &[(u8, &str)] = &[
+        (ABORT_TASK, "abort_task"),
+        (ABORT_TASK_SET, "abort_task_set"),
+        (CLEAR_ACA, "clear_aca"),
+        (CLEAR_TASK_SET, "clear_task_set"),
+        (LOGICAL_UNIT_RESET, "logical_unit_reset"),
+        (TARGET_WARM_RESET, "target_warm_reset"),
+        (TARGET_COLD_RESET, "target_cold_reset"),
+        (TASK_REASSIGN, "task_reassign"),
+    ];
 }
 
 /// Task management responses (RFC 7143 §11.6.1).
@@ -100,6 +186,21 @@ pub mod tmf_response {
     pub const FUNCTION_NOT_SUPPORTED: u8 = 5;
     pub const AUTHORIZATION_FAILED: u8 = 6;
     pub const FUNCTION_REJECTED: u8 = 255;
+
+    /// Every response with its name, as metrics label it.
+    pub const NAMES: &[(u8, &str)] = &[
+        (FUNCTION_COMPLETE, "function_complete"),
+        (TASK_DOES_NOT_EXIST, "task_does_not_exist"),
+        (LUN_DOES_NOT_EXIST, "lun_does_not_exist"),
+        (TASK_STILL_ALLEGIANT, "task_still_allegiant"),
+        (
+            TASK_REASSIGNMENT_NOT_SUPPORTED,
+            "task_reassignment_not_supported",
+        ),
+        (FUNCTION_NOT_SUPPORTED, "function_not_supported"),
+        (AUTHORIZATION_FAILED, "authorization_failed"),
+        (FUNCTION_REJECTED, "function_rejected"),
+    ];
 }
 
 /// Logout reasons (request) and responses.

@@ -233,6 +233,7 @@ impl Task {
 #[derive(Debug)]
 struct PendingTmf {
     itt: u32,
+    function: u8,
     response: u8,
     waiting_for: Vec<u32>,
     lu_done: bool,
@@ -267,6 +268,9 @@ pub struct Connection {
     last_rx: Option<Instant>,
     ping: Option<(u32, Instant)>,
     tmfs: Vec<PendingTmf>,
+    /// Task management functions answered since the transport last took them (function,
+    /// response), for its counters.
+    tmfs_answered: Vec<(u8, u8)>,
     /// Logout in progress: (ITT, response, tasks it waits for).
     logout: Option<(u32, u8, Vec<u32>)>,
     closed: bool,
@@ -396,6 +400,7 @@ impl Connection {
             last_rx: None,
             ping: None,
             tmfs: Vec::new(),
+            tmfs_answered: Vec::new(),
             logout: None,
             closed: false,
             spare_bufs: Vec::new(),
@@ -1525,6 +1530,7 @@ impl Connection {
         }
         self.tmfs.push(PendingTmf {
             itt: h.itt,
+            function: h.function,
             response,
             waiting_for: waiting,
             lu_done: !needs_lu,
@@ -1538,6 +1544,12 @@ impl Connection {
             }));
         }
         self.try_finish_tmfs();
+    }
+
+    /// The task management functions answered since the last call, as (function, response).
+    /// Empty unless a TMF was answered; the transport counts them.
+    pub fn take_answered_tmfs(&mut self) -> Vec<(u8, u8)> {
+        std::mem::take(&mut self.tmfs_answered)
     }
 
     /// The logical-unit side of a TMF is done; `response` overrides the function result
@@ -1573,6 +1585,7 @@ impl Connection {
             .position(|t| t.lu_done && t.waiting_for.is_empty())
         {
             let t = self.tmfs.remove(pos);
+            self.tmfs_answered.push((t.function, t.response));
             let sns = self.sns_next();
             self.send(
                 Header::TaskMgmtResponse(TaskMgmtResponse {

@@ -51,7 +51,10 @@ pub use command::{
 pub use events::{Clock, Event, SystemClock};
 pub use hooks::DataPathMsg;
 /// What `Outcome::Sessions` holds: the data path's snapshot of one session.
-pub use vds_dataplane::{ConnectionSnapshot, NegotiatedKeys, SessionCounters, SessionSnapshot};
+pub use vds_dataplane::{
+    ConnectionSnapshot, Histogram, LoginTelemetry, LunTelemetry, NegotiatedKeys, PortTelemetry,
+    SessionCounters, SessionSnapshot, Telemetry, LATENCY_BUCKETS_SECONDS, SENSE_KEY_NAMES,
+};
 
 /// How the provider starts.
 #[derive(Clone)]

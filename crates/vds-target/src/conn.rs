@@ -33,6 +33,7 @@ use vds_scsi::{AioBufs, AioError, ItNexus, Pending, WouldBlock};
 
 use crate::address::target_address;
 use crate::session::{SessionDetail, SessionEntry, SessionStats};
+use crate::telemetry::{Began as Counted, ConnTelemetry};
 use crate::wire::{BufPool, RxBuf, TxQueue};
 use crate::{exec, ConnCtl, ConnEntry, Inner};
 
@@ -590,6 +591,7 @@ async fn login_phase(
         let pdu = match Pdu::from_parts(&bhs, &rest, Digests::default()) {
             Ok(p) => p,
             Err(_) => {
+                inner.tele.login(None, portal, LoginStatus::INITIATOR_ERROR);
                 let step = login.failure(LoginStatus::INITIATOR_ERROR);
                 if let LoginStep::Fail(p, _) = step {
                     let _ = write_pdu(wr, &p, Digests::default()).await;
@@ -599,6 +601,9 @@ async fn login_phase(
         };
         let Header::LoginRequest(req) = &pdu.header else {
             // Anything but a Login Request before full-feature phase: protocol error.
+            inner
+                .tele
+                .login(None, portal, LoginStatus::INVALID_DURING_LOGIN);
             let step = login.failure(LoginStatus::INVALID_DURING_LOGIN);
             if let LoginStep::Fail(p, _) = step {
                 let _ = write_pdu(wr, &p, Digests::default()).await;
@@ -606,6 +611,7 @@ async fn login_phase(
             return None;
         };
         if let Some(st) = refuse {
+            inner.tele.login(None, portal, st);
             let step = {
                 let _ = login.handle(req, &[], &mut NoEnv);
                 login.failure(st)
@@ -623,6 +629,8 @@ async fn login_phase(
             }
             LoginStep::Fail(p, st) => {
                 tracing::info!(status = format!("0x{:04x}", st.0), "login refused");
+                let named = env.target.as_ref().map(|(t, _)| t.id);
+                inner.tele.login(named, portal, st);
                 let _ = write_pdu(wr, &p, Digests::default()).await;
                 return None;
             }
@@ -631,6 +639,8 @@ async fn login_phase(
                 if write_pdu(wr, &p, Digests::default()).await.is_err() {
                     return None;
                 }
+                let named = env.target.as_ref().map(|(t, _)| t.id);
+                inner.tele.login(named, portal, LoginStatus::SUCCESS);
                 return Some((
                     params,
                     env.target.take(),
@@ -798,6 +808,8 @@ struct IoMeta {
     edtl: u32,
     /// See [`Completion::read_limit`].
     read_limit: usize,
+    /// Its telemetry since hand-over.
+    counted: Option<Counted>,
 }
 
 /// Sends a completion from whatever thread has it. Should the connection be gone, what it
@@ -823,6 +835,8 @@ struct Completion {
     read_limit: usize,
     /// The execution panicked: the command is answered 04/44/00 and the connection ends.
     panicked: bool,
+    /// Its telemetry since hand-over.
+    counted: Option<Counted>,
 }
 
 /// Run `f`, containing a panic (`None`); the panic message has gone to the log through the
@@ -873,6 +887,8 @@ struct Ffp<'a> {
     killed: bool,
     /// The session's counters; only this task writes them.
     stats: Arc<SessionStats>,
+    /// The connection's telemetry; only this task writes it.
+    tele: ConnTelemetry,
     /// `max_connection_buffer_bytes`: no PDU is taken from the socket while the send queue
     /// holds this much (a peer that stops reading stops being read).
     tx_limit: usize,
@@ -887,11 +903,19 @@ struct Ffp<'a> {
 impl Ffp<'_> {
     /// Act on everything the engine asked for.
     fn drain_events(&mut self, conn: &mut Connection) {
+        // TMFs the engine answered on its own (ABORT TASK, unsupported functions) or when
+        // their last waited-for command completed.
+        for (f, r) in conn.take_answered_tmfs() {
+            self.tele.tmf(f, r);
+        }
         while let Some(ev) = conn.poll_event() {
             match ev {
                 Event::Send(pdu) => {
                     if self.killed {
                         continue;
+                    }
+                    if let Header::Reject(r) = &pdu.header {
+                        self.tele.reject(r.reason);
                     }
                     if let Err(e) = self.tx.push(pdu, self.digests) {
                         tracing::warn!(error = %e, "PDU not encodable");
@@ -919,6 +943,9 @@ impl Ffp<'_> {
                     }
                     if elsewhere.is_empty() {
                         conn.tmf_done(req.itt, resp);
+                        for (f, r) in conn.take_answered_tmfs() {
+                            self.tele.tmf(f, r);
+                        }
                     } else {
                         // Other gateways serve these LUs: the function is answered once they
                         // raised the reset's unit attention too (waited for off this thread).
@@ -934,6 +961,9 @@ impl Ffp<'_> {
                     }
                 }
                 Event::Close(reason) => {
+                    for (f, r) in conn.take_answered_tmfs() {
+                        self.tele.tmf(f, r);
+                    }
                     tracing::debug!(?reason, "connection closing");
                     if matches!(
                         reason,
@@ -1002,6 +1032,9 @@ impl Ffp<'_> {
                 return;
             }
         }
+        let counted = self
+            .tele
+            .begin(&map, &nexus.initiator_name, cmd.lun, &cmd.cdb);
         let mut buf = self.pool.take();
         let ran = run_contained(|| exec::start(&map, &nexus, &cmd, &mut buf));
         let answered = match ran {
@@ -1012,6 +1045,7 @@ impl Ffp<'_> {
                     read: cmd.read,
                     edtl: cmd.edtl,
                     read_limit: sent_in(&cmd, usize::MAX),
+                    counted,
                 };
                 let bufs = AioBufs {
                     data_in: buf,
@@ -1032,6 +1066,12 @@ impl Ffp<'_> {
         if let Some((outcome, wres)) = answered {
             self.stats.command(
                 outcome.status as u8,
+                sent_in(&cmd, buf.len()),
+                cmd.data_out.len(),
+            );
+            self.count(
+                counted,
+                &outcome,
                 sent_in(&cmd, buf.len()),
                 cmd.data_out.len(),
             );
@@ -1079,8 +1119,27 @@ impl Ffp<'_> {
                 data_out: cmd.data_out,
                 write_residual,
                 panicked,
+                counted,
             });
         });
+    }
+
+    /// Telemetry of a command answered with `outcome` (`counted`: since its hand-over to
+    /// an LU; `None`: its LUN names none).
+    fn count(
+        &self,
+        counted: Option<Counted>,
+        outcome: &vds_scsi::ScsiOutcome,
+        read: usize,
+        written: usize,
+    ) {
+        let status = outcome.status as u8;
+        match counted {
+            Some(c) => self
+                .tele
+                .end(c, status, outcome.sense.as_deref(), read, written),
+            None => self.tele.unrouted(status, outcome.sense.as_deref()),
+        }
     }
 
     /// Submits a pending command's store operation (counted in `executing` by the caller);
@@ -1148,6 +1207,12 @@ impl Ffp<'_> {
         let (outcome, wres) = done;
         self.stats.command(
             outcome.status as u8,
+            data.len().min(meta.read_limit),
+            data_out.len(),
+        );
+        self.count(
+            meta.counted,
+            &outcome,
             data.len().min(meta.read_limit),
             data_out.len(),
         );
@@ -1320,6 +1385,7 @@ async fn full_feature(
         draining: false,
         killed: false,
         stats,
+        tele: inner.tele.connection(conn_id),
         tx_limit,
         backlog: false,
         stalled_since: None,
@@ -1413,11 +1479,20 @@ async fn full_feature(
             Input::Done(Done::Tmf(itt, resp)) => {
                 st.executing -= 1;
                 conn.tmf_done(itt, resp);
+                for (f, r) in conn.take_answered_tmfs() {
+                    st.tele.tmf(f, r);
+                }
             }
             Input::Done(Done::Ran(c)) => {
                 st.executing -= 1;
                 st.stats.command(
                     c.outcome.status as u8,
+                    c.data.len().min(c.read_limit),
+                    c.data_out.len(),
+                );
+                st.count(
+                    c.counted,
+                    &c.outcome,
                     c.data.len().min(c.read_limit),
                     c.data_out.len(),
                 );

@@ -19,6 +19,7 @@ mod conn;
 mod exec;
 mod io;
 mod session;
+mod telemetry;
 mod wire;
 
 use std::collections::HashMap;
@@ -115,6 +116,8 @@ pub(crate) struct Inner {
     pub next_id: AtomicU64,
     /// The daemon-wide buffer budget every connection draws on.
     pub budget: MemBudget,
+    /// Every connection's counters (see `telemetry.rs`).
+    pub tele: Arc<telemetry::Registry>,
 }
 
 impl Inner {
@@ -159,6 +162,7 @@ impl DataPath {
                 sessions: Mutex::new(session::SessionTable::default()),
                 next_id: AtomicU64::new(1),
                 budget,
+                tele: Arc::new(telemetry::Registry::default()),
             }),
         })
     }
@@ -313,6 +317,19 @@ impl DataPlane for DataPath {
 
     fn sessions_snapshot(&self) -> Vec<vds_dataplane::SessionSnapshot> {
         self.inner.sessions.lock().snapshot()
+    }
+
+    fn telemetry(&self) -> vds_dataplane::Telemetry {
+        let view = self.inner.view.load_full();
+        let sessions = self.inner.sessions.lock().ports();
+        let conns: Vec<(Uuid, u64)> = self
+            .inner
+            .portals
+            .lock()
+            .iter()
+            .map(|(id, p)| (*id, p.conns.len() as u64))
+            .collect();
+        self.inner.tele.snapshot(&view, &sessions, conns)
     }
 }
 

@@ -137,6 +137,14 @@ impl SessionTable {
             .map(|(t, _)| *t)
     }
 
+    /// (target, portal) of every session, for the telemetry.
+    pub fn ports(&self) -> Vec<(Uuid, Uuid)> {
+        self.by_tsih
+            .values()
+            .map(|e| (e.target, e.portal))
+            .collect()
+    }
+
     pub fn count_for(&self, target: Uuid) -> usize {
         self.by_tsih.values().filter(|e| e.target == target).count()
     }

@@ -2,6 +2,7 @@
 //! (`GET /v1/luns/{id}/paths`, IVdsLunMpio::GetPathInfo), both read from the data path's
 //! session snapshot (`DataPlane::sessions_snapshot`) and never stored (BEHAVIOUR.md §14
 //! "Sessions" and "Paths"). `path_of` is the one rule that turns a session into a path.
+//! Also the data path's telemetry, read the same way (`Provider::telemetry`).
 
 use uuid::Uuid;
 use vds_dataplane::SessionSnapshot;
@@ -76,6 +77,12 @@ pub(crate) fn path_of(
 }
 
 impl Provider {
+    /// The data path's counters, merged now (`GET /metrics`; docs/INTERFACE.md "Metrics").
+    /// Takes no lock of the provider: LUN names and liveness are the caller's to join.
+    pub fn telemetry(&self) -> vds_dataplane::Telemetry {
+        self.inner.dataplane.telemetry()
+    }
+
     /// The logged-in sessions, of one target or of all.
     pub(super) fn list_sessions(&self, target: Option<Uuid>) -> Result<Outcome, VdsError> {
         if let Some(t) = target {
