@@ -17,6 +17,12 @@ login_target() {
   grep -q "^$PORTAL,1 $IQN\$" /host/out/discovery.txt \
     || { echo "discovery did not list $IQN at $PORTAL"; return 1; }
   iscsiadm -m node -T "$IQN" -p "$PORTAL" --login || return 1
+  wait_disk
+}
+# wait_disk: waits (10 s at most) until the LUN's disk node exists, which the kernel makes
+# only once its probe (partition scan included) is done: a logout before that fails the
+# probe's reads ("Buffer I/O error ... async page read" in dmesg).
+wait_disk() {
   for _ in $(seq 1 50); do
     DISK=$(lsscsi | awk '/VDS/ && /LUN/ {print $NF; exit}')
     [ -n "$DISK" ] && [ -b "$DISK" ] && return 0

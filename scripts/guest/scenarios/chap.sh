@@ -17,7 +17,8 @@ set_auth() {  # set_auth METHOD USER PASS [USER_IN PASS_IN]
 try_login() {  # try_login LABEL: logs in and out; prints and returns iscsiadm's status
   node --login >/host/out/login-$1.txt 2>&1
   local rc=$?
-  [ $rc = 0 ] && node --logout >/dev/null 2>&1
+  # Logged in: the disk is probed before the logout (else its reads fail in dmesg).
+  [ $rc = 0 ] && { wait_disk; node --logout >/dev/null 2>&1; }
   echo "RESULT login $1 rc=$rc"
   return $rc
 }
