@@ -425,32 +425,19 @@ impl ConfigObject {
     /// Notifies every watcher with `payload` and waits (at most `timeout_ms`) for their
     /// acknowledgements; a watcher that did not acknowledge in time is an error (`TimedOut`).
     pub fn notify(&self, payload: &[u8], timeout_ms: u64) -> io::Result<()> {
-        let len = i32::try_from(payload.len())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "payload too large"))?;
-        let mut reply: *mut c_char = ptr::null_mut();
-        let mut reply_len = 0usize;
-        // SAFETY: an open ioctx, a NUL-terminated oid, `payload` valid for `len` bytes; the
-        // reply buffer librados allocates is freed below.
-        let r = unsafe {
-            self.api().rados_notify2(
-                self.io.io,
-                self.oid.as_ptr(),
-                payload.as_ptr().cast(),
-                len,
-                timeout_ms,
-                &mut reply,
-                &mut reply_len,
-            )
-        };
-        if !reply.is_null() {
-            // SAFETY: allocated by librados for this call, freed once.
-            unsafe { self.api().rados_buffer_free(reply) };
+        let reply = self.notify_all(payload, timeout_ms)?;
+        if reply.timed_out.is_empty() {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "notifying the watchers of {}: {} did not acknowledge",
+                    self.name,
+                    reply.timed_out.len()
+                ),
+            ))
         }
-        check(
-            r.into(),
-            &format!("notifying the watchers of {}", self.name),
-        )
-        .map(|_| ())
     }
 
     /// Notifies every watcher with `payload` and waits (at most `timeout_ms`) for their

@@ -34,22 +34,7 @@ const UNAVAILABLE: u8 = 3;
 
 /// Gateway `n` (1, 2) on 127.0.11.n: API port 46820, portal 3260.
 fn gateway(ceph: &Ceph, n: u8, name: &str) -> Daemon {
-    let ip = [127, 0, 11, n];
-    Daemon::start_at(
-        220 + u16::from(n),
-        SocketAddr::from((ip, 46820)),
-        vec![SocketAddr::from((ip, 3260))],
-        Opts {
-            ceph_conf: Some(ceph.conf()),
-            args: vec![
-                "--ceph-pool".into(),
-                "rbd".into(),
-                "--gateway".into(),
-                name.into(),
-            ],
-            ..Opts::default()
-        },
-    )
+    ceph.gateway(220 + u16::from(n), [127, 0, 11, n], 46820, name)
 }
 
 fn connect(addr: SocketAddr, isid: u8) -> Option<Initiator> {

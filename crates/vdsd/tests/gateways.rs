@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::ceph::Ceph;
@@ -26,22 +25,7 @@ const LUN_ARRIVE: u64 = 108;
 
 /// Gateway `n` (1, 2, ...) on 127.0.10.n: API port 46810, portal 3260.
 fn gateway(ceph: &Ceph, n: u8, name: &str) -> Daemon {
-    let ip = [127, 0, 10, n];
-    Daemon::start_at(
-        200 + u16::from(n),
-        SocketAddr::from((ip, 46810)),
-        vec![SocketAddr::from((ip, 3260))],
-        Opts {
-            ceph_conf: Some(ceph.conf()),
-            args: vec![
-                "--ceph-pool".into(),
-                "rbd".into(),
-                "--gateway".into(),
-                name.into(),
-            ],
-            ..Opts::default()
-        },
-    )
+    ceph.gateway(200 + u16::from(n), [127, 0, 10, n], 46810, name)
 }
 
 const INITIATOR: &str = "iqn.2026-11.local.test:gateways";

@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -19,22 +18,7 @@ use vds_testkit::Initiator;
 
 /// Gateway `n` on 127.0.15.n: API port 46860, portal 3260.
 fn gateway(ceph: &Ceph, n: u8, name: &str) -> Daemon {
-    let ip = [127, 0, 15, n];
-    Daemon::start_at(
-        230 + u16::from(n),
-        SocketAddr::from((ip, 46860)),
-        vec![SocketAddr::from((ip, 3260))],
-        Opts {
-            ceph_conf: Some(ceph.conf()),
-            args: vec![
-                "--ceph-pool".into(),
-                "rbd".into(),
-                "--gateway".into(),
-                name.into(),
-            ],
-            ..Opts::default()
-        },
-    )
+    ceph.gateway(230 + u16::from(n), [127, 0, 15, n], 46860, name)
 }
 
 /// REPORT TARGET PORT GROUPS through `d`'s portal: the (group, state) pairs.

@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::ceph::Ceph;
@@ -18,22 +17,7 @@ use vds_testkit::Initiator;
 
 /// Gateway `n` on 127.0.14.n: API port 46850, portal 3260.
 fn gateway(ceph: &Ceph, n: u8, name: &str) -> Daemon {
-    let ip = [127, 0, 14, n];
-    Daemon::start_at(
-        220 + u16::from(n),
-        SocketAddr::from((ip, 46850)),
-        vec![SocketAddr::from((ip, 3260))],
-        Opts {
-            ceph_conf: Some(ceph.conf()),
-            args: vec![
-                "--ceph-pool".into(),
-                "rbd".into(),
-                "--gateway".into(),
-                name.into(),
-            ],
-            ..Opts::default()
-        },
-    )
+    ceph.gateway(220 + u16::from(n), [127, 0, 14, n], 46850, name)
 }
 
 /// PERSISTENT RESERVE OUT: service action `sa`, type `rtype`, keys.

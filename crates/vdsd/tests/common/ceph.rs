@@ -3,6 +3,7 @@
 //! pids when dropped, and Ceph's own tools run against it with time limits. A missing Ceph
 //! fails the test.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -66,6 +67,27 @@ impl Ceph {
     /// `rbd ARGS`, as it ended.
     pub fn rbd(&self, args: &[&str]) -> Output {
         self.output("rbd", args)
+    }
+
+    /// A gateway of the subsystem kept in pool `rbd` (`--ceph-pool rbd --gateway NAME`,
+    /// docs/SCALEOUT.md), listening on `ip`: its API on `api_port`, its portal on 3260;
+    /// `slot` only names its initiators.
+    pub fn gateway(&self, slot: u16, ip: [u8; 4], api_port: u16, name: &str) -> super::Daemon {
+        super::Daemon::start_at(
+            slot,
+            SocketAddr::from((ip, api_port)),
+            vec![SocketAddr::from((ip, 3260))],
+            super::Opts {
+                ceph_conf: Some(self.conf()),
+                args: vec![
+                    "--ceph-pool".into(),
+                    "rbd".into(),
+                    "--gateway".into(),
+                    name.into(),
+                ],
+                ..super::Opts::default()
+            },
+        )
     }
 
     /// The images of pool `rbd`.
