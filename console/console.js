@@ -29,6 +29,10 @@ const state = {
   // session key -> { last: counters, t: ms, read: [], write: [] } (bytes per second)
   rates: new Map(),
   targetRates: new Map(), // target id -> { read: [], write: [] }
+  // LUN id -> { last: counters, t: ms, read: [], write: [] (bytes per second),
+  //             rlat: [], wlat: [] (mean ms per poll), inFlight, errors } from /metrics
+  lunRates: new Map(),
+  lunMetricsError: null, // why /metrics could not be read, shown in the LUN pane
   events: 0,
   pendingEvents: [], // { id, what (span), departed, tries } of events not yet named
   names: new Map(), // object id -> friendly name, kept after the object goes
@@ -104,7 +108,8 @@ class ApiFailure extends Error {
   }
 }
 
-async function api(method, path, body) {
+/** Calls the API; the answer is parsed as JSON, or returned as text when `asText` (/metrics). */
+async function api(method, path, body, asText) {
   const headers = { Authorization: `Bearer ${state.token}` };
   const init = { method, headers, cache: "no-store", credentials: "omit" };
   if (body !== undefined) {
@@ -134,7 +139,7 @@ async function api(method, path, body) {
     if (resp.status === 401) signOut(`The token was refused: ${failure.name} (${failure.hresult}): ${failure.message}`);
     throw failure;
   }
-  return json;
+  return asText ? text : json;
 }
 
 /** Shows a failure with its HRESULT name, code and message, until dismissed. */
@@ -345,7 +350,7 @@ function renderLuns() {
   const body = clear($("#luns tbody"));
   $("#luns").classList.add("stack");
   if (state.luns.length === 0) {
-    body.append(h("tr", {}, h("td", { colspan: 8, class: "empty" }, "No LUNs.")));
+    body.append(h("tr", {}, h("td", { colspan: 9, class: "empty" }, "No LUNs.")));
   }
   for (const l of state.luns) {
     const tr = h(
@@ -365,6 +370,7 @@ function renderLuns() {
       cell("Health", badge(l.health)),
       cell("Mask", h("code", {}, l.unmasking_list || "")),
       cell("Targets", (l.targets || []).map(targetName).join(", ")),
+      cell("I/O", lunIoCell(l)),
       cell(
         "Actions",
         h(
@@ -442,8 +448,8 @@ function renderLunDetail() {
       h("dd", { class: "mono" }, (l.flags || []).join(" ")),
       h("dt", {}, "Paths"),
       h("dd", { id: "lun-paths", "data-testid": "lun-paths" }, h("span", { class: "empty" }, "…")),
-      h("dt", {}, "Throughput"),
-      h("dd", { id: "lun-spark" }, lunSparkParts(l)),
+      h("dt", {}, "I/O"),
+      h("dd", { id: "lun-io", "data-testid": "lun-io" }, lunIoParts(l)),
     ),
     h(
       "form",
@@ -850,15 +856,15 @@ async function pollSessions() {
   renderSessions();
 }
 
-/** A sparkline of read (blue) and write (brown) rates, drawn as SVG through the DOM. */
-function sparkline(read, write, label) {
+/** A sparkline of read (blue) and write (brown) values, drawn as SVG through the DOM. */
+function sparkline(read, write, label, fmt = (v) => `${bytes(v)}/s`, floor = 1) {
   const NS = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(NS, "svg");
   svg.setAttribute("viewBox", `0 0 ${SPARK_POINTS} 40`);
   svg.setAttribute("preserveAspectRatio", "none");
   svg.setAttribute("role", "img");
   svg.setAttribute("aria-label", label);
-  const max = Math.max(1, ...read, ...write);
+  const max = Math.max(floor, ...read, ...write);
   for (const [series, cls] of [[read, "r"], [write, "w"]]) {
     const line = document.createElementNS(NS, "polyline");
     const off = SPARK_POINTS - series.length;
@@ -872,27 +878,151 @@ function sparkline(read, write, label) {
     "div",
     { class: "spark" },
     svg,
-    h("div", { class: "legend" }, `read ${bytes(last(read))}/s · write ${bytes(last(write))}/s`),
+    h("div", { class: "legend" }, `read ${fmt(last(read))} · write ${fmt(last(write))}`),
   );
 }
 
-function lunSparkParts(l) {
+// ---- per-LUN throughput and latency, from the LUNs' series in /metrics ------------------------
+
+/** The label set of one Prometheus sample (`a="x",b="y\"z"`), or null when malformed. */
+function parseLabels(text) {
+  const out = {};
+  let i = 0;
+  while (i < text.length) {
+    const eq = text.indexOf("=", i);
+    if (eq < 0 || text[eq + 1] !== '"') return null;
+    const key = text.slice(i, eq).trim();
+    let j = eq + 2;
+    let v = "";
+    while (j < text.length && text[j] !== '"') {
+      if (text[j] === "\\" && j + 1 < text.length) {
+        v += text[j + 1] === "n" ? "\n" : text[j + 1];
+        j += 2;
+      } else v += text[j++];
+    }
+    if (j >= text.length) return null;
+    out[key] = v;
+    i = j + 1;
+    if (text[i] === ",") i++;
+  }
+  return out;
+}
+
+/**
+ * The per-LUN counters of a /metrics exposition: LUN id -> { read, written, rsum, rcount, wsum,
+ * wcount, inFlight, errors }. Only the `vds_lun_*` samples are read; docs/INTERFACE.md "Metrics".
+ */
+function parseLunMetrics(text) {
+  const luns = new Map();
+  for (const line of text.split("\n")) {
+    if (!line.startsWith("vds_lun_")) continue;
+    const open = line.indexOf("{");
+    const close = line.lastIndexOf("}");
+    if (open < 0 || close < open) continue;
+    const name = line.slice(0, open);
+    const labels = parseLabels(line.slice(open + 1, close));
+    const value = Number(line.slice(close + 1).trim());
+    if (!labels || !labels.lun || !Number.isFinite(value)) continue;
+    let m = luns.get(labels.lun);
+    if (!m) {
+      m = { read: 0, written: 0, rsum: 0, rcount: 0, wsum: 0, wcount: 0, inFlight: 0, errors: 0 };
+      luns.set(labels.lun, m);
+    }
+    if (name === "vds_lun_read_bytes_total") m.read = value;
+    else if (name === "vds_lun_written_bytes_total") m.written = value;
+    else if (name === "vds_lun_errors_total") m.errors += value;
+    else if (name === "vds_lun_in_flight_commands") m.inFlight = value;
+    else if (name === "vds_lun_command_duration_seconds_sum") m[labels.op === "read" ? "rsum" : "wsum"] = value;
+    else if (name === "vds_lun_command_duration_seconds_count") m[labels.op === "read" ? "rcount" : "wcount"] = value;
+  }
+  return luns;
+}
+
+/** Reads /metrics and turns each LUN's counters into rates since the last poll. */
+async function pollLunMetrics() {
+  if (!state.token) return;
+  let luns;
+  try {
+    luns = parseLunMetrics(await api("GET", "/metrics", undefined, true));
+    state.lunMetricsError = null;
+  } catch (e) {
+    state.lunMetricsError = `${e.name}${e.hresult ? ` (${e.hresult})` : ""}: ${e.message}`;
+    updateLunIo();
+    return;
+  }
+  // A LUN no command has reached yet has no series: its counters are zero.
+  for (const l of state.luns) {
+    if (!luns.has(l.id)) luns.set(l.id, { read: 0, written: 0, rsum: 0, rcount: 0, wsum: 0, wcount: 0, inFlight: 0, errors: 0 });
+  }
+  const now = performance.now();
+  for (const [id, m] of luns) {
+    let r = state.lunRates.get(id);
+    if (!r) {
+      state.lunRates.set(id, { last: m, t: now, read: [], write: [], rlat: [], wlat: [], inFlight: m.inFlight, errors: m.errors });
+      continue;
+    }
+    const dt = Math.max((now - r.t) / 1000, 0.001);
+    const d = (k) => Math.max(0, m[k] - r.last[k]);
+    push(r.read, d("read") / dt);
+    push(r.write, d("written") / dt);
+    // The mean time of the commands answered in this interval (none answered: 0).
+    push(r.rlat, d("rcount") ? (d("rsum") / d("rcount")) * 1000 : 0);
+    push(r.wlat, d("wcount") ? (d("wsum") / d("wcount")) * 1000 : 0);
+    r.last = m;
+    r.t = now;
+    r.inFlight = m.inFlight;
+    r.errors = m.errors;
+  }
+  for (const id of [...state.lunRates.keys()]) if (!luns.has(id)) state.lunRates.delete(id);
+  updateLunIo();
+}
+
+const NO_RATES = { read: [], write: [], rlat: [], wlat: [], inFlight: 0, errors: 0 };
+
+/** A latency in milliseconds, shown in µs below 1 ms. */
+function ms(v) {
+  if (v < 1) {
+    const us = v * 1000;
+    return `${us < 10 ? us.toFixed(1) : us.toFixed(0)} µs`;
+  }
+  return `${v < 100 ? v.toFixed(2) : v.toFixed(0)} ms`;
+}
+
+/** The LUN table's cell: the LUN's own read and write throughput. */
+function lunIoCell(l) {
+  const r = state.lunRates.get(l.id) || NO_RATES;
+  return sparkline(r.read, r.write, `Throughput of LUN ${l.friendly_name}`);
+}
+
+/** The LUN pane's part: throughput, mean latency, commands in flight and errors. */
+function lunIoParts(l) {
+  if (state.lunMetricsError) {
+    return [h("span", { class: "note", "data-testid": "lun-io-error" }, `Per-LUN counters unavailable: ${state.lunMetricsError}`)];
+  }
+  const r = state.lunRates.get(l.id) || NO_RATES;
   return [
-    lunSpark(l),
-    h("span", { class: "note" }, "of the sessions of its targets (per-LUN counters come with the telemetry)"),
+    h("div", { class: "note" }, "Throughput"),
+    h("div", { "data-testid": "lun-throughput" }, sparkline(r.read, r.write, `Throughput of LUN ${l.friendly_name}`)),
+    h("div", { class: "note" }, "Mean latency of the commands answered in each 2 s"),
+    h(
+      "div",
+      { "data-testid": "lun-latency" },
+      // 0 is "none answered"; the scale starts at 1 µs.
+      sparkline(r.rlat, r.wlat, `Mean latency of LUN ${l.friendly_name}`, (v) => (v ? ms(v) : "none"), 0.001),
+    ),
+    h("span", { class: "note", "data-testid": "lun-counts" }, `in flight ${r.inFlight} · errors ${r.errors}`),
   ];
 }
 
-function lunSpark(l) {
-  const read = [];
-  const write = [];
-  for (const tid of l.targets || []) {
-    const tr = state.targetRates.get(tid);
-    if (!tr) continue;
-    tr.read.forEach((v, i) => (read[i] = (read[i] || 0) + v));
-    tr.write.forEach((v, i) => (write[i] = (write[i] || 0) + v));
+/** Replaces only the I/O cells and the pane's I/O part: no form the operator is using moves. */
+function updateLunIo() {
+  for (const l of state.luns) {
+    const td = document.querySelector(`[data-testid=luns] tr[data-lun="${l.id}"] td[data-label="I/O"]`);
+    if (td) td.replaceChildren(lunIoCell(l));
   }
-  return sparkline(read, write, `Throughput of the targets of ${l.friendly_name}`);
+  const l = state.luns.find((x) => x.id === state.selectedLun);
+  const box = document.getElementById("lun-io");
+  if (l && box) box.replaceChildren(...lunIoParts(l));
 }
 
 function renderSessions() {
@@ -924,14 +1054,9 @@ function renderSessions() {
     const tr = state.targetRates.get(t.id) || { read: [], write: [] };
     sparks.append(h("div", { "data-target": t.id }, h("strong", {}, t.friendly_name), sparkline(tr.read, tr.write, `Throughput of ${t.friendly_name}`)));
   }
-  // Only the LUN pane's sparkline and paths: the rest of the pane (its forms) stays as the
-  // operator left it.
+  // Only the LUN pane's paths: the rest of the pane (its forms) stays as the operator left it.
   const l = state.luns.find((x) => x.id === state.selectedLun);
-  const box = document.getElementById("lun-spark");
-  if (l && box) {
-    box.replaceChildren(...lunSparkParts(l));
-    loadLunPaths(l);
-  }
+  if (l && document.getElementById("lun-paths")) loadLunPaths(l);
 }
 
 // ---- sign-in, views, start ------------------------------------------------------------------
@@ -972,12 +1097,17 @@ async function signIn(token) {
   startPolling();
 }
 
-/** Polls the sessions (their counters feed the sparklines) and, while jobs run, the jobs. */
+/**
+ * Polls the sessions and /metrics (their counters feed the sparklines) and, while jobs run,
+ * the jobs.
+ */
 function startPolling() {
   stopPolling();
   pollSessions();
+  pollLunMetrics();
   state.pollTimer = setInterval(() => {
     pollSessions();
+    pollLunMetrics();
     if (state.jobs.some((j) => j.state === "running" || j.state === "queued")) scheduleRefresh(0);
   }, POLL_MS);
 }

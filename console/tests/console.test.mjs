@@ -264,10 +264,19 @@ await scenario("an error is shown with its HRESULT name (bad size, CHAP secret, 
   await shot(page, "error");
 });
 
-await scenario("a libiscsi session appears in the sessions view, with its throughput", async () => {
+await scenario("a libiscsi session appears in the sessions view, and its LUN's own throughput and latency", async () => {
   const initiator = "iqn.2026-12.test:console-perf";
   const target = (await api("GET", (await firstSubsystemPath()) + "/targets")).json.find((t) => t.friendly_name === "default");
   const TARGET_IQN = target.iscsi_name;
+  // A second LUN on the same target, never read: its own sparkline must stay flat while the
+  // default LUN's moves (the rates are per LUN, not per target or session).
+  const idleName = `${lunName}-idle`;
+  const idle = await api("POST", (await firstSubsystemPath()) + "/luns?wait=true", {
+    size_bytes: 1 << 20,
+    friendly_name: idleName,
+    targets: [target.id],
+  });
+  if (idle.status !== 201) fail(`create the idle LUN: ${idle.status} ${JSON.stringify(idle.json)}`);
   const perf = spawn("iscsi-perf", ["-t", "15", "-i", initiator, `iscsi://${PORTAL}/${TARGET_IQN}/0`], { stdio: ["ignore", "ignore", "pipe"] });
   children.push(perf);
   let stderr = "";
@@ -296,9 +305,44 @@ await scenario("a libiscsi session appears in the sessions view, with its throug
   await page.click("[data-view=overview]");
   await page.locator(`[data-testid=luns] tr[data-name="default"] button.linklike`).click();
   await page.waitForSelector(`[data-testid=lun-paths] [data-initiator="${initiator}"]`, { timeout: 8000 });
+  // The LUN's own throughput and latency, from its vds_lun_* series in /metrics: three points,
+  // a read rate and a read latency above zero.
+  await page.waitForFunction(
+    () => {
+      const tp = document.querySelector("[data-testid=lun-throughput]");
+      const lat = document.querySelector("[data-testid=lun-latency]");
+      if (!tp || !lat) return false;
+      const pts = tp.querySelector("polyline").getAttribute("points").split(" ").length;
+      const m = /read ([0-9.]+) (µs|ms)/.exec(lat.textContent);
+      return pts >= 3 && /read [1-9][0-9.]* [KMG]iB\/s/.test(tp.textContent) && m && Number(m[1]) > 0;
+    },
+    null,
+    { timeout: 15000 },
+  );
+  console.log(`  LUN pane: ${(await page.textContent("[data-testid=lun-io]")).trim()}`);
+  // The idle LUN's cell in the table: as many points, all zero.
+  const idleCell = page.locator(`[data-testid=luns] tr[data-name="${idleName}"] td[data-label="I/O"]`);
+  const idleText = await idleCell.textContent();
+  if (!idleText.includes("read 0 B/s")) fail(`the idle LUN shows reads: ${idleText}`);
+  const idlePoints = (await idleCell.locator("polyline.r").getAttribute("points")).split(" ");
+  if (idlePoints.length < 3 || idlePoints.some((p) => p.split(",")[1] !== "38.0")) {
+    fail(`the idle LUN's sparkline is not flat: ${idlePoints.join(" ")}`);
+  }
+  await shot(page, "lun-io");
+  // What the page drew agrees with the series it read.
+  const metrics = await (await fetch(URL_ + "/metrics", { headers: { Authorization: `Bearer ${TOKEN}` } })).text();
+  const readBytes = (id) => {
+    const m = new RegExp(`^vds_lun_read_bytes_total\\{lun="${id}",[^}]*\\} (\\d+)$`, "m").exec(metrics);
+    return m ? Number(m[1]) : null;
+  };
+  const dflt = (await api("GET", "/v1/luns")).json.find((l) => l.friendly_name === "default");
+  if (!(readBytes(dflt.id) > 0)) fail(`/metrics shows no reads of the default LUN: ${readBytes(dflt.id)}`);
+  if (readBytes(idle.json.id) !== 0) fail(`/metrics shows reads of the idle LUN: ${readBytes(idle.json.id)}`);
   await page.click("[data-view=sessions]");
   perf.kill("SIGTERM");
   await row.waitFor({ state: "detached", timeout: 20000 });
+  const del = await api("DELETE", `/v1/luns/${idle.json.id}`);
+  if (del.status !== 204) fail(`delete the idle LUN: ${del.status}`);
 });
 
 await scenario("set a portal and a controller status from the page", async () => {

@@ -44,13 +44,25 @@ fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
     let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
 }
 
-/// The per-LUN families, for the LUNs in `names` (id → friendly name).
+/// The per-LUN families, for the LUNs in `names` (id → friendly name). A listed LUN that no
+/// command has reached yet is written with zeros, so its series exist from its creation (a
+/// `rate()` or a console sparkline starts at zero, not at its first command).
 pub fn render_luns(t: &Telemetry, names: &HashMap<Uuid, String>, out: &mut String) {
-    let luns: Vec<(String, &LunTelemetry)> = t
+    let idle: Vec<LunTelemetry> = names
+        .keys()
+        .filter(|id| !t.luns.iter().any(|l| l.lun == **id))
+        .map(|&lun| LunTelemetry {
+            lun,
+            ..LunTelemetry::default()
+        })
+        .collect();
+    let mut luns: Vec<(String, &LunTelemetry)> = t
         .luns
         .iter()
+        .chain(idle.iter())
         .filter_map(|l| Some((lun_labels(l, names)?, l)))
         .collect();
+    luns.sort_by(|a, b| a.0.cmp(&b.0));
     family(
         out,
         "vds_lun_commands_total",
@@ -311,7 +323,11 @@ mod tests {
             tmfs: vec![("abort_task", "task_does_not_exist", 1)],
             unit_attentions: vec![("power_on_reset", 4)],
         };
-        let names = HashMap::from([(lun, "db \"main\"\\1\n".to_string())]);
+        let names = HashMap::from([
+            (lun, "db \"main\"\\1\n".to_string()),
+            // Listed, never reached by a command: written with zeros.
+            (Uuid::from_u128(0xC), "idle".to_string()),
+        ]);
         (t, names)
     }
 
@@ -349,6 +365,16 @@ mod tests {
             !out.contains("0000000b"),
             "a deleted LUN is written:\n{out}"
         );
+        let idle = "lun=\"00000000-0000-0000-0000-00000000000c\",name=\"idle\"";
+        for want in [
+            format!("vds_lun_commands_total{{{idle},op=\"read\"}} 0\n"),
+            format!("vds_lun_read_bytes_total{{{idle}}} 0\n"),
+            format!("vds_lun_written_bytes_total{{{idle}}} 0\n"),
+            format!("vds_lun_in_flight_commands{{{idle}}} 0\n"),
+            format!("vds_lun_command_duration_seconds_count{{{idle},op=\"write\"}} 0\n"),
+        ] {
+            assert!(out.contains(&want), "missing {want:?} in\n{out}");
+        }
         assert!(!out.contains("sense_key=\"no_sense\""), "{out}");
         assert_help_and_type(&out);
     }
