@@ -54,6 +54,31 @@ impl Drop for WriteOp<'_> {
     }
 }
 
+/// A read op, released on drop (after the iterators it filled were ended: they are ended
+/// before the op goes out of scope in every caller).
+struct ReadOp<'a> {
+    api: &'a Ceph,
+    op: vds_rbd_sys::rados_read_op_t,
+}
+
+impl<'a> ReadOp<'a> {
+    fn new(api: &'a Ceph) -> io::Result<ReadOp<'a>> {
+        // SAFETY: no arguments; a NULL answer is checked.
+        let op = unsafe { api.rados_create_read_op() };
+        if op.is_null() {
+            return Err(io::Error::other("rados_create_read_op failed"));
+        }
+        Ok(ReadOp { api, op })
+    }
+}
+
+impl Drop for ReadOp<'_> {
+    fn drop(&mut self) {
+        // SAFETY: created by rados_create_read_op and released once.
+        unsafe { self.api.rados_release_read_op(self.op) };
+    }
+}
+
 impl ConfigObject {
     /// The object `oid` in `pool` (it need not exist yet).
     pub fn open(cluster: &Arc<Cluster>, pool: &str, oid: &str) -> io::Result<ConfigObject> {
@@ -156,20 +181,7 @@ impl ConfigObject {
     /// keys follow.
     fn page(&self, after: &CString) -> io::Result<(BTreeMap<String, Vec<u8>>, u64, bool)> {
         let api = self.api();
-        // SAFETY: no arguments; a NULL answer is checked.
-        let op = unsafe { api.rados_create_read_op() };
-        if op.is_null() {
-            return Err(io::Error::other("rados_create_read_op failed"));
-        }
-        struct ReadOp<'a>(&'a Ceph, vds_rbd_sys::rados_read_op_t);
-        impl Drop for ReadOp<'_> {
-            fn drop(&mut self) {
-                // SAFETY: created by rados_create_read_op and released once, after the
-                // iterators it filled were ended.
-                unsafe { self.0.rados_release_read_op(self.1) };
-            }
-        }
-        let op = ReadOp(api, op);
+        let op = ReadOp::new(api)?;
         let (mut iter, mut viter): (
             vds_rbd_sys::rados_omap_iter_t,
             vds_rbd_sys::rados_omap_iter_t,
@@ -182,7 +194,7 @@ impl ConfigObject {
         // out-pointers are valid until then.
         unsafe {
             api.rados_read_op_omap_get_vals2(
-                op.1,
+                op.op,
                 after.as_ptr(),
                 ptr::null(),
                 PAGE,
@@ -191,7 +203,7 @@ impl ConfigObject {
                 &mut rval,
             );
             api.rados_read_op_omap_get_vals_by_keys2(
-                op.1,
+                op.op,
                 vkey.as_ptr(),
                 1,
                 vlen.as_ptr(),
@@ -200,7 +212,7 @@ impl ConfigObject {
             );
         }
         // SAFETY: a live op, an open ioctx, a NUL-terminated oid.
-        let r = unsafe { api.rados_read_op_operate(op.1, self.io.io, self.oid.as_ptr(), 0) };
+        let r = unsafe { api.rados_read_op_operate(op.op, self.io.io, self.oid.as_ptr(), 0) };
         check(r.into(), &format!("reading {}", self.name))?;
         check(rval.into(), &format!("reading the keys of {}", self.name))?;
         check(
@@ -375,20 +387,7 @@ impl ConfigObject {
         let mut keys = BTreeMap::new();
         let mut after = CString::default();
         loop {
-            // SAFETY: no arguments; a NULL answer is checked.
-            let op = unsafe { api.rados_create_read_op() };
-            if op.is_null() {
-                return Err(io::Error::other("rados_create_read_op failed"));
-            }
-            struct ReadOp<'a>(&'a Ceph, vds_rbd_sys::rados_read_op_t);
-            impl Drop for ReadOp<'_> {
-                fn drop(&mut self) {
-                    // SAFETY: created by rados_create_read_op and released once, after the
-                    // iterator it filled was ended.
-                    unsafe { self.0.rados_release_read_op(self.1) };
-                }
-            }
-            let op = ReadOp(api, op);
+            let op = ReadOp::new(api)?;
             let mut iter: vds_rbd_sys::rados_omap_iter_t = ptr::null_mut();
             let mut more: u8 = 0;
             let mut rval: i32 = 0;
@@ -396,7 +395,7 @@ impl ConfigObject {
             // valid until then.
             unsafe {
                 api.rados_read_op_omap_get_vals2(
-                    op.1,
+                    op.op,
                     after.as_ptr(),
                     ptr::null(),
                     PAGE,
@@ -406,7 +405,7 @@ impl ConfigObject {
                 );
             }
             // SAFETY: a live op, an open ioctx, a NUL-terminated oid.
-            let r = unsafe { api.rados_read_op_operate(op.1, self.io.io, self.oid.as_ptr(), 0) };
+            let r = unsafe { api.rados_read_op_operate(op.op, self.io.io, self.oid.as_ptr(), 0) };
             if r == -libc::ENOENT {
                 return Ok(keys);
             }
@@ -672,20 +671,7 @@ impl ConfigObject {
     pub fn lease(&self, lun: &str) -> io::Result<Vec<u8>> {
         let key = lease_key(lun)?;
         let api = self.api();
-        // SAFETY: no arguments; a NULL answer is checked.
-        let op = unsafe { api.rados_create_read_op() };
-        if op.is_null() {
-            return Err(io::Error::other("rados_create_read_op failed"));
-        }
-        struct ReadOp<'a>(&'a Ceph, vds_rbd_sys::rados_read_op_t);
-        impl Drop for ReadOp<'_> {
-            fn drop(&mut self) {
-                // SAFETY: created by rados_create_read_op and released once, after the
-                // iterator it filled was ended.
-                unsafe { self.0.rados_release_read_op(self.1) };
-            }
-        }
-        let op = ReadOp(api, op);
+        let op = ReadOp::new(api)?;
         let mut iter: vds_rbd_sys::rados_omap_iter_t = ptr::null_mut();
         let mut rval: i32 = 0;
         let keys = [key.as_ptr().cast::<c_char>()];
@@ -694,7 +680,7 @@ impl ConfigObject {
         // valid until then.
         unsafe {
             api.rados_read_op_omap_get_vals_by_keys2(
-                op.1,
+                op.op,
                 keys.as_ptr(),
                 1,
                 lens.as_ptr(),
@@ -703,7 +689,7 @@ impl ConfigObject {
             );
         }
         // SAFETY: a live op, an open ioctx, a NUL-terminated oid.
-        let r = unsafe { api.rados_read_op_operate(op.1, self.io.io, self.oid.as_ptr(), 0) };
+        let r = unsafe { api.rados_read_op_operate(op.op, self.io.io, self.oid.as_ptr(), 0) };
         check(r.into(), &format!("reading {key} of {}", self.name))?;
         check(rval.into(), &format!("reading {key} of {}", self.name))?;
         Ok(self.drain(iter)?.remove(&key).unwrap_or_default())

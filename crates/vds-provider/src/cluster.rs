@@ -297,26 +297,14 @@ fn create_default(inner: &Inner, ctx: &ClusterCtx, st: &mut State) -> Result<(),
     vds_model::validate_iscsi_name(&cfg.default_target_iqn)
         .map_err(|e| VdsError::invalid_arg("default_target_iqn", e))?;
     let provider_id = Uuid::new_v4();
-    let a = inner.default_objects(&cfg.data_dir, provider_id)?;
-    let mut sub = a.sub;
-    sub.id = ctx.subsystem;
+    let a = inner.default_objects(&cfg.data_dir, provider_id, ctx.subsystem)?;
+    let (sub, portals, target) = (a.sub, a.portals, a.target);
+    // The gateway's controller is named after the gateway; it has no drive (its LUNs are RBD
+    // images).
     let ctl = Controller {
-        subsystem: sub.id,
         friendly_name: ctx.config.gateway.clone(),
         identification: format!("vds:{}:{}", sub.id, ctx.config.gateway),
         ..a.ctl
-    };
-    let portals: Vec<_> = a
-        .portals
-        .into_iter()
-        .map(|mut p| {
-            p.subsystem = sub.id;
-            p
-        })
-        .collect();
-    let target = vds_model::Target {
-        subsystem: sub.id,
-        ..a.target
     };
     let lun_id = Uuid::new_v4();
     let size = round_up(cfg.default_lun_size.max(BLOCK_SIZE));

@@ -307,7 +307,7 @@ impl Inner {
         let data_dir = std::fs::canonicalize(&cfg.data_dir)
             .map_err(|e| VdsError::io(format!("data_dir {}", cfg.data_dir.display()), &e))?;
         let provider_id = Uuid::new_v4();
-        let a = self.default_objects(&data_dir, provider_id)?;
+        let a = self.default_objects(&data_dir, provider_id, Uuid::new_v4())?;
         let (sub, ctl, drive, portals, target, pg) =
             (&a.sub, &a.ctl, &a.drive, &a.portals, &a.target, &a.pg);
         let sub_id = sub.id;
@@ -364,15 +364,16 @@ impl Inner {
         Ok(())
     }
 
-    /// The subsystem, controller, drive (the data dir's filesystem), portals, target and
-    /// portal group of the embedded default.
+    /// The subsystem `sub_id`, its controller, drive (the data dir's filesystem), portals,
+    /// target and portal group of the embedded default (a cluster's first gateway passes the
+    /// subsystem id the cluster was given).
     pub(crate) fn default_objects(
         &self,
         data_dir: &std::path::Path,
         provider_id: Uuid,
+        sub_id: Uuid,
     ) -> Result<DefaultArray, VdsError> {
         let cfg = &self.config;
-        let sub_id = Uuid::new_v4();
         let flags = subsystem_flags();
         let sub = Subsystem {
             id: sub_id,

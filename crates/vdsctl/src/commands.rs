@@ -992,28 +992,17 @@ impl Ctx {
                 let id = self.lun_id(&lun)?;
                 self.show_reply(&self.get(&format!("/v1/luns/{id}"))?)
             }
-            LunVerb::Create(c) if c.pool.is_some() => {
-                let pool = self.pool_id(c.pool.as_deref().unwrap_or_default())?;
-                let drives = c
-                    .drives
-                    .iter()
-                    .map(|d| self.drive_id(d))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let targets = c
-                    .targets
-                    .iter()
-                    .map(|t| self.target_id(t))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let body = lun_create_body(&c, None, drives, targets)?;
-                self.job_started(self.send(
-                    "POST",
-                    &format!("/v1/pools/{pool}/luns"),
-                    Some(body),
-                )?)
-            }
             LunVerb::Create(c) => {
-                let sub = self.one_subsystem(c.subsystem.as_deref())?;
-                let drive = c.drive.as_deref().map(|d| self.drive_id(d)).transpose()?;
+                // In a pool (CreateLunInStoragePool: the pool picks the drives) or in a
+                // subsystem, on a drive or drives given.
+                let (path, drive) = match c.pool.as_deref() {
+                    Some(pool) => (format!("/v1/pools/{}/luns", self.pool_id(pool)?), None),
+                    None => {
+                        let sub = self.one_subsystem(c.subsystem.as_deref())?;
+                        let drive = c.drive.as_deref().map(|d| self.drive_id(d)).transpose()?;
+                        (format!("/v1/subsystems/{sub}/luns"), drive)
+                    }
+                };
                 let drives = c
                     .drives
                     .iter()
@@ -1025,11 +1014,7 @@ impl Ctx {
                     .map(|t| self.target_id(t))
                     .collect::<Result<Vec<_>, _>>()?;
                 let body = lun_create_body(&c, drive, drives, targets)?;
-                self.job_started(self.send(
-                    "POST",
-                    &format!("/v1/subsystems/{sub}/luns"),
-                    Some(body),
-                )?)
+                self.job_started(self.send("POST", &path, Some(body))?)
             }
             LunVerb::Delete { lun } => {
                 let id = self.lun_id(&lun)?;
