@@ -281,6 +281,16 @@ def results(out):
     return r
 
 
+def named_results(out):
+    """The scenario's `RESULT NAME key=value ...` lines, as NAME -> {key: value}."""
+    r = {}
+    for line in read(os.path.join(out, "scenario.log")).splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0] == "RESULT":
+            r[words[1]] = dict(w.split("=", 1) for w in words[2:] if "=" in w)
+    return r
+
+
 def fio_job(out, name, fails):
     """The one job of fio's JSON output /host/out/NAME.json, with its error checked."""
     try:
@@ -426,6 +436,45 @@ def assert_chap(out, ctx):
     return fails
 
 
+def assert_targetcli(out, ctx):
+    """The saveconfig.json is LIO's own, the import took it whole, and the pattern written
+    before LIO served it reads back through vds (and a write through vds lands in the file)."""
+    fails = []
+    r = named_results(out)
+    try:
+        with open(os.path.join(out, "saveconfig.json")) as f:
+            saved = json.load(f)
+        plugins = sorted(so.get("plugin") for so in saved.get("storage_objects", []))
+        if plugins != ["fileio", "fileio"] or not saved.get("targets"):
+            fails.append("saveconfig.json: storage objects %s, %d targets" % (plugins, len(saved.get("targets", []))))
+    except (OSError, ValueError) as e:
+        fails.append("no saveconfig.json written by targetcli: %s" % e)
+    if r.get("import", {}).get("rc") != "0":
+        fails.append("vdsctl import targetcli: status %s (see import.txt)" % r.get("import", {}).get("rc"))
+    tcli = os.path.join(out, "tcli")
+    try:
+        with open(os.path.join(out, "luns.json")) as f:
+            luns = {l["friendly_name"]: l for l in json.load(f)}
+        for name, size in (("disk0", 8 << 20), ("disk1", 4 << 20)):
+            lun = luns.get(name)
+            want = os.path.join(tcli, name + ".img")
+            if not lun:
+                fails.append("no LUN %s after the import (LUNs: %s)" % (name, sorted(luns)))
+            elif lun["backing"].get("path") != want or lun["size_bytes"] != size:
+                fails.append("LUN %s: backing %s, %d bytes; expected the adopted %s, %d bytes"
+                             % (name, lun["backing"].get("path"), lun["size_bytes"], want, size))
+    except (OSError, ValueError, KeyError) as e:
+        fails.append("no LUN list after the import: %s" % e)
+    if r.get("sizes") != {"lun0": str(8 << 20), "lun1": str(4 << 20)}:
+        fails.append("the guest saw LUN sizes %s" % r.get("sizes"))
+    pattern = r.get("pattern", {}).get("md5")
+    if not pattern or r.get("read", {}).get("md5") != pattern:
+        fails.append("LUN 0 read through vds %s, LIO's file held %s" % (r.get("read"), pattern))
+    if not r.get("wrote") or r.get("file", {}).get("md5") != r["wrote"].get("md5"):
+        fails.append("the write through vds is not in the adopted file (%s vs %s)" % (r.get("wrote"), r.get("file")))
+    return fails
+
+
 def assert_multipath(out, ctx):
     fails = []
     job = fio_job(out, "mpath", fails)
@@ -510,6 +559,7 @@ SCENARIOS = {
     # Logging out closes the connection from both ends at once; the kernel may see the target's
     # close first and log 1020 (ISCSI_ERR_TCP_CONN_CLOSE) for a session it was ending anyway.
     "chap": (assert_chap, (r"detected conn error \(1020\)",)),
+    "targetcli": (assert_targetcli, ()),
 }
 
 
@@ -535,8 +585,9 @@ def run_scenario(name, args, image, art):
             f.write("SCENARIO=%s\nIQN=%s\nPORTAL=10.0.2.100:3260\nFILES=%d\n"
                     "PORTAL2=10.0.2.102:3260\nHOST_PORTAL2=127.0.0.1:%d\n"
                     "CHAP_SECRET=%s\nMUTUAL_SECRET=%s\n"
+                    "HOST_PORTAL=127.0.0.1:%d\nHOST_SHARE=%s\n"
                     % (name, ctx["iqn"], args.files, pport2, secrets.token_hex(8),
-                       secrets.token_hex(7)))
+                       secrets.token_hex(7), pport, share))
         log("%s: vdsd pid %d portal 127.0.0.1:%d api 127.0.0.1:%d; booting the guest"
             % (name, vp.pid, pport, aport))
         secs, qrc = boot_guest(image, share, art, pport, pport2, chan.port, chan.secret,

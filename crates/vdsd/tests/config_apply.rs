@@ -522,6 +522,82 @@ fn targetcli_saveconfig_is_imported_in_one_transaction() {
     assert_eq!(export(&d), doc);
 }
 
+/// A saveconfig.json written by targetcli-fb itself (2.1.53, Debian 12, LIO in the guest of
+/// scripts/guest.py's "targetcli" scenario, which makes it anew each run): two fileio
+/// backstores, one TPG with its portal, an ACL with mutual CHAP and authentication on. The
+/// backing paths and the portal are placeholders filled in here; everything else is as LIO
+/// wrote it.
+#[test]
+fn a_saveconfig_written_by_targetcli_is_imported_and_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().to_path_buf();
+    std::fs::write(base.join("disk0.img"), vec![7u8; 8 << 20]).unwrap();
+    std::fs::write(base.join("disk1.img"), vec![0u8; 4 << 20]).unwrap();
+    let d = start("127.0.21.10:45266", "127.0.21.10:45267");
+    let subst = [
+        ("@DIR@", base.display().to_string()),
+        ("@PORTAL_IP@", "127.0.21.10".to_string()),
+        ("@PORTAL_PORT@", "45267".to_string()),
+    ];
+    let file = fixture("lio-guest.json", &base, &subst);
+    let out = import(&d, &file, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("not mapped"), "{err}");
+    for note in [
+        "note: storage_objects[0].wwn: disk1 gets a unit serial number from vds",
+        "note: storage_objects[1].wwn: disk0 gets a unit serial number from vds",
+        "note: targets[0].tpgs[0].node_acls[0].chap_mutual_userid",
+    ] {
+        assert!(err.contains(note), "{note:?} not in:\n{err}");
+    }
+    let doc = export(&d);
+    let tiqn = "iqn.2003-01.org.linux-iscsi.vds-guest:imported";
+    let ini = "iqn.2026-12.local.vds-guest:399d1e1bcaf8d87b-c0ded880a2f6a422";
+    for (name, size, lun) in [("disk0", 8 << 20, 0), ("disk1", 4 << 20, 1)] {
+        let l = lun_named(&doc, name);
+        let path = base.join(format!("{name}.img")).display().to_string();
+        assert_eq!(l["backing"]["path"], path.as_str(), "{l:#}");
+        assert_eq!(l["size_bytes"], size, "{l:#}");
+        assert_eq!(l["unmasking_list"], ini, "{l:#}");
+        assert_eq!(
+            l["targets"],
+            json!([{"iscsi_name": tiqn, "lun": lun}]),
+            "{l:#}"
+        );
+    }
+    let t = target_named(&doc, tiqn);
+    assert_eq!(
+        t["chap"],
+        json!({"initiators": [{"initiator": ini, "secret": "80be3b21191870a8"}],
+               "mutual": [{"initiator": ini, "secret": "f331ad9f85545b"}]})
+    );
+    // The TPG's portal is the daemon's own: no second listener was made.
+    assert_eq!(doc["portals"].as_array().unwrap().len(), 1, "{doc:#}");
+    // On the wire, with the ACL's secrets: the two LUNs, and LUN 0 holds what the file held
+    // (adopted, never wiped).
+    let mut o = common::login_opts(ini, 3);
+    o.target_name = Some(tiqn.to_string());
+    o.chap = Some((ini.to_string(), b"80be3b21191870a8".to_vec()));
+    o.mutual_secret = Some(b"f331ad9f85545b".to_vec());
+    let mut i = vds_testkit::Initiator::connect(addr("127.0.21.10:45267"), &o)
+        .expect("CHAP login with the secrets LIO had");
+    assert_eq!(common::report_luns(&mut i), vec![0, 1]);
+    // A unit attention (power on) may come first.
+    for _ in 0..3 {
+        if common::tur(&mut i, 0).status == 0 {
+            break;
+        }
+    }
+    let r = common::read(&mut i, 0, 0, 8);
+    common::assert_good(&r, "READ(10) of LUN 0");
+    assert!(
+        r.data.len() == 4096 && r.data.iter().all(|&b| b == 7),
+        "LUN 0 does not hold the file's bytes"
+    );
+    let _ = i.logout();
+}
+
 #[test]
 fn hostile_saveconfig_files_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
