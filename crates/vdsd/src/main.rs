@@ -49,6 +49,8 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
         );
     }
 
+    raise_open_file_limit();
+
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("vdsd")
@@ -199,4 +201,38 @@ fn print_banner(provider: &Provider, args: &cli::Args, token_in_config: bool) {
         );
     }
     println!("vdsd: ready");
+}
+
+/// Every LUN holds its backing store open (two descriptors for a file LUN) and every connection
+/// its socket, so the soft open-file limit a shell or an init gives (often 1024) would cap an
+/// array at a few hundred LUNs with an `ERROR_TOO_MANY_OPEN_FILES` on the next create. The soft
+/// limit is raised to the hard one, which the administrator set (as Go's runtime and most
+/// daemons do); the hard limit is never touched. A failure is logged, never fatal.
+fn raise_open_file_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only the rlimit it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "reading the open-file limit");
+        return;
+    }
+    if lim.rlim_cur >= lim.rlim_max {
+        tracing::info!(limit = lim.rlim_cur, "open-file limit");
+        return;
+    }
+    let old = lim.rlim_cur;
+    lim.rlim_cur = lim.rlim_max;
+    // SAFETY: setrlimit reads only the rlimit it is given.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), soft = old, hard = lim.rlim_max,
+            "raising the open-file limit");
+        return;
+    }
+    tracing::info!(
+        from = old,
+        to = lim.rlim_cur,
+        "open-file limit raised to the hard limit"
+    );
 }

@@ -380,6 +380,9 @@ pub fn write_load(
 // ---------------------------------------------------------------------------------------------
 // Configuration changes.
 
+/// The most LUNs the configuration stream lets the array hold (its creates turn into deletes).
+const MAX_STREAM_LUNS: usize = 150;
+
 const SECRETS: [&str; 3] = ["crash-secret-01", "crash-secret-002", "another-sec12"];
 
 /// The configuration as the API and an initiator see it. LUNs are keyed by friendly name
@@ -637,9 +640,14 @@ impl ConfigStream {
         let mut next = self.model.clone();
         self.serial += 1;
         let s = self.serial;
-        let op = rng.below(10);
-        let call = |m: &str, p: &str, b: Option<Value>| d.try_call(m, p, b).ok_or(());
         let names: Vec<_> = self.model.luns.keys().cloned().collect();
+        // Creates outnumber deletes two to one, so over many rounds on one data disk the array
+        // would only grow: at MAX_STREAM_LUNS a create becomes a delete.
+        let op = match rng.below(10) {
+            0 | 1 if names.len() >= MAX_STREAM_LUNS => 5,
+            op => op,
+        };
+        let call = |m: &str, p: &str, b: Option<Value>| d.try_call(m, p, b).ok_or(());
         match op {
             0 | 1 => {
                 let name = format!("c-{s}");
