@@ -244,7 +244,7 @@ pub struct LunTelemetry {
     pub errors_by_sense_key: [u64; 16],
     /// Commands handed to the LU and not yet answered.
     pub in_flight: u64,
-    /// From the command's hand-over to the LU to its answer.
+    /// From the socket read that made the command whole (its last PDU) to its answer.
     pub read_latency: Histogram,
     pub write_latency: Histogram,
     /// SYNCHRONIZE CACHE: the backing store's flush.

@@ -889,6 +889,10 @@ struct Ffp<'a> {
     stats: Arc<SessionStats>,
     /// The connection's telemetry; only this task writes it.
     tele: ConnTelemetry,
+    /// While PDUs of one socket read are taken: when that read returned (the start of the
+    /// telemetry's command time); `None` otherwise (a command handed over later reads the
+    /// clock).
+    arrived: Option<Instant>,
     /// `max_connection_buffer_bytes`: no PDU is taken from the socket while the send queue
     /// holds this much (a peer that stops reading stops being read).
     tx_limit: usize,
@@ -1032,9 +1036,10 @@ impl Ffp<'_> {
                 return;
             }
         }
+        let t0 = self.arrived.unwrap_or_else(Instant::now);
         let counted = self
             .tele
-            .begin(&map, &nexus.initiator_name, cmd.lun, &cmd.cdb);
+            .begin(&map, &nexus.initiator_name, cmd.lun, &cmd.cdb, t0);
         let mut buf = self.pool.take();
         let ran = run_contained(|| exec::start(&map, &nexus, &cmd, &mut buf));
         let answered = match ran {
@@ -1251,6 +1256,8 @@ impl Ffp<'_> {
         reader_done: &mut bool,
     ) {
         let now = Instant::now();
+        // Commands this read completes are timed from it (one clock reading for the batch).
+        self.arrived = Some(now);
         while !self.draining {
             if self.tx.queued() >= self.tx_limit {
                 // The peer is not reading what it asked for: leave the rest where it is.
@@ -1282,6 +1289,7 @@ impl Ffp<'_> {
             // What this PDU queued counts before the next one is admitted.
             conn.set_outbound(self.tx.queued());
         }
+        self.arrived = None;
     }
 
     /// Whether the socket may be read: not while the send queue is full or PDUs already read
@@ -1386,6 +1394,7 @@ async fn full_feature(
         killed: false,
         stats,
         tele: inner.tele.connection(conn_id),
+        arrived: None,
         tx_limit,
         backlog: false,
         stalled_since: None,

@@ -489,19 +489,22 @@ impl ConnTelemetry {
     }
 
     /// A command is handed to its LU; `None` when the LUN names no LU (nothing to count).
+    /// `t0` is when the socket read that completed it (its last PDU) returned: one clock
+    /// reading the transport takes for the whole read, not one per command.
     pub fn begin(
         &mut self,
         map: &Arc<vds_scsi::LunMap>,
         initiator: &str,
         lun_field: u64,
         cdb: &[u8],
+        t0: Instant,
     ) -> Option<Began> {
         let slot = self.slot(map, initiator, lun_field)?;
         bump(&self.local[slot as usize].started, 1);
         Some(Began {
             slot,
             op: Op::of(cdb),
-            t0: Instant::now(),
+            t0,
         })
     }
 
@@ -674,19 +677,31 @@ mod tests {
         let read = [0x28u8, 0, 0, 0, 0, 0, 0, 0, 8, 0];
         let write = [0x2Au8, 0, 0, 0, 0, 0, 0, 0, 8, 0];
         let sync = [0x35u8, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-        let k = c1.begin(&map, "iqn.i", field(0), &read).unwrap();
+        let k = c1
+            .begin(&map, "iqn.i", field(0), &read, Instant::now())
+            .unwrap();
         c1.end(k, 0, None, 4096, 0);
-        let k = c2.begin(&map, "iqn.i", field(0), &write).unwrap();
+        let k = c2
+            .begin(&map, "iqn.i", field(0), &write, Instant::now())
+            .unwrap();
         c2.end(k, 0, None, 0, 4096);
         let ua = sense::Sense::new(sense::key::UNIT_ATTENTION, sense::POWER_ON_RESET).encode(false);
-        let k = c2.begin(&map, "iqn.i", field(0), &read).unwrap();
+        let k = c2
+            .begin(&map, "iqn.i", field(0), &read, Instant::now())
+            .unwrap();
         c2.end(k, CHECK_CONDITION, Some(&ua), 0, 0);
-        let k = c2.begin(&map, "iqn.i", field(1), &sync).unwrap();
+        let k = c2
+            .begin(&map, "iqn.i", field(1), &sync, Instant::now())
+            .unwrap();
         c2.end(k, 0, None, 0, 0);
         // One still in flight on b.
-        let _open = c1.begin(&map, "iqn.i", field(1), &write).unwrap();
+        let _open = c1
+            .begin(&map, "iqn.i", field(1), &write, Instant::now())
+            .unwrap();
         // A LUN that names no LU is not counted per LUN.
-        assert!(c1.begin(&map, "iqn.i", field(7), &read).is_none());
+        assert!(c1
+            .begin(&map, "iqn.i", field(7), &read, Instant::now())
+            .is_none());
         c1.reject(reject::PROTOCOL_ERROR);
         c2.tmf(tmf::LOGICAL_UNIT_RESET, tmf_response::FUNCTION_COMPLETE);
         c2.tmf(tmf::ABORT_TASK, tmf_response::TASK_DOES_NOT_EXIST);
