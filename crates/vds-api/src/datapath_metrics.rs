@@ -131,7 +131,7 @@ pub fn render_luns(t: &Telemetry, names: &HashMap<Uuid, String>, out: &mut Strin
         out,
         "vds_lun_command_duration_seconds",
         "histogram",
-        "Time from the socket read that made a READ or WRITE whole (its last PDU) to its answer.",
+        "Time from the socket read that made a READ or WRITE whole (its last PDU) to the queueing of its answer.",
     );
     for (lab, l) in &luns {
         histogram(

@@ -244,7 +244,8 @@ pub struct LunTelemetry {
     pub errors_by_sense_key: [u64; 16],
     /// Commands handed to the LU and not yet answered.
     pub in_flight: u64,
-    /// From the socket read that made the command whole (its last PDU) to its answer.
+    /// From the socket read that made the command whole (its last PDU) to the end of the
+    /// transport's turn that queued its answer.
     pub read_latency: Histogram,
     pub write_latency: Histogram,
     /// SYNCHRONIZE CACHE: the backing store's flush.

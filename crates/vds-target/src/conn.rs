@@ -1132,7 +1132,7 @@ impl Ffp<'_> {
     /// Telemetry of a command answered with `outcome` (`counted`: since its hand-over to
     /// an LU; `None`: its LUN names none).
     fn count(
-        &self,
+        &mut self,
         counted: Option<Counted>,
         outcome: &vds_scsi::ScsiOutcome,
         read: usize,
@@ -1451,6 +1451,7 @@ async fn full_feature(
                     }
                 }
                 st.drain_events(&mut conn);
+                st.tele.settle();
                 continue;
             }
         }
@@ -1548,6 +1549,9 @@ async fn full_feature(
             }
         }
         st.drain_events(&mut conn);
+        // One clock reading times every command this turn answered (before the flush at the
+        // top of the loop sends the answers).
+        st.tele.settle();
     }
     // Accepted commands complete before the connection goes (no acknowledged write is lost).
     while st.executing > 0 {

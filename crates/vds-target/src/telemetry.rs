@@ -340,6 +340,7 @@ impl Registry {
             map: 0,
             by_field: Vec::new(),
             local: Vec::new(),
+            unsettled: Vec::new(),
         }
     }
 
@@ -455,6 +456,9 @@ pub(crate) struct ConnTelemetry {
     by_field: Vec<(u64, u32)>,
     /// This connection's blocks, the same list the scraper sees.
     local: Vec<Arc<LunCounters>>,
+    /// Commands answered whose time is not yet taken: [`ConnTelemetry::settle`] reads the
+    /// clock once for all of them.
+    unsettled: Vec<Began>,
 }
 
 impl ConnTelemetry {
@@ -509,10 +513,10 @@ impl ConnTelemetry {
     }
 
     /// The command `b` was answered with `status` and `sense`, having sent `read` Data-In
-    /// bytes and received `written` Data-Out bytes.
-    pub fn end(&self, b: Began, status: u8, sense: Option<&[u8]>, read: usize, written: usize) {
+    /// bytes and received `written` Data-Out bytes. Its time is taken by the next
+    /// [`ConnTelemetry::settle`].
+    pub fn end(&mut self, b: Began, status: u8, sense: Option<&[u8]>, read: usize, written: usize) {
         let c = &self.local[b.slot as usize];
-        let nanos = b.t0.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
         bump(&c.finished, 1);
         bump(&c.commands[b.op as usize], 1);
         if read != 0 {
@@ -521,14 +525,35 @@ impl ConnTelemetry {
         if written != 0 {
             bump(&c.bytes_written, written as u64);
         }
-        match b.op {
-            Op::Read => c.latency[0].observe(nanos),
-            Op::Write => c.latency[1].observe(nanos),
-            Op::Flush => c.latency[2].observe(nanos),
-            Op::Other => {}
-        }
         if status == CHECK_CONDITION {
             self.sense(sense, Some(c));
+        }
+        if b.op != Op::Other {
+            self.unsettled.push(b);
+        }
+    }
+
+    /// Times the commands answered since the last call with one clock reading. The transport
+    /// calls it once per turn of its loop, after the turn's answers were queued and before
+    /// they are written to the socket, so a command's time ends when its answer leaves, and
+    /// an initiator that has its answer finds it counted.
+    pub fn settle(&mut self) {
+        if self.unsettled.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        for b in self.unsettled.drain(..) {
+            let nanos = now
+                .saturating_duration_since(b.t0)
+                .as_nanos()
+                .min(u128::from(u64::MAX)) as u64;
+            let c = &self.local[b.slot as usize];
+            match b.op {
+                Op::Read => c.latency[0].observe(nanos),
+                Op::Write => c.latency[1].observe(nanos),
+                Op::Flush => c.latency[2].observe(nanos),
+                Op::Other => {}
+            }
         }
     }
 
@@ -572,6 +597,7 @@ impl ConnTelemetry {
 
 impl Drop for ConnTelemetry {
     fn drop(&mut self) {
+        self.settle();
         let mut conns = self.reg.conns.lock();
         conns.remove(&self.conn_id);
         self.reg.retired.lock().add(&self.shared, true);
@@ -706,6 +732,8 @@ mod tests {
         c2.tmf(tmf::LOGICAL_UNIT_RESET, tmf_response::FUNCTION_COMPLETE);
         c2.tmf(tmf::ABORT_TASK, tmf_response::TASK_DOES_NOT_EXIST);
         drop(c2);
+        // c1's answered read is timed by its settle (c2's by its drop).
+        c1.settle();
 
         let t = reg.snapshot(&v, &[], Vec::new());
         let la = t.luns.iter().find(|l| l.lun == a.id()).unwrap();
